@@ -1,0 +1,325 @@
+//! The framer and the encode/decode entry points.
+//!
+//! A frame is one line ending in CRLF, optionally followed by a payload whose
+//! length the line declares with a trailing ` {n}`:
+//!
+//! ```abnf
+//! frame          = line [payload]
+//! line           = content [payload-marker] CRLF     ; at most 1,024 bytes in all
+//! payload-marker = SP "{" number "}"
+//! payload        = *OCTET CRLF                       ; exactly number octets, then CRLF
+//! ```
+//!
+//! The [`Decoder`] finds the frame boundary first, under hard limits, and only then
+//! parses a complete frame. It is the only place that says "need more bytes".
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::{DecodeError, ErrorCode};
+use crate::limits::{LINE_MAX, Limits};
+use crate::parse::{parse_number, sniff_tag};
+
+/// A frame type that can be parsed from one complete frame.
+pub trait Decode: Sized {
+    /// Parses one frame, given its line (without payload marker and CRLF) and its
+    /// payload, if the line declared one.
+    fn decode_frame(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError>;
+}
+
+/// A frame type that can be written.
+pub trait Encode {
+    /// Appends the frame's bytes, CRLF and payload included, to `out`.
+    fn encode(&self, out: &mut BytesMut);
+
+    /// The frame's bytes in a new buffer.
+    fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(128);
+        self.encode(&mut out);
+        out.freeze()
+    }
+}
+
+/// Where the decoder is in the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Looking for the end of a line. `scanned` bytes are known to hold no LF.
+    Line { scanned: usize },
+    /// A line ending at `lf` declared a payload of `len` bytes that has not fully arrived.
+    Payload {
+        lf: usize,
+        content: usize,
+        len: usize,
+    },
+    /// A line was too long: dropping bytes up to and including the next LF.
+    DiscardLine,
+    /// A payload was refused: dropping this many more of its bytes, then its CRLF.
+    Skip { remaining: u64 },
+    /// Expecting the CRLF that ends a skipped payload.
+    SkipEnd,
+    /// A fatal error happened; the stream is unusable.
+    Failed,
+}
+
+/// An incremental frame decoder for one direction of a connection.
+///
+/// Feed it bytes in pieces of any size with [`push`](Decoder::push) (or read straight
+/// into [`buffer_mut`](Decoder::buffer_mut)), then drain it as an iterator: each item
+/// is a frame or a [`DecodeError`]. After a non-fatal error the decoder has already
+/// resynchronised and the next item is the next frame; after a fatal one it yields
+/// nothing more.
+///
+/// It never holds more than one line ([`LINE_MAX`]) or one line and its payload (at
+/// most the payload limit) beyond what was pushed since the last drain; a payload
+/// over the limit is refused from its header and skipped without being buffered.
+/// Payloads are handed out as [`Bytes`] slices of the receive buffer, not copied.
+#[derive(Debug)]
+pub struct Decoder<F> {
+    buf: BytesMut,
+    state: State,
+    max_payload: u64,
+    frame: PhantomData<fn() -> F>,
+}
+
+/// Decodes what a client sends: [`Request`](crate::Request)s.
+pub type RequestDecoder = Decoder<crate::Request>;
+/// Decodes what a server sends: [`ServerFrame`](crate::ServerFrame)s.
+pub type ServerFrameDecoder = Decoder<crate::ServerFrame>;
+
+impl<F: Decode> Decoder<F> {
+    /// A decoder that refuses payloads longer than `max_payload` bytes.
+    pub fn new(max_payload: u64) -> Self {
+        Decoder {
+            buf: BytesMut::with_capacity(8 * 1024),
+            state: State::Line { scanned: 0 },
+            max_payload,
+            frame: PhantomData,
+        }
+    }
+
+    /// A decoder for the limits a server advertises.
+    pub fn with_limits(limits: &Limits) -> Self {
+        Self::new(limits.payload)
+    }
+
+    /// Changes the payload limit, e.g. once the HELLO reply has told the client.
+    pub fn set_max_payload(&mut self, max_payload: u64) {
+        self.max_payload = max_payload;
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        match self.state {
+            // Bytes that are to be dropped anyway never need to be buffered.
+            State::Failed => {}
+            _ => self.buf.extend_from_slice(data),
+        }
+    }
+
+    /// The receive buffer, for reading from a socket straight into it. Append only.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// How many received bytes are buffered and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether a fatal error has made the stream unusable.
+    pub fn is_failed(&self) -> bool {
+        self.state == State::Failed
+    }
+
+    /// Decodes the next frame, if a whole one has arrived.
+    pub fn next_frame(&mut self) -> Option<Result<F, DecodeError>> {
+        loop {
+            match self.state {
+                State::Failed => return None,
+                State::DiscardLine => match memchr::memchr(b'\n', &self.buf) {
+                    Some(lf) => {
+                        self.buf.advance(lf + 1);
+                        self.state = State::Line { scanned: 0 };
+                    }
+                    None => {
+                        self.buf.clear();
+                        return None;
+                    }
+                },
+                State::Skip { remaining } => {
+                    let n = remaining.min(self.buf.len() as u64);
+                    // n <= buf.len(), so it fits in usize.
+                    self.buf.advance(n as usize);
+                    if n < remaining {
+                        self.state = State::Skip {
+                            remaining: remaining - n,
+                        };
+                        return None;
+                    }
+                    self.state = State::SkipEnd;
+                }
+                State::SkipEnd => {
+                    let end = self.buf.get(..2)?;
+                    if end != b"\r\n" {
+                        return Some(Err(self.fail()));
+                    }
+                    self.buf.advance(2);
+                    self.state = State::Line { scanned: 0 };
+                }
+                State::Payload { lf, content, len } => return self.payload_frame(lf, content, len),
+                State::Line { scanned } => {
+                    let window = self
+                        .buf
+                        .get(scanned..self.buf.len().min(LINE_MAX))
+                        .unwrap_or(&[]);
+                    let Some(at) = memchr::memchr(b'\n', window) else {
+                        if self.buf.len() >= LINE_MAX {
+                            let tag = sniff_tag(&self.buf[..LINE_MAX]);
+                            self.buf.advance(LINE_MAX);
+                            self.state = State::DiscardLine;
+                            return Some(Err(DecodeError::new(
+                                tag,
+                                ErrorCode::LineTooLong,
+                                format!("line longer than {LINE_MAX} bytes"),
+                            )));
+                        }
+                        self.state = State::Line {
+                            scanned: self.buf.len(),
+                        };
+                        return None;
+                    };
+                    let lf = scanned + at;
+                    self.state = State::Line { scanned: 0 };
+                    if lf == 0 || self.buf[lf - 1] != b'\r' {
+                        let tag = sniff_tag(&self.buf[..lf]);
+                        self.buf.advance(lf + 1);
+                        return Some(Err(DecodeError::new(
+                            tag,
+                            ErrorCode::BadLineEnd,
+                            "line ended in a bare LF",
+                        )));
+                    }
+                    let line_len = lf - 1;
+                    if line_len == 0 {
+                        // Empty lines are ignored, so a person typing into nc can press Enter.
+                        self.buf.advance(2);
+                        continue;
+                    }
+                    match split_marker(&self.buf[..line_len]) {
+                        Err(()) => {
+                            let tag = sniff_tag(&self.buf[..line_len]);
+                            self.buf.advance(lf + 1);
+                            return Some(Err(DecodeError::new(
+                                tag,
+                                ErrorCode::Syntax,
+                                "malformed payload marker",
+                            )));
+                        }
+                        Ok((content, None)) => {
+                            let frame = F::decode_frame(&self.buf[..content], None);
+                            self.buf.advance(lf + 1);
+                            return Some(frame);
+                        }
+                        Ok((content, Some(len))) if len > self.max_payload => {
+                            let tag = sniff_tag(&self.buf[..content]);
+                            self.buf.advance(lf + 1);
+                            self.state = State::Skip { remaining: len };
+                            return Some(Err(DecodeError::new(
+                                tag,
+                                ErrorCode::PayloadTooLarge,
+                                format!(
+                                    "payload of {len} bytes over the limit of {}",
+                                    self.max_payload
+                                ),
+                            )));
+                        }
+                        Ok((content, Some(len))) => {
+                            // len <= max_payload, which the caller chose to be addressable.
+                            let len = usize::try_from(len).unwrap_or(usize::MAX);
+                            return self.payload_frame(lf, content, len);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes a frame whose line ends at `lf` and declares `len` payload bytes.
+    fn payload_frame(
+        &mut self,
+        lf: usize,
+        content: usize,
+        len: usize,
+    ) -> Option<Result<F, DecodeError>> {
+        let start = lf + 1;
+        let total = start.saturating_add(len).saturating_add(2);
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            self.state = State::Payload { lf, content, len };
+            return None;
+        }
+        self.state = State::Line { scanned: 0 };
+        if &self.buf[total - 2..total] != b"\r\n" {
+            return Some(Err(self.fail()));
+        }
+        let frame = self.buf.split_to(total).freeze();
+        let payload = frame.slice(start..start + len);
+        Some(F::decode_frame(&frame[..content], Some(payload)))
+    }
+
+    fn fail(&mut self) -> DecodeError {
+        self.state = State::Failed;
+        self.buf = BytesMut::new();
+        DecodeError::new(
+            None,
+            ErrorCode::BadPayloadEnd,
+            "payload not followed by CRLF",
+        )
+    }
+}
+
+impl<F: Decode> Iterator for Decoder<F> {
+    type Item = Result<F, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_frame()
+    }
+}
+
+/// Splits a trailing ` {n}` off a line: returns the content length and the declared
+/// payload length. A line that ends in `}` but has no valid marker is an error.
+fn split_marker(line: &[u8]) -> Result<(usize, Option<u64>), ()> {
+    if line.last() != Some(&b'}') {
+        return Ok((line.len(), None));
+    }
+    let open = memchr::memrchr(b'{', line).ok_or(())?;
+    if open == 0 || line[open - 1] != b' ' {
+        return Err(());
+    }
+    let len = parse_number(&line[open + 1..line.len() - 1]).ok_or(())?;
+    Ok((open - 1, Some(len)))
+}
+
+/// Decodes exactly one complete frame from `bytes` (a convenience for tests and tools).
+///
+/// Fails with `SYNTAX` if `bytes` holds less or more than one frame.
+pub fn decode_one<F: Decode>(bytes: &[u8], max_payload: u64) -> Result<F, DecodeError> {
+    let mut d = Decoder::<F>::new(max_payload);
+    d.push(bytes);
+    let frame = d.next_frame().unwrap_or_else(|| {
+        Err(DecodeError::new(
+            None,
+            ErrorCode::Syntax,
+            "incomplete frame",
+        ))
+    })?;
+    if d.buffered() != 0 {
+        return Err(DecodeError::new(
+            None,
+            ErrorCode::Syntax,
+            "bytes after the frame",
+        ));
+    }
+    Ok(frame)
+}

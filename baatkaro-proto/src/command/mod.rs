@@ -1,0 +1,453 @@
+//! Client-to-server frames: a [`Request`] is a tag and a [`Command`].
+//!
+//! Each variant's doc gives its wire syntax; SPEC.md gives who may send it, the
+//! replies, errors and events.
+
+mod decode;
+mod encode;
+
+use bytes::Bytes;
+
+use crate::types::{
+    Conversation, FileId, FileName, GroupName, HistoryRange, IdemKey, JoinRule, Password, Sha256,
+    Software, Tag, Text, UserName, Versions,
+};
+
+/// One client frame: `tag SP command`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The client-chosen tag that every reply line to this request carries.
+    pub tag: Tag,
+    /// What the client asks for.
+    pub command: Command,
+}
+
+/// A client command. Payloads (`{n}` then n bytes and CRLF) are shown as `{n}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `HELLO versions [SP software]`: open the session.
+    Hello {
+        /// The versions the client speaks, in order of preference.
+        versions: Versions,
+        /// The client software, for the server's logs.
+        client: Option<Software>,
+    },
+    /// `REGISTER user-name {n}` + password: create an account and log in.
+    Register {
+        /// The new account's name.
+        user: UserName,
+        /// Its password.
+        password: Password,
+    },
+    /// `LOGIN user-name {n}` + password: log in.
+    Login {
+        /// The account.
+        user: UserName,
+        /// Its password.
+        password: Password,
+    },
+    /// `LOGOUT`: end the session; the server replies and closes.
+    Logout,
+    /// `PING`: keep-alive and round-trip check.
+    Ping,
+    /// `CREATE group-name [SP join-rule]`: create a group and become its owner.
+    Create {
+        /// The new group.
+        group: GroupName,
+        /// Its join rule; absent means `approval`.
+        rule: Option<JoinRule>,
+    },
+    /// `JOIN group-name [{n}]` + optional reason: ask to join.
+    Join {
+        /// The group.
+        group: GroupName,
+        /// Why, for the approvers.
+        reason: Option<Text>,
+    },
+    /// `REQUESTS group-name`: list pending join requests.
+    Requests {
+        /// The group.
+        group: GroupName,
+    },
+    /// `APPROVE group-name SP user-name`: admit a requester.
+    Approve {
+        /// The group.
+        group: GroupName,
+        /// The requester.
+        user: UserName,
+    },
+    /// `REJECT group-name SP user-name`: refuse a request.
+    Reject {
+        /// The group.
+        group: GroupName,
+        /// The requester.
+        user: UserName,
+    },
+    /// `INVITE group-name SP user-name`: invite a user.
+    Invite {
+        /// The group.
+        group: GroupName,
+        /// The invitee.
+        user: UserName,
+    },
+    /// `ACCEPT group-name`: accept an invite.
+    Accept {
+        /// The group.
+        group: GroupName,
+    },
+    /// `DECLINE group-name`: decline an invite.
+    Decline {
+        /// The group.
+        group: GroupName,
+    },
+    /// `LEAVE group-name`: leave a group, or withdraw a pending request.
+    Leave {
+        /// The group.
+        group: GroupName,
+    },
+    /// `KICK group-name SP user-name [SP "ban"]`: remove a member, optionally banning.
+    Kick {
+        /// The group.
+        group: GroupName,
+        /// The member to remove.
+        user: UserName,
+        /// Also ban them.
+        ban: bool,
+    },
+    /// `UNBAN group-name SP user-name`: lift a ban.
+    Unban {
+        /// The group.
+        group: GroupName,
+        /// The banned user.
+        user: UserName,
+    },
+    /// `PROMOTE group-name SP user-name`: make a member an admin.
+    Promote {
+        /// The group.
+        group: GroupName,
+        /// The member.
+        user: UserName,
+    },
+    /// `DEMOTE group-name SP user-name`: make an admin a plain member.
+    Demote {
+        /// The group.
+        group: GroupName,
+        /// The admin.
+        user: UserName,
+    },
+    /// `TRANSFER group-name SP user-name`: offer ownership to a member.
+    Transfer {
+        /// The group.
+        group: GroupName,
+        /// The member offered ownership.
+        user: UserName,
+    },
+    /// `TRANSFER-ACCEPT group-name`: accept an ownership offer.
+    TransferAccept {
+        /// The group.
+        group: GroupName,
+    },
+    /// `TRANSFER-CANCEL group-name`: withdraw an ownership offer.
+    TransferCancel {
+        /// The group.
+        group: GroupName,
+    },
+    /// `RULE group-name SP join-rule`: change the join rule.
+    Rule {
+        /// The group.
+        group: GroupName,
+        /// The new rule.
+        rule: JoinRule,
+    },
+    /// `DELETE group-name`: delete a group.
+    Delete {
+        /// The group.
+        group: GroupName,
+    },
+    /// `GROUPS`: list my groups, invites and requests.
+    Groups,
+    /// `MEMBERS group-name`: list members with roles and presence.
+    Members {
+        /// The group.
+        group: GroupName,
+    },
+    /// `ONLINE [group-name]`: list online users, everywhere or in one group.
+    Online {
+        /// Restrict to this group's members.
+        group: Option<GroupName>,
+    },
+    /// `SEND conv SP idem-key {n}` + text: send a message.
+    Send {
+        /// A group (`#name`) or a user (`@name`).
+        to: Conversation,
+        /// The idempotency key: a retry with the same key is not stored twice.
+        key: IdemKey,
+        /// The message.
+        text: Text,
+    },
+    /// `HISTORY conv SP history-range SP limit`: fetch stored events.
+    History {
+        /// The conversation.
+        conv: Conversation,
+        /// Which events.
+        range: HistoryRange,
+        /// At most this many (1 or more; the server caps it at its `page` limit).
+        limit: u32,
+    },
+    /// `FILE-OFFER conv SP size SP sha256 {n}` + file name: offer a file.
+    FileOffer {
+        /// Where to share it.
+        to: Conversation,
+        /// Its size in bytes.
+        size: u64,
+        /// The SHA-256 of its content.
+        sha256: Sha256,
+        /// Its display name.
+        name: FileName,
+    },
+    /// `FILE-CHUNK file-id SP offset {n}` + bytes: upload bytes at an offset.
+    FileChunk {
+        /// The file being uploaded.
+        file: FileId,
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes (may be empty).
+        data: Bytes,
+    },
+    /// `FILE-STATUS file-id`: which ranges the server holds (to resume).
+    FileStatus {
+        /// The file being uploaded.
+        file: FileId,
+    },
+    /// `FILE-COMMIT file-id`: verify the whole file and share it.
+    FileCommit {
+        /// The file being uploaded.
+        file: FileId,
+    },
+    /// `FILES conv`: list the files shared in a conversation.
+    Files {
+        /// The conversation.
+        conv: Conversation,
+    },
+    /// `FILE-GET file-id SP offset SP length`: download a range.
+    FileGet {
+        /// The file.
+        file: FileId,
+        /// First byte.
+        offset: u64,
+        /// How many bytes (0: to the end of the file).
+        length: u64,
+    },
+}
+
+/// The verbs of client commands, used where a reply names the command it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[non_exhaustive]
+pub enum Verb {
+    /// HELLO
+    Hello,
+    /// REGISTER
+    Register,
+    /// LOGIN
+    Login,
+    /// LOGOUT
+    Logout,
+    /// PING
+    Ping,
+    /// CREATE
+    Create,
+    /// JOIN
+    Join,
+    /// REQUESTS
+    Requests,
+    /// APPROVE
+    Approve,
+    /// REJECT
+    Reject,
+    /// INVITE
+    Invite,
+    /// ACCEPT
+    Accept,
+    /// DECLINE
+    Decline,
+    /// LEAVE
+    Leave,
+    /// KICK
+    Kick,
+    /// UNBAN
+    Unban,
+    /// PROMOTE
+    Promote,
+    /// DEMOTE
+    Demote,
+    /// TRANSFER
+    Transfer,
+    /// TRANSFER-ACCEPT
+    TransferAccept,
+    /// TRANSFER-CANCEL
+    TransferCancel,
+    /// RULE
+    Rule,
+    /// DELETE
+    Delete,
+    /// GROUPS
+    Groups,
+    /// MEMBERS
+    Members,
+    /// ONLINE
+    Online,
+    /// SEND
+    Send,
+    /// HISTORY
+    History,
+    /// FILE-OFFER
+    FileOffer,
+    /// FILE-CHUNK
+    FileChunk,
+    /// FILE-STATUS
+    FileStatus,
+    /// FILE-COMMIT
+    FileCommit,
+    /// FILES
+    Files,
+    /// FILE-GET
+    FileGet,
+}
+
+impl Verb {
+    /// Every verb.
+    pub const ALL: &'static [Verb] = &[
+        Verb::Hello,
+        Verb::Register,
+        Verb::Login,
+        Verb::Logout,
+        Verb::Ping,
+        Verb::Create,
+        Verb::Join,
+        Verb::Requests,
+        Verb::Approve,
+        Verb::Reject,
+        Verb::Invite,
+        Verb::Accept,
+        Verb::Decline,
+        Verb::Leave,
+        Verb::Kick,
+        Verb::Unban,
+        Verb::Promote,
+        Verb::Demote,
+        Verb::Transfer,
+        Verb::TransferAccept,
+        Verb::TransferCancel,
+        Verb::Rule,
+        Verb::Delete,
+        Verb::Groups,
+        Verb::Members,
+        Verb::Online,
+        Verb::Send,
+        Verb::History,
+        Verb::FileOffer,
+        Verb::FileChunk,
+        Verb::FileStatus,
+        Verb::FileCommit,
+        Verb::Files,
+        Verb::FileGet,
+    ];
+
+    /// The verb on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Hello => "HELLO",
+            Verb::Register => "REGISTER",
+            Verb::Login => "LOGIN",
+            Verb::Logout => "LOGOUT",
+            Verb::Ping => "PING",
+            Verb::Create => "CREATE",
+            Verb::Join => "JOIN",
+            Verb::Requests => "REQUESTS",
+            Verb::Approve => "APPROVE",
+            Verb::Reject => "REJECT",
+            Verb::Invite => "INVITE",
+            Verb::Accept => "ACCEPT",
+            Verb::Decline => "DECLINE",
+            Verb::Leave => "LEAVE",
+            Verb::Kick => "KICK",
+            Verb::Unban => "UNBAN",
+            Verb::Promote => "PROMOTE",
+            Verb::Demote => "DEMOTE",
+            Verb::Transfer => "TRANSFER",
+            Verb::TransferAccept => "TRANSFER-ACCEPT",
+            Verb::TransferCancel => "TRANSFER-CANCEL",
+            Verb::Rule => "RULE",
+            Verb::Delete => "DELETE",
+            Verb::Groups => "GROUPS",
+            Verb::Members => "MEMBERS",
+            Verb::Online => "ONLINE",
+            Verb::Send => "SEND",
+            Verb::History => "HISTORY",
+            Verb::FileOffer => "FILE-OFFER",
+            Verb::FileChunk => "FILE-CHUNK",
+            Verb::FileStatus => "FILE-STATUS",
+            Verb::FileCommit => "FILE-COMMIT",
+            Verb::Files => "FILES",
+            Verb::FileGet => "FILE-GET",
+        }
+    }
+
+    /// Parses a wire verb.
+    pub fn from_wire(bytes: &[u8]) -> Option<Verb> {
+        Verb::ALL
+            .iter()
+            .copied()
+            .find(|v| v.as_str().as_bytes() == bytes)
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Command {
+    /// The command's verb.
+    pub fn verb(&self) -> Verb {
+        match self {
+            Command::Hello { .. } => Verb::Hello,
+            Command::Register { .. } => Verb::Register,
+            Command::Login { .. } => Verb::Login,
+            Command::Logout => Verb::Logout,
+            Command::Ping => Verb::Ping,
+            Command::Create { .. } => Verb::Create,
+            Command::Join { .. } => Verb::Join,
+            Command::Requests { .. } => Verb::Requests,
+            Command::Approve { .. } => Verb::Approve,
+            Command::Reject { .. } => Verb::Reject,
+            Command::Invite { .. } => Verb::Invite,
+            Command::Accept { .. } => Verb::Accept,
+            Command::Decline { .. } => Verb::Decline,
+            Command::Leave { .. } => Verb::Leave,
+            Command::Kick { .. } => Verb::Kick,
+            Command::Unban { .. } => Verb::Unban,
+            Command::Promote { .. } => Verb::Promote,
+            Command::Demote { .. } => Verb::Demote,
+            Command::Transfer { .. } => Verb::Transfer,
+            Command::TransferAccept { .. } => Verb::TransferAccept,
+            Command::TransferCancel { .. } => Verb::TransferCancel,
+            Command::Rule { .. } => Verb::Rule,
+            Command::Delete { .. } => Verb::Delete,
+            Command::Groups => Verb::Groups,
+            Command::Members { .. } => Verb::Members,
+            Command::Online { .. } => Verb::Online,
+            Command::Send { .. } => Verb::Send,
+            Command::History { .. } => Verb::History,
+            Command::FileOffer { .. } => Verb::FileOffer,
+            Command::FileChunk { .. } => Verb::FileChunk,
+            Command::FileStatus { .. } => Verb::FileStatus,
+            Command::FileCommit { .. } => Verb::FileCommit,
+            Command::Files { .. } => Verb::Files,
+            Command::FileGet { .. } => Verb::FileGet,
+        }
+    }
+}

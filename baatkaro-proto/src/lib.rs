@@ -1,0 +1,48 @@
+//! The sans-IO core of BaatKaro, a group chat protocol: validated types, the wire
+//! codec, and (in later versions of this crate) the group and session state machines.
+//!
+//! Nothing here touches a socket or reads a clock: bytes come in through a
+//! [`Decoder`], frames go out through [`Encode`], and time, where a rule needs it, is
+//! a parameter. SPEC.md at the repository root is the normative description of
+//! the wire format; every ABNF rule there has a parser here with the rule in its doc.
+//!
+//! ```
+//! use baatkaro_proto::{Command, Encode, Request, RequestDecoder, Tag, Versions};
+//!
+//! let hello = Request {
+//!     tag: Tag::new("a1").unwrap(),
+//!     command: Command::Hello { versions: Versions::new(vec![1]).unwrap(), client: None },
+//! };
+//! let bytes = hello.to_bytes();
+//! assert_eq!(&bytes[..], b"a1 HELLO 1\r\n");
+//!
+//! let mut decoder = RequestDecoder::new(1024);
+//! decoder.push(&bytes[..5]); // any split works
+//! assert!(decoder.next_frame().is_none());
+//! decoder.push(&bytes[5..]);
+//! assert_eq!(decoder.next_frame().unwrap().unwrap(), hello);
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
+mod codec;
+mod command;
+mod error;
+mod event;
+pub mod fuzzing;
+mod limits;
+mod parse;
+mod reply;
+pub mod types;
+mod wire;
+
+pub use codec::{Decode, Decoder, Encode, RequestDecoder, ServerFrameDecoder, decode_one};
+pub use command::{Command, Request, Verb};
+pub use error::{DecodeError, ErrorCode, ForbiddenChar, ValidationError};
+pub use event::{Event, Failure, StoredEvent};
+pub use limits::{LINE_MAX, Limits, PAYLOAD_CEILING};
+pub use reply::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
+pub use types::*;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;

@@ -1,0 +1,91 @@
+//! Limits and quotas: the protocol's fixed limits, and the per-server ones a server
+//! advertises in its HELLO reply.
+
+/// The longest line, CRLF included, in either direction. Fixed by the protocol:
+/// every line's content is bounded by the grammar, so no server needs more.
+pub const LINE_MAX: usize = 1024;
+
+/// The largest payload limit a server may advertise (16 MiB).
+pub const PAYLOAD_CEILING: u64 = 16 * 1024 * 1024;
+
+macro_rules! limits {
+    ($( $(#[$doc:meta])* $field:ident = $key:literal, default = $default:expr; )*) => {
+        /// Every limit and quota a server enforces, advertised in the HELLO reply so that
+        /// a client never has to guess. Sizes are in bytes, times in seconds, and a value
+        /// of 0 means "no limit" only where the field says so.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+        pub struct Limits {
+            $( $(#[$doc])* pub $field: u64, )*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Limits { $( $field: $default, )* }
+            }
+        }
+
+        impl Limits {
+            /// The wire keys, in the order the HELLO reply lists them.
+            pub const KEYS: &'static [&'static str] = &[$($key),*];
+
+            /// The value for a wire key, or `None` for an unknown key.
+            pub fn get(&self, key: &[u8]) -> Option<u64> {
+                match key { $(k if k == $key.as_bytes() => Some(self.$field),)* _ => None }
+            }
+
+            /// Sets the value for a wire key; false for an unknown key.
+            pub fn set(&mut self, key: &[u8], value: u64) -> bool {
+                match key {
+                    $(k if k == $key.as_bytes() => { self.$field = value; true })*
+                    _ => false,
+                }
+            }
+
+            /// `(key, value)` for every limit, in wire order.
+            pub fn entries(&self) -> [(&'static str, u64); Self::KEYS.len()] {
+                [$(($key, self.$field)),*]
+            }
+        }
+    };
+}
+
+limits! {
+    /// Longest line in bytes, CRLF included (always [`LINE_MAX`] in this version).
+    line = "line", default = LINE_MAX as u64;
+    /// Longest payload in bytes; a longer declared payload is refused from its header.
+    payload = "payload", default = 1024 * 1024;
+    /// Longest message text in bytes.
+    message = "message", default = 16 * 1024;
+    /// Longest join-request reason in bytes.
+    reason = "reason", default = 1024;
+    /// Largest file in bytes.
+    file = "file", default = 4 * 1024 * 1024 * 1024;
+    /// Upload and download chunk size in bytes (at most `payload`).
+    chunk = "chunk", default = 256 * 1024;
+    /// Storage quota per user in bytes, counting each distinct file once.
+    quota = "quota", default = 16 * 1024 * 1024 * 1024;
+    /// Concurrent unfinished uploads per user.
+    uploads = "uploads", default = 4;
+    /// Groups a user may belong to (or have pending requests for).
+    groups = "groups", default = 256;
+    /// Members per group.
+    members = "members", default = 10_000;
+    /// Pending join requests per group.
+    pending = "pending", default = 1_000;
+    /// Sustained sends (SEND and FILE-OFFER) per second per user.
+    rate = "rate", default = 1_000;
+    /// Sends a user may make in a burst above `rate`.
+    burst = "burst", default = 10_000;
+    /// Events kept per conversation; older ones are dropped. 0: everything is kept.
+    history = "history", default = 0;
+    /// Most events one HISTORY request returns.
+    page = "page", default = 1_000;
+    /// Requests a client may have in flight (sent, not yet answered); the server stops
+    /// reading from a client past this.
+    inflight = "inflight", default = 1_024;
+    /// Seconds without a frame from the client before the server closes the connection.
+    idle = "idle", default = 300;
+    /// Seconds until a pending join request or invite expires.
+    expiry = "expiry", default = 7 * 24 * 3600;
+}

@@ -1,0 +1,233 @@
+//! Shared nom parsers for the tokens every frame is made of, and the parse error
+//! that carries the wire error code.
+//!
+//! Every function parses one ABNF rule of SPEC.md, named in its doc comment.
+//! Validation failures are `nom::Err::Failure`: once a field is recognised as
+//! invalid there is nothing to backtrack to, and the reply names the field's code.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use nom::bytes::complete::{tag as lit, take_till1, take_while1};
+use nom::error::{ErrorKind, ParseError};
+use nom::{IResult, Parser};
+
+use crate::error::{ErrorCode, ValidationError};
+use crate::types::{Conversation, FileId, GroupName, IdemKey, Sha256, Software, Tag, UserName};
+
+/// A parse failure: the error code for the reply and a human explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PError {
+    pub(crate) code: ErrorCode,
+    pub(crate) detail: Cow<'static, str>,
+}
+
+impl PError {
+    pub(crate) fn new(code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        PError {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn syntax(detail: &'static str) -> Self {
+        PError::new(ErrorCode::Syntax, detail)
+    }
+
+    fn invalid(code: ErrorCode, e: ValidationError) -> nom::Err<Self> {
+        nom::Err::Failure(PError::new(code, e.to_string()))
+    }
+}
+
+impl<I> ParseError<I> for PError {
+    fn from_error_kind(_: I, _: ErrorKind) -> Self {
+        PError::syntax("malformed arguments")
+    }
+
+    fn append(_: I, _: ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+impl From<nom::Err<PError>> for PError {
+    fn from(e: nom::Err<PError>) -> Self {
+        match e {
+            nom::Err::Error(e) | nom::Err::Failure(e) => e,
+            nom::Err::Incomplete(_) => PError::syntax("truncated arguments"),
+        }
+    }
+}
+
+/// The result of a parser over line bytes.
+pub(crate) type PResult<'a, O> = IResult<&'a [u8], O, PError>;
+
+/// Runs `parser` over the whole of `input`: trailing bytes are a syntax error.
+pub(crate) fn complete<'a, O>(
+    input: &'a [u8],
+    mut parser: impl Parser<&'a [u8], Output = O, Error = PError>,
+) -> Result<O, PError> {
+    match parser.parse(input) {
+        Ok(([], out)) => Ok(out),
+        Ok((_, _)) => Err(PError::syntax("unexpected extra arguments")),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
+        // Complete parsers never ask for more input; a line is always whole.
+        Err(nom::Err::Incomplete(_)) => Err(PError::syntax("truncated arguments")),
+    }
+}
+
+/// Wraps a rule so that it must be preceded by one space: `SP rule`.
+pub(crate) fn arg<'a, O>(
+    rule: impl Parser<&'a [u8], Output = O, Error = PError>,
+) -> impl Parser<&'a [u8], Output = O, Error = PError> {
+    nom::sequence::preceded(sp, rule)
+}
+
+/// `SP = %x20`
+pub(crate) fn sp(i: &[u8]) -> PResult<'_, ()> {
+    lit(&b" "[..]).map(|_| ()).parse(i)
+}
+
+/// `token = 1*(%x21-7E)`: everything up to the next space. The field's own rule
+/// then validates its alphabet, so a bad byte gets that field's error code.
+pub(crate) fn token(i: &[u8]) -> PResult<'_, &[u8]> {
+    take_till1(|b| b == b' ').parse(i)
+}
+
+/// Parses a token with a validating constructor, failing with `code`.
+fn validated<'a, T>(
+    i: &'a [u8],
+    code: ErrorCode,
+    build: impl FnOnce(&[u8]) -> Result<T, ValidationError>,
+) -> PResult<'a, T> {
+    let (rest, raw) = token(i)?;
+    build(raw)
+        .map(|v| (rest, v))
+        .map_err(|e| PError::invalid(code, e))
+}
+
+/// `number = "0" / %x31-39 *19DIGIT` — a decimal u64 without leading zeros.
+pub(crate) fn number(i: &[u8]) -> PResult<'_, u64> {
+    let (rest, digits) = take_while1(|b: u8| b.is_ascii_digit()).parse(i)?;
+    parse_number(digits).map(|n| (rest, n)).ok_or_else(|| {
+        nom::Err::Failure(PError::syntax("number out of range or with a leading zero"))
+    })
+}
+
+/// Parses canonical decimal digits (no sign, no leading zero) into a u64.
+pub(crate) fn parse_number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || (digits.len() > 1 && digits.first() == Some(&b'0')) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// A `number` that must fit in a u32 and be at least `min`.
+pub(crate) fn number_u32(min: u32) -> impl Fn(&[u8]) -> PResult<'_, u32> {
+    move |i| {
+        let (rest, n) = number(i)?;
+        match u32::try_from(n) {
+            Ok(v) if v >= min => Ok((rest, v)),
+            _ => Err(nom::Err::Failure(PError::syntax("number out of range"))),
+        }
+    }
+}
+
+/// `tag = 1*32(ALPHA / DIGIT / "_" / "." / "-")`
+pub(crate) fn tag(i: &[u8]) -> PResult<'_, Tag> {
+    validated(i, ErrorCode::BadTag, Tag::from_bytes)
+}
+
+/// `user-name = name`
+pub(crate) fn user_name(i: &[u8]) -> PResult<'_, UserName> {
+    validated(i, ErrorCode::BadName, UserName::from_bytes)
+}
+
+/// `group-name = name`
+pub(crate) fn group_name(i: &[u8]) -> PResult<'_, GroupName> {
+    validated(i, ErrorCode::BadName, GroupName::from_bytes)
+}
+
+/// `conv = "#" group-name / "@" user-name`
+pub(crate) fn conv(i: &[u8]) -> PResult<'_, Conversation> {
+    match i.first() {
+        Some(b'#') => group_name(&i[1..]).map(|(r, g)| (r, Conversation::Group(g))),
+        Some(b'@') => user_name(&i[1..]).map(|(r, u)| (r, Conversation::Direct(u))),
+        _ => Err(nom::Err::Failure(PError::syntax(
+            "expected a conversation: #group or @user",
+        ))),
+    }
+}
+
+/// `group-conv = "#" group-name` — a conversation that must be a group's.
+pub(crate) fn group_conv(i: &[u8]) -> PResult<'_, GroupName> {
+    match conv(i)? {
+        (rest, Conversation::Group(g)) => Ok((rest, g)),
+        (_, Conversation::Direct(_)) => Err(nom::Err::Failure(PError::syntax(
+            "expected a group conversation: #group",
+        ))),
+    }
+}
+
+/// `idem-key = 1*64(ALPHA / DIGIT / "_" / "." / "-" / ":")`
+pub(crate) fn idem_key(i: &[u8]) -> PResult<'_, IdemKey> {
+    validated(i, ErrorCode::Syntax, IdemKey::from_bytes)
+}
+
+/// `file-id = 1*64(ALPHA / DIGIT / "_" / "-")`
+pub(crate) fn file_id(i: &[u8]) -> PResult<'_, FileId> {
+    validated(i, ErrorCode::Syntax, FileId::from_bytes)
+}
+
+/// `software = 1*64(ALPHA / DIGIT / "_" / "." / "-" / "/" / "+")`
+pub(crate) fn software(i: &[u8]) -> PResult<'_, Software> {
+    validated(i, ErrorCode::Syntax, Software::from_bytes)
+}
+
+/// `sha256 = 64(DIGIT / %x61-66)`
+pub(crate) fn sha256(i: &[u8]) -> PResult<'_, Sha256> {
+    validated(i, ErrorCode::Syntax, Sha256::from_hex)
+}
+
+/// Parses one keyword of a keyword enum (`join-rule`, `role`, …).
+pub(crate) fn keyword<T>(from_wire: fn(&[u8]) -> Option<T>) -> impl Fn(&[u8]) -> PResult<'_, T> {
+    move |i| {
+        let (rest, raw) = token(i)?;
+        match from_wire(raw) {
+            Some(v) => Ok((rest, v)),
+            None => Err(nom::Err::Failure(PError::syntax("unknown keyword"))),
+        }
+    }
+}
+
+/// The payload a command requires.
+pub(crate) fn required(payload: Option<Bytes>) -> Result<Bytes, PError> {
+    payload.ok_or_else(|| PError::syntax("this command needs a payload {n}"))
+}
+
+/// Fails if a command that takes no payload got one.
+pub(crate) fn none(payload: &Option<Bytes>) -> Result<(), PError> {
+    match payload {
+        Some(_) => Err(PError::syntax("this command takes no payload")),
+        None => Ok(()),
+    }
+}
+
+/// Validates a payload with a constructor, failing with `code`.
+pub(crate) fn payload_as<T>(
+    payload: Bytes,
+    code: ErrorCode,
+    build: fn(Bytes) -> Result<T, ValidationError>,
+) -> Result<T, PError> {
+    build(payload).map_err(|e| PError::new(code, e.to_string()))
+}
+
+/// Reads the tag at the start of a line, if it has a valid one (for error replies).
+pub(crate) fn sniff_tag(line: &[u8]) -> Option<Tag> {
+    let end = memchr::memchr(b' ', line).unwrap_or(line.len());
+    Tag::from_bytes(line.get(..end)?).ok()
+}

@@ -1,0 +1,14 @@
+//! Validated value types. Each can only be built valid, so a frame built from them
+//! always encodes to something the decoder accepts.
+
+pub(crate) mod atom;
+mod keyword;
+mod misc;
+mod name;
+mod text;
+
+pub(crate) use keyword::keyword_enum;
+pub use keyword::{InviteOutcome, JoinOutcome, JoinRule, Membership, Presence, Role};
+pub use misc::{Conversation, Features, HistoryRange, Millis, OfferStatus, Seq, Sha256, Versions};
+pub use name::{Feature, FileId, GroupName, IdemKey, Software, Tag, UserName};
+pub use text::{FileName, Note, Password, TEXT_MAX, Text};

@@ -1,0 +1,259 @@
+//! Free-form values: message text, file names, passwords (all carried in
+//! payloads) and the short human-readable notes on error lines.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::ValidationError;
+use crate::error::ForbiddenChar;
+
+/// The longest [`Text`] the protocol allows, whatever a server advertises.
+pub const TEXT_MAX: usize = 65_536;
+
+/// Checks UTF-8 text for the characters that must never reach a terminal or a log
+/// line: every control character (C0, DEL, C1) except TAB. CR, LF and NUL are
+/// among them, so text can never break a line or a C string.
+fn check_text<'a>(
+    what: &'static str,
+    bytes: &'a [u8],
+    max: usize,
+) -> Result<&'a str, ValidationError> {
+    if bytes.is_empty() {
+        return Err(ValidationError::Empty { what });
+    }
+    if bytes.len() > max {
+        return Err(ValidationError::TooLong { what, max });
+    }
+    let s = std::str::from_utf8(bytes).map_err(|_| ValidationError::NotUtf8 { what })?;
+    // ASCII fast path: most chat text is ASCII, and a byte scan beats a char walk.
+    let bad_ascii = bytes
+        .iter()
+        .find(|&&b| (b < 0x20 && b != b'\t') || b == 0x7f);
+    if let Some(&b) = bad_ascii {
+        return Err(ValidationError::Forbidden {
+            what,
+            found: ForbiddenChar(u32::from(b)),
+        });
+    }
+    if !s.is_ascii() {
+        if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(ValidationError::Forbidden {
+                what,
+                found: ForbiddenChar(u32::from(c)),
+            });
+        }
+    }
+    Ok(s)
+}
+
+/// Message text: 1–65,536 bytes of UTF-8 without control characters (TAB excepted).
+///
+/// Travels as a payload, so it may hold any printable character, spaces included.
+/// It is a cheap-to-clone view into the received bytes: decoding copies nothing.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// The maximum length in bytes.
+    pub const MAX_LEN: usize = TEXT_MAX;
+
+    /// Validates bytes (typically a payload) as text without copying them.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+        check_text("text", &bytes, TEXT_MAX)?;
+        Ok(Text(bytes))
+    }
+
+    /// Validates and copies a string.
+    pub fn new(s: &str) -> Result<Self, ValidationError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Validated UTF-8 on construction, so the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The UTF-8 bytes, exactly as on the wire.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: text is never empty. Present for API symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A file's display name: text (as [`Text`]) of at most 255 bytes, with no path
+/// separator (`/`, `\`) and not `.` or `..`.
+///
+/// It is a label only: a server never builds a path from it, and a client that saves
+/// a download under it cannot be steered out of the directory it chose.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileName(Bytes);
+
+impl FileName {
+    /// The maximum length in bytes.
+    pub const MAX_LEN: usize = 255;
+
+    /// Validates bytes (typically a payload) as a file name without copying them.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+        let what = "file name";
+        check_text(what, &bytes, Self::MAX_LEN)?;
+        if let Some(&b) = bytes.iter().find(|&&b| b == b'/' || b == b'\\') {
+            return Err(ValidationError::Forbidden {
+                what,
+                found: ForbiddenChar(u32::from(b)),
+            });
+        }
+        if &bytes[..] == b"." || &bytes[..] == b".." {
+            return Err(ValidationError::Reserved { what });
+        }
+        Ok(FileName(bytes))
+    }
+
+    /// Validates and copies a string.
+    pub fn new(s: &str) -> Result<Self, ValidationError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Validated UTF-8 on construction.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The UTF-8 bytes, exactly as on the wire.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileName({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A password: 1–1,024 arbitrary bytes. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Bytes);
+
+impl Password {
+    /// The maximum length in bytes.
+    pub const MAX_LEN: usize = 1024;
+
+    /// Validates the length of a password.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+        let what = "password";
+        if bytes.is_empty() {
+            return Err(ValidationError::Empty { what });
+        }
+        if bytes.len() > Self::MAX_LEN {
+            return Err(ValidationError::TooLong {
+                what,
+                max: Self::MAX_LEN,
+            });
+        }
+        Ok(Password(bytes))
+    }
+
+    /// Builds a password from a string.
+    pub fn new(s: &str) -> Result<Self, ValidationError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A short human-readable note on an error line: 1–256 bytes of printable ASCII
+/// and spaces, without `{` and `}` (so it can never look like a payload marker).
+///
+/// ```abnf
+/// note = 1*256(%x20-7A / "|" / "~")
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Note(String);
+
+impl Note {
+    /// The maximum length in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates a note.
+    pub fn new(s: &str) -> Result<Self, ValidationError> {
+        super::atom::check_ascii("note", s.as_bytes(), Self::MAX_LEN, is_note_byte)?;
+        Ok(Note(s.to_owned()))
+    }
+
+    /// Builds a note from arbitrary text, replacing what a note cannot hold with `?`
+    /// and cutting it to length; `None` if nothing is left.
+    pub fn lossy(s: &str) -> Option<Self> {
+        let cleaned: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && is_note_byte(c as u8) {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(Self::MAX_LEN)
+            .collect();
+        Note::new(&cleaned).ok()
+    }
+
+    /// The note.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_note_byte(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) && b != b'{' && b != b'}'
+}
+
+impl fmt::Debug for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Note({:?})", self.0)
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
