@@ -25,6 +25,8 @@
 
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
+#[cfg(feature = "arbitrary")]
+mod arbitrary;
 mod codec;
 mod command;
 mod error;

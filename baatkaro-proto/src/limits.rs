@@ -88,4 +88,9 @@ limits! {
     idle = "idle", default = 300;
     /// Seconds until a pending join request or invite expires.
     expiry = "expiry", default = 7 * 24 * 3600;
+    /// Seconds an idempotency key is remembered after its send.
+    keys = "keys", default = 7 * 24 * 3600;
+    /// Bytes the server queues for a connection that is not reading before it drops
+    /// the connection as a slow consumer.
+    queue = "queue", default = 8 * 1024 * 1024;
 }

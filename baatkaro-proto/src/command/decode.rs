@@ -118,6 +118,7 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             group: group_only(args, &p)?,
         },
         Verb::Groups => bare(args, &p, Command::Groups)?,
+        Verb::Conversations => bare(args, &p, Command::Conversations)?,
         Verb::Members => Command::Members {
             group: group_only(args, &p)?,
         },

@@ -167,6 +167,9 @@ pub enum Command {
     },
     /// `GROUPS`: list my groups, invites and requests.
     Groups,
+    /// `CONVERSATIONS`: list every conversation I can read, with its newest sequence
+    /// number (to find what to catch up on).
+    Conversations,
     /// `MEMBERS group-name`: list members with roles and presence.
     Members {
         /// The group.
@@ -294,6 +297,8 @@ pub enum Verb {
     Delete,
     /// GROUPS
     Groups,
+    /// CONVERSATIONS
+    Conversations,
     /// MEMBERS
     Members,
     /// ONLINE
@@ -343,6 +348,7 @@ impl Verb {
         Verb::Rule,
         Verb::Delete,
         Verb::Groups,
+        Verb::Conversations,
         Verb::Members,
         Verb::Online,
         Verb::Send,
@@ -382,6 +388,7 @@ impl Verb {
             Verb::Rule => "RULE",
             Verb::Delete => "DELETE",
             Verb::Groups => "GROUPS",
+            Verb::Conversations => "CONVERSATIONS",
             Verb::Members => "MEMBERS",
             Verb::Online => "ONLINE",
             Verb::Send => "SEND",
@@ -438,6 +445,7 @@ impl Command {
             Command::Rule { .. } => Verb::Rule,
             Command::Delete { .. } => Verb::Delete,
             Command::Groups => Verb::Groups,
+            Command::Conversations => Verb::Conversations,
             Command::Members { .. } => Verb::Members,
             Command::Online { .. } => Verb::Online,
             Command::Send { .. } => Verb::Send,

@@ -262,6 +262,12 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
                 latest,
             })
         }
+        // conv-item = "CONV" SP conv SP seq
+        b"CONV" => {
+            none(&p)?;
+            let (conv, latest) = complete(args, (arg(conv), arg(number)))?;
+            Ok(Item::Conversation { conv, latest })
+        }
         // member-item = "MEMBER" SP group-name SP user-name SP role SP presence
         b"MEMBER" => {
             none(&p)?;

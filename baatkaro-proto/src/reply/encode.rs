@@ -164,6 +164,9 @@ fn put_item(out: &mut BytesMut, item: &Item) {
                 .num(*latest)
                 .end();
         }
+        Item::Conversation { conv, latest } => {
+            out.word(b"CONV").conv(conv).num(*latest).end();
+        }
         Item::Member {
             group,
             user,

@@ -54,6 +54,8 @@ keyword_enum!(
         Requests = "REQUESTS",
         /// GROUPS: `GROUP` items.
         Groups = "GROUPS",
+        /// CONVERSATIONS: `CONV` items.
+        Conversations = "CONVERSATIONS",
         /// MEMBERS: `MEMBER` items.
         Members = "MEMBERS",
         /// ONLINE: `ONLINE` items.
@@ -245,6 +247,13 @@ pub enum Item {
         /// How many members it has.
         members: u64,
         /// Its newest sequence number (0 when I may not read it yet).
+        latest: Seq,
+    },
+    /// `CONV conv latest`: a conversation I can read and its newest sequence number.
+    Conversation {
+        /// The conversation.
+        conv: Conversation,
+        /// Its newest sequence number.
         latest: Seq,
     },
     /// `MEMBER group-name user-name role presence`
