@@ -29,9 +29,7 @@ impl Encode for Request {
                 out.word(user.as_bytes())
                     .end_with_payload(password.expose());
             }
-            Command::Logout | Command::Ping | Command::Groups | Command::Conversations => {
-                out.end()
-            }
+            Command::Logout | Command::Ping | Command::Groups | Command::Conversations => out.end(),
             Command::Create { group, rule } => {
                 out.word(group.as_bytes());
                 if let Some(rule) = rule {

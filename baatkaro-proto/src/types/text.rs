@@ -36,13 +36,16 @@ fn check_text<'a>(
             found: ForbiddenChar(u32::from(b)),
         });
     }
-    if !s.is_ascii() {
-        if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\t') {
-            return Err(ValidationError::Forbidden {
-                what,
-                found: ForbiddenChar(u32::from(c)),
-            });
-        }
+    let bad_char = if s.is_ascii() {
+        None
+    } else {
+        s.chars().find(|c| c.is_control() && *c != '\t')
+    };
+    if let Some(c) = bad_char {
+        return Err(ValidationError::Forbidden {
+            what,
+            found: ForbiddenChar(u32::from(c)),
+        });
     }
     Ok(s)
 }
