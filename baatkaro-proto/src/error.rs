@@ -248,11 +248,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub(crate) fn new(tag: Option<Tag>, code: ErrorCode, detail: impl Into<String>) -> Self {
-        DecodeError {
-            tag,
-            code,
-            detail: detail.into(),
-        }
+        DecodeError { tag, code, detail: detail.into() }
     }
 
     /// Whether the stream is unusable after this error (the connection must close).

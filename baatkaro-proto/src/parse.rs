@@ -24,10 +24,7 @@ pub(crate) struct PError {
 
 impl PError {
     pub(crate) fn new(code: ErrorCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        PError {
-            code,
-            detail: detail.into(),
-        }
+        PError { code, detail: detail.into() }
     }
 
     pub(crate) fn syntax(detail: &'static str) -> Self {
@@ -100,9 +97,7 @@ fn validated<'a, T>(
     build: impl FnOnce(&[u8]) -> Result<T, ValidationError>,
 ) -> PResult<'a, T> {
     let (rest, raw) = token(i)?;
-    build(raw)
-        .map(|v| (rest, v))
-        .map_err(|e| PError::invalid(code, e))
+    build(raw).map(|v| (rest, v)).map_err(|e| PError::invalid(code, e))
 }
 
 /// `number = "0" / %x31-39 *19DIGIT` — a decimal u64 without leading zeros.
@@ -157,9 +152,7 @@ pub(crate) fn conv(i: &[u8]) -> PResult<'_, Conversation> {
     match i.first() {
         Some(b'#') => group_name(&i[1..]).map(|(r, g)| (r, Conversation::Group(g))),
         Some(b'@') => user_name(&i[1..]).map(|(r, u)| (r, Conversation::Direct(u))),
-        _ => Err(nom::Err::Failure(PError::syntax(
-            "expected a conversation: #group or @user",
-        ))),
+        _ => Err(nom::Err::Failure(PError::syntax("expected a conversation: #group or @user"))),
     }
 }
 
@@ -167,9 +160,9 @@ pub(crate) fn conv(i: &[u8]) -> PResult<'_, Conversation> {
 pub(crate) fn group_conv(i: &[u8]) -> PResult<'_, GroupName> {
     match conv(i)? {
         (rest, Conversation::Group(g)) => Ok((rest, g)),
-        (_, Conversation::Direct(_)) => Err(nom::Err::Failure(PError::syntax(
-            "expected a group conversation: #group",
-        ))),
+        (_, Conversation::Direct(_)) => {
+            Err(nom::Err::Failure(PError::syntax("expected a group conversation: #group")))
+        }
     }
 }
 

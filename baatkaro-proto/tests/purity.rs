@@ -52,10 +52,7 @@ fn proto_pulls_in_no_async_runtime_or_network_crate() {
         .filter_map(|l| l.split(['.', ' ', '=']).next())
         .filter(|n| !n.is_empty() && !n.starts_with('#'))
         .collect();
-    assert!(
-        normal.contains(&"nom") && normal.contains(&"bytes"),
-        "parsed {normal:?}"
-    );
+    assert!(normal.contains(&"nom") && normal.contains(&"bytes"), "parsed {normal:?}");
     let mut seen = BTreeSet::new();
     let mut todo: Vec<String> = normal.iter().map(|s| s.to_string()).collect();
     while let Some(name) = todo.pop() {
@@ -63,18 +60,7 @@ fn proto_pulls_in_no_async_runtime_or_network_crate() {
             todo.extend(graph.get(&name).cloned().unwrap_or_default());
         }
     }
-    for banned in [
-        "tokio",
-        "mio",
-        "async-std",
-        "smol",
-        "futures",
-        "socket2",
-        "libc",
-    ] {
-        assert!(
-            !seen.contains(banned),
-            "baatkaro-proto depends on {banned}: {seen:?}"
-        );
+    for banned in ["tokio", "mio", "async-std", "smol", "futures", "socket2", "libc"] {
+        assert!(!seen.contains(banned), "baatkaro-proto depends on {banned}: {seen:?}");
     }
 }

@@ -31,11 +31,8 @@ fn transcripts() -> Vec<Transcript> {
                     }
                 }
                 None => {
-                    current = Some(Transcript {
-                        line: n + 1,
-                        client: Vec::new(),
-                        server: Vec::new(),
-                    })
+                    current =
+                        Some(Transcript { line: n + 1, client: Vec::new(), server: Vec::new() })
                 }
             }
             continue;
@@ -94,11 +91,7 @@ fn replay<F: Decode + Encode + std::fmt::Debug>(
 #[test]
 fn every_transcript_decodes_and_reencodes_exactly() {
     let all = transcripts();
-    assert!(
-        all.len() >= 20,
-        "expected the spec's transcripts, found {}",
-        all.len()
-    );
+    assert!(all.len() >= 20, "expected the spec's transcripts, found {}", all.len());
     let mut requests = Vec::new();
     let mut server = Vec::new();
     for t in &all {
@@ -106,10 +99,7 @@ fn every_transcript_decodes_and_reencodes_exactly() {
         for item in replay::<ServerFrame>(&t.server, t.line, "server") {
             match item {
                 Ok(f) => frames.push(f),
-                Err(e) => panic!(
-                    "SPEC.md transcript at line {}: server frame fails: {e}",
-                    t.line
-                ),
+                Err(e) => panic!("SPEC.md transcript at line {}: server frame fails: {e}", t.line),
             }
         }
         for item in replay::<Request>(&t.client, t.line, "client") {
@@ -176,19 +166,14 @@ fn every_transcript_decodes_and_reencodes_exactly() {
 
 /// Returns the table rows (cells trimmed, backticks removed) after `heading`.
 fn table_after(heading: &str) -> Vec<Vec<String>> {
-    let start = SPEC
-        .find(heading)
-        .unwrap_or_else(|| panic!("SPEC.md lacks {heading}"));
+    let start = SPEC.find(heading).unwrap_or_else(|| panic!("SPEC.md lacks {heading}"));
     SPEC[start..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .skip(2) // header and separator
         .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().trim_matches('`').to_owned())
-                .collect()
+            l.trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_owned()).collect()
         })
         .collect()
 }
@@ -198,10 +183,7 @@ fn error_table_matches_error_code() {
     let rows = table_after("## Appendix C. Error codes");
     let codes: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     let expected: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-    assert_eq!(
-        codes, expected,
-        "Appendix C and ErrorCode list different codes or orders"
-    );
+    assert_eq!(codes, expected, "Appendix C and ErrorCode list different codes or orders");
     for (row, code) in rows.iter().zip(ErrorCode::ALL) {
         let fatal = match row[1].as_str() {
             "closed" => true,
@@ -219,20 +201,11 @@ fn error_table_matches_error_code() {
 fn limits_table_matches_limits() {
     let rows = table_after("## Appendix B. Limits");
     let keys: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(
-        keys,
-        Limits::KEYS,
-        "Appendix B and Limits list different keys or orders"
-    );
+    assert_eq!(keys, Limits::KEYS, "Appendix B and Limits list different keys or orders");
     let defaults = Limits::default();
     for row in &rows {
         let value: u64 = row[1].parse().unwrap();
-        assert_eq!(
-            defaults.get(row[0].as_bytes()),
-            Some(value),
-            "default of {}",
-            row[0]
-        );
+        assert_eq!(defaults.get(row[0].as_bytes()), Some(value), "default of {}", row[0]);
     }
 }
 
@@ -241,15 +214,9 @@ fn collected_abnf_names_every_verb_and_limit() {
     let start = SPEC.find("## Appendix A. Collected ABNF").unwrap();
     let abnf = &SPEC[start..SPEC.find("## Appendix B").unwrap()];
     for verb in Verb::ALL {
-        assert!(
-            abnf.contains(&format!("\"{verb}\"")),
-            "Appendix A lacks the verb {verb}"
-        );
+        assert!(abnf.contains(&format!("\"{verb}\"")), "Appendix A lacks the verb {verb}");
     }
     for key in Limits::KEYS {
-        assert!(
-            abnf.contains(&format!("\"{key}\"")),
-            "Appendix A lacks the limit key {key}"
-        );
+        assert!(abnf.contains(&format!("\"{key}\"")), "Appendix A lacks the limit key {key}");
     }
 }

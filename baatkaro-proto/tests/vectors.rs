@@ -27,10 +27,7 @@ fn code_of(r: &Result<Request, DecodeError>) -> (Option<String>, ErrorCode) {
 }
 
 fn ping(tag: &str) -> Request {
-    Request {
-        tag: Tag::new(tag).unwrap(),
-        command: Command::Ping,
-    }
+    Request { tag: Tag::new(tag).unwrap(), command: Command::Ping }
 }
 
 /// (bytes, expected request): decoding gives the value and encoding gives the bytes.
@@ -40,41 +37,19 @@ fn table_of_valid_frames_decodes_and_encodes_both_ways() {
     let table: Vec<(&[u8], Command)> = vec![
         (b"t PING\r\n", Command::Ping),
         (b"t GROUPS\r\n", Command::Groups),
-        (
-            b"t CREATE rust\r\n",
-            Command::Create {
-                group: g(),
-                rule: None,
-            },
-        ),
+        (b"t CREATE rust\r\n", Command::Create { group: g(), rule: None }),
         (
             b"t CREATE rust invite\r\n",
-            Command::Create {
-                group: g(),
-                rule: Some(baatkaro_proto::JoinRule::Invite),
-            },
+            Command::Create { group: g(), rule: Some(baatkaro_proto::JoinRule::Invite) },
         ),
-        (
-            b"t JOIN rust\r\n",
-            Command::Join {
-                group: g(),
-                reason: None,
-            },
-        ),
+        (b"t JOIN rust\r\n", Command::Join { group: g(), reason: None }),
         (
             b"t JOIN rust {3}\r\nhi!\r\n",
-            Command::Join {
-                group: g(),
-                reason: Some(Text::new("hi!").unwrap()),
-            },
+            Command::Join { group: g(), reason: Some(Text::new("hi!").unwrap()) },
         ),
         (
             b"t KICK rust bob ban\r\n",
-            Command::Kick {
-                group: g(),
-                user: "bob".parse().unwrap(),
-                ban: true,
-            },
+            Command::Kick { group: g(), user: "bob".parse().unwrap(), ban: true },
         ),
         (
             b"t SEND @bob k:1 {6}\r\nna\xc3\xafve\r\n",
@@ -94,11 +69,7 @@ fn table_of_valid_frames_decodes_and_encodes_both_ways() {
         ),
         (
             b"t FILE-CHUNK f1 0 {0}\r\n\r\n",
-            Command::FileChunk {
-                file: "f1".parse().unwrap(),
-                offset: 0,
-                data: Bytes::new(),
-            },
+            Command::FileChunk { file: "f1".parse().unwrap(), offset: 0, data: Bytes::new() },
         ),
         (
             b"t FILE-CHUNK f1 7 {4}\r\n\r\n\x00\xff\r\n",
@@ -110,10 +81,7 @@ fn table_of_valid_frames_decodes_and_encodes_both_ways() {
         ),
     ];
     for (bytes, command) in table {
-        let expected = Request {
-            tag: Tag::new("t").unwrap(),
-            command,
-        };
+        let expected = Request { tag: Tag::new("t").unwrap(), command };
         let got = decode_all(bytes);
         assert_eq!(
             got,
@@ -126,10 +94,7 @@ fn table_of_valid_frames_decodes_and_encodes_both_ways() {
         for cut in 0..bytes.len() {
             let mut d = RequestDecoder::new(LIMIT);
             d.push(&bytes[..cut]);
-            assert!(
-                d.next_frame().is_none(),
-                "prefix of {cut} bytes of {bytes:?} yielded an item"
-            );
+            assert!(d.next_frame().is_none(), "prefix of {cut} bytes of {bytes:?} yielded an item");
         }
     }
 }
@@ -144,10 +109,7 @@ fn line_exactly_at_the_limit_is_parsed_and_one_over_is_too_long() {
     let mut stream = at_limit.clone();
     stream.extend_from_slice(b"t2 PING\r\n");
     let got = decode_all(&stream);
-    assert_eq!(
-        code_of(&got[0]),
-        (Some("t1".into()), ErrorCode::UnknownCommand)
-    );
+    assert_eq!(code_of(&got[0]), (Some("t1".into()), ErrorCode::UnknownCommand));
     assert_eq!(got[1], Ok(ping("t2")));
 
     // One byte over: LINE_TOO_LONG, reported with the tag, then back in step.
@@ -157,10 +119,7 @@ fn line_exactly_at_the_limit_is_parsed_and_one_over_is_too_long() {
     over.extend_from_slice(b"t4 PING\r\n");
     let got = decode_all(&over);
     assert_eq!(got.len(), 2);
-    assert_eq!(
-        code_of(&got[0]),
-        (Some("t3".into()), ErrorCode::LineTooLong)
-    );
+    assert_eq!(code_of(&got[0]), (Some("t3".into()), ErrorCode::LineTooLong));
     assert_eq!(got[1], Ok(ping("t4")));
 }
 
@@ -169,10 +128,7 @@ fn overlong_line_is_refused_as_soon_as_the_limit_is_reached() {
     let mut d = RequestDecoder::new(LIMIT);
     d.push(&vec![b'a'; LINE_MAX]);
     let err = d.next_frame().unwrap().unwrap_err();
-    assert_eq!(
-        (err.tag.map(|t| t.to_string()), err.code),
-        (None, ErrorCode::LineTooLong)
-    );
+    assert_eq!((err.tag.map(|t| t.to_string()), err.code), (None, ErrorCode::LineTooLong));
     // The rest of the line is dropped as it comes, never buffered.
     for _ in 0..100 {
         d.push(&[b'a'; 1000]);
@@ -194,18 +150,11 @@ fn oversized_payload_is_refused_from_its_header_and_skipped() {
 
     let mut d = RequestDecoder::new(LIMIT);
     d.push(b"big SEND #rust k {10000}\r\n");
-    assert_eq!(
-        d.next_frame().unwrap().unwrap_err().code,
-        ErrorCode::PayloadTooLarge
-    );
+    assert_eq!(d.next_frame().unwrap().unwrap_err().code, ErrorCode::PayloadTooLarge);
     for _ in 0..10 {
         d.push(&[b'z'; 1000]);
         assert!(d.next_frame().is_none());
-        assert_eq!(
-            d.buffered(),
-            0,
-            "skipped payload bytes are dropped, not buffered"
-        );
+        assert_eq!(d.buffered(), 0, "skipped payload bytes are dropped, not buffered");
     }
     d.push(b"\r\nt PING\r\n");
     assert_eq!(d.next_frame(), Some(Ok(ping("t"))));
@@ -218,12 +167,7 @@ fn payload_at_the_limit_is_accepted() {
     frame.extend_from_slice(b"\r\n");
     let got = decode_all(&frame);
     match &got[..] {
-        [
-            Ok(Request {
-                command: Command::FileChunk { data, .. },
-                ..
-            }),
-        ] => {
+        [Ok(Request { command: Command::FileChunk { data, .. }, .. })] => {
             assert_eq!(data.len(), LIMIT as usize)
         }
         other => panic!("{other:?}"),
@@ -239,22 +183,12 @@ fn empty_payload_is_a_valid_chunk_but_not_a_valid_text() {
 
 #[test]
 fn non_utf8_and_control_characters_in_text_are_bad_text() {
-    for payload in [
-        &b"\xff\xfe"[..],
-        b"a\x1b[31mred",
-        b"nul\x00",
-        b"\xc2\x9b",
-        b"cr\r",
-    ] {
+    for payload in [&b"\xff\xfe"[..], b"a\x1b[31mred", b"nul\x00", b"\xc2\x9b", b"cr\r"] {
         let mut frame = format!("t SEND #rust k {{{}}}\r\n", payload.len()).into_bytes();
         frame.extend_from_slice(payload);
         frame.extend_from_slice(b"\r\nu PING\r\n");
         let got = decode_all(&frame);
-        assert_eq!(
-            code_of(&got[0]),
-            (Some("t".into()), ErrorCode::BadText),
-            "{payload:?}"
-        );
+        assert_eq!(code_of(&got[0]), (Some("t".into()), ErrorCode::BadText), "{payload:?}");
         assert_eq!(got[1], Ok(ping("u")));
     }
 }
@@ -287,16 +221,8 @@ fn malformed_requests_get_the_right_code_and_tag() {
         (b"t JOIN rust \r\n", Some("t"), ErrorCode::Syntax),
         (b"t PING extra\r\n", Some("t"), ErrorCode::Syntax),
         (b"t KICK rust\r\n", Some("t"), ErrorCode::Syntax),
-        (
-            b"t HISTORY #rust after 007 5\r\n",
-            Some("t"),
-            ErrorCode::Syntax,
-        ),
-        (
-            b"t HISTORY #rust after 18446744073709551616 5\r\n",
-            Some("t"),
-            ErrorCode::Syntax,
-        ),
+        (b"t HISTORY #rust after 007 5\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t HISTORY #rust after 18446744073709551616 5\r\n", Some("t"), ErrorCode::Syntax),
         (b"t HISTORY #rust last 0\r\n", Some("t"), ErrorCode::Syntax),
         (b"t SEND rust k {2}\r\nhi\r\n", Some("t"), ErrorCode::Syntax),
         (b"t SEND #rust k\r\n", Some("t"), ErrorCode::Syntax),
@@ -304,11 +230,7 @@ fn malformed_requests_get_the_right_code_and_tag() {
         (b"t PING {02}\r\n", Some("t"), ErrorCode::Syntax),
         (b"t PING}\r\n", Some("t"), ErrorCode::Syntax),
         (b"t PI\rNG\r\n", Some("t"), ErrorCode::UnknownCommand),
-        (
-            b"t FILE-OFFER #rust 1 00 {4}\r\nx.md\r\n",
-            Some("t"),
-            ErrorCode::Syntax,
-        ),
+        (b"t FILE-OFFER #rust 1 00 {4}\r\nx.md\r\n", Some("t"), ErrorCode::Syntax),
     ];
     for (bytes, tag, code) in cases {
         let mut stream = bytes.to_vec();
@@ -321,12 +243,7 @@ fn malformed_requests_get_the_right_code_and_tag() {
             "{:?}",
             String::from_utf8_lossy(bytes)
         );
-        assert_eq!(
-            got[1],
-            Ok(ping("ok")),
-            "resync after {:?}",
-            String::from_utf8_lossy(bytes)
-        );
+        assert_eq!(got[1], Ok(ping("ok")), "resync after {:?}", String::from_utf8_lossy(bytes));
     }
 }
 
@@ -368,11 +285,7 @@ fn server_frames_reject_what_clients_must_not_trust() {
         d.push(bytes);
         d.push(b"* PRESENCE bob online\r\n");
         let first = d.next_frame().unwrap();
-        assert!(
-            first.is_err(),
-            "{:?} decoded as {first:?}",
-            String::from_utf8_lossy(bytes)
-        );
+        assert!(first.is_err(), "{:?} decoded as {first:?}", String::from_utf8_lossy(bytes));
         assert!(matches!(d.next_frame(), Some(Ok(ServerFrame::Event(_)))));
     }
 }

@@ -1,1 +1,67 @@
-//! x
+//! Benchmarks for BaatKaro. This library holds the frame fixtures the benches share;
+//! `benches/codec.rs` measures the codec (run `cargo bench -p baatkaro-benches`).
+
+use baatkaro_proto::{
+    Command, Conversation, Encode, Event, Request, ServerFrame, StoredEvent, Tag, Text,
+};
+use bytes::{Bytes, BytesMut};
+
+/// A message text of exactly `len` ASCII bytes.
+pub fn text_of(len: usize) -> Text {
+    let body: String =
+        "The quick brown fox jumps over the lazy dog. ".chars().cycle().take(len).collect();
+    // The cycled sentence is printable ASCII, so it is always valid text.
+    Text::new(&body).unwrap_or_else(|e| unreachable!("fixture text is valid: {e}"))
+}
+
+/// A client SEND to a group with a `len`-byte message.
+pub fn send_frame(len: usize, n: u64) -> Request {
+    Request {
+        tag: tag(&format!("s{n}")),
+        command: Command::Send {
+            to: Conversation::Group(name("general")),
+            key: format!("k-{n}").parse().unwrap_or_else(|e| unreachable!("{e}")),
+            text: text_of(len),
+        },
+    }
+}
+
+/// The MSG event a server fans out for a `len`-byte group message.
+pub fn msg_event(len: usize, seq: u64) -> ServerFrame {
+    ServerFrame::Event(Event::Stored(StoredEvent::Message {
+        conv: Conversation::Group(name("general")),
+        seq,
+        time: 1_764_072_000_000 + seq,
+        from: "alice".parse().unwrap_or_else(|e| unreachable!("{e}")),
+        text: text_of(len),
+    }))
+}
+
+/// A FILE-CHUNK upload of `len` bytes at `offset`.
+pub fn chunk_frame(len: usize, offset: u64) -> Request {
+    Request {
+        tag: tag("c"),
+        command: Command::FileChunk {
+            file: "f7Qx2".parse().unwrap_or_else(|e| unreachable!("{e}")),
+            offset,
+            data: Bytes::from(vec![0xa5; len]),
+        },
+    }
+}
+
+/// Encodes frames back to back into one buffer.
+pub fn stream<F: Encode>(frames: &[F]) -> Bytes {
+    let mut out = BytesMut::new();
+    for f in frames {
+        f.encode(&mut out);
+    }
+    out.freeze()
+}
+
+fn tag(s: &str) -> Tag {
+    Tag::new(s).unwrap_or_else(|e| unreachable!("fixture tag is valid: {e}"))
+}
+
+fn name(s: &str) -> baatkaro_proto::GroupName {
+    s.parse().unwrap_or_else(|e| unreachable!("fixture name is valid: {e}"))
+}

@@ -19,11 +19,7 @@ impl Decode for Request {
         let (rest, tag) = match tag(line) {
             Ok(ok) => ok,
             Err(_) => {
-                return Err(DecodeError::new(
-                    None,
-                    ErrorCode::BadTag,
-                    "missing or invalid tag",
-                ));
+                return Err(DecodeError::new(None, ErrorCode::BadTag, "missing or invalid tag"));
             }
         };
         command(rest, payload)
@@ -34,9 +30,8 @@ impl Decode for Request {
 
 /// `command = verb args` where `verb = 1*(ALPHA / "-")` selects the arguments' rule.
 fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
-    let (args, raw_verb) = arg(token)
-        .parse(i)
-        .map_err(|_| PError::new(ErrorCode::UnknownCommand, "missing verb"))?;
+    let (args, raw_verb) =
+        arg(token).parse(i).map_err(|_| PError::new(ErrorCode::UnknownCommand, "missing verb"))?;
     let verb = Verb::from_wire(raw_verb)
         .ok_or_else(|| PError::new(ErrorCode::UnknownCommand, "unknown command"))?;
     let p = payload;
@@ -48,17 +43,11 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
         }
         Verb::Register => {
             let user = complete(args, arg(user_name))?;
-            Command::Register {
-                user,
-                password: password(p)?,
-            }
+            Command::Register { user, password: password(p)? }
         }
         Verb::Login => {
             let user = complete(args, arg(user_name))?;
-            Command::Login {
-                user,
-                password: password(p)?,
-            }
+            Command::Login { user, password: password(p)? }
         }
         Verb::Logout => bare(args, &p, Command::Logout)?,
         Verb::Ping => bare(args, &p, Command::Ping)?,
@@ -69,64 +58,41 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
         }
         Verb::Join => {
             let group = complete(args, arg(group_name))?;
-            let reason = p
-                .map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes))
-                .transpose()?;
+            let reason =
+                p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
             Command::Join { group, reason }
         }
-        Verb::Requests => Command::Requests {
-            group: group_only(args, &p)?,
-        },
+        Verb::Requests => Command::Requests { group: group_only(args, &p)? },
         Verb::Approve => group_user(args, &p, |group, user| Command::Approve { group, user })?,
         Verb::Reject => group_user(args, &p, |group, user| Command::Reject { group, user })?,
         Verb::Invite => group_user(args, &p, |group, user| Command::Invite { group, user })?,
-        Verb::Accept => Command::Accept {
-            group: group_only(args, &p)?,
-        },
-        Verb::Decline => Command::Decline {
-            group: group_only(args, &p)?,
-        },
-        Verb::Leave => Command::Leave {
-            group: group_only(args, &p)?,
-        },
+        Verb::Accept => Command::Accept { group: group_only(args, &p)? },
+        Verb::Decline => Command::Decline { group: group_only(args, &p)? },
+        Verb::Leave => Command::Leave { group: group_only(args, &p)? },
         Verb::Kick => {
             none(&p)?;
             let (group, user, ban) =
                 complete(args, (arg(group_name), arg(user_name), opt(arg(ban_flag))))?;
-            Command::Kick {
-                group,
-                user,
-                ban: ban.is_some(),
-            }
+            Command::Kick { group, user, ban: ban.is_some() }
         }
         Verb::Unban => group_user(args, &p, |group, user| Command::Unban { group, user })?,
         Verb::Promote => group_user(args, &p, |group, user| Command::Promote { group, user })?,
         Verb::Demote => group_user(args, &p, |group, user| Command::Demote { group, user })?,
         Verb::Transfer => group_user(args, &p, |group, user| Command::Transfer { group, user })?,
-        Verb::TransferAccept => Command::TransferAccept {
-            group: group_only(args, &p)?,
-        },
-        Verb::TransferCancel => Command::TransferCancel {
-            group: group_only(args, &p)?,
-        },
+        Verb::TransferAccept => Command::TransferAccept { group: group_only(args, &p)? },
+        Verb::TransferCancel => Command::TransferCancel { group: group_only(args, &p)? },
         Verb::Rule => {
             none(&p)?;
             let (group, rule) = complete(args, (arg(group_name), arg(join_rule)))?;
             Command::Rule { group, rule }
         }
-        Verb::Delete => Command::Delete {
-            group: group_only(args, &p)?,
-        },
+        Verb::Delete => Command::Delete { group: group_only(args, &p)? },
         Verb::Groups => bare(args, &p, Command::Groups)?,
         Verb::Conversations => bare(args, &p, Command::Conversations)?,
-        Verb::Members => Command::Members {
-            group: group_only(args, &p)?,
-        },
+        Verb::Members => Command::Members { group: group_only(args, &p)? },
         Verb::Online => {
             none(&p)?;
-            Command::Online {
-                group: complete(args, opt(arg(group_name)))?,
-            }
+            Command::Online { group: complete(args, opt(arg(group_name)))? }
         }
         Verb::Send => {
             let (to, key) = complete(args, (arg(conv), arg(idem_key)))?;
@@ -142,47 +108,28 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
         Verb::FileOffer => {
             let (to, size, sha256) = complete(args, (arg(conv), arg(number), arg(sha256)))?;
             let name = payload_as(required(p)?, ErrorCode::BadFileName, FileName::from_bytes)?;
-            Command::FileOffer {
-                to,
-                size,
-                sha256,
-                name,
-            }
+            Command::FileOffer { to, size, sha256, name }
         }
         Verb::FileChunk => {
             let (file, offset) = complete(args, (arg(file_id), arg(number)))?;
-            Command::FileChunk {
-                file,
-                offset,
-                data: required(p)?,
-            }
+            Command::FileChunk { file, offset, data: required(p)? }
         }
         Verb::FileStatus => {
             none(&p)?;
-            Command::FileStatus {
-                file: complete(args, arg(file_id))?,
-            }
+            Command::FileStatus { file: complete(args, arg(file_id))? }
         }
         Verb::FileCommit => {
             none(&p)?;
-            Command::FileCommit {
-                file: complete(args, arg(file_id))?,
-            }
+            Command::FileCommit { file: complete(args, arg(file_id))? }
         }
         Verb::Files => {
             none(&p)?;
-            Command::Files {
-                conv: complete(args, arg(conv))?,
-            }
+            Command::Files { conv: complete(args, arg(conv))? }
         }
         Verb::FileGet => {
             none(&p)?;
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
-            Command::FileGet {
-                file,
-                offset,
-                length,
-            }
+            Command::FileGet { file, offset, length }
         }
     })
 }
@@ -246,8 +193,6 @@ fn history_range(i: &[u8]) -> PResult<'_, HistoryRange> {
     match word {
         b"after" => arg(number).map(HistoryRange::After).parse(rest),
         b"last" => Ok((rest, HistoryRange::Last)),
-        _ => Err(nom::Err::Failure(PError::syntax(
-            "expected 'after SEQ' or 'last'",
-        ))),
+        _ => Err(nom::Err::Failure(PError::syntax("expected 'after SEQ' or 'last'"))),
     }
 }

@@ -9,8 +9,7 @@ use crate::wire::Put;
 
 impl Encode for Request {
     fn encode(&self, out: &mut BytesMut) {
-        out.raw(self.tag.as_bytes())
-            .word(self.command.verb().as_str().as_bytes());
+        out.raw(self.tag.as_bytes()).word(self.command.verb().as_str().as_bytes());
         match &self.command {
             Command::Hello { versions, client } => {
                 out.raw(b" ");
@@ -26,8 +25,7 @@ impl Encode for Request {
                 out.end();
             }
             Command::Register { user, password } | Command::Login { user, password } => {
-                out.word(user.as_bytes())
-                    .end_with_payload(password.expose());
+                out.word(user.as_bytes()).end_with_payload(password.expose());
             }
             Command::Logout | Command::Ping | Command::Groups | Command::Conversations => out.end(),
             Command::Create { group, rule } => {
@@ -69,9 +67,7 @@ impl Encode for Request {
                 out.end();
             }
             Command::Rule { group, rule } => {
-                out.word(group.as_bytes())
-                    .word(rule.as_str().as_bytes())
-                    .end();
+                out.word(group.as_bytes()).word(rule.as_str().as_bytes()).end();
             }
             Command::Online { group } => {
                 if let Some(g) = group {
@@ -80,9 +76,7 @@ impl Encode for Request {
                 out.end();
             }
             Command::Send { to, key, text } => {
-                out.conv(to)
-                    .word(key.as_bytes())
-                    .end_with_payload(text.as_bytes());
+                out.conv(to).word(key.as_bytes()).end_with_payload(text.as_bytes());
             }
             Command::History { conv, range, limit } => {
                 out.conv(conv);
@@ -92,31 +86,17 @@ impl Encode for Request {
                 };
                 out.num(u64::from(*limit)).end();
             }
-            Command::FileOffer {
-                to,
-                size,
-                sha256,
-                name,
-            } => {
-                out.conv(to)
-                    .num(*size)
-                    .word(&sha256.to_hex())
-                    .end_with_payload(name.as_bytes());
+            Command::FileOffer { to, size, sha256, name } => {
+                out.conv(to).num(*size).word(&sha256.to_hex()).end_with_payload(name.as_bytes());
             }
             Command::FileChunk { file, offset, data } => {
-                out.word(file.as_bytes())
-                    .num(*offset)
-                    .end_with_payload(data);
+                out.word(file.as_bytes()).num(*offset).end_with_payload(data);
             }
             Command::FileStatus { file } | Command::FileCommit { file } => {
                 out.word(file.as_bytes()).end();
             }
             Command::Files { conv } => out.conv(conv).end(),
-            Command::FileGet {
-                file,
-                offset,
-                length,
-            } => {
+            Command::FileGet { file, offset, length } => {
                 out.word(file.as_bytes()).num(*offset).num(*length).end();
             }
         }

@@ -27,13 +27,7 @@ pub(crate) fn stored_event(
             let (conv, seq, time, from) =
                 complete(args, (arg(conv), arg(number), arg(number), arg(user_name)))?;
             let text = payload_as(required(p)?, ErrorCode::BadText, Text::from_bytes)?;
-            Ok(StoredEvent::Message {
-                conv,
-                seq,
-                time,
-                from,
-                text,
-            })
+            Ok(StoredEvent::Message { conv, seq, time, from, text })
         })(),
         // file-event = "FILE" SP conv SP seq SP millis SP user-name SP file-id SP size
         //              SP sha256 payload-marker
@@ -46,16 +40,7 @@ pub(crate) fn stored_event(
                 ),
             )?;
             let name = payload_as(required(p)?, ErrorCode::BadFileName, FileName::from_bytes)?;
-            Ok(StoredEvent::File {
-                conv,
-                seq,
-                time,
-                from,
-                file,
-                size,
-                sha256,
-                name,
-            })
+            Ok(StoredEvent::File { conv, seq, time, from, file, size, sha256, name })
         })(),
         // joined-event = "JOINED" SP group-conv SP seq SP millis SP user-name SP user-name
         b"JOINED" => two_users(args, &p, |group, seq, time, user, by| StoredEvent::Joined {
@@ -68,16 +53,9 @@ pub(crate) fn stored_event(
         // left-event = "LEFT" SP group-conv SP seq SP millis SP user-name
         b"LEFT" => (|| {
             none(&p)?;
-            let (group, seq, time, user) = complete(
-                args,
-                (arg(group_conv), arg(number), arg(number), arg(user_name)),
-            )?;
-            Ok(StoredEvent::Left {
-                group,
-                seq,
-                time,
-                user,
-            })
+            let (group, seq, time, user) =
+                complete(args, (arg(group_conv), arg(number), arg(number), arg(user_name)))?;
+            Ok(StoredEvent::Left { group, seq, time, user })
         })(),
         // kicked-event = "KICKED" SP group-conv SP seq SP millis SP user-name SP user-name
         b"KICKED" => two_users(args, &p, |group, seq, time, user, by| StoredEvent::Kicked {
@@ -109,34 +87,15 @@ pub(crate) fn stored_event(
                     arg(user_name),
                 ),
             )?;
-            Ok(StoredEvent::RoleChanged {
-                group,
-                seq,
-                time,
-                user,
-                role,
-                by,
-            })
+            Ok(StoredEvent::RoleChanged { group, seq, time, user, role, by })
         })(),
         // offered-event = "OFFERED" SP group-conv SP seq SP millis SP user-name SP user-name
         b"OFFERED" => two_users(args, &p, |group, seq, time, user, by| {
-            StoredEvent::OwnershipOffered {
-                group,
-                seq,
-                time,
-                user,
-                by,
-            }
+            StoredEvent::OwnershipOffered { group, seq, time, user, by }
         }),
         // owner-event = "OWNER" SP group-conv SP seq SP millis SP user-name SP user-name
         b"OWNER" => two_users(args, &p, |group, seq, time, user, previous| {
-            StoredEvent::OwnershipTransferred {
-                group,
-                seq,
-                time,
-                user,
-                previous,
-            }
+            StoredEvent::OwnershipTransferred { group, seq, time, user, previous }
         }),
         // rule-event = "RULE" SP group-conv SP seq SP millis SP join-rule SP user-name
         b"RULE" => (|| {
@@ -151,13 +110,7 @@ pub(crate) fn stored_event(
                     arg(user_name),
                 ),
             )?;
-            Ok(StoredEvent::RuleChanged {
-                group,
-                seq,
-                time,
-                rule,
-                by,
-            })
+            Ok(StoredEvent::RuleChanged { group, seq, time, rule, by })
         })(),
         _ => return None,
     };
@@ -180,13 +133,7 @@ fn two_users(
     none(p)?;
     let (group, seq, time, user, other) = complete(
         args,
-        (
-            arg(group_conv),
-            arg(number),
-            arg(number),
-            arg(user_name),
-            arg(user_name),
-        ),
+        (arg(group_conv), arg(number), arg(number), arg(user_name), arg(user_name)),
     )?;
     Ok(build(group, seq, time, user, other))
 }
@@ -204,15 +151,9 @@ pub(crate) fn event(i: &[u8], p: Option<Bytes>) -> Result<Event, PError> {
         b"REQUESTED" => {
             let (group, user, time) =
                 complete(args, (arg(group_name), arg(user_name), arg(number)))?;
-            let reason = p
-                .map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes))
-                .transpose()?;
-            Ok(Event::JoinRequested {
-                group,
-                user,
-                time,
-                reason,
-            })
+            let reason =
+                p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
+            Ok(Event::JoinRequested { group, user, time, reason })
         }
         // invited-event = "INVITED" SP group-name SP user-name SP millis
         b"INVITED" => {
@@ -263,14 +204,7 @@ pub(crate) fn failure(i: &[u8]) -> PResult<'_, Failure> {
         .ok_or_else(|| nom::Err::Failure(PError::syntax("unknown error code")))?;
     let (rest, retry_after) = opt(arg(retry)).parse(rest)?;
     let (rest, note) = opt(arg(note)).parse(rest)?;
-    Ok((
-        rest,
-        Failure {
-            code,
-            retry_after,
-            note,
-        },
-    ))
+    Ok((rest, Failure { code, retry_after, note }))
 }
 
 /// `"retry=" number`

@@ -222,11 +222,7 @@ pub struct Failure {
 impl Failure {
     /// A failure with the code's default text as its note.
     pub fn new(code: ErrorCode) -> Self {
-        Failure {
-            code,
-            retry_after: None,
-            note: Note::new(code.text()).ok(),
-        }
+        Failure { code, retry_after: None, note: Note::new(code.text()).ok() }
     }
 }
 

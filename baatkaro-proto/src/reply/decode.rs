@@ -73,36 +73,22 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
     Ok(match verb {
         b"HELLO" => hello(args)?,
         // register-ok = "REGISTER" SP user-name
-        b"REGISTER" => OkReply::Register {
-            user: complete(args, arg(user_name))?,
-        },
+        b"REGISTER" => OkReply::Register { user: complete(args, arg(user_name))? },
         // login-ok = "LOGIN" SP user-name
-        b"LOGIN" => OkReply::Login {
-            user: complete(args, arg(user_name))?,
-        },
+        b"LOGIN" => OkReply::Login { user: complete(args, arg(user_name))? },
         // join-ok = "JOIN" SP group-name SP join-outcome
         b"JOIN" => {
-            let (group, outcome) = complete(
-                args,
-                (arg(group_name), arg(keyword(JoinOutcome::from_wire))),
-            )?;
+            let (group, outcome) =
+                complete(args, (arg(group_name), arg(keyword(JoinOutcome::from_wire))))?;
             OkReply::Join { group, outcome }
         }
         // invite-ok = "INVITE" SP group-name SP user-name SP invite-outcome
         b"INVITE" => {
             let (group, user, outcome) = complete(
                 args,
-                (
-                    arg(group_name),
-                    arg(user_name),
-                    arg(keyword(InviteOutcome::from_wire)),
-                ),
+                (arg(group_name), arg(user_name), arg(keyword(InviteOutcome::from_wire))),
             )?;
-            OkReply::Invite {
-                group,
-                user,
-                outcome,
-            }
+            OkReply::Invite { group, user, outcome }
         }
         // send-ok = "SEND" SP conv SP seq SP millis
         b"SEND" => {
@@ -112,11 +98,7 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
         // history-ok = "HISTORY" SP conv SP seq SP seq
         b"HISTORY" => {
             let (conv, latest, oldest) = complete(args, (arg(conv), arg(number), arg(number)))?;
-            OkReply::History {
-                conv,
-                latest,
-                oldest,
-            }
+            OkReply::History { conv, latest, oldest }
         }
         // offer-ok = "FILE-OFFER" SP file-id SP offer-status
         b"FILE-OFFER" => {
@@ -131,11 +113,7 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
         // status-ok = "FILE-STATUS" SP file-id SP size SP number
         b"FILE-STATUS" => {
             let (file, size, received) = complete(args, (arg(file_id), arg(number), arg(number)))?;
-            OkReply::FileStatus {
-                file,
-                size,
-                received,
-            }
+            OkReply::FileStatus { file, size, received }
         }
         // commit-ok = "FILE-COMMIT" SP file-id SP conv SP seq
         b"FILE-COMMIT" => {
@@ -145,11 +123,7 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
         // get-ok = "FILE-GET" SP file-id SP number SP number
         b"FILE-GET" => {
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
-            OkReply::FileGet {
-                file,
-                offset,
-                length,
-            }
+            OkReply::FileGet { file, offset, length }
         }
         _ => return Err(PError::syntax("unknown reply")),
     })
@@ -196,16 +170,9 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
         limits.set(key, n);
     }
     if seen.count_ones() as usize != Limits::KEYS.len() {
-        return Err(PError::syntax(
-            "HELLO reply must list every limit exactly once",
-        ));
+        return Err(PError::syntax("HELLO reply must list every limit exactly once"));
     }
-    Ok(OkReply::Hello {
-        version,
-        server,
-        features,
-        limits,
-    })
+    Ok(OkReply::Hello { version, server, features, limits })
 }
 
 /// `offer-status = "need" / "done" SP seq`
@@ -214,9 +181,7 @@ fn offer_status(i: &[u8]) -> PResult<'_, OfferStatus> {
     match word {
         b"need" => Ok((rest, OfferStatus::Need)),
         b"done" => arg(number).map(OfferStatus::Done).parse(rest),
-        _ => Err(nom::Err::Failure(PError::syntax(
-            "expected 'need' or 'done SEQ'",
-        ))),
+        _ => Err(nom::Err::Failure(PError::syntax("expected 'need' or 'done SEQ'"))),
     }
 }
 
@@ -231,15 +196,9 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
         b"REQUEST" => {
             let (group, user, time) =
                 complete(args, (arg(group_name), arg(user_name), arg(number)))?;
-            let reason = p
-                .map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes))
-                .transpose()?;
-            Ok(Item::Request {
-                group,
-                user,
-                time,
-                reason,
-            })
+            let reason =
+                p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
+            Ok(Item::Request { group, user, time, reason })
         }
         // group-item = "GROUP" SP group-name SP membership SP join-rule SP count SP seq
         b"GROUP" => {
@@ -254,13 +213,7 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
                     arg(number),
                 ),
             )?;
-            Ok(Item::Group {
-                group,
-                membership,
-                rule,
-                members,
-                latest,
-            })
+            Ok(Item::Group { group, membership, rule, members, latest })
         }
         // conv-item = "CONV" SP conv SP seq
         b"CONV" => {
@@ -280,38 +233,23 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
                     arg(keyword(Presence::from_wire)),
                 ),
             )?;
-            Ok(Item::Member {
-                group,
-                user,
-                role,
-                presence,
-            })
+            Ok(Item::Member { group, user, role, presence })
         }
         // online-item = "ONLINE" SP user-name
         b"ONLINE" => {
             none(&p)?;
-            Ok(Item::Online {
-                user: complete(args, arg(user_name))?,
-            })
+            Ok(Item::Online { user: complete(args, arg(user_name))? })
         }
         // have-item = "HAVE" SP file-id SP number SP number
         b"HAVE" => {
             none(&p)?;
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
-            Ok(Item::Have {
-                file,
-                offset,
-                length,
-            })
+            Ok(Item::Have { file, offset, length })
         }
         // chunk-item = "CHUNK" SP file-id SP number payload-marker
         b"CHUNK" => {
             let (file, offset) = complete(args, (arg(file_id), arg(number)))?;
-            Ok(Item::Chunk {
-                file,
-                offset,
-                data: required(p)?,
-            })
+            Ok(Item::Chunk { file, offset, data: required(p)? })
         }
         _ => Err(PError::new(ErrorCode::UnknownCommand, "unknown reply item")),
     }

@@ -31,15 +31,8 @@ impl Encode for ServerFrame {
 
 fn put_ok(out: &mut BytesMut, reply: &OkReply) {
     match reply {
-        OkReply::Hello {
-            version,
-            server,
-            features,
-            limits,
-        } => {
-            out.word(b"HELLO")
-                .num(u64::from(*version))
-                .word(server.as_bytes());
+        OkReply::Hello { version, server, features, limits } => {
+            out.word(b"HELLO").num(u64::from(*version)).word(server.as_bytes());
             if !features.as_slice().is_empty() {
                 out.word(b"features=");
                 for (i, f) in features.as_slice().iter().enumerate() {
@@ -61,28 +54,16 @@ fn put_ok(out: &mut BytesMut, reply: &OkReply) {
             out.word(b"LOGIN").word(user.as_bytes());
         }
         OkReply::Join { group, outcome } => {
-            out.word(b"JOIN")
-                .word(group.as_bytes())
-                .word(outcome.as_str().as_bytes());
+            out.word(b"JOIN").word(group.as_bytes()).word(outcome.as_str().as_bytes());
         }
-        OkReply::Invite {
-            group,
-            user,
-            outcome,
-        } => {
-            out.word(b"INVITE")
-                .word(group.as_bytes())
-                .word(user.as_bytes());
+        OkReply::Invite { group, user, outcome } => {
+            out.word(b"INVITE").word(group.as_bytes()).word(user.as_bytes());
             out.word(outcome.as_str().as_bytes());
         }
         OkReply::Send { conv, seq, time } => {
             out.word(b"SEND").conv(conv).num(*seq).num(*time);
         }
-        OkReply::History {
-            conv,
-            latest,
-            oldest,
-        } => {
+        OkReply::History { conv, latest, oldest } => {
             out.word(b"HISTORY").conv(conv).num(*latest).num(*oldest);
         }
         OkReply::Listed { verb, count } => {
@@ -98,31 +79,14 @@ fn put_ok(out: &mut BytesMut, reply: &OkReply) {
         OkReply::FileChunk { file, received } => {
             out.word(b"FILE-CHUNK").word(file.as_bytes()).num(*received);
         }
-        OkReply::FileStatus {
-            file,
-            size,
-            received,
-        } => {
-            out.word(b"FILE-STATUS")
-                .word(file.as_bytes())
-                .num(*size)
-                .num(*received);
+        OkReply::FileStatus { file, size, received } => {
+            out.word(b"FILE-STATUS").word(file.as_bytes()).num(*size).num(*received);
         }
         OkReply::FileCommit { file, conv, seq } => {
-            out.word(b"FILE-COMMIT")
-                .word(file.as_bytes())
-                .conv(conv)
-                .num(*seq);
+            out.word(b"FILE-COMMIT").word(file.as_bytes()).conv(conv).num(*seq);
         }
-        OkReply::FileGet {
-            file,
-            offset,
-            length,
-        } => {
-            out.word(b"FILE-GET")
-                .word(file.as_bytes())
-                .num(*offset)
-                .num(*length);
+        OkReply::FileGet { file, offset, length } => {
+            out.word(b"FILE-GET").word(file.as_bytes()).num(*offset).num(*length);
         }
         OkReply::Done { verb } => {
             out.word(verb.as_str().as_bytes());
@@ -134,71 +98,32 @@ fn put_ok(out: &mut BytesMut, reply: &OkReply) {
 fn put_item(out: &mut BytesMut, item: &Item) {
     match item {
         Item::Stored(s) => put_stored(out, s),
-        Item::Request {
-            group,
-            user,
-            time,
-            reason,
-        } => {
-            out.word(b"REQUEST")
-                .word(group.as_bytes())
-                .word(user.as_bytes())
-                .num(*time);
+        Item::Request { group, user, time, reason } => {
+            out.word(b"REQUEST").word(group.as_bytes()).word(user.as_bytes()).num(*time);
             match reason {
                 Some(r) => out.end_with_payload(r.as_bytes()),
                 None => out.end(),
             }
         }
-        Item::Group {
-            group,
-            membership,
-            rule,
-            members,
-            latest,
-        } => {
-            out.word(b"GROUP")
-                .word(group.as_bytes())
-                .word(membership.as_str().as_bytes());
-            out.word(rule.as_str().as_bytes())
-                .num(*members)
-                .num(*latest)
-                .end();
+        Item::Group { group, membership, rule, members, latest } => {
+            out.word(b"GROUP").word(group.as_bytes()).word(membership.as_str().as_bytes());
+            out.word(rule.as_str().as_bytes()).num(*members).num(*latest).end();
         }
         Item::Conversation { conv, latest } => {
             out.word(b"CONV").conv(conv).num(*latest).end();
         }
-        Item::Member {
-            group,
-            user,
-            role,
-            presence,
-        } => {
-            out.word(b"MEMBER")
-                .word(group.as_bytes())
-                .word(user.as_bytes());
-            out.word(role.as_str().as_bytes())
-                .word(presence.as_str().as_bytes())
-                .end();
+        Item::Member { group, user, role, presence } => {
+            out.word(b"MEMBER").word(group.as_bytes()).word(user.as_bytes());
+            out.word(role.as_str().as_bytes()).word(presence.as_str().as_bytes()).end();
         }
         Item::Online { user } => {
             out.word(b"ONLINE").word(user.as_bytes()).end();
         }
-        Item::Have {
-            file,
-            offset,
-            length,
-        } => {
-            out.word(b"HAVE")
-                .word(file.as_bytes())
-                .num(*offset)
-                .num(*length)
-                .end();
+        Item::Have { file, offset, length } => {
+            out.word(b"HAVE").word(file.as_bytes()).num(*offset).num(*length).end();
         }
         Item::Chunk { file, offset, data } => {
-            out.word(b"CHUNK")
-                .word(file.as_bytes())
-                .num(*offset)
-                .end_with_payload(data);
+            out.word(b"CHUNK").word(file.as_bytes()).num(*offset).end_with_payload(data);
         }
     }
 }

@@ -19,10 +19,7 @@ impl<const N: usize> Inline<N> {
         let len = bytes.len().min(N);
         buf[..len].copy_from_slice(&bytes[..len]);
         // N is at most 255 for every use (checked by the `atom!` macro's const assertion).
-        Inline {
-            len: len as u8,
-            buf,
-        }
+        Inline { len: len as u8, buf }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -35,13 +32,15 @@ impl<const N: usize> Inline<N> {
     }
 }
 
-/// Checks `bytes` against a length range and a per-byte alphabet.
+/// Checks `bytes` against a length range and an alphabet (a class of
+/// [`charset`](super::charset)).
 pub(crate) fn check_ascii(
     what: &'static str,
     bytes: &[u8],
     max: usize,
-    allowed: impl Fn(u8) -> bool,
+    class: u8,
 ) -> Result<(), crate::ValidationError> {
+    use super::charset;
     use crate::error::{ForbiddenChar, ValidationError};
     if bytes.is_empty() {
         return Err(ValidationError::Empty { what });
@@ -49,13 +48,11 @@ pub(crate) fn check_ascii(
     if bytes.len() > max {
         return Err(ValidationError::TooLong { what, max });
     }
-    match bytes.iter().find(|b| !allowed(**b)) {
-        Some(&b) => Err(ValidationError::Forbidden {
-            what,
-            found: ForbiddenChar(u32::from(b)),
-        }),
-        None => Ok(()),
+    if charset::all_in(bytes, class) {
+        return Ok(());
     }
+    let bad = bytes.iter().copied().find(|&b| !charset::is(b, class)).unwrap_or_default();
+    Err(ValidationError::Forbidden { what, found: ForbiddenChar(u32::from(bad)) })
 }
 
 /// Defines a validated inline identifier type.

@@ -45,9 +45,7 @@ impl std::str::FromStr for Conversation {
         } else if let Some(u) = s.strip_prefix('@') {
             Ok(Conversation::Direct(UserName::new(u)?))
         } else {
-            Err(ValidationError::BadStart {
-                what: "conversation (# or @)",
-            })
+            Err(ValidationError::BadStart { what: "conversation (# or @)" })
         }
     }
 }
@@ -158,9 +156,7 @@ impl Features {
     /// Validates a feature list.
     pub fn new(features: Vec<Feature>) -> Result<Self, ValidationError> {
         if features.len() > Self::MAX {
-            return Err(ValidationError::OutOfRange {
-                what: "feature list",
-            });
+            return Err(ValidationError::OutOfRange { what: "feature list" });
         }
         Ok(Features(features))
     }

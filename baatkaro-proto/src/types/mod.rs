@@ -2,6 +2,7 @@
 //! always encodes to something the decoder accepts.
 
 pub(crate) mod atom;
+mod charset;
 mod keyword;
 mod misc;
 mod name;

@@ -1,14 +1,11 @@
 //! Identifiers that travel as single tokens on a line: names, tags, keys, ids.
 
 use super::atom::{atom, check_ascii};
+use super::charset;
 use crate::ValidationError;
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-}
-
 fn check_name(what: &'static str, bytes: &[u8]) -> Result<(), ValidationError> {
-    check_ascii(what, bytes, 32, is_name_byte)?;
+    check_ascii(what, bytes, 32, charset::NAME)?;
     // Names start with a letter so they can never look like a number, a tag such as `*`,
     // or a relative path.
     match bytes.first() {
@@ -45,7 +42,7 @@ atom!(
     /// ```abnf
     /// tag = 1*32(ALPHA / DIGIT / "_" / "." / "-")
     /// ```
-    Tag, max = 32, check = |b| check_ascii("tag", b, 32, |c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    Tag, max = 32, check = |b| check_ascii("tag", b, 32, charset::TAG)
 );
 
 atom!(
@@ -54,7 +51,7 @@ atom!(
     /// ```abnf
     /// idem-key = 1*64(ALPHA / DIGIT / "_" / "." / "-" / ":")
     /// ```
-    IdemKey, max = 64, check = |b| check_ascii("idempotency key", b, 64, |c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b':'))
+    IdemKey, max = 64, check = |b| check_ascii("idempotency key", b, 64, charset::KEY)
 );
 
 atom!(
@@ -63,7 +60,7 @@ atom!(
     /// ```abnf
     /// file-id = 1*64(ALPHA / DIGIT / "_" / "-")
     /// ```
-    FileId, max = 64, check = |b| check_ascii("file id", b, 64, |c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    FileId, max = 64, check = |b| check_ascii("file id", b, 64, charset::FILE_ID)
 );
 
 atom!(
@@ -72,7 +69,7 @@ atom!(
     /// ```abnf
     /// software = 1*64(ALPHA / DIGIT / "_" / "." / "-" / "/" / "+")
     /// ```
-    Software, max = 64, check = |b| check_ascii("software name", b, 64, |c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'/' | b'+'))
+    Software, max = 64, check = |b| check_ascii("software name", b, 64, charset::SOFTWARE)
 );
 
 atom!(
@@ -81,5 +78,5 @@ atom!(
     /// ```abnf
     /// feature = 1*24(LOWER / DIGIT / "-")
     /// ```
-    Feature, max = 24, check = |b| check_ascii("feature", b, 24, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    Feature, max = 24, check = |b| check_ascii("feature", b, 24, charset::FEATURE)
 );
