@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use nom::bytes::complete::take_while1;
 use nom::error::{ErrorKind, ParseError};
 use nom::{IResult, Parser};
 
@@ -112,10 +111,29 @@ fn validated<'a, T>(
 
 /// `number = "0" / %x31-39 *19DIGIT` — a decimal u64 without leading zeros.
 pub(crate) fn number(i: &[u8]) -> PResult<'_, u64> {
-    let (rest, digits) = take_while1(|b: u8| b.is_ascii_digit()).parse(i)?;
-    parse_number(digits).map(|n| (rest, n)).ok_or_else(|| {
-        nom::Err::Failure(PError::syntax("number out of range or with a leading zero"))
-    })
+    // One pass: accumulate while checking for overflow, then check the shape.
+    let mut value: u64 = 0;
+    let mut len = 0;
+    let mut overflow = false;
+    for &b in i {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(digit))) {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+        len += 1;
+    }
+    match (len, i.first()) {
+        (0, _) => Err(nom::Err::Error(PError::syntax("expected a number"))),
+        (n, Some(b'0')) if n > 1 => {
+            Err(nom::Err::Failure(PError::syntax("number with a leading zero")))
+        }
+        _ if overflow => Err(nom::Err::Failure(PError::syntax("number out of range"))),
+        (n, _) => Ok((&i[n..], value)),
+    }
 }
 
 /// Parses canonical decimal digits (no sign, no leading zero) into a u64.
