@@ -208,11 +208,6 @@ impl<F: Decode> Decoder<F> {
                                 "malformed payload marker",
                             )));
                         }
-                        Ok((content, None)) => {
-                            let frame = F::decode_frame(&self.buf[..content], None);
-                            self.buf.advance(lf + 1);
-                            return Some(frame);
-                        }
                         Ok((content, Some(len))) if len > self.max_payload => {
                             let tag = sniff_tag(&self.buf[..content]);
                             self.buf.advance(lf + 1);
@@ -225,6 +220,29 @@ impl<F: Decode> Decoder<F> {
                                     self.max_payload
                                 ),
                             )));
+                        }
+                        // Checked after the payload limit, so that an oversized payload is
+                        // reported as such, and before parsing.
+                        Ok((_, declared))
+                            if memchr::memchr(b'\r', &self.buf[..line_len]).is_some() =>
+                        {
+                            let tag = sniff_tag(&self.buf[..line_len]);
+                            self.buf.advance(lf + 1);
+                            // The payload the line declares is still skipped, so that the
+                            // stream stays in step.
+                            if let Some(len) = declared {
+                                self.state = State::Skip { remaining: len };
+                            }
+                            return Some(Err(DecodeError::new(
+                                tag,
+                                ErrorCode::BadLineEnd,
+                                "CR inside a line",
+                            )));
+                        }
+                        Ok((content, None)) => {
+                            let frame = F::decode_frame(&self.buf[..content], None);
+                            self.buf.advance(lf + 1);
+                            return Some(frame);
                         }
                         Ok((content, Some(len))) => {
                             // len <= max_payload, which the caller chose to be addressable.

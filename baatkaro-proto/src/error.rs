@@ -218,15 +218,27 @@ pub enum ValidationError {
     },
 }
 
-/// The offending character in a [`ValidationError::Forbidden`].
+/// The offending character or byte in a [`ValidationError::Forbidden`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForbiddenChar(pub u32);
+pub enum ForbiddenChar {
+    /// A character of UTF-8 text (its code point).
+    Char(char),
+    /// A byte of an ASCII token (which may be part of a multi-byte character).
+    Byte(u8),
+}
 
 impl fmt::Display for ForbiddenChar {
+    // Always ASCII, so the message can travel as an error note.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match char::from_u32(self.0) {
-            Some(c) if !c.is_control() && c != ' ' => write!(f, "'{c}' (U+{:04X})", self.0),
-            _ => write!(f, "U+{:04X}", self.0),
+        match *self {
+            ForbiddenChar::Char(c) if c.is_ascii_graphic() => {
+                write!(f, "'{c}' (U+{:04X})", u32::from(c))
+            }
+            ForbiddenChar::Char(c) => write!(f, "U+{:04X}", u32::from(c)),
+            ForbiddenChar::Byte(b) if b.is_ascii_graphic() => {
+                write!(f, "'{}' (byte 0x{b:02X})", char::from(b))
+            }
+            ForbiddenChar::Byte(b) => write!(f, "byte 0x{b:02X}"),
         }
     }
 }

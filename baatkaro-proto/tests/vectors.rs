@@ -229,7 +229,8 @@ fn malformed_requests_get_the_right_code_and_tag() {
         (b"t PING {2}\r\nhi\r\n", Some("t"), ErrorCode::Syntax),
         (b"t PING {02}\r\n", Some("t"), ErrorCode::Syntax),
         (b"t PING}\r\n", Some("t"), ErrorCode::Syntax),
-        (b"t PI\rNG\r\n", Some("t"), ErrorCode::UnknownCommand),
+        (b"t PI\rNG\r\n", Some("t"), ErrorCode::BadLineEnd),
+        (b"t JOIN g\r {3}\r\nabc\r\n", Some("t"), ErrorCode::BadLineEnd),
         (b"t FILE-OFFER #rust 1 00 {4}\r\nx.md\r\n", Some("t"), ErrorCode::Syntax),
     ];
     for (bytes, tag, code) in cases {

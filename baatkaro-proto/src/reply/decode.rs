@@ -149,7 +149,18 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
         rest = r;
         let eq = memchr::memchr(b'=', pair).ok_or_else(|| PError::syntax("expected key=value"))?;
         let (key, value) = (&pair[..eq], &pair[eq + 1..]);
+        // ext-key = 1*24(LOWER / DIGIT / "-"): unknown keys are skipped, but must
+        // still look like keys.
+        if key.is_empty()
+            || key.len() > 24
+            || !key.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        {
+            return Err(PError::syntax("malformed HELLO key"));
+        }
         if key == b"features" {
+            if !features.as_slice().is_empty() {
+                return Err(PError::syntax("features listed twice"));
+            }
             let list = value
                 .split(|b| *b == b',')
                 .map(Feature::from_bytes)

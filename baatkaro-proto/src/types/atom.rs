@@ -55,7 +55,7 @@ pub(crate) fn check_ascii(
         return Ok(());
     }
     let bad = bytes.iter().copied().find(|&b| !charset::is(b, class)).unwrap_or_default();
-    Err(ValidationError::Forbidden { what, found: ForbiddenChar(u32::from(bad)) })
+    Err(ValidationError::Forbidden { what, found: ForbiddenChar::Byte(bad) })
 }
 
 /// Defines a validated inline identifier type.

@@ -76,7 +76,7 @@ impl Sha256 {
                     _ => {
                         return Err(ValidationError::Forbidden {
                             what,
-                            found: ForbiddenChar(u32::from(c)),
+                            found: ForbiddenChar::Byte(c),
                         });
                     }
                 };
@@ -129,7 +129,8 @@ impl Versions {
         if versions.is_empty() {
             return Err(ValidationError::Empty { what });
         }
-        if versions.len() > Self::MAX || versions.contains(&0) {
+        let distinct = versions.iter().enumerate().all(|(i, v)| !versions[..i].contains(v));
+        if versions.len() > Self::MAX || versions.contains(&0) || !distinct {
             return Err(ValidationError::OutOfRange { what });
         }
         Ok(Versions(versions))

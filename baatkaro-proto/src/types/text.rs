@@ -30,7 +30,7 @@ fn check_text(what: &'static str, bytes: &[u8], max: usize) -> Result<(), Valida
     }
     let s = std::str::from_utf8(bytes).map_err(|_| ValidationError::NotUtf8 { what })?;
     match s.chars().find(|c| c.is_control() && *c != '\t') {
-        Some(c) => Err(ValidationError::Forbidden { what, found: ForbiddenChar(u32::from(c)) }),
+        Some(c) => Err(ValidationError::Forbidden { what, found: ForbiddenChar::Char(c) }),
         None => Ok(()),
     }
 }
@@ -108,7 +108,7 @@ impl FileName {
         let what = "file name";
         check_text(what, &bytes, Self::MAX_LEN)?;
         if let Some(&b) = bytes.iter().find(|&&b| b == b'/' || b == b'\\') {
-            return Err(ValidationError::Forbidden { what, found: ForbiddenChar(u32::from(b)) });
+            return Err(ValidationError::Forbidden { what, found: ForbiddenChar::Byte(b) });
         }
         if &bytes[..] == b"." || &bytes[..] == b".." {
             return Err(ValidationError::Reserved { what });
@@ -205,7 +205,7 @@ impl Note {
             return Err(ValidationError::TooLong { what, max: Self::MAX_LEN });
         }
         if let Some(b) = s.bytes().find(|&b| !is_note_byte(b)) {
-            return Err(ValidationError::Forbidden { what, found: ForbiddenChar(u32::from(b)) });
+            return Err(ValidationError::Forbidden { what, found: ForbiddenChar::Byte(b) });
         }
         Ok(Note(s.to_owned()))
     }
