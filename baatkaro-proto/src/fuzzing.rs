@@ -1,36 +1,103 @@
 //! Bodies of the fuzz targets in `fuzz/`, kept here so that plain `cargo test`
 //! replays the committed corpus through exactly the same code.
+//!
+//! Each body panics when it finds a violation; it returns normally for any input
+//! that the library handles correctly, however malformed.
 
-use bytes::BytesMut;
+use std::fmt::Debug;
+use std::ops::Range;
 
 use crate::codec::{Decode, Decoder, Encode};
-use crate::{Request, ServerFrame};
+use crate::{OkReply, Request, ServerFrame};
 
-/// Decodes arbitrary bytes as a stream of `F` frames; every frame that decodes must
-/// re-encode to bytes that decode to the same frame. Panics on a violation.
-fn stream<F: Decode + Encode + PartialEq + std::fmt::Debug>(data: &[u8]) {
+/// The payload limit the stream bodies decode with.
+const MAX_PAYLOAD: u64 = 64 * 1024;
+
+/// A frame type the bodies know how to check.
+trait Frame: Decode + Encode + PartialEq + Debug {
+    /// Whether the grammar has exactly one spelling of this frame, so that the bytes
+    /// it was decoded from must be exactly what the encoder writes for it.
+    fn has_one_spelling(&self) -> bool;
+}
+
+impl Frame for Request {
+    fn has_one_spelling(&self) -> bool {
+        true
+    }
+}
+
+impl Frame for ServerFrame {
+    fn has_one_spelling(&self) -> bool {
+        // A HELLO reply may list its limits and features in any order and may carry
+        // keys this version does not know.
+        !matches!(self, ServerFrame::Ok { reply: OkReply::Hello { .. }, .. })
+    }
+}
+
+/// Decodes arbitrary bytes as a stream of `F` frames. Checks that
+///
+/// - the decoder never livelocks, and stops for good exactly after a fatal error;
+/// - every frame that decodes re-encodes to bytes that decode to the same frame;
+/// - where the grammar allows one spelling only, those bytes are the very bytes the
+///   frame was decoded from.
+///
+/// Panics on a violation.
+fn stream<F: Frame>(data: &[u8]) {
     // Split the input at a point the input chooses, to exercise incremental decoding.
     let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
-    let mut decoder = Decoder::<F>::new(64 * 1024);
-    let mut frames = Vec::new();
+    let mut decoder = Decoder::<F>::new(MAX_PAYLOAD);
+    // Each frame with the range of `data` the decoder consumed to produce it: the
+    // frame's own bytes, after any empty lines or junk skipped before it.
+    let mut frames: Vec<(F, Range<usize>)> = Vec::new();
+    let mut fed = 0;
     for piece in [&data[..split], &data[split..]] {
         decoder.push(piece);
+        fed += piece.len();
         // Every input byte yields at most one item, so this bound is never reached
         // by a correct decoder; it turns a livelock into a failure.
+        let mut drained = false;
         for _ in 0..=data.len() + 1 {
+            let start = fed - decoder.buffered();
             match decoder.next_frame() {
-                Some(Ok(frame)) => frames.push(frame),
-                Some(Err(_)) => {}
-                None => break,
+                Some(Ok(frame)) => frames.push((frame, start..fed - decoder.buffered())),
+                Some(Err(e)) => {
+                    assert_eq!(
+                        e.is_fatal(),
+                        decoder.is_failed(),
+                        "error {e} and the decoder's state disagree on whether it is fatal"
+                    );
+                    // The detail goes back to the peer as the error's note.
+                    assert!(
+                        crate::Note::new(&e.detail).is_ok(),
+                        "error detail {:?} cannot travel as a note",
+                        e.detail
+                    );
+                }
+                None => {
+                    drained = true;
+                    break;
+                }
             }
         }
+        assert!(drained, "the decoder kept yielding items: livelock");
     }
-    for frame in frames {
-        let mut out = BytesMut::new();
-        frame.encode(&mut out);
-        let again = crate::decode_one::<F>(&out, 64 * 1024)
+    if decoder.is_failed() {
+        decoder.push(b"a1 PING\r\n");
+        assert!(decoder.next_frame().is_none(), "a failed decoder decoded more");
+        assert_eq!(decoder.buffered(), 0, "a failed decoder kept bytes");
+    }
+    for (frame, consumed) in frames {
+        let out = frame.to_bytes();
+        let again = crate::decode_one::<F>(&out, MAX_PAYLOAD)
             .unwrap_or_else(|e| panic!("re-encoded {frame:?} as {out:?}, which fails: {e}"));
         assert_eq!(again, frame, "re-encoding changed the frame");
+        if frame.has_one_spelling() {
+            let read = &data[consumed];
+            assert!(
+                read.ends_with(&out),
+                "{frame:?} was decoded from {read:?} but encodes as {out:?}"
+            );
+        }
     }
 }
 
@@ -42,4 +109,73 @@ pub fn decode_requests(data: &[u8]) {
 /// Fuzz body: bytes → server frames → encode → decode again.
 pub fn decode_server_frames(data: &[u8]) {
     stream::<ServerFrame>(data);
+}
+
+/// Fuzz body: bytes → arbitrary valid [`Request`]s and [`ServerFrame`]s → encode →
+/// decode. Each value must encode to one frame whose line, CRLF included, fits in
+/// [`LINE_MAX`](crate::LINE_MAX) and which decodes to the same value; all of them
+/// encoded back to back and fed to a [`Decoder`] in two pieces must decode to the
+/// same values in order.
+#[cfg(feature = "arbitrary")]
+pub fn roundtrip_values(data: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+
+    let mut u = Unstructured::new(data);
+    // Where to split each stream, taken first so it does not depend on what follows.
+    let split_requests = usize::from(u16::arbitrary(&mut u).unwrap_or(0));
+    let split_frames = usize::from(u16::arbitrary(&mut u).unwrap_or(0));
+    let mut requests = Vec::new();
+    let mut frames = Vec::new();
+    while !u.is_empty() && requests.len() + frames.len() < 64 {
+        let built = if bool::arbitrary(&mut u).unwrap_or(false) {
+            Request::arbitrary(&mut u).map(|r| requests.push(r))
+        } else {
+            ServerFrame::arbitrary(&mut u).map(|f| frames.push(f))
+        };
+        if built.is_err() {
+            break;
+        }
+    }
+    roundtrip(&requests, split_requests);
+    roundtrip(&frames, split_frames);
+}
+
+/// The checks of [`roundtrip_values`] for one frame type.
+#[cfg(feature = "arbitrary")]
+fn roundtrip<F: Frame>(values: &[F], split: usize) {
+    use crate::{LINE_MAX, PAYLOAD_CEILING};
+
+    let mut stream = bytes::BytesMut::new();
+    for value in values {
+        let out = value.to_bytes();
+        let line = out
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("{value:?} encodes as {out:?}, which has no CRLF"));
+        assert!(
+            line + 2 <= LINE_MAX,
+            "{value:?} encodes to a line of {} bytes with its CRLF: {out:?}",
+            line + 2
+        );
+        let again = crate::decode_one::<F>(&out, PAYLOAD_CEILING)
+            .unwrap_or_else(|e| panic!("{value:?} encodes as {out:?}, which fails: {e}"));
+        assert_eq!(&again, value, "{value:?} encodes as {out:?}");
+        stream.extend_from_slice(&out);
+    }
+    let split = split % (stream.len() + 1);
+    let mut decoder = Decoder::<F>::new(PAYLOAD_CEILING);
+    let mut decoded = Vec::with_capacity(values.len());
+    for piece in [&stream[..split], &stream[split..]] {
+        decoder.push(piece);
+        // One item per frame at most, plus the final `None`.
+        for _ in 0..=values.len() {
+            match decoder.next_frame() {
+                Some(Ok(frame)) => decoded.push(frame),
+                Some(Err(e)) => panic!("the stream of {values:?} fails: {e}"),
+                None => break,
+            }
+        }
+    }
+    assert_eq!(decoder.buffered(), 0, "bytes left over");
+    assert_eq!(decoded, values, "the stream decodes to other frames");
 }
