@@ -16,11 +16,30 @@ use crate::types::{FileName, JoinRule, Note, Presence, Role, Text};
 ///
 /// `stored-event = msg-event / file-event / joined-event / left-event / kicked-event /
 ///  banned-event / role-event / offered-event / owner-event / rule-event`
+///
+/// Takes the payload out of `p` only when `verb` names a stored event, so the caller
+/// can go on with it otherwise (no reference-count traffic on the hot path).
 pub(crate) fn stored_event(
     verb: &[u8],
     args: &[u8],
-    p: Option<Bytes>,
+    p: &mut Option<Bytes>,
 ) -> Option<Result<StoredEvent, PError>> {
+    if !matches!(
+        verb,
+        b"MSG"
+            | b"FILE"
+            | b"JOINED"
+            | b"LEFT"
+            | b"KICKED"
+            | b"BANNED"
+            | b"ROLE"
+            | b"OFFERED"
+            | b"OWNER"
+            | b"RULE"
+    ) {
+        return None;
+    }
+    let p = p.take();
     let result = match verb {
         // msg-event = "MSG" SP conv SP seq SP millis SP user-name payload-marker
         b"MSG" => (|| {
@@ -143,18 +162,14 @@ fn two_users(
 /// given the line after `"*"`.
 pub(crate) fn event(i: &[u8], p: Option<Bytes>) -> Result<Event, PError> {
     let (args, verb) = arg(token).parse(i)?;
-    if let Some(stored) = stored_event(verb, args, p.clone()) {
+    let mut p = p;
+    if let Some(stored) = stored_event(verb, args, &mut p) {
         return stored.map(Event::Stored);
     }
     match verb {
         // requested-event = "REQUESTED" SP group-name SP user-name SP millis [payload-marker]
-        b"REQUESTED" => {
-            let (group, user, time) =
-                complete(args, (arg(group_name), arg(user_name), arg(number)))?;
-            let reason =
-                p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
-            Ok(Event::JoinRequested { group, user, time, reason })
-        }
+        b"REQUESTED" => join_request(args, p)
+            .map(|(group, user, time, reason)| Event::JoinRequested { group, user, time, reason }),
         // invited-event = "INVITED" SP group-name SP user-name SP millis
         b"INVITED" => {
             none(&p)?;
@@ -186,6 +201,17 @@ pub(crate) fn event(i: &[u8], p: Option<Bytes>) -> Result<Event, PError> {
         }
         _ => Err(PError::new(ErrorCode::UnknownCommand, "unknown event")),
     }
+}
+
+/// `SP group-name SP user-name SP millis [payload-marker]` with an optional reason:
+/// the shape of a join request, as event (REQUESTED) and as list item (REQUEST).
+pub(crate) fn join_request(
+    args: &[u8],
+    p: Option<Bytes>,
+) -> Result<(crate::types::GroupName, crate::types::UserName, u64, Option<Text>), PError> {
+    let (group, user, time) = complete(args, (arg(group_name), arg(user_name), arg(number)))?;
+    let reason = p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
+    Ok((group, user, time, reason))
 }
 
 /// `SP group-name SP user-name`, no payload.

@@ -7,15 +7,16 @@ use super::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
 use crate::codec::Decode;
 use crate::error::{DecodeError, ErrorCode};
 use crate::event::decode::failure;
+use crate::event::decode::join_request;
 use crate::event::{event, stored_event};
 use crate::limits::Limits;
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, keyword, none, number, parse_number,
-    payload_as, required, software, tag, token, user_name,
+    required, software, tag, token, user_name,
 };
 use crate::types::{
     Feature, Features, InviteOutcome, JoinOutcome, JoinRule, Membership, OfferStatus, Presence,
-    Role, Text,
+    Role,
 };
 
 impl Decode for ServerFrame {
@@ -199,18 +200,18 @@ fn offer_status(i: &[u8]) -> PResult<'_, OfferStatus> {
 /// `item = stored-event / request-item / group-item / member-item / online-item /
 ///  have-item / chunk-item`
 fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
-    if let Some(stored) = stored_event(verb, args, p.clone()) {
+    let mut p = p;
+    if let Some(stored) = stored_event(verb, args, &mut p) {
         return stored.map(Item::Stored);
     }
     match verb {
         // request-item = "REQUEST" SP group-name SP user-name SP millis [payload-marker]
-        b"REQUEST" => {
-            let (group, user, time) =
-                complete(args, (arg(group_name), arg(user_name), arg(number)))?;
-            let reason =
-                p.map(|b| payload_as(b, ErrorCode::BadText, Text::from_bytes)).transpose()?;
-            Ok(Item::Request { group, user, time, reason })
-        }
+        b"REQUEST" => join_request(args, p).map(|(group, user, time, reason)| Item::Request {
+            group,
+            user,
+            time,
+            reason,
+        }),
         // group-item = "GROUP" SP group-name SP membership SP join-rule SP count SP seq
         b"GROUP" => {
             none(&p)?;

@@ -35,6 +35,41 @@ fn check_text(what: &'static str, bytes: &[u8], max: usize) -> Result<(), Valida
     }
 }
 
+/// The accessors and formatting shared by the validated UTF-8 payload types.
+macro_rules! payload_text {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            /// Validates and copies a string.
+            pub fn new(s: &str) -> Result<Self, ValidationError> {
+                Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+            }
+
+            #[doc = concat!("The ", $what, ".")]
+            pub fn as_str(&self) -> &str {
+                // Validated UTF-8 on construction, so the fallback is never taken.
+                std::str::from_utf8(&self.0).unwrap_or_default()
+            }
+
+            /// The UTF-8 bytes, exactly as on the wire.
+            pub fn as_bytes(&self) -> &Bytes {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// Message text: 1–65,536 bytes of UTF-8 without control characters (TAB excepted).
 ///
 /// Travels as a payload, so it may hold any printable character, spaces included.
@@ -52,22 +87,6 @@ impl Text {
         Ok(Text(bytes))
     }
 
-    /// Validates and copies a string.
-    pub fn new(s: &str) -> Result<Self, ValidationError> {
-        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // Validated UTF-8 on construction, so the fallback is never taken.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The UTF-8 bytes, exactly as on the wire.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
-
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -79,17 +98,7 @@ impl Text {
     }
 }
 
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Text({:?})", self.as_str())
-    }
-}
-
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+payload_text!(Text, "text");
 
 /// A file's display name: text (as [`Text`]) of at most 255 bytes, with no path
 /// separator (`/`, `\`) and not `.` or `..`.
@@ -115,35 +124,9 @@ impl FileName {
         }
         Ok(FileName(bytes))
     }
-
-    /// Validates and copies a string.
-    pub fn new(s: &str) -> Result<Self, ValidationError> {
-        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        // Validated UTF-8 on construction.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The UTF-8 bytes, exactly as on the wire.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
-    }
 }
 
-impl fmt::Debug for FileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FileName({:?})", self.as_str())
-    }
-}
-
-impl fmt::Display for FileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+payload_text!(FileName, "name");
 
 /// A password: 1–1,024 arbitrary bytes. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
