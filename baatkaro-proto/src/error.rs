@@ -230,12 +230,12 @@ pub enum ForbiddenChar {
 impl fmt::Display for ForbiddenChar {
     // Always ASCII, so the message can travel as an error note.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Braces are left out too: a note may not hold them (SPEC.md, section 3).
+        let quotable = |c: char| c.is_ascii_graphic() && c != '{' && c != '}';
         match *self {
-            ForbiddenChar::Char(c) if c.is_ascii_graphic() => {
-                write!(f, "'{c}' (U+{:04X})", u32::from(c))
-            }
+            ForbiddenChar::Char(c) if quotable(c) => write!(f, "'{c}' (U+{:04X})", u32::from(c)),
             ForbiddenChar::Char(c) => write!(f, "U+{:04X}", u32::from(c)),
-            ForbiddenChar::Byte(b) if b.is_ascii_graphic() => {
+            ForbiddenChar::Byte(b) if quotable(char::from(b)) => {
                 write!(f, "'{}' (byte 0x{b:02X})", char::from(b))
             }
             ForbiddenChar::Byte(b) => write!(f, "byte 0x{b:02X}"),
