@@ -227,7 +227,7 @@ pub(crate) fn keyword<T>(from_wire: fn(&[u8]) -> Option<T>) -> impl Fn(&[u8]) ->
 
 /// The payload a command requires.
 pub(crate) fn required(payload: Option<Bytes>) -> Result<Bytes, PError> {
-    payload.ok_or_else(|| PError::syntax("this command needs a payload {n}"))
+    payload.ok_or_else(|| PError::syntax("this command needs a payload"))
 }
 
 /// Fails if a command that takes no payload got one.
