@@ -166,9 +166,12 @@ impl<F: Decode> Decoder<F> {
                 }
                 State::Payload { lf, content, len } => return self.payload_frame(lf, content, len),
                 State::Line { scanned } => {
-                    let window = self.buf.get(scanned..self.buf.len().min(LINE_MAX)).unwrap_or(&[]);
-                    let Some(at) = memchr::memchr(b'\n', window) else {
-                        if self.buf.len() >= LINE_MAX {
+                    let (lf, stray_cr) = match line_end(&self.buf, scanned) {
+                        LineEnd::More(scanned) => {
+                            self.state = State::Line { scanned };
+                            return None;
+                        }
+                        LineEnd::TooLong => {
                             let tag = sniff_tag(&self.buf[..LINE_MAX]);
                             self.buf.advance(LINE_MAX);
                             self.state = State::DiscardLine;
@@ -178,20 +181,19 @@ impl<F: Decode> Decoder<F> {
                                 format!("line longer than {LINE_MAX} bytes"),
                             )));
                         }
-                        self.state = State::Line { scanned: self.buf.len() };
-                        return None;
+                        LineEnd::BareLf(lf) => {
+                            self.state = State::Line { scanned: 0 };
+                            let tag = sniff_tag(&self.buf[..lf]);
+                            self.buf.advance(lf + 1);
+                            return Some(Err(DecodeError::new(
+                                tag,
+                                ErrorCode::BadLineEnd,
+                                "line ended in a bare LF",
+                            )));
+                        }
+                        LineEnd::Crlf { lf, stray_cr } => (lf, stray_cr),
                     };
-                    let lf = scanned + at;
                     self.state = State::Line { scanned: 0 };
-                    if lf == 0 || self.buf[lf - 1] != b'\r' {
-                        let tag = sniff_tag(&self.buf[..lf]);
-                        self.buf.advance(lf + 1);
-                        return Some(Err(DecodeError::new(
-                            tag,
-                            ErrorCode::BadLineEnd,
-                            "line ended in a bare LF",
-                        )));
-                    }
                     let line_len = lf - 1;
                     if line_len == 0 {
                         // Empty lines are ignored, so a person typing into nc can press Enter.
@@ -223,9 +225,7 @@ impl<F: Decode> Decoder<F> {
                         }
                         // Checked after the payload limit, so that an oversized payload is
                         // reported as such, and before parsing.
-                        Ok((_, declared))
-                            if memchr::memchr(b'\r', &self.buf[..line_len]).is_some() =>
-                        {
+                        Ok((_, declared)) if stray_cr => {
                             let tag = sniff_tag(&self.buf[..line_len]);
                             self.buf.advance(lf + 1);
                             // The payload the line declares is still skipped, so that the
@@ -300,6 +300,52 @@ impl<F: Decode> Iterator for Decoder<F> {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_frame()
+    }
+}
+
+/// Where the line at the start of a buffer ends.
+enum LineEnd {
+    /// No end yet; the bytes before this offset hold no CR or LF.
+    More(usize),
+    /// No end within [`LINE_MAX`] bytes.
+    TooLong,
+    /// The line ends in an LF without a CR before it, at this offset.
+    BareLf(usize),
+    /// The line ends in CRLF, the LF at `lf`; `stray_cr` if it holds another CR.
+    Crlf { lf: usize, stray_cr: bool },
+}
+
+/// Finds the end of the line at the start of `buf`, scanning once for CR or LF from
+/// `scanned` (the common CRLF case never looks at a byte twice).
+fn line_end(buf: &[u8], scanned: usize) -> LineEnd {
+    let limit = buf.len().min(LINE_MAX);
+    let window = buf.get(scanned..limit).unwrap_or(&[]);
+    let more_or_too_long = |at: usize| {
+        if buf.len() >= LINE_MAX { LineEnd::TooLong } else { LineEnd::More(at) }
+    };
+    let Some(at) = memchr::memchr2(b'\r', b'\n', window) else {
+        return more_or_too_long(buf.len());
+    };
+    let pos = scanned + at;
+    if buf[pos] == b'\n' {
+        return LineEnd::BareLf(pos);
+    }
+    if buf.get(pos + 1) == Some(&b'\n') && pos + 1 < limit {
+        return LineEnd::Crlf { lf: pos + 1, stray_cr: false };
+    }
+    // A CR not followed by LF (or not yet): the line ends at the next LF, if any.
+    match memchr::memchr(b'\n', buf.get(pos + 1..limit).unwrap_or(&[])) {
+        None => more_or_too_long(pos),
+        Some(i) => {
+            let lf = pos + 1 + i;
+            // The byte after the first CR is not LF, so a CR before this LF is
+            // another one: the first CR is stray either way.
+            if buf[lf - 1] == b'\r' {
+                LineEnd::Crlf { lf, stray_cr: true }
+            } else {
+                LineEnd::BareLf(lf)
+            }
+        }
     }
 }
 
