@@ -242,7 +242,7 @@ pub(crate) fn none(payload: &Option<Bytes>) -> Result<(), PError> {
 pub(crate) fn payload_as<T>(
     payload: Bytes,
     code: ErrorCode,
-    build: fn(Bytes) -> Result<T, ValidationError>,
+    build: impl FnOnce(Bytes) -> Result<T, ValidationError>,
 ) -> Result<T, PError> {
     build(payload).map_err(|e| PError::new(code, e.to_string()))
 }
