@@ -126,10 +126,8 @@ impl<'a> Arbitrary<'a> for Text {
 
 impl<'a> Arbitrary<'a> for FileName {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        let mut s = text_string(u, FileName::MAX_LEN, |c| match c {
-            '/' | '\\' => '_',
-            c => c,
-        })?;
+        let mut s =
+            text_string(u, FileName::MAX_LEN, |c| if FileName::allows(c) { c } else { '_' })?;
         if s == "." || s == ".." {
             s.push('_');
         }

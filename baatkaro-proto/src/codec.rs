@@ -184,6 +184,10 @@ impl<F: Decode> Decoder<F> {
                         LineEnd::BareLf(lf) => {
                             self.state = State::Line { scanned: 0 };
                             let tag = sniff_tag(&self.buf[..lf]);
+                            // As for any bad line: a payload it declares is skipped too.
+                            if let Ok((_, Some(len))) = split_marker(&self.buf[..lf]) {
+                                self.state = State::Skip { remaining: len };
+                            }
                             self.buf.advance(lf + 1);
                             return Some(Err(DecodeError::new(
                                 tag,

@@ -72,8 +72,9 @@ error_codes! {
     Syntax = "SYNTAX", fatal: false, retry: false, "malformed arguments";
     /// A user or group name is not valid.
     BadName = "BAD_NAME", fatal: false, retry: false, "invalid user or group name";
-    /// A text is not valid UTF-8, is empty or holds a forbidden character.
-    BadText = "BAD_TEXT", fatal: false, retry: false, "text not valid UTF-8 or holds a forbidden character";
+    /// A text is empty, longer than the protocol's 65,536 bytes, not valid UTF-8, or
+    /// holds a forbidden character.
+    BadText = "BAD_TEXT", fatal: false, retry: false, "text empty, over 65536 bytes, not UTF-8 or with a forbidden character";
     /// A file name is not acceptable as a display name.
     BadFileName = "BAD_FILE_NAME", fatal: false, retry: false, "invalid file name";
     /// None of the client's protocol versions is supported.
@@ -99,7 +100,7 @@ error_codes! {
     /// CREATE for a group name that is taken.
     GroupExists = "GROUP_EXISTS", fatal: false, retry: false, "group already exists";
     /// The acting or target user is not a member of the group.
-    NotMember = "NOT_MEMBER", fatal: false, retry: false, "not a member of the group";
+    NotMember = "NOT_MEMBER", fatal: false, retry: false, "acting or target user not a member of the group";
     /// The user is a member already.
     AlreadyMember = "ALREADY_MEMBER", fatal: false, retry: false, "already a member of the group";
     /// The user has a pending request or invite already.
@@ -132,8 +133,8 @@ error_codes! {
     TextTooLong = "TEXT_TOO_LONG", fatal: false, retry: false, "text longer than its limit";
     /// An idempotency key was reused for a different send.
     KeyConflict = "KEY_CONFLICT", fatal: false, retry: false, "idempotency key reused for a different send";
-    /// A history or file range is out of bounds.
-    BadRange = "BAD_RANGE", fatal: false, retry: false, "range out of bounds";
+    /// A FILE-CHUNK or FILE-GET range lies outside the file.
+    BadRange = "BAD_RANGE", fatal: false, retry: false, "file range out of bounds";
     /// The offered file is larger than the file size limit.
     FileTooLarge = "FILE_TOO_LARGE", fatal: false, retry: false, "file larger than the file size limit";
     /// The upload would exceed the user's storage quota.

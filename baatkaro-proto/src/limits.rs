@@ -67,12 +67,16 @@ limits! {
     quota = "quota", default = 16 * 1024 * 1024 * 1024;
     /// Concurrent unfinished uploads per user.
     uploads = "uploads", default = 4;
+    /// Seconds an unfinished upload is kept for resuming before it is removed.
+    partial = "partial", default = 24 * 3600;
     /// Groups a user may belong to (or have pending requests for).
     groups = "groups", default = 256;
     /// Members per group.
     members = "members", default = 10_000;
     /// Pending join requests per group.
     pending = "pending", default = 1_000;
+    /// Pending invites per group.
+    invites = "invites", default = 1_000;
     /// Sustained sends (SEND and FILE-OFFER) per second per user.
     rate = "rate", default = 1_000;
     /// Sends a user may make in a burst above `rate`.
@@ -84,6 +88,8 @@ limits! {
     /// Requests a client may have in flight (sent, not yet answered); the server stops
     /// reading from a client past this.
     inflight = "inflight", default = 1_024;
+    /// Logged-in connections per user.
+    sessions = "sessions", default = 16;
     /// Seconds without a frame from the client before the server closes the connection.
     idle = "idle", default = 300;
     /// Seconds until a pending join request or invite expires.

@@ -171,10 +171,10 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
             features = list;
             continue;
         }
+        let n = parse_number(value).ok_or_else(|| PError::syntax("limit value is not a number"))?;
         let Some(index) = Limits::KEYS.iter().position(|k| k.as_bytes() == key) else {
             continue;
         };
-        let n = parse_number(value).ok_or_else(|| PError::syntax("limit value is not a number"))?;
         if seen & (1 << index) != 0 {
             return Err(PError::syntax("a limit is listed twice"));
         }

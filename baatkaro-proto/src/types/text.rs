@@ -101,7 +101,7 @@ impl Text {
 payload_text!(Text, "text");
 
 /// A file's display name: text (as [`Text`]) of at most 255 bytes, with no path
-/// separator (`/`, `\`) and not `.` or `..`.
+/// separator (`/`, `\`), no invisible or bidi format character, and not `.` or `..`.
 ///
 /// It is a label only: a server never builds a path from it, and a client that saves
 /// a download under it cannot be steered out of the directory it chose.
@@ -112,12 +112,25 @@ impl FileName {
     /// The maximum length in bytes.
     pub const MAX_LEN: usize = 255;
 
+    /// Whether a file name may hold `c` (beside the rules for all text): not a path
+    /// separator, and not an invisible or direction-changing format character. A
+    /// client can use it to make a name from a local file name.
+    pub fn allows(c: char) -> bool {
+        c != '/' && c != '\\' && !is_format_char(c)
+    }
+
     /// Validates bytes (typically a payload) as a file name without copying them.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
         let what = "file name";
         check_text(what, &bytes, Self::MAX_LEN)?;
         if let Some(&b) = bytes.iter().find(|&&b| b == b'/' || b == b'\\') {
             return Err(ValidationError::Forbidden { what, found: ForbiddenChar::Byte(b) });
+        }
+        // Invisible and direction-changing format characters could disguise a name
+        // ("txt.exe" shown as "exe.txt"): none may appear in a file name.
+        let text = std::str::from_utf8(&bytes).unwrap_or_default();
+        if let Some(c) = text.chars().find(|&c| !Self::allows(c)) {
+            return Err(ValidationError::Forbidden { what, found: ForbiddenChar::Char(c) });
         }
         if &bytes[..] == b"." || &bytes[..] == b".." {
             return Err(ValidationError::Reserved { what });
@@ -127,6 +140,12 @@ impl FileName {
 }
 
 payload_text!(FileName, "name");
+
+/// Unicode format characters a file name may not hold: zero-width characters, bidi
+/// embeddings, overrides and isolates, word joiners and the byte order mark.
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
 
 /// A password: 1–1,024 arbitrary bytes. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

@@ -184,7 +184,7 @@ pub(crate) fn text() -> BoxedStrategy<Text> {
 
 /// A valid file name: text of at most 255 bytes without `/` or `\`, and not `.` or `..`.
 pub(crate) fn file_name() -> BoxedStrategy<FileName> {
-    let c = text_char().prop_map(|c| if c == '/' || c == '\\' { '_' } else { c });
+    let c = text_char().prop_map(|c| if FileName::allows(c) { c } else { '_' });
     prop_oneof![
         8 => vec(c.clone(), 1..=40).prop_map(String::from_iter),
         2 => vec(c, 40..=300).prop_map(|v| cut(String::from_iter(v), FileName::MAX_LEN)),
