@@ -46,5 +46,10 @@ pub use limits::{LINE_MAX, Limits, PAYLOAD_CEILING};
 pub use reply::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
 pub use types::*;
 
+/// The README's code examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
