@@ -127,6 +127,8 @@ error_codes! {
     GroupFull = "GROUP_FULL", fatal: false, retry: false, "group is full";
     /// The group is at its pending-request limit.
     TooManyPending = "TOO_MANY_PENDING", fatal: false, retry: false, "too many pending requests";
+    /// The group is at its pending-invite limit.
+    TooManyInvites = "TOO_MANY_INVITES", fatal: false, retry: false, "too many pending invites";
     /// The user is at the groups-per-user limit.
     TooManyGroups = "TOO_MANY_GROUPS", fatal: false, retry: false, "too many groups";
     /// A message text or reason is longer than its limit.

@@ -179,3 +179,57 @@ fn roundtrip<F: Frame>(values: &[F], split: usize) {
     assert_eq!(decoder.buffered(), 0, "bytes left over");
     assert_eq!(decoded, values, "the stream decodes to other frames");
 }
+
+/// Fuzz body: an arbitrary sequence of group operations by arbitrary actors, with
+/// time moving forward; after every step the group's invariants hold, a denied
+/// operation changed nothing, and replaying the events rebuilds the same group.
+#[cfg(feature = "arbitrary")]
+pub fn group_ops(data: &[u8]) {
+    use crate::group::{Ctx, Group, GroupId, GroupRules, Op};
+    use crate::types::{JoinRule, UserName};
+
+    let mut u = arbitrary::Unstructured::new(data);
+    // A handful of users, so that operations meet each other.
+    let users: Vec<UserName> =
+        ["ann", "bob", "cy", "dee", "eve"].iter().filter_map(|n| UserName::new(n).ok()).collect();
+    let pick = |u: &mut arbitrary::Unstructured<'_>| -> Option<UserName> {
+        let i = u.choose_index(users.len()).ok()?;
+        users.get(i).copied()
+    };
+    let rules = GroupRules { members: 4, pending: 2, invites: 2, groups: 3, expiry: 1_000 };
+    let groups_of = |_: &UserName| 0;
+    let mut now = 0u64;
+    let Ok(rule) = u.arbitrary::<JoinRule>() else { return };
+    let Some(owner) = pick(&mut u) else { return };
+    let ctx = Ctx { now, rules: &rules, groups_of: &groups_of };
+    let name = crate::GroupName::new("g").unwrap_or_else(|e| panic!("{e}"));
+    let Ok((mut group, created)) = Group::create(GroupId(1), name, owner, rule, &ctx) else {
+        return;
+    };
+    let mut history = vec![created];
+    // Bounded by the input: every step consumes at least one byte.
+    while !u.is_empty() && !group.is_deleted() {
+        now += u64::from(u.arbitrary::<u8>().unwrap_or(0)) * 16;
+        let (Some(actor), Ok(op)) = (pick(&mut u), u.arbitrary::<Op>()) else { break };
+        let ctx = Ctx { now, rules: &rules, groups_of: &groups_of };
+        let before = group.clone();
+        match group.apply(actor, op.clone(), &ctx) {
+            Ok(events) => history.extend(events),
+            Err(denial) => {
+                assert_eq!(
+                    group, before,
+                    "{op:?} by {actor} was denied ({denial:?}) but changed the group"
+                );
+                assert!(op.possible_denials().contains(&denial), "{op:?} got unlisted {denial:?}");
+            }
+        }
+        if let Some(expired) = group.expire(now) {
+            history.push(expired);
+        }
+        if let Err(broken) = group.check_invariants() {
+            panic!("after {op:?} by {actor}: {broken}");
+        }
+        let replayed = Group::replay(GroupId(1), name, rules.expiry, &history);
+        assert_eq!(replayed.as_ref(), Some(&group), "replaying the events gives another group");
+    }
+}

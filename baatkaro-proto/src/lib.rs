@@ -32,6 +32,7 @@ mod command;
 mod error;
 mod event;
 pub mod fuzzing;
+pub mod group;
 mod limits;
 mod parse;
 mod reply;

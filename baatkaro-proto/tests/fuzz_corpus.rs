@@ -79,3 +79,9 @@ fn decode_server_frames_corpus() {
 fn roundtrip_values_corpus() {
     replay("roundtrip_values", fuzzing::roundtrip_values);
 }
+
+#[cfg(feature = "arbitrary")]
+#[test]
+fn group_ops_corpus() {
+    replay("group_ops", fuzzing::group_ops);
+}

@@ -220,3 +220,56 @@ fn collected_abnf_names_every_verb_and_limit() {
         assert!(abnf.contains(&format!("\"{key}\"")), "Appendix A lacks the limit key {key}");
     }
 }
+
+/// Appendix D lists, for every group operation, the errors in the order the rules
+/// check them: exactly `Op::possible_denials()`.
+#[test]
+fn transition_table_matches_the_group_machine() {
+    use baatkaro_proto::group::Op;
+    let u: baatkaro_proto::UserName = "u".parse().unwrap();
+    let ops = [
+        Op::Join { reason: None },
+        Op::Approve { user: u },
+        Op::Reject { user: u },
+        Op::Invite { user: u },
+        Op::Accept,
+        Op::Decline,
+        Op::Leave,
+        Op::Kick { user: u, ban: false },
+        Op::Unban { user: u },
+        Op::Promote { user: u },
+        Op::Demote { user: u },
+        Op::Offer { user: u },
+        Op::TakeOwnership,
+        Op::CancelOffer,
+        Op::SetRule { rule: baatkaro_proto::JoinRule::Open },
+        Op::Delete,
+    ];
+    // Raw cells: the codes are the backticked words of the "checks" column.
+    let start = SPEC.find("## Appendix D. Group transition table").unwrap();
+    let rows: Vec<Vec<&str>> = SPEC[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), ops.len() + 1, "one row per operation, and CREATE");
+    for op in &ops {
+        let verb = op.verb().as_str();
+        let row = rows
+            .iter()
+            .find(|r| r[0].split('`').nth(1) == Some(verb))
+            .unwrap_or_else(|| panic!("Appendix D has no row for {verb}"));
+        // Codes in the order of first mention (a rule can name one code twice).
+        let mut listed: Vec<String> = Vec::new();
+        for code in row[2].split('`').skip(1).step_by(2) {
+            if !listed.iter().any(|c| c == code) {
+                listed.push(code.to_owned());
+            }
+        }
+        let expected: Vec<String> =
+            op.possible_denials().iter().map(|d| d.code().as_str().to_owned()).collect();
+        assert_eq!(listed, expected, "Appendix D's checks for {verb}");
+    }
+}
