@@ -1,5 +1,6 @@
 //! The sans-IO core of BaatKaro, a group chat protocol: validated types, the wire
-//! codec, and (in later versions of this crate) the group and session state machines.
+//! codec, and the group membership state machine ([`group`]); the connection session
+//! machine follows.
 //!
 //! Nothing here touches a socket or reads a clock: bytes come in through a
 //! [`Decoder`], frames go out through [`Encode`], and time, where a rule needs it, is
