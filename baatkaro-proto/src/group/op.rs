@@ -1,5 +1,6 @@
 //! The operations a user applies to a group.
 
+use super::Denial;
 use crate::types::{JoinRule, Text, UserName};
 
 /// An operation on an existing group, applied by an acting user (see
@@ -98,8 +99,10 @@ impl Op {
         }
     }
 
-    /// Every denial this operation can get, in the order the rules are checked (the
-    /// order of SPEC.md's transition table, which a test compares with this list).
+    /// Every denial this operation can get, in order of first mention in SPEC.md's
+    /// transition table (a test compares the two). Where the rules branch (JOIN by a
+    /// holder of an invite, under each join rule) this is not one linear order of
+    /// checks: the table's row says which check applies in which case.
     pub fn possible_denials(&self) -> &'static [Denial] {
         use Denial::*;
         match self {
@@ -139,5 +142,3 @@ impl Op {
         }
     }
 }
-
-use super::Denial;
