@@ -1,6 +1,6 @@
 //! The sans-IO core of BaatKaro, a group chat protocol: validated types, the wire
-//! codec, and the group membership state machine ([`group`]); the connection session
-//! machine follows.
+//! codec, the group membership state machine ([`group`]) and the connection session
+//! machine ([`session`], whose docs state the drive-loop contract).
 //!
 //! Nothing here touches a socket or reads a clock: bytes come in through a
 //! [`Decoder`], frames go out through [`Encode`], and time, where a rule needs it, is
@@ -37,6 +37,7 @@ pub mod group;
 mod limits;
 mod parse;
 mod reply;
+pub mod session;
 pub mod types;
 mod wire;
 

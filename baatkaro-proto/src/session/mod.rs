@@ -1,0 +1,372 @@
+//! The connection session: the server side of one connection, as a sans-IO state
+//! machine in the manner of quinn-proto.
+//!
+//! Inputs are `handle_*` calls: [`Session::handle_input`] with received bytes,
+//! [`Session::handle_timeout`] when the deadline from [`Session::poll_timeout`] has
+//! passed, and [`Session::reply`] / [`Session::item`] / [`Session::send_event`] from
+//! the application. Outputs are polled: [`Session::poll_transmit`] (bytes to write,
+//! coalesced), [`Session::poll_event`] (requests for the application, and the close)
+//! and [`Session::poll_timeout`] (the next deadline).
+//!
+//! **The drive-loop contract:** after every input, drain every `poll_*` until it
+//! returns `None`, then wait for the next input or until `poll_timeout()`. Time is
+//! always a parameter (`now`, in milliseconds); the session never reads a clock.
+//!
+//! The session keeps the protocol's per-connection rules (SPEC.md section 4): the
+//! handshake and which commands each state allows, PING, LOGOUT, the idle timeout,
+//! framing errors and their replies, and that every request gets exactly one final
+//! reply, in request order, with its items never interleaved with another's. The
+//! application answers the requests it is handed in any order; the session releases
+//! the answers in order.
+
+mod state;
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+pub use state::SessionState;
+
+use crate::codec::{Encode, RequestDecoder};
+use crate::command::{Command, Request, Verb};
+use crate::error::ErrorCode;
+use crate::event::{Event, Failure};
+use crate::limits::Limits;
+use crate::reply::{DoneVerb, Item, OkReply, ServerFrame};
+use crate::types::{Features, Millis, Note, Software, Tag, UserName};
+
+/// The payload limit before the handshake has completed (SPEC.md section 2.3).
+pub const PRE_HELLO_PAYLOAD: u64 = 65_536;
+
+/// Identifies a request handed to the application, for its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// What the server offers: advertised in the HELLO reply and enforced here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The server software, e.g. `baatkaro-server/0.1.0`.
+    pub software: Software,
+    /// The optional features offered.
+    pub features: Features,
+    /// Every limit.
+    pub limits: Limits,
+}
+
+/// Something the application must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A request the application must answer with [`Session::reply`] (after any
+    /// [`Session::item`]s). It is allowed in the session's state.
+    Request {
+        /// Its id, for the answer.
+        id: RequestId,
+        /// What the client asks; never HELLO, PING or LOGOUT, which the session answers.
+        command: Command,
+    },
+    /// The session logged in as this user (the application's own LOGIN or REGISTER
+    /// answer said so).
+    LoggedIn {
+        /// The user.
+        user: UserName,
+    },
+    /// The session is over: its last bytes are in `poll_transmit`, then close the
+    /// connection. `reason` is `None` after LOGOUT.
+    Closed {
+        /// Why, if not LOGOUT.
+        reason: Option<ErrorCode>,
+    },
+}
+
+/// One request that has no final reply on the wire yet.
+#[derive(Debug)]
+struct Pending {
+    id: RequestId,
+    tag: Tag,
+    verb: Verb,
+    /// Encoded items, held until the request is at the head of the queue.
+    items: BytesMut,
+    /// The encoded final reply, once the application gave it.
+    done: Option<Bytes>,
+    /// What to do once the final reply is on the wire.
+    after: After,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Nothing,
+    LogIn(UserName),
+    Close(Option<ErrorCode>),
+}
+
+/// The server side of one connection.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: SessionState,
+    decoder: RequestDecoder,
+    out: BytesMut,
+    events: VecDeque<SessionEvent>,
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    last_input: Millis,
+}
+
+impl Session {
+    /// A new session for a connection accepted at `now`.
+    pub fn new(config: SessionConfig, now: Millis) -> Self {
+        Session {
+            config,
+            state: SessionState::Greeting,
+            decoder: RequestDecoder::new(PRE_HELLO_PAYLOAD),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            pending: VecDeque::new(),
+            next_id: 0,
+            last_input: now,
+        }
+    }
+
+    /// The session's state.
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<UserName> {
+        match self.state {
+            SessionState::LoggedIn(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Whether the session takes more input: false once it is closed, and while
+    /// `inflight` requests await their replies (stop reading the socket then; TCP
+    /// slows the client down).
+    pub fn wants_input(&self) -> bool {
+        self.state != SessionState::Closed
+            && (self.pending.len() as u64) < self.config.limits.inflight
+    }
+
+    /// Bytes received from the client at `now`.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Millis) {
+        if self.state == SessionState::Closed {
+            return;
+        }
+        self.last_input = now;
+        self.decoder.push(bytes);
+        self.decode();
+    }
+
+    /// The deadline from [`Session::poll_timeout`] has passed (or may have: a call
+    /// before it does nothing).
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if self.state == SessionState::Closed {
+            return;
+        }
+        if now >= self.idle_deadline() {
+            self.bye(Failure::new(ErrorCode::IdleTimeout), ErrorCode::IdleTimeout);
+        }
+    }
+
+    /// Closes the session for a reason of the server's (shutting down, a slow
+    /// consumer): a BYE with this failure is the last frame.
+    pub fn close(&mut self, failure: Failure) {
+        if self.state != SessionState::Closed {
+            let code = failure.code;
+            self.bye(failure, code);
+        }
+    }
+
+    /// Adds an item to a request's reply. Items of a request that is not yet at the
+    /// head of the reply order are held back, so replies never interleave.
+    pub fn item(&mut self, id: RequestId, item: &Item) {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) {
+            ServerFrame::Item { tag: p.tag, item: item.clone() }.encode(&mut p.items);
+        }
+        self.flush();
+    }
+
+    /// Answers a request: its final reply. A successful LOGIN or REGISTER logs the
+    /// session in. Unknown or already answered ids are ignored.
+    pub fn reply(&mut self, id: RequestId, result: Result<OkReply, Failure>) {
+        let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) else {
+            return;
+        };
+        if let Ok(OkReply::Login { user } | OkReply::Register { user }) = &result
+            && matches!(p.verb, Verb::Login | Verb::Register)
+        {
+            p.after = After::LogIn(*user);
+        }
+        let frame = match result {
+            Ok(reply) => ServerFrame::Ok { tag: p.tag, reply },
+            Err(failure) => ServerFrame::Err { tag: p.tag, failure },
+        };
+        p.done = Some(frame.to_bytes());
+        self.flush();
+        // Answers free room in flight: frames that waited in the decoder can go on.
+        self.decode();
+    }
+
+    /// Sends an untagged event now (events may come between any two frames).
+    pub fn send_event(&mut self, event: &Event) {
+        if self.state != SessionState::Closed {
+            ServerFrame::Event(event.clone()).encode(&mut self.out);
+        }
+    }
+
+    /// Appends an event already encoded (for fan-out: encode once, send to many).
+    pub fn send_encoded(&mut self, frame: &[u8]) {
+        if self.state != SessionState::Closed {
+            self.out.extend_from_slice(frame);
+        }
+    }
+
+    /// Everything to write to the socket, coalesced into one buffer.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// The next thing for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        (self.state != SessionState::Closed).then(|| self.idle_deadline())
+    }
+
+    fn idle_deadline(&self) -> Millis {
+        self.last_input.saturating_add(self.config.limits.idle.saturating_mul(1000))
+    }
+
+    /// Decodes buffered frames while the in-flight budget allows.
+    fn decode(&mut self) {
+        while self.wants_input() {
+            let Some(frame) = self.decoder.next_frame() else { break };
+            match frame {
+                Ok(request) => self.request(request),
+                Err(e) if e.is_fatal() => {
+                    let failure =
+                        Failure { code: e.code, retry_after: None, note: Note::lossy(&e.detail) };
+                    self.bye(failure, e.code);
+                }
+                Err(e) => {
+                    let failure =
+                        Failure { code: e.code, retry_after: None, note: Note::lossy(&e.detail) };
+                    match e.tag {
+                        Some(tag) => self.answer_now(tag, Verb::Ping, Err(failure), After::Nothing),
+                        None => ServerFrame::Event(Event::Error(failure)).encode(&mut self.out),
+                    }
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// Routes one decoded request: answered here, refused for the state, or handed on.
+    fn request(&mut self, Request { tag, command }: Request) {
+        let verb = command.verb();
+        if let Some(code) = self.state.refusal(verb) {
+            return self.answer_now(tag, verb, Err(Failure::new(code)), After::Nothing);
+        }
+        match command {
+            Command::Hello { versions, .. } => {
+                if versions.as_slice().contains(&crate::PROTOCOL_VERSION) {
+                    self.state = SessionState::Authenticating;
+                    self.decoder.set_max_payload(self.config.limits.payload);
+                    let reply = OkReply::Hello {
+                        version: crate::PROTOCOL_VERSION,
+                        server: self.config.software,
+                        features: self.config.features.clone(),
+                        limits: self.config.limits.clone(),
+                    };
+                    self.answer_now(tag, verb, Ok(reply), After::Nothing);
+                } else {
+                    let code = ErrorCode::UnsupportedVersion;
+                    self.answer_now(tag, verb, Err(Failure::new(code)), After::Close(Some(code)));
+                }
+            }
+            Command::Ping => self.answer_now(
+                tag,
+                verb,
+                Ok(OkReply::Done { verb: DoneVerb::Ping }),
+                After::Nothing,
+            ),
+            Command::Logout => self.answer_now(
+                tag,
+                verb,
+                Ok(OkReply::Done { verb: DoneVerb::Logout }),
+                After::Close(None),
+            ),
+            command => {
+                let id = RequestId(self.next_id);
+                self.next_id += 1;
+                self.pending.push_back(Pending {
+                    id,
+                    tag,
+                    verb,
+                    items: BytesMut::new(),
+                    done: None,
+                    after: After::Nothing,
+                });
+                self.events.push_back(SessionEvent::Request { id, command });
+            }
+        }
+    }
+
+    /// Queues a reply the session gives itself, in its place in the reply order.
+    fn answer_now(&mut self, tag: Tag, verb: Verb, result: Result<OkReply, Failure>, after: After) {
+        let frame = match result {
+            Ok(reply) => ServerFrame::Ok { tag, reply },
+            Err(failure) => ServerFrame::Err { tag, failure },
+        };
+        let id = RequestId(u64::MAX);
+        self.pending.push_back(Pending {
+            id,
+            tag,
+            verb,
+            items: BytesMut::new(),
+            done: Some(frame.to_bytes()),
+            after,
+        });
+    }
+
+    /// Moves finished replies at the head of the order, and the head's items, to the
+    /// output, and acts on what they finish (log in, close).
+    fn flush(&mut self) {
+        while let Some(head) = self.pending.front_mut() {
+            self.out.extend_from_slice(&head.items.split());
+            let Some(done) = head.done.take() else { break };
+            self.out.extend_from_slice(&done);
+            let after = head.after;
+            self.pending.pop_front();
+            match after {
+                After::Nothing => {}
+                After::LogIn(user) => {
+                    self.state = SessionState::LoggedIn(user);
+                    self.events.push_back(SessionEvent::LoggedIn { user });
+                }
+                After::Close(reason) => {
+                    self.finish(reason);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn bye(&mut self, failure: Failure, code: ErrorCode) {
+        ServerFrame::Event(Event::Bye(failure)).encode(&mut self.out);
+        self.finish(Some(code));
+    }
+
+    fn finish(&mut self, reason: Option<ErrorCode>) {
+        self.state = SessionState::Closed;
+        self.pending.clear();
+        self.events.push_back(SessionEvent::Closed { reason });
+    }
+}
