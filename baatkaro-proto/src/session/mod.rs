@@ -90,6 +90,8 @@ struct Pending {
     done: Option<Bytes>,
     /// What to do once the final reply is on the wire.
     after: After,
+    /// Frames the request caused for this session, sent right after its final reply.
+    trailer: BytesMut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +111,12 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     pending: VecDeque<Pending>,
     next_id: u64,
+    /// When the last frame was received: the idle timer counts frames, not bytes.
     last_input: Millis,
+    /// When the last bytes were received.
+    last_bytes: Millis,
+    /// A LOGOUT or a failed HELLO is queued: nothing after it is read.
+    closing: bool,
 }
 
 impl Session {
@@ -124,6 +131,8 @@ impl Session {
             pending: VecDeque::new(),
             next_id: 0,
             last_input: now,
+            last_bytes: now,
+            closing: false,
         }
     }
 
@@ -145,6 +154,7 @@ impl Session {
     /// slows the client down).
     pub fn wants_input(&self) -> bool {
         self.state != SessionState::Closed
+            && !self.closing
             && (self.pending.len() as u64) < self.config.limits.inflight
     }
 
@@ -153,7 +163,7 @@ impl Session {
         if self.state == SessionState::Closed {
             return;
         }
-        self.last_input = now;
+        self.last_bytes = now;
         self.decoder.push(bytes);
         self.decode();
     }
@@ -208,6 +218,20 @@ impl Session {
         self.decode();
     }
 
+    /// Sends a frame that request `id` caused to this session (its own message, the
+    /// group event of its operation) right after the request's final reply, as SPEC.md
+    /// section 5.1 requires; at once if that reply is already on the wire.
+    pub fn send_encoded_after(&mut self, id: RequestId, frame: &[u8]) {
+        if self.state == SessionState::Closed {
+            return;
+        }
+        match self.pending.iter_mut().find(|p| p.id == id) {
+            Some(p) => p.trailer.extend_from_slice(frame),
+            None => self.out.extend_from_slice(frame),
+        }
+        self.flush();
+    }
+
     /// Sends an untagged event now (events may come between any two frames).
     pub fn send_event(&mut self, event: &Event) {
         if self.state != SessionState::Closed {
@@ -240,19 +264,33 @@ impl Session {
         (self.state != SessionState::Closed).then(|| self.idle_deadline())
     }
 
+    /// Whether a LOGIN or REGISTER is waiting for the application's answer.
+    fn logging_in(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.done.is_none() && matches!(p.verb, Verb::Login | Verb::Register))
+    }
+
     fn idle_deadline(&self) -> Millis {
         self.last_input.saturating_add(self.config.limits.idle.saturating_mul(1000))
     }
 
     /// Decodes buffered frames while the in-flight budget allows.
+    ///
+    /// Also waits while a LOGIN or REGISTER awaits its answer: the state the next
+    /// request is judged in depends on it.
     fn decode(&mut self) {
-        while self.wants_input() {
+        while self.wants_input() && !self.logging_in() {
             let Some(frame) = self.decoder.next_frame() else { break };
+            // The idle timer counts whole frames: a frame trickled forever is idle.
+            self.last_input = self.last_bytes;
             match frame {
                 Ok(request) => self.request(request),
                 Err(e) if e.is_fatal() => {
                     let failure =
                         Failure { code: e.code, retry_after: None, note: Note::lossy(&e.detail) };
+                    // Replies already given go out first; only unanswered ones are lost.
+                    self.flush();
                     self.bye(failure, e.code);
                 }
                 Err(e) => {
@@ -313,6 +351,7 @@ impl Session {
                     items: BytesMut::new(),
                     done: None,
                     after: After::Nothing,
+                    trailer: BytesMut::new(),
                 });
                 self.events.push_back(SessionEvent::Request { id, command });
             }
@@ -321,6 +360,9 @@ impl Session {
 
     /// Queues a reply the session gives itself, in its place in the reply order.
     fn answer_now(&mut self, tag: Tag, verb: Verb, result: Result<OkReply, Failure>, after: After) {
+        if matches!(after, After::Close(_)) {
+            self.closing = true;
+        }
         let frame = match result {
             Ok(reply) => ServerFrame::Ok { tag, reply },
             Err(failure) => ServerFrame::Err { tag, failure },
@@ -333,6 +375,7 @@ impl Session {
             items: BytesMut::new(),
             done: Some(frame.to_bytes()),
             after,
+            trailer: BytesMut::new(),
         });
     }
 
@@ -343,6 +386,7 @@ impl Session {
             self.out.extend_from_slice(&head.items.split());
             let Some(done) = head.done.take() else { break };
             self.out.extend_from_slice(&done);
+            self.out.extend_from_slice(&head.trailer);
             let after = head.after;
             self.pending.pop_front();
             match after {
