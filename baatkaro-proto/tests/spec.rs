@@ -273,3 +273,52 @@ fn transition_table_matches_the_group_machine() {
         assert_eq!(listed, expected, "Appendix D's checks for {verb}");
     }
 }
+
+/// Section 4.1's table of which commands each session state allows is exactly what
+/// `SessionState::refusal` enforces, with the refusal codes the section names.
+#[test]
+fn session_state_table_matches_the_session_machine() {
+    use baatkaro_proto::session::SessionState;
+    let start = SPEC.find("### 4.1 States").unwrap();
+    let rows: Vec<Vec<&str>> = SPEC[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let ann: baatkaro_proto::UserName = "ann".parse().unwrap();
+    let states = [
+        ("greeting", SessionState::Greeting, ErrorCode::HelloRequired),
+        ("authenticating", SessionState::Authenticating, ErrorCode::AuthRequired),
+        ("logged in", SessionState::LoggedIn(ann), ErrorCode::WrongState),
+    ];
+    assert_eq!(rows.len(), states.len());
+    for (row, (name, state, refused_with)) in rows.iter().zip(states) {
+        assert!(row[0].starts_with(name), "row {row:?} is not the {name} state");
+        let words = |s: &str| -> Vec<String> {
+            s.split([',', ' '])
+                .filter(|w| Verb::from_wire(w.as_bytes()).is_some())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (listed, except) = match row[1].strip_prefix("every command except ") {
+            Some(rest) => (None, words(rest)),
+            None => (Some(words(row[1])), Vec::new()),
+        };
+        for verb in Verb::ALL {
+            let allowed = match &listed {
+                Some(list) => list.iter().any(|w| w == verb.as_str()),
+                None => !except.iter().any(|w| w == verb.as_str()),
+            };
+            let expected = if allowed {
+                None
+            } else if *verb == Verb::Hello {
+                Some(ErrorCode::WrongState)
+            } else {
+                Some(refused_with)
+            };
+            assert_eq!(state.refusal(*verb), expected, "{verb} in the {name} state");
+        }
+    }
+}
