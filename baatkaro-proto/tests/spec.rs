@@ -178,6 +178,18 @@ fn table_after(heading: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The rows of the first table after `heading`, cells trimmed but otherwise raw.
+fn raw_rows(heading: &str) -> Vec<Vec<&'static str>> {
+    let start = SPEC.find(heading).unwrap_or_else(|| panic!("SPEC.md lacks {heading}"));
+    SPEC[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect()
+}
+
 #[test]
 fn error_table_matches_error_code() {
     let rows = table_after("## Appendix C. Error codes");
@@ -246,14 +258,7 @@ fn transition_table_matches_the_group_machine() {
         Op::Delete,
     ];
     // Raw cells: the codes are the backticked words of the "checks" column.
-    let start = SPEC.find("## Appendix D. Group transition table").unwrap();
-    let rows: Vec<Vec<&str>> = SPEC[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = raw_rows("## Appendix D. Group transition table");
     assert_eq!(rows.len(), ops.len() + 1, "one row per operation, and CREATE");
     for op in &ops {
         let verb = op.verb().as_str();
@@ -279,14 +284,7 @@ fn transition_table_matches_the_group_machine() {
 #[test]
 fn session_state_table_matches_the_session_machine() {
     use baatkaro_proto::session::SessionState;
-    let start = SPEC.find("### 4.1 States").unwrap();
-    let rows: Vec<Vec<&str>> = SPEC[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = raw_rows("### 4.1 States");
     let ann: baatkaro_proto::UserName = "ann".parse().unwrap();
     let states = [
         ("greeting", SessionState::Greeting, ErrorCode::HelloRequired),
