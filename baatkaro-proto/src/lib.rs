@@ -30,6 +30,7 @@
 mod arbitrary;
 mod codec;
 mod command;
+pub mod delivery;
 mod error;
 mod event;
 pub mod fuzzing;

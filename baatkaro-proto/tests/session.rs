@@ -108,3 +108,44 @@ fn idle_timeout_is_a_bye_and_the_end() {
     s.handle_input(b"x PING\r\n", deadline + 1);
     assert!(drain(&mut s).0.is_empty(), "nothing after the end");
 }
+
+#[test]
+fn a_fatal_reply_is_the_last_frame() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\nc PING\r\n", 1);
+    let _ = s.poll_transmit();
+    let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
+    // A LOGIN refused with a code that closes the connection ends the session.
+    s.reply(login, Err(baatkaro_proto::Failure::new(ErrorCode::TooManyConnections)));
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["b"], "the PING behind it is never answered");
+    assert_eq!(events, [SessionEvent::Closed { reason: Some(ErrorCode::TooManyConnections) }]);
+    assert_eq!(s.state(), SessionState::Closed);
+}
+
+#[test]
+fn items_held_for_the_reply_order_count_as_queued() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
+    let _ = s.poll_transmit();
+    let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    let _ = drain(&mut s);
+    s.handle_input(b"c GROUPS\r\nd ONLINE\r\n", 2);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let [SessionEvent::Request { id: first, .. }, SessionEvent::Request { id: second, .. }] =
+        events[..]
+    else {
+        panic!("{events:?}")
+    };
+    // The second request's items wait behind the first, and count.
+    s.item(second, &baatkaro_proto::Item::Online { user: "ann".parse().unwrap() });
+    assert!(s.poll_transmit().is_none());
+    let held = s.queued();
+    assert!(held > 0);
+    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    assert!(s.queued() > held, "the first reply is out, with the held item behind it");
+    let bytes = s.poll_transmit().unwrap();
+    assert_eq!(s.queued(), 0);
+    assert!(bytes.starts_with(b"c OK GROUPS 0\r\nd ONLINE ann\r\n"), "{bytes:?}");
+}

@@ -188,6 +188,31 @@ impl StoredEvent {
         }
     }
 
+    /// The same event as a reader of `conv` sees it. A private conversation is
+    /// named from the reader's side (SPEC.md section 5.1), so one stored event reads
+    /// `@bob` to alice and `@alice` to bob. Group events keep their group unless
+    /// `conv` names another group.
+    pub fn renamed(mut self, conv: Conversation) -> StoredEvent {
+        match (&mut self, conv) {
+            (StoredEvent::Message { conv: c, .. } | StoredEvent::File { conv: c, .. }, _) => {
+                *c = conv;
+            }
+            (
+                StoredEvent::Joined { group, .. }
+                | StoredEvent::Left { group, .. }
+                | StoredEvent::Kicked { group, .. }
+                | StoredEvent::Banned { group, .. }
+                | StoredEvent::RoleChanged { group, .. }
+                | StoredEvent::OwnershipOffered { group, .. }
+                | StoredEvent::OwnershipTransferred { group, .. }
+                | StoredEvent::RuleChanged { group, .. },
+                Conversation::Group(g),
+            ) => *group = g,
+            _ => {}
+        }
+        self
+    }
+
     /// The conversation the event belongs to.
     pub fn conv(&self) -> Conversation {
         match self {

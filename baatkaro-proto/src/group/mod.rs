@@ -304,6 +304,16 @@ impl Group {
         self.invites.iter().filter(move |(_, i)| self.live(i.at, now)).map(|(u, i)| (*u, *i))
     }
 
+    /// `user`'s join request, if one is live at `now`.
+    pub fn request_of(&self, user: &UserName, now: Millis) -> Option<&JoinRequest> {
+        self.requests.get(user).filter(|r| self.live(r.at, now))
+    }
+
+    /// `user`'s invite, if one is live at `now`.
+    pub fn invite_of(&self, user: &UserName, now: Millis) -> Option<Invitation> {
+        self.invites.get(user).filter(|i| self.live(i.at, now)).copied()
+    }
+
     /// Whether `user` is banned.
     pub fn is_banned(&self, user: &UserName) -> bool {
         self.bans.contains(user)

@@ -117,6 +117,8 @@ pub struct Session {
     last_bytes: Millis,
     /// A LOGOUT or a failed HELLO is queued: nothing after it is read.
     closing: bool,
+    /// Bytes of encoded output held in `pending` until their turn.
+    held: usize,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             last_input: now,
             last_bytes: now,
             closing: false,
+            held: 0,
         }
     }
 
@@ -156,6 +159,20 @@ impl Session {
         self.state != SessionState::Closed
             && !self.closing
             && (self.pending.len() as u64) < self.config.limits.inflight
+    }
+
+    /// How many bytes of output are queued and not yet taken by
+    /// [`Session::poll_transmit`], counting replies and items held back for the reply
+    /// order: what a server compares with its `queue` limit.
+    pub fn queued(&self) -> usize {
+        self.out.len() + self.held
+    }
+
+    /// Whether [`Session::poll_event`] has something: answers can let frames that
+    /// waited in the decoder through, so whoever answers learns that the connection's
+    /// driver has requests to pick up.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Bytes received from the client at `now`.
@@ -192,13 +209,17 @@ impl Session {
     /// head of the reply order are held back, so replies never interleave.
     pub fn item(&mut self, id: RequestId, item: &Item) {
         if let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) {
+            let before = p.items.len();
             ServerFrame::Item { tag: p.tag, item: item.clone() }.encode(&mut p.items);
+            self.held += p.items.len() - before;
         }
         self.flush();
     }
 
     /// Answers a request: its final reply. A successful LOGIN or REGISTER logs the
-    /// session in. Unknown or already answered ids are ignored.
+    /// session in; a failure whose code closes the connection (SPEC.md Appendix C)
+    /// is the last frame, as its tagged ERR. Unknown or already answered ids are
+    /// ignored.
     pub fn reply(&mut self, id: RequestId, result: Result<OkReply, Failure>) {
         let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) else {
             return;
@@ -208,11 +229,19 @@ impl Session {
         {
             p.after = After::LogIn(*user);
         }
+        if let Err(failure) = &result
+            && failure.code.is_fatal()
+        {
+            p.after = After::Close(Some(failure.code));
+            self.closing = true;
+        }
         let frame = match result {
             Ok(reply) => ServerFrame::Ok { tag: p.tag, reply },
             Err(failure) => ServerFrame::Err { tag: p.tag, failure },
         };
-        p.done = Some(frame.to_bytes());
+        let done = frame.to_bytes();
+        self.held += done.len();
+        p.done = Some(done);
         self.flush();
         // Answers free room in flight: frames that waited in the decoder can go on.
         self.decode();
@@ -226,7 +255,10 @@ impl Session {
             return;
         }
         match self.pending.iter_mut().find(|p| p.id == id) {
-            Some(p) => p.trailer.extend_from_slice(frame),
+            Some(p) => {
+                p.trailer.extend_from_slice(frame);
+                self.held += frame.len();
+            }
             None => self.out.extend_from_slice(frame),
         }
         self.flush();
@@ -368,12 +400,14 @@ impl Session {
             Err(failure) => ServerFrame::Err { tag, failure },
         };
         let id = RequestId(u64::MAX);
+        let done = frame.to_bytes();
+        self.held += done.len();
         self.pending.push_back(Pending {
             id,
             tag,
             verb,
             items: BytesMut::new(),
-            done: Some(frame.to_bytes()),
+            done: Some(done),
             after,
             trailer: BytesMut::new(),
         });
@@ -383,8 +417,11 @@ impl Session {
     /// output, and acts on what they finish (log in, close).
     fn flush(&mut self) {
         while let Some(head) = self.pending.front_mut() {
-            self.out.extend_from_slice(&head.items.split());
+            let items = head.items.split();
+            self.held -= items.len();
+            self.out.extend_from_slice(&items);
             let Some(done) = head.done.take() else { break };
+            self.held -= done.len() + head.trailer.len();
             self.out.extend_from_slice(&done);
             self.out.extend_from_slice(&head.trailer);
             let after = head.after;
@@ -411,6 +448,7 @@ impl Session {
     fn finish(&mut self, reason: Option<ErrorCode>) {
         self.state = SessionState::Closed;
         self.pending.clear();
+        self.held = 0;
         self.events.push_back(SessionEvent::Closed { reason });
     }
 }

@@ -1,0 +1,69 @@
+//! The send budget: a token bucket of `burst` sends that refills at `rate` per second.
+
+use crate::types::Millis;
+
+/// One user's send budget. Starts full.
+///
+/// Tokens are counted in thousandths so that a refill of `rate` per second is exact
+/// per millisecond for every `rate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateBudget {
+    milli_tokens: u64,
+    last: Millis,
+}
+
+impl RateBudget {
+    /// A full budget of `burst` sends at `now`.
+    pub fn new(burst: u64, now: Millis) -> Self {
+        RateBudget { milli_tokens: burst.saturating_mul(1000), last: now }
+    }
+
+    /// Takes one send from the budget at `now`, or says in how many milliseconds the
+    /// next one is allowed (the `retry=` of `RATE_LIMITED`). `rate` is sends per
+    /// second (at least 1 is assumed), `burst` the bucket's size.
+    pub fn try_take(&mut self, now: Millis, rate: u64, burst: u64) -> Result<(), u64> {
+        let rate = rate.max(1);
+        let elapsed = now.saturating_sub(self.last);
+        self.last = self.last.max(now);
+        // rate sends per second are `rate` milli-tokens per millisecond.
+        let refill = elapsed.saturating_mul(rate);
+        self.milli_tokens =
+            self.milli_tokens.saturating_add(refill).min(burst.saturating_mul(1000));
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            return Ok(());
+        }
+        Err((1000 - self.milli_tokens).div_ceil(rate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_sustained_rate() {
+        let mut b = RateBudget::new(3, 0);
+        assert!(b.try_take(0, 4, 3).is_ok());
+        assert!(b.try_take(0, 4, 3).is_ok());
+        assert!(b.try_take(0, 4, 3).is_ok());
+        // 4 per second: the next token arrives in 250 ms.
+        assert_eq!(b.try_take(0, 4, 3), Err(250));
+        assert_eq!(b.try_take(100, 4, 3), Err(150));
+        assert!(b.try_take(250, 4, 3).is_ok());
+        // A long pause refills no more than the burst.
+        for _ in 0..3 {
+            assert!(b.try_take(1_000_000, 4, 3).is_ok());
+        }
+        assert!(b.try_take(1_000_000, 4, 3).is_err());
+    }
+
+    #[test]
+    fn time_going_backwards_refills_nothing() {
+        let mut b = RateBudget::new(1, 1000);
+        assert!(b.try_take(1000, 1, 1).is_ok());
+        assert!(b.try_take(10, 1, 1).is_err());
+        assert!(b.try_take(1999, 1, 1).is_err());
+        assert!(b.try_take(2000, 1, 1).is_ok());
+    }
+}
