@@ -1,36 +1,171 @@
 //! `baatkaro-server`: the reference BaatKaro server.
-//!
-//! This version ships the protocol and its codec (`baatkaro-proto`, described in
-//! SPEC.md); the server that speaks it over TCP is the next piece of work. Until then
-//! the binary explains that and prints its intended usage, so that the README's
-//! quick start does something honest on a fresh machine.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-baatkaro-server — reference server for the BaatKaro group chat protocol
+use baatkaro_proto::Limits;
+use baatkaro_server::config::{self, Config, FileConfig, HashCost, LIMIT_HELP, Registration};
+use baatkaro_server::server::Server;
+use clap::{Arg, ArgAction, Command, value_parser};
 
-USAGE:
-    baatkaro-server [--listen ADDR] [--data-dir DIR] [--config FILE]
+fn cli() -> Command {
+    let mut cmd = Command::new("baatkaro-server")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("The reference server of the BaatKaro group chat protocol (SPEC.md)")
+        .long_about(
+            "The reference server of the BaatKaro group chat protocol (SPEC.md).\n\n\
+             With no arguments it listens on 127.0.0.1:7667 and keeps its data in the \
+             platform's data directory. Settings come from the built-in defaults, then \
+             the TOML file given with --config, then these flags.",
+        )
+        .arg(Arg::new("listen").long("listen").value_name("ADDR").value_parser(value_parser!(std::net::SocketAddr))
+            .help("Address to listen on [default: 127.0.0.1:7667]"))
+        .arg(Arg::new("data-dir").long("data-dir").value_name("DIR").value_parser(value_parser!(PathBuf))
+            .help("Directory for the database and its lock [default: the platform's data directory]"))
+        .arg(Arg::new("config").long("config").value_name("FILE").value_parser(value_parser!(PathBuf))
+            .help("TOML file with settings: the flags' names with _ for -, and a [limits] table"))
+        .arg(Arg::new("registration").long("registration").value_parser(value_parser!(Registration))
+            .help("Whether REGISTER creates accounts [default: open]"))
+        .arg(Arg::new("max-accounts").long("max-accounts").value_name("N").value_parser(value_parser!(u64))
+            .help("Most accounts the server holds [default: 1000000]"))
+        .arg(Arg::new("max-connections").long("max-connections").value_name("N").value_parser(value_parser!(usize))
+            .help("Most connections at once [default: 10000]"))
+        .arg(Arg::new("max-per-address").long("max-per-address").value_name("N").value_parser(value_parser!(usize))
+            .help("Most connections from one address [default: 256]"))
+        .arg(Arg::new("logins-per-minute").long("logins-per-minute").value_name("N").value_parser(value_parser!(u64))
+            .help("LOGIN and REGISTER attempts per minute from one address [default: 60]"))
+        .arg(Arg::new("frames-per-second").long("frames-per-second").value_name("N").value_parser(value_parser!(u64))
+            .help("Frames per second per connection before reading slows down [default: 20000]"))
+        .arg(Arg::new("max-hashes").long("max-hashes").value_name("N").value_parser(value_parser!(usize))
+            .help("Password hashes computed at once [default: 2]"))
+        .arg(Arg::new("hash-memory-kib").long("hash-memory-kib").value_name("KIB").value_parser(value_parser!(u32))
+            .help("Argon2id memory per password hash [default: 19456]"))
+        .arg(Arg::new("hash-iterations").long("hash-iterations").value_name("N").value_parser(value_parser!(u32))
+            .help("Argon2id passes per password hash [default: 2]"))
+        .arg(Arg::new("insecure-test-hash").long("insecure-test-hash").action(ArgAction::SetTrue)
+            .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
+        .arg(Arg::new("log").long("log").value_name("FILTER")
+            .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"));
+    let defaults = Limits::default();
+    for (key, help) in LIMIT_HELP {
+        let default = defaults.get(key.as_bytes()).unwrap_or_default();
+        cmd = cmd.arg(
+            Arg::new(*key)
+                .long(format!("limit-{key}"))
+                .value_name("N")
+                .value_parser(value_parser!(u64))
+                .help(format!("Limit `{key}`: {help} [default: {default}]"))
+                .help_heading("Limits (SPEC.md Appendix B, advertised in HELLO)"),
+        );
+    }
+    cmd
+}
 
-DEFAULTS:
-    --listen    127.0.0.1:7667
-    --data-dir  the platform's data directory (e.g. ~/.local/share/baatkaro)
-
-STATUS:
-    This build contains the protocol codec only (see SPEC.md); it does not accept
-    connections yet. The TCP server, persistence and accounts are tracked as the
-    server issue and land in a later version.
-";
+fn configure() -> Result<Config, String> {
+    let m = cli().get_matches();
+    let data_dir = config::default_data_dir()
+        .ok_or("no data directory could be found for this platform: give --data-dir")?;
+    let mut cfg = Config::new(data_dir);
+    if let Some(path) = m.get_one::<PathBuf>("config") {
+        FileConfig::read(path).and_then(|f| f.apply(&mut cfg)).map_err(|e| e.to_string())?;
+    }
+    macro_rules! flag {
+        ($name:literal, $ty:ty, $field:expr) => {
+            if let Some(v) = m.get_one::<$ty>($name) {
+                $field = v.clone();
+            }
+        };
+    }
+    flag!("listen", std::net::SocketAddr, cfg.listen);
+    flag!("data-dir", PathBuf, cfg.data_dir);
+    flag!("max-accounts", u64, cfg.max_accounts);
+    flag!("max-connections", usize, cfg.max_connections);
+    flag!("max-per-address", usize, cfg.max_per_address);
+    flag!("logins-per-minute", u64, cfg.logins_per_minute);
+    flag!("frames-per-second", u64, cfg.frames_per_second);
+    flag!("max-hashes", usize, cfg.max_hashes);
+    flag!("hash-memory-kib", u32, cfg.hash_cost.memory_kib);
+    flag!("hash-iterations", u32, cfg.hash_cost.iterations);
+    flag!("log", String, cfg.log);
+    if let Some(r) = m.get_one::<Registration>("registration") {
+        cfg.registration_open = *r == Registration::Open;
+    }
+    if m.get_flag("insecure-test-hash") {
+        cfg.hash_cost = HashCost::TEST_ONLY;
+    }
+    for (key, _) in LIMIT_HELP {
+        if let Some(v) = m.get_one::<u64>(key) {
+            cfg.limits.set(key.as_bytes(), *v);
+        }
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    print!("{USAGE}");
-    match args.first().map(String::as_str) {
-        None | Some("-h" | "--help") => ExitCode::SUCCESS,
-        Some(other) => {
-            eprintln!("baatkaro-server: cannot act on {other:?} yet: this build has no server");
-            ExitCode::from(2)
+    let cfg = match configure() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("baatkaro-server: {e}");
+            return ExitCode::from(2);
         }
+    };
+    let filter =
+        std::env::var("RUST_LOG").ok().filter(|_| cfg.log == "info").unwrap_or(cfg.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("baatkaro-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("baatkaro-server: cannot listen on {}: {e}", cfg.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let data_dir = cfg.data_dir.clone();
+        let server = match Server::open(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("baatkaro-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(data_dir = %data_dir.display(), "store open");
+        server.run(listener, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

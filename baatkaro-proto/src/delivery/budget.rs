@@ -22,18 +22,33 @@ impl RateBudget {
     /// next one is allowed (the `retry=` of `RATE_LIMITED`). `rate` is sends per
     /// second (at least 1 is assumed), `burst` the bucket's size.
     pub fn try_take(&mut self, now: Millis, rate: u64, burst: u64) -> Result<(), u64> {
-        let rate = rate.max(1);
-        let elapsed = now.saturating_sub(self.last);
+        self.try_take_per(now, rate, 1000, burst)
+    }
+
+    /// As [`RateBudget::try_take`], for a rate of `count` per `period` milliseconds
+    /// (logins per minute, say).
+    pub fn try_take_per(
+        &mut self,
+        now: Millis,
+        count: u64,
+        period: Millis,
+        burst: u64,
+    ) -> Result<(), u64> {
+        let (count, period) = (u128::from(count.max(1)), u128::from(period.max(1)));
+        let elapsed = u128::from(now.saturating_sub(self.last));
         self.last = self.last.max(now);
-        // rate sends per second are `rate` milli-tokens per millisecond.
-        let refill = elapsed.saturating_mul(rate);
-        self.milli_tokens =
-            self.milli_tokens.saturating_add(refill).min(burst.saturating_mul(1000));
+        let refill = elapsed * count * 1000 / period;
+        let full = u128::from(burst) * 1000;
+        let tokens = (u128::from(self.milli_tokens) + refill).min(full);
+        // tokens <= burst * 1000, which fits in u64 as `new` made it.
+        self.milli_tokens = u64::try_from(tokens).unwrap_or(u64::MAX);
         if self.milli_tokens >= 1000 {
             self.milli_tokens -= 1000;
             return Ok(());
         }
-        Err((1000 - self.milli_tokens).div_ceil(rate))
+        let missing = 1000 - u128::from(self.milli_tokens);
+        let wait = (missing * period).div_ceil(count * 1000);
+        Err(u64::try_from(wait).unwrap_or(u64::MAX))
     }
 }
 
@@ -56,6 +71,17 @@ mod tests {
             assert!(b.try_take(1_000_000, 4, 3).is_ok());
         }
         assert!(b.try_take(1_000_000, 4, 3).is_err());
+    }
+
+    #[test]
+    fn a_rate_per_minute() {
+        let mut b = RateBudget::new(2, 0);
+        assert!(b.try_take_per(0, 6, 60_000, 2).is_ok());
+        assert!(b.try_take_per(0, 6, 60_000, 2).is_ok());
+        // Six a minute: one every ten seconds.
+        assert_eq!(b.try_take_per(0, 6, 60_000, 2), Err(10_000));
+        assert_eq!(b.try_take_per(4_000, 6, 60_000, 2), Err(6_000));
+        assert!(b.try_take_per(10_000, 6, 60_000, 2).is_ok());
     }
 
     #[test]

@@ -1,0 +1,330 @@
+//! The server's configuration: built-in defaults, then an optional TOML file, then
+//! command-line flags, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use baatkaro_proto::{LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
+use serde::Deserialize;
+
+/// Where the server listens when told nothing else.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7667";
+
+/// One line of help for every limit of SPEC.md Appendix B, in wire order.
+pub const LIMIT_HELP: &[(&str, &str)] = &[
+    ("line", "longest line in bytes, CRLF included (fixed by the protocol at 1024)"),
+    ("payload", "longest payload in bytes (at most 16777216)"),
+    ("message", "longest message text in bytes (at most 65536)"),
+    ("reason", "longest join-request reason in bytes (at most 65536)"),
+    ("file", "largest file in bytes"),
+    ("chunk", "chunk size for uploads and downloads in bytes (at most payload)"),
+    ("quota", "file storage per user in bytes"),
+    ("uploads", "unfinished uploads per user"),
+    ("partial", "seconds an unfinished upload is kept for resuming"),
+    ("groups", "groups per user, counting pending requests"),
+    ("members", "members per group"),
+    ("pending", "pending join requests per group"),
+    ("invites", "pending invites per group"),
+    ("rate", "sustained sends per second per user (at least 1)"),
+    ("burst", "sends allowed in a burst above rate (at least 1)"),
+    ("history", "events kept per conversation (0: all)"),
+    ("page", "most events one HISTORY reply carries (at least 1)"),
+    ("inflight", "requests in flight per connection before the server stops reading"),
+    ("sessions", "logged-in connections per user"),
+    ("idle", "seconds without a frame before a connection is closed"),
+    ("expiry", "seconds until a join request or invite expires"),
+    ("keys", "seconds an idempotency key is remembered"),
+    ("queue", "outgoing bytes queued for a connection before it is dropped as slow"),
+];
+
+/// The cost of the Argon2id password hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+}
+
+impl Default for HashCost {
+    /// OWASP's recommendation for Argon2id: 19 MiB, two passes, one lane.
+    fn default() -> Self {
+        HashCost { memory_kib: 19 * 1024, iterations: 2 }
+    }
+}
+
+impl HashCost {
+    /// The cheapest cost Argon2 allows. For tests and load generation on a private
+    /// machine only: it makes stolen hashes cheap to crack.
+    pub const TEST_ONLY: HashCost = HashCost { memory_kib: 8, iterations: 1 };
+}
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Where the database and the lock file live.
+    pub data_dir: PathBuf,
+    /// Every limit, advertised in HELLO.
+    pub limits: Limits,
+    /// Whether REGISTER creates accounts.
+    pub registration_open: bool,
+    /// Most accounts the server holds; REGISTER fails past it.
+    pub max_accounts: u64,
+    /// Most connections at once; more are greeted with `BYE TOO_MANY_CONNECTIONS`.
+    pub max_connections: usize,
+    /// Most connections from one address at once.
+    pub max_per_address: usize,
+    /// LOGIN and REGISTER attempts per minute from one address (and the burst).
+    pub logins_per_minute: u64,
+    /// Frames per second one connection may send before the server reads it more
+    /// slowly; it may send twice as many in a burst.
+    pub frames_per_second: u64,
+    /// Most password hashes computed at once (each takes `hash_cost.memory_kib`).
+    pub max_hashes: usize,
+    /// The password hash cost.
+    pub hash_cost: HashCost,
+    /// The log filter (`info`, `debug`, `baatkaro_server=trace`, …).
+    pub log: String,
+    /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
+    pub shutdown_retry_ms: u64,
+}
+
+impl Config {
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Config {
+            // The constant is a valid socket address.
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!("valid default")),
+            data_dir,
+            limits: Limits::default(),
+            registration_open: true,
+            max_accounts: 1_000_000,
+            max_connections: 10_000,
+            max_per_address: 256,
+            logins_per_minute: 60,
+            frames_per_second: 20_000,
+            max_hashes: 2,
+            hash_cost: HashCost::default(),
+            log: "info".into(),
+            shutdown_retry_ms: 5_000,
+        }
+    }
+
+    /// Checks that the values make sense together and fit the protocol.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let bad = |key: &'static str, why: &str| Err(ConfigError::Limit { key, why: why.into() });
+        if l.line != LINE_MAX as u64 {
+            return bad("line", "is fixed by the protocol at 1024");
+        }
+        if l.payload < 1024 || l.payload > PAYLOAD_CEILING {
+            return bad("payload", "must be between 1024 and 16777216");
+        }
+        if l.message == 0 || l.message > TEXT_MAX as u64 || l.message > l.payload {
+            return bad("message", "must be between 1 and 65536, and at most payload");
+        }
+        if l.reason == 0 || l.reason > TEXT_MAX as u64 || l.reason > l.payload {
+            return bad("reason", "must be between 1 and 65536, and at most payload");
+        }
+        if l.chunk == 0 || l.chunk > l.payload {
+            return bad("chunk", "must be between 1 and payload");
+        }
+        for (key, value) in [
+            ("rate", l.rate),
+            ("burst", l.burst),
+            ("page", l.page),
+            ("inflight", l.inflight),
+            ("sessions", l.sessions),
+            ("idle", l.idle),
+            ("queue", l.queue),
+            ("members", l.members),
+            ("groups", l.groups),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if l.queue < 64 * 1024 {
+            return bad("queue", "must be at least 65536, so that a history page fits");
+        }
+        if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)
+            || self.logins_per_minute == 0
+            || self.frames_per_second == 0
+        {
+            return Err(ConfigError::Other(
+                "max_connections, max_per_address, max_hashes, logins_per_minute and \
+                 frames_per_second must be at least 1"
+                    .into(),
+            ));
+        }
+        if argon2::Params::new(self.hash_cost.memory_kib, self.hash_cost.iterations, 1, None)
+            .is_err()
+        {
+            return Err(ConfigError::Other("hash cost out of Argon2's range".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The platform's data directory for BaatKaro (e.g. `~/.local/share/baatkaro`).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "baatkaro").map(|d| d.data_dir().to_path_buf())
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A limit out of its range.
+    #[error("limit {key} {why}")]
+    Limit {
+        /// The limit's key.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {why}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The TOML file's shape: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `listen = "127.0.0.1:7667"`
+    pub listen: Option<SocketAddr>,
+    /// `data_dir = "/var/lib/baatkaro"`
+    pub data_dir: Option<PathBuf>,
+    /// `registration = "open"` or `"closed"`
+    pub registration: Option<Registration>,
+    /// `max_accounts = 1000000`
+    pub max_accounts: Option<u64>,
+    /// `max_connections = 10000`
+    pub max_connections: Option<usize>,
+    /// `max_per_address = 256`
+    pub max_per_address: Option<usize>,
+    /// `logins_per_minute = 60`
+    pub logins_per_minute: Option<u64>,
+    /// `frames_per_second = 20000`
+    pub frames_per_second: Option<u64>,
+    /// `max_hashes = 2`
+    pub max_hashes: Option<usize>,
+    /// `[hash] memory_kib = 19456, iterations = 2`
+    pub hash: Option<HashCost>,
+    /// `log = "info"`
+    pub log: Option<String>,
+    /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
+    pub limits: Option<toml::Table>,
+}
+
+/// Whether registration is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may REGISTER.
+    Open,
+    /// REGISTER fails with `REGISTRATION_CLOSED`.
+    Closed,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let file_error = |why: String| ConfigError::File { path: path.to_path_buf(), why };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| file_error(e.to_string()))
+    }
+
+    /// Applies the file's settings over `config`.
+    pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.registration {
+            config.registration_open = v == Registration::Open;
+        }
+        if let Some(v) = self.max_accounts {
+            config.max_accounts = v;
+        }
+        if let Some(v) = self.max_connections {
+            config.max_connections = v;
+        }
+        if let Some(v) = self.max_per_address {
+            config.max_per_address = v;
+        }
+        if let Some(v) = self.logins_per_minute {
+            config.logins_per_minute = v;
+        }
+        if let Some(v) = self.frames_per_second {
+            config.frames_per_second = v;
+        }
+        if let Some(v) = self.max_hashes {
+            config.max_hashes = v;
+        }
+        if let Some(v) = self.hash {
+            config.hash_cost = v;
+        }
+        if let Some(v) = self.log {
+            config.log = v;
+        }
+        for (key, value) in self.limits.unwrap_or_default() {
+            let value = value
+                .as_integer()
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| ConfigError::Other(format!("limits.{key} must be a number")))?;
+            if !config.limits.set(key.as_bytes(), value) {
+                return Err(ConfigError::Other(format!("limits.{key} is not a limit")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limit_has_help_in_wire_order() {
+        let keys: Vec<&str> = LIMIT_HELP.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, Limits::KEYS);
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        c.validate().unwrap();
+        c.limits.chunk = c.limits.payload + 1;
+        assert!(matches!(c.validate(), Err(ConfigError::Limit { key: "chunk", .. })));
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_refuses_unknown_keys() {
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        let f: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nregistration = \"closed\"\n[limits]\nmessage = 100\n",
+        )
+        .unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(!c.registration_open);
+        assert_eq!(c.limits.message, 100);
+        let f: FileConfig = toml::from_str("[limits]\nmesage = 100\n").unwrap();
+        assert!(f.apply(&mut c).is_err());
+        assert!(toml::from_str::<FileConfig>("lissen = 1").is_err());
+    }
+}

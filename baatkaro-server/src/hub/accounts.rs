@@ -1,0 +1,197 @@
+//! Accounts and presence: REGISTER, LOGIN, sessions coming and going.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use baatkaro_proto::delivery::{RateBudget, SendKeys};
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{ErrorCode, Event, Failure, OkReply, Password, Presence, UserName};
+
+use super::{Hub, HubMsg, User};
+use crate::clock;
+use crate::conn::ConnId;
+use crate::store::Write;
+
+/// What a password check or hash found.
+#[derive(Debug)]
+pub(crate) struct AuthDone {
+    conn: ConnId,
+    id: RequestId,
+    user: UserName,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// LOGIN: whether the password matched.
+    Checked(bool),
+    /// REGISTER: the new password's hash.
+    Hashed(Result<String, String>),
+}
+
+impl Hub {
+    /// Takes one attempt from the connection's address, or answers RATE_LIMITED.
+    fn attempt(&mut self, conn: ConnId, id: RequestId) -> bool {
+        let Some(ip) = self.conns.get(&conn).map(|c| c.conn.peer.ip()) else { return false };
+        let now = clock::now();
+        let per_minute = self.cfg.logins_per_minute;
+        let (budget, last) =
+            self.attempts.entry(ip).or_insert_with(|| (RateBudget::new(per_minute, now), now));
+        *last = now;
+        match budget.try_take_per(now, per_minute, 60_000, per_minute) {
+            Ok(()) => true,
+            Err(wait) => {
+                let failure =
+                    Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
+                self.reply(conn, id, Err(failure));
+                false
+            }
+        }
+    }
+
+    pub(super) fn register(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        user: UserName,
+        password: Password,
+    ) {
+        if !self.cfg.registration_open || self.users.len() as u64 >= self.cfg.max_accounts {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::RegistrationClosed)));
+        }
+        if self.users.contains_key(&user) {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
+        }
+        if !self.attempt(conn, id) {
+            return;
+        }
+        let (hasher, me) = (self.hasher.clone(), self.me.clone());
+        let password = password.expose().to_vec();
+        tokio::spawn(async move {
+            let outcome = Outcome::Hashed(hasher.hash(password).await);
+            if let Some(me) = me.upgrade() {
+                let _ = me.send(HubMsg::Auth(AuthDone { conn, id, user, outcome })).await;
+            }
+        });
+    }
+
+    pub(super) fn login(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        user: UserName,
+        password: Password,
+    ) {
+        if !self.attempt(conn, id) {
+            return;
+        }
+        let stored = self.users.get(&user).map(|u| u.hash.clone());
+        let (hasher, me) = (self.hasher.clone(), self.me.clone());
+        let password = password.expose().to_vec();
+        tokio::spawn(async move {
+            let outcome = Outcome::Checked(hasher.verify(password, stored).await);
+            if let Some(me) = me.upgrade() {
+                let _ = me.send(HubMsg::Auth(AuthDone { conn, id, user, outcome })).await;
+            }
+        });
+    }
+
+    pub(super) fn on_auth(&mut self, AuthDone { conn, id, user, outcome }: AuthDone) {
+        if !self.conns.contains_key(&conn) {
+            return; // It hung up while we hashed.
+        }
+        match outcome {
+            Outcome::Checked(false) => {
+                let failure = Failure::new(ErrorCode::AuthFailed);
+                self.reply(conn, id, Err(failure));
+            }
+            Outcome::Checked(true) => {
+                if self.attach(conn, id, user) {
+                    self.reply(conn, id, Ok(OkReply::Login { user }));
+                }
+            }
+            Outcome::Hashed(Err(e)) => {
+                tracing::error!(error = %e, "password hashing failed");
+                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
+            }
+            Outcome::Hashed(Ok(hash)) => {
+                // Someone may have taken the name while this one was hashed.
+                if self.users.contains_key(&user) {
+                    return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
+                }
+                let now = clock::now();
+                self.write(Write::User { name: user, hash: hash.clone(), created: now });
+                let burst = self.cfg.limits.burst;
+                self.users.insert(
+                    user,
+                    User {
+                        hash: Arc::from(hash),
+                        sessions: Vec::new(),
+                        relations: BTreeSet::new(),
+                        peers: BTreeSet::new(),
+                        keys: SendKeys::new(),
+                        budget: RateBudget::new(burst, now),
+                    },
+                );
+                if self.attach(conn, id, user) {
+                    self.reply(conn, id, Ok(OkReply::Register { user }));
+                }
+            }
+        }
+    }
+
+    /// Logs a connection in as `user`, within the `sessions` limit; tells those who
+    /// share a group when this is the user's first session.
+    fn attach(&mut self, conn: ConnId, id: RequestId, user: UserName) -> bool {
+        let Some(u) = self.users.get_mut(&user) else { return false };
+        if u.sessions.len() as u64 >= self.cfg.limits.sessions {
+            let failure =
+                Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
+            self.reply(conn, id, Err(failure));
+            return false;
+        }
+        u.sessions.push(conn);
+        let first = u.sessions.len() == 1;
+        if let Some(rec) = self.conns.get_mut(&conn) {
+            rec.user = Some(user);
+        }
+        if first {
+            self.presence(user, Presence::Online);
+        }
+        true
+    }
+
+    pub(super) fn on_disconnect(&mut self, conn: ConnId) {
+        let Some(rec) = self.conns.remove(&conn) else { return };
+        let Some(user) = rec.user else { return };
+        let Some(u) = self.users.get_mut(&user) else { return };
+        u.sessions.retain(|c| *c != conn);
+        if u.sessions.is_empty() {
+            self.presence(user, Presence::Offline);
+        }
+    }
+
+    /// Tells everyone who shares a group with `user` that they came or went.
+    fn presence(&mut self, user: UserName, presence: Presence) {
+        let others: BTreeSet<UserName> =
+            self.co_members(user).into_iter().filter(|u| *u != user).collect();
+        self.event_to_users(Event::Presence { user, presence }, others, None);
+    }
+
+    /// Everyone who is a member of a group `user` is a member of, `user` included
+    /// if they are in any group.
+    pub(super) fn co_members(&self, user: UserName) -> BTreeSet<UserName> {
+        let Some(u) = self.users.get(&user) else { return BTreeSet::new() };
+        u.relations
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .filter(|rec| rec.group.role_of(&user).is_some())
+            .flat_map(|rec| rec.group.members().map(|(m, _)| m))
+            .collect()
+    }
+
+    /// Whether `user` has a session now.
+    pub(super) fn is_online(&self, user: &UserName) -> bool {
+        self.users.get(user).is_some_and(|u| !u.sessions.is_empty())
+    }
+}

@@ -1,0 +1,322 @@
+//! Group commands: the proto crate's group machine decides, the hub persists its
+//! events, numbers the stored ones and delivers them.
+
+use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, Op};
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{
+    Command, DoneVerb, ErrorCode, Failure, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
+    ListVerb, Membership, Millis, OkReply, Presence, Role, Text, UserName,
+};
+
+use super::{GroupRec, Hub};
+use crate::conn::ConnId;
+use crate::store::{ConvKey, EventRecord, Write};
+
+/// A request's address, for its answer.
+pub(super) type Req = (ConnId, RequestId);
+
+/// The group and operation a command carries, for the commands that are one.
+pub(super) fn op_of(command: Command) -> Option<(GroupName, Op)> {
+    use Command as C;
+    Some(match command {
+        C::Approve { group, user } => (group, Op::Approve { user }),
+        C::Reject { group, user } => (group, Op::Reject { user }),
+        C::Invite { group, user } => (group, Op::Invite { user }),
+        C::Accept { group } => (group, Op::Accept),
+        C::Decline { group } => (group, Op::Decline),
+        C::Leave { group } => (group, Op::Leave),
+        C::Kick { group, user, ban } => (group, Op::Kick { user, ban }),
+        C::Unban { group, user } => (group, Op::Unban { user }),
+        C::Promote { group, user } => (group, Op::Promote { user }),
+        C::Demote { group, user } => (group, Op::Demote { user }),
+        C::Transfer { group, user } => (group, Op::Offer { user }),
+        C::TransferAccept { group } => (group, Op::TakeOwnership),
+        C::TransferCancel { group } => (group, Op::CancelOffer),
+        C::Rule { group, rule } => (group, Op::SetRule { rule }),
+        C::Delete { group } => (group, Op::Delete),
+        _ => return None,
+    })
+}
+
+/// The success reply of an operation, given the events it caused.
+fn reply_of(group: GroupName, op: &Op, events: &[GroupEvent]) -> Option<OkReply> {
+    let joined = events.iter().any(|e| matches!(e, GroupEvent::Joined { .. }));
+    Some(match op {
+        Op::Join { .. } => OkReply::Join {
+            group,
+            outcome: if joined { JoinOutcome::Joined } else { JoinOutcome::Pending },
+        },
+        Op::Invite { user } => OkReply::Invite {
+            group,
+            user: *user,
+            outcome: if joined { InviteOutcome::Joined } else { InviteOutcome::Invited },
+        },
+        other => {
+            let verb = DoneVerb::from_wire(other.verb().as_str().as_bytes())?;
+            OkReply::Done { verb }
+        }
+    })
+}
+
+impl Hub {
+    /// How many groups `user` is a member of or has a live request in.
+    fn groups_of(&self, user: &UserName, now: Millis) -> u64 {
+        let Some(u) = self.users.get(user) else { return 0 };
+        u.relations
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .filter(|r| r.group.role_of(user).is_some() || r.group.request_of(user, now).is_some())
+            .count() as u64
+    }
+
+    pub(super) fn create(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        name: GroupName,
+        rule: JoinRule,
+        now: Millis,
+    ) {
+        if self.groups.contains_key(&name) {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::GroupExists)));
+        }
+        let gid = GroupId(self.next_group_id);
+        let count = |u: &UserName| self.groups_of(u, now);
+        let ctx = Ctx { now, rules: &self.rules, groups_of: &count };
+        match Group::create(gid, name, user, rule, &ctx) {
+            Err(denial) => self.reply(conn, id, Err(Failure::new(denial.code()))),
+            Ok((group, event)) => {
+                self.next_group_id += 1;
+                self.write(Write::GroupCreated { id: gid, name });
+                self.write(Write::GroupEvent { id: gid, event });
+                self.groups.insert(name, GroupRec { group, latest: 0 });
+                if let Some(u) = self.users.get_mut(&user) {
+                    u.relations.insert(name);
+                }
+                self.reply(conn, id, Ok(OkReply::Done { verb: DoneVerb::Create }));
+            }
+        }
+    }
+
+    pub(super) fn join(
+        &mut self,
+        r: Req,
+        user: UserName,
+        group: GroupName,
+        reason: Option<Text>,
+        now: Millis,
+    ) {
+        if reason.as_ref().is_some_and(|t| t.len() as u64 > self.cfg.limits.reason) {
+            return self.reply(r.0, r.1, Err(Failure::new(ErrorCode::TextTooLong)));
+        }
+        self.group_op(r, user, group, Op::Join { reason }, now);
+    }
+
+    /// Applies one operation to a group, then stages, numbers and delivers its events.
+    pub(super) fn group_op(
+        &mut self,
+        (conn, id): Req,
+        actor: UserName,
+        name: GroupName,
+        op: Op,
+        now: Millis,
+    ) {
+        let fail = |code| Err(Failure::new(code));
+        // The group is taken out while it changes; groups_of never needs it (it is
+        // asked only about users who are neither members nor requesters of it).
+        let Some(mut rec) = self.groups.remove(&name) else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchGroup));
+        };
+        if let Op::Invite { user } = &op
+            && !self.users.contains_key(user)
+        {
+            self.groups.insert(name, rec);
+            return self.reply(conn, id, fail(ErrorCode::NoSuchUser));
+        }
+        let count = |u: &UserName| self.groups_of(u, now);
+        let ctx = Ctx { now, rules: &self.rules, groups_of: &count };
+        let events = match rec.group.apply(actor, op.clone(), &ctx) {
+            Ok(events) => events,
+            Err(denial) => {
+                self.groups.insert(name, rec);
+                return self.reply(conn, id, fail(denial.code()));
+            }
+        };
+        let gid = rec.group.id();
+        let mut wire = Vec::new();
+        for event in &events {
+            self.write(Write::GroupEvent { id: gid, event: event.clone() });
+            let seq = if event.is_stored() {
+                rec.latest += 1;
+                rec.latest
+            } else {
+                0
+            };
+            if let Some(e) = event.to_wire(name, seq, now) {
+                if let baatkaro_proto::Event::Stored(stored) = &e {
+                    self.write(Write::Event(EventRecord {
+                        conv: ConvKey::Group(gid),
+                        event: stored.clone(),
+                    }));
+                }
+                let to: Vec<UserName> = rec.group.recipients(event.recipients()).collect();
+                wire.push((e, to));
+            }
+            if let Some(user) = super::related_user(event)
+                && let Some(u) = self.users.get_mut(&user)
+            {
+                u.relations.insert(name);
+            }
+        }
+        match reply_of(name, &op, &events) {
+            Some(reply) => self.reply(conn, id, Ok(reply)),
+            None => self.reply(conn, id, fail(ErrorCode::Internal)),
+        }
+        for (event, to) in wire {
+            self.event_to_users(event, to, Some((conn, id)));
+        }
+        if rec.group.is_deleted() {
+            self.write(Write::GroupDeleted { id: gid });
+        } else {
+            self.groups.insert(name, rec);
+        }
+    }
+
+    /// Looks up a group that `user` is a member of.
+    fn member_group(&self, user: &UserName, name: &GroupName) -> Result<&GroupRec, ErrorCode> {
+        let rec = self.groups.get(name).ok_or(ErrorCode::NoSuchGroup)?;
+        rec.group.role_of(user).ok_or(ErrorCode::NotMember)?;
+        Ok(rec)
+    }
+
+    pub(super) fn list_groups(&mut self, (conn, id): Req, user: UserName, now: Millis) {
+        let Some(u) = self.users.get(&user) else { return };
+        let mut items = Vec::new();
+        let mut stale = Vec::new();
+        for name in &u.relations {
+            let Some(rec) = self.groups.get(name) else {
+                stale.push(*name);
+                continue;
+            };
+            let g = &rec.group;
+            let membership = match g.role_of(&user) {
+                Some(Role::Owner) => Membership::Owner,
+                Some(Role::Admin) => Membership::Admin,
+                Some(Role::Member) => Membership::Member,
+                None if g.invite_of(&user, now).is_some() => Membership::Invited,
+                None if g.request_of(&user, now).is_some() => Membership::Requested,
+                None => {
+                    stale.push(*name);
+                    continue;
+                }
+            };
+            let member = g.role_of(&user).is_some();
+            items.push(Item::Group {
+                group: *name,
+                membership,
+                rule: g.rule(),
+                members: g.member_count() as u64,
+                latest: if member { rec.latest } else { 0 },
+            });
+        }
+        if let Some(u) = self.users.get_mut(&user) {
+            for name in stale {
+                u.relations.remove(&name);
+            }
+        }
+        self.list(conn, id, ListVerb::Groups, items);
+    }
+
+    pub(super) fn list_members(&mut self, (conn, id): Req, user: UserName, group: GroupName) {
+        let rec = match self.member_group(&user, &group) {
+            Ok(rec) => rec,
+            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+        };
+        let rank = |r: Role| match r {
+            Role::Owner => 0,
+            Role::Admin => 1,
+            Role::Member => 2,
+        };
+        let mut members: Vec<(UserName, Role)> = rec.group.members().collect();
+        members.sort_by_key(|(u, r)| (rank(*r), *u));
+        let items = members
+            .into_iter()
+            .map(|(u, role)| Item::Member {
+                group,
+                user: u,
+                role,
+                presence: if self.is_online(&u) { Presence::Online } else { Presence::Offline },
+            })
+            .collect();
+        self.list(conn, id, ListVerb::Members, items);
+    }
+
+    pub(super) fn list_online(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        group: Option<GroupName>,
+    ) {
+        let mut users: Vec<UserName> = match group {
+            Some(g) => match self.member_group(&user, &g) {
+                Ok(rec) => rec.group.members().map(|(u, _)| u).collect(),
+                Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+            },
+            None => {
+                let mut all = self.co_members(user);
+                all.insert(user);
+                all.into_iter().collect()
+            }
+        };
+        users.retain(|u| self.is_online(u));
+        users.sort();
+        let items = users.into_iter().map(|user| Item::Online { user }).collect();
+        self.list(conn, id, ListVerb::Online, items);
+    }
+
+    pub(super) fn list_requests(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        group: GroupName,
+        now: Millis,
+    ) {
+        let rec = match self.member_group(&user, &group) {
+            Ok(rec) => rec,
+            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+        };
+        if rec.group.role_of(&user) == Some(Role::Member) {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::NotPermitted)));
+        }
+        let mut requests: Vec<_> =
+            rec.group.requests(now).map(|(u, r)| (r.at, u, r.reason.clone())).collect();
+        requests.sort_by_key(|(at, u, _)| (*at, *u));
+        let items = requests
+            .into_iter()
+            .map(|(time, u, reason)| Item::Request { group, user: u, time, reason })
+            .collect();
+        self.list(conn, id, ListVerb::Requests, items);
+    }
+
+    /// The conversations `user` reads: their groups, then their private ones.
+    pub(super) fn list_conversations(&mut self, (conn, id): Req, user: UserName) {
+        let Some(u) = self.users.get(&user) else { return };
+        let mut items = Vec::new();
+        for name in &u.relations {
+            if let Ok(rec) = self.member_group(&user, name) {
+                items.push(Item::Conversation {
+                    conv: baatkaro_proto::Conversation::Group(*name),
+                    latest: rec.latest,
+                });
+            }
+        }
+        for peer in &u.peers {
+            let latest = self.direct.get(&ConvKey::direct(user, *peer)).copied().unwrap_or(0);
+            items.push(Item::Conversation {
+                conv: baatkaro_proto::Conversation::Direct(*peer),
+                latest,
+            });
+        }
+        self.list(conn, id, ListVerb::Conversations, items);
+    }
+}

@@ -1,0 +1,170 @@
+//! Messages and history: SEND, HISTORY, and the answers to reads.
+
+use baatkaro_proto::delivery::{KeyCheck, SentKey, fingerprint};
+use baatkaro_proto::{
+    Conversation, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
+    StoredEvent, Text, UserName,
+};
+
+use super::groups::Req;
+use super::{Hub, PendingRead};
+use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
+
+impl Hub {
+    /// Where a conversation named by `user` lives, its newest sequence number, and
+    /// whether `user` may read it.
+    fn resolve(&self, user: UserName, conv: Conversation) -> Result<(ConvKey, u64), ErrorCode> {
+        match conv {
+            Conversation::Group(g) => {
+                let rec = self.groups.get(&g).ok_or(ErrorCode::NoSuchGroup)?;
+                rec.group.role_of(&user).ok_or(ErrorCode::NotMember)?;
+                Ok((ConvKey::Group(rec.group.id()), rec.latest))
+            }
+            Conversation::Direct(peer) => {
+                if !self.users.contains_key(&peer) {
+                    return Err(ErrorCode::NoSuchUser);
+                }
+                let key = ConvKey::direct(user, peer);
+                Ok((key, self.direct.get(&key).copied().unwrap_or(0)))
+            }
+        }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        to: Conversation,
+        key: IdemKey,
+        text: Text,
+        now: Millis,
+    ) {
+        let limits = &self.cfg.limits;
+        let (window, max, rate, burst) =
+            (limits.keys.saturating_mul(1000), limits.message, limits.rate, limits.burst);
+        let fp = fingerprint(&to, text.as_bytes());
+        let Some(u) = self.users.get_mut(&user) else { return };
+        // The key comes first: a retry gets its original answer whatever changed since.
+        match u.keys.check(&key, to, fp, now, window) {
+            KeyCheck::Retry { seq, time } => {
+                return self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time }));
+            }
+            KeyCheck::Conflict => {
+                return self.reply(conn, id, Err(Failure::new(ErrorCode::KeyConflict)));
+            }
+            KeyCheck::New => {}
+        }
+        let (conv, latest) = match self.resolve(user, to) {
+            Ok(found) => found,
+            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+        };
+        if text.len() as u64 > max {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::TextTooLong)));
+        }
+        let Some(u) = self.users.get_mut(&user) else { return };
+        if let Err(wait) = u.budget.try_take(now, rate, burst) {
+            let failure =
+                Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
+            return self.reply(conn, id, Err(failure));
+        }
+        let seq = latest + 1;
+        u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
+        let message =
+            |conv| StoredEvent::Message { conv, seq, time: now, from: user, text: text.clone() };
+        let cause = Some((conn, id));
+        match (to, conv) {
+            (Conversation::Group(g), _) => {
+                if let Some(rec) = self.groups.get_mut(&g) {
+                    rec.latest = seq;
+                }
+                self.write(Write::Event(EventRecord { conv, event: message(to) }));
+                self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
+                let members: Vec<UserName> = self
+                    .groups
+                    .get(&g)
+                    .map(|rec| rec.group.members().map(|(m, _)| m).collect())
+                    .unwrap_or_default();
+                self.event_to_users(Event::Stored(message(to)), members, cause);
+            }
+            (Conversation::Direct(peer), ConvKey::Direct(first, _)) => {
+                self.direct.insert(conv, seq);
+                // Stored as the key's first user reads it; renamed for the other.
+                let other = if first == user { peer } else { user };
+                self.write(Write::Event(EventRecord {
+                    conv,
+                    event: message(Conversation::Direct(other)),
+                }));
+                for (me, them) in [(user, peer), (peer, user)] {
+                    if let Some(u) = self.users.get_mut(&me) {
+                        u.peers.insert(them);
+                    }
+                }
+                self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
+                self.event_to_users(
+                    Event::Stored(message(Conversation::Direct(peer))),
+                    [user],
+                    cause,
+                );
+                if peer != user {
+                    let to_peer = message(Conversation::Direct(user));
+                    self.event_to_users(Event::Stored(to_peer), [peer], cause);
+                }
+            }
+            (Conversation::Direct(_), ConvKey::Group(_)) => {
+                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
+            }
+        }
+        self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
+    }
+
+    pub(super) fn history(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        conv: Conversation,
+        range: HistoryRange,
+        limit: u32,
+    ) {
+        let (key, latest) = match self.resolve(user, conv) {
+            Ok(found) => found,
+            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+        };
+        let page = u32::try_from(self.cfg.limits.page).unwrap_or(u32::MAX);
+        let query = HistoryQuery {
+            conv: key,
+            after: match range {
+                HistoryRange::After(n) => Some(n),
+                HistoryRange::Last => None,
+            },
+            limit: limit.min(page),
+            upto: latest,
+            // Half the queue: a page never makes its own reader a slow consumer.
+            max_bytes: self.cfg.limits.queue / 2,
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        self.reads.insert(token, PendingRead { conn, id, conv, latest });
+        self.open.reads.push((token, query));
+    }
+
+    pub(super) fn read_done(&mut self, token: u64, page: Result<HistoryPage, String>) {
+        let Some(PendingRead { conn, id, conv, latest }) = self.reads.remove(&token) else {
+            return;
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "history read failed");
+                return self.deliver(super::Out::Reply {
+                    conn,
+                    id,
+                    result: Err(Failure::new(ErrorCode::Internal)),
+                });
+            }
+        };
+        let items = page.events.into_iter().map(|e| Item::Stored(e.renamed(conv))).collect();
+        let oldest = page.oldest.unwrap_or(latest + 1);
+        let result = Ok(OkReply::History { conv, latest, oldest });
+        self.deliver(super::Out::List { conn, id, items, result });
+    }
+}

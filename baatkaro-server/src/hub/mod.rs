@@ -1,0 +1,619 @@
+//! The hub: the one task that owns the server's state and applies every request.
+//!
+//! Connections send it their decoded requests; it applies the proto crate's rules
+//! (the group machine, the session's answers, the delivery rules), stages what must
+//! become durable in the open [`Batch`], and holds every answer and event back until
+//! the batch that made them true has committed. Then it writes each event's bytes,
+//! encoded once, into every recipient session and wakes each writer once per turn.
+//!
+//! Nothing the hub says can reveal a change the disk does not hold yet, and if a
+//! commit fails, the hub answers `INTERNAL` to everything that waited on it and
+//! reloads its state from the store, so memory and disk agree again.
+
+mod accounts;
+mod groups;
+mod messages;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
+use baatkaro_proto::group::{Group, GroupRules};
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{
+    Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Millis, OkReply, Seq, ServerFrame,
+    UserName,
+};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::auth::Hasher;
+use crate::clock;
+use crate::config::Config;
+use crate::conn::{Conn, ConnId};
+use crate::store::writer::{Batch, Done, IN_FLIGHT, Job, Writer};
+use crate::store::{ConvKey, HistoryPage, Snapshot, Write};
+
+/// Writes the open batch may gather while [`IN_FLIGHT`] batches commit, before the
+/// hub stops taking requests (and connections stop being read).
+const MAX_OPEN_WRITES: usize = 16 * 1024;
+
+/// What the hub is told.
+#[derive(Debug)]
+pub(crate) enum HubMsg {
+    /// A connection was accepted.
+    Connected {
+        /// It.
+        conn: Arc<Conn>,
+    },
+    /// A connection's session handed on a request.
+    Request {
+        /// Whose.
+        conn: ConnId,
+        /// Its id in the session.
+        id: RequestId,
+        /// What it asks.
+        command: Command,
+    },
+    /// A connection is gone.
+    Disconnected {
+        /// Which.
+        conn: ConnId,
+    },
+    /// A password check or hash finished.
+    Auth(accounts::AuthDone),
+    /// Stop: say goodbye to every session once everything is durable.
+    Shutdown,
+}
+
+/// Something to tell a connection once the batch it waits on has committed.
+#[derive(Debug)]
+enum Out {
+    /// A final reply.
+    Reply { conn: ConnId, id: RequestId, result: Result<OkReply, Failure> },
+    /// The items of a reply, then the reply.
+    List { conn: ConnId, id: RequestId, items: Vec<Item>, result: Result<OkReply, Failure> },
+    /// An encoded event for several connections; `cause`'s session gets it after
+    /// its request's reply.
+    Frame { to: Vec<ConnId>, bytes: Bytes, cause: Option<(ConnId, RequestId)> },
+}
+
+/// A HISTORY read waiting on the store.
+#[derive(Debug)]
+struct PendingRead {
+    conn: ConnId,
+    id: RequestId,
+    conv: baatkaro_proto::Conversation,
+    latest: Seq,
+}
+
+/// A batch at the store, with what waits on it.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    outs: Vec<Out>,
+}
+
+/// A user as the hub knows them.
+#[derive(Debug)]
+struct User {
+    hash: Arc<str>,
+    /// Connections logged in as this user.
+    sessions: Vec<ConnId>,
+    /// Groups the user may relate to (member, pending request or invite): a
+    /// superset, checked against the group itself whenever it is used.
+    relations: BTreeSet<GroupName>,
+    /// Users with whom there is a private conversation.
+    peers: BTreeSet<UserName>,
+    keys: SendKeys,
+    budget: RateBudget,
+}
+
+/// A group incarnation and its conversation's newest sequence number.
+#[derive(Debug)]
+struct GroupRec {
+    group: Group,
+    latest: Seq,
+}
+
+/// A connection as the hub knows it.
+#[derive(Debug)]
+struct ConnRec {
+    conn: Arc<Conn>,
+    user: Option<UserName>,
+    /// Marked during a turn when output was added; its writer is woken at the end.
+    dirty: bool,
+}
+
+/// The server's state and its plumbing.
+pub(crate) struct Hub {
+    cfg: Arc<Config>,
+    rules: GroupRules,
+    users: HashMap<UserName, User>,
+    groups: HashMap<GroupName, GroupRec>,
+    direct: HashMap<ConvKey, Seq>,
+    conns: HashMap<ConnId, ConnRec>,
+    next_group_id: u64,
+    writer: Option<Writer>,
+    done: mpsc::UnboundedReceiver<Done>,
+    open: Batch,
+    open_outs: Vec<Out>,
+    in_flight: VecDeque<InFlight>,
+    reads: HashMap<u64, PendingRead>,
+    next_batch: u64,
+    next_token: u64,
+    dirty: Vec<ConnId>,
+    hasher: Hasher,
+    me: mpsc::WeakSender<HubMsg>,
+    /// Login and registration attempts per source address, and when it last tried.
+    attempts: HashMap<IpAddr, (RateBudget, Millis)>,
+    /// Set once a commit failed: requests wait until the reload is done.
+    reloading: bool,
+    shutting_down: bool,
+}
+
+impl Hub {
+    /// A hub over a loaded snapshot, committing through `writer`.
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        snapshot: Snapshot,
+        writer: Writer,
+        done: mpsc::UnboundedReceiver<Done>,
+        hasher: Hasher,
+        me: mpsc::WeakSender<HubMsg>,
+    ) -> Result<Self, String> {
+        let mut hub = Hub {
+            rules: GroupRules::from_limits(&cfg.limits),
+            cfg,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+            direct: HashMap::new(),
+            conns: HashMap::new(),
+            next_group_id: 1,
+            writer: Some(writer),
+            done,
+            open: Batch::default(),
+            open_outs: Vec::new(),
+            in_flight: VecDeque::new(),
+            reads: HashMap::new(),
+            next_batch: 1,
+            next_token: 1,
+            dirty: Vec::new(),
+            hasher,
+            me,
+            attempts: HashMap::new(),
+            reloading: false,
+            shutting_down: false,
+        };
+        hub.install(snapshot)?;
+        Ok(hub)
+    }
+
+    /// Replaces the state with a snapshot's, keeping the connections (and who is
+    /// logged in on them).
+    fn install(&mut self, snap: Snapshot) -> Result<(), String> {
+        let now = clock::now();
+        let limits = &self.cfg.limits;
+        self.users.clear();
+        self.groups.clear();
+        self.direct.clear();
+        for (name, hash) in snap.users {
+            self.users.insert(
+                name,
+                User {
+                    hash: hash.into(),
+                    sessions: Vec::new(),
+                    relations: BTreeSet::new(),
+                    peers: BTreeSet::new(),
+                    keys: SendKeys::new(),
+                    budget: RateBudget::new(limits.burst, now),
+                },
+            );
+        }
+        let mut ids = HashMap::new();
+        for (id, name, events) in snap.groups {
+            let group = Group::replay(id, name, self.rules.expiry, &events)
+                .ok_or_else(|| format!("group {name} has no creation in its log"))?;
+            ids.insert(id, name);
+            for user in events.iter().filter_map(related_user) {
+                if let Some(u) = self.users.get_mut(&user) {
+                    u.relations.insert(name);
+                }
+            }
+            self.groups.insert(name, GroupRec { group, latest: 0 });
+        }
+        for (conv, seq) in snap.latest {
+            match conv {
+                ConvKey::Group(id) => {
+                    if let Some(rec) = ids.get(&id).and_then(|n| self.groups.get_mut(n)) {
+                        rec.latest = seq;
+                    }
+                }
+                ConvKey::Direct(a, b) => {
+                    self.direct.insert(conv, seq);
+                    for (me, peer) in [(a, b), (b, a)] {
+                        if let Some(u) = self.users.get_mut(&me) {
+                            u.peers.insert(peer);
+                        }
+                    }
+                }
+            }
+        }
+        for (user, key, conv, fingerprint, seq, time) in snap.keys {
+            if let Some(u) = self.users.get_mut(&user) {
+                u.keys.remember(key, SentKey { conv, fingerprint, seq, time });
+            }
+        }
+        self.next_group_id = snap.next_group_id;
+        // Sessions stay logged in across a reload; accounts they name are durable.
+        for rec in self.conns.values() {
+            if let Some(user) = rec.user
+                && let Some(u) = self.users.get_mut(&user)
+            {
+                u.sessions.push(rec.conn.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until shut down and every connection is told.
+    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let accepting = !self.reloading && self.open.writes.len() < MAX_OPEN_WRITES;
+            tokio::select! {
+                biased;
+                done = self.done.recv() => match done {
+                    Some(done) => self.on_done(done),
+                    None => {
+                        tracing::error!("the store thread stopped");
+                        break;
+                    }
+                },
+                msg = inbox.recv(), if accepting => {
+                    let Some(msg) = msg else { break };
+                    self.on_msg(msg);
+                    // Take what else is waiting now: the turn's outputs are batched.
+                    for _ in 0..1024 {
+                        if self.reloading || self.open.writes.len() >= MAX_OPEN_WRITES {
+                            break;
+                        }
+                        match inbox.try_recv() {
+                            Ok(msg) => self.on_msg(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sweep.tick() => self.sweep(clock::now()),
+            }
+            self.end_turn();
+            if self.shutting_down && self.in_flight.is_empty() && self.open_is_empty() {
+                self.say_goodbye();
+                break;
+            }
+        }
+        if let Some(w) = self.writer.take() {
+            w.finish();
+        }
+    }
+
+    fn open_is_empty(&self) -> bool {
+        self.open.writes.is_empty() && self.open.reads.is_empty() && self.open_outs.is_empty()
+    }
+
+    fn on_msg(&mut self, msg: HubMsg) {
+        match msg {
+            HubMsg::Connected { conn } => {
+                self.conns.insert(conn.id, ConnRec { conn, user: None, dirty: false });
+            }
+            HubMsg::Request { conn, id, command } => self.on_request(conn, id, command),
+            HubMsg::Disconnected { conn } => self.on_disconnect(conn),
+            HubMsg::Auth(done) => self.on_auth(done),
+            HubMsg::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command) {
+        let now = clock::now();
+        let Some(user) = self.conns.get(&conn).map(|c| c.user) else { return };
+        match (user, command) {
+            (_, Command::Register { user, password }) => self.register(conn, id, user, password),
+            (_, Command::Login { user, password }) => self.login(conn, id, user, password),
+            (Some(user), command) => self.logged_in(conn, id, user, command, now),
+            // The session lets nothing else through before it is logged in.
+            (None, _) => self.reply(conn, id, Err(Failure::new(ErrorCode::AuthRequired))),
+        }
+    }
+
+    fn logged_in(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        user: UserName,
+        command: Command,
+        now: Millis,
+    ) {
+        use Command as C;
+        let r = (conn, id);
+        match command {
+            C::Create { group, rule } => {
+                self.create(r, user, group, rule.unwrap_or(baatkaro_proto::JoinRule::Approval), now)
+            }
+            C::Join { group, reason } => self.join(r, user, group, reason, now),
+            C::Send { to, key, text } => self.send(r, user, to, key, text, now),
+            C::History { conv, range, limit } => self.history(r, user, conv, range, limit),
+            C::Groups => self.list_groups(r, user, now),
+            C::Conversations => self.list_conversations(r, user),
+            C::Members { group } => self.list_members(r, user, group),
+            C::Online { group } => self.list_online(r, user, group),
+            C::Requests { group } => self.list_requests(r, user, group, now),
+            C::FileOffer { .. }
+            | C::FileChunk { .. }
+            | C::FileStatus { .. }
+            | C::FileCommit { .. }
+            | C::Files { .. }
+            | C::FileGet { .. } => {
+                // This server does not offer the `files` feature (SPEC.md section 4.2).
+                self.reply(conn, id, Err(Failure::new(ErrorCode::UnknownCommand)));
+            }
+            // Answered by the session itself, or refused by it in this state.
+            C::Hello { .. } | C::Ping | C::Logout | C::Register { .. } | C::Login { .. } => {
+                self.reply(conn, id, Err(Failure::new(ErrorCode::WrongState)));
+            }
+            other => match groups::op_of(other) {
+                Some((group, op)) => self.group_op(r, user, group, op, now),
+                None => self.reply(conn, id, Err(Failure::new(ErrorCode::Internal))),
+            },
+        }
+    }
+
+    // ---- outputs -------------------------------------------------------------
+
+    /// Queues a final reply behind everything staged so far.
+    fn reply(&mut self, conn: ConnId, id: RequestId, result: Result<OkReply, Failure>) {
+        self.open_outs.push(Out::Reply { conn, id, result });
+    }
+
+    /// Queues a list reply: its items, then `OK verb count`.
+    fn list(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        verb: baatkaro_proto::ListVerb,
+        items: Vec<Item>,
+    ) {
+        let count = items.len() as u64;
+        let result = Ok(OkReply::Listed { verb, count });
+        self.open_outs.push(Out::List { conn, id, items, result });
+    }
+
+    /// Queues an event for every session of `users`, encoded once.
+    fn event_to_users(
+        &mut self,
+        event: Event,
+        users: impl IntoIterator<Item = UserName>,
+        cause: Option<(ConnId, RequestId)>,
+    ) {
+        let to: Vec<ConnId> = users
+            .into_iter()
+            .filter_map(|u| self.users.get(&u))
+            .flat_map(|u| u.sessions.iter().copied())
+            .collect();
+        if !to.is_empty() {
+            let bytes = ServerFrame::Event(event).to_bytes();
+            self.open_outs.push(Out::Frame { to, bytes, cause });
+        }
+    }
+
+    /// Stages a write in the open batch.
+    fn write(&mut self, w: Write) {
+        self.open.writes.push(w);
+    }
+
+    /// Ends a turn: hands the open batch to the store when it may, releases what
+    /// waits on nothing, and wakes every connection that got output.
+    fn end_turn(&mut self) {
+        let has_work = !self.open.writes.is_empty() || !self.open.reads.is_empty();
+        if !has_work && !self.open_outs.is_empty() {
+            // Nothing to make durable: these wait only on what is already at the store.
+            let outs = std::mem::take(&mut self.open_outs);
+            match self.in_flight.back_mut() {
+                Some(last) => last.outs.extend(outs),
+                None => outs.into_iter().for_each(|o| self.deliver(o)),
+            }
+        }
+        if has_work && self.in_flight.len() < IN_FLIGHT && !self.reloading {
+            let id = self.next_batch;
+            self.next_batch += 1;
+            let mut batch = std::mem::take(&mut self.open);
+            batch.id = id;
+            batch.next_group_id = self.next_group_id;
+            let outs = std::mem::take(&mut self.open_outs);
+            let sent = self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch)));
+            self.in_flight.push_back(InFlight { id, outs });
+            if !sent {
+                tracing::error!("the store thread is gone");
+                self.on_done(Done::Committed {
+                    id,
+                    result: Err("store stopped".into()),
+                    reads: Vec::new(),
+                });
+            }
+        }
+        for conn in std::mem::take(&mut self.dirty) {
+            if let Some(rec) = self.conns.get_mut(&conn) {
+                rec.dirty = false;
+                rec.conn.writer.notify_one();
+                if rec.conn.lock().session.has_events() {
+                    rec.conn.reader.notify_one();
+                }
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Committed { id, result, reads } => {
+                let Some(batch) = self.in_flight.pop_front() else { return };
+                debug_assert_eq!(batch.id, id);
+                match result {
+                    Ok(()) => {
+                        batch.outs.into_iter().for_each(|o| self.deliver(o));
+                        for (token, page) in reads {
+                            self.read_done(token, page);
+                        }
+                    }
+                    Err(e) => self.commit_failed(batch, reads, e),
+                }
+            }
+            Done::Loaded(Ok(snapshot)) => {
+                if let Err(e) = self.install(snapshot) {
+                    tracing::error!(error = %e, "reload failed; stopping");
+                    self.shutting_down = true;
+                }
+                self.reloading = false;
+                tracing::warn!("state reloaded from the store");
+            }
+            Done::Loaded(Err(e)) => {
+                tracing::error!(error = %e, "reload failed; stopping");
+                self.reloading = false;
+                self.shutting_down = true;
+            }
+        }
+    }
+
+    /// A commit failed: everything staged since is void. Answer `INTERNAL` to all
+    /// of it, drop its events, and reload from the store.
+    fn commit_failed(
+        &mut self,
+        batch: InFlight,
+        reads: Vec<(u64, Result<HistoryPage, String>)>,
+        e: String,
+    ) {
+        tracing::error!(error = %e, "commit failed; answering INTERNAL and reloading");
+        let mut outs = batch.outs;
+        for b in std::mem::take(&mut self.in_flight) {
+            outs.extend(b.outs);
+        }
+        outs.extend(std::mem::take(&mut self.open_outs));
+        let internal = |conn, id| (conn, id, Err(Failure::new(ErrorCode::Internal)));
+        let mut replies: Vec<_> = outs
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Reply { conn, id, .. } | Out::List { conn, id, .. } => {
+                    Some(internal(conn, id))
+                }
+                Out::Frame { .. } => None,
+            })
+            .collect();
+        let tokens =
+            reads.into_iter().map(|(t, _)| t).chain(self.open.reads.iter().map(|(t, _)| *t));
+        for token in tokens.collect::<Vec<_>>() {
+            if let Some(p) = self.reads.remove(&token) {
+                replies.push(internal(p.conn, p.id));
+            }
+        }
+        self.reads.clear();
+        self.open = Batch::default();
+        for (conn, id, result) in replies {
+            self.deliver(Out::Reply { conn, id, result });
+        }
+        self.reloading = true;
+        let keys_since = clock::now().saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
+        if !self.writer.as_ref().is_some_and(|w| w.send(Job::Load { keys_since })) {
+            self.shutting_down = true;
+            self.reloading = false;
+        }
+    }
+
+    /// Writes an output into its sessions.
+    fn deliver(&mut self, out: Out) {
+        let limit = self.cfg.limits.queue as usize;
+        match out {
+            Out::Reply { conn, id, result } => {
+                self.with_session(conn, limit, |s| s.reply(id, result))
+            }
+            Out::List { conn, id, items, result } => self.with_session(conn, limit, |s| {
+                for item in &items {
+                    s.item(id, item);
+                }
+                s.reply(id, result);
+            }),
+            Out::Frame { to, bytes, cause } => {
+                for conn in to {
+                    self.with_session(conn, limit, |s| match cause {
+                        Some((c, id)) if c == conn => s.send_encoded_after(id, &bytes),
+                        _ => s.send_encoded(&bytes),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on a connection's session, then drops the connection as a slow
+    /// consumer if its queue has grown past `limit` (SPEC.md section 5.4).
+    fn with_session(
+        &mut self,
+        conn: ConnId,
+        limit: usize,
+        f: impl FnOnce(&mut baatkaro_proto::session::Session),
+    ) {
+        let Some(rec) = self.conns.get_mut(&conn) else { return };
+        {
+            let mut link = rec.conn.lock();
+            f(&mut link.session);
+            if link.session.queued() > limit {
+                tracing::info!(conn, queued = link.session.queued(), "slow consumer");
+                link.session.close(Failure::new(ErrorCode::SlowConsumer));
+            }
+        }
+        if !rec.dirty {
+            rec.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Says `SHUTTING_DOWN` to every session.
+    fn say_goodbye(&mut self) {
+        let retry = self.cfg.shutdown_retry_ms;
+        for rec in self.conns.values() {
+            let failure =
+                Failure { retry_after: Some(retry), ..Failure::new(ErrorCode::ShuttingDown) };
+            rec.conn.lock().session.close(failure);
+            rec.conn.writer.notify_one();
+            rec.conn.reader.notify_one();
+        }
+    }
+
+    /// Periodic housekeeping: expired requests and invites, idle attempt budgets.
+    fn sweep(&mut self, now: Millis) {
+        let expired: Vec<_> = self
+            .groups
+            .values_mut()
+            .filter_map(|rec| rec.group.expire(now).map(|e| (rec.group.id(), e)))
+            .collect();
+        for (id, event) in expired {
+            self.write(Write::GroupEvent { id, event });
+        }
+        // An address silent for ten minutes has a full budget again: forget it.
+        self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
+        let window = self.cfg.limits.keys.saturating_mul(1000);
+        for u in self.users.values_mut() {
+            u.keys.expire(now, window);
+        }
+    }
+}
+
+/// The user an event relates to a group, for the relations index.
+fn related_user(event: &baatkaro_proto::group::GroupEvent) -> Option<UserName> {
+    use baatkaro_proto::group::GroupEvent as E;
+    match event {
+        E::Created { owner, .. } => Some(*owner),
+        E::Joined { user, .. } | E::JoinRequested { user, .. } | E::Invited { user, .. } => {
+            Some(*user)
+        }
+        _ => None,
+    }
+}

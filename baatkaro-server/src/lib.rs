@@ -1,0 +1,31 @@
+//! The reference BaatKaro server: SPEC.md over TCP, on top of `baatkaro-proto`.
+//!
+//! The proto crate holds every rule (the codec, the session machine, the group
+//! machine, the delivery rules); this crate adds sockets, persistence and
+//! scheduling:
+//!
+//! - `conn`: per connection, a reader and a writer task around the session;
+//! - `hub`: the one task that owns the state, applies requests and fans out
+//!   events, encoded once, to every recipient's bounded queue;
+//! - [`store`]: the narrow storage trait, the embedded SQLite engine and the
+//!   thread that commits batches (group commit);
+//! - [`server`]: start, accept, and the graceful shutdown.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use baatkaro_server::{config::Config, server::Server};
+//!
+//! let config = Config::new("/tmp/baatkaro-data".into());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::open(config).await?;
+//! server.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+mod conn;
+mod hub;
+pub mod server;
+pub mod store;

@@ -1,0 +1,186 @@
+//! Starting and stopping: open the store, start the hub, accept connections until
+//! told to stop, then shut down in order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baatkaro_proto::session::{Session, SessionConfig};
+use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Features, ServerFrame, Software};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::auth::Hasher;
+use crate::clock;
+use crate::config::Config;
+use crate::conn::{self, Conn, FrameBudget};
+use crate::hub::{Hub, HubMsg};
+use crate::store::sqlite::Sqlite;
+use crate::store::writer::{Done, Job, Writer};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store could not be opened or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A server whose store is open, ready to [`run`](Server::run).
+pub struct Server {
+    cfg: Arc<Config>,
+    hub: Hub,
+    inbox: mpsc::Receiver<HubMsg>,
+    hub_tx: mpsc::Sender<HubMsg>,
+}
+
+impl Server {
+    /// Opens the SQLite store in the configured data directory and loads it.
+    pub async fn open(cfg: Config) -> Result<Self, StartError> {
+        cfg.validate()?;
+        let dir = cfg.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Sqlite::open(&dir))
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))??;
+        Self::with_store(cfg, store).await
+    }
+
+    /// A server over any store.
+    pub async fn with_store<S: Store>(cfg: Config, store: S) -> Result<Self, StartError> {
+        cfg.validate()?;
+        let cfg = Arc::new(cfg);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let writer = Writer::spawn(store, cfg.limits.history, done_tx);
+        let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
+        writer.send(Job::Load { keys_since });
+        let snapshot = match done_rx.recv().await {
+            Some(Done::Loaded(Ok(snapshot))) => snapshot,
+            Some(Done::Loaded(Err(e))) => return Err(StoreError::Corrupt(e).into()),
+            _ => return Err(StartError::Other("the store thread stopped".into())),
+        };
+        let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
+        let (hub_tx, inbox) = mpsc::channel(4096);
+        let hub = Hub::new(cfg.clone(), snapshot, writer, done_rx, hasher, hub_tx.downgrade())
+            .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
+        Ok(Server { cfg, hub, inbox, hub_tx })
+    }
+
+    /// Serves `listener` until `shutdown` completes, then stops accepting, tells
+    /// every client, finishes every durable write and returns.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let Server { cfg, hub, inbox, hub_tx } = self;
+        let hub_task = tokio::spawn(hub.run(inbox));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let session_config = SessionConfig {
+            software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
+                .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
+            features: Features::default(),
+            limits: cfg.limits.clone(),
+        };
+        let budget = FrameBudget {
+            rate: cfg.frames_per_second,
+            burst: cfg.frames_per_second.saturating_mul(2),
+        };
+        let permits = Arc::new(Semaphore::new(cfg.max_connections));
+        let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut next_id = 1;
+        tokio::pin!(shutdown);
+        tracing::info!(addr = ?listener.local_addr().ok(), "listening");
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
+            else {
+                tasks.spawn(refuse(stream));
+                continue;
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tasks.spawn(refuse(stream));
+                continue;
+            };
+            let conn = Arc::new(Conn::new(
+                next_id,
+                peer,
+                Session::new(session_config.clone(), clock::now()),
+            ));
+            next_id += 1;
+            let (hub, stop) = (hub_tx.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                conn::serve(stream, conn, hub, budget, stop).await;
+                drop((permit, guard));
+            });
+        }
+        tracing::info!("shutting down");
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let _ = hub_tx.send(HubMsg::Shutdown).await;
+        drop(hub_tx);
+        // The hub commits what it holds, says goodbye to every session, then stops.
+        let _ = hub_task.await;
+        // Connections finish writing their BYE (each bounded by its linger time).
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("stopped");
+    }
+}
+
+/// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes.
+async fn refuse(mut stream: TcpStream) {
+    let failure =
+        Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
+    let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+}
+
+/// One connection's place in the per-address count, given back on drop.
+struct AddressGuard {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressGuard {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressGuard { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}

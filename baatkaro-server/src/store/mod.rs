@@ -1,0 +1,195 @@
+//! Persistence: what the server keeps across restarts, behind a narrow trait.
+//!
+//! The [`Store`] trait is all the rest of the server knows of the disk: load
+//! everything at start, commit a batch of writes atomically, read a page of a
+//! conversation's history. [`sqlite::Sqlite`] is the embedded default; another
+//! engine implements the same four methods. The [`writer`] runs a store on a
+//! dedicated thread and commits whatever arrived while the last commit ran in one
+//! transaction (group commit), so the async runtime never waits on the disk.
+
+mod group_log;
+pub mod sqlite;
+pub mod writer;
+
+use baatkaro_proto::group::{GroupEvent, GroupId};
+use baatkaro_proto::{Conversation, GroupName, IdemKey, Millis, Seq, StoredEvent, UserName};
+
+/// A conversation as the store keys it: a group incarnation's, or two users'.
+///
+/// A group's history belongs to one incarnation (a deleted and recreated group
+/// starts afresh); a private conversation has one name for both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvKey {
+    /// A group's conversation.
+    Group(GroupId),
+    /// The private conversation of two users, the lesser name first.
+    Direct(UserName, UserName),
+}
+
+impl ConvKey {
+    /// The private conversation of `a` and `b`, in either order.
+    pub fn direct(a: UserName, b: UserName) -> Self {
+        if a <= b { ConvKey::Direct(a, b) } else { ConvKey::Direct(b, a) }
+    }
+
+    /// The key as stored: `g:ID` or `d:A:B` (names cannot hold `:`).
+    pub fn to_db(&self) -> String {
+        match self {
+            ConvKey::Group(id) => format!("g:{}", id.0),
+            ConvKey::Direct(a, b) => format!("d:{a}:{b}"),
+        }
+    }
+
+    /// Parses a stored key.
+    pub fn from_db(s: &str) -> Option<Self> {
+        if let Some(id) = s.strip_prefix("g:") {
+            return id.parse().ok().map(|id| ConvKey::Group(GroupId(id)));
+        }
+        let (a, b) = s.strip_prefix("d:")?.split_once(':')?;
+        Some(ConvKey::Direct(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+/// A stored conversation event: the event as a reader of `conv` sees it (for a
+/// private conversation, as the first user of the key sees it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Its conversation.
+    pub conv: ConvKey,
+    /// The event, with its sequence number and time.
+    pub event: StoredEvent,
+}
+
+/// One thing to make durable. A batch of them commits atomically, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// A new account.
+    User {
+        /// Its name.
+        name: UserName,
+        /// The PHC string of its Argon2id password hash.
+        hash: String,
+        /// When it was made.
+        created: Millis,
+    },
+    /// A new group incarnation.
+    GroupCreated {
+        /// Its identity.
+        id: GroupId,
+        /// Its name.
+        name: GroupName,
+    },
+    /// A change to a group, in the order they happened; replayed at start.
+    GroupEvent {
+        /// Which group.
+        id: GroupId,
+        /// The change.
+        event: GroupEvent,
+    },
+    /// A group is gone: its log and its history are deleted.
+    GroupDeleted {
+        /// Which group.
+        id: GroupId,
+    },
+    /// A stored conversation event.
+    Event(EventRecord),
+    /// An idempotency key, remembered for the `keys` window.
+    SendKey {
+        /// The sender.
+        user: UserName,
+        /// The key.
+        key: IdemKey,
+        /// The conversation, as the sender named it.
+        conv: Conversation,
+        /// The send's fingerprint.
+        fingerprint: u64,
+        /// Its sequence number.
+        seq: Seq,
+        /// Its time.
+        time: Millis,
+    },
+}
+
+/// A page of history to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The conversation.
+    pub conv: ConvKey,
+    /// Events after this sequence number (`None`: the newest ones).
+    pub after: Option<Seq>,
+    /// At most this many.
+    pub limit: u32,
+    /// Only events up to this sequence number (the newest one when asked).
+    pub upto: Seq,
+    /// Stop after the event that takes the page past this many bytes (one event
+    /// at least), so that a page fits the reader's queue.
+    pub max_bytes: u64,
+}
+
+/// What a history read found.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    /// The events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The oldest sequence number still kept, if any event is.
+    pub oldest: Option<Seq>,
+}
+
+/// Everything the server holds in memory, as loaded at start.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Accounts and their password hashes.
+    pub users: Vec<(UserName, String)>,
+    /// Every live group incarnation with its log, oldest event first.
+    pub groups: Vec<(GroupId, GroupName, Vec<GroupEvent>)>,
+    /// The newest sequence number of every conversation that has events.
+    pub latest: Vec<(ConvKey, Seq)>,
+    /// The idempotency keys of the last `keys` seconds.
+    pub keys: Vec<(UserName, IdemKey, Conversation, u64, Seq, Millis)>,
+    /// The next group id to give out (ids are never reused).
+    pub next_group_id: u64,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("the data directory {0} is in use by another baatkaro-server (its lock file is held)")]
+    Locked(std::path::PathBuf),
+    /// The database was written by a newer server.
+    #[error("the database has schema version {found}; this server knows up to {known}")]
+    TooNew {
+        /// The database's version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// The database holds something this server cannot read.
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    /// The engine failed.
+    #[error("database error: {0}")]
+    Engine(#[from] rusqlite::Error),
+    /// The file system failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A storage engine. Methods are called from one dedicated thread.
+pub trait Store: Send + 'static {
+    /// Reads everything the server keeps in memory; keys stored before
+    /// `keys_since` are left out (and may be deleted).
+    fn load(&mut self, keys_since: Millis) -> Result<Snapshot, StoreError>;
+
+    /// Makes every write durable, atomically and in order, with the next group id
+    /// to give out. `history` > 0 keeps only that many newest events per conversation.
+    fn commit(
+        &mut self,
+        writes: &[Write],
+        next_group_id: u64,
+        history: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Reads a page of one conversation's history.
+    fn history(&mut self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+}

@@ -1,0 +1,345 @@
+//! The embedded default store: one SQLite database in the data directory, in WAL
+//! mode with `synchronous=FULL`, so a committed batch survives a power cut.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use baatkaro_proto::group::GroupId;
+use baatkaro_proto::{
+    Conversation, Encode, Event, GroupName, IdemKey, PAYLOAD_CEILING, ServerFrame, StoredEvent,
+    decode_one,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::{ConvKey, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, Write, group_log};
+
+/// The schema, one step per version: `MIGRATIONS[i]` takes a database from version
+/// `i` to `i + 1`. Steps are only ever appended, so every older database opens.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts, groups and their logs, conversation events, idempotency keys.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     CREATE TABLE users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, created INTEGER NOT NULL);
+     CREATE TABLE groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+     CREATE TABLE group_log (
+         group_id INTEGER NOT NULL, n INTEGER NOT NULL, event BLOB NOT NULL,
+         PRIMARY KEY (group_id, n)) WITHOUT ROWID;
+     CREATE TABLE events (
+         conv TEXT NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL, frame BLOB NOT NULL,
+         PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+     CREATE TABLE send_keys (
+         user TEXT NOT NULL, key TEXT NOT NULL, conv TEXT NOT NULL,
+         fingerprint INTEGER NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL,
+         PRIMARY KEY (user, key)) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('next_group_id', 1);",
+    // 2: expired idempotency keys are deleted by time at every start.
+    "CREATE INDEX send_keys_by_time ON send_keys (time);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "baatkaro.db";
+
+/// The lock file's name inside the data directory.
+pub const LOCK_FILE: &str = "baatkaro.lock";
+
+/// A SQLite store, holding the data directory's lock for as long as it lives.
+pub struct Sqlite {
+    conn: Connection,
+    /// Held, never read: the OS lock on it keeps a second server out.
+    _lock: File,
+    /// The next index of each group's log, so appends need no query.
+    log_len: std::collections::HashMap<GroupId, i64>,
+}
+
+impl Sqlite {
+    /// Opens (or creates) the store in `dir`, taking its lock, and migrates the
+    /// schema forward.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_at(dir, SCHEMA_VERSION)
+    }
+
+    /// Opens the store migrated only up to `version`: how tests make a database of
+    /// an older server.
+    #[doc(hidden)]
+    pub fn open_at(dir: &Path, version: i64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
+        let mut store = Sqlite { conn, _lock: lock, log_len: Default::default() };
+        store.setup(version).map_err(|e| match e {
+            StoreError::Engine(e) => classify(e, &path),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    fn setup(&mut self, target: i64) -> Result<(), StoreError> {
+        // WAL lets readers and the writer overlap; FULL syncs the log at every commit.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found, known: SCHEMA_VERSION });
+        }
+        for version in found..target {
+            let tx = self.conn.transaction()?;
+            // version < SCHEMA_VERSION = MIGRATIONS.len(), so the index is in range.
+            tx.execute_batch(MIGRATIONS[version as usize])?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+            tracing::info!(from = version, to = version + 1, "migrated the database schema");
+        }
+        Ok(())
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+/// Names an engine error that means the file is not a usable database.
+fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt(format!("{} is not a BaatKaro database ({e})", path.display()))
+        }
+        _ => StoreError::Engine(e),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn name<T: std::str::FromStr>(s: String, what: &str) -> Result<T, StoreError> {
+    s.parse().map_err(|_| corrupt(format!("{what} {s:?}")))
+}
+
+fn frame_of(event: &StoredEvent) -> Vec<u8> {
+    ServerFrame::Event(Event::Stored(event.clone())).to_bytes().to_vec()
+}
+
+fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
+    match decode_one::<ServerFrame>(frame, PAYLOAD_CEILING) {
+        Ok(ServerFrame::Event(Event::Stored(e))) => Ok(e),
+        _ => Err(corrupt(format!("stored event {:?}", String::from_utf8_lossy(frame)))),
+    }
+}
+
+impl Store for Sqlite {
+    fn load(&mut self, keys_since: u64) -> Result<Snapshot, StoreError> {
+        let c = &self.conn;
+        let mut snap = Snapshot::default();
+        self.log_len.clear();
+        let mut q = c.prepare("SELECT name, hash FROM users")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (user, hash) = row?;
+            snap.users.push((name(user, "user name")?, hash));
+        }
+        let mut q = c.prepare("SELECT id, name FROM groups ORDER BY id")?;
+        let mut log = c.prepare("SELECT event FROM group_log WHERE group_id = ? ORDER BY n")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (id, group) = row?;
+            let group: GroupName = name(group, "group name")?;
+            let events = log
+                .query_map([id], |r| r.get::<_, Vec<u8>>(0))?
+                .map(|e| group_log::decode(&e?))
+                .collect::<Result<Vec<_>, _>>()?;
+            let id = GroupId(id as u64);
+            self.log_len.insert(id, events.len() as i64);
+            snap.groups.push((id, group, events));
+        }
+        let mut q = c.prepare("SELECT conv, MAX(seq) FROM events GROUP BY conv")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (conv, seq) = row?;
+            let key =
+                ConvKey::from_db(&conv).ok_or_else(|| corrupt(format!("conversation {conv:?}")))?;
+            snap.latest.push((key, seq as u64));
+        }
+        c.execute("DELETE FROM send_keys WHERE time < ?", [keys_since as i64])?;
+        let mut q = c.prepare("SELECT user, key, conv, fingerprint, seq, time FROM send_keys")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (user, key, conv, fp, seq, time) = row?;
+            let key: IdemKey = name(key, "idempotency key")?;
+            let conv: Conversation = name(conv, "conversation")?;
+            // Fingerprints are u64 stored bit for bit in SQLite's i64.
+            snap.keys.push((
+                name(user, "user name")?,
+                key,
+                conv,
+                fp as u64,
+                seq as u64,
+                time as u64,
+            ));
+        }
+        let next: i64 =
+            c.query_row("SELECT value FROM meta WHERE key = 'next_group_id'", [], |r| r.get(0))?;
+        snap.next_group_id = next as u64;
+        Ok(snap)
+    }
+
+    fn commit(
+        &mut self,
+        writes: &[Write],
+        next_group_id: u64,
+        history: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        // Updated in place: after a failed commit the writer loads again before it
+        // commits anything more, and `load` recounts.
+        let log_len = &mut self.log_len;
+        for w in writes {
+            match w {
+                Write::User { name, hash, created } => {
+                    tx.prepare_cached("INSERT INTO users (name, hash, created) VALUES (?, ?, ?)")?
+                        .execute(params![name.as_str(), hash, *created as i64])?;
+                }
+                Write::GroupCreated { id, name } => {
+                    tx.prepare_cached("INSERT INTO groups (id, name) VALUES (?, ?)")?
+                        .execute(params![id.0 as i64, name.as_str()])?;
+                    log_len.insert(*id, 0);
+                }
+                Write::GroupEvent { id, event } => {
+                    let n = log_len.entry(*id).or_insert(0);
+                    tx.prepare_cached(
+                        "INSERT INTO group_log (group_id, n, event) VALUES (?, ?, ?)",
+                    )?
+                    .execute(params![
+                        id.0 as i64,
+                        *n,
+                        group_log::encode(event)
+                    ])?;
+                    *n += 1;
+                }
+                Write::GroupDeleted { id } => {
+                    tx.prepare_cached("DELETE FROM groups WHERE id = ?")?.execute([id.0 as i64])?;
+                    tx.prepare_cached("DELETE FROM group_log WHERE group_id = ?")?
+                        .execute([id.0 as i64])?;
+                    tx.prepare_cached("DELETE FROM events WHERE conv = ?")?
+                        .execute([ConvKey::Group(*id).to_db()])?;
+                    log_len.remove(id);
+                }
+                Write::Event(record) => {
+                    let conv = record.conv.to_db();
+                    let seq = record.event.seq() as i64;
+                    tx.prepare_cached(
+                        "INSERT INTO events (conv, seq, time, frame) VALUES (?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        conv,
+                        seq,
+                        record.event.time() as i64,
+                        frame_of(&record.event)
+                    ])?;
+                    if history > 0 && seq as u64 > history {
+                        tx.prepare_cached("DELETE FROM events WHERE conv = ? AND seq <= ?")?
+                            .execute(params![conv, seq - history as i64])?;
+                    }
+                }
+                Write::SendKey { user, key, conv, fingerprint, seq, time } => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO send_keys (user, key, conv, fingerprint, seq, time)
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        user.as_str(),
+                        key.as_str(),
+                        conv.to_string(),
+                        *fingerprint as i64,
+                        *seq as i64,
+                        *time as i64
+                    ])?;
+                }
+            }
+        }
+        tx.prepare_cached("UPDATE meta SET value = ? WHERE key = 'next_group_id'")?
+            .execute([next_group_id as i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn history(&mut self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let conv = q.conv.to_db();
+        let (upto, limit) = (q.upto as i64, i64::from(q.limit));
+        let mut frames: Vec<Vec<u8>> = match q.after {
+            Some(after) => self
+                .conn
+                .prepare_cached(
+                    "SELECT frame FROM events WHERE conv = ? AND seq > ? AND seq <= ?
+                     ORDER BY seq LIMIT ?",
+                )?
+                .query_map(params![conv, after.min(i64::MAX as u64) as i64, upto, limit], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<_, _>>()?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT frame FROM (SELECT seq, frame FROM events WHERE conv = ? AND seq <= ?
+                     ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                )?
+                .query_map(params![conv, upto, limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()?,
+        };
+        if q.after.is_some() {
+            let mut bytes = 0u64;
+            if let Some(cut) = frames.iter().position(|f| {
+                bytes += f.len() as u64;
+                bytes > q.max_bytes
+            }) {
+                frames.truncate(cut.max(1));
+            }
+        } else {
+            // The newest ones: keep the newest that fit.
+            let mut bytes = 0u64;
+            if let Some(cut) = frames.iter().rev().position(|f| {
+                bytes += f.len() as u64;
+                bytes > q.max_bytes
+            }) {
+                let keep = cut.max(1);
+                frames.drain(..frames.len() - keep);
+            }
+        }
+        let oldest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MIN(seq) FROM events WHERE conv = ?")?
+            .query_row([&conv], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(HistoryPage {
+            events: frames.iter().map(|f| event_of(f)).collect::<Result<_, _>>()?,
+            oldest: oldest.map(|s| s as u64),
+        })
+    }
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqlite").field("path", &self.conn.path().map(PathBuf::from)).finish()
+    }
+}
