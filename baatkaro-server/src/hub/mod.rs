@@ -39,6 +39,11 @@ use crate::store::{ConvKey, HistoryPage, Snapshot, Write};
 /// hub stops taking requests (and connections stop being read).
 const MAX_OPEN_WRITES: usize = 16 * 1024;
 
+/// The open batch also closes once its events' bytes reach this share of the
+/// `queue` limit: a batch is delivered at once when it commits, and a reader who
+/// keeps up must never find more than its queue holds arriving in one go.
+const QUEUE_SHARE: u64 = 4;
+
 /// What the hub is told.
 #[derive(Debug)]
 pub(crate) enum HubMsg {
@@ -139,6 +144,8 @@ pub(crate) struct Hub {
     done: mpsc::UnboundedReceiver<Done>,
     open: Batch,
     open_outs: Vec<Out>,
+    /// Bytes of the events staged in the open batch (each counted once).
+    open_bytes: u64,
     in_flight: VecDeque<InFlight>,
     reads: HashMap<u64, PendingRead>,
     next_batch: u64,
@@ -175,6 +182,7 @@ impl Hub {
             done,
             open: Batch::default(),
             open_outs: Vec::new(),
+            open_bytes: 0,
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
             next_batch: 1,
@@ -262,7 +270,7 @@ impl Hub {
         let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let accepting = !self.reloading && self.open.writes.len() < MAX_OPEN_WRITES;
+            let accepting = !self.full();
             tokio::select! {
                 biased;
                 done = self.done.recv() => match done {
@@ -277,7 +285,7 @@ impl Hub {
                     self.on_msg(msg);
                     // Take what else is waiting now: the turn's outputs are batched.
                     for _ in 0..1024 {
-                        if self.reloading || self.open.writes.len() >= MAX_OPEN_WRITES {
+                        if self.full() {
                             break;
                         }
                         match inbox.try_recv() {
@@ -297,6 +305,13 @@ impl Hub {
         if let Some(w) = self.writer.take() {
             w.finish();
         }
+    }
+
+    /// Whether the hub must wait for a commit before it takes more requests.
+    fn full(&self) -> bool {
+        self.reloading
+            || self.open.writes.len() >= MAX_OPEN_WRITES
+            || self.open_bytes >= self.cfg.limits.queue / QUEUE_SHARE
     }
 
     fn open_is_empty(&self) -> bool {
@@ -403,6 +418,7 @@ impl Hub {
             .collect();
         if !to.is_empty() {
             let bytes = ServerFrame::Event(event).to_bytes();
+            self.open_bytes += bytes.len() as u64;
             self.open_outs.push(Out::Frame { to, bytes, cause });
         }
     }
@@ -428,6 +444,7 @@ impl Hub {
             let id = self.next_batch;
             self.next_batch += 1;
             let mut batch = std::mem::take(&mut self.open);
+            self.open_bytes = 0;
             batch.id = id;
             batch.next_group_id = self.next_group_id;
             let outs = std::mem::take(&mut self.open_outs);
@@ -517,6 +534,7 @@ impl Hub {
         }
         self.reads.clear();
         self.open = Batch::default();
+        self.open_bytes = 0;
         for (conn, id, result) in replies {
             self.deliver(Out::Reply { conn, id, result });
         }

@@ -1,0 +1,285 @@
+//! A server started in-process on 127.0.0.1 port 0, and a small client built on
+//! the proto crate's codec, for the integration tests. Every wait is bounded.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use baatkaro_proto::{
+    Command, Conversation, Encode, Event, Failure, HistoryRange, IdemKey, Item, OkReply, Password,
+    Request, ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
+};
+use baatkaro_server::config::{Config, HashCost};
+use baatkaro_server::server::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any one wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A test configuration: cheap hashes, generous login budgets.
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::new(dir.to_path_buf());
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.hash_cost = HashCost::TEST_ONLY;
+    c.logins_per_minute = 100_000;
+    c.max_per_address = 10_000;
+    c
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with this configuration.
+    pub async fn start(cfg: Config) -> TestServer {
+        // BAATKARO_TEST_LOG=debug shows the server's log while debugging a test.
+        if let Ok(filter) = std::env::var("BAATKARO_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::open(cfg).await.expect("server starts");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Shuts down gracefully and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task).await.expect("server stops in time").unwrap();
+        }
+    }
+}
+
+pub fn user(s: &str) -> UserName {
+    s.parse().unwrap()
+}
+
+pub fn text(s: &str) -> Text {
+    Text::new(s).unwrap()
+}
+
+pub fn conv(s: &str) -> Conversation {
+    s.parse().unwrap()
+}
+
+/// A connection speaking the protocol.
+pub struct Client {
+    stream: TcpStream,
+    decoder: ServerFrameDecoder,
+    /// Untagged events received while waiting for replies.
+    pub events: VecDeque<Event>,
+    next_tag: u64,
+    pub name: String,
+}
+
+/// A reply: its items and its final result.
+pub type Answer = (Vec<Item>, Result<OkReply, Failure>);
+
+impl Client {
+    /// Connects without saying anything.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Client {
+            stream,
+            decoder: ServerFrameDecoder::new(1 << 24),
+            events: VecDeque::new(),
+            next_tag: 1,
+            name: String::new(),
+        }
+    }
+
+    /// Connects, says HELLO and registers `name` with password `pw-NAME`.
+    pub async fn register(addr: SocketAddr, name: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.hello().await;
+        let r = c.call(Command::Register { user: user(name), password: password(name) }).await;
+        assert_eq!(r.1, Ok(OkReply::Register { user: user(name) }), "register {name}");
+        c.name = name.into();
+        c
+    }
+
+    /// Connects, says HELLO and logs `name` in with password `pw-NAME`.
+    pub async fn login(addr: SocketAddr, name: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.hello().await;
+        let r = c.call(Command::Login { user: user(name), password: password(name) }).await;
+        assert_eq!(r.1, Ok(OkReply::Login { user: user(name) }), "login {name}");
+        c.name = name.into();
+        c
+    }
+
+    pub async fn hello(&mut self) -> OkReply {
+        let versions = Versions::new(vec![1]).unwrap();
+        let (_, r) = self.call(Command::Hello { versions, client: None }).await;
+        r.expect("HELLO succeeds")
+    }
+
+    /// Sends raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Sends a request and returns its tag.
+    pub async fn send(&mut self, command: Command) -> Tag {
+        let tag = Tag::new(&format!("t{}", self.next_tag)).unwrap();
+        self.next_tag += 1;
+        let bytes = Request { tag, command }.to_bytes();
+        self.send_raw(&bytes).await;
+        tag
+    }
+
+    /// Sends a request and waits for its answer.
+    pub async fn call(&mut self, command: Command) -> Answer {
+        let tag = self.send(command).await;
+        self.answer(tag).await
+    }
+
+    /// Sends a request that must succeed: its items and reply.
+    pub async fn ok(&mut self, command: Command) -> (Vec<Item>, OkReply) {
+        let what = format!("{command:?}");
+        match self.call(command).await {
+            (items, Ok(reply)) => (items, reply),
+            (_, Err(f)) => panic!("{} {what}: {f:?}", self.name),
+        }
+    }
+
+    /// Sends a request that must fail with `code`.
+    pub async fn err(&mut self, command: Command, code: baatkaro_proto::ErrorCode) {
+        let what = format!("{command:?}");
+        let a = self.call(command).await;
+        match a.1 {
+            Err(f) => assert_eq!(f.code, code, "{} {what}", self.name),
+            Ok(r) => panic!("{} {what}: expected {code:?}, got {r:?}", self.name),
+        }
+    }
+
+    /// Waits for the final reply with `tag`, keeping events aside.
+    pub async fn answer(&mut self, tag: Tag) -> Answer {
+        let mut items = Vec::new();
+        loop {
+            match self
+                .frame()
+                .await
+                .unwrap_or_else(|| panic!("{}: closed awaiting {tag}", self.name))
+            {
+                ServerFrame::Event(e) => self.events.push_back(e),
+                ServerFrame::Item { tag: t, item } if t == tag => items.push(item),
+                ServerFrame::Ok { tag: t, reply } if t == tag => return (items, Ok(reply)),
+                ServerFrame::Err { tag: t, failure } if t == tag => return (items, Err(failure)),
+                other => panic!("{}: unexpected frame awaiting {tag}: {other:?}", self.name),
+            }
+        }
+    }
+
+    /// The next frame, or `None` once the server closed the connection.
+    pub async fn frame(&mut self) -> Option<ServerFrame> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(f) = self.decoder.next_frame() {
+                return Some(f.expect("the server sends valid frames"));
+            }
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.name))
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.decoder.push(&buf[..n]);
+        }
+    }
+
+    /// The next untagged event.
+    pub async fn event(&mut self) -> Event {
+        if let Some(e) = self.events.pop_front() {
+            return e;
+        }
+        loop {
+            match self
+                .frame()
+                .await
+                .unwrap_or_else(|| panic!("{}: closed awaiting an event", self.name))
+            {
+                ServerFrame::Event(e) => return e,
+                other => panic!("{}: unexpected frame awaiting an event: {other:?}", self.name),
+            }
+        }
+    }
+
+    /// The next stored event (skipping presence and other transient events).
+    pub async fn stored(&mut self) -> StoredEvent {
+        loop {
+            if let Event::Stored(e) = self.event().await {
+                return e;
+            }
+        }
+    }
+
+    /// Sends a message and returns its sequence number.
+    pub async fn say(&mut self, to: &str, key: &str, body: &str) -> u64 {
+        let key: IdemKey = key.parse().unwrap();
+        match self.call(Command::Send { to: conv(to), key, text: text(body) }).await.1 {
+            Ok(OkReply::Send { seq, .. }) => seq,
+            other => panic!("{} SEND {to}: {other:?}", self.name),
+        }
+    }
+
+    /// HISTORY of a conversation after `seq`: the events and (latest, oldest).
+    pub async fn history(
+        &mut self,
+        c: &str,
+        after: u64,
+        limit: u32,
+    ) -> (Vec<StoredEvent>, u64, u64) {
+        let (items, r) = self
+            .ok(Command::History { conv: conv(c), range: HistoryRange::After(after), limit })
+            .await;
+        let OkReply::History { latest, oldest, .. } = r else { panic!("{r:?}") };
+        let events = items
+            .into_iter()
+            .map(|i| match i {
+                Item::Stored(e) => e,
+                other => panic!("not a stored event: {other:?}"),
+            })
+            .collect();
+        (events, latest, oldest)
+    }
+
+    /// Reads until the server closes, returning the frames seen.
+    pub async fn until_closed(&mut self) -> Vec<ServerFrame> {
+        let mut frames = Vec::new();
+        while let Some(f) = self.frame().await {
+            frames.push(f);
+        }
+        frames
+    }
+}
+
+pub fn password(name: &str) -> Password {
+    Password::new(&format!("pw-{name}")).unwrap()
+}
+
+/// The message text of a stored event, if it is a message.
+pub fn body(e: &StoredEvent) -> Option<&str> {
+    match e {
+        StoredEvent::Message { text, .. } => Some(text.as_str()),
+        _ => None,
+    }
+}

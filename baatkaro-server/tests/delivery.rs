@@ -1,0 +1,264 @@
+//! Delivery: catch-up after a disconnect, idempotent sends, slow consumers, and
+//! fan-out to many members at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use baatkaro_proto::{
+    Command, ErrorCode, Event, Failure, HistoryRange, Item, JoinRule, OkReply, ServerFrame,
+    StoredEvent,
+};
+use common::{Client, TestServer, body, config, conv, text, user};
+
+fn g(s: &str) -> baatkaro_proto::GroupName {
+    s.parse().unwrap()
+}
+
+/// alice owns an open group `room` that every other name joins.
+async fn room(addr: std::net::SocketAddr, others: &[&str]) -> (Client, Vec<Client>) {
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: g("room"), rule: Some(JoinRule::Open) }).await;
+    let mut clients = Vec::new();
+    for name in others {
+        let mut c = Client::register(addr, name).await;
+        c.ok(Command::Join { group: g("room"), reason: None }).await;
+        clients.push(c);
+    }
+    (alice, clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_was_away_catches_up_with_exactly_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+    let mut bob = others.pop().unwrap();
+    alice.say("#room", "a0", "before").await;
+    // bob has seen everything up to here.
+    let mut seen = 0;
+    while seen < 2 {
+        seen = bob.stored().await.seq();
+    }
+    drop(bob);
+    for i in 1..=5 {
+        alice.say("#room", &format!("a{i}"), &format!("missed {i}")).await;
+        alice.say("@bob", &format!("d{i}"), &format!("private {i}")).await;
+    }
+    let mut bob = Client::login(server.addr, "bob").await;
+    let (items, _) = bob.ok(Command::Conversations).await;
+    assert_eq!(
+        items,
+        [
+            Item::Conversation { conv: conv("#room"), latest: seen + 5 },
+            Item::Conversation { conv: conv("@alice"), latest: 5 }
+        ]
+    );
+    let (missed, latest, _) = bob.history("#room", seen, 1000).await;
+    assert_eq!(latest, 7);
+    let bodies: Vec<_> = missed.iter().filter_map(body).collect();
+    assert_eq!(bodies, ["missed 1", "missed 2", "missed 3", "missed 4", "missed 5"]);
+    assert_eq!(missed.iter().map(StoredEvent::seq).collect::<Vec<_>>(), [3, 4, 5, 6, 7]);
+    // In pages: two, then two, then one, then nothing.
+    let mut after = seen;
+    let mut pages = Vec::new();
+    loop {
+        let (page, _, _) = bob.history("#room", after, 2).await;
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().seq();
+        pages.push(page.len());
+    }
+    assert_eq!(pages, [2, 2, 1]);
+    let (dms, _, _) = bob.history("@alice", 0, 1000).await;
+    assert_eq!(dms.len(), 5);
+    // `last 2` gives the newest two, oldest first.
+    let (items, r) =
+        bob.ok(Command::History { conv: conv("#room"), range: HistoryRange::Last, limit: 2 }).await;
+    assert_eq!(r, OkReply::History { conv: conv("#room"), latest: 7, oldest: 1 });
+    let seqs: Vec<_> =
+        items.iter().map(|i| if let Item::Stored(e) = i { e.seq() } else { 0 }).collect();
+    assert_eq!(seqs, [6, 7]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_send_is_stored_once_and_a_reused_key_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+    let mut bob = others.pop().unwrap();
+    let send =
+        |t: &str| Command::Send { to: conv("#room"), key: "k-1".parse().unwrap(), text: text(t) };
+    let (_, first) = alice.ok(send("once")).await;
+    let (_, again) = alice.ok(send("once")).await;
+    assert_eq!(first, again, "the retry gets the original seq and time");
+    // Also from another session of the same user.
+    let mut alice2 = Client::login(server.addr, "alice").await;
+    let (_, third) = alice2.ok(send("once")).await;
+    assert_eq!(first, third);
+    alice.err(send("twice"), ErrorCode::KeyConflict).await;
+    let other_conv =
+        Command::Send { to: conv("@bob"), key: "k-1".parse().unwrap(), text: text("once") };
+    alice.err(other_conv, ErrorCode::KeyConflict).await;
+    // Keys are per user: bob may use the same one.
+    let (_, bobs) = bob.ok(send("once")).await;
+    assert_ne!(first, bobs);
+    let (events, _, _) = bob.history("#room", 1, 100).await;
+    assert_eq!(events.iter().filter_map(body).collect::<Vec<_>>(), ["once", "once"]);
+    // bob received alice's message exactly once, live.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let StoredEvent::Message { from, .. } = bob.stored().await {
+            got.push(from);
+        }
+    }
+    assert_eq!(got, [user("alice"), user("bob")]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 256 * 1024;
+    let server = TestServer::start(cfg).await;
+    let (mut alice, mut others) = room(server.addr, &["bob", "slow"]).await;
+    let mut slow = others.pop().unwrap();
+    let mut bob = others.pop().unwrap();
+    // 8 MiB in all: far more than the queue and the socket buffers hold.
+    let big = "x".repeat(2048);
+    const N: usize = 4096;
+    const CHUNK: usize = 32;
+    let reader = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < N {
+            if let StoredEvent::Message { seq, .. } = bob.stored().await {
+                seqs.push(seq);
+            }
+        }
+        seqs
+    });
+    for chunk in 0..N / CHUNK {
+        for i in 0..CHUNK {
+            let key = format!("big-{chunk}-{i}");
+            alice
+                .send(Command::Send {
+                    to: conv("#room"),
+                    key: key.parse().unwrap(),
+                    text: text(&big),
+                })
+                .await;
+        }
+        // alice reads her replies and her own messages, so she is no slow reader.
+        let (mut replies, mut own) = (0, 0);
+        while replies < CHUNK || own < CHUNK {
+            match alice.frame().await.expect("alice stays connected") {
+                ServerFrame::Ok { .. } => replies += 1,
+                ServerFrame::Event(Event::Stored(StoredEvent::Message { .. })) => own += 1,
+                ServerFrame::Event(_) => {} // JOINED, PRESENCE
+                other => panic!("alice: {other:?}"),
+            }
+        }
+    }
+    let seqs = tokio::time::timeout(common::WAIT, reader).await.unwrap().unwrap();
+    assert_eq!(seqs, (3..3 + N as u64).collect::<Vec<_>>(), "bob got every message, in order");
+    // The slow reader's connection ends with BYE SLOW_CONSUMER.
+    let frames = slow.until_closed().await;
+    match frames.last() {
+        Some(ServerFrame::Event(Event::Bye(Failure { code: ErrorCode::SlowConsumer, .. }))) => {}
+        other => panic!("expected BYE SLOW_CONSUMER last, got {other:?}"),
+    }
+    // It loses nothing: it catches up after reconnecting.
+    let mut slow = Client::login(server.addr, "slow").await;
+    let (events, latest, _) = slow.history("#room", 2, 1000).await;
+    assert!(!events.is_empty() && events.len() <= N);
+    assert_eq!(latest, 2 + N as u64);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_members_each_receive_every_message_in_order() {
+    const N: usize = 200;
+    const EACH: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let names: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut alice, clients) = room(server.addr, &refs).await;
+    // Everyone has joined: the JOINED events are seq 1..=N. Now everyone sends.
+    let base = N as u64;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            for k in 0..EACH {
+                let key = format!("{}-{k}", c.name);
+                c.send(Command::Send {
+                    to: conv("#room"),
+                    key: key.parse().unwrap(),
+                    text: text(&key),
+                })
+                .await;
+            }
+            // Collect every message of the conversation from here on.
+            let mut seqs = Vec::new();
+            let mut replies = 0;
+            while seqs.len() < N * EACH || replies < EACH {
+                match c.frame().await.expect("connection stays open") {
+                    ServerFrame::Event(Event::Stored(StoredEvent::Message { seq, .. })) => {
+                        seqs.push(seq)
+                    }
+                    ServerFrame::Ok { reply: OkReply::Send { .. }, .. } => replies += 1,
+                    ServerFrame::Err { failure, .. } => panic!("{}: {failure:?}", c.name),
+                    _ => {}
+                }
+            }
+            seqs
+        }));
+    }
+    for t in tasks {
+        let seqs = tokio::time::timeout(common::WAIT, t).await.unwrap().unwrap();
+        let want: Vec<u64> = (base + 1..=base + (N * EACH) as u64).collect();
+        assert_eq!(seqs, want, "every message once, in sequence order, no gaps");
+    }
+    let (_, latest, _) = alice.history("#room", 0, 1).await;
+    assert_eq!(latest, base + (N * EACH) as u64);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_the_first_and_last_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+    drop(others.pop());
+    let presence = |e: Event| match e {
+        Event::Presence { user, presence } => Some((user.to_string(), presence)),
+        _ => None,
+    };
+    let mut seen = Vec::new();
+    while seen.is_empty() {
+        seen.extend(presence(alice.event().await));
+    }
+    assert_eq!(seen, [("bob".to_string(), baatkaro_proto::Presence::Offline)]);
+    let bob1 = Client::login(server.addr, "bob").await;
+    let bob2 = Client::login(server.addr, "bob").await;
+    let (items, _) = alice.ok(Command::Online { group: None }).await;
+    assert_eq!(items, [Item::Online { user: user("alice") }, Item::Online { user: user("bob") }]);
+    drop(bob1);
+    drop(bob2);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.extend(presence(alice.event().await));
+    }
+    // One online for the first session, one offline for the last: nothing between.
+    assert_eq!(
+        seen,
+        [
+            ("bob".to_string(), baatkaro_proto::Presence::Online),
+            ("bob".to_string(), baatkaro_proto::Presence::Offline)
+        ]
+    );
+    server.stop().await;
+}
