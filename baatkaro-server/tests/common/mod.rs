@@ -211,15 +211,10 @@ impl Client {
         if let Some(e) = self.events.pop_front() {
             return e;
         }
-        loop {
-            match self
-                .frame()
-                .await
-                .unwrap_or_else(|| panic!("{}: closed awaiting an event", self.name))
-            {
-                ServerFrame::Event(e) => return e,
-                other => panic!("{}: unexpected frame awaiting an event: {other:?}", self.name),
-            }
+        match self.frame().await {
+            Some(ServerFrame::Event(e)) => e,
+            None => panic!("{}: closed awaiting an event", self.name),
+            Some(other) => panic!("{}: unexpected frame awaiting an event: {other:?}", self.name),
         }
     }
 
