@@ -97,7 +97,10 @@ impl Server {
         let mut tasks = JoinSet::new();
         let mut next_id = 1;
         tokio::pin!(shutdown);
-        tracing::info!(addr = ?listener.local_addr().ok(), "listening");
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!("listening on {addr}"),
+            Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
+        }
         loop {
             let accepted = tokio::select! {
                 () = &mut shutdown => break,

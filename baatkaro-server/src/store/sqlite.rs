@@ -106,6 +106,21 @@ impl Sqlite {
         Ok(())
     }
 
+    /// Takes a database back to an older schema version by undoing the later
+    /// migrations: how tests make a database as an older server left it.
+    #[doc(hidden)]
+    pub fn downgrade_for_tests(dir: &Path, version: i64) -> Result<(), StoreError> {
+        // UNDO[i] undoes MIGRATIONS[i]; the first, which makes the tables, stays.
+        const UNDO: &[&str] = &["", "DROP INDEX send_keys_by_time;"];
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for v in (version..found).rev() {
+            conn.execute_batch(UNDO.get(v as usize).copied().unwrap_or_default())?;
+        }
+        conn.pragma_update(None, "user_version", version)?;
+        Ok(())
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)

@@ -1,0 +1,173 @@
+//! The server's life: the lock on its data directory, old and corrupt databases,
+//! graceful shutdown, and the real binary started and stopped by a signal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command as Process, Stdio};
+
+use baatkaro_proto::{Command, ErrorCode, Event, Failure, ServerFrame};
+use baatkaro_server::server::{Server, StartError};
+use baatkaro_server::store::StoreError;
+use baatkaro_server::store::sqlite::{DB_FILE, SCHEMA_VERSION, Sqlite};
+use common::{Client, TestServer, config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    match Server::open(config(dir.path())).await {
+        Err(StartError::Store(StoreError::Locked(path))) => assert_eq!(path, dir.path()),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a second server started on a locked data directory"),
+    }
+    server.stop().await;
+    // Once the first has stopped, the directory is free again.
+    TestServer::start(config(dir.path())).await.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DB_FILE), vec![0x5a; 8192]).unwrap();
+    match Server::open(config(dir.path())).await {
+        Err(e @ StartError::Store(StoreError::Corrupt(_))) => {
+            assert!(e.to_string().contains("not a BaatKaro database"), "{e}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a corrupt database opened"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_an_older_version_opens_and_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database as the first schema version left it, with an account in it.
+    {
+        let server = TestServer::start(config(dir.path())).await;
+        Client::register(server.addr, "alice").await;
+        server.stop().await;
+        assert_eq!(downgrade(dir.path()), 1);
+    }
+    let server = TestServer::start(config(dir.path())).await;
+    Client::login(server.addr, "alice").await;
+    server.stop().await;
+    let store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+/// Takes a current database back to schema version 1 (what version 2 added is an
+/// index), the way an older server would have left it.
+fn downgrade(dir: &std::path::Path) -> i64 {
+    Sqlite::downgrade_for_tests(dir, 1).unwrap();
+    let store = Sqlite::open_at(dir, 1).unwrap();
+    store.schema_version().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_every_client_and_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    let seq = alice.say("@alice", "k", "note to self").await;
+    server.stop().await;
+    let frames = alice.until_closed().await;
+    assert!(
+        matches!(
+            frames.last(),
+            Some(ServerFrame::Event(Event::Bye(Failure {
+                code: ErrorCode::ShuttingDown,
+                retry_after: Some(_),
+                ..
+            })))
+        ),
+        "{frames:?}"
+    );
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::login(server.addr, "alice").await;
+    let (events, latest, _) = alice.history("@alice", 0, 10).await;
+    assert_eq!((events.len(), latest), (1, seq));
+    alice.ok(Command::Groups).await;
+    server.stop().await;
+}
+
+/// Starts the real binary and returns it with the address it listens on.
+fn spawn_binary(
+    args: &[&str],
+) -> (std::process::Child, Option<String>, BufReader<std::process::ChildStderr>) {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // Bounded: the server logs a handful of lines before it listens, or exits.
+    for _ in 0..50 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            return (child, None, stderr);
+        }
+        if let Some(at) = line.find("listening on ") {
+            let addr = line[at + "listening on ".len()..].trim().to_string();
+            return (child, Some(addr), stderr);
+        }
+    }
+    (child, None, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_refuses_a_second_instance_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut child, addr, _stderr) =
+        spawn_binary(&["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"]);
+    let addr = addr.expect("the server says where it listens");
+    let mut alice = Client::register(addr.parse().unwrap(), "alice").await;
+
+    // A second server on the same directory exits at once, saying why.
+    let second = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("in use by another baatkaro-server"), "{said}");
+
+    let status = Process::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let frames = alice.until_closed().await;
+    assert!(
+        matches!(
+            frames.last(),
+            Some(ServerFrame::Event(Event::Bye(Failure { code: ErrorCode::ShuttingDown, .. })))
+        ),
+        "{frames:?}"
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn the_binary_documents_every_limit_and_refuses_bad_values() {
+    let help = Process::new(env!("CARGO_BIN_EXE_baatkaro-server")).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for key in baatkaro_proto::Limits::KEYS {
+        assert!(help.contains(&format!("--limit-{key} ")), "--limit-{key} missing from --help");
+    }
+    for flag in ["--listen", "--data-dir", "--config", "--registration", "--log"] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    let bad = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--limit-line", "2048"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("limit line"), "{bad:?}");
+}
