@@ -84,7 +84,9 @@ pub(crate) fn sp(i: &[u8]) -> PResult<'_, ()> {
     // generic combinator costs ten times as many instructions for one byte.
     match i.split_first() {
         Some((b' ', rest)) => Ok((rest, ())),
-        _ => Err(nom::Err::Error(PError::syntax("expected a space"))),
+        // The line ended where the command needs another argument.
+        None => Err(nom::Err::Error(PError::syntax("missing arguments"))),
+        Some(_) => Err(nom::Err::Error(PError::syntax("expected a space"))),
     }
 }
 

@@ -358,7 +358,14 @@ impl Session {
                     self.answer_now(tag, verb, Ok(reply), After::Nothing);
                 } else {
                     let code = ErrorCode::UnsupportedVersion;
-                    self.answer_now(tag, verb, Err(Failure::new(code)), After::Close(Some(code)));
+                    // The note says what would have worked (SPEC.md section 4.2).
+                    let note = Note::new(&format!(
+                        "this server speaks version {}",
+                        crate::PROTOCOL_VERSION
+                    ))
+                    .ok();
+                    let failure = Failure { note, ..Failure::new(code) };
+                    self.answer_now(tag, verb, Err(failure), After::Close(Some(code)));
                 }
             }
             Command::Ping => self.answer_now(

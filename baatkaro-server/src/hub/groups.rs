@@ -224,6 +224,12 @@ impl Hub {
                 u.relations.remove(&name);
             }
         }
+        // Owned, administered and joined groups first, then invitations, then requests.
+        let rank = |m: &Membership| Membership::ALL.iter().position(|x| x == m);
+        items.sort_by_key(|i| match i {
+            Item::Group { group, membership, .. } => (rank(membership), *group),
+            _ => unreachable!("only GROUP items are listed here"),
+        });
         self.list(conn, id, ListVerb::Groups, items);
     }
 
