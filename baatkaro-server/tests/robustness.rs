@@ -214,3 +214,23 @@ async fn logins_per_minute_from_one_address_are_limited() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_with_bye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.idle = 1;
+    let server = TestServer::start(cfg).await;
+    let mut c = Client::connect(server.addr).await;
+    c.hello().await;
+    // Nothing more is sent: the server's idle timer closes the connection.
+    let frames = c.until_closed().await;
+    assert!(
+        matches!(
+            &frames[..],
+            [ServerFrame::Event(Event::Bye(Failure { code: ErrorCode::IdleTimeout, .. }))]
+        ),
+        "{frames:?}"
+    );
+    server.stop().await;
+}

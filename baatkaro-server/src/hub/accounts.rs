@@ -12,6 +12,9 @@ use crate::clock;
 use crate::conn::ConnId;
 use crate::store::Write;
 
+/// Most source addresses whose LOGIN and REGISTER attempts are counted at once.
+const MAX_ADDRESSES: usize = 65_536;
+
 /// What a password check or hash found.
 #[derive(Debug)]
 pub(crate) struct AuthDone {
@@ -35,6 +38,17 @@ impl Hub {
         let Some(ip) = self.conns.get(&conn).map(|c| c.conn.peer.ip()) else { return false };
         let now = clock::now();
         let per_minute = self.cfg.logins_per_minute;
+        if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {
+            // Many addresses at once: forget the quiet ones, and if all are busy, make
+            // the newcomer wait rather than grow the table.
+            self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 60_000);
+            if self.attempts.len() >= MAX_ADDRESSES {
+                let failure =
+                    Failure { retry_after: Some(60_000), ..Failure::new(ErrorCode::RateLimited) };
+                self.reply(conn, id, Err(failure));
+                return false;
+            }
+        }
         let (budget, last) =
             self.attempts.entry(ip).or_insert_with(|| (RateBudget::new(per_minute, now), now));
         *last = now;

@@ -270,7 +270,9 @@ impl Hub {
         let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let accepting = !self.full();
+            // Once shutting down, nothing new is taken: what is staged commits, every
+            // session hears SHUTTING_DOWN, and unanswered requests are retried later.
+            let accepting = !self.full() && !self.shutting_down;
             tokio::select! {
                 biased;
                 done = self.done.recv() => match done {
@@ -285,7 +287,7 @@ impl Hub {
                     self.on_msg(msg);
                     // Take what else is waiting now: the turn's outputs are batched.
                     for _ in 0..1024 {
-                        if self.full() {
+                        if self.full() || self.shutting_down {
                             break;
                         }
                         match inbox.try_recv() {
