@@ -1,0 +1,322 @@
+//! The chat session: interactive on a terminal (a prompt with line editing, events
+//! shown above it), line by line from a pipe; and `tail`.
+//!
+//! The session remembers the newest sequence number it has shown of every
+//! conversation, so it shows each stored event once; when the connection drops it
+//! reconnects with backoff and fetches exactly what it missed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use baatkaro_cli::{Client, ClientError, ClientEvent, show};
+use baatkaro_proto::{
+    Conversation, Event, GroupName, Item, Membership, Password, Seq, StoredEvent, UserName,
+};
+use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::Fail;
+use crate::actions::Printer;
+use crate::slash::{self, Typed};
+
+/// How to log in again after the connection drops.
+pub(crate) struct Login {
+    pub(crate) server: String,
+    pub(crate) user: UserName,
+    pub(crate) password: Password,
+}
+
+/// Where lines go: above the prompt, or plainly to standard output.
+enum Out {
+    Term(SharedWriter),
+    Plain,
+}
+
+impl Out {
+    fn line(&mut self, line: &str) {
+        match self {
+            // A write error means the terminal is gone; the session ends with it.
+            Out::Term(w) => {
+                let _ = writeln!(w, "{line}");
+            }
+            Out::Plain => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+            }
+        }
+    }
+}
+
+/// Where input comes from.
+enum In {
+    Term(Box<Readline>),
+    Pipe(tokio::io::Lines<BufReader<tokio::io::Stdin>>),
+}
+
+impl In {
+    /// The next line, or `None` at the end of input.
+    async fn line(&mut self) -> Option<String> {
+        match self {
+            In::Term(rl) => match rl.readline().await {
+                Ok(ReadlineEvent::Line(line)) => {
+                    if !line.trim().is_empty() {
+                        rl.add_history_entry(line.clone());
+                    }
+                    Some(line)
+                }
+                Ok(ReadlineEvent::Eof | ReadlineEvent::Interrupted) | Err(_) => None,
+            },
+            In::Pipe(lines) => lines.next_line().await.ok().flatten(),
+        }
+    }
+}
+
+/// The state of a chat.
+struct Chat {
+    client: Option<Client>,
+    login: Login,
+    printer: Printer,
+    current: Option<GroupName>,
+    seen: BTreeMap<Conversation, Seq>,
+    unread: BTreeMap<GroupName, u64>,
+    out: Out,
+}
+
+impl Chat {
+    /// Shows a stored event unless it was shown already; counts unread messages.
+    fn stored(&mut self, e: &StoredEvent) {
+        let conv = e.conv();
+        if self.seen.get(&conv).is_some_and(|s| *s >= e.seq()) {
+            return;
+        }
+        self.seen.insert(conv, e.seq());
+        if let (StoredEvent::Message { .. }, Conversation::Group(g)) = (e, conv)
+            && Some(g) != self.current
+        {
+            *self.unread.entry(g).or_default() += 1;
+        }
+        let line =
+            if self.printer.json { show::stored_json(e).to_string() } else { show::stored_line(e) };
+        self.out.line(&line);
+    }
+
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Stored(s) => self.stored(s),
+            other => {
+                let line = if self.printer.json {
+                    show::event_json(other).to_string()
+                } else {
+                    show::event_line(other)
+                };
+                self.out.line(&line);
+            }
+        }
+    }
+
+    fn prompt(&self) -> String {
+        let mut p = match self.current {
+            Some(g) => format!("[#{g}]"),
+            None => "[no group]".to_string(),
+        };
+        for (g, n) in &self.unread {
+            if *n > 0 {
+                p.push_str(&format!(" #{g}:{n}"));
+            }
+        }
+        p + " > "
+    }
+
+    /// Handles one typed line. False when the user quits.
+    async fn typed(&mut self, line: &str) -> bool {
+        if line.trim().is_empty() {
+            return true;
+        }
+        match slash::parse(line, self.current) {
+            Err(e) => self.out.line(&e),
+            Ok(Typed::Quit) => return false,
+            Ok(Typed::Help) => {
+                for l in slash::help() {
+                    self.out.line(&l);
+                }
+            }
+            Ok(Typed::Switch(g)) => {
+                self.current = Some(g);
+                self.unread.remove(&g);
+                self.out.line(&format!("now in #{g}"));
+            }
+            Ok(Typed::Act(action)) => {
+                let Some(client) = &self.client else {
+                    self.out.line("not connected: reconnecting");
+                    return true;
+                };
+                let mut lines = Vec::new();
+                let result = action.run(client, self.printer, &mut |l| lines.push(l)).await;
+                for l in &lines {
+                    self.out.line(l);
+                }
+                if let Err(e) = result {
+                    self.out.line(&format!("error: {e}"));
+                }
+            }
+        }
+        true
+    }
+
+    /// Logs in again, with backoff, and shows what was missed. False if the user
+    /// quit meanwhile.
+    async fn reconnect(&mut self, input: &mut In) -> bool {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            self.out.line(&format!("connection lost; reconnecting in {}s", wait.as_secs()));
+            let jitter = Duration::from_millis(u64::from(std::process::id() % 500));
+            tokio::select! {
+                () = tokio::time::sleep(wait + jitter) => {}
+                line = input.line() => match line {
+                    None => return false,
+                    Some(l) => if !self.typed(&l).await { return false },
+                },
+            }
+            match connect(&self.login).await {
+                Ok(client) => {
+                    let mut seen = self.seen.clone();
+                    match client.catch_up(&mut seen).await {
+                        Ok(missed) => {
+                            let messages = missed
+                                .iter()
+                                .filter(|e| matches!(e, StoredEvent::Message { .. }))
+                                .count();
+                            for e in &missed {
+                                self.stored(e);
+                            }
+                            self.out.line(&format!("reconnected; {messages} missed messages"));
+                            self.client = Some(client);
+                            return true;
+                        }
+                        Err(e) => self.out.line(&format!("catching up failed: {e}")),
+                    }
+                }
+                Err(e) => self.out.line(&format!("reconnect failed: {e}")),
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    }
+}
+
+async fn connect(login: &Login) -> Result<Client, ClientError> {
+    let mut client = Client::connect(login.server.as_str()).await?;
+    client.login(login.user, login.password.clone()).await?;
+    Ok(client)
+}
+
+/// Runs a chat until the user quits or the input ends.
+pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Result<(), Fail> {
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut chat = Chat {
+        client: None,
+        login,
+        printer,
+        current: None,
+        seen: BTreeMap::new(),
+        unread: BTreeMap::new(),
+        out: Out::Plain,
+    };
+    // Start at the present: what is already stored is there with /history.
+    let (convs, _) = client.ok(baatkaro_proto::Command::Conversations).await?;
+    for item in convs {
+        if let Item::Conversation { conv, latest } = item {
+            chat.seen.insert(conv, latest);
+        }
+    }
+    let (groups, _) = client.ok(baatkaro_proto::Command::Groups).await?;
+    chat.current = groups.iter().find_map(|i| match i {
+        Item::Group {
+            group,
+            membership: Membership::Owner | Membership::Admin | Membership::Member,
+            ..
+        } => Some(*group),
+        _ => None,
+    });
+    chat.client = Some(client);
+    let mut input = if interactive {
+        let (rl, writer) = Readline::new(chat.prompt()).map_err(|e| Fail::Usage(e.to_string()))?;
+        chat.out = Out::Term(writer);
+        chat.out.line(&format!("logged in as {}; /help lists the commands", chat.login.user));
+        In::Term(Box::new(rl))
+    } else {
+        In::Pipe(BufReader::new(tokio::io::stdin()).lines())
+    };
+    loop {
+        if let In::Term(rl) = &mut input {
+            let _ = rl.update_prompt(&chat.prompt());
+        }
+        let Some(client) = chat.client.as_mut() else {
+            if !chat.reconnect(&mut input).await {
+                break;
+            }
+            continue;
+        };
+        tokio::select! {
+            line = input.line() => match line {
+                Some(line) => {
+                    if !chat.typed(&line).await {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            event = client.next_event() => match event {
+                Some(ClientEvent::Event(e)) => chat.event(&e),
+                Some(ClientEvent::Lagged(_)) => {
+                    let mut seen = chat.seen.clone();
+                    if let Some(c) = &chat.client
+                        && let Ok(missed) = c.catch_up(&mut seen).await
+                    {
+                        for e in &missed {
+                            chat.stored(e);
+                        }
+                    }
+                }
+                None => chat.client = None,
+            },
+        }
+    }
+    if let In::Term(rl) = &mut input {
+        let _ = rl.flush();
+    }
+    Ok(())
+}
+
+/// Prints a group's events as they come, until interrupted or `count` messages.
+pub(crate) async fn tail(
+    mut client: Client,
+    group: GroupName,
+    count: Option<u64>,
+    printer: Printer,
+) -> Result<(), Fail> {
+    let conv = Conversation::Group(group);
+    let mut messages = 0;
+    if count == Some(0) {
+        return Ok(());
+    }
+    while let Some(event) = client.next_event().await {
+        let ClientEvent::Event(Event::Stored(e)) = event else { continue };
+        if e.conv() != conv {
+            continue;
+        }
+        println!(
+            "{}",
+            if printer.json { show::stored_json(&e).to_string() } else { show::stored_line(&e) }
+        );
+        if matches!(e, StoredEvent::Message { .. }) {
+            messages += 1;
+            if count.is_some_and(|n| messages >= n) {
+                return Ok(());
+            }
+        }
+    }
+    Err(ClientError::Closed(client.closed().flatten()).into())
+}

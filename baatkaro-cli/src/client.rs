@@ -1,0 +1,403 @@
+//! The async client: one connection to a BaatKaro server.
+//!
+//! A background task reads the socket, decodes frames with the proto crate's
+//! decoder, hands each final reply (with its items) to the request that waits for
+//! it, and queues untagged events for [`Client::next_event`]. Requests may be sent
+//! from several tasks at once: each gets its own tag, and the server answers in
+//! order anyway.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), baatkaro_cli::ClientError> {
+//! use baatkaro_cli::Client;
+//! use baatkaro_proto::{Conversation, Password, Text};
+//!
+//! let mut client = Client::connect("127.0.0.1:7667").await?;
+//! client.login("alice".parse()?, Password::new("correct-pass")?).await?;
+//! let (seq, _time) = client.send(Conversation::Group("rust".parse()?), Text::new("hi")?).await?;
+//! while let Some(event) = client.next_event().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use baatkaro_proto::{
+    Command, Conversation, Encode, ErrorCode, Event, Failure, Features, HistoryRange, IdemKey,
+    Item, Limits, Millis, OkReply, Password, Request, Seq, ServerFrame, ServerFrameDecoder,
+    Software, StoredEvent, Tag, Text, UserName, ValidationError, Versions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+/// Events queued for the application before the oldest are dropped (and counted:
+/// stored ones can always be fetched again with HISTORY).
+const EVENT_QUEUE: usize = 4096;
+
+/// Why a request or the connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{}{}", .0.code, .0.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default())]
+    Failed(Failure),
+    /// The connection is gone (the server closed it, or said why with BYE).
+    #[error("connection closed{}", .0.as_ref().map(|f| format!(" by the server: {}", f.code)).unwrap_or_default())]
+    Closed(Option<Failure>),
+    /// The server sent something this client cannot read.
+    #[error("the server sent a bad frame: {0}")]
+    Protocol(String),
+    /// A value given to the client is not valid on the wire.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Connecting or writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// The server's error code, if the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Failed(f) => Some(f.code),
+            _ => None,
+        }
+    }
+}
+
+/// Something that happened, as the application sees it.
+// Nearly every value is an `Event`; boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// An untagged event from the server.
+    Event(Event),
+    /// This many events were dropped because the application did not take them
+    /// fast enough; catch up with HISTORY.
+    Lagged(u64),
+}
+
+/// What the server said in its HELLO reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The server software.
+    pub software: Software,
+    /// Its optional features.
+    pub features: Features,
+    /// Every limit it enforces.
+    pub limits: Limits,
+}
+
+type Waiting = HashMap<Tag, (Vec<Item>, oneshot::Sender<(Vec<Item>, Result<OkReply, Failure>)>)>;
+
+/// State the reader task shares with the handle.
+#[derive(Default)]
+struct Shared {
+    waiting: Waiting,
+    /// Set once the connection is gone, with the server's BYE if it sent one.
+    closed: Option<Option<Failure>>,
+    lagged: u64,
+}
+
+/// A connection to a server.
+pub struct Client {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::Receiver<ClientEvent>,
+    next_tag: AtomicU64,
+    keys: KeyMaker,
+    info: ServerInfo,
+    user: Option<UserName>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// Connects and says HELLO.
+    pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        let (mut rd, wr) = stream.into_split();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let reader_shared = shared.clone();
+        let reader = tokio::spawn(async move {
+            let mut decoder = ServerFrameDecoder::new(baatkaro_proto::PAYLOAD_CEILING);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut bye = None;
+            'read: loop {
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                decoder.push(&buf[..n]);
+                while let Some(frame) = decoder.next_frame() {
+                    match frame {
+                        Ok(frame) => {
+                            if let ServerFrame::Event(Event::Bye(f)) = &frame {
+                                bye = Some(f.clone());
+                            }
+                            route(&reader_shared, &tx, frame);
+                        }
+                        // A frame of a later version, or garbage: a reply it was
+                        // meant to be fails; an unknown event is skipped.
+                        Err(e) if !e.is_fatal() => {
+                            if let Some(tag) = e.tag {
+                                let failure = Failure::new(e.code);
+                                if let Some((items, done)) =
+                                    lock(&reader_shared).waiting.remove(&tag)
+                                {
+                                    let _ = done.send((items, Err(failure)));
+                                }
+                            }
+                        }
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+            let mut s = lock(&reader_shared);
+            s.closed = Some(bye);
+            // Waiters see their sender dropped and report the close.
+            s.waiting.clear();
+        });
+        let mut client = Client {
+            writer: tokio::sync::Mutex::new(wr),
+            shared,
+            events,
+            next_tag: AtomicU64::new(1),
+            keys: KeyMaker::new(),
+            info: ServerInfo {
+                software: Software::new("unknown")?,
+                features: Features::default(),
+                limits: Limits::default(),
+            },
+            user: None,
+            reader,
+        };
+        let software = Software::new(concat!("baatkaro-cli/", env!("CARGO_PKG_VERSION")))?;
+        let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
+        match client.ok(Command::Hello { versions, client: Some(software) }).await?.1 {
+            OkReply::Hello { server, features, limits, .. } => {
+                client.info = ServerInfo { software: server, features, limits };
+            }
+            other => return Err(ClientError::Protocol(format!("HELLO answered with {other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// What the server offers.
+    pub fn server(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// Who this connection is logged in as.
+    pub fn user(&self) -> Option<UserName> {
+        self.user
+    }
+
+    /// Logs in.
+    pub async fn login(&mut self, user: UserName, password: Password) -> Result<(), ClientError> {
+        self.ok(Command::Login { user, password }).await?;
+        self.user = Some(user);
+        Ok(())
+    }
+
+    /// Creates an account and logs in.
+    pub async fn register(
+        &mut self,
+        user: UserName,
+        password: Password,
+    ) -> Result<(), ClientError> {
+        self.ok(Command::Register { user, password }).await?;
+        self.user = Some(user);
+        Ok(())
+    }
+
+    /// Sends a request and waits for its items and final reply.
+    pub async fn call(
+        &self,
+        command: Command,
+    ) -> Result<(Vec<Item>, Result<OkReply, Failure>), ClientError> {
+        let tag = Tag::new(&format!("c{}", self.next_tag.fetch_add(1, Ordering::Relaxed)))?;
+        let (done, answer) = oneshot::channel();
+        {
+            let mut s = lock(&self.shared);
+            if let Some(bye) = &s.closed {
+                return Err(ClientError::Closed(bye.clone()));
+            }
+            s.waiting.insert(tag, (Vec::new(), done));
+        }
+        let bytes = Request { tag, command }.to_bytes();
+        if let Err(e) = self.writer.lock().await.write_all(&bytes).await {
+            lock(&self.shared).waiting.remove(&tag);
+            return Err(e.into());
+        }
+        match answer.await {
+            Ok(answer) => Ok(answer),
+            Err(_) => Err(ClientError::Closed(lock(&self.shared).closed.clone().flatten())),
+        }
+    }
+
+    /// Sends a request that must succeed: its items and reply.
+    pub async fn ok(&self, command: Command) -> Result<(Vec<Item>, OkReply), ClientError> {
+        match self.call(command).await? {
+            (items, Ok(reply)) => Ok((items, reply)),
+            (_, Err(failure)) => Err(ClientError::Failed(failure)),
+        }
+    }
+
+    /// Sends a message with a fresh idempotency key, retrying with the same key
+    /// after a `RATE_LIMITED` answer: its sequence number and time.
+    pub async fn send(&self, to: Conversation, text: Text) -> Result<(Seq, Millis), ClientError> {
+        let key = self.keys.next();
+        loop {
+            match self.call(Command::Send { to, key, text: text.clone() }).await? {
+                (_, Ok(OkReply::Send { seq, time, .. })) => return Ok((seq, time)),
+                (_, Ok(other)) => {
+                    return Err(ClientError::Protocol(format!("SEND answered with {other:?}")));
+                }
+                (_, Err(Failure { code: ErrorCode::RateLimited, retry_after, .. })) => {
+                    let wait = retry_after.unwrap_or(100).min(60_000);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                (_, Err(failure)) => return Err(ClientError::Failed(failure)),
+            }
+        }
+    }
+
+    /// Every stored event of a conversation after `after`, page by page: the events
+    /// and the oldest sequence number the server still keeps.
+    pub async fn history(
+        &self,
+        conv: Conversation,
+        after: Seq,
+    ) -> Result<(Vec<StoredEvent>, Seq), ClientError> {
+        let mut events = Vec::new();
+        let mut after = after;
+        let limit = u32::try_from(self.info.limits.page).unwrap_or(u32::MAX).max(1);
+        loop {
+            let (items, reply) = self
+                .ok(Command::History { conv, range: HistoryRange::After(after), limit })
+                .await?;
+            let OkReply::History { latest, oldest, .. } = reply else {
+                return Err(ClientError::Protocol(format!("HISTORY answered with {reply:?}")));
+            };
+            let before = events.len();
+            events.extend(items.into_iter().filter_map(|i| match i {
+                Item::Stored(e) => Some(e),
+                _ => None,
+            }));
+            match events.last() {
+                Some(last) if events.len() > before && last.seq() < latest => after = last.seq(),
+                _ => return Ok((events, oldest)),
+            }
+        }
+    }
+
+    /// Catches up: for every conversation this user reads whose newest sequence
+    /// number is past the one in `seen`, fetches what was missed, in order, and
+    /// moves `seen` on. Returns the missed events.
+    pub async fn catch_up(
+        &self,
+        seen: &mut BTreeMap<Conversation, Seq>,
+    ) -> Result<Vec<StoredEvent>, ClientError> {
+        let (items, _) = self.ok(Command::Conversations).await?;
+        let mut missed = Vec::new();
+        for item in items {
+            let Item::Conversation { conv, latest } = item else { continue };
+            let have = seen.get(&conv).copied().unwrap_or(0);
+            if latest > have {
+                let (events, _) = self.history(conv, have).await?;
+                if let Some(last) = events.last() {
+                    seen.insert(conv, last.seq());
+                }
+                missed.extend(events);
+            }
+        }
+        Ok(missed)
+    }
+
+    /// The next event, or `None` once the connection is gone and every queued
+    /// event was taken.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        let lagged = std::mem::take(&mut lock(&self.shared).lagged);
+        if lagged > 0 {
+            return Some(ClientEvent::Lagged(lagged));
+        }
+        self.events.recv().await
+    }
+
+    /// Why the connection closed, once it has: the server's BYE, if it sent one.
+    pub fn closed(&self) -> Option<Option<Failure>> {
+        lock(&self.shared).closed.clone()
+    }
+}
+
+/// Routes one frame from the reader: to the request it answers, or to the events.
+fn route(shared: &Mutex<Shared>, events: &mpsc::Sender<ClientEvent>, frame: ServerFrame) {
+    let mut s = lock(shared);
+    match frame {
+        ServerFrame::Item { tag, item } => {
+            if let Some((items, _)) = s.waiting.get_mut(&tag) {
+                items.push(item);
+            }
+        }
+        ServerFrame::Ok { tag, reply } => {
+            if let Some((items, done)) = s.waiting.remove(&tag) {
+                let _ = done.send((items, Ok(reply)));
+            }
+        }
+        ServerFrame::Err { tag, failure } => {
+            if let Some((items, done)) = s.waiting.remove(&tag) {
+                let _ = done.send((items, Err(failure)));
+            }
+        }
+        ServerFrame::Event(event) => {
+            if events.try_send(ClientEvent::Event(event)).is_err() {
+                s.lagged += 1;
+            }
+        }
+    }
+}
+
+/// Makes idempotency keys unique per user across processes: a random prefix per
+/// client and a counter.
+struct KeyMaker {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl KeyMaker {
+    fn new() -> Self {
+        // RandomState is seeded from the OS's randomness once per process, and
+        // differs per instance; the clock separates processes further.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        KeyMaker { prefix: h.finish(), counter: AtomicU64::new(1) }
+    }
+
+    fn next(&self) -> IdemKey {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // Hex digits and one '-': always a valid key.
+        IdemKey::new(&format!("{:016x}-{n}", self.prefix))
+            .unwrap_or_else(|_| unreachable!("valid key"))
+    }
+}

@@ -1,0 +1,10 @@
+//! The BaatKaro client library and the `baatkaro` command-line client.
+//!
+//! [`Client`] is the async client other Rust programs embed (bots, bridges):
+//! connect, log in, send, receive events, catch up. [`show`] renders events and
+//! list items as the lines and JSON objects the command-line client prints.
+
+mod client;
+pub mod show;
+
+pub use client::{Client, ClientError, ClientEvent, ServerInfo};

@@ -1,0 +1,202 @@
+//! How events and list items are shown: a plain line for people and pipes, or one
+//! JSON object for scripts (`--json`). Text from other people is printed as text;
+//! the protocol guarantees it holds no control characters.
+
+use baatkaro_proto::{Event, Item, Millis, StoredEvent};
+use serde_json::{Value, json};
+
+/// `HH:MM:SS` (UTC) of a server time.
+pub fn clock(millis: Millis) -> String {
+    let s = millis / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+/// A stored event as a line: time, conversation, what happened.
+pub fn stored_line(e: &StoredEvent) -> String {
+    let what = match e {
+        StoredEvent::Message { from, text, .. } => format!("{from}: {text}"),
+        StoredEvent::File { from, file, size, name, .. } => {
+            format!("{from} shared {name} ({size} bytes, id {file})")
+        }
+        StoredEvent::Joined { user, by, .. } if user == by => format!("{user} joined"),
+        StoredEvent::Joined { user, by, .. } => format!("{user} joined (admitted by {by})"),
+        StoredEvent::Left { user, .. } => format!("{user} left"),
+        StoredEvent::Kicked { user, by, .. } => format!("{user} was kicked by {by}"),
+        StoredEvent::Banned { user, by, .. } => format!("{user} was banned by {by}"),
+        StoredEvent::RoleChanged { user, role, by, .. } => {
+            format!("{user} is now {role} (by {by})")
+        }
+        StoredEvent::OwnershipOffered { user, by, .. } => {
+            format!("{by} offered ownership to {user}")
+        }
+        StoredEvent::OwnershipTransferred { user, previous, .. } => {
+            format!("{user} is the owner now (was {previous})")
+        }
+        StoredEvent::RuleChanged { rule, by, .. } => {
+            format!("the join rule is now {rule} (by {by})")
+        }
+    };
+    format!("{} {} {what}", clock(e.time()), e.conv())
+}
+
+/// A stored event as JSON.
+pub fn stored_json(e: &StoredEvent) -> Value {
+    let mut v = json!({ "conv": e.conv().to_string(), "seq": e.seq(), "time": e.time() });
+    let fields = match e {
+        StoredEvent::Message { from, text, .. } => {
+            json!({ "event": "MSG", "from": from.as_str(), "text": text.as_str() })
+        }
+        StoredEvent::File { from, file, size, sha256, name, .. } => json!({
+            "event": "FILE", "from": from.as_str(), "id": file.as_str(), "size": size,
+            "sha256": String::from_utf8_lossy(&sha256.to_hex()), "name": name.as_str()
+        }),
+        StoredEvent::Joined { user, by, .. } => {
+            json!({ "event": "JOINED", "user": user.as_str(), "by": by.as_str() })
+        }
+        StoredEvent::Left { user, .. } => json!({ "event": "LEFT", "user": user.as_str() }),
+        StoredEvent::Kicked { user, by, .. } => {
+            json!({ "event": "KICKED", "user": user.as_str(), "by": by.as_str() })
+        }
+        StoredEvent::Banned { user, by, .. } => {
+            json!({ "event": "BANNED", "user": user.as_str(), "by": by.as_str() })
+        }
+        StoredEvent::RoleChanged { user, role, by, .. } => {
+            json!({ "event": "ROLE", "user": user.as_str(), "role": role.as_str(), "by": by.as_str() })
+        }
+        StoredEvent::OwnershipOffered { user, by, .. } => {
+            json!({ "event": "OFFERED", "user": user.as_str(), "by": by.as_str() })
+        }
+        StoredEvent::OwnershipTransferred { user, previous, .. } => {
+            json!({ "event": "OWNER", "user": user.as_str(), "previous": previous.as_str() })
+        }
+        StoredEvent::RuleChanged { rule, by, .. } => {
+            json!({ "event": "RULE", "rule": rule.as_str(), "by": by.as_str() })
+        }
+    };
+    merge(&mut v, fields);
+    v
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+/// Any event as a line.
+pub fn event_line(e: &Event) -> String {
+    match e {
+        Event::Stored(s) => stored_line(s),
+        Event::JoinRequested { group, user, reason, .. } => match reason {
+            Some(r) => format!("{user} asks to join {group}: {r}"),
+            None => format!("{user} asks to join {group}"),
+        },
+        Event::Invited { group, by, .. } => format!("{by} invited you to {group}"),
+        Event::RequestApproved { group, by } => {
+            format!("{by} approved your request to join {group}")
+        }
+        Event::RequestRejected { group, by } => {
+            format!("{by} rejected your request to join {group}")
+        }
+        Event::GroupDeleted { group, by } => format!("{by} deleted {group}"),
+        Event::Presence { user, presence } => format!("{user} is {presence}"),
+        Event::Error(f) => format!("server error: {}", f.code),
+        Event::Bye(f) => format!("the server closed the connection: {}", f.code),
+    }
+}
+
+/// Any event as JSON.
+pub fn event_json(e: &Event) -> Value {
+    match e {
+        Event::Stored(s) => stored_json(s),
+        Event::JoinRequested { group, user, time, reason } => json!({
+            "event": "REQUESTED", "group": group.as_str(), "user": user.as_str(), "time": time,
+            "reason": reason.as_ref().map(|r| r.as_str())
+        }),
+        Event::Invited { group, by, time } => {
+            json!({ "event": "INVITED", "group": group.as_str(), "by": by.as_str(), "time": time })
+        }
+        Event::RequestApproved { group, by } => {
+            json!({ "event": "APPROVED", "group": group.as_str(), "by": by.as_str() })
+        }
+        Event::RequestRejected { group, by } => {
+            json!({ "event": "REJECTED", "group": group.as_str(), "by": by.as_str() })
+        }
+        Event::GroupDeleted { group, by } => {
+            json!({ "event": "DELETED", "group": group.as_str(), "by": by.as_str() })
+        }
+        Event::Presence { user, presence } => {
+            json!({ "event": "PRESENCE", "user": user.as_str(), "presence": presence.as_str() })
+        }
+        Event::Error(f) => json!({ "event": "ERR", "code": f.code.as_str() }),
+        Event::Bye(f) => json!({ "event": "BYE", "code": f.code.as_str() }),
+    }
+}
+
+/// A list item as a line.
+pub fn item_line(i: &Item) -> String {
+    match i {
+        Item::Stored(e) => stored_line(e),
+        Item::Request { user, time, reason, .. } => match reason {
+            Some(r) => format!("{user} {} {r}", clock(*time)),
+            None => format!("{user} {}", clock(*time)),
+        },
+        Item::Group { group, membership, rule, members, latest } => {
+            format!("{group} {membership} {rule} {members} members, latest {latest}")
+        }
+        Item::Conversation { conv, latest } => format!("{conv} {latest}"),
+        Item::Member { user, role, presence, .. } => format!("{user} {role} {presence}"),
+        Item::Online { user } => user.to_string(),
+        Item::Have { offset, length, .. } => format!("{offset} {length}"),
+        Item::Chunk { offset, data, .. } => format!("{offset} {} bytes", data.len()),
+    }
+}
+
+/// A list item as JSON.
+pub fn item_json(i: &Item) -> Value {
+    match i {
+        Item::Stored(e) => stored_json(e),
+        Item::Request { group, user, time, reason } => json!({
+            "group": group.as_str(), "user": user.as_str(), "time": time,
+            "reason": reason.as_ref().map(|r| r.as_str())
+        }),
+        Item::Group { group, membership, rule, members, latest } => json!({
+            "group": group.as_str(), "membership": membership.as_str(), "rule": rule.as_str(),
+            "members": members, "latest": latest
+        }),
+        Item::Conversation { conv, latest } => {
+            json!({ "conv": conv.to_string(), "latest": latest })
+        }
+        Item::Member { group, user, role, presence } => json!({
+            "group": group.as_str(), "user": user.as_str(), "role": role.as_str(), "presence": presence.as_str()
+        }),
+        Item::Online { user } => json!({ "user": user.as_str() }),
+        Item::Have { file, offset, length } => {
+            json!({ "id": file.as_str(), "offset": offset, "length": length })
+        }
+        Item::Chunk { file, offset, data } => {
+            json!({ "id": file.as_str(), "offset": offset, "length": data.len() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_as_a_line_and_as_json() {
+        let e = StoredEvent::Message {
+            conv: "#rust".parse().unwrap(),
+            seq: 41,
+            time: 3_723_000,
+            from: "bob".parse().unwrap(),
+            text: baatkaro_proto::Text::new("good morning").unwrap(),
+        };
+        assert_eq!(stored_line(&e), "01:02:03 #rust bob: good morning");
+        assert_eq!(
+            stored_json(&e),
+            json!({"conv": "#rust", "seq": 41, "time": 3_723_000, "event": "MSG", "from": "bob", "text": "good morning"})
+        );
+    }
+}
