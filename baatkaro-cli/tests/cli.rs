@@ -1,0 +1,359 @@
+//! The real `baatkaro` binary against a real server on 127.0.0.1: one-shot
+//! subcommands, a chat driven through a pipe, reconnect and catch-up, bad input,
+//! and the interactive client in a terminal (tmux).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use baatkaro_server::config::{Config, HashCost};
+use baatkaro_server::server::Server;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+const BIN: &str = env!("CARGO_BIN_EXE_baatkaro");
+
+/// A server in this process, on a fixed address so that it can be restarted there.
+struct TestServer {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn config(dir: &Path) -> Config {
+    let mut c = Config::new(dir.to_path_buf());
+    c.hash_cost = HashCost::TEST_ONLY;
+    c.logins_per_minute = 100_000;
+    c
+}
+
+async fn start(dir: &Path, addr: Option<SocketAddr>) -> (TestServer, SocketAddr) {
+    let listener =
+        tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::open(config(dir)).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    (TestServer { stop, task }, addr)
+}
+
+impl TestServer {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap();
+    }
+}
+
+/// Runs `baatkaro` as `user` (password `pw-USER`) with these arguments.
+struct Bin {
+    addr: SocketAddr,
+    config_dir: PathBuf,
+}
+
+impl Bin {
+    fn command(&self, user: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["--server", &self.addr.to_string(), "--config-dir"])
+            .arg(&self.config_dir)
+            .args(["--user", user])
+            .args(args)
+            .env("BAATKARO_PASSWORD", format!("pw-{user}"))
+            .env_remove("BAATKARO_USER")
+            .stdin(Stdio::null());
+        c
+    }
+
+    async fn run(&self, user: &str, args: &[&str]) -> Output {
+        let mut c = self.command(user, args);
+        tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+    }
+
+    /// Runs and requires success: standard output.
+    async fn ok(&self, user: &str, args: &[&str]) -> String {
+        let out = self.run(user, args).await;
+        assert!(out.status.success(), "{user} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and requires failure: standard error.
+    async fn fails(&self, user: &str, args: &[&str]) -> String {
+        let out = self.run(user, args).await;
+        assert!(
+            !out.status.success(),
+            "{user} {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    for u in ["alice", "bob", "carol"] {
+        assert_eq!(b.ok(u, &["register"]).await, format!("logged in as {u}\n"));
+    }
+    b.ok("alice", &["create", "rust"]).await;
+    assert_eq!(b.ok("bob", &["join", "rust", "--reason", "I write Rust"]).await, "rust: pending\n");
+    let requests = b.ok("alice", &["requests", "rust"]).await;
+    assert!(requests.starts_with("bob ") && requests.contains("I write Rust"), "{requests}");
+    b.ok("alice", &["approve", "rust", "bob"]).await;
+    assert_eq!(b.ok("alice", &["send", "rust", "hello bob"]).await, "#rust 2\n");
+    assert_eq!(b.ok("bob", &["send", "rust", "hi alice"]).await, "#rust 3\n");
+    assert_eq!(b.ok("alice", &["dm", "bob", "psst"]).await, "@bob 1\n");
+    assert_eq!(b.ok("alice", &["invite", "rust", "carol"]).await, "rust: carol invited\n");
+    b.ok("carol", &["accept", "rust"]).await;
+    b.ok("alice", &["promote", "rust", "bob"]).await;
+    b.ok("alice", &["kick", "rust", "carol", "--ban"]).await;
+    let refused = b.fails("carol", &["join", "rust"]).await;
+    assert!(refused.contains("BANNED"), "{refused}");
+    b.ok("alice", &["transfer", "rust", "bob"]).await;
+    b.ok("bob", &["accept-ownership", "rust"]).await;
+    b.ok("alice", &["leave", "rust"]).await;
+    let members = b.ok("bob", &["members", "rust"]).await;
+    assert_eq!(members, "bob owner online\n");
+    let json = b.ok("bob", &["--json", "groups"]).await;
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["membership"], "owner");
+    server.stop().await;
+
+    let (server, addr) = start(dir.path(), Some(addr)).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    let history = b.ok("bob", &["history", "rust"]).await;
+    for want in [
+        "bob joined (admitted by alice)",
+        "alice: hello bob",
+        "bob: hi alice",
+        "carol was banned by alice",
+        "bob is the owner now (was alice)",
+        "alice left",
+    ] {
+        assert!(history.contains(want), "{want:?} missing from\n{history}");
+    }
+    let json = b.ok("bob", &["--json", "history", "rust", "--since", "2"]).await;
+    let seqs: Vec<u64> = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (3..=seqs.len() as u64 + 2).collect::<Vec<_>>());
+    assert!(b.ok("bob", &["history", "--with", "alice"]).await.contains("alice: psst"));
+    // The user of the last `register`/`login` is remembered.
+    let mut c = Command::new(BIN);
+    c.args(["--server", &addr.to_string(), "--config-dir"]).arg(dir.path().join("client"));
+    c.args(["groups"]).env("BAATKARO_PASSWORD", "pw-carol").env_remove("BAATKARO_USER");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_clear_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    assert!(b.fails("alice", &["send", "nowhere", "hi"]).await.contains("NO_SUCH_GROUP"));
+    assert!(b.fails("alice", &["create", "Bad$Name"]).await.contains("Bad$Name"));
+    let out = b.run("alice", &["approve", "rust"]).await;
+    assert_eq!(out.status.code(), Some(2), "a missing argument is a usage error");
+    let mut wrong = b.command("alice", &["groups"]);
+    wrong.env("BAATKARO_PASSWORD", "nope");
+    let out = tokio::task::spawn_blocking(move || wrong.output().unwrap()).await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_FAILED"));
+    server.stop().await;
+    let refused = b.fails("alice", &["groups"]).await;
+    assert!(refused.contains("refused") || refused.contains("onnection"), "{refused}");
+}
+
+/// A chat driven through a pipe: lines in, lines out.
+struct Piped {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Piped {
+    fn start(b: &Bin, user: &str) -> Piped {
+        let mut child = b
+            .command(user, &["chat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Piped { child, lines, seen: Vec::new() }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for a line containing `want`, keeping every line seen.
+    async fn expect(&mut self, want: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.contains(want)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let rx = &self.lines;
+            match tokio::task::block_in_place(|| rx.recv_timeout(left)) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line with {want:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        self.child.wait().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piped_chat_runs_commands_survives_bad_input_and_catches_up_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    b.ok("bob", &["register"]).await;
+    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
+    b.ok("bob", &["join", "rust"]).await;
+
+    let mut chat = Piped::start(&b, "bob");
+    chat.say("/members");
+    chat.expect("alice owner").await;
+    chat.say("hello from the pipe");
+    chat.expect("bob: hello from the pipe").await;
+    // Bad input: a clear message, and the session goes on.
+    chat.say("/frob");
+    chat.expect("unknown command /frob").await;
+    chat.say("/approve");
+    chat.expect("missing argument: USER").await;
+    chat.say("/members nosuchgroup");
+    chat.expect("NO_SUCH_GROUP").await;
+    chat.say("/msg alice are you there?");
+    chat.expect("@alice 1").await;
+    b.ok("alice", &["send", "rust", "live message"]).await;
+    chat.expect("alice: live message").await;
+
+    // The server restarts; what is sent meanwhile arrives once, caught up or live.
+    server.stop().await;
+    chat.expect("connection lost").await;
+    let (server, addr) = start(dir.path(), Some(addr)).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    for i in 1..=3 {
+        b.ok("alice", &["send", "rust", &format!("while away {i}")]).await;
+    }
+    chat.expect("reconnected;").await;
+    for i in 1..=3 {
+        chat.expect(&format!("alice: while away {i}")).await;
+    }
+    // A command's answer comes after every event that arrived before it.
+    chat.say("/groups");
+    chat.expect("rust member open").await;
+    for i in 1..=3 {
+        let shown =
+            chat.seen.iter().filter(|l| l.contains(&format!("alice: while away {i}"))).count();
+        assert_eq!(shown, 1, "message {i} shown {shown} times: {:#?}", chat.seen);
+    }
+    chat.say("/quit");
+    assert!(chat.finish().success());
+    server.stop().await;
+}
+
+/// A tmux server of our own, on its own socket.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `want`.
+    async fn expect(&self, want: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(want) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {want:?}:\n{screen}");
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_an_incoming_message_leaves_the_half_typed_line_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    b.ok("bob", &["register"]).await;
+    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
+    b.ok("bob", &["join", "rust"]).await;
+
+    let tmux = Tmux { socket: format!("baatkaro-test-{}", std::process::id()) };
+    let line = format!(
+        "env BAATKARO_PASSWORD=pw-bob TERM=xterm {BIN} --server {addr} --config-dir {} --user bob",
+        dir.path().join("client").display()
+    );
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", &line]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.expect("logged in as bob").await;
+    tmux.expect("[#rust] >").await;
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "half typed"]);
+    tmux.expect("half typed").await;
+    b.ok("alice", &["send", "rust", "ping from alice"]).await;
+    let screen = tmux.expect("alice: ping from alice").await;
+    let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.contains("[#rust] > half typed"), "the prompt line lost its input:\n{screen}");
+    // The line is still there to finish and send.
+    tmux.cmd(&["send-keys", "-t", "t", " and finished", "Enter"]);
+    tmux.expect("bob: half typed and finished").await;
+    let history = b.ok("alice", &["history", "rust"]).await;
+    assert!(history.contains("bob: half typed and finished"), "{history}");
+    tmux.cmd(&["send-keys", "-t", "t", "/quit", "Enter"]);
+    drop(tmux);
+    server.stop().await;
+}
