@@ -39,6 +39,7 @@ mod limits;
 mod parse;
 mod reply;
 pub mod session;
+pub mod transfer;
 pub mod types;
 mod wire;
 
