@@ -69,52 +69,52 @@ impl Hub {
         }
         let seq = latest + 1;
         u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
+        self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
         let message =
-            |conv| StoredEvent::Message { conv, seq, time: now, from: user, text: text.clone() };
-        let cause = Some((conn, id));
-        match (to, conv) {
+            |conv, seq| StoredEvent::Message { conv, seq, time: now, from: user, text: text.clone() };
+        self.store_event(user, to, conv, message, Some((conn, id)));
+        self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
+    }
+
+    /// Stores an event in a conversation with its next sequence number and delivers
+    /// it to the conversation's readers: `make` builds it as a reader who names the
+    /// conversation so sees it. `user` names the conversation `to`. The number.
+    pub(super) fn store_event(
+        &mut self,
+        user: UserName,
+        to: Conversation,
+        key: ConvKey,
+        make: impl Fn(Conversation, u64) -> StoredEvent,
+        cause: Option<(crate::conn::ConnId, baatkaro_proto::session::RequestId)>,
+    ) -> u64 {
+        match (to, key) {
             (Conversation::Group(g), _) => {
-                if let Some(rec) = self.groups.get_mut(&g) {
-                    rec.latest = seq;
-                }
-                self.write(Write::Event(EventRecord { conv, event: message(to) }));
-                self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
-                let members: Vec<UserName> = self
-                    .groups
-                    .get(&g)
-                    .map(|rec| rec.group.members().map(|(m, _)| m).collect())
-                    .unwrap_or_default();
-                self.event_to_users(Event::Stored(message(to)), members, cause);
+                let Some(rec) = self.groups.get_mut(&g) else { return 0 };
+                rec.latest += 1;
+                let seq = rec.latest;
+                let members: Vec<UserName> = rec.group.members().map(|(m, _)| m).collect();
+                self.write(Write::Event(EventRecord { conv: key, event: make(to, seq) }));
+                self.event_to_users(Event::Stored(make(to, seq)), members, cause);
+                seq
             }
-            (Conversation::Direct(peer), ConvKey::Direct(first, _)) => {
-                self.direct.insert(conv, seq);
+            (Conversation::Direct(peer), ConvKey::Direct(_, second)) => {
+                let seq = self.direct.get(&key).copied().unwrap_or(0) + 1;
+                self.direct.insert(key, seq);
                 // Stored as the key's first user reads it; renamed for the other.
-                let other = if first == user { peer } else { user };
-                self.write(Write::Event(EventRecord {
-                    conv,
-                    event: message(Conversation::Direct(other)),
-                }));
+                self.write(Write::Event(EventRecord { conv: key, event: make(Conversation::Direct(second), seq) }));
                 for (me, them) in [(user, peer), (peer, user)] {
                     if let Some(u) = self.users.get_mut(&me) {
                         u.peers.insert(them);
                     }
                 }
-                self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
-                self.event_to_users(
-                    Event::Stored(message(Conversation::Direct(peer))),
-                    [user],
-                    cause,
-                );
+                self.event_to_users(Event::Stored(make(Conversation::Direct(peer), seq)), [user], cause);
                 if peer != user {
-                    let to_peer = message(Conversation::Direct(user));
-                    self.event_to_users(Event::Stored(to_peer), [peer], cause);
+                    self.event_to_users(Event::Stored(make(Conversation::Direct(user), seq)), [peer], cause);
                 }
+                seq
             }
-            (Conversation::Direct(_), ConvKey::Group(_)) => {
-                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
-            }
+            (Conversation::Direct(_), ConvKey::Group(_)) => 0,
         }
-        self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
     }
 
     pub(super) fn history(

@@ -12,7 +12,10 @@ pub mod sqlite;
 pub mod writer;
 
 use baatkaro_proto::group::{GroupEvent, GroupId};
-use baatkaro_proto::{Conversation, GroupName, IdemKey, Millis, Seq, StoredEvent, UserName};
+use baatkaro_proto::transfer::Ranges;
+use baatkaro_proto::{
+    Conversation, FileId, FileName, GroupName, IdemKey, Millis, Seq, Sha256, StoredEvent, UserName,
+};
 
 /// A conversation as the store keys it: a group incarnation's, or two users'.
 ///
@@ -93,6 +96,24 @@ pub enum Write {
     },
     /// A stored conversation event.
     Event(EventRecord),
+    /// An upload was offered, or its held ranges changed.
+    Upload(UploadRecord),
+    /// An upload is finished or dropped.
+    UploadGone {
+        /// Its id.
+        id: FileId,
+    },
+    /// A file was shared.
+    File(FileRecord),
+    /// A user holds this content (counted once against their quota).
+    Content {
+        /// The user.
+        user: UserName,
+        /// The content.
+        sha256: Sha256,
+        /// Its size.
+        size: u64,
+    },
     /// An idempotency key, remembered for the `keys` window.
     SendKey {
         /// The sender.
@@ -108,6 +129,50 @@ pub enum Write {
         /// Its time.
         time: Millis,
     },
+}
+
+/// An unfinished upload, as kept for resuming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The file id the uploader uses.
+    pub id: FileId,
+    /// The uploader.
+    pub user: UserName,
+    /// Where it will be shared, as the uploader named it.
+    pub conv: Conversation,
+    /// The declared size.
+    pub size: u64,
+    /// The declared SHA-256.
+    pub sha256: Sha256,
+    /// The display name.
+    pub name: FileName,
+    /// The bytes held so far.
+    pub ranges: Ranges,
+    /// When it was offered.
+    pub created: Millis,
+}
+
+/// A shared file: where, as which event, and what content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Its id.
+    pub id: FileId,
+    /// The conversation it was shared in.
+    pub key: ConvKey,
+    /// That conversation as the uploader named it.
+    pub conv: Conversation,
+    /// The FILE event's sequence number.
+    pub seq: Seq,
+    /// When it was shared.
+    pub time: Millis,
+    /// The uploader.
+    pub uploader: UserName,
+    /// The content's size.
+    pub size: u64,
+    /// The content's SHA-256 (its name on disk).
+    pub sha256: Sha256,
+    /// The display name.
+    pub name: FileName,
 }
 
 /// A page of history to read.
@@ -148,6 +213,12 @@ pub struct Snapshot {
     pub keys: Vec<(UserName, IdemKey, Conversation, u64, Seq, Millis)>,
     /// The next group id to give out (ids are never reused).
     pub next_group_id: u64,
+    /// Unfinished uploads.
+    pub uploads: Vec<UploadRecord>,
+    /// Shared files.
+    pub files: Vec<FileRecord>,
+    /// Content each user holds: (user, sha256, size).
+    pub contents: Vec<(UserName, Sha256, u64)>,
 }
 
 /// Why the store failed.

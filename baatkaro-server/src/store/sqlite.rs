@@ -11,7 +11,12 @@ use baatkaro_proto::{
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{ConvKey, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, Write, group_log};
+use super::{
+    ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UploadRecord,
+    Write, group_log,
+};
+use baatkaro_proto::transfer::Ranges;
+use baatkaro_proto::{FileName, Sha256};
 
 /// The schema, one step per version: `MIGRATIONS[i]` takes a database from version
 /// `i` to `i + 1`. Steps are only ever appended, so every older database opens.
@@ -33,6 +38,18 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO meta (key, value) VALUES ('next_group_id', 1);",
     // 2: expired idempotency keys are deleted by time at every start.
     "CREATE INDEX send_keys_by_time ON send_keys (time);",
+    // 3: file sharing: unfinished uploads, shared files, and who holds which content.
+    "CREATE TABLE uploads (
+         id TEXT PRIMARY KEY, user TEXT NOT NULL, conv TEXT NOT NULL, size INTEGER NOT NULL,
+         sha256 TEXT NOT NULL, name BLOB NOT NULL, ranges TEXT NOT NULL, created INTEGER NOT NULL);
+     CREATE TABLE files (
+         id TEXT PRIMARY KEY, key TEXT NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,
+         time INTEGER NOT NULL, uploader TEXT NOT NULL, size INTEGER NOT NULL,
+         sha256 TEXT NOT NULL, name BLOB NOT NULL);
+     CREATE INDEX files_by_key ON files (key, seq);
+     CREATE TABLE contents (
+         user TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+         PRIMARY KEY (user, sha256)) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -111,7 +128,11 @@ impl Sqlite {
     #[doc(hidden)]
     pub fn downgrade_for_tests(dir: &Path, version: i64) -> Result<(), StoreError> {
         // UNDO[i] undoes MIGRATIONS[i]; the first, which makes the tables, stays.
-        const UNDO: &[&str] = &["", "DROP INDEX send_keys_by_time;"];
+        const UNDO: &[&str] = &[
+            "",
+            "DROP INDEX send_keys_by_time;",
+            "DROP TABLE uploads; DROP TABLE files; DROP TABLE contents;",
+        ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for v in (version..found).rev() {
@@ -143,6 +164,18 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 
 fn name<T: std::str::FromStr>(s: String, what: &str) -> Result<T, StoreError> {
     s.parse().map_err(|_| corrupt(format!("{what} {s:?}")))
+}
+
+fn sha_of(hex: &str) -> Result<Sha256, StoreError> {
+    Sha256::from_hex(hex.as_bytes()).map_err(|_| corrupt(format!("sha256 {hex:?}")))
+}
+
+fn hex(sha: &Sha256) -> String {
+    String::from_utf8_lossy(&sha.to_hex()).into_owned()
+}
+
+fn file_name_of(bytes: Vec<u8>) -> Result<FileName, StoreError> {
+    FileName::from_bytes(bytes.into()).map_err(|e| corrupt(format!("file name: {e}")))
 }
 
 fn frame_of(event: &StoredEvent) -> Vec<u8> {
@@ -215,6 +248,65 @@ impl Store for Sqlite {
         let next: i64 =
             c.query_row("SELECT value FROM meta WHERE key = 'next_group_id'", [], |r| r.get(0))?;
         snap.next_group_id = next as u64;
+        let mut q = c.prepare("SELECT id, user, conv, size, sha256, name, ranges, created FROM uploads")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, user, conv, size, sha, file_name, ranges, created) = row?;
+            snap.uploads.push(UploadRecord {
+                id: name(id, "file id")?,
+                user: name(user, "user name")?,
+                conv: name(conv, "conversation")?,
+                size: size as u64,
+                sha256: sha_of(&sha)?,
+                name: file_name_of(file_name)?,
+                ranges: Ranges::from_text(&ranges).ok_or_else(|| corrupt(format!("ranges {ranges:?}")))?,
+                created: created as u64,
+            });
+        }
+        let mut q = c.prepare("SELECT id, key, conv, seq, time, uploader, size, sha256, name FROM files")?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Vec<u8>>(8)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, key, conv, seq, time, uploader, size, sha, file_name) = row?;
+            snap.files.push(FileRecord {
+                id: name(id, "file id")?,
+                key: ConvKey::from_db(&key).ok_or_else(|| corrupt(format!("conversation {key:?}")))?,
+                conv: name(conv, "conversation")?,
+                seq: seq as u64,
+                time: time as u64,
+                uploader: name(uploader, "user name")?,
+                size: size as u64,
+                sha256: sha_of(&sha)?,
+                name: file_name_of(file_name)?,
+            });
+        }
+        let mut q = c.prepare("SELECT user, sha256, size FROM contents")?;
+        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
+            let (user, sha, size) = row?;
+            snap.contents.push((name(user, "user name")?, sha_of(&sha)?, size as u64));
+        }
         Ok(snap)
     }
 
@@ -257,6 +349,8 @@ impl Store for Sqlite {
                         .execute([id.0 as i64])?;
                     tx.prepare_cached("DELETE FROM events WHERE conv = ?")?
                         .execute([ConvKey::Group(*id).to_db()])?;
+                    tx.prepare_cached("DELETE FROM files WHERE key = ?")?
+                        .execute([ConvKey::Group(*id).to_db()])?;
                     log_len.remove(id);
                 }
                 Write::Event(record) => {
@@ -275,6 +369,46 @@ impl Store for Sqlite {
                         tx.prepare_cached("DELETE FROM events WHERE conv = ? AND seq <= ?")?
                             .execute(params![conv, seq - history as i64])?;
                     }
+                }
+                Write::Upload(u) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO uploads (id, user, conv, size, sha256, name, ranges, created)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        u.id.as_str(),
+                        u.user.as_str(),
+                        u.conv.to_string(),
+                        u.size as i64,
+                        hex(&u.sha256),
+                        u.name.as_bytes().to_vec(),
+                        u.ranges.to_text(),
+                        u.created as i64
+                    ])?;
+                }
+                Write::UploadGone { id } => {
+                    tx.prepare_cached("DELETE FROM uploads WHERE id = ?")?.execute([id.as_str()])?;
+                }
+                Write::File(f) => {
+                    tx.prepare_cached(
+                        "INSERT INTO files (id, key, conv, seq, time, uploader, size, sha256, name)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        f.id.as_str(),
+                        f.key.to_db(),
+                        f.conv.to_string(),
+                        f.seq as i64,
+                        f.time as i64,
+                        f.uploader.as_str(),
+                        f.size as i64,
+                        hex(&f.sha256),
+                        f.name.as_bytes().to_vec()
+                    ])?;
+                }
+                Write::Content { user, sha256, size } => {
+                    tx.prepare_cached("INSERT OR IGNORE INTO contents (user, sha256, size) VALUES (?, ?, ?)")?
+                        .execute(params![user.as_str(), hex(sha256), *size as i64])?;
                 }
                 Write::SendKey { user, key, conv, fingerprint, seq, time } => {
                     tx.prepare_cached(
