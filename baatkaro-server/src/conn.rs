@@ -39,6 +39,8 @@ pub(crate) struct Conn {
     /// Woken when the session may have requests to pass on (an answer let frames
     /// that waited in the decoder through) or has closed.
     pub(crate) reader: Notify,
+    /// Signalled after every write to the socket: room in the queue for downloads.
+    pub(crate) drained: Notify,
 }
 
 /// The session and whether the socket is still there.
@@ -59,6 +61,7 @@ impl Conn {
             session: Mutex::new(Link { session, gone: false }),
             writer: Notify::new(),
             reader: Notify::new(),
+            drained: Notify::new(),
         }
     }
 
@@ -198,12 +201,15 @@ async fn write_loop(mut wr: OwnedWriteHalf, conn: Arc<Conn>) {
                 if wr.write_all(&bytes).await.is_err() {
                     conn.lock().gone = true;
                     conn.reader.notify_one();
+                    conn.drained.notify_waiters();
                     return;
                 }
+                conn.drained.notify_waiters();
             }
             None if done => {
                 let _ = wr.shutdown().await;
                 conn.reader.notify_one();
+                conn.drained.notify_waiters();
                 return;
             }
             None => conn.writer.notified().await,

@@ -46,7 +46,8 @@ impl Disk {
 
     /// Writes a chunk of an upload at its offset.
     pub(crate) fn write_chunk(&self, id: &FileId, offset: u64, data: &[u8]) -> io::Result<()> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.partial(id))?;
+        let f =
+            OpenOptions::new().create(true).truncate(false).write(true).open(self.partial(id))?;
         f.write_all_at(data, offset)
     }
 

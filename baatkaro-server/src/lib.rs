@@ -26,6 +26,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 mod conn;
+mod disk;
 mod hub;
 pub mod server;
 pub mod store;

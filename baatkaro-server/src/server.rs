@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baatkaro_proto::session::{Session, SessionConfig};
-use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Features, ServerFrame, Software};
+use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -18,6 +18,7 @@ use crate::auth::Hasher;
 use crate::clock;
 use crate::config::Config;
 use crate::conn::{self, Conn, FrameBudget};
+use crate::disk::Disk;
 use crate::hub::{Hub, HubMsg};
 use crate::store::sqlite::Sqlite;
 use crate::store::writer::{Done, Job, Writer};
@@ -70,9 +71,29 @@ impl Server {
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
+        let dir = cfg.data_dir.clone();
+        let keep: std::collections::HashSet<String> =
+            snapshot.uploads.iter().map(|u| u.id.to_string()).collect();
+        let disk = tokio::task::spawn_blocking(move || {
+            let disk = Disk::open(&dir)?;
+            // Bytes of uploads the store does not know (a crash between the two).
+            disk.sweep_partials(&|name| keep.contains(name));
+            Ok::<_, std::io::Error>(disk)
+        })
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?
+        .map_err(StoreError::Io)?;
         let (hub_tx, inbox) = mpsc::channel(4096);
-        let hub = Hub::new(cfg.clone(), snapshot, writer, done_rx, hasher, hub_tx.downgrade())
-            .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
+        let hub = Hub::new(
+            cfg.clone(),
+            snapshot,
+            writer,
+            done_rx,
+            hasher,
+            hub_tx.downgrade(),
+            Arc::new(disk),
+        )
+        .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         Ok(Server { cfg, hub, inbox, hub_tx })
     }
 
@@ -85,7 +106,10 @@ impl Server {
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
-            features: Features::default(),
+            features: Features::new(vec![
+                Feature::new("files").unwrap_or_else(|_| unreachable!("a valid feature name")),
+            ])
+            .unwrap_or_default(),
             limits: cfg.limits.clone(),
         };
         let budget = FrameBudget {

@@ -70,7 +70,7 @@ async fn malformed_and_oversized_input_is_answered_and_the_connection_survives()
         (b"e9 SEND @nobody k {2}\r\nhi\r\n", ("e9", "NO_SUCH_USER")),
         (b"e10 HISTORY #rust after 0 0\r\n", ("e10", "SYNTAX")),
         (b"e11 LOGIN alice {3}\r\nabc\r\n", ("e11", "WRONG_STATE")),
-        (b"e12 FILE-STATUS f1\r\n", ("e12", "UNKNOWN_COMMAND")),
+        (b"e12 FILE-STATUS f1\r\n", ("e12", "NO_SUCH_FILE")),
     ];
     for (bytes, want) in cases {
         c.send_raw(bytes).await;

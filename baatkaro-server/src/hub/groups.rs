@@ -177,6 +177,7 @@ impl Hub {
         }
         if rec.group.is_deleted() {
             self.write(Write::GroupDeleted { id: gid });
+            self.files.forget_conv(&ConvKey::Group(gid));
         } else {
             self.groups.insert(name, rec);
         }

@@ -13,7 +13,11 @@ use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
 impl Hub {
     /// Where a conversation named by `user` lives, its newest sequence number, and
     /// whether `user` may read it.
-    fn resolve(&self, user: UserName, conv: Conversation) -> Result<(ConvKey, u64), ErrorCode> {
+    pub(super) fn resolve(
+        &self,
+        user: UserName,
+        conv: Conversation,
+    ) -> Result<(ConvKey, u64), ErrorCode> {
         match conv {
             Conversation::Group(g) => {
                 let rec = self.groups.get(&g).ok_or(ErrorCode::NoSuchGroup)?;
@@ -70,8 +74,13 @@ impl Hub {
         let seq = latest + 1;
         u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
-        let message =
-            |conv, seq| StoredEvent::Message { conv, seq, time: now, from: user, text: text.clone() };
+        let message = |conv, seq| StoredEvent::Message {
+            conv,
+            seq,
+            time: now,
+            from: user,
+            text: text.clone(),
+        };
         self.store_event(user, to, conv, message, Some((conn, id)));
         self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
     }
@@ -101,15 +110,26 @@ impl Hub {
                 let seq = self.direct.get(&key).copied().unwrap_or(0) + 1;
                 self.direct.insert(key, seq);
                 // Stored as the key's first user reads it; renamed for the other.
-                self.write(Write::Event(EventRecord { conv: key, event: make(Conversation::Direct(second), seq) }));
+                self.write(Write::Event(EventRecord {
+                    conv: key,
+                    event: make(Conversation::Direct(second), seq),
+                }));
                 for (me, them) in [(user, peer), (peer, user)] {
                     if let Some(u) = self.users.get_mut(&me) {
                         u.peers.insert(them);
                     }
                 }
-                self.event_to_users(Event::Stored(make(Conversation::Direct(peer), seq)), [user], cause);
+                self.event_to_users(
+                    Event::Stored(make(Conversation::Direct(peer), seq)),
+                    [user],
+                    cause,
+                );
                 if peer != user {
-                    self.event_to_users(Event::Stored(make(Conversation::Direct(user), seq)), [peer], cause);
+                    self.event_to_users(
+                        Event::Stored(make(Conversation::Direct(user), seq)),
+                        [peer],
+                        cause,
+                    );
                 }
                 seq
             }

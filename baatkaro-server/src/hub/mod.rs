@@ -11,6 +11,7 @@
 //! reloads its state from the store, so memory and disk agree again.
 
 mod accounts;
+mod files;
 mod groups;
 mod messages;
 
@@ -68,6 +69,8 @@ pub(crate) enum HubMsg {
     },
     /// A password check or hash finished.
     Auth(accounts::AuthDone),
+    /// A file job finished.
+    Disk(files::DiskDone),
     /// Stop: say goodbye to every session once everything is durable.
     Shutdown,
 }
@@ -153,6 +156,8 @@ pub(crate) struct Hub {
     dirty: Vec<ConnId>,
     hasher: Hasher,
     me: mpsc::WeakSender<HubMsg>,
+    files: files::Files,
+    disk: Arc<crate::disk::Disk>,
     /// Login and registration attempts per source address, and when it last tried.
     attempts: HashMap<IpAddr, (RateBudget, Millis)>,
     /// Set once a commit failed: requests wait until the reload is done.
@@ -169,6 +174,7 @@ impl Hub {
         done: mpsc::UnboundedReceiver<Done>,
         hasher: Hasher,
         me: mpsc::WeakSender<HubMsg>,
+        disk: Arc<crate::disk::Disk>,
     ) -> Result<Self, String> {
         let mut hub = Hub {
             rules: GroupRules::from_limits(&cfg.limits),
@@ -190,6 +196,8 @@ impl Hub {
             dirty: Vec::new(),
             hasher,
             me,
+            files: files::Files::default(),
+            disk,
             attempts: HashMap::new(),
             reloading: false,
             shutting_down: false,
@@ -254,6 +262,7 @@ impl Hub {
             }
         }
         self.next_group_id = snap.next_group_id;
+        self.files = files::Files::load(snap.uploads, snap.files, snap.contents);
         // Sessions stay logged in across a reload; accounts they name are durable.
         for rec in self.conns.values() {
             if let Some(user) = rec.user
@@ -328,6 +337,7 @@ impl Hub {
             HubMsg::Request { conn, id, command } => self.on_request(conn, id, command),
             HubMsg::Disconnected { conn } => self.on_disconnect(conn),
             HubMsg::Auth(done) => self.on_auth(done),
+            HubMsg::Disk(done) => self.on_disk(done),
             HubMsg::Shutdown => self.shutting_down = true,
         }
     }
@@ -366,15 +376,14 @@ impl Hub {
             C::Members { group } => self.list_members(r, user, group),
             C::Online { group } => self.list_online(r, user, group),
             C::Requests { group } => self.list_requests(r, user, group, now),
-            C::FileOffer { .. }
-            | C::FileChunk { .. }
-            | C::FileStatus { .. }
-            | C::FileCommit { .. }
-            | C::Files { .. }
-            | C::FileGet { .. } => {
-                // This server does not offer the `files` feature (SPEC.md section 4.2).
-                self.reply(conn, id, Err(Failure::new(ErrorCode::UnknownCommand)));
+            C::FileOffer { to, size, sha256, name } => {
+                self.file_offer(r, user, files::Offer { to, size, sha256, name }, now)
             }
+            C::FileChunk { file, offset, data } => self.file_chunk(r, user, file, offset, data),
+            C::FileStatus { file } => self.file_status(r, user, file),
+            C::FileCommit { file } => self.file_commit(r, user, file),
+            C::Files { conv } => self.list_files(r, user, conv),
+            C::FileGet { file, offset, length } => self.file_get(r, user, file, offset, length),
             // Answered by the session itself, or refused by it in this state.
             C::Hello { .. } | C::Ping | C::Logout | C::Register { .. } | C::Login { .. } => {
                 self.reply(conn, id, Err(Failure::new(ErrorCode::WrongState)));
@@ -619,6 +628,7 @@ impl Hub {
         }
         // An address silent for ten minutes has a full budget again: forget it.
         self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
+        self.expire_uploads(now);
         let window = self.cfg.limits.keys.saturating_mul(1000);
         for u in self.users.values_mut() {
             u.keys.expire(now, window);

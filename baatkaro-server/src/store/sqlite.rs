@@ -248,7 +248,8 @@ impl Store for Sqlite {
         let next: i64 =
             c.query_row("SELECT value FROM meta WHERE key = 'next_group_id'", [], |r| r.get(0))?;
         snap.next_group_id = next as u64;
-        let mut q = c.prepare("SELECT id, user, conv, size, sha256, name, ranges, created FROM uploads")?;
+        let mut q =
+            c.prepare("SELECT id, user, conv, size, sha256, name, ranges, created FROM uploads")?;
         let rows = q.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -270,11 +271,13 @@ impl Store for Sqlite {
                 size: size as u64,
                 sha256: sha_of(&sha)?,
                 name: file_name_of(file_name)?,
-                ranges: Ranges::from_text(&ranges).ok_or_else(|| corrupt(format!("ranges {ranges:?}")))?,
+                ranges: Ranges::from_text(&ranges)
+                    .ok_or_else(|| corrupt(format!("ranges {ranges:?}")))?,
                 created: created as u64,
             });
         }
-        let mut q = c.prepare("SELECT id, key, conv, seq, time, uploader, size, sha256, name FROM files")?;
+        let mut q =
+            c.prepare("SELECT id, key, conv, seq, time, uploader, size, sha256, name FROM files")?;
         let rows = q.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -292,7 +295,8 @@ impl Store for Sqlite {
             let (id, key, conv, seq, time, uploader, size, sha, file_name) = row?;
             snap.files.push(FileRecord {
                 id: name(id, "file id")?,
-                key: ConvKey::from_db(&key).ok_or_else(|| corrupt(format!("conversation {key:?}")))?,
+                key: ConvKey::from_db(&key)
+                    .ok_or_else(|| corrupt(format!("conversation {key:?}")))?,
                 conv: name(conv, "conversation")?,
                 seq: seq as u64,
                 time: time as u64,
@@ -303,7 +307,9 @@ impl Store for Sqlite {
             });
         }
         let mut q = c.prepare("SELECT user, sha256, size FROM contents")?;
-        for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
+        for row in q.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })? {
             let (user, sha, size) = row?;
             snap.contents.push((name(user, "user name")?, sha_of(&sha)?, size as u64));
         }
@@ -387,7 +393,8 @@ impl Store for Sqlite {
                     ])?;
                 }
                 Write::UploadGone { id } => {
-                    tx.prepare_cached("DELETE FROM uploads WHERE id = ?")?.execute([id.as_str()])?;
+                    tx.prepare_cached("DELETE FROM uploads WHERE id = ?")?
+                        .execute([id.as_str()])?;
                 }
                 Write::File(f) => {
                     tx.prepare_cached(
@@ -407,8 +414,14 @@ impl Store for Sqlite {
                     ])?;
                 }
                 Write::Content { user, sha256, size } => {
-                    tx.prepare_cached("INSERT OR IGNORE INTO contents (user, sha256, size) VALUES (?, ?, ?)")?
-                        .execute(params![user.as_str(), hex(sha256), *size as i64])?;
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO contents (user, sha256, size) VALUES (?, ?, ?)",
+                    )?
+                    .execute(params![
+                        user.as_str(),
+                        hex(sha256),
+                        *size as i64
+                    ])?;
                 }
                 Write::SendKey { user, key, conv, fingerprint, seq, time } => {
                     tx.prepare_cached(

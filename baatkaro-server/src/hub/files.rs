@@ -1,0 +1,565 @@
+//! File commands (SPEC.md section 6.7): the hub decides, the disk work runs on
+//! blocking threads and reports back, downloads stream at the pace the reader's
+//! queue drains.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::transfer::{self, Ranges};
+use baatkaro_proto::{
+    Conversation, ErrorCode, Failure, FileId, FileName, Item, ListVerb, Millis, OfferStatus,
+    OkReply, Sha256, StoredEvent, UserName,
+};
+use bytes::Bytes;
+
+use super::groups::Req;
+use super::{Hub, HubMsg};
+use crate::conn::Conn;
+use crate::disk::{self, Disk};
+use crate::store::{ConvKey, FileRecord, UploadRecord, Write};
+
+/// What a FILE-OFFER announces.
+#[derive(Debug)]
+pub(crate) struct Offer {
+    pub(crate) to: Conversation,
+    pub(crate) size: u64,
+    pub(crate) sha256: Sha256,
+    pub(crate) name: FileName,
+}
+
+/// An unfinished upload in memory.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    rec: UploadRecord,
+    /// Chunks being written now.
+    writing: usize,
+    /// A FILE-COMMIT that waits for the chunks being written.
+    commit: Option<Req>,
+    /// Being verified: takes no more chunks.
+    finishing: bool,
+}
+
+/// The files the hub knows.
+#[derive(Debug, Default)]
+pub(crate) struct Files {
+    shared: HashMap<FileId, FileRecord>,
+    by_conv: HashMap<ConvKey, Vec<FileId>>,
+    uploads: HashMap<FileId, Upload>,
+    /// Content each user holds, counted once against their quota.
+    contents: HashMap<UserName, HashMap<Sha256, u64>>,
+    next_id: u64,
+    prefix: u64,
+}
+
+/// A disk job's outcome, back at the hub.
+#[derive(Debug)]
+pub(crate) enum DiskDone {
+    /// A chunk was written (or not).
+    Chunk { req: Req, file: FileId, offset: u64, len: u64, result: Result<(), ErrorCode> },
+    /// An upload was verified: whether its hash matched.
+    Finished { file: FileId, result: Result<bool, ErrorCode> },
+}
+
+impl Files {
+    /// The files of a snapshot.
+    pub(crate) fn load(
+        uploads: Vec<UploadRecord>,
+        files: Vec<FileRecord>,
+        contents: Vec<(UserName, Sha256, u64)>,
+    ) -> Files {
+        let mut f = Files { prefix: random(), ..Files::default() };
+        for rec in uploads {
+            f.uploads.insert(rec.id, Upload { rec, writing: 0, commit: None, finishing: false });
+        }
+        for rec in files {
+            f.by_conv.entry(rec.key).or_default().push(rec.id);
+            f.shared.insert(rec.id, rec);
+        }
+        for list in f.by_conv.values_mut() {
+            list.sort_by_key(|id| f.shared.get(id).map_or(0, |r| r.seq));
+        }
+        for (user, sha, size) in contents {
+            f.contents.entry(user).or_default().insert(sha, size);
+        }
+        f
+    }
+
+    fn new_id(&mut self) -> FileId {
+        loop {
+            self.next_id += 1;
+            let id = format!("f{:x}{:x}", self.prefix & 0xffff_ffff, self.next_id);
+            // Hex digits after an 'f': always a valid id.
+            if let Ok(id) = FileId::new(&id)
+                && !self.shared.contains_key(&id)
+                && !self.uploads.contains_key(&id)
+            {
+                return id;
+            }
+        }
+    }
+
+    /// Bytes a user holds or has offered to upload.
+    fn used(&self, user: &UserName) -> u64 {
+        let held: u64 = self.contents.get(user).map_or(0, |c| c.values().sum());
+        let pending: u64 =
+            self.uploads.values().filter(|u| u.rec.user == *user).map(|u| u.rec.size).sum();
+        held.saturating_add(pending)
+    }
+
+    /// Drops the files of a conversation that is gone.
+    pub(crate) fn forget_conv(&mut self, key: &ConvKey) {
+        for id in self.by_conv.remove(key).unwrap_or_default() {
+            self.shared.remove(&id);
+        }
+    }
+}
+
+fn random() -> u64 {
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+fn fail(code: ErrorCode) -> Result<OkReply, Failure> {
+    Err(Failure::new(code))
+}
+
+impl Hub {
+    fn disk_job(&self, job: impl FnOnce(&Disk) -> DiskDone + Send + 'static) {
+        let (disk, me) = (self.disk.clone(), self.me.clone());
+        tokio::task::spawn_blocking(move || {
+            let done = job(&disk);
+            if let Some(me) = me.upgrade() {
+                let _ = me.blocking_send(HubMsg::Disk(done));
+            }
+        });
+    }
+
+    pub(super) fn file_offer(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        offer: Offer,
+        now: Millis,
+    ) {
+        let Offer { to, size, sha256, name } = offer;
+        let key = match self.resolve(user, to) {
+            Ok((key, _)) => key,
+            Err(code) => return self.reply(conn, id, fail(code)),
+        };
+        let limits = &self.cfg.limits;
+        if size > limits.file {
+            return self.reply(conn, id, fail(ErrorCode::FileTooLarge));
+        }
+        // The same upload offered again (after a reconnect): the same id.
+        if let Some(u) = self.files.uploads.values().find(|u| {
+            u.rec.user == user
+                && u.rec.sha256 == sha256
+                && u.rec.name == name
+                && u.rec.conv == to
+                && u.rec.size == size
+        }) {
+            let file = u.rec.id;
+            return self.reply(
+                conn,
+                id,
+                Ok(OkReply::FileOffer { file, status: OfferStatus::Need }),
+            );
+        }
+        let holds = self.files.contents.get(&user).is_some_and(|c| c.contains_key(&sha256));
+        if !holds {
+            if self.files.used(&user).saturating_add(size) > limits.quota {
+                return self.reply(conn, id, fail(ErrorCode::QuotaExceeded));
+            }
+            let open = self.files.uploads.values().filter(|u| u.rec.user == user).count() as u64;
+            if open >= limits.uploads {
+                let f = Failure {
+                    retry_after: Some(limits.partial.saturating_mul(1000).min(60_000)),
+                    ..Failure::new(ErrorCode::TooManyUploads)
+                };
+                return self.reply(conn, id, Err(f));
+            }
+        }
+        let (rate, burst) = (limits.rate, limits.burst);
+        let Some(u) = self.users.get_mut(&user) else { return };
+        if let Err(wait) = u.budget.try_take(now, rate, burst) {
+            let f = Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
+            return self.reply(conn, id, Err(f));
+        }
+        let file = self.files.new_id();
+        if holds {
+            // The uploader has sent this content before: shared at once.
+            let seq = self.share(Some((conn, id)), file, user, to, key, size, sha256, name, now);
+            return self.reply(
+                conn,
+                id,
+                Ok(OkReply::FileOffer { file, status: OfferStatus::Done(seq) }),
+            );
+        }
+        let rec = UploadRecord {
+            id: file,
+            user,
+            conv: to,
+            size,
+            sha256,
+            name,
+            ranges: Ranges::new(),
+            created: now,
+        };
+        self.write(Write::Upload(rec.clone()));
+        self.files.uploads.insert(file, Upload { rec, writing: 0, commit: None, finishing: false });
+        self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
+    }
+
+    /// The caller's own upload, or NO_SUCH_FILE.
+    fn own_upload(&mut self, user: &UserName, file: &FileId) -> Option<&mut Upload> {
+        self.files.uploads.get_mut(file).filter(|u| u.rec.user == *user)
+    }
+
+    pub(super) fn file_chunk(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        file: FileId,
+        offset: u64,
+        data: Bytes,
+    ) {
+        let Some(u) = self.own_upload(&user, &file) else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        };
+        if u.finishing {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        }
+        if let Err(code) = transfer::check_chunk(u.rec.size, offset, data.len() as u64) {
+            return self.reply(conn, id, fail(code));
+        }
+        u.writing += 1;
+        let len = data.len() as u64;
+        self.disk_job(move |disk| DiskDone::Chunk {
+            req: (conn, id),
+            file,
+            offset,
+            len,
+            result: disk.write_chunk(&file, offset, &data).map_err(|e| {
+                tracing::warn!(error = %e, %file, "chunk write failed");
+                disk::code_of(&e)
+            }),
+        });
+    }
+
+    pub(super) fn file_status(&mut self, (conn, id): Req, user: UserName, file: FileId) {
+        let Some(u) = self.own_upload(&user, &file) else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        };
+        let items = u
+            .rec
+            .ranges
+            .iter()
+            .map(|(offset, length)| Item::Have { file, offset, length })
+            .collect();
+        let result =
+            Ok(OkReply::FileStatus { file, size: u.rec.size, received: u.rec.ranges.held() });
+        self.open_outs.push(super::Out::List { conn, id, items, result });
+    }
+
+    pub(super) fn file_commit(&mut self, (conn, id): Req, user: UserName, file: FileId) {
+        // Committed already: the original answer again.
+        if let Some(rec) = self.files.shared.get(&file).filter(|r| r.uploader == user) {
+            let reply = OkReply::FileCommit { file, conv: rec.conv, seq: rec.seq };
+            return self.reply(conn, id, Ok(reply));
+        }
+        let Some(u) = self.own_upload(&user, &file) else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        };
+        if u.finishing || u.commit.is_some() {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        }
+        if u.writing > 0 {
+            // Chunks sent before this commit are still being written: wait for them.
+            u.commit = Some((conn, id));
+            return;
+        }
+        self.try_finish(file, (conn, id));
+    }
+
+    fn try_finish(&mut self, file: FileId, req: Req) {
+        let Some(u) = self.files.uploads.get_mut(&file) else {
+            return self.reply(req.0, req.1, fail(ErrorCode::NoSuchFile));
+        };
+        if !u.rec.ranges.covers(u.rec.size) {
+            return self.reply(req.0, req.1, fail(ErrorCode::UploadIncomplete));
+        }
+        u.finishing = true;
+        u.commit = Some(req);
+        let (size, sha) = (u.rec.size, u.rec.sha256);
+        self.disk_job(move |disk| DiskDone::Finished {
+            file,
+            result: disk.finish(&file, size, &sha).map_err(|e| {
+                tracing::warn!(error = %e, %file, "finishing an upload failed");
+                disk::code_of(&e)
+            }),
+        });
+    }
+
+    pub(super) fn on_disk(&mut self, done: DiskDone) {
+        let now = crate::clock::now();
+        match done {
+            DiskDone::Chunk { req: (conn, id), file, offset, len, result } => {
+                let Some(u) = self.files.uploads.get_mut(&file) else { return };
+                u.writing -= 1;
+                match result {
+                    Ok(()) => {
+                        u.rec.ranges.insert(offset, len);
+                        let received = u.rec.ranges.held();
+                        let rec = u.rec.clone();
+                        self.write(Write::Upload(rec));
+                        self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
+                    }
+                    Err(code) => self.reply(conn, id, fail(code)),
+                }
+                if let Some(u) = self.files.uploads.get_mut(&file)
+                    && u.writing == 0
+                    && !u.finishing
+                    && let Some(req) = u.commit.take()
+                {
+                    self.try_finish(file, req);
+                }
+            }
+            DiskDone::Finished { file, result } => {
+                let Some(u) = self.files.uploads.remove(&file) else { return };
+                let Some((conn, id)) = u.commit else { return };
+                let rec = u.rec;
+                match result {
+                    Ok(true) => {
+                        self.write(Write::UploadGone { id: file });
+                        let key = match self.resolve(rec.user, rec.conv) {
+                            Ok((key, _)) => key,
+                            Err(code) => return self.reply(conn, id, fail(code)),
+                        };
+                        let seq = self.share(
+                            Some((conn, id)),
+                            file,
+                            rec.user,
+                            rec.conv,
+                            key,
+                            rec.size,
+                            rec.sha256,
+                            rec.name,
+                            now,
+                        );
+                        self.reply(conn, id, Ok(OkReply::FileCommit { file, conv: rec.conv, seq }));
+                    }
+                    Ok(false) => {
+                        self.write(Write::UploadGone { id: file });
+                        self.reply(conn, id, fail(ErrorCode::HashMismatch));
+                    }
+                    Err(code) => {
+                        // Kept for another try (the disk may have room later).
+                        self.files.uploads.insert(
+                            file,
+                            Upload { rec, writing: 0, commit: None, finishing: false },
+                        );
+                        self.reply(conn, id, fail(code));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shares content as a FILE event in `to`: stores it, delivers it, remembers the
+    /// file. The event's sequence number.
+    #[allow(clippy::too_many_arguments)]
+    fn share(
+        &mut self,
+        cause: Option<Req>,
+        file: FileId,
+        user: UserName,
+        to: Conversation,
+        key: ConvKey,
+        size: u64,
+        sha256: Sha256,
+        name: FileName,
+        now: Millis,
+    ) -> u64 {
+        let make = |conv, seq| StoredEvent::File {
+            conv,
+            seq,
+            time: now,
+            from: user,
+            file,
+            size,
+            sha256,
+            name: name.clone(),
+        };
+        let seq = self.store_event(user, to, key, make, cause);
+        let rec = FileRecord {
+            id: file,
+            key,
+            conv: to,
+            seq,
+            time: now,
+            uploader: user,
+            size,
+            sha256,
+            name: name.clone(),
+        };
+        self.write(Write::File(rec.clone()));
+        self.write(Write::Content { user, sha256, size });
+        self.files.contents.entry(user).or_default().insert(sha256, size);
+        self.files.by_conv.entry(key).or_default().push(file);
+        self.files.shared.insert(file, rec);
+        seq
+    }
+
+    pub(super) fn list_files(&mut self, (conn, id): Req, user: UserName, conv: Conversation) {
+        let key = match self.resolve(user, conv) {
+            Ok((key, _)) => key,
+            Err(code) => return self.reply(conn, id, fail(code)),
+        };
+        let items = self
+            .files
+            .by_conv
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| self.files.shared.get(f))
+            .map(|r| {
+                Item::Stored(StoredEvent::File {
+                    conv,
+                    seq: r.seq,
+                    time: r.time,
+                    from: r.uploader,
+                    file: r.id,
+                    size: r.size,
+                    sha256: r.sha256,
+                    name: r.name.clone(),
+                })
+            })
+            .collect();
+        self.list(conn, id, ListVerb::Files, items);
+    }
+
+    /// Whether `user` may read the conversation a file was shared in.
+    fn may_read(&self, user: &UserName, key: &ConvKey) -> bool {
+        match key {
+            ConvKey::Direct(a, b) => a == user || b == user,
+            ConvKey::Group(gid) => self
+                .groups
+                .values()
+                .any(|rec| rec.group.id() == *gid && rec.group.role_of(user).is_some()),
+        }
+    }
+
+    pub(super) fn file_get(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        file: FileId,
+        offset: u64,
+        length: u64,
+    ) {
+        let Some(rec) = self.files.shared.get(&file).filter(|r| self.may_read(&user, &r.key))
+        else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        };
+        let (offset, length) = match transfer::download_range(rec.size, offset, length) {
+            Ok(range) => range,
+            Err(code) => return self.reply(conn, id, fail(code)),
+        };
+        let Some(c) = self.conns.get(&conn).map(|c| c.conn.clone()) else { return };
+        let job = Download {
+            conn: c,
+            id,
+            file,
+            sha256: rec.sha256,
+            offset,
+            length,
+            chunk: self.cfg.limits.chunk,
+            room: (self.cfg.limits.queue / 2) as usize,
+            disk: self.disk.clone(),
+        };
+        tokio::spawn(job.run());
+    }
+
+    /// Drops unfinished uploads older than `partial` seconds.
+    pub(super) fn expire_uploads(&mut self, now: Millis) {
+        let keep = self.cfg.limits.partial.saturating_mul(1000);
+        let old: Vec<FileId> = self
+            .files
+            .uploads
+            .values()
+            .filter(|u| u.writing == 0 && !u.finishing && u.commit.is_none())
+            .filter(|u| now.saturating_sub(u.rec.created) >= keep)
+            .map(|u| u.rec.id)
+            .collect();
+        for file in old {
+            self.files.uploads.remove(&file);
+            self.write(Write::UploadGone { id: file });
+            let disk = self.disk.clone();
+            tokio::task::spawn_blocking(move || disk.drop_partial(&file));
+        }
+    }
+}
+
+/// One FILE-GET: chunks read from disk and handed to the session only while its
+/// queue has room, so a download never makes its own reader a slow consumer.
+struct Download {
+    conn: Arc<Conn>,
+    id: RequestId,
+    file: FileId,
+    sha256: Sha256,
+    offset: u64,
+    length: u64,
+    chunk: u64,
+    room: usize,
+    disk: Arc<Disk>,
+}
+
+impl Download {
+    async fn run(self) {
+        for (offset, len) in transfer::chunks(self.offset, self.length, self.chunk) {
+            if !self.wait_for_room().await {
+                return;
+            }
+            let (disk, sha) = (self.disk.clone(), self.sha256);
+            let read = tokio::task::spawn_blocking(move || disk.read(&sha, offset, len)).await;
+            let data = match read {
+                Ok(Ok(data)) => Bytes::from(data),
+                Ok(Err(e)) => return self.finish(Err(Failure::new(disk::code_of(&e)))),
+                Err(_) => return self.finish(Err(Failure::new(ErrorCode::Internal))),
+            };
+            self.conn.lock().session.item(self.id, &Item::Chunk { file: self.file, offset, data });
+            self.conn.writer.notify_one();
+        }
+        let reply = OkReply::FileGet { file: self.file, offset: self.offset, length: self.length };
+        self.finish(Ok(reply));
+    }
+
+    /// Waits until the session's queue is below its share; false if it closed.
+    async fn wait_for_room(&self) -> bool {
+        loop {
+            let drained = self.conn.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let link = self.conn.lock();
+                if link.gone
+                    || link.session.state() == baatkaro_proto::session::SessionState::Closed
+                {
+                    return false;
+                }
+                if link.session.queued() < self.room {
+                    return true;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    fn finish(&self, result: Result<OkReply, Failure>) {
+        self.conn.lock().session.reply(self.id, result);
+        self.conn.writer.notify_one();
+        // The answer frees a place in flight: the reader may go on.
+        self.conn.reader.notify_one();
+    }
+}
