@@ -2,10 +2,14 @@
 //! subcommands and the interactive slash commands, and how their results print.
 
 use baatkaro_cli::{Client, ClientError, show};
+use std::path::PathBuf;
+
+use baatkaro_cli::transfer::{SharedFile, name_for};
 use baatkaro_proto::{
-    Command, Conversation, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule, OkReply, Seq,
-    Text, UserName,
+    Command, Conversation, FileId, FileName, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
+    OkReply, Seq, Text, UserName,
 };
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// One operation of the product.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,12 +38,37 @@ pub(crate) enum Action {
     Online { group: Option<GroupName> },
     Send { to: Conversation, text: Text },
     History { conv: Conversation, since: Seq },
+    Upload { to: Conversation, path: PathBuf, name: Option<FileName> },
+    Files { conv: Conversation },
+    Download { file: FileId, output: Option<PathBuf> },
 }
 
 /// Where results go: plain lines, or one JSON object per line.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Printer {
     pub(crate) json: bool,
+    /// Show transfers' progress on standard error (a terminal, outside the chat).
+    pub(crate) progress: bool,
+}
+
+/// A progress bar with rate and ETA, or nothing.
+fn bar(show: bool) -> Option<ProgressBar> {
+    show.then(|| {
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    })
+}
+
+fn file_json(f: &SharedFile) -> serde_json::Value {
+    serde_json::json!({
+        "id": f.id.as_str(), "conv": f.conv.to_string(), "seq": f.seq, "size": f.size,
+        "sha256": String::from_utf8_lossy(&f.sha256.to_hex()), "name": f.name.as_str()
+    })
 }
 
 impl Printer {
@@ -77,7 +106,11 @@ impl Action {
             A::Conversations => Command::Conversations,
             A::Members { group } => Command::Members { group },
             A::Online { group } => Command::Online { group },
-            A::Send { .. } | A::History { .. } => return None,
+            A::Send { .. }
+            | A::History { .. }
+            | A::Upload { .. }
+            | A::Files { .. }
+            | A::Download { .. } => return None,
         })
     }
 
@@ -105,6 +138,59 @@ impl Action {
                 }
                 let items: Vec<Item> = events.into_iter().map(Item::Stored).collect();
                 p.items(&items, out);
+            }
+            Action::Upload { to, path, name } => {
+                let name = match name {
+                    Some(n) => n.clone(),
+                    None => name_for(path)?,
+                };
+                let bar = bar(p.progress);
+                let mut tick = |done: u64, total: u64| {
+                    if let Some(b) = &bar {
+                        b.set_length(total);
+                        b.set_position(done);
+                    }
+                };
+                let f = client.upload(*to, path, name, &mut tick).await?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                out(if p.json {
+                    file_json(&f).to_string()
+                } else {
+                    format!("shared {} as {} in {} ({} bytes)", f.name, f.id, f.conv, f.size)
+                });
+            }
+            Action::Files { conv } => {
+                for f in client.files(*conv).await? {
+                    out(if p.json {
+                        file_json(&f).to_string()
+                    } else {
+                        format!("{} {} {} bytes", f.id, f.name, f.size)
+                    });
+                }
+            }
+            Action::Download { file, output } => {
+                let f = client.find_file(*file).await?;
+                // The display name cannot hold a separator or be `.` or `..`, so it
+                // stays in the current directory.
+                let dest = output.clone().unwrap_or_else(|| PathBuf::from(f.name.as_str()));
+                let bar = bar(p.progress);
+                let mut tick = |done: u64, total: u64| {
+                    if let Some(b) = &bar {
+                        b.set_length(total);
+                        b.set_position(done);
+                    }
+                };
+                client.download(&f, &dest, &mut tick).await?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                out(if p.json {
+                    serde_json::json!({ "id": f.id.as_str(), "path": dest.display().to_string(), "size": f.size }).to_string()
+                } else {
+                    format!("saved {} ({} bytes)", dest.display(), f.size)
+                });
             }
             other => {
                 let Some(command) = other.command() else { return Ok(()) };

@@ -215,6 +215,8 @@ async fn connect(login: &Login) -> Result<Client, ClientError> {
 pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Result<(), Fail> {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // No progress bars inside the chat: they would fight the prompt.
+    let printer = Printer { progress: false, ..printer };
     let mut chat = Chat {
         client: None,
         login,

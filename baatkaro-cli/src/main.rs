@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use baatkaro_cli::{Client, ClientError};
-use baatkaro_proto::{Conversation, GroupName, JoinRule, Password, Seq, Text, UserName};
+use baatkaro_proto::{
+    Conversation, FileId, FileName, GroupName, JoinRule, Password, Seq, Text, UserName,
+};
 use clap::{Parser, Subcommand};
 
 use actions::{Action, Printer};
@@ -138,6 +140,33 @@ enum Sub {
         #[arg(long, default_value_t = 0)]
         since: Seq,
     },
+    /// Share a file with a group: `upload GROUP PATH`, or `upload --to USER PATH`.
+    Upload {
+        /// GROUP PATH (or only PATH, with --to).
+        #[arg(num_args = 1..=2, required = true, value_name = "GROUP PATH")]
+        args: Vec<String>,
+        /// Send it to this user instead of a group.
+        #[arg(long)]
+        to: Option<UserName>,
+        /// The name others see [default: the file's own name].
+        #[arg(long, value_parser = parse_file_name)]
+        name: Option<FileName>,
+    },
+    /// List the files shared in a group (or, with --with, a private conversation).
+    Files {
+        #[arg(required_unless_present = "with")]
+        group: Option<GroupName>,
+        /// The private conversation with this user instead.
+        #[arg(long, conflicts_with = "group")]
+        with: Option<UserName>,
+    },
+    /// Download a shared file (an interrupted download resumes when run again).
+    Download {
+        file: FileId,
+        /// Where to save it [default: its name, in the current directory].
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
     /// Print a group's events as they happen, until interrupted or N messages.
     Tail {
         group: GroupName,
@@ -145,6 +174,10 @@ enum Sub {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+fn parse_file_name(s: &str) -> Result<FileName, String> {
+    FileName::new(s).map_err(|e| e.to_string())
 }
 
 fn parse_text(s: &str) -> Result<Text, String> {
@@ -273,13 +306,31 @@ fn action_of(sub: &Sub) -> Option<Action> {
             };
             Action::History { conv, since: *since }
         }
+        S::Upload { args, to, name } => {
+            let (conv, path) = match (to, &args[..]) {
+                (Some(u), [path]) => (Conversation::Direct(*u), path),
+                (None, [group, path]) => (Conversation::Group(group.parse().ok()?), path),
+                _ => return None,
+            };
+            Action::Upload { to: conv, path: PathBuf::from(path), name: name.clone() }
+        }
+        S::Files { group, with } => {
+            let conv = match (group, with) {
+                (_, Some(u)) => Conversation::Direct(*u),
+                (Some(g), None) => Conversation::Group(*g),
+                (None, None) => return None,
+            };
+            Action::Files { conv }
+        }
+        S::Download { file, output } => Action::Download { file: *file, output: output.clone() },
         S::Chat { .. } | S::Register | S::Login | S::Tail { .. } => return None,
     })
 }
 
 async fn run(cli: Cli) -> Result<(), Fail> {
     let settings = Settings::new(cli.config_dir.clone());
-    let printer = Printer { json: cli.json };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let printer = Printer { json: cli.json, progress };
     let mut print = |line: String| println!("{line}");
     match &cli.command {
         None | Some(Sub::Chat { .. }) => {
@@ -308,7 +359,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             chat::tail(client, *group, *count, printer).await
         }
         Some(sub) => {
-            let action = action_of(sub).ok_or_else(|| Fail::Usage("nothing to do".into()))?;
+            let action = action_of(sub).ok_or_else(|| {
+                Fail::Usage("upload takes GROUP PATH, or PATH with --to USER".into())
+            })?;
             let (client, _) = session(&cli, &settings, false).await?;
             action.run(&client, printer, &mut print).await?;
             Ok(())

@@ -325,28 +325,34 @@ pub(crate) const COMMANDS: &[Slash] = &[
     Slash {
         name: "files",
         usage: "[GROUP]",
-        help: "files shared in a group (needs the files feature)",
-        parse: |_| {
-            Err("file sharing is not available: this server does not offer the files feature"
-                .into())
+        help: "files shared in a group",
+        parse: |w| {
+            let group = w.group_or_current(0)?;
+            w.done()?;
+            act(Action::Files { conv: Conversation::Group(group) })
         },
     },
     Slash {
         name: "upload",
-        usage: "GROUP PATH",
-        help: "share a file (needs the files feature)",
-        parse: |_| {
-            Err("file sharing is not available: this server does not offer the files feature"
-                .into())
+        usage: "[GROUP] PATH",
+        help: "share a file with a group",
+        parse: |w| {
+            let group = w.group_or_current(1)?;
+            let path = w.next().ok_or("missing argument: PATH")?.into();
+            w.done()?;
+            act(Action::Upload { to: Conversation::Group(group), path, name: None })
         },
     },
     Slash {
         name: "download",
-        usage: "FILE_ID",
-        help: "download a shared file (needs the files feature)",
-        parse: |_| {
-            Err("file sharing is not available: this server does not offer the files feature"
-                .into())
+        usage: "FILE_ID [PATH]",
+        help: "download a shared file",
+        parse: |w| {
+            let word = w.next().ok_or("missing argument: FILE_ID")?;
+            let file = word.parse().map_err(|e| format!("{word}: {e}"))?;
+            let output = w.next().map(Into::into);
+            w.done()?;
+            act(Action::Download { file, output })
         },
     },
     Slash { name: "help", usage: "", help: "this list", parse: |_| Ok(Typed::Help) },

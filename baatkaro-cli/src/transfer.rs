@@ -1,0 +1,255 @@
+//! Uploads and downloads over a [`Client`]: resumable, verified, and never holding
+//! a whole file in memory.
+//!
+//! An upload offers the file (name, size, SHA-256), asks the server which ranges it
+//! holds already, sends only the rest (several chunks in flight), and commits. Run
+//! again after an interruption, the same offer finds the same unfinished upload. A
+//! download writes to `PATH.part`, continues from its length when run again, checks
+//! the SHA-256, and only then renames the file into place.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use baatkaro_proto::{
+    Command, Conversation, FileId, FileName, Item, OfferStatus, OkReply, Seq, Sha256, StoredEvent,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::Digest;
+
+use crate::{Client, ClientError};
+
+/// Chunks (or download pieces) in flight at once.
+const WINDOW: usize = 8;
+
+/// A shared file, as FILES and FILE events describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedFile {
+    /// Its id.
+    pub id: FileId,
+    /// Where it was shared.
+    pub conv: Conversation,
+    /// Its FILE event's sequence number.
+    pub seq: Seq,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The SHA-256 of its content.
+    pub sha256: Sha256,
+    /// Its display name.
+    pub name: FileName,
+}
+
+impl SharedFile {
+    /// The file a FILE event describes.
+    pub fn of(e: &StoredEvent) -> Option<SharedFile> {
+        match e {
+            StoredEvent::File { conv, seq, file, size, sha256, name, .. } => Some(SharedFile {
+                id: *file,
+                conv: *conv,
+                seq: *seq,
+                size: *size,
+                sha256: *sha256,
+                name: name.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Io(e)
+}
+
+/// The SHA-256 of a file's content, read in pieces.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
+    let mut f = File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok((size, Sha256(hasher.finalize().into())));
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// A display name for a local file: its file name, with what a name may not hold
+/// left out.
+pub fn name_for(path: &Path) -> Result<FileName, ClientError> {
+    let raw = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let clean: String = raw.chars().filter(|c| FileName::allows(*c) && !c.is_control()).collect();
+    Ok(FileName::new(if clean.is_empty() { "file" } else { &clean })?)
+}
+
+impl Client {
+    /// Uploads a file to a conversation, resuming an unfinished upload of the same
+    /// content. `progress` is told the bytes the server holds after each chunk.
+    pub async fn upload(
+        &self,
+        to: Conversation,
+        path: &Path,
+        name: FileName,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<SharedFile, ClientError> {
+        let owned = path.to_path_buf();
+        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&owned))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .map_err(io)?;
+        let offer = Command::FileOffer { to, size, sha256, name: name.clone() };
+        let (_, reply) = self.ok(offer).await?;
+        let OkReply::FileOffer { file, status } = reply else {
+            return Err(ClientError::Protocol(format!("FILE-OFFER answered with {reply:?}")));
+        };
+        if let OfferStatus::Done(seq) = status {
+            progress(size, size);
+            return Ok(SharedFile { id: file, conv: to, seq, size, sha256, name });
+        }
+        let (items, _) = self.ok(Command::FileStatus { file }).await?;
+        let mut held = baatkaro_proto::transfer::Ranges::new();
+        for item in items {
+            if let Item::Have { offset, length, .. } = item {
+                held.insert(offset, length);
+            }
+        }
+        progress(held.held(), size);
+        let chunk = self.server().limits.chunk.max(1);
+        let pieces: Vec<(u64, u64)> = held
+            .missing(size)
+            .into_iter()
+            .flat_map(|(o, l)| baatkaro_proto::transfer::chunks(o, l, chunk))
+            .collect();
+        let f = File::open(path).map_err(io)?;
+        let f = std::sync::Arc::new(f);
+        let sends = futures::stream::iter(pieces).map(|(offset, len)| {
+            let f = f.clone();
+            async move {
+                let data = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    f.read_exact_at(&mut buf, offset).map(|()| buf)
+                })
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .map_err(io)?;
+                let cmd = Command::FileChunk { file, offset, data: Bytes::from(data) };
+                match self.ok(cmd).await? {
+                    (_, OkReply::FileChunk { received, .. }) => Ok(received),
+                    (_, other) => {
+                        Err(ClientError::Protocol(format!("FILE-CHUNK answered with {other:?}")))
+                    }
+                }
+            }
+        });
+        let mut sends = sends.buffered(WINDOW);
+        while let Some(received) = sends.next().await {
+            progress(received?, size);
+        }
+        match self.ok(Command::FileCommit { file }).await?.1 {
+            OkReply::FileCommit { seq, conv, .. } => {
+                Ok(SharedFile { id: file, conv, seq, size, sha256, name })
+            }
+            other => Err(ClientError::Protocol(format!("FILE-COMMIT answered with {other:?}"))),
+        }
+    }
+
+    /// The files shared in a conversation, oldest first.
+    pub async fn files(&self, conv: Conversation) -> Result<Vec<SharedFile>, ClientError> {
+        let (items, _) = self.ok(Command::Files { conv }).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Stored(e) => SharedFile::of(e),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Finds a file by id among the conversations this user reads.
+    pub async fn find_file(&self, id: FileId) -> Result<SharedFile, ClientError> {
+        let (convs, _) = self.ok(Command::Conversations).await?;
+        for item in convs {
+            let Item::Conversation { conv, .. } = item else { continue };
+            if let Some(f) = self.files(conv).await?.into_iter().find(|f| f.id == id) {
+                return Ok(f);
+            }
+        }
+        Err(ClientError::Failed(baatkaro_proto::Failure::new(
+            baatkaro_proto::ErrorCode::NoSuchFile,
+        )))
+    }
+
+    /// Downloads a file to `dest`, continuing a `dest.part` left by an interrupted
+    /// run, and checks its SHA-256 before renaming it into place.
+    pub async fn download(
+        &self,
+        file: &SharedFile,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), ClientError> {
+        let part = part_path(dest);
+        let out = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&part)
+            .map_err(io)?;
+        let mut have = out.metadata().map_err(io)?.len();
+        if have > file.size {
+            out.set_len(0).map_err(io)?;
+            have = 0;
+        }
+        progress(have, file.size);
+        // Pieces of several chunks per request: a bounded amount in memory.
+        let piece = self.server().limits.chunk.max(1).saturating_mul(8);
+        let pieces: Vec<(u64, u64)> =
+            baatkaro_proto::transfer::chunks(have, file.size - have, piece).collect();
+        let id = file.id;
+        let gets = futures::stream::iter(pieces).map(|(offset, length)| async move {
+            let (items, _) = self.ok(Command::FileGet { file: id, offset, length }).await?;
+            Ok::<_, ClientError>(items)
+        });
+        let mut gets = gets.buffered(WINDOW);
+        let out = std::sync::Arc::new(out);
+        while let Some(items) = gets.next().await {
+            for item in items? {
+                let Item::Chunk { offset, data, .. } = item else { continue };
+                let o = out.clone();
+                let len = data.len() as u64;
+                tokio::task::spawn_blocking(move || o.write_all_at(&data, offset))
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                    .map_err(io)?;
+                have = have.max(offset + len);
+                progress(have, file.size);
+            }
+        }
+        out.sync_all().map_err(io)?;
+        let check = part.clone();
+        let (size, sha) = tokio::task::spawn_blocking(move || hash_file(&check))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .map_err(io)?;
+        if size != file.size || sha != file.sha256 {
+            // Start afresh next time: these bytes are not the file.
+            let _ = std::fs::remove_file(&part);
+            return Err(ClientError::Protocol(format!(
+                "the download does not match its SHA-256 ({size} bytes); it was removed"
+            )));
+        }
+        std::fs::rename(&part, dest).map_err(io)?;
+        Ok(())
+    }
+}
+
+/// Where an unfinished download of `dest` is kept.
+pub fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".part");
+    dest.with_file_name(name)
+}
