@@ -357,3 +357,75 @@ async fn in_a_terminal_an_incoming_message_leaves_the_half_typed_line_intact() {
     drop(tmux);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    b.ok("bob", &["register"]).await;
+    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
+    b.ok("bob", &["join", "rust"]).await;
+    let data: Vec<u8> =
+        (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let path = dir.path().join("report.pdf");
+    std::fs::write(&path, &data).unwrap();
+
+    // An upload cut after its first chunk (made here through the protocol) is
+    // finished by `upload`, which sends only what the server lacks.
+    let mut raw = baatkaro_cli::Client::connect(addr).await.unwrap();
+    raw.login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
+        .await
+        .unwrap();
+    let sha = baatkaro_cli::transfer::hash_file(&path).unwrap().1;
+    let offer = baatkaro_proto::Command::FileOffer {
+        to: "#rust".parse().unwrap(),
+        size: data.len() as u64,
+        sha256: sha,
+        name: baatkaro_proto::FileName::new("report.pdf").unwrap(),
+    };
+    let (_, reply) = raw.ok(offer).await.unwrap();
+    let baatkaro_proto::OkReply::FileOffer { file: started, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    let first = bytes::Bytes::copy_from_slice(&data[..262_144]);
+    raw.ok(baatkaro_proto::Command::FileChunk { file: started, offset: 0, data: first })
+        .await
+        .unwrap();
+    drop(raw);
+    let out = b.ok("alice", &["--json", "upload", "rust", path.to_str().unwrap()]).await;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["id"], started.as_str(), "the interrupted upload was resumed: {out}");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    let listed = b.ok("bob", &["--json", "files", "rust"]).await;
+    let v: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["name"].as_str(), v["size"].as_u64()),
+        (Some(id.as_str()), Some("report.pdf"), Some(2_000_000))
+    );
+
+    // A download cut half way (its .part left behind) resumes and is verified.
+    let dest = dir.path().join("copy.pdf");
+    std::fs::write(baatkaro_cli::transfer::part_path(&dest), &data[..700_000]).unwrap();
+    b.ok("bob", &["download", &id, "-o", dest.to_str().unwrap()]).await;
+    assert!(std::fs::read(&dest).unwrap() == data, "byte-identical");
+    assert!(!baatkaro_cli::transfer::part_path(&dest).exists());
+    // A corrupt partial download is caught by the hash and removed.
+    let bad = dir.path().join("bad.pdf");
+    std::fs::write(baatkaro_cli::transfer::part_path(&bad), vec![0u8; 700_000]).unwrap();
+    let err = b.fails("bob", &["download", &id, "-o", bad.to_str().unwrap()]).await;
+    assert!(err.contains("SHA-256"), "{err}");
+    assert!(!bad.exists());
+    // A non-member cannot see or fetch it.
+    b.ok("carol", &["register"]).await;
+    assert!(b.fails("carol", &["download", &id]).await.contains("NO_SUCH_FILE"));
+    // A private file, with --to.
+    let out = b
+        .ok("alice", &["upload", "--to", "bob", path.to_str().unwrap(), "--name", "for-bob.pdf"])
+        .await;
+    assert!(out.contains("@bob"), "{out}");
+    assert!(b.ok("bob", &["files", "--with", "alice"]).await.contains("for-bob.pdf"));
+    server.stop().await;
+}
