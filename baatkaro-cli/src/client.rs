@@ -136,7 +136,7 @@ impl Client {
         let reader_shared = shared.clone();
         let reader = tokio::spawn(async move {
             let mut decoder = ServerFrameDecoder::new(baatkaro_proto::PAYLOAD_CEILING);
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; 256 * 1024];
             let mut bye = None;
             'read: loop {
                 let n = match rd.read(&mut buf).await {

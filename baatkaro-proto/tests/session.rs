@@ -149,3 +149,24 @@ fn items_held_for_the_reply_order_count_as_queued() {
     assert_eq!(s.queued(), 0);
     assert!(bytes.starts_with(b"c OK GROUPS 0\r\nd ONLINE ann\r\n"), "{bytes:?}");
 }
+
+#[test]
+fn only_the_oldest_unanswered_request_is_next() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
+    let _ = s.poll_transmit();
+    let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
+    assert!(s.is_next(login));
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    let _ = drain(&mut s);
+    s.handle_input(b"c GROUPS\r\nd ONLINE\r\n", 2);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let [SessionEvent::Request { id: first, .. }, SessionEvent::Request { id: second, .. }] =
+        events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert!(s.is_next(first) && !s.is_next(second));
+    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    assert!(s.is_next(second));
+}

@@ -124,7 +124,8 @@ async fn read_loop(
     budget: FrameBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Large enough that a file chunk arrives in a few reads, not dozens.
+    let mut buf = vec![0u8; 256 * 1024];
     let mut frames = RateBudget::new(budget.burst, clock::now());
     let mut shutting_down = false;
     loop {

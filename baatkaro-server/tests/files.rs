@@ -314,3 +314,36 @@ async fn messages_keep_flowing_during_a_large_upload() {
     let _alice = tokio::time::timeout(common::WAIT, uploader).await.unwrap().unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_downloads_on_a_small_queue_all_complete_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 64 * 1024;
+    cfg.limits.chunk = 16 * 1024;
+    let server = TestServer::start(cfg).await;
+    let (mut alice, mut bob) = room(server.addr).await;
+    let data = content(300_000, 9);
+    let (file, _) = offer(&mut alice, "#rust", &data, "p.bin").await;
+    chunk(&mut alice, file, &data, 0, 300_000).await;
+    alice.ok(Command::FileCommit { file }).await;
+    // Four ranges asked for at once, each far larger than the queue: each waits its
+    // turn instead of holding its chunks behind the others (which would deadlock).
+    let ranges = [(0u64, 100_000u64), (100_000, 100_000), (200_000, 50_000), (250_000, 50_000)];
+    let mut tags = Vec::new();
+    for (offset, length) in ranges {
+        tags.push(bob.send(Command::FileGet { file, offset, length }).await);
+    }
+    let mut got = Vec::new();
+    for tag in tags {
+        let (items, r) = bob.answer(tag).await;
+        assert!(r.is_ok(), "{r:?}");
+        for i in items {
+            let Item::Chunk { offset, data, .. } = i else { panic!() };
+            assert_eq!(offset as usize, got.len());
+            got.extend_from_slice(&data);
+        }
+    }
+    assert!(got == data);
+    server.stop().await;
+}

@@ -168,6 +168,14 @@ impl Session {
         self.out.len() + self.held
     }
 
+    /// Whether `id` is the oldest request still without its final reply: what it
+    /// adds now goes out at once instead of being held for the reply order. A server
+    /// streaming a long reply (a download) waits for this, so that it never holds
+    /// more than its share of output.
+    pub fn is_next(&self, id: RequestId) -> bool {
+        self.pending.front().is_some_and(|p| p.id == id)
+    }
+
     /// Whether [`Session::poll_event`] has something: answers can let frames that
     /// waited in the decoder through, so whoever answers learns that the connection's
     /// driver has requests to pick up.

@@ -178,6 +178,7 @@ impl Hub {
     pub(super) fn on_disconnect(&mut self, conn: ConnId) {
         let Some(rec) = self.conns.remove(&conn) else { return };
         let Some(user) = rec.user else { return };
+        self.save_uploads(Some(user));
         let Some(u) = self.users.get_mut(&user) else { return };
         u.sessions.retain(|c| *c != conn);
         if u.sessions.is_empty() {

@@ -39,7 +39,15 @@ pub(crate) struct Upload {
     commit: Option<Req>,
     /// Being verified: takes no more chunks.
     finishing: bool,
+    /// Bytes held when the ranges were last made durable.
+    saved: u64,
 }
+
+/// The held ranges of an upload are made durable after this many more bytes (and
+/// when its uploader's connection goes, and at shutdown), not after every chunk: a
+/// chunk's answer then waits for no commit, and a crash costs at most this much to
+/// send again (FILE-STATUS reports only what is durable).
+const SAVE_EVERY: u64 = 64 * 1024 * 1024;
 
 /// The files the hub knows.
 #[derive(Debug, Default)]
@@ -71,7 +79,16 @@ impl Files {
     ) -> Files {
         let mut f = Files { prefix: random(), ..Files::default() };
         for rec in uploads {
-            f.uploads.insert(rec.id, Upload { rec, writing: 0, commit: None, finishing: false });
+            f.uploads.insert(
+                rec.id,
+                Upload {
+                    saved: rec.ranges.held(),
+                    rec,
+                    writing: 0,
+                    commit: None,
+                    finishing: false,
+                },
+            );
         }
         for rec in files {
             f.by_conv.entry(rec.key).or_default().push(rec.id);
@@ -207,7 +224,10 @@ impl Hub {
             created: now,
         };
         self.write(Write::Upload(rec.clone()));
-        self.files.uploads.insert(file, Upload { rec, writing: 0, commit: None, finishing: false });
+        self.files.uploads.insert(
+            file,
+            Upload { saved: rec.ranges.held(), rec, writing: 0, commit: None, finishing: false },
+        );
         self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
     }
 
@@ -311,8 +331,11 @@ impl Hub {
                     Ok(()) => {
                         u.rec.ranges.insert(offset, len);
                         let received = u.rec.ranges.held();
-                        let rec = u.rec.clone();
-                        self.write(Write::Upload(rec));
+                        if received >= u.saved.saturating_add(SAVE_EVERY) {
+                            u.saved = received;
+                            let rec = u.rec.clone();
+                            self.write(Write::Upload(rec));
+                        }
                         self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
                     }
                     Err(code) => self.reply(conn, id, fail(code)),
@@ -357,7 +380,13 @@ impl Hub {
                         // Kept for another try (the disk may have room later).
                         self.files.uploads.insert(
                             file,
-                            Upload { rec, writing: 0, commit: None, finishing: false },
+                            Upload {
+                                saved: rec.ranges.held(),
+                                rec,
+                                writing: 0,
+                                commit: None,
+                                finishing: false,
+                            },
                         );
                         self.reply(conn, id, fail(code));
                     }
@@ -481,6 +510,24 @@ impl Hub {
         tokio::spawn(job.run());
     }
 
+    /// Makes the held ranges of `user`'s uploads durable (their connection went),
+    /// or of every upload (`None`: shutting down).
+    pub(super) fn save_uploads(&mut self, user: Option<UserName>) {
+        let recs: Vec<UploadRecord> = self
+            .files
+            .uploads
+            .values_mut()
+            .filter(|u| user.is_none_or(|who| u.rec.user == who) && u.rec.ranges.held() != u.saved)
+            .map(|u| {
+                u.saved = u.rec.ranges.held();
+                u.rec.clone()
+            })
+            .collect();
+        for rec in recs {
+            self.write(Write::Upload(rec));
+        }
+    }
+
     /// Drops unfinished uploads older than `partial` seconds.
     pub(super) fn expire_uploads(&mut self, now: Millis) {
         let keep = self.cfg.limits.partial.saturating_mul(1000);
@@ -535,7 +582,9 @@ impl Download {
         self.finish(Ok(reply));
     }
 
-    /// Waits until the session's queue is below its share; false if it closed.
+    /// Waits until this request is the next to be answered (so its chunks are not
+    /// held behind earlier replies) and the session's queue is below its share;
+    /// false if the connection closed.
     async fn wait_for_room(&self) -> bool {
         loop {
             let drained = self.conn.drained.notified();
@@ -548,7 +597,7 @@ impl Download {
                 {
                     return false;
                 }
-                if link.session.queued() < self.room {
+                if link.session.is_next(self.id) && link.session.queued() < self.room {
                     return true;
                 }
             }

@@ -338,7 +338,10 @@ impl Hub {
             HubMsg::Disconnected { conn } => self.on_disconnect(conn),
             HubMsg::Auth(done) => self.on_auth(done),
             HubMsg::Disk(done) => self.on_disk(done),
-            HubMsg::Shutdown => self.shutting_down = true,
+            HubMsg::Shutdown => {
+                self.shutting_down = true;
+                self.save_uploads(None);
+            }
         }
     }
 
