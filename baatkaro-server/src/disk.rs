@@ -51,9 +51,8 @@ impl Disk {
         f.write_all_at(data, offset)
     }
 
-    /// Checks an upload's content against its SHA-256. On a match the content is
-    /// made durable and moved among the finished files (where the same content may
-    /// already be); on a mismatch the upload is deleted. Whether it matched.
+    /// Checks an upload's content against its SHA-256, reading it back, then
+    /// [`Disk::settle`]s it. Whether it matched.
     pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {
         let path = self.partial(id);
         if size == 0 {
@@ -73,11 +72,23 @@ impl Disk {
             hasher.update(&buf[..n]);
         }
         let matches = total == size && hasher.finalize().as_slice() == sha.0;
+        self.settle(id, sha, matches)?;
+        Ok(matches)
+    }
+
+    /// Settles a verified upload: on a match its content is made durable and moved
+    /// among the finished files (where the same content may already be); on a
+    /// mismatch it is deleted.
+    pub(crate) fn settle(&self, id: &FileId, sha: &Sha256, matches: bool) -> io::Result<()> {
+        let path = self.partial(id);
         if !matches {
-            std::fs::remove_file(&path)?;
-            return Ok(false);
+            return std::fs::remove_file(&path);
         }
-        f.sync_all()?;
+        if !path.exists() {
+            // An empty upload may never have been written.
+            File::create(&path)?;
+        }
+        File::open(&path)?.sync_all()?;
         let target = self.content(sha);
         if target.exists() {
             std::fs::remove_file(&path)?;
@@ -86,7 +97,7 @@ impl Disk {
             // The rename itself must survive a crash.
             File::open(&self.files)?.sync_all()?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Reads `len` bytes of finished content from `offset`.

@@ -41,6 +41,67 @@ pub(crate) struct Upload {
     finishing: bool,
     /// Bytes held when the ranges were last made durable.
     saved: u64,
+    /// Hashing the content as it arrives, while chunks come in order.
+    hashing: Option<Hashing>,
+}
+
+/// A running SHA-256 of an upload, fed in offset order off the hub's thread, so
+/// that a commit need not read the file back. Dropped at the first chunk out of
+/// order (the commit then reads the file), and after a restart.
+#[derive(Debug)]
+struct Hashing {
+    next: u64,
+    feed: tokio::sync::mpsc::Sender<HashFeed>,
+}
+
+#[derive(Debug)]
+enum HashFeed {
+    Data(Bytes),
+    Done(tokio::sync::oneshot::Sender<[u8; 32]>),
+}
+
+/// Chunks waiting to be hashed before the running hash is given up.
+const HASH_BACKLOG: usize = 64;
+
+impl Hashing {
+    fn start() -> Hashing {
+        let (feed, mut rx) = tokio::sync::mpsc::channel::<HashFeed>(HASH_BACKLOG);
+        tokio::spawn(async move {
+            let mut state = Some(sha2::Sha256::default());
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    HashFeed::Data(data) => {
+                        let Some(mut h) = state.take() else { return };
+                        let hashed = tokio::task::spawn_blocking(move || {
+                            sha2::Digest::update(&mut h, &data);
+                            h
+                        })
+                        .await;
+                        match hashed {
+                            Ok(h) => state = Some(h),
+                            Err(_) => return,
+                        }
+                    }
+                    HashFeed::Done(answer) => {
+                        if let Some(h) = state.take() {
+                            let _ = answer.send(sha2::Digest::finalize(h).into());
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        Hashing { next: 0, feed }
+    }
+
+    /// Feeds a chunk; false if the running hash had to be given up.
+    fn feed(&mut self, offset: u64, data: &Bytes) -> bool {
+        if offset != self.next || self.feed.try_send(HashFeed::Data(data.clone())).is_err() {
+            return false;
+        }
+        self.next += data.len() as u64;
+        true
+    }
 }
 
 /// The held ranges of an upload are made durable after this many more bytes (and
@@ -87,6 +148,7 @@ impl Files {
                     writing: 0,
                     commit: None,
                     finishing: false,
+                    hashing: None,
                 },
             );
         }
@@ -226,7 +288,14 @@ impl Hub {
         self.write(Write::Upload(rec.clone()));
         self.files.uploads.insert(
             file,
-            Upload { saved: rec.ranges.held(), rec, writing: 0, commit: None, finishing: false },
+            Upload {
+                saved: 0,
+                rec,
+                writing: 0,
+                commit: None,
+                finishing: false,
+                hashing: Some(Hashing::start()),
+            },
         );
         self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
     }
@@ -254,6 +323,11 @@ impl Hub {
             return self.reply(conn, id, fail(code));
         }
         u.writing += 1;
+        if let Some(h) = &mut u.hashing
+            && !h.feed(offset, &data)
+        {
+            u.hashing = None;
+        }
         let len = data.len() as u64;
         self.disk_job(move |disk| DiskDone::Chunk {
             req: (conn, id),
@@ -312,6 +386,27 @@ impl Hub {
         u.finishing = true;
         u.commit = Some(req);
         let (size, sha) = (u.rec.size, u.rec.sha256);
+        // Every byte was hashed as it came: ask for the digest instead of reading back.
+        if let Some(h) = u.hashing.take().filter(|h| h.next == size) {
+            let (disk, me) = (self.disk.clone(), self.me.clone());
+            tokio::spawn(async move {
+                let (answer, digest) = tokio::sync::oneshot::channel();
+                let sent = h.feed.send(HashFeed::Done(answer)).await.is_ok();
+                let digest = if sent { digest.await.ok() } else { None };
+                let job = move || match digest {
+                    Some(d) => disk.settle(&file, &sha, d == sha.0).map(|()| d == sha.0),
+                    None => disk.finish(&file, size, &sha),
+                };
+                let result = tokio::task::spawn_blocking(job)
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                    .map_err(|e| disk::code_of(&e));
+                if let Some(me) = me.upgrade() {
+                    let _ = me.send(HubMsg::Disk(DiskDone::Finished { file, result })).await;
+                }
+            });
+            return;
+        }
         self.disk_job(move |disk| DiskDone::Finished {
             file,
             result: disk.finish(&file, size, &sha).map_err(|e| {
@@ -386,6 +481,7 @@ impl Hub {
                                 writing: 0,
                                 commit: None,
                                 finishing: false,
+                                hashing: None,
                             },
                         );
                         self.reply(conn, id, fail(code));
