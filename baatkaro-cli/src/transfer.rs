@@ -204,6 +204,20 @@ impl Client {
             out.set_len(0).map_err(io)?;
             have = 0;
         }
+        // The bytes kept from an earlier run are hashed first; the rest is hashed as it
+        // arrives, in order, so nothing is read back at the end.
+        let mut hasher = sha2::Sha256::new();
+        {
+            let mut prefix = File::open(&part).map_err(io)?.take(have);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = prefix.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
         progress(have, file.size);
         // Pieces of several chunks per request: a bounded amount in memory.
         let piece = self.server().limits.chunk.max(1).saturating_mul(8);
@@ -219,6 +233,12 @@ impl Client {
         while let Some(items) = gets.next().await {
             for item in items? {
                 let Item::Chunk { offset, data, .. } = item else { continue };
+                if offset != have {
+                    return Err(ClientError::Protocol(format!(
+                        "chunk at {offset}, expected {have}"
+                    )));
+                }
+                hasher.update(&data);
                 let o = out.clone();
                 let len = data.len() as u64;
                 tokio::task::spawn_blocking(move || o.write_all_at(&data, offset))
@@ -230,11 +250,7 @@ impl Client {
             }
         }
         out.sync_all().map_err(io)?;
-        let check = part.clone();
-        let (size, sha) = tokio::task::spawn_blocking(move || hash_file(&check))
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .map_err(io)?;
+        let (size, sha) = (have, Sha256(hasher.finalize().into()));
         if size != file.size || sha != file.sha256 {
             // Start afresh next time: these bytes are not the file.
             let _ = std::fs::remove_file(&part);
