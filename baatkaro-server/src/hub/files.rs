@@ -45,6 +45,33 @@ pub(crate) struct Upload {
     hashing: Option<Hashing>,
 }
 
+impl Upload {
+    /// A new upload: its content is hashed as it arrives in order.
+    fn new(rec: UploadRecord) -> Upload {
+        Upload {
+            saved: 0,
+            rec,
+            writing: 0,
+            commit: None,
+            finishing: false,
+            hashing: Some(Hashing::start()),
+        }
+    }
+
+    /// An upload taken up again (after a restart, or a failed commit): what it holds
+    /// is durable, and a commit reads the content back to verify it.
+    fn resumed(rec: UploadRecord) -> Upload {
+        Upload {
+            saved: rec.ranges.held(),
+            rec,
+            writing: 0,
+            commit: None,
+            finishing: false,
+            hashing: None,
+        }
+    }
+}
+
 /// A running SHA-256 of an upload, fed in offset order off the hub's thread, so
 /// that a commit need not read the file back. Dropped at the first chunk out of
 /// order (the commit then reads the file), and after a restart.
@@ -140,17 +167,7 @@ impl Files {
     ) -> Files {
         let mut f = Files { prefix: random(), ..Files::default() };
         for rec in uploads {
-            f.uploads.insert(
-                rec.id,
-                Upload {
-                    saved: rec.ranges.held(),
-                    rec,
-                    writing: 0,
-                    commit: None,
-                    finishing: false,
-                    hashing: None,
-                },
-            );
+            f.uploads.insert(rec.id, Upload::resumed(rec));
         }
         for rec in files {
             f.by_conv.entry(rec.key).or_default().push(rec.id);
@@ -259,10 +276,7 @@ impl Hub {
                 return self.reply(conn, id, Err(f));
             }
         }
-        let (rate, burst) = (limits.rate, limits.burst);
-        let Some(u) = self.users.get_mut(&user) else { return };
-        if let Err(wait) = u.budget.try_take(now, rate, burst) {
-            let f = Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
+        if let Err(f) = self.take_send(user, now) {
             return self.reply(conn, id, Err(f));
         }
         let file = self.files.new_id();
@@ -286,17 +300,7 @@ impl Hub {
             created: now,
         };
         self.write(Write::Upload(rec.clone()));
-        self.files.uploads.insert(
-            file,
-            Upload {
-                saved: 0,
-                rec,
-                writing: 0,
-                commit: None,
-                finishing: false,
-                hashing: Some(Hashing::start()),
-            },
-        );
+        self.files.uploads.insert(file, Upload::new(rec));
         self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
     }
 
@@ -473,17 +477,7 @@ impl Hub {
                     }
                     Err(code) => {
                         // Kept for another try (the disk may have room later).
-                        self.files.uploads.insert(
-                            file,
-                            Upload {
-                                saved: rec.ranges.held(),
-                                rec,
-                                writing: 0,
-                                commit: None,
-                                finishing: false,
-                                hashing: None,
-                            },
-                        );
+                        self.files.uploads.insert(file, Upload::resumed(rec));
                         self.reply(conn, id, fail(code));
                     }
                 }

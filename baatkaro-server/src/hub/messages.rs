@@ -44,8 +44,7 @@ impl Hub {
         now: Millis,
     ) {
         let limits = &self.cfg.limits;
-        let (window, max, rate, burst) =
-            (limits.keys.saturating_mul(1000), limits.message, limits.rate, limits.burst);
+        let (window, max) = (limits.keys.saturating_mul(1000), limits.message);
         let fp = fingerprint(&to, text.as_bytes());
         let Some(u) = self.users.get_mut(&user) else { return };
         // The key comes first: a retry gets its original answer whatever changed since.
@@ -65,12 +64,10 @@ impl Hub {
         if text.len() as u64 > max {
             return self.reply(conn, id, Err(Failure::new(ErrorCode::TextTooLong)));
         }
-        let Some(u) = self.users.get_mut(&user) else { return };
-        if let Err(wait) = u.budget.try_take(now, rate, burst) {
-            let failure =
-                Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
-            return self.reply(conn, id, Err(failure));
+        if let Err(f) = self.take_send(user, now) {
+            return self.reply(conn, id, Err(f));
         }
+        let Some(u) = self.users.get_mut(&user) else { return };
         let seq = latest + 1;
         u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
@@ -83,6 +80,18 @@ impl Hub {
         };
         self.store_event(user, to, conv, message, Some((conn, id)));
         self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
+    }
+
+    /// Takes one send (SEND, FILE-OFFER) from `user`'s budget, or says when to retry.
+    pub(super) fn take_send(&mut self, user: UserName, now: Millis) -> Result<(), Failure> {
+        let (rate, burst) = (self.cfg.limits.rate, self.cfg.limits.burst);
+        let Some(u) = self.users.get_mut(&user) else {
+            return Err(Failure::new(ErrorCode::Internal));
+        };
+        u.budget.try_take(now, rate, burst).map_err(|wait| Failure {
+            retry_after: Some(wait),
+            ..Failure::new(ErrorCode::RateLimited)
+        })
     }
 
     /// Stores an event in a conversation with its next sequence number and delivers
