@@ -1,0 +1,421 @@
+//! `baatkaro-load`: measures message throughput of a BaatKaro server, and checks it.
+//!
+//! Every member is one TCP connection speaking the protocol through
+//! `baatkaro-proto`'s codec. In saturation mode each member keeps up to `--window`
+//! SENDs in flight and sends `--messages` in all; every member must then have
+//! received every message of its group exactly once, in sequence order, without a
+//! gap, or the run fails (exit 1). Latency is measured from each message's send to
+//! its delivery to each other member.
+//!
+//! ```sh
+//! cargo build --release -p baatkaro-server -p baatkaro-benches
+//! taskset -c 1 target/release/baatkaro-load --groups 1 --members 100 --messages 1000 --pin
+//! ```
+//!
+//! Without `--server` it starts the release server next to itself (port 0, a
+//! temporary data directory, the test-only password hash, send budgets raised) and
+//! reports its CPU time and peak memory. With `--server ADDR` it measures a running
+//! server, which must allow the accounts it registers (`--insecure-test-hash`,
+//! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Instant;
+
+use baatkaro_proto::{
+    Command, Conversation, Encode, Event, IdemKey, JoinRule, OkReply, Password, Request,
+    ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, Versions,
+};
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Args {
+    server: Option<String>,
+    groups: usize,
+    members: usize,
+    size: usize,
+    messages: usize,
+    window: usize,
+    json: bool,
+    pin: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: baatkaro-load [--server ADDR] [--groups G] [--members N] [--size BYTES] \
+         [--messages M] [--window W] [--json] [--pin]"
+    );
+    std::process::exit(2)
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        server: None,
+        groups: 1,
+        members: 20,
+        size: 128,
+        messages: 1000,
+        window: 64,
+        json: false,
+        pin: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || {
+            it.next()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| usage())
+        };
+        match flag.as_str() {
+            "--groups" => a.groups = num(),
+            "--members" => a.members = num(),
+            "--size" => a.size = num(),
+            "--messages" => a.messages = num(),
+            "--window" => a.window = num(),
+            "--server" => a.server = Some(it.next().unwrap_or_else(|| usage())),
+            "--json" => a.json = true,
+            "--pin" => a.pin = true,
+            _ => usage(),
+        }
+    }
+    a
+}
+
+/// The server this run started, if any.
+struct Owned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn start_server(pin: bool) -> (Owned, String) {
+    let bin = std::env::current_exe().unwrap_or_default().with_file_name("baatkaro-server");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
+    let mut cmd = if pin {
+        let mut c = Process::new("taskset");
+        c.args(["-c", "0"]).arg(&bin);
+        c
+    } else {
+        Process::new(&bin)
+    };
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-test-hash",
+        "--log",
+        "warn,baatkaro_server::server=info",
+    ])
+    .args([
+        "--logins-per-minute",
+        "1000000",
+        "--max-per-address",
+        "100000",
+        "--max-connections",
+        "100000",
+    ])
+    .args(["--limit-rate", "1000000", "--limit-burst", "1000000", "--limit-queue", "67108864"])
+    .arg("--data-dir")
+    .arg(dir.path().join("data"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child =
+        cmd.spawn().unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
+    let mut stderr = BufReader::new(child.stderr.take().unwrap_or_else(|| fail("no stderr")));
+    let mut line = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(at) = line.find("listening on ") {
+            let addr = line[at + 13..].trim().to_string();
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (Owned { child, _dir: dir }, addr);
+        }
+    }
+    fail("the server did not start")
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("baatkaro-load: {why}");
+    std::process::exit(1)
+}
+
+/// CPU seconds and peak RSS of a process, from /proc.
+fn usage_of(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    // Clock ticks are 100 per second on Linux.
+    Some((ticks / 100.0, hwm * 1024))
+}
+
+fn req(tag: &str, command: Command) -> Vec<u8> {
+    let tag = Tag::new(tag).unwrap_or_else(|_| fail("bad tag"));
+    Request { tag, command }.to_bytes().to_vec()
+}
+
+/// Reads until the final reply with `tag`; fails on an error reply.
+async fn until_reply(s: &mut TcpStream, d: &mut ServerFrameDecoder, tag: &str) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(f) = d.next_frame() {
+            match f {
+                Ok(ServerFrame::Ok { tag: t, .. }) if t.as_str() == tag => return,
+                Ok(ServerFrame::Err { tag: t, failure }) if t.as_str() == tag => {
+                    fail(&format!("{tag}: {}", failure.code))
+                }
+                Ok(_) => {}
+                Err(e) => fail(&format!("bad frame: {e}")),
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            fail("the server closed a connection during setup");
+        }
+        d.push(&buf[..n]);
+    }
+}
+
+/// What one member saw.
+#[derive(Default)]
+struct Seen {
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+    bytes: u64,
+    latencies: Vec<u64>,
+}
+
+async fn member(
+    mut s: TcpStream,
+    mut d: ServerFrameDecoder,
+    name: String,
+    group: baatkaro_proto::GroupName,
+    members: usize,
+    a: (usize, usize, usize),
+    epoch: Instant,
+) -> Seen {
+    let (messages, window, size) = a;
+    let (mut rd, mut wr) = s.split();
+    let expected = (members * messages) as u64;
+    let mut seen = Seen::default();
+    let mut per_sender: std::collections::HashMap<baatkaro_proto::UserName, u64> =
+        std::collections::HashMap::new();
+    let mut last_seq: Option<u64> = None;
+    let (mut sent, mut acked) = (0usize, 0usize);
+    let mut out = BytesMut::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let conv = Conversation::Group(group);
+    let tag = Tag::new("s").unwrap_or_else(|_| fail("bad tag"));
+    loop {
+        while sent < messages && sent - acked < window {
+            // The text starts with the send time, so receivers can measure latency.
+            let stamp = format!("{:020}", epoch.elapsed().as_micros());
+            let body = format!("{stamp}{}", "x".repeat(size.saturating_sub(stamp.len())));
+            let text = Text::new(&body).unwrap_or_else(|_| fail("bad text"));
+            let key = IdemKey::new(&format!("{name}-{sent}")).unwrap_or_else(|_| fail("bad key"));
+            Request { tag, command: Command::Send { to: conv, key, text } }.encode(&mut out);
+            sent += 1;
+        }
+        if !out.is_empty() {
+            seen.bytes += out.len() as u64;
+            if wr.write_all(&out).await.is_err() {
+                fail("a connection broke");
+            }
+            out.clear();
+        }
+        if seen.delivered >= expected && acked >= messages {
+            break;
+        }
+        let n = rd.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            fail(&format!("{name}: the server closed the connection"));
+        }
+        seen.bytes += n as u64;
+        d.push(&buf[..n]);
+        while let Some(frame) = d.next_frame() {
+            match frame {
+                Ok(ServerFrame::Event(Event::Stored(StoredEvent::Message {
+                    seq,
+                    from,
+                    text,
+                    ..
+                }))) => {
+                    seen.delivered += 1;
+                    match last_seq {
+                        Some(l) if seq <= l => seen.duplicated += 1,
+                        Some(l) if seq != l + 1 => seen.reordered += 1,
+                        _ => {}
+                    }
+                    last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
+                    *per_sender.entry(from).or_default() += 1;
+                    if from.as_str() != name
+                        && let Ok(sent_at) = text.as_str()[..20.min(text.len())].parse::<u64>()
+                    {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        seen.latencies.push(now.saturating_sub(sent_at));
+                    }
+                }
+                Ok(ServerFrame::Ok { reply: OkReply::Send { .. }, .. }) => acked += 1,
+                Ok(ServerFrame::Err { failure, .. }) => fail(&format!("{name}: {}", failure.code)),
+                Ok(ServerFrame::Event(Event::Bye(f))) => fail(&format!("{name}: BYE {}", f.code)),
+                Ok(_) => {}
+                Err(e) => fail(&format!("bad frame: {e}")),
+            }
+        }
+    }
+    for count in per_sender.values() {
+        if *count < messages as u64 {
+            seen.lost += messages as u64 - count;
+        }
+    }
+    seen.lost += (members - per_sender.len().min(members)) as u64 * messages as u64;
+    seen
+}
+
+fn main() {
+    let a = args();
+    let (owned, addr) = match &a.server {
+        Some(addr) => (None, addr.clone()),
+        None => {
+            let (o, addr) = start_server(a.pin);
+            (Some(o), addr)
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let epoch = Instant::now();
+    let (seen, elapsed) = rt.block_on(async {
+        // Set up: every member registers and joins its group (member 0 creates it).
+        let mut conns = Vec::new();
+        let run = format!("{:x}", std::process::id());
+        for g in 0..a.groups {
+            let group: baatkaro_proto::GroupName =
+                format!("load{run}-{g}").parse().unwrap_or_else(|_| fail("bad group name"));
+            for i in 0..a.members {
+                let name = format!("l{run}-{g}-{i}");
+                let mut s = TcpStream::connect(&addr)
+                    .await
+                    .unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
+                let _ = s.set_nodelay(true);
+                let mut d = ServerFrameDecoder::new(1 << 24);
+                let mut hello = req(
+                    "h",
+                    Command::Hello {
+                        versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
+                        client: None,
+                    },
+                );
+                let user = name.parse().unwrap_or_else(|_| fail("bad user name"));
+                hello.extend(req(
+                    "r",
+                    Command::Register {
+                        user,
+                        password: Password::new("load").unwrap_or_else(|_| fail("pw")),
+                    },
+                ));
+                let step = if i == 0 {
+                    req("g", Command::Create { group, rule: Some(JoinRule::Open) })
+                } else {
+                    req("g", Command::Join { group, reason: None })
+                };
+                hello.extend(step);
+                if s.write_all(&hello).await.is_err() {
+                    fail("setup write failed");
+                }
+                until_reply(&mut s, &mut d, "g").await;
+                conns.push((s, d, name, group));
+            }
+        }
+        let start = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|(s, d, name, group)| {
+                tokio::spawn(member(
+                    s,
+                    d,
+                    name,
+                    group,
+                    a.members,
+                    (a.messages, a.window, a.size),
+                    epoch,
+                ))
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
+        }
+        (all, start.elapsed())
+    });
+    let secs = elapsed.as_secs_f64();
+    let delivered: u64 = seen.iter().map(|s| s.delivered).sum();
+    let lost: u64 = seen.iter().map(|s| s.lost).sum();
+    let duplicated: u64 = seen.iter().map(|s| s.duplicated).sum();
+    let reordered: u64 = seen.iter().map(|s| s.reordered).sum();
+    let bytes: u64 = seen.iter().map(|s| s.bytes).sum();
+    let sent = (a.groups * a.members * a.messages) as f64;
+    let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|e| fail(&e.to_string()));
+    for s in &seen {
+        for l in &s.latencies {
+            let _ = hist.record(*l);
+        }
+    }
+    let server = owned.as_ref().and_then(|o| usage_of(o.child.id()));
+    let (cpu, rss) = server.map_or((None, None), |(c, r)| (Some(c), Some(r)));
+    let q = |p: f64| hist.value_at_quantile(p);
+    if a.json {
+        println!(
+            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
+            delivered as f64 / secs,
+            sent / secs,
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            hist.max(),
+            cpu.map_or("null".into(), |c| format!("{c:.2}")),
+            rss.map_or("null".into(), |r| r.to_string()),
+        );
+    } else {
+        println!(
+            "groups {} x members {}, {} messages of {} B each, window {}",
+            a.groups, a.members, a.messages, a.size, a.window
+        );
+        println!("deliveries  {delivered} in {secs:.2} s = {:.0}/s", delivered as f64 / secs);
+        println!("sent        {sent:.0} = {:.0}/s", sent / secs);
+        println!(
+            "latency     p50 {} us, p99 {} us, p99.9 {} us, max {} us",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            hist.max()
+        );
+        println!("wire        {:.1} MB", bytes as f64 / 1e6);
+        if let (Some(c), Some(r)) = (cpu, rss) {
+            println!("server      {c:.2} s CPU, peak RSS {} MiB", r >> 20);
+        }
+        println!("checks      lost {lost}, duplicated {duplicated}, reordered {reordered}");
+    }
+    if let Some(mut o) = owned {
+        let _ = o.child.kill();
+        let _ = o.child.wait();
+    }
+    if lost + duplicated + reordered > 0 {
+        std::process::exit(1);
+    }
+}
