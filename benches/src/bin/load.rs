@@ -136,6 +136,8 @@ fn start_server(pin: bool) -> (Owned, String) {
             return (Owned { child, _dir: dir }, addr);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     fail("the server did not start")
 }
 
