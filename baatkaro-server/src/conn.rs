@@ -73,6 +73,10 @@ impl Conn {
     }
 }
 
+/// The read buffer of a connection, at first and at most.
+const READ_MIN: usize = 16 * 1024;
+const READ_MAX: usize = 256 * 1024;
+
 /// How long a closing connection's last frames may take to leave.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -124,8 +128,9 @@ async fn read_loop(
     budget: FrameBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Large enough that a file chunk arrives in a few reads, not dozens.
-    let mut buf = vec![0u8; 256 * 1024];
+    // Small for the many quiet connections; it doubles (up to READ_MAX) while reads
+    // fill it, so that a file upload arrives in a few reads, not dozens.
+    let mut buf = vec![0u8; READ_MIN];
     let mut frames = RateBudget::new(budget.burst, clock::now());
     let mut shutting_down = false;
     loop {
@@ -167,7 +172,12 @@ async fn read_loop(
         tokio::select! {
             read = rd.read(&mut buf), if wants_input => match read {
                 Ok(0) | Err(_) => return,
-                Ok(n) => conn.lock().session.handle_input(&buf[..n], clock::now()),
+                Ok(n) => {
+                    conn.lock().session.handle_input(&buf[..n], clock::now());
+                    if n == buf.len() && buf.len() < READ_MAX {
+                        buf.resize(buf.len() * 2, 0);
+                    }
+                }
             },
             () = conn.reader.notified() => {}
             () = sleep => conn.lock().session.handle_timeout(clock::now()),
