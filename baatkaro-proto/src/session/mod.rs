@@ -433,10 +433,10 @@ impl Session {
     fn flush(&mut self) {
         while let Some(head) = self.pending.front_mut() {
             let items = head.items.split();
-            self.held -= items.len();
+            self.held = self.held.saturating_sub(items.len());
             self.out.extend_from_slice(&items);
             let Some(done) = head.done.take() else { break };
-            self.held -= done.len() + head.trailer.len();
+            self.held = self.held.saturating_sub(done.len() + head.trailer.len());
             self.out.extend_from_slice(&done);
             self.out.extend_from_slice(&head.trailer);
             let after = head.after;

@@ -425,7 +425,9 @@ impl Hub {
         match done {
             DiskDone::Chunk { req: (conn, id), file, offset, len, result } => {
                 let Some(u) = self.files.uploads.get_mut(&file) else { return };
-                u.writing -= 1;
+                // Saturating: a reload after a failed commit starts the count afresh
+                // while chunks of before may still be finishing.
+                u.writing = u.writing.saturating_sub(1);
                 match result {
                     Ok(()) => {
                         u.rec.ranges.insert(offset, len);

@@ -265,7 +265,7 @@ async fn member(
                     last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
                     *per_sender.entry(from).or_default() += 1;
                     if from.as_str() != name
-                        && let Ok(sent_at) = text.as_str()[..20.min(text.len())].parse::<u64>()
+                        && let Some(Ok(sent_at)) = text.as_str().get(..20).map(str::parse::<u64>)
                     {
                         let now = epoch.elapsed().as_micros() as u64;
                         seen.latencies.push(now.saturating_sub(sent_at));
