@@ -74,7 +74,7 @@ impl Conn {
 }
 
 /// The read buffer of a connection, at first and at most.
-const READ_MIN: usize = 16 * 1024;
+const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
 /// How long a closing connection's last frames may take to leave.
@@ -128,7 +128,7 @@ async fn read_loop(
     budget: FrameBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Small for the many quiet connections; it doubles (up to READ_MAX) while reads
+    // Small for the many quiet connections (a line is at most 1 KiB); it doubles (up to READ_MAX) while reads
     // fill it, so that a file upload arrives in a few reads, not dozens.
     let mut buf = vec![0u8; READ_MIN];
     let mut frames = RateBudget::new(budget.burst, clock::now());

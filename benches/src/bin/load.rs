@@ -40,12 +40,14 @@ struct Args {
     window: usize,
     json: bool,
     pin: bool,
+    /// `--connections K --idle`: only open K logged-in idle connections.
+    idle: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: baatkaro-load [--server ADDR] [--groups G] [--members N] [--size BYTES] \
-         [--messages M] [--window W] [--json] [--pin]"
+         [--messages M] [--window W] [--json] [--pin] | [--connections K --idle]"
     );
     std::process::exit(2)
 }
@@ -60,7 +62,9 @@ fn args() -> Args {
         window: 64,
         json: false,
         pin: false,
+        idle: None,
     };
+    let (mut connections, mut idle) = (None, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut num = || {
@@ -78,8 +82,15 @@ fn args() -> Args {
             "--server" => a.server = Some(it.next().unwrap_or_else(|| usage())),
             "--json" => a.json = true,
             "--pin" => a.pin = true,
+            "--connections" => connections = Some(num()),
+            "--idle" => idle = true,
             _ => usage(),
         }
+    }
+    match (connections, idle) {
+        (Some(k), true) => a.idle = Some(k),
+        (None, false) => {}
+        _ => usage(),
     }
     a
 }
@@ -288,6 +299,70 @@ async fn member(
     seen
 }
 
+/// Opens `k` logged-in connections that then say nothing, and reports the
+/// server's memory per connection.
+fn idle_run(rt: &tokio::runtime::Runtime, addr: &str, k: usize, owned: Option<Owned>, json: bool) {
+    let pid = owned.as_ref().map(|o| o.child.id());
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+        let kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?;
+        kb.parse::<u64>().ok().map(|kb| kb * 1024)
+    };
+    let before = rss();
+    let run = format!("{:x}", std::process::id());
+    let conns = rt.block_on(async {
+        let mut conns = Vec::with_capacity(k);
+        for i in 0..k {
+            let mut s =
+                TcpStream::connect(addr).await.unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
+            let mut d = ServerFrameDecoder::new(1 << 20);
+            let mut hello = req(
+                "h",
+                Command::Hello {
+                    versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
+                    client: None,
+                },
+            );
+            let user = format!("i{run}-{i}").parse().unwrap_or_else(|_| fail("bad user name"));
+            hello.extend(req(
+                "r",
+                Command::Register {
+                    user,
+                    password: Password::new("load").unwrap_or_else(|_| fail("pw")),
+                },
+            ));
+            if s.write_all(&hello).await.is_err() {
+                fail("setup write failed");
+            }
+            until_reply(&mut s, &mut d, "r").await;
+            conns.push(s);
+        }
+        conns
+    });
+    let after = rss();
+    let per = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) / k as u64),
+        _ => None,
+    };
+    if json {
+        println!(
+            "{{\"connections\":{k},\"server_rss_bytes\":{},\"rss_per_connection_bytes\":{}}}",
+            after.map_or("null".into(), |r| r.to_string()),
+            per.map_or("null".into(), |p| p.to_string())
+        );
+    } else {
+        println!("{k} idle logged-in connections");
+        if let (Some(a), Some(p)) = (after, per) {
+            println!("server RSS {} MiB, {p} bytes per connection", a >> 20);
+        }
+    }
+    drop(conns);
+    if let Some(mut o) = owned {
+        let _ = o.child.kill();
+        let _ = o.child.wait();
+    }
+}
+
 fn main() {
     let a = args();
     let (owned, addr) = match &a.server {
@@ -301,6 +376,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(&e.to_string()));
+    if let Some(k) = a.idle {
+        return idle_run(&rt, &addr, k, owned, a.json);
+    }
     let epoch = Instant::now();
     let (seen, elapsed) = rt.block_on(async {
         // Set up: every member registers and joins its group (member 0 creates it).
