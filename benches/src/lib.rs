@@ -65,3 +65,56 @@ fn tag(s: &str) -> Tag {
 fn name(s: &str) -> baatkaro_proto::GroupName {
     s.parse().unwrap_or_else(|e| unreachable!("fixture name is valid: {e}"))
 }
+
+/// Starts a `baatkaro-server` binary with these arguments (and `--listen
+/// 127.0.0.1:0`), pinned to core 0 with `taskset` if asked, and returns it with the
+/// address it says it listens on. Its log is drained in the background so that it
+/// never blocks on a full pipe.
+pub fn spawn_server(
+    bin: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+    pin: bool,
+) -> Result<(std::process::Child, String), String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot start {}: {e} (build it: cargo build --release -p baatkaro-server)",
+            bin.display()
+        )
+    })?;
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the server has no standard error".into());
+    };
+    let mut stderr = BufReader::new(stderr);
+    let mut line = String::new();
+    // Bounded: the server logs a few lines before it listens, or exits.
+    for _ in 0..50 {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(at) = line.find("listening on ") {
+            let addr = line[at + "listening on ".len()..].trim().to_string();
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return Ok((child, addr));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err("the server did not start".into())
+}

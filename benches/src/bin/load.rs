@@ -18,8 +18,7 @@
 //! server, which must allow the accounts it registers (`--insecure-test-hash`,
 //! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
 use baatkaro_proto::{
@@ -104,52 +103,32 @@ struct Owned {
 fn start_server(pin: bool) -> (Owned, String) {
     let bin = std::env::current_exe().unwrap_or_default().with_file_name("baatkaro-server");
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail(&e.to_string()));
-    let mut cmd = if pin {
-        let mut c = Process::new("taskset");
-        c.args(["-c", "0"]).arg(&bin);
-        c
-    } else {
-        Process::new(&bin)
-    };
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
+    let data = dir.path().join("data");
+    let mut args: Vec<&std::ffi::OsStr> = [
         "--insecure-test-hash",
         "--log",
         "warn,baatkaro_server::server=info",
-    ])
-    .args([
         "--logins-per-minute",
         "1000000",
         "--max-per-address",
         "100000",
         "--max-connections",
         "100000",
-    ])
-    .args(["--limit-rate", "1000000", "--limit-burst", "1000000", "--limit-queue", "67108864"])
-    .arg("--data-dir")
-    .arg(dir.path().join("data"))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child =
-        cmd.spawn().unwrap_or_else(|e| fail(&format!("cannot start {}: {e}", bin.display())));
-    let mut stderr = BufReader::new(child.stderr.take().unwrap_or_else(|| fail("no stderr")));
-    let mut line = String::new();
-    for _ in 0..50 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        if let Some(at) = line.find("listening on ") {
-            let addr = line[at + 13..].trim().to_string();
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (Owned { child, _dir: dir }, addr);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    fail("the server did not start")
+        "--limit-rate",
+        "1000000",
+        "--limit-burst",
+        "1000000",
+        "--limit-queue",
+        "67108864",
+        "--data-dir",
+    ]
+    .iter()
+    .map(std::ffi::OsStr::new)
+    .collect();
+    args.push(data.as_os_str());
+    let (child, addr) =
+        baatkaro_benches::spawn_server(&bin, &args, pin).unwrap_or_else(|e| fail(&e));
+    (Owned { child, _dir: dir }, addr)
 }
 
 fn fail(why: &str) -> ! {

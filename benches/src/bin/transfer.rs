@@ -7,9 +7,8 @@
 //! taskset -c 1 target/release/baatkaro-transfer --size-mib 1024 --pin   # server on core 0
 //! ```
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baatkaro_cli::Client;
@@ -65,46 +64,6 @@ fn ok<T>(r: Result<T, baatkaro_cli::ClientError>) -> T {
     })
 }
 
-fn start_server(bin: &Path, data: &Path, pin: bool) -> (Child, String) {
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
-    let mut child = cmd
-        .args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            eprintln!(
-                "cannot start {}: {e} (build it: cargo build --release -p baatkaro-server)",
-                bin.display()
-            );
-            std::process::exit(1)
-        });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap_or_else(|| std::process::exit(1)));
-    let mut line = String::new();
-    for _ in 0..50 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        if let Some(at) = line.find("listening on ") {
-            let addr = line[at + 13..].trim().to_string();
-            // Keep draining its log so that it never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, addr);
-        }
-    }
-    eprintln!("the server did not start");
-    std::process::exit(1)
-}
-
 fn main() {
     let mut size_mib = 1024u64;
     let mut server_bin: Option<PathBuf> = None;
@@ -134,7 +93,14 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1)
     });
-    let (mut server, addr) = start_server(&server_bin, &dir.path().join("data"), pin);
+    let data = dir.path().join("data");
+    let args: [&std::ffi::OsStr; 3] =
+        ["--insecure-test-hash".as_ref(), "--data-dir".as_ref(), data.as_os_str()];
+    let (mut server, addr) = baatkaro_benches::spawn_server(&server_bin, &args, pin)
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(1)
+        });
     let pid = server.id();
     // The server's memory, sampled while the transfers run.
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
