@@ -1,11 +1,13 @@
 //! `baatkaro-load`: measures message throughput of a BaatKaro server, and checks it.
 //!
 //! Every member is one TCP connection speaking the protocol through
-//! `baatkaro-proto`'s codec. In saturation mode each member keeps up to `--window`
-//! SENDs in flight and sends `--messages` in all; every member must then have
-//! received every message of its group exactly once, in sequence order, without a
-//! gap, or the run fails (exit 1). Latency is measured from each message's send to
-//! its delivery to each other member.
+//! `baatkaro-proto`'s codec, and sends `--messages` in all. In saturation mode each
+//! member keeps up to `--window` SENDs in flight; in open-loop mode (`--rate R`) the
+//! members send R messages per second in all on a fixed schedule, and latency counts
+//! from each message's intended send time (no coordinated omission). Either way every
+//! member must have received every message of its group exactly once, in sequence
+//! order, without a gap, or the run fails (exit 1). `--connections K --idle` instead
+//! opens K logged-in idle connections and reports the server's memory per connection.
 //!
 //! ```sh
 //! cargo build --release -p baatkaro-server -p baatkaro-benches
@@ -41,12 +43,14 @@ struct Args {
     pin: bool,
     /// `--connections K --idle`: only open K logged-in idle connections.
     idle: Option<usize>,
+    /// `--rate R`: open loop, R messages per second in all.
+    rate: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: baatkaro-load [--server ADDR] [--groups G] [--members N] [--size BYTES] \
-         [--messages M] [--window W] [--json] [--pin] | [--connections K --idle]"
+         [--messages M] [--window W | --rate R] [--json] [--pin] | [--connections K --idle]"
     );
     std::process::exit(2)
 }
@@ -62,6 +66,7 @@ fn args() -> Args {
         json: false,
         pin: false,
         idle: None,
+        rate: None,
     };
     let (mut connections, mut idle) = (None, false);
     let mut it = std::env::args().skip(1);
@@ -83,6 +88,7 @@ fn args() -> Args {
             "--pin" => a.pin = true,
             "--connections" => connections = Some(num()),
             "--idle" => idle = true,
+            "--rate" => a.rate = Some(num()),
             _ => usage(),
         }
     }
@@ -191,16 +197,40 @@ struct Seen {
     latencies: Vec<u64>,
 }
 
+/// When a member sends in open-loop mode: every `period` from `first`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    first: Instant,
+    period: std::time::Duration,
+}
+
+impl Schedule {
+    /// When message `k` is meant to go.
+    fn at(&self, k: usize) -> Instant {
+        self.first + self.period.mul_f64(k as f64)
+    }
+}
+
+/// What every member does: the run's shape.
+#[derive(Clone, Copy)]
+struct Plan {
+    members: usize,
+    messages: usize,
+    window: usize,
+    size: usize,
+    /// Time stamps in texts count from here.
+    epoch: Instant,
+}
+
 async fn member(
     mut s: TcpStream,
     mut d: ServerFrameDecoder,
     name: String,
     group: baatkaro_proto::GroupName,
-    members: usize,
-    a: (usize, usize, usize),
-    epoch: Instant,
+    plan: Plan,
+    schedule: Option<Schedule>,
 ) -> Seen {
-    let (messages, window, size) = a;
+    let Plan { members, messages, window, size, epoch } = plan;
     let (mut rd, mut wr) = s.split();
     let expected = (members * messages) as u64;
     let mut seen = Seen::default();
@@ -213,9 +243,21 @@ async fn member(
     let conv = Conversation::Group(group);
     let tag = Tag::new("s").unwrap_or_else(|_| fail("bad tag"));
     loop {
-        while sent < messages && sent - acked < window {
-            // The text starts with the send time, so receivers can measure latency.
-            let stamp = format!("{:020}", epoch.elapsed().as_micros());
+        loop {
+            // Saturation: up to `window` in flight. Open loop: every message whose
+            // time has come, whatever is in flight.
+            let due = match schedule {
+                None => sent - acked < window,
+                Some(sch) => sch.at(sent) <= Instant::now(),
+            };
+            if sent >= messages || !due {
+                break;
+            }
+            // The text starts with the time the message was meant to go (open loop)
+            // or went (saturation): latency counts from there, so a server that
+            // stalls cannot hide it by delaying the sends (no coordinated omission).
+            let meant = schedule.map_or_else(Instant::now, |sch| sch.at(sent));
+            let stamp = format!("{:020}", meant.saturating_duration_since(epoch).as_micros());
             let body = format!("{stamp}{}", "x".repeat(size.saturating_sub(stamp.len())));
             let text = Text::new(&body).unwrap_or_else(|_| fail("bad text"));
             let key = IdemKey::new(&format!("{name}-{sent}")).unwrap_or_else(|_| fail("bad key"));
@@ -232,7 +274,16 @@ async fn member(
         if seen.delivered >= expected && acked >= messages {
             break;
         }
-        let n = rd.read(&mut buf).await.unwrap_or(0);
+        let next = schedule.filter(|_| sent < messages).map(|sch| sch.at(sent));
+        let n = tokio::select! {
+            n = rd.read(&mut buf) => n.unwrap_or(0),
+            () = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => continue,
+        };
         if n == 0 {
             fail(&format!("{name}: the server closed the connection"));
         }
@@ -402,18 +453,24 @@ fn main() {
             }
         }
         let start = Instant::now();
+        let everyone = conns.len();
         let tasks: Vec<_> = conns
             .into_iter()
-            .map(|(s, d, name, group)| {
-                tokio::spawn(member(
-                    s,
-                    d,
-                    name,
-                    group,
-                    a.members,
-                    (a.messages, a.window, a.size),
+            .enumerate()
+            .map(|(i, (s, d, name, group))| {
+                // Open loop: the aggregate rate, members evenly staggered.
+                let schedule = a.rate.map(|rate| {
+                    let period = std::time::Duration::from_secs_f64(everyone as f64 / rate as f64);
+                    Schedule { first: start + period.mul_f64(i as f64 / everyone as f64), period }
+                });
+                let plan = Plan {
+                    members: a.members,
+                    messages: a.messages,
+                    window: a.window,
+                    size: a.size,
                     epoch,
-                ))
+                };
+                tokio::spawn(member(s, d, name, group, plan, schedule))
             })
             .collect();
         let mut all = Vec::new();
@@ -452,8 +509,15 @@ fn main() {
         );
     } else {
         println!(
-            "groups {} x members {}, {} messages of {} B each, window {}",
-            a.groups, a.members, a.messages, a.size, a.window
+            "groups {} x members {}, {} messages of {} B each, {}",
+            a.groups,
+            a.members,
+            a.messages,
+            a.size,
+            match a.rate {
+                Some(r) => format!("open loop at {r} messages/s in all"),
+                None => format!("saturation with {} in flight per member", a.window),
+            }
         );
         println!("deliveries  {delivered} in {secs:.2} s = {:.0}/s", delivered as f64 / secs);
         println!("sent        {sent:.0} = {:.0}/s", sent / secs);
