@@ -4,8 +4,9 @@
 use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, Op};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Command, DoneVerb, ErrorCode, Failure, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
-    ListVerb, Membership, Millis, OkReply, Presence, Role, Text, UserName,
+    Command, DoneVerb, Encode, ErrorCode, Event, Failure, GroupName, InviteOutcome, Item,
+    JoinOutcome, JoinRule, ListVerb, Membership, Millis, OkReply, Presence, Role, ServerFrame,
+    Text, UserName,
 };
 
 use super::{GroupRec, Hub};
@@ -153,14 +154,15 @@ impl Hub {
                 0
             };
             if let Some(e) = event.to_wire(name, seq, now) {
-                if let baatkaro_proto::Event::Stored(stored) = &e {
-                    self.write(Write::Event(EventRecord {
-                        conv: ConvKey::Group(gid),
-                        event: stored.clone(),
-                    }));
+                // Encoded once: the same bytes are stored and fanned out.
+                let e = ServerFrame::Event(e);
+                let frame = e.to_bytes();
+                if let ServerFrame::Event(Event::Stored(stored)) = &e {
+                    let record = EventRecord::new(ConvKey::Group(gid), stored, frame.clone());
+                    self.write(Write::Event(record));
                 }
                 let to: Vec<UserName> = rec.group.recipients(event.recipients()).collect();
-                wire.push((e, to));
+                wire.push((frame, to));
             }
             if let Some(user) = super::related_user(event)
                 && let Some(u) = self.users.get_mut(&user)
@@ -172,8 +174,8 @@ impl Hub {
             Some(reply) => self.reply(conn, id, Ok(reply)),
             None => self.reply(conn, id, fail(ErrorCode::Internal)),
         }
-        for (event, to) in wire {
-            self.event_to_users(event, to, Some((conn, id)));
+        for (frame, to) in wire {
+            self.frame_to_users(frame, to, Some((conn, id)));
         }
         if rec.group.is_deleted() {
             self.write(Write::GroupDeleted { id: gid });

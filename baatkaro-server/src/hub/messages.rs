@@ -2,8 +2,8 @@
 
 use baatkaro_proto::delivery::{KeyCheck, SentKey, fingerprint};
 use baatkaro_proto::{
-    Conversation, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
-    StoredEvent, Text, UserName,
+    Conversation, Encode, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
+    ServerFrame, StoredEvent, Text, UserName,
 };
 
 use super::groups::Req;
@@ -111,34 +111,40 @@ impl Hub {
                 rec.latest += 1;
                 let seq = rec.latest;
                 let members: Vec<UserName> = rec.group.members().map(|(m, _)| m).collect();
-                self.write(Write::Event(EventRecord { conv: key, event: make(to, seq) }));
-                self.event_to_users(Event::Stored(make(to, seq)), members, cause);
+                // Encoded once: the same bytes are stored and fanned out.
+                let event = make(to, seq);
+                let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
+                self.write(Write::Event(EventRecord::new(key, &event, frame.clone())));
+                self.frame_to_users(frame, members, cause);
                 seq
             }
             (Conversation::Direct(peer), ConvKey::Direct(_, second)) => {
                 let seq = self.direct.get(&key).copied().unwrap_or(0) + 1;
                 self.direct.insert(key, seq);
-                // Stored as the key's first user reads it; renamed for the other.
-                self.write(Write::Event(EventRecord {
-                    conv: key,
-                    event: make(Conversation::Direct(second), seq),
-                }));
                 for (me, them) in [(user, peer), (peer, user)] {
                     if let Some(u) = self.users.get_mut(&me) {
                         u.peers.insert(them);
                     }
                 }
-                self.event_to_users(
-                    Event::Stored(make(Conversation::Direct(peer), seq)),
-                    [user],
-                    cause,
-                );
-                if peer != user {
-                    self.event_to_users(
-                        Event::Stored(make(Conversation::Direct(user), seq)),
-                        [peer],
-                        cause,
-                    );
+                // Each side reads it named after the other; the key's first user's
+                // frame is the one stored.
+                let encode =
+                    |e: &StoredEvent| ServerFrame::Event(Event::Stored(e.clone())).to_bytes();
+                let mine = make(Conversation::Direct(peer), seq);
+                let my_frame = encode(&mine);
+                let theirs = (peer != user).then(|| {
+                    let e = make(Conversation::Direct(user), seq);
+                    let f = encode(&e);
+                    (e, f)
+                });
+                let stored = match &theirs {
+                    Some((e, f)) if user == second => (e.clone(), f.clone()),
+                    _ => (mine.clone(), my_frame.clone()),
+                };
+                self.write(Write::Event(EventRecord::new(key, &stored.0, stored.1)));
+                self.frame_to_users(my_frame, [user], cause);
+                if let Some((_, f)) = theirs {
+                    self.frame_to_users(f, [peer], cause);
                 }
                 seq
             }

@@ -418,23 +418,45 @@ impl Hub {
         self.open_outs.push(Out::List { conn, id, items, result });
     }
 
-    /// Queues an event for every session of `users`, encoded once.
+    /// Every session of these users.
+    fn sessions_of(&self, users: impl IntoIterator<Item = UserName>) -> Vec<ConnId> {
+        users
+            .into_iter()
+            .filter_map(|u| self.users.get(&u))
+            .flat_map(|u| u.sessions.iter().copied())
+            .collect()
+    }
+
+    /// Queues an event for every session of `users`, encoded once (and not at all
+    /// when none of them is online).
     fn event_to_users(
         &mut self,
         event: Event,
         users: impl IntoIterator<Item = UserName>,
         cause: Option<(ConnId, RequestId)>,
     ) {
-        let to: Vec<ConnId> = users
-            .into_iter()
-            .filter_map(|u| self.users.get(&u))
-            .flat_map(|u| u.sessions.iter().copied())
-            .collect();
+        let to = self.sessions_of(users);
         if !to.is_empty() {
-            let bytes = ServerFrame::Event(event).to_bytes();
-            self.open_bytes += bytes.len() as u64;
-            self.open_outs.push(Out::Frame { to, bytes, cause });
+            self.frame_to(to, ServerFrame::Event(event).to_bytes(), cause);
         }
+    }
+
+    /// Queues an encoded event for every session of `users`.
+    fn frame_to_users(
+        &mut self,
+        bytes: Bytes,
+        users: impl IntoIterator<Item = UserName>,
+        cause: Option<(ConnId, RequestId)>,
+    ) {
+        let to = self.sessions_of(users);
+        if !to.is_empty() {
+            self.frame_to(to, bytes, cause);
+        }
+    }
+
+    fn frame_to(&mut self, to: Vec<ConnId>, bytes: Bytes, cause: Option<(ConnId, RequestId)>) {
+        self.open_bytes += bytes.len() as u64;
+        self.open_outs.push(Out::Frame { to, bytes, cause });
     }
 
     /// Stages a write in the open batch.

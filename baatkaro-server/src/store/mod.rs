@@ -53,14 +53,26 @@ impl ConvKey {
     }
 }
 
-/// A stored conversation event: the event as a reader of `conv` sees it (for a
-/// private conversation, as the first user of the key sees it).
+/// A stored conversation event, as a reader of `conv` sees it (for a private
+/// conversation, as the first user of the key sees it): the very frame (`* MSG …`)
+/// that was fanned out, so that it is encoded once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
     /// Its conversation.
     pub conv: ConvKey,
-    /// The event, with its sequence number and time.
-    pub event: StoredEvent,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// When it was stored.
+    pub time: Millis,
+    /// The encoded event frame.
+    pub frame: bytes::Bytes,
+}
+
+impl EventRecord {
+    /// The record of an event whose frame is `frame`.
+    pub fn new(conv: ConvKey, event: &StoredEvent, frame: bytes::Bytes) -> Self {
+        EventRecord { conv, seq: event.seq(), time: event.time(), frame }
+    }
 }
 
 /// One thing to make durable. A batch of them commits atomically, in order.

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use baatkaro_proto::group::GroupId;
 use baatkaro_proto::{
-    Conversation, Encode, Event, GroupName, IdemKey, PAYLOAD_CEILING, ServerFrame, StoredEvent,
-    decode_one,
+    Conversation, Event, GroupName, IdemKey, PAYLOAD_CEILING, ServerFrame, StoredEvent, decode_one,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
@@ -176,10 +175,6 @@ fn hex(sha: &Sha256) -> String {
 
 fn file_name_of(bytes: Vec<u8>) -> Result<FileName, StoreError> {
     FileName::from_bytes(bytes.into()).map_err(|e| corrupt(format!("file name: {e}")))
-}
-
-fn frame_of(event: &StoredEvent) -> Vec<u8> {
-    ServerFrame::Event(Event::Stored(event.clone())).to_bytes().to_vec()
 }
 
 fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
@@ -361,15 +356,15 @@ impl Store for Sqlite {
                 }
                 Write::Event(record) => {
                     let conv = record.conv.to_db();
-                    let seq = record.event.seq() as i64;
+                    let seq = record.seq as i64;
                     tx.prepare_cached(
                         "INSERT INTO events (conv, seq, time, frame) VALUES (?, ?, ?, ?)",
                     )?
                     .execute(params![
                         conv,
                         seq,
-                        record.event.time() as i64,
-                        frame_of(&record.event)
+                        record.time as i64,
+                        &record.frame[..]
                     ])?;
                     if history > 0 && seq as u64 > history {
                         tx.prepare_cached("DELETE FROM events WHERE conv = ? AND seq <= ?")?
