@@ -28,6 +28,42 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     TestServer::start(config(dir.path())).await.stop().await;
 }
 
+/// A process spawned while a store closes holds a copy of its lock until it
+/// execs; reopening at that moment must still succeed (the CLI tests restart a
+/// server in a process that spawns clients all the time).
+#[test]
+fn a_store_reopens_at_once_while_the_process_spawns_children() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let spawners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // Bounded by the loop below setting `stop`, and by a count.
+                for _ in 0..100_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ = Process::new("true").output();
+                }
+            })
+        })
+        .collect();
+    let mut store = Some(Sqlite::open(dir.path()).unwrap());
+    for i in 0..100 {
+        drop(store.take());
+        match Sqlite::open(dir.path()) {
+            Ok(s) => store = Some(s),
+            Err(e) => panic!("reopen {i}: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in spawners {
+        s.join().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_database_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();

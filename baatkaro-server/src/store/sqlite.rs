@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use baatkaro_proto::group::GroupId;
 use baatkaro_proto::{
@@ -69,6 +70,31 @@ pub struct Sqlite {
     log_len: std::collections::HashMap<GroupId, i64>,
 }
 
+/// How long a held lock is retried before the directory counts as in use.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Takes the lock on `lock`, the lock file of `dir`.
+///
+/// A lock that was just let go can still look held for a moment: a process
+/// spawned by this one at that time holds a copy of the descriptor until it
+/// execs (measured: up to about 2 ms). So a held lock is retried briefly, and
+/// only a lock held longer than that means another server.
+fn take_lock(lock: &File, dir: &Path) -> Result<(), StoreError> {
+    let since = Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
 impl Sqlite {
     /// Opens (or creates) the store in `dir`, taking its lock, and migrates the
     /// schema forward.
@@ -86,13 +112,7 @@ impl Sqlite {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK_FILE))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(dir.to_path_buf()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
+        take_lock(&lock, dir)?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
         let mut store = Sqlite { conn, _lock: lock, log_len: Default::default() };

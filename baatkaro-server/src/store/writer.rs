@@ -100,7 +100,16 @@ impl Writer {
     }
 
     /// Lets the thread finish what it has and waits for it.
-    pub fn finish(mut self) {
+    pub fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Writer {
+    // Also when the hub unwinds: the store (and the data directory's lock) is
+    // closed before the server's `run` returns, so a restart in the same process
+    // finds the directory free.
+    fn drop(&mut self) {
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
