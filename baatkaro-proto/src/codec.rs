@@ -24,11 +24,23 @@ use crate::parse::{parse_number, sniff_tag};
 /// Lines up to this long are copied to the stack when their payload is split off.
 const SHORT_LINE: usize = 128;
 
+/// How many bytes the decoder keeps readable after a short line when it hands the
+/// line to [`Decode::decode_padded`].
+pub const LINE_PAD: usize = 64;
+
 /// A frame type that can be parsed from one complete frame.
 pub trait Decode: Sized {
     /// Parses one frame, given its line (without payload marker and CRLF) and its
     /// payload, if the line declared one.
     fn decode_frame(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError>;
+
+    /// The same, for a line that is the first `len` bytes of `buf`, where `buf` may
+    /// hold more bytes after it (the decoder leaves [`LINE_PAD`] of them): a
+    /// decoder may read those to copy whole words, but the frame depends only on
+    /// the line. `len` is at most `buf.len()`.
+    fn decode_padded(buf: &[u8], len: usize, payload: Option<Bytes>) -> Result<Self, DecodeError> {
+        Self::decode_frame(&buf[..len.min(buf.len())], payload)
+    }
 }
 
 /// A frame type that can be written.
@@ -280,12 +292,18 @@ impl<F: Decode> Decoder<F> {
         if content <= SHORT_LINE {
             // Copy a short line out so that only the payload is split off the buffer:
             // one reference-count update per frame instead of three.
-            let mut line = [0u8; SHORT_LINE];
-            line[..content].copy_from_slice(&self.buf[..content]);
+            let mut line = [0u8; SHORT_LINE + LINE_PAD];
+            match self.buf.get(..SHORT_LINE) {
+                // A fixed-size copy is a few vector moves; a copy of `content` bytes
+                // is a call to memcpy. The payload that follows usually makes up the
+                // difference.
+                Some(head) => line[..SHORT_LINE].copy_from_slice(head),
+                None => line[..content].copy_from_slice(&self.buf[..content]),
+            }
             self.buf.advance(start);
             let payload = self.buf.split_to(len).freeze();
             self.buf.advance(2);
-            return Some(F::decode_frame(&line[..content], Some(payload)));
+            return Some(F::decode_padded(&line, content, Some(payload)));
         }
         let frame = self.buf.split_to(total).freeze();
         let payload = frame.slice(start..start + len);
@@ -327,7 +345,7 @@ fn line_end(buf: &[u8], scanned: usize) -> LineEnd {
     let more_or_too_long = |at: usize| {
         if buf.len() >= LINE_MAX { LineEnd::TooLong } else { LineEnd::More(at) }
     };
-    let Some(at) = memchr::memchr2(b'\r', b'\n', window) else {
+    let Some(at) = find_cr_or_lf(window) else {
         return more_or_too_long(buf.len());
     };
     let pos = scanned + at;
@@ -353,18 +371,49 @@ fn line_end(buf: &[u8], scanned: usize) -> LineEnd {
     }
 }
 
+/// The first CR or LF in `bytes`.
+fn find_cr_or_lf(bytes: &[u8]) -> Option<usize> {
+    // Most lines are a few dozen bytes, where `memchr2`'s set-up costs more than the
+    // search: their start is scanned eight bytes at a time in a register instead,
+    // and only a longer line is left to `memchr2`.
+    const SHORT: usize = 64;
+    if bytes.len() > SHORT {
+        return find_cr_or_lf(&bytes[..SHORT])
+            .or_else(|| memchr::memchr2(b'\r', b'\n', &bytes[SHORT..]).map(|i| SHORT + i));
+    }
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `x` that is zero (exact for the lowest such byte,
+    // which is the one that is used).
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let hits = zeros(x ^ (ONES * u64::from(b'\r'))) | zeros(x ^ (ONES * u64::from(b'\n')));
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'\r' || b == b'\n').map(|i| at + i)
+}
+
 /// Splits a trailing ` {n}` off a line: returns the content length and the declared
 /// payload length. A line that ends in `}` but has no valid marker is an error.
 fn split_marker(line: &[u8]) -> Result<(usize, Option<u64>), ()> {
-    if line.last() != Some(&b'}') {
+    let Some((b'}', inner)) = line.split_last() else {
         return Ok((line.len(), None));
-    }
-    let open = memchr::memrchr(b'{', line).ok_or(())?;
-    if open == 0 || line[open - 1] != b' ' {
+    };
+    // Only digits may stand between the braces, so the `{` is found by stepping back
+    // over digits rather than by searching the whole line.
+    let digits = inner.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let open = inner.len() - digits;
+    if open < 2 || inner[open - 1] != b'{' || inner[open - 2] != b' ' {
         return Err(());
     }
-    let len = parse_number(&line[open + 1..line.len() - 1]).ok_or(())?;
-    Ok((open - 1, Some(len)))
+    let len = parse_number(&inner[open..]).ok_or(())?;
+    Ok((open - 2, Some(len)))
 }
 
 /// Decodes exactly one complete frame from `bytes` (a convenience for tests and tools).
@@ -380,4 +429,45 @@ pub fn decode_one<F: Decode>(bytes: &[u8], max_payload: u64) -> Result<F, Decode
         return Err(DecodeError::new(None, ErrorCode::Syntax, "bytes after the frame"));
     }
     Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time scan finds what `memchr2` finds, wherever the CR or
+        /// LF sits and whatever surrounds it (bytes with the high bit set included).
+        #[test]
+        fn find_cr_or_lf_agrees_with_memchr2(
+            bytes in proptest::collection::vec(
+                prop_oneof![8 => any::<u8>(), 1 => Just(b'\r'), 1 => Just(b'\n'),
+                            1 => Just(0x8d), 1 => Just(0x0c)],
+                0..160,
+            )
+        ) {
+            prop_assert_eq!(find_cr_or_lf(&bytes), memchr::memchr2(b'\r', b'\n', &bytes));
+        }
+
+        /// The backwards marker scan agrees with a plain reading of the rule.
+        #[test]
+        fn split_marker_agrees_with_the_rule(
+            line in prop_oneof!["[a-z {}0-9]{0,12}", "[a-z]{1,4} \\{[0-9]{0,21}\\}"]
+        ) {
+            let b = line.as_bytes();
+            let expected = match line.strip_suffix('}') {
+                None => Ok((b.len(), None)),
+                Some(inner) => match inner.rfind('{') {
+                    Some(open) if open > 0 && &inner[open - 1..open] == " " => {
+                        parse_number(&b[open + 1..inner.len()])
+                            .map(|n| (open - 1, Some(n)))
+                            .ok_or(())
+                    }
+                    _ => Err(()),
+                },
+            };
+            prop_assert_eq!(split_marker(b), expected);
+        }
+    }
 }

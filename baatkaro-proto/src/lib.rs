@@ -35,6 +35,7 @@ mod error;
 mod event;
 pub mod fuzzing;
 pub mod group;
+mod hot;
 mod limits;
 mod parse;
 mod reply;
@@ -43,7 +44,9 @@ pub mod transfer;
 pub mod types;
 mod wire;
 
-pub use codec::{Decode, Decoder, Encode, RequestDecoder, ServerFrameDecoder, decode_one};
+pub use codec::{
+    Decode, Decoder, Encode, LINE_PAD, RequestDecoder, ServerFrameDecoder, decode_one,
+};
 pub use command::{Command, Request, Verb};
 pub use error::{DecodeError, ErrorCode, ForbiddenChar, ValidationError};
 pub use event::{Event, Failure, StoredEvent};

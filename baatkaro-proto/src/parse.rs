@@ -140,15 +140,29 @@ pub(crate) fn number(i: &[u8]) -> PResult<'_, u64> {
 
 /// Parses canonical decimal digits (no sign, no leading zero) into a u64.
 pub(crate) fn parse_number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || (digits.len() > 1 && digits.first() == Some(&b'0')) {
+    // Up to 19 digits cannot overflow a u64, so they are summed without checks and
+    // without an early exit; only a 20th digit needs checked arithmetic.
+    const SAFE: usize = 19;
+    let n = digits.len();
+    if n == 0 || n > SAFE + 1 || (n > 1 && digits[0] == b'0') {
         return None;
     }
-    digits.iter().try_fold(0u64, |acc, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    let (head, last) = digits.split_at(n.min(SAFE));
+    let mut value = 0u64;
+    let mut all_digits = true;
+    for &d in head {
+        let digit = d.wrapping_sub(b'0');
+        all_digits &= digit < 10;
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+    }
+    if !all_digits {
+        return None;
+    }
+    match last.first() {
+        None => Some(value),
+        Some(&d) if d.is_ascii_digit() => value.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        Some(_) => None,
+    }
 }
 
 /// A `number` that must fit in a u32 and be at least `min`.
@@ -253,4 +267,44 @@ pub(crate) fn payload_as<T>(
 pub(crate) fn sniff_tag(line: &[u8]) -> Option<Tag> {
     let end = memchr::memchr(b' ', line).unwrap_or(line.len());
     Tag::from_bytes(line.get(..end)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `parse_number` must return: the standard parser's value for canonical
+    /// digits, and nothing for anything else.
+    fn reference(digits: &[u8]) -> Option<u64> {
+        let s = std::str::from_utf8(digits).ok()?;
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s.len() == 1 || !s.starts_with('0'));
+        if canonical { s.parse().ok() } else { None }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_number_agrees_with_the_standard_parser(
+            digits in prop_oneof![
+                "[0-9]{0,22}",
+                "[1-9][0-9]{18,19}",
+                "1844674407370955161[0-9]",
+                "[0-9+ a-]{0,6}",
+            ]
+        ) {
+            prop_assert_eq!(parse_number(digits.as_bytes()), reference(digits.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn parse_number_edges() {
+        assert_eq!(parse_number(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_number(b"18446744073709551616"), None);
+        assert_eq!(parse_number(b"99999999999999999999"), None);
+        assert_eq!(parse_number(b"0"), Some(0));
+        assert_eq!(parse_number(b"00"), None);
+        assert_eq!(parse_number(b"1234567890123456789x"), None);
+    }
 }

@@ -7,6 +7,7 @@ use nom::combinator::opt;
 use super::{Command, Request, Verb};
 use crate::codec::Decode;
 use crate::error::{DecodeError, ErrorCode};
+use crate::hot;
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, idem_key, keyword, none, number,
     number_u32, payload_as, required, sha256, software, tag, token, user_name,
@@ -16,6 +17,21 @@ use crate::types::{FileName, HistoryRange, JoinRule, Password, Text, Versions};
 impl Decode for Request {
     /// `request = tag SP verb args [payload-marker]`
     fn decode_frame(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError> {
+        Self::decode_padded(line, line.len(), payload)
+    }
+
+    fn decode_padded(buf: &[u8], len: usize, payload: Option<Bytes>) -> Result<Self, DecodeError> {
+        let mut payload = payload;
+        if let Some(fields) = hot::send(buf, len, &mut payload) {
+            return Ok(hot::send_request(fields));
+        }
+        Request::decode_general(&buf[..len.min(buf.len())], payload)
+    }
+}
+
+impl Request {
+    /// The rule-by-rule parser, which decides every frame the fast path declines.
+    pub(crate) fn decode_general(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError> {
         let (rest, tag) = match tag(line) {
             Ok(ok) => ok,
             Err(_) => {

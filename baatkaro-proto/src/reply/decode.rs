@@ -9,6 +9,7 @@ use crate::error::{DecodeError, ErrorCode};
 use crate::event::decode::failure;
 use crate::event::decode::join_request;
 use crate::event::{event, stored_event};
+use crate::hot;
 use crate::limits::Limits;
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, keyword, none, number, parse_number,
@@ -22,6 +23,21 @@ use crate::types::{
 impl Decode for ServerFrame {
     /// `server-frame = tag SP ("OK" SP ok-reply / "ERR" SP failure / item) / "*" SP event`
     fn decode_frame(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError> {
+        Self::decode_padded(line, line.len(), payload)
+    }
+
+    fn decode_padded(buf: &[u8], len: usize, payload: Option<Bytes>) -> Result<Self, DecodeError> {
+        let mut payload = payload;
+        if let Some(fields) = hot::msg_event(buf, len, &mut payload) {
+            return Ok(hot::msg_frame(fields));
+        }
+        ServerFrame::decode_general(&buf[..len.min(buf.len())], payload)
+    }
+}
+
+impl ServerFrame {
+    /// The rule-by-rule parser, which decides every frame the fast path declines.
+    pub(crate) fn decode_general(line: &[u8], payload: Option<Bytes>) -> Result<Self, DecodeError> {
         if let Some(rest) = line.strip_prefix(b"*") {
             return event(rest, payload)
                 .map(ServerFrame::Event)

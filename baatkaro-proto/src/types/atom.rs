@@ -4,18 +4,21 @@
 //! Names, tags and keys appear in every frame; keeping them inline makes decoding
 //! a frame allocation-free apart from its payload.
 
-/// Up to `N` ASCII bytes stored inline. Bytes past `len` are always zero, so the
-/// derived comparisons and hash see only the value.
+/// Up to `N` ASCII bytes stored inline, zero-padded. No value holds a zero byte
+/// (every alphabet excludes NUL), so the value ends at the first zero and the
+/// padding is the only length there is: the derived comparisons and hash see the
+/// value, and zero sorts before every byte, so the order is the strings' order.
 ///
-/// Aligned to 16 bytes, with the bytes first, so that every copy of a value moves
-/// whole aligned 16-byte lanes: a copy whose loads straddle the stores that wrote the
-/// value cannot be forwarded from the store buffer and stalls, which profiling showed
-/// to dominate decoding when the layout was packed.
+/// Aligned to 16 bytes, and with no field besides the bytes, so that every copy
+/// moves whole aligned 16-byte lanes and every lane is written whole when a value
+/// is decoded: a 16-byte load of a lane that was written by narrower stores cannot
+/// be forwarded from the store buffer and stalls, which profiling showed to be the
+/// most expensive step of decoding a frame (a length byte beside the lanes did
+/// exactly that).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(C, align(16))]
 pub(crate) struct Inline<const N: usize> {
     buf: [u8; N],
-    len: u8,
 }
 
 impl<const N: usize> Inline<N> {
@@ -23,34 +26,120 @@ impl<const N: usize> Inline<N> {
     pub(crate) fn copy_from(bytes: &[u8]) -> Self {
         let bytes = &bytes[..bytes.len().min(N)];
         let mut buf = [0u8; N];
-        // Each 16-byte lane is assembled in a register and stored whole. Copying the
-        // few bytes of a name with narrow stores would make every later 16-byte load
-        // of this value (each move of a frame) stall on store forwarding, which
-        // profiling showed to be the most expensive step of decoding a frame.
+        // Each 16-byte lane is assembled from at most two word loads rather than byte
+        // by byte. It is still stored as two 8-byte halves, so the first 16-byte move
+        // of the value stalls once; `copy_prefix` avoids even that where the decoder
+        // can offer it a window.
         let mut lanes = buf.chunks_exact_mut(16);
         for (lane, src) in (&mut lanes).zip(bytes.chunks(16)) {
-            let mut value = 0u128;
-            for (k, &b) in src.iter().enumerate() {
-                value |= u128::from(b) << (8 * k);
-            }
-            lane.copy_from_slice(&value.to_le_bytes());
+            lane.copy_from_slice(&lane_of(src).to_le_bytes());
         }
         let tail = lanes.into_remainder();
         let done = N - tail.len();
         for (dst, src) in tail.iter_mut().zip(bytes.iter().skip(done)) {
             *dst = *src;
         }
-        // N is at most 255 for every use (checked by the `atom!` macro's const assertion).
-        Inline { len: bytes.len() as u8, buf }
+        Inline { buf }
     }
 
+    /// Copies the first `len` bytes of `window`, which the caller has validated to
+    /// be ASCII and at most `N` long.
+    ///
+    /// When `window` holds at least `N` bytes (and `N` is whole lanes), each lane is
+    /// one 16-byte load, masked to `len`, and one 16-byte store: no byte of the value
+    /// is written narrowly, so the moves of the frame that follow never stall. The
+    /// decoder keeps a line in a buffer with room to spare so that this holds.
+    #[inline]
+    pub(crate) fn copy_prefix(window: &[u8], len: usize) -> Self {
+        if !N.is_multiple_of(16) || window.len() < N || len > N {
+            return Self::copy_from(&window[..len.min(window.len())]);
+        }
+        let mut buf = [0u8; N];
+        for (l, lane) in buf.chunks_exact_mut(16).enumerate() {
+            let src = &window[l * 16..l * 16 + 16];
+            let mask = &LANE_MASKS[len.saturating_sub(l * 16).min(16)];
+            // Written as a plain loop over a fixed 16 so that it compiles to one
+            // vector AND.
+            for i in 0..16 {
+                lane[i] = src[i] & mask[i];
+            }
+        }
+        Inline { buf }
+    }
+
+    /// The value's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
+        &self.buf[..self.len()]
+    }
+
+    /// The length: the offset of the first zero byte, found a word at a time.
+    fn len(&self) -> usize {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        let mut words = self.buf.chunks_exact(8);
+        let mut at = 0;
+        for word in &mut words {
+            let x = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            // The high bit of each zero byte (exact for the lowest one).
+            let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+            if zeros != 0 {
+                return at + (zeros.trailing_zeros() / 8) as usize;
+            }
+            at += 8;
+        }
+        at + words.remainder().iter().position(|&b| b == 0).unwrap_or(words.remainder().len())
     }
 
     pub(crate) fn as_str(&self) -> &str {
         // Validated ASCII on construction, so this never takes the fallback.
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// `LANE_MASKS[k]`: `k` bytes of 0xff, then zeros.
+static LANE_MASKS: [[u8; 16]; 17] = {
+    let mut table = [[0u8; 16]; 17];
+    let mut k = 0;
+    while k <= 16 {
+        let mut i = 0;
+        while i < k {
+            table[k][i] = 0xff;
+            i += 1;
+        }
+        k += 1;
+    }
+    table
+};
+
+/// Up to 16 bytes as a little-endian `u128`, zero above them, read with at most two
+/// (overlapping) loads instead of one per byte.
+#[inline]
+fn lane_of(src: &[u8]) -> u128 {
+    let n = src.len();
+    // Whole-word loads straight into registers: assembling a word in memory first
+    // would be a narrow store followed by a wide load, the stall this type avoids.
+    let u32_at = |at: usize| {
+        u128::from(u32::from_le_bytes([src[at], src[at + 1], src[at + 2], src[at + 3]]))
+    };
+    let u64_at = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&src[at..at + 8]);
+        u128::from(u64::from_le_bytes(w))
+    };
+    match n {
+        0 => 0,
+        1..=3 => {
+            let mut v = 0u128;
+            for (k, &b) in src.iter().enumerate() {
+                v |= u128::from(b) << (8 * k);
+            }
+            v
+        }
+        // Two overlapping words cover the lane: the second is shifted to where its
+        // bytes belong, and the bytes both hold are the same in each.
+        4..=7 => u32_at(0) | (u32_at(n - 4) << (8 * (n - 4))),
+        8..=15 => u64_at(0) | (u64_at(n - 8) << (8 * (n - 8))),
+        _ => u64_at(0) | (u64_at(8) << 64),
     }
 }
 
@@ -97,6 +186,21 @@ macro_rules! atom {
                 let check: fn(&[u8]) -> Result<(), $crate::ValidationError> = $check;
                 check(bytes)?;
                 Ok($name($crate::types::atom::Inline::copy_from(bytes)))
+            }
+
+            /// Validates and builds the value from the first `len` bytes of
+            /// `window` (at most its length), copying whole lanes of `window` when
+            /// it is long enough: how the decoder's fast path builds values.
+            #[inline]
+            #[allow(dead_code, reason = "only the types the fast paths decode use it")]
+            pub(crate) fn from_prefix(
+                window: &[u8],
+                len: usize,
+            ) -> Result<Self, $crate::ValidationError> {
+                let len = len.min(window.len());
+                let check: fn(&[u8]) -> Result<(), $crate::ValidationError> = $check;
+                check(&window[..len])?;
+                Ok($name($crate::types::atom::Inline::copy_prefix(window, len)))
             }
 
             /// Validates and builds the value from a string.
@@ -149,3 +253,35 @@ macro_rules! atom {
     };
 }
 pub(crate) use atom;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Both constructors keep the value exactly, at every length, whatever the
+        /// window holds past it; order and equality are the strings'.
+        #[test]
+        fn values_keep_their_bytes_and_order(
+            a in "[a-z0-9._-]{1,64}",
+            b in "[a-z0-9._-]{1,64}",
+            junk in proptest::collection::vec(1u8..=255, 64),
+        ) {
+            let window = [a.as_bytes(), &junk].concat();
+            let x = Inline::<64>::copy_prefix(&window, a.len());
+            prop_assert_eq!(x.as_bytes(), a.as_bytes());
+            prop_assert!(Inline::<64>::copy_from(a.as_bytes()) == x);
+            let y = Inline::<64>::copy_from(b.as_bytes());
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
+        }
+
+        /// The same for a size that is not whole lanes (feature names).
+        #[test]
+        fn odd_sizes_work_too(a in "[a-z0-9-]{1,24}") {
+            let x = Inline::<24>::copy_prefix(a.as_bytes(), a.len());
+            prop_assert_eq!(x.as_bytes(), a.as_bytes());
+        }
+    }
+}

@@ -87,6 +87,15 @@ impl Text {
         Ok(Text(bytes))
     }
 
+    /// Takes the payload as text if it is valid text, and leaves it in place if not.
+    #[inline]
+    pub(crate) fn take_valid(payload: &mut Option<Bytes>) -> Option<Self> {
+        match payload {
+            Some(b) if check_text("text", b, TEXT_MAX).is_ok() => payload.take().map(Text),
+            _ => None,
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -1,0 +1,292 @@
+//! Fast paths for the two frames that make up nearly all traffic: the `SEND`
+//! request (what a server decodes) and the `MSG` event (what a client decodes).
+//!
+//! The general parsers build a frame rule by rule through nom, which moves every
+//! partial result (a few hundred bytes of names and keys) through each step. These
+//! paths cut the line into its fields first, validate each field with the same
+//! constructor the general rule uses, and build the frame once.
+//!
+//! They only ever accept: each returns `None` unless the frame is valid and has
+//! exactly its common shape, and the caller then runs the general parser, which
+//! decides and words any error. So the grammar and the errors stay those of the
+//! rule functions, and a test checks that both paths agree on every input.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::command::{Command, Request};
+use crate::event::{Event, StoredEvent};
+use crate::parse::parse_number;
+use crate::reply::ServerFrame;
+use crate::types::{Conversation, GroupName, IdemKey, Tag, Text, UserName};
+
+/// The fields of a `SEND` request, as the fast path reads them.
+pub(crate) type SendFields = (Tag, Conversation, IdemKey, Text);
+
+/// The fields of a `MSG` event: conversation, seq, time, sender, text.
+pub(crate) type MsgFields = (Conversation, u64, u64, UserName, Text);
+
+/// `request = tag SP "SEND" SP conv SP idem-key payload-marker`: the line is the
+/// first `len` bytes of `buf` (without its marker). Takes the payload only when it
+/// returns the fields.
+///
+/// Returns fields rather than a [`Request`] so that the caller builds the frame
+/// straight into its own return value: a frame is a few hundred bytes, and moving
+/// a finished one from here to there is a call to memcpy. Values are built from
+/// `buf` past the line's end as well (see [`Decode::decode_padded`]).
+///
+/// [`Decode::decode_padded`]: crate::codec::Decode::decode_padded
+#[inline(always)]
+pub(crate) fn send(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Option<SendFields> {
+    let [tag, verb, to, key] = fields(buf.get(..len)?)?;
+    if &buf[verb.clone()] != b"SEND" {
+        return None;
+    }
+    let tag = Tag::from_prefix(&buf[tag.start..], tag.len()).ok()?;
+    let to = conv(buf, to)?;
+    let key = IdemKey::from_prefix(&buf[key.start..], key.len()).ok()?;
+    Some((tag, to, key, Text::take_valid(payload)?))
+}
+
+/// `"*" SP "MSG" SP conv SP seq SP millis SP user-name payload-marker`, the line
+/// being the first `len` bytes of `buf`. Takes the payload only when it returns
+/// the fields.
+#[inline(always)]
+pub(crate) fn msg_event(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Option<MsgFields> {
+    const PREFIX: &[u8] = b"* MSG ";
+    if !buf.get(..len)?.starts_with(PREFIX) {
+        return None;
+    }
+    let [to, seq, time, from] =
+        fields(&buf[PREFIX.len()..len])?.map(|r| PREFIX.len() + r.start..PREFIX.len() + r.end);
+    let to = conv(buf, to)?;
+    let (seq, time) = (parse_number(&buf[seq])?, parse_number(&buf[time])?);
+    let from = UserName::from_prefix(&buf[from.start..], from.len()).ok()?;
+    Some((to, seq, time, from, Text::take_valid(payload)?))
+}
+
+/// A `SEND` request from its fields.
+#[inline(always)]
+pub(crate) fn send_request((tag, to, key, text): SendFields) -> Request {
+    Request { tag, command: Command::Send { to, key, text } }
+}
+
+/// A `MSG` event frame from its fields.
+#[inline(always)]
+pub(crate) fn msg_frame((conv, seq, time, from, text): MsgFields) -> ServerFrame {
+    ServerFrame::Event(Event::Stored(StoredEvent::Message { conv, seq, time, from, text }))
+}
+
+/// `conv = "#" group-name / "@" user-name`, the field at `at` in `buf`.
+#[inline(always)]
+fn conv(buf: &[u8], at: Range<usize>) -> Option<Conversation> {
+    let name = &buf[at.start + 1..];
+    let len = at.len().checked_sub(1)?;
+    match buf[at.start] {
+        b'#' => GroupName::from_prefix(name, len).ok().map(Conversation::Group),
+        b'@' => UserName::from_prefix(name, len).ok().map(Conversation::Direct),
+        _ => None,
+    }
+}
+
+/// Where `line`'s `K` fields are, if it is exactly `K` non-empty fields separated
+/// by single spaces.
+fn fields<const K: usize>(line: &[u8]) -> Option<[Range<usize>; K]> {
+    let mut out = [const { 0..0 }; K];
+    let mut start = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let end = match line[start..].iter().position(|&b| b == b' ') {
+            Some(end) if i + 1 < K => start + end,
+            // The last field runs to the end of the line and holds no space.
+            None if i + 1 == K => line.len(),
+            _ => return None,
+        };
+        if end == start {
+            return None;
+        }
+        *slot = start..end;
+        start = end + 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Decode;
+    use proptest::prelude::*;
+
+    /// One field: mostly one of `valid`, sometimes a near miss or random bytes.
+    fn field(valid: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+        const NEAR: &[&str] = &[
+            "",
+            "#",
+            "@",
+            "#Bad",
+            "send",
+            "MSG",
+            "017",
+            "18446744073709551616",
+            "a b",
+            "*",
+            "k\u{7f}",
+            "#general",
+        ];
+        prop_oneof![
+            20 => proptest::sample::select(valid).prop_map(|s| s.as_bytes().to_vec()),
+            1 => proptest::sample::select(NEAR).prop_map(|s| s.as_bytes().to_vec()),
+            1 => Just(vec![b'a'; 33]),
+            1 => Just(vec![b'k'; 65]),
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+        ]
+    }
+
+    /// Lines near a shape: its fields, sometimes one more or one fewer, joined
+    /// mostly by single spaces.
+    fn near(shape: Vec<BoxedStrategy<Vec<u8>>>) -> impl Strategy<Value = Vec<u8>> {
+        let sep =
+            prop_oneof![30 => Just(b" ".to_vec()), 1 => Just(b"  ".to_vec()), 1 => Just(vec![])];
+        let extra = prop_oneof![4 => Just(None), 1 => Just(Some(b"x".to_vec()))];
+        let drop_last = prop_oneof![6 => Just(false), 1 => Just(true)];
+        (shape, proptest::collection::vec(sep, 8), extra, drop_last).prop_map(
+            |(mut fields, seps, extra, drop_last)| {
+                if drop_last {
+                    fields.pop();
+                }
+                fields.extend(extra);
+                let mut line = Vec::new();
+                for (i, f) in fields.iter().enumerate() {
+                    if i > 0 {
+                        line.extend_from_slice(&seps[i % seps.len()]);
+                    }
+                    line.extend_from_slice(f);
+                }
+                line
+            },
+        )
+    }
+
+    fn near_send() -> impl Strategy<Value = Vec<u8>> {
+        near(vec![
+            field(&["t1", "A.b-c_9", "x"]).boxed(),
+            field(&["SEND"]).boxed(),
+            field(&["#general", "@bob", "#a.b-c_1"]).boxed(),
+            field(&["k-1", "a:b.c_d-9", "K"]).boxed(),
+        ])
+    }
+
+    fn near_msg() -> impl Strategy<Value = Vec<u8>> {
+        near(vec![
+            field(&["*"]).boxed(),
+            field(&["MSG"]).boxed(),
+            field(&["#general", "@bob"]).boxed(),
+            field(&["1", "0", "18446744073709551615"]).boxed(),
+            field(&["1700000000000", "0"]).boxed(),
+            field(&["alice", "z.9"]).boxed(),
+        ])
+    }
+
+    fn payload() -> impl Strategy<Value = Option<Bytes>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Bytes::from_static(b"hello there"))),
+            Just(Some(Bytes::from_static("नमस्ते".as_bytes()))),
+            Just(Some(Bytes::from_static(b"bad\x07bell"))),
+            Just(Some(Bytes::from_static(b"\xff\xfe"))),
+            Just(Some(Bytes::new())),
+        ]
+    }
+
+    proptest! {
+        /// Whenever the fast path accepts, the general parser accepts too and
+        /// builds the same request; when it declines, the payload is untouched.
+        #[test]
+        fn send_agrees_with_the_general_parser(
+            line in near_send(),
+            p in payload(),
+            pad in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            // Whatever follows the line in the buffer changes nothing.
+            let buf = [&line[..], &pad].concat();
+            let mut fast_p = p.clone();
+            match send(&buf, line.len(), &mut fast_p).map(send_request) {
+                Some(fast) => {
+                    let general = Request::decode_general(&line, p);
+                    prop_assert_eq!(Ok(fast), general);
+                }
+                None => prop_assert_eq!(fast_p, p),
+            }
+        }
+
+        /// The same for `MSG` events.
+        #[test]
+        fn msg_event_agrees_with_the_general_parser(
+            line in near_msg(),
+            p in payload(),
+            pad in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let buf = [&line[..], &pad].concat();
+            let mut fast_p = p.clone();
+            match msg_event(&buf, line.len(), &mut fast_p).map(msg_frame) {
+                Some(fast) => {
+                    let general = ServerFrame::decode_general(&line, p);
+                    prop_assert_eq!(Ok(fast), general);
+                }
+                None => prop_assert_eq!(fast_p, p),
+            }
+        }
+    }
+
+    /// The generated lines exercise both outcomes often, so the agreement tests
+    /// above compare real acceptances and real refusals.
+    #[test]
+    fn the_generated_lines_are_both_taken_and_declined() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let (mut sends, mut msgs) = (0, 0);
+        for _ in 0..2000 {
+            let line = near_send().new_tree(&mut runner).unwrap().current();
+            sends += usize::from(
+                send(&line, line.len(), &mut Some(Bytes::from_static(b"hi"))).is_some(),
+            );
+            let line = near_msg().new_tree(&mut runner).unwrap().current();
+            msgs += usize::from(
+                msg_event(&line, line.len(), &mut Some(Bytes::from_static(b"hi"))).is_some(),
+            );
+        }
+        assert!((200..1800).contains(&sends), "{sends} of 2000 SEND lines taken");
+        assert!((200..1800).contains(&msgs), "{msgs} of 2000 MSG lines taken");
+    }
+
+    /// The fast paths do take the common frames (otherwise the tests above would
+    /// pass by never accepting).
+    #[test]
+    fn the_common_frames_take_the_fast_path() {
+        let mut p = Some(Bytes::from_static(b"hi"));
+        let (tag, ..) = send(b"t1 SEND #general k-1", 20, &mut p).expect("a plain SEND is taken");
+        assert_eq!(tag.as_str(), "t1");
+        assert!(p.is_none());
+        let mut p = Some(Bytes::from_static(b"hi"));
+        assert!(msg_event(b"* MSG @alice 3 1700000000000 bob", 32, &mut p).is_some());
+        assert!(send(b"t1 SEND #general k-1 extra", 26, &mut Some(Bytes::new())).is_none());
+        assert!(fields::<2>(b"a  b").is_none());
+        assert!(fields::<2>(b"a b ").is_none());
+        assert!(fields::<2>(b" a b").is_none());
+        assert_eq!(fields::<2>(b"a bc"), Some([0..1, 2..4]));
+        assert!(fields::<2>(b"a").is_none());
+        assert!(fields::<2>(b"a b c").is_none());
+        assert_eq!(fields::<3>(b"abcdefgh ij!\"#$%&' k"), Some([0..8, 9..18, 19..20]));
+    }
+
+    /// `decode_frame` and the general parser see the same results, fast path or not.
+    #[test]
+    fn decode_frame_uses_the_fast_path_transparently() {
+        let p = Some(Bytes::from_static(b"hi"));
+        assert_eq!(
+            Request::decode_frame(b"t1 SEND #general k-1", p.clone()),
+            Request::decode_general(b"t1 SEND #general k-1", p)
+        );
+    }
+}
