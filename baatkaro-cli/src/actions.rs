@@ -114,13 +114,26 @@ impl Action {
         })
     }
 
-    /// Runs the action and prints its result with `out`.
+    /// Whether the action may change which groups the user is in.
+    pub(crate) fn changes_groups(&self) -> bool {
+        matches!(
+            self,
+            Action::Create { .. }
+                | Action::Join { .. }
+                | Action::Accept { .. }
+                | Action::Leave { .. }
+                | Action::Delete { .. }
+        )
+    }
+
+    /// Runs the action and prints its result with `out`; returns the items of a
+    /// listing (for the chat to learn names from), none for other actions.
     pub(crate) async fn run(
         &self,
         client: &Client,
         p: Printer,
         out: &mut dyn FnMut(String),
-    ) -> Result<(), ClientError> {
+    ) -> Result<Vec<Item>, ClientError> {
         match self {
             Action::Send { to, text } => {
                 let (seq, time) = client.send(*to, text.clone()).await?;
@@ -138,6 +151,7 @@ impl Action {
                 }
                 let items: Vec<Item> = events.into_iter().map(Item::Stored).collect();
                 p.items(&items, out);
+                return Ok(items);
             }
             Action::Upload { to, path, name } => {
                 let name = match name {
@@ -193,15 +207,16 @@ impl Action {
                 });
             }
             other => {
-                let Some(command) = other.command() else { return Ok(()) };
+                let Some(command) = other.command() else { return Ok(Vec::new()) };
                 let (items, reply) = client.ok(command).await?;
                 p.items(&items, out);
                 if let Some(line) = confirmation(&reply, p) {
                     out(line);
                 }
+                return Ok(items);
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 

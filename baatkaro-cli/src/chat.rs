@@ -3,21 +3,24 @@
 //!
 //! The session remembers the newest sequence number it has shown of every
 //! conversation, so it shows each stored event once; when the connection drops it
-//! reconnects with backoff and fetches exactly what it missed.
+//! reconnects with backoff and fetches exactly what it missed. It also remembers
+//! the group and user names it has seen, for tab completion.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baatkaro_cli::{Client, ClientError, ClientEvent, show};
 use baatkaro_proto::{
     Conversation, Event, GroupName, Item, Membership, Password, Seq, StoredEvent, UserName,
 };
-use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::Fail;
 use crate::actions::Printer;
+use crate::complete::{self, Names};
+use crate::editor::{Above, Editor, Input};
 use crate::slash::{self, Typed};
 
 /// How to log in again after the connection drops.
@@ -29,17 +32,14 @@ pub(crate) struct Login {
 
 /// Where lines go: above the prompt, or plainly to standard output.
 enum Out {
-    Term(SharedWriter),
+    Term(Above),
     Plain,
 }
 
 impl Out {
     fn line(&mut self, line: &str) {
         match self {
-            // A write error means the terminal is gone; the session ends with it.
-            Out::Term(w) => {
-                let _ = writeln!(w, "{line}");
-            }
+            Out::Term(above) => above.line(line),
             Out::Plain => {
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "{line}");
@@ -51,7 +51,7 @@ impl Out {
 
 /// Where input comes from.
 enum In {
-    Term(Box<Readline>),
+    Term(Box<Editor>),
     Pipe(tokio::io::Lines<BufReader<tokio::io::Stdin>>),
 }
 
@@ -59,14 +59,9 @@ impl In {
     /// The next line, or `None` at the end of input.
     async fn line(&mut self) -> Option<String> {
         match self {
-            In::Term(rl) => match rl.readline().await {
-                Ok(ReadlineEvent::Line(line)) => {
-                    if !line.trim().is_empty() {
-                        rl.add_history_entry(line.clone());
-                    }
-                    Some(line)
-                }
-                Ok(ReadlineEvent::Eof | ReadlineEvent::Interrupted) | Err(_) => None,
+            In::Term(editor) => match editor.read_line().await {
+                Input::Line(line) => Some(line),
+                Input::Eof | Input::Interrupted => None,
             },
             In::Pipe(lines) => lines.next_line().await.ok().flatten(),
         }
@@ -82,9 +77,66 @@ struct Chat {
     seen: BTreeMap<Conversation, Seq>,
     unread: BTreeMap<GroupName, u64>,
     out: Out,
+    /// Shared with the prompt's completer.
+    names: Arc<Mutex<Names>>,
 }
 
 impl Chat {
+    /// Remembers names to complete.
+    fn learn(&self, groups: &[GroupName], users: &[UserName]) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names.groups.extend(groups.iter().map(|g| g.to_string()));
+        names.users.extend(users.iter().map(|u| u.to_string()));
+    }
+
+    /// Remembers the names in list items.
+    fn learn_items(&self, items: &[Item]) {
+        for item in items {
+            match item {
+                Item::Group { group, .. } => self.learn(&[*group], &[]),
+                Item::Request { group, user, .. } | Item::Member { group, user, .. } => {
+                    self.learn(&[*group], &[*user]);
+                }
+                Item::Online { user } => self.learn(&[], &[*user]),
+                Item::Stored(e) => self.learn_stored(e),
+                Item::Conversation { conv, .. } => self.learn_conv(*conv),
+                Item::Have { .. } | Item::Chunk { .. } => {}
+            }
+        }
+    }
+
+    fn learn_conv(&self, conv: Conversation) {
+        match conv {
+            Conversation::Group(g) => self.learn(&[g], &[]),
+            Conversation::Direct(u) => self.learn(&[], &[u]),
+        }
+    }
+
+    fn learn_stored(&self, e: &StoredEvent) {
+        self.learn_conv(e.conv());
+        match e {
+            StoredEvent::Message { from, .. } | StoredEvent::File { from, .. } => {
+                self.learn(&[], &[*from]);
+            }
+            StoredEvent::Joined { user, by, .. } | StoredEvent::Kicked { user, by, .. } => {
+                self.learn(&[], &[*user, *by]);
+            }
+            _ => {}
+        }
+    }
+
+    fn learn_event(&self, e: &Event) {
+        match e {
+            Event::Stored(s) => self.learn_stored(s),
+            Event::Presence { user, .. } => self.learn(&[], &[*user]),
+            Event::JoinRequested { group, user, .. } => self.learn(&[*group], &[*user]),
+            Event::Invited { group, by, .. }
+            | Event::RequestApproved { group, by }
+            | Event::RequestRejected { group, by } => self.learn(&[*group], &[*by]),
+            _ => {}
+        }
+    }
+
     /// Shows a stored event unless it was shown already; counts unread messages.
     fn stored(&mut self, e: &StoredEvent) {
         let conv = e.conv();
@@ -103,6 +155,7 @@ impl Chat {
     }
 
     fn event(&mut self, e: &Event) {
+        self.learn_event(e);
         match e {
             Event::Stored(s) => self.stored(s),
             other => {
@@ -143,6 +196,7 @@ impl Chat {
                 }
             }
             Ok(Typed::Switch(g)) => {
+                self.learn(&[g], &[]);
                 self.current = Some(g);
                 self.unread.remove(&g);
                 self.out.line(&format!("now in #{g}"));
@@ -157,8 +211,15 @@ impl Chat {
                 for l in &lines {
                     self.out.line(l);
                 }
-                if let Err(e) = result {
-                    self.out.line(&format!("error: {e}"));
+                match result {
+                    Ok(items) => self.learn_items(&items),
+                    Err(e) => self.out.line(&format!("error: {e}")),
+                }
+                // A group joined or created is one to complete from now on.
+                if action.changes_groups()
+                    && let Ok((groups, _)) = client.ok(baatkaro_proto::Command::Groups).await
+                {
+                    self.learn_items(&groups);
                 }
             }
         }
@@ -225,6 +286,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         seen: BTreeMap::new(),
         unread: BTreeMap::new(),
         out: Out::Plain,
+        names: Arc::default(),
     };
     // Start at the present: what is already stored is there with /history.
     let (convs, _) = client.ok(baatkaro_proto::Command::Conversations).await?;
@@ -234,6 +296,9 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         }
     }
     let (groups, _) = client.ok(baatkaro_proto::Command::Groups).await?;
+    chat.learn_items(&groups);
+    let (online, _) = client.ok(baatkaro_proto::Command::Online { group: None }).await?;
+    chat.learn_items(&online);
     chat.current = groups.iter().find_map(|i| match i {
         Item::Group {
             group,
@@ -244,16 +309,24 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     });
     chat.client = Some(client);
     let mut input = if interactive {
-        let (rl, writer) = Readline::new(chat.prompt()).map_err(|e| Fail::Usage(e.to_string()))?;
-        chat.out = Out::Term(writer);
-        chat.out.line(&format!("logged in as {}; /help lists the commands", chat.login.user));
-        In::Term(Box::new(rl))
+        let names = chat.names.clone();
+        let completer = Box::new(move |line: &str, cursor: usize| {
+            complete::complete(line, cursor, &names.lock().unwrap_or_else(|p| p.into_inner()))
+        });
+        let (editor, above) =
+            Editor::new(&chat.prompt(), completer).map_err(|e| Fail::Usage(e.to_string()))?;
+        chat.out = Out::Term(above);
+        chat.out.line(&format!(
+            "logged in as {}; /help lists the commands, Tab completes",
+            chat.login.user
+        ));
+        In::Term(Box::new(editor))
     } else {
         In::Pipe(BufReader::new(tokio::io::stdin()).lines())
     };
     loop {
-        if let In::Term(rl) = &mut input {
-            let _ = rl.update_prompt(&chat.prompt());
+        if let In::Term(editor) = &input {
+            editor.set_prompt(&chat.prompt());
         }
         let Some(client) = chat.client.as_mut() else {
             if !chat.reconnect(&mut input).await {
@@ -286,9 +359,8 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
             },
         }
     }
-    if let In::Term(rl) = &mut input {
-        let _ = rl.flush();
-    }
+    // Dropping the editor gives the terminal back.
+    drop(input);
     Ok(())
 }
 

@@ -6,6 +6,9 @@
 
 mod actions;
 mod chat;
+mod complete;
+mod editor;
+mod line;
 mod slash;
 
 use std::path::PathBuf;

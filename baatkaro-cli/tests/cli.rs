@@ -323,25 +323,32 @@ impl Drop for Tmux {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_a_terminal_an_incoming_message_leaves_the_half_typed_line_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, addr) = start(dir.path(), None).await;
-    let b = Bin { addr, config_dir: dir.path().join("client") };
+/// A server where alice owns the open group `rust` and bob is in it, and bob's
+/// interactive chat running in a tmux terminal of 120 × 30 (its socket named
+/// after `name`), ready at its prompt.
+async fn bob_chatting_in_a_terminal(dir: &Path, name: &str) -> (TestServer, Bin, Tmux) {
+    let (server, addr) = start(dir, None).await;
+    let b = Bin { addr, config_dir: dir.join("client") };
     b.ok("alice", &["register"]).await;
     b.ok("bob", &["register"]).await;
     b.ok("alice", &["create", "rust", "--rule", "open"]).await;
     b.ok("bob", &["join", "rust"]).await;
-
-    let tmux = Tmux { socket: format!("baatkaro-test-{}", std::process::id()) };
+    let tmux = Tmux { socket: format!("baatkaro-{name}-{}", std::process::id()) };
     let line = format!(
         "env BAATKARO_PASSWORD=pw-bob TERM=xterm {BIN} --server {addr} --config-dir {} --user bob",
-        dir.path().join("client").display()
+        b.config_dir.display()
     );
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", &line]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     tmux.expect("logged in as bob").await;
     tmux.expect("[#rust] >").await;
+    (server, b, tmux)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_an_incoming_message_leaves_the_half_typed_line_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "half").await;
     tmux.cmd(&["send-keys", "-t", "t", "-l", "half typed"]);
     tmux.expect("half typed").await;
     b.ok("alice", &["send", "rust", "ping from alice"]).await;
@@ -354,6 +361,42 @@ async fn in_a_terminal_an_incoming_message_leaves_the_half_typed_line_intact() {
     let history = b.ok("alice", &["history", "rust"]).await;
     assert!(history.contains("bob: half typed and finished"), "{history}");
     tmux.cmd(&["send-keys", "-t", "t", "/quit", "Enter"]);
+    drop(tmux);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_tab_completes_commands_groups_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "tab").await;
+    // A command name, then a group the user is in.
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "/mem"]);
+    tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
+    // (The screen capture drops trailing spaces: what is typed next shows them.)
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "ru"]);
+    tmux.expect("[#rust] > /members ru").await;
+    tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
+    tmux.expect("[#rust] > /members rust").await;
+    tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
+    tmux.expect("alice owner").await;
+    // Several commands fit: they are listed and the line is kept.
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "/de"]);
+    tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
+    let screen = tmux.expect("decline  demote  delete").await;
+    let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.ends_with("[#rust] > /de"), "the line was not kept:\n{screen}");
+    tmux.cmd(&["send-keys", "-t", "t", "C-u"]);
+    // A user name learned from the members list, as the argument of /msg.
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "/msg al"]);
+    tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "completed"]);
+    tmux.expect("[#rust] > /msg alice completed").await;
+    tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
+    tmux.expect("@alice 1").await;
+    let history = b.ok("alice", &["history", "--with", "bob"]).await;
+    assert!(history.contains("bob: completed"), "{history}");
+    tmux.cmd(&["send-keys", "-t", "t", "-l", "/quit"]);
+    tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
     drop(tmux);
     server.stop().await;
 }
