@@ -6,8 +6,16 @@
 //! members send R messages per second in all on a fixed schedule, and latency counts
 //! from each message's intended send time (no coordinated omission). Either way every
 //! member must have received every message of its group exactly once, in sequence
-//! order, without a gap, or the run fails (exit 1). `--connections K --idle` instead
-//! opens K logged-in idle connections and reports the server's memory per connection.
+//! order, without a gap, or the run fails (exit 1). `--private` pairs the members
+//! of each group slot instead (members 0 and 1, 2 and 3, …): each sends its messages
+//! to its peer as private messages, and both see every message of the pair's
+//! conversation. `--connections K --idle` instead opens K logged-in idle
+//! connections and reports the server's memory per connection.
+//!
+//! It reports its own CPU use too: a figure taken while the generator kept its core
+//! more than 85 % busy may be the generator's limit rather than the server's, and is
+//! marked as a lower bound (`"lower_bound": true`). On a terminal it shows a
+//! progress line on standard error while it runs.
 //!
 //! ```sh
 //! cargo build --release -p baatkaro-server -p baatkaro-benches
@@ -21,7 +29,9 @@
 //! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
 
 use std::process::Child;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use baatkaro_proto::{
     Command, Conversation, Encode, Event, IdemKey, JoinRule, OkReply, Password, Request,
@@ -45,12 +55,15 @@ struct Args {
     idle: Option<usize>,
     /// `--rate R`: open loop, R messages per second in all.
     rate: Option<usize>,
+    /// `--private`: pairs exchanging private messages instead of group traffic.
+    private: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: baatkaro-load [--server ADDR] [--groups G] [--members N] [--size BYTES] \
-         [--messages M] [--window W | --rate R] [--json] [--pin] | [--connections K --idle]"
+         [--messages M] [--window W | --rate R] [--private] [--json] [--pin] \
+         | [--connections K --idle]"
     );
     std::process::exit(2)
 }
@@ -67,6 +80,7 @@ fn args() -> Args {
         pin: false,
         idle: None,
         rate: None,
+        private: false,
     };
     let (mut connections, mut idle) = (None, false);
     let mut it = std::env::args().skip(1);
@@ -89,6 +103,7 @@ fn args() -> Args {
             "--connections" => connections = Some(num()),
             "--idle" => idle = true,
             "--rate" => a.rate = Some(num()),
+            "--private" => a.private = true,
             _ => usage(),
         }
     }
@@ -96,6 +111,9 @@ fn args() -> Args {
         (Some(k), true) => a.idle = Some(k),
         (None, false) => {}
         _ => usage(),
+    }
+    if a.private && a.members % 2 != 0 {
+        fail("--private pairs the members: --members must be even");
     }
     a
 }
@@ -140,6 +158,27 @@ fn start_server(pin: bool) -> (Owned, String) {
 fn fail(why: &str) -> ! {
     eprintln!("baatkaro-load: {why}");
     std::process::exit(1)
+}
+
+/// Above this share of its core the generator may be what limits a figure.
+const GENERATOR_BUSY: f64 = 85.0;
+
+/// This process's CPU seconds so far.
+fn own_cpu() -> Option<f64> {
+    usage_of(std::process::id()).map(|(cpu, _)| cpu)
+}
+
+/// Shows deliveries so far, once a second, on one line of standard error.
+async fn show_progress(delivered: Arc<AtomicU64>, done: Arc<AtomicBool>, expected: u64) {
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !done.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let now = delivered.load(Ordering::Relaxed);
+        eprint!("\r{now} of {expected} deliveries, {} per second   ", now - last);
+        last = now;
+    }
 }
 
 /// CPU seconds and peak RSS of a process, from /proc.
@@ -222,13 +261,16 @@ struct Plan {
     epoch: Instant,
 }
 
+/// One member: sends its messages to `conv` and checks what arrives. `plan.members`
+/// is how many send into that conversation (the group's size, or 2 for a pair).
 async fn member(
     mut s: TcpStream,
     mut d: ServerFrameDecoder,
     name: String,
-    group: baatkaro_proto::GroupName,
+    conv: Conversation,
     plan: Plan,
     schedule: Option<Schedule>,
+    progress: Arc<AtomicU64>,
 ) -> Seen {
     let Plan { members, messages, window, size, epoch } = plan;
     let (mut rd, mut wr) = s.split();
@@ -240,7 +282,6 @@ async fn member(
     let (mut sent, mut acked) = (0usize, 0usize);
     let mut out = BytesMut::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let conv = Conversation::Group(group);
     let tag = Tag::new("s").unwrap_or_else(|_| fail("bad tag"));
     loop {
         loop {
@@ -289,6 +330,7 @@ async fn member(
         }
         seen.bytes += n as u64;
         d.push(&buf[..n]);
+        let before = seen.delivered;
         while let Some(frame) = d.next_frame() {
             match frame {
                 Ok(ServerFrame::Event(Event::Stored(StoredEvent::Message {
@@ -319,6 +361,8 @@ async fn member(
                 Err(e) => fail(&format!("bad frame: {e}")),
             }
         }
+        // Once per read, not per delivery: the counter is shared.
+        progress.fetch_add(seen.delivered - before, Ordering::Relaxed);
     }
     for count in per_sender.values() {
         if *count < messages as u64 {
@@ -410,7 +454,7 @@ fn main() {
         return idle_run(&rt, &addr, k, owned, a.json);
     }
     let epoch = Instant::now();
-    let (seen, elapsed) = rt.block_on(async {
+    let (seen, elapsed, generator_cpu) = rt.block_on(async {
         // Set up: every member registers and joins its group (member 0 creates it).
         let mut conns = Vec::new();
         let run = format!("{:x}", std::process::id());
@@ -439,46 +483,66 @@ fn main() {
                         password: Password::new("load").unwrap_or_else(|_| fail("pw")),
                     },
                 ));
-                let step = if i == 0 {
-                    req("g", Command::Create { group, rule: Some(JoinRule::Open) })
+                // A pair needs no group: each writes to the other.
+                let (conv, last) = if a.private {
+                    let peer = format!("l{run}-{g}-{}", i ^ 1);
+                    let peer = peer.parse().unwrap_or_else(|_| fail("bad user name"));
+                    (Conversation::Direct(peer), "r")
                 } else {
-                    req("g", Command::Join { group, reason: None })
+                    hello.extend(if i == 0 {
+                        req("g", Command::Create { group, rule: Some(JoinRule::Open) })
+                    } else {
+                        req("g", Command::Join { group, reason: None })
+                    });
+                    (Conversation::Group(group), "g")
                 };
-                hello.extend(step);
                 if s.write_all(&hello).await.is_err() {
                     fail("setup write failed");
                 }
-                until_reply(&mut s, &mut d, "g").await;
-                conns.push((s, d, name, group));
+                until_reply(&mut s, &mut d, last).await;
+                conns.push((s, d, name, conv));
             }
         }
         let start = Instant::now();
+        let cpu_at_start = own_cpu();
         let everyone = conns.len();
+        let progress = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let expected = (everyone * a.messages * if a.private { 2 } else { a.members }) as u64;
+            tokio::spawn(show_progress(progress.clone(), done.clone(), expected));
+        }
         let tasks: Vec<_> = conns
             .into_iter()
             .enumerate()
-            .map(|(i, (s, d, name, group))| {
+            .map(|(i, (s, d, name, conv))| {
                 // Open loop: the aggregate rate, members evenly staggered.
                 let schedule = a.rate.map(|rate| {
                     let period = std::time::Duration::from_secs_f64(everyone as f64 / rate as f64);
                     Schedule { first: start + period.mul_f64(i as f64 / everyone as f64), period }
                 });
                 let plan = Plan {
-                    members: a.members,
+                    members: if a.private { 2 } else { a.members },
                     messages: a.messages,
                     window: a.window,
                     size: a.size,
                     epoch,
                 };
-                tokio::spawn(member(s, d, name, group, plan, schedule))
+                tokio::spawn(member(s, d, name, conv, plan, schedule, progress.clone()))
             })
             .collect();
         let mut all = Vec::new();
         for t in tasks {
             all.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
         }
-        (all, start.elapsed())
+        done.store(true, Ordering::Relaxed);
+        let elapsed = start.elapsed();
+        let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
+        (all, elapsed, cpu.map(|c| 100.0 * c / elapsed.as_secs_f64()))
     });
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("\r\x1b[2K"); // The progress line goes.
+    }
     let secs = elapsed.as_secs_f64();
     let delivered: u64 = seen.iter().map(|s| s.delivered).sum();
     let lost: u64 = seen.iter().map(|s| s.lost).sum();
@@ -495,9 +559,10 @@ fn main() {
     let server = owned.as_ref().and_then(|o| usage_of(o.child.id()));
     let (cpu, rss) = server.map_or((None, None), |(c, r)| (Some(c), Some(r)));
     let q = |p: f64| hist.value_at_quantile(p);
+    let lower_bound = generator_cpu.is_some_and(|c| c > GENERATOR_BUSY);
     if a.json {
         println!(
-            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
+            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"generator_cpu_pct\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
             delivered as f64 / secs,
             sent / secs,
             q(0.5),
@@ -506,6 +571,7 @@ fn main() {
             hist.max(),
             cpu.map_or("null".into(), |c| format!("{c:.2}")),
             rss.map_or("null".into(), |r| r.to_string()),
+            generator_cpu.map_or("null".into(), |c| format!("{c:.0}")),
         );
     } else {
         println!(
@@ -517,7 +583,7 @@ fn main() {
             match a.rate {
                 Some(r) => format!("open loop at {r} messages/s in all"),
                 None => format!("saturation with {} in flight per member", a.window),
-            }
+            } + if a.private { ", private messages between pairs" } else { "" }
         );
         println!("deliveries  {delivered} in {secs:.2} s = {:.0}/s", delivered as f64 / secs);
         println!("sent        {sent:.0} = {:.0}/s", sent / secs);
@@ -531,6 +597,10 @@ fn main() {
         println!("wire        {:.1} MB", bytes as f64 / 1e6);
         if let (Some(c), Some(r)) = (cpu, rss) {
             println!("server      {c:.2} s CPU, peak RSS {} MiB", r >> 20);
+        }
+        if let Some(c) = generator_cpu {
+            let mark = if lower_bound { " (over 85 %: the figures are lower bounds)" } else { "" };
+            println!("generator   {c:.0} % of its core{mark}");
         }
         println!("checks      lost {lost}, duplicated {duplicated}, reordered {reordered}");
     }
