@@ -112,7 +112,7 @@ fn args() -> Args {
         (None, false) => {}
         _ => usage(),
     }
-    if a.private && a.members % 2 != 0 {
+    if a.private && !a.members.is_multiple_of(2) {
         fail("--private pairs the members: --members must be even");
     }
     a
