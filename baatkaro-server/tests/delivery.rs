@@ -262,3 +262,49 @@ async fn presence_follows_the_first_and_last_session() {
     );
     server.stop().await;
 }
+
+/// The server remembers who a group's messages go to; that must follow every
+/// change: a kick, a join, a second session, a session that goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_follow_kicks_joins_and_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+    let mut bob = others.remove(0);
+    alice.say("#room", "k1", "one").await;
+    assert_eq!(next_message(&mut bob).await, "one");
+
+    alice.ok(Command::Kick { group: g("room"), user: user("bob"), ban: false }).await;
+    alice.say("#room", "k2", "two").await;
+    let mut carol = Client::register(server.addr, "carol").await;
+    carol.ok(Command::Join { group: g("room"), reason: None }).await;
+    alice.say("#room", "k3", "three").await;
+    // The hub handles requests in order, so anything for bob from the group would
+    // reach him before this private message.
+    alice.say("@bob", "k4", "marker").await;
+    assert_eq!(next_message(&mut bob).await, "marker", "a kicked member got group messages");
+    assert_eq!(next_message(&mut carol).await, "three");
+
+    // A second session gets the group's messages too, and a closed one stops.
+    let mut carol2 = Client::login(server.addr, "carol").await;
+    alice.say("#room", "k5", "four").await;
+    assert_eq!(next_message(&mut carol).await, "four");
+    assert_eq!(next_message(&mut carol2).await, "four");
+    drop(carol);
+    let mut dave = Client::register(server.addr, "dave").await;
+    dave.ok(Command::Join { group: g("room"), reason: None }).await;
+    alice.say("#room", "k6", "five").await;
+    assert_eq!(next_message(&mut carol2).await, "five");
+    assert_eq!(next_message(&mut dave).await, "five");
+    server.stop().await;
+}
+
+/// The text of the next message `c` receives, skipping other events.
+async fn next_message(c: &mut Client) -> String {
+    loop {
+        let e = c.stored().await;
+        if let StoredEvent::Message { .. } = e {
+            return body(&e).unwrap().to_string();
+        }
+    }
+}

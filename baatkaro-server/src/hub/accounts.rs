@@ -165,6 +165,7 @@ impl Hub {
             return false;
         }
         u.sessions.push(conn);
+        self.sessions_epoch += 1;
         let first = u.sessions.len() == 1;
         if let Some(rec) = self.conns.get_mut(&conn) {
             rec.user = Some(user);
@@ -181,6 +182,7 @@ impl Hub {
         self.save_uploads(Some(user));
         let Some(u) = self.users.get_mut(&user) else { return };
         u.sessions.retain(|c| *c != conn);
+        self.sessions_epoch += 1;
         if u.sessions.is_empty() {
             self.presence(user, Presence::Offline);
         }

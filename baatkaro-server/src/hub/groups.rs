@@ -90,7 +90,7 @@ impl Hub {
                 self.next_group_id += 1;
                 self.write(Write::GroupCreated { id: gid, name });
                 self.write(Write::GroupEvent { id: gid, event });
-                self.groups.insert(name, GroupRec { group, latest: 0 });
+                self.groups.insert(name, GroupRec::new(group));
                 if let Some(u) = self.users.get_mut(&user) {
                     u.relations.insert(name);
                 }
@@ -137,7 +137,11 @@ impl Hub {
         let count = |u: &UserName| self.groups_of(u, now);
         let ctx = Ctx { now, rules: &self.rules, groups_of: &count };
         let events = match rec.group.apply(actor, op.clone(), &ctx) {
-            Ok(events) => events,
+            Ok(events) => {
+                // Members may have come or gone.
+                rec.fanout = None;
+                events
+            }
             Err(denial) => {
                 self.groups.insert(name, rec);
                 return self.reply(conn, id, fail(denial.code()));

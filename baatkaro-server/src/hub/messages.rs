@@ -7,7 +7,10 @@ use baatkaro_proto::{
 };
 
 use super::groups::Req;
-use super::{Hub, PendingRead};
+use std::sync::Arc;
+
+use super::{Fanout, Hub, PendingRead};
+use crate::conn::ConnId;
 use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
 
 impl Hub {
@@ -110,12 +113,28 @@ impl Hub {
                 let Some(rec) = self.groups.get_mut(&g) else { return 0 };
                 rec.latest += 1;
                 let seq = rec.latest;
-                let members: Vec<UserName> = rec.group.members().map(|(m, _)| m).collect();
+                let epoch = self.sessions_epoch;
+                let recipients = match &rec.fanout {
+                    Some(f) if f.epoch == epoch => f.to.clone(),
+                    _ => {
+                        let users = &self.users;
+                        let to: Arc<[ConnId]> = rec
+                            .group
+                            .members()
+                            .filter_map(|(m, _)| users.get(&m))
+                            .flat_map(|u| u.sessions.iter().copied())
+                            .collect();
+                        rec.fanout = Some(Fanout { epoch, to: to.clone() });
+                        to
+                    }
+                };
                 // Encoded once: the same bytes are stored and fanned out.
                 let event = make(to, seq);
                 let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
                 self.write(Write::Event(EventRecord::new(key, &event, frame.clone())));
-                self.frame_to_users(frame, members, cause);
+                if !recipients.is_empty() {
+                    self.frame_to(recipients, frame, cause);
+                }
                 seq
             }
             (Conversation::Direct(peer), ConvKey::Direct(_, second)) => {

@@ -84,7 +84,7 @@ enum Out {
     List { conn: ConnId, id: RequestId, items: Vec<Item>, result: Result<OkReply, Failure> },
     /// An encoded event for several connections; `cause`'s session gets it after
     /// its request's reply.
-    Frame { to: Vec<ConnId>, bytes: Bytes, cause: Option<(ConnId, RequestId)> },
+    Frame { to: Arc<[ConnId]>, bytes: Bytes, cause: Option<(ConnId, RequestId)> },
 }
 
 /// A HISTORY read waiting on the store.
@@ -123,7 +123,49 @@ struct User {
 struct GroupRec {
     group: Group,
     latest: Seq,
+    /// The sessions a message to the group goes to, as of a sessions epoch.
+    fanout: Option<Fanout>,
 }
+
+impl GroupRec {
+    fn new(group: Group) -> Self {
+        GroupRec { group, latest: 0, fanout: None }
+    }
+}
+
+/// The sessions of a group's members, remembered so that a message does not look
+/// up every member: valid while the hub's sessions epoch is `epoch` and the group's
+/// membership has not changed (a change clears it).
+#[derive(Debug)]
+struct Fanout {
+    epoch: u64,
+    to: Arc<[ConnId]>,
+}
+
+/// Hashes the hub's own connection ids (sequential numbers it hands out, never
+/// chosen by a client) with one multiplication instead of SipHash: they are looked
+/// up once per delivery.
+#[derive(Default)]
+struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: the high bits (which the table also uses) mix well.
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>>;
 
 /// A connection as the hub knows it.
 #[derive(Debug)]
@@ -141,7 +183,10 @@ pub(crate) struct Hub {
     users: HashMap<UserName, User>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
-    conns: HashMap<ConnId, ConnRec>,
+    conns: ConnMap<ConnRec>,
+    /// Moves on whenever any session logs in or goes: every [`Fanout`] of an
+    /// older epoch is stale.
+    sessions_epoch: u64,
     next_group_id: u64,
     writer: Option<Writer>,
     done: mpsc::UnboundedReceiver<Done>,
@@ -182,7 +227,8 @@ impl Hub {
             users: HashMap::new(),
             groups: HashMap::new(),
             direct: HashMap::new(),
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
+            sessions_epoch: 0,
             next_group_id: 1,
             writer: Some(writer),
             done,
@@ -237,7 +283,7 @@ impl Hub {
                     u.relations.insert(name);
                 }
             }
-            self.groups.insert(name, GroupRec { group, latest: 0 });
+            self.groups.insert(name, GroupRec::new(group));
         }
         for (conv, seq) in snap.latest {
             match conv {
@@ -264,6 +310,7 @@ impl Hub {
         self.next_group_id = snap.next_group_id;
         self.files = files::Files::load(snap.uploads, snap.files, snap.contents);
         // Sessions stay logged in across a reload; accounts they name are durable.
+        self.sessions_epoch += 1;
         for rec in self.conns.values() {
             if let Some(user) = rec.user
                 && let Some(u) = self.users.get_mut(&user)
@@ -437,7 +484,7 @@ impl Hub {
     ) {
         let to = self.sessions_of(users);
         if !to.is_empty() {
-            self.frame_to(to, ServerFrame::Event(event).to_bytes(), cause);
+            self.frame_to(to.into(), ServerFrame::Event(event).to_bytes(), cause);
         }
     }
 
@@ -450,11 +497,11 @@ impl Hub {
     ) {
         let to = self.sessions_of(users);
         if !to.is_empty() {
-            self.frame_to(to, bytes, cause);
+            self.frame_to(to.into(), bytes, cause);
         }
     }
 
-    fn frame_to(&mut self, to: Vec<ConnId>, bytes: Bytes, cause: Option<(ConnId, RequestId)>) {
+    fn frame_to(&mut self, to: Arc<[ConnId]>, bytes: Bytes, cause: Option<(ConnId, RequestId)>) {
         self.open_bytes += bytes.len() as u64;
         self.open_outs.push(Out::Frame { to, bytes, cause });
     }
@@ -596,7 +643,7 @@ impl Hub {
                 s.reply(id, result);
             }),
             Out::Frame { to, bytes, cause } => {
-                for conn in to {
+                for &conn in to.iter() {
                     self.with_session(conn, limit, |s| match cause {
                         Some((c, id)) if c == conn => s.send_encoded_after(id, &bytes),
                         _ => s.send_encoded(&bytes),
