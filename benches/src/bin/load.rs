@@ -160,6 +160,40 @@ fn fail(why: &str) -> ! {
     std::process::exit(1)
 }
 
+/// The send time (µs since the run's epoch) that a message's text starts with:
+/// 20 digits.
+fn stamp_of(text: &[u8]) -> Option<u64> {
+    let digits = text.get(..20)?;
+    digits.iter().try_fold(0u64, |acc, &d| {
+        let d = d.wrapping_sub(b'0');
+        (d < 10).then(|| acc.wrapping_mul(10).wrapping_add(u64::from(d)))
+    })
+}
+
+/// A multiply-and-rotate hasher for the generator's own tables.
+#[derive(Default, Clone, Copy)]
+struct CheapHasher(u64);
+
+impl std::hash::Hasher for CheapHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x51_7cc1_b727_220a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type CheapHash = std::hash::BuildHasherDefault<CheapHasher>;
+
+/// How much a member reads at a time, at most.
+const READ: usize = 256 * 1024;
+
 /// Above this share of its core the generator may be what limits a figure.
 const GENERATOR_BUSY: f64 = 85.0;
 
@@ -233,7 +267,7 @@ struct Seen {
     duplicated: u64,
     reordered: u64,
     bytes: u64,
-    latencies: Vec<u64>,
+    latencies: Option<Histogram<u64>>,
 }
 
 /// When a member sends in open-loop mode: every `period` from `first`.
@@ -276,12 +310,14 @@ async fn member(
     let (mut rd, mut wr) = s.split();
     let expected = (members * messages) as u64;
     let mut seen = Seen::default();
-    let mut per_sender: std::collections::HashMap<baatkaro_proto::UserName, u64> =
-        std::collections::HashMap::new();
+    // Counted per sender with a cheap hash: the generator must outrun the server,
+    // and nothing here is exposed to anyone else's names.
+    let mut per_sender: std::collections::HashMap<baatkaro_proto::UserName, u64, CheapHash> =
+        std::collections::HashMap::default();
+    seen.latencies = Some(Histogram::new(3).unwrap_or_else(|e| fail(&e.to_string())));
     let mut last_seq: Option<u64> = None;
     let (mut sent, mut acked) = (0usize, 0usize);
     let mut out = BytesMut::new();
-    let mut buf = vec![0u8; 256 * 1024];
     let tag = Tag::new("s").unwrap_or_else(|_| fail("bad tag"));
     loop {
         loop {
@@ -317,7 +353,12 @@ async fn member(
         }
         let next = schedule.filter(|_| sent < messages).map(|sch| sch.at(sent));
         let n = tokio::select! {
-            n = rd.read(&mut buf) => n.unwrap_or(0),
+            // Straight into the decoder's buffer: no copy on the way in.
+            n = async {
+                let into = d.buffer_mut();
+                into.reserve(READ);
+                rd.read_buf(into).await
+            } => n.unwrap_or(0),
             () = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -329,8 +370,9 @@ async fn member(
             fail(&format!("{name}: the server closed the connection"));
         }
         seen.bytes += n as u64;
-        d.push(&buf[..n]);
         let before = seen.delivered;
+        // One clock read per read: every message in it arrived now.
+        let now = epoch.elapsed().as_micros() as u64;
         while let Some(frame) = d.next_frame() {
             match frame {
                 Ok(ServerFrame::Event(Event::Stored(StoredEvent::Message {
@@ -348,10 +390,10 @@ async fn member(
                     last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
                     *per_sender.entry(from).or_default() += 1;
                     if from.as_str() != name
-                        && let Some(Ok(sent_at)) = text.as_str().get(..20).map(str::parse::<u64>)
+                        && let Some(sent_at) = stamp_of(text.as_bytes())
+                        && let Some(h) = &mut seen.latencies
                     {
-                        let now = epoch.elapsed().as_micros() as u64;
-                        seen.latencies.push(now.saturating_sub(sent_at));
+                        let _ = h.record(now.saturating_sub(sent_at));
                     }
                 }
                 Ok(ServerFrame::Ok { reply: OkReply::Send { .. }, .. }) => acked += 1,
@@ -551,10 +593,8 @@ fn main() {
     let bytes: u64 = seen.iter().map(|s| s.bytes).sum();
     let sent = (a.groups * a.members * a.messages) as f64;
     let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|e| fail(&e.to_string()));
-    for s in &seen {
-        for l in &s.latencies {
-            let _ = hist.record(*l);
-        }
+    for h in seen.iter().filter_map(|s| s.latencies.as_ref()) {
+        let _ = hist.add(h);
     }
     let server = owned.as_ref().and_then(|o| usage_of(o.child.id()));
     let (cpu, rss) = server.map_or((None, None), |(c, r)| (Some(c), Some(r)));
