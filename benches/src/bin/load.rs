@@ -24,7 +24,7 @@
 //!
 //! Without `--server` it starts the release server next to itself (port 0, a
 //! temporary data directory, the test-only password hash, send budgets raised) and
-//! reports its CPU time and peak memory. With `--server ADDR` it measures a running
+//! reports its CPU time during the run and its peak memory. With `--server ADDR` it measures a running
 //! server, which must allow the accounts it registers (`--insecure-test-hash`,
 //! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
 
@@ -496,7 +496,8 @@ fn main() {
         return idle_run(&rt, &addr, k, owned, a.json);
     }
     let epoch = Instant::now();
-    let (seen, elapsed, generator_cpu) = rt.block_on(async {
+    let server_pid = owned.as_ref().map(|o| o.child.id());
+    let (seen, elapsed, generator_cpu, server_cpu_at_start) = rt.block_on(async {
         // Set up: every member registers and joins its group (member 0 creates it).
         let mut conns = Vec::new();
         let run = format!("{:x}", std::process::id());
@@ -547,6 +548,9 @@ fn main() {
         }
         let start = Instant::now();
         let cpu_at_start = own_cpu();
+        // The server's CPU counts from here: setting up (accounts, joins) is not
+        // part of the figure.
+        let server_cpu_at_start = server_pid.and_then(usage_of).map(|(c, _)| c);
         let everyone = conns.len();
         let progress = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
@@ -580,7 +584,7 @@ fn main() {
         done.store(true, Ordering::Relaxed);
         let elapsed = start.elapsed();
         let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
-        (all, elapsed, cpu.map(|c| 100.0 * c / elapsed.as_secs_f64()))
+        (all, elapsed, cpu.map(|c| 100.0 * c / elapsed.as_secs_f64()), server_cpu_at_start)
     });
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K"); // The progress line goes.
@@ -596,8 +600,9 @@ fn main() {
     for h in seen.iter().filter_map(|s| s.latencies.as_ref()) {
         let _ = hist.add(h);
     }
-    let server = owned.as_ref().and_then(|o| usage_of(o.child.id()));
-    let (cpu, rss) = server.map_or((None, None), |(c, r)| (Some(c), Some(r)));
+    let server = server_pid.and_then(usage_of);
+    let (cpu, rss) = server
+        .map_or((None, None), |(c, r)| (Some(c - server_cpu_at_start.unwrap_or(0.0)), Some(r)));
     let q = |p: f64| hist.value_at_quantile(p);
     let lower_bound = generator_cpu.is_some_and(|c| c > GENERATOR_BUSY);
     if a.json {
@@ -636,7 +641,7 @@ fn main() {
         );
         println!("wire        {:.1} MB", bytes as f64 / 1e6);
         if let (Some(c), Some(r)) = (cpu, rss) {
-            println!("server      {c:.2} s CPU, peak RSS {} MiB", r >> 20);
+            println!("server      {c:.2} s CPU during the run, peak RSS {} MiB", r >> 20);
         }
         if let Some(c) = generator_cpu {
             let mark = if lower_bound { " (over 85 %: the figures are lower bounds)" } else { "" };
