@@ -127,6 +127,13 @@ impl Sqlite {
         // WAL lets readers and the writer overlap; FULL syncs the log at every commit.
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
+        // Profiles of small-group traffic showed the store thread busy in B-tree
+        // page fetches and in checkpoints: a larger page cache keeps the hot pages of
+        // the event and key tables in memory, and checkpointing every 10,000 pages
+        // (about 40 MB of log) instead of 1,000 copies the log into the database a
+        // tenth as often.
+        self.conn.pragma_update(None, "cache_size", -65_536)?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { found, known: SCHEMA_VERSION });
