@@ -215,6 +215,33 @@ async fn show_progress(delivered: Arc<AtomicU64>, done: Arc<AtomicBool>, expecte
     }
 }
 
+/// The resident memory of process `pid`, in bytes.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?;
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Samples the server's resident memory every 100 ms until the run is done, so
+/// that a report can say whether it stayed flat.
+async fn sample_rss(pid: u32, done: Arc<AtomicBool>) -> Vec<u64> {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Bounded by the run: `done` is set when every member has finished.
+    while !done.load(Ordering::Relaxed) {
+        tick.tick().await;
+        samples.extend(rss_of(pid));
+    }
+    samples
+}
+
+/// The samples at a quarter, half and three quarters of the run, and the last.
+fn quarters(samples: &[u64]) -> Option<[u64; 4]> {
+    let n = samples.len();
+    let at = |num: usize| samples.get((n * num / 4).min(n.saturating_sub(1))).copied();
+    Some([at(1)?, at(2)?, at(3)?, *samples.last()?])
+}
+
 /// CPU seconds and peak RSS of a process, from /proc.
 fn usage_of(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -419,11 +446,7 @@ async fn member(
 /// server's memory per connection.
 fn idle_run(rt: &tokio::runtime::Runtime, addr: &str, k: usize, owned: Option<Owned>, json: bool) {
     let pid = owned.as_ref().map(|o| o.child.id());
-    let rss = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-        let kb = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?;
-        kb.parse::<u64>().ok().map(|kb| kb * 1024)
-    };
+    let rss = || rss_of(pid?);
     let before = rss();
     let run = format!("{:x}", std::process::id());
     let conns = rt.block_on(async {
@@ -497,7 +520,7 @@ fn main() {
     }
     let epoch = Instant::now();
     let server_pid = owned.as_ref().map(|o| o.child.id());
-    let (seen, elapsed, generator_cpu, server_cpu_at_start) = rt.block_on(async {
+    let (seen, elapsed, generator_cpu, server_cpu_at_start, rss_quarters) = rt.block_on(async {
         // Set up: every member registers and joins its group (member 0 creates it).
         let mut conns = Vec::new();
         let run = format!("{:x}", std::process::id());
@@ -558,6 +581,7 @@ fn main() {
             let expected = (everyone * a.messages * if a.private { 2 } else { a.members }) as u64;
             tokio::spawn(show_progress(progress.clone(), done.clone(), expected));
         }
+        let rss_samples = server_pid.map(|pid| tokio::spawn(sample_rss(pid, done.clone())));
         let tasks: Vec<_> = conns
             .into_iter()
             .enumerate()
@@ -583,8 +607,13 @@ fn main() {
         }
         done.store(true, Ordering::Relaxed);
         let elapsed = start.elapsed();
+        let rss_over_run = match rss_samples {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
-        (all, elapsed, cpu.map(|c| 100.0 * c / elapsed.as_secs_f64()), server_cpu_at_start)
+        let generator = cpu.map(|c| 100.0 * c / elapsed.as_secs_f64());
+        (all, elapsed, generator, server_cpu_at_start, quarters(&rss_over_run))
     });
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K"); // The progress line goes.
@@ -607,7 +636,7 @@ fn main() {
     let lower_bound = generator_cpu.is_some_and(|c| c > GENERATOR_BUSY);
     if a.json {
         println!(
-            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"generator_cpu_pct\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
+            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"server_rss_quarters\":{},\"generator_cpu_pct\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
             delivered as f64 / secs,
             sent / secs,
             q(0.5),
@@ -616,6 +645,8 @@ fn main() {
             hist.max(),
             cpu.map_or("null".into(), |c| format!("{c:.2}")),
             rss.map_or("null".into(), |r| r.to_string()),
+            rss_quarters
+                .map_or("null".into(), |q| format!("[{},{},{},{}]", q[0], q[1], q[2], q[3])),
             generator_cpu.map_or("null".into(), |c| format!("{c:.0}")),
         );
     } else {
@@ -642,6 +673,13 @@ fn main() {
         println!("wire        {:.1} MB", bytes as f64 / 1e6);
         if let (Some(c), Some(r)) = (cpu, rss) {
             println!("server      {c:.2} s CPU during the run, peak RSS {} MiB", r >> 20);
+        }
+        if let Some(q) = rss_quarters {
+            let mib = q.map(|b| b >> 20);
+            println!(
+                "server RSS  {} / {} / {} / {} MiB at a quarter, half, three quarters, the end",
+                mib[0], mib[1], mib[2], mib[3]
+            );
         }
         if let Some(c) = generator_cpu {
             let mark = if lower_bound { " (over 85 %: the figures are lower bounds)" } else { "" };
