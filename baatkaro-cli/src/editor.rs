@@ -131,6 +131,12 @@ impl Editor {
     /// Puts the terminal in raw mode and shows `prompt`.
     pub(crate) fn new(prompt: &str, complete: Completer) -> io::Result<(Editor, Above)> {
         terminal::enable_raw_mode()?;
+        // A panic must not leave the terminal raw: give it back before the message.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = terminal::disable_raw_mode();
+            previous(info);
+        }));
         let width = terminal::size().map_or(80, |(w, _)| w);
         let screen =
             Screen { prompt: prompt.to_string(), line: Line::default(), width, out: io::stdout() };
