@@ -230,24 +230,35 @@ impl Client {
         });
         let mut gets = gets.buffered(WINDOW);
         let out = std::sync::Arc::new(out);
+        // One write at a time, overlapping the hashing of the next chunk: the file
+        // stays a contiguous prefix of the content (what a later run resumes from),
+        // and the hashing no longer waits for the disk.
+        let mut writing: Option<(tokio::task::JoinHandle<std::io::Result<()>>, u64)> = None;
+        let mut next = have;
         while let Some(items) = gets.next().await {
             for item in items? {
                 let Item::Chunk { offset, data, .. } = item else { continue };
-                if offset != have {
+                if offset != next {
                     return Err(ClientError::Protocol(format!(
-                        "chunk at {offset}, expected {have}"
+                        "chunk at {offset}, expected {next}"
                     )));
                 }
                 hasher.update(&data);
+                next = offset + data.len() as u64;
+                if let Some((write, end)) = writing.take() {
+                    finish_write(write).await?;
+                    have = end;
+                    progress(have, file.size);
+                }
                 let o = out.clone();
-                let len = data.len() as u64;
-                tokio::task::spawn_blocking(move || o.write_all_at(&data, offset))
-                    .await
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
-                    .map_err(io)?;
-                have = have.max(offset + len);
-                progress(have, file.size);
+                let write = tokio::task::spawn_blocking(move || o.write_all_at(&data, offset));
+                writing = Some((write, next));
             }
+        }
+        if let Some((write, end)) = writing.take() {
+            finish_write(write).await?;
+            have = end;
+            progress(have, file.size);
         }
         // No fsync: a download that a crash cuts short is fetched again (its hash
         // says so), and waiting for the disk here would halve the download's speed.
@@ -262,6 +273,13 @@ impl Client {
         std::fs::rename(&part, dest).map_err(io)?;
         Ok(())
     }
+}
+
+/// Waits for a chunk's write to the file.
+async fn finish_write(
+    write: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<(), ClientError> {
+    write.await.map_err(|e| ClientError::Protocol(e.to_string()))?.map_err(io)
 }
 
 /// Where an unfinished download of `dest` is kept.
