@@ -67,7 +67,7 @@ fn bar(show: bool) -> Option<ProgressBar> {
 fn file_json(f: &SharedFile) -> serde_json::Value {
     serde_json::json!({
         "id": f.id.as_str(), "conv": f.conv.to_string(), "seq": f.seq, "size": f.size,
-        "sha256": String::from_utf8_lossy(&f.sha256.to_hex()), "name": f.name.as_str()
+        "sha256": f.sha256.to_string(), "name": f.name.as_str()
     })
 }
 

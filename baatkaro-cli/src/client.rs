@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Features, HistoryRange, IdemKey,
@@ -105,7 +106,7 @@ struct Shared {
 
 /// A connection to a server.
 pub struct Client {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
     shared: Arc<Mutex<Shared>>,
     events: mpsc::Receiver<ClientEvent>,
     next_tag: AtomicU64,
@@ -113,11 +114,17 @@ pub struct Client {
     info: ServerInfo,
     user: Option<UserName>,
     reader: tokio::task::JoinHandle<()>,
+    /// Sends PING while the connection lasts, so the server's idle timeout never
+    /// closes a client that is only listening (SPEC.md section 4).
+    keepalive: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
         self.reader.abort();
+        if let Some(k) = &self.keepalive {
+            k.abort();
+        }
     }
 }
 
@@ -174,7 +181,7 @@ impl Client {
             s.waiting.clear();
         });
         let mut client = Client {
-            writer: tokio::sync::Mutex::new(wr),
+            writer: Arc::new(tokio::sync::Mutex::new(wr)),
             shared,
             events,
             next_tag: AtomicU64::new(1),
@@ -186,6 +193,7 @@ impl Client {
             },
             user: None,
             reader,
+            keepalive: None,
         };
         let software = Software::new(concat!("baatkaro-cli/", env!("CARGO_PKG_VERSION")))?;
         let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
@@ -195,6 +203,10 @@ impl Client {
             }
             other => return Err(ClientError::Protocol(format!("HELLO answered with {other:?}"))),
         }
+        client.keepalive = Some(tokio::spawn(keepalive(
+            client.writer.clone(),
+            Duration::from_millis(client.info.limits.idle.saturating_mul(500).max(500)),
+        )));
         Ok(client)
     }
 
@@ -271,7 +283,7 @@ impl Client {
                 }
                 (_, Err(Failure { code: ErrorCode::RateLimited, retry_after, .. })) => {
                     let wait = retry_after.unwrap_or(100).min(60_000);
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
                 (_, Err(failure)) => return Err(ClientError::Failed(failure)),
             }
@@ -347,6 +359,21 @@ impl Client {
 }
 
 /// Routes one frame from the reader: to the request it answers, or to the events.
+/// Sends a PING every `every` (half the server's `idle`) until the connection breaks.
+/// Its reply carries a tag no request waits on, so it is dropped on arrival.
+async fn keepalive(writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>, every: Duration) {
+    let tag = Tag::new("keepalive").unwrap_or_else(|_| unreachable!("a valid tag"));
+    let ping = Request { tag, command: Command::Ping }.to_bytes();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if writer.lock().await.write_all(&ping).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn route(shared: &Mutex<Shared>, events: &mpsc::Sender<ClientEvent>, frame: ServerFrame) {
     let mut s = lock(shared);
     match frame {

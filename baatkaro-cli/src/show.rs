@@ -48,7 +48,7 @@ pub fn stored_json(e: &StoredEvent) -> Value {
         }
         StoredEvent::File { from, file, size, sha256, name, .. } => json!({
             "event": "FILE", "from": from.as_str(), "id": file.as_str(), "size": size,
-            "sha256": String::from_utf8_lossy(&sha256.to_hex()), "name": name.as_str()
+            "sha256": sha256.to_string(), "name": name.as_str()
         }),
         StoredEvent::Joined { user, by, .. } => {
             json!({ "event": "JOINED", "user": user.as_str(), "by": by.as_str() })

@@ -76,6 +76,14 @@ impl Bin {
         tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
     }
 
+    /// alice and bob register; alice creates the open group `rust` and bob joins.
+    async fn alice_and_bob_in_rust(&self) {
+        self.ok("alice", &["register"]).await;
+        self.ok("bob", &["register"]).await;
+        self.ok("alice", &["create", "rust", "--rule", "open"]).await;
+        self.ok("bob", &["join", "rust"]).await;
+    }
+
     /// Runs and requires success: standard output.
     async fn ok(&self, user: &str, args: &[&str]) -> String {
         let out = self.run(user, args).await;
@@ -236,10 +244,7 @@ async fn a_piped_chat_runs_commands_survives_bad_input_and_catches_up_after_a_re
     let dir = tempfile::tempdir().unwrap();
     let (server, addr) = start(dir.path(), None).await;
     let b = Bin { addr, config_dir: dir.path().join("client") };
-    b.ok("alice", &["register"]).await;
-    b.ok("bob", &["register"]).await;
-    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
-    b.ok("bob", &["join", "rust"]).await;
+    b.alice_and_bob_in_rust().await;
 
     let mut chat = Piped::start(&b, "bob");
     chat.say("/members");
@@ -329,10 +334,7 @@ impl Drop for Tmux {
 async fn bob_chatting_in_a_terminal(dir: &Path, name: &str) -> (TestServer, Bin, Tmux) {
     let (server, addr) = start(dir, None).await;
     let b = Bin { addr, config_dir: dir.join("client") };
-    b.ok("alice", &["register"]).await;
-    b.ok("bob", &["register"]).await;
-    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
-    b.ok("bob", &["join", "rust"]).await;
+    b.alice_and_bob_in_rust().await;
     let tmux = Tmux { socket: format!("baatkaro-{name}-{}", std::process::id()) };
     let line = format!(
         "env BAATKARO_PASSWORD=pw-bob TERM=xterm {BIN} --server {addr} --config-dir {} --user bob",
@@ -406,10 +408,7 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
     let dir = tempfile::tempdir().unwrap();
     let (server, addr) = start(dir.path(), None).await;
     let b = Bin { addr, config_dir: dir.path().join("client") };
-    b.ok("alice", &["register"]).await;
-    b.ok("bob", &["register"]).await;
-    b.ok("alice", &["create", "rust", "--rule", "open"]).await;
-    b.ok("bob", &["join", "rust"]).await;
+    b.alice_and_bob_in_rust().await;
     let data: Vec<u8> =
         (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let path = dir.path().join("report.pdf");
@@ -471,4 +470,29 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
     assert!(out.contains("@bob"), "{out}");
     assert!(b.ok("bob", &["files", "--with", "alice"]).await.contains("for-bob.pdf"));
     server.stop().await;
+}
+
+/// A client that only listens still sends PING, so the server's idle timeout (1 s
+/// here) does not close it: three idle timeouts pass without a BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_only_listens_is_not_closed_for_idleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.idle = 1;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::open(cfg).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut client = baatkaro_cli::Client::connect(addr).await.unwrap();
+    let password = baatkaro_proto::Password::new("pw-idle").unwrap();
+    client.register("idler".parse().unwrap(), password).await.unwrap();
+    // Nothing arrives, not even a BYE, while three idle timeouts pass.
+    let waited = tokio::time::timeout(Duration::from_secs(3), client.next_event()).await;
+    assert!(waited.is_err(), "the client heard {waited:?}");
+    client.ok(baatkaro_proto::Command::Groups).await.unwrap();
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }

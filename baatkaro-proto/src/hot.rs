@@ -39,6 +39,8 @@ pub(crate) type MsgFields = (Conversation, u64, u64, UserName, Text);
 /// [`Decode::decode_padded`]: crate::codec::Decode::decode_padded
 #[inline(always)]
 pub(crate) fn send(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Option<SendFields> {
+    // A line without a payload is never a SEND: no scan for it.
+    payload.as_ref()?;
     let [tag, verb, to, key] = fields(buf.get(..len)?)?;
     if &buf[verb.clone()] != b"SEND" {
         return None;
@@ -55,6 +57,7 @@ pub(crate) fn send(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Optio
 #[inline(always)]
 pub(crate) fn msg_event(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Option<MsgFields> {
     const PREFIX: &[u8] = b"* MSG ";
+    payload.as_ref()?;
     if !buf.get(..len)?.starts_with(PREFIX) {
         return None;
     }

@@ -6,6 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::error::ErrorCode;
 
+/// The most separate ranges an upload's held bytes may form. Chunks sent in order,
+/// or a few at a time out of order, make a handful; the cap keeps a client from
+/// growing the set (and every FILE-STATUS answer) without bound with tiny chunks
+/// scattered over a large file.
+pub const MAX_SPANS: usize = 1024;
+
 /// The byte ranges of a file that are held, kept merged: no two overlap or touch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ranges {
@@ -42,6 +48,22 @@ impl Ranges {
         }
         self.spans.insert(start, end);
         self.held += end - start;
+    }
+
+    /// Checks a chunk of `len` bytes at `offset` for a file of `size` bytes: it must
+    /// lie within the file, and must not start a separate range once [`MAX_SPANS`]
+    /// are held (`BAD_RANGE` either way).
+    pub fn check_chunk(&self, size: u64, offset: u64, len: u64) -> Result<(), ErrorCode> {
+        check_chunk(size, offset, len)?;
+        if self.spans.len() < MAX_SPANS || len == 0 {
+            return Ok(());
+        }
+        // It merges if the last span starting at or before its end reaches it.
+        let end = offset + len;
+        match self.spans.range(..=end).next_back() {
+            Some((_, e)) if *e >= offset => Ok(()),
+            _ => Err(ErrorCode::BadRange),
+        }
     }
 
     /// Bytes held in all.
@@ -142,6 +164,23 @@ mod tests {
         assert!(!r.covers(16) && r.covers(15));
         assert_eq!(Ranges::from_text(&r.to_text()), Some(r));
         assert_eq!(Ranges::from_text("1+x"), None);
+    }
+
+    #[test]
+    fn scattered_chunks_stop_at_the_span_limit_but_touching_ones_go_on() {
+        let mut r = Ranges::new();
+        let size = 4 * MAX_SPANS as u64;
+        for i in 0..MAX_SPANS as u64 {
+            assert_eq!(r.check_chunk(size, 2 * i, 1), Ok(()));
+            r.insert(2 * i, 1);
+        }
+        let next = 2 * MAX_SPANS as u64;
+        assert_eq!(r.check_chunk(size, next + 1, 1), Err(ErrorCode::BadRange));
+        // Touching a span, filling a gap, or overlapping: no new span.
+        assert_eq!(r.check_chunk(size, next - 1, 1), Ok(()));
+        assert_eq!(r.check_chunk(size, 1, 1), Ok(()));
+        assert_eq!(r.check_chunk(size, 0, 3), Ok(()));
+        assert_eq!(r.check_chunk(size, size, 1), Err(ErrorCode::BadRange));
     }
 
     #[test]

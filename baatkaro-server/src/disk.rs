@@ -36,7 +36,7 @@ impl Disk {
 
     fn content(&self, sha: &Sha256) -> PathBuf {
         // 64 lower-case hex digits: a safe file name by construction.
-        self.files.join(String::from_utf8_lossy(&sha.to_hex()).as_ref())
+        self.files.join(sha.to_string())
     }
 
     fn partial(&self, id: &FileId) -> PathBuf {

@@ -347,3 +347,31 @@ async fn pipelined_downloads_on_a_small_queue_all_complete_in_order() {
     assert!(got == data);
     server.stop().await;
 }
+
+/// Tiny chunks scattered over a file stop at 1,024 separate held ranges (SPEC.md
+/// 6.7); chunks that join what is held go on, and the upload still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scattered_chunks_stop_at_the_range_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let (mut alice, _bob) = room(server.addr).await;
+    let spans = baatkaro_proto::transfer::MAX_SPANS;
+    let data: Vec<u8> = (0..4 * spans).map(|i| i as u8).collect();
+    let (file, _) = offer(&mut alice, "#rust", &data, "scattered.bin").await;
+    for i in 0..spans {
+        chunk(&mut alice, file, &data, 2 * i, 1).await;
+    }
+    let lonely = Command::FileChunk {
+        file,
+        offset: (2 * spans + 1) as u64,
+        data: Bytes::copy_from_slice(&data[2 * spans + 1..2 * spans + 2]),
+    };
+    alice.err(lonely, ErrorCode::BadRange).await;
+    // Filling from the start merges everything into one range.
+    chunk(&mut alice, file, &data, 0, data.len()).await;
+    match alice.ok(Command::FileCommit { file }).await.1 {
+        OkReply::FileCommit { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    server.stop().await;
+}

@@ -323,7 +323,7 @@ impl Hub {
         if u.finishing {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         }
-        if let Err(code) = transfer::check_chunk(u.rec.size, offset, data.len() as u64) {
+        if let Err(code) = u.rec.ranges.check_chunk(u.rec.size, offset, data.len() as u64) {
             return self.reply(conn, id, fail(code));
         }
         u.writing += 1;

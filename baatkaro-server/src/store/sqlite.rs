@@ -197,7 +197,7 @@ fn sha_of(hex: &str) -> Result<Sha256, StoreError> {
 }
 
 fn hex(sha: &Sha256) -> String {
-    String::from_utf8_lossy(&sha.to_hex()).into_owned()
+    sha.to_string()
 }
 
 fn file_name_of(bytes: Vec<u8>) -> Result<FileName, StoreError> {

@@ -191,6 +191,10 @@ impl std::hash::Hasher for CheapHasher {
 
 type CheapHash = std::hash::BuildHasherDefault<CheapHasher>;
 
+/// How long a member waits for anything from the server before it stops and counts
+/// what it has not received as lost.
+const STALL: Duration = Duration::from_secs(20);
+
 /// How much a member reads at a time, at most. Kept under glibc's mmap threshold
 /// (128 KiB): with 256 KiB, buffers came and went as fresh mappings, and zeroing
 /// their pages took 9 % of the generator at 1 × 1,000 (2.0 → 2.9 M deliveries/s).
@@ -394,6 +398,11 @@ async fn member(
                     None => std::future::pending().await,
                 }
             } => continue,
+            // A delivery that never comes must end the run as a loss, not hang it.
+            () = tokio::time::sleep(STALL) => {
+                eprintln!("baatkaro-load: {name}: nothing arrived for {}s", STALL.as_secs());
+                break;
+            }
         };
         if n == 0 {
             fail(&format!("{name}: the server closed the connection"));
