@@ -169,8 +169,16 @@ pub(crate) fn check_ascii(
 /// Defines a validated inline identifier type.
 ///
 /// `$check` is `fn(&[u8]) -> Result<(), ValidationError>`.
+///
+/// `$fast`, if given, is `fn(&[u8], usize) -> bool`: whether the first `len`
+/// bytes of a window are certainly valid, checked without a branch per byte. It
+/// may say false for valid bytes (then `$check` decides), never true for invalid
+/// ones.
 macro_rules! atom {
     ($(#[$doc:meta])* $name:ident, max = $max:expr, check = $check:expr) => {
+        $crate::types::atom::atom!($(#[$doc])* $name, max = $max, check = $check, fast = |_, _| false);
+    };
+    ($(#[$doc:meta])* $name:ident, max = $max:expr, check = $check:expr, fast = $fast:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name($crate::types::atom::Inline<$max>);
@@ -198,8 +206,11 @@ macro_rules! atom {
                 len: usize,
             ) -> Result<Self, $crate::ValidationError> {
                 let len = len.min(window.len());
-                let check: fn(&[u8]) -> Result<(), $crate::ValidationError> = $check;
-                check(&window[..len])?;
+                let fast: fn(&[u8], usize) -> bool = $fast;
+                if !fast(window, len) {
+                    let check: fn(&[u8]) -> Result<(), $crate::ValidationError> = $check;
+                    check(&window[..len])?;
+                }
                 Ok($name($crate::types::atom::Inline::copy_prefix(window, len)))
             }
 

@@ -14,6 +14,37 @@ fn check_name(what: &'static str, bytes: &[u8]) -> Result<(), ValidationError> {
     }
 }
 
+/// Whether the first `len` bytes of `window` are certainly a valid name: a fixed
+/// 32 bytes compared at once (the table lookups of [`check_name`] go a byte at a
+/// time). False when `window` is shorter than a name can be.
+#[inline]
+fn is_name_prefix(window: &[u8], len: usize) -> bool {
+    let Some(window) = window.get(..32).and_then(|w| <&[u8; 32]>::try_from(w).ok()) else {
+        return false;
+    };
+    // Byte-sized positions, so that "past the end" is one byte compare per lane.
+    const AT: [u8; 32] = {
+        let mut at = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            at[i] = i as u8;
+            i += 1;
+        }
+        at
+    };
+    let end = len.min(32) as u8;
+    let mut ok = (1..=32).contains(&len) && window[0].is_ascii_lowercase();
+    for (&b, &at) in window.iter().zip(&AT) {
+        let allowed = (b.wrapping_sub(b'a') < 26)
+            | (b.wrapping_sub(b'0') < 10)
+            | (b == b'_')
+            | (b == b'.')
+            | (b == b'-');
+        ok &= allowed | (at >= end);
+    }
+    ok
+}
+
 atom!(
     /// A user name: 1–32 bytes of `a-z 0-9 _ . -`, starting with a letter.
     ///
@@ -24,7 +55,7 @@ atom!(
     ///
     /// Only lowercase is allowed, so two names that look alike on screen are equal
     /// byte for byte (no case folding anywhere in the protocol).
-    UserName, max = 32, check = |b| check_name("user name", b)
+    UserName, max = 32, check = |b| check_name("user name", b), fast = is_name_prefix
 );
 
 atom!(
@@ -33,7 +64,7 @@ atom!(
     /// ```abnf
     /// group-name = name
     /// ```
-    GroupName, max = 32, check = |b| check_name("group name", b)
+    GroupName, max = 32, check = |b| check_name("group name", b), fast = is_name_prefix
 );
 
 atom!(
@@ -80,3 +111,32 @@ atom!(
     /// ```
     Feature, max = 24, check = |b| check_ascii("feature", b, 24, charset::FEATURE)
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The window check says exactly what the rule says, for every length and
+        /// whatever follows the name in the window.
+        #[test]
+        fn the_window_check_agrees_with_the_rule(
+            window in proptest::collection::vec(
+                prop_oneof![8 => proptest::sample::select(b"az09_.-".to_vec()), 1 => any::<u8>()],
+                32..40,
+            ),
+            len in 0usize..36,
+        ) {
+            let len = len.min(window.len());
+            let rule = check_name("name", &window[..len]).is_ok();
+            prop_assert_eq!(is_name_prefix(&window, len), rule);
+        }
+    }
+
+    #[test]
+    fn a_short_window_is_left_to_the_rule() {
+        assert!(!is_name_prefix(b"alice", 5));
+        assert!(UserName::from_prefix(b"alice", 5).is_ok());
+    }
+}
