@@ -43,6 +43,7 @@ fn saturation_against_a_server_it_starts_delivers_everything_once_in_order() {
     assert_eq!(r["delivered"], 5000, "{r}");
     assert!(r["server_cpu_s"].is_number() && r["server_rss_bytes"].is_number(), "{r}");
     assert!(r["generator_cpu_pct"].is_number() && r["lower_bound"].is_boolean(), "{r}");
+    assert!(r["generator_ns_per_delivery"].is_number(), "{r}");
     // The server's memory, sampled over the run (at least once, when it starts).
     let q = r["server_rss_quarters"].as_array().expect("RSS samples of the server it started");
     assert!(q.len() == 4 && q.iter().all(|b| b.as_u64().is_some_and(|b| b > 0)), "{r}");

@@ -14,8 +14,10 @@
 //!
 //! It reports its own CPU use too: a figure taken while the generator kept its core
 //! more than 85 % busy may be the generator's limit rather than the server's, and is
-//! marked as a lower bound (`"lower_bound": true`). On a terminal it shows a
-//! progress line on standard error while it runs.
+//! marked as a lower bound (`"lower_bound": true`). It also reports its CPU time per
+//! delivery and so how many deliveries per second one core of it could take
+//! (`generator_ns_per_delivery`, `generator_capacity_per_sec`). On a terminal it
+//! shows a progress line on standard error while it runs.
 //!
 //! ```sh
 //! cargo build --release -p baatkaro-server -p baatkaro-benches
@@ -29,15 +31,17 @@
 //! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
 
 use std::process::Child;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baatkaro_proto::{
     Command, Conversation, Encode, Event, IdemKey, JoinRule, OkReply, Password, Request,
-    ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, Versions,
+    ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
 };
-use bytes::BytesMut;
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -160,39 +164,47 @@ fn fail(why: &str) -> ! {
     std::process::exit(1)
 }
 
+/// How many digits a message's time stamp has: two words of eight.
+const STAMP_DIGITS: usize = 16;
+
 /// The send time (µs since the run's epoch) that a message's text starts with:
-/// 20 digits.
+/// [`STAMP_DIGITS`] digits, read a word of eight at a time.
 fn stamp_of(text: &[u8]) -> Option<u64> {
-    let digits = text.get(..20)?;
-    digits.iter().try_fold(0u64, |acc, &d| {
-        let d = d.wrapping_sub(b'0');
-        (d < 10).then(|| acc.wrapping_mul(10).wrapping_add(u64::from(d)))
-    })
+    let digits = text.get(..STAMP_DIGITS)?;
+    let (hi, lo) = digits.split_at(8);
+    Some(eight_digits(hi)? * 100_000_000 + eight_digits(lo)?)
 }
 
-/// A multiply-and-rotate hasher for the generator's own tables.
-#[derive(Default, Clone, Copy)]
-struct CheapHasher(u64);
-
-impl std::hash::Hasher for CheapHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+/// Writes `value` into `digits` as decimal digits with leading zeros (the low
+/// digits only, if it has more).
+fn write_stamp(digits: &mut [u8], mut value: u128) {
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
-type CheapHash = std::hash::BuildHasherDefault<CheapHasher>;
+/// The value of eight ASCII digits, if they are digits.
+fn eight_digits(digits: &[u8]) -> Option<u64> {
+    const THREES: u64 = u64::from_ne_bytes([0x30; 8]);
+    const HIGH_NIBBLES: u64 = u64::from_ne_bytes([0xf0; 8]);
+    const SIXES: u64 = u64::from_ne_bytes([0x06; 8]);
+    let word = u64::from_le_bytes(digits.try_into().ok()?);
+    // Digits are the bytes whose high nibble is 3 and stays 3 when 6 is added.
+    let digits_only =
+        (word & HIGH_NIBBLES) == THREES && (word.wrapping_add(SIXES) & HIGH_NIBBLES) == THREES;
+    let v = word.wrapping_sub(THREES);
+    // Pairs of digits, then the four pairs weighted 10^6, 10^4, 10^2, 1.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let pairs = 0x0000_00ff_0000_00ff;
+    let value = ((v & pairs).wrapping_mul(100 + (1_000_000 << 32)))
+        .wrapping_add(((v >> 16) & pairs).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    digits_only.then_some(value)
+}
 
-/// How long a member waits for anything from the server before it stops and counts
-/// what it has not received as lost.
+/// How long a member waits for anything from the server (less up to a second)
+/// before it stops and counts what it has not received as lost.
 const STALL: Duration = Duration::from_secs(20);
 
 /// How much a member reads at a time, at most. Kept under glibc's mmap threshold
@@ -300,7 +312,6 @@ struct Seen {
     duplicated: u64,
     reordered: u64,
     bytes: u64,
-    latencies: Option<Histogram<u64>>,
 }
 
 /// When a member sends in open-loop mode: every `period` from `first`.
@@ -315,6 +326,43 @@ impl Schedule {
     fn at(&self, k: usize) -> Instant {
         self.first + self.period.mul_f64(k as f64)
     }
+}
+
+/// Who a member is and what it talks in.
+struct Role {
+    name: String,
+    conv: Conversation,
+    senders: Senders,
+}
+
+/// Who may send into a member's conversation: the members whose places among the
+/// group slot's `names` are `expected`.
+struct Senders {
+    names: Vec<UserName>,
+    expected: Vec<usize>,
+}
+
+impl Senders {
+    /// The place of `name` among `names`, whose names end in `-{place}`: the digits
+    /// at its end, then one comparison of two inline names. A hash table of names
+    /// cost the generator 7 % of its time.
+    fn index_of(&self, name: &UserName) -> Option<usize> {
+        let bytes = name.as_bytes();
+        let dash = bytes.iter().rposition(|&b| b == b'-')?;
+        let i = bytes[dash + 1..].iter().try_fold(0usize, |acc, &d| {
+            d.is_ascii_digit().then(|| acc.saturating_mul(10).saturating_add(usize::from(d - b'0')))
+        })?;
+        (self.names.get(i)? == name).then_some(i)
+    }
+}
+
+/// What all members add to.
+#[derive(Clone)]
+struct Shared {
+    /// Deliveries so far, for the progress line.
+    progress: Arc<AtomicU64>,
+    /// Latency of every delivery of another member's message, in µs.
+    latencies: Arc<Mutex<Histogram<u64>>>,
 }
 
 /// What every member does: the run's shape.
@@ -333,25 +381,32 @@ struct Plan {
 async fn member(
     mut s: TcpStream,
     mut d: ServerFrameDecoder,
-    name: String,
-    conv: Conversation,
+    role: Role,
     plan: Plan,
     schedule: Option<Schedule>,
-    progress: Arc<AtomicU64>,
+    shared: Shared,
 ) -> Seen {
     let Plan { members, messages, window, size, epoch } = plan;
+    let Role { name, conv, senders } = role;
     let (mut rd, mut wr) = s.split();
     let expected = (members * messages) as u64;
     let mut seen = Seen::default();
-    // Counted per sender with a cheap hash: the generator must outrun the server,
-    // and nothing here is exposed to anyone else's names.
-    let mut per_sender: std::collections::HashMap<baatkaro_proto::UserName, u64, CheapHash> =
-        std::collections::HashMap::default();
-    seen.latencies = Some(Histogram::new(3).unwrap_or_else(|e| fail(&e.to_string())));
+    // Deliveries counted per sender, by the sender's place among the names.
+    let mut per_sender = vec![0u64; senders.names.len()];
+    let me = senders.index_of(&name.parse().unwrap_or_else(|_| fail("bad user name")));
+    let mut strangers = 0u64;
     let mut last_seq: Option<u64> = None;
     let (mut sent, mut acked) = (0usize, 0usize);
     let mut out = BytesMut::new();
     let tag = Tag::new("s").unwrap_or_else(|_| fail("bad tag"));
+    // Each text is this one with its time stamp written over the start.
+    let mut body = vec![b'x'; size.max(STAMP_DIGITS)];
+    let mut key = String::new();
+    // One timer for the whole run, pushed back at most once a second: arming a
+    // fresh one for every read was a timer insertion and removal per read.
+    let stall = tokio::time::sleep(STALL);
+    tokio::pin!(stall);
+    let mut armed_at = Instant::now();
     loop {
         loop {
             // Saturation: up to `window` in flight. Open loop: every message whose
@@ -367,10 +422,13 @@ async fn member(
             // or went (saturation): latency counts from there, so a server that
             // stalls cannot hide it by delaying the sends (no coordinated omission).
             let meant = schedule.map_or_else(Instant::now, |sch| sch.at(sent));
-            let stamp = format!("{:020}", meant.saturating_duration_since(epoch).as_micros());
-            let body = format!("{stamp}{}", "x".repeat(size.saturating_sub(stamp.len())));
-            let text = Text::new(&body).unwrap_or_else(|_| fail("bad text"));
-            let key = IdemKey::new(&format!("{name}-{sent}")).unwrap_or_else(|_| fail("bad key"));
+            let micros = meant.saturating_duration_since(epoch).as_micros();
+            write_stamp(&mut body[..STAMP_DIGITS], micros);
+            let text = Text::from_bytes(Bytes::copy_from_slice(&body))
+                .unwrap_or_else(|_| fail("bad text"));
+            key.clear();
+            let _ = write!(key, "{name}-{sent}");
+            let key = IdemKey::new(&key).unwrap_or_else(|_| fail("bad key"));
             Request { tag, command: Command::Send { to: conv, key, text } }.encode(&mut out);
             sent += 1;
         }
@@ -399,8 +457,8 @@ async fn member(
                 }
             } => continue,
             // A delivery that never comes must end the run as a loss, not hang it.
-            () = tokio::time::sleep(STALL) => {
-                eprintln!("baatkaro-load: {name}: nothing arrived for {}s", STALL.as_secs());
+            () = &mut stall => {
+                eprintln!("baatkaro-load: {name}: nothing arrived for {}s", STALL.as_secs() - 1);
                 break;
             }
         };
@@ -410,15 +468,27 @@ async fn member(
         seen.bytes += n as u64;
         let before = seen.delivered;
         // One clock read per read: every message in it arrived now.
-        let now = epoch.elapsed().as_micros() as u64;
-        while let Some(frame) = d.next_frame() {
-            match frame {
-                Ok(ServerFrame::Event(Event::Stored(StoredEvent::Message {
+        let arrived = Instant::now();
+        let now = arrived.duration_since(epoch).as_micros() as u64;
+        if arrived.duration_since(armed_at) >= Duration::from_secs(1) {
+            stall.as_mut().reset((arrived + STALL).into());
+            armed_at = arrived;
+        }
+        // The run's one histogram, locked once per read (nothing else runs on this
+        // thread meanwhile): one per member was 1,000 histograms of tens of KiB each
+        // at 1 × 1,000, and every delivery recorded into one that was out of cache.
+        let mut latencies = shared.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        // Matched where the decoder returns it rather than bound first: a frame is a
+        // few hundred bytes, and binding it was a memcpy per delivery.
+        loop {
+            match d.next_frame() {
+                None => break,
+                Some(Ok(ServerFrame::Event(Event::Stored(StoredEvent::Message {
                     seq,
                     from,
                     text,
                     ..
-                }))) => {
+                })))) => {
                     seen.delivered += 1;
                     match last_seq {
                         Some(l) if seq <= l => seen.duplicated += 1,
@@ -426,30 +496,43 @@ async fn member(
                         _ => {}
                     }
                     last_seq = Some(last_seq.map_or(seq, |l| l.max(seq)));
-                    *per_sender.entry(from).or_default() += 1;
-                    if from.as_str() != name
+                    let sender = senders.index_of(&from);
+                    match sender {
+                        Some(i) => per_sender[i] += 1,
+                        None => strangers += 1,
+                    }
+                    if sender != me
                         && let Some(sent_at) = stamp_of(text.as_bytes())
-                        && let Some(h) = &mut seen.latencies
                     {
-                        let _ = h.record(now.saturating_sub(sent_at));
+                        let _ = latencies.record(now.saturating_sub(sent_at));
                     }
                 }
-                Ok(ServerFrame::Ok { reply: OkReply::Send { .. }, .. }) => acked += 1,
-                Ok(ServerFrame::Err { failure, .. }) => fail(&format!("{name}: {}", failure.code)),
-                Ok(ServerFrame::Event(Event::Bye(f))) => fail(&format!("{name}: BYE {}", f.code)),
-                Ok(_) => {}
-                Err(e) => fail(&format!("bad frame: {e}")),
+                Some(Ok(ServerFrame::Ok { reply: OkReply::Send { .. }, .. })) => acked += 1,
+                Some(Ok(ServerFrame::Err { failure, .. })) => {
+                    fail(&format!("{name}: {}", failure.code))
+                }
+                Some(Ok(ServerFrame::Event(Event::Bye(f)))) => {
+                    fail(&format!("{name}: BYE {}", f.code))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => fail(&format!("bad frame: {e}")),
             }
         }
+        drop(latencies);
         // Once per read, not per delivery: the counter is shared.
-        progress.fetch_add(seen.delivered - before, Ordering::Relaxed);
+        shared.progress.fetch_add(seen.delivered - before, Ordering::Relaxed);
     }
-    for count in per_sender.values() {
-        if *count < messages as u64 {
-            seen.lost += messages as u64 - count;
-        }
+    for &i in &senders.expected {
+        seen.lost += (messages as u64).saturating_sub(per_sender[i]);
     }
-    seen.lost += (members - per_sender.len().min(members)) as u64 * messages as u64;
+    let outsiders: u64 = (0..senders.names.len())
+        .filter(|i| !senders.expected.contains(i))
+        .map(|i| per_sender[i])
+        .sum::<u64>()
+        + strangers;
+    if outsiders > 0 {
+        fail(&format!("{name}: {outsiders} messages from outside the conversation"));
+    }
     seen
 }
 
@@ -531,101 +614,122 @@ fn main() {
     }
     let epoch = Instant::now();
     let server_pid = owned.as_ref().map(|o| o.child.id());
-    let (seen, elapsed, generator_cpu, server_cpu_at_start, rss_quarters) = rt.block_on(async {
-        // Set up: every member registers and joins its group (member 0 creates it).
-        let mut conns = Vec::new();
-        let run = format!("{:x}", std::process::id());
-        for g in 0..a.groups {
-            let group: baatkaro_proto::GroupName =
-                format!("load{run}-{g}").parse().unwrap_or_else(|_| fail("bad group name"));
-            for i in 0..a.members {
-                let name = format!("l{run}-{g}-{i}");
-                let mut s = TcpStream::connect(&addr)
-                    .await
-                    .unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
-                let _ = s.set_nodelay(true);
-                let mut d = ServerFrameDecoder::new(1 << 24);
-                let mut hello = req(
-                    "h",
-                    Command::Hello {
-                        versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
-                        client: None,
-                    },
-                );
-                let user = name.parse().unwrap_or_else(|_| fail("bad user name"));
-                hello.extend(req(
-                    "r",
-                    Command::Register {
-                        user,
-                        password: Password::new("load").unwrap_or_else(|_| fail("pw")),
-                    },
-                ));
-                // A pair needs no group: each writes to the other.
-                let (conv, last) = if a.private {
-                    let peer = format!("l{run}-{g}-{}", i ^ 1);
-                    let peer = peer.parse().unwrap_or_else(|_| fail("bad user name"));
-                    (Conversation::Direct(peer), "r")
-                } else {
-                    hello.extend(if i == 0 {
-                        req("g", Command::Create { group, rule: Some(JoinRule::Open) })
+    let (seen, hist, elapsed, generator_cpu, server_cpu_at_start, rss_quarters) =
+        rt.block_on(async {
+            // Set up: every member registers and joins its group (member 0 creates it).
+            let mut conns = Vec::new();
+            let run = format!("{:x}", std::process::id());
+            for g in 0..a.groups {
+                let group: baatkaro_proto::GroupName =
+                    format!("load{run}-{g}").parse().unwrap_or_else(|_| fail("bad group name"));
+                for i in 0..a.members {
+                    let name = format!("l{run}-{g}-{i}");
+                    let mut s = TcpStream::connect(&addr)
+                        .await
+                        .unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
+                    let _ = s.set_nodelay(true);
+                    let mut d = ServerFrameDecoder::new(1 << 24);
+                    let mut hello = req(
+                        "h",
+                        Command::Hello {
+                            versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
+                            client: None,
+                        },
+                    );
+                    let user = name.parse().unwrap_or_else(|_| fail("bad user name"));
+                    hello.extend(req(
+                        "r",
+                        Command::Register {
+                            user,
+                            password: Password::new("load").unwrap_or_else(|_| fail("pw")),
+                        },
+                    ));
+                    // A pair needs no group: each writes to the other.
+                    let (conv, last) = if a.private {
+                        let peer = format!("l{run}-{g}-{}", i ^ 1);
+                        let peer = peer.parse().unwrap_or_else(|_| fail("bad user name"));
+                        (Conversation::Direct(peer), "r")
                     } else {
-                        req("g", Command::Join { group, reason: None })
-                    });
-                    (Conversation::Group(group), "g")
-                };
-                if s.write_all(&hello).await.is_err() {
-                    fail("setup write failed");
+                        hello.extend(if i == 0 {
+                            req("g", Command::Create { group, rule: Some(JoinRule::Open) })
+                        } else {
+                            req("g", Command::Join { group, reason: None })
+                        });
+                        (Conversation::Group(group), "g")
+                    };
+                    if s.write_all(&hello).await.is_err() {
+                        fail("setup write failed");
+                    }
+                    until_reply(&mut s, &mut d, last).await;
+                    let expected =
+                        if a.private { vec![i, i ^ 1] } else { (0..a.members).collect() };
+                    let names = (0..a.members)
+                        .map(|k| {
+                            format!("l{run}-{g}-{k}").parse().unwrap_or_else(|_| fail("bad name"))
+                        })
+                        .collect();
+                    let senders = Senders { names, expected };
+                    conns.push((s, d, Role { name, conv, senders }));
                 }
-                until_reply(&mut s, &mut d, last).await;
-                conns.push((s, d, name, conv));
             }
-        }
-        let start = Instant::now();
-        let cpu_at_start = own_cpu();
-        // The server's CPU counts from here: setting up (accounts, joins) is not
-        // part of the figure.
-        let server_cpu_at_start = server_pid.and_then(usage_of).map(|(c, _)| c);
-        let everyone = conns.len();
-        let progress = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicBool::new(false));
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            let expected = (everyone * a.messages * if a.private { 2 } else { a.members }) as u64;
-            tokio::spawn(show_progress(progress.clone(), done.clone(), expected));
-        }
-        let rss_samples = server_pid.map(|pid| tokio::spawn(sample_rss(pid, done.clone())));
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .enumerate()
-            .map(|(i, (s, d, name, conv))| {
-                // Open loop: the aggregate rate, members evenly staggered.
-                let schedule = a.rate.map(|rate| {
-                    let period = std::time::Duration::from_secs_f64(everyone as f64 / rate as f64);
-                    Schedule { first: start + period.mul_f64(i as f64 / everyone as f64), period }
-                });
-                let plan = Plan {
-                    members: if a.private { 2 } else { a.members },
-                    messages: a.messages,
-                    window: a.window,
-                    size: a.size,
-                    epoch,
-                };
-                tokio::spawn(member(s, d, name, conv, plan, schedule, progress.clone()))
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
-        }
-        done.store(true, Ordering::Relaxed);
-        let elapsed = start.elapsed();
-        let rss_over_run = match rss_samples {
-            Some(t) => t.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
-        let generator = cpu.map(|c| 100.0 * c / elapsed.as_secs_f64());
-        (all, elapsed, generator, server_cpu_at_start, quarters(&rss_over_run))
-    });
+            let start = Instant::now();
+            let cpu_at_start = own_cpu();
+            // The server's CPU counts from here: setting up (accounts, joins) is not
+            // part of the figure.
+            let server_cpu_at_start = server_pid.and_then(usage_of).map(|(c, _)| c);
+            let everyone = conns.len();
+            let progress = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicBool::new(false));
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let expected =
+                    (everyone * a.messages * if a.private { 2 } else { a.members }) as u64;
+                tokio::spawn(show_progress(progress.clone(), done.clone(), expected));
+            }
+            let hist = Histogram::new(3).unwrap_or_else(|e| fail(&e.to_string()));
+            let shared =
+                Shared { progress: progress.clone(), latencies: Arc::new(Mutex::new(hist)) };
+            let rss_samples = server_pid.map(|pid| tokio::spawn(sample_rss(pid, done.clone())));
+            let tasks: Vec<_> = conns
+                .into_iter()
+                .enumerate()
+                .map(|(i, (s, d, role))| {
+                    // Open loop: the aggregate rate, members evenly staggered.
+                    let schedule = a.rate.map(|rate| {
+                        let period =
+                            std::time::Duration::from_secs_f64(everyone as f64 / rate as f64);
+                        Schedule {
+                            first: start + period.mul_f64(i as f64 / everyone as f64),
+                            period,
+                        }
+                    });
+                    let plan = Plan {
+                        members: if a.private { 2 } else { a.members },
+                        messages: a.messages,
+                        window: a.window,
+                        size: a.size,
+                        epoch,
+                    };
+                    tokio::spawn(member(s, d, role, plan, schedule, shared.clone()))
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
+            }
+            done.store(true, Ordering::Relaxed);
+            let elapsed = start.elapsed();
+            let rss_over_run = match rss_samples {
+                Some(t) => t.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
+            let generator = cpu.map(|c| 100.0 * c / elapsed.as_secs_f64());
+            let hist = std::mem::replace(
+                &mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()),
+                Histogram::new(1).unwrap_or_else(|e| fail(&e.to_string())),
+            );
+            (all, hist, elapsed, generator, server_cpu_at_start, quarters(&rss_over_run))
+        });
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K"); // The progress line goes.
     }
@@ -636,18 +740,19 @@ fn main() {
     let reordered: u64 = seen.iter().map(|s| s.reordered).sum();
     let bytes: u64 = seen.iter().map(|s| s.bytes).sum();
     let sent = (a.groups * a.members * a.messages) as f64;
-    let mut hist = Histogram::<u64>::new(3).unwrap_or_else(|e| fail(&e.to_string()));
-    for h in seen.iter().filter_map(|s| s.latencies.as_ref()) {
-        let _ = hist.add(h);
-    }
     let server = server_pid.and_then(usage_of);
     let (cpu, rss) = server
         .map_or((None, None), |(c, r)| (Some(c - server_cpu_at_start.unwrap_or(0.0)), Some(r)));
     let q = |p: f64| hist.value_at_quantile(p);
     let lower_bound = generator_cpu.is_some_and(|c| c > GENERATOR_BUSY);
+    // What the generator spends per delivery, and so what one core of it could
+    // drive: the figure that says whether it or the server limits a run.
+    let ns_per_delivery =
+        generator_cpu.filter(|_| delivered > 0).map(|c| c / 100.0 * secs * 1e9 / delivered as f64);
+    let capacity = ns_per_delivery.filter(|ns| *ns > 0.0).map(|ns| 1e9 / ns);
     if a.json {
         println!(
-            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"server_rss_quarters\":{},\"generator_cpu_pct\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
+            "{{\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"server_rss_quarters\":{},\"generator_cpu_pct\":{},\"generator_ns_per_delivery\":{},\"generator_capacity_per_sec\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
             delivered as f64 / secs,
             sent / secs,
             q(0.5),
@@ -659,6 +764,8 @@ fn main() {
             rss_quarters
                 .map_or("null".into(), |q| format!("[{},{},{},{}]", q[0], q[1], q[2], q[3])),
             generator_cpu.map_or("null".into(), |c| format!("{c:.0}")),
+            ns_per_delivery.map_or("null".into(), |ns| format!("{ns:.0}")),
+            capacity.map_or("null".into(), |c| format!("{c:.0}")),
         );
     } else {
         println!(
@@ -695,6 +802,11 @@ fn main() {
         if let Some(c) = generator_cpu {
             let mark = if lower_bound { " (over 85 %: the figures are lower bounds)" } else { "" };
             println!("generator   {c:.0} % of its core{mark}");
+        }
+        if let (Some(ns), Some(cap)) = (ns_per_delivery, capacity) {
+            println!(
+                "            {ns:.0} ns per delivery: one core could take {cap:.0} deliveries/s"
+            );
         }
         println!("checks      lost {lost}, duplicated {duplicated}, reordered {reordered}");
     }
