@@ -30,6 +30,7 @@
 //! server, which must allow the accounts it registers (`--insecure-test-hash`,
 //! `--logins-per-minute`, `--limit-rate`, `--limit-burst`).
 
+use std::fmt::Write as _;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,8 +40,6 @@ use baatkaro_proto::{
     Command, Conversation, Encode, Event, IdemKey, JoinRule, OkReply, Password, Request,
     ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
 };
-use std::fmt::Write as _;
-
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
