@@ -94,6 +94,35 @@ async fn a_database_of_an_older_version_opens_and_is_migrated() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_survive_the_move_to_appended_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = {
+        let server = TestServer::start(config(dir.path())).await;
+        let mut alice = Client::register(server.addr, "alice").await;
+        let first = alice.say("@alice", "k1", "one").await;
+        let second = alice.say("@alice", "k2", "two").await;
+        server.stop().await;
+        (first, second)
+    };
+    // As version 3 kept them: one row per (user, key) in `send_keys`.
+    Sqlite::downgrade_for_tests(dir.path(), 3).unwrap();
+    assert_eq!(Sqlite::open_at(dir.path(), 3).unwrap().schema_version().unwrap(), 3);
+    for _restart in 0..2 {
+        let server = TestServer::start(config(dir.path())).await;
+        let mut alice = Client::login(server.addr, "alice").await;
+        // A retry under a key from before the upgrade is the same send.
+        assert_eq!(alice.say("@alice", "k1", "one").await, first);
+        assert_eq!(alice.say("@alice", "k2", "two").await, second);
+        server.stop().await;
+    }
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::login(server.addr, "alice").await;
+    assert_eq!(alice.say("@alice", "k3", "three").await, second + 1);
+    server.stop().await;
+    assert_eq!(Sqlite::open(dir.path()).unwrap().schema_version().unwrap(), SCHEMA_VERSION);
+}
+
 /// Takes a current database back to schema version 1 (what version 2 added is an
 /// index), the way an older server would have left it.
 fn downgrade(dir: &std::path::Path) -> i64 {

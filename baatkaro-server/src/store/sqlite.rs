@@ -50,6 +50,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE contents (
          user TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
          PRIMARY KEY (user, sha256)) WITHOUT ROWID;",
+    // 4: idempotency keys are appended in the order they were stored, one row each
+    // with no index: profiles of small-group traffic had the store thread busy in
+    // B-tree inserts at random places of the (user, key) table and its time index.
+    // The newest row of a (user, key) wins at load.
+    "CREATE TABLE sent_keys (
+         user TEXT NOT NULL, key TEXT NOT NULL, conv TEXT NOT NULL,
+         fingerprint INTEGER NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL);
+     INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time)
+         SELECT user, key, conv, fingerprint, seq, time FROM send_keys ORDER BY time;
+     DROP TABLE send_keys;",
 ];
 
 /// The schema version this build writes.
@@ -158,6 +168,14 @@ impl Sqlite {
             "",
             "DROP INDEX send_keys_by_time;",
             "DROP TABLE uploads; DROP TABLE files; DROP TABLE contents;",
+            "CREATE TABLE send_keys (
+                 user TEXT NOT NULL, key TEXT NOT NULL, conv TEXT NOT NULL,
+                 fingerprint INTEGER NOT NULL, seq INTEGER NOT NULL, time INTEGER NOT NULL,
+                 PRIMARY KEY (user, key)) WITHOUT ROWID;
+             CREATE INDEX send_keys_by_time ON send_keys (time);
+             INSERT OR REPLACE INTO send_keys (user, key, conv, fingerprint, seq, time)
+                 SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid;
+             DROP TABLE sent_keys;",
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -241,8 +259,12 @@ impl Store for Sqlite {
                 ConvKey::from_db(&conv).ok_or_else(|| corrupt(format!("conversation {conv:?}")))?;
             snap.latest.push((key, seq as u64));
         }
-        c.execute("DELETE FROM send_keys WHERE time < ?", [keys_since as i64])?;
-        let mut q = c.prepare("SELECT user, key, conv, fingerprint, seq, time FROM send_keys")?;
+        c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
+        // In the order they were stored: the newest row of a key is the one that
+        // holds, and the hub expires keys oldest first.
+        let mut q = c.prepare(
+            "SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid",
+        )?;
         let rows = q.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -348,6 +370,10 @@ impl Store for Sqlite {
         // Updated in place: after a failed commit the writer loads again before it
         // commits anything more, and `load` recounts.
         let log_len = &mut self.log_len;
+        // The two statements of every SEND are looked up once per batch, not once
+        // per write: the statement cache's lookup and hand-back showed in profiles.
+        let mut insert_event = None;
+        let mut insert_key = None;
         for w in writes {
             match w {
                 Write::User { name, hash, created } => {
@@ -384,15 +410,13 @@ impl Store for Sqlite {
                 Write::Event(record) => {
                     let conv = record.conv.to_db();
                     let seq = record.seq as i64;
-                    tx.prepare_cached(
-                        "INSERT INTO events (conv, seq, time, frame) VALUES (?, ?, ?, ?)",
-                    )?
-                    .execute(params![
-                        conv,
-                        seq,
-                        record.time as i64,
-                        &record.frame[..]
-                    ])?;
+                    let insert = match &mut insert_event {
+                        Some(st) => st,
+                        None => insert_event.insert(tx.prepare_cached(
+                            "INSERT INTO events (conv, seq, time, frame) VALUES (?, ?, ?, ?)",
+                        )?),
+                    };
+                    insert.execute(params![conv, seq, record.time as i64, &record.frame[..]])?;
                     if history > 0 && seq as u64 > history {
                         tx.prepare_cached("DELETE FROM events WHERE conv = ? AND seq <= ?")?
                             .execute(params![conv, seq - history as i64])?;
@@ -446,11 +470,14 @@ impl Store for Sqlite {
                     ])?;
                 }
                 Write::SendKey { user, key, conv, fingerprint, seq, time } => {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO send_keys (user, key, conv, fingerprint, seq, time)
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )?
-                    .execute(params![
+                    let insert = match &mut insert_key {
+                        Some(st) => st,
+                        None => insert_key.insert(tx.prepare_cached(
+                            "INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time)
+                             VALUES (?, ?, ?, ?, ?, ?)",
+                        )?),
+                    };
+                    insert.execute(params![
                         user.as_str(),
                         key.as_str(),
                         conv.to_string(),
@@ -463,6 +490,8 @@ impl Store for Sqlite {
         }
         tx.prepare_cached("UPDATE meta SET value = ? WHERE key = 'next_group_id'")?
             .execute([next_group_id as i64])?;
+        // Handed back to the cache before the transaction they borrow ends.
+        drop((insert_event, insert_key));
         tx.commit()?;
         Ok(())
     }
