@@ -299,7 +299,7 @@ impl Hub {
             ranges: Ranges::new(),
             created: now,
         };
-        self.write(Write::Upload(rec.clone()));
+        self.write(Write::Upload(Box::new(rec.clone())));
         self.files.uploads.insert(file, Upload::new(rec));
         self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
     }
@@ -435,7 +435,7 @@ impl Hub {
                         if received >= u.saved.saturating_add(SAVE_EVERY) {
                             u.saved = received;
                             let rec = u.rec.clone();
-                            self.write(Write::Upload(rec));
+                            self.write(Write::Upload(Box::new(rec)));
                         }
                         self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
                     }
@@ -524,7 +524,7 @@ impl Hub {
             sha256,
             name: name.clone(),
         };
-        self.write(Write::File(rec.clone()));
+        self.write(Write::File(Box::new(rec.clone())));
         self.write(Write::Content { user, sha256, size });
         self.files.contents.entry(user).or_default().insert(sha256, size);
         self.files.by_conv.entry(key).or_default().push(file);
@@ -616,7 +616,7 @@ impl Hub {
             })
             .collect();
         for rec in recs {
-            self.write(Write::Upload(rec));
+            self.write(Write::Upload(Box::new(rec)));
         }
     }
 

@@ -108,15 +108,16 @@ pub enum Write {
     },
     /// A stored conversation event.
     Event(EventRecord),
-    /// An upload was offered, or its held ranges changed.
-    Upload(UploadRecord),
+    /// An upload was offered, or its held ranges changed. Boxed, as is a file,
+    /// so that the writes of every SEND are not as large as these rare ones.
+    Upload(Box<UploadRecord>),
     /// An upload is finished or dropped.
     UploadGone {
         /// Its id.
         id: FileId,
     },
     /// A file was shared.
-    File(FileRecord),
+    File(Box<FileRecord>),
     /// A user holds this content (counted once against their quota).
     Content {
         /// The user.

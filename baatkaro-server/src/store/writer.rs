@@ -56,6 +56,9 @@ pub enum Done {
         result: Result<(), String>,
         /// Each read's token and result.
         reads: Vec<(u64, Result<HistoryPage, String>)>,
+        /// The batch's writes, emptied, handed back so that the next batch
+        /// reuses their memory instead of growing a new vector.
+        spare: Vec<Write>,
     },
     /// A snapshot.
     Loaded(Result<Snapshot, String>),
@@ -137,5 +140,7 @@ fn run_batch<S: Store>(store: &mut S, batch: Batch, history: u64, poisoned: &mut
             .collect(),
         Err(ref e) => batch.reads.into_iter().map(|(token, _)| (token, Err(e.clone()))).collect(),
     };
-    Done::Committed { id: batch.id, result, reads }
+    let mut spare = batch.writes;
+    spare.clear();
+    Done::Committed { id: batch.id, result, reads, spare }
 }
