@@ -51,6 +51,11 @@ impl Disk {
         f.write_all_at(data, offset)
     }
 
+    /// Makes what an upload holds so far durable.
+    pub(crate) fn sync_partial(&self, id: &FileId) -> io::Result<()> {
+        File::open(self.partial(id))?.sync_data()
+    }
+
     /// Checks an upload's content against its SHA-256, reading it back, then
     /// [`Disk::settle`]s it. Whether it matched.
     pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {

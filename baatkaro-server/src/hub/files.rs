@@ -41,6 +41,8 @@ pub(crate) struct Upload {
     finishing: bool,
     /// Bytes held when the ranges were last made durable.
     saved: u64,
+    /// Its content is being made durable before its ranges are saved.
+    syncing: bool,
     /// Hashing the content as it arrives, while chunks come in order.
     hashing: Option<Hashing>,
 }
@@ -50,6 +52,7 @@ impl Upload {
     fn new(rec: UploadRecord) -> Upload {
         Upload {
             saved: 0,
+            syncing: false,
             rec,
             writing: 0,
             commit: None,
@@ -63,6 +66,7 @@ impl Upload {
     fn resumed(rec: UploadRecord) -> Upload {
         Upload {
             saved: rec.ranges.held(),
+            syncing: false,
             rec,
             writing: 0,
             commit: None,
@@ -134,7 +138,10 @@ impl Hashing {
 /// The held ranges of an upload are made durable after this many more bytes (and
 /// when its uploader's connection goes, and at shutdown), not after every chunk: a
 /// chunk's answer then waits for no commit, and a crash costs at most this much to
-/// send again (FILE-STATUS reports only what is durable).
+/// send again (FILE-STATUS reports only what is durable). Every such save first
+/// syncs the bytes written so far, so the ranges never claim what a power cut could
+/// take back, and the disk writes the upload while it arrives instead of all of it
+/// at the commit's sync (profiles of a 1 GiB upload: that sync was a third of it).
 const SAVE_EVERY: u64 = 64 * 1024 * 1024;
 
 /// The files the hub knows.
@@ -156,6 +163,8 @@ pub(crate) enum DiskDone {
     Chunk { req: Req, file: FileId, offset: u64, len: u64, result: Result<(), ErrorCode> },
     /// An upload was verified: whether its hash matched.
     Finished { file: FileId, result: Result<bool, ErrorCode> },
+    /// The bytes of an upload are durable up to these ranges (or could not be made so).
+    Synced { rec: Box<UploadRecord>, result: Result<(), ErrorCode> },
 }
 
 impl Files {
@@ -432,10 +441,17 @@ impl Hub {
                     Ok(()) => {
                         u.rec.ranges.insert(offset, len);
                         let received = u.rec.ranges.held();
-                        if received >= u.saved.saturating_add(SAVE_EVERY) {
+                        if !u.syncing && received >= u.saved.saturating_add(SAVE_EVERY) {
                             u.saved = received;
-                            let rec = u.rec.clone();
-                            self.write(Write::Upload(Box::new(rec)));
+                            u.syncing = true;
+                            let rec = Box::new(u.rec.clone());
+                            self.disk_job(move |disk| {
+                                let result = disk.sync_partial(&rec.id).map_err(|e| {
+                                    tracing::warn!(error = %e, file = %rec.id, "syncing an upload failed");
+                                    disk::code_of(&e)
+                                });
+                                DiskDone::Synced { rec, result }
+                            });
                         }
                         self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
                     }
@@ -447,6 +463,16 @@ impl Hub {
                     && let Some(req) = u.commit.take()
                 {
                     self.try_finish(file, req);
+                }
+            }
+            DiskDone::Synced { rec, result } => {
+                // Saved only while the upload is still open: a finished or dropped
+                // one must not come back from a late save.
+                let Some(u) = self.files.uploads.get_mut(&rec.id) else { return };
+                u.syncing = false;
+                // And only if no later save (its connection went meanwhile) holds more.
+                if result.is_ok() && !u.finishing && u.saved == rec.ranges.held() {
+                    self.write(Write::Upload(rec));
                 }
             }
             DiskDone::Finished { file, result } => {
