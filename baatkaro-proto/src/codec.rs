@@ -21,6 +21,9 @@ use crate::error::{DecodeError, ErrorCode};
 use crate::limits::{LINE_MAX, Limits};
 use crate::parse::{parse_number, sniff_tag};
 
+mod peek;
+pub use peek::{MsgRef, Peeked};
+
 /// Lines up to this long are copied to the stack when their payload is split off.
 const SHORT_LINE: usize = 128;
 
@@ -88,6 +91,9 @@ enum State {
 #[derive(Debug)]
 pub struct Decoder<F> {
     buf: BytesMut,
+    /// Bytes at the front of `buf` that a borrowed frame ([`peek`]) still covers:
+    /// dropped before anything else looks at the buffer.
+    consumed: usize,
     state: State,
     max_payload: u64,
     frame: PhantomData<fn() -> F>,
@@ -103,6 +109,7 @@ impl<F: Decode> Decoder<F> {
     pub fn new(max_payload: u64) -> Self {
         Decoder {
             buf: BytesMut::with_capacity(8 * 1024),
+            consumed: 0,
             state: State::Line { scanned: 0 },
             max_payload,
             frame: PhantomData,
@@ -119,8 +126,18 @@ impl<F: Decode> Decoder<F> {
         self.max_payload = max_payload;
     }
 
+    /// Drops the bytes of the last borrowed frame.
+    #[inline]
+    fn settle(&mut self) {
+        if self.consumed > 0 {
+            self.buf.advance(self.consumed);
+            self.consumed = 0;
+        }
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
+        self.settle();
         match self.state {
             // Bytes that are to be dropped anyway never need to be buffered.
             State::Failed => {}
@@ -130,12 +147,13 @@ impl<F: Decode> Decoder<F> {
 
     /// The receive buffer, for reading from a socket straight into it. Append only.
     pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        self.settle();
         &mut self.buf
     }
 
     /// How many received bytes are buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.consumed
     }
 
     /// Whether a fatal error has made the stream unusable.
@@ -145,6 +163,7 @@ impl<F: Decode> Decoder<F> {
 
     /// Decodes the next frame, if a whole one has arrived.
     pub fn next_frame(&mut self) -> Option<Result<F, DecodeError>> {
+        self.settle();
         loop {
             match self.state {
                 State::Failed => return None,
@@ -313,6 +332,7 @@ impl<F: Decode> Decoder<F> {
     fn fail(&mut self) -> DecodeError {
         self.state = State::Failed;
         self.buf = BytesMut::new();
+        self.consumed = 0;
         DecodeError::new(None, ErrorCode::BadPayloadEnd, "payload not followed by CRLF")
     }
 }

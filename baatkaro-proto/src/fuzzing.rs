@@ -106,9 +106,51 @@ pub fn decode_requests(data: &[u8]) {
     stream::<Request>(data);
 }
 
-/// Fuzz body: bytes → server frames → encode → decode again.
+/// Fuzz body: bytes → server frames → encode → decode again; and the same bytes
+/// read through [`Decoder::next_peeked`] give the same frames and errors.
 pub fn decode_server_frames(data: &[u8]) {
     stream::<ServerFrame>(data);
+    peeking_agrees(data);
+}
+
+/// Decodes `data` (split as [`stream`] splits it) with `next_frame` and with
+/// `next_peeked`, and panics unless both yield the same items: every borrowed
+/// `MSG` event must be a valid one, equal to the frame `next_frame` builds.
+fn peeking_agrees(data: &[u8]) {
+    use crate::{Event, Peeked, StoredEvent, Text};
+
+    let split = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
+    let mut frames = Decoder::<ServerFrame>::new(MAX_PAYLOAD);
+    let mut peeks = Decoder::<ServerFrame>::new(MAX_PAYLOAD);
+    let (mut by_frames, mut by_peeks) = (Vec::new(), Vec::new());
+    for piece in [&data[..split], &data[split..]] {
+        frames.push(piece);
+        peeks.push(piece);
+        // Bounded as in `stream`: at most one item per input byte.
+        for _ in 0..=data.len() + 1 {
+            let Some(item) = frames.next_frame() else { break };
+            by_frames.push(item.map_err(|e| e.to_string()));
+        }
+        for _ in 0..=data.len() + 1 {
+            let item = match peeks.next_peeked() {
+                None => break,
+                Some(Ok(Peeked::Msg(m))) => {
+                    let owned = (m.conv().parse(), m.from().parse(), Text::new(m.text()));
+                    let (Ok(conv), Ok(from), Ok(text)) = owned else {
+                        panic!("a borrowed MSG that is not valid: {m:?}");
+                    };
+                    let (seq, time) = (m.seq(), m.time());
+                    let msg = StoredEvent::Message { conv, seq, time, from, text };
+                    Ok(ServerFrame::Event(Event::Stored(msg)))
+                }
+                Some(Ok(Peeked::Frame(f))) => Ok(f),
+                Some(Err(e)) => Err(e.to_string()),
+            };
+            by_peeks.push(item);
+        }
+        assert_eq!(peeks.buffered(), frames.buffered(), "the two decoders hold different bytes");
+    }
+    assert_eq!(by_peeks, by_frames, "peeking and decoding disagree");
 }
 
 /// Fuzz body: bytes → arbitrary valid [`Request`]s and [`ServerFrame`]s → encode →

@@ -56,17 +56,50 @@ pub(crate) fn send(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Optio
 /// the fields.
 #[inline(always)]
 pub(crate) fn msg_event(buf: &[u8], len: usize, payload: &mut Option<Bytes>) -> Option<MsgFields> {
-    const PREFIX: &[u8] = b"* MSG ";
     payload.as_ref()?;
+    let MsgParts { to, seq, time, from } = msg_parts(buf, len)?;
+    let to = conv(buf, to)?;
+    let from = UserName::from_prefix(&buf[from.start..], from.len()).ok()?;
+    Some((to, seq, time, from, Text::take_valid(payload)?))
+}
+
+/// Where the fields of a `MSG` event line are, its numbers parsed; the names are
+/// not checked yet.
+pub(crate) struct MsgParts {
+    /// The conversation, sigil included.
+    pub(crate) to: Range<usize>,
+    pub(crate) seq: u64,
+    pub(crate) time: u64,
+    /// The sender's name.
+    pub(crate) from: Range<usize>,
+}
+
+/// The parts of `"*" SP "MSG" SP conv SP seq SP millis SP user-name`, the line
+/// being the first `len` bytes of `buf` (without its payload marker).
+#[inline(always)]
+pub(crate) fn msg_parts(buf: &[u8], len: usize) -> Option<MsgParts> {
+    const PREFIX: &[u8] = b"* MSG ";
     if !buf.get(..len)?.starts_with(PREFIX) {
         return None;
     }
     let [to, seq, time, from] = fields(&buf[PREFIX.len()..], len - PREFIX.len())?
         .map(|r| PREFIX.len() + r.start..PREFIX.len() + r.end);
-    let to = conv(buf, to)?;
     let (seq, time) = (parse_number(&buf[seq])?, parse_number(&buf[time])?);
-    let from = UserName::from_prefix(&buf[from.start..], from.len()).ok()?;
-    Some((to, seq, time, from, Text::take_valid(payload)?))
+    Some(MsgParts { to, seq, time, from })
+}
+
+/// Whether the field at `at` in `buf` is a valid `conv`, checked as [`conv`]
+/// checks it, without building it.
+#[inline(always)]
+pub(crate) fn is_conv(buf: &[u8], at: &Range<usize>) -> bool {
+    let (name, Some(len)) = (&buf[at.start + 1..], at.len().checked_sub(1)) else {
+        return false;
+    };
+    match buf[at.start] {
+        b'#' => GroupName::is_valid_prefix(name, len),
+        b'@' => UserName::is_valid_prefix(name, len),
+        _ => false,
+    }
 }
 
 /// A `SEND` request from its fields.

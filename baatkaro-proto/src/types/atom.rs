@@ -214,6 +214,16 @@ macro_rules! atom {
                 Ok($name($crate::types::atom::Inline::copy_prefix(window, len)))
             }
 
+            /// Whether the first `len` bytes of `window` are a valid value, by the
+            /// same two checks as [`Self::from_prefix`], without building it.
+            #[inline]
+            #[allow(dead_code, reason = "only the types the borrowed views check use it")]
+            pub(crate) fn is_valid_prefix(window: &[u8], len: usize) -> bool {
+                let fast: fn(&[u8], usize) -> bool = $fast;
+                let check: fn(&[u8]) -> Result<(), $crate::ValidationError> = $check;
+                len <= window.len() && (fast(window, len) || check(&window[..len]).is_ok())
+            }
+
             /// Validates and builds the value from a string.
             pub fn new(s: &str) -> Result<Self, $crate::ValidationError> {
                 Self::from_bytes(s.as_bytes())

@@ -87,6 +87,12 @@ impl Text {
         Ok(Text(bytes))
     }
 
+    /// Whether `bytes` are valid text, as [`Text::from_bytes`] checks it.
+    #[inline]
+    pub(crate) fn is_valid(bytes: &[u8]) -> bool {
+        check_text("text", bytes, TEXT_MAX).is_ok()
+    }
+
     /// Takes the payload as text if it is valid text, and leaves it in place if not.
     #[inline]
     pub(crate) fn take_valid(payload: &mut Option<Bytes>) -> Option<Self> {
