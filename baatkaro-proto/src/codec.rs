@@ -74,6 +74,10 @@ enum State {
     SkipEnd,
     /// A fatal error happened; the stream is unusable.
     Failed,
+    /// The first `len` bytes are a frame lent out by [`Decoder::next_peeked`]: dropped
+    /// before anything else looks at the buffer. A state rather than a field, so that
+    /// `next_frame` pays for it only in the match it makes anyway.
+    Lent { len: usize },
 }
 
 /// An incremental frame decoder for one direction of a connection.
@@ -91,9 +95,6 @@ enum State {
 #[derive(Debug)]
 pub struct Decoder<F> {
     buf: BytesMut,
-    /// Bytes at the front of `buf` that a borrowed frame ([`peek`]) still covers:
-    /// dropped before anything else looks at the buffer.
-    consumed: usize,
     state: State,
     max_payload: u64,
     frame: PhantomData<fn() -> F>,
@@ -109,7 +110,6 @@ impl<F: Decode> Decoder<F> {
     pub fn new(max_payload: u64) -> Self {
         Decoder {
             buf: BytesMut::with_capacity(8 * 1024),
-            consumed: 0,
             state: State::Line { scanned: 0 },
             max_payload,
             frame: PhantomData,
@@ -126,12 +126,12 @@ impl<F: Decode> Decoder<F> {
         self.max_payload = max_payload;
     }
 
-    /// Drops the bytes of the last borrowed frame.
+    /// Drops the bytes of the last lent frame.
     #[inline]
     fn settle(&mut self) {
-        if self.consumed > 0 {
-            self.buf.advance(self.consumed);
-            self.consumed = 0;
+        if let State::Lent { len } = self.state {
+            self.buf.advance(len);
+            self.state = State::Line { scanned: 0 };
         }
     }
 
@@ -153,7 +153,10 @@ impl<F: Decode> Decoder<F> {
 
     /// How many received bytes are buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.consumed
+        match self.state {
+            State::Lent { len } => self.buf.len() - len,
+            _ => self.buf.len(),
+        }
     }
 
     /// Whether a fatal error has made the stream unusable.
@@ -163,10 +166,13 @@ impl<F: Decode> Decoder<F> {
 
     /// Decodes the next frame, if a whole one has arrived.
     pub fn next_frame(&mut self) -> Option<Result<F, DecodeError>> {
-        self.settle();
         loop {
             match self.state {
                 State::Failed => return None,
+                State::Lent { len } => {
+                    self.buf.advance(len);
+                    self.state = State::Line { scanned: 0 };
+                }
                 State::DiscardLine => match memchr::memchr(b'\n', &self.buf) {
                     Some(lf) => {
                         self.buf.advance(lf + 1);
@@ -332,7 +338,6 @@ impl<F: Decode> Decoder<F> {
     fn fail(&mut self) -> DecodeError {
         self.state = State::Failed;
         self.buf = BytesMut::new();
-        self.consumed = 0;
         DecodeError::new(None, ErrorCode::BadPayloadEnd, "payload not followed by CRLF")
     }
 }

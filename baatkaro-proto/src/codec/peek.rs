@@ -106,8 +106,7 @@ impl Decoder<ServerFrame> {
             _ => None,
         };
         let Some(at) = found else { return self.next_frame().map(|r| r.map(Peeked::Frame)) };
-        self.state = State::Line { scanned: 0 };
-        self.consumed = at.total;
+        self.state = State::Lent { len: at.total };
         let buf = &self.buf[..at.total];
         Some(Ok(Peeked::Msg(MsgRef {
             conv: &buf[at.conv],
