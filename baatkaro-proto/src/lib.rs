@@ -23,6 +23,20 @@
 //! decoder.push(&bytes[5..]);
 //! assert_eq!(decoder.next_frame().unwrap().unwrap(), hello);
 //! ```
+//!
+//! A client that reads many messages can take them borrowed from the decoder's
+//! buffer instead ([`ServerFrameDecoder::next_peeked`], checked by the same rules):
+//!
+//! ```
+//! use baatkaro_proto::{Peeked, ServerFrameDecoder};
+//!
+//! let mut decoder = ServerFrameDecoder::new(1024);
+//! decoder.push(b"* MSG #rust 41 1764072100000 bob {5}\r\nhello\r\n");
+//! match decoder.next_peeked() {
+//!     Some(Ok(Peeked::Msg(m))) => assert_eq!((m.conv(), m.seq(), m.text()), ("#rust", 41, "hello")),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
 
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
