@@ -123,6 +123,50 @@ async fn idempotency_keys_survive_the_move_to_appended_keys() {
     assert_eq!(Sqlite::open(dir.path()).unwrap().schema_version().unwrap(), SCHEMA_VERSION);
 }
 
+#[test]
+fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
+    use baatkaro_server::store::{Store, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0).unwrap();
+    let t0 = 1_764_072_000_000u64;
+    let key = |i: u64| Write::SendKey {
+        user: "alice".parse().unwrap(),
+        key: format!("k{i}").parse().unwrap(),
+        conv: "@alice".parse().unwrap(),
+        fingerprint: i,
+        seq: i + 1,
+        time: t0 + i * 10_000,
+    };
+    // Three minutes of keys, one batch every ten seconds.
+    for i in 0..18 {
+        store.commit(&[key(i)], 1, 0).unwrap();
+    }
+    let kept = |store: &mut Sqlite| {
+        let mut times: Vec<u64> = store.load(0).unwrap().keys.iter().map(|k| k.5).collect();
+        times.sort();
+        times
+    };
+    // Nothing is deleted before the first minute's keys are all past the cut.
+    store.commit(&[Write::KeysExpired { before: t0 + 50_000 }], 1, 0).unwrap();
+    assert_eq!(kept(&mut store).len(), 18);
+    // Loading rebuilt the marks from the table: one for all of it, so the next cut
+    // must pass every key before anything goes.
+    store.commit(&[Write::KeysExpired { before: t0 + 120_000 }], 1, 0).unwrap();
+    assert_eq!(kept(&mut store).len(), 18);
+    store.commit(&[Write::KeysExpired { before: t0 + 170_001 }], 1, 0).unwrap();
+    assert!(kept(&mut store).is_empty());
+
+    // Without a load in between, the first minute goes and the rest stays.
+    for i in 18..36 {
+        store.commit(&[key(i)], 1, 0).unwrap();
+    }
+    store.commit(&[Write::KeysExpired { before: t0 + 240_001 }], 1, 0).unwrap();
+    let times = kept(&mut store);
+    assert_eq!(times.len(), 12, "{times:?}");
+    assert_eq!(times[0], t0 + 240_000);
+}
+
 /// Takes a current database back to schema version 1 (what version 2 added is an
 /// index), the way an older server would have left it.
 fn downgrade(dir: &std::path::Path) -> i64 {

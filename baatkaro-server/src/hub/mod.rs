@@ -48,6 +48,10 @@ const QUEUE_SHARE: u64 = 4;
 /// How many output indices a connection keeps room for between batches.
 const PENDING_KEEP: usize = 1024;
 
+/// How often, in milliseconds, expired idempotency keys are deleted from the store
+/// while any are left there.
+const PRUNE_KEYS_EVERY: Millis = 60_000;
+
 /// What the hub is told.
 #[derive(Debug)]
 pub(crate) enum HubMsg {
@@ -204,6 +208,10 @@ pub(crate) struct Hub {
     spare_outs: Vec<Out>,
     /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
     touched: Vec<ConnId>,
+    /// The time of the newest idempotency key the store may still hold past its
+    /// window (none once all are pruned), and when keys were last pruned.
+    newest_key: Option<Millis>,
+    keys_pruned_at: Millis,
     /// Bytes of the events staged in the open batch (each counted once).
     open_bytes: u64,
     in_flight: VecDeque<InFlight>,
@@ -249,6 +257,8 @@ impl Hub {
             spare_writes: Vec::new(),
             spare_outs: Vec::new(),
             touched: Vec::new(),
+            newest_key: None,
+            keys_pruned_at: 0,
             open_bytes: 0,
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
@@ -317,6 +327,8 @@ impl Hub {
                 }
             }
         }
+        // Keys loaded now may expire while the server runs: they are pruned too.
+        self.newest_key = snap.keys.iter().map(|k| k.5).max();
         for (user, key, conv, fingerprint, seq, time) in snap.keys {
             if let Some(u) = self.users.get_mut(&user) {
                 u.keys.remember(key, SentKey { conv, fingerprint, seq, time });
@@ -526,6 +538,9 @@ impl Hub {
 
     /// Stages a write in the open batch.
     fn write(&mut self, w: Write) {
+        if let Write::SendKey { time, .. } = w {
+            self.newest_key = Some(self.newest_key.map_or(time, |t| t.max(time)));
+        }
         self.open.writes.push(w);
     }
 
@@ -790,6 +805,17 @@ impl Hub {
         let window = self.cfg.limits.keys.saturating_mul(1000);
         for u in self.users.values_mut() {
             u.keys.expire(now, window);
+        }
+        // The stored keys follow, now and then: until the newest one written is
+        // itself past the window, so that a server gone quiet is pruned in the end.
+        if let Some(newest) = self.newest_key
+            && now.saturating_sub(self.keys_pruned_at) >= PRUNE_KEYS_EVERY
+        {
+            self.keys_pruned_at = now;
+            self.write(Write::KeysExpired { before: now.saturating_sub(window) });
+            if now.saturating_sub(newest) >= window {
+                self.newest_key = None;
+            }
         }
     }
 }

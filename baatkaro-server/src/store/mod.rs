@@ -142,6 +142,11 @@ pub enum Write {
         /// Its time.
         time: Millis,
     },
+    /// Idempotency keys stored before this time are no longer needed.
+    KeysExpired {
+        /// The oldest time still kept.
+        before: Millis,
+    },
 }
 
 /// An unfinished upload, as kept for resuming.

@@ -78,7 +78,26 @@ pub struct Sqlite {
     _lock: File,
     /// The next index of each group's log, so appends need no query.
     log_len: std::collections::HashMap<GroupId, i64>,
+    /// Marks in `sent_keys`, oldest first: every row up to `rowid` was stored at
+    /// `time` or before. Keys are appended in time order and the table has no time
+    /// index, so expired keys are deleted as a range of rowids below a mark.
+    key_marks: std::collections::VecDeque<KeyMark>,
 }
+
+/// A place in `sent_keys` and the latest time of any key up to it.
+#[derive(Clone, Copy, Debug)]
+struct KeyMark {
+    rowid: i64,
+    time: u64,
+    /// The key time at which this mark was first set: it moves on (to later rows)
+    /// only within [`KEY_MARK_SPACING`] of that.
+    since: u64,
+}
+
+/// Marks closer together than this (in milliseconds of key time) are merged, so
+/// that the default week of keys holds at most 10,080 marks, and expired keys stay
+/// on disk at most this much longer than in memory.
+const KEY_MARK_SPACING: u64 = 60_000;
 
 /// How long a held lock is retried before the directory counts as in use.
 const LOCK_PATIENCE: Duration = Duration::from_millis(500);
@@ -125,7 +144,12 @@ impl Sqlite {
         take_lock(&lock, dir)?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
-        let mut store = Sqlite { conn, _lock: lock, log_len: Default::default() };
+        let mut store = Sqlite {
+            conn,
+            _lock: lock,
+            log_len: Default::default(),
+            key_marks: Default::default(),
+        };
         store.setup(version).map_err(|e| match e {
             StoreError::Engine(e) => classify(e, &path),
             other => other,
@@ -260,6 +284,15 @@ impl Store for Sqlite {
             snap.latest.push((key, seq as u64));
         }
         c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
+        self.key_marks.clear();
+        let last: Option<(i64, i64)> =
+            c.query_row("SELECT MAX(rowid), MAX(time) FROM sent_keys", [], |r| {
+                Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+            })?;
+        if let Some((rowid, time)) = last {
+            let time = time as u64;
+            self.key_marks.push_back(KeyMark { rowid, time, since: time });
+        }
         // In the order they were stored: the newest row of a key is the one that
         // holds, and the hub expires keys oldest first.
         let mut q = c.prepare(
@@ -374,6 +407,9 @@ impl Store for Sqlite {
         // per write: the statement cache's lookup and hand-back showed in profiles.
         let mut insert_event = None;
         let mut insert_key = None;
+        // Updated in place, as `log_len`: a failed commit is followed by a load.
+        let marks = &mut self.key_marks;
+        let mut newest_key = None;
         for w in writes {
             match w {
                 Write::User { name, hash, created } => {
@@ -485,7 +521,30 @@ impl Store for Sqlite {
                         *seq as i64,
                         *time as i64
                     ])?;
+                    newest_key = Some(newest_key.unwrap_or(0).max(*time));
                 }
+                Write::KeysExpired { before } => {
+                    // The last mark wholly before the cut: every row up to it goes.
+                    let cut = marks.iter().take_while(|m| m.time < *before).count();
+                    if let Some(mark) = cut.checked_sub(1).and_then(|i| marks.get(i)) {
+                        tx.prepare_cached("DELETE FROM sent_keys WHERE rowid <= ?")?
+                            .execute([mark.rowid])?;
+                        marks.drain(..cut);
+                    }
+                }
+            }
+        }
+        if let Some(time) = newest_key {
+            let rowid = tx.last_insert_rowid();
+            // A mark's time is the latest of every key up to it, even if the clock
+            // stepped back between two batches.
+            let time = marks.back().map_or(time, |m| m.time.max(time));
+            match marks.back_mut() {
+                Some(m) if time < m.since.saturating_add(KEY_MARK_SPACING) => {
+                    m.rowid = rowid;
+                    m.time = time;
+                }
+                _ => marks.push_back(KeyMark { rowid, time, since: time }),
             }
         }
         tx.prepare_cached("UPDATE meta SET value = ? WHERE key = 'next_group_id'")?
