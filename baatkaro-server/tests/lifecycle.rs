@@ -130,14 +130,15 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
     let mut store = Sqlite::open(dir.path()).unwrap();
     store.load(0).unwrap();
     let t0 = 1_764_072_000_000u64;
-    let key = |i: u64| Write::SendKey {
+    let key_at = |i: u64, time: u64| Write::SendKey {
         user: "alice".parse().unwrap(),
         key: format!("k{i}").parse().unwrap(),
         conv: "@alice".parse().unwrap(),
         fingerprint: i,
         seq: i + 1,
-        time: t0 + i * 10_000,
+        time,
     };
+    let key = |i: u64| key_at(i, t0 + i * 10_000);
     // Three minutes of keys, one batch every ten seconds.
     for i in 0..18 {
         store.commit(&[key(i)], 1, 0).unwrap();
@@ -165,6 +166,23 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
     let times = kept(&mut store);
     assert_eq!(times.len(), 12, "{times:?}");
     assert_eq!(times[0], t0 + 240_000);
+
+    // A batch whose last row is in another table (an account, with a higher rowid
+    // than any key) must not move the keys' mark past the keys it holds.
+    store.commit(&[Write::KeysExpired { before: u64::MAX }], 1, 0).unwrap();
+    assert!(kept(&mut store).is_empty());
+    let users = (0..5).map(|i| Write::User {
+        name: format!("user{i}").parse().unwrap(),
+        hash: "x".into(),
+        created: t0,
+    });
+    store.commit(&users.collect::<Vec<_>>(), 1, 0).unwrap();
+    let late = |i: u64| key_at(100 + i, t0 + 1_000_000 + i * 120_000);
+    let bob = Write::User { name: "bob".parse().unwrap(), hash: "x".into(), created: t0 };
+    store.commit(&[late(0), bob], 1, 0).unwrap();
+    store.commit(&[late(1)], 1, 0).unwrap();
+    store.commit(&[Write::KeysExpired { before: t0 + 1_000_001 }], 1, 0).unwrap();
+    assert_eq!(kept(&mut store), [t0 + 1_120_000]);
 }
 
 /// Takes a current database back to schema version 1 (what version 2 added is an

@@ -138,10 +138,11 @@ impl Hashing {
 /// The held ranges of an upload are made durable after this many more bytes (and
 /// when its uploader's connection goes, and at shutdown), not after every chunk: a
 /// chunk's answer then waits for no commit, and a crash costs at most this much to
-/// send again (FILE-STATUS reports only what is durable). Every such save first
-/// syncs the bytes written so far, so the ranges never claim what a power cut could
-/// take back, and the disk writes the upload while it arrives instead of all of it
-/// at the commit's sync (profiles of a 1 GiB upload: that sync was a third of it).
+/// send again (FILE-STATUS reports only what is durable). Every save after
+/// 64 MiB first syncs the bytes written so far, so those ranges never claim what a
+/// power cut could take back (the saves on disconnect and shutdown do not wait for a
+/// sync), and the disk writes the upload while it arrives instead of all of it at
+/// the commit's sync.
 const SAVE_EVERY: u64 = 64 * 1024 * 1024;
 
 /// The files the hub knows.
@@ -635,7 +636,11 @@ impl Hub {
             .files
             .uploads
             .values_mut()
-            .filter(|u| user.is_none_or(|who| u.rec.user == who) && u.rec.ranges.held() != u.saved)
+            // One being synced too: its sync's record may come too late (at shutdown).
+            .filter(|u| {
+                user.is_none_or(|who| u.rec.user == who)
+                    && (u.rec.ranges.held() != u.saved || u.syncing)
+            })
             .map(|u| {
                 u.saved = u.rec.ranges.held();
                 u.rec.clone()
@@ -653,7 +658,7 @@ impl Hub {
             .files
             .uploads
             .values()
-            .filter(|u| u.writing == 0 && !u.finishing && u.commit.is_none())
+            .filter(|u| u.writing == 0 && !u.finishing && !u.syncing && u.commit.is_none())
             .filter(|u| now.saturating_sub(u.rec.created) >= keep)
             .map(|u| u.rec.id)
             .collect();

@@ -670,8 +670,8 @@ impl Hub {
 
     /// Writes a batch's outputs into their sessions: each session gets its share in
     /// the batch's order, under one lock for all of it. Profiles of large groups had
-    /// a lock, a look-up and a slow-consumer check per delivery as the hub's largest
-    /// cost; now a delivery is an index pushed, and those happen once per session.
+    /// a lock and a look-up per delivery as the hub's largest cost; now a delivery is
+    /// an index pushed, and the lock is taken once per session.
     fn deliver_all(&mut self, outs: &mut [Out]) {
         let limit = self.cfg.limits.queue as usize;
         let mut touched = std::mem::take(&mut self.touched);
@@ -712,10 +712,13 @@ impl Hub {
                             _ => s.send_encoded(bytes),
                         },
                     }
-                }
-                if s.queued() > limit {
-                    tracing::info!(conn, queued = s.queued(), "slow consumer");
-                    s.close(Failure::new(ErrorCode::SlowConsumer));
+                    // Closed as soon as it is over its limit (SPEC.md section 5.4):
+                    // the rest of the batch is not queued for it.
+                    if s.queued() > limit {
+                        tracing::info!(conn, queued = s.queued(), "slow consumer");
+                        s.close(Failure::new(ErrorCode::SlowConsumer));
+                        break;
+                    }
                 }
             }
             rec.pending.clear();
@@ -813,7 +816,8 @@ impl Hub {
         {
             self.keys_pruned_at = now;
             self.write(Write::KeysExpired { before: now.saturating_sub(window) });
-            if now.saturating_sub(newest) >= window {
+            // Keys at the cut itself are kept by it: done only once it passed them.
+            if newest < now.saturating_sub(window) {
                 self.newest_key = None;
             }
         }

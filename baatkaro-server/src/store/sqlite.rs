@@ -409,7 +409,8 @@ impl Store for Sqlite {
         let mut insert_key = None;
         // Updated in place, as `log_len`: a failed commit is followed by a load.
         let marks = &mut self.key_marks;
-        let mut newest_key = None;
+        // The newest key of the batch: its time and its row in `sent_keys`.
+        let mut newest_key: Option<(u64, i64)> = None;
         for w in writes {
             match w {
                 Write::User { name, hash, created } => {
@@ -521,7 +522,9 @@ impl Store for Sqlite {
                         *seq as i64,
                         *time as i64
                     ])?;
-                    newest_key = Some(newest_key.unwrap_or(0).max(*time));
+                    // Read here: the last row of the batch may be another table's.
+                    let row = tx.last_insert_rowid();
+                    newest_key = Some((newest_key.map_or(*time, |(t, _)| t.max(*time)), row));
                 }
                 Write::KeysExpired { before } => {
                     // The last mark wholly before the cut: every row up to it goes.
@@ -534,8 +537,7 @@ impl Store for Sqlite {
                 }
             }
         }
-        if let Some(time) = newest_key {
-            let rowid = tx.last_insert_rowid();
+        if let Some((time, rowid)) = newest_key {
             // A mark's time is the latest of every key up to it, even if the clock
             // stepped back between two batches.
             let time = marks.back().map_or(time, |m| m.time.max(time));
