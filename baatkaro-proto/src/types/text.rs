@@ -97,7 +97,7 @@ impl Text {
     #[inline]
     pub(crate) fn take_valid(payload: &mut Option<Bytes>) -> Option<Self> {
         match payload {
-            Some(b) if check_text("text", b, TEXT_MAX).is_ok() => payload.take().map(Text),
+            Some(b) if Text::is_valid(b) => payload.take().map(Text),
             _ => None,
         }
     }

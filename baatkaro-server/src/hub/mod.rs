@@ -48,10 +48,6 @@ const QUEUE_SHARE: u64 = 4;
 /// How many output indices a connection keeps room for between batches.
 const PENDING_KEEP: usize = 1024;
 
-/// How often, in milliseconds, expired idempotency keys are deleted from the store
-/// while any are left there.
-const PRUNE_KEYS_EVERY: Millis = 60_000;
-
 /// What the hub is told.
 #[derive(Debug)]
 pub(crate) enum HubMsg {
@@ -209,9 +205,8 @@ pub(crate) struct Hub {
     /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
     touched: Vec<ConnId>,
     /// The time of the newest idempotency key the store may still hold past its
-    /// window (none once all are pruned), and when keys were last pruned.
+    /// window (none once all are pruned).
     newest_key: Option<Millis>,
-    keys_pruned_at: Millis,
     /// Bytes of the events staged in the open batch (each counted once).
     open_bytes: u64,
     in_flight: VecDeque<InFlight>,
@@ -258,7 +253,6 @@ impl Hub {
             spare_outs: Vec::new(),
             touched: Vec::new(),
             newest_key: None,
-            keys_pruned_at: 0,
             open_bytes: 0,
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
@@ -733,51 +727,9 @@ impl Hub {
         self.touched = touched;
     }
 
-    /// Writes an output into its sessions.
-    fn deliver(&mut self, out: Out) {
-        let limit = self.cfg.limits.queue as usize;
-        match out {
-            Out::Reply { conn, id, result } => {
-                self.with_session(conn, limit, |s| s.reply(id, result))
-            }
-            Out::List { conn, id, items, result } => self.with_session(conn, limit, |s| {
-                for item in &items {
-                    s.item(id, item);
-                }
-                s.reply(id, result);
-            }),
-            Out::Frame { to, bytes, cause } => {
-                for &conn in to.iter() {
-                    self.with_session(conn, limit, |s| match cause {
-                        Some((c, id)) if c == conn => s.send_encoded_after(id, &bytes),
-                        _ => s.send_encoded(&bytes),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Runs `f` on a connection's session, then drops the connection as a slow
-    /// consumer if its queue has grown past `limit` (SPEC.md section 5.4).
-    fn with_session(
-        &mut self,
-        conn: ConnId,
-        limit: usize,
-        f: impl FnOnce(&mut baatkaro_proto::session::Session),
-    ) {
-        let Some(rec) = self.conns.get_mut(&conn) else { return };
-        {
-            let mut link = rec.conn.lock();
-            f(&mut link.session);
-            if link.session.queued() > limit {
-                tracing::info!(conn, queued = link.session.queued(), "slow consumer");
-                link.session.close(Failure::new(ErrorCode::SlowConsumer));
-            }
-        }
-        if !rec.dirty {
-            rec.dirty = true;
-            self.dirty.push(conn);
-        }
+    /// Writes one output into its sessions, as [`Hub::deliver_all`] does a batch.
+    fn deliver(&mut self, mut out: Out) {
+        self.deliver_all(std::slice::from_mut(&mut out));
     }
 
     /// Says `SHUTTING_DOWN` to every session.
@@ -809,12 +761,10 @@ impl Hub {
         for u in self.users.values_mut() {
             u.keys.expire(now, window);
         }
-        // The stored keys follow, now and then: until the newest one written is
-        // itself past the window, so that a server gone quiet is pruned in the end.
-        if let Some(newest) = self.newest_key
-            && now.saturating_sub(self.keys_pruned_at) >= PRUNE_KEYS_EVERY
-        {
-            self.keys_pruned_at = now;
+        // The stored keys follow at every sweep (once a minute), until the newest one
+        // written is itself past the window, so that a server gone quiet is pruned in
+        // the end and an idle one commits nothing.
+        if let Some(newest) = self.newest_key {
             self.write(Write::KeysExpired { before: now.saturating_sub(window) });
             // Keys at the cut itself are kept by it: done only once it passed them.
             if newest < now.saturating_sub(window) {

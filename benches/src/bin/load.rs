@@ -281,6 +281,15 @@ fn req(tag: &str, command: Command) -> Vec<u8> {
     Request { tag, command }.to_bytes().to_vec()
 }
 
+/// HELLO, then REGISTER as `user` (tagged `h` and `r`): how every connection starts.
+fn hello_and_register(user: UserName) -> Vec<u8> {
+    let versions = Versions::new(vec![1]).unwrap_or_else(|_| fail("v"));
+    let mut bytes = req("h", Command::Hello { versions, client: None });
+    let password = Password::new("load").unwrap_or_else(|_| fail("pw"));
+    bytes.extend(req("r", Command::Register { user, password }));
+    bytes
+}
+
 /// Reads until the final reply with `tag`; fails on an error reply.
 async fn until_reply(s: &mut TcpStream, d: &mut ServerFrameDecoder, tag: &str) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -335,10 +344,11 @@ struct Role {
 }
 
 /// Who may send into a member's conversation: the members whose places among the
-/// group slot's `names` are `expected`.
+/// group slot's `names` (shared by all of them) are `expected` — all of them in a
+/// group, the two of a pair.
 struct Senders {
-    names: Vec<UserName>,
-    expected: Vec<usize>,
+    names: Arc<[UserName]>,
+    expected: std::ops::Range<usize>,
 }
 
 impl Senders {
@@ -525,14 +535,12 @@ async fn member(
         // Once per read, not per delivery: the counter is shared.
         shared.progress.fetch_add(seen.delivered - before, Ordering::Relaxed);
     }
-    for &i in &senders.expected {
-        seen.lost += (messages as u64).saturating_sub(per_sender[i]);
+    let expected_senders = per_sender.get(senders.expected.clone()).unwrap_or_default();
+    for &count in expected_senders {
+        seen.lost += (messages as u64).saturating_sub(count);
     }
-    let outsiders: u64 = (0..senders.names.len())
-        .filter(|i| !senders.expected.contains(i))
-        .map(|i| per_sender[i])
-        .sum::<u64>()
-        + strangers;
+    let outsiders =
+        per_sender.iter().sum::<u64>() - expected_senders.iter().sum::<u64>() + strangers;
     if outsiders > 0 {
         fail(&format!("{name}: {outsiders} messages from outside the conversation"));
     }
@@ -552,22 +560,8 @@ fn idle_run(rt: &tokio::runtime::Runtime, addr: &str, k: usize, owned: Option<Ow
             let mut s =
                 TcpStream::connect(addr).await.unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
             let mut d = ServerFrameDecoder::new(1 << 20);
-            let mut hello = req(
-                "h",
-                Command::Hello {
-                    versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
-                    client: None,
-                },
-            );
             let user = format!("i{run}-{i}").parse().unwrap_or_else(|_| fail("bad user name"));
-            hello.extend(req(
-                "r",
-                Command::Register {
-                    user,
-                    password: Password::new("load").unwrap_or_else(|_| fail("pw")),
-                },
-            ));
-            if s.write_all(&hello).await.is_err() {
+            if s.write_all(&hello_and_register(user)).await.is_err() {
                 fail("setup write failed");
             }
             until_reply(&mut s, &mut d, "r").await;
@@ -625,32 +619,20 @@ fn main() {
             for g in 0..a.groups {
                 let group: baatkaro_proto::GroupName =
                     format!("load{run}-{g}").parse().unwrap_or_else(|_| fail("bad group name"));
+                let names: Arc<[UserName]> = (0..a.members)
+                    .map(|k| format!("l{run}-{g}-{k}").parse().unwrap_or_else(|_| fail("bad name")))
+                    .collect();
                 for i in 0..a.members {
-                    let name = format!("l{run}-{g}-{i}");
+                    let name = names[i].to_string();
                     let mut s = TcpStream::connect(&addr)
                         .await
                         .unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
                     let _ = s.set_nodelay(true);
                     let mut d = ServerFrameDecoder::new(1 << 24);
-                    let mut hello = req(
-                        "h",
-                        Command::Hello {
-                            versions: Versions::new(vec![1]).unwrap_or_else(|_| fail("v")),
-                            client: None,
-                        },
-                    );
-                    let user = name.parse().unwrap_or_else(|_| fail("bad user name"));
-                    hello.extend(req(
-                        "r",
-                        Command::Register {
-                            user,
-                            password: Password::new("load").unwrap_or_else(|_| fail("pw")),
-                        },
-                    ));
+                    let mut hello = hello_and_register(names[i]);
                     // A pair needs no group: each writes to the other.
                     let (conv, last) = if a.private {
-                        let peer = format!("l{run}-{g}-{}", i ^ 1);
-                        let peer = peer.parse().unwrap_or_else(|_| fail("bad user name"));
+                        let peer = *names.get(i ^ 1).unwrap_or_else(|| fail("odd member count"));
                         (Conversation::Direct(peer), "r")
                     } else {
                         hello.extend(if i == 0 {
@@ -664,14 +646,9 @@ fn main() {
                         fail("setup write failed");
                     }
                     until_reply(&mut s, &mut d, last).await;
-                    let expected =
-                        if a.private { vec![i, i ^ 1] } else { (0..a.members).collect() };
-                    let names = (0..a.members)
-                        .map(|k| {
-                            format!("l{run}-{g}-{k}").parse().unwrap_or_else(|_| fail("bad name"))
-                        })
-                        .collect();
-                    let senders = Senders { names, expected };
+                    // A pair is two neighbours: 2k and 2k + 1.
+                    let expected = if a.private { (i & !1)..(i & !1) + 2 } else { 0..a.members };
+                    let senders = Senders { names: names.clone(), expected };
                     conns.push((s, d, Role { name, conv, senders }));
                 }
             }
