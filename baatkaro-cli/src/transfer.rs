@@ -7,11 +7,12 @@
 //! download writes to `PATH.part`, continues from its length when run again, checks
 //! the SHA-256, and only then renames the file into place.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{
     Command, Conversation, FileId, FileName, Item, OfferStatus, OkReply, Seq, Sha256, StoredEvent,
 };
@@ -192,16 +193,12 @@ impl Client {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(), ClientError> {
         let part = part_path(dest);
-        let out = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .read(true)
-            .open(&part)
-            .map_err(io)?;
-        let mut have = out.metadata().map_err(io)?.len();
+        // Direct I/O where the file system allows it: the content is hashed as it
+        // arrives and not read again, so caching it would only cost memory.
+        let out = ContentFile::open_write(&part, true).map_err(io)?;
+        let mut have = out.file().metadata().map_err(io)?.len();
         if have > file.size {
-            out.set_len(0).map_err(io)?;
+            out.file().set_len(0).map_err(io)?;
             have = 0;
         }
         // The bytes kept from an earlier run are hashed first; the rest is hashed as it
@@ -251,7 +248,7 @@ impl Client {
                     progress(have, file.size);
                 }
                 let o = out.clone();
-                let write = tokio::task::spawn_blocking(move || o.write_all_at(&data, offset));
+                let write = tokio::task::spawn_blocking(move || o.write_at(&data, offset));
                 writing = Some((write, next));
             }
         }

@@ -90,6 +90,9 @@ pub struct Config {
     pub log: String,
     /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
     pub shutdown_retry_ms: u64,
+    /// Whether shared files move by direct I/O (`O_DIRECT`) where the file system
+    /// allows it, instead of through the page cache.
+    pub direct_io: bool,
 }
 
 impl Config {
@@ -110,6 +113,7 @@ impl Config {
             hash_cost: HashCost::default(),
             log: "info".into(),
             shutdown_retry_ms: 5_000,
+            direct_io: true,
         }
     }
 
@@ -224,6 +228,8 @@ pub struct FileConfig {
     pub hash: Option<HashCost>,
     /// `log = "info"`
     pub log: Option<String>,
+    /// `direct_io = false`: shared files go through the page cache.
+    pub direct_io: Option<bool>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -280,6 +286,9 @@ impl FileConfig {
         }
         if let Some(v) = self.log {
             config.log = v;
+        }
+        if let Some(v) = self.direct_io {
+            config.direct_io = v;
         }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value

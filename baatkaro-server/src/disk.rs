@@ -1,13 +1,20 @@
 //! File content on disk: finished files under `files/`, named by their SHA-256,
 //! and unfinished uploads under `partial/`, named by their file id. Display names
 //! never become paths. Every function here blocks: call them off the async threads.
+//!
+//! Content moves by direct I/O where the file system allows it ([`ContentFile`]):
+//! a file is written once and read in large pieces, so the page cache would only
+//! copy it and crowd out the database's pages.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{ErrorCode, FileId, Sha256};
+use bytes::Bytes;
 use sha2::Digest;
 
 /// The two directories of file content.
@@ -15,7 +22,18 @@ use sha2::Digest;
 pub(crate) struct Disk {
     files: PathBuf,
     partial: PathBuf,
+    /// Whether content moves by direct I/O where it can.
+    direct: bool,
+    /// Unfinished uploads kept open between their chunks (at most [`OPEN_MAX`]).
+    open: Mutex<HashMap<FileId, Arc<ContentFile>>>,
 }
+
+/// Unfinished uploads kept open at once; past it one is closed (and opened again
+/// at its next chunk), so many uploads cannot use up the process's descriptors.
+const OPEN_MAX: usize = 64;
+
+/// How much of an upload is read back at a time to verify it.
+const VERIFY_PIECE: u64 = 1 << 20;
 
 /// The error code for a failed file operation: a full disk says so.
 pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
@@ -27,8 +45,14 @@ pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
 
 impl Disk {
     /// The directories under a data directory, created if missing.
-    pub(crate) fn open(data_dir: &Path) -> io::Result<Disk> {
-        let disk = Disk { files: data_dir.join("files"), partial: data_dir.join("partial") };
+    /// `direct`: move content by direct I/O where the file system allows it.
+    pub(crate) fn open(data_dir: &Path, direct: bool) -> io::Result<Disk> {
+        let disk = Disk {
+            files: data_dir.join("files"),
+            partial: data_dir.join("partial"),
+            direct,
+            open: Mutex::default(),
+        };
         std::fs::create_dir_all(&disk.files)?;
         std::fs::create_dir_all(&disk.partial)?;
         Ok(disk)
@@ -44,39 +68,79 @@ impl Disk {
         self.partial.join(id.as_str())
     }
 
-    /// Writes a chunk of an upload at its offset.
-    pub(crate) fn write_chunk(&self, id: &FileId, offset: u64, data: &[u8]) -> io::Result<()> {
-        let f =
-            OpenOptions::new().create(true).truncate(false).write(true).open(self.partial(id))?;
-        f.write_all_at(data, offset)
+    fn open_partials(&self) -> MutexGuard<'_, HashMap<FileId, Arc<ContentFile>>> {
+        // The map holds only open files: one left by a panic is as good as any.
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An unfinished upload of `size` bytes, open for its chunks.
+    fn partial_file(&self, id: &FileId, size: u64) -> io::Result<Arc<ContentFile>> {
+        if let Some(f) = self.open_partials().get(id) {
+            return Ok(f.clone());
+        }
+        let f = ContentFile::open_write(&self.partial(id), self.direct)?;
+        // The file takes its full length (sparse) before its first chunk: a chunk
+        // that extends a file is written alone, one at a time, on some file systems
+        // (ext4 among them), while chunks within it are written side by side.
+        if f.file().metadata()?.len() < size {
+            f.file().set_len(size)?;
+        }
+        let f = Arc::new(f);
+        let mut open = self.open_partials();
+        if open.len() >= OPEN_MAX
+            && let Some(other) = open.keys().next().copied()
+        {
+            open.remove(&other);
+        }
+        open.insert(*id, f.clone());
+        Ok(f)
+    }
+
+    /// Closes an unfinished upload's file, if open.
+    fn close_partial(&self, id: &FileId) {
+        self.open_partials().remove(id);
+    }
+
+    /// Writes a chunk of an upload of `size` bytes at its offset.
+    pub(crate) fn write_chunk(
+        &self,
+        id: &FileId,
+        size: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.partial_file(id, size)?.write_at(data, offset)
     }
 
     /// Makes what an upload holds so far durable.
     pub(crate) fn sync_partial(&self, id: &FileId) -> io::Result<()> {
-        File::open(self.partial(id))?.sync_data()
+        let open = self.open_partials().get(id).cloned();
+        match open {
+            Some(f) => f.file().sync_data(),
+            None => File::open(self.partial(id))?.sync_data(),
+        }
     }
 
     /// Checks an upload's content against its SHA-256, reading it back, then
     /// [`Disk::settle`]s it. Whether it matched.
     pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {
+        self.close_partial(id);
         let path = self.partial(id);
         if size == 0 {
             // An empty upload may never have been written.
             File::create(&path)?;
         }
-        let mut f = File::open(&path)?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let f = ContentFile::open_read(&path, self.direct)?;
+        let matches = f.file().metadata()?.len() == size && {
+            let mut hasher = sha2::Sha256::new();
+            let mut offset = 0;
+            while offset < size {
+                let len = VERIFY_PIECE.min(size - offset);
+                hasher.update(f.read_at(offset, len as usize)?);
+                offset += len;
             }
-            total += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        let matches = total == size && hasher.finalize().as_slice() == sha.0;
+            hasher.finalize().as_slice() == sha.0
+        };
         self.settle(id, sha, matches)?;
         Ok(matches)
     }
@@ -85,6 +149,7 @@ impl Disk {
     /// among the finished files (where the same content may already be); on a
     /// mismatch it is deleted.
     pub(crate) fn settle(&self, id: &FileId, sha: &Sha256, matches: bool) -> io::Result<()> {
+        self.close_partial(id);
         let path = self.partial(id);
         if !matches {
             return std::fs::remove_file(&path);
@@ -106,15 +171,14 @@ impl Disk {
     }
 
     /// Reads `len` bytes of finished content from `offset`.
-    pub(crate) fn read(&self, sha: &Sha256, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        let f = File::open(self.content(sha))?;
-        let mut buf = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
-        f.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
+    pub(crate) fn read(&self, sha: &Sha256, offset: u64, len: u64) -> io::Result<Bytes> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        ContentFile::open_read(&self.content(sha), self.direct)?.read_at(offset, len)
     }
 
     /// Deletes an unfinished upload's bytes.
     pub(crate) fn drop_partial(&self, id: &FileId) {
+        self.close_partial(id);
         // Already gone is fine: it may never have been written.
         let _ = std::fs::remove_file(self.partial(id));
     }

@@ -28,5 +28,6 @@ pub mod config;
 mod conn;
 mod disk;
 mod hub;
+mod running_hash;
 pub mod server;
 pub mod store;

@@ -44,6 +44,8 @@ fn cli() -> Command {
             .help("Argon2id passes per password hash [default: 2]"))
         .arg(Arg::new("insecure-test-hash").long("insecure-test-hash").action(ArgAction::SetTrue)
             .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
+        .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
+            .help("Move shared files through the page cache, not by direct I/O (O_DIRECT)"))
         .arg(Arg::new("log").long("log").value_name("FILTER")
             .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"));
     let defaults = Limits::default();
@@ -89,6 +91,9 @@ fn configure() -> Result<Config, String> {
     flag!("log", String, cfg.log);
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;
+    }
+    if m.get_flag("no-direct-io") {
+        cfg.direct_io = false;
     }
     if m.get_flag("insecure-test-hash") {
         cfg.hash_cost = HashCost::TEST_ONLY;

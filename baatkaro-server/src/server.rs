@@ -71,11 +71,11 @@ impl Server {
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
-        let dir = cfg.data_dir.clone();
+        let (dir, direct) = (cfg.data_dir.clone(), cfg.direct_io);
         let keep: std::collections::HashSet<String> =
             snapshot.uploads.iter().map(|u| u.id.to_string()).collect();
         let disk = tokio::task::spawn_blocking(move || {
-            let disk = Disk::open(&dir)?;
+            let disk = Disk::open(&dir, direct)?;
             // Bytes of uploads the store does not know (a crash between the two).
             disk.sweep_partials(&|name| keep.contains(name));
             Ok::<_, std::io::Error>(disk)

@@ -18,6 +18,7 @@ use super::groups::Req;
 use super::{Hub, HubMsg};
 use crate::conn::Conn;
 use crate::disk::{self, Disk};
+use crate::running_hash::RunningHash;
 use crate::store::{ConvKey, FileRecord, UploadRecord, Write};
 
 /// What a FILE-OFFER announces.
@@ -43,8 +44,9 @@ pub(crate) struct Upload {
     saved: u64,
     /// Its content is being made durable before its ranges are saved.
     syncing: bool,
-    /// Hashing the content as it arrives, while chunks come in order.
-    hashing: Option<Hashing>,
+    /// The content's hash as it arrives; `None` after a restart (or a failed
+    /// commit): the commit then reads the file back.
+    hashing: Option<Arc<RunningHash>>,
 }
 
 impl Upload {
@@ -57,7 +59,7 @@ impl Upload {
             writing: 0,
             commit: None,
             finishing: false,
-            hashing: Some(Hashing::start()),
+            hashing: Some(Arc::new(RunningHash::new())),
         }
     }
 
@@ -73,65 +75,6 @@ impl Upload {
             finishing: false,
             hashing: None,
         }
-    }
-}
-
-/// A running SHA-256 of an upload, fed in offset order off the hub's thread, so
-/// that a commit need not read the file back. Dropped at the first chunk out of
-/// order (the commit then reads the file), and after a restart.
-#[derive(Debug)]
-struct Hashing {
-    next: u64,
-    feed: tokio::sync::mpsc::Sender<HashFeed>,
-}
-
-#[derive(Debug)]
-enum HashFeed {
-    Data(Bytes),
-    Done(tokio::sync::oneshot::Sender<[u8; 32]>),
-}
-
-/// Chunks waiting to be hashed before the running hash is given up.
-const HASH_BACKLOG: usize = 64;
-
-impl Hashing {
-    fn start() -> Hashing {
-        let (feed, mut rx) = tokio::sync::mpsc::channel::<HashFeed>(HASH_BACKLOG);
-        tokio::spawn(async move {
-            let mut state = Some(sha2::Sha256::default());
-            while let Some(msg) = rx.recv().await {
-                match msg {
-                    HashFeed::Data(data) => {
-                        let Some(mut h) = state.take() else { return };
-                        let hashed = tokio::task::spawn_blocking(move || {
-                            sha2::Digest::update(&mut h, &data);
-                            h
-                        })
-                        .await;
-                        match hashed {
-                            Ok(h) => state = Some(h),
-                            Err(_) => return,
-                        }
-                    }
-                    HashFeed::Done(answer) => {
-                        if let Some(h) = state.take() {
-                            let _ = answer.send(sha2::Digest::finalize(h).into());
-                        }
-                        return;
-                    }
-                }
-            }
-        });
-        Hashing { next: 0, feed }
-    }
-
-    /// Feeds a chunk; false if the running hash had to be given up.
-    fn feed(&mut self, offset: u64, data: &Bytes) -> bool {
-        if offset != self.next || self.feed.try_send(HashFeed::Data(data.clone())).is_err() {
-            return false;
-        }
-        self.next += data.len() as u64;
-        true
     }
 }
 
@@ -337,21 +280,17 @@ impl Hub {
             return self.reply(conn, id, fail(code));
         }
         u.writing += 1;
-        if let Some(h) = &mut u.hashing
-            && !h.feed(offset, &data)
-        {
-            u.hashing = None;
-        }
-        let len = data.len() as u64;
-        self.disk_job(move |disk| DiskDone::Chunk {
-            req: (conn, id),
-            file,
-            offset,
-            len,
-            result: disk.write_chunk(&file, offset, &data).map_err(|e| {
+        let (len, size, hashing) = (data.len() as u64, u.rec.size, u.hashing.clone());
+        self.disk_job(move |disk| {
+            let result = disk.write_chunk(&file, size, offset, &data).map_err(|e| {
                 tracing::warn!(error = %e, %file, "chunk write failed");
                 disk::code_of(&e)
-            }),
+            });
+            // Hashed only once written: a chunk that failed is sent again.
+            if let (Ok(()), Some(h)) = (&result, hashing) {
+                h.add(offset, data);
+            }
+            DiskDone::Chunk { req: (conn, id), file, offset, len, result }
         });
     }
 
@@ -400,26 +339,16 @@ impl Hub {
         u.finishing = true;
         u.commit = Some(req);
         let (size, sha) = (u.rec.size, u.rec.sha256);
-        // Every byte was hashed as it came: ask for the digest instead of reading back.
-        if let Some(h) = u.hashing.take().filter(|h| h.next == size) {
-            let (disk, me) = (self.disk.clone(), self.me.clone());
-            tokio::spawn(async move {
-                let (answer, digest) = tokio::sync::oneshot::channel();
-                let sent = h.feed.send(HashFeed::Done(answer)).await.is_ok();
-                let digest = if sent { digest.await.ok() } else { None };
-                let job = move || match digest {
-                    Some(d) => disk.settle(&file, &sha, d == sha.0).map(|()| d == sha.0),
-                    None => disk.finish(&file, size, &sha),
-                };
-                let result = tokio::task::spawn_blocking(job)
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                    .map_err(|e| disk::code_of(&e));
-                if let Some(me) = me.upgrade() {
-                    let _ = me.send(HubMsg::Disk(DiskDone::Finished { file, result })).await;
-                }
+        // Every byte was hashed as it came (all its chunks are written): no read-back.
+        if let Some(digest) = u.hashing.take().and_then(|h| h.digest(size)) {
+            let matches = digest == sha.0;
+            return self.disk_job(move |disk| DiskDone::Finished {
+                file,
+                result: disk.settle(&file, &sha, matches).map(|()| matches).map_err(|e| {
+                    tracing::warn!(error = %e, %file, "settling an upload failed");
+                    disk::code_of(&e)
+                }),
             });
-            return;
         }
         self.disk_job(move |disk| DiskDone::Finished {
             file,
@@ -694,7 +623,7 @@ impl Download {
             let (disk, sha) = (self.disk.clone(), self.sha256);
             let read = tokio::task::spawn_blocking(move || disk.read(&sha, offset, len)).await;
             let data = match read {
-                Ok(Ok(data)) => Bytes::from(data),
+                Ok(Ok(data)) => data,
                 Ok(Err(e)) => return self.finish(Err(Failure::new(disk::code_of(&e)))),
                 Err(_) => return self.finish(Err(Failure::new(ErrorCode::Internal))),
             };
