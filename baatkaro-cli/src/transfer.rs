@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use baatkaro_direct_io::ContentFile;
@@ -21,6 +20,9 @@ use futures::StreamExt;
 use sha2::Digest;
 
 use crate::{Client, ClientError};
+
+/// How much one FILE-GET of a download asks for (whole chunks, at least one).
+const PIECE: u64 = 4 << 20;
 
 /// Chunks (or download pieces) in flight at once.
 const WINDOW: usize = 8;
@@ -63,20 +65,38 @@ fn io(e: std::io::Error) -> ClientError {
     ClientError::Io(e)
 }
 
-/// The SHA-256 of a file's content, read in pieces.
+/// How much of a file one read takes while hashing it.
+const HASH_PIECE: u64 = 4 << 20;
+
+/// The SHA-256 of a file's content, read in pieces: a second thread reads the next
+/// piece while this one hashes, so that with a core to spare the hash runs at the
+/// speed of SHA-256 alone. (Through the page cache: direct reads measured slower
+/// and more variable here, BENCHMARKS.md.)
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
-    let mut f = File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((size, Sha256(hasher.finalize().into())));
+    let f = ContentFile::open_read(path, false)?;
+    let size = f.file().metadata()?.len();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(2);
+    let reader = std::thread::Builder::new().name("hash-read".into()).spawn(move || {
+        for (offset, len) in baatkaro_proto::transfer::chunks(0, size, HASH_PIECE) {
+            let piece = f.read_at(offset, len as usize);
+            let failed = piece.is_err();
+            if tx.send(piece).is_err() || failed {
+                return;
+            }
         }
-        size += n as u64;
-        hasher.update(&buf[..n]);
+    })?;
+    let mut hasher = sha2::Sha256::new();
+    let mut hashed = 0;
+    for piece in rx {
+        let piece = piece?;
+        hashed += piece.len() as u64;
+        hasher.update(&piece);
     }
+    reader.join().map_err(|_| std::io::Error::other("the reading thread panicked"))?;
+    if hashed != size {
+        return Err(std::io::Error::other("the file changed size while it was hashed"));
+    }
+    Ok((size, Sha256(hasher.finalize().into())))
 }
 
 /// A display name for a local file: its file name, with what a name may not hold
@@ -125,19 +145,18 @@ impl Client {
             .into_iter()
             .flat_map(|(o, l)| baatkaro_proto::transfer::chunks(o, l, chunk))
             .collect();
-        let f = File::open(path).map_err(io)?;
-        let f = std::sync::Arc::new(f);
+        // Through the page cache: a chunk read directly waits for the device while
+        // the chunk before it is sent (measured slower, BENCHMARKS.md), and a file
+        // still cached costs only a copy.
+        let f = std::sync::Arc::new(ContentFile::open_read(path, false).map_err(io)?);
         let sends = futures::stream::iter(pieces).map(|(offset, len)| {
             let f = f.clone();
             async move {
-                let data = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    f.read_exact_at(&mut buf, offset).map(|()| buf)
-                })
-                .await
-                .map_err(|e| ClientError::Protocol(e.to_string()))?
-                .map_err(io)?;
-                let cmd = Command::FileChunk { file, offset, data: Bytes::from(data) };
+                let data = tokio::task::spawn_blocking(move || f.read_at(offset, len as usize))
+                    .await
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                    .map_err(io)?;
+                let cmd = Command::FileChunk { file, offset, data };
                 match self.ok(cmd).await? {
                     (_, OkReply::FileChunk { received, .. }) => Ok(received),
                     (_, other) => {
@@ -216,8 +235,9 @@ impl Client {
             }
         }
         progress(have, file.size);
-        // Pieces of several chunks per request: a bounded amount in memory.
-        let piece = self.server().limits.chunk.max(1).saturating_mul(8);
+        // Pieces of whole chunks, about PIECE bytes each: a bounded amount in memory.
+        let chunk = self.server().limits.chunk.max(1);
+        let piece = chunk.saturating_mul((PIECE / chunk).max(1));
         let pieces: Vec<(u64, u64)> =
             baatkaro_proto::transfer::chunks(have, file.size - have, piece).collect();
         let id = file.id;

@@ -106,10 +106,16 @@ impl ContentFile {
         if data.len().is_multiple_of(ALIGN)
             && let Some(direct) = self.direct_for(offset, data.len())
         {
-            let written = with_aligned(data.len(), |buf| {
-                buf.copy_from_slice(data);
-                direct.write_all_at(buf, offset)
-            });
+            // Bytes already aligned in memory (a decoder may see to it) go as they
+            // are; others are copied to an aligned buffer first.
+            let written = if data.as_ptr().align_offset(ALIGN) == 0 {
+                direct.write_all_at(data, offset)
+            } else {
+                with_aligned(data.len(), |buf| {
+                    buf.copy_from_slice(data);
+                    direct.write_all_at(buf, offset)
+                })
+            };
             match written {
                 Ok(()) => return Ok(()),
                 // Rewritten whole below: a write is idempotent.
@@ -130,9 +136,9 @@ impl ContentFile {
                 Err(e) => return Err(e),
             }
         }
-        let mut buf = vec![0u8; len];
-        self.plain.read_exact_at(&mut buf, offset)?;
-        Ok(Bytes::from(buf))
+        let mut buf = pool::take(len);
+        self.plain.read_exact_at(&mut buf[..len], offset)?;
+        Ok(pool::lend(buf, 0..len))
     }
 }
 
@@ -189,7 +195,7 @@ fn aligned_range(buf: &mut Vec<u8>, len: usize) -> io::Result<Range<usize>> {
 /// to whole blocks (the device reads no less), and returns just the asked bytes.
 fn read_direct(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     let padded = len.div_ceil(ALIGN).checked_mul(ALIGN).ok_or(io::ErrorKind::OutOfMemory)?;
-    let mut buf = Vec::new();
+    let mut buf = pool::take(padded.saturating_add(ALIGN));
     let range = aligned_range(&mut buf, padded)?;
     let slice = &mut buf[range.clone()];
     let mut got = 0;
@@ -205,8 +211,10 @@ fn read_direct(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     if got < len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(Bytes::from(buf).slice(range.start..range.start + len))
+    Ok(pool::lend(buf, range.start..range.start + len))
 }
+
+mod pool;
 
 #[cfg(test)]
 mod tests;

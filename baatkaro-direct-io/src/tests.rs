@@ -112,3 +112,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bytes_already_aligned_in_memory_are_written_as_they_are() {
+    for direct in [true, false] {
+        let (_dir, path) = scratch_file();
+        let f = ContentFile::open_write(&path, direct).expect("open");
+        let mut buf = Vec::new();
+        let range = aligned_range(&mut buf, 3 * ALIGN).expect("aligned");
+        buf[range.clone()].copy_from_slice(&pattern(ALIGN as u64, 3 * ALIGN));
+        let data = &buf[range];
+        assert_eq!(data.as_ptr().align_offset(ALIGN), 0);
+        f.write_at(data, ALIGN as u64).expect("write");
+        // And an unaligned view of the same bytes, elsewhere.
+        f.write_at(&buf[1..1 + ALIGN], 8 * ALIGN as u64).expect("write");
+        assert_eq!(
+            f.read_at(ALIGN as u64, 3 * ALIGN).expect("read"),
+            pattern(ALIGN as u64, 3 * ALIGN)
+        );
+        assert_eq!(f.read_at(8 * ALIGN as u64, ALIGN).expect("read"), &buf[1..1 + ALIGN]);
+    }
+}

@@ -31,6 +31,20 @@ const SHORT_LINE: usize = 128;
 /// line to [`Decode::decode_padded`].
 pub const LINE_PAD: usize = 64;
 
+/// Where in memory a long payload that arrives in pieces starts: at a multiple of
+/// this. A consumer can then write it to a file opened for direct I/O without
+/// copying it to an aligned buffer first.
+pub const PAYLOAD_ALIGN: usize = 4096;
+
+/// Payloads at least this long are aligned to [`PAYLOAD_ALIGN`]; shorter ones are
+/// not worth a buffer of their own.
+const ALIGN_FROM: usize = 64 * 1024;
+
+/// Room kept past a long pending payload for what arrives with its last bytes (the
+/// start of the next frames), so that completing it does not move it: a push larger
+/// than this still works, but copies the buffer.
+const PAYLOAD_SLACK: usize = 256 * 1024;
+
 /// A frame type that can be parsed from one complete frame.
 pub trait Decode: Sized {
     /// Parses one frame, given its line (without payload marker and CRLF) and its
@@ -306,7 +320,7 @@ impl<F: Decode> Decoder<F> {
         let start = lf + 1;
         let total = start.saturating_add(len).saturating_add(2);
         if self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
+            self.make_room(start, total);
             self.state = State::Payload { lf, content, len };
             return None;
         }
@@ -333,6 +347,34 @@ impl<F: Decode> Decoder<F> {
         let frame = self.buf.split_to(total).freeze();
         let payload = frame.slice(start..start + len);
         Some(F::decode_frame(&frame[..content], Some(payload)))
+    }
+
+    /// Makes room for a frame of `total` bytes whose payload starts at `start`. A
+    /// long payload gets a buffer where it starts aligned, with room for what follows
+    /// it; the bytes buffered so far (one line and the first piece of the payload)
+    /// move once, as they would have when the buffer grew.
+    fn make_room(&mut self, start: usize, total: usize) {
+        let len = total - start - 2;
+        if len < ALIGN_FROM {
+            self.buf.reserve(total - self.buf.len());
+            return;
+        }
+        let want = total.saturating_add(PAYLOAD_SLACK);
+        let aligned = self.buf.as_ptr().wrapping_add(start).align_offset(PAYLOAD_ALIGN) == 0;
+        if aligned && self.buf.capacity() >= want {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(want.saturating_add(PAYLOAD_ALIGN));
+        let pad = fresh.as_ptr().wrapping_add(start).align_offset(PAYLOAD_ALIGN);
+        if pad >= PAYLOAD_ALIGN {
+            // `align_offset` may decline in principle: unaligned is only slower.
+            self.buf.reserve(want - self.buf.len());
+            return;
+        }
+        fresh.resize(pad, 0);
+        fresh.advance(pad);
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
     }
 
     fn fail(&mut self) -> DecodeError {
@@ -459,7 +501,81 @@ pub fn decode_one<F: Decode>(bytes: &[u8], max_payload: u64) -> Result<F, Decode
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Command, Request};
     use proptest::prelude::*;
+
+    /// The payload of a decoded FILE-CHUNK.
+    fn chunk_of(frame: Result<Request, DecodeError>) -> Bytes {
+        match frame {
+            Ok(Request { command: Command::FileChunk { data, .. }, .. }) => data,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The payload of the FILE-CHUNK a decoder yields next.
+    fn chunk_payload(d: &mut RequestDecoder) -> Bytes {
+        chunk_of(d.next_frame().expect("a whole frame"))
+    }
+
+    proptest! {
+        /// A long payload that arrives in pieces (its line before its end) starts
+        /// aligned in memory; any payload is the one sent, whatever the pieces and
+        /// whatever follows it in the last one.
+        #[test]
+        fn a_long_payload_arriving_in_pieces_starts_aligned(
+            len in ALIGN_FROM..ALIGN_FROM * 3,
+            first in 1usize..5_000,
+            piece in 1_000usize..PAYLOAD_SLACK * 2,
+            tag in "[a-z]{1,8}",
+        ) {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut stream = format!("{tag} FILE-CHUNK f 0 {{{len}}}\r\n").into_bytes();
+            stream.extend_from_slice(&payload);
+            stream.extend_from_slice(b"\r\nu PING\r\n");
+            let mut d = RequestDecoder::new(1 << 20);
+            let line_end = stream.iter().position(|&b| b == b'\n').expect("a line") + 1;
+            let total = line_end + len + 2;
+            let (mut data, mut at, mut size, mut in_pieces) = (None, 0, first, false);
+            // Each pass pushes at least one byte: at most stream.len() passes.
+            while at < stream.len() {
+                let end = (at + size).min(stream.len());
+                d.push(&stream[at..end]);
+                (at, size) = (end, piece);
+                // The line is in and the payload is not: it will be aligned.
+                in_pieces |= (line_end..total).contains(&end);
+                if data.is_none() {
+                    data = d.next_frame().map(chunk_of);
+                }
+            }
+            let data = match data {
+                Some(data) => data,
+                None => chunk_payload(&mut d),
+            };
+            prop_assert_eq!(&data[..], &payload[..]);
+            if in_pieces {
+                prop_assert_eq!(data.as_ptr().align_offset(PAYLOAD_ALIGN), 0);
+            }
+            let ping = d.next_frame();
+            prop_assert!(matches!(ping, Some(Ok(Request { command: Command::Ping, .. }))), "{:?}", ping);
+        }
+    }
+
+    #[test]
+    fn a_short_or_whole_payload_is_left_where_it_is() {
+        // Whole in one push: split off the receive buffer as before, aligned or not.
+        let mut frame = b"t FILE-CHUNK f 0 {70000}\r\n".to_vec();
+        frame.extend(std::iter::repeat_n(b'q', 70_000));
+        frame.extend_from_slice(b"\r\n");
+        let mut d = RequestDecoder::new(1 << 20);
+        d.push(&frame);
+        assert_eq!(chunk_payload(&mut d).len(), 70_000);
+        // Short, in pieces: still correct (and in the shared buffer).
+        let mut d = RequestDecoder::new(1 << 20);
+        d.push(b"t FILE-CHUNK f 0 {10}\r\nab");
+        assert!(d.next_frame().is_none());
+        d.push(b"cdefghij\r\n");
+        assert_eq!(&chunk_payload(&mut d)[..], b"abcdefghij");
+    }
 
     proptest! {
         /// The word-at-a-time scan finds what `memchr2` finds, wherever the CR or

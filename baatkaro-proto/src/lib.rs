@@ -59,8 +59,8 @@ pub mod types;
 mod wire;
 
 pub use codec::{
-    Decode, Decoder, Encode, LINE_PAD, MsgRef, Peeked, RequestDecoder, ServerFrameDecoder,
-    decode_one,
+    Decode, Decoder, Encode, LINE_PAD, MsgRef, PAYLOAD_ALIGN, Peeked, RequestDecoder,
+    ServerFrameDecoder, decode_one,
 };
 pub use command::{Command, Request, Verb};
 pub use error::{DecodeError, ErrorCode, ForbiddenChar, ValidationError};

@@ -62,7 +62,7 @@ limits! {
     /// Largest file in bytes.
     file = "file", default = 4 * 1024 * 1024 * 1024;
     /// Upload and download chunk size in bytes (at most `payload`).
-    chunk = "chunk", default = 256 * 1024;
+    chunk = "chunk", default = 1024 * 1024;
     /// Storage quota per user in bytes, counting each distinct file once.
     quota = "quota", default = 16 * 1024 * 1024 * 1024;
     /// Concurrent unfinished uploads per user.

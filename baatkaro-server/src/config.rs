@@ -325,12 +325,15 @@ mod tests {
     fn a_file_overrides_the_defaults_and_refuses_unknown_keys() {
         let mut c = Config::new(PathBuf::from("/tmp/x"));
         let f: FileConfig = toml::from_str(
-            "listen = \"127.0.0.1:9000\"\nregistration = \"closed\"\n[limits]\nmessage = 100\n",
+            "listen = \"127.0.0.1:9000\"\nregistration = \"closed\"\ndirect_io = false\n\
+             [limits]\nmessage = 100\n",
         )
         .unwrap();
+        assert!(c.direct_io, "on by default");
         f.apply(&mut c).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert!(!c.registration_open);
+        assert!(!c.direct_io);
         assert_eq!(c.limits.message, 100);
         let f: FileConfig = toml::from_str("[limits]\nmesage = 100\n").unwrap();
         assert!(f.apply(&mut c).is_err());

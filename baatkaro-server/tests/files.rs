@@ -375,3 +375,46 @@ async fn scattered_chunks_stop_at_the_range_limit() {
     }
     server.stop().await;
 }
+
+/// Uploads `data` to `#rust` in chunks of `size` bytes, last chunk first.
+async fn upload(c: &mut Client, data: &[u8], name: &str, size: usize) -> FileId {
+    let (file, _) = offer(c, "#rust", data, name).await;
+    let mut offsets: Vec<usize> = (0..data.len()).step_by(size).collect();
+    offsets.reverse();
+    for o in offsets {
+        chunk(c, file, data, o, size.min(data.len() - o)).await;
+    }
+    assert!(matches!(c.ok(Command::FileCommit { file }).await.1, OkReply::FileCommit { .. }));
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_written_by_direct_io_or_through_the_page_cache_read_back_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Whole 4 KiB blocks, blocks and a bit, and an unaligned tail.
+    let a = content(3 * 262_144 + 1_000, 7);
+    let b = content(5 * 4_096 * 10 + 123, 8);
+    let mut files = Vec::new();
+    for (direct, data, size) in [(false, &a, 262_144), (true, &b, 4_096 * 10 + 1)] {
+        cfg.direct_io = direct;
+        let server = TestServer::start(cfg.clone()).await;
+        let mut alice = if files.is_empty() {
+            room(server.addr).await.0
+        } else {
+            Client::login(server.addr, "alice").await
+        };
+        files.push((upload(&mut alice, data, "x.bin", size).await, data.clone()));
+        server.stop().await;
+    }
+    // Each server reads what the other way wrote.
+    for direct in [true, false] {
+        cfg.direct_io = direct;
+        let server = TestServer::start(cfg.clone()).await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        for (file, data) in &files {
+            assert!(download(&mut bob, *file).await == *data, "direct_io {direct}");
+        }
+        server.stop().await;
+    }
+}
