@@ -252,8 +252,14 @@ impl Client {
             }
             s.waiting.insert(tag, (Vec::new(), done));
         }
-        let bytes = Request { tag, command }.to_bytes();
-        if let Err(e) = self.writer.lock().await.write_all(&bytes).await {
+        // A chunk's payload is written from where it is, after its line: not copied.
+        let mut head = bytes::BytesMut::with_capacity(128);
+        let payload = Request { tag, command }.encode_head(&mut head);
+        let parts: [&[u8]; 3] = match &payload {
+            Some(p) => [&head, p, b"\r\n"],
+            None => [&head, b"", b""],
+        };
+        if let Err(e) = write_parts(&mut *self.writer.lock().await, &parts).await {
             lock(&self.shared).waiting.remove(&tag);
             return Err(e.into());
         }
@@ -361,6 +367,22 @@ impl Client {
 /// Routes one frame from the reader: to the request it answers, or to the events.
 /// Sends a PING every `every` (half the server's `idle`) until the connection breaks.
 /// Its reply carries a tag no request waits on, so it is dropped on arrival.
+/// Writes all of `parts`, in order, in as few system calls as the socket allows.
+async fn write_parts(w: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    // Every pass writes at least one byte, or fails.
+    while !rest.is_empty() {
+        let n = w.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 async fn keepalive(writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>, every: Duration) {
     let tag = Tag::new("keepalive").unwrap_or_else(|_| unreachable!("a valid tag"));
     let ping = Request { tag, command: Command::Ping }.to_bytes();

@@ -24,8 +24,12 @@ use crate::{Client, ClientError};
 /// How much one FILE-GET of a download asks for (whole chunks, at least one).
 const PIECE: u64 = 4 << 20;
 
-/// Chunks (or download pieces) in flight at once.
-const WINDOW: usize = 8;
+/// Bytes of an upload in flight at once (whole chunks, at least two). More only
+/// adds memory to go round: 4 MiB beat 8 and 16 MiB (BENCHMARKS.md, issue 6).
+const UPLOAD_WINDOW: u64 = 4 << 20;
+
+/// Download pieces ([`PIECE`] bytes each) asked for at once.
+const DOWNLOAD_WINDOW: usize = 4;
 
 /// A shared file, as FILES and FILE events describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +169,8 @@ impl Client {
                 }
             }
         });
-        let mut sends = sends.buffered(WINDOW);
+        let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(usize::MAX).max(2);
+        let mut sends = sends.buffered(window);
         while let Some(received) = sends.next().await {
             progress(received?, size);
         }
@@ -245,7 +250,7 @@ impl Client {
             let (items, _) = self.ok(Command::FileGet { file: id, offset, length }).await?;
             Ok::<_, ClientError>(items)
         });
-        let mut gets = gets.buffered(WINDOW);
+        let mut gets = gets.buffered(DOWNLOAD_WINDOW);
         let out = std::sync::Arc::new(out);
         // One write at a time, overlapping the hashing of the next chunk: the file
         // stays a contiguous prefix of the content (what a later run resumes from),

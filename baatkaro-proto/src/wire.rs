@@ -18,6 +18,9 @@ pub(crate) trait Put {
     fn end(&mut self);
     /// Ends the line with a payload: ` {n}` CRLF, the bytes, CRLF.
     fn end_with_payload(&mut self, payload: &[u8]);
+    /// Ends the line with the marker of an `n`-byte payload written elsewhere:
+    /// ` {n}` CRLF.
+    fn end_with_marker(&mut self, n: usize);
 }
 
 impl Put for BytesMut {
@@ -53,12 +56,16 @@ impl Put for BytesMut {
     }
 
     fn end_with_payload(&mut self, payload: &[u8]) {
-        let mut buf = itoa::Buffer::new();
         self.reserve(payload.len() + 26);
-        self.put_slice(b" {");
-        self.put_slice(buf.format(payload.len()).as_bytes());
-        self.put_slice(b"}\r\n");
+        self.end_with_marker(payload.len());
         self.put_slice(payload);
         self.put_slice(b"\r\n");
+    }
+
+    fn end_with_marker(&mut self, n: usize) {
+        let mut buf = itoa::Buffer::new();
+        self.put_slice(b" {");
+        self.put_slice(buf.format(n).as_bytes());
+        self.put_slice(b"}\r\n");
     }
 }

@@ -451,6 +451,21 @@ proptest! {
         check_roundtrip(&req)?;
     }
 
+    /// A request written as its head, then the payload `encode_head` leaves out and a
+    /// CRLF, is the same bytes as the request encoded whole.
+    #[test]
+    fn request_head_and_payload_are_the_whole_encoding(req in request()) {
+        let mut head = BytesMut::new();
+        let split = match req.encode_head(&mut head) {
+            Some(payload) => {
+                prop_assert_eq!(req.command.verb(), Verb::FileChunk);
+                [&head[..], &payload[..], b"\r\n"].concat()
+            }
+            None => head.to_vec(),
+        };
+        prop_assert_eq!(split, req.to_bytes().to_vec());
+    }
+
     /// Every server frame (OK, ERR, item, event) decodes from its encoding to itself.
     #[test]
     fn server_frame_roundtrip(frame in server_frame()) {

@@ -1,11 +1,31 @@
 //! Writing client frames.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Command, Request};
 use crate::codec::Encode;
 use crate::types::HistoryRange;
 use crate::wire::Put;
+
+impl Request {
+    /// Appends the frame to `head`, except that a FILE-CHUNK's payload and the CRLF
+    /// after it are left out and returned, for the caller to write after `head`
+    /// (then `b"\r\n"`) without copying the chunk. Any other frame is appended
+    /// whole, and `None` returned.
+    pub fn encode_head(&self, head: &mut BytesMut) -> Option<Bytes> {
+        match &self.command {
+            Command::FileChunk { file, offset, data } => {
+                head.raw(self.tag.as_bytes()).word(self.command.verb().as_str().as_bytes());
+                head.word(file.as_bytes()).num(*offset).end_with_marker(data.len());
+                Some(data.clone())
+            }
+            _ => {
+                self.encode(head);
+                None
+            }
+        }
+    }
+}
 
 impl Encode for Request {
     fn encode(&self, out: &mut BytesMut) {
