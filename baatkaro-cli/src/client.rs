@@ -364,9 +364,6 @@ impl Client {
     }
 }
 
-/// Routes one frame from the reader: to the request it answers, or to the events.
-/// Sends a PING every `every` (half the server's `idle`) until the connection breaks.
-/// Its reply carries a tag no request waits on, so it is dropped on arrival.
 /// Writes all of `parts`, in order, in as few system calls as the socket allows.
 async fn write_parts(w: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
     let mut slices: Vec<std::io::IoSlice<'_>> =
@@ -383,6 +380,8 @@ async fn write_parts(w: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result
     Ok(())
 }
 
+/// Sends a PING every `every` (half the server's `idle`) until the connection breaks.
+/// Its reply carries a tag no request waits on, so it is dropped on arrival.
 async fn keepalive(writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>, every: Duration) {
     let tag = Tag::new("keepalive").unwrap_or_else(|_| unreachable!("a valid tag"));
     let ping = Request { tag, command: Command::Ping }.to_bytes();

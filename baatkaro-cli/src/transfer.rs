@@ -24,7 +24,7 @@ use crate::{Client, ClientError};
 /// How much one FILE-GET of a download asks for (whole chunks, at least one).
 const PIECE: u64 = 4 << 20;
 
-/// Bytes of an upload in flight at once (whole chunks, at least two). More only
+/// Bytes of an upload in flight at once (whole chunks, 2 to 64). More only
 /// adds memory to go round: 4 MiB beat 8 and 16 MiB (BENCHMARKS.md, issue 6).
 const UPLOAD_WINDOW: u64 = 4 << 20;
 
@@ -169,7 +169,8 @@ impl Client {
                 }
             }
         });
-        let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(usize::MAX).max(2);
+        // Whatever chunk size a server advertises, 2 to 64 chunks.
+        let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(64).clamp(2, 64);
         let mut sends = sends.buffered(window);
         while let Some(received) = sends.next().await {
             progress(received?, size);

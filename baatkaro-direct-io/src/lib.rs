@@ -29,8 +29,9 @@ use bytes::Bytes;
 pub const ALIGN: usize = 4096;
 
 /// The scratch buffer a thread keeps between direct writes; a larger write uses a
-/// buffer of its own for the one call.
-const SCRATCH_KEEP: usize = 4 << 20;
+/// buffer of its own for the one call. (Long payloads usually arrive aligned and need
+/// no scratch; what is copied is mostly a payload that came whole in one read.)
+const SCRATCH_KEEP: usize = 256 << 10;
 
 thread_local! {
     /// Where a write's bytes are copied to be aligned: one per thread, reused, so
@@ -127,18 +128,26 @@ impl ContentFile {
     }
 
     /// Reads exactly `len` bytes at `offset` (`UnexpectedEof` if the file ends
-    /// first), directly from the device when `offset` is aligned.
+    /// first), directly from the device where direct I/O is in use: an unaligned
+    /// range is read as the whole blocks around it. So a file written by direct I/O
+    /// is never read through the cache, whose pages for it could be stale (a direct
+    /// write cannot drop a cached page that another write holds dirty meanwhile).
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        if let Some(direct) = self.direct_for(offset, len) {
-            match read_direct(direct, offset, len) {
-                Ok(data) => return Ok(data),
+        let start = offset - offset % ALIGN as u64;
+        // Less than ALIGN: fits in usize.
+        let lead = (offset - start) as usize;
+        if let Some(direct) = self.direct_for(start, len)
+            && let Some(padded) = len.checked_add(lead)
+        {
+            match read_direct(direct, start, padded) {
+                Ok(data) => return Ok(data.slice(lead..)),
                 Err(e) if self.refused(&e) => {}
                 Err(e) => return Err(e),
             }
         }
-        let mut buf = pool::take(len);
+        let mut buf = pool::POOL.take(len);
         self.plain.read_exact_at(&mut buf[..len], offset)?;
-        Ok(pool::lend(buf, 0..len))
+        Ok(pool::POOL.lend(buf, 0..len))
     }
 }
 
@@ -195,14 +204,18 @@ fn aligned_range(buf: &mut Vec<u8>, len: usize) -> io::Result<Range<usize>> {
 /// to whole blocks (the device reads no less), and returns just the asked bytes.
 fn read_direct(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     let padded = len.div_ceil(ALIGN).checked_mul(ALIGN).ok_or(io::ErrorKind::OutOfMemory)?;
-    let mut buf = pool::take(padded.saturating_add(ALIGN));
+    let mut buf = pool::POOL.take(padded.saturating_add(ALIGN));
     let range = aligned_range(&mut buf, padded)?;
     let slice = &mut buf[range.clone()];
     let mut got = 0;
     // Each pass reads whole blocks or meets the end of the file: a read of nothing,
     // or one short of a whole number of blocks, is the end.
     while got < len {
-        let n = file.read_at(&mut slice[got..], offset + got as u64)?;
+        let n = match file.read_at(&mut slice[got..], offset + got as u64) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         got += n;
         if n == 0 || !n.is_multiple_of(ALIGN) {
             break;
@@ -211,7 +224,7 @@ fn read_direct(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     if got < len {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(pool::lend(buf, range.start..range.start + len))
+    Ok(pool::POOL.lend(buf, range.start..range.start + len))
 }
 
 mod pool;

@@ -6,47 +6,68 @@
 //! A transfer keeps a few chunks in flight, so a few buffers go round instead.
 
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-/// Bytes of free buffers kept for reuse, in all; a buffer freed past it is dropped.
+/// Bytes of free buffers the process keeps for reuse, in all.
 const KEEP_BYTES: usize = 64 << 20;
 
-/// The free buffers and their total capacity.
-static FREE: Mutex<(Vec<Vec<u8>>, usize)> = Mutex::new((Vec::new(), 0));
-
-fn free() -> std::sync::MutexGuard<'static, (Vec<Vec<u8>>, usize)> {
-    // The list holds only whole buffers: one left by a panic is as good as any.
-    FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Free buffers, up to a total capacity.
+pub(crate) struct Pool {
+    /// The buffers and their total length.
+    free: Mutex<(Vec<Vec<u8>>, usize)>,
+    keep: usize,
 }
 
-/// A buffer of at least `len` bytes (its content is whatever it last held).
-pub(crate) fn take(len: usize) -> Vec<u8> {
-    {
-        let mut free = free();
-        if let Some(k) = free.0.iter().position(|b| b.len() >= len) {
-            let buf = free.0.swap_remove(k);
-            free.1 -= buf.len();
-            return buf;
+/// The process's pool.
+pub(crate) static POOL: Pool = Pool::new(KEEP_BYTES);
+
+impl Pool {
+    /// A pool that keeps up to `keep` bytes of free buffers.
+    const fn new(keep: usize) -> Pool {
+        Pool { free: Mutex::new((Vec::new(), 0)), keep }
+    }
+
+    fn free(&self) -> MutexGuard<'_, (Vec<Vec<u8>>, usize)> {
+        // The list holds only whole buffers: one left by a panic is as good as any.
+        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A buffer of at least `len` bytes (its content is whatever it last held).
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        {
+            let mut free = self.free();
+            if let Some(k) = free.0.iter().position(|b| b.len() >= len) {
+                let buf = free.0.swap_remove(k);
+                free.1 -= buf.len();
+                return buf;
+            }
+        }
+        vec![0u8; len]
+    }
+
+    /// Gives a buffer back for reuse, if the pool has room; else drops it.
+    fn give(&self, buf: Vec<u8>) {
+        let mut free = self.free();
+        if free.1 + buf.len() <= self.keep {
+            free.1 += buf.len();
+            free.0.push(buf);
         }
     }
-    vec![0u8; len]
-}
 
-/// Gives a buffer back for reuse, if the pool has room.
-fn give(buf: Vec<u8>) {
-    let mut free = free();
-    if free.1 + buf.len() <= KEEP_BYTES {
-        free.1 += buf.len();
-        free.0.push(buf);
+    /// `range` of a buffer from [`Pool::take`], as `Bytes` that give the buffer back
+    /// when the last of them is dropped.
+    pub(crate) fn lend(&'static self, buf: Vec<u8>, range: Range<usize>) -> Bytes {
+        Bytes::from_owner(Lent { buf, range, pool: self })
     }
 }
 
-/// A pooled buffer seen as `range` of it; back to the pool when dropped.
+/// A pooled buffer seen as `range` of it; back to its pool when dropped.
 struct Lent {
     buf: Vec<u8>,
     range: Range<usize>,
+    pool: &'static Pool,
 }
 
 impl AsRef<[u8]> for Lent {
@@ -57,14 +78,8 @@ impl AsRef<[u8]> for Lent {
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        give(std::mem::take(&mut self.buf));
+        self.pool.give(std::mem::take(&mut self.buf));
     }
-}
-
-/// `range` of a buffer from [`take`], as `Bytes` that give the buffer back when the
-/// last of them is dropped.
-pub(crate) fn lend(buf: Vec<u8>, range: Range<usize>) -> Bytes {
-    Bytes::from_owner(Lent { buf, range })
 }
 
 #[cfg(test)]
@@ -73,25 +88,29 @@ mod tests {
 
     #[test]
     fn a_dropped_buffer_is_used_again() {
-        let mut buf = take(10_000);
+        static MINE: Pool = Pool::new(1 << 20);
+        let mut buf = MINE.take(10_000);
         buf[..5].copy_from_slice(b"hello");
         let addr = buf.as_ptr() as usize;
-        let bytes = lend(buf, 1..5);
+        let bytes = MINE.lend(buf, 1..5);
         assert_eq!(&bytes[..], b"ello");
         let clone = bytes.clone();
         drop(bytes);
         assert_eq!(&clone[..], b"ello", "still lent while a clone lives");
+        assert!(MINE.free().0.is_empty());
         drop(clone);
-        // Tests run side by side, so another may take it first: look among a few.
-        let again: Vec<Vec<u8>> = (0..8).map(|_| take(10_000)).collect();
-        assert!(again.iter().any(|b| b.as_ptr() as usize == addr && b.len() >= 10_000));
+        let again = MINE.take(9_000);
+        assert_eq!(again.as_ptr() as usize, addr);
+        assert!(again.len() >= 10_000);
     }
 
     #[test]
     fn the_pool_keeps_a_bounded_amount() {
+        static MINE: Pool = Pool::new(1 << 20);
         for _ in 0..4 {
-            drop(lend(vec![0u8; KEEP_BYTES / 2], 0..1));
+            drop(MINE.lend(vec![0u8; 400_000], 0..1));
         }
-        assert!(free().1 <= KEEP_BYTES);
+        let free = MINE.free();
+        assert_eq!((free.0.len(), free.1), (2, 800_000));
     }
 }

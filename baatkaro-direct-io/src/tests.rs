@@ -133,3 +133,23 @@ fn bytes_already_aligned_in_memory_are_written_as_they_are() {
         assert_eq!(f.read_at(8 * ALIGN as u64, ALIGN).expect("read"), &buf[1..1 + ALIGN]);
     }
 }
+
+#[test]
+fn unaligned_reads_of_a_direct_file_read_the_blocks_around_them() {
+    let (_dir, path) = scratch_file();
+    let size = 5 * ALIGN + 300;
+    let f = ContentFile::open_write(&path, true).expect("open");
+    f.write_at(&pattern(0, size), 0).expect("write");
+    let back = ContentFile::open_read(&path, true).expect("open");
+    for (offset, len) in
+        [(1, 10), (ALIGN as u64 - 1, 2), (4097, 3 * ALIGN), (5 * ALIGN as u64 + 1, 299)]
+    {
+        assert_eq!(
+            back.read_at(offset, len).expect("read"),
+            pattern(offset, len),
+            "{offset}+{len}"
+        );
+    }
+    let e = back.read_at(5 * ALIGN as u64 + 1, 300).expect_err("one past the end");
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+}

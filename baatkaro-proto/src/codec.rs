@@ -41,8 +41,9 @@ pub const PAYLOAD_ALIGN: usize = 4096;
 const ALIGN_FROM: usize = 64 * 1024;
 
 /// Room kept past a long pending payload for what arrives with its last bytes (the
-/// start of the next frames), so that completing it does not move it: a push larger
-/// than this still works, but copies the buffer.
+/// start of the next frames), so that completing it does not move it: a quarter of
+/// the payload, at most this. The payload keeps its whole buffer alive, so the room
+/// is in proportion. A push larger than the room still works, but copies the buffer.
 const PAYLOAD_SLACK: usize = 256 * 1024;
 
 /// A frame type that can be parsed from one complete frame.
@@ -359,7 +360,7 @@ impl<F: Decode> Decoder<F> {
             self.buf.reserve(total - self.buf.len());
             return;
         }
-        let want = total.saturating_add(PAYLOAD_SLACK);
+        let want = total.saturating_add((len / 4).min(PAYLOAD_SLACK));
         let aligned = self.buf.as_ptr().wrapping_add(start).align_offset(PAYLOAD_ALIGN) == 0;
         if aligned && self.buf.capacity() >= want {
             return;
@@ -525,7 +526,7 @@ mod tests {
         fn a_long_payload_arriving_in_pieces_starts_aligned(
             len in ALIGN_FROM..ALIGN_FROM * 3,
             first in 1usize..5_000,
-            piece in 1_000usize..PAYLOAD_SLACK * 2,
+            piece in 1_000usize..ALIGN_FROM * 2,
             tag in "[a-z]{1,8}",
         ) {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();

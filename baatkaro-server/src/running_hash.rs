@@ -11,7 +11,9 @@
 //!
 //! The running hash gives up, and the commit reads the file back instead, when the
 //! chunks stop describing the content in order: a chunk sent again over bytes
-//! already hashed, or more parked than [`PARKED_MAX`] bytes.
+//! already hashed, more parked than [`PARKED_MAX`] bytes, a chunk whose write failed
+//! (it may have changed bytes already hashed), or parked chunks left behind by an
+//! uploader who went away.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -20,8 +22,9 @@ use bytes::Bytes;
 use sha2::Digest;
 
 /// Bytes of chunks ahead of the next one kept for hashing; past this the running
-/// hash is given up. The chunks are in memory anyway (each is being written).
-pub(crate) const PARKED_MAX: usize = 32 << 20;
+/// hash is given up. Twice the reference client's window: parked chunks have been
+/// answered, so only this bounds them.
+pub(crate) const PARKED_MAX: usize = 8 << 20;
 
 /// A running SHA-256 fed by the chunks of one upload from any thread.
 #[derive(Debug, Default)]
@@ -114,6 +117,20 @@ impl RunningHash {
         st.sha = Some(sha);
     }
 
+    /// Gives the running hash up for good: the commit reads the file back.
+    pub(crate) fn give_up(&self) {
+        self.lock().give_up();
+    }
+
+    /// Gives the running hash up if it holds parked chunks, whose memory nothing
+    /// else would free until the upload ends (its uploader went away, say).
+    pub(crate) fn drop_parked(&self) {
+        let mut st = self.lock();
+        if !st.parked.is_empty() {
+            st.give_up();
+        }
+    }
+
     /// The digest, if every one of `size` bytes was hashed in order and nothing
     /// made the hash give up.
     pub(crate) fn digest(&self, size: u64) -> Option<[u8; 32]> {
@@ -191,6 +208,27 @@ mod tests {
         h.add(0, Bytes::copy_from_slice(&data[..1_000]));
         h.add(1_000, Bytes::copy_from_slice(&data[1_000..]));
         assert_eq!(h.digest(data.len() as u64), None);
+    }
+
+    #[test]
+    fn giving_up_or_dropping_parked_chunks_leaves_no_digest() {
+        let data = content(3_000);
+        let pieces = chunks(&data, 1_000);
+        let h = RunningHash::new();
+        h.add(0, pieces[0].1.clone());
+        // Nothing parked: kept.
+        h.drop_parked();
+        h.add(2_000, pieces[2].1.clone());
+        h.drop_parked();
+        assert!(h.lock().parked.is_empty());
+        h.add(1_000, pieces[1].1.clone());
+        assert_eq!(h.digest(3_000), None);
+        let h = RunningHash::new();
+        for (offset, c) in &pieces {
+            h.add(*offset, c.clone());
+        }
+        h.give_up();
+        assert_eq!(h.digest(3_000), None);
     }
 
     #[test]

@@ -185,6 +185,7 @@ impl Hub {
         self.sessions_epoch += 1;
         if u.sessions.is_empty() {
             self.presence(user, Presence::Offline);
+            self.drop_parked(user);
         }
     }
 

@@ -286,9 +286,12 @@ impl Hub {
                 tracing::warn!(error = %e, %file, "chunk write failed");
                 disk::code_of(&e)
             });
-            // Hashed only once written: a chunk that failed is sent again.
-            if let (Ok(()), Some(h)) = (&result, hashing) {
-                h.add(offset, data);
+            // Hashed once written. A failed write may still have changed some of its
+            // bytes, some of them hashed already: the commit reads the file back.
+            match (&result, hashing) {
+                (Ok(()), Some(h)) => h.add(offset, data),
+                (Err(_), Some(h)) => h.give_up(),
+                (_, None) => {}
             }
             DiskDone::Chunk { req: (conn, id), file, offset, len, result }
         });
@@ -575,8 +578,20 @@ impl Hub {
                 u.rec.clone()
             })
             .collect();
+
         for rec in recs {
             self.write(Write::Upload(Box::new(rec)));
+        }
+    }
+
+    /// Lets go of the chunks parked for the running hashes of `user`'s uploads (their
+    /// last connection went): they would stay in memory until the upload expires. The
+    /// commit reads such an upload back instead.
+    pub(super) fn drop_parked(&mut self, user: UserName) {
+        for u in self.files.uploads.values().filter(|u| u.rec.user == user) {
+            if let Some(h) = &u.hashing {
+                h.drop_parked();
+            }
         }
     }
 
