@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{ErrorCode, FileId, Sha256};
-use bytes::Bytes;
 use sha2::Digest;
 
 /// The two directories of file content.
@@ -170,10 +169,9 @@ impl Disk {
         Ok(())
     }
 
-    /// Reads `len` bytes of finished content from `offset`.
-    pub(crate) fn read(&self, sha: &Sha256, offset: u64, len: u64) -> io::Result<Bytes> {
-        let len = usize::try_from(len).map_err(io::Error::other)?;
-        ContentFile::open_read(&self.content(sha), self.direct)?.read_at(offset, len)
+    /// Finished content, open for reading (a download reads all its chunks from it).
+    pub(crate) fn open_content(&self, sha: &Sha256) -> io::Result<ContentFile> {
+        ContentFile::open_read(&self.content(sha), self.direct)
     }
 
     /// Deletes an unfinished upload's bytes.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::transfer::{self, Ranges};
 use baatkaro_proto::{
@@ -631,14 +632,27 @@ struct Download {
 
 impl Download {
     async fn run(self) {
+        let mut file: Option<Arc<ContentFile>> = None;
         for (offset, len) in transfer::chunks(self.offset, self.length, self.chunk) {
             if !self.wait_for_room().await {
                 return;
             }
-            let (disk, sha) = (self.disk.clone(), self.sha256);
-            let read = tokio::task::spawn_blocking(move || disk.read(&sha, offset, len)).await;
+            let (disk, sha, open) = (self.disk.clone(), self.sha256, file.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                // Opened at the first chunk, off the async threads, and kept.
+                let f = match open {
+                    Some(f) => f,
+                    None => Arc::new(disk.open_content(&sha)?),
+                };
+                let len = usize::try_from(len).map_err(std::io::Error::other)?;
+                f.read_at(offset, len).map(|data| (data, f))
+            })
+            .await;
             let data = match read {
-                Ok(Ok(data)) => data,
+                Ok(Ok((data, f))) => {
+                    file = Some(f);
+                    data
+                }
                 Ok(Err(e)) => return self.finish(Err(Failure::new(disk::code_of(&e)))),
                 Err(_) => return self.finish(Err(Failure::new(ErrorCode::Internal))),
             };
