@@ -97,6 +97,7 @@ limits! {
     /// Seconds an idempotency key is remembered after its send.
     keys = "keys", default = 7 * 24 * 3600;
     /// Bytes the server queues for a connection that is not reading before it drops
-    /// the connection as a slow consumer.
+    /// the connection as a slow consumer; also the FILE-CHUNK payload bytes that a
+    /// connection's unanswered requests may carry before the server stops reading it.
     queue = "queue", default = 8 * 1024 * 1024;
 }

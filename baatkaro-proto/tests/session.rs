@@ -92,6 +92,51 @@ fn inflight_budget_holds_requests_back_until_answered() {
 }
 
 #[test]
+fn chunks_in_flight_past_queue_bytes_hold_reading_back_until_answered() {
+    // HELLO fixes the payload limit; queue 64 KiB of chunk payload in flight.
+    let mut cfg = config(1024);
+    cfg.limits.queue = 65_536;
+    let mut s = Session::new(cfg, 0);
+    s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 0);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    drain(&mut s);
+    // Three 30,000-byte chunks and a PING: the third crosses 64 KiB, so the PING waits.
+    let mut input = Vec::new();
+    for k in 0..3 {
+        input.extend_from_slice(
+            format!("c{k} FILE-CHUNK f {} {{30000}}\r\n", k * 30_000).as_bytes(),
+        );
+        input.extend(std::iter::repeat_n(b'x', 30_000));
+        input.extend_from_slice(b"\r\n");
+    }
+    input.extend_from_slice(b"p PING\r\n");
+    s.handle_input(&input, 1);
+    let (frames, events) = drain(&mut s);
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(events.len(), 3);
+    assert!(!s.wants_input(), "90,000 chunk bytes in flight");
+    let ids: Vec<RequestId> = events
+        .iter()
+        .map(|e| match e {
+            SessionEvent::Request { id, .. } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // Answering the last one frees its bytes at once, though its reply waits its turn.
+    s.reply(ids[2], Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 30_000 }));
+    assert!(s.wants_input(), "60,000 bytes in flight");
+    let (frames, _) = drain(&mut s);
+    assert!(frames.is_empty(), "c2 waits behind c0 and c1: {frames:?}");
+    for id in &ids[..2] {
+        s.reply(*id, Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 90_000 }));
+    }
+    let (frames, _) = drain(&mut s);
+    assert_eq!(tags(&frames), ["c0", "c1", "c2", "p"]);
+}
+
+#[test]
 fn idle_timeout_is_a_bye_and_the_end() {
     let mut s = Session::new(config(16), 1_000);
     let deadline = s.poll_timeout().unwrap();

@@ -34,7 +34,10 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
     ("idle", "seconds without a frame before a connection is closed"),
     ("expiry", "seconds until a join request or invite expires"),
     ("keys", "seconds an idempotency key is remembered"),
-    ("queue", "outgoing bytes queued for a connection before it is dropped as slow"),
+    (
+        "queue",
+        "outgoing bytes queued for a connection before it is dropped as slow, and chunk bytes in flight before the server stops reading",
+    ),
 ];
 
 /// The cost of the Argon2id password hash.

@@ -50,6 +50,24 @@ pub(crate) struct Link {
     pub(crate) session: Session,
     /// The peer closed, or a socket call failed: nothing more will be written.
     pub(crate) gone: bool,
+    /// The reader found the session taking no input and waits to be woken: whoever
+    /// answers a request checks whether it takes input again.
+    pub(crate) stalled: bool,
+}
+
+impl Link {
+    /// Whether the reader should be woken: frames wait in the decoder, or it stopped
+    /// reading and the session takes input again (answers freed room in flight).
+    pub(crate) fn reader_has_work(&mut self) -> bool {
+        if self.session.has_events() {
+            return true;
+        }
+        if self.stalled && self.session.wants_input() {
+            self.stalled = false;
+            return true;
+        }
+        false
+    }
 }
 
 impl Conn {
@@ -58,7 +76,7 @@ impl Conn {
         Conn {
             id,
             peer,
-            session: Mutex::new(Link { session, gone: false }),
+            session: Mutex::new(Link { session, gone: false, stalled: false }),
             writer: Notify::new(),
             reader: Notify::new(),
             drained: Notify::new(),
@@ -150,7 +168,9 @@ async fn read_loop(
                 }
             }
             closed |= link.gone;
-            (requests, closed, link.session.wants_input(), link.session.poll_timeout())
+            let wants_input = link.session.wants_input();
+            link.stalled = !wants_input;
+            (requests, closed, wants_input, link.session.poll_timeout())
         };
         conn.writer.notify_one();
         let mut throttle = None;

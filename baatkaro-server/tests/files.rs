@@ -418,3 +418,34 @@ async fn files_written_by_direct_io_or_through_the_page_cache_read_back_either_w
         server.stop().await;
     }
 }
+
+/// Chunks pipelined past `queue` bytes in flight: the server stops reading the
+/// connection while their payloads wait for answers, and takes it up again as the
+/// answers free room (not at the next timeout), so the upload completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_pipelined_past_the_queue_limit_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 64 * 1024;
+    cfg.limits.chunk = 16 * 1024;
+    let server = TestServer::start(cfg).await;
+    let (mut alice, _bob) = room(server.addr).await;
+    let data = content(40 * 16 * 1024, 11);
+    let (file, _) = offer(&mut alice, "#rust", &data, "many.bin").await;
+    let mut tags = Vec::new();
+    for offset in (0..data.len()).step_by(16 * 1024) {
+        let data = Bytes::copy_from_slice(&data[offset..offset + 16 * 1024]);
+        tags.push(alice.send(Command::FileChunk { file, offset: offset as u64, data }).await);
+    }
+    // Writes finish in any order: the answer to the one that finished last says all.
+    let mut most = 0;
+    for tag in tags {
+        let (_, r) = alice.answer(tag).await;
+        let Ok(OkReply::FileChunk { received, .. }) = r else { panic!("{r:?}") };
+        most = most.max(received);
+    }
+    assert_eq!(most, data.len() as u64);
+    assert!(matches!(alice.ok(Command::FileCommit { file }).await.1, OkReply::FileCommit { .. }));
+    assert!(download(&mut alice, file).await == data);
+    server.stop().await;
+}

@@ -92,6 +92,8 @@ struct Pending {
     after: After,
     /// Frames the request caused for this session, sent right after its final reply.
     trailer: BytesMut,
+    /// Chunk payload bytes the request carries, until its final reply is given.
+    carried: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct Session {
     closing: bool,
     /// Bytes of encoded output held in `pending` until their turn.
     held: usize,
+    /// Chunk payload bytes of the requests still without a final reply.
+    carried: usize,
 }
 
 impl Session {
@@ -136,6 +140,7 @@ impl Session {
             last_bytes: now,
             closing: false,
             held: 0,
+            carried: 0,
         }
     }
 
@@ -152,13 +157,15 @@ impl Session {
         }
     }
 
-    /// Whether the session takes more input: false once it is closed, and while
-    /// `inflight` requests await their replies (stop reading the socket then; TCP
+    /// Whether the session takes more input: false once it is closed, while
+    /// `inflight` requests await their replies, and while those without a final reply
+    /// carry `queue` bytes of chunk payload or more (stop reading the socket then; TCP
     /// slows the client down).
     pub fn wants_input(&self) -> bool {
         self.state != SessionState::Closed
             && !self.closing
             && (self.pending.len() as u64) < self.config.limits.inflight
+            && (self.carried as u64) < self.config.limits.queue
     }
 
     /// How many bytes of output are queued and not yet taken by
@@ -250,6 +257,7 @@ impl Session {
         let done = frame.to_bytes();
         self.held += done.len();
         p.done = Some(done);
+        self.carried = self.carried.saturating_sub(std::mem::take(&mut p.carried));
         self.flush();
         // Answers free room in flight: frames that waited in the decoder can go on.
         self.decode();
@@ -391,6 +399,12 @@ impl Session {
             command => {
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
+                // The application holds a chunk until it answers: count it as in flight.
+                let carried = match &command {
+                    Command::FileChunk { data, .. } => data.len(),
+                    _ => 0,
+                };
+                self.carried = self.carried.saturating_add(carried);
                 self.pending.push_back(Pending {
                     id,
                     tag,
@@ -399,6 +413,7 @@ impl Session {
                     done: None,
                     after: After::Nothing,
                     trailer: BytesMut::new(),
+                    carried,
                 });
                 self.events.push_back(SessionEvent::Request { id, command });
             }
@@ -425,6 +440,7 @@ impl Session {
             done: Some(done),
             after,
             trailer: BytesMut::new(),
+            carried: 0,
         });
     }
 

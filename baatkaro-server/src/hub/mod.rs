@@ -575,7 +575,7 @@ impl Hub {
             if let Some(rec) = self.conns.get_mut(&conn) {
                 rec.dirty = false;
                 rec.conn.writer.notify_one();
-                if rec.conn.lock().session.has_events() {
+                if rec.conn.lock().reader_has_work() {
                     rec.conn.reader.notify_one();
                 }
             }
