@@ -28,6 +28,17 @@ fn drain(s: &mut Session) -> (Vec<ServerFrame>, Vec<SessionEvent>) {
     (frames, events)
 }
 
+/// The ids of requests the session handed on (and nothing else).
+fn request_ids(events: &[SessionEvent]) -> Vec<RequestId> {
+    events
+        .iter()
+        .map(|e| match e {
+            SessionEvent::Request { id, .. } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
 fn tags(frames: &[ServerFrame]) -> Vec<String> {
     frames
         .iter()
@@ -59,13 +70,7 @@ fn login_then_pipelined_requests_answered_out_of_order_reply_in_order() {
     s.handle_input(b"d GROUPS\r\ne PING\r\nf CREATE g\r\n", 2);
     let (frames, events) = drain(&mut s);
     assert!(frames.is_empty(), "PING waits behind d: {frames:?}");
-    let ids: Vec<RequestId> = events
-        .iter()
-        .map(|e| match e {
-            SessionEvent::Request { id, .. } => *id,
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let ids = request_ids(&events);
     s.reply(ids[1], Ok(OkReply::Done { verb: DoneVerb::Create }));
     assert!(drain(&mut s).0.is_empty(), "f waits behind d");
     s.reply(ids[0], Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
@@ -117,13 +122,7 @@ fn chunks_in_flight_past_queue_bytes_hold_reading_back_until_answered() {
     assert!(frames.is_empty(), "{frames:?}");
     assert_eq!(events.len(), 3);
     assert!(!s.wants_input(), "90,000 chunk bytes in flight");
-    let ids: Vec<RequestId> = events
-        .iter()
-        .map(|e| match e {
-            SessionEvent::Request { id, .. } => *id,
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let ids = request_ids(&events);
     // Answering the last one frees its bytes at once, though its reply waits its turn.
     s.reply(ids[2], Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 30_000 }));
     assert!(s.wants_input(), "60,000 bytes in flight");
