@@ -7,8 +7,6 @@
 //! download writes to `PATH.part`, continues from its length when run again, checks
 //! the SHA-256, and only then renames the file into place.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use baatkaro_direct_io::ContentFile;
@@ -72,16 +70,22 @@ fn io(e: std::io::Error) -> ClientError {
 /// How much of a file one read takes while hashing it.
 const HASH_PIECE: u64 = 4 << 20;
 
-/// The SHA-256 of a file's content, read in pieces: a second thread reads the next
-/// piece while this one hashes, so that with a core to spare the hash runs at the
-/// speed of SHA-256 alone. (Through the page cache: direct reads measured slower
-/// and more variable here, BENCHMARKS.md.)
+/// The SHA-256 of a file's content, read in pieces (see [`hash_prefix`]).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
+    let size = std::fs::metadata(path)?.len();
+    let hasher = hash_prefix(path, size)?;
+    Ok((size, Sha256(hasher.finalize().into())))
+}
+
+/// A SHA-256 fed the first `len` bytes of a file, read in pieces: a second thread
+/// reads the next piece while this one hashes, so that with a core to spare the hash
+/// runs at the speed of SHA-256 alone. (Through the page cache: direct reads
+/// measured slower and more variable here, BENCHMARKS.md.)
+fn hash_prefix(path: &Path, len: u64) -> std::io::Result<sha2::Sha256> {
     let f = ContentFile::open_read(path, false)?;
-    let size = f.file().metadata()?.len();
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(2);
     let reader = std::thread::Builder::new().name("hash-read".into()).spawn(move || {
-        for (offset, len) in baatkaro_proto::transfer::chunks(0, size, HASH_PIECE) {
+        for (offset, len) in baatkaro_proto::transfer::chunks(0, len, HASH_PIECE) {
             let piece = f.read_at(offset, len as usize);
             let failed = piece.is_err();
             if tx.send(piece).is_err() || failed {
@@ -97,10 +101,10 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
         hasher.update(&piece);
     }
     reader.join().map_err(|_| std::io::Error::other("the reading thread panicked"))?;
-    if hashed != size {
+    if hashed != len {
         return Err(std::io::Error::other("the file changed size while it was hashed"));
     }
-    Ok((size, Sha256(hasher.finalize().into())))
+    Ok(hasher)
 }
 
 /// A display name for a local file: its file name, with what a name may not hold
@@ -228,18 +232,12 @@ impl Client {
         }
         // The bytes kept from an earlier run are hashed first; the rest is hashed as it
         // arrives, in order, so nothing is read back at the end.
-        let mut hasher = sha2::Sha256::new();
-        {
-            let mut prefix = File::open(&part).map_err(io)?.take(have);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = prefix.read(&mut buf).map_err(io)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-        }
+        // Off the async threads, as the upload's hash is.
+        let kept = part.clone();
+        let mut hasher = tokio::task::spawn_blocking(move || hash_prefix(&kept, have))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .map_err(io)?;
         progress(have, file.size);
         // Pieces of whole chunks, about PIECE bytes each: a bounded amount in memory.
         let chunk = self.server().limits.chunk.max(1);

@@ -14,7 +14,6 @@
 //! `O_DIRECT` skips the page cache, not the device's own cache, so a caller still
 //! syncs ([`ContentFile::file`]) before it relies on what it wrote.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
@@ -27,17 +26,6 @@ use bytes::Bytes;
 /// The alignment direct I/O needs of offsets, lengths and memory. 4096 suits
 /// devices with 512-byte sectors and with 4 KiB ones.
 pub const ALIGN: usize = 4096;
-
-/// The scratch buffer a thread keeps between direct writes; a larger write uses a
-/// buffer of its own for the one call. (Long payloads usually arrive aligned and need
-/// no scratch; what is copied is mostly a payload that came whole in one read.)
-const SCRATCH_KEEP: usize = 256 << 10;
-
-thread_local! {
-    /// Where a write's bytes are copied to be aligned: one per thread, reused, so
-    /// that direct writes touch no fresh memory.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// An open file whose content moves by direct I/O where it can.
 #[derive(Debug)]
@@ -169,21 +157,13 @@ fn is_refusal(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidInput
 }
 
-/// Runs `f` on an aligned buffer of `len` bytes: this thread's scratch, grown as
-/// needed, or a buffer of its own past [`SCRATCH_KEEP`].
+/// Runs `f` on an aligned buffer of `len` bytes, taken from the pool of read
+/// buffers and given back after.
 fn with_aligned<T>(len: usize, f: impl FnOnce(&mut [u8]) -> io::Result<T>) -> io::Result<T> {
-    let run = |buf: &mut Vec<u8>| {
-        let range = aligned_range(buf, len)?;
-        f(&mut buf[range])
-    };
-    if len > SCRATCH_KEEP {
-        return run(&mut Vec::new());
-    }
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut buf) => run(&mut buf),
-        // Only a nested call could find it borrowed; it gets a buffer of its own.
-        Err(_) => run(&mut Vec::new()),
-    })
+    let mut buf = pool::POOL.take(len.saturating_add(ALIGN));
+    let done = aligned_range(&mut buf, len).and_then(|range| f(&mut buf[range]));
+    pool::POOL.give(buf);
+    done
 }
 
 /// Where in `buf` `len` bytes start at an aligned address, `buf` grown to hold them.

@@ -13,6 +13,9 @@ use bytes::Bytes;
 /// Bytes of free buffers the process keeps for reuse, in all.
 const KEEP_BYTES: usize = 64 << 20;
 
+/// Free buffers kept at most, whatever their size: a `take` looks through them.
+const KEEP_COUNT: usize = 64;
+
 /// Free buffers, up to a total capacity.
 pub(crate) struct Pool {
     /// The buffers and their total length.
@@ -48,9 +51,9 @@ impl Pool {
     }
 
     /// Gives a buffer back for reuse, if the pool has room; else drops it.
-    fn give(&self, buf: Vec<u8>) {
+    pub(crate) fn give(&self, buf: Vec<u8>) {
         let mut free = self.free();
-        if free.1 + buf.len() <= self.keep {
+        if free.0.len() < KEEP_COUNT && free.1 + buf.len() <= self.keep {
             free.1 += buf.len();
             free.0.push(buf);
         }

@@ -63,11 +63,15 @@ fn reading_past_the_end_is_an_unexpected_eof() {
 }
 
 #[test]
-fn a_write_larger_than_the_kept_scratch_lands_whole() {
+fn a_large_unaligned_write_lands_whole() {
     let (_dir, path) = scratch_file();
     let f = ContentFile::open_write(&path, true).expect("open");
-    let len = SCRATCH_KEEP + ALIGN;
-    f.write_at(&pattern(ALIGN as u64, len), ALIGN as u64).expect("write");
+    let len = (4 << 20) + ALIGN;
+    // One byte in, so that the bytes are not aligned in memory and must be copied.
+    let mut data = vec![0u8];
+    data.extend(pattern(ALIGN as u64, len));
+    assert_ne!(data[1..].as_ptr().align_offset(ALIGN), 0);
+    f.write_at(&data[1..], ALIGN as u64).expect("write");
     assert_eq!(f.read_at(ALIGN as u64, len).expect("read"), pattern(ALIGN as u64, len));
     // The hole before it reads as zeros.
     assert_eq!(f.read_at(0, ALIGN).expect("read"), vec![0u8; ALIGN]);

@@ -170,6 +170,14 @@ fn random() -> u64 {
     std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
+/// Logs a failed disk operation on `file` and gives its error code.
+fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
+    move |e| {
+        tracing::warn!(error = %e, %file, "{what} failed");
+        disk::code_of(&e)
+    }
+}
+
 fn fail(code: ErrorCode) -> Result<OkReply, Failure> {
     Err(Failure::new(code))
 }
@@ -283,10 +291,8 @@ impl Hub {
         u.writing += 1;
         let (len, size, hashing) = (data.len() as u64, u.rec.size, u.hashing.clone());
         self.disk_job(move |disk| {
-            let result = disk.write_chunk(&file, size, offset, &data).map_err(|e| {
-                tracing::warn!(error = %e, %file, "chunk write failed");
-                disk::code_of(&e)
-            });
+            let result =
+                disk.write_chunk(&file, size, offset, &data).map_err(failed("chunk write", file));
             // Hashed once written. A failed write may still have changed some of its
             // bytes, some of them hashed already: the commit reads the file back.
             match (&result, hashing) {
@@ -348,18 +354,15 @@ impl Hub {
             let matches = digest == sha.0;
             return self.disk_job(move |disk| DiskDone::Finished {
                 file,
-                result: disk.settle(&file, &sha, matches).map(|()| matches).map_err(|e| {
-                    tracing::warn!(error = %e, %file, "settling an upload failed");
-                    disk::code_of(&e)
-                }),
+                result: disk
+                    .settle(&file, &sha, matches)
+                    .map(|()| matches)
+                    .map_err(failed("settling an upload", file)),
             });
         }
         self.disk_job(move |disk| DiskDone::Finished {
             file,
-            result: disk.finish(&file, size, &sha).map_err(|e| {
-                tracing::warn!(error = %e, %file, "finishing an upload failed");
-                disk::code_of(&e)
-            }),
+            result: disk.finish(&file, size, &sha).map_err(failed("finishing an upload", file)),
         });
     }
 
@@ -380,10 +383,9 @@ impl Hub {
                             u.syncing = true;
                             let rec = Box::new(u.rec.clone());
                             self.disk_job(move |disk| {
-                                let result = disk.sync_partial(&rec.id).map_err(|e| {
-                                    tracing::warn!(error = %e, file = %rec.id, "syncing an upload failed");
-                                    disk::code_of(&e)
-                                });
+                                let result = disk
+                                    .sync_partial(&rec.id)
+                                    .map_err(failed("syncing an upload", rec.id));
                                 DiskDone::Synced { rec, result }
                             });
                         }
@@ -579,7 +581,6 @@ impl Hub {
                 u.rec.clone()
             })
             .collect();
-
         for rec in recs {
             self.write(Write::Upload(Box::new(rec)));
         }
