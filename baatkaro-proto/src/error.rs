@@ -159,6 +159,8 @@ error_codes! {
     SlowConsumer = "SLOW_CONSUMER", fatal: true, retry: false, "client too slow to read";
     /// Nothing was received for longer than the idle limit.
     IdleTimeout = "IDLE_TIMEOUT", fatal: true, retry: false, "idle for too long";
+    /// The connection did not log in within the `login` limit.
+    LoginTimeout = "LOGIN_TIMEOUT", fatal: true, retry: false, "not logged in in time";
     /// The server is at its connection limit.
     TooManyConnections = "TOO_MANY_CONNECTIONS", fatal: true, retry: true, "too many connections";
 }

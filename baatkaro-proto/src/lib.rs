@@ -65,7 +65,7 @@ pub use codec::{
 pub use command::{Command, Request, Verb};
 pub use error::{DecodeError, ErrorCode, ForbiddenChar, ValidationError};
 pub use event::{Event, Failure, StoredEvent};
-pub use limits::{LINE_MAX, Limits, PAYLOAD_CEILING};
+pub use limits::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING};
 pub use reply::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
 pub use types::*;
 

@@ -8,13 +8,20 @@ pub const LINE_MAX: usize = 1024;
 /// The largest payload limit a server may advertise (16 MiB).
 pub const PAYLOAD_CEILING: u64 = 16 * 1024 * 1024;
 
+/// The largest value any limit may have on the wire: `limit-value = 1*15DIGIT`
+/// (SPEC.md section 4.2). Fifteen digits bound the HELLO reply well inside
+/// [`LINE_MAX`], with room for the keys later versions add (SPEC.md section 10).
+pub const LIMIT_VALUE_MAX: u64 = 999_999_999_999_999;
+
 macro_rules! limits {
-    ($( $(#[$doc:meta])* $field:ident = $key:literal, default = $default:expr; )*) => {
+    (@absent) => { None };
+    (@absent $absent:expr) => { Some($absent) };
+    ($( $(#[$doc:meta])* $field:ident = $key:literal, default = $default:expr
+        $(, absent = $absent:expr)?; )*) => {
         /// Every limit and quota a server enforces, advertised in the HELLO reply so that
         /// a client never has to guess. Sizes are in bytes, times in seconds, and a value
         /// of 0 means "no limit" only where the field says so.
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         pub struct Limits {
             $( $(#[$doc])* pub $field: u64, )*
         }
@@ -40,6 +47,14 @@ macro_rules! limits {
                     $(k if k == $key.as_bytes() => { self.$field = value; true })*
                     _ => false,
                 }
+            }
+
+            /// The value a client takes for a key that a HELLO reply leaves out, or
+            /// `None` for the keys every server of this version lists. Keys added to
+            /// version 1 after its first edition are optional this way (SPEC.md
+            /// section 10), so that a newer client still understands an older server.
+            pub fn absent(key: &str) -> Option<u64> {
+                match key { $($key => limits!(@absent $($absent)?),)* _ => None }
             }
 
             /// `(key, value)` for every limit, in wire order.
@@ -100,4 +115,9 @@ limits! {
     /// the connection as a slow consumer; also the FILE-CHUNK payload bytes that a
     /// connection's unanswered requests may carry before the server stops reading it.
     queue = "queue", default = 8 * 1024 * 1024;
+    /// Seconds a connection has to log in (LOGIN or REGISTER) after it is accepted,
+    /// not counting the time the server spends hashing its own password; past it the
+    /// server closes the connection with `BYE LOGIN_TIMEOUT`, whatever it sent. 0: no
+    /// deadline of its own (only `idle`), as with servers that do not list the key.
+    login = "login", default = 60, absent = 0;
 }

@@ -34,9 +34,9 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 
 use strategies::{
-    Mutation, Split, any_u64, bad_frame, garbage_line, hello_frame, line_len, mutate_line,
-    mutation, noise, payload_len, payload_request, payload_server_frame, pieces, request,
-    server_frame, split,
+    Mutation, Split, any_u64, bad_frame, garbage_line, hello_frame, limit_value, line_len,
+    mutate_line, mutation, noise, payload_len, payload_request, payload_server_frame, pieces,
+    request, server_frame, split,
 };
 
 /// A config with `cases` cases, unless `PROPTEST_CASES` says otherwise.
@@ -600,7 +600,7 @@ proptest! {
     fn hello_reply_ignores_unknown_keys(
         frame in hello_frame(0),
         key in "[a-z][a-z0-9-]{0,15}",
-        value in any_u64(),
+        value in limit_value(),
         at in any::<Index>(),
     ) {
         prop_assume!(key != "features" && !Limits::KEYS.contains(&key.as_str()));

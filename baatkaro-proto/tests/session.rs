@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use baatkaro_proto::session::{RequestId, Session, SessionConfig, SessionEvent, SessionState};
+use baatkaro_proto::session::{
+    FrameBudget, RequestId, Session, SessionConfig, SessionEvent, SessionState,
+};
 use baatkaro_proto::{
     DoneVerb, ErrorCode, Features, Limits, OkReply, ServerFrame, ServerFrameDecoder, Software,
 };
@@ -14,6 +16,7 @@ fn config(inflight: u64) -> SessionConfig {
         software: Software::new("test/1").unwrap(),
         features: Features::default(),
         limits: Limits { inflight, ..Limits::default() },
+        frames: FrameBudget::default(),
     }
 }
 
@@ -21,11 +24,19 @@ fn config(inflight: u64) -> SessionConfig {
 fn drain(s: &mut Session) -> (Vec<ServerFrame>, Vec<SessionEvent>) {
     let mut d = ServerFrameDecoder::new(1 << 20);
     while let Some(bytes) = s.poll_transmit() {
+        s.handle_written(bytes.len());
         d.push(&bytes);
     }
     let frames = d.map(|f| f.unwrap()).collect();
     let events = std::iter::from_fn(|| s.poll_event()).collect();
     (frames, events)
+}
+
+/// Writes out everything the session has to send, as a socket that takes it all.
+fn write_out(s: &mut Session) {
+    while let Some(bytes) = s.poll_transmit() {
+        s.handle_written(bytes.len());
+    }
 }
 
 /// The ids of requests the session handed on (and nothing else).
@@ -61,7 +72,7 @@ fn login_then_pipelined_requests_answered_out_of_order_reply_in_order() {
         matches!(&frames[0], ServerFrame::Err { failure, .. } if failure.code == ErrorCode::HelloRequired)
     );
     let [SessionEvent::Request { id: login, .. }] = events[..] else { panic!("{events:?}") };
-    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
     let (frames, events) = drain(&mut s);
     assert_eq!(tags(&frames), ["c"]);
     assert_eq!(events, [SessionEvent::LoggedIn { user: "ann".parse().unwrap() }]);
@@ -71,9 +82,9 @@ fn login_then_pipelined_requests_answered_out_of_order_reply_in_order() {
     let (frames, events) = drain(&mut s);
     assert!(frames.is_empty(), "PING waits behind d: {frames:?}");
     let ids = request_ids(&events);
-    s.reply(ids[1], Ok(OkReply::Done { verb: DoneVerb::Create }));
+    s.reply(ids[1], Ok(OkReply::Done { verb: DoneVerb::Create }), 2);
     assert!(drain(&mut s).0.is_empty(), "f waits behind d");
-    s.reply(ids[0], Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    s.reply(ids[0], Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 2);
     assert_eq!(tags(&drain(&mut s).0), ["d", "e", "f"]);
 }
 
@@ -83,14 +94,14 @@ fn inflight_budget_holds_requests_back_until_answered() {
     s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 0);
     let (_, events) = drain(&mut s);
     let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
-    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
     drain(&mut s);
     s.handle_input(b"1 GROUPS\r\n2 GROUPS\r\n3 GROUPS\r\n4 GROUPS\r\n", 1);
     let (_, events) = drain(&mut s);
     assert_eq!(events.len(), 2);
     assert!(!s.wants_input());
     let SessionEvent::Request { id, .. } = events[0] else { panic!() };
-    s.reply(id, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    s.reply(id, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 2);
     let (frames, events) = drain(&mut s);
     assert_eq!(tags(&frames), ["1"]);
     assert_eq!(events.len(), 1, "one more request released: {events:?}");
@@ -105,7 +116,7 @@ fn chunks_in_flight_past_queue_bytes_hold_reading_back_until_answered() {
     s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 0);
     let (_, events) = drain(&mut s);
     let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
-    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
     drain(&mut s);
     // Three 30,000-byte chunks and a PING: the third crosses 64 KiB, so the PING waits.
     let mut input = Vec::new();
@@ -124,12 +135,12 @@ fn chunks_in_flight_past_queue_bytes_hold_reading_back_until_answered() {
     assert!(!s.wants_input(), "90,000 chunk bytes in flight");
     let ids = request_ids(&events);
     // Answering the last one frees its bytes at once, though its reply waits its turn.
-    s.reply(ids[2], Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 30_000 }));
+    s.reply(ids[2], Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 30_000 }), 2);
     assert!(s.wants_input(), "60,000 bytes in flight");
     let (frames, _) = drain(&mut s);
     assert!(frames.is_empty(), "c2 waits behind c0 and c1: {frames:?}");
     for id in &ids[..2] {
-        s.reply(*id, Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 90_000 }));
+        s.reply(*id, Ok(OkReply::FileChunk { file: "f".parse().unwrap(), received: 90_000 }), 2);
     }
     let (frames, _) = drain(&mut s);
     assert_eq!(tags(&frames), ["c0", "c1", "c2", "p"]);
@@ -137,7 +148,9 @@ fn chunks_in_flight_past_queue_bytes_hold_reading_back_until_answered() {
 
 #[test]
 fn idle_timeout_is_a_bye_and_the_end() {
-    let mut s = Session::new(config(16), 1_000);
+    let mut cfg = config(16);
+    cfg.limits.login = 0;
+    let mut s = Session::new(cfg, 1_000);
     let deadline = s.poll_timeout().unwrap();
     assert_eq!(deadline, 1_000 + Limits::default().idle * 1000);
     s.handle_timeout(deadline - 1);
@@ -157,10 +170,10 @@ fn idle_timeout_is_a_bye_and_the_end() {
 fn a_fatal_reply_is_the_last_frame() {
     let mut s = Session::new(config(16), 0);
     s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\nc PING\r\n", 1);
-    let _ = s.poll_transmit();
+    write_out(&mut s);
     let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
     // A LOGIN refused with a code that closes the connection ends the session.
-    s.reply(login, Err(baatkaro_proto::Failure::new(ErrorCode::TooManyConnections)));
+    s.reply(login, Err(baatkaro_proto::Failure::new(ErrorCode::TooManyConnections)), 2);
     let (frames, events) = drain(&mut s);
     assert_eq!(tags(&frames), ["b"], "the PING behind it is never answered");
     assert_eq!(events, [SessionEvent::Closed { reason: Some(ErrorCode::TooManyConnections) }]);
@@ -171,9 +184,9 @@ fn a_fatal_reply_is_the_last_frame() {
 fn items_held_for_the_reply_order_count_as_queued() {
     let mut s = Session::new(config(16), 0);
     s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
-    let _ = s.poll_transmit();
+    write_out(&mut s);
     let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
-    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
     let _ = drain(&mut s);
     s.handle_input(b"c GROUPS\r\nd ONLINE\r\n", 2);
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
@@ -187,9 +200,11 @@ fn items_held_for_the_reply_order_count_as_queued() {
     assert!(s.poll_transmit().is_none());
     let held = s.queued();
     assert!(held > 0);
-    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 2);
     assert!(s.queued() > held, "the first reply is out, with the held item behind it");
     let bytes = s.poll_transmit().unwrap();
+    assert_eq!(s.queued(), bytes.len(), "handed out, not yet written");
+    s.handle_written(bytes.len());
     assert_eq!(s.queued(), 0);
     assert!(bytes.starts_with(b"c OK GROUPS 0\r\nd ONLINE ann\r\n"), "{bytes:?}");
 }
@@ -198,10 +213,10 @@ fn items_held_for_the_reply_order_count_as_queued() {
 fn only_the_oldest_unanswered_request_is_next() {
     let mut s = Session::new(config(16), 0);
     s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
-    let _ = s.poll_transmit();
+    write_out(&mut s);
     let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
     assert!(s.is_next(login));
-    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }));
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
     let _ = drain(&mut s);
     s.handle_input(b"c GROUPS\r\nd ONLINE\r\n", 2);
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
@@ -211,6 +226,180 @@ fn only_the_oldest_unanswered_request_is_next() {
         panic!("{events:?}")
     };
     assert!(s.is_next(first) && !s.is_next(second));
-    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }));
+    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 2);
     assert!(s.is_next(second));
+}
+
+fn bye_code(frames: &[ServerFrame]) -> Option<ErrorCode> {
+    match frames.last() {
+        Some(ServerFrame::Event(baatkaro_proto::Event::Bye(f))) => Some(f.code),
+        _ => None,
+    }
+}
+
+fn logged_in(cfg: SessionConfig) -> Session {
+    let mut s = Session::new(cfg, 0);
+    s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 0);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 0);
+    drain(&mut s);
+    s
+}
+
+/// SPEC.md 5.4 and 11.2: replies the session makes itself (PING, refusals, framing
+/// errors) count against `queue` like events do. A client that pipelines PINGs and
+/// never reads is closed as a slow consumer once its backlog passes `queue`, before
+/// and after login, and what it was never handed is dropped: only the piece being
+/// written and the BYE are left.
+#[test]
+fn pipelined_pings_never_read_close_as_a_slow_consumer() {
+    for login in [false, true] {
+        let mut cfg = config(1_024);
+        cfg.limits.queue = 65_536;
+        let mut s = if login { logged_in(cfg) } else { Session::new(cfg, 0) };
+        // The socket takes one piece and then nothing more.
+        let mut handed = Vec::new();
+        let mut sent = 0;
+        let mut closed = false;
+        for round in 0..10_000u64 {
+            if !s.wants_input() {
+                closed = s.is_closed();
+                break;
+            }
+            s.handle_input(&b"p PING\r\n".repeat(100), round);
+            if handed.is_empty()
+                && let Some(piece) = s.poll_transmit()
+            {
+                handed.push(piece);
+            }
+            sent += 100;
+            assert!(s.queued() <= 65_536 + 1024, "bounded: {}", s.queued());
+        }
+        assert!(closed, "closed after {sent} PINGs (login: {login})");
+        assert!(sent * 13 < 3 * 65_536, "closed soon after passing the queue: {sent}");
+        // What is left: the BYE, right after the piece handed out before.
+        let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        let rest_len: usize = rest.iter().map(|b| b.len()).sum();
+        assert!(rest_len < 100, "the backlog was dropped: {rest_len} bytes left");
+        let mut d = ServerFrameDecoder::new(1 << 20);
+        for b in handed.iter().chain(&rest) {
+            d.push(b);
+        }
+        let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
+        assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer), "login: {login}");
+        let mut events = std::iter::from_fn(|| s.poll_event());
+        assert!(
+            events.any(|e| e == SessionEvent::Closed { reason: Some(ErrorCode::SlowConsumer) })
+        );
+    }
+}
+
+/// A backlog that the client reads never closes the session, however many PINGs.
+#[test]
+fn pipelined_pings_that_are_read_go_on() {
+    let mut cfg = config(1_024);
+    cfg.limits.queue = 65_536;
+    let mut s = Session::new(cfg, 0);
+    for round in 0..200 {
+        s.handle_input(&b"p PING\r\n".repeat(1_000), round);
+        write_out(&mut s);
+        assert!(!s.is_closed());
+    }
+}
+
+/// SPEC.md section 3: the frame budget is taken per frame. With 10 a second and a
+/// burst of 5, 100 pipelined PINGs get 5 answers at once, then one per 100 ms; the
+/// session asks not to be read meanwhile and names the moment to go on.
+#[test]
+fn the_frame_budget_answers_the_burst_then_the_rate() {
+    let mut cfg = config(1_024);
+    cfg.frames = FrameBudget { rate: 10, burst: 5 };
+    let mut s = Session::new(cfg, 0);
+    s.handle_input(&b"p PING\r\n".repeat(100), 0);
+    assert_eq!(drain(&mut s).0.len(), 5);
+    assert!(!s.wants_input(), "throttled");
+    assert_eq!(s.poll_timeout(), Some(100));
+    s.handle_timeout(99);
+    assert!(drain(&mut s).0.is_empty());
+    s.handle_timeout(100);
+    assert_eq!(drain(&mut s).0.len(), 1);
+    assert_eq!(s.poll_timeout(), Some(200));
+    // A second later: ten more (the burst is capped at five, so at most five at once).
+    s.handle_timeout(1_200);
+    assert_eq!(drain(&mut s).0.len(), 5);
+    let mut answered = 11;
+    for t in 0..1_000 {
+        let Some(at) = s.poll_timeout() else { break };
+        if answered == 100 {
+            break;
+        }
+        s.handle_timeout(at.max(1_200 + t));
+        answered += drain(&mut s).0.len();
+    }
+    assert_eq!(answered, 100, "nothing is lost, only slowed");
+    assert!(s.wants_input(), "every frame answered: reading again");
+}
+
+/// SPEC.md 11.5: a connection not logged in within `login` seconds is closed with
+/// `BYE LOGIN_TIMEOUT`, whether it is silent, trickles a frame a byte at a time, or
+/// sends PINGs (which keep only a logged-in connection from being idle).
+#[test]
+fn the_login_deadline_closes_silent_trickling_and_pinging_connections() {
+    let login = Limits::default().login * 1000;
+    for kind in ["silent", "trickling", "pinging", "hello then pinging"] {
+        let mut s = Session::new(config(16), 1_000);
+        let mut t = 1_000;
+        let trickle = b"x LOGIN ann {2}\r\npw\r\n";
+        let mut i = 0;
+        while t < 1_000 + login {
+            match kind {
+                "trickling" => {
+                    s.handle_input(&trickle[i % 6..i % 6 + 1], t);
+                    i += 1;
+                }
+                "pinging" => s.handle_input(b"p PING\r\n", t),
+                "hello then pinging" if t == 1_000 => s.handle_input(b"h HELLO 1\r\n", t),
+                "hello then pinging" => s.handle_input(b"p PING\r\n", t),
+                _ => {}
+            }
+            assert!(!s.is_closed(), "{kind}: open before the deadline (t = {t})");
+            assert!(s.poll_timeout().unwrap() <= 1_000 + login, "{kind}");
+            t += 3_000;
+        }
+        s.handle_timeout(1_000 + login);
+        let (frames, events) = drain(&mut s);
+        assert_eq!(bye_code(&frames), Some(ErrorCode::LoginTimeout), "{kind}");
+        assert!(events.contains(&SessionEvent::Closed { reason: Some(ErrorCode::LoginTimeout) }));
+    }
+}
+
+/// The time the server spends on the connection's own password does not count
+/// against its login deadline; a failed LOGIN leaves it the time it had left.
+#[test]
+fn the_login_deadline_stops_while_its_password_is_hashed() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 10_000);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    // Its hash waits 90 s behind other logins: past the 60 s deadline.
+    s.handle_timeout(90_000);
+    assert!(!s.is_closed(), "the deadline does not run during the hash");
+    s.reply(id, Err(baatkaro_proto::Failure::new(ErrorCode::AuthFailed)), 100_000);
+    drain(&mut s);
+    // 10 s were used before the LOGIN: 50 s remain after its answer.
+    assert_eq!(s.poll_timeout(), Some(150_000));
+    s.handle_timeout(149_999);
+    assert!(!s.is_closed());
+    s.handle_timeout(150_000);
+    assert_eq!(bye_code(&drain(&mut s).0), Some(ErrorCode::LoginTimeout));
+}
+
+/// Logged in, the login deadline is gone: only `idle` applies.
+#[test]
+fn a_logged_in_session_has_no_login_deadline() {
+    let mut s = logged_in(config(16));
+    assert_eq!(s.poll_timeout(), Some(Limits::default().idle * 1000));
+    s.handle_timeout(Limits::default().login * 1000);
+    assert!(!s.is_closed());
 }

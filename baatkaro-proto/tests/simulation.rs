@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 
 use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, GroupRules, Op};
-use baatkaro_proto::session::{RequestId, Session, SessionConfig, SessionEvent, SessionState};
+use baatkaro_proto::session::{
+    FrameBudget, RequestId, Session, SessionConfig, SessionEvent, SessionState,
+};
 use baatkaro_proto::{
     Command, Conversation, DoneVerb, Encode, ErrorCode, Event, Failure, Feature, Features,
     GroupName, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule, Limits, ListVerb, Millis,
@@ -82,6 +84,7 @@ fn config(limits: Limits) -> SessionConfig {
         software: Software::new("sim-server/0.0.1").unwrap(),
         features: Features::new(vec![Feature::new("files").unwrap()]).unwrap(),
         limits,
+        frames: FrameBudget::default(),
     }
 }
 
@@ -322,6 +325,7 @@ impl Sim {
         let conn = &mut self.conns[c];
         let mut any = false;
         while let Some(bytes) = conn.session.poll_transmit() {
+            conn.session.handle_written(bytes.len());
             assert!(conn.closed.is_none(), "bytes sent after Closed: {bytes:?}");
             any = true;
             conn.decoder.push(&bytes);
@@ -362,7 +366,7 @@ impl Sim {
     fn handle(&mut self, c: usize, id: RequestId, command: Command) {
         let mut fanout = Vec::new();
         let result = self.execute(c, id, command, &mut fanout);
-        self.conns[c].session.reply(id, result);
+        self.conns[c].session.reply(id, result, self.now);
         for (users, frame) in fanout {
             for u in users {
                 for (i, conn) in self.conns.iter_mut().enumerate() {
@@ -772,7 +776,11 @@ fn pipelined_requests_answered_out_of_order_reply_in_request_order() {
     assert_eq!(sim.take(a), ["a2 MEMBER rust alice owner online"]);
     sim.conns[a].session.item(head, &item("bob", Role::Member));
     sim.conns[a].session.item(head, &item("carol", Role::Member));
-    sim.conns[a].session.reply(head, Ok(OkReply::Listed { verb: ListVerb::Members, count: 3 }));
+    sim.conns[a].session.reply(
+        head,
+        Ok(OkReply::Listed { verb: ListVerb::Members, count: 3 }),
+        sim.now,
+    );
     sim.pump();
 
     let mut expected = members_of_rust("a2");
@@ -783,7 +791,7 @@ fn pipelined_requests_answered_out_of_order_reply_in_request_order() {
     assert_replies_in_order(&sim.conns[a].frames[start..], &PIPELINE_TAGS);
 
     // A second answer to an answered request, or an item after its reply, is ignored.
-    sim.conns[a].session.reply(head, Ok(done(DoneVerb::Ping)));
+    sim.conns[a].session.reply(head, Ok(done(DoneVerb::Ping)), sim.now);
     sim.conns[a].session.item(head, &item("dave", Role::Member));
     sim.pump();
     assert!(sim.take(a).is_empty());

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use baatkaro_proto::{LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
+use baatkaro_proto::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
 use serde::Deserialize;
 
 /// Where the server listens when told nothing else.
@@ -37,6 +37,10 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
     (
         "queue",
         "outgoing bytes queued for a connection before it is dropped as slow, and chunk bytes in flight before the server stops reading",
+    ),
+    (
+        "login",
+        "seconds a connection has to log in, not counting its own password hash (0: only idle applies)",
     ),
 ];
 
@@ -96,6 +100,9 @@ pub struct Config {
     /// Whether shared files move by direct I/O (`O_DIRECT`) where the file system
     /// allows it, instead of through the page cache.
     pub direct_io: bool,
+    /// Milliseconds a connection the server closes may take to receive its last
+    /// frames (a BYE), while its input is read and dropped.
+    pub linger_ms: u64,
 }
 
 impl Config {
@@ -117,6 +124,7 @@ impl Config {
             log: "info".into(),
             shutdown_retry_ms: 5_000,
             direct_io: true,
+            linger_ms: 5_000,
         }
     }
 
@@ -156,6 +164,16 @@ impl Config {
         }
         if l.queue < 64 * 1024 {
             return bad("queue", "must be at least 65536, so that a history page fits");
+        }
+        // A download adds a chunk while less than half the queue is used: a chunk
+        // must fit in the other half, or downloading would drop its own reader.
+        if l.chunk.saturating_add(LINE_MAX as u64) > l.queue / 2 {
+            return bad("queue", "must be at least twice chunk plus 1024");
+        }
+        for (key, value) in l.entries() {
+            if value > LIMIT_VALUE_MAX {
+                return bad(key, "must be at most 999999999999999 (15 digits)");
+            }
         }
         if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)
             || self.logins_per_minute == 0
@@ -233,6 +251,8 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// `direct_io = false`: shared files go through the page cache.
     pub direct_io: Option<bool>,
+    /// `linger_ms = 5000`
+    pub linger_ms: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -292,6 +312,9 @@ impl FileConfig {
         }
         if let Some(v) = self.direct_io {
             config.direct_io = v;
+        }
+        if let Some(v) = self.linger_ms {
+            config.linger_ms = v;
         }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value

@@ -1,249 +1,497 @@
-//! One connection: a reader task and a writer task around the proto crate's
-//! [`Session`], which keeps every per-connection rule.
+//! One connection: one task owns its [`Session`] and its byte stream, and talks to
+//! the hub only through channels.
 //!
-//! The session sits behind a mutex that is only ever held to hand it bytes or take
-//! bytes from it, never across a socket call. The reader feeds it what arrives and
-//! passes the requests it decodes to the hub; the hub answers into it and wakes the
-//! writer; the writer takes everything queued in one buffer and writes it with one
-//! call, so frames that piled up while a write ran leave together.
+//! The task reads the socket straight into the session's receive buffer, hands the
+//! requests the session decodes to the hub, applies what the hub sends back (the
+//! answers and events of each committed batch, downloads to stream, a goodbye) and
+//! writes what the session has to send, one piece of whole frames per write. No
+//! state of the connection is shared with another task: the hub knows it by a
+//! [`ConnHandle`], an unbounded channel whose unapplied bytes are counted, so that a
+//! connection that falls behind the hub is dropped rather than left to grow.
+//!
+//! It is generic over any `AsyncRead + AsyncWrite` byte stream: TCP today, TLS and
+//! WebSocket as other stream types, with the same code path.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use baatkaro_proto::Millis;
-use baatkaro_proto::delivery::RateBudget;
-use baatkaro_proto::session::{Session, SessionEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, watch};
+use baatkaro_direct_io::ContentFile;
+use baatkaro_proto::session::{RequestId, Session, SessionEvent};
+use baatkaro_proto::transfer;
+use baatkaro_proto::{ErrorCode, Failure, FileId, Item, Millis, OkReply, Sha256};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock;
+use crate::disk::{self, Disk};
 use crate::hub::HubMsg;
 
 /// Identifies a connection for the life of the server.
 pub(crate) type ConnId = u64;
 
-/// What the reader, the writer and the hub share of one connection.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    /// Its id.
-    pub(crate) id: ConnId,
-    /// Who is at the other end.
-    pub(crate) peer: SocketAddr,
-    session: Mutex<Link>,
-    /// Woken when there is output to write.
-    pub(crate) writer: Notify,
-    /// Woken when the session may have requests to pass on (an answer let frames
-    /// that waited in the decoder through) or has closed.
-    pub(crate) reader: Notify,
-    /// Signalled after every write to the socket: room in the queue for downloads.
-    pub(crate) drained: Notify,
-}
-
-/// The session and whether the socket is still there.
-#[derive(Debug)]
-pub(crate) struct Link {
-    /// The protocol state of the connection.
-    pub(crate) session: Session,
-    /// The peer closed, or a socket call failed: nothing more will be written.
-    pub(crate) gone: bool,
-    /// The reader found the session taking no input and waits to be woken: whoever
-    /// answers a request checks whether it takes input again.
-    pub(crate) stalled: bool,
-}
-
-impl Link {
-    /// Whether the reader should be woken: frames wait in the decoder, or it stopped
-    /// reading and the session takes input again (answers freed room in flight).
-    pub(crate) fn reader_has_work(&mut self) -> bool {
-        if self.session.has_events() {
-            return true;
-        }
-        if self.stalled && self.session.wants_input() {
-            self.stalled = false;
-            return true;
-        }
-        false
-    }
-}
-
-impl Conn {
-    /// A connection for `session`.
-    pub(crate) fn new(id: ConnId, peer: SocketAddr, session: Session) -> Self {
-        Conn {
-            id,
-            peer,
-            session: Mutex::new(Link { session, gone: false, stalled: false }),
-            writer: Notify::new(),
-            reader: Notify::new(),
-            drained: Notify::new(),
-        }
-    }
-
-    /// Locks the session. A task that panicked while holding it cannot have left
-    /// the session half-changed in a way that matters more than losing the
-    /// connection, so a poisoned lock is taken as it is.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Link> {
-        self.session.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The read buffer of a connection, at first and at most.
+/// Room reserved in the receive buffer before a read, at first and at most: small
+/// for the many quiet connections (a line is at most 1 KiB), doubling while reads
+/// fill it, so that an upload arrives in a few reads rather than dozens.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
-/// How long a closing connection's last frames may take to leave.
-const LINGER: Duration = Duration::from_secs(5);
+/// How long a connection closed by the server's shutdown reads and drops its input
+/// after its BYE before it closes.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
 
-/// How fast one connection may send frames: beyond it the reader waits before it
-/// reads more, and TCP slows the client down (SPEC.md section 3).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FrameBudget {
-    /// Frames per second, sustained.
-    pub(crate) rate: u64,
-    /// Frames in a burst.
-    pub(crate) burst: u64,
+/// What one delivery is taken to cost in the backlog when it carries no frame bytes
+/// of its own (a reply, one item of a list): about a line.
+const LINE_COST: usize = 128;
+
+/// What the hub sends a connection.
+#[derive(Debug)]
+pub(crate) enum ToConn {
+    /// The outputs of a committed batch for this connection, in the batch's order.
+    Deliver(Vec<Delivery>),
+    /// A FILE-GET to stream: its chunks are read as the queue drains.
+    Download(Download),
+    /// Say goodbye with this BYE and close (shutting down, a slow consumer).
+    Close(Failure),
 }
 
-/// Runs a connection until it closes: spawns its writer, then reads.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    conn: Arc<Conn>,
-    hub: mpsc::Sender<HubMsg>,
-    budget: FrameBudget,
-    shutdown: watch::Receiver<bool>,
-) {
-    let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer);
+/// One output for a connection.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// A final reply.
+    Reply { id: RequestId, result: Result<OkReply, Failure> },
+    /// The items of a list reply, then the reply.
+    List { id: RequestId, items: Vec<Item>, result: Result<OkReply, Failure> },
+    /// An encoded event; when `after` is set, it goes right after that request's reply.
+    Frame { bytes: Bytes, after: Option<RequestId> },
+}
+
+impl Delivery {
+    /// The bytes it is taken to add to the connection's backlog.
+    fn cost(&self) -> usize {
+        match self {
+            Delivery::Reply { .. } => LINE_COST,
+            Delivery::List { items, .. } => LINE_COST * (items.len() + 1),
+            Delivery::Frame { bytes, .. } => bytes.len(),
+        }
+    }
+}
+
+/// The hub's end of a connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    tx: mpsc::UnboundedSender<ToConn>,
+    /// Bytes sent to the connection and not yet taken into its session.
+    backlog: Arc<AtomicUsize>,
+}
+
+impl ConnHandle {
+    /// Sends a batch's deliveries, unless the connection is gone or has more than
+    /// `limit` bytes it has not taken in yet: then false, and the caller closes it as
+    /// a slow consumer ([`ConnHandle::close`]).
+    pub(crate) fn deliver(&self, list: Vec<Delivery>, limit: usize) -> bool {
+        let cost: usize = list.iter().map(Delivery::cost).sum();
+        if self.backlog.load(Ordering::Relaxed) > limit {
+            return false;
+        }
+        self.backlog.fetch_add(cost, Ordering::Relaxed);
+        self.tx.send(ToConn::Deliver(list)).is_ok()
+    }
+
+    /// Hands the connection a download to stream.
+    pub(crate) fn download(&self, job: Download) {
+        let _ = self.tx.send(ToConn::Download(job));
+    }
+
+    /// Tells the connection to say goodbye and close.
+    pub(crate) fn close(&self, failure: Failure) {
+        let _ = self.tx.send(ToConn::Close(failure));
+    }
+}
+
+/// One FILE-GET: the range to send, read from disk a chunk at a time while the
+/// connection's queue is below its share, so that a download never makes its own
+/// reader a slow consumer.
+#[derive(Debug)]
+pub(crate) struct Download {
+    /// The request.
+    pub(crate) id: RequestId,
+    /// The file, as the client names it.
+    pub(crate) file: FileId,
+    /// Its content's name on disk.
+    pub(crate) sha256: Sha256,
+    /// The range, already checked against the file.
+    pub(crate) offset: u64,
+    /// Its length.
+    pub(crate) length: u64,
+    /// The chunk size.
+    pub(crate) chunk: u64,
+}
+
+/// A download under way.
+#[derive(Debug)]
+struct Streaming {
+    job: Download,
+    /// The chunks still to send.
+    chunks: VecDeque<(u64, u64)>,
+    /// The content file, opened at the first chunk and kept.
+    file: Option<Arc<ContentFile>>,
+}
+
+/// What every connection needs from the server.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnCtx {
+    /// The hub's inbox.
+    pub(crate) hub: mpsc::Sender<HubMsg>,
+    /// Where shared files are.
+    pub(crate) disk: Arc<Disk>,
+    /// The queue a download fills up to before it waits (half of `queue`).
+    pub(crate) room: usize,
+    /// How long a closing connection's last frames may take to leave, and its input
+    /// is read and dropped meanwhile so that no reset destroys them.
+    pub(crate) linger: Duration,
+    /// Set when the server stops: lingering connections close at once.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+type ChunkRead = std::io::Result<(Bytes, Arc<ContentFile>)>;
+
+/// Runs a connection until it closes and the hub knows.
+pub(crate) async fn serve<S>(
+    stream: S,
+    id: ConnId,
+    peer: SocketAddr,
+    session: Session,
+    ctx: ConnCtx,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!("conn", id, %peer);
     async move {
-        // Small frames are batched in user space; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
-        let mut writer = tokio::spawn(write_loop(wr, conn.clone()));
-        if hub.send(HubMsg::Connected { conn: conn.clone() }).await.is_ok() {
-            read_loop(rd, &conn, &hub, budget, shutdown).await;
+        let (tx, inbox) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let handle = ConnHandle { tx, backlog: backlog.clone() };
+        if ctx.hub.send(HubMsg::Connected { conn: id, peer, handle }).await.is_err() {
+            return;
         }
-        conn.lock().gone = true;
-        conn.writer.notify_one();
-        // The last frames (a BYE) get a moment to leave; a peer that reads nothing
-        // must not hold the connection open.
-        if tokio::time::timeout(LINGER, &mut writer).await.is_err() {
-            writer.abort();
-        }
-        let _ = hub.send(HubMsg::Disconnected { conn: conn.id }).await;
+        let mut conn = Connection {
+            id,
+            session,
+            inbox,
+            backlog,
+            ctx,
+            piece: None,
+            downloads: VecDeque::new(),
+            reading: None,
+            read_size: READ_MIN,
+            closed_by: None,
+        };
+        let (rd, wr) = tokio::io::split(stream);
+        conn.run(rd, wr).await;
         tracing::debug!("closed");
     }
     .instrument(span)
     .await
 }
 
-async fn read_loop(
-    mut rd: OwnedReadHalf,
-    conn: &Arc<Conn>,
-    hub: &mpsc::Sender<HubMsg>,
-    budget: FrameBudget,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // Small for the many quiet connections (a line is at most 1 KiB); it doubles (up to READ_MAX) while reads
-    // fill it, so that a file upload arrives in a few reads, not dozens.
-    let mut buf = vec![0u8; READ_MIN];
-    let mut frames = RateBudget::new(budget.burst, clock::now());
-    let mut shutting_down = false;
-    loop {
-        // Pass on what the session decoded, and learn what to wait for next.
-        let (requests, closed, wants_input, deadline) = {
-            let mut link = conn.lock();
-            let mut requests = Vec::new();
-            let mut closed = false;
-            while let Some(event) = link.session.poll_event() {
-                match event {
-                    SessionEvent::Request { id, command } => requests.push((id, command)),
-                    SessionEvent::LoggedIn { .. } => {}
-                    SessionEvent::Closed { reason } => {
-                        tracing::debug!(?reason, "session closed");
-                        closed = true;
-                    }
-                }
-            }
-            closed |= link.gone;
-            let wants_input = link.session.wants_input();
-            link.stalled = !wants_input;
-            (requests, closed, wants_input, link.session.poll_timeout())
-        };
-        conn.writer.notify_one();
-        let mut throttle = None;
-        for (id, command) in requests {
-            if let Err(wait) = frames.try_take(clock::now(), budget.rate, budget.burst) {
-                throttle = Some(wait);
-            }
-            if hub.send(HubMsg::Request { conn: conn.id, id, command }).await.is_err() {
-                return;
-            }
+/// The connection's own state, owned by its task alone.
+struct Connection {
+    id: ConnId,
+    session: Session,
+    inbox: mpsc::UnboundedReceiver<ToConn>,
+    backlog: Arc<AtomicUsize>,
+    ctx: ConnCtx,
+    /// What is being written: the rest of a piece the session handed out.
+    piece: Option<Bytes>,
+    /// FILE-GETs in request order; the first streams when its turn comes.
+    downloads: VecDeque<Streaming>,
+    /// The chunk being read from disk for the first download.
+    reading: Option<JoinHandle<ChunkRead>>,
+    /// Room to reserve before the next read.
+    read_size: usize,
+    /// Why the session ended, once it has.
+    closed_by: Option<ErrorCode>,
+}
+
+/// Why the main loop ended.
+enum End {
+    /// The session is over, or the peer stopped sending: write what is left, linger.
+    Close,
+    /// The socket failed: nothing more can be written.
+    Broken,
+}
+
+impl Connection {
+    async fn run<R, W>(&mut self, mut rd: R, mut wr: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let end = self.main_loop(&mut rd, &mut wr).await;
+        if let Some(reading) = self.reading.take() {
+            reading.abort();
         }
-        if closed {
+        // The hub forgets the connection now (its user may be offline, its fan-out
+        // shrinks); what is left to say no longer concerns it.
+        let _ = self.ctx.hub.send(HubMsg::Disconnected { conn: self.id }).await;
+        if !matches!(end, End::Close) {
             return;
         }
-        if let Some(wait) = throttle {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+        if self.closed_by == Some(ErrorCode::ShuttingDown) {
+            return self.linger(&mut rd, &mut wr).await;
         }
-        let sleep = deadline_sleep(deadline);
+        // A connection closed for its own reasons lingers for the whole time, unless
+        // the server stops meanwhile.
+        let mut stopping = self.ctx.stopping.clone();
         tokio::select! {
-            read = rd.read(&mut buf), if wants_input => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    conn.lock().session.handle_input(&buf[..n], clock::now());
-                    if n == buf.len() && buf.len() < READ_MAX {
-                        buf.resize(buf.len() * 2, 0);
+            biased;
+            () = self.linger(&mut rd, &mut wr) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+    }
+
+    async fn main_loop<R, W>(&mut self, rd: &mut R, wr: &mut W) -> End
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        loop {
+            if !self.pass_requests().await {
+                self.session.close(shutting_down());
+            }
+            self.stream_downloads();
+            if self.piece.is_none() {
+                self.piece = self.session.poll_transmit();
+            }
+            if self.session.is_closed() {
+                return End::Close;
+            }
+            let deadline = self.session.poll_timeout();
+            if let Some(at) = deadline {
+                timer.as_mut().reset(instant_of(at));
+            }
+            let wants_input = self.session.wants_input();
+            if wants_input {
+                self.session.receive_buffer().reserve(self.read_size);
+            }
+            let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
+            tokio::select! {
+                // The hub's deliveries first: a client that does not read must still
+                // have them counted against its queue.
+                msg = self.inbox.recv() => match msg {
+                    Some(msg) => self.apply(msg),
+                    // The hub is gone: the server is stopping.
+                    None => self.session.close(shutting_down()),
+                },
+                written = wr.write(piece), if !piece.is_empty() => match written {
+                    Ok(0) | Err(_) => return End::Broken,
+                    Ok(n) => self.written(n),
+                },
+                read = rd.read_buf(self.session.receive_buffer()), if wants_input => match read {
+                    Ok(0) | Err(_) => return End::Close,
+                    Ok(n) => {
+                        self.read_size = if n >= self.read_size {
+                            (self.read_size * 2).min(READ_MAX)
+                        } else {
+                            READ_MIN
+                        };
+                        self.session.handle_received(clock::now());
                     }
+                },
+                read = chunk_read(&mut self.reading), if self.reading.is_some() => {
+                    self.chunk_read(read)
                 }
-            },
-            () = conn.reader.notified() => {}
-            () = sleep => conn.lock().session.handle_timeout(clock::now()),
-            _ = shutdown.changed(), if !shutting_down => {
-                // The hub says goodbye to every session; keep going until it has.
-                shutting_down = true;
+                () = &mut timer, if deadline.is_some() => self.session.handle_timeout(clock::now()),
             }
         }
     }
+
+    /// Hands the requests the session decoded to the hub; false if the hub is gone.
+    async fn pass_requests(&mut self) -> bool {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                SessionEvent::Request { id, command } => {
+                    let msg = HubMsg::Request { conn: self.id, id, command };
+                    if self.ctx.hub.send(msg).await.is_err() {
+                        return false;
+                    }
+                }
+                SessionEvent::LoggedIn { .. } => {}
+                SessionEvent::Closed { reason } => {
+                    tracing::debug!(?reason, "session closed");
+                    self.closed_by = reason;
+                }
+            }
+        }
+        true
+    }
+
+    /// Applies what the hub sent.
+    fn apply(&mut self, msg: ToConn) {
+        let now = clock::now();
+        match msg {
+            ToConn::Deliver(list) => {
+                let cost: usize = list.iter().map(Delivery::cost).sum();
+                for delivery in list {
+                    let s = &mut self.session;
+                    match delivery {
+                        Delivery::Reply { id, result } => s.reply(id, result, now),
+                        Delivery::List { id, items, result } => {
+                            for item in &items {
+                                s.item(id, item);
+                            }
+                            s.reply(id, result, now);
+                        }
+                        Delivery::Frame { bytes, after: Some(id) } => {
+                            s.send_encoded_after(id, &bytes)
+                        }
+                        Delivery::Frame { bytes, after: None } => s.send_encoded(&bytes),
+                    }
+                    // Past `queue` the session closed itself: the rest is not queued.
+                    if s.is_closed() {
+                        break;
+                    }
+                }
+                self.backlog.fetch_sub(cost, Ordering::Relaxed);
+            }
+            ToConn::Download(job) => {
+                let chunks = transfer::chunks(job.offset, job.length, job.chunk).collect();
+                self.downloads.push_back(Streaming { job, chunks, file: None });
+            }
+            ToConn::Close(failure) => {
+                if failure.code == ErrorCode::SlowConsumer {
+                    tracing::info!(queued = self.session.queued(), "slow consumer");
+                }
+                self.session.close(failure);
+            }
+        }
+    }
+
+    /// `n` bytes of the piece were written.
+    fn written(&mut self, n: usize) {
+        self.session.handle_written(n);
+        if let Some(piece) = &mut self.piece {
+            piece.advance(n);
+            if piece.is_empty() {
+                self.piece = None;
+            }
+        }
+    }
+
+    /// Starts reading the next chunk of the first download when it is the next
+    /// request to be answered (so its chunks are not held behind earlier replies) and
+    /// the queue is below its share; finishes downloads that sent everything.
+    fn stream_downloads(&mut self) {
+        while self.reading.is_none() && !self.session.is_closed() {
+            let Some(first) = self.downloads.front_mut() else { return };
+            if !self.session.is_next(first.job.id) || self.session.queued() >= self.ctx.room {
+                return;
+            }
+            let Some((offset, len)) = first.chunks.front().copied() else {
+                let job = &first.job;
+                let reply =
+                    OkReply::FileGet { file: job.file, offset: job.offset, length: job.length };
+                self.session.reply(job.id, Ok(reply), clock::now());
+                self.downloads.pop_front();
+                continue;
+            };
+            let (disk, sha, open) = (self.ctx.disk.clone(), first.job.sha256, first.file.clone());
+            self.reading = Some(tokio::task::spawn_blocking(move || {
+                // Opened at the first chunk, off the async threads, and kept.
+                let f = match open {
+                    Some(f) => f,
+                    None => Arc::new(disk.open_content(&sha)?),
+                };
+                let len = usize::try_from(len).map_err(std::io::Error::other)?;
+                f.read_at(offset, len).map(|data| (data, f))
+            }));
+            return;
+        }
+    }
+
+    /// A chunk read finished.
+    fn chunk_read(&mut self, read: Result<ChunkRead, tokio::task::JoinError>) {
+        self.reading = None;
+        let Some(first) = self.downloads.front_mut() else { return };
+        let Some((offset, _)) = first.chunks.pop_front() else { return };
+        let (id, file) = (first.job.id, first.job.file);
+        let failure = match read {
+            Ok(Ok((data, f))) => {
+                first.file = Some(f);
+                self.session.item(id, &Item::Chunk { file, offset, data });
+                return;
+            }
+            Ok(Err(e)) => Failure::new(disk::code_of(&e)),
+            Err(_) => Failure::new(ErrorCode::Internal),
+        };
+        self.session.reply(id, Err(failure), clock::now());
+        self.downloads.pop_front();
+    }
+
+    /// Sends what is left (the BYE, or what was queued when the peer stopped
+    /// sending), shuts the sending side, then reads and drops what the peer still
+    /// sends until it closes, all within the linger time: closing a socket with
+    /// unread input would send a reset that destroys the BYE on its way.
+    async fn linger<R, W>(&mut self, rd: &mut R, wr: &mut W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let deadline = tokio::time::Instant::now() + self.ctx.linger;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            loop {
+                if self.piece.is_none() {
+                    self.piece = self.session.poll_transmit();
+                }
+                let Some(piece) = &self.piece else { return true };
+                match wr.write(piece).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => self.written(n),
+                }
+            }
+        })
+        .await;
+        if !matches!(flushed, Ok(true)) {
+            return;
+        }
+        let _ = tokio::time::timeout_at(deadline, wr.shutdown()).await;
+        // A server that is stopping does not wait long for clients to hang up.
+        let deadline = match self.closed_by {
+            Some(ErrorCode::ShuttingDown) => {
+                deadline.min(tokio::time::Instant::now() + SHUTDOWN_DRAIN)
+            }
+            _ => deadline,
+        };
+        let _ = tokio::time::timeout_at(deadline, async {
+            let mut sink = [0u8; 4096];
+            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
 }
 
-/// Sleeps until a session deadline (milliseconds since the epoch), or forever.
-async fn deadline_sleep(deadline: Option<Millis>) {
-    match deadline {
-        Some(at) => {
-            tokio::time::sleep(Duration::from_millis(at.saturating_sub(clock::now()))).await
-        }
+/// The chunk read under way, or never.
+async fn chunk_read(
+    reading: &mut Option<JoinHandle<ChunkRead>>,
+) -> Result<ChunkRead, tokio::task::JoinError> {
+    match reading {
+        Some(handle) => handle.await,
         None => std::future::pending().await,
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, conn: Arc<Conn>) {
-    loop {
-        let (bytes, done) = {
-            let mut link = conn.lock();
-            let bytes = link.session.poll_transmit();
-            let closed = link.session.state() == baatkaro_proto::session::SessionState::Closed;
-            (bytes, link.gone || closed)
-        };
-        match bytes {
-            Some(bytes) => {
-                if wr.write_all(&bytes).await.is_err() {
-                    conn.lock().gone = true;
-                    conn.reader.notify_one();
-                    conn.drained.notify_waiters();
-                    return;
-                }
-                conn.drained.notify_waiters();
-            }
-            None if done => {
-                let _ = wr.shutdown().await;
-                conn.reader.notify_one();
-                conn.drained.notify_waiters();
-                return;
-            }
-            None => conn.writer.notified().await,
-        }
-    }
+fn shutting_down() -> Failure {
+    Failure::new(ErrorCode::ShuttingDown)
+}
+
+/// The tokio instant of a session deadline (milliseconds since the epoch).
+fn instant_of(at: Millis) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(clock::now()))
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baatkaro_proto::session::{Session, SessionConfig};
+use baatkaro_proto::session::{FrameBudget, Session, SessionConfig};
 use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::auth::Hasher;
 use crate::clock;
 use crate::config::Config;
-use crate::conn::{self, Conn, FrameBudget};
+use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
 use crate::hub::{Hub, HubMsg};
 use crate::store::sqlite::Sqlite;
@@ -44,6 +44,7 @@ pub struct Server {
     hub: Hub,
     inbox: mpsc::Receiver<HubMsg>,
     hub_tx: mpsc::Sender<HubMsg>,
+    disk: Arc<Disk>,
 }
 
 impl Server {
@@ -84,6 +85,7 @@ impl Server {
         .map_err(|e| StartError::Other(e.to_string()))?
         .map_err(StoreError::Io)?;
         let (hub_tx, inbox) = mpsc::channel(4096);
+        let disk = Arc::new(disk);
         let hub = Hub::new(
             cfg.clone(),
             snapshot,
@@ -91,18 +93,18 @@ impl Server {
             done_rx,
             hasher,
             hub_tx.downgrade(),
-            Arc::new(disk),
+            disk.clone(),
         )
         .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
-        Ok(Server { cfg, hub, inbox, hub_tx })
+        Ok(Server { cfg, hub, inbox, hub_tx, disk })
     }
 
     /// Serves `listener` until `shutdown` completes, then stops accepting, tells
     /// every client, finishes every durable write and returns.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let Server { cfg, hub, inbox, hub_tx } = self;
+        let Server { cfg, hub, inbox, hub_tx, disk } = self;
         let hub_task = tokio::spawn(hub.run(inbox));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stopping) = watch::channel(false);
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
@@ -111,10 +113,17 @@ impl Server {
             ])
             .unwrap_or_default(),
             limits: cfg.limits.clone(),
+            frames: FrameBudget {
+                rate: cfg.frames_per_second,
+                burst: cfg.frames_per_second.saturating_mul(2),
+            },
         };
-        let budget = FrameBudget {
-            rate: cfg.frames_per_second,
-            burst: cfg.frames_per_second.saturating_mul(2),
+        let ctx = ConnCtx {
+            hub: hub_tx.clone(),
+            disk,
+            room: usize::try_from(cfg.limits.queue / 2).unwrap_or(usize::MAX),
+            linger: Duration::from_millis(cfg.linger_ms),
+            stopping,
         };
         let permits = Arc::new(Semaphore::new(cfg.max_connections));
         let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -149,15 +158,14 @@ impl Server {
                 tasks.spawn(refuse(stream));
                 continue;
             };
-            let conn = Arc::new(Conn::new(
-                next_id,
-                peer,
-                Session::new(session_config.clone(), clock::now()),
-            ));
+            let session = Session::new(session_config.clone(), clock::now());
+            let id = next_id;
             next_id += 1;
-            let (hub, stop) = (hub_tx.clone(), stop_rx.clone());
+            // Small frames are batched in user space; Nagle would only add latency.
+            let _ = stream.set_nodelay(true);
+            let ctx = ctx.clone();
             tasks.spawn(async move {
-                conn::serve(stream, conn, hub, budget, stop).await;
+                conn::serve(stream, id, peer, session, ctx).await;
                 drop((permit, guard));
             });
         }
@@ -165,7 +173,7 @@ impl Server {
         drop(listener);
         let _ = stop_tx.send(true);
         let _ = hub_tx.send(HubMsg::Shutdown).await;
-        drop(hub_tx);
+        drop((hub_tx, ctx));
         // The hub commits what it holds, says goodbye to every session, then stops.
         let _ = hub_task.await;
         // Connections finish writing their BYE (each bounded by its linger time).

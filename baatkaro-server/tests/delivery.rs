@@ -123,6 +123,7 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.limits.queue = 256 * 1024;
+    cfg.limits.chunk = 64 * 1024;
     let server = TestServer::start(cfg).await;
     let (mut alice, mut others) = room(server.addr, &["bob", "slow"]).await;
     let mut slow = others.pop().unwrap();

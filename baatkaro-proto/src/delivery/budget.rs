@@ -34,6 +34,30 @@ impl RateBudget {
         period: Millis,
         burst: u64,
     ) -> Result<(), u64> {
+        self.check_per(now, count, period, burst)?;
+        self.milli_tokens -= 1000;
+        Ok(())
+    }
+
+    /// Whether one token is there at `now` (refilling first), without taking it; if
+    /// not, in how many milliseconds it will be. For a caller that learns only later
+    /// whether it has something to spend the token on ([`RateBudget::take`]).
+    pub fn check(&mut self, now: Millis, rate: u64, burst: u64) -> Result<(), u64> {
+        self.check_per(now, rate, 1000, burst)
+    }
+
+    /// Takes the token that [`RateBudget::check`] found (nothing if there is none).
+    pub fn take(&mut self) {
+        self.milli_tokens = self.milli_tokens.saturating_sub(1000);
+    }
+
+    fn check_per(
+        &mut self,
+        now: Millis,
+        count: u64,
+        period: Millis,
+        burst: u64,
+    ) -> Result<(), u64> {
         let (count, period) = (u128::from(count.max(1)), u128::from(period.max(1)));
         let elapsed = u128::from(now.saturating_sub(self.last));
         self.last = self.last.max(now);
@@ -43,7 +67,6 @@ impl RateBudget {
         // tokens <= burst * 1000, which fits in u64 as `new` made it.
         self.milli_tokens = u64::try_from(tokens).unwrap_or(u64::MAX);
         if self.milli_tokens >= 1000 {
-            self.milli_tokens -= 1000;
             return Ok(());
         }
         let missing = 1000 - u128::from(self.milli_tokens);
@@ -82,6 +105,17 @@ mod tests {
         assert_eq!(b.try_take_per(0, 6, 60_000, 2), Err(10_000));
         assert_eq!(b.try_take_per(4_000, 6, 60_000, 2), Err(6_000));
         assert!(b.try_take_per(10_000, 6, 60_000, 2).is_ok());
+    }
+
+    #[test]
+    fn a_checked_token_is_spent_only_when_taken() {
+        let mut b = RateBudget::new(1, 0);
+        assert!(b.check(0, 10, 1).is_ok());
+        assert!(b.check(0, 10, 1).is_ok(), "checking takes nothing");
+        b.take();
+        assert_eq!(b.check(0, 10, 1), Err(100));
+        assert_eq!(b.check(40, 10, 1), Err(60));
+        assert!(b.check(100, 10, 1).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::event::decode::failure;
 use crate::event::decode::join_request;
 use crate::event::{event, stored_event};
 use crate::hot;
-use crate::limits::Limits;
+use crate::limits::{LIMIT_VALUE_MAX, Limits};
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, keyword, none, number, parse_number,
     required, software, tag, token, user_name,
@@ -147,10 +147,12 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
 }
 
 /// `hello-ok = "HELLO" SP version SP software [SP "features=" features]
-///  1*(SP limit-key "=" number)`
+///  1*(SP hello-key "=" limit-value)`
 ///
-/// Every limit key of this version must be present; unknown keys are ignored so
-/// a newer server can add limits without breaking older clients.
+/// Every limit key of version 1's first edition must be present; a key added since
+/// may be missing and then takes its stated value ([`Limits::absent`]); unknown keys
+/// are ignored (SPEC.md section 10), so that servers and clients of different ages
+/// understand each other. Every value is at most [`LIMIT_VALUE_MAX`].
 fn hello(args: &[u8]) -> Result<OkReply, PError> {
     let (rest, (version, server)) = (arg(number), arg(software)).parse(args)?;
     let version = u16::try_from(version)
@@ -187,7 +189,9 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
             features = list;
             continue;
         }
-        let n = parse_number(value).ok_or_else(|| PError::syntax("limit value is not a number"))?;
+        let n = parse_number(value)
+            .filter(|n| *n <= LIMIT_VALUE_MAX)
+            .ok_or_else(|| PError::syntax("limit value is not a number of at most 15 digits"))?;
         let Some(index) = Limits::KEYS.iter().position(|k| k.as_bytes() == key) else {
             continue;
         };
@@ -197,8 +201,16 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
         seen |= 1 << index;
         limits.set(key, n);
     }
-    if seen.count_ones() as usize != Limits::KEYS.len() {
-        return Err(PError::syntax("HELLO reply must list every limit exactly once"));
+    for (index, key) in Limits::KEYS.iter().enumerate() {
+        if seen & (1 << index) != 0 {
+            continue;
+        }
+        match Limits::absent(key) {
+            Some(value) => {
+                limits.set(key.as_bytes(), value);
+            }
+            None => return Err(PError::syntax("HELLO reply must list every limit exactly once")),
+        }
     }
     Ok(OkReply::Hello { version, server, features, limits })
 }

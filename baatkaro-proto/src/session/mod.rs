@@ -1,23 +1,27 @@
 //! The connection session: the server side of one connection, as a sans-IO state
 //! machine in the manner of quinn-proto.
 //!
-//! Inputs are `handle_*` calls: [`Session::handle_input`] with received bytes,
-//! [`Session::handle_timeout`] when the deadline from [`Session::poll_timeout`] has
-//! passed, and [`Session::reply`] / [`Session::item`] / [`Session::send_event`] from
-//! the application. Outputs are polled: [`Session::poll_transmit`] (bytes to write,
-//! coalesced), [`Session::poll_event`] (requests for the application, and the close)
-//! and [`Session::poll_timeout`] (the next deadline).
+//! Inputs are `handle_*` calls: [`Session::handle_input`] with received bytes (or
+//! [`Session::handle_received`] after reading straight into
+//! [`Session::receive_buffer`]), [`Session::handle_written`] when bytes reached the
+//! socket, [`Session::handle_timeout`] when the deadline from
+//! [`Session::poll_timeout`] has passed, and [`Session::reply`] / [`Session::item`] /
+//! [`Session::send_event`] from the application. Outputs are polled:
+//! [`Session::poll_transmit`] (bytes to write, coalesced, whole frames),
+//! [`Session::poll_event`] (requests for the application, and the close) and
+//! [`Session::poll_timeout`] (the next deadline).
 //!
 //! **The drive-loop contract:** after every input, drain every `poll_*` until it
 //! returns `None`, then wait for the next input or until `poll_timeout()`. Time is
 //! always a parameter (`now`, in milliseconds); the session never reads a clock.
 //!
-//! The session keeps the protocol's per-connection rules (SPEC.md section 4): the
-//! handshake and which commands each state allows, PING, LOGOUT, the idle timeout,
-//! framing errors and their replies, and that every request gets exactly one final
-//! reply, in request order, with its items never interleaved with another's. The
-//! application answers the requests it is handed in any order; the session releases
-//! the answers in order.
+//! The session keeps the protocol's per-connection rules (SPEC.md sections 3 and 4):
+//! the handshake and which commands each state allows, PING, LOGOUT, the idle timeout
+//! and the login deadline, framing errors and their replies, the frame budget, that
+//! every request gets exactly one final reply, in request order, with its items never
+//! interleaved with another's, and that no more than `queue` bytes wait for the client
+//! to read them, whoever made them (section 5.4). The application answers the requests
+//! it is handed in any order; the session releases the answers in order.
 
 mod state;
 
@@ -29,6 +33,7 @@ pub use state::SessionState;
 
 use crate::codec::{Encode, RequestDecoder};
 use crate::command::{Command, Request, Verb};
+use crate::delivery::RateBudget;
 use crate::error::ErrorCode;
 use crate::event::{Event, Failure};
 use crate::limits::Limits;
@@ -37,6 +42,12 @@ use crate::types::{Features, Millis, Note, Software, Tag, UserName};
 
 /// The payload limit before the handshake has completed (SPEC.md section 2.3).
 pub const PRE_HELLO_PAYLOAD: u64 = 65_536;
+
+/// Output is handed to the socket in pieces of about this size, each a run of whole
+/// frames. When a slow consumer is dropped, only the piece being written is finished
+/// before its BYE: the rest of the backlog is discarded, so that the BYE fits in what
+/// the socket can still take.
+pub const PIECE: usize = 64 * 1024;
 
 /// Identifies a request handed to the application, for its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +62,27 @@ pub struct SessionConfig {
     pub features: Features,
     /// Every limit.
     pub limits: Limits,
+    /// How fast the client may send frames.
+    pub frames: FrameBudget,
+}
+
+/// How many frames a connection may send: `burst` at once, then `rate` a second.
+/// Frames beyond it wait in the socket (the session stops decoding and asks not to be
+/// read until its deadline, [`Session::poll_timeout`]), so TCP slows the client down;
+/// nothing is failed for it (SPEC.md section 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameBudget {
+    /// Frames per second, sustained (at least 1 is assumed).
+    pub rate: u64,
+    /// Frames in a burst (at least 1 is assumed).
+    pub burst: u64,
+}
+
+impl Default for FrameBudget {
+    /// The reference server's default: 20,000 frames a second, 40,000 in a burst.
+    fn default() -> Self {
+        FrameBudget { rate: 20_000, burst: 40_000 }
+    }
 }
 
 /// Something the application must act on.
@@ -109,7 +141,14 @@ pub struct Session {
     config: SessionConfig,
     state: SessionState,
     decoder: RequestDecoder,
+    /// The piece of output being filled.
     out: BytesMut,
+    /// Pieces of output sealed at [`PIECE`] bytes, oldest first.
+    ready: VecDeque<Bytes>,
+    /// Bytes in `ready`.
+    ready_bytes: usize,
+    /// Bytes handed out by `poll_transmit` and not yet reported written.
+    in_transit: usize,
     events: VecDeque<SessionEvent>,
     pending: VecDeque<Pending>,
     next_id: u64,
@@ -123,16 +162,33 @@ pub struct Session {
     held: usize,
     /// Chunk payload bytes of the requests still without a final reply.
     carried: usize,
+    /// The latest time an input carried.
+    now: Millis,
+    /// The frames the client may still send at once.
+    frames: RateBudget,
+    /// The frame budget ran out: nothing is decoded before this time.
+    throttled: Option<Millis>,
+    /// When the connection must be logged in by (`None`: no deadline).
+    login_deadline: Option<Millis>,
+    /// A LOGIN or REGISTER was handed on at this time and awaits its answer: the
+    /// login deadline does not run meanwhile (the hash is the server's time).
+    login_paused: Option<Millis>,
 }
 
 impl Session {
     /// A new session for a connection accepted at `now`.
     pub fn new(config: SessionConfig, now: Millis) -> Self {
+        let login = config.limits.login;
+        let login_deadline = (login > 0).then(|| now.saturating_add(login.saturating_mul(1000)));
+        let frames = RateBudget::new(config.frames.burst.max(1), now);
         Session {
             config,
             state: SessionState::Greeting,
             decoder: RequestDecoder::new(PRE_HELLO_PAYLOAD),
             out: BytesMut::new(),
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            in_transit: 0,
             events: VecDeque::new(),
             pending: VecDeque::new(),
             next_id: 0,
@@ -141,6 +197,11 @@ impl Session {
             closing: false,
             held: 0,
             carried: 0,
+            now,
+            frames,
+            throttled: None,
+            login_deadline,
+            login_paused: None,
         }
     }
 
@@ -157,22 +218,29 @@ impl Session {
         }
     }
 
+    /// Whether the session is over: nothing more is read, and once
+    /// [`Session::poll_transmit`] returns `None` the connection can be closed.
+    pub fn is_closed(&self) -> bool {
+        self.state == SessionState::Closed
+    }
+
     /// Whether the session takes more input: false once it is closed, while
-    /// `inflight` requests await their replies, and while those without a final reply
-    /// carry `queue` bytes of chunk payload or more (stop reading the socket then; TCP
-    /// slows the client down).
+    /// `inflight` requests await their replies, while those without a final reply
+    /// carry `queue` bytes of chunk payload or more, and while the frame budget is
+    /// spent (stop reading the socket then; TCP slows the client down).
     pub fn wants_input(&self) -> bool {
         self.state != SessionState::Closed
             && !self.closing
+            && self.throttled.is_none()
             && (self.pending.len() as u64) < self.config.limits.inflight
             && (self.carried as u64) < self.config.limits.queue
     }
 
-    /// How many bytes of output are queued and not yet taken by
-    /// [`Session::poll_transmit`], counting replies and items held back for the reply
-    /// order: what a server compares with its `queue` limit.
+    /// How many bytes of output wait for the client: queued, held back for the reply
+    /// order, or handed out by [`Session::poll_transmit`] and not yet reported
+    /// written. Past `queue` the session closes as a slow consumer.
     pub fn queued(&self) -> usize {
-        self.out.len() + self.held
+        self.out.len() + self.ready_bytes + self.in_transit + self.held
     }
 
     /// Whether `id` is the oldest request still without its final reply: what it
@@ -195,24 +263,54 @@ impl Session {
         if self.state == SessionState::Closed {
             return;
         }
-        self.last_bytes = now;
         self.decoder.push(bytes);
+        self.handle_received(now);
+    }
+
+    /// The receive buffer, for reading the socket straight into it (append only;
+    /// then call [`Session::handle_received`]). Read into it only while
+    /// [`Session::wants_input`], and reserve room first: the session holds no more
+    /// than one line, or one line and one payload, beyond what it was given.
+    pub fn receive_buffer(&mut self) -> &mut BytesMut {
+        self.decoder.buffer_mut()
+    }
+
+    /// Bytes were appended to [`Session::receive_buffer`] at `now`.
+    pub fn handle_received(&mut self, now: Millis) {
+        self.advance(now);
+        if self.state == SessionState::Closed {
+            return;
+        }
+        self.last_bytes = now;
         self.decode();
+    }
+
+    /// `n` bytes of what [`Session::poll_transmit`] handed out reached the socket.
+    pub fn handle_written(&mut self, n: usize) {
+        self.in_transit = self.in_transit.saturating_sub(n);
     }
 
     /// The deadline from [`Session::poll_timeout`] has passed (or may have: a call
     /// before it does nothing).
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.advance(now);
         if self.state == SessionState::Closed {
             return;
         }
+        if self.login_expired() {
+            return self.bye(Failure::new(ErrorCode::LoginTimeout), ErrorCode::LoginTimeout);
+        }
         if now >= self.idle_deadline() {
-            self.bye(Failure::new(ErrorCode::IdleTimeout), ErrorCode::IdleTimeout);
+            return self.bye(Failure::new(ErrorCode::IdleTimeout), ErrorCode::IdleTimeout);
+        }
+        if self.throttled.is_some_and(|until| now >= until) {
+            self.throttled = None;
+            self.decode();
         }
     }
 
-    /// Closes the session for a reason of the server's (shutting down, a slow
-    /// consumer): a BYE with this failure is the last frame.
+    /// Closes the session for a reason of the server's (shutting down, say): a BYE
+    /// with this failure is the last frame, after what is queued already.
     pub fn close(&mut self, failure: Failure) {
         if self.state != SessionState::Closed {
             let code = failure.code;
@@ -227,18 +325,27 @@ impl Session {
             let before = p.items.len();
             ServerFrame::Item { tag: p.tag, item: item.clone() }.encode(&mut p.items);
             self.held += p.items.len() - before;
+            self.flush();
         }
-        self.flush();
     }
 
-    /// Answers a request: its final reply. A successful LOGIN or REGISTER logs the
-    /// session in; a failure whose code closes the connection (SPEC.md Appendix C)
-    /// is the last frame, as its tagged ERR. Unknown or already answered ids are
-    /// ignored.
-    pub fn reply(&mut self, id: RequestId, result: Result<OkReply, Failure>) {
+    /// Answers a request at `now`: its final reply. A successful LOGIN or REGISTER
+    /// logs the session in; a failure whose code closes the connection (SPEC.md
+    /// Appendix C) is the last frame, as its tagged ERR. Unknown or already answered
+    /// ids are ignored.
+    pub fn reply(&mut self, id: RequestId, result: Result<OkReply, Failure>, now: Millis) {
+        self.advance(now);
         let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) else {
             return;
         };
+        if matches!(p.verb, Verb::Login | Verb::Register)
+            && let Some(since) = self.login_paused.take()
+        {
+            // The server's time spent on this connection's password is not the
+            // client's: the deadline moves by it.
+            let paused = now.saturating_sub(since);
+            self.login_deadline = self.login_deadline.map(|d| d.saturating_add(paused));
+        }
         if let Ok(OkReply::Login { user } | OkReply::Register { user }) = &result
             && matches!(p.verb, Verb::Login | Verb::Register)
         {
@@ -284,6 +391,7 @@ impl Session {
     pub fn send_event(&mut self, event: &Event) {
         if self.state != SessionState::Closed {
             ServerFrame::Event(event.clone()).encode(&mut self.out);
+            self.after_output();
         }
     }
 
@@ -291,13 +399,25 @@ impl Session {
     pub fn send_encoded(&mut self, frame: &[u8]) {
         if self.state != SessionState::Closed {
             self.out.extend_from_slice(frame);
+            self.after_output();
         }
     }
 
-    /// Everything to write to the socket, coalesced into one buffer.
+    /// The next piece of output to write to the socket: whole frames, coalesced, about
+    /// [`PIECE`] bytes (more for a larger frame). Its bytes still count as queued
+    /// until [`Session::handle_written`] says they were written.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        let piece = match self.ready.pop_front() {
+            Some(piece) => {
+                self.ready_bytes -= piece.len();
+                piece
+            }
+            None if !self.out.is_empty() => self.out.split().freeze(),
+            None => return None,
+        };
+        self.in_transit += piece.len();
+        Some(piece)
     }
 
     /// The next thing for the application.
@@ -306,10 +426,31 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// When [`Session::handle_timeout`] must be called next.
+    /// When [`Session::handle_timeout`] must be called next: the idle deadline, the
+    /// login deadline while not logged in, or the end of a frame-budget wait.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
-        (self.state != SessionState::Closed).then(|| self.idle_deadline())
+        if self.state == SessionState::Closed {
+            return None;
+        }
+        let login = self.login_deadline.filter(|_| self.login_runs());
+        [Some(self.idle_deadline()), login, self.throttled].into_iter().flatten().min()
+    }
+
+    /// Whether the login deadline counts now: not logged in, and no password of its
+    /// own being checked.
+    fn login_runs(&self) -> bool {
+        matches!(self.state, SessionState::Greeting | SessionState::Authenticating)
+            && self.login_paused.is_none()
+    }
+
+    fn login_expired(&self) -> bool {
+        self.login_runs() && self.login_deadline.is_some_and(|d| self.now >= d)
+    }
+
+    /// Time moves on (never back).
+    fn advance(&mut self, now: Millis) {
+        self.now = self.now.max(now);
     }
 
     /// Whether a LOGIN or REGISTER is waiting for the application's answer.
@@ -328,8 +469,17 @@ impl Session {
     /// Also waits while a LOGIN or REGISTER awaits its answer: the state the next
     /// request is judged in depends on it.
     fn decode(&mut self) {
+        let FrameBudget { rate, burst } = self.config.frames;
         while self.wants_input() && !self.logging_in() {
+            // One token a frame, taken once a frame is there (SPEC.md section 3).
+            if let Err(wait) = self.frames.check(self.now, rate, burst.max(1)) {
+                if self.decoder.buffered() > 0 {
+                    self.throttled = Some(self.now.saturating_add(wait));
+                }
+                break;
+            }
             let Some(frame) = self.decoder.next_frame() else { break };
+            self.frames.take();
             // The idle timer counts whole frames: a frame trickled forever is idle.
             self.last_input = self.last_bytes;
             match frame {
@@ -350,6 +500,9 @@ impl Session {
                     }
                 }
             }
+            // Answers the session made itself leave at once: they neither fill the
+            // in-flight budget nor wait unbounded, and each counts against `queue`.
+            self.flush();
         }
         self.flush();
     }
@@ -399,6 +552,9 @@ impl Session {
             command => {
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
+                if matches!(verb, Verb::Login | Verb::Register) {
+                    self.login_paused = Some(self.now);
+                }
                 // The application holds a chunk until it answers: count it as in flight.
                 let carried = match &command {
                     Command::FileChunk { data, .. } => data.len(),
@@ -468,6 +624,26 @@ impl Session {
                     return;
                 }
             }
+        }
+        self.after_output();
+    }
+
+    /// After output was added: seals a full piece, and closes the session as a slow
+    /// consumer once more than `queue` bytes wait for the client (SPEC.md section
+    /// 5.4) — replies the session makes itself count as much as events.
+    fn after_output(&mut self) {
+        if self.out.len() >= PIECE {
+            let piece = self.out.split().freeze();
+            self.ready_bytes += piece.len();
+            self.ready.push_back(piece);
+        }
+        if self.state != SessionState::Closed && self.queued() as u64 > self.config.limits.queue {
+            // The backlog not yet handed out is dropped, so that the BYE comes right
+            // after the piece being written (the client catches up by sequence number).
+            self.out.clear();
+            self.ready.clear();
+            self.ready_bytes = 0;
+            self.bye(Failure::new(ErrorCode::SlowConsumer), ErrorCode::SlowConsumer);
         }
     }
 

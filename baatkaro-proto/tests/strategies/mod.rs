@@ -15,9 +15,9 @@
 use baatkaro_proto::{
     Command, Conversation, DoneVerb, Encode, ErrorCode, Event, Failure, Feature, Features, FileId,
     FileName, GroupName, HistoryRange, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule,
-    LINE_MAX, Limits, ListVerb, Membership, Note, OfferStatus, OkReply, Password, Presence,
-    Request, Role, ServerFrame, Sha256, Software, StoredEvent, TEXT_MAX, Tag, Text, UserName, Verb,
-    Versions,
+    LIMIT_VALUE_MAX, LINE_MAX, Limits, ListVerb, Membership, Note, OfferStatus, OkReply, Password,
+    Presence, Request, Role, ServerFrame, Sha256, Software, StoredEvent, TEXT_MAX, Tag, Text,
+    UserName, Verb, Versions,
 };
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -258,9 +258,19 @@ pub(crate) fn features() -> BoxedStrategy<Features> {
     vec(feature(), 0..=Features::MAX).prop_map(|v| Features::new(v).expect("at most 8")).boxed()
 }
 
-/// Limits with an arbitrary u64 for every key the crate knows.
+/// A limit's value: `limit-value = 1*15DIGIT`, with the edges likelier.
+pub(crate) fn limit_value() -> BoxedStrategy<u64> {
+    prop_oneof![
+        1 => Just(LIMIT_VALUE_MAX),
+        1 => (0u32..=14).prop_map(|k| 10u64.pow(k)),
+        4 => any_u64().prop_map(|v| v % (LIMIT_VALUE_MAX + 1)),
+    ]
+    .boxed()
+}
+
+/// Limits with an arbitrary value for every key the crate knows.
 pub(crate) fn limits() -> BoxedStrategy<Limits> {
-    vec(any_u64(), Limits::KEYS.len())
+    vec(limit_value(), Limits::KEYS.len())
         .prop_map(|values| {
             let mut limits = Limits::default();
             for (key, value) in Limits::KEYS.iter().zip(values) {

@@ -35,7 +35,7 @@ enum Outcome {
 impl Hub {
     /// Takes one attempt from the connection's address, or answers RATE_LIMITED.
     fn attempt(&mut self, conn: ConnId, id: RequestId) -> bool {
-        let Some(ip) = self.conns.get(&conn).map(|c| c.conn.peer.ip()) else { return false };
+        let Some(ip) = self.conns.get(&conn).map(|c| c.peer.ip()) else { return false };
         let now = clock::now();
         let per_minute = self.cfg.logins_per_minute;
         if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {

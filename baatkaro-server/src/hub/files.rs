@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use baatkaro_direct_io::ContentFile;
-use baatkaro_proto::session::RequestId;
 use baatkaro_proto::transfer::{self, Ranges};
 use baatkaro_proto::{
     Conversation, ErrorCode, Failure, FileId, FileName, Item, ListVerb, Millis, OfferStatus,
@@ -17,7 +15,7 @@ use bytes::Bytes;
 
 use super::groups::Req;
 use super::{Hub, HubMsg};
-use crate::conn::Conn;
+use crate::conn::Download;
 use crate::disk::{self, Disk};
 use crate::running_hash::RunningHash;
 use crate::store::{ConvKey, FileRecord, UploadRecord, Write};
@@ -549,19 +547,11 @@ impl Hub {
             Ok(range) => range,
             Err(code) => return self.reply(conn, id, fail(code)),
         };
-        let Some(c) = self.conns.get(&conn).map(|c| c.conn.clone()) else { return };
-        let job = Download {
-            conn: c,
-            id,
-            file,
-            sha256: rec.sha256,
-            offset,
-            length,
-            chunk: self.cfg.limits.chunk,
-            room: (self.cfg.limits.queue / 2) as usize,
-            disk: self.disk.clone(),
-        };
-        tokio::spawn(job.run());
+        let job =
+            Download { id, file, sha256: rec.sha256, offset, length, chunk: self.cfg.limits.chunk };
+        if let Some(c) = self.conns.get(&conn) {
+            c.handle.download(job);
+        }
     }
 
     /// Makes the held ranges of `user`'s uploads durable (their connection went),
@@ -614,83 +604,5 @@ impl Hub {
             let disk = self.disk.clone();
             tokio::task::spawn_blocking(move || disk.drop_partial(&file));
         }
-    }
-}
-
-/// One FILE-GET: chunks read from disk and handed to the session only while its
-/// queue has room, so a download never makes its own reader a slow consumer.
-struct Download {
-    conn: Arc<Conn>,
-    id: RequestId,
-    file: FileId,
-    sha256: Sha256,
-    offset: u64,
-    length: u64,
-    chunk: u64,
-    room: usize,
-    disk: Arc<Disk>,
-}
-
-impl Download {
-    async fn run(self) {
-        let mut file: Option<Arc<ContentFile>> = None;
-        for (offset, len) in transfer::chunks(self.offset, self.length, self.chunk) {
-            if !self.wait_for_room().await {
-                return;
-            }
-            let (disk, sha, open) = (self.disk.clone(), self.sha256, file.clone());
-            let read = tokio::task::spawn_blocking(move || {
-                // Opened at the first chunk, off the async threads, and kept.
-                let f = match open {
-                    Some(f) => f,
-                    None => Arc::new(disk.open_content(&sha)?),
-                };
-                let len = usize::try_from(len).map_err(std::io::Error::other)?;
-                f.read_at(offset, len).map(|data| (data, f))
-            })
-            .await;
-            let data = match read {
-                Ok(Ok((data, f))) => {
-                    file = Some(f);
-                    data
-                }
-                Ok(Err(e)) => return self.finish(Err(Failure::new(disk::code_of(&e)))),
-                Err(_) => return self.finish(Err(Failure::new(ErrorCode::Internal))),
-            };
-            self.conn.lock().session.item(self.id, &Item::Chunk { file: self.file, offset, data });
-            self.conn.writer.notify_one();
-        }
-        let reply = OkReply::FileGet { file: self.file, offset: self.offset, length: self.length };
-        self.finish(Ok(reply));
-    }
-
-    /// Waits until this request is the next to be answered (so its chunks are not
-    /// held behind earlier replies) and the session's queue is below its share;
-    /// false if the connection closed.
-    async fn wait_for_room(&self) -> bool {
-        loop {
-            let drained = self.conn.drained.notified();
-            tokio::pin!(drained);
-            drained.as_mut().enable();
-            {
-                let link = self.conn.lock();
-                if link.gone
-                    || link.session.state() == baatkaro_proto::session::SessionState::Closed
-                {
-                    return false;
-                }
-                if link.session.is_next(self.id) && link.session.queued() < self.room {
-                    return true;
-                }
-            }
-            drained.await;
-        }
-    }
-
-    fn finish(&self, result: Result<OkReply, Failure>) {
-        self.conn.lock().session.reply(self.id, result);
-        self.conn.writer.notify_one();
-        // The answer frees a place in flight: the reader may go on.
-        self.conn.reader.notify_one();
     }
 }

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use crate::auth::Hasher;
 use crate::clock;
 use crate::config::Config;
-use crate::conn::{Conn, ConnId};
+use crate::conn::{ConnHandle, ConnId, Delivery};
 use crate::store::writer::{Batch, Done, IN_FLIGHT, Job, Writer};
 use crate::store::{ConvKey, HistoryPage, Snapshot, Write};
 
@@ -53,8 +53,12 @@ const PENDING_KEEP: usize = 1024;
 pub(crate) enum HubMsg {
     /// A connection was accepted.
     Connected {
-        /// It.
-        conn: Arc<Conn>,
+        /// Its id.
+        conn: ConnId,
+        /// Who is at the other end.
+        peer: std::net::SocketAddr,
+        /// How to reach it.
+        handle: ConnHandle,
     },
     /// A connection's session handed on a request.
     Request {
@@ -173,10 +177,9 @@ type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>
 /// A connection as the hub knows it.
 #[derive(Debug)]
 struct ConnRec {
-    conn: Arc<Conn>,
+    handle: ConnHandle,
+    peer: std::net::SocketAddr,
     user: Option<UserName>,
-    /// Marked during a turn when output was added; its writer is woken at the end.
-    dirty: bool,
     /// While a batch is delivered: the indices of its outputs for this connection.
     pending: Vec<usize>,
 }
@@ -213,7 +216,6 @@ pub(crate) struct Hub {
     reads: HashMap<u64, PendingRead>,
     next_batch: u64,
     next_token: u64,
-    dirty: Vec<ConnId>,
     hasher: Hasher,
     me: mpsc::WeakSender<HubMsg>,
     files: files::Files,
@@ -258,7 +260,6 @@ impl Hub {
             reads: HashMap::new(),
             next_batch: 1,
             next_token: 1,
-            dirty: Vec::new(),
             hasher,
             me,
             files: files::Files::default(),
@@ -332,11 +333,11 @@ impl Hub {
         self.files = files::Files::load(snap.uploads, snap.files, snap.contents);
         // Sessions stay logged in across a reload; accounts they name are durable.
         self.sessions_epoch += 1;
-        for rec in self.conns.values() {
+        for (id, rec) in &self.conns {
             if let Some(user) = rec.user
                 && let Some(u) = self.users.get_mut(&user)
             {
-                u.sessions.push(rec.conn.id);
+                u.sessions.push(*id);
             }
         }
         Ok(())
@@ -399,11 +400,8 @@ impl Hub {
 
     fn on_msg(&mut self, msg: HubMsg) {
         match msg {
-            HubMsg::Connected { conn } => {
-                self.conns.insert(
-                    conn.id,
-                    ConnRec { conn, user: None, dirty: false, pending: Vec::new() },
-                );
+            HubMsg::Connected { conn, peer, handle } => {
+                self.conns.insert(conn, ConnRec { handle, peer, user: None, pending: Vec::new() });
             }
             HubMsg::Request { conn, id, command } => self.on_request(conn, id, command),
             HubMsg::Disconnected { conn } => self.on_disconnect(conn),
@@ -571,15 +569,6 @@ impl Hub {
                 });
             }
         }
-        for conn in std::mem::take(&mut self.dirty) {
-            if let Some(rec) = self.conns.get_mut(&conn) {
-                rec.dirty = false;
-                rec.conn.writer.notify_one();
-                if rec.conn.lock().reader_has_work() {
-                    rec.conn.reader.notify_one();
-                }
-            }
-        }
     }
 
     fn on_done(&mut self, done: Done) {
@@ -662,10 +651,9 @@ impl Hub {
         }
     }
 
-    /// Writes a batch's outputs into their sessions: each session gets its share in
-    /// the batch's order, under one lock for all of it. Profiles of large groups had
-    /// a lock and a look-up per delivery as the hub's largest cost; now a delivery is
-    /// an index pushed, and the lock is taken once per session.
+    /// Hands a batch's outputs to their connections: each connection gets its share,
+    /// in the batch's order, as one message. A delivery is an index pushed while the
+    /// batch is routed, and one send per connection after.
     fn deliver_all(&mut self, outs: &mut [Out]) {
         let limit = self.cfg.limits.queue as usize;
         let mut touched = std::mem::take(&mut self.touched);
@@ -685,42 +673,32 @@ impl Hub {
         }
         for &conn in &touched {
             let Some(rec) = self.conns.get_mut(&conn) else { continue };
-            {
-                let mut link = rec.conn.lock();
-                let s = &mut link.session;
-                for &i in &rec.pending {
-                    // A reply has one reader, so its result is taken, not cloned.
-                    let void = || Err(Failure::new(ErrorCode::Internal));
-                    match &mut outs[i] {
-                        Out::Reply { id, result, .. } => {
-                            s.reply(*id, std::mem::replace(result, void()))
-                        }
-                        Out::List { id, items, result, .. } => {
-                            for item in items.iter() {
-                                s.item(*id, item);
-                            }
-                            s.reply(*id, std::mem::replace(result, void()));
-                        }
-                        Out::Frame { bytes, cause, .. } => match *cause {
-                            Some((c, id)) if c == conn => s.send_encoded_after(id, bytes),
-                            _ => s.send_encoded(bytes),
-                        },
+            let mut list = Vec::with_capacity(rec.pending.len());
+            for &i in &rec.pending {
+                // A reply has one reader, so its result is taken, not cloned.
+                let void = || Err(Failure::new(ErrorCode::Internal));
+                list.push(match &mut outs[i] {
+                    Out::Reply { id, result, .. } => {
+                        Delivery::Reply { id: *id, result: std::mem::replace(result, void()) }
                     }
-                    // Closed as soon as it is over its limit (SPEC.md section 5.4):
-                    // the rest of the batch is not queued for it.
-                    if s.queued() > limit {
-                        tracing::info!(conn, queued = s.queued(), "slow consumer");
-                        s.close(Failure::new(ErrorCode::SlowConsumer));
-                        break;
-                    }
-                }
+                    Out::List { id, items, result, .. } => Delivery::List {
+                        id: *id,
+                        items: std::mem::take(items),
+                        result: std::mem::replace(result, void()),
+                    },
+                    Out::Frame { bytes, cause, .. } => Delivery::Frame {
+                        bytes: bytes.clone(),
+                        after: cause.filter(|(c, _)| *c == conn).map(|(_, id)| id),
+                    },
+                });
             }
             rec.pending.clear();
             // A burst must not leave every connection holding its largest batch.
             rec.pending.shrink_to(PENDING_KEEP);
-            if !rec.dirty {
-                rec.dirty = true;
-                self.dirty.push(conn);
+            // A connection that has not taken in `queue` bytes the hub sent it is too
+            // slow to keep up (SPEC.md section 5.4); its session checks what it took.
+            if !rec.handle.deliver(list, limit) {
+                rec.handle.close(Failure::new(ErrorCode::SlowConsumer));
             }
         }
         touched.clear();
@@ -738,9 +716,7 @@ impl Hub {
         for rec in self.conns.values() {
             let failure =
                 Failure { retry_after: Some(retry), ..Failure::new(ErrorCode::ShuttingDown) };
-            rec.conn.lock().session.close(failure);
-            rec.conn.writer.notify_one();
-            rec.conn.reader.notify_one();
+            rec.handle.close(failure);
         }
     }
 

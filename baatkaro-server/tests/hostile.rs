@@ -1,0 +1,246 @@
+//! Hostile clients over real TCP: one that pipelines and never reads, one that sends
+//! frames faster than its budget, ones that never log in, and a slow consumer that
+//! reads only after it was dropped (SPEC.md sections 3, 4.1, 5.4 and 11).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use baatkaro_proto::{Command, ErrorCode, Event, ServerFrame, ServerFrameDecoder, StoredEvent};
+use common::{Client, TestServer, WAIT, config, conv, text};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A raw connection with a small receive buffer, so that what the server sends piles
+/// up in the server rather than in the kernel.
+async fn raw(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads everything until the server closes (within [`WAIT`]): the frames, decoded.
+async fn read_to_end(stream: &mut TcpStream) -> Vec<ServerFrame> {
+    let mut decoder = ServerFrameDecoder::new(1 << 24);
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => decoder.push(&buf[..n]),
+            Ok(Err(e)) => panic!("the connection was reset instead of closed: {e}"),
+            Err(_) => panic!("still open after {WAIT:?}: {} frames so far", frames.len()),
+        }
+        frames.extend(decoder.by_ref().map(|f| f.unwrap()));
+    }
+    frames
+}
+
+fn bye(frames: &[ServerFrame]) -> Option<ErrorCode> {
+    match frames.last() {
+        Some(ServerFrame::Event(Event::Bye(f))) => Some(f.code),
+        _ => None,
+    }
+}
+
+/// SPEC.md 5.4 and 11.2: a client that pipelines requests (PINGs, and commands that
+/// fail) and never reads is dropped once what waits for it passes `queue`, before and
+/// after login; when it finally reads, it finds its BYE, then the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_and_never_reads_is_dropped_and_gets_its_bye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 64 * 1024;
+    cfg.limits.chunk = 16 * 1024;
+    cfg.frames_per_second = 100_000_000;
+    cfg.linger_ms = 60_000;
+    let server = TestServer::start(cfg).await;
+    let cases = [(false, "PING"), (false, "GROUPS"), (true, "PING"), (true, "JOIN")];
+    for (n, (logged_in, request)) in cases.into_iter().enumerate() {
+        let mut s = raw(server.addr).await;
+        if logged_in {
+            let login = format!("h HELLO 1\r\nr REGISTER pipe{n} {{12}}\r\ncorrect-pass\r\n");
+            s.write_all(login.as_bytes()).await.unwrap();
+        }
+        // 400,000 requests: their answers are several times any socket buffer.
+        const N: usize = 400_000;
+        let mut sent = 0;
+        let mut batch = Vec::new();
+        while sent < N {
+            batch.clear();
+            for i in sent..sent + 1_000 {
+                batch.extend_from_slice(format!("p{i} {request}\r\n").as_bytes());
+            }
+            if s.write_all(&batch).await.is_err() {
+                break;
+            }
+            sent += 1_000;
+        }
+        let frames = read_to_end(&mut s).await;
+        let answered = frames
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Ok { .. } | ServerFrame::Err { .. }))
+            .count();
+        assert_eq!(
+            bye(&frames),
+            Some(ErrorCode::SlowConsumer),
+            "{request} (logged in: {logged_in})"
+        );
+        assert!(answered < N / 2, "dropped long before the end: {answered} answered");
+    }
+    // The server is fine for everyone else.
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Groups).await;
+    server.stop().await;
+}
+
+/// SPEC.md section 3: the frame budget holds per frame. At 100 frames a second with a
+/// burst of 200, a client that pipelines 2,000 PINGs gets about that many answers a
+/// second, not all of them (the bound has a wide margin: it is not a speed test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frame_budget_slows_a_pipelining_client_to_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.frames_per_second = 100;
+    let server = TestServer::start(cfg).await;
+    let mut c = Client::connect(server.addr).await;
+    let started = Instant::now();
+    let pings: Vec<u8> = (0..2_000).flat_map(|i| format!("p{i} PING\r\n").into_bytes()).collect();
+    c.send_raw(&pings).await;
+    let mut answered = 0;
+    while answered < 400 {
+        match c.frame().await.expect("open") {
+            ServerFrame::Ok { .. } => answered += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // 400 answers need the burst (200) and two seconds at 100 a second.
+    assert!(elapsed > 1.5, "400 answers in {elapsed:.2} s: the budget did not hold");
+    server.stop().await;
+}
+
+/// SPEC.md 4.1 and 11.5: connections that do not log in within `login` seconds are
+/// closed with `BYE LOGIN_TIMEOUT` whether they are silent, trickle a frame a byte at
+/// a time, or send PINGs (before and after HELLO).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_do_not_log_in_are_closed_at_the_login_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.login = 2;
+    let server = TestServer::start(cfg).await;
+    let kinds = ["silent", "trickling", "pinging", "hello, then pinging"];
+    let mut tasks = Vec::new();
+    for kind in kinds {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = s.split();
+            let feed = async {
+                if kind.starts_with("hello") {
+                    wr.write_all(b"h HELLO 1\r\n").await.unwrap();
+                }
+                // Pacing the client's own input (not waiting on the server): one
+                // byte or one PING every 200 ms, for at most ten seconds.
+                for i in 0..50 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let sent = match kind {
+                        "trickling" => {
+                            wr.write_all(&b"t1 LOGIN x {2}\r\npw\r\n"[i % 10..i % 10 + 1]).await
+                        }
+                        "silent" => Ok(()),
+                        _ => wr.write_all(format!("p{i} PING\r\n").as_bytes()).await,
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            };
+            let mut bytes = Vec::new();
+            let read = async {
+                let _ = tokio::time::timeout(WAIT, rd.read_to_end(&mut bytes)).await;
+            };
+            tokio::select! {
+                () = read => {}
+                () = feed => panic!("{kind}: still open after ten seconds"),
+            }
+            let elapsed = started.elapsed();
+            let mut d = ServerFrameDecoder::new(1 << 16);
+            d.push(&bytes);
+            let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
+            assert_eq!(bye(&frames), Some(ErrorCode::LoginTimeout), "{kind}: {frames:?}");
+            assert!(elapsed >= Duration::from_millis(1_900), "{kind}: closed after {elapsed:?}");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A client that logs in is not affected.
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Groups).await;
+    server.stop().await;
+}
+
+/// SPEC.md 5.4: a slow consumer dropped while it was not reading still receives its
+/// BYE when it starts reading late (within the linger time): the backlog it was never
+/// handed is dropped first, and the close waits for it instead of resetting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_reads_late_still_receives_its_bye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 128 * 1024;
+    cfg.limits.chunk = 16 * 1024;
+    cfg.linger_ms = 60_000;
+    let server = TestServer::start(cfg).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice
+        .ok(Command::Create {
+            group: "room".parse().unwrap(),
+            rule: Some(baatkaro_proto::JoinRule::Open),
+        })
+        .await;
+    let mut slow = raw(server.addr).await;
+    slow.write_all(b"h HELLO 1\r\nr REGISTER slow {12}\r\ncorrect-pass\r\nj JOIN room\r\n")
+        .await
+        .unwrap();
+    // slow's JOIN is in before alice starts: she sees it join.
+    loop {
+        if let Event::Stored(StoredEvent::Joined { .. }) = alice.event().await {
+            break;
+        }
+    }
+    // 8 MiB of messages: far more than the queue and the socket buffers hold; alice
+    // reads hers every 64 KiB, so she is no slow consumer.
+    let big = "x".repeat(2 * 1024);
+    for round in 0..128 {
+        for i in 0..32 {
+            alice
+                .send(Command::Send {
+                    to: conv("#room"),
+                    key: format!("k{round}-{i}").parse().unwrap(),
+                    text: text(&big),
+                })
+                .await;
+        }
+        let mut replies = 0;
+        while replies < 32 {
+            if let ServerFrame::Ok { .. } = alice.frame().await.expect("alice stays") {
+                replies += 1;
+            }
+        }
+    }
+    // Only now does slow read: messages, then its BYE, then the end.
+    let frames = read_to_end(&mut slow).await;
+    assert_eq!(bye(&frames), Some(ErrorCode::SlowConsumer), "{} frames", frames.len());
+    let messages = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Event(Event::Stored(StoredEvent::Message { .. }))))
+        .count();
+    assert!(messages < 128 * 32, "dropped before it had everything: {messages}");
+    server.stop().await;
+}
