@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baatkaro_direct_io::ContentFile;
-use baatkaro_proto::session::{RequestId, Session, SessionEvent};
+use baatkaro_hub::{ConnId, Delivery, Download};
+use baatkaro_proto::session::{Session, SessionEvent};
 use baatkaro_proto::transfer;
-use baatkaro_proto::{ErrorCode, Failure, FileId, Item, Millis, OkReply, Sha256};
+use baatkaro_proto::{ErrorCode, Failure, Item, Millis, OkReply};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -31,9 +32,6 @@ use tracing::Instrument;
 use crate::clock;
 use crate::disk::{self, Disk};
 use crate::hub::HubMsg;
-
-/// Identifies a connection for the life of the server.
-pub(crate) type ConnId = u64;
 
 /// Room reserved in the receive buffer before a read, at first and at most: small
 /// for the many quiet connections (a line is at most 1 KiB), doubling while reads
@@ -60,28 +58,14 @@ pub(crate) enum ToConn {
     Close(Failure),
 }
 
-/// One output for a connection.
-#[derive(Debug)]
-pub(crate) enum Delivery {
-    /// A final reply.
-    Reply { id: RequestId, result: Result<OkReply, Failure> },
-    /// The items of a list reply, then the reply.
-    List { id: RequestId, items: Vec<Item>, result: Result<OkReply, Failure> },
-    /// An encoded event; when `after` is set, it goes right after that request's reply.
-    Frame { bytes: Bytes, after: Option<RequestId> },
-}
-
-impl Delivery {
-    /// The bytes it is taken to add to the connection's backlog.
-    fn cost(&self) -> usize {
-        match self {
-            Delivery::Reply { .. } => LINE_COST,
-            Delivery::List { items, .. } => LINE_COST * (items.len() + 1),
-            Delivery::Frame { bytes, .. } => bytes.len(),
-        }
+/// What a delivery is taken to add to the connection's backlog.
+fn cost(delivery: &Delivery) -> usize {
+    match delivery {
+        Delivery::Reply { .. } => LINE_COST,
+        Delivery::List { items, .. } => LINE_COST * (items.len() + 1),
+        Delivery::Frame { bytes, .. } => bytes.len(),
     }
 }
-
 /// The hub's end of a connection.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
@@ -95,7 +79,7 @@ impl ConnHandle {
     /// `limit` bytes it has not taken in yet: then false, and the caller closes it as
     /// a slow consumer ([`ConnHandle::close`]).
     pub(crate) fn deliver(&self, list: Vec<Delivery>, limit: usize) -> bool {
-        let cost: usize = list.iter().map(Delivery::cost).sum();
+        let cost: usize = list.iter().map(cost).sum();
         if self.backlog.load(Ordering::Relaxed) > limit {
             return false;
         }
@@ -112,25 +96,6 @@ impl ConnHandle {
     pub(crate) fn close(&self, failure: Failure) {
         let _ = self.tx.send(ToConn::Close(failure));
     }
-}
-
-/// One FILE-GET: the range to send, read from disk a chunk at a time while the
-/// connection's queue is below its share, so that a download never makes its own
-/// reader a slow consumer.
-#[derive(Debug)]
-pub(crate) struct Download {
-    /// The request.
-    pub(crate) id: RequestId,
-    /// The file, as the client names it.
-    pub(crate) file: FileId,
-    /// Its content's name on disk.
-    pub(crate) sha256: Sha256,
-    /// The range, already checked against the file.
-    pub(crate) offset: u64,
-    /// Its length.
-    pub(crate) length: u64,
-    /// The chunk size.
-    pub(crate) chunk: u64,
 }
 
 /// A download under way.
@@ -338,7 +303,7 @@ impl Connection {
         let now = clock::now();
         match msg {
             ToConn::Deliver(list) => {
-                let cost: usize = list.iter().map(Delivery::cost).sum();
+                let cost: usize = list.iter().map(cost).sum();
                 for delivery in list {
                     let s = &mut self.session;
                     match delivery {

@@ -1,12 +1,13 @@
 //! The reference BaatKaro server: SPEC.md over TCP, on top of `baatkaro-proto`.
 //!
 //! The proto crate holds every rule (the codec, the session machine, the group
-//! machine, the delivery rules); this crate adds sockets, persistence and
-//! scheduling:
+//! machine, the delivery rules) and `baatkaro-hub` the state they apply to; this
+//! crate adds sockets, persistence and scheduling:
 //!
-//! - `conn`: per connection, a reader and a writer task around the session;
-//! - `hub`: the one task that owns the state, applies requests and fans out
-//!   events, encoded once, to every recipient's bounded queue;
+//! - `conn`: per connection, one task that owns its session and its stream;
+//! - `hub`: the one task that drives the sans-IO core of `baatkaro-hub` (the state
+//!   and every request applied to it) and carries out what it asks: deliveries,
+//!   commits, password hashes, disk work;
 //! - [`store`]: the narrow storage trait, the embedded SQLite engine and the
 //!   thread that commits batches (group commit);
 //! - [`server`]: start, accept, and the graceful shutdown.

@@ -19,10 +19,11 @@ use crate::clock;
 use crate::config::Config;
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
-use crate::hub::{Hub, HubMsg};
+use crate::hub::{HubMsg, HubTask};
 use crate::store::sqlite::Sqlite;
 use crate::store::writer::{Done, Job, Writer};
 use crate::store::{Store, StoreError};
+use baatkaro_hub::{Hub, HubConfig};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub enum StartError {
 /// A server whose store is open, ready to [`run`](Server::run).
 pub struct Server {
     cfg: Arc<Config>,
-    hub: Hub,
+    hub: HubTask,
     inbox: mpsc::Receiver<HubMsg>,
     hub_tx: mpsc::Sender<HubMsg>,
     disk: Arc<Disk>,
@@ -68,7 +69,7 @@ impl Server {
         writer.send(Job::Load { keys_since });
         let snapshot = match done_rx.recv().await {
             Some(Done::Loaded(Ok(snapshot))) => snapshot,
-            Some(Done::Loaded(Err(e))) => return Err(StoreError::Corrupt(e).into()),
+            Some(Done::Loaded(Err(e))) => return Err(e.into()),
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
@@ -86,16 +87,18 @@ impl Server {
         .map_err(StoreError::Io)?;
         let (hub_tx, inbox) = mpsc::channel(4096);
         let disk = Arc::new(disk);
-        let hub = Hub::new(
-            cfg.clone(),
-            snapshot,
-            writer,
-            done_rx,
-            hasher,
-            hub_tx.downgrade(),
-            disk.clone(),
-        )
-        .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
+        let core = HubConfig {
+            limits: cfg.limits.clone(),
+            registration_open: cfg.registration_open,
+            max_accounts: cfg.max_accounts,
+            logins_per_minute: cfg.logins_per_minute,
+            shutdown_retry_ms: cfg.shutdown_retry_ms,
+        };
+        let hub = Hub::new(core, snapshot, clock::now(), random())
+            .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
+        let queue = cfg.limits.queue;
+        let hub =
+            HubTask::new(hub, writer, done_rx, hasher, disk.clone(), hub_tx.downgrade(), queue);
         Ok(Server { cfg, hub, inbox, hub_tx, disk })
     }
 
@@ -218,4 +221,10 @@ impl Drop for AddressGuard {
             }
         }
     }
+}
+
+/// A random number, for the file ids of this run.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }

@@ -1,6 +1,6 @@
 //! The store's thread: batches in, completions out.
 //!
-//! The hub sends a [`Batch`] while fewer than [`IN_FLIGHT`] are committing and
+//! The hub sends a [`Batch`] while fewer than `baatkaro_hub::IN_FLIGHT` are committing and
 //! gathers everything that arrives meanwhile into the next one: that is the group
 //! commit, one transaction (one fsync) for all the writes of a batch. Reads of a
 //! batch run after its writes commit, so a HISTORY sees every send acknowledged
@@ -15,23 +15,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{HistoryPage, HistoryQuery, Snapshot, Store, StoreError, Write};
-
-/// How many batches may be committing or queued at the thread at once.
-pub const IN_FLIGHT: usize = 2;
-
-/// Writes to commit together, then reads to run.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// The hub's number for it, echoed in [`Done::Committed`].
-    pub id: u64,
-    /// What to make durable, in order.
-    pub writes: Vec<Write>,
-    /// The next group id, stored with the writes.
-    pub next_group_id: u64,
-    /// History reads to run after the commit, with the hub's token for each.
-    pub reads: Vec<(u64, HistoryQuery)>,
-}
+use super::{Batch, HistoryPage, Snapshot, Store, StoreError, Write};
 
 /// Work for the thread.
 #[derive(Debug)]
@@ -60,8 +44,9 @@ pub enum Done {
         /// reuses their memory instead of growing a new vector.
         spare: Vec<Write>,
     },
-    /// A snapshot.
-    Loaded(Result<Snapshot, String>),
+    /// A snapshot, or why the store could not load one (typed: a start-up that
+    /// fails says whether the database is corrupt, locked or unreadable).
+    Loaded(Result<Snapshot, StoreError>),
 }
 
 /// The running thread.
@@ -82,7 +67,7 @@ impl Writer {
                 for job in rx {
                     let report = match job {
                         Job::Load { keys_since } => {
-                            let r = store.load(keys_since).map_err(|e| e.to_string());
+                            let r = store.load(keys_since);
                             poisoned = r.is_err();
                             Done::Loaded(r)
                         }

@@ -1,14 +1,26 @@
-//! The hub: the one task that owns the server's state and applies every request.
+//! The hub: the server's state (accounts, groups, conversations, files) and every
+//! request applied to it, as a sans-IO machine in the manner of quinn-proto's
+//! `Endpoint`.
 //!
-//! Connections send it their decoded requests; it applies the proto crate's rules
-//! (the group machine, the session's answers, the delivery rules), stages what must
-//! become durable in the open [`Batch`], and holds every answer and event back until
-//! the batch that made them true has committed. Then it writes each event's bytes,
-//! encoded once, into every recipient session and wakes each writer once per turn.
+//! Inputs are `handle_*` calls, each with `now`: a connection came or went, a
+//! request arrived, a batch committed, a snapshot loaded, a password was hashed, a
+//! disk job finished, a timer fired. Outputs are drained from [`Hub::poll_output`]
+//! (deliveries, batches to commit, hashes and disk jobs to run) and
+//! [`Hub::poll_timeout`] (the next housekeeping).
 //!
-//! Nothing the hub says can reveal a change the disk does not hold yet, and if a
-//! commit fails, the hub answers `INTERNAL` to everything that waited on it and
-//! reloads its state from the store, so memory and disk agree again.
+//! **The drive-loop contract:** feed any number of inputs, then drain `poll_output`
+//! until it returns `None` (that ends the turn: what the turn staged goes to the store
+//! as one batch when one may), then wait for the next input or until `poll_timeout`.
+//! Between turns, take no more requests while [`Hub::accepting`] is false.
+//!
+//! The hub stages what must become durable in the open batch and holds every answer
+//! and event back until the batch that made them true has committed; then each
+//! connection gets its share of the batch, every event encoded once. Nothing the hub
+//! says can reveal a change the disk does not hold yet, and if a commit fails, the hub
+//! answers `INTERNAL` to everything that waited on it and reloads its state from the
+//! store, so memory and disk agree again. Every decision of the product is a rule of
+//! `baatkaro-proto` (the group machine, the session, [`baatkaro_proto::rules`]); the
+//! hub gathers the facts they need and carries out what they decide.
 
 mod accounts;
 mod files;
@@ -23,18 +35,16 @@ use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Millis, OkReply, Seq, ServerFrame,
-    UserName,
+    Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
+    ServerFrame, UserName,
 };
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
-use crate::auth::Hasher;
-use crate::clock;
-use crate::config::Config;
-use crate::conn::{ConnHandle, ConnId, Delivery};
-use crate::store::writer::{Batch, Done, IN_FLIGHT, Job, Writer};
-use crate::store::{ConvKey, HistoryPage, Snapshot, Write};
+use crate::output::{ConnId, Delivery, DiskDone, HashDone, Output};
+use crate::store::{Batch, ConvKey, HistoryPage, Snapshot, Write};
+
+/// How many batches may be committing at the store at once.
+pub const IN_FLIGHT: usize = 2;
 
 /// Writes the open batch may gather while [`IN_FLIGHT`] batches commit, before the
 /// hub stops taking requests (and connections stop being read).
@@ -48,38 +58,35 @@ const QUEUE_SHARE: u64 = 4;
 /// How many output indices a connection keeps room for between batches.
 const PENDING_KEEP: usize = 1024;
 
-/// What the hub is told.
-#[derive(Debug)]
-pub(crate) enum HubMsg {
-    /// A connection was accepted.
-    Connected {
-        /// Its id.
-        conn: ConnId,
-        /// Who is at the other end.
-        peer: std::net::SocketAddr,
-        /// How to reach it.
-        handle: ConnHandle,
-    },
-    /// A connection's session handed on a request.
-    Request {
-        /// Whose.
-        conn: ConnId,
-        /// Its id in the session.
-        id: RequestId,
-        /// What it asks.
-        command: Command,
-    },
-    /// A connection is gone.
-    Disconnected {
-        /// Which.
-        conn: ConnId,
-    },
-    /// A password check or hash finished.
-    Auth(accounts::AuthDone),
-    /// A file job finished.
-    Disk(files::DiskDone),
-    /// Stop: say goodbye to every session once everything is durable.
-    Shutdown,
+/// Housekeeping (expiries, stored keys, idle attempt budgets) runs this often.
+const SWEEP_EVERY: Millis = 60_000;
+
+/// What the hub needs to know of the server's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Every limit, as advertised in HELLO.
+    pub limits: Limits,
+    /// Whether REGISTER creates accounts.
+    pub registration_open: bool,
+    /// Most accounts; REGISTER fails past it.
+    pub max_accounts: u64,
+    /// LOGIN and REGISTER attempts per minute from one address (and the burst).
+    pub logins_per_minute: u64,
+    /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
+    pub shutdown_retry_ms: u64,
+}
+
+impl HubConfig {
+    /// The reference server's defaults with these limits.
+    pub fn new(limits: Limits) -> Self {
+        HubConfig {
+            limits,
+            registration_open: true,
+            max_accounts: 1_000_000,
+            logins_per_minute: 60,
+            shutdown_retry_ms: 5_000,
+        }
+    }
 }
 
 /// Something to tell a connection once the batch it waits on has committed.
@@ -177,16 +184,16 @@ type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>
 /// A connection as the hub knows it.
 #[derive(Debug)]
 struct ConnRec {
-    handle: ConnHandle,
-    peer: std::net::SocketAddr,
+    peer: IpAddr,
     user: Option<UserName>,
     /// While a batch is delivered: the indices of its outputs for this connection.
     pending: Vec<usize>,
 }
 
-/// The server's state and its plumbing.
-pub(crate) struct Hub {
-    cfg: Arc<Config>,
+/// The server's state, and what it waits on.
+#[derive(Debug)]
+pub struct Hub {
+    cfg: HubConfig,
     rules: GroupRules,
     users: HashMap<UserName, User>,
     groups: HashMap<GroupName, GroupRec>,
@@ -196,8 +203,6 @@ pub(crate) struct Hub {
     /// older epoch is stale.
     sessions_epoch: u64,
     next_group_id: u64,
-    writer: Option<Writer>,
-    done: mpsc::UnboundedReceiver<Done>,
     open: Batch,
     open_outs: Vec<Out>,
     /// Emptied vectors of committed batches, reused by the next ones: a busy
@@ -216,27 +221,31 @@ pub(crate) struct Hub {
     reads: HashMap<u64, PendingRead>,
     next_batch: u64,
     next_token: u64,
-    hasher: Hasher,
-    me: mpsc::WeakSender<HubMsg>,
     files: files::Files,
-    disk: Arc<crate::disk::Disk>,
     /// Login and registration attempts per source address, and when it last tried.
     attempts: HashMap<IpAddr, (RateBudget, Millis)>,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
     shutting_down: bool,
+    /// Every goodbye is said: the shell may stop.
+    finished: bool,
+    /// What the shell has yet to carry out.
+    outputs: VecDeque<Output>,
+    /// When housekeeping runs next.
+    next_sweep: Millis,
+    /// A random prefix of the file ids this run hands out, from the shell.
+    file_prefix: u64,
 }
 
 impl Hub {
-    /// A hub over a loaded snapshot, committing through `writer`.
-    pub(crate) fn new(
-        cfg: Arc<Config>,
+    /// A hub over a snapshot loaded at start, at `now`. `file_prefix` is a random
+    /// number from the shell: the file ids of this run start with it, so that ids of
+    /// different runs do not collide.
+    pub fn new(
+        cfg: HubConfig,
         snapshot: Snapshot,
-        writer: Writer,
-        done: mpsc::UnboundedReceiver<Done>,
-        hasher: Hasher,
-        me: mpsc::WeakSender<HubMsg>,
-        disk: Arc<crate::disk::Disk>,
+        now: Millis,
+        file_prefix: u64,
     ) -> Result<Self, String> {
         let mut hub = Hub {
             rules: GroupRules::from_limits(&cfg.limits),
@@ -247,8 +256,6 @@ impl Hub {
             conns: ConnMap::default(),
             sessions_epoch: 0,
             next_group_id: 1,
-            writer: Some(writer),
-            done,
             open: Batch::default(),
             open_outs: Vec::new(),
             spare_writes: Vec::new(),
@@ -260,22 +267,22 @@ impl Hub {
             reads: HashMap::new(),
             next_batch: 1,
             next_token: 1,
-            hasher,
-            me,
             files: files::Files::default(),
-            disk,
             attempts: HashMap::new(),
             reloading: false,
             shutting_down: false,
+            finished: false,
+            outputs: VecDeque::new(),
+            next_sweep: now.saturating_add(SWEEP_EVERY),
+            file_prefix,
         };
-        hub.install(snapshot)?;
+        hub.install(snapshot, now)?;
         Ok(hub)
     }
 
     /// Replaces the state with a snapshot's, keeping the connections (and who is
     /// logged in on them).
-    fn install(&mut self, snap: Snapshot) -> Result<(), String> {
-        let now = clock::now();
+    fn install(&mut self, snap: Snapshot, now: Millis) -> Result<(), String> {
         let limits = &self.cfg.limits;
         self.users.clear();
         self.groups.clear();
@@ -330,7 +337,7 @@ impl Hub {
             }
         }
         self.next_group_id = snap.next_group_id;
-        self.files = files::Files::load(snap.uploads, snap.files, snap.contents);
+        self.files = files::Files::load(snap.uploads, snap.files, snap.contents, self.file_prefix);
         // Sessions stay logged in across a reload; accounts they name are durable.
         self.sessions_epoch += 1;
         for (id, rec) in &self.conns {
@@ -343,48 +350,17 @@ impl Hub {
         Ok(())
     }
 
-    /// Runs until shut down and every connection is told.
-    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
-        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(60));
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            // Once shutting down, nothing new is taken: what is staged commits, every
-            // session hears SHUTTING_DOWN, and unanswered requests are retried later.
-            let accepting = !self.full() && !self.shutting_down;
-            tokio::select! {
-                biased;
-                done = self.done.recv() => match done {
-                    Some(done) => self.on_done(done),
-                    None => {
-                        tracing::error!("the store thread stopped");
-                        break;
-                    }
-                },
-                msg = inbox.recv(), if accepting => {
-                    let Some(msg) = msg else { break };
-                    self.on_msg(msg);
-                    // Take what else is waiting now: the turn's outputs are batched.
-                    for _ in 0..1024 {
-                        if self.full() || self.shutting_down {
-                            break;
-                        }
-                        match inbox.try_recv() {
-                            Ok(msg) => self.on_msg(msg),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                _ = sweep.tick() => self.sweep(clock::now()),
-            }
-            self.end_turn();
-            if self.shutting_down && self.in_flight.is_empty() && self.open_is_empty() {
-                self.say_goodbye();
-                break;
-            }
-        }
-        if let Some(w) = self.writer.take() {
-            w.finish();
-        }
+    /// Whether the hub takes more requests now: not while the open batch is full and
+    /// the store is busy, a reload is under way, or the server is stopping. The shell
+    /// stops reading requests (and connections, in turn, their sockets) meanwhile.
+    pub fn accepting(&self) -> bool {
+        !self.full() && !self.shutting_down
+    }
+
+    /// Whether the hub is done: shutting down, everything committed, every
+    /// connection told goodbye. The shell can stop the store then.
+    pub fn is_finished(&self) -> bool {
+        self.finished && self.outputs.is_empty()
     }
 
     /// Whether the hub must wait for a commit before it takes more requests.
@@ -398,28 +374,70 @@ impl Hub {
         self.open.writes.is_empty() && self.open.reads.is_empty() && self.open_outs.is_empty()
     }
 
-    fn on_msg(&mut self, msg: HubMsg) {
-        match msg {
-            HubMsg::Connected { conn, peer, handle } => {
-                self.conns.insert(conn, ConnRec { handle, peer, user: None, pending: Vec::new() });
-            }
-            HubMsg::Request { conn, id, command } => self.on_request(conn, id, command),
-            HubMsg::Disconnected { conn } => self.on_disconnect(conn),
-            HubMsg::Auth(done) => self.on_auth(done),
-            HubMsg::Disk(done) => self.on_disk(done),
-            HubMsg::Shutdown => {
-                self.shutting_down = true;
-                self.save_uploads(None);
-            }
+    /// A connection was accepted from `peer`.
+    pub fn handle_connected(&mut self, conn: ConnId, peer: IpAddr) {
+        self.conns.insert(conn, ConnRec { peer, user: None, pending: Vec::new() });
+    }
+
+    /// A connection is gone.
+    pub fn handle_disconnected(&mut self, conn: ConnId) {
+        self.on_disconnect(conn);
+    }
+
+    /// The server is stopping: nothing new is taken, what is staged commits, then
+    /// every connection hears `SHUTTING_DOWN` and [`Hub::is_finished`] turns true.
+    pub fn handle_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.save_uploads(None);
+    }
+
+    /// A password job finished.
+    pub fn handle_hashed(&mut self, done: HashDone, now: Millis) {
+        self.on_hashed(done, now);
+    }
+
+    /// A disk job finished.
+    pub fn handle_disk(&mut self, done: DiskDone, now: Millis) {
+        self.on_disk(done, now);
+    }
+
+    /// When [`Hub::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        (!self.finished).then_some(self.next_sweep)
+    }
+
+    /// The time from [`Hub::poll_timeout`] has come (or may have: earlier, nothing
+    /// happens): expired requests and invites, idempotency keys and uploads.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if now >= self.next_sweep {
+            self.next_sweep = now.saturating_add(SWEEP_EVERY);
+            self.sweep(now);
         }
     }
 
-    fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command) {
-        let now = clock::now();
+    /// The next thing for the shell to do. Draining it ends the turn: the writes the
+    /// turn staged go to the store as one batch when fewer than [`IN_FLIGHT`] commit.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.end_turn();
+        }
+        self.outputs.pop_front()
+    }
+
+    /// A request handed on by a connection's session at `now`.
+    pub fn handle_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
+        self.on_request(conn, id, command, now);
+    }
+
+    fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
         let Some(user) = self.conns.get(&conn).map(|c| c.user) else { return };
         match (user, command) {
-            (_, Command::Register { user, password }) => self.register(conn, id, user, password),
-            (_, Command::Login { user, password }) => self.login(conn, id, user, password),
+            (_, Command::Register { user, password }) => {
+                self.register(conn, id, user, password, now)
+            }
+            (_, Command::Login { user, password }) => self.login(conn, id, user, password, now),
             (Some(user), command) => self.logged_in(conn, id, user, command, now),
             // The session lets nothing else through before it is logged in.
             (None, _) => self.reply(conn, id, Err(Failure::new(ErrorCode::AuthRequired))),
@@ -557,50 +575,54 @@ impl Hub {
             batch.id = id;
             batch.next_group_id = self.next_group_id;
             let outs = std::mem::replace(&mut self.open_outs, std::mem::take(&mut self.spare_outs));
-            let sent = self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch)));
             self.in_flight.push_back(InFlight { id, outs });
-            if !sent {
-                tracing::error!("the store thread is gone");
-                self.on_done(Done::Committed {
-                    id,
-                    result: Err("store stopped".into()),
-                    reads: Vec::new(),
-                    spare: Vec::new(),
-                });
-            }
+            self.outputs.push_back(Output::Commit(batch));
+        }
+        if self.shutting_down && !self.finished && self.in_flight.is_empty() && self.open_is_empty()
+        {
+            self.say_goodbye();
+            self.finished = true;
         }
     }
 
-    fn on_done(&mut self, done: Done) {
-        match done {
-            Done::Committed { id, result, reads, spare } => {
-                self.spare_writes = spare;
-                let Some(mut batch) = self.in_flight.pop_front() else { return };
-                debug_assert_eq!(batch.id, id);
-                match result {
-                    Ok(()) => {
-                        let mut outs = std::mem::take(&mut batch.outs);
-                        self.deliver_all(&mut outs);
-                        outs.clear();
-                        self.spare_outs = outs;
-                        for (token, page) in reads {
-                            self.read_done(token, page);
-                        }
-                    }
-                    Err(e) => self.commit_failed(batch, reads, e),
+    /// Batch `id` (the oldest at the store) committed, or failed with `result`'s
+    /// error; `reads` are its history reads, `spare` its emptied write vector back.
+    pub fn handle_committed(
+        &mut self,
+        id: u64,
+        result: Result<(), String>,
+        reads: Vec<(u64, Result<HistoryPage, String>)>,
+        spare: Vec<Write>,
+        now: Millis,
+    ) {
+        self.spare_writes = spare;
+        let Some(mut batch) = self.in_flight.pop_front() else { return };
+        debug_assert_eq!(batch.id, id);
+        match result {
+            Ok(()) => {
+                let mut outs = std::mem::take(&mut batch.outs);
+                self.deliver_all(&mut outs);
+                outs.clear();
+                self.spare_outs = outs;
+                for (token, page) in reads {
+                    self.read_done(token, page);
                 }
             }
-            Done::Loaded(Ok(snapshot)) => {
-                if let Err(e) = self.install(snapshot) {
-                    tracing::error!(error = %e, "reload failed; stopping");
-                    self.shutting_down = true;
-                }
-                self.reloading = false;
-                tracing::warn!("state reloaded from the store");
-            }
-            Done::Loaded(Err(e)) => {
+            Err(e) => self.commit_failed(batch, reads, e, now),
+        }
+    }
+
+    /// The snapshot asked for after a failed commit loaded (or not: then the hub
+    /// stops, as memory and disk can no longer be made to agree).
+    pub fn handle_loaded(&mut self, snapshot: Result<Snapshot, String>, now: Millis) {
+        self.reloading = false;
+        let installed = snapshot.and_then(|snapshot| self.install(snapshot, now));
+        // What was hashed as it arrived may not match what the store says is held.
+        self.outputs.push_back(Output::Disk(crate::output::DiskJob::ForgetHashes));
+        match installed {
+            Ok(()) => tracing::warn!("state reloaded from the store"),
+            Err(e) => {
                 tracing::error!(error = %e, "reload failed; stopping");
-                self.reloading = false;
                 self.shutting_down = true;
             }
         }
@@ -613,6 +635,7 @@ impl Hub {
         batch: InFlight,
         reads: Vec<(u64, Result<HistoryPage, String>)>,
         e: String,
+        now: Millis,
     ) {
         tracing::error!(error = %e, "commit failed; answering INTERNAL and reloading");
         let mut outs = batch.outs;
@@ -644,18 +667,14 @@ impl Hub {
             self.deliver(Out::Reply { conn, id, result });
         }
         self.reloading = true;
-        let keys_since = clock::now().saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
-        if !self.writer.as_ref().is_some_and(|w| w.send(Job::Load { keys_since })) {
-            self.shutting_down = true;
-            self.reloading = false;
-        }
+        let keys_since = now.saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
+        self.outputs.push_back(Output::Load { keys_since });
     }
 
     /// Hands a batch's outputs to their connections: each connection gets its share,
     /// in the batch's order, as one message. A delivery is an index pushed while the
     /// batch is routed, and one send per connection after.
     fn deliver_all(&mut self, outs: &mut [Out]) {
-        let limit = self.cfg.limits.queue as usize;
         let mut touched = std::mem::take(&mut self.touched);
         for (i, out) in outs.iter().enumerate() {
             let mut add = |conn: ConnId| {
@@ -695,11 +714,7 @@ impl Hub {
             rec.pending.clear();
             // A burst must not leave every connection holding its largest batch.
             rec.pending.shrink_to(PENDING_KEEP);
-            // A connection that has not taken in `queue` bytes the hub sent it is too
-            // slow to keep up (SPEC.md section 5.4); its session checks what it took.
-            if !rec.handle.deliver(list, limit) {
-                rec.handle.close(Failure::new(ErrorCode::SlowConsumer));
-            }
+            self.outputs.push_back(Output::Deliver { conn, list });
         }
         touched.clear();
         self.touched = touched;
@@ -713,10 +728,10 @@ impl Hub {
     /// Says `SHUTTING_DOWN` to every session.
     fn say_goodbye(&mut self) {
         let retry = self.cfg.shutdown_retry_ms;
-        for rec in self.conns.values() {
+        for &conn in self.conns.keys() {
             let failure =
                 Failure { retry_after: Some(retry), ..Failure::new(ErrorCode::ShuttingDown) };
-            rec.handle.close(failure);
+            self.outputs.push_back(Output::Close { conn, failure });
         }
     }
 

@@ -10,7 +10,7 @@ use super::groups::Req;
 use std::sync::Arc;
 
 use super::{Fanout, Hub, PendingRead};
-use crate::conn::ConnId;
+use crate::output::ConnId;
 use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
 
 impl Hub {
@@ -106,7 +106,7 @@ impl Hub {
         to: Conversation,
         key: ConvKey,
         make: impl Fn(Conversation, u64) -> StoredEvent,
-        cause: Option<(crate::conn::ConnId, baatkaro_proto::session::RequestId)>,
+        cause: Option<(crate::output::ConnId, baatkaro_proto::session::RequestId)>,
     ) -> u64 {
         match (to, key) {
             (Conversation::Group(g), _) => {

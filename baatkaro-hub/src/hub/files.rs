@@ -1,10 +1,8 @@
-//! File commands (SPEC.md section 6.7): the hub decides, the disk work runs on
-//! blocking threads and reports back, downloads stream at the pace the reader's
-//! queue drains.
+//! File commands (SPEC.md section 6.7): the hub decides, the shell does the disk
+//! work and reports back, downloads stream from the reader's connection at the pace
+//! its queue drains.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 
 use baatkaro_proto::transfer::{self, Ranges};
 use baatkaro_proto::{
@@ -13,11 +11,8 @@ use baatkaro_proto::{
 };
 use bytes::Bytes;
 
-use super::groups::Req;
-use super::{Hub, HubMsg};
-use crate::conn::Download;
-use crate::disk::{self, Disk};
-use crate::running_hash::RunningHash;
+use super::Hub;
+use crate::output::{DiskDone, DiskJob, Download, Output, Req};
 use crate::store::{ConvKey, FileRecord, UploadRecord, Write};
 
 /// What a FILE-OFFER announces.
@@ -43,23 +38,13 @@ pub(crate) struct Upload {
     saved: u64,
     /// Its content is being made durable before its ranges are saved.
     syncing: bool,
-    /// The content's hash as it arrives; `None` after a restart (or a failed
-    /// commit): the commit then reads the file back.
-    hashing: Option<Arc<RunningHash>>,
 }
 
 impl Upload {
-    /// A new upload: its content is hashed as it arrives in order.
+    /// A new upload (the shell hashes its content as it arrives in order:
+    /// [`DiskJob::Begin`]).
     fn new(rec: UploadRecord) -> Upload {
-        Upload {
-            saved: 0,
-            syncing: false,
-            rec,
-            writing: 0,
-            commit: None,
-            finishing: false,
-            hashing: Some(Arc::new(RunningHash::new())),
-        }
+        Upload { saved: 0, syncing: false, rec, writing: 0, commit: None, finishing: false }
     }
 
     /// An upload taken up again (after a restart, or a failed commit): what it holds
@@ -72,7 +57,6 @@ impl Upload {
             writing: 0,
             commit: None,
             finishing: false,
-            hashing: None,
         }
     }
 }
@@ -99,25 +83,15 @@ pub(crate) struct Files {
     prefix: u64,
 }
 
-/// A disk job's outcome, back at the hub.
-#[derive(Debug)]
-pub(crate) enum DiskDone {
-    /// A chunk was written (or not).
-    Chunk { req: Req, file: FileId, offset: u64, len: u64, result: Result<(), ErrorCode> },
-    /// An upload was verified: whether its hash matched.
-    Finished { file: FileId, result: Result<bool, ErrorCode> },
-    /// The bytes of an upload are durable up to these ranges (or could not be made so).
-    Synced { rec: Box<UploadRecord>, result: Result<(), ErrorCode> },
-}
-
 impl Files {
     /// The files of a snapshot.
     pub(crate) fn load(
         uploads: Vec<UploadRecord>,
         files: Vec<FileRecord>,
         contents: Vec<(UserName, Sha256, u64)>,
+        prefix: u64,
     ) -> Files {
-        let mut f = Files { prefix: random(), ..Files::default() };
+        let mut f = Files { prefix, ..Files::default() };
         for rec in uploads {
             f.uploads.insert(rec.id, Upload::resumed(rec));
         }
@@ -164,31 +138,13 @@ impl Files {
     }
 }
 
-fn random() -> u64 {
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
-}
-
-/// Logs a failed disk operation on `file` and gives its error code.
-fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
-    move |e| {
-        tracing::warn!(error = %e, %file, "{what} failed");
-        disk::code_of(&e)
-    }
-}
-
 fn fail(code: ErrorCode) -> Result<OkReply, Failure> {
     Err(Failure::new(code))
 }
 
 impl Hub {
-    fn disk_job(&self, job: impl FnOnce(&Disk) -> DiskDone + Send + 'static) {
-        let (disk, me) = (self.disk.clone(), self.me.clone());
-        tokio::task::spawn_blocking(move || {
-            let done = job(&disk);
-            if let Some(me) = me.upgrade() {
-                let _ = me.blocking_send(HubMsg::Disk(done));
-            }
-        });
+    fn disk_job(&mut self, job: DiskJob) {
+        self.outputs.push_back(Output::Disk(job));
     }
 
     pub(super) fn file_offer(
@@ -261,6 +217,7 @@ impl Hub {
         };
         self.write(Write::Upload(Box::new(rec.clone())));
         self.files.uploads.insert(file, Upload::new(rec));
+        self.disk_job(DiskJob::Begin { file });
         self.reply(conn, id, Ok(OkReply::FileOffer { file, status: OfferStatus::Need }));
     }
 
@@ -287,19 +244,8 @@ impl Hub {
             return self.reply(conn, id, fail(code));
         }
         u.writing += 1;
-        let (len, size, hashing) = (data.len() as u64, u.rec.size, u.hashing.clone());
-        self.disk_job(move |disk| {
-            let result =
-                disk.write_chunk(&file, size, offset, &data).map_err(failed("chunk write", file));
-            // Hashed once written. A failed write may still have changed some of its
-            // bytes, some of them hashed already: the commit reads the file back.
-            match (&result, hashing) {
-                (Ok(()), Some(h)) => h.add(offset, data),
-                (Err(_), Some(h)) => h.give_up(),
-                (_, None) => {}
-            }
-            DiskDone::Chunk { req: (conn, id), file, offset, len, result }
-        });
+        let size = u.rec.size;
+        self.disk_job(DiskJob::Chunk { req: (conn, id), file, size, offset, data });
     }
 
     pub(super) fn file_status(&mut self, (conn, id): Req, user: UserName, file: FileId) {
@@ -346,26 +292,11 @@ impl Hub {
         }
         u.finishing = true;
         u.commit = Some(req);
-        let (size, sha) = (u.rec.size, u.rec.sha256);
-        // Every byte was hashed as it came (all its chunks are written): no read-back.
-        if let Some(digest) = u.hashing.take().and_then(|h| h.digest(size)) {
-            let matches = digest == sha.0;
-            return self.disk_job(move |disk| DiskDone::Finished {
-                file,
-                result: disk
-                    .settle(&file, &sha, matches)
-                    .map(|()| matches)
-                    .map_err(failed("settling an upload", file)),
-            });
-        }
-        self.disk_job(move |disk| DiskDone::Finished {
-            file,
-            result: disk.finish(&file, size, &sha).map_err(failed("finishing an upload", file)),
-        });
+        let (size, sha256) = (u.rec.size, u.rec.sha256);
+        self.disk_job(DiskJob::Finish { file, size, sha256 });
     }
 
-    pub(super) fn on_disk(&mut self, done: DiskDone) {
-        let now = crate::clock::now();
+    pub(super) fn on_disk(&mut self, done: DiskDone, now: Millis) {
         match done {
             DiskDone::Chunk { req: (conn, id), file, offset, len, result } => {
                 let Some(u) = self.files.uploads.get_mut(&file) else { return };
@@ -380,12 +311,7 @@ impl Hub {
                             u.saved = received;
                             u.syncing = true;
                             let rec = Box::new(u.rec.clone());
-                            self.disk_job(move |disk| {
-                                let result = disk
-                                    .sync_partial(&rec.id)
-                                    .map_err(failed("syncing an upload", rec.id));
-                                DiskDone::Synced { rec, result }
-                            });
+                            self.disk_job(DiskJob::Sync { rec });
                         }
                         self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
                     }
@@ -549,9 +475,7 @@ impl Hub {
         };
         let job =
             Download { id, file, sha256: rec.sha256, offset, length, chunk: self.cfg.limits.chunk };
-        if let Some(c) = self.conns.get(&conn) {
-            c.handle.download(job);
-        }
+        self.outputs.push_back(Output::Download { conn, job });
     }
 
     /// Makes the held ranges of `user`'s uploads durable (their connection went),
@@ -580,10 +504,10 @@ impl Hub {
     /// last connection went): they would stay in memory until the upload expires. The
     /// commit reads such an upload back instead.
     pub(super) fn drop_parked(&mut self, user: UserName) {
-        for u in self.files.uploads.values().filter(|u| u.rec.user == user) {
-            if let Some(h) = &u.hashing {
-                h.drop_parked();
-            }
+        let files: Vec<FileId> =
+            self.files.uploads.values().filter(|u| u.rec.user == user).map(|u| u.rec.id).collect();
+        for file in files {
+            self.disk_job(DiskJob::Release { file });
         }
     }
 
@@ -601,8 +525,7 @@ impl Hub {
         for file in old {
             self.files.uploads.remove(&file);
             self.write(Write::UploadGone { id: file });
-            let disk = self.disk.clone();
-            tokio::task::spawn_blocking(move || disk.drop_partial(&file));
+            self.disk_job(DiskJob::Drop { file });
         }
     }
 }

@@ -5,38 +5,19 @@ use std::sync::Arc;
 
 use baatkaro_proto::delivery::{RateBudget, SendKeys};
 use baatkaro_proto::session::RequestId;
-use baatkaro_proto::{ErrorCode, Event, Failure, OkReply, Password, Presence, UserName};
+use baatkaro_proto::{ErrorCode, Event, Failure, Millis, OkReply, Password, Presence, UserName};
 
-use super::{Hub, HubMsg, User};
-use crate::clock;
-use crate::conn::ConnId;
+use super::{Hub, User};
+use crate::output::{ConnId, HashDone, HashJob, HashKind, HashOutcome, Output};
 use crate::store::Write;
 
 /// Most source addresses whose LOGIN and REGISTER attempts are counted at once.
 const MAX_ADDRESSES: usize = 65_536;
 
-/// What a password check or hash found.
-#[derive(Debug)]
-pub(crate) struct AuthDone {
-    conn: ConnId,
-    id: RequestId,
-    user: UserName,
-    outcome: Outcome,
-}
-
-#[derive(Debug)]
-enum Outcome {
-    /// LOGIN: whether the password matched.
-    Checked(bool),
-    /// REGISTER: the new password's hash.
-    Hashed(Result<String, String>),
-}
-
 impl Hub {
     /// Takes one attempt from the connection's address, or answers RATE_LIMITED.
-    fn attempt(&mut self, conn: ConnId, id: RequestId) -> bool {
-        let Some(ip) = self.conns.get(&conn).map(|c| c.peer.ip()) else { return false };
-        let now = clock::now();
+    fn attempt(&mut self, conn: ConnId, id: RequestId, now: Millis) -> bool {
+        let Some(ip) = self.conns.get(&conn).map(|c| c.peer) else { return false };
         let per_minute = self.cfg.logins_per_minute;
         if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {
             // Many addresses at once: forget the quiet ones, and if all are busy, make
@@ -69,6 +50,7 @@ impl Hub {
         id: RequestId,
         user: UserName,
         password: Password,
+        now: Millis,
     ) {
         if !self.cfg.registration_open || self.users.len() as u64 >= self.cfg.max_accounts {
             return self.reply(conn, id, Err(Failure::new(ErrorCode::RegistrationClosed)));
@@ -76,17 +58,11 @@ impl Hub {
         if self.users.contains_key(&user) {
             return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
         }
-        if !self.attempt(conn, id) {
+        if !self.attempt(conn, id, now) {
             return;
         }
-        let (hasher, me) = (self.hasher.clone(), self.me.clone());
-        let password = password.expose().to_vec();
-        tokio::spawn(async move {
-            let outcome = Outcome::Hashed(hasher.hash(password).await);
-            if let Some(me) = me.upgrade() {
-                let _ = me.send(HubMsg::Auth(AuthDone { conn, id, user, outcome })).await;
-            }
-        });
+        let job = HashJob { req: (conn, id), user, kind: HashKind::Hash { password } };
+        self.outputs.push_back(Output::Hash(job));
     }
 
     pub(super) fn login(
@@ -95,45 +71,43 @@ impl Hub {
         id: RequestId,
         user: UserName,
         password: Password,
+        now: Millis,
     ) {
-        if !self.attempt(conn, id) {
+        if !self.attempt(conn, id, now) {
             return;
         }
         let stored = self.users.get(&user).map(|u| u.hash.clone());
-        let (hasher, me) = (self.hasher.clone(), self.me.clone());
-        let password = password.expose().to_vec();
-        tokio::spawn(async move {
-            let outcome = Outcome::Checked(hasher.verify(password, stored).await);
-            if let Some(me) = me.upgrade() {
-                let _ = me.send(HubMsg::Auth(AuthDone { conn, id, user, outcome })).await;
-            }
-        });
+        let job = HashJob { req: (conn, id), user, kind: HashKind::Verify { password, stored } };
+        self.outputs.push_back(Output::Hash(job));
     }
 
-    pub(super) fn on_auth(&mut self, AuthDone { conn, id, user, outcome }: AuthDone) {
+    pub(super) fn on_hashed(
+        &mut self,
+        HashDone { req: (conn, id), user, outcome }: HashDone,
+        now: Millis,
+    ) {
         if !self.conns.contains_key(&conn) {
             return; // It hung up while we hashed.
         }
         match outcome {
-            Outcome::Checked(false) => {
+            HashOutcome::Checked(false) => {
                 let failure = Failure::new(ErrorCode::AuthFailed);
                 self.reply(conn, id, Err(failure));
             }
-            Outcome::Checked(true) => {
+            HashOutcome::Checked(true) => {
                 if self.attach(conn, id, user) {
                     self.reply(conn, id, Ok(OkReply::Login { user }));
                 }
             }
-            Outcome::Hashed(Err(e)) => {
+            HashOutcome::Hashed(Err(e)) => {
                 tracing::error!(error = %e, "password hashing failed");
                 self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
             }
-            Outcome::Hashed(Ok(hash)) => {
+            HashOutcome::Hashed(Ok(hash)) => {
                 // Someone may have taken the name while this one was hashed.
                 if self.users.contains_key(&user) {
                     return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
                 }
-                let now = clock::now();
                 self.write(Write::User { name: user, hash: hash.clone(), created: now });
                 let burst = self.cfg.limits.burst;
                 self.users.insert(

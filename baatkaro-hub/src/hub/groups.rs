@@ -10,7 +10,7 @@ use baatkaro_proto::{
 };
 
 use super::{GroupRec, Hub};
-use crate::conn::ConnId;
+use crate::output::ConnId;
 use crate::store::{ConvKey, EventRecord, Write};
 
 /// A request's address, for its answer.

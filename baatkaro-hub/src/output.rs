@@ -1,0 +1,241 @@
+//! What the hub asks of the world, and what the world tells it back: deliveries to
+//! connections, batches for the store, password hashes and disk work. The shell that
+//! drives the hub carries each [`Output`] out and feeds its completion back through
+//! the matching `handle_*` call.
+
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{
+    ErrorCode, Failure, FileId, Item, Millis, OkReply, Password, Sha256, UserName,
+};
+use bytes::Bytes;
+
+use crate::store::{Batch, UploadRecord};
+
+/// Identifies a connection for the life of the server (the shell hands them out).
+pub type ConnId = u64;
+
+/// A request's address, for its answer.
+pub type Req = (ConnId, RequestId);
+
+/// Something the shell must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Hand a connection its share of a committed batch, in this order.
+    Deliver {
+        /// The connection.
+        conn: ConnId,
+        /// What it gets.
+        list: Vec<Delivery>,
+    },
+    /// Stream a download on a connection: its chunks, read as its queue drains,
+    /// then its reply.
+    Download {
+        /// The connection.
+        conn: ConnId,
+        /// What to send.
+        job: Download,
+    },
+    /// Say goodbye to a connection with this BYE and close it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        failure: Failure,
+    },
+    /// Commit a batch, then run its reads; answer with [`crate::Hub::handle_committed`].
+    Commit(Batch),
+    /// Load a snapshot (after a failed commit); answer with
+    /// [`crate::Hub::handle_loaded`]. Keys stored before `keys_since` may be left out.
+    Load {
+        /// The oldest idempotency key still needed.
+        keys_since: Millis,
+    },
+    /// Hash or check a password; answer with [`crate::Hub::handle_hashed`].
+    Hash(HashJob),
+    /// Disk work for a file transfer; answer with [`crate::Hub::handle_disk`] (except
+    /// for the jobs that say they have no answer).
+    Disk(DiskJob),
+}
+
+/// One output for a connection.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A final reply.
+    Reply {
+        /// The request.
+        id: RequestId,
+        /// Its answer.
+        result: Result<OkReply, Failure>,
+    },
+    /// The items of a list reply, then the reply.
+    List {
+        /// The request.
+        id: RequestId,
+        /// Its items, in order.
+        items: Vec<Item>,
+        /// Its answer.
+        result: Result<OkReply, Failure>,
+    },
+    /// An encoded event, shared by every connection it goes to.
+    Frame {
+        /// The frame's bytes.
+        bytes: Bytes,
+        /// Set when this connection's own request caused it: it goes right after
+        /// that request's final reply (SPEC.md section 5.1).
+        after: Option<RequestId>,
+    },
+}
+
+/// One FILE-GET, checked: the range to send from a file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The request.
+    pub id: RequestId,
+    /// The file, as the client names it.
+    pub file: FileId,
+    /// Its content's name on disk.
+    pub sha256: Sha256,
+    /// Where the range starts.
+    pub offset: u64,
+    /// Its length.
+    pub length: u64,
+    /// The chunk size.
+    pub chunk: u64,
+}
+
+/// A password to hash (REGISTER) or check (LOGIN).
+#[derive(Debug)]
+pub struct HashJob {
+    /// The request it answers.
+    pub req: Req,
+    /// The account.
+    pub user: UserName,
+    /// What to do.
+    pub kind: HashKind,
+}
+
+/// What a [`HashJob`] does.
+#[derive(Debug)]
+pub enum HashKind {
+    /// Hash a new password into a PHC string.
+    Hash {
+        /// The password.
+        password: Password,
+    },
+    /// Check a password against the stored hash, or — for an unknown user — against
+    /// a decoy, spending the same time, and fail.
+    Verify {
+        /// The password given.
+        password: Password,
+        /// The stored PHC string, if the user exists.
+        stored: Option<std::sync::Arc<str>>,
+    },
+}
+
+/// What a [`HashJob`] found.
+#[derive(Debug)]
+pub struct HashDone {
+    /// The request it answers.
+    pub req: Req,
+    /// The account.
+    pub user: UserName,
+    /// The outcome.
+    pub outcome: HashOutcome,
+}
+
+/// The outcome of a [`HashJob`].
+#[derive(Debug)]
+pub enum HashOutcome {
+    /// LOGIN: whether the password matched.
+    Checked(bool),
+    /// REGISTER: the new password's PHC string, or why hashing failed.
+    Hashed(Result<String, String>),
+}
+
+/// Disk work of an upload or a download.
+#[derive(Debug)]
+pub enum DiskJob {
+    /// A new upload: hash its content as its chunks arrive in order, so that its
+    /// commit need not read it back. No answer.
+    Begin {
+        /// The upload.
+        file: FileId,
+    },
+    /// Write a chunk of an upload (of `size` bytes in all), and hash it if the upload
+    /// is hashed as it arrives. Answered by [`DiskDone::Chunk`].
+    Chunk {
+        /// Whose request.
+        req: Req,
+        /// The upload.
+        file: FileId,
+        /// Its declared size.
+        size: u64,
+        /// Where the chunk goes.
+        offset: u64,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// Verify a complete upload against its SHA-256 (by its running hash if every
+    /// byte was hashed as it came, else by reading it back) and move it into the
+    /// content store if it matches. Answered by [`DiskDone::Finished`].
+    Finish {
+        /// The upload.
+        file: FileId,
+        /// Its size.
+        size: u64,
+        /// Its declared SHA-256.
+        sha256: Sha256,
+    },
+    /// Make an upload's bytes durable; answered by [`DiskDone::Synced`] with `rec`, to
+    /// be saved once its bytes are.
+    Sync {
+        /// The upload's record as it will be saved.
+        rec: Box<UploadRecord>,
+    },
+    /// Let go of the chunks parked for an upload's running hash (its uploader left);
+    /// its commit will read it back. No answer.
+    Release {
+        /// The upload.
+        file: FileId,
+    },
+    /// Delete an abandoned upload's bytes. No answer.
+    Drop {
+        /// The upload.
+        file: FileId,
+    },
+    /// Forget every running hash: the state was reloaded from the store, and the
+    /// uploads' commits read their content back. No answer.
+    ForgetHashes,
+}
+
+/// The outcome of a [`DiskJob`].
+#[derive(Debug)]
+pub enum DiskDone {
+    /// A chunk was written (or not).
+    Chunk {
+        /// Whose request.
+        req: Req,
+        /// The upload.
+        file: FileId,
+        /// Where the chunk went.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// Whether it was written.
+        result: Result<(), ErrorCode>,
+    },
+    /// An upload was verified: whether its hash matched.
+    Finished {
+        /// The upload.
+        file: FileId,
+        /// Whether the content matched, or why it could not be checked.
+        result: Result<bool, ErrorCode>,
+    },
+    /// The bytes of an upload are durable up to these ranges (or could not be made so).
+    Synced {
+        /// The record to save.
+        rec: Box<UploadRecord>,
+        /// Whether the sync worked.
+        result: Result<(), ErrorCode>,
+    },
+}

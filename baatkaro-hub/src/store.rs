@@ -1,0 +1,245 @@
+//! What the hub makes durable and reads back: the records of the store, the batches
+//! it commits and the snapshot it loads at start. Only data: the engine that keeps
+//! them (SQLite, in the server) implements the server's `Store` trait over them.
+
+use baatkaro_proto::group::{GroupEvent, GroupId};
+use baatkaro_proto::transfer::Ranges;
+use baatkaro_proto::{
+    Conversation, FileId, FileName, GroupName, IdemKey, Millis, Seq, Sha256, StoredEvent, UserName,
+};
+
+/// A conversation as the store keys it: a group incarnation's, or two users'.
+///
+/// A group's history belongs to one incarnation (a deleted and recreated group
+/// starts afresh); a private conversation has one name for both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConvKey {
+    /// A group's conversation.
+    Group(GroupId),
+    /// The private conversation of two users, the lesser name first.
+    Direct(UserName, UserName),
+}
+
+impl ConvKey {
+    /// The private conversation of `a` and `b`, in either order.
+    pub fn direct(a: UserName, b: UserName) -> Self {
+        if a <= b { ConvKey::Direct(a, b) } else { ConvKey::Direct(b, a) }
+    }
+
+    /// The key as stored: `g:ID` or `d:A:B` (names cannot hold `:`).
+    pub fn to_db(&self) -> String {
+        match self {
+            ConvKey::Group(id) => format!("g:{}", id.0),
+            ConvKey::Direct(a, b) => format!("d:{a}:{b}"),
+        }
+    }
+
+    /// Parses a stored key.
+    pub fn from_db(s: &str) -> Option<Self> {
+        if let Some(id) = s.strip_prefix("g:") {
+            return id.parse().ok().map(|id| ConvKey::Group(GroupId(id)));
+        }
+        let (a, b) = s.strip_prefix("d:")?.split_once(':')?;
+        Some(ConvKey::Direct(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+/// A stored conversation event, as a reader of `conv` sees it (for a private
+/// conversation, as the first user of the key sees it): the very frame (`* MSG …`)
+/// that was fanned out, so that it is encoded once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Its conversation.
+    pub conv: ConvKey,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// When it was stored.
+    pub time: Millis,
+    /// The encoded event frame.
+    pub frame: bytes::Bytes,
+}
+
+impl EventRecord {
+    /// The record of an event whose frame is `frame`.
+    pub fn new(conv: ConvKey, event: &StoredEvent, frame: bytes::Bytes) -> Self {
+        EventRecord { conv, seq: event.seq(), time: event.time(), frame }
+    }
+}
+
+/// One thing to make durable. A batch of them commits atomically, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// A new account.
+    User {
+        /// Its name.
+        name: UserName,
+        /// The PHC string of its Argon2id password hash.
+        hash: String,
+        /// When it was made.
+        created: Millis,
+    },
+    /// A new group incarnation.
+    GroupCreated {
+        /// Its identity.
+        id: GroupId,
+        /// Its name.
+        name: GroupName,
+    },
+    /// A change to a group, in the order they happened; replayed at start.
+    GroupEvent {
+        /// Which group.
+        id: GroupId,
+        /// The change.
+        event: GroupEvent,
+    },
+    /// A group is gone: its log and its history are deleted.
+    GroupDeleted {
+        /// Which group.
+        id: GroupId,
+    },
+    /// A stored conversation event.
+    Event(EventRecord),
+    /// An upload was offered, or its held ranges changed. Boxed, as is a file,
+    /// so that the writes of every SEND are not as large as these rare ones.
+    Upload(Box<UploadRecord>),
+    /// An upload is finished or dropped.
+    UploadGone {
+        /// Its id.
+        id: FileId,
+    },
+    /// A file was shared.
+    File(Box<FileRecord>),
+    /// A user holds this content (counted once against their quota).
+    Content {
+        /// The user.
+        user: UserName,
+        /// The content.
+        sha256: Sha256,
+        /// Its size.
+        size: u64,
+    },
+    /// An idempotency key, remembered for the `keys` window.
+    SendKey {
+        /// The sender.
+        user: UserName,
+        /// The key.
+        key: IdemKey,
+        /// The conversation, as the sender named it.
+        conv: Conversation,
+        /// The send's fingerprint.
+        fingerprint: u64,
+        /// Its sequence number.
+        seq: Seq,
+        /// Its time.
+        time: Millis,
+    },
+    /// Idempotency keys stored before this time are no longer needed.
+    KeysExpired {
+        /// The oldest time still kept.
+        before: Millis,
+    },
+}
+
+/// An unfinished upload, as kept for resuming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// The file id the uploader uses.
+    pub id: FileId,
+    /// The uploader.
+    pub user: UserName,
+    /// Where it will be shared, as the uploader named it.
+    pub conv: Conversation,
+    /// The declared size.
+    pub size: u64,
+    /// The declared SHA-256.
+    pub sha256: Sha256,
+    /// The display name.
+    pub name: FileName,
+    /// The bytes held so far.
+    pub ranges: Ranges,
+    /// When it was offered.
+    pub created: Millis,
+}
+
+/// A shared file: where, as which event, and what content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Its id.
+    pub id: FileId,
+    /// The conversation it was shared in.
+    pub key: ConvKey,
+    /// That conversation as the uploader named it.
+    pub conv: Conversation,
+    /// The FILE event's sequence number.
+    pub seq: Seq,
+    /// When it was shared.
+    pub time: Millis,
+    /// The uploader.
+    pub uploader: UserName,
+    /// The content's size.
+    pub size: u64,
+    /// The content's SHA-256 (its name on disk).
+    pub sha256: Sha256,
+    /// The display name.
+    pub name: FileName,
+}
+
+/// A page of history to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The conversation.
+    pub conv: ConvKey,
+    /// Events after this sequence number (`None`: the newest ones).
+    pub after: Option<Seq>,
+    /// At most this many.
+    pub limit: u32,
+    /// Only events up to this sequence number (the newest one when asked).
+    pub upto: Seq,
+    /// Stop after the event that takes the page past this many bytes (one event
+    /// at least), so that a page fits the reader's queue.
+    pub max_bytes: u64,
+}
+
+/// What a history read found.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    /// The events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The oldest sequence number still kept, if any event is.
+    pub oldest: Option<Seq>,
+}
+
+/// Everything the server holds in memory, as loaded at start.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Accounts and their password hashes.
+    pub users: Vec<(UserName, String)>,
+    /// Every live group incarnation with its log, oldest event first.
+    pub groups: Vec<(GroupId, GroupName, Vec<GroupEvent>)>,
+    /// The newest sequence number of every conversation that has events.
+    pub latest: Vec<(ConvKey, Seq)>,
+    /// The idempotency keys of the last `keys` seconds.
+    pub keys: Vec<(UserName, IdemKey, Conversation, u64, Seq, Millis)>,
+    /// The next group id to give out (ids are never reused).
+    pub next_group_id: u64,
+    /// Unfinished uploads.
+    pub uploads: Vec<UploadRecord>,
+    /// Shared files.
+    pub files: Vec<FileRecord>,
+    /// Content each user holds: (user, sha256, size).
+    pub contents: Vec<(UserName, Sha256, u64)>,
+}
+
+/// Writes to commit together, then history reads to run once they are durable (so a
+/// HISTORY sees every send acknowledged before it): one transaction, one fsync.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The hub's number for it, echoed in its completion.
+    pub id: u64,
+    /// What to make durable, in order.
+    pub writes: Vec<Write>,
+    /// The next group id, stored with the writes.
+    pub next_group_id: u64,
+    /// History reads to run after the commit, with the hub's token for each.
+    pub reads: Vec<(u64, HistoryQuery)>,
+}

@@ -1,0 +1,326 @@
+//! The hub's shell: one task that drives the sans-IO [`Hub`] of `baatkaro-hub`,
+//! feeding it what connections, the store thread, the password hasher and the disk
+//! report, and carrying out what it asks, by the core's drive-loop contract.
+//!
+//! The shell holds no rule of the product. What it adds is plumbing: the channels to
+//! every connection (and the backlog bound on each), the store thread, the blocking
+//! disk jobs and the running hashes of uploads, which those jobs share.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baatkaro_hub::{
+    ConnId, DiskDone, DiskJob, HashDone, HashJob, HashKind, HashOutcome, Hub, Output,
+};
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{Command, ErrorCode, Failure, FileId};
+use tokio::sync::mpsc;
+
+use crate::auth::Hasher;
+use crate::clock;
+use crate::conn::ConnHandle;
+use crate::disk::{self, Disk};
+use crate::running_hash::RunningHash;
+use crate::store::writer::{Done, Job, Writer};
+
+/// What the hub's task is told.
+#[derive(Debug)]
+pub(crate) enum HubMsg {
+    /// A connection was accepted.
+    Connected {
+        /// Its id.
+        conn: ConnId,
+        /// Who is at the other end.
+        peer: SocketAddr,
+        /// How to reach it.
+        handle: ConnHandle,
+    },
+    /// A connection's session handed on a request.
+    Request {
+        /// Whose.
+        conn: ConnId,
+        /// Its id in the session.
+        id: RequestId,
+        /// What it asks.
+        command: Command,
+    },
+    /// A connection is gone.
+    Disconnected {
+        /// Which.
+        conn: ConnId,
+    },
+    /// A password check or hash finished.
+    Hashed(HashDone),
+    /// A disk job finished.
+    Disk(DiskDone),
+    /// Stop: say goodbye to every session once everything is durable.
+    Shutdown,
+}
+
+/// How many messages the task takes in one turn before it lets the core end it.
+const TURN: usize = 1024;
+
+/// The hub's task and what it drives.
+pub(crate) struct HubTask {
+    hub: Hub,
+    writer: Option<Writer>,
+    done: mpsc::UnboundedReceiver<Done>,
+    hasher: Hasher,
+    disk: Arc<Disk>,
+    me: mpsc::WeakSender<HubMsg>,
+    conns: HashMap<ConnId, ConnHandle>,
+    /// The running hash of each upload hashed as it arrives, shared with its jobs.
+    hashes: HashMap<FileId, Arc<RunningHash>>,
+    /// A connection's backlog bound: bytes sent it that it has not taken in.
+    backlog_limit: usize,
+}
+
+impl HubTask {
+    /// A task around `hub`, committing through `writer`.
+    pub(crate) fn new(
+        hub: Hub,
+        writer: Writer,
+        done: mpsc::UnboundedReceiver<Done>,
+        hasher: Hasher,
+        disk: Arc<Disk>,
+        me: mpsc::WeakSender<HubMsg>,
+        queue: u64,
+    ) -> Self {
+        HubTask {
+            hub,
+            writer: Some(writer),
+            done,
+            hasher,
+            disk,
+            me,
+            conns: HashMap::new(),
+            hashes: HashMap::new(),
+            backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Runs until the core is finished (shut down and every connection told), then
+    /// lets the store thread finish.
+    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
+        loop {
+            self.carry_out();
+            if self.hub.is_finished() {
+                break;
+            }
+            let accepting = self.hub.accepting();
+            let wake = self.hub.poll_timeout().map(instant_of);
+            tokio::select! {
+                biased;
+                done = self.done.recv() => match done {
+                    Some(done) => self.on_done(done),
+                    None => {
+                        tracing::error!("the store thread stopped");
+                        break;
+                    }
+                },
+                msg = inbox.recv(), if accepting => {
+                    let Some(msg) = msg else { break };
+                    self.on_msg(msg);
+                    // Take what else is waiting now: the turn's outputs are batched.
+                    for _ in 0..TURN {
+                        if !self.hub.accepting() {
+                            break;
+                        }
+                        match inbox.try_recv() {
+                            Ok(msg) => self.on_msg(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(wake) => self.hub.handle_timeout(clock::now()),
+            }
+        }
+        if let Some(w) = self.writer.take() {
+            w.finish();
+        }
+    }
+
+    fn on_msg(&mut self, msg: HubMsg) {
+        let now = clock::now();
+        match msg {
+            HubMsg::Connected { conn, peer, handle } => {
+                self.conns.insert(conn, handle);
+                self.hub.handle_connected(conn, peer.ip());
+            }
+            HubMsg::Request { conn, id, command } => {
+                self.hub.handle_request(conn, id, command, now)
+            }
+            HubMsg::Disconnected { conn } => {
+                self.conns.remove(&conn);
+                self.hub.handle_disconnected(conn);
+            }
+            HubMsg::Hashed(done) => self.hub.handle_hashed(done, now),
+            HubMsg::Disk(done) => self.hub.handle_disk(done, now),
+            HubMsg::Shutdown => self.hub.handle_shutdown(),
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let now = clock::now();
+        match done {
+            Done::Committed { id, result, reads, spare } => {
+                let result = result.map_err(|e| e.to_string());
+                self.hub.handle_committed(id, result, reads, spare, now);
+            }
+            Done::Loaded(loaded) => self.hub.handle_loaded(loaded.map_err(|e| e.to_string()), now),
+        }
+    }
+
+    /// Drains the core's outputs and carries each out.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.hub.poll_output() {
+            match output {
+                Output::Deliver { conn, list } => {
+                    let Some(handle) = self.conns.get(&conn) else { continue };
+                    // A connection that has not taken in `queue` bytes sent it is too
+                    // slow to keep up (SPEC.md section 5.4); its session checks the
+                    // bytes it took in.
+                    if !handle.deliver(list, self.backlog_limit) {
+                        handle.close(Failure::new(ErrorCode::SlowConsumer));
+                    }
+                }
+                Output::Download { conn, job } => {
+                    if let Some(handle) = self.conns.get(&conn) {
+                        handle.download(job);
+                    }
+                }
+                Output::Close { conn, failure } => {
+                    if let Some(handle) = self.conns.get(&conn) {
+                        handle.close(failure);
+                    }
+                }
+                Output::Commit(batch) => {
+                    let id = batch.id;
+                    if !self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch))) {
+                        tracing::error!("the store thread is gone");
+                        let gone = Err("the store thread is gone".to_string());
+                        self.hub.handle_committed(id, gone, Vec::new(), Vec::new(), clock::now());
+                    }
+                }
+                Output::Load { keys_since } => {
+                    if !self.writer.as_ref().is_some_and(|w| w.send(Job::Load { keys_since })) {
+                        let gone = Err("the store thread is gone".to_string());
+                        self.hub.handle_loaded(gone, clock::now());
+                    }
+                }
+                Output::Hash(job) => self.hash(job),
+                Output::Disk(job) => self.disk_job(job),
+            }
+        }
+    }
+
+    /// Runs a password job on the hasher (bounded in number) and reports back.
+    fn hash(&self, HashJob { req, user, kind }: HashJob) {
+        let (hasher, me) = (self.hasher.clone(), self.me.clone());
+        tokio::spawn(async move {
+            let outcome = match kind {
+                HashKind::Hash { password } => {
+                    HashOutcome::Hashed(hasher.hash(password.expose().to_vec()).await)
+                }
+                HashKind::Verify { password, stored } => {
+                    HashOutcome::Checked(hasher.verify(password.expose().to_vec(), stored).await)
+                }
+            };
+            if let Some(me) = me.upgrade() {
+                let _ = me.send(HubMsg::Hashed(HashDone { req, user, outcome })).await;
+            }
+        });
+    }
+
+    /// Runs a disk job on a blocking thread; those with an answer report back.
+    fn disk_job(&mut self, job: DiskJob) {
+        let (disk, me) = (self.disk.clone(), self.me.clone());
+        let report = move |done: DiskDone| {
+            if let Some(me) = me.upgrade() {
+                let _ = me.blocking_send(HubMsg::Disk(done));
+            }
+        };
+        match job {
+            DiskJob::Begin { file } => {
+                self.hashes.insert(file, Arc::new(RunningHash::new()));
+            }
+            DiskJob::Release { file } => {
+                if let Some(h) = self.hashes.get(&file) {
+                    h.drop_parked();
+                }
+            }
+            DiskJob::ForgetHashes => self.hashes.clear(),
+            DiskJob::Drop { file } => {
+                self.hashes.remove(&file);
+                tokio::task::spawn_blocking(move || disk.drop_partial(&file));
+            }
+            DiskJob::Chunk { req, file, size, offset, data } => {
+                let hashing = self.hashes.get(&file).cloned();
+                tokio::task::spawn_blocking(move || {
+                    let len = data.len() as u64;
+                    let result = disk
+                        .write_chunk(&file, size, offset, &data)
+                        .map_err(failed("chunk write", file));
+                    // Hashed once written. A failed write may still have changed some
+                    // of its bytes, some of them hashed already: the commit reads the
+                    // file back.
+                    match (&result, hashing) {
+                        (Ok(()), Some(h)) => h.add(offset, data),
+                        (Err(_), Some(h)) => h.give_up(),
+                        (_, None) => {}
+                    }
+                    report(DiskDone::Chunk { req, file, offset, len, result });
+                });
+            }
+            DiskJob::Finish { file, size, sha256 } => {
+                // Every byte hashed as it came (all its chunks are written): no
+                // read-back. Either way the running hash is done with.
+                let digest = self.hashes.remove(&file).and_then(|h| h.digest(size));
+                tokio::task::spawn_blocking(move || {
+                    let result = match digest {
+                        Some(digest) => {
+                            let matches = digest == sha256.0;
+                            disk.settle(&file, &sha256, matches)
+                                .map(|()| matches)
+                                .map_err(failed("settling an upload", file))
+                        }
+                        None => disk
+                            .finish(&file, size, &sha256)
+                            .map_err(failed("finishing an upload", file)),
+                    };
+                    report(DiskDone::Finished { file, result });
+                });
+            }
+            DiskJob::Sync { rec } => {
+                tokio::task::spawn_blocking(move || {
+                    let result =
+                        disk.sync_partial(&rec.id).map_err(failed("syncing an upload", rec.id));
+                    report(DiskDone::Synced { rec, result });
+                });
+            }
+        }
+    }
+}
+
+/// Logs a failed disk operation on `file` and gives its error code.
+fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
+    move |e| {
+        tracing::warn!(error = %e, %file, "{what} failed");
+        disk::code_of(&e)
+    }
+}
+
+/// The tokio instant of a deadline in milliseconds since the epoch.
+fn instant_of(at: baatkaro_proto::Millis) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(clock::now()))
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
