@@ -53,6 +53,7 @@ mod hot;
 mod limits;
 mod parse;
 mod reply;
+pub mod rules;
 pub mod session;
 pub mod transfer;
 pub mod types;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use baatkaro_proto::rules::{OfferFacts, OfferOutcome};
 use baatkaro_proto::transfer::{self, Ranges};
 use baatkaro_proto::{
     Conversation, ErrorCode, Failure, FileId, FileName, Item, ListVerb, Millis, OfferStatus,
@@ -155,46 +156,42 @@ impl Hub {
         now: Millis,
     ) {
         let Offer { to, size, sha256, name } = offer;
-        let key = match self.resolve(user, to) {
-            Ok((key, _)) => key,
-            Err(code) => return self.reply(conn, id, fail(code)),
-        };
-        let limits = &self.cfg.limits;
-        if size > limits.file {
-            return self.reply(conn, id, fail(ErrorCode::FileTooLarge));
-        }
+        let resolved = self.resolve(user, to);
         // The same upload offered again (after a reconnect): the same id.
-        if let Some(u) = self.files.uploads.values().find(|u| {
-            u.rec.user == user
-                && u.rec.sha256 == sha256
-                && u.rec.name == name
-                && u.rec.conv == to
-                && u.rec.size == size
-        }) {
-            let file = u.rec.id;
-            return self.reply(
-                conn,
-                id,
-                Ok(OkReply::FileOffer { file, status: OfferStatus::Need }),
-            );
-        }
-        let holds = self.files.contents.get(&user).is_some_and(|c| c.contains_key(&sha256));
-        if !holds {
-            if self.files.used(&user).saturating_add(size) > limits.quota {
-                return self.reply(conn, id, fail(ErrorCode::QuotaExceeded));
+        let same_upload = self
+            .files
+            .uploads
+            .values()
+            .find(|u| {
+                u.rec.user == user
+                    && u.rec.sha256 == sha256
+                    && u.rec.name == name
+                    && u.rec.conv == to
+                    && u.rec.size == size
+            })
+            .map(|u| u.rec.id);
+        let facts = OfferFacts {
+            reader: resolved.map(|_| ()),
+            size,
+            same_upload,
+            holds: self.files.contents.get(&user).is_some_and(|c| c.contains_key(&sha256)),
+            used: self.files.used(&user),
+            open_uploads: self.files.uploads.values().filter(|u| u.rec.user == user).count() as u64,
+        };
+        let Some(u) = self.users.get_mut(&user) else { return };
+        let outcome = match self.rules.file_offer(facts, &mut u.budget, now) {
+            Ok(outcome) => outcome,
+            Err(failure) => return self.reply(conn, id, Err(failure)),
+        };
+        let Ok((key, _)) = resolved else { return };
+        let holds = match outcome {
+            OfferOutcome::Resume(file) => {
+                let reply = OkReply::FileOffer { file, status: OfferStatus::Need };
+                return self.reply(conn, id, Ok(reply));
             }
-            let open = self.files.uploads.values().filter(|u| u.rec.user == user).count() as u64;
-            if open >= limits.uploads {
-                let f = Failure {
-                    retry_after: Some(limits.partial.saturating_mul(1000).min(60_000)),
-                    ..Failure::new(ErrorCode::TooManyUploads)
-                };
-                return self.reply(conn, id, Err(f));
-            }
-        }
-        if let Err(f) = self.take_send(user, now) {
-            return self.reply(conn, id, Err(f));
-        }
+            OfferOutcome::Share => true,
+            OfferOutcome::Upload => false,
+        };
         let file = self.files.new_id();
         if holds {
             // The uploader has sent this content before: shared at once.
@@ -446,17 +443,6 @@ impl Hub {
         self.list(conn, id, ListVerb::Files, items);
     }
 
-    /// Whether `user` may read the conversation a file was shared in.
-    fn may_read(&self, user: &UserName, key: &ConvKey) -> bool {
-        match key {
-            ConvKey::Direct(a, b) => a == user || b == user,
-            ConvKey::Group(gid) => self
-                .groups
-                .values()
-                .any(|rec| rec.group.id() == *gid && rec.group.role_of(user).is_some()),
-        }
-    }
-
     pub(super) fn file_get(
         &mut self,
         (conn, id): Req,
@@ -465,7 +451,7 @@ impl Hub {
         offset: u64,
         length: u64,
     ) {
-        let Some(rec) = self.files.shared.get(&file).filter(|r| self.may_read(&user, &r.key))
+        let Some(rec) = self.files.shared.get(&file).filter(|r| self.may_read_key(&user, &r.key))
         else {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         };

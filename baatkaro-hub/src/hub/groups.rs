@@ -2,6 +2,7 @@
 //! events, numbers the stored ones and delivers them.
 
 use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, Op};
+use baatkaro_proto::rules;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
     Command, DoneVerb, Encode, ErrorCode, Event, Failure, GroupName, InviteOutcome, Item,
@@ -83,7 +84,7 @@ impl Hub {
         }
         let gid = GroupId(self.next_group_id);
         let count = |u: &UserName| self.groups_of(u, now);
-        let ctx = Ctx { now, rules: &self.rules, groups_of: &count };
+        let ctx = Ctx { now, rules: &self.group_rules, groups_of: &count };
         match Group::create(gid, name, user, rule, &ctx) {
             Err(denial) => self.reply(conn, id, Err(Failure::new(denial.code()))),
             Ok((group, event)) => {
@@ -91,6 +92,7 @@ impl Hub {
                 self.write(Write::GroupCreated { id: gid, name });
                 self.write(Write::GroupEvent { id: gid, event });
                 self.groups.insert(name, GroupRec::new(group));
+                self.group_names.insert(gid, name);
                 if let Some(u) = self.users.get_mut(&user) {
                     u.relations.insert(name);
                 }
@@ -107,8 +109,8 @@ impl Hub {
         reason: Option<Text>,
         now: Millis,
     ) {
-        if reason.as_ref().is_some_and(|t| t.len() as u64 > self.cfg.limits.reason) {
-            return self.reply(r.0, r.1, Err(Failure::new(ErrorCode::TextTooLong)));
+        if let Err(code) = self.rules.join_reason(reason.as_ref()) {
+            return self.reply(r.0, r.1, Err(Failure::new(code)));
         }
         self.group_op(r, user, group, Op::Join { reason }, now);
     }
@@ -129,13 +131,13 @@ impl Hub {
             return self.reply(conn, id, fail(ErrorCode::NoSuchGroup));
         };
         if let Op::Invite { user } = &op
-            && !self.users.contains_key(user)
+            && let Err(code) = rules::invite_target(self.users.contains_key(user))
         {
             self.groups.insert(name, rec);
-            return self.reply(conn, id, fail(ErrorCode::NoSuchUser));
+            return self.reply(conn, id, fail(code));
         }
         let count = |u: &UserName| self.groups_of(u, now);
-        let ctx = Ctx { now, rules: &self.rules, groups_of: &count };
+        let ctx = Ctx { now, rules: &self.group_rules, groups_of: &count };
         let events = match rec.group.apply(actor, op.clone(), &ctx) {
             Ok(events) => {
                 // Members may have come or gone.
@@ -183,6 +185,7 @@ impl Hub {
         }
         if rec.group.is_deleted() {
             self.write(Write::GroupDeleted { id: gid });
+            self.group_names.remove(&gid);
             self.files.forget_conv(&ConvKey::Group(gid));
         } else {
             self.groups.insert(name, rec);
@@ -231,10 +234,11 @@ impl Hub {
                 u.relations.remove(&name);
             }
         }
-        // Owned, administered and joined groups first, then invitations, then requests.
-        let rank = |m: &Membership| Membership::ALL.iter().position(|x| x == m);
-        items.sort_by_key(|i| match i {
-            Item::Group { group, membership, .. } => (rank(membership), *group),
+        items.sort_by(|a, b| match (a, b) {
+            (
+                Item::Group { group: ga, membership: ma, .. },
+                Item::Group { group: gb, membership: mb, .. },
+            ) => rules::groups_order((*ma, ga), (*mb, gb)),
             _ => unreachable!("only GROUP items are listed here"),
         });
         self.list(conn, id, ListVerb::Groups, items);
@@ -245,13 +249,8 @@ impl Hub {
             Ok(rec) => rec,
             Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
         };
-        let rank = |r: Role| match r {
-            Role::Owner => 0,
-            Role::Admin => 1,
-            Role::Member => 2,
-        };
         let mut members: Vec<(UserName, Role)> = rec.group.members().collect();
-        members.sort_by_key(|(u, r)| (rank(*r), *u));
+        members.sort_by(rules::members_order);
         let items = members
             .into_iter()
             .map(|(u, role)| Item::Member {
@@ -282,7 +281,7 @@ impl Hub {
             }
         };
         users.retain(|u| self.is_online(u));
-        users.sort();
+        users.sort_by(rules::online_order);
         let items = users.into_iter().map(|user| Item::Online { user }).collect();
         self.list(conn, id, ListVerb::Online, items);
     }
@@ -294,16 +293,15 @@ impl Hub {
         group: GroupName,
         now: Millis,
     ) {
-        let rec = match self.member_group(&user, &group) {
-            Ok(rec) => rec,
-            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
+        let Some(rec) = self.groups.get(&group) else {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::NoSuchGroup)));
         };
-        if rec.group.role_of(&user) == Some(Role::Member) {
-            return self.reply(conn, id, Err(Failure::new(ErrorCode::NotPermitted)));
+        if let Err(code) = rules::may_list_requests(rec.group.role_of(&user)) {
+            return self.reply(conn, id, Err(Failure::new(code)));
         }
         let mut requests: Vec<_> =
             rec.group.requests(now).map(|(u, r)| (r.at, u, r.reason.clone())).collect();
-        requests.sort_by_key(|(at, u, _)| (*at, *u));
+        requests.sort_by(|a, b| rules::requests_order(&(a.0, a.1), &(b.0, b.1)));
         let items = requests
             .into_iter()
             .map(|(time, u, reason)| Item::Request { group, user: u, time, reason })

@@ -1,6 +1,7 @@
 //! Messages and history: SEND, HISTORY, and the answers to reads.
 
-use baatkaro_proto::delivery::{KeyCheck, SentKey, fingerprint};
+use baatkaro_proto::delivery::{SentKey, fingerprint};
+use baatkaro_proto::rules::{self, Reader, SendOutcome};
 use baatkaro_proto::{
     Conversation, Encode, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
     ServerFrame, StoredEvent, Text, UserName,
@@ -14,8 +15,8 @@ use crate::output::ConnId;
 use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
 
 impl Hub {
-    /// Where a conversation named by `user` lives, its newest sequence number, and
-    /// whether `user` may read it.
+    /// Where a conversation named by `user` lives and its newest sequence number,
+    /// if `user` may read it ([`rules::may_read`]).
     pub(super) fn resolve(
         &self,
         user: UserName,
@@ -23,18 +24,34 @@ impl Hub {
     ) -> Result<(ConvKey, u64), ErrorCode> {
         match conv {
             Conversation::Group(g) => {
-                let rec = self.groups.get(&g).ok_or(ErrorCode::NoSuchGroup)?;
-                rec.group.role_of(&user).ok_or(ErrorCode::NotMember)?;
+                let rec = self.groups.get(&g);
+                rules::may_read(match rec {
+                    None => Reader::NoGroup,
+                    Some(rec) => Reader::Group(rec.group.role_of(&user)),
+                })?;
+                let rec = rec.ok_or(ErrorCode::NoSuchGroup)?;
                 Ok((ConvKey::Group(rec.group.id()), rec.latest))
             }
             Conversation::Direct(peer) => {
-                if !self.users.contains_key(&peer) {
-                    return Err(ErrorCode::NoSuchUser);
-                }
+                rules::may_read(Reader::Direct { peer_exists: self.users.contains_key(&peer) })?;
                 let key = ConvKey::direct(user, peer);
                 Ok((key, self.direct.get(&key).copied().unwrap_or(0)))
             }
         }
+    }
+
+    /// Whether `user` may read the conversation a shared file was stored in
+    /// ([`rules::may_read`], with the refusal every file command gives).
+    pub(super) fn may_read_key(&self, user: &UserName, key: &ConvKey) -> bool {
+        let reader = match key {
+            ConvKey::Direct(a, b) => Reader::Between { party: a == user || b == user },
+            ConvKey::Group(gid) => match self.group_names.get(gid).and_then(|n| self.groups.get(n))
+            {
+                Some(rec) if rec.group.id() == *gid => Reader::Group(rec.group.role_of(user)),
+                _ => Reader::NoGroup,
+            },
+        };
+        rules::may_read(reader).is_ok()
     }
 
     pub(super) fn send(
@@ -46,31 +63,20 @@ impl Hub {
         text: Text,
         now: Millis,
     ) {
-        let limits = &self.cfg.limits;
-        let (window, max) = (limits.keys.saturating_mul(1000), limits.message);
+        let window = self.cfg.limits.keys.saturating_mul(1000);
         let fp = fingerprint(&to, text.as_bytes());
+        let resolved = self.resolve(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
-        // The key comes first: a retry gets its original answer whatever changed since.
-        match u.keys.check(&key, to, fp, now, window) {
-            KeyCheck::Retry { seq, time } => {
+        let key_check = u.keys.check(&key, to, fp, now, window);
+        let reader = resolved.map(|_| ());
+        match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
+            Err(failure) => return self.reply(conn, id, Err(failure)),
+            Ok(SendOutcome::Retry { seq, time }) => {
                 return self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time }));
             }
-            KeyCheck::Conflict => {
-                return self.reply(conn, id, Err(Failure::new(ErrorCode::KeyConflict)));
-            }
-            KeyCheck::New => {}
+            Ok(SendOutcome::Store) => {}
         }
-        let (conv, latest) = match self.resolve(user, to) {
-            Ok(found) => found,
-            Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
-        };
-        if text.len() as u64 > max {
-            return self.reply(conn, id, Err(Failure::new(ErrorCode::TextTooLong)));
-        }
-        if let Err(f) = self.take_send(user, now) {
-            return self.reply(conn, id, Err(f));
-        }
-        let Some(u) = self.users.get_mut(&user) else { return };
+        let Ok((conv, latest)) = resolved else { return };
         let seq = latest + 1;
         u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
@@ -83,18 +89,6 @@ impl Hub {
         };
         self.store_event(user, to, conv, message, Some((conn, id)));
         self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
-    }
-
-    /// Takes one send (SEND, FILE-OFFER) from `user`'s budget, or says when to retry.
-    pub(super) fn take_send(&mut self, user: UserName, now: Millis) -> Result<(), Failure> {
-        let (rate, burst) = (self.cfg.limits.rate, self.cfg.limits.burst);
-        let Some(u) = self.users.get_mut(&user) else {
-            return Err(Failure::new(ErrorCode::Internal));
-        };
-        u.budget.try_take(now, rate, burst).map_err(|wait| Failure {
-            retry_after: Some(wait),
-            ..Failure::new(ErrorCode::RateLimited)
-        })
     }
 
     /// Stores an event in a conversation with its next sequence number and delivers

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
+use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
     Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
@@ -194,7 +195,12 @@ struct ConnRec {
 #[derive(Debug)]
 pub struct Hub {
     cfg: HubConfig,
-    rules: GroupRules,
+    /// The group machine's limits.
+    group_rules: GroupRules,
+    /// The other per-command rules' limits.
+    rules: Rules,
+    /// Every live group's name by its id, for shared files (which know the id).
+    group_names: HashMap<baatkaro_proto::group::GroupId, GroupName>,
     users: HashMap<UserName, User>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
@@ -248,7 +254,9 @@ impl Hub {
         file_prefix: u64,
     ) -> Result<Self, String> {
         let mut hub = Hub {
-            rules: GroupRules::from_limits(&cfg.limits),
+            group_rules: GroupRules::from_limits(&cfg.limits),
+            rules: Rules::new(&cfg.limits),
+            group_names: HashMap::new(),
             cfg,
             users: HashMap::new(),
             groups: HashMap::new(),
@@ -286,6 +294,7 @@ impl Hub {
         let limits = &self.cfg.limits;
         self.users.clear();
         self.groups.clear();
+        self.group_names.clear();
         self.direct.clear();
         for (name, hash) in snap.users {
             self.users.insert(
@@ -302,7 +311,7 @@ impl Hub {
         }
         let mut ids = HashMap::new();
         for (id, name, events) in snap.groups {
-            let group = Group::replay(id, name, self.rules.expiry, &events)
+            let group = Group::replay(id, name, self.group_rules.expiry, &events)
                 .ok_or_else(|| format!("group {name} has no creation in its log"))?;
             ids.insert(id, name);
             for user in events.iter().filter_map(related_user) {
@@ -311,6 +320,7 @@ impl Hub {
                 }
             }
             self.groups.insert(name, GroupRec::new(group));
+            self.group_names.insert(id, name);
         }
         for (conv, seq) in snap.latest {
             match conv {

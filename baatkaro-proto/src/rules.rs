@@ -1,0 +1,408 @@
+//! The per-command rules of the product that are not the group machine's or the
+//! session's: who may read a conversation, what SEND and FILE-OFFER check and in which
+//! order, JOIN's reason limit and INVITE's target, who may list REQUESTS, and the
+//! order of every listing (SPEC.md sections 5, 6 and Appendix D).
+//!
+//! Each rule is a pure function of the facts a server has gathered: a server looks
+//! up what a rule needs, asks the rule, and carries out its answer. [`Rules`] holds
+//! the limits the rules enforce, configured once.
+
+use std::cmp::Ordering;
+
+use crate::delivery::{KeyCheck, RateBudget};
+use crate::error::ErrorCode;
+use crate::event::Failure;
+use crate::limits::Limits;
+use crate::types::{FileId, Membership, Millis, Role, Seq, Text, UserName};
+
+/// The limits the rules of this module enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    message: u64,
+    reason: u64,
+    file: u64,
+    quota: u64,
+    uploads: u64,
+    partial: u64,
+    rate: u64,
+    burst: u64,
+}
+
+/// What a reader is to a conversation, as a server found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// The group named does not exist.
+    NoGroup,
+    /// A group that exists; the reader's role in it, if a member.
+    Group(Option<Role>),
+    /// A private conversation with a peer; whether the peer has an account.
+    Direct {
+        /// The peer exists.
+        peer_exists: bool,
+    },
+    /// A private conversation known by its two users (a shared file's); whether the
+    /// reader is one of them.
+    Between {
+        /// The reader is one of the two.
+        party: bool,
+    },
+}
+
+/// Who may read a conversation (SPEC.md 5.1): a group's members, or the two users
+/// of a private conversation. The one rule for SEND, HISTORY, FILES, FILE-OFFER and
+/// FILE-GET; each command says which code a refusal becomes.
+pub fn may_read(reader: Reader) -> Result<(), ErrorCode> {
+    match reader {
+        Reader::NoGroup => Err(ErrorCode::NoSuchGroup),
+        Reader::Group(None) => Err(ErrorCode::NotMember),
+        Reader::Group(Some(_)) => Ok(()),
+        Reader::Direct { peer_exists: false } => Err(ErrorCode::NoSuchUser),
+        Reader::Direct { peer_exists: true } => Ok(()),
+        Reader::Between { party: false } => Err(ErrorCode::NoSuchFile),
+        Reader::Between { party: true } => Ok(()),
+    }
+}
+
+/// What a SEND comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Store it with the conversation's next sequence number.
+    Store,
+    /// The same send again (SPEC.md 5.2): answer with the original number and time,
+    /// store and deliver nothing.
+    Retry {
+        /// The original sequence number.
+        seq: Seq,
+        /// The original time.
+        time: Millis,
+    },
+}
+
+/// What a FILE-OFFER found out about its uploader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfferFacts {
+    /// Whether the uploader may read the conversation ([`may_read`]).
+    pub reader: Result<(), ErrorCode>,
+    /// The declared size.
+    pub size: u64,
+    /// The uploader's unfinished upload of the same file to the same place, if any.
+    pub same_upload: Option<FileId>,
+    /// Whether the uploader holds this content already (uploaded it before).
+    pub holds: bool,
+    /// Bytes the uploader holds or has offered to upload.
+    pub used: u64,
+    /// The uploader's unfinished uploads.
+    pub open_uploads: u64,
+}
+
+/// What a FILE-OFFER comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferOutcome {
+    /// The same upload offered again (after a reconnect): answer with its id.
+    Resume(FileId),
+    /// The uploader sent this content before: share it at once (SPEC.md 11.6).
+    Share,
+    /// A new upload.
+    Upload,
+}
+
+impl Rules {
+    /// The rules of a server with these limits.
+    pub fn new(limits: &Limits) -> Self {
+        Rules {
+            message: limits.message,
+            reason: limits.reason,
+            file: limits.file,
+            quota: limits.quota,
+            uploads: limits.uploads,
+            partial: limits.partial,
+            rate: limits.rate,
+            burst: limits.burst,
+        }
+    }
+
+    /// A SEND (SPEC.md 5.2 and 6.6), its checks in this order: the idempotency key
+    /// first (a retry gets its original answer whatever changed since), then who may
+    /// read the conversation, the text's length, and last the sender's budget, from
+    /// which a send that will be stored takes one.
+    pub fn send(
+        &self,
+        key: KeyCheck,
+        reader: Result<(), ErrorCode>,
+        text_len: usize,
+        budget: &mut RateBudget,
+        now: Millis,
+    ) -> Result<SendOutcome, Failure> {
+        match key {
+            KeyCheck::Retry { seq, time } => return Ok(SendOutcome::Retry { seq, time }),
+            KeyCheck::Conflict => return Err(Failure::new(ErrorCode::KeyConflict)),
+            KeyCheck::New => {}
+        }
+        reader.map_err(Failure::new)?;
+        if text_len as u64 > self.message {
+            return Err(Failure::new(ErrorCode::TextTooLong));
+        }
+        self.take_send(budget, now)?;
+        Ok(SendOutcome::Store)
+    }
+
+    /// A FILE-OFFER (SPEC.md 6.7), its checks in this order: who may read the
+    /// conversation, the file size limit, the same upload offered again, then — unless
+    /// the uploader holds the content already — the quota and the number of unfinished
+    /// uploads, and last the sender's budget: an offer is a send (`rate`, `burst`),
+    /// except when it resumes an upload already counted.
+    pub fn file_offer(
+        &self,
+        facts: OfferFacts,
+        budget: &mut RateBudget,
+        now: Millis,
+    ) -> Result<OfferOutcome, Failure> {
+        facts.reader.map_err(Failure::new)?;
+        if facts.size > self.file {
+            return Err(Failure::new(ErrorCode::FileTooLarge));
+        }
+        if let Some(file) = facts.same_upload {
+            return Ok(OfferOutcome::Resume(file));
+        }
+        if !facts.holds {
+            if facts.used.saturating_add(facts.size) > self.quota {
+                return Err(Failure::new(ErrorCode::QuotaExceeded));
+            }
+            if facts.open_uploads >= self.uploads {
+                // Worth retrying once an upload finishes or expires.
+                let retry = self.partial.saturating_mul(1000).min(60_000);
+                return Err(Failure {
+                    retry_after: Some(retry),
+                    ..Failure::new(ErrorCode::TooManyUploads)
+                });
+            }
+        }
+        self.take_send(budget, now)?;
+        Ok(if facts.holds { OfferOutcome::Share } else { OfferOutcome::Upload })
+    }
+
+    /// JOIN's own check before the group machine's: a reason no longer than `reason`.
+    pub fn join_reason(&self, reason: Option<&Text>) -> Result<(), ErrorCode> {
+        match reason {
+            Some(text) if text.len() as u64 > self.reason => Err(ErrorCode::TextTooLong),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes one send from a user's budget at `now`, or says when to retry.
+    fn take_send(&self, budget: &mut RateBudget, now: Millis) -> Result<(), Failure> {
+        budget.try_take(now, self.rate, self.burst).map_err(|wait| Failure {
+            retry_after: Some(wait),
+            ..Failure::new(ErrorCode::RateLimited)
+        })
+    }
+}
+
+/// INVITE's own check after the group's existence (the group machine cannot know
+/// who has an account): the invitee must be a user.
+pub fn invite_target(exists: bool) -> Result<(), ErrorCode> {
+    if exists { Ok(()) } else { Err(ErrorCode::NoSuchUser) }
+}
+
+/// Who may list a group's pending join requests (REQUESTS, SPEC.md 6.2): its owner
+/// and admins; a member is refused, and so is anyone else.
+pub fn may_list_requests(role: Option<Role>) -> Result<(), ErrorCode> {
+    match role {
+        None => Err(ErrorCode::NotMember),
+        Some(Role::Member) => Err(ErrorCode::NotPermitted),
+        Some(Role::Owner | Role::Admin) => Ok(()),
+    }
+}
+
+/// The order of GROUPS: owned, administered and joined groups, then invitations, then
+/// requests; by name within each.
+pub fn groups_order<N: Ord>(a: (Membership, N), b: (Membership, N)) -> Ordering {
+    let rank = |m: Membership| Membership::ALL.iter().position(|x| *x == m);
+    (rank(a.0), a.1).cmp(&(rank(b.0), b.1))
+}
+
+/// The order of MEMBERS: the owner, the admins, the members; by name within each.
+pub fn members_order(a: &(UserName, Role), b: &(UserName, Role)) -> Ordering {
+    let rank = |r: Role| match r {
+        Role::Owner => 0,
+        Role::Admin => 1,
+        Role::Member => 2,
+    };
+    (rank(a.1), a.0).cmp(&(rank(b.1), b.0))
+}
+
+/// The order of REQUESTS: oldest first, by name among requests of the same moment.
+pub fn requests_order(a: &(Millis, UserName), b: &(Millis, UserName)) -> Ordering {
+    a.cmp(b)
+}
+
+/// The order of ONLINE: by name.
+pub fn online_order(a: &UserName, b: &UserName) -> Ordering {
+    a.cmp(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules::new(&Limits { message: 10, reason: 5, rate: 1, burst: 2, ..Limits::default() })
+    }
+
+    fn user(s: &str) -> UserName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn send_checks_key_then_reader_then_length_then_budget() {
+        let r = rules();
+        let mut budget = RateBudget::new(2, 0);
+        let retry = KeyCheck::Retry { seq: 4, time: 9 };
+        // A retry is answered even by a non-member with a long text and no budget left.
+        let mut empty = RateBudget::new(0, 0);
+        let code = |r: Result<SendOutcome, Failure>| r.map_err(|f| f.code);
+        assert_eq!(
+            code(r.send(retry, Err(ErrorCode::NotMember), 99, &mut empty, 0)),
+            Ok(SendOutcome::Retry { seq: 4, time: 9 })
+        );
+        assert_eq!(
+            code(r.send(KeyCheck::Conflict, Ok(()), 1, &mut budget, 0)),
+            Err(ErrorCode::KeyConflict)
+        );
+        assert_eq!(
+            code(r.send(KeyCheck::New, Err(ErrorCode::NotMember), 99, &mut empty, 0)),
+            Err(ErrorCode::NotMember)
+        );
+        assert_eq!(
+            code(r.send(KeyCheck::New, Ok(()), 11, &mut empty, 0)),
+            Err(ErrorCode::TextTooLong)
+        );
+        assert_eq!(code(r.send(KeyCheck::New, Ok(()), 10, &mut budget, 0)), Ok(SendOutcome::Store));
+        assert_eq!(code(r.send(KeyCheck::New, Ok(()), 10, &mut budget, 0)), Ok(SendOutcome::Store));
+        let limited = r.send(KeyCheck::New, Ok(()), 10, &mut budget, 0).unwrap_err();
+        assert_eq!((limited.code, limited.retry_after), (ErrorCode::RateLimited, Some(1000)));
+        // A refused send takes nothing from the budget.
+        let mut one = RateBudget::new(1, 0);
+        let _ = r.send(KeyCheck::New, Ok(()), 11, &mut one, 0);
+        assert_eq!(code(r.send(KeyCheck::New, Ok(()), 1, &mut one, 0)), Ok(SendOutcome::Store));
+    }
+
+    #[test]
+    fn file_offers_check_reader_size_resume_quota_uploads_then_budget() {
+        let limits = Limits {
+            file: 100,
+            quota: 150,
+            uploads: 1,
+            partial: 30,
+            rate: 1,
+            burst: 1,
+            ..Limits::default()
+        };
+        let r = Rules::new(&limits);
+        let facts = OfferFacts {
+            reader: Ok(()),
+            size: 100,
+            same_upload: None,
+            holds: false,
+            used: 0,
+            open_uploads: 0,
+        };
+        let offer = |f: OfferFacts, b: &mut RateBudget| r.file_offer(f, b, 0).map_err(|f| f.code);
+        let mut budget = RateBudget::new(1, 0);
+        let id: FileId = "f1".parse().unwrap();
+        assert_eq!(
+            offer(
+                OfferFacts { reader: Err(ErrorCode::NotMember), size: 101, ..facts },
+                &mut budget
+            ),
+            Err(ErrorCode::NotMember)
+        );
+        assert_eq!(
+            offer(OfferFacts { size: 101, ..facts }, &mut budget),
+            Err(ErrorCode::FileTooLarge)
+        );
+        let over_quota = OfferFacts { used: 51, open_uploads: 1, ..facts };
+        assert_eq!(offer(over_quota, &mut budget), Err(ErrorCode::QuotaExceeded));
+        let busy = OfferFacts { open_uploads: 1, ..facts };
+        let f = r.file_offer(busy, &mut budget, 0).unwrap_err();
+        assert_eq!((f.code, f.retry_after), (ErrorCode::TooManyUploads, Some(30_000)));
+        // The same upload again resumes without a send; held content skips quota and
+        // uploads but is a send.
+        let resume = OfferFacts { same_upload: Some(id), open_uploads: 1, used: 999, ..facts };
+        let mut empty = RateBudget::new(0, 0);
+        assert_eq!(offer(resume, &mut empty), Ok(OfferOutcome::Resume(id)));
+        let held = OfferFacts { holds: true, open_uploads: 1, used: 999, ..facts };
+        assert_eq!(offer(held, &mut empty), Err(ErrorCode::RateLimited));
+        assert_eq!(offer(held, &mut budget), Ok(OfferOutcome::Share));
+        let mut budget = RateBudget::new(1, 0);
+        assert_eq!(offer(facts, &mut budget), Ok(OfferOutcome::Upload));
+        assert_eq!(offer(facts, &mut budget), Err(ErrorCode::RateLimited), "an offer is a send");
+    }
+
+    #[test]
+    fn join_reasons_are_bounded_and_invitees_must_exist() {
+        let r = rules();
+        let text = |s: &str| Text::new(s).unwrap();
+        assert_eq!(r.join_reason(None), Ok(()));
+        assert_eq!(r.join_reason(Some(&text("12345"))), Ok(()));
+        assert_eq!(r.join_reason(Some(&text("123456"))), Err(ErrorCode::TextTooLong));
+        assert_eq!(invite_target(true), Ok(()));
+        assert_eq!(invite_target(false), Err(ErrorCode::NoSuchUser));
+    }
+
+    #[test]
+    fn only_owners_and_admins_list_requests() {
+        assert_eq!(may_list_requests(Some(Role::Owner)), Ok(()));
+        assert_eq!(may_list_requests(Some(Role::Admin)), Ok(()));
+        assert_eq!(may_list_requests(Some(Role::Member)), Err(ErrorCode::NotPermitted));
+        assert_eq!(may_list_requests(None), Err(ErrorCode::NotMember));
+    }
+
+    #[test]
+    fn readers_are_members_and_the_two_users() {
+        assert_eq!(may_read(Reader::NoGroup), Err(ErrorCode::NoSuchGroup));
+        assert_eq!(may_read(Reader::Group(None)), Err(ErrorCode::NotMember));
+        assert_eq!(may_read(Reader::Group(Some(Role::Member))), Ok(()));
+        assert_eq!(may_read(Reader::Direct { peer_exists: false }), Err(ErrorCode::NoSuchUser));
+        assert_eq!(may_read(Reader::Direct { peer_exists: true }), Ok(()));
+        assert_eq!(may_read(Reader::Between { party: false }), Err(ErrorCode::NoSuchFile));
+        assert_eq!(may_read(Reader::Between { party: true }), Ok(()));
+    }
+
+    #[test]
+    fn listings_have_their_orders() {
+        let mut groups = [
+            (Membership::Requested, "a"),
+            (Membership::Member, "b"),
+            (Membership::Invited, "c"),
+            (Membership::Owner, "z"),
+            (Membership::Member, "a"),
+        ];
+        groups.sort_by(|a, b| groups_order(*a, *b));
+        assert_eq!(
+            groups,
+            [
+                (Membership::Owner, "z"),
+                (Membership::Member, "a"),
+                (Membership::Member, "b"),
+                (Membership::Invited, "c"),
+                (Membership::Requested, "a"),
+            ]
+        );
+        let mut members = [
+            (user("b"), Role::Member),
+            (user("c"), Role::Admin),
+            (user("z"), Role::Owner),
+            (user("a"), Role::Member),
+        ];
+        members.sort_by(members_order);
+        let names: Vec<_> = members.iter().map(|(u, _)| u.as_str().to_owned()).collect();
+        assert_eq!(names, ["z", "c", "a", "b"]);
+        let mut requests = [(5, user("a")), (3, user("b")), (3, user("a"))];
+        requests.sort_by(requests_order);
+        assert_eq!(requests, [(3, user("a")), (3, user("b")), (5, user("a"))]);
+        let mut online = [user("b"), user("a")];
+        online.sort_by(online_order);
+        assert_eq!(online, [user("a"), user("b")]);
+    }
+}
