@@ -1,36 +1,36 @@
-//! A deterministic in-memory simulation of a BaatKaro server built from the sans-IO
-//! parts: several [`Session`]s (one per client connection) and [`Group`]s, driven by
-//! a hand-advanced clock (a plain `u64` of milliseconds; nothing sleeps or reads a
-//! clock).
+//! A deterministic in-memory simulation of a whole BaatKaro server: the real hub core
+//! ([`Hub`]) and one real [`Session`] per client connection, driven by a hand-advanced
+//! clock (a plain `u64` of milliseconds; nothing sleeps or reads a clock).
 //!
-//! The test server (`Sim`) is scaffolding, written from SPEC.md sections 3–6 and the
-//! session's drive-loop contract, not from the session's code: after every input it
-//! drains `poll_transmit` and `poll_event` of every session until all are quiet, and it
-//! answers the requests the sessions hand it (LOGIN/REGISTER against a fixed user list,
-//! the group commands through `Group::apply`, MEMBERS as items, SEND with a per-group
-//! gapless sequence). Each connection's "client" decodes what its session wrote with a
-//! `ServerFrameDecoder` and keeps the frames; tests compare short transcripts
+//! The test shell (`Sim`) holds no rule of the product: it only carries out what the
+//! hub asks, as the server's shell does, with stand-ins for the world — an in-memory
+//! store (commits succeed; history pages are read back from the committed events), a
+//! password "hash" that is the password itself, and no disk. After every input it
+//! drains every session's `poll_transmit` and `poll_event` and the hub's
+//! `poll_output` until all are quiet. Each connection's "client" decodes what its
+//! session wrote with a `ServerFrameDecoder`; tests compare short transcripts
 //! (`brief`) against what SPEC.md says a client must see.
 //!
-//! A connection can be switched to manual mode: its requests are then held instead of
-//! answered, and the test answers them in any order it likes.
+//! Commits can be held (`hold`), to see what waits on them, then released one batch
+//! at a time, in the order the hub sent them.
 
 // Test code: a failed unwrap or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
-use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, GroupRules, Op};
-use baatkaro_proto::session::{
-    FrameBudget, RequestId, Session, SessionConfig, SessionEvent, SessionState,
+use baatkaro_hub::store::{
+    Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Snapshot, Write,
 };
+use baatkaro_hub::{
+    ConnId, Delivery, DiskJob, HashDone, HashKind, HashOutcome, Hub, HubConfig, Output,
+};
+use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
-    Command, Conversation, DoneVerb, Encode, ErrorCode, Event, Failure, Feature, Features,
-    GroupName, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule, Limits, ListVerb, Millis,
-    OkReply, PAYLOAD_CEILING, Password, Presence, Request, Role, Seq, ServerFrame,
-    ServerFrameDecoder, Software, StoredEvent, Tag, Text, UserName, Verb, Versions,
+    Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
+    IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence, Request, Seq,
+    ServerFrame, ServerFrameDecoder, Software, Tag, Text, UserName, Verb, Versions, decode_one,
 };
-use bytes::Bytes;
 
 /// The hand clock starts here (a real-looking time, so "time 0" bugs cannot hide).
 const T0: Millis = 1_764_072_000_000;
@@ -75,6 +75,14 @@ fn send(to: &str, key: &str, body: &str) -> Command {
     }
 }
 
+fn history(to: &str) -> Command {
+    Command::History {
+        conv: Conversation::Group(group(to)),
+        range: baatkaro_proto::HistoryRange::Last,
+        limit: 10,
+    }
+}
+
 fn limits() -> Limits {
     Limits { payload: 4096, chunk: 4096, idle: 30, inflight: 64, ..Limits::default() }
 }
@@ -90,10 +98,6 @@ fn config(limits: Limits) -> SessionConfig {
 
 fn fail(code: ErrorCode) -> Failure {
     Failure::new(code)
-}
-
-fn done(verb: DoneVerb) -> OkReply {
-    OkReply::Done { verb }
 }
 
 /// A frame as a short line for comparisons: error notes are left out, and a payload
@@ -177,11 +181,7 @@ struct Conn {
     frames: Vec<ServerFrame>,
     /// How many of `frames` `Sim::take` has returned.
     seen: usize,
-    /// Answer requests at once (true) or hold them for the test (false).
-    auto: bool,
-    /// Requests held in manual mode, in the order the session handed them out.
-    held: Vec<(RequestId, Command)>,
-    /// Every command the session handed to the application.
+    /// Every command the session handed to the hub.
     handed: Vec<Command>,
     /// The user of the last `LoggedIn` event.
     logged_in: Option<UserName>,
@@ -189,35 +189,69 @@ struct Conn {
     closed: Option<Option<ErrorCode>>,
 }
 
-/// A hosted group and its conversation's newest sequence number.
-struct Hosted {
-    group: Group,
-    seq: Seq,
+/// The committed events, as the store keeps them, for history reads.
+#[derive(Default)]
+struct MemStore {
+    events: BTreeMap<ConvKey, Vec<EventRecord>>,
+}
+
+impl MemStore {
+    fn commit(&mut self, writes: &[Write]) {
+        for w in writes {
+            if let Write::Event(record) = w {
+                self.events.entry(record.conv).or_default().push(record.clone());
+            }
+        }
+    }
+
+    fn history(&self, q: &HistoryQuery) -> HistoryPage {
+        let all = self.events.get(&q.conv).map(Vec::as_slice).unwrap_or_default();
+        let upto: Vec<&EventRecord> = all.iter().filter(|e| e.seq <= q.upto).collect();
+        let limit = q.limit as usize;
+        let chosen: Vec<&EventRecord> = match q.after {
+            Some(after) => upto.into_iter().filter(|e| e.seq > after).take(limit).collect(),
+            None => {
+                let skip = upto.len().saturating_sub(limit);
+                upto.into_iter().skip(skip).collect()
+            }
+        };
+        let events = chosen
+            .iter()
+            .map(|e| match decode_one::<ServerFrame>(&e.frame, PAYLOAD_CEILING) {
+                Ok(ServerFrame::Event(Event::Stored(event))) => event,
+                other => panic!("a stored frame that is no stored event: {other:?}"),
+            })
+            .collect();
+        HistoryPage { events, oldest: all.first().map(|e| e.seq) }
+    }
 }
 
 struct Sim {
     now: Millis,
     config: SessionConfig,
-    rules: GroupRules,
-    passwords: BTreeMap<UserName, Bytes>,
-    groups: BTreeMap<GroupName, Hosted>,
-    next_group: u64,
+    hub: Hub,
+    store: MemStore,
     conns: Vec<Conn>,
+    /// Hold commits (true) or complete them at once.
+    hold: bool,
+    /// Batches sent to the store and not yet completed, oldest first.
+    held: VecDeque<Batch>,
 }
 
 impl Sim {
     fn new(limits: Limits) -> Sim {
+        // The users exist from the start; the "hash" is the password itself.
+        let users = USERS.iter().map(|(u, p)| (user(u), format!("plain:{p}"))).collect();
+        let snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
+        let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits.clone()) };
         Sim {
             now: T0,
-            rules: GroupRules::from_limits(&limits),
+            hub: Hub::new(cfg, snapshot, T0, 7).unwrap(),
             config: config(limits),
-            passwords: USERS
-                .iter()
-                .map(|(u, p)| (user(u), Bytes::copy_from_slice(p.as_bytes())))
-                .collect(),
-            groups: BTreeMap::new(),
-            next_group: 1,
+            store: MemStore::default(),
             conns: Vec::new(),
+            hold: false,
+            held: VecDeque::new(),
         }
     }
 
@@ -228,13 +262,13 @@ impl Sim {
             decoder: ServerFrameDecoder::new(PAYLOAD_CEILING),
             frames: Vec::new(),
             seen: 0,
-            auto: true,
-            held: Vec::new(),
             handed: Vec::new(),
             logged_in: None,
             closed: None,
         });
-        self.conns.len() - 1
+        let c = self.conns.len() - 1;
+        self.hub.handle_connected(c as ConnId, std::net::Ipv4Addr::LOCALHOST.into());
+        c
     }
 
     /// A connection that has done HELLO and LOGIN as `name`; its transcript so far is
@@ -266,12 +300,14 @@ impl Sim {
     }
 
     /// Advances the hand clock to `to`, calling `handle_timeout` on every session
-    /// whose deadline comes first, at its deadline, in deadline order.
+    /// and the hub whose deadline comes first, at its deadline, in deadline order.
     fn advance(&mut self, to: Millis) {
         assert!(to >= self.now, "the clock never goes back");
         for _ in 0..10_000 {
+            // usize::MAX stands for the hub.
             let due = (0..self.conns.len())
                 .filter_map(|c| self.conns[c].session.poll_timeout().map(|t| (t, c)))
+                .chain(self.hub.poll_timeout().map(|t| (t, usize::MAX)))
                 .filter(|(t, _)| *t <= to)
                 .min();
             let Some((deadline, c)) = due else {
@@ -279,13 +315,18 @@ impl Sim {
                 return;
             };
             self.now = self.now.max(deadline);
-            self.conns[c].session.handle_timeout(self.now);
+            if c == usize::MAX {
+                self.hub.handle_timeout(self.now);
+            } else {
+                self.conns[c].session.handle_timeout(self.now);
+            }
             self.pump();
         }
         panic!("timeouts did not settle");
     }
 
-    /// The drive loop: drains every session's transmits and events until all are quiet.
+    /// The drive loop: drains every session's transmits and events, and the hub's
+    /// outputs, until all are quiet.
     fn pump(&mut self) {
         for _ in 0..10_000 {
             let mut progress = false;
@@ -297,11 +338,9 @@ impl Sim {
                         SessionEvent::Request { id, command } => {
                             assert!(self.conns[c].closed.is_none(), "a request after Closed");
                             self.conns[c].handed.push(command.clone());
-                            if self.conns[c].auto {
-                                self.handle(c, id, command);
-                            } else {
-                                self.conns[c].held.push((id, command));
-                            }
+                            self.hub.handle_request(c as ConnId, id, command, self.now);
+                            // Each request is a turn of its own.
+                            progress |= self.carry_out();
                         }
                         SessionEvent::LoggedIn { user } => self.conns[c].logged_in = Some(user),
                         SessionEvent::Closed { reason } => {
@@ -309,15 +348,109 @@ impl Sim {
                             self.transmit(c);
                             assert!(self.conns[c].closed.is_none(), "Closed twice");
                             self.conns[c].closed = Some(reason);
+                            self.hub.handle_disconnected(c as ConnId);
                         }
                     }
                 }
             }
+            progress |= self.carry_out();
             if !progress {
                 return;
             }
         }
         panic!("the drive loop did not settle");
+    }
+
+    /// Carries out the hub's outputs; true if there were any.
+    fn carry_out(&mut self) -> bool {
+        let mut any = false;
+        while let Some(output) = self.hub.poll_output() {
+            any = true;
+            match output {
+                Output::Deliver { conn, list } => {
+                    let session = &mut self.conns[conn as usize].session;
+                    for delivery in list {
+                        match delivery {
+                            Delivery::Reply { id, result } => session.reply(id, result, self.now),
+                            Delivery::List { id, items, result } => {
+                                for item in &items {
+                                    session.item(id, item);
+                                }
+                                session.reply(id, result, self.now);
+                            }
+                            Delivery::Frame { bytes, after: Some(id) } => {
+                                session.send_encoded_after(id, &bytes)
+                            }
+                            Delivery::Frame { bytes, after: None } => session.send_encoded(&bytes),
+                        }
+                    }
+                }
+                Output::Close { conn, failure } => self.conns[conn as usize].session.close(failure),
+                Output::Commit(batch) => {
+                    self.held.push_back(batch);
+                    if !self.hold {
+                        self.release();
+                    }
+                }
+                Output::Hash(job) => {
+                    let outcome = match job.kind {
+                        HashKind::Hash { password } => HashOutcome::Hashed(Ok(format!(
+                            "plain:{}",
+                            String::from_utf8_lossy(password.expose())
+                        ))),
+                        HashKind::Verify { password, stored } => {
+                            HashOutcome::Checked(stored.is_some_and(|s| {
+                                s.strip_prefix("plain:").map(str::as_bytes)
+                                    == Some(password.expose())
+                            }))
+                        }
+                    };
+                    let done = HashDone { req: job.req, user: job.user, outcome };
+                    self.hub.handle_hashed(done, self.now);
+                }
+                // A new upload's running hash, and letting go of it: nothing to do
+                // without a disk.
+                Output::Disk(
+                    DiskJob::Begin { .. }
+                    | DiskJob::Release { .. }
+                    | DiskJob::Drop { .. }
+                    | DiskJob::ForgetHashes,
+                ) => {}
+                other => panic!("the simulation has no disk or reload: {other:?}"),
+            }
+        }
+        any
+    }
+
+    /// Completes the oldest batch at the store: it commits, then its reads run.
+    fn release(&mut self) {
+        let batch = self.held.pop_front().expect("a batch at the store");
+        self.store.commit(&batch.writes);
+        let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.history(q)))).collect();
+        self.hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), self.now);
+    }
+
+    /// Holds commits from now on.
+    fn hold(&mut self) {
+        self.hold = true;
+    }
+
+    /// Completes the oldest held batch, and lets everything flow.
+    fn release_one(&mut self) {
+        self.release();
+        self.pump();
+    }
+
+    /// Completes every held batch, and commits at once from now on.
+    fn release_all(&mut self) {
+        self.hold = false;
+        for _ in 0..10_000 {
+            if self.held.is_empty() {
+                break;
+            }
+            self.release();
+            self.pump();
+        }
     }
 
     /// Moves what session `c` wrote to its client; true if there was anything.
@@ -347,209 +480,6 @@ impl Sim {
     /// Like `take_frames`, as `brief` lines.
     fn take(&mut self, c: usize) -> Vec<String> {
         self.take_frames(c).iter().map(brief).collect()
-    }
-
-    /// Answers a held request (manual mode) the way auto mode would.
-    fn answer(&mut self, c: usize, id: RequestId) {
-        let i = self.conns[c].held.iter().position(|(h, _)| *h == id).expect("a held request");
-        let (id, command) = self.conns[c].held.remove(i);
-        self.handle(c, id, command);
-        self.pump();
-    }
-
-    fn held_ids(&self, c: usize) -> Vec<RequestId> {
-        self.conns[c].held.iter().map(|(id, _)| *id).collect()
-    }
-
-    /// The application: answers one request, then sends the events it caused (after
-    /// the final reply, SPEC.md section 6).
-    fn handle(&mut self, c: usize, id: RequestId, command: Command) {
-        let mut fanout = Vec::new();
-        let result = self.execute(c, id, command, &mut fanout);
-        self.conns[c].session.reply(id, result, self.now);
-        for (users, frame) in fanout {
-            for u in users {
-                for (i, conn) in self.conns.iter_mut().enumerate() {
-                    if conn.session.user() == Some(u) {
-                        // The causing session gets the event behind its own reply.
-                        if i == c {
-                            conn.session.send_encoded_after(id, &frame);
-                        } else {
-                            conn.session.send_encoded(&frame);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The request's result; items go straight to the session, events into `fanout`
-    /// as (recipients, encoded frame).
-    fn execute(
-        &mut self,
-        c: usize,
-        id: RequestId,
-        command: Command,
-        fanout: &mut Vec<(Vec<UserName>, Bytes)>,
-    ) -> Result<OkReply, Failure> {
-        // Who the connection is, as the application learnt it from `LoggedIn`.
-        let actor = self.conns[c].logged_in;
-        if self.conns[c].session.state() != SessionState::Closed {
-            assert_eq!(actor, self.conns[c].session.user(), "LoggedIn and the state agree");
-        }
-        let me = || actor.expect("the session hands over group commands only when logged in");
-        match command {
-            Command::Login { user, password } => match self.passwords.get(&user) {
-                Some(p) if p.as_ref() == password.expose() => Ok(OkReply::Login { user }),
-                _ => Err(fail(ErrorCode::AuthFailed)),
-            },
-            Command::Register { user, password } => {
-                if self.passwords.contains_key(&user) {
-                    return Err(fail(ErrorCode::UserExists));
-                }
-                self.passwords.insert(user, Bytes::copy_from_slice(password.expose()));
-                Ok(OkReply::Register { user })
-            }
-            Command::Create { group, rule } => {
-                if self.groups.contains_key(&group) {
-                    return Err(fail(ErrorCode::GroupExists));
-                }
-                let counts = self.group_counts();
-                let ctx = Ctx {
-                    now: self.now,
-                    rules: &self.rules,
-                    groups_of: &|u| counts.get(u).copied().unwrap_or(0),
-                };
-                let id = GroupId(self.next_group);
-                let rule = rule.unwrap_or(JoinRule::Approval);
-                let (created, _) =
-                    Group::create(id, group, me(), rule, &ctx).map_err(|d| fail(d.code()))?;
-                self.next_group += 1;
-                self.groups.insert(group, Hosted { group: created, seq: 0 });
-                Ok(done(DoneVerb::Create))
-            }
-            Command::Join { group, reason } => {
-                let events = self.apply(me(), group, Op::Join { reason }, fanout)?;
-                let joined = events.iter().any(|e| matches!(e, GroupEvent::Joined { .. }));
-                let outcome = if joined { JoinOutcome::Joined } else { JoinOutcome::Pending };
-                Ok(OkReply::Join { group, outcome })
-            }
-            Command::Invite { group, user } => {
-                if !self.groups.contains_key(&group) {
-                    return Err(fail(ErrorCode::NoSuchGroup));
-                }
-                if !self.passwords.contains_key(&user) {
-                    return Err(fail(ErrorCode::NoSuchUser));
-                }
-                let events = self.apply(me(), group, Op::Invite { user }, fanout)?;
-                let joined = events.iter().any(|e| matches!(e, GroupEvent::Joined { .. }));
-                let outcome = if joined { InviteOutcome::Joined } else { InviteOutcome::Invited };
-                Ok(OkReply::Invite { group, user, outcome })
-            }
-            Command::Approve { group, user } => self
-                .apply(me(), group, Op::Approve { user }, fanout)
-                .map(|_| done(DoneVerb::Approve)),
-            Command::Reject { group, user } => {
-                self.apply(me(), group, Op::Reject { user }, fanout).map(|_| done(DoneVerb::Reject))
-            }
-            Command::Accept { group } => {
-                self.apply(me(), group, Op::Accept, fanout).map(|_| done(DoneVerb::Accept))
-            }
-            Command::Leave { group } => {
-                self.apply(me(), group, Op::Leave, fanout).map(|_| done(DoneVerb::Leave))
-            }
-            Command::Kick { group, user, ban } => self
-                .apply(me(), group, Op::Kick { user, ban }, fanout)
-                .map(|_| done(DoneVerb::Kick)),
-            Command::Promote { group, user } => self
-                .apply(me(), group, Op::Promote { user }, fanout)
-                .map(|_| done(DoneVerb::Promote)),
-            Command::Transfer { group, user } => self
-                .apply(me(), group, Op::Offer { user }, fanout)
-                .map(|_| done(DoneVerb::Transfer)),
-            Command::TransferAccept { group } => self
-                .apply(me(), group, Op::TakeOwnership, fanout)
-                .map(|_| done(DoneVerb::TransferAccept)),
-            Command::Delete { group } => {
-                self.apply(me(), group, Op::Delete, fanout).map(|_| done(DoneVerb::Delete))
-            }
-            Command::Members { group } => {
-                let hosted = self.groups.get(&group).ok_or(fail(ErrorCode::NoSuchGroup))?;
-                hosted.group.role_of(&me()).ok_or(fail(ErrorCode::NotMember))?;
-                let rank = |r: Role| match r {
-                    Role::Owner => 0,
-                    Role::Admin => 1,
-                    Role::Member => 2,
-                };
-                let mut members: Vec<(UserName, Role)> = hosted.group.members().collect();
-                members.sort_by_key(|(u, r)| (rank(*r), *u));
-                for (user, role) in &members {
-                    let online = self.conns.iter().any(|k| k.session.user() == Some(*user));
-                    let presence = if online { Presence::Online } else { Presence::Offline };
-                    let item = Item::Member { group, user: *user, role: *role, presence };
-                    self.conns[c].session.item(id, &item);
-                }
-                Ok(OkReply::Listed { verb: ListVerb::Members, count: members.len() as u64 })
-            }
-            Command::Send { to: conv @ Conversation::Group(name), key: _, text } => {
-                let hosted = self.groups.get_mut(&name).ok_or(fail(ErrorCode::NoSuchGroup))?;
-                hosted.group.role_of(&me()).ok_or(fail(ErrorCode::NotMember))?;
-                hosted.seq += 1;
-                let (seq, time) = (hosted.seq, self.now);
-                let msg = StoredEvent::Message { conv, seq, time, from: me(), text };
-                let readers = hosted.group.members().map(|(u, _)| u).collect();
-                fanout.push((readers, ServerFrame::Event(Event::Stored(msg)).to_bytes()));
-                Ok(OkReply::Send { conv, seq, time })
-            }
-            other => panic!("the test server does not implement {other:?}"),
-        }
-    }
-
-    /// Applies a group operation; queues the wire events it causes, stored ones with
-    /// the conversation's next sequence numbers.
-    fn apply(
-        &mut self,
-        actor: UserName,
-        name: GroupName,
-        op: Op,
-        fanout: &mut Vec<(Vec<UserName>, Bytes)>,
-    ) -> Result<Vec<GroupEvent>, Failure> {
-        let counts = self.group_counts();
-        let now = self.now;
-        let hosted = self.groups.get_mut(&name).ok_or(fail(ErrorCode::NoSuchGroup))?;
-        let ctx =
-            Ctx { now, rules: &self.rules, groups_of: &|u| counts.get(u).copied().unwrap_or(0) };
-        let events = hosted.group.apply(actor, op, &ctx).map_err(|d| fail(d.code()))?;
-        for event in &events {
-            let seq = if event.is_stored() {
-                hosted.seq += 1;
-                hosted.seq
-            } else {
-                0
-            };
-            let wire = event.to_wire(name, seq, now);
-            assert_eq!(event.is_stored(), matches!(wire, Some(Event::Stored(_))), "{event:?}");
-            if let Some(wire) = wire {
-                let users = hosted.group.recipients(event.recipients()).collect();
-                fanout.push((users, ServerFrame::Event(wire).to_bytes()));
-            }
-        }
-        if hosted.group.is_deleted() {
-            self.groups.remove(&name);
-        }
-        Ok(events)
-    }
-
-    /// How many groups each user is a member of or has a live request in.
-    fn group_counts(&self) -> BTreeMap<UserName, u64> {
-        let mut counts = BTreeMap::new();
-        for hosted in self.groups.values() {
-            let members = hosted.group.members().map(|(u, _)| u);
-            for u in members.chain(hosted.group.requests(self.now).map(|(u, _)| u)) {
-                *counts.entry(u).or_default() += 1;
-            }
-        }
-        counts
     }
 }
 
@@ -743,58 +673,36 @@ fn members_of_rust(tag: &str) -> Vec<String> {
     ]
 }
 
+/// SPEC.md section 3: replies in request order. The hub answers a HISTORY only once
+/// the store has read its page, after the batch it came in commits; requests behind
+/// it are answered first (their replies ride on the same batch), and the session
+/// holds them back until the HISTORY's reply is out.
 #[test]
 fn pipelined_requests_answered_out_of_order_reply_in_request_order() {
     let mut sim = Sim::new(limits());
     let [a, ..] = three_in_rust(&mut sim);
-    sim.conns[a].auto = false;
-
+    sim.hold();
     let start = sim.conns[a].frames.len();
-    sim.send(a, &pipeline());
-    // PING needs no application; everything behind the unanswered MEMBERS waits.
+    let mut requests = pipeline();
+    requests[1] = req("a2", history("rust"));
+    sim.send(a, &requests);
+    // PING needs no hub; everything behind the unanswered HISTORY waits.
     assert_eq!(sim.take(a), ["a1 OK PING"]);
-    let ids = sim.held_ids(a);
-    assert_eq!(ids.len(), 4, "MEMBERS, CREATE, CREATE, MEMBERS go to the application");
-
-    // Answer from the back: nothing may overtake the head.
-    for &id in ids[1..].iter().rev() {
-        sim.answer(a, id);
-        assert!(sim.take(a).is_empty(), "a reply overtook the unanswered a2");
-    }
-
-    // The head streams its items as they come.
-    let head = ids[0];
-    sim.conns[a].held.clear();
-    let item = |name: &str, role| Item::Member {
-        group: group("rust"),
-        user: user(name),
-        role,
-        presence: Presence::Online,
-    };
-    sim.conns[a].session.item(head, &item("alice", Role::Owner));
-    sim.pump();
-    assert_eq!(sim.take(a), ["a2 MEMBER rust alice owner online"]);
-    sim.conns[a].session.item(head, &item("bob", Role::Member));
-    sim.conns[a].session.item(head, &item("carol", Role::Member));
-    sim.conns[a].session.reply(
-        head,
-        Ok(OkReply::Listed { verb: ListVerb::Members, count: 3 }),
-        sim.now,
-    );
-    sim.pump();
-
-    let mut expected = members_of_rust("a2");
-    expected.extend(["a3 OK CREATE".into(), "a4 OK PING".into(), "a5 ERR GROUP_EXISTS".into()]);
+    assert_eq!(sim.held.len(), 2, "the HISTORY's and the CREATE's batches are at the store");
+    // The first batch (the HISTORY's read) completes: its page, then the rest as far as
+    // the CREATE, whose batch is still at the store.
+    sim.release_one();
+    let got = sim.take(a);
+    assert_eq!(got.len(), 3, "the page and nothing of a3's batch: {got:?}");
+    assert!(got[0].starts_with("a2 JOINED #rust 1") && got[1].starts_with("a2 JOINED #rust 2"));
+    assert_eq!(got[2], "a2 OK HISTORY #rust 2 1");
+    sim.release_all();
+    let mut expected = vec!["a3 OK CREATE".to_string(), "a4 OK PING".into()];
+    expected.push("a5 ERR GROUP_EXISTS".into());
     expected.extend(members_of_rust("a6"));
     expected.push("a7 OK PING".into());
-    assert_eq!(sim.take(a)[..], expected[1..]);
+    assert_eq!(sim.take(a), expected);
     assert_replies_in_order(&sim.conns[a].frames[start..], &PIPELINE_TAGS);
-
-    // A second answer to an answered request, or an item after its reply, is ignored.
-    sim.conns[a].session.reply(head, Ok(done(DoneVerb::Ping)), sim.now);
-    sim.conns[a].session.item(head, &item("dave", Role::Member));
-    sim.pump();
-    assert!(sim.take(a).is_empty());
 }
 
 #[test]
@@ -817,31 +725,26 @@ fn pipelined_requests_fed_one_byte_at_a_time_reply_in_request_order() {
 /// reply"; section 6: "The events a command causes go to the recipients listed, to
 /// each session after the final reply of the request that caused them."
 ///
-/// When the application answers a SEND while an earlier request of the same
-/// connection is still unanswered, the session holds the SEND's reply back, and the
-/// MSG the application queues with `send_encoded_after` follows that reply.
+/// A HISTORY and a SEND pipelined in one write land in one batch: at its commit the
+/// hub answers the SEND (and fans out its MSG) before the HISTORY's page is read. The
+/// session holds the SEND's reply behind the HISTORY's, and the MSG behind the SEND's
+/// reply; bob, who asked nothing, gets the MSG at once.
 #[test]
 fn event_caused_by_a_held_reply_comes_after_it() {
     let mut sim = Sim::new(limits());
     let [a, b, _] = three_in_rust(&mut sim);
-    sim.conns[a].auto = false;
-    sim.send(
-        a,
-        &[
-            req("m1", Command::Members { group: group("rust") }),
-            req("s1", send("rust", "k1", "hi")),
-        ],
-    );
-    let ids = sim.held_ids(a);
-    sim.answer(a, ids[1]); // the SEND first
-    sim.answer(a, ids[0]);
+    sim.hold();
+    sim.send(a, &[req("h1", history("rust")), req("s1", send("rust", "k1", "hi"))]);
+    assert!(sim.take(a).is_empty() && sim.take(b).is_empty(), "nothing before the commit");
+    sim.release_all();
     let time = sim.now;
     let msg = format!("* MSG #rust 3 {time} alice {{2}} hi");
     assert_eq!(sim.take(b), [msg.as_str()]);
-    let mut expected = members_of_rust("m1");
-    expected.push(format!("s1 OK SEND #rust 3 {time}"));
-    expected.push(msg);
-    assert_eq!(sim.take(a), expected);
+    let got = sim.take(a);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got[0].starts_with("h1 JOINED #rust 1") && got[1].starts_with("h1 JOINED #rust 2"));
+    assert_eq!(got[2], "h1 OK HISTORY #rust 2 1");
+    assert_eq!(got[3..], [format!("s1 OK SEND #rust 3 {time}"), msg]);
 }
 
 /// Moves the hand clock one second on; the new time.
@@ -959,8 +862,12 @@ fn group_story_across_sessions() {
     assert_eq!(sim.take(b), ["t2 OK TRANSFER-ACCEPT".to_string(), owner.clone()]);
     assert_eq!(sim.take(a1), [owner.as_str()]);
     assert_eq!(sim.take(a2), [owner]);
-    assert_eq!(sim.groups[&group("rust")].group.owner(), user("bob"));
-    assert_eq!(sim.groups[&group("rust")].group.role_of(&user("alice")), Some(Role::Admin));
+    sim.send(b, &[req("mm", Command::Members { group: group("rust") })]);
+    let members = sim.take(b);
+    assert_eq!(
+        members[..2],
+        ["mm MEMBER rust bob owner online", "mm MEMBER rust alice admin online"]
+    );
     let t = tick(&mut sim);
     sim.send(a1, &[req("t3", Command::Leave { group: group("rust") })]);
     let left = format!("* LEFT #rust 10 {t} alice");
@@ -1073,7 +980,7 @@ fn idle_timer_counts_frames_not_bytes() {
 fn inflight_budget_holds_requests_back_without_losing_or_reordering() {
     let mut sim = Sim::new(Limits { inflight: 2, ..limits() });
     let a = sim.logged_in("alice");
-    sim.conns[a].auto = false;
+    sim.hold();
     let names = ["g1", "g2", "g3", "g4"];
     let mut requests: Vec<Request> = names
         .iter()
@@ -1088,21 +995,14 @@ fn inflight_budget_holds_requests_back_without_losing_or_reordering() {
     assert!(!sim.conns[a].session.wants_input());
     assert!(sim.take(a).is_empty());
 
-    // Answering the head releases the next one, and only it.
-    let ids = sim.held_ids(a);
-    sim.answer(a, ids[0]);
+    // The first commit answers the head, which releases the next request, and only it.
+    sim.release_one();
     assert_eq!(sim.take(a), ["c1 OK CREATE"]);
     assert_eq!(sim.conns[a].handed.len(), 3);
-    assert_eq!(sim.conns[a].held.len(), 2);
     assert!(!sim.conns[a].session.wants_input());
 
-    // Answer the rest newest first: never more than two outstanding, nothing lost.
-    for _ in 0..10 {
-        let Some(&(id, _)) = sim.conns[a].held.last() else { break };
-        sim.answer(a, id);
-        assert!(sim.conns[a].held.len() <= 2);
-    }
-    assert!(sim.conns[a].held.is_empty());
+    // The rest: never more than two outstanding, nothing lost or reordered.
+    sim.release_all();
     assert_eq!(sim.take(a), ["c2 OK CREATE", "c3 OK CREATE", "c4 OK CREATE", "p5 OK PING"]);
     let created: Vec<GroupName> = sim.conns[a]
         .handed
@@ -1164,20 +1064,16 @@ fn framing_errors_are_answered_in_place_and_the_session_goes_on() {
     assert_eq!(sim.conns[a].closed, None);
 
     // Behind an unanswered request, the tagged errors wait their turn.
-    sim.conns[a].auto = false;
-    sim.send_raw(a, b"g1 MEMBERS rust\r\ng2 FROB\r\n!! X\r\ng3 PING\n\r\ng4 PING\r\n");
+    sim.hold();
+    sim.send_raw(a, b"g1 CREATE go\r\ng2 FROB\r\n!! X\r\ng3 PING\n\r\ng4 PING\r\n");
     let (before, mut untagged) = split_untagged(sim.take(a));
     assert!(before.is_empty(), "a reply overtook g1: {before:?}");
-    let id = sim.held_ids(a)[0];
-    sim.answer(a, id);
+    sim.release_all();
     let (after, more) = split_untagged(sim.take(a));
     untagged.extend(more);
-    let mut expected = members_of_rust("g1");
-    expected.extend(["g2 ERR UNKNOWN_COMMAND".into(), "g3 ERR BAD_LINE_END".into()]);
-    expected.push("g4 OK PING".into());
+    let expected = ["g1 OK CREATE", "g2 ERR UNKNOWN_COMMAND", "g3 ERR BAD_LINE_END", "g4 OK PING"];
     assert_eq!(after, expected);
     assert_eq!(untagged, ["* ERR BAD_TAG"]);
-    sim.conns[a].auto = true;
 
     // Replies that SPEC.md 2.3 wants "at once": an oversized payload is refused from its
     // line, before any of it arrives; a long line as soon as 1,024 octets are in, once.
@@ -1229,16 +1125,13 @@ fn logout_replies_then_closes_without_bye() {
     let [a, b, _] = three_in_rust(&mut sim);
 
     // Behind an unanswered request, LOGOUT waits its turn, then closes.
-    sim.conns[a].auto = false;
-    sim.send(a, &[req("o0", Command::Members { group: group("rust") })]);
+    sim.hold();
+    sim.send(a, &[req("o0", Command::Create { group: group("go"), rule: None })]);
     sim.send(a, &[req("o1", Command::Logout)]);
     assert!(sim.take(a).is_empty());
     assert_eq!(sim.conns[a].closed, None);
-    let id = sim.held_ids(a)[0];
-    sim.answer(a, id);
-    let mut expected = members_of_rust("o0");
-    expected.push("o1 OK LOGOUT".into());
-    assert_eq!(sim.take(a), expected);
+    sim.release_all();
+    assert_eq!(sim.take(a), ["o0 OK CREATE", "o1 OK LOGOUT"]);
     assert_eq!(sim.conns[a].closed, Some(None));
     assert_eq!(sim.conns[a].session.state(), SessionState::Closed);
     assert_eq!(sim.conns[a].session.user(), None);
@@ -1247,7 +1140,10 @@ fn logout_replies_then_closes_without_bye() {
 
     // Nothing is sent after: not fan-out, not events, not replies, not timeouts.
     sim.send(b, &[req("m1", send("rust", "m1", "bye alice"))]);
-    assert_eq!(sim.take(b).len(), 2);
+    let got = sim.take(b);
+    // alice's only session ended: her co-members hear it (SPEC.md 4.5).
+    assert_eq!(got[0], "* PRESENCE alice offline");
+    assert_eq!(got.len(), 3, "{got:?}");
     let session = &mut sim.conns[a].session;
     session.send_event(&Event::Presence { user: user("bob"), presence: Presence::Online });
     session.send_encoded(b"* PRESENCE bob online\r\n");
@@ -1284,5 +1180,111 @@ fn requests_after_logout_are_not_processed() {
     assert_eq!(sim.take(a), ["o1 OK LOGOUT"]);
     assert_eq!(sim.conns[a].closed, Some(None));
     assert!(sim.conns[a].handed.len() == 1, "handed {:?}", sim.conns[a].handed);
-    assert!(!sim.groups.contains_key(&group("go")));
+    // The CREATE after the LOGOUT never happened: bob may create `go`.
+    let b = sim.logged_in("bob");
+    sim.send(b, &[req("c1", Command::Create { group: group("go"), rule: None })]);
+    assert_eq!(sim.take(b), ["c1 OK CREATE"]);
+}
+
+// ---------------------------------------------------------------------------------
+// 8. The product's rules, through the real hub (baatkaro_proto::rules)
+// ---------------------------------------------------------------------------------
+
+/// alice owns the approval group `rust`; carol is a member; dave has asked to join.
+fn rust_with_a_request(sim: &mut Sim) -> [usize; 4] {
+    let [a, b, c, d] = ["alice", "bob", "carol", "dave"].map(|u| sim.logged_in(u));
+    sim.send(a, &[req("s1", Command::Create { group: group("rust"), rule: None })]);
+    sim.send(c, &[req("s2", Command::Join { group: group("rust"), reason: None })]);
+    sim.send(a, &[req("s3", Command::Approve { group: group("rust"), user: user("carol") })]);
+    let reason = Some(text("rustacean"));
+    sim.send(d, &[req("s4", Command::Join { group: group("rust"), reason })]);
+    for k in [a, b, c, d] {
+        sim.take(k);
+    }
+    [a, b, c, d]
+}
+
+/// SPEC.md 6.2: only the owner and admins may list a group's join requests; a member
+/// is refused with NOT_PERMITTED, anyone else with NOT_MEMBER.
+#[test]
+fn only_owners_and_admins_may_list_requests() {
+    let mut sim = Sim::new(limits());
+    let [a, b, c, _] = rust_with_a_request(&mut sim);
+    let requests = |tag: &str| req(tag, Command::Requests { group: group("rust") });
+    sim.send(c, &[requests("r1")]);
+    assert_eq!(sim.take(c), ["r1 ERR NOT_PERMITTED"]);
+    sim.send(b, &[requests("r2")]);
+    assert_eq!(sim.take(b), ["r2 ERR NOT_MEMBER"]);
+    let t = T0;
+    sim.send(a, &[requests("r3")]);
+    assert_eq!(
+        sim.take(a),
+        [format!("r3 REQUEST rust dave {t} {{9}} rustacean"), "r3 OK REQUESTS 1".into()]
+    );
+    sim.send(a, &[req("p1", Command::Promote { group: group("rust"), user: user("carol") })]);
+    sim.take(c);
+    sim.send(c, &[requests("r4")]);
+    assert_eq!(sim.take(c).last().map(String::as_str), Some("r4 OK REQUESTS 1"));
+}
+
+/// SPEC.md 6.2 and Appendix B: a join request's reason is at most `reason` octets;
+/// a longer one is refused with TEXT_TOO_LONG and nothing is recorded.
+#[test]
+fn a_join_reason_over_the_limit_is_refused() {
+    let mut sim = Sim::new(Limits { reason: 10, ..limits() });
+    let [a, b, ..] = [sim.logged_in("alice"), sim.logged_in("bob")];
+    sim.send(a, &[req("c1", Command::Create { group: group("rust"), rule: None })]);
+    sim.take(a);
+    let join = |tag: &str, why: &str| {
+        req(tag, Command::Join { group: group("rust"), reason: Some(text(why)) })
+    };
+    sim.send(b, &[join("j1", "12345678901")]);
+    assert_eq!(sim.take(b), ["j1 ERR TEXT_TOO_LONG"]);
+    assert!(sim.take(a).is_empty(), "no REQUESTED for a refused join");
+    sim.send(b, &[join("j2", "1234567890")]);
+    assert_eq!(sim.take(b), ["j2 OK JOIN rust pending"]);
+    assert_eq!(sim.take(a).len(), 1, "REQUESTED");
+}
+
+/// SPEC.md 6.3: inviting someone who has no account is refused with NO_SUCH_USER,
+/// and nobody is told anything.
+#[test]
+fn inviting_an_unknown_user_is_refused() {
+    let mut sim = Sim::new(limits());
+    let [a, b, c, d] = rust_with_a_request(&mut sim);
+    let invite =
+        |tag: &str, who: &str| req(tag, Command::Invite { group: group("rust"), user: user(who) });
+    sim.send(a, &[invite("i1", "zed")]);
+    assert_eq!(sim.take(a), ["i1 ERR NO_SUCH_USER"]);
+    for k in [b, c, d] {
+        assert!(sim.take(k).is_empty());
+    }
+    sim.send(a, &[invite("i2", "bob")]);
+    assert_eq!(sim.take(a), ["i2 OK INVITE rust bob invited"]);
+}
+
+/// SPEC.md Appendix B (`rate`: "sustained sends (SEND, FILE-OFFER)"): a FILE-OFFER
+/// takes from the same budget as SEND.
+#[test]
+fn file_offers_count_against_the_send_budget() {
+    let mut sim = Sim::new(Limits { rate: 1, burst: 2, ..limits() });
+    let [a, ..] = three_in_rust(&mut sim);
+    let offer = |tag: &str, digit: char| {
+        let sha =
+            baatkaro_proto::Sha256::from_hex(digit.to_string().repeat(64).as_bytes()).unwrap();
+        req(
+            tag,
+            Command::FileOffer {
+                to: Conversation::Group(group("rust")),
+                size: 10,
+                sha256: sha,
+                name: baatkaro_proto::FileName::new("notes.txt").unwrap(),
+            },
+        )
+    };
+    sim.send(a, &[offer("f1", '1'), offer("f2", '2')]);
+    let got = sim.take(a);
+    assert!(got.iter().all(|l| l.contains("OK FILE-OFFER")), "{got:?}");
+    sim.send(a, &[req("m1", send("rust", "m1", "one too many"))]);
+    assert_eq!(sim.take(a), ["m1 ERR RATE_LIMITED"]);
 }
