@@ -49,6 +49,8 @@ pub enum Output {
     Load {
         /// The oldest idempotency key still needed.
         keys_since: Millis,
+        /// Only the newest this many keys of each user are needed (0: all).
+        keys_per_user: u64,
     },
     /// Hash or check a password; answer with [`crate::Hub::handle_hashed`].
     Hash(HashJob),

@@ -1288,3 +1288,28 @@ fn file_offers_count_against_the_send_budget() {
     sim.send(a, &[req("m1", send("rust", "m1", "one too many"))]);
     assert_eq!(sim.take(a), ["m1 ERR RATE_LIMITED"]);
 }
+
+/// SPEC.md 5.2 and 11.2: the hub holds at most `key-count` idempotency keys per user,
+/// however many messages the user stores; a retry among the newest is recognised, an
+/// older one is a new send.
+#[test]
+fn idempotency_keys_held_stay_within_their_count() {
+    let mut sim =
+        Sim::new(Limits { key_count: 100, rate: 1_000_000, burst: 1_000_000, ..limits() });
+    let [a, b, _] = three_in_rust(&mut sim);
+    for i in 0..1_000 {
+        sim.send(a, &[req("m", send("rust", &format!("k{i}"), "hi"))]);
+        sim.send(b, &[req("m", send("rust", &format!("k{i}"), "hi"))]);
+        assert!(sim.hub.keys_held() <= 200, "{} keys held", sim.hub.keys_held());
+    }
+    assert_eq!(sim.hub.keys_held(), 200);
+    sim.take(a);
+    // The newest is a retry: its original number, nothing stored.
+    sim.send(a, &[req("r1", send("rust", "k999", "hi"))]);
+    let got = sim.take(a);
+    assert_eq!(got.len(), 1, "a retry stores and delivers nothing: {got:?}");
+    assert!(got[0].starts_with("r1 OK SEND #rust 2001 "), "{got:?}");
+    // The oldest was forgotten: stored again.
+    sim.send(a, &[req("r2", send("rust", "k0", "hi"))]);
+    assert!(sim.take(a)[0].starts_with("r2 OK SEND #rust 2003 "));
+}

@@ -8,10 +8,10 @@ pub const LINE_MAX: usize = 1024;
 /// The largest payload limit a server may advertise (16 MiB).
 pub const PAYLOAD_CEILING: u64 = 16 * 1024 * 1024;
 
-/// The largest value any limit may have on the wire: `limit-value = 1*15DIGIT`
-/// (SPEC.md section 4.2). Fifteen digits bound the HELLO reply well inside
+/// The largest value any limit may have on the wire: `limit-value = 1*14DIGIT`
+/// (SPEC.md section 4.2). Fourteen digits bound the HELLO reply well inside
 /// [`LINE_MAX`], with room for the keys later versions add (SPEC.md section 10).
-pub const LIMIT_VALUE_MAX: u64 = 999_999_999_999_999;
+pub const LIMIT_VALUE_MAX: u64 = 99_999_999_999_999;
 
 macro_rules! limits {
     (@absent) => { None };
@@ -120,4 +120,9 @@ limits! {
     /// server closes the connection with `BYE LOGIN_TIMEOUT`, whatever it sent. 0: no
     /// deadline of its own (only `idle`), as with servers that do not list the key.
     login = "login", default = 60, absent = 0;
+    /// Idempotency keys remembered per user: a retried SEND is recognised if fewer
+    /// than this many later sends of the same user were stored (SPEC.md 5.2), within
+    /// the `keys` window. 0: no count bound (only `keys`), as with servers that do not
+    /// list the key.
+    key_count = "key-count", default = 1024, absent = 0;
 }

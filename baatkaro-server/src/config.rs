@@ -42,6 +42,10 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
         "login",
         "seconds a connection has to log in, not counting its own password hash (0: only idle applies)",
     ),
+    (
+        "key-count",
+        "idempotency keys remembered per user, the newest (0: every key of the keys window)",
+    ),
 ];
 
 /// The cost of the Argon2id password hash.
@@ -172,7 +176,7 @@ impl Config {
         }
         for (key, value) in l.entries() {
             if value > LIMIT_VALUE_MAX {
-                return bad(key, "must be at most 999999999999999 (15 digits)");
+                return bad(key, "must be at most 99999999999999 (14 digits)");
             }
         }
         if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)

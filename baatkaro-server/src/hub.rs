@@ -204,8 +204,9 @@ impl HubTask {
                         self.hub.handle_committed(id, gone, Vec::new(), Vec::new(), clock::now());
                     }
                 }
-                Output::Load { keys_since } => {
-                    if !self.writer.as_ref().is_some_and(|w| w.send(Job::Load { keys_since })) {
+                Output::Load { keys_since, keys_per_user } => {
+                    let job = Job::Load { keys_since, keys_per_user };
+                    if !self.writer.as_ref().is_some_and(|w| w.send(job)) {
                         let gone = Err("the store thread is gone".to_string());
                         self.hub.handle_loaded(gone, clock::now());
                     }

@@ -66,7 +66,7 @@ impl Server {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store, cfg.limits.history, done_tx);
         let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
-        writer.send(Job::Load { keys_since });
+        writer.send(Job::Load { keys_since, keys_per_user: cfg.limits.key_count });
         let snapshot = match done_rx.recv().await {
             Some(Done::Loaded(Ok(snapshot))) => snapshot,
             Some(Done::Loaded(Err(e))) => return Err(e.into()),

@@ -128,7 +128,7 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
     use baatkaro_server::store::{Store, Write};
     let dir = tempfile::tempdir().unwrap();
     let mut store = Sqlite::open(dir.path()).unwrap();
-    store.load(0).unwrap();
+    store.load(0, 0).unwrap();
     let t0 = 1_764_072_000_000u64;
     let key_at = |i: u64, time: u64| Write::SendKey {
         user: "alice".parse().unwrap(),
@@ -144,7 +144,7 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
         store.commit(&[key(i)], 1, 0).unwrap();
     }
     let kept = |store: &mut Sqlite| {
-        let mut times: Vec<u64> = store.load(0).unwrap().keys.iter().map(|k| k.5).collect();
+        let mut times: Vec<u64> = store.load(0, 0).unwrap().keys.iter().map(|k| k.5).collect();
         times.sort();
         times
     };
@@ -297,4 +297,35 @@ fn the_binary_documents_every_limit_and_refuses_bad_values() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("limit line"), "{bad:?}");
+}
+
+/// SPEC.md 5.2 (`key-count`): a start loads only each user's newest keys, so the
+/// memory they take does not grow with the week's traffic; the newest row of a key
+/// still wins.
+#[test]
+fn a_start_loads_only_each_users_newest_idempotency_keys() {
+    use baatkaro_server::store::{Store, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    let t0 = 1_764_072_000_000u64;
+    let key = |who: &str, i: u64| Write::SendKey {
+        user: who.parse().unwrap(),
+        key: format!("k{i}").parse().unwrap(),
+        conv: "@alice".parse().unwrap(),
+        fingerprint: i,
+        seq: i + 1,
+        time: t0 + i,
+    };
+    let writes: Vec<Write> =
+        (0..50).flat_map(|i| [key("alice", i), key("bob", i)]).chain([key("carol", 7)]).collect();
+    store.commit(&writes, 1, 0).unwrap();
+    let keys = store.load(0, 10).unwrap().keys;
+    let of = |who: &str| -> Vec<u64> {
+        keys.iter().filter(|k| k.0.as_str() == who).map(|k| k.4).collect()
+    };
+    assert_eq!(of("alice"), (41..=50).collect::<Vec<_>>(), "the newest ten, oldest first");
+    assert_eq!(of("bob"), (41..=50).collect::<Vec<_>>());
+    assert_eq!(of("carol"), [8]);
+    assert_eq!(store.load(0, 0).unwrap().keys.len(), 101, "0: every key");
 }

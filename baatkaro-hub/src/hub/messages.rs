@@ -78,7 +78,8 @@ impl Hub {
         }
         let Ok((conv, latest)) = resolved else { return };
         let seq = latest + 1;
-        u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now });
+        let kept = self.cfg.limits.key_count;
+        u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now }, kept);
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
         let message = |conv, seq| StoredEvent::Message {
             conv,

@@ -341,9 +341,10 @@ impl Hub {
         }
         // Keys loaded now may expire while the server runs: they are pruned too.
         self.newest_key = snap.keys.iter().map(|k| k.5).max();
+        let kept = self.cfg.limits.key_count;
         for (user, key, conv, fingerprint, seq, time) in snap.keys {
             if let Some(u) = self.users.get_mut(&user) {
-                u.keys.remember(key, SentKey { conv, fingerprint, seq, time });
+                u.keys.remember(key, SentKey { conv, fingerprint, seq, time }, kept);
             }
         }
         self.next_group_id = snap.next_group_id;
@@ -371,6 +372,12 @@ impl Hub {
     /// connection told goodbye. The shell can stop the store then.
     pub fn is_finished(&self) -> bool {
         self.finished && self.outputs.is_empty()
+    }
+
+    /// How many idempotency keys the hub holds in memory, all users together: at
+    /// most `key-count` per user (SPEC.md 5.2), whatever the traffic of the week.
+    pub fn keys_held(&self) -> usize {
+        self.users.values().map(|u| u.keys.len()).sum()
     }
 
     /// Whether the hub must wait for a commit before it takes more requests.
@@ -678,7 +685,8 @@ impl Hub {
         }
         self.reloading = true;
         let keys_since = now.saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
-        self.outputs.push_back(Output::Load { keys_since });
+        let keys_per_user = self.cfg.limits.key_count;
+        self.outputs.push_back(Output::Load { keys_since, keys_per_user });
     }
 
     /// Hands a batch's outputs to their connections: each connection gets its share,

@@ -35,11 +35,37 @@ pub enum KeyCheck {
     Conflict,
 }
 
-/// The keys one user sent within the window, oldest first for expiry.
+/// The keys one user sent within the window, oldest first, at most a number of them
+/// (SPEC.md 5.2: the `key-count` most recent).
+///
+/// What is kept of a key is small: a 128-bit digest of it (two SipHash-1-3 with fixed
+/// keys: a collision between two keys of one user needs about 2^64 tries, and would
+/// only ever mistake that user's own sends), the send's fingerprint, sequence number
+/// and time — about 80 bytes a key with the table's overhead.
 #[derive(Clone, Debug, Default)]
 pub struct SendKeys {
-    sent: HashMap<IdemKey, SentKey>,
-    order: VecDeque<(Millis, IdemKey)>,
+    sent: HashMap<u128, Sent>,
+    order: VecDeque<(Millis, u128)>,
+}
+
+/// What is kept of one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sent {
+    fingerprint: u64,
+    seq: Seq,
+    time: Millis,
+}
+
+/// The digest a key is remembered by.
+fn digest(key: &IdemKey) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        #[allow(deprecated)] // SipHasher13 is not public; SipHasher (2-4) is stable enough here.
+        let mut h = std::hash::SipHasher::new_with_keys(u64::from(salt), 0x9e37_79b9_7f4a_7c15);
+        key.as_str().hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 impl SendKeys {
@@ -59,42 +85,61 @@ impl SendKeys {
     }
 
     /// Looks `key` up for a send to `conv` with this fingerprint at `now`, forgetting
-    /// first the keys older than `window` milliseconds.
+    /// first the keys older than `window` milliseconds. The fingerprint covers the
+    /// conversation and the text ([`fingerprint`]): the same key for another
+    /// conversation or text is a conflict.
     pub fn check(
         &mut self,
         key: &IdemKey,
-        conv: Conversation,
+        _conv: Conversation,
         fingerprint: u64,
         now: Millis,
         window: Millis,
     ) -> KeyCheck {
         self.expire(now, window);
-        match self.sent.get(key) {
+        match self.sent.get(&digest(key)) {
             None => KeyCheck::New,
-            Some(s) if s.conv == conv && s.fingerprint == fingerprint => {
-                KeyCheck::Retry { seq: s.seq, time: s.time }
-            }
+            Some(s) if s.fingerprint == fingerprint => KeyCheck::Retry { seq: s.seq, time: s.time },
             Some(_) => KeyCheck::Conflict,
         }
     }
 
-    /// Remembers a stored send. A key remembered again replaces the old entry.
-    pub fn remember(&mut self, key: IdemKey, sent: SentKey) {
-        self.order.push_back((sent.time, key));
-        self.sent.insert(key, sent);
+    /// Remembers a stored send, forgetting the oldest keys beyond `max` (0: no
+    /// bound but the window). A key remembered again replaces the old entry.
+    pub fn remember(&mut self, key: IdemKey, sent: SentKey, max: u64) {
+        let d = digest(&key);
+        self.order.push_back((sent.time, d));
+        let kept = Sent { fingerprint: sent.fingerprint, seq: sent.seq, time: sent.time };
+        self.sent.insert(d, kept);
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        while max > 0 && self.sent.len() > max {
+            let Some((time, d)) = self.order.pop_front() else { break };
+            self.forget(time, d);
+        }
+        // Entries replaced by a later one leave their place in `order` behind: keep
+        // it from growing past twice the keys it orders.
+        if self.order.len() > 2 * self.sent.len() + 16 {
+            let sent = &self.sent;
+            self.order.retain(|(time, d)| sent.get(d).is_some_and(|s| s.time == *time));
+        }
     }
 
     /// Forgets the keys stored `window` milliseconds or more before `now`.
     pub fn expire(&mut self, now: Millis, window: Millis) {
-        while let Some(&(time, key)) = self.order.front() {
+        while let Some(&(time, d)) = self.order.front() {
             if now < time.saturating_add(window) {
                 break;
             }
             self.order.pop_front();
-            // Only if the entry is this one: a key remembered again later stays.
-            if self.sent.get(&key).is_some_and(|s| s.time == time) {
-                self.sent.remove(&key);
-            }
+            self.forget(time, d);
+        }
+    }
+
+    /// Forgets a key's entry if it is still the one stored at `time`: a key
+    /// remembered again later stays.
+    fn forget(&mut self, time: Millis, d: u128) {
+        if self.sent.get(&d).is_some_and(|s| s.time == time) {
+            self.sent.remove(&d);
         }
     }
 }
@@ -131,7 +176,7 @@ mod tests {
         let mut keys = SendKeys::new();
         let fp = fingerprint(&conv("#rust"), b"hello");
         assert_eq!(keys.check(&key, conv("#rust"), fp, 0, 1000), KeyCheck::New);
-        keys.remember(key, SentKey { conv: conv("#rust"), fingerprint: fp, seq: 7, time: 10 });
+        keys.remember(key, SentKey { conv: conv("#rust"), fingerprint: fp, seq: 7, time: 10 }, 0);
         assert_eq!(
             keys.check(&key, conv("#rust"), fp, 500, 1000),
             KeyCheck::Retry { seq: 7, time: 10 }
@@ -142,6 +187,38 @@ mod tests {
         assert_eq!(keys.check(&key, conv("@bob"), moved, 500, 1000), KeyCheck::Conflict);
         assert_eq!(keys.check(&key, conv("#rust"), fp, 1010, 1000), KeyCheck::New);
         assert!(keys.is_empty());
+    }
+
+    /// SPEC.md 5.2: at most `key-count` keys per user are remembered, the newest; a
+    /// retry of an older one is a new send.
+    #[test]
+    fn at_most_the_newest_keys_are_remembered() {
+        let mut keys = SendKeys::new();
+        let sent = |seq| SentKey { conv: conv("#g"), fingerprint: seq, seq, time: seq };
+        for seq in 0..1_000 {
+            keys.remember(format!("k{seq}").parse().unwrap(), sent(seq), 100);
+            assert!(keys.len() <= 100);
+            assert!(keys.order.len() <= 2 * 100 + 16);
+        }
+        assert_eq!(keys.len(), 100);
+        let check = |keys: &mut SendKeys, seq: u64| {
+            keys.check(&format!("k{seq}").parse().unwrap(), conv("#g"), seq, 1_000, 1 << 40)
+        };
+        assert_eq!(check(&mut keys, 999), KeyCheck::Retry { seq: 999, time: 999 });
+        assert_eq!(check(&mut keys, 900), KeyCheck::Retry { seq: 900, time: 900 });
+        assert_eq!(check(&mut keys, 899), KeyCheck::New, "the 101st newest is forgotten");
+        // The same key again, over and over: its old places are cleaned up.
+        for t in 0..1_000 {
+            let again = SentKey { conv: conv("#g"), fingerprint: 1, seq: 1, time: 2_000 + t };
+            keys.remember("same".parse().unwrap(), again, 100);
+        }
+        assert!(keys.order.len() <= 2 * keys.len() + 16, "{}", keys.order.len());
+        // Unbounded (0): only the window forgets.
+        let mut all = SendKeys::new();
+        for seq in 0..1_000 {
+            all.remember(format!("k{seq}").parse().unwrap(), sent(seq), 0);
+        }
+        assert_eq!(all.len(), 1_000);
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
         }
         let n = parse_number(value)
             .filter(|n| *n <= LIMIT_VALUE_MAX)
-            .ok_or_else(|| PError::syntax("limit value is not a number of at most 15 digits"))?;
+            .ok_or_else(|| PError::syntax("limit value is not a number of at most 14 digits"))?;
         let Some(index) = Limits::KEYS.iter().position(|k| k.as_bytes() == key) else {
             continue;
         };

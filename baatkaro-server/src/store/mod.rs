@@ -47,8 +47,9 @@ pub enum StoreError {
 /// A storage engine. Methods are called from one dedicated thread.
 pub trait Store: Send + 'static {
     /// Reads everything the server keeps in memory; keys stored before
-    /// `keys_since` are left out (and may be deleted).
-    fn load(&mut self, keys_since: Millis) -> Result<Snapshot, StoreError>;
+    /// `keys_since` are left out (and may be deleted), and so are all but each user's
+    /// newest `keys_per_user` (0: all of them).
+    fn load(&mut self, keys_since: Millis, keys_per_user: u64) -> Result<Snapshot, StoreError>;
 
     /// Makes every write durable, atomically and in order, with the next group id
     /// to give out. `history` > 0 keeps only that many newest events per conversation.

@@ -254,7 +254,7 @@ fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
 }
 
 impl Store for Sqlite {
-    fn load(&mut self, keys_since: u64) -> Result<Snapshot, StoreError> {
+    fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
         let c = &self.conn;
         let mut snap = Snapshot::default();
         self.log_len.clear();
@@ -294,11 +294,20 @@ impl Store for Sqlite {
             self.key_marks.push_back(KeyMark { rowid, time, since: time });
         }
         // In the order they were stored: the newest row of a key is the one that
-        // holds, and the hub expires keys oldest first.
+        // holds, and the hub expires keys oldest first. Only each user's newest rows
+        // are read: the hub keeps no more (SPEC.md 5.2, `key-count`).
         let mut q = c.prepare(
-            "SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid",
+            "SELECT user, key, conv, fingerprint, seq, time FROM (
+                 SELECT rowid AS r, user, key, conv, fingerprint, seq, time,
+                        ROW_NUMBER() OVER (PARTITION BY user ORDER BY rowid DESC) AS newest
+                 FROM sent_keys)
+             WHERE newest <= ?1 ORDER BY r",
         )?;
-        let rows = q.query_map([], |r| {
+        let per_user = match keys_per_user {
+            0 => i64::MAX,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        };
+        let rows = q.query_map([per_user], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,

@@ -26,6 +26,8 @@ pub enum Job {
     Load {
         /// Idempotency keys older than this are dropped.
         keys_since: u64,
+        /// Only each user's newest this many keys are loaded (0: all).
+        keys_per_user: u64,
     },
 }
 
@@ -66,8 +68,8 @@ impl Writer {
                 let mut poisoned = false;
                 for job in rx {
                     let report = match job {
-                        Job::Load { keys_since } => {
-                            let r = store.load(keys_since);
+                        Job::Load { keys_since, keys_per_user } => {
+                            let r = store.load(keys_since, keys_per_user);
                             poisoned = r.is_err();
                             Done::Loaded(r)
                         }
