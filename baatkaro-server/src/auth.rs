@@ -2,13 +2,12 @@
 //! owning one reusable Argon2 memory buffer.
 //!
 //! Why not tokio's blocking pool: each hash takes `hash_cost.memory_kib` (19 MiB
-//! by default). Run on whichever blocking thread is free, those blocks were
-//! allocated and freed by many threads; glibc gives threads their own arenas and
-//! keeps freed blocks in them, so 500 concurrent logins with `max_hashes = 2` left
-//! the server at about 690 MB of resident memory for good (BENCHMARKS.md,
-//! "Password hashing memory"). Here exactly `max_hashes` threads each allocate their
-//! buffer once and reuse it for every hash, so hashing holds `max_hashes` buffers
-//! of the configured size, and never more for long.
+//! by default). Allocated and freed once per hash there, that memory was not given
+//! back: 500 concurrent logins with `max_hashes = 2` left the server at about
+//! 690 MB resident for good (BENCHMARKS.md, "Password hashing memory"). Here exactly
+//! `max_hashes` threads each allocate their buffer once, when they start, and
+//! reuse it for every hash, so hashing holds `max_hashes` buffers of the configured
+//! size and never more for long.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
