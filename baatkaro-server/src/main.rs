@@ -108,7 +108,7 @@ fn configure() -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    let cfg = match configure() {
+    let mut cfg = match configure() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("baatkaro-server: {e}");
@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
