@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, ServerFrame};
 use baatkaro_server::server::{Server, StartError};
@@ -397,4 +397,97 @@ async fn the_binary_fits_max_connections_to_its_file_limit_and_refuses_the_rest_
     let exit = tokio::task::spawn_blocking(move || exit_status(child)).await.unwrap();
     assert!(exit.success(), "{exit:?}: {:?}", rest.recv_timeout(common::WAIT));
     drop(clients);
+}
+
+/// Whether process `pid` has a handler for SIGTERM, from the `SigCgt` mask in
+/// /proc (bit 14 for signal 15).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
+#[test]
+fn sigterm_as_soon_as_the_binary_handles_it_stops_it_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let since = Instant::now();
+    while !catches_sigterm(child.id()) {
+        assert!(since.elapsed() < common::WAIT, "the server never handled SIGTERM");
+        std::thread::yield_now();
+    }
+    terminate(child.id());
+    let exit = exit_status(child);
+    assert!(exit.success(), "{exit:?}");
+    let store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn sigterm_while_the_store_opens_stops_the_binary_with_status_0_and_a_usable_database() {
+    use baatkaro_server::store::{Store, Write};
+    // A database as an older server left it (schema 3), holding many idempotency
+    // keys, which opening migrates to the newer table (schema 4): opening takes a
+    // while, and the signal comes meanwhile.
+    const KEYS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Sqlite::open(dir.path()).unwrap();
+        store.load(0).unwrap();
+        let now = baatkaro_server::clock::now();
+        let keys: Vec<Write> = (0..KEYS as u64)
+            .map(|i| Write::SendKey {
+                user: "alice".parse().unwrap(),
+                key: format!("k{i}").parse().unwrap(),
+                conv: "@alice".parse().unwrap(),
+                fingerprint: i,
+                seq: i + 1,
+                time: now,
+            })
+            .collect();
+        store.commit(&keys, 1, 0).unwrap();
+    }
+    Sqlite::downgrade_for_tests(dir.path(), 3).unwrap();
+
+    let data = dir.path().to_str().unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    // Bounded: the line comes among the first few, or the server has exited.
+    for _ in 0..50 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.contains("opening the store") {
+            log.push(line);
+            break;
+        }
+        log.push(line);
+    }
+    assert!(log.last().is_some_and(|l| l.contains("opening the store")), "{log:?}");
+    terminate(child.id());
+    let rest = drain(stderr);
+    let exit = exit_status(child);
+    let rest = rest.recv_timeout(common::WAIT).unwrap();
+    assert!(exit.success(), "{exit:?}: {log:?} {rest:?}");
+    assert!(!rest.iter().any(|l| l.contains("listening on")), "stopped before serving: {rest:?}");
+
+    // The migration finished, and every key is there.
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load(0).unwrap().keys.len(), KEYS);
 }
