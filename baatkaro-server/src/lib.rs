@@ -29,6 +29,7 @@ pub mod config;
 mod conn;
 mod disk;
 mod hub;
+pub mod rlimit;
 mod running_hash;
 pub mod server;
 pub mod store;

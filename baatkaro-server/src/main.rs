@@ -108,7 +108,7 @@ fn configure() -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    let cfg = match configure() {
+    let mut cfg = match configure() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("baatkaro-server: {e}");
@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -131,47 +132,112 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("baatkaro-server: cannot listen on {}: {e}", cfg.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        let data_dir = cfg.data_dir.clone();
-        let server = match Server::open(cfg).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("baatkaro-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(data_dir = %data_dir.display(), "store open");
-        server.run(listener, shutdown_signal()).await;
-        ExitCode::SUCCESS
-    })
+    runtime.block_on(serve(cfg))
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+/// Starts the server and serves until SIGTERM or SIGINT, whenever that comes.
+async fn serve(cfg: Config) -> ExitCode {
+    // The handlers go in before anything that takes time: until they are, the
+    // signals' default action ends the process at once (status 143), which during
+    // start-up meant in the middle of opening the store.
+    let mut stop = match StopSignals::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("baatkaro-server: cannot handle SIGTERM and SIGINT: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut starting = tokio::spawn(start(cfg));
+    let started = tokio::select! {
+        started = &mut starting => started,
+        () = stop.recv() => {
+            // Opening runs on blocking threads and may be migrating the schema: it
+            // is let finish (a migration is one transaction per step either way),
+            // then everything is dropped in order. A second signal meanwhile is
+            // caught, and changes nothing.
+            tracing::info!("stop signal while starting: stopping once the store is open");
+            return match starting.await {
+                Ok(Ok(_)) => {
+                    tracing::info!("stopped");
+                    ExitCode::SUCCESS
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+                Ok(Err(e)) => {
+                    eprintln!("baatkaro-server: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("baatkaro-server: start-up failed: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    let (listener, server) = match started {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => {
+            eprintln!("baatkaro-server: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("baatkaro-server: start-up failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    server.run(listener, stop.recv()).await;
+    ExitCode::SUCCESS
+}
+
+/// Binds the listening socket, then opens and loads the store: the start-up work
+/// a stop signal may interrupt.
+async fn start(cfg: Config) -> Result<(tokio::net::TcpListener, Server), String> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let data_dir = cfg.data_dir.clone();
+    tracing::info!(data_dir = %data_dir.display(), "opening the store");
+    let server = Server::open(cfg).await.map_err(|e| e.to_string())?;
+    tracing::info!(data_dir = %data_dir.display(), "store open");
+    Ok((listener, server))
+}
+
+/// The signals that stop the server: SIGTERM and SIGINT (Ctrl-C). Handled from
+/// [`install`](Self::install) on, whether or not anyone waits for them yet.
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; must run inside the runtime.
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next stop signal (or one that came since the last call).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.interrupt.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

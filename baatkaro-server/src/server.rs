@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,6 +137,8 @@ impl Server {
             Ok(addr) => tracing::info!("listening on {addr}"),
             Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
         }
+        let mut spare = Spare::open();
+        let mut failures = AcceptFailures::default();
         loop {
             let accepted = tokio::select! {
                 () = &mut shutdown => break,
@@ -144,12 +146,48 @@ impl Server {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             };
             let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, then go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(pair) => {
+                    failures.backoff = None;
+                    pair
+                }
+                Err(e) if out_of_descriptors(&e) => {
+                    failures.note(
+                        &e,
+                        "accept failed: out of file descriptors; new \
+                        connections are refused with TOO_MANY_CONNECTIONS",
+                    );
+                    match spare.accept_at_limit(&listener).await {
+                        AtLimit::Serve(pair) => pair,
+                        // Nothing waits: the next accept waits for a connection.
+                        AtLimit::Refused | AtLimit::NoneWaiting => continue,
+                        AtLimit::NoSpare => {
+                            let wait = failures.next_backoff();
+                            tokio::select! {
+                                () = &mut shutdown => break,
+                                () = tokio::time::sleep(wait) => continue,
+                            }
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    // That one connection is gone; the next may be fine.
+                    failures.note(&e, "accept failed");
                     continue;
+                }
+                Err(e) => {
+                    // Out of memory, say: wait, longer each time in a row, then go
+                    // on (or stop if told to).
+                    failures.note(&e, "accept failed");
+                    let wait = failures.next_backoff();
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
             };
             let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
@@ -191,6 +229,112 @@ async fn refuse(mut stream: TcpStream) {
         Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
     let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+}
+
+/// Whether an accept failed for want of file descriptors, the process's (EMFILE)
+/// or the system's (ENFILE).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// A descriptor held open (on `/dev/null`) so that the server out of
+/// descriptors can still refuse a connection: without it the connection waits
+/// in the listen backlog, unanswered, until one frees up.
+struct Spare(Option<std::fs::File>);
+
+/// What [`Spare::accept_at_limit`] did.
+enum AtLimit {
+    /// A descriptor had come free after all: serve this connection.
+    Serve((TcpStream, SocketAddr)),
+    /// A connection was told `BYE TOO_MANY_CONNECTIONS` and closed.
+    Refused,
+    /// No connection was waiting.
+    NoneWaiting,
+    /// There is no spare to give up (another task took its descriptor): the
+    /// caller must wait and try again.
+    NoSpare,
+}
+
+impl Spare {
+    fn open() -> Self {
+        let file = std::fs::File::open("/dev/null");
+        if let Err(e) = &file {
+            tracing::warn!(error = %e, "no spare descriptor (cannot open /dev/null): at the \
+                open-file limit, connections will wait instead of being refused");
+        }
+        Spare(file.ok())
+    }
+
+    /// Opens the spare if it is not open.
+    fn reopen(&mut self) {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+
+    /// After an accept failed for want of descriptors: closes the spare and
+    /// accepts the connection waiting, if any. If the spare then opens again,
+    /// descriptors have come free and the connection is served; if not, it is
+    /// told `BYE TOO_MANY_CONNECTIONS` and closed, and the spare opened again.
+    async fn accept_at_limit(&mut self, listener: &TcpListener) -> AtLimit {
+        if self.0.take().is_none() {
+            self.reopen();
+            return AtLimit::NoSpare;
+        }
+        // Linux's accept takes a descriptor before it looks for a connection, so
+        // the failure does not say that one is waiting: look without waiting. With
+        // none there, the listener waits for the next one to arrive.
+        let Ok(Ok(pair)) = tokio::time::timeout(Duration::ZERO, listener.accept()).await else {
+            self.reopen();
+            return AtLimit::NoneWaiting;
+        };
+        self.reopen();
+        if self.0.is_some() {
+            return AtLimit::Serve(pair);
+        }
+        // Here, not in a task: the spare can be opened again only once this
+        // connection's descriptor is closed.
+        refuse(pair.0).await;
+        self.reopen();
+        AtLimit::Refused
+    }
+}
+
+/// The first wait after an accept failure that is not for one connection alone;
+/// it doubles with every failure in a row, up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest wait between accepts after failures.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Failed accepts: the backoff after them, and their log, at most a line a
+/// second (with how many were not logged) so that a server out of descriptors
+/// does not also flood its log.
+#[derive(Default)]
+struct AcceptFailures {
+    /// The wait after the last failure in a row; `None` after a success.
+    backoff: Option<Duration>,
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn note(&mut self, e: &std::io::Error, what: &str) {
+        let now = std::time::Instant::now();
+        if self.last_logged.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::warn!(error = %e, not_logged = self.unlogged, "{what}");
+        self.last_logged = Some(now);
+        self.unlogged = 0;
+    }
+
+    fn next_backoff(&mut self) -> Duration {
+        let wait = self.backoff.map_or(BACKOFF_MIN, |b| (b * 2).min(BACKOFF_MAX));
+        self.backoff = Some(wait);
+        wait
+    }
 }
 
 /// One connection's place in the per-address count, given back on drop.

@@ -7,6 +7,8 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, ServerFrame};
 use baatkaro_server::server::{Server, StartError};
@@ -224,27 +226,76 @@ async fn shutdown_tells_every_client_and_keeps_what_was_acknowledged() {
 fn spawn_binary(
     args: &[&str],
 ) -> (std::process::Child, Option<String>, BufReader<std::process::ChildStderr>) {
-    let mut child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"));
+    cmd.args(args);
+    let started = start(cmd);
+    (started.child, started.addr, started.stderr)
+}
+
+/// A server process as [`start`] left it.
+struct Started {
+    child: std::process::Child,
+    /// The address it said it listens on, if it got that far.
+    addr: Option<String>,
+    /// What it logged until then.
+    log: Vec<String>,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+/// Runs `cmd` (the binary, or a wrapper that runs it) with its standard error
+/// piped, and reads that until it says where it listens, or ends.
+fn start(mut cmd: Process) -> Started {
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
+    let mut log = Vec::new();
     // Bounded: the server logs a handful of lines before it listens, or exits.
     for _ in 0..50 {
-        line.clear();
+        let mut line = String::new();
         if stderr.read_line(&mut line).unwrap() == 0 {
-            return (child, None, stderr);
+            break;
         }
         if let Some(at) = line.find("listening on ") {
             let addr = line[at + "listening on ".len()..].trim().to_string();
-            return (child, Some(addr), stderr);
+            log.push(line);
+            return Started { child, addr: Some(addr), log, stderr };
+        }
+        log.push(line);
+    }
+    Started { child, addr: None, log, stderr }
+}
+
+/// Reads the rest of a server's log on a thread (so that it never blocks on a
+/// full pipe); the lines arrive once it closes its standard error.
+fn drain(stderr: BufReader<std::process::ChildStderr>) -> mpsc::Receiver<Vec<String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(stderr.lines().map_while(Result::ok).collect());
+    });
+    rx
+}
+
+/// Sends SIGTERM to a process.
+fn terminate(pid: u32) {
+    let status = Process::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a process to exit, at most [`common::WAIT`] (then kills it and
+/// fails).
+fn exit_status(mut child: std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(common::WAIT) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = Process::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("the server did not exit within {:?}", common::WAIT);
         }
     }
-    (child, None, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,4 +379,146 @@ fn a_start_loads_only_each_users_newest_idempotency_keys() {
     assert_eq!(of("bob"), (41..=50).collect::<Vec<_>>());
     assert_eq!(of("carol"), [8]);
     assert_eq!(store.load(0, 0).unwrap().keys.len(), 101, "0: every key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fits_max_connections_to_its_file_limit_and_refuses_the_rest_at_once() {
+    use baatkaro_server::rlimit::RESERVE;
+    const FILES: u64 = 160;
+    let fitted = (FILES - RESERVE) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let prlimit = Process::new("prlimit").arg("--version").output();
+    assert!(prlimit.is_ok(), "this test needs prlimit (util-linux): {prlimit:?}");
+    // prlimit sets the limits, then execs the server: the same process.
+    let mut cmd = Process::new("prlimit");
+    cmd.arg(format!("--nofile={FILES}:{FILES}"))
+        .arg(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .args(["--max-per-address", "1000"]);
+    let Started { child, addr, log, stderr } = start(cmd);
+    let addr: std::net::SocketAddr = addr.unwrap_or_else(|| panic!("{log:?}")).parse().unwrap();
+    let rest = drain(stderr);
+    let lowered = format!("max_connections lowered from 10000 to {fitted}");
+    assert!(log.iter().any(|l| l.contains(&lowered) && l.contains(&FILES.to_string())), "{log:?}");
+
+    let mut clients = Vec::new();
+    for _ in 0..fitted {
+        let mut c = Client::connect(addr).await;
+        c.hello().await;
+        clients.push(c);
+    }
+    let mut over = Client::connect(addr).await;
+    let frames = tokio::time::timeout(Duration::from_secs(5), over.until_closed())
+        .await
+        .expect("the connection over the limit is answered at once");
+    assert!(
+        matches!(
+            &frames[..],
+            [ServerFrame::Event(Event::Bye(Failure {
+                code: ErrorCode::TooManyConnections,
+                retry_after: Some(1000),
+                ..
+            }))]
+        ),
+        "{frames:?}"
+    );
+
+    terminate(child.id());
+    let exit = tokio::task::spawn_blocking(move || exit_status(child)).await.unwrap();
+    assert!(exit.success(), "{exit:?}: {:?}", rest.recv_timeout(common::WAIT));
+    drop(clients);
+}
+
+/// Whether process `pid` has a handler for SIGTERM, from the `SigCgt` mask in
+/// /proc (bit 14 for signal 15).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
+#[test]
+fn sigterm_as_soon_as_the_binary_handles_it_stops_it_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let since = Instant::now();
+    while !catches_sigterm(child.id()) {
+        assert!(since.elapsed() < common::WAIT, "the server never handled SIGTERM");
+        std::thread::yield_now();
+    }
+    terminate(child.id());
+    let exit = exit_status(child);
+    assert!(exit.success(), "{exit:?}");
+    let store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn sigterm_while_the_store_opens_stops_the_binary_with_status_0_and_a_usable_database() {
+    use baatkaro_server::store::{Store, Write};
+    // A database as an older server left it (schema 3), holding many idempotency
+    // keys, which opening migrates to the newer table (schema 4): opening takes a
+    // while, and the signal comes meanwhile.
+    const KEYS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Sqlite::open(dir.path()).unwrap();
+        store.load(0, 0).unwrap();
+        let now = baatkaro_server::clock::now();
+        let keys: Vec<Write> = (0..KEYS as u64)
+            .map(|i| Write::SendKey {
+                user: "alice".parse().unwrap(),
+                key: format!("k{i}").parse().unwrap(),
+                conv: "@alice".parse().unwrap(),
+                fingerprint: i,
+                seq: i + 1,
+                time: now,
+            })
+            .collect();
+        store.commit(&keys, 1, 0).unwrap();
+    }
+    Sqlite::downgrade_for_tests(dir.path(), 3).unwrap();
+
+    let data = dir.path().to_str().unwrap();
+    let mut child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    // Bounded: the line comes among the first few, or the server has exited.
+    for _ in 0..50 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.contains("opening the store") {
+            log.push(line);
+            break;
+        }
+        log.push(line);
+    }
+    assert!(log.last().is_some_and(|l| l.contains("opening the store")), "{log:?}");
+    terminate(child.id());
+    let rest = drain(stderr);
+    let exit = exit_status(child);
+    let rest = rest.recv_timeout(common::WAIT).unwrap();
+    assert!(exit.success(), "{exit:?}: {log:?} {rest:?}");
+    assert!(!rest.iter().any(|l| l.contains("listening on")), "stopped before serving: {rest:?}");
+
+    // The migration finished, and every key is there.
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load(0, 0).unwrap().keys.len(), KEYS);
 }
