@@ -304,7 +304,7 @@ impl<'a> Arbitrary<'a> for ServerFrame {
 
 impl<'a> Arbitrary<'a> for crate::Limits {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        // `limit-value = 1*14DIGIT`.
+        // `limit-value = "0" / (%x31-39 *13DIGIT)`.
         let mut limits = crate::Limits::default();
         for key in crate::Limits::KEYS {
             limits.set(key.as_bytes(), u.int_in_range(0..=crate::LIMIT_VALUE_MAX)?);

@@ -8,7 +8,7 @@ pub const LINE_MAX: usize = 1024;
 /// The largest payload limit a server may advertise (16 MiB).
 pub const PAYLOAD_CEILING: u64 = 16 * 1024 * 1024;
 
-/// The largest value any limit may have on the wire: `limit-value = 1*14DIGIT`
+/// The largest value any limit may have on the wire: `limit-value = "0" / (%x31-39 *13DIGIT)`
 /// (SPEC.md section 4.2). Fourteen digits bound the HELLO reply well inside
 /// [`LINE_MAX`], with room for the keys later versions add (SPEC.md section 10).
 pub const LIMIT_VALUE_MAX: u64 = 99_999_999_999_999;

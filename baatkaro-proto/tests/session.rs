@@ -247,52 +247,90 @@ fn logged_in(cfg: SessionConfig) -> Session {
     s
 }
 
-/// SPEC.md 5.4 and 11.2: replies the session makes itself (PING, refusals, framing
-/// errors) count against `queue` like events do. A client that pipelines PINGs and
-/// never reads is closed as a slow consumer once its backlog passes `queue`, before
-/// and after login, and what it was never handed is dropped: only the piece being
-/// written and the BYE are left.
+/// SPEC.md 3, 5.4 and 11.2: replies the session makes itself (PING, refusals,
+/// framing errors) count against `queue` like events do. A client that pipelines
+/// PINGs and never reads is read no more once half of `queue` waits for it, before
+/// and after login: what it sends then waits in its socket, not in the server, and it
+/// is closed when it has been idle long enough (or, before login, at its deadline).
 #[test]
-fn pipelined_pings_never_read_close_as_a_slow_consumer() {
+fn pipelined_pings_never_read_stop_being_read_at_half_the_queue() {
     for login in [false, true] {
         let mut cfg = config(1_024);
         cfg.limits.queue = 65_536;
         let mut s = if login { logged_in(cfg) } else { Session::new(cfg, 0) };
         // The socket takes one piece and then nothing more.
-        let mut handed = Vec::new();
-        let mut sent = 0;
-        let mut closed = false;
-        for round in 0..10_000u64 {
-            if !s.wants_input() {
-                closed = s.is_closed();
-                break;
+        let mut piece = None;
+        let mut rounds = 0;
+        while s.wants_input() && rounds < 10_000 {
+            s.handle_input(&b"p PING\r\n".repeat(100), 1);
+            if piece.is_none() {
+                piece = s.poll_transmit();
             }
-            s.handle_input(&b"p PING\r\n".repeat(100), round);
-            if handed.is_empty()
-                && let Some(piece) = s.poll_transmit()
-            {
-                handed.push(piece);
-            }
-            sent += 100;
-            assert!(s.queued() <= 65_536 + 1024, "bounded: {}", s.queued());
+            rounds += 1;
         }
-        assert!(closed, "closed after {sent} PINGs (login: {login})");
-        assert!(sent * 13 < 3 * 65_536, "closed soon after passing the queue: {sent}");
-        // What is left: the BYE, right after the piece handed out before.
+        assert!(!s.wants_input() && !s.is_closed(), "paused, not closed (login: {login})");
+        assert!(rounds * 100 * 13 < 3 * 65_536, "paused soon: {rounds} rounds");
+        assert!(s.queued() <= 65_536 / 2 + 2_000, "bounded: {}", s.queued());
+        // Nothing more is decoded however much is pushed, and no frame arrived: the
+        // connection is idle.
+        let before = s.queued();
+        s.handle_input(&b"p PING\r\n".repeat(1_000), 2);
+        assert_eq!(s.queued(), before);
+        let deadline = s.poll_timeout().unwrap();
+        s.handle_timeout(deadline);
         let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
-        let rest_len: usize = rest.iter().map(|b| b.len()).sum();
-        assert!(rest_len < 100, "the backlog was dropped: {rest_len} bytes left");
         let mut d = ServerFrameDecoder::new(1 << 20);
-        for b in handed.iter().chain(&rest) {
+        for b in piece.iter().chain(&rest) {
             d.push(b);
         }
         let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
-        assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer), "login: {login}");
-        let mut events = std::iter::from_fn(|| s.poll_event());
-        assert!(
-            events.any(|e| e == SessionEvent::Closed { reason: Some(ErrorCode::SlowConsumer) })
-        );
+        let why = if login { ErrorCode::IdleTimeout } else { ErrorCode::LoginTimeout };
+        assert_eq!(bye_code(&frames), Some(why), "login: {login}");
     }
+}
+
+/// SPEC.md 5.4: events the client does not read are what makes a slow consumer: past
+/// `queue` the session closes, drops the backlog it had not handed out, and its BYE
+/// follows the piece being written.
+#[test]
+fn events_past_the_queue_close_as_a_slow_consumer_and_drop_the_backlog() {
+    let mut cfg = config(1_024);
+    cfg.limits.queue = 65_536;
+    let mut s = logged_in(cfg);
+    let event = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1000)).into_bytes();
+    let mut piece = None;
+    for _ in 0..1_000 {
+        s.send_encoded(&event);
+        if piece.is_none() {
+            piece = s.poll_transmit();
+        }
+        if s.is_closed() {
+            break;
+        }
+    }
+    assert!(s.is_closed());
+    let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    let rest_len: usize = rest.iter().map(|b| b.len()).sum();
+    assert!(rest_len < 100, "the backlog was dropped: {rest_len} bytes left");
+    let mut d = ServerFrameDecoder::new(1 << 20);
+    for b in piece.iter().chain(&rest) {
+        d.push(b);
+    }
+    let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
+    assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer));
+}
+
+/// SPEC.md section 3: nothing is read while a LOGIN awaits its answer, however much
+/// the client sends.
+#[test]
+fn nothing_is_read_while_a_login_awaits_its_answer() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n", 0);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    assert!(!s.wants_input(), "the hash is under way");
+    s.reply(id, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 1);
+    assert!(s.wants_input());
 }
 
 /// A backlog that the client reads never closes the session, however many PINGs.

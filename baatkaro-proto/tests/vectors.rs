@@ -355,7 +355,10 @@ fn hello_keys_of_later_editions_may_be_missing_and_values_are_bounded() {
         let missing = full.replace(&format!(" {key}=99999999999999"), "");
         assert_eq!(decode(&missing).map_err(|e| e.code), Err(ErrorCode::Syntax), "{key}");
     }
-    // Sixteen digits are one too many.
-    let long = full.replace("queue=99999999999999", "queue=100000000000000");
+    // Fifteen digits are one too many for a key of a later edition; a key of the
+    // first edition takes any number, as older servers may send one.
+    let long = full.replace("login=99999999999999", "login=100000000000000");
     assert_eq!(decode(&long).map_err(|e| e.code), Err(ErrorCode::Syntax));
+    let old = full.replace("queue=99999999999999", "queue=18446744073709551615");
+    assert!(decode(&old).is_ok());
 }

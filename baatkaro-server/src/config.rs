@@ -167,7 +167,7 @@ impl Config {
             }
         }
         if l.queue < 64 * 1024 {
-            return bad("queue", "must be at least 65536, so that a history page fits");
+            return bad("queue", "must be at least 65536");
         }
         // A download adds a chunk while less than half the queue is used: a chunk
         // must fit in the other half, or downloading would drop its own reader.
@@ -178,6 +178,9 @@ impl Config {
             if value > LIMIT_VALUE_MAX {
                 return bad(key, "must be at most 99999999999999 (14 digits)");
             }
+        }
+        if self.linger_ms > 600_000 {
+            return Err(ConfigError::Other("linger_ms must be at most 600000".into()));
         }
         if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)
             || self.logins_per_minute == 0

@@ -155,6 +155,7 @@ pub(crate) async fn serve<S>(
             reading: None,
             read_size: READ_MIN,
             closed_by: None,
+            unflushed: false,
         };
         let (rd, wr) = tokio::io::split(stream);
         conn.run(rd, wr).await;
@@ -181,6 +182,9 @@ struct Connection {
     read_size: usize,
     /// Why the session ended, once it has.
     closed_by: Option<ErrorCode>,
+    /// Bytes were written since the stream was last flushed: a stream that buffers
+    /// (TLS, WebSocket) must be flushed once there is nothing more to write.
+    unflushed: bool,
 }
 
 /// Why the main loop ended.
@@ -247,7 +251,9 @@ impl Connection {
                 self.session.receive_buffer().reserve(self.read_size);
             }
             let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
+            let unflushed = self.unflushed;
             tokio::select! {
+                biased;
                 // The hub's deliveries first: a client that does not read must still
                 // have them counted against its queue.
                 msg = self.inbox.recv() => match msg {
@@ -255,9 +261,10 @@ impl Connection {
                     // The hub is gone: the server is stopping.
                     None => self.session.close(shutting_down()),
                 },
-                written = wr.write(piece), if !piece.is_empty() => match written {
-                    Ok(0) | Err(_) => return End::Broken,
-                    Ok(n) => self.written(n),
+                written = send(&mut *wr, piece), if !piece.is_empty() || unflushed => match written {
+                    Err(_) | Ok(Sent::Bytes(0)) => return End::Broken,
+                    Ok(Sent::Bytes(n)) => self.written(n),
+                    Ok(Sent::Flushed) => self.unflushed = false,
                 },
                 read = rd.read_buf(self.session.receive_buffer()), if wants_input => match read {
                     Ok(0) | Err(_) => return End::Close,
@@ -283,10 +290,25 @@ impl Connection {
         while let Some(event) = self.session.poll_event() {
             match event {
                 SessionEvent::Request { id, command } => {
+                    // While the hub's inbox is full, what the hub sends this
+                    // connection is still taken in: else its backlog would grow as
+                    // if the client did not read.
                     let msg = HubMsg::Request { conn: self.id, id, command };
-                    if self.ctx.hub.send(msg).await.is_err() {
-                        return false;
-                    }
+                    let msg = match self.ctx.hub.try_send(msg) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                        Err(mpsc::error::TrySendError::Full(msg)) => msg,
+                    };
+                    let hub = self.ctx.hub.clone();
+                    let permit = loop {
+                        tokio::select! {
+                            biased;
+                            permit = hub.reserve() => break permit,
+                            Some(msg) = self.inbox.recv() => self.apply(msg),
+                        }
+                    };
+                    let Ok(permit) = permit else { return false };
+                    permit.send(msg);
                 }
                 SessionEvent::LoggedIn { .. } => {}
                 SessionEvent::Closed { reason } => {
@@ -341,6 +363,7 @@ impl Connection {
 
     /// `n` bytes of the piece were written.
     fn written(&mut self, n: usize) {
+        self.unflushed = true;
         self.session.handle_written(n);
         if let Some(piece) = &mut self.piece {
             piece.advance(n);
@@ -356,7 +379,8 @@ impl Connection {
     fn stream_downloads(&mut self) {
         while self.reading.is_none() && !self.session.is_closed() {
             let Some(first) = self.downloads.front_mut() else { return };
-            if !self.session.is_next(first.job.id) || self.session.queued() >= self.ctx.room {
+            // Replies held behind the download do not count: they wait for it.
+            if !self.session.is_next(first.job.id) || self.session.unsent() >= self.ctx.room {
                 return;
             }
             let Some((offset, len)) = first.chunks.front().copied() else {
@@ -439,6 +463,23 @@ impl Connection {
             while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
+    }
+}
+
+/// What [`send`] did.
+enum Sent {
+    /// Wrote this many bytes.
+    Bytes(usize),
+    /// Flushed what the stream buffered.
+    Flushed,
+}
+
+/// Writes what there is to write, or, with nothing left, flushes the stream.
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, piece: &[u8]) -> std::io::Result<Sent> {
+    if piece.is_empty() {
+        wr.flush().await.map(|()| Sent::Flushed)
+    } else {
+        wr.write(piece).await.map(Sent::Bytes)
     }
 }
 

@@ -75,6 +75,9 @@ pub(crate) struct HubTask {
     hashes: HashMap<FileId, Arc<RunningHash>>,
     /// A connection's backlog bound: bytes sent it that it has not taken in.
     backlog_limit: usize,
+    /// The store thread is gone: nothing can be made durable, so the server stops
+    /// (connections see their sockets close; nothing unacknowledged was promised).
+    store_gone: bool,
 }
 
 impl HubTask {
@@ -98,6 +101,7 @@ impl HubTask {
             conns: HashMap::new(),
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
+            store_gone: false,
         }
     }
 
@@ -106,6 +110,10 @@ impl HubTask {
     pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
         loop {
             self.carry_out();
+            if self.store_gone {
+                tracing::error!("the store thread is gone; stopping");
+                break;
+            }
             if self.hub.is_finished() {
                 break;
             }
@@ -197,18 +205,14 @@ impl HubTask {
                     }
                 }
                 Output::Commit(batch) => {
-                    let id = batch.id;
                     if !self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch))) {
-                        tracing::error!("the store thread is gone");
-                        let gone = Err("the store thread is gone".to_string());
-                        self.hub.handle_committed(id, gone, Vec::new(), Vec::new(), clock::now());
+                        self.store_gone = true;
                     }
                 }
                 Output::Load { keys_since, keys_per_user } => {
                     let job = Job::Load { keys_since, keys_per_user };
                     if !self.writer.as_ref().is_some_and(|w| w.send(job)) {
-                        let gone = Err("the store thread is gone".to_string());
-                        self.hub.handle_loaded(gone, clock::now());
+                        self.store_gone = true;
                     }
                 }
                 Output::Hash(job) => self.hash(job),

@@ -131,6 +131,11 @@ impl Files {
         held.saturating_add(pending)
     }
 
+    /// The FILE-COMMITs waiting on an upload's verification.
+    pub(crate) fn pending_commits(&self) -> Vec<Req> {
+        self.uploads.values().filter_map(|u| u.commit).collect()
+    }
+
     /// Drops the files of a conversation that is gone.
     pub(crate) fn forget_conv(&mut self, key: &ConvKey) {
         for id in self.by_conv.remove(key).unwrap_or_default() {
@@ -296,7 +301,11 @@ impl Hub {
     pub(super) fn on_disk(&mut self, done: DiskDone, now: Millis) {
         match done {
             DiskDone::Chunk { req: (conn, id), file, offset, len, result } => {
-                let Some(u) = self.files.uploads.get_mut(&file) else { return };
+                // A reload (after a failed commit) may have dropped the upload: the
+                // chunk still gets its answer.
+                let Some(u) = self.files.uploads.get_mut(&file) else {
+                    return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+                };
                 // Saturating: a reload after a failed commit starts the count afresh
                 // while chunks of before may still be finishing.
                 u.writing = u.writing.saturating_sub(1);
@@ -334,7 +343,12 @@ impl Hub {
             }
             DiskDone::Finished { file, result } => {
                 let Some(u) = self.files.uploads.remove(&file) else { return };
-                let Some((conn, id)) = u.commit else { return };
+                let Some((conn, id)) = u.commit else {
+                    // A reload replaced the upload while it was verified: its commit
+                    // was answered then; it stays for another commit.
+                    self.files.uploads.insert(file, Upload::resumed(u.rec));
+                    return;
+                };
                 let rec = u.rec;
                 match result {
                     Ok(true) => {

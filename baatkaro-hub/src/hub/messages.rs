@@ -67,7 +67,7 @@ impl Hub {
         let fp = fingerprint(&to, text.as_bytes());
         let resolved = self.resolve(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
-        let key_check = u.keys.check(&key, to, fp, now, window);
+        let key_check = u.keys.check(&key, fp, now, window);
         let reader = resolved.map(|_| ());
         match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
             Err(failure) => return self.reply(conn, id, Err(failure)),
@@ -179,6 +179,12 @@ impl Hub {
             Err(code) => return self.reply(conn, id, Err(Failure::new(code))),
         };
         let page = u32::try_from(self.cfg.limits.page).unwrap_or(u32::MAX);
+        // Half the queue for all of the connection's pages under way: a page never
+        // makes its own reader a slow consumer, and reads pipelined behind it get
+        // what is left (one event at least) instead of a page each.
+        let used = self.reading.entry(conn).or_default();
+        let budget = (self.cfg.limits.queue / 2).saturating_sub(*used);
+        *used += budget;
         let query = HistoryQuery {
             conv: key,
             after: match range {
@@ -187,19 +193,21 @@ impl Hub {
             },
             limit: limit.min(page),
             upto: latest,
-            // Half the queue: a page never makes its own reader a slow consumer.
-            max_bytes: self.cfg.limits.queue / 2,
+            max_bytes: budget,
         };
         let token = self.next_token;
         self.next_token += 1;
-        self.reads.insert(token, PendingRead { conn, id, conv, latest });
+        self.reads.insert(token, PendingRead { conn, id, conv, latest, budget });
         self.open.reads.push((token, query));
     }
 
     pub(super) fn read_done(&mut self, token: u64, page: Result<HistoryPage, String>) {
-        let Some(PendingRead { conn, id, conv, latest }) = self.reads.remove(&token) else {
+        let Some(PendingRead { conn, id, conv, latest, budget }) = self.reads.remove(&token) else {
             return;
         };
+        if let Some(used) = self.reading.get_mut(&conn) {
+            *used = used.saturating_sub(budget);
+        }
         let page = match page {
             Ok(page) => page,
             Err(e) => {

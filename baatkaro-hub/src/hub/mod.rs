@@ -109,6 +109,8 @@ struct PendingRead {
     id: RequestId,
     conv: baatkaro_proto::Conversation,
     latest: Seq,
+    /// The bytes its page may take, counted against its connection's read budget.
+    budget: u64,
 }
 
 /// A batch at the store, with what waits on it.
@@ -225,6 +227,10 @@ pub struct Hub {
     open_bytes: u64,
     in_flight: VecDeque<InFlight>,
     reads: HashMap<u64, PendingRead>,
+    /// Bytes the pages of each connection's unanswered HISTORY reads may take: at
+    /// most half of `queue` in all, so that pipelined reads cannot make the store
+    /// build more than that for one connection (a page takes one event at least).
+    reading: HashMap<ConnId, u64>,
     next_batch: u64,
     next_token: u64,
     files: files::Files,
@@ -273,6 +279,7 @@ impl Hub {
             open_bytes: 0,
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
+            reading: HashMap::new(),
             next_batch: 1,
             next_token: 1,
             files: files::Files::default(),
@@ -348,6 +355,15 @@ impl Hub {
             }
         }
         self.next_group_id = snap.next_group_id;
+        // A FILE-COMMIT whose upload was being verified is answered now: the upload
+        // it names is replaced by the store's.
+        for req in self.files.pending_commits() {
+            self.deliver(Out::Reply {
+                conn: req.0,
+                id: req.1,
+                result: Err(Failure::new(ErrorCode::Internal)),
+            });
+        }
         self.files = files::Files::load(snap.uploads, snap.files, snap.contents, self.file_prefix);
         // Sessions stay logged in across a reload; accounts they name are durable.
         self.sessions_epoch += 1;
@@ -578,6 +594,9 @@ impl Hub {
         if !has_work && !self.open_outs.is_empty() {
             // Nothing to make durable: these wait only on what is already at the store.
             let outs = std::mem::take(&mut self.open_outs);
+            // Their bytes leave the open batch with them (else presence events alone
+            // could fill it for good).
+            self.open_bytes = 0;
             match self.in_flight.back_mut() {
                 Some(last) => last.outs.extend(outs),
                 None => self.deliver_all(&mut { outs }),
@@ -670,14 +689,16 @@ impl Hub {
                 Out::Frame { .. } => None,
             })
             .collect();
-        let tokens =
-            reads.into_iter().map(|(t, _)| t).chain(self.open.reads.iter().map(|(t, _)| *t));
-        for token in tokens.collect::<Vec<_>>() {
-            if let Some(p) = self.reads.remove(&token) {
-                replies.push(internal(p.conn, p.id));
-            }
+        // Every read waiting, whichever batch it came in (the other batch at the store
+        // is void too), is answered: an unanswered one would hold its connection's
+        // later replies for good.
+        drop(reads);
+        let mut waiting: Vec<_> = std::mem::take(&mut self.reads).into_iter().collect();
+        waiting.sort_by_key(|(token, _)| *token);
+        for (_, p) in waiting {
+            replies.push(internal(p.conn, p.id));
         }
-        self.reads.clear();
+        self.reading.clear();
         self.open = Batch::default();
         self.open_bytes = 0;
         for (conn, id, result) in replies {
@@ -755,6 +776,11 @@ impl Hub {
 
     /// Periodic housekeeping: expired requests and invites, idle attempt budgets.
     fn sweep(&mut self, now: Millis) {
+        // Not against the state a reload is about to replace: what it staged would
+        // commit against the state loaded after.
+        if self.reloading {
+            return;
+        }
         let expired: Vec<_> = self
             .groups
             .values_mut()

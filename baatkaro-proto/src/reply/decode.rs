@@ -152,7 +152,8 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
 /// Every limit key of version 1's first edition must be present; a key added since
 /// may be missing and then takes its stated value ([`Limits::absent`]); unknown keys
 /// are ignored (SPEC.md section 10), so that servers and clients of different ages
-/// understand each other. Every value is at most [`LIMIT_VALUE_MAX`].
+/// understand each other. Every value is at most [`LIMIT_VALUE_MAX`], except that the
+/// keys of the first edition take any `number`, as older servers may send one.
 fn hello(args: &[u8]) -> Result<OkReply, PError> {
     let (rest, (version, server)) = (arg(number), arg(software)).parse(args)?;
     let version = u16::try_from(version)
@@ -189,10 +190,14 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
             features = list;
             continue;
         }
+        let index = Limits::KEYS.iter().position(|k| k.as_bytes() == key);
+        // Keys of the first edition took any `number`, which older servers may still
+        // send; every other value is a `limit-value`.
+        let first_edition = index.is_some_and(|i| Limits::absent(Limits::KEYS[i]).is_none());
         let n = parse_number(value)
-            .filter(|n| *n <= LIMIT_VALUE_MAX)
+            .filter(|n| first_edition || *n <= LIMIT_VALUE_MAX)
             .ok_or_else(|| PError::syntax("limit value is not a number of at most 14 digits"))?;
-        let Some(index) = Limits::KEYS.iter().position(|k| k.as_bytes() == key) else {
+        let Some(index) = index else {
             continue;
         };
         if seen & (1 << index) != 0 {

@@ -224,16 +224,27 @@ impl Session {
         self.state == SessionState::Closed
     }
 
-    /// Whether the session takes more input: false once it is closed, while
-    /// `inflight` requests await their replies, while those without a final reply
-    /// carry `queue` bytes of chunk payload or more, and while the frame budget is
-    /// spent (stop reading the socket then; TCP slows the client down).
+    /// Whether the session takes more input: false once it is closed, while a LOGIN
+    /// or REGISTER awaits its answer, while `inflight` requests await their replies,
+    /// while those without a final reply carry `queue` bytes of chunk payload or more,
+    /// while half of `queue` or more waits for the client to read it, and while the
+    /// frame budget is spent (stop reading the socket then; TCP slows the client
+    /// down, and what it sends waits in the socket, not in the server).
     pub fn wants_input(&self) -> bool {
         self.state != SessionState::Closed
             && !self.closing
             && self.throttled.is_none()
+            && self.login_paused.is_none()
             && (self.pending.len() as u64) < self.config.limits.inflight
             && (self.carried as u64) < self.config.limits.queue
+            && (self.queued() as u64) < self.config.limits.queue / 2
+    }
+
+    /// How many bytes of output are on their way to the client: queued or handed
+    /// out and not yet written, not counting replies held back for the reply order.
+    /// A server streaming a long reply (a download) waits for this to be low.
+    pub fn unsent(&self) -> usize {
+        self.out.len() + self.ready_bytes + self.in_transit
     }
 
     /// How many bytes of output wait for the client: queued, held back for the reply
@@ -288,6 +299,10 @@ impl Session {
     /// `n` bytes of what [`Session::poll_transmit`] handed out reached the socket.
     pub fn handle_written(&mut self, n: usize) {
         self.in_transit = self.in_transit.saturating_sub(n);
+        // Frames that waited in the decoder while the output was large can go on.
+        if self.state != SessionState::Closed && self.decoder.buffered() > 0 {
+            self.decode();
+        }
     }
 
     /// The deadline from [`Session::poll_timeout`] has passed (or may have: a call
@@ -455,9 +470,7 @@ impl Session {
 
     /// Whether a LOGIN or REGISTER is waiting for the application's answer.
     fn logging_in(&self) -> bool {
-        self.pending
-            .iter()
-            .any(|p| p.done.is_none() && matches!(p.verb, Verb::Login | Verb::Register))
+        self.login_paused.is_some()
     }
 
     fn idle_deadline(&self) -> Millis {

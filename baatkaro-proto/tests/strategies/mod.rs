@@ -258,7 +258,7 @@ pub(crate) fn features() -> BoxedStrategy<Features> {
     vec(feature(), 0..=Features::MAX).prop_map(|v| Features::new(v).expect("at most 8")).boxed()
 }
 
-/// A limit's value: `limit-value = 1*14DIGIT`, with the edges likelier.
+/// A limit's value: `limit-value = "0" / (%x31-39 *13DIGIT)`, with the edges likelier.
 pub(crate) fn limit_value() -> BoxedStrategy<u64> {
     prop_oneof![
         1 => Just(LIMIT_VALUE_MAX),
