@@ -18,5 +18,5 @@ pub mod store;
 pub use hub::{Hub, HubConfig, IN_FLIGHT};
 pub use output::{
     ConnId, Delivery, DiskDone, DiskJob, Download, HashDone, HashJob, HashKind, HashOutcome,
-    Output, Req,
+    ListReply, Output, Req,
 };

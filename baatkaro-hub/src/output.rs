@@ -24,6 +24,10 @@ pub enum Output {
     Deliver {
         /// The connection.
         conn: ConnId,
+        /// The batch's encoded events, shared by every connection it goes to
+        /// ([`Delivery::Frame`] names them by index): one reference per connection
+        /// and batch, not per event.
+        frames: std::sync::Arc<[Bytes]>,
         /// What it gets.
         list: Vec<Delivery>,
     },
@@ -59,7 +63,8 @@ pub enum Output {
     Disk(DiskJob),
 }
 
-/// One output for a connection.
+/// One output for a connection. Small (32 bytes): a batch's share for one connection
+/// of a large group is mostly frames, one of these each.
 #[derive(Debug)]
 pub enum Delivery {
     /// A final reply.
@@ -67,25 +72,29 @@ pub enum Delivery {
         /// The request.
         id: RequestId,
         /// Its answer.
-        result: Result<OkReply, Failure>,
+        result: Box<Result<OkReply, Failure>>,
     },
     /// The items of a list reply, then the reply.
-    List {
-        /// The request.
-        id: RequestId,
-        /// Its items, in order.
-        items: Vec<Item>,
-        /// Its answer.
-        result: Result<OkReply, Failure>,
-    },
-    /// An encoded event, shared by every connection it goes to.
+    List(Box<ListReply>),
+    /// One of the batch's encoded events.
     Frame {
-        /// The frame's bytes.
-        bytes: Bytes,
+        /// Its index in the batch's frames.
+        index: u32,
         /// Set when this connection's own request caused it: it goes right after
         /// that request's final reply (SPEC.md section 5.1).
         after: Option<RequestId>,
     },
+}
+
+/// A list reply: its items, then its final reply.
+#[derive(Debug)]
+pub struct ListReply {
+    /// The request.
+    pub id: RequestId,
+    /// Its items, in order.
+    pub items: Vec<Item>,
+    /// Its answer.
+    pub result: Result<OkReply, Failure>,
 }
 
 /// One FILE-GET, checked: the range to send from a file's content.

@@ -367,21 +367,24 @@ impl Sim {
         while let Some(output) = self.hub.poll_output() {
             any = true;
             match output {
-                Output::Deliver { conn, list } => {
+                Output::Deliver { conn, frames, list } => {
                     let session = &mut self.conns[conn as usize].session;
                     for delivery in list {
                         match delivery {
-                            Delivery::Reply { id, result } => session.reply(id, result, self.now),
-                            Delivery::List { id, items, result } => {
-                                for item in &items {
-                                    session.item(id, item);
+                            Delivery::Reply { id, result } => session.reply(id, *result, self.now),
+                            Delivery::List(list) => {
+                                for item in &list.items {
+                                    session.item(list.id, item);
                                 }
-                                session.reply(id, result, self.now);
+                                session.reply(list.id, list.result, self.now);
                             }
-                            Delivery::Frame { bytes, after: Some(id) } => {
-                                session.send_encoded_after(id, &bytes)
+                            Delivery::Frame { index, after } => {
+                                let bytes = &frames[index as usize];
+                                match after {
+                                    Some(id) => session.send_encoded_after(id, bytes),
+                                    None => session.send_encoded(bytes),
+                                }
                             }
-                            Delivery::Frame { bytes, after: None } => session.send_encoded(&bytes),
                         }
                     }
                 }

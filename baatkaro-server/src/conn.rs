@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baatkaro_direct_io::ContentFile;
-use baatkaro_hub::{ConnId, Delivery, Download};
+use baatkaro_hub::{ConnId, Delivery, Download, ListReply};
 use baatkaro_proto::session::{Session, SessionEvent};
 use baatkaro_proto::transfer;
 use baatkaro_proto::{ErrorCode, Failure, Item, Millis, OkReply};
@@ -51,7 +51,14 @@ const LINE_COST: usize = 128;
 #[derive(Debug)]
 pub(crate) enum ToConn {
     /// The outputs of a committed batch for this connection, in the batch's order.
-    Deliver(Vec<Delivery>),
+    Deliver {
+        /// The batch's frames, which the list names by index.
+        frames: Arc<[Bytes]>,
+        /// The outputs.
+        list: Vec<Delivery>,
+        /// What they were counted as in the connection's backlog.
+        cost: usize,
+    },
     /// A FILE-GET to stream: its chunks are read as the queue drains.
     Download(Download),
     /// Say goodbye with this BYE and close (shutting down, a slow consumer).
@@ -59,11 +66,11 @@ pub(crate) enum ToConn {
 }
 
 /// What a delivery is taken to add to the connection's backlog.
-fn cost(delivery: &Delivery) -> usize {
+fn cost(frames: &[Bytes], delivery: &Delivery) -> usize {
     match delivery {
         Delivery::Reply { .. } => LINE_COST,
-        Delivery::List { items, .. } => LINE_COST * (items.len() + 1),
-        Delivery::Frame { bytes, .. } => bytes.len(),
+        Delivery::List(list) => LINE_COST * (list.items.len() + 1),
+        Delivery::Frame { index, .. } => frames.get(*index as usize).map_or(0, Bytes::len),
     }
 }
 /// The hub's end of a connection.
@@ -78,13 +85,13 @@ impl ConnHandle {
     /// Sends a batch's deliveries, unless the connection is gone or has more than
     /// `limit` bytes it has not taken in yet: then false, and the caller closes it as
     /// a slow consumer ([`ConnHandle::close`]).
-    pub(crate) fn deliver(&self, list: Vec<Delivery>, limit: usize) -> bool {
-        let cost: usize = list.iter().map(cost).sum();
+    pub(crate) fn deliver(&self, frames: Arc<[Bytes]>, list: Vec<Delivery>, limit: usize) -> bool {
+        let cost: usize = list.iter().map(|d| cost(&frames, d)).sum();
         if self.backlog.load(Ordering::Relaxed) > limit {
             return false;
         }
         self.backlog.fetch_add(cost, Ordering::Relaxed);
-        self.tx.send(ToConn::Deliver(list)).is_ok()
+        self.tx.send(ToConn::Deliver { frames, list, cost }).is_ok()
     }
 
     /// Hands the connection a download to stream.
@@ -231,6 +238,7 @@ impl Connection {
     {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
+        let mut armed = None;
         loop {
             if !self.pass_requests().await {
                 self.session.close(shutting_down());
@@ -243,8 +251,13 @@ impl Connection {
                 return End::Close;
             }
             let deadline = self.session.poll_timeout();
-            if let Some(at) = deadline {
-                timer.as_mut().reset(instant_of(at));
+            // Re-armed only when the deadline moved: resetting a timer takes a lock
+            // in the runtime's timer wheel, and most turns leave it where it was.
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(instant_of(at));
+                }
+                armed = deadline;
             }
             let wants_input = self.session.wants_input();
             if wants_input {
@@ -280,7 +293,11 @@ impl Connection {
                 read = chunk_read(&mut self.reading), if self.reading.is_some() => {
                     self.chunk_read(read)
                 }
-                () = &mut timer, if deadline.is_some() => self.session.handle_timeout(clock::now()),
+                () = &mut timer, if deadline.is_some() => {
+                    // A deadline that passed early (the clock moved) is armed again.
+                    armed = None;
+                    self.session.handle_timeout(clock::now());
+                }
             }
         }
     }
@@ -324,22 +341,25 @@ impl Connection {
     fn apply(&mut self, msg: ToConn) {
         let now = clock::now();
         match msg {
-            ToConn::Deliver(list) => {
-                let cost: usize = list.iter().map(cost).sum();
+            ToConn::Deliver { frames, list, cost } => {
                 for delivery in list {
                     let s = &mut self.session;
                     match delivery {
-                        Delivery::Reply { id, result } => s.reply(id, result, now),
-                        Delivery::List { id, items, result } => {
+                        Delivery::Reply { id, result } => s.reply(id, *result, now),
+                        Delivery::List(list) => {
+                            let ListReply { id, items, result } = *list;
                             for item in &items {
                                 s.item(id, item);
                             }
                             s.reply(id, result, now);
                         }
-                        Delivery::Frame { bytes, after: Some(id) } => {
-                            s.send_encoded_after(id, &bytes)
+                        Delivery::Frame { index, after } => {
+                            let Some(bytes) = frames.get(index as usize) else { continue };
+                            match after {
+                                Some(id) => s.send_encoded_after(id, bytes),
+                                None => s.send_encoded(bytes),
+                            }
                         }
-                        Delivery::Frame { bytes, after: None } => s.send_encoded(&bytes),
                     }
                     // Past `queue` the session closed itself: the rest is not queued.
                     if s.is_closed() {

@@ -185,12 +185,12 @@ impl HubTask {
     fn carry_out(&mut self) {
         while let Some(output) = self.hub.poll_output() {
             match output {
-                Output::Deliver { conn, list } => {
+                Output::Deliver { conn, frames, list } => {
                     let Some(handle) = self.conns.get(&conn) else { continue };
                     // A connection that has not taken in `queue` bytes sent it is too
                     // slow to keep up (SPEC.md section 5.4); its session checks the
                     // bytes it took in.
-                    if !handle.deliver(list, self.backlog_limit) {
+                    if !handle.deliver(frames, list, self.backlog_limit) {
                         handle.close(Failure::new(ErrorCode::SlowConsumer));
                     }
                 }

@@ -41,7 +41,7 @@ use baatkaro_proto::{
 };
 use bytes::Bytes;
 
-use crate::output::{ConnId, Delivery, DiskDone, HashDone, Output};
+use crate::output::{ConnId, Delivery, DiskDone, HashDone, ListReply, Output};
 use crate::store::{Batch, ConvKey, HistoryPage, Snapshot, Write};
 
 /// How many batches may be committing at the store at once.
@@ -220,6 +220,8 @@ pub struct Hub {
     spare_outs: Vec<Out>,
     /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
     touched: Vec<ConnId>,
+    /// Scratch for [`Hub::deliver_all`]: each output's index among the frames.
+    frame_index: Vec<u32>,
     /// The time of the newest idempotency key the store may still hold past its
     /// window (none once all are pruned).
     newest_key: Option<Millis>,
@@ -275,6 +277,7 @@ impl Hub {
             spare_writes: Vec::new(),
             spare_outs: Vec::new(),
             touched: Vec::new(),
+            frame_index: Vec::new(),
             newest_key: None,
             open_bytes: 0,
             in_flight: VecDeque::new(),
@@ -715,6 +718,17 @@ impl Hub {
     /// batch is routed, and one send per connection after.
     fn deliver_all(&mut self, outs: &mut [Out]) {
         let mut touched = std::mem::take(&mut self.touched);
+        // The batch's frames, shared by all its connections; each output's index in it.
+        let mut frames = Vec::new();
+        let mut index = std::mem::take(&mut self.frame_index);
+        index.clear();
+        for out in outs.iter() {
+            index.push(frames.len() as u32);
+            if let Out::Frame { bytes, .. } = out {
+                frames.push(bytes.clone());
+            }
+        }
+        let frames: Arc<[Bytes]> = frames.into();
         for (i, out) in outs.iter().enumerate() {
             let mut add = |conn: ConnId| {
                 if let Some(rec) = self.conns.get_mut(&conn) {
@@ -736,16 +750,17 @@ impl Hub {
                 // A reply has one reader, so its result is taken, not cloned.
                 let void = || Err(Failure::new(ErrorCode::Internal));
                 list.push(match &mut outs[i] {
-                    Out::Reply { id, result, .. } => {
-                        Delivery::Reply { id: *id, result: std::mem::replace(result, void()) }
-                    }
-                    Out::List { id, items, result, .. } => Delivery::List {
+                    Out::Reply { id, result, .. } => Delivery::Reply {
+                        id: *id,
+                        result: Box::new(std::mem::replace(result, void())),
+                    },
+                    Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
                         id: *id,
                         items: std::mem::take(items),
                         result: std::mem::replace(result, void()),
-                    },
-                    Out::Frame { bytes, cause, .. } => Delivery::Frame {
-                        bytes: bytes.clone(),
+                    })),
+                    Out::Frame { cause, .. } => Delivery::Frame {
+                        index: index[i],
                         after: cause.filter(|(c, _)| *c == conn).map(|(_, id)| id),
                     },
                 });
@@ -753,10 +768,11 @@ impl Hub {
             rec.pending.clear();
             // A burst must not leave every connection holding its largest batch.
             rec.pending.shrink_to(PENDING_KEEP);
-            self.outputs.push_back(Output::Deliver { conn, list });
+            self.outputs.push_back(Output::Deliver { conn, frames: frames.clone(), list });
         }
         touched.clear();
         self.touched = touched;
+        self.frame_index = index;
     }
 
     /// Writes one output into its sessions, as [`Hub::deliver_all`] does a batch.
