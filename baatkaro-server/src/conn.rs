@@ -287,7 +287,7 @@ impl Connection {
                         } else {
                             READ_MIN
                         };
-                        self.session.handle_received(clock::now());
+                        self.session.handle_received(clock::monotonic());
                     }
                 },
                 read = chunk_read(&mut self.reading), if self.reading.is_some() => {
@@ -296,7 +296,7 @@ impl Connection {
                 () = &mut timer, if deadline.is_some() => {
                     // A deadline that passed early (the clock moved) is armed again.
                     armed = None;
-                    self.session.handle_timeout(clock::now());
+                    self.session.handle_timeout(clock::monotonic());
                 }
             }
         }
@@ -339,7 +339,7 @@ impl Connection {
 
     /// Applies what the hub sent.
     fn apply(&mut self, msg: ToConn) {
-        let now = clock::now();
+        let now = clock::monotonic();
         match msg {
             ToConn::Deliver { frames, list, cost } => {
                 for delivery in list {
@@ -407,7 +407,7 @@ impl Connection {
                 let job = &first.job;
                 let reply =
                     OkReply::FileGet { file: job.file, offset: job.offset, length: job.length };
-                self.session.reply(job.id, Ok(reply), clock::now());
+                self.session.reply(job.id, Ok(reply), clock::monotonic());
                 self.downloads.pop_front();
                 continue;
             };
@@ -440,7 +440,7 @@ impl Connection {
             Ok(Err(e)) => Failure::new(disk::code_of(&e)),
             Err(_) => Failure::new(ErrorCode::Internal),
         };
-        self.session.reply(id, Err(failure), clock::now());
+        self.session.reply(id, Err(failure), clock::monotonic());
         self.downloads.pop_front();
     }
 
@@ -517,7 +517,8 @@ fn shutting_down() -> Failure {
     Failure::new(ErrorCode::ShuttingDown)
 }
 
-/// The tokio instant of a session deadline (milliseconds since the epoch).
+/// The tokio instant of a session deadline (on the [`clock::monotonic`] clock,
+/// which is what the session is given).
 fn instant_of(at: Millis) -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(clock::now()))
+    clock::instant_of_monotonic(at)
 }

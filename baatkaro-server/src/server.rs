@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig};
 use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -192,14 +192,15 @@ impl Server {
             };
             let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
             else {
-                tasks.spawn(refuse(stream));
+                tasks.spawn(refuse(stream, REFUSAL));
                 continue;
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tasks.spawn(refuse(stream));
+                tasks.spawn(refuse(stream, REFUSAL));
                 continue;
             };
-            let session = Session::new(session_config.clone(), clock::now());
+            // Sessions run on the monotonic clock: their times are only deadlines.
+            let session = Session::new(session_config.clone(), clock::monotonic());
             let id = next_id;
             next_id += 1;
             // Small frames are batched in user space; Nagle would only add latency.
@@ -223,12 +224,26 @@ impl Server {
     }
 }
 
-/// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes.
-async fn refuse(mut stream: TcpStream) {
+/// How long a refused connection may take to receive its BYE.
+const REFUSAL: Duration = Duration::from_secs(1);
+
+/// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes,
+/// all within `within`.
+async fn refuse(mut stream: TcpStream, within: Duration) {
     let failure =
         Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
     let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+    // The BYE, the end of writing, then what the client sent already is read and
+    // dropped, so that closing does not reset the connection (and destroy the BYE)
+    // under a client that said HELLO first.
+    let _ = tokio::time::timeout(within, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Whether an accept failed for want of file descriptors, the process's (EMFILE)
@@ -295,7 +310,8 @@ impl Spare {
         }
         // Here, not in a task: the spare can be opened again only once this
         // connection's descriptor is closed.
-        refuse(pair.0).await;
+        // Briefly: the accept loop waits on it.
+        refuse(pair.0, Duration::from_millis(50)).await;
         self.reopen();
         AtLimit::Refused
     }

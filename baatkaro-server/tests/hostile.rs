@@ -329,3 +329,22 @@ async fn pipelining_clients_that_never_read_do_not_grow_the_servers_memory() {
     let _ = child.wait();
     assert!(grown < 64 << 20, "the server's peak memory grew by {} MiB", grown >> 20);
 }
+
+/// SPEC.md 7.8: a connection over the limits gets `BYE TOO_MANY_CONNECTIONS`, then the
+/// end — not a reset that destroys the BYE — even when it sent its HELLO (and more)
+/// before the server turned it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_that_spoke_first_still_gets_its_bye() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_per_address = 1;
+    let server = TestServer::start(cfg).await;
+    let _first = Client::register(server.addr, "alice").await;
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(&b"a1 HELLO 1\r\n".repeat(100)).await.unwrap();
+        let frames = read_to_end(&mut s).await;
+        assert_eq!(bye(&frames), Some(ErrorCode::TooManyConnections), "{frames:?}");
+    }
+    server.stop().await;
+}
