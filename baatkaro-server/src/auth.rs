@@ -125,16 +125,21 @@ fn serve(queue: &Mutex<mpsc::Receiver<Job>>, cost: HashCost) {
         // The lock is held only while waiting for a job, never while hashing. A
         // poisoned lock still guards a usable receiver.
         let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok(job) = job else { return };
-        match job.work {
+        let Ok(Job { work, _permit: permit }) = job else { return };
+        // The permit goes back once the work is done, before the answer is sent: so
+        // whoever has the answer finds the thread free again.
+        match work {
             Work::Hash { password, reply } => {
-                let _ = reply.send(memory.hash(cost, &password));
+                let hashed = memory.hash(cost, &password);
+                drop(permit);
+                let _ = reply.send(hashed);
             }
             Work::Verify { password, stored, reply } => {
-                let _ = reply.send(memory.verify(&password, &stored));
+                let checked = memory.verify(&password, &stored);
+                drop(permit);
+                let _ = reply.send(checked);
             }
         }
-        // The permit goes back (the job is dropped) only now that the thread is free.
     }
 }
 
