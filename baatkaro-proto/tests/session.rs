@@ -441,3 +441,21 @@ fn a_logged_in_session_has_no_login_deadline() {
     s.handle_timeout(Limits::default().login * 1000);
     assert!(!s.is_closed());
 }
+
+/// A streamed reply adds its next piece only when it is the next to be answered and
+/// less than half of `queue` is on its way to the client.
+#[test]
+fn a_stream_waits_for_its_turn_and_for_room() {
+    let mut cfg = config(16);
+    cfg.limits.queue = 65_536;
+    let mut s = logged_in(cfg);
+    s.handle_input(b"a GROUPS\r\nb FILE-GET f 0 100000\r\n", 1);
+    let ids = request_ids(&std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
+    assert!(!s.may_stream(ids[1]), "behind a");
+    s.reply(ids[0], Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 2);
+    assert!(s.may_stream(ids[1]));
+    s.send_encoded(&vec![b'x'; 40_000]);
+    assert!(!s.may_stream(ids[1]), "40,000 bytes on their way: more than half the queue");
+    write_out(&mut s);
+    assert!(s.may_stream(ids[1]));
+}

@@ -109,10 +109,19 @@ impl ConnHandle {
 #[derive(Debug)]
 struct Streaming {
     job: Download,
-    /// The chunks still to send.
-    chunks: VecDeque<(u64, u64)>,
+    /// Bytes of the range sent so far: the next chunk starts there. (Not a list of
+    /// the chunks: pipelined FILE-GETs of a large file would each hold thousands.)
+    sent: u64,
     /// The content file, opened at the first chunk and kept.
     file: Option<Arc<ContentFile>>,
+}
+
+impl Streaming {
+    /// The next chunk to send, `(offset, length)`, or `None` once all is sent.
+    fn next_chunk(&self) -> Option<(u64, u64)> {
+        let left = self.job.length - self.sent;
+        transfer::chunks(self.job.offset + self.sent, left, self.job.chunk).next()
+    }
 }
 
 /// What every connection needs from the server.
@@ -122,8 +131,6 @@ pub(crate) struct ConnCtx {
     pub(crate) hub: mpsc::Sender<HubMsg>,
     /// Where shared files are.
     pub(crate) disk: Arc<Disk>,
-    /// The queue a download fills up to before it waits (half of `queue`).
-    pub(crate) room: usize,
     /// How long a closing connection's last frames may take to leave, and its input
     /// is read and dropped meanwhile so that no reset destroys them.
     pub(crate) linger: Duration,
@@ -369,8 +376,7 @@ impl Connection {
                 self.backlog.fetch_sub(cost, Ordering::Relaxed);
             }
             ToConn::Download(job) => {
-                let chunks = transfer::chunks(job.offset, job.length, job.chunk).collect();
-                self.downloads.push_back(Streaming { job, chunks, file: None });
+                self.downloads.push_back(Streaming { job, sent: 0, file: None });
             }
             ToConn::Close(failure) => {
                 if failure.code == ErrorCode::SlowConsumer {
@@ -399,11 +405,10 @@ impl Connection {
     fn stream_downloads(&mut self) {
         while self.reading.is_none() && !self.session.is_closed() {
             let Some(first) = self.downloads.front_mut() else { return };
-            // Replies held behind the download do not count: they wait for it.
-            if !self.session.is_next(first.job.id) || self.session.unsent() >= self.ctx.room {
+            if !self.session.may_stream(first.job.id) {
                 return;
             }
-            let Some((offset, len)) = first.chunks.front().copied() else {
+            let Some((offset, len)) = first.next_chunk() else {
                 let job = &first.job;
                 let reply =
                     OkReply::FileGet { file: job.file, offset: job.offset, length: job.length };
@@ -429,11 +434,12 @@ impl Connection {
     fn chunk_read(&mut self, read: Result<ChunkRead, tokio::task::JoinError>) {
         self.reading = None;
         let Some(first) = self.downloads.front_mut() else { return };
-        let Some((offset, _)) = first.chunks.pop_front() else { return };
+        let Some((offset, len)) = first.next_chunk() else { return };
         let (id, file) = (first.job.id, first.job.file);
         let failure = match read {
             Ok(Ok((data, f))) => {
                 first.file = Some(f);
+                first.sent += len;
                 self.session.item(id, &Item::Chunk { file, offset, data });
                 return;
             }

@@ -124,7 +124,6 @@ impl Server {
         let ctx = ConnCtx {
             hub: hub_tx.clone(),
             disk,
-            room: usize::try_from(cfg.limits.queue / 2).unwrap_or(usize::MAX),
             linger: Duration::from_millis(cfg.linger_ms),
             stopping,
         };

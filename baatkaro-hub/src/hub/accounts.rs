@@ -19,29 +19,24 @@ impl Hub {
     fn attempt(&mut self, conn: ConnId, id: RequestId, now: Millis) -> bool {
         let Some(ip) = self.conns.get(&conn).map(|c| c.peer) else { return false };
         let per_minute = self.cfg.logins_per_minute;
-        if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {
+        let wait = if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {
             // Many addresses at once: forget the quiet ones, and if all are busy, make
             // the newcomer wait rather than grow the table.
             self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 60_000);
-            if self.attempts.len() >= MAX_ADDRESSES {
-                let failure =
-                    Failure { retry_after: Some(60_000), ..Failure::new(ErrorCode::RateLimited) };
-                self.reply(conn, id, Err(failure));
-                return false;
-            }
-        }
-        let (budget, last) =
-            self.attempts.entry(ip).or_insert_with(|| (RateBudget::new(per_minute, now), now));
-        *last = now;
-        match budget.try_take_per(now, per_minute, 60_000, per_minute) {
-            Ok(()) => true,
-            Err(wait) => {
-                let failure =
-                    Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
-                self.reply(conn, id, Err(failure));
-                false
-            }
-        }
+            (self.attempts.len() >= MAX_ADDRESSES).then_some(60_000)
+        } else {
+            None
+        };
+        let wait = wait.or_else(|| {
+            let (budget, last) =
+                self.attempts.entry(ip).or_insert_with(|| (RateBudget::new(per_minute, now), now));
+            *last = now;
+            budget.try_take_per(now, per_minute, 60_000, per_minute).err()
+        });
+        let Some(wait) = wait else { return true };
+        let failure = Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
+        self.reply(conn, id, Err(failure));
+        false
     }
 
     pub(super) fn register(

@@ -242,9 +242,18 @@ impl Session {
 
     /// How many bytes of output are on their way to the client: queued or handed
     /// out and not yet written, not counting replies held back for the reply order.
-    /// A server streaming a long reply (a download) waits for this to be low.
     pub fn unsent(&self) -> usize {
         self.out.len() + self.ready_bytes + self.in_transit
+    }
+
+    /// Whether a long reply streamed piece by piece (a download's chunks) may add its
+    /// next piece now: `id` is the next request to be answered (so its pieces are not
+    /// held behind earlier replies), and less than half of `queue` is on its way to
+    /// the client (replies held behind it do not count: they wait for it). With
+    /// pieces of at most half the queue, a download never makes its own reader a slow
+    /// consumer.
+    pub fn may_stream(&self, id: RequestId) -> bool {
+        self.is_next(id) && (self.unsent() as u64) < self.config.limits.queue / 2
     }
 
     /// How many bytes of output wait for the client: queued, held back for the reply
