@@ -26,6 +26,7 @@ use crate::slash::{self, Typed};
 /// How to log in again after the connection drops.
 pub(crate) struct Login {
     pub(crate) server: String,
+    pub(crate) options: baatkaro_cli::ConnectOptions,
     pub(crate) user: UserName,
     pub(crate) password: Password,
 }
@@ -267,7 +268,7 @@ impl Chat {
 }
 
 async fn connect(login: &Login) -> Result<Client, ClientError> {
-    let mut client = Client::connect(login.server.as_str()).await?;
+    let mut client = Client::connect_with(login.server.as_str(), &login.options).await?;
     client.login(login.user, login.password.clone()).await?;
     Ok(client)
 }

@@ -26,15 +26,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baatkaro_proto::transport::{Address, AddressError, Host, plaintext_allowed};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Features, HistoryRange, IdemKey,
     Item, Limits, Millis, OkReply, Password, Request, Seq, ServerFrame, ServerFrameDecoder,
     Software, StoredEvent, Tag, Text, UserName, ValidationError, Versions,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::tls::{self, ConnectOptions, TlsInfo, TrustError};
+
+/// A byte stream to the server: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// The writing half of the connection, shared by requests and the keepalive.
+type Writer = Arc<tokio::sync::Mutex<WriteHalf<Box<dyn Transport>>>>;
 
 /// Events queued for the application before the oldest are dropped (and counted:
 /// stored ones can always be fetched again with HISTORY).
@@ -58,6 +67,18 @@ pub enum ClientError {
     /// Connecting or writing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The server's address could not be read.
+    #[error("bad server address: {0}")]
+    Address(#[from] AddressError),
+    /// The server's TLS certificate was not trusted.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A password or token would have crossed the network in clear (SPEC.md 11.7).
+    #[error(
+        "refusing to send a password in clear to {0}, which is not this machine: connect \
+         with baatkaros://, or say --insecure-plaintext if the network is trusted"
+    )]
+    Plaintext(std::net::SocketAddr),
 }
 
 impl ClientError {
@@ -106,7 +127,7 @@ struct Shared {
 
 /// A connection to a server.
 pub struct Client {
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    writer: Writer,
     shared: Arc<Mutex<Shared>>,
     events: mpsc::Receiver<ClientEvent>,
     next_tag: AtomicU64,
@@ -117,6 +138,12 @@ pub struct Client {
     /// Sends PING while the connection lasts, so the server's idle timeout never
     /// closes a client that is only listening (SPEC.md section 4).
     keepalive: Option<tokio::task::JoinHandle<()>>,
+    /// The server's socket address.
+    peer: std::net::SocketAddr,
+    /// The certificate, when the connection is TLS.
+    tls: Option<TlsInfo>,
+    /// Whether secrets may go over plain text beyond loopback.
+    insecure_plaintext: bool,
 }
 
 impl Drop for Client {
@@ -133,11 +160,30 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 impl Client {
-    /// Connects and says HELLO.
-    pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        let (mut rd, wr) = stream.into_split();
+    /// Connects to `addr` (`host:port`, `baatkaro://host:port`, or
+    /// `baatkaros://host:port` for TLS, trusting the system's CAs only) and says
+    /// HELLO.
+    pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+        Self::connect_with(addr, &ConnectOptions::default()).await
+    }
+
+    /// Connects as [`connect`](Self::connect), trusting the server and sending
+    /// secrets as `options` say.
+    pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let addr: Address = addr.parse()?;
+        let tcp = match &addr.host {
+            Host::Ip(ip) => TcpStream::connect((*ip, addr.port)).await?,
+            Host::Name(name) => TcpStream::connect((name.as_str(), addr.port)).await?,
+        };
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp.peer_addr()?;
+        let (stream, tls): (Box<dyn Transport>, _) = if addr.tls {
+            let (stream, info) = tls::handshake(tcp, &addr, options).await?;
+            (Box::new(stream), Some(info))
+        } else {
+            (Box::new(tcp), None)
+        };
+        let (mut rd, wr) = tokio::io::split(stream);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         let reader_shared = shared.clone();
@@ -194,6 +240,9 @@ impl Client {
             user: None,
             reader,
             keepalive: None,
+            peer,
+            tls,
+            insecure_plaintext: options.insecure_plaintext,
         };
         let software = Software::new(concat!("baatkaro-cli/", env!("CARGO_PKG_VERSION")))?;
         let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
@@ -220,8 +269,25 @@ impl Client {
         self.user
     }
 
+    /// The server's certificate and why it was trusted, on a TLS connection.
+    pub fn tls(&self) -> Option<TlsInfo> {
+        self.tls
+    }
+
+    /// Refuses, before it is written, a secret (a password or a token) that would
+    /// cross the network in clear: on plain text to an address that is not
+    /// loopback, unless the options insisted (SPEC.md 11.7).
+    pub fn check_secret_may_travel(&self) -> Result<(), ClientError> {
+        if self.tls.is_some() || plaintext_allowed(self.peer.ip(), self.insecure_plaintext) {
+            Ok(())
+        } else {
+            Err(ClientError::Plaintext(self.peer))
+        }
+    }
+
     /// Logs in.
     pub async fn login(&mut self, user: UserName, password: Password) -> Result<(), ClientError> {
+        self.check_secret_may_travel()?;
         self.ok(Command::Login { user, password }).await?;
         self.user = Some(user);
         Ok(())
@@ -233,6 +299,7 @@ impl Client {
         user: UserName,
         password: Password,
     ) -> Result<(), ClientError> {
+        self.check_secret_may_travel()?;
         self.ok(Command::Register { user, password }).await?;
         self.user = Some(user);
         Ok(())
@@ -364,8 +431,9 @@ impl Client {
     }
 }
 
-/// Writes all of `parts`, in order, in as few system calls as the socket allows.
-async fn write_parts(w: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result<()> {
+/// Writes all of `parts`, in order, in as few system calls as the socket allows,
+/// and flushes them (TLS holds records until flushed).
+async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
     let mut slices: Vec<std::io::IoSlice<'_>> =
         parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
     let mut rest = &mut slices[..];
@@ -377,19 +445,19 @@ async fn write_parts(w: &mut OwnedWriteHalf, parts: &[&[u8]]) -> std::io::Result
         }
         std::io::IoSlice::advance_slices(&mut rest, n);
     }
-    Ok(())
+    w.flush().await
 }
 
 /// Sends a PING every `every` (half the server's `idle`) until the connection breaks.
 /// Its reply carries a tag no request waits on, so it is dropped on arrival.
-async fn keepalive(writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>, every: Duration) {
+async fn keepalive(writer: Writer, every: Duration) {
     let tag = Tag::new("keepalive").unwrap_or_else(|_| unreachable!("a valid tag"));
     let ping = Request { tag, command: Command::Ping }.to_bytes();
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if writer.lock().await.write_all(&ping).await.is_err() {
+        if write_parts(&mut *writer.lock().await, &[&ping]).await.is_err() {
             return;
         }
     }

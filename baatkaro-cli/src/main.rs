@@ -14,7 +14,8 @@ mod slash;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baatkaro_cli::{Client, ClientError};
+use baatkaro_cli::{Client, ClientError, ConnectOptions, TlsInfo, Trust};
+use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{
     Conversation, FileId, FileName, GroupName, JoinRule, Password, Seq, Text, UserName,
 };
@@ -26,9 +27,24 @@ use actions::{Action, Printer};
 #[derive(Parser, Debug)]
 #[command(name = "baatkaro", version, about)]
 struct Cli {
-    /// The server's address.
-    #[arg(long, global = true, default_value = "127.0.0.1:7667", value_name = "ADDR")]
+    /// The server's address: `host:port` in plain text, `baatkaros://host:port` for TLS.
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:7667",
+        value_name = "ADDR",
+        env = "BAATKARO_SERVER"
+    )]
     server: String,
+    /// With TLS, trust only the CAs in this PEM file [default: the system's trust store].
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// With TLS, accept exactly the certificate with this SHA-256 (as the server logs it).
+    #[arg(long, global = true, value_name = "SHA256")]
+    fingerprint: Option<Fingerprint>,
+    /// Send the password in clear to a server that is not on this machine.
+    #[arg(long, global = true)]
+    insecure_plaintext: bool,
     /// Who to log in as [default: the user of the last `login` or `register`].
     // Its own id: subcommands have a positional USER, which must not overwrite it.
     #[arg(long = "user", global = true, value_name = "NAME", env = "BAATKARO_USER")]
@@ -219,6 +235,17 @@ impl Settings {
         std::fs::read_to_string(dir.join("user")).ok()?.trim().parse().ok()
     }
 
+    /// How to reach servers: the command line's trust settings, and servers
+    /// pinned on first use in `known_hosts` in the settings directory.
+    fn connect_options(&self, cli: &Cli) -> ConnectOptions {
+        ConnectOptions {
+            ca: cli.ca.clone(),
+            fingerprint: cli.fingerprint,
+            known_hosts: self.dir.as_ref().map(|d| d.join("known_hosts")),
+            insecure_plaintext: cli.insecure_plaintext,
+        }
+    }
+
     fn remember_user(&self, user: UserName) {
         // Best effort: a client that cannot save its settings still works.
         if let Some(dir) = &self.dir
@@ -260,8 +287,19 @@ async fn session(
             "who are you? give --user NAME (or run `baatkaro login --user NAME` once)".into(),
         )
     })?;
+    let options = settings.connect_options(cli);
+    let mut client = Client::connect_with(cli.server.as_str(), &options).await?;
+    if let Some(TlsInfo { fingerprint, trust: Trust::FirstUse }) = client.tls() {
+        eprintln!(
+            "baatkaro: first connection to {}: pinned its certificate {fingerprint} in {}; \
+             check it against the fingerprint in the server's log",
+            cli.server,
+            options.known_hosts.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    // After the handshake: a password is not asked for before it could be refused.
+    client.check_secret_may_travel()?;
     let pw = password(cli, user)?;
-    let mut client = Client::connect(cli.server.as_str()).await?;
     if register {
         client.register(user, pw.clone()).await?;
     } else {
@@ -341,7 +379,12 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             let (client, password) = session(&cli, &settings, register).await?;
             let user = client.user().ok_or_else(|| Fail::Usage("not logged in".into()))?;
             settings.remember_user(user);
-            let login = chat::Login { server: cli.server.clone(), user, password };
+            let login = chat::Login {
+                server: cli.server.clone(),
+                options: settings.connect_options(&cli),
+                user,
+                password,
+            };
             chat::run(client, login, printer).await
         }
         Some(Sub::Register | Sub::Login) => {

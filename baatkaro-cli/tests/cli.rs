@@ -416,7 +416,7 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
 
     // An upload cut after its first chunk (made here through the protocol) is
     // finished by `upload`, which sends only what the server lacks.
-    let mut raw = baatkaro_cli::Client::connect(addr).await.unwrap();
+    let mut raw = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
     raw.login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
         .await
         .unwrap();
@@ -486,7 +486,7 @@ async fn a_client_that_only_listens_is_not_closed_for_idleness() {
     let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
     }));
-    let mut client = baatkaro_cli::Client::connect(addr).await.unwrap();
+    let mut client = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
     let password = baatkaro_proto::Password::new("pw-idle").unwrap();
     client.register("idler".parse().unwrap(), password).await.unwrap();
     // Nothing arrives, not even a BYE, while three idle timeouts pass.

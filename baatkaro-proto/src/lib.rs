@@ -56,6 +56,7 @@ mod reply;
 pub mod rules;
 pub mod session;
 pub mod transfer;
+pub mod transport;
 pub mod types;
 mod wire;
 

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use baatkaro_proto::transport::plaintext_allowed;
 use baatkaro_proto::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
 use serde::Deserialize;
+
+use crate::tls::TlsSource;
 
 /// Where the server listens when told nothing else.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7667";
@@ -107,6 +110,13 @@ pub struct Config {
     /// Milliseconds a connection the server closes may take to receive its last
     /// frames (a BYE), while its input is read and dropped.
     pub linger_ms: u64,
+    /// Where the TLS certificate comes from; `None` serves plain text.
+    pub tls: Option<TlsSource>,
+    /// Milliseconds a new connection has to complete its TLS handshake.
+    pub tls_handshake_ms: u64,
+    /// Whether plain text may be served on an address other than loopback: for
+    /// a server behind a TLS-terminating proxy, or a network the operator trusts.
+    pub insecure_plaintext: bool,
 }
 
 impl Config {
@@ -129,6 +139,9 @@ impl Config {
             shutdown_retry_ms: 5_000,
             direct_io: true,
             linger_ms: 5_000,
+            tls: None,
+            tls_handshake_ms: 10_000,
+            insecure_plaintext: false,
         }
     }
 
@@ -182,6 +195,12 @@ impl Config {
         if self.linger_ms > 600_000 {
             return Err(ConfigError::Other("linger_ms must be at most 600000".into()));
         }
+        if self.tls_handshake_ms == 0 || self.tls_handshake_ms > 600_000 {
+            return Err(ConfigError::Other("tls_handshake_ms must be between 1 and 600000".into()));
+        }
+        if self.tls.is_none() && !plaintext_allowed(self.listen.ip(), self.insecure_plaintext) {
+            return Err(ConfigError::Plaintext(self.listen));
+        }
         if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)
             || self.logins_per_minute == 0
             || self.frames_per_second == 0
@@ -225,6 +244,14 @@ pub enum ConfigError {
         /// What went wrong.
         why: String,
     },
+    /// Plain text on an address other than loopback, not insisted on.
+    #[error(
+        "refusing to listen on {0} without TLS: passwords and messages would cross the \
+         network in clear (SPEC.md 11.7). Give --tls-cert FILE --tls-key FILE, or \
+         --tls-self-signed; or --insecure-plaintext if a TLS proxy or a trusted network \
+         stands in front of the server"
+    )]
+    Plaintext(SocketAddr),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -260,6 +287,16 @@ pub struct FileConfig {
     pub direct_io: Option<bool>,
     /// `linger_ms = 5000`
     pub linger_ms: Option<u64>,
+    /// `tls_cert = "/etc/baatkaro/cert.pem"`, with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key = "/etc/baatkaro/key.pem"`, with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `tls_self_signed = true`: make and keep a self-signed certificate.
+    pub tls_self_signed: Option<bool>,
+    /// `tls_handshake_ms = 10000`
+    pub tls_handshake_ms: Option<u64>,
+    /// `insecure_plaintext = true`: plain text beyond loopback.
+    pub insecure_plaintext: Option<bool>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -323,6 +360,15 @@ impl FileConfig {
         if let Some(v) = self.linger_ms {
             config.linger_ms = v;
         }
+        config.tls =
+            tls_source(self.tls_cert, self.tls_key, self.tls_self_signed.unwrap_or(false))?
+                .or(config.tls.take());
+        if let Some(v) = self.tls_handshake_ms {
+            config.tls_handshake_ms = v;
+        }
+        if let Some(v) = self.insecure_plaintext {
+            config.insecure_plaintext = v;
+        }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value
                 .as_integer()
@@ -333,6 +379,26 @@ impl FileConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The TLS source that a certificate, a key and the self-signed switch name,
+/// from a file or flags: both files or neither, and not both kinds at once.
+pub fn tls_source(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    self_signed: bool,
+) -> Result<Option<TlsSource>, ConfigError> {
+    match (cert, key, self_signed) {
+        (None, None, false) => Ok(None),
+        (None, None, true) => Ok(Some(TlsSource::SelfSigned)),
+        (Some(cert), Some(key), false) => Ok(Some(TlsSource::Files { cert, key })),
+        (Some(_), Some(_), true) => Err(ConfigError::Other(
+            "give either a TLS certificate and key or tls-self-signed, not both".into(),
+        )),
+        _ => Err(ConfigError::Other(
+            "a TLS certificate needs its key, and a key its certificate".into(),
+        )),
     }
 }
 
@@ -371,5 +437,29 @@ mod tests {
         let f: FileConfig = toml::from_str("[limits]\nmesage = 100\n").unwrap();
         assert!(f.apply(&mut c).is_err());
         assert!(toml::from_str::<FileConfig>("lissen = 1").is_err());
+    }
+
+    #[test]
+    fn plain_text_beyond_loopback_needs_the_flag() {
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        c.listen = "0.0.0.0:7667".parse().unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("--insecure-plaintext"), "{e}");
+        c.insecure_plaintext = true;
+        c.validate().unwrap();
+        c.insecure_plaintext = false;
+        c.tls = Some(TlsSource::SelfSigned);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_self_signed() {
+        let f: FileConfig = toml::from_str("tls_cert = \"c.pem\"\n").unwrap();
+        assert!(f.apply(&mut Config::new(PathBuf::from("/tmp/x"))).is_err());
+        let f: FileConfig = toml::from_str("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        f.apply(&mut c).unwrap();
+        assert!(matches!(c.tls, Some(TlsSource::Files { .. })));
+        assert!(tls_source(Some("c".into()), Some("k".into()), true).is_err());
     }
 }

@@ -10,7 +10,7 @@
 //!   commits, password hashes, disk work;
 //! - [`store`]: the narrow storage trait, the embedded SQLite engine and the
 //!   thread that commits batches (group commit);
-//! - [`server`]: start, accept, and the graceful shutdown.
+//! - [`server`]: start, accept (with TLS from [`tls`]), and the graceful shutdown.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,3 +33,4 @@ pub mod rlimit;
 mod running_hash;
 pub mod server;
 pub mod store;
+pub mod tls;

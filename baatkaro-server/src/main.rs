@@ -24,6 +24,20 @@ fn cli() -> Command {
             .help("Directory for the database and its lock [default: the platform's data directory]"))
         .arg(Arg::new("config").long("config").value_name("FILE").value_parser(value_parser!(PathBuf))
             .help("TOML file with settings: the flags' names with _ for -, and a [limits] table"))
+        .arg(Arg::new("tls-cert").long("tls-cert").value_name("FILE").value_parser(value_parser!(PathBuf))
+            .requires("tls-key").conflicts_with("tls-self-signed")
+            .help("Serve TLS with this PEM certificate chain (the server's own certificate first)"))
+        .arg(Arg::new("tls-key").long("tls-key").value_name("FILE").value_parser(value_parser!(PathBuf))
+            .requires("tls-cert")
+            .help("The PEM private key of --tls-cert"))
+        .arg(Arg::new("tls-self-signed").long("tls-self-signed").action(ArgAction::SetTrue)
+            .help("Serve TLS with a self-signed certificate made on first start and kept in the data \
+                   directory; its fingerprint is logged, for clients to pin"))
+        .arg(Arg::new("tls-handshake-ms").long("tls-handshake-ms").value_name("MS").value_parser(value_parser!(u64))
+            .help("Milliseconds a connection has to complete its TLS handshake [default: 10000]"))
+        .arg(Arg::new("insecure-plaintext").long("insecure-plaintext").action(ArgAction::SetTrue)
+            .help("Allow plain text on an address other than loopback (behind a TLS proxy, say): \
+                   passwords and messages then cross the network in clear"))
         .arg(Arg::new("registration").long("registration").value_parser(value_parser!(Registration))
             .help("Whether REGISTER creates accounts [default: open]"))
         .arg(Arg::new("max-accounts").long("max-accounts").value_name("N").value_parser(value_parser!(u64))
@@ -89,6 +103,19 @@ fn configure() -> Result<Config, String> {
     flag!("hash-memory-kib", u32, cfg.hash_cost.memory_kib);
     flag!("hash-iterations", u32, cfg.hash_cost.iterations);
     flag!("log", String, cfg.log);
+    flag!("tls-handshake-ms", u64, cfg.tls_handshake_ms);
+    let tls = config::tls_source(
+        m.get_one::<PathBuf>("tls-cert").cloned(),
+        m.get_one::<PathBuf>("tls-key").cloned(),
+        m.get_flag("tls-self-signed"),
+    )
+    .map_err(|e| e.to_string())?;
+    if tls.is_some() {
+        cfg.tls = tls;
+    }
+    if m.get_flag("insecure-plaintext") {
+        cfg.insecure_plaintext = true;
+    }
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;
     }

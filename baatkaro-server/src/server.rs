@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig};
+use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Hasher;
 use crate::clock;
@@ -23,6 +25,7 @@ use crate::hub::{HubMsg, HubTask};
 use crate::store::sqlite::Sqlite;
 use crate::store::writer::{Done, Job, Writer};
 use crate::store::{Store, StoreError};
+use crate::tls::{Tls, TlsError};
 use baatkaro_hub::{Hub, HubConfig};
 
 /// Why the server could not start.
@@ -34,6 +37,9 @@ pub enum StartError {
     /// The store could not be opened or loaded.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key could not be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -46,6 +52,7 @@ pub struct Server {
     inbox: mpsc::Receiver<HubMsg>,
     hub_tx: mpsc::Sender<HubMsg>,
     disk: Arc<Disk>,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -62,6 +69,10 @@ impl Server {
     /// A server over any store.
     pub async fn with_store<S: Store>(cfg: Config, store: S) -> Result<Self, StartError> {
         cfg.validate()?;
+        let tls = match &cfg.tls {
+            Some(source) => Some(Tls::load(source, &cfg.data_dir, cfg.listen)?),
+            None => None,
+        };
         let cfg = Arc::new(cfg);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let writer = Writer::spawn(store, cfg.limits.history, done_tx);
@@ -99,13 +110,21 @@ impl Server {
         let queue = cfg.limits.queue;
         let hub =
             HubTask::new(hub, writer, done_rx, hasher, disk.clone(), hub_tx.downgrade(), queue);
-        Ok(Server { cfg, hub, inbox, hub_tx, disk })
+        Ok(Server { cfg, hub, inbox, hub_tx, disk, tls })
+    }
+
+    /// The fingerprint of the certificate the server presents, when it speaks
+    /// TLS: what clients pin.
+    pub fn tls_fingerprint(&self) -> Option<Fingerprint> {
+        self.tls.as_ref().map(|t| t.fingerprint)
     }
 
     /// Serves `listener` until `shutdown` completes, then stops accepting, tells
     /// every client, finishes every durable write and returns.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let Server { cfg, hub, inbox, hub_tx, disk } = self;
+        let Server { cfg, hub, inbox, hub_tx, disk, tls } = self;
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        let handshake = Duration::from_millis(cfg.tls_handshake_ms);
         let hub_task = tokio::spawn(hub.run(inbox));
         let (stop_tx, stopping) = watch::channel(false);
         let session_config = SessionConfig {
@@ -132,9 +151,12 @@ impl Server {
         let mut tasks = JoinSet::new();
         let mut next_id = 1;
         tokio::pin!(shutdown);
-        match listener.local_addr() {
-            Ok(addr) => tracing::info!("listening on {addr}"),
-            Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
+        match (listener.local_addr(), &tls) {
+            (Ok(addr), Some(tls)) => {
+                tracing::info!(certificate = %tls.fingerprint, "listening on {addr} with TLS");
+            }
+            (Ok(addr), None) => tracing::info!("listening on {addr}"),
+            (Err(e), _) => tracing::warn!(error = %e, "listening on an unknown address"),
         }
         let mut spare = Spare::open();
         let mut failures = AcceptFailures::default();
@@ -155,7 +177,7 @@ impl Server {
                         "accept failed: out of file descriptors; new \
                         connections are refused with TOO_MANY_CONNECTIONS",
                     );
-                    match spare.accept_at_limit(&listener).await {
+                    match spare.accept_at_limit(&listener, acceptor.as_ref()).await {
                         AtLimit::Serve(pair) => pair,
                         // Nothing waits: the next accept waits for a connection.
                         AtLimit::Refused | AtLimit::NoneWaiting => continue,
@@ -191,11 +213,11 @@ impl Server {
             };
             let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
             else {
-                tasks.spawn(refuse(stream, REFUSAL));
+                tasks.spawn(refuse(stream, REFUSAL, acceptor.clone()));
                 continue;
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tasks.spawn(refuse(stream, REFUSAL));
+                tasks.spawn(refuse(stream, REFUSAL, acceptor.clone()));
                 continue;
             };
             // Sessions run on the monotonic clock: their times are only deadlines.
@@ -205,8 +227,26 @@ impl Server {
             // Small frames are batched in user space; Nagle would only add latency.
             let _ = stream.set_nodelay(true);
             let ctx = ctx.clone();
+            let acceptor = acceptor.clone();
             tasks.spawn(async move {
-                conn::serve(stream, id, peer, session, ctx).await;
+                match acceptor {
+                    None => conn::serve(stream, id, peer, session, ctx).await,
+                    Some(acceptor) => {
+                        let mut stopping = ctx.stopping.clone();
+                        let tls = tokio::select! {
+                            tls = tokio::time::timeout(handshake, acceptor.accept(stream)) => tls,
+                            // A half-made connection has nothing to lose.
+                            _ = stopping.wait_for(|s| *s) => return,
+                        };
+                        match tls {
+                            Ok(Ok(tls)) => conn::serve(tls, id, peer, session, ctx).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
                 drop((permit, guard));
             });
         }
@@ -227,22 +267,29 @@ impl Server {
 const REFUSAL: Duration = Duration::from_secs(1);
 
 /// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes,
-/// all within `within`.
-async fn refuse(mut stream: TcpStream, within: Duration) {
+/// all within `within`, the TLS handshake included on a TLS listener.
+async fn refuse(stream: TcpStream, within: Duration, tls: Option<TlsAcceptor>) {
+    let _ = tokio::time::timeout(within, async {
+        match tls {
+            None => say_bye(stream).await,
+            Some(acceptor) => say_bye(acceptor.accept(stream).await?).await,
+        }
+    })
+    .await;
+}
+
+/// Writes `BYE TOO_MANY_CONNECTIONS`, ends writing, then reads and drops what the
+/// client sent already, so that closing does not reset the connection (and
+/// destroy the BYE) under a client that said HELLO first.
+async fn say_bye<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
     let failure =
         Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
     let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
-    // The BYE, the end of writing, then what the client sent already is read and
-    // dropped, so that closing does not reset the connection (and destroy the BYE)
-    // under a client that said HELLO first.
-    let _ = tokio::time::timeout(within, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+    stream.write_all(&bytes).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// Whether an accept failed for want of file descriptors, the process's (EMFILE)
@@ -291,7 +338,11 @@ impl Spare {
     /// accepts the connection waiting, if any. If the spare then opens again,
     /// descriptors have come free and the connection is served; if not, it is
     /// told `BYE TOO_MANY_CONNECTIONS` and closed, and the spare opened again.
-    async fn accept_at_limit(&mut self, listener: &TcpListener) -> AtLimit {
+    async fn accept_at_limit(
+        &mut self,
+        listener: &TcpListener,
+        tls: Option<&TlsAcceptor>,
+    ) -> AtLimit {
         if self.0.take().is_none() {
             self.reopen();
             return AtLimit::NoSpare;
@@ -310,7 +361,7 @@ impl Spare {
         // Here, not in a task: the spare can be opened again only once this
         // connection's descriptor is closed.
         // Briefly: the accept loop waits on it.
-        refuse(pair.0, Duration::from_millis(50)).await;
+        refuse(pair.0, Duration::from_millis(50), tls.cloned()).await;
         self.reopen();
         AtLimit::Refused
     }

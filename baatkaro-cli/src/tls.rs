@@ -1,0 +1,370 @@
+//! TLS for the client: how a server's certificate is trusted (SPEC.md 11.7).
+//!
+//! In order: a fingerprint the user gave (`--fingerprint`) must match exactly;
+//! otherwise a certificate the trust store vouches for (the system's, or only
+//! `--ca FILE`) is accepted; otherwise, with a known-hosts file, the server is
+//! pinned by its certificate's SHA-256 on first use, like SSH's `known_hosts`,
+//! and refused loudly if it ever presents another one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use baatkaro_proto::transport::{Address, Fingerprint, Host};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// How to reach a server safely: trust for TLS, and whether plain text may carry
+/// secrets beyond loopback.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Trust only the CAs in this PEM file, not the system's trust store.
+    pub ca: Option<PathBuf>,
+    /// Accept exactly the certificate with this SHA-256, whoever signed it.
+    pub fingerprint: Option<Fingerprint>,
+    /// Pin servers whose certificate no CA vouches for in this file, on first
+    /// use; `None` refuses such servers unless `fingerprint` names them.
+    pub known_hosts: Option<PathBuf>,
+    /// Send passwords and tokens over plain text to an address other than
+    /// loopback. They cross the network readable by anyone on the path.
+    pub insecure_plaintext: bool,
+}
+
+/// Why a server's certificate was not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// The server presented another certificate than the one pinned for it.
+    #[error(
+        "THE CERTIFICATE OF {host} HAS CHANGED: {pinned} is pinned in {}, the server \
+         presented {presented}. Someone may be intercepting the connection. If you know \
+         the server's certificate was replaced, delete the line for {host} from that file.",
+        .file.display()
+    )]
+    Changed {
+        /// `host:port`.
+        host: String,
+        /// What the known-hosts file holds.
+        pinned: Fingerprint,
+        /// What the server showed.
+        presented: Fingerprint,
+        /// The known-hosts file.
+        file: PathBuf,
+    },
+    /// The certificate is not the one `--fingerprint` named.
+    #[error("the server's certificate is {presented}, not the {expected} given")]
+    Mismatch {
+        /// The fingerprint given.
+        expected: Fingerprint,
+        /// What the server showed.
+        presented: Fingerprint,
+    },
+    /// No CA vouches for the certificate and nothing pins it.
+    #[error(
+        "the server's certificate ({presented}) is not trusted: {why}. Give --ca FILE, or \
+         --fingerprint with the fingerprint the server logged"
+    )]
+    Untrusted {
+        /// What the server showed.
+        presented: Fingerprint,
+        /// Why the trust store refused it.
+        why: String,
+    },
+    /// The CA file or the known-hosts file could not be used.
+    #[error("{}: {why}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// Why the server's certificate was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// A CA in the trust store vouches for it.
+    Authority,
+    /// It is the certificate `--fingerprint` named.
+    Given,
+    /// It matches the fingerprint pinned in the known-hosts file.
+    Pinned,
+    /// It was seen for the first time and is now pinned.
+    FirstUse,
+}
+
+/// The TLS side of a connection, once established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The SHA-256 of the server's certificate.
+    pub fingerprint: Fingerprint,
+    /// Why it was accepted.
+    pub trust: Trust,
+}
+
+/// The SHA-256 of a DER certificate.
+pub fn fingerprint(der: &[u8]) -> Fingerprint {
+    Fingerprint(Sha256::digest(der).into())
+}
+
+/// Performs the TLS handshake over `tcp` to `addr`, trusting the server as
+/// `options` say; on a first use, pins it in the known-hosts file.
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    addr: &Address,
+    options: &ConnectOptions,
+) -> Result<(TlsStream<TcpStream>, TlsInfo), crate::ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Verifier::new(addr, options, provider.clone())?);
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let name = match &addr.host {
+        Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        Host::Name(name) => ServerName::try_from(name.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+    };
+    let result = TlsConnector::from(Arc::new(config)).connect(name, tcp).await;
+    let outcome = verifier.outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (result, outcome) {
+        (Ok(stream), Some(Ok(info))) => {
+            if info.trust == Trust::FirstUse
+                && let Some(file) = &options.known_hosts
+            {
+                KnownHosts::add(file, &addr.host_port(), info.fingerprint)?;
+            }
+            Ok((stream, info))
+        }
+        (_, Some(Err(refused))) => Err(refused.into()),
+        (Err(e), _) => Err(e.into()),
+        // rustls always asks the verifier before it completes a handshake.
+        (Ok(_), None) => Err(std::io::Error::other("TLS handshake without a certificate").into()),
+    }
+}
+
+/// Decides whether to trust the server's certificate, and remembers why.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    /// `None` when no trust anchor could be loaded: only pins can vouch.
+    authority: Option<Arc<WebPkiServerVerifier>>,
+    given: Option<Fingerprint>,
+    known_hosts: Option<(PathBuf, Option<Fingerprint>)>,
+    host: String,
+    outcome: Mutex<Option<Result<TlsInfo, TrustError>>>,
+}
+
+impl Verifier {
+    fn new(
+        addr: &Address,
+        options: &ConnectOptions,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TrustError> {
+        let mut roots = RootCertStore::empty();
+        match &options.ca {
+            Some(path) => {
+                let bad = |why: String| TrustError::File { path: path.clone(), why };
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| bad(e.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(e.to_string()))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(bad("no usable CA certificate in the file".into()));
+                }
+            }
+            None => {
+                // Unreadable system certificates are skipped: pins still work.
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+            }
+        }
+        let authority = if roots.is_empty() {
+            None
+        } else {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .ok()
+        };
+        let host = addr.host_port();
+        let known_hosts = match &options.known_hosts {
+            Some(file) => Some((file.clone(), KnownHosts::lookup(file, &host)?)),
+            None => None,
+        };
+        Ok(Verifier {
+            provider,
+            authority,
+            given: options.fingerprint,
+            known_hosts,
+            host,
+            outcome: Mutex::new(None),
+        })
+    }
+
+    fn decide(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<TlsInfo, TrustError> {
+        let presented = fingerprint(end_entity);
+        let info = |trust| Ok(TlsInfo { fingerprint: presented, trust });
+        if let Some(expected) = self.given {
+            return if expected == presented {
+                info(Trust::Given)
+            } else {
+                Err(TrustError::Mismatch { expected, presented })
+            };
+        }
+        let why = match &self.authority {
+            Some(authority) => {
+                match authority.verify_server_cert(end_entity, intermediates, server_name, &[], now)
+                {
+                    Ok(_) => return info(Trust::Authority),
+                    Err(e) => e.to_string(),
+                }
+            }
+            None => "no trust anchors could be loaded".to_string(),
+        };
+        match &self.known_hosts {
+            Some((_, Some(pinned))) if *pinned == presented => info(Trust::Pinned),
+            Some((file, Some(pinned))) => Err(TrustError::Changed {
+                host: self.host.clone(),
+                pinned: *pinned,
+                presented,
+                file: file.clone(),
+            }),
+            Some((_, None)) => info(Trust::FirstUse),
+            None => Err(TrustError::Untrusted { presented, why }),
+        }
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let decision = self.decide(end_entity, intermediates, server_name, now);
+        let verdict = match &decision {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(e) => Err(rustls::Error::General(e.to_string())),
+        };
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(decision);
+        verdict
+    }
+
+    // The handshake's signatures prove the server holds the certificate's key,
+    // whichever way the certificate itself was trusted.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The known-hosts file: a line `host:port sha256:…` per pinned server; `#`
+/// starts a comment.
+pub struct KnownHosts;
+
+impl KnownHosts {
+    /// The fingerprint pinned for `host` (`host:port`), if any.
+    pub fn lookup(file: &Path, host: &str) -> Result<Option<Fingerprint>, TrustError> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TrustError::File { path: file.into(), why: e.to_string() }),
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = || TrustError::File {
+                path: file.into(),
+                why: format!("line {} is not `host:port sha256:…`", n + 1),
+            };
+            let (name, fp) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
+            if name == host {
+                return fp.trim().parse().map(Some).map_err(|_| bad());
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pins `host` to `fingerprint`, appending a line (the file and its
+    /// directory are made if need be).
+    pub fn add(file: &Path, host: &str, fingerprint: Fingerprint) -> Result<(), TrustError> {
+        let bad = |e: std::io::Error| TrustError::File { path: file.into(), why: e.to_string() };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(bad)?;
+        }
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(bad)?;
+        // One write: two clients pinning at once append whole lines.
+        f.write_all(format!("{host} {fingerprint}\n").as_bytes()).map_err(bad)?;
+        f.sync_all().map_err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_finds_its_host_and_names_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub").join("known_hosts");
+        assert_eq!(KnownHosts::lookup(&file, "a:1").unwrap(), None, "no file: nothing pinned");
+        let (one, two) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        KnownHosts::add(&file, "a:1", one).unwrap();
+        KnownHosts::add(&file, "b:1", two).unwrap();
+        assert_eq!(KnownHosts::lookup(&file, "a:1").unwrap(), Some(one));
+        assert_eq!(KnownHosts::lookup(&file, "b:1").unwrap(), Some(two));
+        assert_eq!(KnownHosts::lookup(&file, "a:2").unwrap(), None);
+        std::fs::write(&file, "# pins\n\na:1 nonsense\n").unwrap();
+        let e = KnownHosts::lookup(&file, "a:1").unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
+    }
+}
