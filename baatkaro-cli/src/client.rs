@@ -168,9 +168,24 @@ impl Client {
     }
 
     /// Connects as [`connect`](Self::connect), trusting the server and sending
-    /// secrets as `options` say.
+    /// secrets as `options` say, within `options.timeout`.
     pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
         let addr: Address = addr.parse()?;
+        if !addr.tls && (options.ca.is_some() || options.fingerprint.is_some()) {
+            return Err(TrustError::NotTls.into());
+        }
+        match tokio::time::timeout(options.timeout, Self::open(&addr, options)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{addr} did not answer within {:?}", options.timeout),
+            )
+            .into()),
+        }
+    }
+
+    /// Connects, completes TLS if asked, and says HELLO.
+    async fn open(addr: &Address, options: &ConnectOptions) -> Result<Client, ClientError> {
         let tcp = match &addr.host {
             Host::Ip(ip) => TcpStream::connect((*ip, addr.port)).await?,
             Host::Name(name) => TcpStream::connect((name.as_str(), addr.port)).await?,
@@ -178,7 +193,7 @@ impl Client {
         let _ = tcp.set_nodelay(true);
         let peer = tcp.peer_addr()?;
         let (stream, tls): (Box<dyn Transport>, _) = if addr.tls {
-            let (stream, info) = tls::handshake(tcp, &addr, options).await?;
+            let (stream, info) = tls::handshake(tcp, addr, options).await?;
             (Box::new(stream), Some(info))
         } else {
             (Box::new(tcp), None)
@@ -287,7 +302,6 @@ impl Client {
 
     /// Logs in.
     pub async fn login(&mut self, user: UserName, password: Password) -> Result<(), ClientError> {
-        self.check_secret_may_travel()?;
         self.ok(Command::Login { user, password }).await?;
         self.user = Some(user);
         Ok(())
@@ -299,7 +313,6 @@ impl Client {
         user: UserName,
         password: Password,
     ) -> Result<(), ClientError> {
-        self.check_secret_may_travel()?;
         self.ok(Command::Register { user, password }).await?;
         self.user = Some(user);
         Ok(())
@@ -310,6 +323,9 @@ impl Client {
         &self,
         command: Command,
     ) -> Result<(Vec<Item>, Result<OkReply, Failure>), ClientError> {
+        if command.carries_secret() {
+            self.check_secret_may_travel()?;
+        }
         let tag = Tag::new(&format!("c{}", self.next_tag.fetch_add(1, Ordering::Relaxed)))?;
         let (done, answer) = oneshot::channel();
         {

@@ -243,6 +243,7 @@ impl Settings {
             fingerprint: cli.fingerprint,
             known_hosts: self.dir.as_ref().map(|d| d.join("known_hosts")),
             insecure_plaintext: cli.insecure_plaintext,
+            ..ConnectOptions::default()
         }
     }
 

@@ -2,13 +2,16 @@
 //!
 //! In order: a fingerprint the user gave (`--fingerprint`) must match exactly;
 //! otherwise a certificate the trust store vouches for (the system's, or only
-//! `--ca FILE`) is accepted; otherwise, with a known-hosts file, the server is
-//! pinned by its certificate's SHA-256 on first use, like SSH's `known_hosts`,
-//! and refused loudly if it ever presents another one.
+//! `--ca FILE`) is accepted, and the known-hosts file remembers that this host
+//! is vouched for; otherwise — with no `--ca`, and a known-hosts file that does
+//! not say the host was vouched for — the server is pinned by its certificate's
+//! SHA-256 on first use, like SSH's `known_hosts`, and refused loudly if it ever
+//! presents another one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use baatkaro_proto::transport::{Address, Fingerprint, Host};
 use rustls::client::WebPkiServerVerifier;
@@ -22,11 +25,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// How to reach a server safely: trust for TLS, and whether plain text may carry
-/// secrets beyond loopback.
-#[derive(Clone, Debug, Default)]
+/// How to reach a server safely: trust for TLS, whether plain text may carry
+/// secrets beyond loopback, and how long connecting may take.
+#[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// Trust only the CAs in this PEM file, not the system's trust store.
+    /// Trust only the CAs in this PEM file, not the system's trust store; no
+    /// server is then pinned on first use.
     pub ca: Option<PathBuf>,
     /// Accept exactly the certificate with this SHA-256, whoever signed it.
     pub fingerprint: Option<Fingerprint>,
@@ -36,6 +40,32 @@ pub struct ConnectOptions {
     /// Send passwords and tokens over plain text to an address other than
     /// loopback. They cross the network readable by anyone on the path.
     pub insecure_plaintext: bool,
+    /// How long connecting, the TLS handshake and HELLO may take in all.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    /// The system's trust store, nothing pinned, no plain text beyond loopback,
+    /// ten seconds to connect.
+    fn default() -> Self {
+        ConnectOptions {
+            ca: None,
+            fingerprint: None,
+            known_hosts: None,
+            insecure_plaintext: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the known-hosts file says of a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// A certificate authority vouched for the host before: a certificate no
+    /// authority vouches for is refused.
+    Authority,
+    /// The host is pinned to the certificate with this fingerprint.
+    Certificate(Fingerprint),
 }
 
 /// Why a server's certificate was not trusted.
@@ -58,6 +88,24 @@ pub enum TrustError {
         /// The known-hosts file.
         file: PathBuf,
     },
+    /// An authority vouched for the host before; now none does.
+    #[error(
+        "THE CERTIFICATE OF {host} HAS CHANGED: a certificate authority vouched for it \
+         before, and none vouches for the one it presented now ({presented}: {why}). \
+         Someone may be intercepting the connection. If you know the server now uses a \
+         self-signed certificate, delete the line for {host} from {}.",
+        .file.display()
+    )]
+    LostAuthority {
+        /// `host:port`.
+        host: String,
+        /// What the server showed.
+        presented: Fingerprint,
+        /// Why no authority vouches for it.
+        why: String,
+        /// The known-hosts file.
+        file: PathBuf,
+    },
     /// The certificate is not the one `--fingerprint` named.
     #[error("the server's certificate is {presented}, not the {expected} given")]
     Mismatch {
@@ -77,6 +125,10 @@ pub enum TrustError {
         /// Why the trust store refused it.
         why: String,
     },
+    /// `--ca` or `--fingerprint` with an address that is not `baatkaros://`: they
+    /// would protect nothing.
+    #[error("--ca and --fingerprint are for TLS: give the address as baatkaros://host:port")]
+    NotTls,
     /// The CA file or the known-hosts file could not be used.
     #[error("{}: {why}", .path.display())]
     File {
@@ -138,10 +190,19 @@ pub(crate) async fn handshake(
     let outcome = verifier.outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
     match (result, outcome) {
         (Ok(stream), Some(Ok(info))) => {
-            if info.trust == Trust::FirstUse
-                && let Some(file) = &options.known_hosts
-            {
-                KnownHosts::add(file, &addr.host_port(), info.fingerprint)?;
+            // Remembered only once the server proved it holds the key.
+            if let (Some(file), None) = (&options.known_hosts, verifier.pin()) {
+                match info.trust {
+                    Trust::FirstUse => {
+                        KnownHosts::add(
+                            file,
+                            &addr.host_port(),
+                            Pin::Certificate(info.fingerprint),
+                        )?;
+                    }
+                    Trust::Authority => KnownHosts::add(file, &addr.host_port(), Pin::Authority)?,
+                    Trust::Given | Trust::Pinned => {}
+                }
             }
             Ok((stream, info))
         }
@@ -159,7 +220,9 @@ struct Verifier {
     /// `None` when no trust anchor could be loaded: only pins can vouch.
     authority: Option<Arc<WebPkiServerVerifier>>,
     given: Option<Fingerprint>,
-    known_hosts: Option<(PathBuf, Option<Fingerprint>)>,
+    /// Whether `--ca` named the authorities: then nothing is pinned on first use.
+    named_authorities: bool,
+    known_hosts: Option<(PathBuf, Option<Pin>)>,
     host: String,
     outcome: Mutex<Option<Result<TlsInfo, TrustError>>>,
 }
@@ -183,11 +246,7 @@ impl Verifier {
                     return Err(bad("no usable CA certificate in the file".into()));
                 }
             }
-            None => {
-                // Unreadable system certificates are skipped: pins still work.
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-            }
+            None => roots = system_roots().clone(),
         }
         let authority = if roots.is_empty() {
             None
@@ -205,10 +264,16 @@ impl Verifier {
             provider,
             authority,
             given: options.fingerprint,
+            named_authorities: options.ca.is_some(),
             known_hosts,
             host,
             outcome: Mutex::new(None),
         })
+    }
+
+    /// What the known-hosts file said of the host before this connection.
+    fn pin(&self) -> Option<Pin> {
+        self.known_hosts.as_ref().and_then(|(_, pin)| *pin)
     }
 
     fn decide(
@@ -238,15 +303,24 @@ impl Verifier {
             None => "no trust anchors could be loaded".to_string(),
         };
         match &self.known_hosts {
-            Some((_, Some(pinned))) if *pinned == presented => info(Trust::Pinned),
-            Some((file, Some(pinned))) => Err(TrustError::Changed {
+            Some((_, Some(Pin::Certificate(pinned)))) if *pinned == presented => {
+                info(Trust::Pinned)
+            }
+            Some((file, Some(Pin::Certificate(pinned)))) => Err(TrustError::Changed {
                 host: self.host.clone(),
                 pinned: *pinned,
                 presented,
                 file: file.clone(),
             }),
-            Some((_, None)) => info(Trust::FirstUse),
-            None => Err(TrustError::Untrusted { presented, why }),
+            Some((file, Some(Pin::Authority))) => Err(TrustError::LostAuthority {
+                host: self.host.clone(),
+                presented,
+                why,
+                file: file.clone(),
+            }),
+            // Whoever named the authorities wants no other trust.
+            Some((_, None)) if !self.named_authorities => info(Trust::FirstUse),
+            Some((_, None)) | None => Err(TrustError::Untrusted { presented, why }),
         }
     }
 }
@@ -304,13 +378,25 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-/// The known-hosts file: a line `host:port sha256:…` per pinned server; `#`
-/// starts a comment.
+/// The system's trust anchors, loaded once per process (unreadable ones are
+/// skipped: pins still work without them).
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots
+    })
+}
+
+/// The known-hosts file: a line per host, `host:port sha256:…` for a pinned
+/// certificate or `host:port ca` for a host an authority vouched for; `#`
+/// starts a comment. The first line for a host counts.
 pub struct KnownHosts;
 
 impl KnownHosts {
-    /// The fingerprint pinned for `host` (`host:port`), if any.
-    pub fn lookup(file: &Path, host: &str) -> Result<Option<Fingerprint>, TrustError> {
+    /// What the file says of `host` (`host:port`), if anything.
+    pub fn lookup(file: &Path, host: &str) -> Result<Option<Pin>, TrustError> {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -327,15 +413,18 @@ impl KnownHosts {
             };
             let (name, fp) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
             if name == host {
-                return fp.trim().parse().map(Some).map_err(|_| bad());
+                return match fp.trim() {
+                    "ca" => Ok(Some(Pin::Authority)),
+                    fp => fp.parse().map(|fp| Some(Pin::Certificate(fp))).map_err(|_| bad()),
+                };
             }
         }
         Ok(None)
     }
 
-    /// Pins `host` to `fingerprint`, appending a line (the file and its
-    /// directory are made if need be).
-    pub fn add(file: &Path, host: &str, fingerprint: Fingerprint) -> Result<(), TrustError> {
+    /// Records `pin` for `host`, appending a line (the file and its directory are
+    /// made if need be).
+    pub fn add(file: &Path, host: &str, pin: Pin) -> Result<(), TrustError> {
         let bad = |e: std::io::Error| TrustError::File { path: file.into(), why: e.to_string() };
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).map_err(bad)?;
@@ -343,7 +432,11 @@ impl KnownHosts {
         let mut f =
             std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(bad)?;
         // One write: two clients pinning at once append whole lines.
-        f.write_all(format!("{host} {fingerprint}\n").as_bytes()).map_err(bad)?;
+        let what = match pin {
+            Pin::Authority => "ca".to_string(),
+            Pin::Certificate(fp) => fp.to_string(),
+        };
+        f.write_all(format!("{host} {what}\n").as_bytes()).map_err(bad)?;
         f.sync_all().map_err(bad)
     }
 }
@@ -357,7 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("sub").join("known_hosts");
         assert_eq!(KnownHosts::lookup(&file, "a:1").unwrap(), None, "no file: nothing pinned");
-        let (one, two) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        let (one, two) = (Pin::Certificate(Fingerprint([1; 32])), Pin::Authority);
         KnownHosts::add(&file, "a:1", one).unwrap();
         KnownHosts::add(&file, "b:1", two).unwrap();
         assert_eq!(KnownHosts::lookup(&file, "a:1").unwrap(), Some(one));

@@ -7,11 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use baatkaro_cli::tls::{KnownHosts, TrustError};
+use baatkaro_cli::tls::{KnownHosts, Pin, TrustError};
 use baatkaro_cli::{Client, ClientError, ConnectOptions, Trust};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{Conversation, Password, Text};
@@ -27,7 +27,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_baatkaro");
 struct TestServer {
     addr: SocketAddr,
     fingerprint: Option<Fingerprint>,
-    _stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Stops the server and waits until its listener is closed.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap();
+    }
 }
 
 async fn start(dir: &Path, listen: &str, tls: Option<TlsSource>, insecure: bool) -> TestServer {
@@ -49,10 +58,10 @@ async fn start_with(dir: &Path, listen: &str, set: impl FnOnce(&mut Config)) -> 
     let server = Server::open(cfg).await.unwrap();
     let fingerprint = server.tls_fingerprint();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.run(listener, async move {
+    let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
     }));
-    TestServer { addr, fingerprint, _stop: stop }
+    TestServer { addr, fingerprint, stop, task }
 }
 
 fn pinning(dir: &Path) -> ConnectOptions {
@@ -72,7 +81,7 @@ async fn a_tls_session_end_to_end_with_a_self_signed_certificate() {
     assert_eq!(tls.trust, Trust::FirstUse);
     assert_eq!(Some(tls.fingerprint), server.fingerprint, "the certificate the server loaded");
     let pinned = KnownHosts::lookup(&dir.path().join("known_hosts"), &server.addr.to_string());
-    assert_eq!(pinned.unwrap(), server.fingerprint, "pinned on first use");
+    assert_eq!(pinned.unwrap(), server.fingerprint.map(Pin::Certificate), "pinned on first use");
 
     alice.register("alice".parse().unwrap(), Password::new("pw-alice-1").unwrap()).await.unwrap();
     let mut bob = Client::connect_with(&url, &options).await.unwrap();
@@ -112,7 +121,8 @@ async fn a_changed_certificate_is_refused_loudly_and_a_given_one_must_match() {
     );
 
     // The pin says another certificate: the loud refusal.
-    KnownHosts::add(&dir.path().join("known_hosts"), &server.addr.to_string(), other).unwrap();
+    let pin = Pin::Certificate(other);
+    KnownHosts::add(&dir.path().join("known_hosts"), &server.addr.to_string(), pin).unwrap();
     let e = Client::connect_with(&url, &pinning(dir.path())).await.err().unwrap();
     match &e {
         ClientError::Trust(TrustError::Changed { pinned, presented, .. }) => {
@@ -154,6 +164,105 @@ async fn a_connection_over_the_limit_is_told_why_over_tls() {
         }
         other => panic!("expected BYE TOO_MANY_CONNECTIONS through TLS, got {other}"),
     }
+}
+
+/// A CA, and a certificate it signed for `name`: (ca.pem, cert.pem, key.pem).
+fn ca_and_leaf(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn a_host_an_authority_vouched_for_is_never_pinned_to_an_impostor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path(), "127.0.0.1");
+    let real =
+        start(&dir.path().join("real"), "127.0.0.1:0", Some(TlsSource::Files { cert, key }), false)
+            .await;
+    let url = format!("baatkaros://{}", real.addr);
+    let known = dir.path().join("known_hosts");
+    let with_ca = ConnectOptions {
+        ca: Some(ca),
+        known_hosts: Some(known.clone()),
+        ..ConnectOptions::default()
+    };
+    let c = Client::connect_with(&url, &with_ca).await.unwrap();
+    assert_eq!(c.tls().unwrap().trust, Trust::Authority);
+    drop(c);
+    assert_eq!(KnownHosts::lookup(&known, &real.addr.to_string()).unwrap(), Some(Pin::Authority));
+    let addr = real.addr;
+    real.stop().await;
+
+    // An impostor on the same address, with a self-signed certificate.
+    let _impostor =
+        start(&dir.path().join("evil"), &addr.to_string(), Some(TlsSource::SelfSigned), false)
+            .await;
+    // Where the host was vouched for: the loud refusal, even with pinning on.
+    let pinning_only =
+        ConnectOptions { known_hosts: Some(known.clone()), ..ConnectOptions::default() };
+    let e = Client::connect_with(&url, &pinning_only).await.err().unwrap();
+    assert!(matches!(e, ClientError::Trust(TrustError::LostAuthority { .. })), "{e}");
+    assert!(e.to_string().contains("HAS CHANGED"), "{e}");
+    // Where the user named the authorities: never pinned on first use.
+    let fresh = ConnectOptions { known_hosts: Some(dir.path().join("fresh")), ..with_ca };
+    let e = Client::connect_with(&url, &fresh).await.err().unwrap();
+    assert!(matches!(e, ClientError::Trust(TrustError::Untrusted { .. })), "{e}");
+    assert_eq!(KnownHosts::lookup(&dir.path().join("fresh"), &url[12..]).unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_not_vouched_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf(dir.path(), "chat.example.org");
+    let server =
+        start(dir.path(), "127.0.0.1:0", Some(TlsSource::Files { cert, key }), false).await;
+    let options = ConnectOptions { ca: Some(ca), ..ConnectOptions::default() };
+    let e = Client::connect_with(&format!("baatkaros://{}", server.addr), &options)
+        .await
+        .err()
+        .unwrap();
+    match e {
+        ClientError::Trust(TrustError::Untrusted { why, .. }) => {
+            assert!(why.contains("not valid for name"), "{why}")
+        }
+        other => panic!("expected a name mismatch, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn connecting_has_a_deadline_and_trust_options_need_tls() {
+    // A server that accepts TCP and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let options =
+        ConnectOptions { timeout: Duration::from_millis(300), ..ConnectOptions::default() };
+    for url in [format!("baatkaros://{addr}"), addr.to_string()] {
+        let e = tokio::time::timeout(WAIT, Client::connect_with(&url, &options))
+            .await
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, ClientError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut),
+            "{e}"
+        );
+    }
+    let pinned =
+        ConnectOptions { fingerprint: Some(Fingerprint([1; 32])), ..ConnectOptions::default() };
+    let e = Client::connect_with(&addr.to_string(), &pinned).await.err().unwrap();
+    assert!(matches!(e, ClientError::Trust(TrustError::NotTls)), "{e}");
 }
 
 /// A CA certificate that signed nothing, as a PEM file.
@@ -222,26 +331,30 @@ async fn the_command_line_client_pins_on_first_use_and_refuses_a_changed_certifi
 /// The address the namespace gives its loopback device: not loopback itself.
 const AWAY: &str = "10.77.0.1";
 
-#[test]
-fn beyond_loopback_a_password_goes_only_over_tls_or_when_insisted() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args(["--exact", "inside_a_network_namespace", "--ignored", "--nocapture"])
-        .env("BAATKARO_IN_NETNS", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare (util-linux) runs: the test needs to make a network namespace");
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "inside the namespace:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the inner test ran:\n{stdout}\n{stderr}");
-}
+/// Set in the environment of the test's run inside the namespace.
+const IN_NAMESPACE: &str = "BAATKARO_TEST_IN_NETNS";
 
 #[tokio::test]
-#[ignore = "runs inside the network namespace that the test above makes"]
-async fn inside_a_network_namespace() {
-    assert_eq!(std::env::var("BAATKARO_IN_NETNS").as_deref(), Ok("1"), "run by the test above");
+async fn beyond_loopback_a_password_goes_only_over_tls_or_when_insisted() {
+    // This test runs twice: here, where it makes a network namespace and runs
+    // itself again inside; and there, where it does the work.
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("unshare")
+            // A user namespace too: no root needed.
+            .args(["--map-root-user", "--net", "--"])
+            .arg(exe)
+            .args(["--exact", "beyond_loopback_a_password_goes_only_over_tls_or_when_insisted"])
+            .arg("--nocapture")
+            .env(IN_NAMESPACE, "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("unshare (util-linux) runs: the test needs to make a network namespace");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "inside the namespace:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the inner run ran:\n{stdout}\n{stderr}");
+        return;
+    }
     for args in
         [&["link", "set", "lo", "up"][..], &["addr", "add", &format!("{AWAY}/32"), "dev", "lo"]]
     {
@@ -262,10 +375,15 @@ async fn inside_a_network_namespace() {
         "{}",
         text(&out.stderr)
     );
-    // The library says the same.
+    // The library says the same, whichever way the password is sent.
     let mut c = Client::connect(&server).await.unwrap();
     let e = c.login("carol".parse().unwrap(), Password::new("pw-carol-1").unwrap()).await;
     assert!(matches!(e, Err(ClientError::Plaintext(_))), "{e:?}");
+    let raw = baatkaro_proto::Command::Register {
+        user: "carol".parse().unwrap(),
+        password: Password::new("pw-carol-1").unwrap(),
+    };
+    assert!(matches!(c.call(raw).await, Err(ClientError::Plaintext(_))));
 
     // Insisting works.
     let out =

@@ -42,7 +42,9 @@ pub struct Address {
 pub enum Host {
     /// A literal IP address.
     Ip(IpAddr),
-    /// A DNS name, lower-cased: letters, digits, `-` and `.` only.
+    /// A DNS name, lower-cased: labels of 1 to 63 letters, digits and `-` (not
+    /// first or last), joined by `.`, at most [`HOST_MAX`] in all, the last
+    /// label not all digits.
     Name(String),
 }
 
@@ -104,8 +106,14 @@ fn parse_host(host: &str) -> Result<Host, AddressError> {
     if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
         return Ok(Host::Ip(IpAddr::V4(ip)));
     }
+    // The last label is never all digits (RFC 3696 2): `127.1` or `0x7f.0.0.1`
+    // would reach a resolver that reads them as IPv4 addresses, under a name
+    // that pins apart from `127.0.0.1`.
+    let numeric_end =
+        host.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
     let valid = !host.is_empty()
         && host.len() <= HOST_MAX
+        && !numeric_end
         && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         && host.split('.').all(|label| {
             !label.is_empty()
@@ -259,6 +267,9 @@ mod tests {
             "[nope]:1",
             "-bad-.org",
             "a..b",
+            "127.1",
+            "0x7f.0.0.1",
+            "1.2.3.4.5",
         ] {
             assert!(bad.parse::<Address>().is_err(), "{bad} was accepted");
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig};
-use baatkaro_proto::transport::Fingerprint;
+use baatkaro_proto::transport::{Fingerprint, plaintext_allowed};
 use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Hasher;
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
 use crate::hub::{HubMsg, HubTask};
@@ -123,6 +123,15 @@ impl Server {
     /// every client, finishes every durable write and returns.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let Server { cfg, hub, inbox, hub_tx, disk, tls } = self;
+        // The rule of SPEC.md 11.7 on the socket actually served, which an
+        // embedder may have bound elsewhere than `cfg.listen`.
+        if let Ok(addr) = listener.local_addr()
+            && tls.is_none()
+            && !plaintext_allowed(addr.ip(), cfg.insecure_plaintext)
+        {
+            tracing::error!("{}", ConfigError::Plaintext(addr));
+            return;
+        }
         let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         let handshake = Duration::from_millis(cfg.tls_handshake_ms);
         let hub_task = tokio::spawn(hub.run(inbox));
@@ -147,6 +156,9 @@ impl Server {
             stopping,
         };
         let permits = Arc::new(Semaphore::new(cfg.max_connections));
+        // Refusing costs a task, and on TLS a handshake: a flood of connections
+        // over the limits gets at most this many BYEs at once, the rest are closed.
+        let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
         let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let mut tasks = JoinSet::new();
         let mut next_id = 1;
@@ -213,11 +225,23 @@ impl Server {
             };
             let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
             else {
-                tasks.spawn(refuse(stream, REFUSAL, acceptor.clone()));
+                if let Ok(turn) = refusals.clone().try_acquire_owned() {
+                    let tls = acceptor.clone();
+                    tasks.spawn(async move {
+                        refuse(stream, REFUSAL, tls).await;
+                        drop(turn)
+                    });
+                }
                 continue;
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tasks.spawn(refuse(stream, REFUSAL, acceptor.clone()));
+                if let Ok(turn) = refusals.clone().try_acquire_owned() {
+                    let tls = acceptor.clone();
+                    tasks.spawn(async move {
+                        refuse(stream, REFUSAL, tls).await;
+                        drop(turn)
+                    });
+                }
                 continue;
             };
             // Sessions run on the monotonic clock: their times are only deadlines.
@@ -265,6 +289,9 @@ impl Server {
 
 /// How long a refused connection may take to receive its BYE.
 const REFUSAL: Duration = Duration::from_secs(1);
+
+/// Most refused connections being told why at once.
+const REFUSALS_AT_ONCE: usize = 64;
 
 /// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes,
 /// all within `within`, the TLS handshake included on a TLS listener.

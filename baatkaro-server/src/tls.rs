@@ -114,6 +114,16 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                key = %path.display(),
+                "the TLS private key is readable by other users: chmod 600 it"
+            );
+        }
+    }
     PrivateKeyDer::from_pem_file(path)
         .map_err(|e| TlsError::File { path: path.to_path_buf(), why: e.to_string() })
 }
@@ -131,6 +141,13 @@ fn generate(cert_path: &Path, key_path: &Path, listen: SocketAddr) -> Result<(),
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_new(key_path, pair.signing_key.serialize_pem().as_bytes(), 0o600)?;
     write_new(cert_path, pair.cert.pem().as_bytes(), 0o644)?;
+    // The names too must survive a crash: a pair lost and made again would
+    // change the fingerprint every client pinned.
+    if let Some(dir) = cert_path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| TlsError::File { path: dir.to_path_buf(), why: e.to_string() })?;
+    }
     tracing::info!(
         cert = %cert_path.display(),
         fingerprint = %fingerprint(pair.cert.der()),

@@ -38,7 +38,7 @@ async fn a_connection_that_never_finishes_its_handshake_is_closed_at_the_deadlin
 /// has 10.77.0.1, with these arguments after `--data-dir DIR`.
 fn in_namespace(dir: &std::path::Path, args: &[&str]) -> Child {
     Command::new("unshare")
-        .args(["--net", "--", "sh", "-c"])
+        .args(["--map-root-user", "--net", "--", "sh", "-c"])
         .arg("ip link set lo up && ip addr add 10.77.0.1/32 dev lo && exec \"$@\"")
         .arg("sh")
         .arg(SERVER)

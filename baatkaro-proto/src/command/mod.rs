@@ -454,6 +454,13 @@ impl std::fmt::Display for Verb {
 }
 
 impl Command {
+    /// Whether the command carries a secret (a password or a token), which a
+    /// client must not send in clear beyond loopback (SPEC.md 11.7,
+    /// [`transport::plaintext_allowed`](crate::transport::plaintext_allowed)).
+    pub fn carries_secret(&self) -> bool {
+        matches!(self, Command::Register { .. } | Command::Login { .. })
+    }
+
     /// The command's verb.
     pub fn verb(&self) -> Verb {
         match self {
