@@ -45,7 +45,7 @@ impl ContentFile {
     pub fn open_read(path: &Path, direct: bool) -> io::Result<ContentFile> {
         let mut opts = OpenOptions::new();
         opts.read(true);
-        Self::open(path, opts, direct)
+        Self::open(path, opts, direct, 0)
     }
 
     /// Opens a file for writing (and reading), creating it if missing and keeping
@@ -53,15 +53,51 @@ impl ContentFile {
     pub fn open_write(path: &Path, direct: bool) -> io::Result<ContentFile> {
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
-        Self::open(path, opts, direct)
+        Self::open(path, opts, direct, 0)
     }
 
-    fn open(path: &Path, mut opts: OpenOptions, direct: bool) -> io::Result<ContentFile> {
+    /// Opens a file for writing as [`ContentFile::open_write`] does, for a name that
+    /// someone else may have planted (a download in a shared directory): a symbolic
+    /// link at `path` is refused (`O_NOFOLLOW`) rather than followed, the open never
+    /// waits on a FIFO or device (`O_NONBLOCK`), and the direct view is kept only if
+    /// it is the same file as the plain one. The caller checks what kind of file it
+    /// got (its [`ContentFile::file`]'s metadata).
+    pub fn open_write_no_follow(path: &Path, direct: bool) -> io::Result<ContentFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false).custom_flags(flags);
+        let mut file = Self::open(path, opts, direct, flags)?;
+        if let Some(d) = &file.direct
+            && !same_file(&file.plain, d)?
+        {
+            // The name was replaced between the two opens: use only the first file.
+            file.direct = None;
+            file.direct_ok.store(false, Ordering::Relaxed);
+        }
+        Ok(file)
+    }
+
+    /// Opens the plain view with `opts`, then the direct one with the same options,
+    /// `O_DIRECT` and `flags` (the custom flags `opts` has: setting custom flags
+    /// replaces them).
+    fn open(
+        path: &Path,
+        mut opts: OpenOptions,
+        direct: bool,
+        flags: i32,
+    ) -> io::Result<ContentFile> {
         let plain = opts.open(path)?;
         // The plain open created the file if it had to: the direct one only adds a flag.
-        let direct = if direct { open_direct(path, &mut opts) } else { None };
+        let direct = if direct { open_direct(path, &mut opts, flags) } else { None };
         let direct_ok = AtomicBool::new(direct.is_some());
         Ok(ContentFile { plain, direct, direct_ok })
+    }
+
+    /// An open file, read and written through the page cache only: for a second,
+    /// cached view of a file open already (a `try_clone` of its [`ContentFile::file`]).
+    pub fn from_plain(plain: File) -> ContentFile {
+        ContentFile { plain, direct: None, direct_ok: AtomicBool::new(false) }
     }
 
     /// The file as the page cache sees it: for its length, syncing, truncating.
@@ -140,14 +176,21 @@ impl ContentFile {
 }
 
 #[cfg(target_os = "linux")]
-fn open_direct(path: &Path, opts: &mut OpenOptions) -> Option<File> {
+fn open_direct(path: &Path, opts: &mut OpenOptions, flags: i32) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // A file system without direct I/O refuses the open: the plain view serves alone.
-    opts.create(false).custom_flags(libc::O_DIRECT).open(path).ok()
+    opts.create(false).custom_flags(libc::O_DIRECT | flags).open(path).ok()
+}
+
+/// Whether two open files are the same file (device and inode).
+fn same_file(a: &File, b: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (a.metadata()?, b.metadata()?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn open_direct(_path: &Path, _opts: &mut OpenOptions) -> Option<File> {
+fn open_direct(_path: &Path, _opts: &mut OpenOptions, _flags: i32) -> Option<File> {
     None
 }
 

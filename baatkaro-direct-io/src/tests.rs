@@ -157,3 +157,31 @@ fn unaligned_reads_of_a_direct_file_read_the_blocks_around_them() {
     let e = back.read_at(5 * ALIGN as u64 + 1, 300).expect_err("one past the end");
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
 }
+
+#[test]
+fn a_planted_link_or_fifo_is_refused_not_followed_or_waited_on() {
+    let (dir, path) = scratch_file();
+    let target = dir.path().join("victim");
+    std::fs::write(&target, b"keep me").expect("write");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    for direct in [true, false] {
+        let err = ContentFile::open_write_no_follow(&path, direct).expect_err("a link");
+        // ELOOP: the last component is a symbolic link.
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+    }
+    assert_eq!(std::fs::read(&target).expect("read"), b"keep me");
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    // The open returns at once (a FIFO opened to write only would wait for a reader),
+    // and the caller sees what it got.
+    let f = ContentFile::open_write_no_follow(&fifo, true).expect("open");
+    let kind = f.file().metadata().expect("metadata").file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));
+    // An ordinary file opens, keeps its bytes, and writes land in it.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"abc").expect("write");
+    let f = ContentFile::open_write_no_follow(&plain, true).expect("open");
+    f.write_at(b"d", 3).expect("write");
+    assert_eq!(std::fs::read(&plain).expect("read"), b"abcd");
+}
