@@ -45,6 +45,7 @@ mod arbitrary;
 mod codec;
 mod command;
 pub mod delivery;
+pub mod disk_name;
 mod error;
 mod event;
 pub mod fuzzing;
