@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use baatkaro_cli::transfer::{SharedFile, name_for};
 use baatkaro_proto::{
-    Command, Conversation, FileId, FileName, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
-    OkReply, Seq, Text, UserName,
+    Command, Conversation, FileId, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
+    OfferName, OkReply, Seq, Text, UserName,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,7 +38,7 @@ pub(crate) enum Action {
     Online { group: Option<GroupName> },
     Send { to: Conversation, text: Text },
     History { conv: Conversation, since: Seq },
-    Upload { to: Conversation, path: PathBuf, name: Option<FileName> },
+    Upload { to: Conversation, path: PathBuf, name: Option<OfferName> },
     Files { conv: Conversation },
     Download { file: FileId, output: Option<PathBuf> },
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use baatkaro_cli::{Client, ClientError, ConnectOptions, TlsInfo, Trust};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{
-    Conversation, FileId, FileName, GroupName, JoinRule, Password, Seq, Text, UserName,
+    Conversation, FileId, GroupName, JoinRule, OfferName, Password, Seq, Text, UserName,
 };
 use clap::{Parser, Subcommand};
 
@@ -169,7 +169,7 @@ enum Sub {
         to: Option<UserName>,
         /// The name others see [default: the file's own name].
         #[arg(long, value_parser = parse_file_name)]
-        name: Option<FileName>,
+        name: Option<OfferName>,
     },
     /// List the files shared in a group (or, with --with, a private conversation).
     Files {
@@ -195,8 +195,8 @@ enum Sub {
     },
 }
 
-fn parse_file_name(s: &str) -> Result<FileName, String> {
-    FileName::new(s).map_err(|e| e.to_string())
+fn parse_file_name(s: &str) -> Result<OfferName, String> {
+    OfferName::new(s).map_err(|e| e.to_string())
 }
 
 fn parse_text(s: &str) -> Result<Text, String> {

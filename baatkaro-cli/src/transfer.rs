@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{
-    Command, Conversation, FileId, FileName, Item, OfferStatus, OkReply, Seq, Sha256, StoredEvent,
+    Command, Conversation, FileId, FileName, Item, OfferName, OfferStatus, OkReply, Seq, Sha256,
+    StoredEvent,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -108,11 +109,12 @@ fn hash_prefix(path: &Path, len: u64) -> std::io::Result<sha2::Sha256> {
 }
 
 /// A display name for a local file: its file name, with what a name may not hold
-/// left out.
-pub fn name_for(path: &Path) -> Result<FileName, ClientError> {
+/// left out, and without leading dots (an offered name may not begin with one).
+pub fn name_for(path: &Path) -> Result<OfferName, ClientError> {
     let raw = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let clean: String = raw.chars().filter(|c| FileName::allows(*c) && !c.is_control()).collect();
-    Ok(FileName::new(if clean.is_empty() { "file" } else { &clean })?)
+    let clean = clean.trim_start_matches('.');
+    Ok(OfferName::new(if clean.is_empty() { "file" } else { clean })?)
 }
 
 impl Client {
@@ -122,7 +124,7 @@ impl Client {
         &self,
         to: Conversation,
         path: &Path,
-        name: FileName,
+        name: OfferName,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<SharedFile, ClientError> {
         let owned = path.to_path_buf();
@@ -131,6 +133,7 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?
             .map_err(io)?;
         let offer = Command::FileOffer { to, size, sha256, name: name.clone() };
+        let name = FileName::from(name);
         let (_, reply) = self.ok(offer).await?;
         let OkReply::FileOffer { file, status } = reply else {
             return Err(ClientError::Protocol(format!("FILE-OFFER answered with {reply:?}")));

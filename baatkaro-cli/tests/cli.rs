@@ -425,7 +425,7 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
         to: "#rust".parse().unwrap(),
         size: data.len() as u64,
         sha256: sha,
-        name: baatkaro_proto::FileName::new("report.pdf").unwrap(),
+        name: baatkaro_proto::OfferName::new("report.pdf").unwrap(),
     };
     let (_, reply) = raw.ok(offer).await.unwrap();
     let baatkaro_proto::OkReply::FileOffer { file: started, .. } = reply else {

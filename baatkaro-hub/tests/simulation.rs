@@ -1281,7 +1281,7 @@ fn file_offers_count_against_the_send_budget() {
                 to: Conversation::Group(group("rust")),
                 size: 10,
                 sha256: sha,
-                name: baatkaro_proto::FileName::new("notes.txt").unwrap(),
+                name: baatkaro_proto::OfferName::new("notes.txt").unwrap(),
             },
         )
     };

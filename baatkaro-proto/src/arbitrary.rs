@@ -20,8 +20,8 @@ use crate::command::{Command, Request, Verb};
 use crate::event::{Event, Failure, StoredEvent};
 use crate::reply::{Item, OkReply, ServerFrame};
 use crate::types::{
-    Conversation, Feature, Features, FileId, FileName, GroupName, IdemKey, Note, Password,
-    Software, Tag, Text, UserName, Versions,
+    Conversation, Feature, Features, FileId, FileName, GroupName, IdemKey, Note, OfferName,
+    Password, Software, Tag, Text, UserName, Versions,
 };
 use crate::{ErrorCode, ValidationError};
 
@@ -132,6 +132,19 @@ impl<'a> Arbitrary<'a> for FileName {
             s.push('_');
         }
         Ok(valid("file name", FileName::from_bytes(Bytes::from(s))))
+    }
+}
+
+impl<'a> Arbitrary<'a> for OfferName {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        let name = FileName::arbitrary(u)?;
+        // An offered name may not begin with a dot: the first one becomes `_`, which
+        // also keeps "." and ".." (made "._" and ".._") valid.
+        let s = match name.as_str().strip_prefix('.') {
+            Some(rest) => format!("_{rest}"),
+            None => name.as_str().to_owned(),
+        };
+        Ok(valid("offered file name", OfferName::new(&s)))
     }
 }
 

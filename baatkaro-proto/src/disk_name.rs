@@ -277,8 +277,8 @@ mod tests {
             prop_assert!(!d.chars().any(is_forbidden), "{d:?}");
             prop_assert!(!is_reserved(&d), "{d:?}");
             prop_assert_eq!(disk_name(&d), d.clone(), "not idempotent");
-            // It is also a name the protocol carries.
-            prop_assert!(FileName::new(&d).is_ok(), "{d:?}");
+            // It is also a name a client may offer, and a name the protocol carries.
+            prop_assert!(crate::OfferName::new(&d).is_ok(), "{d:?}");
         }
 
         #[test]

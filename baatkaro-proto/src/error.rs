@@ -209,6 +209,12 @@ pub enum ValidationError {
         /// What kind of value.
         what: &'static str,
     },
+    /// The value begins with `.` where it may not (a file name offered for sharing).
+    #[error("{what} must not begin with '.'")]
+    LeadingDot {
+        /// What kind of value.
+        what: &'static str,
+    },
     /// The value is reserved (e.g. the file names `.` and `..`).
     #[error("{what} is reserved")]
     Reserved {

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use baatkaro_proto::{
-    Command, Conversation, DecodeError, Encode, ErrorCode, LINE_MAX, Request, RequestDecoder,
-    ServerFrame, ServerFrameDecoder, Tag, Text,
+    Command, Conversation, DecodeError, Encode, ErrorCode, Event, LINE_MAX, Request,
+    RequestDecoder, ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text,
 };
 use bytes::Bytes;
 
@@ -257,6 +257,38 @@ fn file_names_that_could_be_paths_are_refused() {
         frame.extend_from_slice(b"\r\n");
         let got = decode_all(&frame);
         assert_eq!(code_of(&got[0]).1, ErrorCode::BadFileName, "{name:?}");
+    }
+}
+
+/// An offered name may not begin with a dot (SPEC.md 6.7), but a FILE event from a
+/// server that stored such a name before the rule still decodes.
+#[test]
+fn offered_names_with_a_leading_dot_are_refused_but_shared_ones_still_read() {
+    let sha = "0".repeat(64);
+    let offer = |name: &str| {
+        let frame = format!("t FILE-OFFER #rust 1 {sha} {{{}}}\r\n{name}\r\n", name.len());
+        decode_all(frame.as_bytes()).remove(0)
+    };
+    for name in [".bashrc", ".", "...", ". x", ".\u{e9}t\u{e9}"] {
+        assert_eq!(code_of(&offer(name)), (Some("t".into()), ErrorCode::BadFileName), "{name:?}");
+    }
+    // A dot anywhere else, or after another first character, is fine.
+    for name in ["notes.txt", "_bashrc", " .x", "a..", "x."] {
+        match offer(name) {
+            Ok(Request { command: Command::FileOffer { name: got, .. }, .. }) => {
+                assert_eq!(got.as_str(), name);
+            }
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+    let event = format!("* FILE #rust 4 1764072800000 bob f1 10 {sha} {{7}}\r\n.bashrc\r\n");
+    let mut d = ServerFrameDecoder::new(LIMIT);
+    d.push(event.as_bytes());
+    match d.next_frame() {
+        Some(Ok(ServerFrame::Event(Event::Stored(StoredEvent::File { name, .. })))) => {
+            assert_eq!(name.as_str(), ".bashrc");
+        }
+        other => panic!("{other:?}"),
     }
 }
 

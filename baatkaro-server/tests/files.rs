@@ -6,7 +6,7 @@
 mod common;
 
 use baatkaro_proto::{
-    Command, ErrorCode, Event, FileId, FileName, Item, JoinRule, OfferStatus, OkReply, Sha256,
+    Command, ErrorCode, Event, FileId, Item, JoinRule, OfferName, OfferStatus, OkReply, Sha256,
     StoredEvent,
 };
 use bytes::Bytes;
@@ -39,7 +39,7 @@ async fn offer(c: &mut Client, to: &str, data: &[u8], name: &str) -> (FileId, Of
         to: conv(to),
         size: data.len() as u64,
         sha256: sha(data),
-        name: FileName::new(name).unwrap(),
+        name: OfferName::new(name).unwrap(),
     };
     match c.ok(cmd).await.1 {
         OkReply::FileOffer { file, status } => (file, status),
@@ -188,7 +188,7 @@ async fn a_hash_mismatch_stores_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_that_look_like_paths_and_limits_are_refused_before_data_moves() {
+async fn names_that_look_like_paths_or_hidden_files_and_limits_are_refused_before_data_moves() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.limits.file = 1000;
@@ -197,8 +197,20 @@ async fn names_that_look_like_paths_and_limits_are_refused_before_data_moves() {
     let server = TestServer::start(cfg).await;
     let (mut alice, _bob) = room(server.addr).await;
     let hash = "ed35e535b5b4dae70e45fc0e5cb0225aeaff4c960ab9f7b2bb580ee68ea7db10";
-    let names: [&[u8]; 7] =
-        [b"../etc/passwd", b"/etc/passwd", b"a/b", b"..", b".", b"a\\b", b"x\0y"];
+    // A name with a leading dot would be a hidden file, or a shell's start-up file,
+    // where a client saves it (SPEC.md 6.7).
+    let names: [&[u8]; 10] = [
+        b"../etc/passwd",
+        b"/etc/passwd",
+        b"a/b",
+        b"..",
+        b".",
+        b"a\\b",
+        b"x\0y",
+        b".bashrc",
+        b"...",
+        b".ssh",
+    ];
     for name in names {
         let mut frame =
             format!("n1 FILE-OFFER #rust 10 {hash} {{{}}}\r\n", name.len()).into_bytes();
@@ -214,7 +226,7 @@ async fn names_that_look_like_paths_and_limits_are_refused_before_data_moves() {
         to: conv("#rust"),
         size,
         sha256: sha(&content(size as usize, seed)),
-        name: FileName::new("f").unwrap(),
+        name: OfferName::new("f").unwrap(),
     };
     alice.err(cmd(big.len() as u64, 4), ErrorCode::FileTooLarge).await;
     alice.ok(cmd(1000, 5)).await;
@@ -228,7 +240,7 @@ async fn names_that_look_like_paths_and_limits_are_refused_before_data_moves() {
         to: conv("@nobody"),
         size: 1,
         sha256: sha(b"x"),
-        name: FileName::new("f").unwrap(),
+        name: OfferName::new("f").unwrap(),
     };
     carol.err(to_nobody, ErrorCode::NoSuchUser).await;
     server.stop().await;

@@ -503,7 +503,7 @@ impl Hub {
             C::Online { group } => self.list_online(r, user, group),
             C::Requests { group } => self.list_requests(r, user, group, now),
             C::FileOffer { to, size, sha256, name } => {
-                self.file_offer(r, user, files::Offer { to, size, sha256, name }, now)
+                self.file_offer(r, user, files::Offer { to, size, sha256, name: name.into() }, now)
             }
             C::FileChunk { file, offset, data } => self.file_chunk(r, user, file, offset, data),
             C::FileStatus { file } => self.file_status(r, user, file),

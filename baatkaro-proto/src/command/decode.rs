@@ -12,7 +12,7 @@ use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, idem_key, keyword, none, number,
     number_u32, payload_as, required, sha256, software, tag, token, user_name,
 };
-use crate::types::{FileName, HistoryRange, JoinRule, Password, Text, Versions};
+use crate::types::{HistoryRange, JoinRule, OfferName, Password, Text, Versions};
 
 impl Decode for Request {
     /// `request = tag SP verb args [payload-marker]`
@@ -123,7 +123,7 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
         }
         Verb::FileOffer => {
             let (to, size, sha256) = complete(args, (arg(conv), arg(number), arg(sha256)))?;
-            let name = payload_as(required(p)?, ErrorCode::BadFileName, FileName::from_bytes)?;
+            let name = payload_as(required(p)?, ErrorCode::BadFileName, OfferName::from_bytes)?;
             Command::FileOffer { to, size, sha256, name }
         }
         Verb::FileChunk => {

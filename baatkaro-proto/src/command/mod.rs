@@ -9,7 +9,7 @@ mod encode;
 use bytes::Bytes;
 
 use crate::types::{
-    Conversation, FileId, FileName, GroupName, HistoryRange, IdemKey, JoinRule, Password, Sha256,
+    Conversation, FileId, GroupName, HistoryRange, IdemKey, JoinRule, OfferName, Password, Sha256,
     Software, Tag, Text, UserName, Versions,
 };
 
@@ -206,8 +206,8 @@ pub enum Command {
         size: u64,
         /// The SHA-256 of its content.
         sha256: Sha256,
-        /// Its display name.
-        name: FileName,
+        /// Its display name (not beginning with `.`).
+        name: OfferName,
     },
     /// `FILE-CHUNK file-id SP offset {n}` + bytes: upload bytes at an offset.
     FileChunk {

@@ -12,4 +12,4 @@ pub(crate) use keyword::keyword_enum;
 pub use keyword::{InviteOutcome, JoinOutcome, JoinRule, Membership, Presence, Role};
 pub use misc::{Conversation, Features, HistoryRange, Millis, OfferStatus, Seq, Sha256, Versions};
 pub use name::{Feature, FileId, GroupName, IdemKey, Software, Tag, UserName};
-pub use text::{FileName, Note, Password, TEXT_MAX, Text};
+pub use text::{FileName, Note, OfferName, Password, TEXT_MAX, Text};

@@ -156,6 +156,74 @@ impl FileName {
 
 payload_text!(FileName, "name");
 
+/// The name of a file offered for sharing (FILE-OFFER): a [`FileName`] that does
+/// not begin with `.`.
+///
+/// ```abnf
+/// offer-name = file-name   ; and not beginning with "."
+/// ```
+///
+/// Saved under its name, a file that began with a dot would be hidden from a
+/// directory listing, or be a program's start-up file (`.bashrc`, `.profile`): so a
+/// server refuses such a name (`BAD_FILE_NAME`). Names in FILE events stay
+/// [`FileName`]s: an earlier server may have stored one that begins with a dot, and
+/// a client keeps reading its history. A client saves a download only under
+/// [`crate::disk_name::disk_name`] of its name, whichever it is.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OfferName(FileName);
+
+impl OfferName {
+    /// The maximum length in bytes, as for any file name.
+    pub const MAX_LEN: usize = FileName::MAX_LEN;
+
+    /// Validates bytes (typically a payload) as an offered file name, without
+    /// copying them.
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, ValidationError> {
+        if bytes.first() == Some(&b'.') {
+            return Err(ValidationError::LeadingDot { what: "offered file name" });
+        }
+        FileName::from_bytes(bytes).map(OfferName)
+    }
+
+    /// Validates and copies a string.
+    pub fn new(s: &str) -> Result<Self, ValidationError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// The name, as a FILE event will carry it.
+    pub fn as_file_name(&self) -> &FileName {
+        &self.0
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The UTF-8 bytes, exactly as on the wire.
+    pub fn as_bytes(&self) -> &Bytes {
+        self.0.as_bytes()
+    }
+}
+
+impl From<OfferName> for FileName {
+    fn from(name: OfferName) -> FileName {
+        name.0
+    }
+}
+
+impl fmt::Debug for OfferName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OfferName({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for OfferName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Unicode format characters a file name may not hold: zero-width characters, bidi
 /// embeddings, overrides and isolates, word joiners and the byte order mark.
 fn is_format_char(c: char) -> bool {

@@ -15,9 +15,9 @@
 use baatkaro_proto::{
     Command, Conversation, DoneVerb, Encode, ErrorCode, Event, Failure, Feature, Features, FileId,
     FileName, GroupName, HistoryRange, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule,
-    LIMIT_VALUE_MAX, LINE_MAX, Limits, ListVerb, Membership, Note, OfferStatus, OkReply, Password,
-    Presence, Request, Role, ServerFrame, Sha256, Software, StoredEvent, TEXT_MAX, Tag, Text,
-    UserName, Verb, Versions,
+    LIMIT_VALUE_MAX, LINE_MAX, Limits, ListVerb, Membership, Note, OfferName, OfferStatus, OkReply,
+    Password, Presence, Request, Role, ServerFrame, Sha256, Software, StoredEvent, TEXT_MAX, Tag,
+    Text, UserName, Verb, Versions,
 };
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -199,6 +199,19 @@ pub(crate) fn file_name() -> BoxedStrategy<FileName> {
         FileName::new(&s).expect("file name grammar")
     })
     .boxed()
+}
+
+/// A valid offered file name: a file name whose leading dot, if any, is made `_`.
+pub(crate) fn offer_name() -> BoxedStrategy<OfferName> {
+    file_name()
+        .prop_map(|name| {
+            let s = match name.as_str().strip_prefix('.') {
+                Some(rest) => format!("_{rest}"),
+                None => name.as_str().to_owned(),
+            };
+            OfferName::new(&s).expect("offer name grammar")
+        })
+        .boxed()
 }
 
 /// A password: 1..=64 arbitrary bytes (CR, LF, braces and invalid UTF-8 included).
@@ -387,7 +400,7 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
         (conversation(), history_range(), history_limit())
             .prop_map(|(conv, range, limit)| Command::History { conv, range, limit })
             .boxed(),
-        (conversation(), any_u64(), sha256(), file_name())
+        (conversation(), any_u64(), sha256(), offer_name())
             .prop_map(|(to, size, sha256, name)| Command::FileOffer { to, size, sha256, name })
             .boxed(),
         (file_id(), any_u64(), data())
@@ -648,7 +661,7 @@ pub(crate) fn payload_request() -> BoxedStrategy<Request> {
             key,
             text
         }),
-        (conversation(), any_u64(), sha256(), file_name())
+        (conversation(), any_u64(), sha256(), offer_name())
             .prop_map(|(to, size, sha256, name)| Command::FileOffer { to, size, sha256, name }),
         (file_id(), any_u64(), data()).prop_map(|(file, offset, data)| Command::FileChunk {
             file,
