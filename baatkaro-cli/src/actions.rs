@@ -2,16 +2,17 @@
 //! subcommands and the interactive slash commands, and how their results print.
 
 use baatkaro_cli::{Client, ClientError, show};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use baatkaro_cli::transfer::{SharedFile, name_for};
+use baatkaro_cli::transfer::{IfExists, SharedFile, name_for};
 use baatkaro_proto::{
     Command, Conversation, FileId, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
     OfferName, OkReply, Seq, Text, UserName,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// One operation of the product.
+/// One operation of the product. (A download's `output` is a file, or a directory to
+/// save into: the current one if `None`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
     Create { group: GroupName, rule: Option<JoinRule> },
@@ -40,7 +41,7 @@ pub(crate) enum Action {
     History { conv: Conversation, since: Seq },
     Upload { to: Conversation, path: PathBuf, name: Option<OfferName> },
     Files { conv: Conversation },
-    Download { file: FileId, output: Option<PathBuf> },
+    Download { file: FileId, output: Option<PathBuf>, if_exists: IfExists },
 }
 
 /// Where results go: plain lines, or one JSON object per line.
@@ -184,11 +185,10 @@ impl Action {
                     });
                 }
             }
-            Action::Download { file, output } => {
+            Action::Download { file, output, if_exists } => {
                 let f = client.find_file(*file).await?;
-                // The display name cannot hold a separator or be `.` or `..`, so it
-                // stays in the current directory.
-                let dest = output.clone().unwrap_or_else(|| PathBuf::from(f.name.as_str()));
+                // Into the current directory, under the name made safe, by default.
+                let dest = output.clone().unwrap_or_else(|| PathBuf::from("."));
                 let bar = bar(p.progress);
                 let mut tick = |done: u64, total: u64| {
                     if let Some(b) = &bar {
@@ -196,14 +196,19 @@ impl Action {
                         b.set_position(done);
                     }
                 };
-                client.download(&f, &dest, &mut tick).await?;
+                let saved = client.download(&f, &dest, *if_exists, &mut tick).await?;
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }
+                // `./notes.pdf` is shown as `notes.pdf`.
+                let shown = |p: &Path| p.strip_prefix(".").unwrap_or(p).display().to_string();
+                let (path, wanted) = (shown(&saved.path), shown(&saved.wanted));
                 out(if p.json {
-                    serde_json::json!({ "id": f.id.as_str(), "path": dest.display().to_string(), "size": f.size }).to_string()
+                    serde_json::json!({ "id": f.id.as_str(), "path": path, "wanted": wanted, "size": f.size }).to_string()
+                } else if saved.path == saved.wanted {
+                    format!("saved {path} ({} bytes)", f.size)
                 } else {
-                    format!("saved {} ({} bytes)", dest.display(), f.size)
+                    format!("saved {path} ({} bytes): {wanted} exists", f.size)
                 });
             }
             other => {

@@ -13,4 +13,4 @@ pub mod transfer;
 
 pub use client::{Client, ClientError, ClientEvent, ServerInfo};
 pub use tls::{ConnectOptions, TlsInfo, Trust};
-pub use transfer::SharedFile;
+pub use transfer::{IfExists, Saved, SharedFile};

@@ -14,7 +14,7 @@ mod slash;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baatkaro_cli::{Client, ClientError, ConnectOptions, TlsInfo, Trust};
+use baatkaro_cli::{Client, ClientError, ConnectOptions, IfExists, TlsInfo, Trust};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{
     Conversation, FileId, GroupName, JoinRule, OfferName, Password, Seq, Text, UserName,
@@ -179,12 +179,17 @@ enum Sub {
         #[arg(long, conflicts_with = "group")]
         with: Option<UserName>,
     },
-    /// Download a shared file (an interrupted download resumes when run again).
+    /// Download a shared file (an interrupted download resumes when run again). An
+    /// existing file is kept: the download takes a free name (`notes (1).pdf`).
     Download {
         file: FileId,
-        /// Where to save it [default: its name, in the current directory].
+        /// Where to save it: a file, or a directory to save into under the file's
+        /// name made safe [default: the current directory].
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace a file that has the name, instead of taking a free one.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a group's events as they happen, until interrupted or N messages.
     Tail {
@@ -364,7 +369,11 @@ fn action_of(sub: &Sub) -> Option<Action> {
             };
             Action::Files { conv }
         }
-        S::Download { file, output } => Action::Download { file: *file, output: output.clone() },
+        S::Download { file, output, force } => Action::Download {
+            file: *file,
+            output: output.clone(),
+            if_exists: if *force { IfExists::Overwrite } else { IfExists::PickFreeName },
+        },
         S::Chat { .. } | S::Register | S::Login | S::Tail { .. } => return None,
     })
 }

@@ -3,6 +3,8 @@
 
 use baatkaro_proto::{Conversation, GroupName, JoinRule, Text, UserName};
 
+use baatkaro_cli::IfExists;
+
 use crate::actions::Action;
 
 /// What a line typed in the chat asks for.
@@ -345,14 +347,20 @@ pub(crate) const COMMANDS: &[Slash] = &[
     },
     Slash {
         name: "download",
-        usage: "FILE_ID [PATH]",
-        help: "download a shared file",
+        usage: "FILE_ID [PATH] [--force]",
+        help: "download a shared file; --force replaces a file of its name",
         parse: |w| {
-            let word = w.next().ok_or("missing argument: FILE_ID")?;
+            let force = w.rest.split_whitespace().any(|x| x == "--force");
+            let rest = w.rest.split_whitespace().filter(|x| *x != "--force");
+            let rest = rest.collect::<Vec<_>>().join(" ");
+            let mut w2 = Words { rest: &rest, current: w.current };
+            let word = w2.next().ok_or("missing argument: FILE_ID")?;
             let file = word.parse().map_err(|e| format!("{word}: {e}"))?;
-            let output = w.next().map(Into::into);
-            w.done()?;
-            act(Action::Download { file, output })
+            let output = w2.next().map(Into::into);
+            w2.done()?;
+            w.rest = "";
+            let if_exists = if force { IfExists::Overwrite } else { IfExists::PickFreeName };
+            act(Action::Download { file, output, if_exists })
         },
     },
     Slash { name: "help", usage: "", help: "this list", parse: |_| Ok(Typed::Help) },
@@ -413,6 +421,23 @@ mod tests {
             }))
         );
         assert!(matches!(parse("hello there", cur), Ok(Typed::Act(Action::Send { .. }))));
+        let file = || "f1".parse().unwrap();
+        assert_eq!(
+            parse("/download f1", cur),
+            Ok(Typed::Act(Action::Download {
+                file: file(),
+                output: None,
+                if_exists: IfExists::PickFreeName
+            }))
+        );
+        assert_eq!(
+            parse("/download f1 --force /tmp/x", cur),
+            Ok(Typed::Act(Action::Download {
+                file: file(),
+                output: Some("/tmp/x".into()),
+                if_exists: IfExists::Overwrite
+            }))
+        );
         assert_eq!(parse("/switch #go", cur), Ok(Typed::Switch(g("go"))));
     }
 

@@ -4,12 +4,16 @@
 //! An upload offers the file (name, size, SHA-256), asks the server which ranges it
 //! holds already, sends only the rest (several chunks in flight), and commits. Run
 //! again after an interruption, the same offer finds the same unfinished upload. A
-//! download writes to `PATH.part`, continues from its length when run again, checks
-//! the SHA-256, and only then renames the file into place.
+//! download writes to `NAME.part` beside the file it makes, continues from its
+//! length when run again, checks the SHA-256, and only then moves the file into
+//! place: under a free name (`NAME (1).EXT`) if another file has its name, never
+//! replacing one unless asked to ([`IfExists`]). A name from the network is made
+//! safe first ([`SharedFile::disk_name`]).
 
 use std::path::{Path, PathBuf};
 
 use baatkaro_direct_io::ContentFile;
+use baatkaro_proto::disk_name;
 use baatkaro_proto::{
     Command, Conversation, FileId, FileName, Item, OfferName, OfferStatus, OkReply, Seq, Sha256,
     StoredEvent,
@@ -62,6 +66,35 @@ impl SharedFile {
             _ => None,
         }
     }
+
+    /// The name to save the file under: its shared name made safe for a disk (no
+    /// leading dot, separators, control or invisible characters, device names, or
+    /// more than 255 bytes; see [`baatkaro_proto::disk_name`]).
+    pub fn disk_name(&self) -> String {
+        disk_name::disk_name(self.name.as_str())
+    }
+}
+
+/// What a download does when a file already has the name it is to be saved under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfExists {
+    /// Keep that file, and save under the first free name of `NAME (1).EXT` to
+    /// `NAME (999).EXT` (an error if none is free).
+    #[default]
+    PickFreeName,
+    /// Replace that file, in one step: a reader of the name sees the old content or
+    /// the new, never a part.
+    Overwrite,
+}
+
+/// Where a download was saved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    /// The file it was saved as.
+    pub path: PathBuf,
+    /// The name it was to be saved as: the same as `path` unless a file had that
+    /// name already and [`IfExists::PickFreeName`] chose another.
+    pub wanted: PathBuf,
 }
 
 fn io(e: std::io::Error) -> ClientError {
@@ -74,7 +107,7 @@ const HASH_PIECE: u64 = 4 << 20;
 /// The SHA-256 of a file's content, read in pieces (see [`hash_prefix`]).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
     let size = std::fs::metadata(path)?.len();
-    let hasher = hash_prefix(path, size)?;
+    let hasher = hash_prefix(ContentFile::open_read(path, false)?, size)?;
     Ok((size, Sha256(hasher.finalize().into())))
 }
 
@@ -82,8 +115,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
 /// reads the next piece while this one hashes, so that with a core to spare the hash
 /// runs at the speed of SHA-256 alone. (Through the page cache: direct reads
 /// measured slower and more variable here, BENCHMARKS.md.)
-fn hash_prefix(path: &Path, len: u64) -> std::io::Result<sha2::Sha256> {
-    let f = ContentFile::open_read(path, false)?;
+fn hash_prefix(f: ContentFile, len: u64) -> std::io::Result<sha2::Sha256> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(2);
     let reader = std::thread::Builder::new().name("hash-read".into()).spawn(move || {
         for (offset, len) in baatkaro_proto::transfer::chunks(0, len, HASH_PIECE) {
@@ -216,18 +248,29 @@ impl Client {
         )))
     }
 
-    /// Downloads a file to `dest`, continuing a `dest.part` left by an interrupted
-    /// run, and checks its SHA-256 before renaming it into place.
+    /// Downloads a file and saves it at `dest`: a file path, or an existing
+    /// directory to save into under the file's [`SharedFile::disk_name`]. Returns
+    /// where it was saved.
+    ///
+    /// The content goes to `NAME.part` beside the file first (continuing one that
+    /// an interrupted run left), its SHA-256 is checked, and only then is it moved
+    /// to its name: in one step, and without replacing a file that has that name
+    /// meanwhile unless `if_exists` says [`IfExists::Overwrite`]; with
+    /// [`IfExists::PickFreeName`] it takes the first free name of `NAME (1).EXT`, …
+    /// A `.part` that is a symbolic link, a FIFO or another file's hard link is
+    /// refused, never followed, and two downloads into one name do not share one.
     pub async fn download(
         &self,
         file: &SharedFile,
         dest: &Path,
+        if_exists: IfExists,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(), ClientError> {
-        let part = part_path(dest);
+    ) -> Result<Saved, ClientError> {
+        let wanted = save_path(file, dest).map_err(io)?;
+        let part = part_path(&wanted);
         // Direct I/O where the file system allows it: the content is hashed as it
         // arrives and not read again, so caching it would only cost memory.
-        let out = ContentFile::open_write(&part, true).map_err(io)?;
+        let out = open_part(&part).map_err(io)?;
         let mut have = out.file().metadata().map_err(io)?.len();
         if have > file.size {
             out.file().set_len(0).map_err(io)?;
@@ -235,9 +278,10 @@ impl Client {
         }
         // The bytes kept from an earlier run are hashed first; the rest is hashed as it
         // arrives, in order, so nothing is read back at the end.
-        // Off the async threads, as the upload's hash is.
-        let kept = part.clone();
-        let mut hasher = tokio::task::spawn_blocking(move || hash_prefix(&kept, have))
+        // Off the async threads, as the upload's hash is; through a second view of
+        // the file already open, not its name, which someone may have replaced.
+        let kept = ContentFile::from_plain(out.file().try_clone().map_err(io)?);
+        let mut hasher = tokio::task::spawn_blocking(move || hash_prefix(kept, have))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?
             .map_err(io)?;
@@ -288,15 +332,142 @@ impl Client {
         // says so), and waiting for the disk here would halve the download's speed.
         let (size, sha) = (have, Sha256(hasher.finalize().into()));
         if size != file.size || sha != file.sha256 {
-            // Start afresh next time: these bytes are not the file.
-            let _ = std::fs::remove_file(&part);
+            // Start afresh next time: these bytes are not the file. (Only the part
+            // written here is removed, never a file put in its place.)
+            let removed = is_same_file(out.file(), &part).unwrap_or(false)
+                && std::fs::remove_file(&part).is_ok();
+            let what = if removed { "it was removed" } else { "remove it before trying again" };
             return Err(ClientError::Protocol(format!(
-                "the download does not match its SHA-256 ({size} bytes); it was removed"
+                "the download does not match its SHA-256 ({size} bytes); {what}: {}",
+                part.display()
             )));
         }
-        std::fs::rename(&part, dest).map_err(io)?;
-        Ok(())
+        tokio::task::spawn_blocking(move || {
+            // The part is moved by its name: it must still name the file written.
+            if !is_same_file(out.file(), &part)? {
+                let what = format!("{} was replaced during the download", part.display());
+                return Err(std::io::Error::other(what));
+            }
+            let path = place(&part, &wanted, if_exists)?;
+            // Held, with its lock, until the part has its name.
+            drop(out);
+            Ok(Saved { path, wanted })
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+        .map_err(io)
     }
+}
+
+/// The path a download of `file` to `dest` is to be saved as: `dest` itself, or,
+/// when `dest` is a directory, the file's [`SharedFile::disk_name`] inside it.
+fn save_path(file: &SharedFile, dest: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    if dest.is_dir() {
+        return Ok(dest.join(file.disk_name()));
+    }
+    // `dir/` or `dir/..` name a directory, which is missing.
+    if dest.file_name().is_none() || dest.as_os_str().as_bytes().ends_with(b"/") {
+        let what = format!("{}: no such directory", dest.display());
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, what));
+    }
+    Ok(dest.to_path_buf())
+}
+
+/// Opens (or creates) the unfinished download at `part`, refusing what an attacker
+/// with write access to the directory could have put there instead of a file of
+/// ours: a symbolic link (not followed), a FIFO or device, a hard link to another
+/// file; and a part that another download is writing (it holds the lock).
+fn open_part(part: &Path) -> std::io::Result<ContentFile> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::MetadataExt;
+    let out = ContentFile::open_write_no_follow(part, true).map_err(|e| {
+        let why = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            "a symbolic link, which a download does not follow".to_string()
+        } else {
+            e.to_string()
+        };
+        Error::new(e.kind(), format!("{}: {why}", part.display()))
+    })?;
+    let meta = out.file().metadata()?;
+    if !meta.file_type().is_file() || meta.nlink() != 1 {
+        let what =
+            format!("{}: not a file of its own; remove it, or save elsewhere", part.display());
+        return Err(Error::new(ErrorKind::InvalidInput, what));
+    }
+    match out.file().try_lock() {
+        Ok(()) => Ok(out),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let what = format!("{}: another download is writing it", part.display());
+            Err(Error::new(ErrorKind::ResourceBusy, what))
+        }
+        // A file system without locks (some network ones): the download goes on
+        // without the guard against a second one into the same name.
+        Err(std::fs::TryLockError::Error(_)) => Ok(out),
+    }
+}
+
+/// Whether `path` names `file` (the same device and inode), without following a
+/// link at `path`.
+fn is_same_file(file: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (file.metadata()?, std::fs::symlink_metadata(path)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Gives the finished download at `part` its name: `wanted`, replacing a file of
+/// that name for [`IfExists::Overwrite`]; else the first of `wanted`, `wanted (1)`,
+/// … (from [`disk_name::candidates`]) that no file has, taken in one step that
+/// fails rather than replace a file that appeared meanwhile.
+fn place(part: &Path, wanted: &Path, if_exists: IfExists) -> std::io::Result<PathBuf> {
+    use std::io::{Error, ErrorKind};
+    if if_exists == IfExists::Overwrite {
+        // rename(2) replaces a link at `wanted` itself, never what it points to.
+        std::fs::rename(part, wanted)?;
+        return Ok(wanted.to_path_buf());
+    }
+    let name = wanted.file_name().unwrap_or_default().to_string_lossy();
+    for (n, candidate) in disk_name::candidates(&name).enumerate() {
+        // The name as asked exactly, even if it is not UTF-8; the others from it.
+        let to = if n == 0 { wanted.to_path_buf() } else { wanted.with_file_name(candidate) };
+        match rename_no_replace(part, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let last = disk_name::numbered(&name, disk_name::MAX_NUMBER);
+    let what = format!(
+        "{} and every name up to {last:?} are taken; the download stays in {}: save elsewhere, or replace the file (--force)",
+        wanted.display(),
+        part.display()
+    );
+    Err(Error::new(ErrorKind::AlreadyExists, what))
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then), atomically:
+/// with `renameat2(RENAME_NOREPLACE)`, or where the file system lacks it, by a hard
+/// link (which fails if `to` exists) and removing `from`.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        use rustix::io::Errno;
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // The file system (or an older kernel) does not offer it: link instead.
+            Err(Errno::INVAL | Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    link_no_replace(from, to)
+}
+
+/// Renames `from` to `to` unless `to` exists, on any file system with hard links:
+/// link(2) fails with `EEXIST` rather than replace, and then `from` goes.
+fn link_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::hard_link(from, to)?;
+    std::fs::remove_file(from)
 }
 
 /// Waits for a chunk's write to the file.
@@ -306,9 +477,117 @@ async fn finish_write(
     write.await.map_err(|e| ClientError::Protocol(e.to_string()))?.map_err(io)
 }
 
-/// Where an unfinished download of `dest` is kept.
+/// The suffix of an unfinished download's name.
+const PART: &str = ".part";
+
+/// Where an unfinished download of `dest` is kept: beside it, its name with `.part`
+/// added (its name cut first if the two would pass a file system's 255 bytes).
 pub fn part_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".part");
-    dest.with_file_name(name)
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let name = dest.file_name().unwrap_or_default().as_bytes();
+    let mut end = name.len().min(disk_name::MAX_LEN - PART.len());
+    // On a character boundary if the name is UTF-8 (at most 3 steps back).
+    if let Ok(s) = std::str::from_utf8(name) {
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+    }
+    let mut part = name[..end].to_vec();
+    part.extend_from_slice(PART.as_bytes());
+    dest.with_file_name(std::ffi::OsString::from_vec(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, data: &[u8]) {
+        std::fs::write(path, data).expect("write");
+    }
+
+    fn read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).expect("read")
+    }
+
+    #[test]
+    fn a_finished_download_takes_the_first_free_name_and_replaces_only_when_asked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (part, wanted) = (dir.path().join("n.pdf.part"), dir.path().join("n.pdf"));
+        write(&part, b"new");
+        assert_eq!(place(&part, &wanted, IfExists::PickFreeName).expect("place"), wanted);
+        write(&part, b"newer");
+        write(&dir.path().join("n (1).pdf"), b"taken");
+        let got = place(&part, &wanted, IfExists::PickFreeName).expect("place");
+        assert_eq!(got, dir.path().join("n (2).pdf"));
+        assert_eq!((read(&wanted), read(&got)), (b"new".to_vec(), b"newer".to_vec()));
+        assert_eq!(read(&dir.path().join("n (1).pdf")), b"taken");
+        assert!(!part.exists());
+        write(&part, b"newest");
+        assert_eq!(place(&part, &wanted, IfExists::Overwrite).expect("place"), wanted);
+        assert_eq!(read(&wanted), b"newest");
+    }
+
+    #[test]
+    fn when_every_name_is_taken_the_download_stays_in_its_part() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (part, wanted) = (dir.path().join("a.part"), dir.path().join("a"));
+        for name in disk_name::candidates("a") {
+            write(&dir.path().join(name), b"taken");
+        }
+        write(&part, b"mine");
+        let err = place(&part, &wanted, IfExists::PickFreeName).expect_err("no free name");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            err.to_string().contains("a (999)") && err.to_string().contains("--force"),
+            "{err}"
+        );
+        assert_eq!(read(&part), b"mine");
+    }
+
+    #[test]
+    fn the_link_fallback_never_replaces_either() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        write(&from, b"new");
+        write(&to, b"old");
+        let err = link_no_replace(&from, &to).expect_err("exists");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!((read(&from), read(&to)), (b"new".to_vec(), b"old".to_vec()));
+        std::fs::remove_file(&to).expect("remove");
+        link_no_replace(&from, &to).expect("link");
+        assert!(!from.exists());
+        assert_eq!(read(&to), b"new");
+    }
+
+    #[test]
+    fn a_part_that_is_not_a_file_of_its_own_or_is_in_use_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let other = dir.path().join("other");
+        write(&other, b"someone's");
+        let linked = dir.path().join("linked.part");
+        std::fs::hard_link(&other, &linked).expect("link");
+        let err = open_part(&linked).expect_err("a hard link");
+        assert!(err.to_string().contains("not a file of its own"), "{err}");
+        let symlinked = dir.path().join("symlinked.part");
+        std::os::unix::fs::symlink(&other, &symlinked).expect("symlink");
+        let err = open_part(&symlinked).expect_err("a symlink");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(read(&other), b"someone's");
+        let part = dir.path().join("x.part");
+        let first = open_part(&part).expect("open");
+        let err = open_part(&part).expect_err("in use");
+        assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy, "{err}");
+        drop(first);
+        open_part(&part).expect("free again");
+    }
+
+    #[test]
+    fn a_part_name_fits_in_255_bytes() {
+        let long = format!("{}.pdf", "\u{e9}".repeat(125));
+        assert_eq!(long.len(), 254);
+        let part = part_path(Path::new("dir").join(&long).as_path());
+        let name = part.file_name().expect("name").to_str().expect("UTF-8");
+        assert!(name.len() <= disk_name::MAX_LEN && name.ends_with("\u{e9}.part"), "{name}");
+        assert_eq!(part_path(Path::new("a/b.txt")), Path::new("a/b.txt.part"));
+    }
 }

@@ -496,3 +496,185 @@ async fn a_client_that_only_listens_is_not_closed_for_idleness() {
     let _ = stop.send(());
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }
+
+impl Bin {
+    /// Runs and requires success, in the directory `cwd`: standard output.
+    async fn ok_in(&self, cwd: &Path, user: &str, args: &[&str]) -> String {
+        let mut c = self.command(user, args);
+        c.current_dir(cwd);
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+        assert!(out.status.success(), "{user} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    let data: Vec<u8> =
+        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let source = dir.path().join("x");
+    std::fs::write(&source, &data).unwrap();
+    let out = b.ok("alice", &["--json", "upload", "rust", source.to_str().unwrap()]).await;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let dl = dir.path().join("dl");
+    std::fs::create_dir(&dl).unwrap();
+
+    // Twice into the same folder: both kept, the second under a free name.
+    assert_eq!(b.ok_in(&dl, "bob", &["download", &id]).await, "saved x (300000 bytes)\n");
+    let second = b.ok_in(&dl, "bob", &["download", &id]).await;
+    assert_eq!(second, "saved x (1) (300000 bytes): x exists\n");
+    assert_eq!(listing(&dl), ["x", "x (1)"]);
+    assert!(std::fs::read(dl.join("x")).unwrap() == data);
+    assert!(std::fs::read(dl.join("x (1)")).unwrap() == data);
+    // A file of that name (here the user's own) is replaced only with --force.
+    std::fs::write(dl.join("x"), b"mine").unwrap();
+    let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["path"], dl.join("x (2)").to_str().unwrap(), "{out}");
+    assert_eq!(v["wanted"], dl.join("x").to_str().unwrap(), "{out}");
+    assert_eq!(std::fs::read(dl.join("x")).unwrap(), b"mine");
+    assert_eq!(
+        b.ok_in(&dl, "bob", &["download", &id, "--force"]).await,
+        "saved x (300000 bytes)\n"
+    );
+    assert!(std::fs::read(dl.join("x")).unwrap() == data);
+    assert_eq!(listing(&dl), ["x", "x (1)", "x (2)"]);
+    // The same in the chat.
+    let mut chat = Piped::start(&b, "bob");
+    chat.say(&format!("/download {id} {}", dl.display()));
+    let line = chat.expect("(300000 bytes)").await;
+    assert_eq!(
+        line,
+        format!(
+            "saved {} (300000 bytes): {} exists",
+            dl.join("x (3)").display(),
+            dl.join("x").display()
+        )
+    );
+    std::fs::write(dl.join("x"), b"mine").unwrap();
+    chat.say(&format!("/download {id} {} --force", dl.display()));
+    chat.expect(&format!("saved {} (300000 bytes)", dl.join("x").display())).await;
+    chat.say("/quit");
+    assert!(chat.finish().success());
+    assert!(std::fs::read(dl.join("x")).unwrap() == data);
+    assert_eq!(listing(&dl), ["x", "x (1)", "x (2)", "x (3)"]);
+
+    // A link planted at the name is neither followed nor replaced; --force
+    // replaces the link itself, never the file it points to.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dl.join("link.bin")).unwrap();
+    let link = dl.join("link.bin");
+    let out = b.ok("bob", &["download", &id, "-o", link.to_str().unwrap()]).await;
+    assert!(out.contains("link (1).bin") && out.contains("link.bin exists"), "{out}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    b.ok("bob", &["download", &id, "-o", link.to_str().unwrap(), "--force"]).await;
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_file());
+    assert!(std::fs::read(&link).unwrap() == data);
+    // A link planted where the unfinished download goes is refused, not followed.
+    let y = dl.join("y.bin");
+    std::os::unix::fs::symlink(&victim, baatkaro_cli::transfer::part_path(&y)).unwrap();
+    let err = b.fails("bob", &["download", &id, "-o", y.to_str().unwrap()]).await;
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!y.exists());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    // A missing folder is an error, not a file of that name.
+    let err =
+        b.fails("bob", &["download", &id, "-o", &format!("{}/", dl.join("no").display())]).await;
+    assert!(err.contains("no such directory"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    // The user's own files, apart from the server's data.
+    let home = tempfile::tempdir().unwrap();
+    let source = home.path().join("content");
+    std::fs::write(&source, b"hostile content").unwrap();
+    // An offered name may not begin with a dot: the CLI says so before sending, and
+    // a local dot file is shared without its dots.
+    let err =
+        b.fails("alice", &["upload", "rust", source.to_str().unwrap(), "--name", ".bashrc"]).await;
+    assert!(err.contains("must not begin with '.'"), "{err}");
+    let dotted = home.path().join(".profile");
+    std::fs::write(&dotted, b"x").unwrap();
+    let out = b.ok("alice", &["upload", "rust", dotted.to_str().unwrap()]).await;
+    assert!(out.starts_with("shared profile as "), "{out}");
+
+    // Names the protocol carries that would be trouble on a disk.
+    let long = format!("{}.txt", "n".repeat(251));
+    let cases: Vec<(String, String)> = vec![
+        ("CON.txt".into(), "_CON.txt".into()),
+        ("a<b>:c|d?*.txt".into(), "a_b__c_d__.txt".into()),
+        ("tab\there".into(), "tab_here".into()),
+        ("trailing. . .".into(), "trailing".into()),
+        ("  lead".into(), "lead".into()),
+        (long.clone(), long.clone()),
+    ];
+    let mut alice = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    alice
+        .login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
+        .await
+        .unwrap();
+    let mut bob = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    bob.login("bob".parse().unwrap(), baatkaro_proto::Password::new("pw-bob").unwrap())
+        .await
+        .unwrap();
+    let dl = home.path().join("dl");
+    std::fs::create_dir(&dl).unwrap();
+    let before = listing(home.path());
+    for (name, safe) in &cases {
+        let offered = baatkaro_proto::OfferName::new(name).unwrap();
+        let to = "#rust".parse().unwrap();
+        let shared = alice.upload(to, &source, offered, &mut |_, _| {}).await.unwrap();
+        let id = shared.id.to_string();
+        let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["path"], dl.join(safe).to_str().unwrap(), "{name:?}");
+        assert_eq!(std::fs::read(dl.join(safe)).unwrap(), b"hostile content", "{name:?}");
+    }
+    // A name that begins with a dot, as a server may still send for a file it stored
+    // before the rule: the library saves it visible, in the folder.
+    let mut legacy = alice
+        .upload(
+            "#rust".parse().unwrap(),
+            &source,
+            baatkaro_proto::OfferName::new("z").unwrap(),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    for (name, safe) in [(".bashrc", "bashrc"), ("...", "download")] {
+        legacy.name = baatkaro_proto::FileName::new(name).unwrap();
+        let saved = bob
+            .download(&legacy, &dl, baatkaro_cli::IfExists::PickFreeName, &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(saved.path, dl.join(safe), "{name:?}");
+    }
+    let mut want: Vec<String> = cases.iter().map(|c| c.1.clone()).collect();
+    want.extend(["bashrc".into(), "download".into()]);
+    want.sort();
+    assert_eq!(listing(&dl), want, "only the safe names, no part left behind");
+    assert_eq!(listing(home.path()), before, "nothing outside the folder");
+    server.stop().await;
+}

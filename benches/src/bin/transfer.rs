@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baatkaro_cli::Client;
 use baatkaro_cli::transfer::name_for;
+use baatkaro_cli::{Client, IfExists};
 use baatkaro_proto::{Conversation, JoinRule, Password};
 
 fn usage() -> ! {
@@ -138,7 +138,7 @@ fn main() {
         let up = t.elapsed();
         let dest = dir.path().join("copy.bin");
         let t = Instant::now();
-        ok(c.download(&shared, &dest, &mut |_, _| {}).await);
+        ok(c.download(&shared, &dest, IfExists::PickFreeName, &mut |_, _| {}).await);
         (up, t.elapsed())
     });
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
