@@ -628,6 +628,7 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
         ("tab\there".into(), "tab_here".into()),
         ("trailing. . .".into(), "trailing".into()),
         ("  lead".into(), "lead".into()),
+        ("-rf".into(), "_rf".into()),
         (long.clone(), long.clone()),
     ];
     let mut alice = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();

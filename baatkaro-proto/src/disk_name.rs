@@ -3,8 +3,8 @@
 //!
 //! A shared file's name comes from another user, so it is made safe before it
 //! touches a disk: [`disk_name`] gives a name that is not hidden, holds nothing a
-//! terminal, a shell or a common file system would treat specially, is not a
-//! device name on Windows, and fits in a file system's 255-byte limit. When that
+//! terminal, a shell or a common file system would treat specially, does not read
+//! as a command's option, is not a device name on Windows, and fits in a file system's 255-byte limit. When that
 //! name is taken, [`candidates`] lists the names to try instead (`notes (1).pdf`,
 //! `notes (2).pdf`, …), each as safe.
 
@@ -73,13 +73,18 @@ pub fn is_reserved(name: &str) -> bool {
 /// The name to save a shared file under, made from the name it was shared with.
 ///
 /// Every character [`is_forbidden`] becomes `_`; dots and white space at the start
-/// (a hidden file) and at the end (which Windows drops) are removed; a reserved
+/// (a hidden file) and at the end (which Windows drops) are removed; a leading `-`
+/// becomes `_` (`rm *` in the folder would read `-rf` as options); a reserved
 /// device name gets a leading `_` (`_CON.txt`); a name longer than [`MAX_LEN`]
 /// bytes is cut on a character boundary, keeping its extension; and a name with
 /// nothing left becomes [`FALLBACK`]. Applied to its own result it changes nothing.
 pub fn disk_name(name: &str) -> String {
     let mapped: String = name.chars().map(|c| if is_forbidden(c) { '_' } else { c }).collect();
-    let mut out = fit(trim(&mapped));
+    let trimmed = trim(&mapped);
+    let mut out = match trimmed.strip_prefix('-') {
+        Some(rest) => fit(&format!("_{rest}")),
+        None => fit(trimmed),
+    };
     if out.is_empty() {
         return FALLBACK.to_owned();
     }
@@ -158,6 +163,9 @@ mod tests {
     fn hostile_names_are_made_safe() {
         let cases = [
             (".bashrc", "bashrc"),
+            ("-rf", "_rf"),
+            ("--help.txt", "_-help.txt"),
+            (". -x", "_x"),
             ("../../etc/passwd", "_.._etc_passwd"),
             ("..\\..\\windows\\system32", "_.._windows_system32"),
             ("..", FALLBACK),
@@ -249,6 +257,7 @@ mod tests {
     fn hostile() -> impl Strategy<Value = String> {
         let piece = prop_oneof![
             Just(".".to_owned()),
+            Just("-".to_owned()),
             Just(" ".to_owned()),
             Just("/".to_owned()),
             Just("\\".to_owned()),
@@ -272,7 +281,7 @@ mod tests {
             let d = disk_name(&s);
             prop_assert!(!d.is_empty());
             prop_assert!(d.len() <= MAX_LEN, "{} bytes", d.len());
-            prop_assert!(!d.starts_with('.') && !d.starts_with(char::is_whitespace), "{d:?}");
+            prop_assert!(!d.starts_with(['.', '-']) && !d.starts_with(char::is_whitespace), "{d:?}");
             prop_assert!(!d.ends_with('.') && !d.ends_with(char::is_whitespace), "{d:?}");
             prop_assert!(!d.chars().any(is_forbidden), "{d:?}");
             prop_assert!(!is_reserved(&d), "{d:?}");
