@@ -55,6 +55,7 @@ mod parse;
 mod reply;
 pub mod rules;
 pub mod session;
+pub mod storage;
 pub mod transfer;
 pub mod types;
 mod wire;
