@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use baatkaro_proto::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
 use serde::Deserialize;
 
+pub use crate::space::Reserve;
+
 /// Where the server listens when told nothing else.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7667";
 
@@ -107,6 +109,24 @@ pub struct Config {
     /// Milliseconds a connection the server closes may take to receive its last
     /// frames (a BYE), while its input is read and dropped.
     pub linger_ms: u64,
+    /// How much of the data directory's disk uploads must leave free, in bytes or a
+    /// percentage of the file system: a chunk that would eat into it is refused with
+    /// `STORAGE_FULL`, so that files filling the disk never stop messages.
+    pub upload_reserve: Reserve,
+    /// Bytes of disk held for the database in `baatkaro.reserve`, let go when the
+    /// disk is nearly full so that messages can still be stored (and the server can
+    /// start) on a disk something else filled; 0 holds none.
+    pub store_reserve: u64,
+    /// Bytes of stored rows the start-up check reads back and compares with their
+    /// checksums (with SQLite's `quick_check` when the whole database fits): a
+    /// damaged database is refused. 0 skips the check at start.
+    pub verify_at_start: u64,
+    /// Bytes a second the background check reads while the server runs, going
+    /// round the whole database at most once an hour; 0 turns it off.
+    pub verify_rate: u64,
+    /// Start a new, empty store where the database is gone though the directory
+    /// holds what a store leaves (`--fresh`); refused where a database exists.
+    pub fresh: bool,
 }
 
 impl Config {
@@ -129,6 +149,11 @@ impl Config {
             shutdown_retry_ms: 5_000,
             direct_io: true,
             linger_ms: 5_000,
+            upload_reserve: Reserve::DEFAULT,
+            store_reserve: 64 << 20,
+            verify_at_start: 4 << 30,
+            verify_rate: 16 << 20,
+            fresh: false,
         }
     }
 
@@ -260,6 +285,14 @@ pub struct FileConfig {
     pub direct_io: Option<bool>,
     /// `linger_ms = 5000`
     pub linger_ms: Option<u64>,
+    /// `upload_reserve = "5%"` or a number of bytes
+    pub upload_reserve: Option<Reserve>,
+    /// `store_reserve = 67108864`
+    pub store_reserve: Option<u64>,
+    /// `verify_at_start = 4294967296`
+    pub verify_at_start: Option<u64>,
+    /// `verify_rate = 16777216`
+    pub verify_rate: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -323,6 +356,18 @@ impl FileConfig {
         if let Some(v) = self.linger_ms {
             config.linger_ms = v;
         }
+        if let Some(v) = self.upload_reserve {
+            config.upload_reserve = v;
+        }
+        if let Some(v) = self.store_reserve {
+            config.store_reserve = v;
+        }
+        if let Some(v) = self.verify_at_start {
+            config.verify_at_start = v;
+        }
+        if let Some(v) = self.verify_rate {
+            config.verify_rate = v;
+        }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value
                 .as_integer()
@@ -368,6 +413,16 @@ mod tests {
         assert!(!c.registration_open);
         assert!(!c.direct_io);
         assert_eq!(c.limits.message, 100);
+        let f: FileConfig =
+            toml::from_str("upload_reserve = \"10%\"\nverify_rate = 0\nstore_reserve = 5\n")
+                .unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.upload_reserve, Reserve::Percent(10));
+        assert_eq!((c.verify_rate, c.store_reserve), (0, 5));
+        let f: FileConfig = toml::from_str("upload_reserve = 1048576").unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.upload_reserve, Reserve::Bytes(1 << 20));
+        assert!(toml::from_str::<FileConfig>("upload_reserve = \"lots\"").is_err());
         let f: FileConfig = toml::from_str("[limits]\nmesage = 100\n").unwrap();
         assert!(f.apply(&mut c).is_err());
         assert!(toml::from_str::<FileConfig>("lissen = 1").is_err());

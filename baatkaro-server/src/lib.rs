@@ -32,4 +32,5 @@ mod hub;
 pub mod rlimit;
 mod running_hash;
 pub mod server;
+pub mod space;
 pub mod store;
