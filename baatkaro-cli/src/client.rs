@@ -58,6 +58,10 @@ pub enum ClientError {
     /// Connecting or writing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The caller cancelled the operation (an upload: the server deleted what it
+    /// held of it).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl ClientError {

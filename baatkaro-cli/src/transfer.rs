@@ -115,6 +115,16 @@ pub fn name_for(path: &Path) -> Result<FileName, ClientError> {
     Ok(FileName::new(if clean.is_empty() { "file" } else { &clean })?)
 }
 
+/// What an upload tells its caller as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadProgress {
+    /// The server wants the content: this is the unfinished upload's id (a
+    /// cancel from now on frees what the server holds of it).
+    Started(FileId),
+    /// The server holds this many bytes of that many.
+    Held(u64, u64),
+}
+
 impl Client {
     /// Uploads a file to a conversation, resuming an unfinished upload of the same
     /// content. `progress` is told the bytes the server holds after each chunk.
@@ -125,20 +135,76 @@ impl Client {
         name: FileName,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<SharedFile, ClientError> {
+        let mut told = |p: UploadProgress| {
+            if let UploadProgress::Held(done, total) = p {
+                progress(done, total);
+            }
+        };
+        self.upload_until(to, path, name, &mut told, std::future::pending()).await
+    }
+
+    /// [`Client::upload`] that gives up when `cancel` completes first: an upload
+    /// the server had started is cancelled (FILE-CANCEL, where the server offers
+    /// `file-cancel`), and the result is [`ClientError::Cancelled`]. A file the
+    /// server shared already stays shared.
+    pub async fn upload_until(
+        &self,
+        to: Conversation,
+        path: &Path,
+        name: FileName,
+        progress: &mut dyn FnMut(UploadProgress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<SharedFile, ClientError> {
+        let mut cancel = std::pin::pin!(cancel);
         let owned = path.to_path_buf();
-        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&owned))
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .map_err(io)?;
+        let hashing = tokio::task::spawn_blocking(move || hash_file(&owned));
+        let (size, sha256) = tokio::select! {
+            hashed = hashing => hashed
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .map_err(io)?,
+            () = &mut cancel => return Err(ClientError::Cancelled),
+        };
         let offer = Command::FileOffer { to, size, sha256, name: name.clone() };
         let (_, reply) = self.ok(offer).await?;
         let OkReply::FileOffer { file, status } = reply else {
             return Err(ClientError::Protocol(format!("FILE-OFFER answered with {reply:?}")));
         };
         if let OfferStatus::Done(seq) = status {
-            progress(size, size);
+            progress(UploadProgress::Held(size, size));
             return Ok(SharedFile { id: file, conv: to, seq, size, sha256, name });
         }
+        progress(UploadProgress::Started(file));
+        let sending = self.send_upload(file, path, size, &mut *progress);
+        let (seq, conv) = tokio::select! {
+            sent = sending => sent?,
+            // The chunks already sent are judged before the cancel (SPEC.md 6.7).
+            () = &mut cancel => {
+                self.cancel_upload(file).await?;
+                return Err(ClientError::Cancelled);
+            }
+        };
+        Ok(SharedFile { id: file, conv, seq, size, sha256, name })
+    }
+
+    /// Gives up an unfinished upload: the server deletes what it holds of it
+    /// (FILE-CANCEL; `UNKNOWN_COMMAND` from a server without `file-cancel`).
+    pub async fn cancel_upload(&self, file: FileId) -> Result<(), ClientError> {
+        if !self.server().features.contains("file-cancel") {
+            let failure = baatkaro_proto::Failure::new(baatkaro_proto::ErrorCode::UnknownCommand);
+            return Err(ClientError::Failed(failure));
+        }
+        self.ok(Command::FileCancel { file }).await.map(|_| ())
+    }
+
+    /// Sends what the server lacks of an upload, then commits it: the FILE event's
+    /// sequence number and conversation.
+    async fn send_upload(
+        &self,
+        file: FileId,
+        path: &Path,
+        size: u64,
+        progress: &mut dyn FnMut(UploadProgress),
+    ) -> Result<(Seq, Conversation), ClientError> {
         let (items, _) = self.ok(Command::FileStatus { file }).await?;
         let mut held = baatkaro_proto::transfer::Ranges::new();
         for item in items {
@@ -146,7 +212,7 @@ impl Client {
                 held.insert(offset, length);
             }
         }
-        progress(held.held(), size);
+        progress(UploadProgress::Held(held.held(), size));
         let chunk = self.server().limits.chunk.max(1);
         let pieces: Vec<(u64, u64)> = held
             .missing(size)
@@ -177,12 +243,10 @@ impl Client {
         let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(64).clamp(2, 64);
         let mut sends = sends.buffered(window);
         while let Some(received) = sends.next().await {
-            progress(received?, size);
+            progress(UploadProgress::Held(received?, size));
         }
         match self.ok(Command::FileCommit { file }).await?.1 {
-            OkReply::FileCommit { seq, conv, .. } => {
-                Ok(SharedFile { id: file, conv, seq, size, sha256, name })
-            }
+            OkReply::FileCommit { seq, conv, .. } => Ok((seq, conv)),
             other => Err(ClientError::Protocol(format!("FILE-COMMIT answered with {other:?}"))),
         }
     }
