@@ -151,7 +151,7 @@ impl Config {
             linger_ms: 5_000,
             upload_reserve: Reserve::DEFAULT,
             store_reserve: 64 << 20,
-            verify_at_start: 4 << 30,
+            verify_at_start: 1 << 30,
             verify_rate: 16 << 20,
             fresh: false,
         }
@@ -289,7 +289,7 @@ pub struct FileConfig {
     pub upload_reserve: Option<Reserve>,
     /// `store_reserve = 67108864`
     pub store_reserve: Option<u64>,
-    /// `verify_at_start = 4294967296`
+    /// `verify_at_start = 1073741824`
     pub verify_at_start: Option<u64>,
     /// `verify_rate = 16777216`
     pub verify_rate: Option<u64>,

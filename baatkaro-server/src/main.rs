@@ -55,7 +55,7 @@ fn cli() -> Command {
         .arg(Arg::new("store-reserve").long("store-reserve").value_name("BYTES").value_parser(value_parser!(u64))
             .help("Disk space held for the database in baatkaro.reserve, let go when the disk is nearly full; 0 holds none [default: 67108864]"))
         .arg(Arg::new("verify-at-start").long("verify-at-start").value_name("BYTES").value_parser(value_parser!(u64))
-            .help("Bytes of stored rows checked against their checksums at start (the whole database up to that size); 0 skips the check [default: 4294967296]"))
+            .help("Bytes of stored rows checked against their checksums at start (the whole database up to that size); 0 skips the check [default: 1073741824]"))
         .arg(Arg::new("verify-rate").long("verify-rate").value_name("BYTES").value_parser(value_parser!(u64))
             .help("Bytes a second the background check of the database reads while serving; 0 turns it off [default: 16777216]"))
         .arg(Arg::new("fresh").long("fresh").action(ArgAction::SetTrue)
