@@ -84,20 +84,29 @@ pub(crate) struct HubTask {
     next_damage_report: Option<tokio::time::Instant>,
 }
 
+/// The store as the hub's task reaches it.
+#[derive(Debug)]
+pub(crate) struct StoreLink {
+    /// The store's thread.
+    pub(crate) writer: Writer,
+    /// What the store's thread reports.
+    pub(crate) done: mpsc::UnboundedReceiver<Done>,
+    /// The database's path, for what the log says about it.
+    pub(crate) database: std::path::PathBuf,
+}
+
 /// How often the log repeats that the database is damaged, while it is.
 const DAMAGE_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 impl HubTask {
-    /// A task around `hub`, committing through `writer`.
+    /// A task around `hub`, committing through `store`.
     pub(crate) fn new(
         hub: Hub,
-        writer: Writer,
-        done: mpsc::UnboundedReceiver<Done>,
+        StoreLink { writer, done, database }: StoreLink,
         hasher: Hasher,
         disk: Arc<Disk>,
         me: mpsc::WeakSender<HubMsg>,
         queue: u64,
-        database: std::path::PathBuf,
     ) -> Self {
         HubTask {
             hub,

@@ -19,7 +19,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
-use crate::hub::{HubMsg, HubTask};
+use crate::hub::{HubMsg, HubTask, StoreLink};
 use crate::space::StoreReserve;
 use crate::store::sqlite::{DB_FILE, Sqlite};
 use crate::store::verify::Checker;
@@ -132,17 +132,8 @@ impl Server {
         let hub = Hub::new(core, snapshot, clock::now(), random())
             .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         let queue = cfg.limits.queue;
-        let database = cfg.data_dir.join(DB_FILE);
-        let hub = HubTask::new(
-            hub,
-            writer,
-            done_rx,
-            hasher,
-            disk.clone(),
-            hub_tx.downgrade(),
-            queue,
-            database,
-        );
+        let store = StoreLink { writer, done: done_rx, database: cfg.data_dir.join(DB_FILE) };
+        let hub = HubTask::new(hub, store, hasher, disk.clone(), hub_tx.downgrade(), queue);
         Ok(Server { cfg, hub, inbox, hub_tx, disk })
     }
 
