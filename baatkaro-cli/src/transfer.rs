@@ -8,6 +8,7 @@
 //! the SHA-256, and only then renames the file into place.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{
@@ -146,7 +147,11 @@ impl Client {
     /// [`Client::upload`] that gives up when `cancel` completes first: an upload
     /// the server had started is cancelled (FILE-CANCEL, where the server offers
     /// `file-cancel`), and the result is [`ClientError::Cancelled`]. A file the
-    /// server shared already stays shared.
+    /// server shared before the cancel reached it stays shared, and is the result.
+    ///
+    /// Nothing is dropped half-sent: from the cancel on no chunk starts, the
+    /// chunks under way finish (the server judges the cancel after them, SPEC.md
+    /// 6.7), and the cancel goes out at once.
     pub async fn upload_until(
         &self,
         to: Conversation,
@@ -174,16 +179,24 @@ impl Client {
             return Ok(SharedFile { id: file, conv: to, seq, size, sha256, name });
         }
         progress(UploadProgress::Started(file));
-        let sending = self.send_upload(file, path, size, &mut *progress);
-        let (seq, conv) = tokio::select! {
-            sent = sending => sent?,
-            // The chunks already sent are judged before the cancel (SPEC.md 6.7).
-            () = &mut cancel => {
-                self.cancel_upload(file).await?;
-                return Err(ClientError::Cancelled);
+        let stop = AtomicBool::new(false);
+        let sending = self.send_upload(file, path, size, &mut *progress, &stop);
+        let mut sending = std::pin::pin!(sending);
+        tokio::select! {
+            sent = &mut sending => {
+                let (seq, conv) = sent?;
+                return Ok(SharedFile { id: file, conv, seq, size, sha256, name });
             }
-        };
-        Ok(SharedFile { id: file, conv, seq, size, sha256, name })
+            () = &mut cancel => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (cancelled, sent) = tokio::join!(self.cancel_upload(file), sending);
+        match (cancelled, sent) {
+            // Its commit came first: shared, too late to cancel.
+            (_, Ok((seq, conv))) => Ok(SharedFile { id: file, conv, seq, size, sha256, name }),
+            (Err(e), _) => Err(e),
+            (Ok(()), _) => Err(ClientError::Cancelled),
+        }
     }
 
     /// Gives up an unfinished upload: the server deletes what it holds of it
@@ -197,13 +210,17 @@ impl Client {
     }
 
     /// Sends what the server lacks of an upload, then commits it: the FILE event's
-    /// sequence number and conversation.
+    /// sequence number and conversation. Once `stop` is set (or a chunk failed) it
+    /// starts no more chunks, lets those under way finish — a request dropped while
+    /// it is written would leave half a frame on the connection — and commits
+    /// nothing ([`ClientError::Cancelled`], or the chunk's error).
     async fn send_upload(
         &self,
         file: FileId,
         path: &Path,
         size: u64,
         progress: &mut dyn FnMut(UploadProgress),
+        stop: &AtomicBool,
     ) -> Result<(Seq, Conversation), ClientError> {
         let (items, _) = self.ok(Command::FileStatus { file }).await?;
         let mut held = baatkaro_proto::transfer::Ranges::new();
@@ -226,13 +243,16 @@ impl Client {
         let sends = futures::stream::iter(pieces).map(|(offset, len)| {
             let f = f.clone();
             async move {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
                 let data = tokio::task::spawn_blocking(move || f.read_at(offset, len as usize))
                     .await
                     .map_err(|e| ClientError::Protocol(e.to_string()))?
                     .map_err(io)?;
                 let cmd = Command::FileChunk { file, offset, data };
                 match self.ok(cmd).await? {
-                    (_, OkReply::FileChunk { received, .. }) => Ok(received),
+                    (_, OkReply::FileChunk { received, .. }) => Ok(Some(received)),
                     (_, other) => {
                         Err(ClientError::Protocol(format!("FILE-CHUNK answered with {other:?}")))
                     }
@@ -242,8 +262,24 @@ impl Client {
         // Whatever chunk size a server advertises, 2 to 64 chunks.
         let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(64).clamp(2, 64);
         let mut sends = sends.buffered(window);
-        while let Some(received) = sends.next().await {
-            progress(UploadProgress::Held(received?, size));
+        let mut failed = None;
+        while let Some(sent) = sends.next().await {
+            match sent {
+                Ok(Some(received)) => progress(UploadProgress::Held(received, size)),
+                Ok(None) => {}
+                // Chunks that crossed a cancel are refused; that is no failure.
+                Err(_) if stop.load(Ordering::Relaxed) && failed.is_none() => {}
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(ClientError::Cancelled);
         }
         match self.ok(Command::FileCommit { file }).await?.1 {
             OkReply::FileCommit { seq, conv, .. } => Ok((seq, conv)),

@@ -1,8 +1,9 @@
 //! Ctrl-C during a one-shot `upload` cancels it on the server (FILE-CANCEL, the
 //! `file-cancel` feature), and the library's `upload_until` does the same for its
-//! caller. The server here is a stand-in on 127.0.0.1 that takes the chunks and
-//! never answers them, so the upload is surely unfinished when the signal comes;
-//! the real server's side of FILE-CANCEL is tested in `baatkaro-server`.
+//! caller. The server here is a stand-in on 127.0.0.1 that holds its answers to
+//! the chunks until the cancel comes, so the upload is surely unfinished when the
+//! signal does; the real server's side of FILE-CANCEL is tested in
+//! `baatkaro-server`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use baatkaro_cli::{Client, ClientError};
 use baatkaro_proto::{
-    Command, DoneVerb, Encode, Feature, Features, FileId, Limits, OfferStatus, OkReply,
-    RequestDecoder, ServerFrame, Software,
+    Command, DoneVerb, Encode, ErrorCode, Failure, Feature, Features, FileId, Limits, OfferStatus,
+    OkReply, RequestDecoder, ServerFrame, Software,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc as chan;
@@ -30,8 +31,9 @@ enum Seen {
 }
 
 /// A server that speaks just enough for an upload: it offers `files` and
-/// `file-cancel`, logs anyone in, wants every file, holds nothing, takes chunks
-/// without answering, and answers FILE-CANCEL. Reports chunks and cancels.
+/// `file-cancel`, logs anyone in, wants every file, holds nothing, and keeps its
+/// answers to chunks until a FILE-CANCEL, which it answers after them (chunks after
+/// it are refused). Reports chunks and cancels.
 async fn stand_in() -> (SocketAddr, chan::UnboundedReceiver<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -42,6 +44,8 @@ async fn stand_in() -> (SocketAddr, chan::UnboundedReceiver<Seen>) {
             tokio::spawn(async move {
                 let mut decoder = RequestDecoder::new(1 << 24);
                 let mut buf = vec![0u8; 1 << 16];
+                let mut held = Vec::new();
+                let mut cancelled = false;
                 loop {
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     if n == 0 {
@@ -49,6 +53,7 @@ async fn stand_in() -> (SocketAddr, chan::UnboundedReceiver<Seen>) {
                     }
                     decoder.push(&buf[..n]);
                     while let Some(Ok(req)) = decoder.next_frame() {
+                        let mut out = Vec::new();
                         let reply = match req.command {
                             Command::Hello { .. } => OkReply::Hello {
                                 version: 1,
@@ -68,18 +73,32 @@ async fn stand_in() -> (SocketAddr, chan::UnboundedReceiver<Seen>) {
                             Command::FileStatus { file } => {
                                 OkReply::FileStatus { file, size: 0, received: 0 }
                             }
-                            Command::FileChunk { .. } => {
+                            Command::FileChunk { file, .. } if !cancelled => {
                                 let _ = tx.send(Seen::Chunk);
+                                held.push((req.tag, file));
+                                continue;
+                            }
+                            Command::FileChunk { .. } => {
+                                let failure = Failure::new(ErrorCode::NoSuchFile);
+                                let frame = ServerFrame::Err { tag: req.tag, failure };
+                                let _ = stream.write_all(&frame.to_bytes()).await;
                                 continue;
                             }
                             Command::FileCancel { file } => {
                                 let _ = tx.send(Seen::Cancel(file));
+                                cancelled = true;
+                                for (tag, file) in held.drain(..) {
+                                    let reply = OkReply::FileChunk { file, received: 0 };
+                                    out.extend_from_slice(
+                                        &ServerFrame::Ok { tag, reply }.to_bytes(),
+                                    );
+                                }
                                 OkReply::Done { verb: DoneVerb::FileCancel }
                             }
                             other => panic!("the stand-in does not know {other:?}"),
                         };
-                        let frame = ServerFrame::Ok { tag: req.tag, reply };
-                        if stream.write_all(&frame.to_bytes()).await.is_err() {
+                        out.extend_from_slice(&ServerFrame::Ok { tag: req.tag, reply }.to_bytes());
+                        if stream.write_all(&out).await.is_err() {
                             return;
                         }
                     }

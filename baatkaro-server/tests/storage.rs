@@ -205,9 +205,21 @@ impl Log {
     }
 }
 
+/// A server process, killed if a failing test leaves it running.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The server binary, started by `cmd`, and what it logs; the address it listens
 /// on, or `None` if it exited first.
-fn serve(mut cmd: Process) -> (Child, Log, Option<std::net::SocketAddr>) {
+fn serve(mut cmd: Process) -> (Running, Log, Option<std::net::SocketAddr>) {
     let mut child =
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut log = Log::of(child.stderr.take().unwrap());
@@ -215,7 +227,7 @@ fn serve(mut cmd: Process) -> (Child, Log, Option<std::net::SocketAddr>) {
         let at = line.find("listening on ").unwrap() + "listening on ".len();
         line[at..].trim().parse().unwrap()
     });
-    (child, log, addr)
+    (Running(Some(child)), log, addr)
 }
 
 fn server_bin(data: &Path, extra: &[&str]) -> Process {
@@ -226,7 +238,8 @@ fn server_bin(data: &Path, extra: &[&str]) -> Process {
 }
 
 /// Stops a server process with SIGTERM and waits (bounded) for it.
-fn terminate(child: Child) -> std::process::ExitStatus {
+fn terminate(mut running: Running) -> std::process::ExitStatus {
+    let child = running.0.take().unwrap();
     let pid = child.id().to_string();
     assert!(Process::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     wait(child)
@@ -526,7 +539,7 @@ impl Tmpfs {
     }
 
     /// The server binary with its data on the tmpfs.
-    fn server(&self, extra: &[&str]) -> (Child, Log, Option<std::net::SocketAddr>) {
+    fn server(&self, extra: &[&str]) -> (Running, Log, Option<std::net::SocketAddr>) {
         let mut cmd = self.command(Path::new(env!("CARGO_BIN_EXE_baatkaro-server")));
         cmd.args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"]);
         cmd.arg(self.inside.join("data")).args(extra);
