@@ -285,7 +285,7 @@ pub struct FileConfig {
     pub direct_io: Option<bool>,
     /// `linger_ms = 5000`
     pub linger_ms: Option<u64>,
-    /// `upload_reserve = "5%"` or a number of bytes
+    /// `upload_reserve = 1073741824` or a share of the disk, `"5%"`
     pub upload_reserve: Option<Reserve>,
     /// `store_reserve = 67108864`
     pub store_reserve: Option<u64>,

@@ -51,7 +51,7 @@ fn cli() -> Command {
         .arg(Arg::new("log").long("log").value_name("FILTER")
             .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"))
         .arg(Arg::new("upload-reserve").long("upload-reserve").value_name("BYTES|N%").value_parser(value_parser!(Reserve))
-            .help("Disk space uploads must leave free, so that files never stop messages: bytes, or a percentage of the file system [default: 5%]"))
+            .help("Disk space uploads must leave free, so that files never stop messages: bytes, or a percentage of the file system such as 5% [default: 1073741824]"))
         .arg(Arg::new("store-reserve").long("store-reserve").value_name("BYTES").value_parser(value_parser!(u64))
             .help("Disk space held for the database in baatkaro.reserve, let go when the disk is nearly full; 0 holds none [default: 67108864]"))
         .arg(Arg::new("verify-at-start").long("verify-at-start").value_name("BYTES").value_parser(value_parser!(u64))

@@ -25,9 +25,10 @@ pub enum Reserve {
 }
 
 impl Reserve {
-    /// The reference server's default: 5% of the file system (a 100 GB disk keeps
-    /// 5 GB for messages, years of them for a busy group).
-    pub const DEFAULT: Reserve = Reserve::Percent(5);
+    /// The reference server's default: 1 GiB, room for about five million
+    /// messages. Not a share of the disk: 5% of a large disk is more than chat will
+    /// ever need, and a busy disk is often more than 95% full.
+    pub const DEFAULT: Reserve = Reserve::Bytes(1 << 30);
 
     /// The reserve in bytes on a file system of `total` bytes.
     pub fn bytes(self, total: u64) -> u64 {
