@@ -4,7 +4,7 @@
 use baatkaro_cli::{Client, ClientError, show};
 use std::path::{Path, PathBuf};
 
-use baatkaro_cli::transfer::{IfExists, SharedFile, name_for};
+use baatkaro_cli::transfer::{IfExists, SharedFile, UploadProgress, name_for};
 use baatkaro_proto::{
     Command, Conversation, FileId, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
     OfferName, OkReply, Seq, Text, UserName,
@@ -155,26 +155,7 @@ impl Action {
                 return Ok(items);
             }
             Action::Upload { to, path, name } => {
-                let name = match name {
-                    Some(n) => n.clone(),
-                    None => name_for(path)?,
-                };
-                let bar = bar(p.progress);
-                let mut tick = |done: u64, total: u64| {
-                    if let Some(b) = &bar {
-                        b.set_length(total);
-                        b.set_position(done);
-                    }
-                };
-                let f = client.upload(*to, path, name, &mut tick).await?;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                out(if p.json {
-                    file_json(&f).to_string()
-                } else {
-                    format!("shared {} as {} in {} ({} bytes)", f.name, f.id, f.conv, f.size)
-                });
+                upload(client, p, out, (*to, path, name.clone()), std::future::pending()).await?;
             }
             Action::Files { conv } => {
                 for f in client.files(*conv).await? {
@@ -223,6 +204,73 @@ impl Action {
         }
         Ok(Vec::new())
     }
+}
+
+/// A one-shot `upload`: Ctrl-C cancels it, and the server deletes what it held of
+/// it (an upload cut off any other way stays, and resumes when run again).
+pub(crate) async fn upload_interruptible(
+    client: &Client,
+    p: Printer,
+    out: &mut dyn FnMut(String),
+    to: Conversation,
+    path: &std::path::Path,
+    name: Option<OfferName>,
+) -> Result<(), ClientError> {
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let started = |file: FileId| {
+        eprintln!("uploading as {file}: Ctrl-C cancels it");
+    };
+    upload_with(client, p, out, (to, path, name), interrupted, started).await
+}
+
+/// Uploads, with a progress bar where `p` shows one, until `cancel` completes.
+async fn upload(
+    client: &Client,
+    p: Printer,
+    out: &mut dyn FnMut(String),
+    what: (Conversation, &std::path::Path, Option<OfferName>),
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<(), ClientError> {
+    upload_with(client, p, out, what, cancel, |_| {}).await
+}
+
+async fn upload_with(
+    client: &Client,
+    p: Printer,
+    out: &mut dyn FnMut(String),
+    (to, path, name): (Conversation, &std::path::Path, Option<OfferName>),
+    cancel: impl std::future::Future<Output = ()>,
+    started: impl Fn(FileId),
+) -> Result<(), ClientError> {
+    let name = match name {
+        Some(n) => n,
+        None => name_for(path)?,
+    };
+    let bar = bar(p.progress);
+    let mut tick = |progress: UploadProgress| match progress {
+        UploadProgress::Started(file) => started(file),
+        UploadProgress::Held(done, total) => {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.set_position(done);
+            }
+        }
+    };
+    let f = client.upload_until(to, path, name, &mut tick, cancel).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let f = f?;
+    out(if p.json {
+        file_json(&f).to_string()
+    } else {
+        format!("shared {} as {} in {} ({} bytes)", f.name, f.id, f.conv, f.size)
+    });
+    Ok(())
 }
 
 /// What to print for a reply that is more than its items (lists print only those,

@@ -79,6 +79,10 @@ pub enum ClientError {
          with baatkaros://, or say --insecure-plaintext if the network is trusted"
     )]
     Plaintext(std::net::SocketAddr),
+    /// The caller cancelled the operation (an upload: the server deleted what it
+    /// held of it).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl ClientError {

@@ -219,6 +219,9 @@ enum Fail {
     Client(#[from] ClientError),
     #[error("{0}")]
     Usage(String),
+    /// Stopped by Ctrl-C, having undone what it started.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// The settings the client remembers between runs.
@@ -419,7 +422,23 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 Fail::Usage("upload takes GROUP PATH, or PATH with --to USER".into())
             })?;
             let (client, _) = session(&cli, &settings, false).await?;
-            action.run(&client, printer, &mut print).await?;
+            match action {
+                Action::Upload { to, path, name } => {
+                    let result = actions::upload_interruptible(
+                        &client, printer, &mut print, to, &path, name,
+                    )
+                    .await;
+                    if let Err(ClientError::Cancelled) = result {
+                        return Err(Fail::Interrupted(
+                            "upload cancelled: the server deleted what it held of it".into(),
+                        ));
+                    }
+                    result?;
+                }
+                action => {
+                    action.run(&client, printer, &mut print).await?;
+                }
+            }
             Ok(())
         }
     }
@@ -443,6 +462,11 @@ fn main() -> ExitCode {
         Err(Fail::Client(e)) => {
             eprintln!("baatkaro: {e}");
             ExitCode::FAILURE
+        }
+        Err(Fail::Interrupted(e)) => {
+            eprintln!("baatkaro: {e}");
+            // What a shell reports for a command ended by SIGINT.
+            ExitCode::from(130)
         }
     }
 }

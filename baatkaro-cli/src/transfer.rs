@@ -11,6 +11,7 @@
 //! safe first ([`SharedFile::disk_name`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::disk_name;
@@ -149,6 +150,16 @@ pub fn name_for(path: &Path) -> Result<OfferName, ClientError> {
     Ok(OfferName::new(if clean.is_empty() { "file" } else { clean })?)
 }
 
+/// What an upload tells its caller as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadProgress {
+    /// The server wants the content: this is the unfinished upload's id (a
+    /// cancel from now on frees what the server holds of it).
+    Started(FileId),
+    /// The server holds this many bytes of that many.
+    Held(u64, u64),
+}
+
 impl Client {
     /// Uploads a file to a conversation, resuming an unfinished upload of the same
     /// content. `progress` is told the bytes the server holds after each chunk.
@@ -159,11 +170,39 @@ impl Client {
         name: OfferName,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<SharedFile, ClientError> {
+        let mut told = |p: UploadProgress| {
+            if let UploadProgress::Held(done, total) = p {
+                progress(done, total);
+            }
+        };
+        self.upload_until(to, path, name, &mut told, std::future::pending()).await
+    }
+
+    /// [`Client::upload`] that gives up when `cancel` completes first: an upload
+    /// the server had started is cancelled (FILE-CANCEL, where the server offers
+    /// `file-cancel`), and the result is [`ClientError::Cancelled`]. A file the
+    /// server shared before the cancel reached it stays shared, and is the result.
+    ///
+    /// Nothing is dropped half-sent: from the cancel on no chunk starts, the
+    /// chunks under way finish (the server judges the cancel after them, SPEC.md
+    /// 6.7), and the cancel goes out at once.
+    pub async fn upload_until(
+        &self,
+        to: Conversation,
+        path: &Path,
+        name: OfferName,
+        progress: &mut dyn FnMut(UploadProgress),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<SharedFile, ClientError> {
+        let mut cancel = std::pin::pin!(cancel);
         let owned = path.to_path_buf();
-        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&owned))
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .map_err(io)?;
+        let hashing = tokio::task::spawn_blocking(move || hash_file(&owned));
+        let (size, sha256) = tokio::select! {
+            hashed = hashing => hashed
+                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                .map_err(io)?,
+            () = &mut cancel => return Err(ClientError::Cancelled),
+        };
         let offer = Command::FileOffer { to, size, sha256, name: name.clone() };
         let name = FileName::from(name);
         let (_, reply) = self.ok(offer).await?;
@@ -171,9 +210,53 @@ impl Client {
             return Err(ClientError::Protocol(format!("FILE-OFFER answered with {reply:?}")));
         };
         if let OfferStatus::Done(seq) = status {
-            progress(size, size);
+            progress(UploadProgress::Held(size, size));
             return Ok(SharedFile { id: file, conv: to, seq, size, sha256, name });
         }
+        progress(UploadProgress::Started(file));
+        let stop = AtomicBool::new(false);
+        let sending = self.send_upload(file, path, size, &mut *progress, &stop);
+        let mut sending = std::pin::pin!(sending);
+        tokio::select! {
+            sent = &mut sending => {
+                let (seq, conv) = sent?;
+                return Ok(SharedFile { id: file, conv, seq, size, sha256, name });
+            }
+            () = &mut cancel => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (cancelled, sent) = tokio::join!(self.cancel_upload(file), sending);
+        match (cancelled, sent) {
+            // Its commit came first: shared, too late to cancel.
+            (_, Ok((seq, conv))) => Ok(SharedFile { id: file, conv, seq, size, sha256, name }),
+            (Err(e), _) => Err(e),
+            (Ok(()), _) => Err(ClientError::Cancelled),
+        }
+    }
+
+    /// Gives up an unfinished upload: the server deletes what it holds of it
+    /// (FILE-CANCEL; `UNKNOWN_COMMAND` from a server without `file-cancel`).
+    pub async fn cancel_upload(&self, file: FileId) -> Result<(), ClientError> {
+        if !self.server().features.contains("file-cancel") {
+            let failure = baatkaro_proto::Failure::new(baatkaro_proto::ErrorCode::UnknownCommand);
+            return Err(ClientError::Failed(failure));
+        }
+        self.ok(Command::FileCancel { file }).await.map(|_| ())
+    }
+
+    /// Sends what the server lacks of an upload, then commits it: the FILE event's
+    /// sequence number and conversation. Once `stop` is set (or a chunk failed) it
+    /// starts no more chunks, lets those under way finish — a request dropped while
+    /// it is written would leave half a frame on the connection — and commits
+    /// nothing ([`ClientError::Cancelled`], or the chunk's error).
+    async fn send_upload(
+        &self,
+        file: FileId,
+        path: &Path,
+        size: u64,
+        progress: &mut dyn FnMut(UploadProgress),
+        stop: &AtomicBool,
+    ) -> Result<(Seq, Conversation), ClientError> {
         let (items, _) = self.ok(Command::FileStatus { file }).await?;
         let mut held = baatkaro_proto::transfer::Ranges::new();
         for item in items {
@@ -181,7 +264,7 @@ impl Client {
                 held.insert(offset, length);
             }
         }
-        progress(held.held(), size);
+        progress(UploadProgress::Held(held.held(), size));
         let chunk = self.server().limits.chunk.max(1);
         let pieces: Vec<(u64, u64)> = held
             .missing(size)
@@ -195,13 +278,16 @@ impl Client {
         let sends = futures::stream::iter(pieces).map(|(offset, len)| {
             let f = f.clone();
             async move {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
                 let data = tokio::task::spawn_blocking(move || f.read_at(offset, len as usize))
                     .await
                     .map_err(|e| ClientError::Protocol(e.to_string()))?
                     .map_err(io)?;
                 let cmd = Command::FileChunk { file, offset, data };
                 match self.ok(cmd).await? {
-                    (_, OkReply::FileChunk { received, .. }) => Ok(received),
+                    (_, OkReply::FileChunk { received, .. }) => Ok(Some(received)),
                     (_, other) => {
                         Err(ClientError::Protocol(format!("FILE-CHUNK answered with {other:?}")))
                     }
@@ -211,13 +297,27 @@ impl Client {
         // Whatever chunk size a server advertises, 2 to 64 chunks.
         let window = usize::try_from(UPLOAD_WINDOW / chunk).unwrap_or(64).clamp(2, 64);
         let mut sends = sends.buffered(window);
-        while let Some(received) = sends.next().await {
-            progress(received?, size);
+        let mut failed = None;
+        while let Some(sent) = sends.next().await {
+            match sent {
+                Ok(Some(received)) => progress(UploadProgress::Held(received, size)),
+                Ok(None) => {}
+                // Chunks that crossed a cancel are refused; that is no failure.
+                Err(_) if stop.load(Ordering::Relaxed) && failed.is_none() => {}
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(ClientError::Cancelled);
         }
         match self.ok(Command::FileCommit { file }).await?.1 {
-            OkReply::FileCommit { seq, conv, .. } => {
-                Ok(SharedFile { id: file, conv, seq, size, sha256, name })
-            }
+            OkReply::FileCommit { seq, conv, .. } => Ok((seq, conv)),
             other => Err(ClientError::Protocol(format!("FILE-COMMIT answered with {other:?}"))),
         }
     }

@@ -209,10 +209,13 @@ pub enum DiskJob {
         /// The upload.
         file: FileId,
     },
-    /// Delete an abandoned upload's bytes. No answer.
+    /// Delete an abandoned upload's bytes. Answered by [`DiskDone::Dropped`] only
+    /// when `req` (a FILE-CANCEL, whose reply says the bytes are gone) is set.
     Drop {
         /// The upload.
         file: FileId,
+        /// The FILE-CANCEL that waits for the bytes to go, if any.
+        req: Option<Req>,
     },
     /// Forget every running hash: the state was reloaded from the store, and the
     /// uploads' commits read their content back. No answer.
@@ -241,6 +244,11 @@ pub enum DiskDone {
         file: FileId,
         /// Whether the content matched, or why it could not be checked.
         result: Result<bool, ErrorCode>,
+    },
+    /// A cancelled upload's bytes are deleted.
+    Dropped {
+        /// The FILE-CANCEL that waited for it.
+        req: Req,
     },
     /// The bytes of an upload are durable up to these ranges (or could not be made so).
     Synced {

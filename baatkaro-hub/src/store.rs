@@ -243,3 +243,38 @@ pub struct Batch {
     /// History reads to run after the commit, with the hub's token for each.
     pub reads: Vec<(u64, HistoryQuery)>,
 }
+
+/// Why the store could not commit a batch or run a read, as far as the hub's answer
+/// depends on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The store found its database damaged and takes no more writes: the hub
+    /// serves only what reads (`STORE_DAMAGED`, SPEC.md 8).
+    Damaged(String),
+    /// The disk is full (`STORAGE_FULL`).
+    Full(String),
+    /// Anything else (`INTERNAL`).
+    Failed(String),
+}
+
+impl StoreFault {
+    /// The error code a request that waited on the store gets.
+    pub fn code(&self) -> baatkaro_proto::ErrorCode {
+        use baatkaro_proto::ErrorCode;
+        match self {
+            StoreFault::Damaged(_) => ErrorCode::StoreDamaged,
+            StoreFault::Full(_) => ErrorCode::StorageFull,
+            StoreFault::Failed(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreFault::Damaged(e) => write!(f, "the database is damaged: {e}"),
+            StoreFault::Full(e) => write!(f, "the disk is full: {e}"),
+            StoreFault::Failed(e) => f.write_str(e),
+        }
+    }
+}

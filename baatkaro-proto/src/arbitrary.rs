@@ -280,6 +280,7 @@ impl<'a> Arbitrary<'a> for Command {
             },
             Verb::FileStatus => Command::FileStatus { file: u.arbitrary()? },
             Verb::FileCommit => Command::FileCommit { file: u.arbitrary()? },
+            Verb::FileCancel => Command::FileCancel { file: u.arbitrary()? },
             Verb::Files => Command::Files { conv: u.arbitrary()? },
             Verb::FileGet => Command::FileGet {
                 file: u.arbitrary()?,

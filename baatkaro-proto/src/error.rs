@@ -151,6 +151,9 @@ error_codes! {
     UploadIncomplete = "UPLOAD_INCOMPLETE", fatal: false, retry: false, "upload incomplete";
     /// The server's storage is full.
     StorageFull = "STORAGE_FULL", fatal: false, retry: true, "server storage full";
+    /// The server found its store damaged and takes no more writes until an operator
+    /// repairs it; reads of what is intact may still work.
+    StoreDamaged = "STORE_DAMAGED", fatal: false, retry: true, "server store damaged; it takes no writes";
     /// An unexpected server-side failure; nothing was stored.
     Internal = "INTERNAL", fatal: false, retry: true, "internal server error";
     /// The server is shutting down.

@@ -56,6 +56,7 @@ mod parse;
 mod reply;
 pub mod rules;
 pub mod session;
+pub mod storage;
 pub mod transfer;
 pub mod transport;
 pub mod types;

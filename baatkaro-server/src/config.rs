@@ -8,6 +8,7 @@ use baatkaro_proto::transport::plaintext_allowed;
 use baatkaro_proto::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
 use serde::Deserialize;
 
+pub use crate::space::Reserve;
 use crate::tls::TlsSource;
 
 /// Where the server listens when told nothing else.
@@ -117,6 +118,24 @@ pub struct Config {
     /// Whether plain text may be served on an address other than loopback: for
     /// a server behind a TLS-terminating proxy, or a network the operator trusts.
     pub insecure_plaintext: bool,
+    /// How much of the data directory's disk uploads must leave free, in bytes or a
+    /// percentage of the file system: a chunk that would eat into it is refused with
+    /// `STORAGE_FULL`, so that files filling the disk never stop messages.
+    pub upload_reserve: Reserve,
+    /// Bytes of disk held for the database in `baatkaro.reserve`, let go when the
+    /// disk is nearly full so that messages can still be stored (and the server can
+    /// start) on a disk something else filled; 0 holds none.
+    pub store_reserve: u64,
+    /// Bytes of stored rows the start-up check reads back and compares with their
+    /// checksums (with SQLite's `quick_check` when the whole database fits): a
+    /// damaged database is refused. 0 skips the check at start.
+    pub verify_at_start: u64,
+    /// Bytes a second the background check reads while the server runs, going
+    /// round the whole database at most once an hour; 0 turns it off.
+    pub verify_rate: u64,
+    /// Start a new, empty store where the database is gone though the directory
+    /// holds what a store leaves (`--fresh`); refused where a database exists.
+    pub fresh: bool,
 }
 
 impl Config {
@@ -142,6 +161,11 @@ impl Config {
             tls: None,
             tls_handshake_ms: 10_000,
             insecure_plaintext: false,
+            upload_reserve: Reserve::DEFAULT,
+            store_reserve: 64 << 20,
+            verify_at_start: 1 << 30,
+            verify_rate: 16 << 20,
+            fresh: false,
         }
     }
 
@@ -297,6 +321,14 @@ pub struct FileConfig {
     pub tls_handshake_ms: Option<u64>,
     /// `insecure_plaintext = true`: plain text beyond loopback.
     pub insecure_plaintext: Option<bool>,
+    /// `upload_reserve = 1073741824` or a share of the disk, `"5%"`
+    pub upload_reserve: Option<Reserve>,
+    /// `store_reserve = 67108864`
+    pub store_reserve: Option<u64>,
+    /// `verify_at_start = 1073741824`
+    pub verify_at_start: Option<u64>,
+    /// `verify_rate = 16777216`
+    pub verify_rate: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -369,6 +401,18 @@ impl FileConfig {
         if let Some(v) = self.insecure_plaintext {
             config.insecure_plaintext = v;
         }
+        if let Some(v) = self.upload_reserve {
+            config.upload_reserve = v;
+        }
+        if let Some(v) = self.store_reserve {
+            config.store_reserve = v;
+        }
+        if let Some(v) = self.verify_at_start {
+            config.verify_at_start = v;
+        }
+        if let Some(v) = self.verify_rate {
+            config.verify_rate = v;
+        }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value
                 .as_integer()
@@ -434,6 +478,16 @@ mod tests {
         assert!(!c.registration_open);
         assert!(!c.direct_io);
         assert_eq!(c.limits.message, 100);
+        let f: FileConfig =
+            toml::from_str("upload_reserve = \"10%\"\nverify_rate = 0\nstore_reserve = 5\n")
+                .unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.upload_reserve, Reserve::Percent(10));
+        assert_eq!((c.verify_rate, c.store_reserve), (0, 5));
+        let f: FileConfig = toml::from_str("upload_reserve = 1048576").unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.upload_reserve, Reserve::Bytes(1 << 20));
+        assert!(toml::from_str::<FileConfig>("upload_reserve = \"lots\"").is_err());
         let f: FileConfig = toml::from_str("[limits]\nmesage = 100\n").unwrap();
         assert!(f.apply(&mut c).is_err());
         assert!(toml::from_str::<FileConfig>("lissen = 1").is_err());

@@ -11,10 +11,13 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_proto::{ErrorCode, FileId, Sha256};
 use sha2::Digest;
+
+use crate::space::{Reserve, free_space};
 
 /// The two directories of file content.
 #[derive(Debug)]
@@ -25,6 +28,10 @@ pub(crate) struct Disk {
     direct: bool,
     /// Unfinished uploads kept open between their chunks (at most [`OPEN_MAX`]).
     open: Mutex<HashMap<FileId, Arc<ContentFile>>>,
+    /// What uploads must leave free on the disk.
+    reserve: Reserve,
+    /// When a chunk refused for the reserve was last logged (at most once a minute).
+    refused_logged: Mutex<Option<Instant>>,
 }
 
 /// Unfinished uploads kept open at once; past it one is closed (and opened again
@@ -44,13 +51,16 @@ pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
 
 impl Disk {
     /// The directories under a data directory, created if missing.
-    /// `direct`: move content by direct I/O where the file system allows it.
-    pub(crate) fn open(data_dir: &Path, direct: bool) -> io::Result<Disk> {
+    /// `direct`: move content by direct I/O where the file system allows it;
+    /// `reserve`: what uploads must leave free on the disk.
+    pub(crate) fn open(data_dir: &Path, direct: bool, reserve: Reserve) -> io::Result<Disk> {
         let disk = Disk {
             files: data_dir.join("files"),
             partial: data_dir.join("partial"),
             direct,
             open: Mutex::default(),
+            reserve,
+            refused_logged: Mutex::default(),
         };
         std::fs::create_dir_all(&disk.files)?;
         std::fs::create_dir_all(&disk.partial)?;
@@ -100,7 +110,8 @@ impl Disk {
         self.open_partials().remove(id);
     }
 
-    /// Writes a chunk of an upload of `size` bytes at its offset.
+    /// Writes a chunk of an upload of `size` bytes at its offset, if the disk keeps
+    /// its reserve for messages after it (a full disk otherwise).
     pub(crate) fn write_chunk(
         &self,
         id: &FileId,
@@ -108,7 +119,32 @@ impl Disk {
         offset: u64,
         data: &[u8],
     ) -> io::Result<()> {
+        let (free, total) = free_space(&self.partial)?;
+        let reserve = self.reserve.bytes(total);
+        if baatkaro_proto::storage::chunk_fits(free, reserve, data.len() as u64).is_err() {
+            self.log_refused(free, reserve);
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "the upload would take the disk's reserve for messages",
+            ));
+        }
         self.partial_file(id, size)?.write_at(data, offset)
+    }
+
+    /// Tells the operator that uploads are refused for want of room, at most once a
+    /// minute however many chunks come.
+    fn log_refused(&self, free: u64, reserve: u64) {
+        let mut last = self.refused_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            free,
+            reserve,
+            "upload chunks are refused with STORAGE_FULL: the disk is down to the space kept \
+             for messages (upload_reserve); free disk space"
+        );
     }
 
     /// Makes what an upload holds so far durable.
@@ -178,7 +214,12 @@ impl Disk {
     pub(crate) fn drop_partial(&self, id: &FileId) {
         self.close_partial(id);
         // Already gone is fine: it may never have been written.
-        let _ = std::fs::remove_file(self.partial(id));
+        match std::fs::remove_file(self.partial(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, file = %id, "could not delete an unfinished upload");
+            }
+            _ => {}
+        }
     }
 
     /// Deletes every unfinished upload not in `keep` (left by a crash, say).

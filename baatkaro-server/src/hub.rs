@@ -78,14 +78,31 @@ pub(crate) struct HubTask {
     /// The store thread is gone: nothing can be made durable, so the server stops
     /// (connections see their sockets close; nothing unacknowledged was promised).
     store_gone: bool,
+    /// The database's path, for what the log says about it.
+    database: std::path::PathBuf,
+    /// While the database is damaged: when the log says so again.
+    next_damage_report: Option<tokio::time::Instant>,
 }
 
+/// The store as the hub's task reaches it.
+#[derive(Debug)]
+pub(crate) struct StoreLink {
+    /// The store's thread.
+    pub(crate) writer: Writer,
+    /// What the store's thread reports.
+    pub(crate) done: mpsc::UnboundedReceiver<Done>,
+    /// The database's path, for what the log says about it.
+    pub(crate) database: std::path::PathBuf,
+}
+
+/// How often the log repeats that the database is damaged, while it is.
+const DAMAGE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
 impl HubTask {
-    /// A task around `hub`, committing through `writer`.
+    /// A task around `hub`, committing through `store`.
     pub(crate) fn new(
         hub: Hub,
-        writer: Writer,
-        done: mpsc::UnboundedReceiver<Done>,
+        StoreLink { writer, done, database }: StoreLink,
         hasher: Hasher,
         disk: Arc<Disk>,
         me: mpsc::WeakSender<HubMsg>,
@@ -102,6 +119,8 @@ impl HubTask {
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
             store_gone: false,
+            database,
+            next_damage_report: None,
         }
     }
 
@@ -143,6 +162,7 @@ impl HubTask {
                     }
                 }
                 () = sleep_until(wake) => self.hub.handle_timeout(clock::now()),
+                () = sleep_until(self.next_damage_report) => self.report_damage_again(),
             }
         }
         if let Some(w) = self.writer.take() {
@@ -174,11 +194,35 @@ impl HubTask {
         let now = clock::now();
         match done {
             Done::Committed { id, result, reads, spare } => {
-                let result = result.map_err(|e| e.to_string());
                 self.hub.handle_committed(id, result, reads, spare, now);
             }
             Done::Loaded(loaded) => self.hub.handle_loaded(loaded.map_err(|e| e.to_string()), now),
+            Done::Damaged(what) => {
+                tracing::error!(
+                    database = %self.database.display(),
+                    "THE DATABASE IS DAMAGED: {what}. Nothing more is written to it: requests \
+                     that would write are refused with STORE_DAMAGED, reads of what is intact \
+                     still work. Stop the server and restore the database from a backup (or \
+                     move it away and start afresh with --fresh); a start refuses the damaged \
+                     file"
+                );
+                self.hub.handle_damaged();
+                self.next_damage_report = Some(tokio::time::Instant::now() + DAMAGE_REPORT_EVERY);
+            }
         }
+    }
+
+    /// Says again, once a minute, that the database is damaged, and how many
+    /// requests it cost since.
+    fn report_damage_again(&mut self) {
+        let refused = self.hub.take_refused();
+        tracing::error!(
+            database = %self.database.display(),
+            refused,
+            "the database is still damaged and takes no writes; {refused} request(s) refused \
+             with STORE_DAMAGED in the last minute. Stop the server and restore the database"
+        );
+        self.next_damage_report = Some(tokio::time::Instant::now() + DAMAGE_REPORT_EVERY);
     }
 
     /// Drains the core's outputs and carries each out.
@@ -257,9 +301,14 @@ impl HubTask {
                 }
             }
             DiskJob::ForgetHashes => self.hashes.clear(),
-            DiskJob::Drop { file } => {
+            DiskJob::Drop { file, req } => {
                 self.hashes.remove(&file);
-                tokio::task::spawn_blocking(move || disk.drop_partial(&file));
+                tokio::task::spawn_blocking(move || {
+                    disk.drop_partial(&file);
+                    if let Some(req) = req {
+                        report(DiskDone::Dropped { req });
+                    }
+                });
             }
             DiskJob::Chunk { req, file, size, offset, data } => {
                 let hashing = self.hashes.get(&file).cloned();
@@ -312,8 +361,14 @@ impl HubTask {
 /// Logs a failed disk operation on `file` and gives its error code.
 fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
     move |e| {
-        tracing::warn!(error = %e, %file, "{what} failed");
-        disk::code_of(&e)
+        let code = disk::code_of(&e);
+        // A full disk is told once a minute by the disk itself, not once a chunk.
+        if code == ErrorCode::StorageFull {
+            tracing::debug!(error = %e, %file, "{what} failed");
+        } else {
+            tracing::warn!(error = %e, %file, "{what} failed");
+        }
+        code
     }
 }
 

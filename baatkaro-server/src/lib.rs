@@ -32,5 +32,6 @@ mod hub;
 pub mod rlimit;
 mod running_hash;
 pub mod server;
+pub mod space;
 pub mod store;
 pub mod tls;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use baatkaro_proto::Limits;
-use baatkaro_server::config::{self, Config, FileConfig, HashCost, LIMIT_HELP, Registration};
+use baatkaro_server::config::{
+    self, Config, FileConfig, HashCost, LIMIT_HELP, Registration, Reserve,
+};
 use baatkaro_server::server::Server;
 use clap::{Arg, ArgAction, Command, value_parser};
 
@@ -61,7 +63,17 @@ fn cli() -> Command {
         .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
             .help("Move shared files through the page cache, not by direct I/O (O_DIRECT)"))
         .arg(Arg::new("log").long("log").value_name("FILTER")
-            .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"));
+            .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"))
+        .arg(Arg::new("upload-reserve").long("upload-reserve").value_name("BYTES|N%").value_parser(value_parser!(Reserve))
+            .help("Disk space uploads must leave free, so that files never stop messages: bytes, or a percentage of the file system such as 5% [default: 1073741824]"))
+        .arg(Arg::new("store-reserve").long("store-reserve").value_name("BYTES").value_parser(value_parser!(u64))
+            .help("Disk space held for the database in baatkaro.reserve, let go when the disk is nearly full; 0 holds none [default: 67108864]"))
+        .arg(Arg::new("verify-at-start").long("verify-at-start").value_name("BYTES").value_parser(value_parser!(u64))
+            .help("Bytes of stored rows checked against their checksums at start (the whole database up to that size); 0 skips the check [default: 1073741824]"))
+        .arg(Arg::new("verify-rate").long("verify-rate").value_name("BYTES").value_parser(value_parser!(u64))
+            .help("Bytes a second the background check of the database reads while serving; 0 turns it off [default: 16777216]"))
+        .arg(Arg::new("fresh").long("fresh").action(ArgAction::SetTrue)
+            .help("Start a new, empty store where the database is gone but the data directory still holds a store's files (refused where a database exists)"));
     let defaults = Limits::default();
     for (key, help) in LIMIT_HELP {
         let default = defaults.get(key.as_bytes()).unwrap_or_default();
@@ -115,6 +127,13 @@ fn configure() -> Result<Config, String> {
     }
     if m.get_flag("insecure-plaintext") {
         cfg.insecure_plaintext = true;
+    }
+    flag!("upload-reserve", Reserve, cfg.upload_reserve);
+    flag!("store-reserve", u64, cfg.store_reserve);
+    flag!("verify-at-start", u64, cfg.verify_at_start);
+    flag!("verify-rate", u64, cfg.verify_rate);
+    if m.get_flag("fresh") {
+        cfg.fresh = true;
     }
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;

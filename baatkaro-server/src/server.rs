@@ -21,9 +21,11 @@ use crate::clock;
 use crate::config::{Config, ConfigError};
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
-use crate::hub::{HubMsg, HubTask};
-use crate::store::sqlite::Sqlite;
-use crate::store::writer::{Done, Job, Writer};
+use crate::hub::{HubMsg, HubTask, StoreLink};
+use crate::space::StoreReserve;
+use crate::store::sqlite::{DB_FILE, Sqlite};
+use crate::store::verify::Checker;
+use crate::store::writer::{Done, Job, Upkeep, Writer};
 use crate::store::{Store, StoreError};
 use crate::tls::{Tls, TlsError};
 use baatkaro_hub::{Hub, HubConfig};
@@ -40,6 +42,18 @@ pub enum StartError {
     /// The TLS certificate or key could not be loaded or made.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The start-up check found the database damaged.
+    #[error(
+        "the database {} is damaged: {why}. The server does not start on it: restore it from \
+         a backup (or move it away and start afresh with --fresh)",
+        path.display()
+    )]
+    Damaged {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What was found (naming no byte of the file).
+        why: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -56,18 +70,39 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the SQLite store in the configured data directory and loads it.
+    /// Opens the SQLite store in the configured data directory, checks it, and
+    /// loads it.
     pub async fn open(cfg: Config) -> Result<Self, StartError> {
         cfg.validate()?;
         let dir = cfg.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Sqlite::open(&dir))
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))??;
-        Self::with_store(cfg, store).await
+        let (fresh, budget, rate, reserve) =
+            (cfg.fresh, cfg.verify_at_start, cfg.verify_rate, cfg.store_reserve);
+        let (store, upkeep) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
+            // Before the database opens: on a full disk it needs room for its log.
+            let mut reserve = StoreReserve::new(&dir, reserve);
+            reserve.settle().map_err(StoreError::Io)?;
+            let store = Sqlite::open_with(&dir, fresh)?;
+            let path = dir.join(DB_FILE);
+            let mut checker = Checker::open(&path)?;
+            check_at_start(&mut checker, budget).map_err(|e| match e {
+                StoreError::Corrupt(why) => StartError::Damaged { path, why },
+                other => other.into(),
+            })?;
+            let check = (rate > 0).then_some((checker, rate));
+            Ok::<_, StartError>((store, Upkeep { reserve: Some(reserve), check }))
+        })
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))??;
+        Self::start(cfg, store, upkeep).await
     }
 
-    /// A server over any store.
+    /// A server over any store (no reserve, no checks).
     pub async fn with_store<S: Store>(cfg: Config, store: S) -> Result<Self, StartError> {
+        Self::start(cfg, store, Upkeep::default()).await
+    }
+
+    async fn start<S: Store>(cfg: Config, store: S, upkeep: Upkeep) -> Result<Self, StartError> {
         cfg.validate()?;
         let tls = match &cfg.tls {
             Some(source) => Some(Tls::load(source, &cfg.data_dir, cfg.listen)?),
@@ -75,7 +110,7 @@ impl Server {
         };
         let cfg = Arc::new(cfg);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let writer = Writer::spawn(store, cfg.limits.history, done_tx);
+        let writer = Writer::spawn_with(store, cfg.limits.history, done_tx, upkeep);
         let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
         writer.send(Job::Load { keys_since, keys_per_user: cfg.limits.key_count });
         let snapshot = match done_rx.recv().await {
@@ -84,11 +119,11 @@ impl Server {
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
-        let (dir, direct) = (cfg.data_dir.clone(), cfg.direct_io);
+        let (dir, direct, reserve) = (cfg.data_dir.clone(), cfg.direct_io, cfg.upload_reserve);
         let keep: std::collections::HashSet<String> =
             snapshot.uploads.iter().map(|u| u.id.to_string()).collect();
         let disk = tokio::task::spawn_blocking(move || {
-            let disk = Disk::open(&dir, direct)?;
+            let disk = Disk::open(&dir, direct, reserve)?;
             // Bytes of uploads the store does not know (a crash between the two).
             disk.sweep_partials(&|name| keep.contains(name));
             Ok::<_, std::io::Error>(disk)
@@ -108,8 +143,8 @@ impl Server {
         let hub = Hub::new(core, snapshot, clock::now(), random())
             .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         let queue = cfg.limits.queue;
-        let hub =
-            HubTask::new(hub, writer, done_rx, hasher, disk.clone(), hub_tx.downgrade(), queue);
+        let store = StoreLink { writer, done: done_rx, database: cfg.data_dir.join(DB_FILE) };
+        let hub = HubTask::new(hub, store, hasher, disk.clone(), hub_tx.downgrade(), queue);
         Ok(Server { cfg, hub, inbox, hub_tx, disk, tls })
     }
 
@@ -139,9 +174,14 @@ impl Server {
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
-            features: Features::new(vec![
-                Feature::new("files").unwrap_or_else(|_| unreachable!("a valid feature name")),
-            ])
+            features: Features::new(
+                ["files", "file-cancel"]
+                    .into_iter()
+                    .map(|f| {
+                        Feature::new(f).unwrap_or_else(|_| unreachable!("a valid feature name"))
+                    })
+                    .collect(),
+            )
             .unwrap_or_default(),
             limits: cfg.limits.clone(),
             frames: FrameBudget {
@@ -285,6 +325,37 @@ impl Server {
         while tasks.join_next().await.is_some() {}
         tracing::info!("stopped");
     }
+}
+
+/// The start-up check: SQLite's `quick_check` of the b-trees when the whole
+/// database fits `budget`, then the rows' checksums up to `budget` bytes (the
+/// background check goes on from there). BENCHMARKS.md has what it costs.
+fn check_at_start(checker: &mut Checker, budget: u64) -> Result<(), StoreError> {
+    if budget == 0 {
+        tracing::info!("the start-up check of the database is off (verify_at_start = 0)");
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let size = checker.database_size()?;
+    let whole = size <= budget;
+    if whole {
+        checker.quick_check()?;
+    }
+    let progress = checker.check(budget)?;
+    let ms = started.elapsed().as_millis() as u64;
+    if progress.pass_done {
+        tracing::info!(rows = progress.rows, bytes = size, ms, "checked the whole database");
+    } else {
+        tracing::info!(
+            rows = progress.rows,
+            bytes = progress.bytes,
+            database = size,
+            ms,
+            "checked the database as far as verify_at_start allows; the background check \
+             goes on from there"
+        );
+    }
+    Ok(())
 }
 
 /// How long a refused connection may take to receive its BYE.

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use baatkaro_proto::rules::{OfferFacts, OfferOutcome};
 use baatkaro_proto::transfer::{self, Ranges};
 use baatkaro_proto::{
-    Conversation, ErrorCode, Failure, FileId, FileName, Item, ListVerb, Millis, OfferStatus,
-    OkReply, Sha256, StoredEvent, UserName,
+    Conversation, DoneVerb, ErrorCode, Failure, FileId, FileName, Item, ListVerb, Millis,
+    OfferStatus, OkReply, Sha256, StoredEvent, UserName,
 };
 use bytes::Bytes;
 
@@ -33,6 +33,9 @@ pub(crate) struct Upload {
     writing: usize,
     /// A FILE-COMMIT that waits for the chunks being written.
     commit: Option<Req>,
+    /// A FILE-CANCEL that waits for the chunks being written: the upload takes no
+    /// more chunks meanwhile.
+    cancel: Option<Req>,
     /// Being verified: takes no more chunks.
     finishing: bool,
     /// Bytes held when the ranges were last made durable.
@@ -45,7 +48,15 @@ impl Upload {
     /// A new upload (the shell hashes its content as it arrives in order:
     /// [`DiskJob::Begin`]).
     fn new(rec: UploadRecord) -> Upload {
-        Upload { saved: 0, syncing: false, rec, writing: 0, commit: None, finishing: false }
+        Upload {
+            saved: 0,
+            syncing: false,
+            rec,
+            writing: 0,
+            commit: None,
+            cancel: None,
+            finishing: false,
+        }
     }
 
     /// An upload taken up again (after a restart, or a failed commit): what it holds
@@ -57,8 +68,15 @@ impl Upload {
             rec,
             writing: 0,
             commit: None,
+            cancel: None,
             finishing: false,
         }
+    }
+
+    /// Whether the upload still takes chunks, a commit or a cancel: not while it is
+    /// verified, nor once a cancel waits on it.
+    fn open(&self) -> bool {
+        !self.finishing && self.cancel.is_none()
     }
 }
 
@@ -131,9 +149,19 @@ impl Files {
         held.saturating_add(pending)
     }
 
-    /// The FILE-COMMITs waiting on an upload's verification.
+    /// The FILE-COMMITs and FILE-CANCELs waiting on an upload.
     pub(crate) fn pending_commits(&self) -> Vec<Req> {
-        self.uploads.values().filter_map(|u| u.commit).collect()
+        self.uploads.values().flat_map(|u| u.commit.into_iter().chain(u.cancel)).collect()
+    }
+
+    /// The unfinished uploads' ids.
+    pub(crate) fn upload_ids(&self) -> Vec<FileId> {
+        self.uploads.keys().copied().collect()
+    }
+
+    /// Whether `file` is an unfinished upload.
+    pub(crate) fn has_upload(&self, file: &FileId) -> bool {
+        self.uploads.contains_key(file)
     }
 
     /// Drops the files of a conversation that is gone.
@@ -239,7 +267,7 @@ impl Hub {
         let Some(u) = self.own_upload(&user, &file) else {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         };
-        if u.finishing {
+        if !u.open() {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         }
         if let Err(code) = u.rec.ranges.check_chunk(u.rec.size, offset, data.len() as u64) {
@@ -274,7 +302,7 @@ impl Hub {
         let Some(u) = self.own_upload(&user, &file) else {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         };
-        if u.finishing || u.commit.is_some() {
+        if !u.open() || u.commit.is_some() {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         }
         if u.writing > 0 {
@@ -283,6 +311,33 @@ impl Hub {
             return;
         }
         self.try_finish(file, (conn, id));
+    }
+
+    /// FILE-CANCEL: the uploader gives up an unfinished upload. Judged, like a
+    /// commit, after the chunks sent before it are written; then the store forgets
+    /// the upload and, once that is durable, its bytes are deleted.
+    pub(super) fn file_cancel(&mut self, (conn, id): Req, user: UserName, file: FileId) {
+        let Some(u) = self.own_upload(&user, &file) else {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        };
+        // One being verified for a commit is no longer unfinished.
+        if !u.open() || u.commit.is_some() {
+            return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
+        }
+        if u.writing > 0 {
+            u.cancel = Some((conn, id));
+            return;
+        }
+        self.cancel_upload(file, (conn, id));
+    }
+
+    /// Forgets an upload whose chunks are all written; once that is durable its
+    /// bytes are deleted, and then its FILE-CANCEL is answered: the reply says the
+    /// room is free.
+    fn cancel_upload(&mut self, file: FileId, req: Req) {
+        self.files.uploads.remove(&file);
+        self.write(Write::UploadGone { id: file });
+        self.open_outs.push(super::Out::DropUpload(file, Some(req)));
     }
 
     fn try_finish(&mut self, file: FileId, req: Req) {
@@ -304,6 +359,9 @@ impl Hub {
                 // A reload (after a failed commit) may have dropped the upload: the
                 // chunk still gets its answer.
                 let Some(u) = self.files.uploads.get_mut(&file) else {
+                    // Its bytes too: the upload was dropped while this chunk was being
+                    // written, which may have made its file again.
+                    self.disk_job(DiskJob::Drop { file, req: None });
                     return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
                 };
                 // Saturating: a reload after a failed commit starts the count afresh
@@ -321,23 +379,37 @@ impl Hub {
                         }
                         self.reply(conn, id, Ok(OkReply::FileChunk { file, received }));
                     }
+                    Err(ErrorCode::StorageFull) => {
+                        let retry = Some(baatkaro_proto::storage::FULL_RETRY_MS);
+                        let failure =
+                            Failure { retry_after: retry, ..Failure::new(ErrorCode::StorageFull) };
+                        self.reply(conn, id, Err(failure));
+                    }
                     Err(code) => self.reply(conn, id, fail(code)),
                 }
                 if let Some(u) = self.files.uploads.get_mut(&file)
                     && u.writing == 0
                     && !u.finishing
-                    && let Some(req) = u.commit.take()
                 {
-                    self.try_finish(file, req);
+                    if let Some(req) = u.cancel.take() {
+                        self.cancel_upload(file, req);
+                    } else if let Some(req) = u.commit.take() {
+                        self.try_finish(file, req);
+                    }
                 }
+            }
+            DiskDone::Dropped { req: (conn, id) } => {
+                let reply = Ok(OkReply::Done { verb: DoneVerb::FileCancel });
+                self.deliver(super::Out::Reply { conn, id, result: reply });
             }
             DiskDone::Synced { rec, result } => {
                 // Saved only while the upload is still open: a finished or dropped
                 // one must not come back from a late save.
                 let Some(u) = self.files.uploads.get_mut(&rec.id) else { return };
                 u.syncing = false;
-                // And only if no later save (its connection went meanwhile) holds more.
-                if result.is_ok() && !u.finishing && u.saved == rec.ranges.held() {
+                // And only if no later save (its connection went meanwhile) holds more,
+                // and the store takes writes.
+                if result.is_ok() && u.open() && u.saved == rec.ranges.held() && !self.damaged {
                     self.write(Write::Upload(rec));
                 }
             }
@@ -481,6 +553,10 @@ impl Hub {
     /// Makes the held ranges of `user`'s uploads durable (their connection went),
     /// or of every upload (`None`: shutting down).
     pub(super) fn save_uploads(&mut self, user: Option<UserName>) {
+        // A damaged store takes no writes; the ranges saved last still hold.
+        if self.damaged {
+            return;
+        }
         let recs: Vec<UploadRecord> = self
             .files
             .uploads
@@ -518,14 +594,15 @@ impl Hub {
             .files
             .uploads
             .values()
-            .filter(|u| u.writing == 0 && !u.finishing && !u.syncing && u.commit.is_none())
+            .filter(|u| u.writing == 0 && u.open() && !u.syncing && u.commit.is_none())
             .filter(|u| now.saturating_sub(u.rec.created) >= keep)
             .map(|u| u.rec.id)
             .collect();
         for file in old {
             self.files.uploads.remove(&file);
             self.write(Write::UploadGone { id: file });
-            self.disk_job(DiskJob::Drop { file });
+            // Deleted once the store forgot it: a failed commit brings it back.
+            self.open_outs.push(super::Out::DropUpload(file, None));
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{Fanout, Hub, PendingRead};
 use crate::output::ConnId;
-use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, Write};
+use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, StoreFault, Write};
 
 impl Hub {
     /// Where a conversation named by `user` lives and its newest sequence number,
@@ -201,7 +201,7 @@ impl Hub {
         self.open.reads.push((token, query));
     }
 
-    pub(super) fn read_done(&mut self, token: u64, page: Result<HistoryPage, String>) {
+    pub(super) fn read_done(&mut self, token: u64, page: Result<HistoryPage, StoreFault>) {
         let Some(PendingRead { conn, id, conv, latest, budget }) = self.reads.remove(&token) else {
             return;
         };
@@ -212,11 +212,14 @@ impl Hub {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "history read failed");
-                return self.deliver(super::Out::Reply {
-                    conn,
-                    id,
-                    result: Err(Failure::new(ErrorCode::Internal)),
-                });
+                let failure = match e {
+                    StoreFault::Damaged(_) => {
+                        self.damaged = true;
+                        super::damaged_failure()
+                    }
+                    other => Failure::new(other.code()),
+                };
+                return self.deliver(super::Out::Reply { conn, id, result: Err(failure) });
             }
         };
         let items = page.events.into_iter().map(|e| Item::Stored(e.renamed(conv))).collect();

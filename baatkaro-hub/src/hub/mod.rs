@@ -41,8 +41,8 @@ use baatkaro_proto::{
 };
 use bytes::Bytes;
 
-use crate::output::{ConnId, Delivery, DiskDone, HashDone, ListReply, Output};
-use crate::store::{Batch, ConvKey, HistoryPage, Snapshot, Write};
+use crate::output::{ConnId, Delivery, DiskDone, DiskJob, HashDone, ListReply, Output};
+use crate::store::{Batch, ConvKey, HistoryPage, Snapshot, StoreFault, Write};
 
 /// How many batches may be committing at the store at once.
 pub const IN_FLIGHT: usize = 2;
@@ -100,6 +100,10 @@ enum Out {
     /// An encoded event for several connections; `cause`'s session gets it after
     /// its request's reply.
     Frame { to: Arc<[ConnId]>, bytes: Bytes, cause: Option<(ConnId, RequestId)> },
+    /// An upload's bytes, to delete once the batch that makes the store forget the
+    /// upload is durable (and not at all if it fails: the upload comes back); and
+    /// the FILE-CANCEL to answer once they are gone (failed with the batch).
+    DropUpload(baatkaro_proto::FileId, Option<(ConnId, RequestId)>),
 }
 
 /// A HISTORY read waiting on the store.
@@ -240,6 +244,11 @@ pub struct Hub {
     attempts: HashMap<IpAddr, (RateBudget, Millis)>,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
+    /// Set once the store found its database damaged: it takes no more writes, so
+    /// the hub serves only what reads and stages nothing of its own.
+    damaged: bool,
+    /// Requests refused with `STORE_DAMAGED` since the shell last asked.
+    refused: u64,
     shutting_down: bool,
     /// Every goodbye is said: the shell may stop.
     finished: bool,
@@ -288,6 +297,8 @@ impl Hub {
             files: files::Files::default(),
             attempts: HashMap::new(),
             reloading: false,
+            damaged: false,
+            refused: 0,
             shutting_down: false,
             finished: false,
             outputs: VecDeque::new(),
@@ -399,6 +410,25 @@ impl Hub {
         self.users.values().map(|u| u.keys.len()).sum()
     }
 
+    /// Whether the store was found damaged (the hub then serves only what reads).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged
+    }
+
+    /// How many requests were refused with `STORE_DAMAGED` since the last call: for
+    /// the shell's repeated report of the damage.
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// The store found its database damaged (a read failed its checksum, or the
+    /// engine reported corruption, on any thread): from now on every request that
+    /// would write is refused with `STORE_DAMAGED`, and nothing of the hub's own
+    /// (expiries, saved upload ranges) is staged.
+    pub fn handle_damaged(&mut self) {
+        self.damaged = true;
+    }
+
     /// Whether the hub must wait for a commit before it takes more requests.
     fn full(&self) -> bool {
         self.reloading
@@ -469,6 +499,10 @@ impl Hub {
 
     fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
         let Some(user) = self.conns.get(&conn).map(|c| c.user) else { return };
+        if self.damaged && !baatkaro_proto::storage::served_while_damaged(command.verb()) {
+            self.refused += 1;
+            return self.reply(conn, id, Err(damaged_failure()));
+        }
         match (user, command) {
             (_, Command::Register { user, password }) => {
                 self.register(conn, id, user, password, now)
@@ -508,6 +542,7 @@ impl Hub {
             C::FileChunk { file, offset, data } => self.file_chunk(r, user, file, offset, data),
             C::FileStatus { file } => self.file_status(r, user, file),
             C::FileCommit { file } => self.file_commit(r, user, file),
+            C::FileCancel { file } => self.file_cancel(r, user, file),
             C::Files { conv } => self.list_files(r, user, conv),
             C::FileGet { file, offset, length } => self.file_get(r, user, file, offset, length),
             // Answered by the session itself, or refused by it in this state.
@@ -629,8 +664,8 @@ impl Hub {
     pub fn handle_committed(
         &mut self,
         id: u64,
-        result: Result<(), String>,
-        reads: Vec<(u64, Result<HistoryPage, String>)>,
+        result: Result<(), StoreFault>,
+        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
         spare: Vec<Write>,
         now: Millis,
     ) {
@@ -655,7 +690,15 @@ impl Hub {
     /// stops, as memory and disk can no longer be made to agree).
     pub fn handle_loaded(&mut self, snapshot: Result<Snapshot, String>, now: Millis) {
         self.reloading = false;
+        let before: Vec<_> = self.files.upload_ids();
         let installed = snapshot.and_then(|snapshot| self.install(snapshot, now));
+        // Uploads the store does not hold (offered in a batch that failed) are gone:
+        // so are their bytes.
+        for file in before {
+            if !self.files.has_upload(&file) {
+                self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req: None }));
+            }
+        }
         // What was hashed as it arrived may not match what the store says is held.
         self.outputs.push_back(Output::Disk(crate::output::DiskJob::ForgetHashes));
         match installed {
@@ -672,24 +715,35 @@ impl Hub {
     fn commit_failed(
         &mut self,
         batch: InFlight,
-        reads: Vec<(u64, Result<HistoryPage, String>)>,
-        e: String,
+        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
+        e: StoreFault,
         now: Millis,
     ) {
-        tracing::error!(error = %e, "commit failed; answering INTERNAL and reloading");
+        let code = e.code();
+        tracing::error!(error = %e, "commit failed; answering {code} and reloading");
+        if matches!(e, StoreFault::Damaged(_)) {
+            self.damaged = true;
+        }
         let mut outs = batch.outs;
         for b in std::mem::take(&mut self.in_flight) {
             outs.extend(b.outs);
         }
         outs.extend(std::mem::take(&mut self.open_outs));
-        let internal = |conn, id| (conn, id, Err(Failure::new(ErrorCode::Internal)));
+        let failure = match code {
+            ErrorCode::StoreDamaged => damaged_failure(),
+            // The store's reserve may have been let go for the next try.
+            ErrorCode::StorageFull => Failure { retry_after: Some(1000), ..Failure::new(code) },
+            _ => Failure::new(code),
+        };
+        let internal = |conn, id| (conn, id, Err(failure.clone()));
         let mut replies: Vec<_> = outs
             .into_iter()
             .filter_map(|o| match o {
                 Out::Reply { conn, id, .. } | Out::List { conn, id, .. } => {
                     Some(internal(conn, id))
                 }
-                Out::Frame { .. } => None,
+                Out::DropUpload(_, Some((conn, id))) => Some(internal(conn, id)),
+                Out::Frame { .. } | Out::DropUpload(_, None) => None,
             })
             .collect();
         // Every read waiting, whichever batch it came in (the other batch at the store
@@ -741,6 +795,11 @@ impl Hub {
             match out {
                 Out::Reply { conn, .. } | Out::List { conn, .. } => add(*conn),
                 Out::Frame { to, .. } => to.iter().for_each(|&c| add(c)),
+                Out::DropUpload(file, req) => {
+                    // The batch that forgot it is durable now.
+                    let (file, req) = (*file, *req);
+                    self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req }));
+                }
             }
         }
         for &conn in &touched {
@@ -763,6 +822,8 @@ impl Hub {
                         index: index[i],
                         after: cause.filter(|(c, _)| *c == conn).map(|(_, id)| id),
                     },
+                    // Never routed to a connection.
+                    Out::DropUpload(..) => continue,
                 });
             }
             rec.pending.clear();
@@ -793,8 +854,9 @@ impl Hub {
     /// Periodic housekeeping: expired requests and invites, idle attempt budgets.
     fn sweep(&mut self, now: Millis) {
         // Not against the state a reload is about to replace: what it staged would
-        // commit against the state loaded after.
-        if self.reloading {
+        // commit against the state loaded after. Nor on a damaged store, which takes
+        // no writes (what would expire now expires after the repair).
+        if self.reloading || self.damaged {
             return;
         }
         let expired: Vec<_> = self
@@ -822,6 +884,14 @@ impl Hub {
                 self.newest_key = None;
             }
         }
+    }
+}
+
+/// The answer to a request that would write to a damaged store.
+fn damaged_failure() -> Failure {
+    Failure {
+        retry_after: Some(baatkaro_proto::storage::DAMAGED_RETRY_MS),
+        ..Failure::new(ErrorCode::StoreDamaged)
     }
 }
 

@@ -138,6 +138,10 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             none(&p)?;
             Command::FileCommit { file: complete(args, arg(file_id))? }
         }
+        Verb::FileCancel => {
+            none(&p)?;
+            Command::FileCancel { file: complete(args, arg(file_id))? }
+        }
         Verb::Files => {
             none(&p)?;
             Command::Files { conv: complete(args, arg(conv))? }

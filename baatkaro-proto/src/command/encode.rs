@@ -112,7 +112,9 @@ impl Encode for Request {
             Command::FileChunk { file, offset, data } => {
                 out.word(file.as_bytes()).num(*offset).end_with_payload(data);
             }
-            Command::FileStatus { file } | Command::FileCommit { file } => {
+            Command::FileStatus { file }
+            | Command::FileCommit { file }
+            | Command::FileCancel { file } => {
                 out.word(file.as_bytes()).end();
             }
             Command::Files { conv } => out.conv(conv).end(),

@@ -228,6 +228,12 @@ pub enum Command {
         /// The file being uploaded.
         file: FileId,
     },
+    /// `FILE-CANCEL file-id`: give up an unfinished upload; the server deletes what
+    /// it holds of it (the `file-cancel` feature).
+    FileCancel {
+        /// The file being uploaded.
+        file: FileId,
+    },
     /// `FILES conv`: list the files shared in a conversation.
     Files {
         /// The conversation.
@@ -315,6 +321,8 @@ pub enum Verb {
     FileStatus,
     /// FILE-COMMIT
     FileCommit,
+    /// FILE-CANCEL
+    FileCancel,
     /// FILES
     Files,
     /// FILE-GET
@@ -357,6 +365,7 @@ impl Verb {
         Verb::FileChunk,
         Verb::FileStatus,
         Verb::FileCommit,
+        Verb::FileCancel,
         Verb::Files,
         Verb::FileGet,
     ];
@@ -397,6 +406,7 @@ impl Verb {
             Verb::FileChunk => "FILE-CHUNK",
             Verb::FileStatus => "FILE-STATUS",
             Verb::FileCommit => "FILE-COMMIT",
+            Verb::FileCancel => "FILE-CANCEL",
             Verb::Files => "FILES",
             Verb::FileGet => "FILE-GET",
         }
@@ -440,6 +450,7 @@ impl Verb {
             b"FILE-CHUNK" => Verb::FileChunk,
             b"FILE-STATUS" => Verb::FileStatus,
             b"FILE-COMMIT" => Verb::FileCommit,
+            b"FILE-CANCEL" => Verb::FileCancel,
             b"FILES" => Verb::Files,
             b"FILE-GET" => Verb::FileGet,
             _ => return None,
@@ -497,6 +508,7 @@ impl Command {
             Command::FileChunk { .. } => Verb::FileChunk,
             Command::FileStatus { .. } => Verb::FileStatus,
             Command::FileCommit { .. } => Verb::FileCommit,
+            Command::FileCancel { .. } => Verb::FileCancel,
             Command::Files { .. } => Verb::Files,
             Command::FileGet { .. } => Verb::FileGet,
         }

@@ -102,6 +102,8 @@ keyword_enum!(
         Rule = "RULE",
         /// DELETE
         Delete = "DELETE",
+        /// FILE-CANCEL
+        FileCancel = "FILE-CANCEL",
     }
 );
 

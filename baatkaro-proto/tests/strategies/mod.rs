@@ -408,6 +408,7 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
             .boxed(),
         file_id().prop_map(|file| Command::FileStatus { file }).boxed(),
         file_id().prop_map(|file| Command::FileCommit { file }).boxed(),
+        file_id().prop_map(|file| Command::FileCancel { file }).boxed(),
         conversation().prop_map(|conv| Command::Files { conv }).boxed(),
         (file_id(), any_u64(), any_u64())
             .prop_map(|(file, offset, length)| Command::FileGet { file, offset, length })

@@ -53,8 +53,8 @@ pub(super) fn encode(event: &GroupEvent) -> Vec<u8> {
 
 /// Reads a stored event back.
 pub(super) fn decode(bytes: &[u8]) -> Result<GroupEvent, StoreError> {
-    let corrupt =
-        || StoreError::Corrupt(format!("group log entry {:?}", String::from_utf8_lossy(bytes)));
+    // Named, never quoted: the bytes may be those of a damaged file.
+    let corrupt = || StoreError::Corrupt("a stored group log entry does not decode".into());
     // A reason is the only field that may hold spaces, and it comes last.
     if let Some(rest) = bytes.strip_prefix(b"requested ") {
         let mut parts = rest.splitn(3, |&b| b == b' ');

@@ -7,16 +7,19 @@
 //! dedicated thread and commits whatever arrived while the last commit ran in one
 //! transaction (group commit), so the async runtime never waits on the disk.
 
+mod checksum;
 mod group_log;
+pub mod identity;
 pub mod sqlite;
+pub mod verify;
 pub mod writer;
 
 use baatkaro_proto::Millis;
 
 // The records themselves belong to the hub's sans-IO core, which makes them.
 pub use baatkaro_hub::store::{
-    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, UploadRecord,
-    Write,
+    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, StoreFault,
+    UploadRecord, Write,
 };
 
 /// Why the store failed.
@@ -33,15 +36,88 @@ pub enum StoreError {
         /// The newest this build knows.
         known: i64,
     },
-    /// The database holds something this server cannot read.
+    /// The database holds something this server cannot read, or that fails its
+    /// checksum. The text never quotes what the damaged file holds.
     #[error("the database is corrupt: {0}")]
     Corrupt(String),
+    /// The disk has no room for the write.
+    #[error("the disk is full: {0}")]
+    Full(String),
+    /// The data directory holds a store's files but no database: it was deleted or
+    /// moved, and the server does not start afresh unless told to.
+    #[error(
+        "the data directory {} holds a BaatKaro store ({}) but no database {}: it was \
+         deleted or moved. Put it back (or restore it from a backup); to start a new, empty \
+         store here instead, start once with --fresh",
+        dir.display(), found.join(", "), sqlite::DB_FILE
+    )]
+    NoDatabase {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What it holds of a store.
+        found: Vec<&'static str>,
+    },
+    /// `--fresh` where a database exists: it never replaces one.
+    #[error(
+        "--fresh starts a new store only where the database is gone, and {} exists: start \
+         without --fresh, or move the database away first",
+        .0.display()
+    )]
+    FreshOverDatabase(std::path::PathBuf),
+    /// The database is not the one the data directory's identity file names.
+    #[error(
+        "the database in {} is store {database}, but the directory's {} names store \
+         {directory}: the database or the directory was swapped. If this database is the \
+         right one, delete {} (it is written again from the database); to start a new, empty \
+         store, move the database away and start with --fresh",
+        dir.display(), identity::ID_FILE, dir.join(identity::ID_FILE).display()
+    )]
+    IdentityMismatch {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The database's identity.
+        database: String,
+        /// The identity file's.
+        directory: String,
+    },
     /// The engine failed.
     #[error("database error: {0}")]
-    Engine(#[from] rusqlite::Error),
+    Engine(rusqlite::Error),
     /// The file system failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Sorts the engine's errors: damage to the file and a full disk are told apart
+    /// from the rest, wherever a statement meets them. The engine's own text is left
+    /// out of those two: for a damaged schema it may quote the file.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error() {
+            Some(f) if matches!(f.code, C::DatabaseCorrupt | C::NotADatabase) => {
+                StoreError::Corrupt(format!(
+                    "the database engine found the file malformed (SQLite error {})",
+                    f.extended_code
+                ))
+            }
+            Some(f) if f.code == C::DiskFull => {
+                StoreError::Full(format!("SQLite error {}", f.extended_code))
+            }
+            _ => StoreError::Engine(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// What the hub makes of the error: damage, a full disk, or anything else.
+    pub fn fault(&self) -> StoreFault {
+        match self {
+            StoreError::Corrupt(e) => StoreFault::Damaged(e.clone()),
+            StoreError::Full(e) => StoreFault::Full(e.clone()),
+            other => StoreFault::Failed(other.to_string()),
+        }
+    }
 }
 
 /// A storage engine. Methods are called from one dedicated thread.

@@ -9,8 +9,10 @@ use baatkaro_proto::group::GroupId;
 use baatkaro_proto::{
     Conversation, Event, GroupName, IdemKey, PAYLOAD_CEILING, ServerFrame, StoredEvent, decode_one,
 };
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use super::checksum::{self, RowSum};
+use super::identity::{self, IDENTITY_VERSION};
 use super::{
     ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UploadRecord,
     Write, group_log,
@@ -60,6 +62,35 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time)
          SELECT user, key, conv, fingerprint, seq, time FROM send_keys ORDER BY time;
      DROP TABLE send_keys;",
+    // 5: every row carries a checksum of its columns (checksum.rs), which reads and
+    // the checks verify; and the store has an identity, also kept in a file beside
+    // the database, so that a database put in the wrong directory, or a directory
+    // whose database went, is noticed instead of started afresh.
+    "ALTER TABLE meta ADD COLUMN row_sum INTEGER;
+     UPDATE meta SET row_sum = baatkaro_row_sum(key, value);
+     ALTER TABLE users ADD COLUMN row_sum INTEGER;
+     UPDATE users SET row_sum = baatkaro_row_sum(name, hash, created);
+     ALTER TABLE groups ADD COLUMN row_sum INTEGER;
+     UPDATE groups SET row_sum = baatkaro_row_sum(id, name);
+     ALTER TABLE group_log ADD COLUMN row_sum INTEGER;
+     UPDATE group_log SET row_sum = baatkaro_row_sum(group_id, n, event);
+     ALTER TABLE uploads ADD COLUMN row_sum INTEGER;
+     UPDATE uploads SET row_sum =
+         baatkaro_row_sum(id, user, conv, size, sha256, name, ranges, created);
+     ALTER TABLE files ADD COLUMN row_sum INTEGER;
+     UPDATE files SET row_sum =
+         baatkaro_row_sum(id, key, conv, seq, time, uploader, size, sha256, name);
+     ALTER TABLE contents ADD COLUMN row_sum INTEGER;
+     UPDATE contents SET row_sum = baatkaro_row_sum(user, sha256, size);
+     ALTER TABLE sent_keys ADD COLUMN row_sum INTEGER;
+     UPDATE sent_keys SET row_sum = baatkaro_row_sum(user, key, conv, fingerprint, seq, time);
+     ALTER TABLE events ADD COLUMN row_sum INTEGER;
+     UPDATE events SET row_sum = baatkaro_row_sum(conv, seq, time, frame);
+     CREATE TABLE identity (id TEXT NOT NULL, created INTEGER NOT NULL, row_sum INTEGER);
+     INSERT INTO identity (id, created, row_sum)
+         SELECT id, created, baatkaro_row_sum(id, created) FROM
+             (SELECT lower(hex(randomblob(16))) AS id,
+                     CAST(unixepoch('subsec') * 1000 AS INTEGER) AS created);",
 ];
 
 /// The schema version this build writes.
@@ -78,6 +109,8 @@ pub struct Sqlite {
     _lock: File,
     /// The next index of each group's log, so appends need no query.
     log_len: std::collections::HashMap<GroupId, i64>,
+    /// The buffer of the rows' checksums (checksum.rs), kept between commits.
+    sum: RowSum,
     /// Marks in `sent_keys`, oldest first: every row up to `rowid` was stored at
     /// `time` or before. Keys are appended in time order and the table has no time
     /// index, so expired keys are deleted as a range of rowids below a mark.
@@ -126,15 +159,28 @@ fn take_lock(lock: &File, dir: &Path) -> Result<(), StoreError> {
 
 impl Sqlite {
     /// Opens (or creates) the store in `dir`, taking its lock, and migrates the
-    /// schema forward.
+    /// schema forward. A directory that holds what a store leaves (its identity
+    /// file, shared files) but no database is refused ([`StoreError::NoDatabase`]),
+    /// and so is a database whose identity is not the directory's.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_at(dir, SCHEMA_VERSION)
+        Self::open_with(dir, false)
+    }
+
+    /// As [`Sqlite::open`]; with `fresh`, a directory whose database is gone starts
+    /// a new, empty store (the operator's `--fresh`). `fresh` refuses to start where
+    /// a database exists: it never replaces one.
+    pub fn open_with(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
+        Self::open_inner(dir, SCHEMA_VERSION, fresh)
     }
 
     /// Opens the store migrated only up to `version`: how tests make a database of
     /// an older server.
     #[doc(hidden)]
     pub fn open_at(dir: &Path, version: i64) -> Result<Self, StoreError> {
+        Self::open_inner(dir, version, false)
+    }
+
+    fn open_inner(dir: &Path, version: i64, fresh: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -143,21 +189,93 @@ impl Sqlite {
             .open(dir.join(LOCK_FILE))?;
         take_lock(&lock, dir)?;
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
+        // Looked at before SQLite makes a database where there was none.
+        let had_database = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        if fresh && had_database {
+            return Err(StoreError::FreshOverDatabase(path));
+        }
+        let left = identity::leftovers(dir);
+        let conn = Connection::open(&path).map_err(|e| classify(e.into(), &path))?;
         let mut store = Sqlite {
             conn,
             _lock: lock,
             log_len: Default::default(),
+            sum: RowSum::new(),
             key_marks: Default::default(),
         };
-        store.setup(version).map_err(|e| match e {
-            StoreError::Engine(e) => classify(e, &path),
-            other => other,
+        let found = store.setup(version, |found| {
+            // A database that holds nothing yet, where a store was: the old one is
+            // gone (deleted, or moved away), and starting afresh silently would let
+            // anyone register the old names.
+            if found == 0 && !left.is_empty() && !fresh {
+                return Err(StoreError::NoDatabase { dir: dir.to_path_buf(), found: left.clone() });
+            }
+            Ok(())
+        });
+        let found = found.map_err(|e| {
+            if matches!(e, StoreError::NoDatabase { .. }) && !had_database {
+                // The empty file SQLite just made is not left behind.
+                let _ = std::fs::remove_file(&path);
+            }
+            classify(e, &path)
         })?;
+        if found == 0 && fresh && !left.is_empty() {
+            // The old store's identity goes with it; the new one is written below.
+            std::fs::remove_file(dir.join(identity::ID_FILE)).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }
+            })?;
+            tracing::warn!(
+                dir = %dir.display(),
+                "started a new, empty store where one was (--fresh); its shared files under \
+                 files/ are kept but no longer listed: delete them if they are not needed"
+            );
+        }
+        if version >= IDENTITY_VERSION {
+            store.check_identity(dir)?;
+        }
         Ok(store)
     }
 
-    fn setup(&mut self, target: i64) -> Result<(), StoreError> {
+    /// Compares the database's identity with the directory's `baatkaro.id`, and
+    /// writes that file where it is missing (a new store, or one an older server
+    /// made).
+    fn check_identity(&self, dir: &Path) -> Result<(), StoreError> {
+        let ours: Option<String> = self
+            .conn
+            .query_row("SELECT id FROM identity LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(StoreError::from)?;
+        let Some(ours) = ours.filter(|id| identity::valid(id)) else {
+            return Err(StoreError::Corrupt("the database holds no valid identity".into()));
+        };
+        match identity::read(dir)? {
+            Some(theirs) if theirs == ours => Ok(()),
+            Some(theirs) => Err(StoreError::IdentityMismatch {
+                dir: dir.to_path_buf(),
+                database: ours,
+                directory: theirs,
+            }),
+            None => {
+                identity::write(dir, &ours)?;
+                tracing::info!(identity = %ours, "wrote the store's identity beside the database");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets the connection up and migrates the schema up to `target`; `before`
+    /// sees the version found first and may refuse it. The version found.
+    fn setup(
+        &mut self,
+        target: i64,
+        before: impl FnOnce(i64) -> Result<(), StoreError>,
+    ) -> Result<i64, StoreError> {
+        checksum::register(&self.conn)?;
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        before(found)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found, known: SCHEMA_VERSION });
+        }
         // WAL lets readers and the writer overlap; FULL syncs the log at every commit.
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
@@ -168,10 +286,6 @@ impl Sqlite {
         // tenth as often.
         self.conn.pragma_update(None, "cache_size", -65_536)?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-        let found: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { found, known: SCHEMA_VERSION });
-        }
         for version in found..target {
             let tx = self.conn.transaction()?;
             // version < SCHEMA_VERSION = MIGRATIONS.len(), so the index is in range.
@@ -180,7 +294,7 @@ impl Sqlite {
             tx.commit()?;
             tracing::info!(from = version, to = version + 1, "migrated the database schema");
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Takes a database back to an older schema version by undoing the later
@@ -200,6 +314,11 @@ impl Sqlite {
              INSERT OR REPLACE INTO send_keys (user, key, conv, fingerprint, seq, time)
                  SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid;
              DROP TABLE sent_keys;",
+            "ALTER TABLE meta DROP COLUMN row_sum; ALTER TABLE users DROP COLUMN row_sum;
+             ALTER TABLE groups DROP COLUMN row_sum; ALTER TABLE group_log DROP COLUMN row_sum;
+             ALTER TABLE uploads DROP COLUMN row_sum; ALTER TABLE files DROP COLUMN row_sum;
+             ALTER TABLE contents DROP COLUMN row_sum; ALTER TABLE sent_keys DROP COLUMN row_sum;
+             ALTER TABLE events DROP COLUMN row_sum; DROP TABLE identity;",
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -207,6 +326,10 @@ impl Sqlite {
             conn.execute_batch(UNDO.get(v as usize).copied().unwrap_or_default())?;
         }
         conn.pragma_update(None, "user_version", version)?;
+        if version < IDENTITY_VERSION {
+            // Older servers kept no identity beside the database.
+            let _ = std::fs::remove_file(dir.join(identity::ID_FILE));
+        }
         Ok(())
     }
 
@@ -216,26 +339,29 @@ impl Sqlite {
     }
 }
 
-/// Names an engine error that means the file is not a usable database.
-fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            StoreError::Corrupt(format!("{} is not a BaatKaro database ({e})", path.display()))
-        }
-        _ => StoreError::Engine(e),
+/// Names an error on opening that means the file is not a usable database.
+fn classify(e: StoreError, path: &Path) -> StoreError {
+    match e {
+        StoreError::Corrupt(why) => StoreError::Corrupt(format!(
+            "{} is not a BaatKaro database, or is damaged ({why})",
+            path.display()
+        )),
+        other => other,
     }
 }
 
+// What the store reads back and cannot make sense of is named by what it should
+// have been, never quoted: the bytes of a damaged file have no place in a log.
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
 fn name<T: std::str::FromStr>(s: String, what: &str) -> Result<T, StoreError> {
-    s.parse().map_err(|_| corrupt(format!("{what} {s:?}")))
+    s.parse().map_err(|_| corrupt(format!("a stored {what} is not valid")))
 }
 
 fn sha_of(hex: &str) -> Result<Sha256, StoreError> {
-    Sha256::from_hex(hex.as_bytes()).map_err(|_| corrupt(format!("sha256 {hex:?}")))
+    Sha256::from_hex(hex.as_bytes()).map_err(|_| corrupt("a stored SHA-256 is not valid"))
 }
 
 fn hex(sha: &Sha256) -> String {
@@ -243,13 +369,13 @@ fn hex(sha: &Sha256) -> String {
 }
 
 fn file_name_of(bytes: Vec<u8>) -> Result<FileName, StoreError> {
-    FileName::from_bytes(bytes.into()).map_err(|e| corrupt(format!("file name: {e}")))
+    FileName::from_bytes(bytes.into()).map_err(|_| corrupt("a stored file name is not valid"))
 }
 
 fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
     match decode_one::<ServerFrame>(frame, PAYLOAD_CEILING) {
         Ok(ServerFrame::Event(Event::Stored(e))) => Ok(e),
-        _ => Err(corrupt(format!("stored event {:?}", String::from_utf8_lossy(frame)))),
+        _ => Err(corrupt("a stored event does not decode")),
     }
 }
 
@@ -279,8 +405,8 @@ impl Store for Sqlite {
         let mut q = c.prepare("SELECT conv, MAX(seq) FROM events GROUP BY conv")?;
         for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (conv, seq) = row?;
-            let key =
-                ConvKey::from_db(&conv).ok_or_else(|| corrupt(format!("conversation {conv:?}")))?;
+            let key = ConvKey::from_db(&conv)
+                .ok_or_else(|| corrupt("a stored conversation is not valid"))?;
             snap.latest.push((key, seq as u64));
         }
         c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
@@ -358,7 +484,7 @@ impl Store for Sqlite {
                 sha256: sha_of(&sha)?,
                 name: file_name_of(file_name)?,
                 ranges: Ranges::from_text(&ranges)
-                    .ok_or_else(|| corrupt(format!("ranges {ranges:?}")))?,
+                    .ok_or_else(|| corrupt("the stored ranges of an upload are not valid"))?,
                 created: created as u64,
             });
         }
@@ -382,7 +508,7 @@ impl Store for Sqlite {
             snap.files.push(FileRecord {
                 id: name(id, "file id")?,
                 key: ConvKey::from_db(&key)
-                    .ok_or_else(|| corrupt(format!("conversation {key:?}")))?,
+                    .ok_or_else(|| corrupt("a stored conversation is not valid"))?,
                 conv: name(conv, "conversation")?,
                 seq: seq as u64,
                 time: time as u64,
@@ -409,6 +535,8 @@ impl Store for Sqlite {
         history: u64,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        // One buffer for every row's checksum of the batch.
+        let rs = &mut self.sum;
         // Updated in place: after a failed commit the writer loads again before it
         // commits anything more, and `load` recounts.
         let log_len = &mut self.log_len;
@@ -422,25 +550,35 @@ impl Store for Sqlite {
         let mut newest_key: Option<(u64, i64)> = None;
         for w in writes {
             match w {
+                // Every row's columns are summed as they are bound, in the table's
+                // column order (checksum::TABLES), with the types the schema keeps.
                 Write::User { name, hash, created } => {
-                    tx.prepare_cached("INSERT INTO users (name, hash, created) VALUES (?, ?, ?)")?
-                        .execute(params![name.as_str(), hash, *created as i64])?;
+                    let sum =
+                        rs.start().text(name.as_str()).text(hash).int(*created as i64).digest();
+                    tx.prepare_cached(
+                        "INSERT INTO users (name, hash, created, row_sum) VALUES (?, ?, ?, ?)",
+                    )?
+                    .execute(params![
+                        name.as_str(),
+                        hash,
+                        *created as i64,
+                        sum
+                    ])?;
                 }
                 Write::GroupCreated { id, name } => {
-                    tx.prepare_cached("INSERT INTO groups (id, name) VALUES (?, ?)")?
-                        .execute(params![id.0 as i64, name.as_str()])?;
+                    let sum = rs.start().int(id.0 as i64).text(name.as_str()).digest();
+                    tx.prepare_cached("INSERT INTO groups (id, name, row_sum) VALUES (?, ?, ?)")?
+                        .execute(params![id.0 as i64, name.as_str(), sum])?;
                     log_len.insert(*id, 0);
                 }
                 Write::GroupEvent { id, event } => {
                     let n = log_len.entry(*id).or_insert(0);
+                    let event = group_log::encode(event);
+                    let sum = rs.start().int(id.0 as i64).int(*n).blob(&event).digest();
                     tx.prepare_cached(
-                        "INSERT INTO group_log (group_id, n, event) VALUES (?, ?, ?)",
+                        "INSERT INTO group_log (group_id, n, event, row_sum) VALUES (?, ?, ?, ?)",
                     )?
-                    .execute(params![
-                        id.0 as i64,
-                        *n,
-                        group_log::encode(event)
-                    ])?;
+                    .execute(params![id.0 as i64, *n, event, sum])?;
                     *n += 1;
                 }
                 Write::GroupDeleted { id } => {
@@ -459,29 +597,48 @@ impl Store for Sqlite {
                     let insert = match &mut insert_event {
                         Some(st) => st,
                         None => insert_event.insert(tx.prepare_cached(
-                            "INSERT INTO events (conv, seq, time, frame) VALUES (?, ?, ?, ?)",
+                            "INSERT INTO events (conv, seq, time, frame, row_sum)
+                             VALUES (?, ?, ?, ?, ?)",
                         )?),
                     };
-                    insert.execute(params![conv, seq, record.time as i64, &record.frame[..]])?;
+                    let time = record.time as i64;
+                    let sum =
+                        rs.start().text(&conv).int(seq).int(time).blob(&record.frame).digest();
+                    insert.execute(params![conv, seq, time, &record.frame[..], sum])?;
                     if history > 0 && seq as u64 > history {
                         tx.prepare_cached("DELETE FROM events WHERE conv = ? AND seq <= ?")?
                             .execute(params![conv, seq - history as i64])?;
                     }
                 }
                 Write::Upload(u) => {
+                    let (conv, sha, ranges) =
+                        (u.conv.to_string(), hex(&u.sha256), u.ranges.to_text());
+                    let sum = rs
+                        .start()
+                        .text(u.id.as_str())
+                        .text(u.user.as_str())
+                        .text(&conv)
+                        .int(u.size as i64)
+                        .text(&sha)
+                        .blob(u.name.as_bytes())
+                        .text(&ranges)
+                        .int(u.created as i64)
+                        .digest();
                     tx.prepare_cached(
-                        "INSERT OR REPLACE INTO uploads (id, user, conv, size, sha256, name, ranges, created)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO uploads
+                             (id, user, conv, size, sha256, name, ranges, created, row_sum)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )?
                     .execute(params![
                         u.id.as_str(),
                         u.user.as_str(),
-                        u.conv.to_string(),
+                        conv,
                         u.size as i64,
-                        hex(&u.sha256),
-                        u.name.as_bytes().to_vec(),
-                        u.ranges.to_text(),
-                        u.created as i64
+                        sha,
+                        &u.name.as_bytes()[..],
+                        ranges,
+                        u.created as i64,
+                        sum
                     ])?;
                 }
                 Write::UploadGone { id } => {
@@ -489,47 +646,77 @@ impl Store for Sqlite {
                         .execute([id.as_str()])?;
                 }
                 Write::File(f) => {
+                    let (key, conv, sha) = (f.key.to_db(), f.conv.to_string(), hex(&f.sha256));
+                    let sum = rs
+                        .start()
+                        .text(f.id.as_str())
+                        .text(&key)
+                        .text(&conv)
+                        .int(f.seq as i64)
+                        .int(f.time as i64)
+                        .text(f.uploader.as_str())
+                        .int(f.size as i64)
+                        .text(&sha)
+                        .blob(f.name.as_bytes())
+                        .digest();
                     tx.prepare_cached(
-                        "INSERT INTO files (id, key, conv, seq, time, uploader, size, sha256, name)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO files
+                             (id, key, conv, seq, time, uploader, size, sha256, name, row_sum)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )?
                     .execute(params![
                         f.id.as_str(),
-                        f.key.to_db(),
-                        f.conv.to_string(),
+                        key,
+                        conv,
                         f.seq as i64,
                         f.time as i64,
                         f.uploader.as_str(),
                         f.size as i64,
-                        hex(&f.sha256),
-                        f.name.as_bytes().to_vec()
+                        sha,
+                        &f.name.as_bytes()[..],
+                        sum
                     ])?;
                 }
                 Write::Content { user, sha256, size } => {
+                    let sha = hex(sha256);
+                    let sum = rs.start().text(user.as_str()).text(&sha).int(*size as i64).digest();
                     tx.prepare_cached(
-                        "INSERT OR IGNORE INTO contents (user, sha256, size) VALUES (?, ?, ?)",
+                        "INSERT OR IGNORE INTO contents (user, sha256, size, row_sum)
+                         VALUES (?, ?, ?, ?)",
                     )?
                     .execute(params![
                         user.as_str(),
-                        hex(sha256),
-                        *size as i64
+                        sha,
+                        *size as i64,
+                        sum
                     ])?;
                 }
                 Write::SendKey { user, key, conv, fingerprint, seq, time } => {
                     let insert = match &mut insert_key {
                         Some(st) => st,
                         None => insert_key.insert(tx.prepare_cached(
-                            "INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time)
-                             VALUES (?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time, row_sum)
+                             VALUES (?, ?, ?, ?, ?, ?, ?)",
                         )?),
                     };
+                    let conv = conv.to_string();
+                    let sum = rs
+                        .start()
+                        .text(user.as_str())
+                        .text(key.as_str())
+                        .text(&conv)
+                        .int(*fingerprint as i64)
+                        .int(*seq as i64)
+                        .int(*time as i64)
+                        .digest();
                     insert.execute(params![
                         user.as_str(),
                         key.as_str(),
-                        conv.to_string(),
+                        conv,
                         *fingerprint as i64,
                         *seq as i64,
-                        *time as i64
+                        *time as i64,
+                        sum
                     ])?;
                     // Read here: the last row of the batch may be another table's.
                     let row = tx.last_insert_rowid();
@@ -558,8 +745,10 @@ impl Store for Sqlite {
                 _ => marks.push_back(KeyMark { rowid, time, since: time }),
             }
         }
-        tx.prepare_cached("UPDATE meta SET value = ? WHERE key = 'next_group_id'")?
-            .execute([next_group_id as i64])?;
+        let next = next_group_id as i64;
+        let sum = rs.start().text("next_group_id").int(next).digest();
+        tx.prepare_cached("UPDATE meta SET value = ?, row_sum = ? WHERE key = 'next_group_id'")?
+            .execute([next, sum])?;
         // Handed back to the cache before the transaction they borrow ends.
         drop((insert_event, insert_key));
         tx.commit()?;
@@ -569,26 +758,40 @@ impl Store for Sqlite {
     fn history(&mut self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
         let conv = q.conv.to_db();
         let (upto, limit) = (q.upto as i64, i64::from(q.limit));
-        let mut frames: Vec<Vec<u8>> = match q.after {
+        // Every row read is checked against its checksum before its frame is used.
+        let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Result<Vec<u8>, StoreError>> {
+            let mut sum = RowSum::new();
+            for i in 0..4 {
+                sum.value(r.get_ref(i)?);
+            }
+            let stored: Option<i64> = r.get(4)?;
+            if stored != Some(sum.digest()) {
+                let seq = r.get_ref(1)?.as_i64().ok();
+                return Ok(Err(damaged_event(seq)));
+            }
+            Ok(r.get::<_, Vec<u8>>(3).map_err(|_| damaged_event(r.get(1).ok())))
+        };
+        let rows: Vec<Result<Vec<u8>, StoreError>> = match q.after {
             Some(after) => self
                 .conn
                 .prepare_cached(
-                    "SELECT frame FROM events WHERE conv = ? AND seq > ? AND seq <= ?
-                     ORDER BY seq LIMIT ?",
+                    "SELECT conv, seq, time, frame, row_sum FROM events
+                     WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 )?
-                .query_map(params![conv, after.min(i64::MAX as u64) as i64, upto, limit], |r| {
-                    r.get(0)
-                })?
+                .query_map(params![conv, after.min(i64::MAX as u64) as i64, upto, limit], row)?
                 .collect::<Result<_, _>>()?,
             None => self
                 .conn
                 .prepare_cached(
-                    "SELECT frame FROM (SELECT seq, frame FROM events WHERE conv = ? AND seq <= ?
-                     ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                    "SELECT conv, seq, time, frame, row_sum FROM (
+                         SELECT conv, seq, time, frame, row_sum FROM events
+                         WHERE conv = ? AND seq <= ? ORDER BY seq DESC LIMIT ?)
+                     ORDER BY seq",
                 )?
-                .query_map(params![conv, upto, limit], |r| r.get(0))?
+                .query_map(params![conv, upto, limit], row)?
                 .collect::<Result<_, _>>()?,
         };
+        let mut frames = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
         if q.after.is_some() {
             let mut bytes = 0u64;
             if let Some(cut) = frames.iter().position(|f| {
@@ -618,6 +821,17 @@ impl Store for Sqlite {
             events: frames.iter().map(|f| event_of(f)).collect::<Result<_, _>>()?,
             oldest: oldest.map(|s| s as u64),
         })
+    }
+}
+
+/// The error for a stored event that fails its checksum: its sequence number (an
+/// integer, safe to print) if that much of it reads.
+fn damaged_event(seq: Option<i64>) -> StoreError {
+    match seq {
+        Some(seq) => corrupt(format!(
+            "a stored event (sequence number {seq}, table events) fails its checksum"
+        )),
+        None => corrupt("a stored event (table events) fails its checksum"),
     }
 }
 

@@ -9,13 +9,22 @@
 //! After a failed commit the thread refuses every batch until the hub asks it to
 //! [`Job::Load`] again: the hub's memory ran ahead of the disk, and both must agree
 //! again before anything more is written.
+//!
+//! Once the database is found damaged — a read fails its checksum, the engine
+//! reports corruption, or the background check ([`super::verify`]) finds a bad row
+//! — the thread commits nothing more to it, for good, and tells the hub
+//! ([`Done::Damaged`]); reads still run. Before each commit it lets go of the space
+//! held for the database when the disk is nearly full ([`StoreReserve`]).
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{Batch, HistoryPage, Snapshot, Store, StoreError, Write};
+use super::verify::{Background, Checker};
+use super::{Batch, HistoryPage, Snapshot, Store, StoreError, StoreFault, Write};
+use crate::space::StoreReserve;
 
 /// Work for the thread.
 #[derive(Debug)]
@@ -39,9 +48,9 @@ pub enum Done {
         /// The batch's id.
         id: u64,
         /// Whether its writes are durable.
-        result: Result<(), String>,
+        result: Result<(), StoreFault>,
         /// Each read's token and result.
-        reads: Vec<(u64, Result<HistoryPage, String>)>,
+        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
         /// The batch's writes, emptied, handed back so that the next batch
         /// reuses their memory instead of growing a new vector.
         spare: Vec<Write>,
@@ -49,6 +58,39 @@ pub enum Done {
     /// A snapshot, or why the store could not load one (typed: a start-up that
     /// fails says whether the database is corrupt, locked or unreadable).
     Loaded(Result<Snapshot, StoreError>),
+    /// The database was found damaged (said once): nothing more is written to it.
+    /// What was found, naming no byte of the file.
+    Damaged(String),
+}
+
+/// What the store thread looks after besides its jobs.
+#[derive(Debug, Default)]
+pub struct Upkeep {
+    /// The space held for the database, let go when the disk is nearly full.
+    pub reserve: Option<StoreReserve>,
+    /// The background check and its pace in bytes a second.
+    pub check: Option<(Checker, u64)>,
+}
+
+/// Whether the database was found damaged, shared by the store thread and the
+/// background check; the first to find damage tells the hub.
+#[derive(Debug)]
+struct Damage {
+    found: AtomicBool,
+    done: UnboundedSender<Done>,
+}
+
+impl Damage {
+    fn found(&self) -> bool {
+        self.found.load(Ordering::Acquire)
+    }
+
+    /// Marks the store damaged; tells the hub if it is the first to.
+    fn report(&self, what: String) {
+        if !self.found.swap(true, Ordering::AcqRel) {
+            let _ = self.done.send(Done::Damaged(what));
+        }
+    }
 }
 
 /// The running thread.
@@ -56,11 +98,32 @@ pub enum Done {
 pub struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Stopped (and joined) with the store thread.
+    check: Option<Background>,
 }
 
 impl Writer {
     /// Starts the thread over `store`. `history` is the `history` limit.
-    pub fn spawn<S: Store>(mut store: S, history: u64, done: UnboundedSender<Done>) -> Self {
+    pub fn spawn<S: Store>(store: S, history: u64, done: UnboundedSender<Done>) -> Self {
+        Self::spawn_with(store, history, done, Upkeep::default())
+    }
+
+    /// Starts the thread over `store`, with its upkeep: the database's reserve and
+    /// the background check.
+    pub fn spawn_with<S: Store>(
+        mut store: S,
+        history: u64,
+        done: UnboundedSender<Done>,
+        upkeep: Upkeep,
+    ) -> Self {
+        let damage = Arc::new(Damage { found: AtomicBool::new(false), done: done.clone() });
+        let check = upkeep.check.and_then(|(checker, rate)| {
+            let damage = damage.clone();
+            Background::spawn(checker, rate, move |what| damage.report(what))
+                .inspect_err(|e| tracing::error!(error = %e, "cannot start the background check"))
+                .ok()
+        });
+        let mut reserve = upkeep.reserve;
         let (jobs, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("baatkaro-store".into())
@@ -70,10 +133,22 @@ impl Writer {
                     let report = match job {
                         Job::Load { keys_since, keys_per_user } => {
                             let r = store.load(keys_since, keys_per_user);
+                            if let Err(StoreError::Corrupt(what)) = &r {
+                                damage.report(what.clone());
+                            }
                             poisoned = r.is_err();
                             Done::Loaded(r)
                         }
-                        Job::Commit(batch) => run_batch(&mut store, batch, history, &mut poisoned),
+                        Job::Commit(batch) => {
+                            let mut run = Run {
+                                store: &mut store,
+                                history,
+                                poisoned: &mut poisoned,
+                                damage: &damage,
+                                reserve: reserve.as_mut(),
+                            };
+                            run.batch(batch)
+                        }
                     };
                     if done.send(report).is_err() {
                         break; // The hub is gone: nothing more will come.
@@ -81,7 +156,7 @@ impl Writer {
                 }
             })
             .ok();
-        Writer { jobs: Some(jobs), thread }
+        Writer { jobs: Some(jobs), thread, check }
     }
 
     /// Hands the thread a job. False if the thread has stopped.
@@ -100,6 +175,9 @@ impl Drop for Writer {
     // closed before the server's `run` returns, so a restart in the same process
     // finds the directory free.
     fn drop(&mut self) {
+        // The check's connection closes first: the store's, closing last, then
+        // copies the log into the database and deletes it.
+        self.check = None;
         self.jobs = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -107,27 +185,61 @@ impl Drop for Writer {
     }
 }
 
-fn run_batch<S: Store>(store: &mut S, batch: Batch, history: u64, poisoned: &mut bool) -> Done {
-    let result = if *poisoned {
-        Err("an earlier commit failed; the store is reloading".to_string())
-    } else if batch.writes.is_empty() {
-        Ok(())
-    } else {
-        store.commit(&batch.writes, batch.next_group_id, history).map_err(|e: StoreError| {
-            tracing::error!(error = %e, writes = batch.writes.len(), "commit failed");
-            e.to_string()
-        })
-    };
-    *poisoned |= result.is_err();
-    let reads = match result {
-        Ok(()) => batch
-            .reads
-            .into_iter()
-            .map(|(token, q)| (token, store.history(&q).map_err(|e| e.to_string())))
-            .collect(),
-        Err(ref e) => batch.reads.into_iter().map(|(token, _)| (token, Err(e.clone()))).collect(),
-    };
-    let mut spare = batch.writes;
-    spare.clear();
-    Done::Committed { id: batch.id, result, reads, spare }
+/// One batch's run on the store thread, with what it may touch.
+struct Run<'a, S> {
+    store: &'a mut S,
+    history: u64,
+    poisoned: &'a mut bool,
+    damage: &'a Damage,
+    reserve: Option<&'a mut StoreReserve>,
+}
+
+impl<S: Store> Run<'_, S> {
+    fn batch(&mut self, batch: Batch) -> Done {
+        let result = if *self.poisoned {
+            Err(StoreFault::Failed("an earlier commit failed; the store is reloading".into()))
+        } else if batch.writes.is_empty() {
+            Ok(())
+        } else if self.damage.found() {
+            // Never another write into a damaged file.
+            Err(StoreFault::Damaged("the database was found damaged; it takes no writes".into()))
+        } else {
+            if let Some(r) = self.reserve.as_deref_mut() {
+                r.before_commit();
+            }
+            self.store.commit(&batch.writes, batch.next_group_id, self.history).map_err(|e| {
+                tracing::error!(error = %e, writes = batch.writes.len(), "commit failed");
+                match &e {
+                    StoreError::Corrupt(what) => self.damage.report(what.clone()),
+                    StoreError::Full(_) => {
+                        if let Some(r) = self.reserve.as_deref_mut() {
+                            r.on_full();
+                        }
+                    }
+                    _ => {}
+                }
+                e.fault()
+            })
+        };
+        *self.poisoned |= result.is_err();
+        let reads = match &result {
+            Ok(()) => batch
+                .reads
+                .into_iter()
+                .map(|(token, q)| {
+                    let page = self.store.history(&q).map_err(|e| {
+                        if let StoreError::Corrupt(what) = &e {
+                            self.damage.report(what.clone());
+                        }
+                        e.fault()
+                    });
+                    (token, page)
+                })
+                .collect(),
+            Err(e) => batch.reads.into_iter().map(|(token, _)| (token, Err(e.clone()))).collect(),
+        };
+        let mut spare = batch.writes;
+        spare.clear();
+        Done::Committed { id: batch.id, result, reads, spare }
+    }
 }

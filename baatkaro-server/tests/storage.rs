@@ -1,0 +1,629 @@
+//! A store that fails loudly, and a full disk that does not stop chat: damage in
+//! the middle of a large history found at start, by a read and by the background
+//! check (and nothing written to the damaged file after); a data directory whose
+//! database went, or is another's, refused; uploads that stop at the disk's reserve
+//! while messages go on, also after a restart on a full disk; a cancelled upload's
+//! bytes deleted at once.
+//!
+//! The full disk is a small tmpfs that the test mounts in a mount namespace of its
+//! own (`unshare -m`), entered with `nsenter` to run the server and seen from
+//! outside through `/proc/PID/root`; the machine's own mounts are untouched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::mpsc;
+
+use baatkaro_proto::group::GroupId;
+use baatkaro_proto::{
+    Command, Encode, ErrorCode, Event, HistoryRange, JoinRule, OkReply, ServerFrame, Sha256,
+    StoredEvent, Text,
+};
+use baatkaro_server::server::{Server, StartError};
+use baatkaro_server::store::sqlite::{DB_FILE, Sqlite};
+use baatkaro_server::store::{ConvKey, EventRecord, Store, StoreError, Write as StoreWrite};
+use bytes::Bytes;
+use common::{Client, TestServer, config, conv, user};
+use sha2::Digest;
+
+/// The text of the event whose record the damage tests alter: unique in the file.
+const MARKER: &str = "marker-7f3a9c-in-the-middle-of-history";
+
+/// Messages of the large history.
+const EVENTS: u64 = 20_000;
+
+/// A data directory with alice (owner of `rust`) and a history of [`EVENTS`]
+/// messages in `rust`, the one in the middle holding [`MARKER`]. The sequence
+/// numbers of the first message, of the marked one and of the last.
+async fn large_history(dir: &Path) -> (u64, u64, u64) {
+    let server = TestServer::start(config(dir)).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    server.stop().await;
+    // Written through the store itself, as a server would have, many to a commit.
+    let mut store = Sqlite::open(dir).unwrap();
+    let latest = store
+        .load(0, 0)
+        .unwrap()
+        .latest
+        .iter()
+        .find(|(k, _)| *k == ConvKey::Group(GroupId(1)))
+        .map_or(0, |(_, s)| *s);
+    let (first, marked) = (latest + 1, latest + EVENTS / 2);
+    let mut writes = Vec::new();
+    for seq in first..first + EVENTS {
+        let text = if seq == marked {
+            MARKER.to_string()
+        } else {
+            format!("message {seq} of a long history, {}", "padding ".repeat(8))
+        };
+        let event = StoredEvent::Message {
+            conv: conv("#rust"),
+            seq,
+            time: 1_764_072_600_000 + seq,
+            from: user("alice"),
+            text: Text::new(&text).unwrap(),
+        };
+        let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
+        writes.push(StoreWrite::Event(EventRecord::new(ConvKey::Group(GroupId(1)), &event, frame)));
+        if writes.len() == 5_000 {
+            store.commit(&writes, 2, 0).unwrap();
+            writes.clear();
+        }
+    }
+    store.commit(&writes, 2, 0).unwrap();
+    drop(store);
+    (first, marked, first + EVENTS - 1)
+}
+
+/// Where [`MARKER`] is in the database file, which has no log beside it. A page
+/// that split keeps stale copies of records in its free space, so the marker may
+/// be there more than once; one of them is the live record.
+fn marker_offsets(dir: &Path) -> (Vec<u8>, Vec<usize>) {
+    assert!(!dir.join("baatkaro.db-wal").exists(), "the store closed cleanly");
+    let bytes = std::fs::read(dir.join(DB_FILE)).unwrap();
+    let found: Vec<usize> = bytes
+        .windows(MARKER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == MARKER.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    let size = bytes.len();
+    assert!(!found.is_empty());
+    for at in &found {
+        assert!(*at > size / 4 && *at < size * 3 / 4, "the marker is in the middle of the file");
+    }
+    (bytes, found)
+}
+
+/// Alters one letter of the marked message's text (wherever the file holds it):
+/// the record's content, not its header or the b-tree around it. SQLite's own
+/// check sees nothing.
+fn damage_a_record(dir: &Path) {
+    let (mut bytes, found) = marker_offsets(dir);
+    for at in found {
+        bytes[at + 2] = b'Q'; // "maQker…"
+    }
+    std::fs::write(dir.join(DB_FILE), &bytes).unwrap();
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok", "quick_check does not look inside records");
+}
+
+/// Overwrites the header of the b-tree page that holds the marked message.
+fn damage_a_page_header(dir: &Path) {
+    let (mut bytes, found) = marker_offsets(dir);
+    let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    for at in found {
+        let page = at / page_size * page_size;
+        assert!(page > 0, "not the first page");
+        bytes[page..page + 8].fill(0xff);
+    }
+    std::fs::write(dir.join(DB_FILE), &bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_inside_a_record_in_the_middle_of_history_is_found_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, marked, _) = large_history(dir.path()).await;
+    damage_a_record(dir.path());
+    match Server::open(config(dir.path())).await {
+        Err(e @ StartError::Damaged { .. }) => {
+            let said = e.to_string();
+            assert!(said.contains(&format!("seq={marked}")), "names the row: {said}");
+            assert!(said.contains("fails its checksum") && said.contains("--fresh"), "{said}");
+            assert!(!said.contains("maQker") && !said.contains("in-the-middle"), "{said}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a damaged database was served"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_to_a_b_tree_page_in_the_middle_is_found_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    large_history(dir.path()).await;
+    damage_a_page_header(dir.path());
+    match Server::open(config(dir.path())).await {
+        Err(e @ StartError::Damaged { .. }) => {
+            let said = e.to_string();
+            assert!(said.contains("quick_check") || said.contains("malformed"), "{said}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a damaged database was served"),
+    }
+}
+
+/// The binary's standard error, read on a thread, line by line.
+struct Log {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Log {
+    fn of(stderr: impl Read + Send + 'static) -> Log {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Log { lines, seen: Vec::new() }
+    }
+
+    /// Waits (bounded) for a line that contains `what`; `None` if the process ended
+    /// first.
+    fn wait_for(&mut self, what: &str) -> Option<String> {
+        loop {
+            match self.lines.recv_timeout(common::WAIT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(what) {
+                        return Some(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no log line with {what:?} in {:?}; saw {:?}", common::WAIT, self.seen)
+                }
+            }
+        }
+    }
+
+    /// Everything it said, once the process has ended.
+    fn rest(mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.recv_timeout(common::WAIT) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
+}
+
+/// A server process, killed if a failing test leaves it running.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The server binary, started by `cmd`, and what it logs; the address it listens
+/// on, or `None` if it exited first.
+fn serve(mut cmd: Process) -> (Running, Log, Option<std::net::SocketAddr>) {
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut log = Log::of(child.stderr.take().unwrap());
+    let addr = log.wait_for("listening on ").map(|line| {
+        let at = line.find("listening on ").unwrap() + "listening on ".len();
+        line[at..].trim().parse().unwrap()
+    });
+    (Running(Some(child)), log, addr)
+}
+
+fn server_bin(data: &Path, extra: &[&str]) -> Process {
+    let mut cmd = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"));
+    cmd.args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"]).arg(data);
+    cmd.args(extra);
+    cmd
+}
+
+/// Stops a server process with SIGTERM and waits (bounded) for it.
+fn terminate(mut running: Running) -> std::process::ExitStatus {
+    let child = running.0.take().unwrap();
+    let pid = child.id().to_string();
+    assert!(Process::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    wait(child)
+}
+
+fn wait(mut child: Child) -> std::process::ExitStatus {
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    rx.recv_timeout(common::WAIT)
+        .unwrap_or_else(|_| {
+            let _ = Process::new("kill").args(["-KILL", &pid]).status();
+            panic!("the server did not exit in time");
+        })
+        .unwrap()
+}
+
+/// How many events the database holds.
+fn events_stored(dir: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+fn failure_of(answer: common::Answer) -> baatkaro_proto::Failure {
+    match answer.1 {
+        Err(f) => f,
+        Ok(r) => panic!("expected a failure, got {r:?}"),
+    }
+}
+
+fn history_after(seq: u64) -> Command {
+    Command::History { conv: conv("#rust"), range: HistoryRange::After(seq), limit: 10 }
+}
+
+fn send(key: &str, text: &str) -> Command {
+    Command::Send { to: conv("#rust"), key: key.parse().unwrap(), text: Text::new(text).unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_finds_damage_stops_every_write_and_the_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, marked, last) = large_history(dir.path()).await;
+    damage_a_record(dir.path());
+    // No check at start nor in the background: only a read can find it.
+    let (child, mut log, addr) =
+        serve(server_bin(dir.path(), &["--verify-at-start", "0", "--verify-rate", "0"]));
+    let mut alice = Client::login(addr.expect("it starts"), "alice").await;
+    alice.ok(send("k1", "before anyone read the damage")).await;
+    let before = events_stored(dir.path());
+
+    let f = failure_of(alice.call(history_after(marked - 1)).await);
+    assert_eq!((f.code, f.retry_after), (ErrorCode::StoreDamaged, Some(60_000)));
+    let line = log.wait_for("THE DATABASE IS DAMAGED").unwrap();
+    assert!(
+        line.contains(&format!("seq={marked}")) || line.contains(&marked.to_string()),
+        "{line}"
+    );
+
+    // Nothing more is written; what only reads still works.
+    let f = failure_of(alice.call(send("k2", "after")).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let f =
+        failure_of(alice.call(Command::Create { group: "go".parse().unwrap(), rule: None }).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let (items, _) = alice.ok(history_after(last)).await;
+    assert_eq!(items.len(), 1, "the intact newest message reads");
+    alice.ok(Command::Groups).await;
+    assert_eq!(events_stored(dir.path()), before, "no event went into the damaged file");
+
+    assert!(terminate(child).success());
+    let said = log.rest().join("\n");
+    assert!(!said.contains("maQker") && !said.contains("in-the-middle"), "raw bytes logged");
+
+    // A start refuses it, saying why, with a non-zero status.
+    let out = server_bin(dir.path(), &[]).output().unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is damaged") && said.contains("fails its checksum"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_check_finds_damage_that_nobody_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, marked, _) = large_history(dir.path()).await;
+    damage_a_record(dir.path());
+    let (child, mut log, addr) =
+        serve(server_bin(dir.path(), &["--verify-at-start", "0", "--verify-rate", "1000000000"]));
+    let mut alice = Client::login(addr.expect("it starts"), "alice").await;
+    let line = log.wait_for("THE DATABASE IS DAMAGED").unwrap();
+    assert!(line.contains(&format!("seq={marked}")), "{line}");
+    let f = failure_of(alice.call(send("k1", "after the check")).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    assert!(terminate(child).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_whose_database_went_is_refused_until_told_to_start_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    Client::register(server.addr, "alice").await;
+    server.stop().await;
+    std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+
+    match Server::open(config(dir.path())).await {
+        Err(StartError::Store(e @ StoreError::NoDatabase { .. })) => {
+            assert!(e.to_string().contains("--fresh"), "{e}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("started afresh without a word"),
+    }
+    assert!(!dir.path().join(DB_FILE).exists(), "no empty database is left behind");
+    // The binary says the same and exits non-zero.
+    let out = server_bin(dir.path(), &[]).output().unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no database") && said.contains("--fresh"), "{said}");
+
+    // Told to, it starts a new store: the old names are free again.
+    let mut cfg = config(dir.path());
+    cfg.fresh = true;
+    let server = TestServer::start(cfg.clone()).await;
+    let mut c = Client::connect(server.addr).await;
+    c.hello().await;
+    let login = Command::Login { user: user("alice"), password: common::password("alice") };
+    assert_eq!(failure_of(c.call(login).await).code, ErrorCode::AuthFailed);
+    Client::register(server.addr, "alice").await;
+    server.stop().await;
+    // And --fresh never replaces a database.
+    match Server::open(cfg).await {
+        Err(StartError::Store(StoreError::FreshOverDatabase(_))) => {}
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("--fresh over a database"),
+    }
+    // A brand-new, empty directory needs no flag (the quick start).
+    let empty = tempfile::tempdir().unwrap();
+    TestServer::start(config(&empty.path().join("new"))).await.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_another_store_is_refused_until_its_identity_is_adopted() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, name) in [(a.path(), "alice"), (b.path(), "bob")] {
+        let server = TestServer::start(config(dir)).await;
+        Client::register(server.addr, name).await;
+        server.stop().await;
+    }
+    std::fs::copy(a.path().join(DB_FILE), b.path().join(DB_FILE)).unwrap();
+    match Server::open(config(b.path())).await {
+        Err(StartError::Store(e @ StoreError::IdentityMismatch { .. })) => {
+            let said = e.to_string();
+            assert!(said.contains("baatkaro.id") && said.contains("--fresh"), "{said}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("another store's database was served"),
+    }
+    // The operator says this database is the one: its identity is written again.
+    std::fs::remove_file(b.path().join("baatkaro.id")).unwrap();
+    let server = TestServer::start(config(b.path())).await;
+    Client::login(server.addr, "alice").await;
+    server.stop().await;
+    assert_eq!(
+        std::fs::read(a.path().join("baatkaro.id")).unwrap(),
+        std::fs::read(b.path().join("baatkaro.id")).unwrap()
+    );
+}
+
+fn sha(data: &[u8]) -> Sha256 {
+    Sha256(sha2::Sha256::digest(data).into())
+}
+
+fn offer(data: &[u8]) -> Command {
+    Command::FileOffer {
+        to: conv("#rust"),
+        size: data.len() as u64,
+        sha256: sha(data),
+        name: baatkaro_proto::OfferName::new("big.bin").unwrap(),
+    }
+}
+
+fn chunk(file: baatkaro_proto::FileId, data: &[u8], offset: usize, len: usize) -> Command {
+    Command::FileChunk {
+        file,
+        offset: offset as u64,
+        data: Bytes::copy_from_slice(&data[offset..(offset + len).min(data.len())]),
+    }
+}
+
+async fn offered(c: &mut Client, data: &[u8]) -> baatkaro_proto::FileId {
+    match c.ok(offer(data)).await.1 {
+        OkReply::FileOffer { file, .. } => file,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_is_gone_with_its_bytes_when_the_reply_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: None }).await;
+    let data = vec![7u8; 3 << 20];
+    let file = offered(&mut alice, &data).await;
+    // Chunks pipelined, then the cancel behind them: judged after they are written.
+    let mut tags = Vec::new();
+    for i in 0..2 {
+        tags.push(alice.send(chunk(file, &data, i << 20, 1 << 20)).await);
+    }
+    let cancel = alice.send(Command::FileCancel { file }).await;
+    for tag in tags {
+        assert!(alice.answer(tag).await.1.is_ok(), "the chunks before the cancel are stored");
+    }
+    let partial = dir.path().join("partial").join(file.as_str());
+    let (_, r) = alice.answer(cancel).await;
+    assert_eq!(r, Ok(OkReply::Done { verb: baatkaro_proto::DoneVerb::FileCancel }));
+    assert!(!partial.exists(), "the bytes are deleted by the time the reply comes");
+    for c in [Command::FileStatus { file }, chunk(file, &data, 2 << 20, 1 << 20)] {
+        assert_eq!(failure_of(alice.call(c).await).code, ErrorCode::NoSuchFile);
+    }
+    assert_eq!(
+        failure_of(alice.call(Command::FileCancel { file }).await).code,
+        ErrorCode::NoSuchFile
+    );
+    // Nor does it come back after a restart.
+    drop(alice);
+    server.stop().await;
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::login(server.addr, "alice").await;
+    assert_eq!(
+        failure_of(alice.call(Command::FileStatus { file }).await).code,
+        ErrorCode::NoSuchFile
+    );
+    // A failed hash check deletes at once too.
+    let mut bad = offered(&mut alice, &[1, 2, 3]).await;
+    alice.ok(chunk(bad, &[9, 9, 9], 0, 3)).await;
+    assert_eq!(
+        failure_of(alice.call(Command::FileCommit { file: bad }).await).code,
+        ErrorCode::HashMismatch
+    );
+    assert!(!dir.path().join("partial").join(bad.as_str()).exists());
+    bad = offered(&mut alice, &[4, 5]).await;
+    alice.ok(Command::FileCancel { file: bad }).await;
+    assert_eq!(std::fs::read_dir(dir.path().join("partial")).unwrap().count(), 0);
+    server.stop().await;
+}
+
+/// A tmpfs of a given size, mounted in a mount namespace of its own, kept alive by
+/// a process that waits on its standard input.
+struct Tmpfs {
+    holder: Child,
+    /// The mount point, as the namespace sees it.
+    inside: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("disk");
+        std::fs::create_dir(&inside).unwrap();
+        let script = format!(
+            "mount -t tmpfs -o size={size} tmpfs '{}' && echo mounted && exec cat",
+            inside.display()
+        );
+        let mut holder = Process::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "mounted",
+            "the test mounts a tmpfs in its own namespace (as root)"
+        );
+        Tmpfs { holder, inside, _dir: dir }
+    }
+
+    /// `program` run inside the namespace.
+    fn command(&self, program: &Path) -> Process {
+        let mut cmd = Process::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id())).arg("--").arg(program);
+        cmd
+    }
+
+    /// A path on the tmpfs, as this process can reach it.
+    fn outside(&self, rel: &str) -> PathBuf {
+        let root = PathBuf::from(format!("/proc/{}/root", self.holder.id()));
+        root.join(self.inside.strip_prefix("/").unwrap()).join(rel)
+    }
+
+    fn free(&self) -> u64 {
+        baatkaro_server::space::free_space(&self.outside("")).unwrap().0
+    }
+
+    /// The server binary with its data on the tmpfs.
+    fn server(&self, extra: &[&str]) -> (Running, Log, Option<std::net::SocketAddr>) {
+        let mut cmd = self.command(Path::new(env!("CARGO_BIN_EXE_baatkaro-server")));
+        cmd.args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"]);
+        cmd.arg(self.inside.join("data")).args(extra);
+        serve(cmd)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Its end of standard input closes: `cat` ends, and the namespace with it.
+        drop(self.holder.stdin.take());
+        let _ = self.holder.wait();
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+/// Sends 1 MiB chunks of `data` until the server refuses one with STORAGE_FULL;
+/// how many it took.
+async fn upload_until_full(alice: &mut Client, file: baatkaro_proto::FileId, data: &[u8]) -> usize {
+    for i in 0..data.len() / MIB {
+        match alice.call(chunk(file, data, i * MIB, MIB)).await.1 {
+            Ok(_) => {}
+            Err(f) => {
+                assert_eq!(f.code, ErrorCode::StorageFull);
+                assert_eq!(f.retry_after, Some(baatkaro_proto::storage::FULL_RETRY_MS));
+                return i;
+            }
+        }
+    }
+    panic!("the whole file fitted: the disk never filled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_full_of_files_keeps_send_working_also_after_a_restart() {
+    let disk = Tmpfs::mount("32m");
+    let flags = ["--upload-reserve", "8388608", "--store-reserve", "4194304"];
+    let (child, _log, addr) = disk.server(&flags);
+    let addr = addr.expect("it starts on the tmpfs");
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    assert_eq!(std::fs::metadata(disk.outside("data/baatkaro.reserve")).unwrap().len(), 4 << 20);
+
+    // Files fill the disk up to the reserve, and stop there.
+    let data: Vec<u8> = (0..48 * MIB).map(|i| (i % 251) as u8).collect();
+    let file = offered(&mut alice, &data).await;
+    let sent = upload_until_full(&mut alice, file, &data).await;
+    assert!(sent >= 8, "uploads used the disk up to the reserve ({sent} MiB)");
+    assert!(disk.free() < (8 + 1) << 20, "the disk is down to its reserve: {}", disk.free());
+    for i in 0..20 {
+        alice.ok(send(&format!("k{i}"), "the disk is full of files, and chat goes on")).await;
+    }
+
+    // Cancelled, the upload's bytes are freed at once; a second one fills it again.
+    let free = disk.free();
+    alice.ok(Command::FileCancel { file }).await;
+    assert!(disk.free() >= free + ((sent - 1) * MIB) as u64, "freed at once");
+    let file = offered(&mut alice, &data).await;
+    upload_until_full(&mut alice, file, &data).await;
+    drop(alice);
+    assert!(terminate(child).success());
+
+    // Something else takes the rest of the disk, to the last byte.
+    let mut filler = std::fs::File::create(disk.outside("filler")).unwrap();
+    let piece = vec![1u8; 64 << 10];
+    for _ in 0..1024 {
+        if filler.write_all(&piece).is_err() {
+            break;
+        }
+    }
+    let _ = filler.sync_all();
+    assert!(disk.free() < 64 << 10, "the disk is full: {}", disk.free());
+
+    // The server starts, using the space it held for the database, and SEND works.
+    let (child, log, addr) = disk.server(&flags);
+    let addr = addr.unwrap_or_else(|| panic!("it starts on a full disk: {:?}", log.seen));
+    assert!(log.seen.iter().any(|l| l.contains("let go of the space held for the database")));
+    let mut alice = Client::login(addr, "alice").await;
+    for i in 20..40 {
+        alice.ok(send(&format!("k{i}"), "a full disk, after a restart")).await;
+    }
+    let (items, _) = alice.ok(history_after(0)).await;
+    assert!(items.len() >= 10);
+    drop(alice);
+    assert!(terminate(child).success());
+    let _ = log.rest();
+}
