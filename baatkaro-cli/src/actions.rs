@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use baatkaro_cli::transfer::{SharedFile, name_for};
 use baatkaro_proto::{
     Command, Conversation, FileId, FileName, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
-    OkReply, Seq, Text, UserName,
+    OkReply, Seq, Text, TokenId, UserName,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -41,6 +41,8 @@ pub(crate) enum Action {
     Upload { to: Conversation, path: PathBuf, name: Option<FileName> },
     Files { conv: Conversation },
     Download { file: FileId, output: Option<PathBuf> },
+    Tokens,
+    Revoke { token: TokenId },
 }
 
 /// Where results go: plain lines, or one JSON object per line.
@@ -106,6 +108,8 @@ impl Action {
             A::Conversations => Command::Conversations,
             A::Members { group } => Command::Members { group },
             A::Online { group } => Command::Online { group },
+            A::Tokens => Command::Tokens,
+            A::Revoke { token } => Command::Revoke { token },
             A::Send { .. }
             | A::History { .. }
             | A::Upload { .. }

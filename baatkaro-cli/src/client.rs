@@ -29,7 +29,7 @@ use std::time::Duration;
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Features, HistoryRange, IdemKey,
     Item, Limits, Millis, OkReply, Password, Request, Seq, ServerFrame, ServerFrameDecoder,
-    Software, StoredEvent, Tag, Text, UserName, ValidationError, Versions,
+    Software, StoredEvent, Tag, Text, TokenId, TokenSecret, UserName, ValidationError, Versions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -236,6 +236,38 @@ impl Client {
         self.ok(Command::Register { user, password }).await?;
         self.user = Some(user);
         Ok(())
+    }
+
+    /// Logs in with a session token (the `tokens` feature, SPEC.md 4.7): no password
+    /// is sent, and none is hashed.
+    pub async fn auth(
+        &mut self,
+        user: UserName,
+        token: TokenId,
+        secret: TokenSecret,
+    ) -> Result<(), ClientError> {
+        self.ok(Command::Auth { user, token, secret }).await?;
+        self.user = Some(user);
+        Ok(())
+    }
+
+    /// Makes a session token for the logged-in account, labelled with the device
+    /// that will keep it: its number and its secret (shown this once).
+    pub async fn make_token(&self, label: Text) -> Result<(TokenId, TokenSecret), ClientError> {
+        match self.ok(Command::Token { label }).await?.1 {
+            OkReply::Token { token, secret } => Ok((token, secret)),
+            other => Err(ClientError::Protocol(format!("TOKEN answered with {other:?}"))),
+        }
+    }
+
+    /// Revokes one of the account's session tokens; the sessions it logged in end.
+    pub async fn revoke(&self, token: TokenId) -> Result<(), ClientError> {
+        self.ok(Command::Revoke { token }).await.map(|_| ())
+    }
+
+    /// Ends the session; with `revoke`, the token it logged in with is revoked too.
+    pub async fn logout(&self, revoke: bool) -> Result<(), ClientError> {
+        self.ok(Command::Logout { revoke }).await.map(|_| ())
     }
 
     /// Sends a request and waits for its items and final reply.

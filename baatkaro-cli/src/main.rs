@@ -9,6 +9,7 @@ mod chat;
 mod complete;
 mod editor;
 mod line;
+mod login;
 mod slash;
 
 use std::path::PathBuf;
@@ -56,8 +57,15 @@ enum Sub {
     },
     /// Create an account (and remember the user name for later commands).
     Register,
-    /// Check the password (and remember the user name for later commands).
+    /// Check the password, save a new session token for this device, and remember
+    /// the user name for later commands.
     Login,
+    /// End this device's session: revoke its saved token and forget it.
+    Logout,
+    /// Your session tokens: number, device, last use and address, expiry.
+    Tokens,
+    /// Revoke a session token (see `tokens`): the sessions it logged in end.
+    Revoke { token: baatkaro_proto::TokenId },
     /// Create a group and own it.
     Create {
         group: GroupName,
@@ -219,6 +227,11 @@ impl Settings {
         std::fs::read_to_string(dir.join("user")).ok()?.trim().parse().ok()
     }
 
+    /// Where the session token for `user` on `server` is kept.
+    fn token_file(&self, server: &str, user: UserName) -> login::TokenFile {
+        login::TokenFile::new(self.dir.as_deref(), server, user)
+    }
+
     fn remember_user(&self, user: UserName) {
         // Best effort: a client that cannot save its settings still works.
         if let Some(dir) = &self.dir
@@ -248,26 +261,33 @@ fn password(cli: &Cli, user: UserName) -> Result<Password, Fail> {
     Password::new(&raw).map_err(|e| Fail::Usage(format!("password: {e}")))
 }
 
-/// Connects and logs in (or registers); also returns the password, for a chat
-/// that logs in again after a reconnect.
-async fn session(
-    cli: &Cli,
-    settings: &Settings,
-    register: bool,
-) -> Result<(Client, Password), Fail> {
-    let user = cli.login_user.or_else(|| settings.last_user()).ok_or_else(|| {
+/// Who to log in as: `--user`, or the user of the last `login` or `register`.
+fn who(cli: &Cli, settings: &Settings) -> Result<UserName, Fail> {
+    cli.login_user.or_else(|| settings.last_user()).ok_or_else(|| {
         Fail::Usage(
             "who are you? give --user NAME (or run `baatkaro login --user NAME` once)".into(),
         )
-    })?;
-    let pw = password(cli, user)?;
-    let mut client = Client::connect(cli.server.as_str()).await?;
-    if register {
-        client.register(user, pw.clone()).await?;
-    } else {
-        client.login(user, pw.clone()).await?;
-    }
-    Ok((client, pw))
+    })
+}
+
+/// How this run logs in: with the saved token when it works, else the password.
+fn login_of(cli: &Cli, settings: &Settings) -> Result<login::Login, Fail> {
+    let user = who(cli, settings)?;
+    Ok(login::Login {
+        server: cli.server.clone(),
+        user,
+        password: None,
+        saved: settings.token_file(&cli.server, user),
+    })
+}
+
+/// Connects and logs in (with the saved token, or the password); also returns how,
+/// for a chat that logs in again after a reconnect.
+async fn session(cli: &Cli, settings: &Settings) -> Result<(Client, login::Login), Fail> {
+    let mut login = login_of(cli, settings)?;
+    let user = login.user;
+    let client = login.connect(&mut || password(cli, user)).await?;
+    Ok((client, login))
 }
 
 fn action_of(sub: &Sub) -> Option<Action> {
@@ -326,7 +346,9 @@ fn action_of(sub: &Sub) -> Option<Action> {
             Action::Files { conv }
         }
         S::Download { file, output } => Action::Download { file: *file, output: output.clone() },
-        S::Chat { .. } | S::Register | S::Login | S::Tail { .. } => return None,
+        S::Tokens => Action::Tokens,
+        S::Revoke { token } => Action::Revoke { token: *token },
+        S::Chat { .. } | S::Register | S::Login | S::Logout | S::Tail { .. } => return None,
     })
 }
 
@@ -337,16 +359,24 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     let mut print = |line: String| println!("{line}");
     match &cli.command {
         None | Some(Sub::Chat { .. }) => {
-            let register = matches!(cli.command, Some(Sub::Chat { register: true }));
-            let (client, password) = session(&cli, &settings, register).await?;
-            let user = client.user().ok_or_else(|| Fail::Usage("not logged in".into()))?;
-            settings.remember_user(user);
-            let login = chat::Login { server: cli.server.clone(), user, password };
+            let (client, login) = if matches!(cli.command, Some(Sub::Chat { register: true })) {
+                let mut login = login_of(&cli, &settings)?;
+                let pw = password(&cli, login.user)?;
+                (login.register(pw).await?, login)
+            } else {
+                session(&cli, &settings).await?
+            };
+            settings.remember_user(login.user);
             chat::run(client, login, printer).await
         }
         Some(Sub::Register | Sub::Login) => {
-            let (client, _) =
-                session(&cli, &settings, matches!(cli.command, Some(Sub::Register))).await?;
+            let mut login = login_of(&cli, &settings)?;
+            let pw = password(&cli, login.user)?;
+            let client = if matches!(cli.command, Some(Sub::Register)) {
+                login.register(pw).await?
+            } else {
+                login.with_password(pw).await?
+            };
             if let Some(u) = client.user() {
                 settings.remember_user(u);
                 print(if cli.json {
@@ -357,15 +387,32 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             Ok(())
         }
+        Some(Sub::Logout) => {
+            let login = login_of(&cli, &settings)?;
+            let Some((token, secret)) = login.saved.load() else {
+                print(format!("no session token saved for {} on {}", login.user, cli.server));
+                return Ok(());
+            };
+            let mut client = Client::connect(cli.server.as_str()).await?;
+            match client.auth(login.user, token, secret).await {
+                Ok(()) => client.logout(true).await?,
+                // Refused: it no longer works anyway.
+                Err(e) if e.code() == Some(baatkaro_proto::ErrorCode::AuthFailed) => {}
+                Err(e) => return Err(e.into()),
+            }
+            login.saved.remove();
+            print(format!("logged out: token {token} revoked"));
+            Ok(())
+        }
         Some(Sub::Tail { group, count }) => {
-            let (client, _) = session(&cli, &settings, false).await?;
+            let (client, _) = session(&cli, &settings).await?;
             chat::tail(client, *group, *count, printer).await
         }
         Some(sub) => {
             let action = action_of(sub).ok_or_else(|| {
                 Fail::Usage("upload takes GROUP PATH, or PATH with --to USER".into())
             })?;
-            let (client, _) = session(&cli, &settings, false).await?;
+            let (client, _) = session(&cli, &settings).await?;
             action.run(&client, printer, &mut print).await?;
             Ok(())
         }

@@ -15,7 +15,7 @@ mod hub;
 mod output;
 pub mod store;
 
-pub use hub::{Hub, HubConfig, IN_FLIGHT};
+pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
     ConnId, Delivery, DiskDone, DiskJob, Download, HashDone, HashJob, HashKind, HashOutcome,
     ListReply, Output, Req,

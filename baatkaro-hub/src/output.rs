@@ -76,6 +76,9 @@ pub enum Delivery {
     },
     /// The items of a list reply, then the reply.
     List(Box<ListReply>),
+    /// Say goodbye with this BYE and close, after what comes before it (a session
+    /// whose token was revoked hears the revocation's reply first).
+    Close(Box<Failure>),
     /// One of the batch's encoded events.
     Frame {
         /// Its index in the batch's frames.

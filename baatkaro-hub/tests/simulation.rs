@@ -29,8 +29,21 @@ use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent,
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
     IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence, Request, Seq,
-    ServerFrame, ServerFrameDecoder, Software, Tag, Text, UserName, Verb, Versions, decode_one,
+    ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret, UserName, Verb,
+    Versions, decode_one,
 };
+
+/// Token secrets for the simulation: predictable, different each time.
+#[derive(Debug)]
+struct Counting(u8);
+
+impl baatkaro_hub::Entropy for Counting {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.0 = self.0.wrapping_add(1);
+        buf.fill(self.0);
+        Ok(())
+    }
+}
 
 /// The hand clock starts here (a real-looking time, so "time 0" bugs cannot hide).
 const T0: Millis = 1_764_072_000_000;
@@ -236,17 +249,26 @@ struct Sim {
     hold: bool,
     /// Batches sent to the store and not yet completed, oldest first.
     held: VecDeque<Batch>,
+    /// Password jobs the hub asked for.
+    hashes: usize,
 }
 
 impl Sim {
     fn new(limits: Limits) -> Sim {
+        let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits) };
+        Sim::with(cfg)
+    }
+
+    /// A simulation of a hub with this configuration.
+    fn with(cfg: HubConfig) -> Sim {
         // The users exist from the start; the "hash" is the password itself.
         let users = USERS.iter().map(|(u, p)| (user(u), format!("plain:{p}"))).collect();
         let snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
-        let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits.clone()) };
+        let limits = cfg.limits.clone();
         Sim {
+            hashes: 0,
             now: T0,
-            hub: Hub::new(cfg, snapshot, T0, 7).unwrap(),
+            hub: Hub::new(cfg, snapshot, T0, 7, Box::new(Counting(0))).unwrap(),
             config: config(limits),
             store: MemStore::default(),
             conns: Vec::new(),
@@ -378,6 +400,7 @@ impl Sim {
                                 }
                                 session.reply(list.id, list.result, self.now);
                             }
+                            Delivery::Close(failure) => session.close(*failure),
                             Delivery::Frame { index, after } => {
                                 let bytes = &frames[index as usize];
                                 match after {
@@ -396,6 +419,7 @@ impl Sim {
                     }
                 }
                 Output::Hash(job) => {
+                    self.hashes += 1;
                     let outcome = match job.kind {
                         HashKind::Hash { password } => HashOutcome::Hashed(Ok(format!(
                             "plain:{}",
@@ -501,7 +525,7 @@ fn handshake_and_state_rules() {
         &[
             req("a1", login("alice", "pw-alice")),
             req("a2", Command::Ping),
-            req("a3", Command::Logout),
+            req("a3", Command::Logout { revoke: false }),
             req("a4", Command::Create { group: group("rust"), rule: None }),
         ],
     );
@@ -1130,7 +1154,7 @@ fn logout_replies_then_closes_without_bye() {
     // Behind an unanswered request, LOGOUT waits its turn, then closes.
     sim.hold();
     sim.send(a, &[req("o0", Command::Create { group: group("go"), rule: None })]);
-    sim.send(a, &[req("o1", Command::Logout)]);
+    sim.send(a, &[req("o1", Command::Logout { revoke: false })]);
     assert!(sim.take(a).is_empty());
     assert_eq!(sim.conns[a].closed, None);
     sim.release_all();
@@ -1159,7 +1183,7 @@ fn logout_replies_then_closes_without_bye() {
 
     // LOGOUT while authenticating works too.
     let c = sim.connect();
-    sim.send(c, &[req("h1", hello(&[1])), req("o2", Command::Logout)]);
+    sim.send(c, &[req("h1", hello(&[1])), req("o2", Command::Logout { revoke: false })]);
     let got = sim.take(c);
     assert_eq!(got[1..], ["o2 OK LOGOUT"]);
     assert_eq!(sim.conns[c].closed, Some(None));
@@ -1176,7 +1200,7 @@ fn requests_after_logout_are_not_processed() {
     sim.send(
         a,
         &[
-            req("o1", Command::Logout),
+            req("o1", Command::Logout { revoke: false }),
             req("o2", Command::Create { group: group("go"), rule: None }),
         ],
     );
@@ -1315,4 +1339,204 @@ fn idempotency_keys_held_stay_within_their_count() {
     // The oldest was forgotten: stored again.
     sim.send(a, &[req("r2", send("rust", "k0", "hi"))]);
     assert!(sim.take(a)[0].starts_with("r2 OK SEND #rust 2003 "));
+}
+
+// ---------------------------------------------------------------------------------
+// Session tokens (SPEC.md 4.7)
+// ---------------------------------------------------------------------------------
+
+fn auth(name: &str, token: TokenId, secret: TokenSecret) -> Command {
+    Command::Auth { user: user(name), token, secret }
+}
+
+impl Sim {
+    /// Session `c` makes a token labelled `label`: its number and secret.
+    fn mint(&mut self, c: usize, label: &str) -> (TokenId, TokenSecret) {
+        self.send(c, &[req("t", Command::Token { label: text(label) })]);
+        let frames = self.take_frames(c);
+        match &frames[..] {
+            [ServerFrame::Ok { reply: OkReply::Token { token, secret }, .. }] => (*token, *secret),
+            other => panic!("TOKEN answered {other:?}"),
+        }
+    }
+
+    /// A connection that has done HELLO and AUTH as `name` with this token.
+    fn token_session(&mut self, name: &str, token: TokenId, secret: TokenSecret) -> usize {
+        let c = self.connect();
+        self.send(c, &[req("h", hello(&[1])), req("a", auth(name, token, secret))]);
+        let got = self.take(c);
+        assert_eq!(got.last().map(String::as_str), Some(&*format!("a OK AUTH {name}")), "{got:?}");
+        c
+    }
+
+    /// Session `c`'s TOKENS, as (number, used, expires, label).
+    fn tokens(&mut self, c: usize) -> Vec<(TokenId, Millis, Millis, String)> {
+        self.send(c, &[req("ts", Command::Tokens)]);
+        self.take_frames(c)
+            .into_iter()
+            .filter_map(|f| match f {
+                ServerFrame::Item {
+                    item: baatkaro_proto::Item::Token { token, used, expires, label, .. },
+                    ..
+                } => Some((token, used, expires, label.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A token logs a session in without a password (no password job at all), for the
+/// user it belongs to and with its own secret only; it expires once unused for the
+/// idle time, and every use moves that on.
+#[test]
+fn a_token_logs_in_without_a_password_until_it_is_unused_for_the_idle_time() {
+    let cfg = HubConfig { token_idle_secs: 3_600, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with(cfg);
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "laptop");
+    assert_eq!(id, 1);
+    let hashes = sim.hashes;
+    let b = sim.token_session("alice", id, secret);
+    assert_eq!(sim.conns[b].logged_in, Some(user("alice")));
+    assert_eq!(sim.hashes, hashes, "a token login hashes no password");
+
+    let c = sim.connect();
+    sim.send(c, &[req("h", hello(&[1]))]);
+    sim.take(c);
+    let mut wrong = secret;
+    wrong.0[31] ^= 1;
+    sim.send(
+        c,
+        &[
+            req("w1", auth("alice", id, wrong)),
+            req("w2", auth("bob", id, secret)),
+            req("w3", auth("alice", id + 1, secret)),
+        ],
+    );
+    assert_eq!(sim.take(c), ["w1 ERR AUTH_FAILED", "w2 ERR AUTH_FAILED", "w3 ERR AUTH_FAILED"]);
+
+    // Used 50 minutes later (on new connections: these went idle), it lives an hour
+    // from then.
+    sim.advance(T0 + 3_000_000);
+    let b = sim.token_session("alice", id, secret);
+    let listed = sim.tokens(b);
+    assert_eq!(listed, [(1, T0 + 3_000_000, T0 + 3_000_000 + 3_600_000, "laptop".into())]);
+    sim.advance(T0 + 3_000_000 + 3_599_999);
+    sim.token_session("alice", id, secret);
+    // An hour without a use: refused, and gone from the list at the next sweep.
+    sim.advance(T0 + 3_000_000 + 3_599_999 + 3_600_000);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x2", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d)[1], "x2 ERR AUTH_FAILED");
+    sim.advance(sim.now + 60_000);
+    let a = sim.logged_in("alice");
+    assert!(sim.tokens(a).is_empty());
+}
+
+/// REVOKE takes effect at once: what a session that logged in with the token sends
+/// after it is refused even before the revocation is durable, and once it is, the
+/// REVOKE is answered and every such session is closed with BYE REVOKED. Sessions
+/// that logged in otherwise go on.
+#[test]
+fn a_revoked_token_ends_its_sessions_at_once() {
+    let mut sim = Sim::new(limits());
+    let a = sim.logged_in("alice");
+    let other = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "phone");
+    let b = sim.token_session("alice", id, secret);
+    let c = sim.token_session("alice", id, secret);
+    sim.hold();
+    sim.send(a, &[req("r1", Command::Revoke { token: id })]);
+    assert!(sim.take(a).is_empty(), "the reply waits for the commit");
+    sim.send(b, &[req("g1", Command::Groups)]);
+    assert_eq!(sim.take(b), ["g1 ERR REVOKED"]);
+    assert_eq!(sim.conns[b].closed, Some(Some(ErrorCode::Revoked)));
+    sim.release_all();
+    assert_eq!(sim.take(a), ["r1 OK REVOKE"]);
+    assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+    assert_eq!(sim.conns[c].closed, Some(Some(ErrorCode::Revoked)));
+    sim.send(other, &[req("g2", Command::Groups)]);
+    assert_eq!(sim.take(other), ["g2 OK GROUPS 0"]);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d)[1], "x ERR AUTH_FAILED");
+    // Nobody revokes a token that is not theirs, or one that is gone.
+    let bob = sim.logged_in("bob");
+    let (bobs, _) = sim.mint(bob, "desk");
+    sim.send(
+        a,
+        &[req("r2", Command::Revoke { token: id }), req("r3", Command::Revoke { token: bobs })],
+    );
+    assert_eq!(sim.take(a), ["r2 ERR NO_SUCH_TOKEN", "r3 ERR NO_SUCH_TOKEN"]);
+    assert_eq!(sim.tokens(bob).len(), 1);
+}
+
+/// LOGOUT revoke revokes the session's own token: the other sessions it logged in
+/// end too, and it works no more.
+#[test]
+fn logout_revoke_revokes_the_sessions_own_token() {
+    let mut sim = Sim::new(limits());
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "phone");
+    let b = sim.token_session("alice", id, secret);
+    let c = sim.token_session("alice", id, secret);
+    sim.send(b, &[req("o", Command::Logout { revoke: true })]);
+    assert_eq!(sim.take(b), ["o OK LOGOUT"]);
+    assert_eq!(sim.conns[b].closed, Some(None));
+    assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+    assert!(sim.tokens(a).is_empty());
+    // A session that logged in with its password has no token to revoke.
+    sim.send(a, &[req("o", Command::Logout { revoke: true })]);
+    assert_eq!(sim.take(a), ["o OK LOGOUT"]);
+}
+
+/// A user holds at most `tokens` tokens: one more lets go of the least recently
+/// used, which works no more.
+#[test]
+fn one_token_past_the_bound_lets_go_of_the_least_recently_used() {
+    let mut sim = Sim::new(Limits { tokens: 2, ..limits() });
+    let a = sim.logged_in("alice");
+    let (one, s1) = sim.mint(a, "one");
+    sim.advance(T0 + 1_000);
+    let (two, s2) = sim.mint(a, "two");
+    sim.advance(T0 + 2_000);
+    // One is used after two was made: two is now the least recently used.
+    sim.token_session("alice", one, s1);
+    let (three, _) = sim.mint(a, "three");
+    let listed: Vec<TokenId> = sim.tokens(a).iter().map(|t| t.0).collect();
+    assert_eq!(listed, [one, three]);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x", auth("alice", two, s2))]);
+    assert_eq!(sim.take(d)[1], "x ERR AUTH_FAILED");
+}
+
+/// Token logins have a budget of their own per address: an address that spent its
+/// password attempts still logs in with a token, and token logins past their own
+/// budget get RATE_LIMITED with the time until the next one.
+#[test]
+fn token_logins_spend_no_password_attempts_and_have_their_own_budget() {
+    let cfg = HubConfig { logins_per_minute: 2, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with(cfg);
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "script");
+    let c = sim.connect();
+    sim.send(c, &[req("h", hello(&[1])), req("l1", login("alice", "nope"))]);
+    sim.send(c, &[req("l2", login("alice", "nope"))]);
+    let got = sim.take(c);
+    assert_eq!(got[1..], ["l1 ERR AUTH_FAILED", "l2 ERR RATE_LIMITED"], "2 password attempts");
+    // 2 a second, 120 at once: the burst, then one every 500 ms.
+    for i in 0..120 {
+        let d = sim.connect();
+        sim.send(d, &[req("h", hello(&[1])), req("a", auth("alice", id, secret))]);
+        assert_eq!(sim.take(d)[1], "a OK AUTH alice", "token login {i}");
+        sim.send(d, &[req("o", Command::Logout { revoke: false })]);
+    }
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("a", auth("alice", id, secret))]);
+    let frames = sim.take_frames(d);
+    let ServerFrame::Err { failure, .. } = &frames[1] else { panic!("{frames:?}") };
+    assert_eq!((failure.code, failure.retry_after), (ErrorCode::RateLimited, Some(500)));
+    sim.advance(sim.now + 500);
+    sim.send(d, &[req("b", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d), ["b OK AUTH alice"]);
 }

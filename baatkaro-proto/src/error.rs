@@ -151,6 +151,8 @@ error_codes! {
     UploadIncomplete = "UPLOAD_INCOMPLETE", fatal: false, retry: false, "upload incomplete";
     /// The server's storage is full.
     StorageFull = "STORAGE_FULL", fatal: false, retry: true, "server storage full";
+    /// REVOKE of a token the user does not hold.
+    NoSuchToken = "NO_SUCH_TOKEN", fatal: false, retry: false, "no such token";
     /// An unexpected server-side failure; nothing was stored.
     Internal = "INTERNAL", fatal: false, retry: true, "internal server error";
     /// The server is shutting down.
@@ -163,6 +165,9 @@ error_codes! {
     LoginTimeout = "LOGIN_TIMEOUT", fatal: true, retry: false, "not logged in in time";
     /// The server is at its connection limit.
     TooManyConnections = "TOO_MANY_CONNECTIONS", fatal: true, retry: true, "too many connections";
+    /// What the session logged in with no longer holds: its token was revoked, or
+    /// the account's password changed or the account was deleted elsewhere.
+    Revoked = "REVOKED", fatal: true, retry: false, "session credentials revoked";
 }
 
 impl fmt::Display for ErrorCode {

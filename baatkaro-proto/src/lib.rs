@@ -44,6 +44,7 @@
 mod arbitrary;
 mod codec;
 mod command;
+pub mod credentials;
 pub mod delivery;
 mod error;
 mod event;

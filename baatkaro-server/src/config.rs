@@ -46,6 +46,10 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
         "key-count",
         "idempotency keys remembered per user, the newest (0: every key of the keys window)",
     ),
+    (
+        "tokens",
+        "session tokens per user; making one more lets go of the least recently used (at least 1)",
+    ),
 ];
 
 /// The cost of the Argon2id password hash.
@@ -107,6 +111,9 @@ pub struct Config {
     /// Milliseconds a connection the server closes may take to receive its last
     /// frames (a BYE), while its input is read and dropped.
     pub linger_ms: u64,
+    /// Seconds a session token lives unused: one not used to log in for that long
+    /// stops working (SPEC.md 4.7).
+    pub token_idle_secs: u64,
 }
 
 impl Config {
@@ -129,6 +136,7 @@ impl Config {
             shutdown_retry_ms: 5_000,
             direct_io: true,
             linger_ms: 5_000,
+            token_idle_secs: 90 * 24 * 3600,
         }
     }
 
@@ -161,6 +169,7 @@ impl Config {
             ("queue", l.queue),
             ("members", l.members),
             ("groups", l.groups),
+            ("tokens", l.tokens),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
@@ -178,6 +187,9 @@ impl Config {
             if value > LIMIT_VALUE_MAX {
                 return bad(key, "must be at most 99999999999999 (14 digits)");
             }
+        }
+        if self.token_idle_secs == 0 {
+            return Err(ConfigError::Other("token_idle_secs must be at least 1".into()));
         }
         if self.linger_ms > 600_000 {
             return Err(ConfigError::Other("linger_ms must be at most 600000".into()));
@@ -260,6 +272,8 @@ pub struct FileConfig {
     pub direct_io: Option<bool>,
     /// `linger_ms = 5000`
     pub linger_ms: Option<u64>,
+    /// `token_idle_secs = 7776000`
+    pub token_idle_secs: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -322,6 +336,9 @@ impl FileConfig {
         }
         if let Some(v) = self.linger_ms {
             config.linger_ms = v;
+        }
+        if let Some(v) = self.token_idle_secs {
+            config.token_idle_secs = v;
         }
         for (key, value) in self.limits.unwrap_or_default() {
             let value = value

@@ -309,6 +309,18 @@ impl HubTask {
     }
 }
 
+/// The operating system's random number generator, which makes the secrets of
+/// session tokens: `getrandom` asks the kernel each time (no generator state in the
+/// process to seed, fork or leak).
+#[derive(Debug)]
+pub(crate) struct OsEntropy;
+
+impl baatkaro_hub::Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        getrandom::fill(buf).map_err(|e| e.to_string())
+    }
+}
+
 /// Logs a failed disk operation on `file` and gives its error code.
 fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
     move |e| {

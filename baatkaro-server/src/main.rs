@@ -46,6 +46,8 @@ fn cli() -> Command {
             .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
         .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
             .help("Move shared files through the page cache, not by direct I/O (O_DIRECT)"))
+        .arg(Arg::new("token-idle-secs").long("token-idle-secs").value_name("SECS").value_parser(value_parser!(u64))
+            .help("Seconds a session token lives unused before it stops working [default: 7776000, 90 days]"))
         .arg(Arg::new("log").long("log").value_name("FILTER")
             .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"));
     let defaults = Limits::default();
@@ -89,6 +91,7 @@ fn configure() -> Result<Config, String> {
     flag!("hash-memory-kib", u32, cfg.hash_cost.memory_kib);
     flag!("hash-iterations", u32, cfg.hash_cost.iterations);
     flag!("log", String, cfg.log);
+    flag!("token-idle-secs", u64, cfg.token_idle_secs);
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;
     }

@@ -19,7 +19,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
-use crate::hub::{HubMsg, HubTask};
+use crate::hub::{HubMsg, HubTask, OsEntropy};
 use crate::store::sqlite::Sqlite;
 use crate::store::writer::{Done, Job, Writer};
 use crate::store::{Store, StoreError};
@@ -93,8 +93,9 @@ impl Server {
             max_accounts: cfg.max_accounts,
             logins_per_minute: cfg.logins_per_minute,
             shutdown_retry_ms: cfg.shutdown_retry_ms,
+            token_idle_secs: cfg.token_idle_secs,
         };
-        let hub = Hub::new(core, snapshot, clock::now(), random())
+        let hub = Hub::new(core, snapshot, clock::now(), random(), Box::new(OsEntropy))
             .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         let queue = cfg.limits.queue;
         let hub =
@@ -111,10 +112,7 @@ impl Server {
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
-            features: Features::new(vec![
-                Feature::new("files").unwrap_or_else(|_| unreachable!("a valid feature name")),
-            ])
-            .unwrap_or_default(),
+            features: features(),
             limits: cfg.limits.clone(),
             frames: FrameBudget {
                 rate: cfg.frames_per_second,
@@ -380,6 +378,17 @@ impl Drop for AddressGuard {
             }
         }
     }
+}
+
+/// The optional features this server offers (SPEC.md 4.2): files and session
+/// tokens.
+fn features() -> Features {
+    let names = ["files", "tokens"];
+    let list = names
+        .iter()
+        .map(|n| Feature::new(n).unwrap_or_else(|_| unreachable!("a valid feature name")))
+        .collect();
+    Features::new(list).unwrap_or_else(|_| unreachable!("fewer than eight features"))
 }
 
 /// A random number, for the file ids of this run.

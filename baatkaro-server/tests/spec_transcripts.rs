@@ -9,9 +9,9 @@
 //! does not show (presence, earlier events of a story), but every tagged frame must
 //! be exactly the one shown, in order.
 //!
-//! File ids, which the server makes up, are mapped: the id in the spec's
-//! FILE-OFFER reply stands for the one the server gave, in what the client sends
-//! after it and in what the server sends.
+//! File ids and token secrets, which the server makes up, are mapped: the id in the
+//! spec's FILE-OFFER reply (the secret in its TOKEN reply) stands for the one the
+//! server gave, in what the client sends after it and in what the server sends.
 //!
 //! Left out: section 7, whose examples are single events with no request to send
 //! (the proto crate's tests check that they decode).
@@ -220,7 +220,7 @@ async fn stage(section: &str, first_client_line: &str, addr: SocketAddr) -> Stag
                 hooks: none,
             }
         }
-        "4.5" | "4.6" | "6.1" => {
+        "4.5" | "4.6" | "4.7" | "6.1" => {
             Stage { sessions: logged_in(addr, &["alice"]).await, first: "alice", hooks: none }
         }
         "6.2" => {
@@ -320,11 +320,16 @@ fn session_of(comment: &str) -> Option<String> {
     Some(name.to_string())
 }
 
-/// The file id of a FILE-OFFER reply.
+/// The file id of a FILE-OFFER reply, or the secret of a TOKEN reply: the value the
+/// server makes up.
 fn offered_id(frame: &str) -> Option<String> {
     let mut words = frame.split(' ');
     let (_, ok, verb, id) = (words.next()?, words.next()?, words.next()?, words.next()?);
-    (ok == "OK" && verb == "FILE-OFFER").then(|| id.to_string())
+    match (ok, verb) {
+        ("OK", "FILE-OFFER") => Some(id.to_string()),
+        ("OK", "TOKEN") => words.next().map(|secret| secret.trim_end().to_string()),
+        _ => None,
+    }
 }
 
 async fn run(t: &Transcript) {
@@ -470,8 +475,8 @@ async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
         ran.push(t.section.clone());
     }
     let want = [
-        "2.2", "3", "4.2", "4.3", "4.4", "4.5", "4.6", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6",
-        "6.7", "8",
+        "2.2", "3", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "6.1", "6.2", "6.3", "6.4", "6.5",
+        "6.6", "6.7", "8",
     ];
     assert_eq!(ran, want, "the transcripts replayed");
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use baatkaro_proto::delivery::{RateBudget, SendKeys};
+use baatkaro_proto::delivery::RateBudget;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{ErrorCode, Event, Failure, Millis, OkReply, Password, Presence, UserName};
 
@@ -11,27 +11,59 @@ use super::{Hub, User};
 use crate::output::{ConnId, HashDone, HashJob, HashKind, HashOutcome, Output};
 use crate::store::Write;
 
-/// Most source addresses whose LOGIN and REGISTER attempts are counted at once.
+/// Most source addresses whose LOGIN and REGISTER attempts are counted at once (and,
+/// apart, whose token logins are).
 const MAX_ADDRESSES: usize = 65_536;
 
+/// Which of an address's budgets an attempt takes from.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Attempts {
+    /// Password attempts: LOGIN and REGISTER.
+    Password,
+    /// Token logins: AUTH.
+    Token,
+}
+
 impl Hub {
-    /// Takes one attempt from the connection's address, or answers RATE_LIMITED.
+    /// Takes one password attempt from the connection's address, or answers
+    /// RATE_LIMITED.
     fn attempt(&mut self, conn: ConnId, id: RequestId, now: Millis) -> bool {
-        let Some(ip) = self.conns.get(&conn).map(|c| c.peer) else { return false };
         let per_minute = self.cfg.logins_per_minute;
-        let wait = if self.attempts.len() >= MAX_ADDRESSES && !self.attempts.contains_key(&ip) {
+        self.take_attempt(Attempts::Password, conn, id, per_minute, 60_000, per_minute, now)
+    }
+
+    /// Takes one attempt from the connection's address in one of its budgets
+    /// (`count` per `period` milliseconds, `burst` at once), or answers RATE_LIMITED
+    /// with the time until the budget has one again.
+    #[allow(clippy::too_many_arguments, reason = "a budget's three numbers and a request")]
+    pub(super) fn take_attempt(
+        &mut self,
+        which: Attempts,
+        conn: ConnId,
+        id: RequestId,
+        count: u64,
+        period: Millis,
+        burst: u64,
+        now: Millis,
+    ) -> bool {
+        let Some(ip) = self.conns.get(&conn).map(|c| c.peer) else { return false };
+        let table = match which {
+            Attempts::Password => &mut self.attempts,
+            Attempts::Token => &mut self.token_attempts,
+        };
+        let wait = if table.len() >= MAX_ADDRESSES && !table.contains_key(&ip) {
             // Many addresses at once: forget the quiet ones, and if all are busy, make
             // the newcomer wait rather than grow the table.
-            self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 60_000);
-            (self.attempts.len() >= MAX_ADDRESSES).then_some(60_000)
+            table.retain(|_, (_, last)| now.saturating_sub(*last) < 60_000);
+            (table.len() >= MAX_ADDRESSES).then_some(60_000)
         } else {
             None
         };
         let wait = wait.or_else(|| {
             let (budget, last) =
-                self.attempts.entry(ip).or_insert_with(|| (RateBudget::new(per_minute, now), now));
+                table.entry(ip).or_insert_with(|| (RateBudget::new(burst, now), now));
             *last = now;
-            budget.try_take_per(now, per_minute, 60_000, per_minute).err()
+            budget.try_take_per(now, count, period, burst).err()
         });
         let Some(wait) = wait else { return true };
         let failure = Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
@@ -105,17 +137,7 @@ impl Hub {
                 }
                 self.write(Write::User { name: user, hash: hash.clone(), created: now });
                 let burst = self.cfg.limits.burst;
-                self.users.insert(
-                    user,
-                    User {
-                        hash: Arc::from(hash),
-                        sessions: Vec::new(),
-                        relations: BTreeSet::new(),
-                        peers: BTreeSet::new(),
-                        keys: SendKeys::new(),
-                        budget: RateBudget::new(burst, now),
-                    },
-                );
+                self.users.insert(user, User::new(Arc::from(hash), burst, now));
                 if self.attach(conn, id, user) {
                     self.reply(conn, id, Ok(OkReply::Register { user }));
                 }
@@ -125,7 +147,7 @@ impl Hub {
 
     /// Logs a connection in as `user`, within the `sessions` limit; tells those who
     /// share a group when this is the user's first session.
-    fn attach(&mut self, conn: ConnId, id: RequestId, user: UserName) -> bool {
+    pub(super) fn attach(&mut self, conn: ConnId, id: RequestId, user: UserName) -> bool {
         let Some(u) = self.users.get_mut(&user) else { return false };
         if u.sessions.len() as u64 >= self.cfg.limits.sessions {
             let failure =
@@ -149,6 +171,13 @@ impl Hub {
         self.reading.remove(&conn);
         let Some(rec) = self.conns.remove(&conn) else { return };
         let Some(user) = rec.user else { return };
+        self.detach(conn, user);
+    }
+
+    /// A session of `user` ends (it went, or its credentials were revoked): its
+    /// uploads are saved, and if it was the user's last, those who share a group
+    /// hear that the user went offline.
+    pub(super) fn detach(&mut self, conn: ConnId, user: UserName) {
         self.save_uploads(Some(user));
         let Some(u) = self.users.get_mut(&user) else { return };
         u.sessions.retain(|c| *c != conn);

@@ -10,7 +10,7 @@ use crate::error::{DecodeError, ErrorCode};
 use crate::hot;
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, idem_key, keyword, none, number,
-    number_u32, payload_as, required, sha256, software, tag, token, user_name,
+    number_u32, payload_as, required, secret, sha256, software, tag, token, user_name,
 };
 use crate::types::{FileName, HistoryRange, JoinRule, Password, Text, Versions};
 
@@ -65,7 +65,11 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             let user = complete(args, arg(user_name))?;
             Command::Login { user, password: password(p)? }
         }
-        Verb::Logout => bare(args, &p, Command::Logout)?,
+        Verb::Logout => {
+            none(&p)?;
+            let revoke = complete(args, opt(arg(revoke_flag)))?;
+            Command::Logout { revoke: revoke.is_some() }
+        }
         Verb::Ping => bare(args, &p, Command::Ping)?,
         Verb::Create => {
             none(&p)?;
@@ -147,6 +151,22 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
             Command::FileGet { file, offset, length }
         }
+        Verb::Auth => {
+            none(&p)?;
+            let (user, token, secret) = complete(args, (arg(user_name), arg(number), arg(secret)))?;
+            Command::Auth { user, token, secret }
+        }
+        Verb::Token => {
+            complete(args, |i| Ok((i, ())))?;
+            Command::Token {
+                label: payload_as(required(p)?, ErrorCode::BadText, Text::from_bytes)?,
+            }
+        }
+        Verb::Tokens => bare(args, &p, Command::Tokens)?,
+        Verb::Revoke => {
+            none(&p)?;
+            Command::Revoke { token: complete(args, arg(number))? }
+        }
     })
 }
 
@@ -196,6 +216,11 @@ fn versions(i: &[u8]) -> PResult<'_, Versions> {
 /// `join-rule = "approval" / "open" / "invite"`
 pub(crate) fn join_rule(i: &[u8]) -> PResult<'_, JoinRule> {
     keyword(JoinRule::from_wire)(i)
+}
+
+/// `"revoke"`, LOGOUT's one option.
+fn revoke_flag(i: &[u8]) -> PResult<'_, ()> {
+    keyword(|b| (b == b"revoke").then_some(()))(i)
 }
 
 /// `ban-flag = "ban"`

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::types::{
     Conversation, FileId, FileName, GroupName, HistoryRange, IdemKey, JoinRule, Password, Sha256,
-    Software, Tag, Text, UserName, Versions,
+    Software, Tag, Text, TokenId, TokenSecret, UserName, Versions,
 };
 
 /// One client frame: `tag SP command`.
@@ -47,8 +47,13 @@ pub enum Command {
         /// Its password.
         password: Password,
     },
-    /// `LOGOUT`: end the session; the server replies and closes.
-    Logout,
+    /// `LOGOUT [SP "revoke"]`: end the session; the server replies and closes. With
+    /// `revoke` (the `tokens` feature), the token the session logged in with is
+    /// revoked too.
+    Logout {
+        /// Also revoke the session's token.
+        revoke: bool,
+    },
     /// `PING`: keep-alive and round-trip check.
     Ping,
     /// `CREATE group-name [SP join-rule]`: create a group and become its owner.
@@ -242,6 +247,29 @@ pub enum Command {
         /// How many bytes (0: to the end of the file).
         length: u64,
     },
+    /// `AUTH user-name SP token-id SP secret`: log in with a session token (the
+    /// `tokens` feature).
+    Auth {
+        /// The account.
+        user: UserName,
+        /// The token's number.
+        token: TokenId,
+        /// The token's secret.
+        secret: TokenSecret,
+    },
+    /// `TOKEN {n}` + device label: make a session token for this account.
+    Token {
+        /// Which device holds it, for the user's list of tokens.
+        label: Text,
+    },
+    /// `TOKENS`: list this account's session tokens.
+    Tokens,
+    /// `REVOKE token-id`: revoke one of this account's session tokens; the sessions
+    /// logged in with it end.
+    Revoke {
+        /// The token's number.
+        token: TokenId,
+    },
 }
 
 /// The verbs of client commands, used where a reply names the command it answers.
@@ -319,6 +347,14 @@ pub enum Verb {
     Files,
     /// FILE-GET
     FileGet,
+    /// AUTH
+    Auth,
+    /// TOKEN
+    Token,
+    /// TOKENS
+    Tokens,
+    /// REVOKE
+    Revoke,
 }
 
 impl Verb {
@@ -359,6 +395,10 @@ impl Verb {
         Verb::FileCommit,
         Verb::Files,
         Verb::FileGet,
+        Verb::Auth,
+        Verb::Token,
+        Verb::Tokens,
+        Verb::Revoke,
     ];
 
     /// The verb on the wire.
@@ -399,6 +439,10 @@ impl Verb {
             Verb::FileCommit => "FILE-COMMIT",
             Verb::Files => "FILES",
             Verb::FileGet => "FILE-GET",
+            Verb::Auth => "AUTH",
+            Verb::Token => "TOKEN",
+            Verb::Tokens => "TOKENS",
+            Verb::Revoke => "REVOKE",
         }
     }
 
@@ -442,6 +486,10 @@ impl Verb {
             b"FILE-COMMIT" => Verb::FileCommit,
             b"FILES" => Verb::Files,
             b"FILE-GET" => Verb::FileGet,
+            b"AUTH" => Verb::Auth,
+            b"TOKEN" => Verb::Token,
+            b"TOKENS" => Verb::Tokens,
+            b"REVOKE" => Verb::Revoke,
             _ => return None,
         })
     }
@@ -460,7 +508,7 @@ impl Command {
             Command::Hello { .. } => Verb::Hello,
             Command::Register { .. } => Verb::Register,
             Command::Login { .. } => Verb::Login,
-            Command::Logout => Verb::Logout,
+            Command::Logout { .. } => Verb::Logout,
             Command::Ping => Verb::Ping,
             Command::Create { .. } => Verb::Create,
             Command::Join { .. } => Verb::Join,
@@ -492,6 +540,10 @@ impl Command {
             Command::FileCommit { .. } => Verb::FileCommit,
             Command::Files { .. } => Verb::Files,
             Command::FileGet { .. } => Verb::FileGet,
+            Command::Auth { .. } => Verb::Auth,
+            Command::Token { .. } => Verb::Token,
+            Command::Tokens => Verb::Tokens,
+            Command::Revoke { .. } => Verb::Revoke,
         }
     }
 }

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use crate::event::{Event, Failure, StoredEvent};
 use crate::limits::Limits;
 use crate::types::{
-    Conversation, Features, FileId, GroupName, InviteOutcome, JoinOutcome, JoinRule, Membership,
-    Millis, OfferStatus, Presence, Role, Seq, Software, Tag, Text, UserName, keyword_enum,
+    Address, Conversation, Features, FileId, GroupName, InviteOutcome, JoinOutcome, JoinRule,
+    Membership, Millis, OfferStatus, Presence, Role, Seq, Software, Tag, Text, TokenId,
+    TokenSecret, UserName, keyword_enum,
 };
 
 /// One server frame.
@@ -62,6 +63,8 @@ keyword_enum!(
         Online = "ONLINE",
         /// FILES: `FILE` items.
         Files = "FILES",
+        /// TOKENS: `TOKEN` items.
+        Tokens = "TOKENS",
     }
 );
 
@@ -102,6 +105,8 @@ keyword_enum!(
         Rule = "RULE",
         /// DELETE
         Delete = "DELETE",
+        /// REVOKE
+        Revoke = "REVOKE",
     }
 );
 
@@ -213,6 +218,18 @@ pub enum OkReply {
         /// Bytes sent in all.
         length: u64,
     },
+    /// `AUTH user-name`: the session is logged in with a token.
+    Auth {
+        /// The account.
+        user: UserName,
+    },
+    /// `TOKEN token-id secret`: a new session token; the secret is shown this once.
+    Token {
+        /// Its number.
+        token: TokenId,
+        /// Its secret.
+        secret: TokenSecret,
+    },
     /// `done-verb`: done, nothing more to say.
     Done {
         /// The command that succeeded.
@@ -289,5 +306,21 @@ pub enum Item {
         offset: u64,
         /// The bytes.
         data: Bytes,
+    },
+    /// `TOKEN token-id created used expires address {n}` + label: one of my session
+    /// tokens.
+    Token {
+        /// Its number.
+        token: TokenId,
+        /// When it was made.
+        created: Millis,
+        /// When it last logged a session in (its making counts).
+        used: Millis,
+        /// When it stops working unless it is used before.
+        expires: Millis,
+        /// The address it was last used from.
+        address: Address,
+        /// The device label it was made with.
+        label: Text,
     },
 }

@@ -7,6 +7,7 @@
 //! dedicated thread and commits whatever arrived while the last commit ran in one
 //! transaction (group commit), so the async runtime never waits on the disk.
 
+mod accounts;
 mod group_log;
 pub mod sqlite;
 pub mod writer;
@@ -15,8 +16,8 @@ use baatkaro_proto::Millis;
 
 // The records themselves belong to the hub's sans-IO core, which makes them.
 pub use baatkaro_hub::store::{
-    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, UploadRecord,
-    Write,
+    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, TokenRecord,
+    UploadRecord, Write,
 };
 
 /// Why the store failed.

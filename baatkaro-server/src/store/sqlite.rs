@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::{
     ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UploadRecord,
-    Write, group_log,
+    Write, accounts, group_log,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -60,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO sent_keys (user, key, conv, fingerprint, seq, time)
          SELECT user, key, conv, fingerprint, seq, time FROM send_keys ORDER BY time;
      DROP TABLE send_keys;",
+    // 5: session tokens (store/accounts.rs).
+    accounts::MIGRATION_TOKENS,
 ];
 
 /// The schema version this build writes.
@@ -200,6 +202,7 @@ impl Sqlite {
              INSERT OR REPLACE INTO send_keys (user, key, conv, fingerprint, seq, time)
                  SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid;
              DROP TABLE sent_keys;",
+            accounts::UNDO_TOKENS,
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -399,6 +402,7 @@ impl Store for Sqlite {
             let (user, sha, size) = row?;
             snap.contents.push((name(user, "user name")?, sha_of(&sha)?, size as u64));
         }
+        accounts::load(c, &mut snap)?;
         Ok(snap)
     }
 
@@ -534,6 +538,9 @@ impl Store for Sqlite {
                     // Read here: the last row of the batch may be another table's.
                     let row = tx.last_insert_rowid();
                     newest_key = Some((newest_key.map_or(*time, |(t, _)| t.max(*time)), row));
+                }
+                Write::Token(_) | Write::TokenGone { .. } => {
+                    accounts::commit(&tx, w)?;
                 }
                 Write::KeysExpired { before } => {
                     // The last mark wholly before the cut: every row up to it goes.

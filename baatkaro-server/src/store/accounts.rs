@@ -1,0 +1,94 @@
+//! The SQLite side of accounts' credentials: session tokens (SPEC.md 4.7). Kept
+//! apart from the rest of the engine in `sqlite.rs`, which calls in here for its
+//! schema step, its load and the writes that are these tables'.
+
+use baatkaro_proto::{Address, Text, UserName};
+use rusqlite::{Connection, Transaction, params};
+
+use super::{Snapshot, StoreError, TokenRecord, Write};
+
+/// Schema step: session tokens, each with the SHA-256 of its secret (never the
+/// secret), and the next token number, which only grows (a number is never given
+/// to two tokens, even after a revocation).
+pub(super) const MIGRATION_TOKENS: &str = "
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY, user TEXT NOT NULL, digest BLOB NOT NULL, label BLOB NOT NULL,
+        created INTEGER NOT NULL, used INTEGER NOT NULL, address TEXT NOT NULL);
+    CREATE INDEX tokens_by_user ON tokens (user);
+    INSERT INTO meta (key, value) VALUES ('next_token_id', 1);";
+
+/// Undoes [`MIGRATION_TOKENS`], for tests that make an older database.
+pub(super) const UNDO_TOKENS: &str =
+    "DROP TABLE tokens; DELETE FROM meta WHERE key = 'next_token_id';";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Reads every session token, and the next token number, into `snap`.
+pub(super) fn load(c: &Connection, snap: &mut Snapshot) -> Result<(), StoreError> {
+    let mut q = c.prepare(
+        "SELECT id, user, digest, label, created, used, address FROM tokens ORDER BY id",
+    )?;
+    let rows = q.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, user, digest, label, created, used, address) = row?;
+        snap.tokens.push(TokenRecord {
+            id: id as u64,
+            user: user.parse::<UserName>().map_err(|_| corrupt(format!("token {id}: user")))?,
+            digest: digest
+                .try_into()
+                .map_err(|_| corrupt(format!("token {id}: digest is not 32 bytes")))?,
+            label: Text::from_bytes(label.into())
+                .map_err(|e| corrupt(format!("token {id}: label: {e}")))?,
+            created: created as u64,
+            used: used as u64,
+            address: address
+                .parse::<Address>()
+                .map_err(|_| corrupt(format!("token {id}: address")))?,
+        });
+    }
+    let next: i64 =
+        c.query_row("SELECT value FROM meta WHERE key = 'next_token_id'", [], |r| r.get(0))?;
+    snap.next_token_id = next as u64;
+    Ok(())
+}
+
+/// Carries out one write if it is one of these tables'; false if it is not.
+pub(super) fn commit(tx: &Transaction<'_>, w: &Write) -> Result<bool, StoreError> {
+    match w {
+        Write::Token(t) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO tokens (id, user, digest, label, created, used, address)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                t.id as i64,
+                t.user.as_str(),
+                &t.digest[..],
+                &t.label.as_bytes()[..],
+                t.created as i64,
+                t.used as i64,
+                t.address.as_str()
+            ])?;
+            // Numbers only grow: the next one is past every one made.
+            tx.prepare_cached("UPDATE meta SET value = MAX(value, ?) WHERE key = 'next_token_id'")?
+                .execute([t.id.saturating_add(1) as i64])?;
+        }
+        Write::TokenGone { id } => {
+            tx.prepare_cached("DELETE FROM tokens WHERE id = ?")?.execute([*id as i64])?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
