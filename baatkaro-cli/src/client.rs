@@ -270,6 +270,17 @@ impl Client {
         self.ok(Command::Logout { revoke }).await.map(|_| ())
     }
 
+    /// Changes the account's password (the `account` feature): every other session
+    /// ends, and every token but the one this session logged in with is revoked.
+    pub async fn change_password(&self, old: Password, new: Password) -> Result<(), ClientError> {
+        self.ok(Command::Password { old, new }).await.map(|_| ())
+    }
+
+    /// Deletes the account for good (the `account` feature); the connection closes.
+    pub async fn delete_account(&self, password: Password) -> Result<(), ClientError> {
+        self.ok(Command::DeleteAccount { password }).await.map(|_| ())
+    }
+
     /// Sends a request and waits for its items and final reply.
     pub async fn call(
         &self,

@@ -165,14 +165,20 @@ impl Login {
         let mut client = Client::connect(self.server.as_str()).await?;
         client.login(self.user, password.clone()).await?;
         self.password = Some(password);
+        self.renew_token(&client).await;
+        Ok(client)
+    }
+
+    /// Saves a new token for this device in place of the saved one, which is then
+    /// revoked (after a password change, say, which revoked the others).
+    pub(crate) async fn renew_token(&self, client: &Client) {
         let old = self.saved.load();
-        if self.keep_token(&client).await
+        if self.keep_token(client).await
             && let Some((token, _)) = old
         {
             // Best effort: a token already gone is as good as revoked.
             let _ = client.revoke(token).await;
         }
-        Ok(client)
     }
 
     /// Makes a token for this device and saves it, if the server takes tokens.

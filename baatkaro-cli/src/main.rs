@@ -66,6 +66,21 @@ enum Sub {
     Tokens,
     /// Revoke a session token (see `tokens`): the sessions it logged in end.
     Revoke { token: baatkaro_proto::TokenId },
+    /// Change your password (the new one from --new-password-file,
+    /// BAATKARO_NEW_PASSWORD, or a prompt): your other sessions end and every token
+    /// but this device's is revoked.
+    Passwd {
+        /// Read the new password from this file's first line.
+        #[arg(long, value_name = "PATH")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Delete your account for good: you leave every group, a group you own passes
+    /// to its first admin (or member), and your name is never given to anyone else.
+    DeleteAccount {
+        /// Yes, delete it.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Create a group and own it.
     Create {
         group: GroupName,
@@ -232,6 +247,15 @@ impl Settings {
         login::TokenFile::new(self.dir.as_deref(), server, user)
     }
 
+    /// Forgets `user` as the one to log in as, if it is.
+    fn forget_user(&self, user: UserName) {
+        if self.last_user() == Some(user)
+            && let Some(dir) = &self.dir
+        {
+            let _ = std::fs::remove_file(dir.join("user"));
+        }
+    }
+
     fn remember_user(&self, user: UserName) {
         // Best effort: a client that cannot save its settings still works.
         if let Some(dir) = &self.dir
@@ -259,6 +283,32 @@ fn password(cli: &Cli, user: UserName) -> Result<Password, Fail> {
         ));
     };
     Password::new(&raw).map_err(|e| Fail::Usage(format!("password: {e}")))
+}
+
+/// The new password for `passwd`: from `file`, `BAATKARO_NEW_PASSWORD`, or a prompt
+/// (asked twice).
+fn new_password(file: Option<&std::path::Path>, user: UserName) -> Result<Password, Fail> {
+    let raw = if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else if let Ok(p) = std::env::var("BAATKARO_NEW_PASSWORD") {
+        p
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("new password for {user}: "))
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+        let again = rpassword::prompt_password("the same again: ")
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+        if first != again {
+            return Err(Fail::Usage("the two new passwords differ".into()));
+        }
+        first
+    } else {
+        return Err(Fail::Usage(
+            "no new password: set BAATKARO_NEW_PASSWORD or give --new-password-file".into(),
+        ));
+    };
+    Password::new(&raw).map_err(|e| Fail::Usage(format!("new password: {e}")))
 }
 
 /// Who to log in as: `--user`, or the user of the last `login` or `register`.
@@ -348,7 +398,13 @@ fn action_of(sub: &Sub) -> Option<Action> {
         S::Download { file, output } => Action::Download { file: *file, output: output.clone() },
         S::Tokens => Action::Tokens,
         S::Revoke { token } => Action::Revoke { token: *token },
-        S::Chat { .. } | S::Register | S::Login | S::Logout | S::Tail { .. } => return None,
+        S::Chat { .. }
+        | S::Register
+        | S::Login
+        | S::Logout
+        | S::Tail { .. }
+        | S::Passwd { .. }
+        | S::DeleteAccount { .. } => return None,
     })
 }
 
@@ -402,6 +458,35 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             login.saved.remove();
             print(format!("logged out: token {token} revoked"));
+            Ok(())
+        }
+        Some(Sub::Passwd { new_password_file }) => {
+            let mut login = login_of(&cli, &settings)?;
+            let user = login.user;
+            let old = password(&cli, user)?;
+            let new = new_password(new_password_file.as_deref(), user)?;
+            let client = login.connect(&mut || Ok(old.clone())).await?;
+            client.change_password(old, new).await?;
+            // The token this session logged in with was kept; one it made after a
+            // password login was not: either way this device gets a fresh one.
+            login.renew_token(&client).await;
+            print(format!("password changed for {user}; your other sessions and tokens ended"));
+            Ok(())
+        }
+        Some(Sub::DeleteAccount { yes }) => {
+            let mut login = login_of(&cli, &settings)?;
+            let user = login.user;
+            if !yes {
+                return Err(Fail::Usage(format!(
+                    "this deletes the account {user} for good; give --yes to go on"
+                )));
+            }
+            let pw = password(&cli, user)?;
+            let client = login.connect(&mut || Ok(pw.clone())).await?;
+            client.delete_account(pw).await?;
+            login.saved.remove();
+            settings.forget_user(user);
+            print(format!("account {user} deleted"));
             Ok(())
         }
         Some(Sub::Tail { group, count }) => {

@@ -28,6 +28,8 @@ fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir.to_path_buf());
     c.hash_cost = HashCost::TEST_ONLY;
     c.logins_per_minute = 100_000;
+    // The tests' passwords are `pw-NAME`.
+    c.limits.password = 1;
     c
 }
 
@@ -584,5 +586,40 @@ async fn a_refused_token_falls_back_to_the_password_and_is_replaced() {
     assert!(!file.exists());
     let listed = b.ok("bob", &["register"]).await;
     assert!(listed.contains("bob"));
+    server.stop().await;
+}
+
+/// `passwd` changes the password (this device keeps a working token); `delete-account`
+/// asks for --yes, then deletes the account for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_and_delete_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    let mut c = b.command("alice", &["passwd"]);
+    c.env("BAATKARO_NEW_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The token saved after the change logs in, without a password.
+    let mut c = b.command("alice", &["groups"]);
+    c.env_remove("BAATKARO_PASSWORD");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.fails("alice", &["login"]).await.contains("AUTH_FAILED"), "the old password");
+    let mut c = b.command("alice", &["login"]);
+    c.env("BAATKARO_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = b.run("alice", &["delete-account"]).await;
+    assert_eq!(out.status.code(), Some(2), "not without --yes");
+    let mut c = b.command("alice", &["delete-account", "--yes"]);
+    c.env("BAATKARO_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "account alice deleted\n");
+    assert!(!token_file(&b, "alice").exists());
+    assert!(b.fails("alice", &["register"]).await.contains("USER_EXISTS"));
     server.stop().await;
 }

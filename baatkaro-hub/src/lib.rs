@@ -18,5 +18,5 @@ pub mod store;
 pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
     ConnId, Delivery, DiskDone, DiskJob, Download, HashDone, HashJob, HashKind, HashOutcome,
-    ListReply, Output, Req,
+    HashPurpose, ListReply, Output, Req,
 };

@@ -147,6 +147,21 @@ pub enum Write {
         /// Its number.
         id: TokenId,
     },
+    /// An account's password changed.
+    Password {
+        /// The account.
+        user: UserName,
+        /// The PHC string of the new password's hash.
+        hash: String,
+    },
+    /// An account was deleted: it, its tokens and the content it held go, and its
+    /// name stays taken for good (a tombstone).
+    UserDeleted {
+        /// The account.
+        user: UserName,
+        /// When.
+        time: Millis,
+    },
 }
 
 /// A session token as the store keeps it: never its secret, only the secret's
@@ -259,6 +274,10 @@ pub struct Snapshot {
     pub contents: Vec<(UserName, Sha256, u64)>,
     /// Every session token.
     pub tokens: Vec<TokenRecord>,
+    /// The names of deleted accounts, never given out again.
+    pub tombstones: Vec<UserName>,
+    /// The accounts the operator locked.
+    pub locked: Vec<UserName>,
     /// The next token number to give out (numbers are never reused).
     pub next_token_id: TokenId,
 }

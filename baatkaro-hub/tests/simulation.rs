@@ -28,9 +28,9 @@ use baatkaro_hub::{
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
-    IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence, Request, Seq,
-    ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret, UserName, Verb,
-    Versions, decode_one,
+    HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence,
+    Request, Seq, ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret,
+    UserName, Verb, Versions, decode_one,
 };
 
 /// Token secrets for the simulation: predictable, different each time.
@@ -261,9 +261,16 @@ impl Sim {
 
     /// A simulation of a hub with this configuration.
     fn with(cfg: HubConfig) -> Sim {
+        Sim::with_snapshot(cfg, |_| {})
+    }
+
+    /// A simulation of a hub with this configuration, whose store holds what `edit`
+    /// makes of the usual users.
+    fn with_snapshot(cfg: HubConfig, edit: impl FnOnce(&mut Snapshot)) -> Sim {
         // The users exist from the start; the "hash" is the password itself.
         let users = USERS.iter().map(|(u, p)| (user(u), format!("plain:{p}"))).collect();
-        let snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
+        let mut snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
+        edit(&mut snapshot);
         let limits = cfg.limits.clone();
         Sim {
             hashes: 0,
@@ -432,7 +439,8 @@ impl Sim {
                             }))
                         }
                     };
-                    let done = HashDone { req: job.req, user: job.user, outcome };
+                    let done =
+                        HashDone { req: job.req, user: job.user, outcome, purpose: job.purpose };
                     self.hub.handle_hashed(done, self.now);
                 }
                 // A new upload's running hash, and letting go of it: nothing to do
@@ -1539,4 +1547,207 @@ fn token_logins_spend_no_password_attempts_and_have_their_own_budget() {
     sim.advance(sim.now + 500);
     sim.send(d, &[req("b", auth("alice", id, secret))]);
     assert_eq!(sim.take(d), ["b OK AUTH alice"]);
+}
+
+// ---------------------------------------------------------------------------------
+// The account's life (SPEC.md 4.8)
+// ---------------------------------------------------------------------------------
+
+fn change_password(old: &str, new: &str) -> Command {
+    Command::Password { old: Password::new(old).unwrap(), new: Password::new(new).unwrap() }
+}
+
+fn delete_account(password: &str) -> Command {
+    Command::DeleteAccount { password: Password::new(password).unwrap() }
+}
+
+/// PASSWORD asks for the old password and a long enough new one; once changed, every
+/// other session ends and every token but the session's own is revoked, and only the
+/// new password logs in.
+#[test]
+fn a_password_change_ends_the_other_sessions_and_tokens() {
+    let mut sim = Sim::new(Limits { password: 8, ..limits() });
+    let a = sim.logged_in("alice");
+    let (kept, kept_secret) = sim.mint(a, "laptop");
+    let (other, other_secret) = sim.mint(a, "phone");
+    let by_token = sim.token_session("alice", kept, kept_secret);
+    let phone = sim.token_session("alice", other, other_secret);
+    let bob = sim.logged_in("bob");
+    sim.send(
+        by_token,
+        &[
+            req("p1", change_password("pw-alice", "short")),
+            req("p2", change_password("wrong-one", "long-enough")),
+            req("p3", change_password("pw-alice", "long-enough")),
+        ],
+    );
+    assert_eq!(
+        sim.take(by_token),
+        ["p1 ERR PASSWORD_TOO_SHORT", "p2 ERR AUTH_FAILED", "p3 OK PASSWORD"]
+    );
+    for c in [a, phone] {
+        assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+        assert_eq!(sim.conns[c].closed, Some(Some(ErrorCode::Revoked)));
+    }
+    assert!(sim.take(bob).is_empty(), "other users are not touched");
+    let listed: Vec<TokenId> = sim.tokens(by_token).iter().map(|t| t.0).collect();
+    assert_eq!(listed, [kept], "the session's own token is kept");
+    let c = sim.connect();
+    sim.send(
+        c,
+        &[
+            req("h", hello(&[1])),
+            req("x1", auth("alice", other, other_secret)),
+            req("x2", login("alice", "pw-alice")),
+            req("x3", login("alice", "long-enough")),
+        ],
+    );
+    assert_eq!(sim.take(c)[1..], ["x1 ERR AUTH_FAILED", "x2 ERR AUTH_FAILED", "x3 OK LOGIN alice"]);
+}
+
+/// DELETE-ACCOUNT: a group the account owns passes to its first admin by name (else
+/// its first member), a group of its own goes, it leaves every group and withdraws
+/// its requests; its other sessions and its tokens end; its private conversations
+/// stay readable but take nothing more; its name is never given out again.
+#[test]
+fn a_deleted_account_hands_its_groups_on_and_its_name_stays_taken() {
+    let mut sim = Sim::new(limits());
+    let [a, b, c] = three_in_rust(&mut sim);
+    let d = sim.logged_in("dave");
+    let rust = Conversation::Group(group("rust"));
+    let alice_dm = Conversation::Direct(user("alice"));
+    let g = |name: &str| group(name);
+    // alice owns rust (bob and carol members, carol an admin), owns mine alone, is a
+    // member of dave's go, has asked to join dave's den and is invited to dave's lab.
+    sim.send(a, &[req("p", Command::Promote { group: g("rust"), user: user("carol") })]);
+    sim.send(a, &[req("m", Command::Create { group: g("mine"), rule: None })]);
+    for (name, rule) in
+        [("go", JoinRule::Open), ("den", JoinRule::Approval), ("lab", JoinRule::Invite)]
+    {
+        sim.send(d, &[req("c", Command::Create { group: g(name), rule: Some(rule) })]);
+    }
+    sim.send(a, &[req("j1", Command::Join { group: g("go"), reason: None })]);
+    sim.send(a, &[req("j2", Command::Join { group: g("den"), reason: None })]);
+    sim.send(d, &[req("i", Command::Invite { group: g("lab"), user: user("alice") })]);
+    let dm = |to: Conversation, key: &str| Command::Send {
+        to,
+        key: IdemKey::new(key).unwrap(),
+        text: text("hi"),
+    };
+    sim.send(b, &[req("dm", dm(alice_dm, "k1"))]);
+    sim.take(a);
+    let (token, secret) = sim.mint(a, "laptop");
+    let second = sim.logged_in("alice");
+    for k in [a, b, c, d] {
+        sim.take(k);
+    }
+
+    sim.send(a, &[req("x1", delete_account("wrong")), req("x2", delete_account("pw-alice"))]);
+    assert_eq!(sim.take(a), ["x1 ERR AUTH_FAILED", "x2 OK DELETE-ACCOUNT"]);
+    assert_eq!(sim.conns[a].closed, Some(None));
+    assert_eq!(sim.take(second), ["* BYE REVOKED"]);
+    let seen = sim.take(c);
+    let stored: Vec<&String> = seen.iter().filter(|l| !l.starts_with("* PRESENCE")).collect();
+    assert_eq!(stored.len(), 3, "{seen:?}");
+    assert!(stored[0].starts_with("* OFFERED #rust 4 ") && stored[0].ends_with(" carol alice"));
+    assert!(stored[1].starts_with("* OWNER #rust 5 ") && stored[1].ends_with(" carol alice"));
+    assert!(stored[2].starts_with("* LEFT #rust 6 ") && stored[2].ends_with(" alice"));
+    assert!(seen.contains(&"* PRESENCE alice offline".to_string()), "{seen:?}");
+    let seen = sim.take(d);
+    assert!(seen.iter().any(|l| l.starts_with("* LEFT #go 2 ")), "{seen:?}");
+    let seen = sim.take(b);
+    assert!(seen.iter().any(|l| l.starts_with("* LEFT #rust 6 ")), "{seen:?}");
+
+    sim.send(
+        d,
+        &[
+            req("l1", Command::Members { group: g("rust") }),
+            req("l2", Command::Groups),
+            req("l3", Command::Requests { group: g("den") }),
+        ],
+    );
+    let got = sim.take(d);
+    assert_eq!(got[0], "l1 ERR NOT_MEMBER");
+    assert!(got.contains(&"l3 OK REQUESTS 0".to_string()), "alice's request withdrawn: {got:?}");
+    sim.send(c, &[req("l4", Command::Members { group: g("rust") })]);
+    assert_eq!(
+        sim.take(c),
+        [
+            "l4 MEMBER rust carol owner online",
+            "l4 MEMBER rust bob member online",
+            "l4 OK MEMBERS 2"
+        ]
+    );
+    sim.send(d, &[req("l5", Command::Members { group: g("go") })]);
+    assert_eq!(sim.take(d), ["l5 MEMBER go dave owner online", "l5 OK MEMBERS 1"]);
+    // mine went with its only member; its name is free again.
+    sim.send(b, &[req("n", Command::Create { group: g("mine"), rule: None })]);
+    assert_eq!(sim.take(b), ["n OK CREATE"]);
+    // bob still reads his conversation with alice, but cannot write to it.
+    sim.send(
+        b,
+        &[req("h1", Command::History { conv: alice_dm, range: HistoryRange::Last, limit: 5 })],
+    );
+    let history = sim.take(b);
+    assert!(history.last().unwrap().starts_with("h1 OK HISTORY @alice 1"), "{history:?}");
+    sim.send(b, &[req("s", dm(alice_dm, "k2")), req("s2", dm(rust, "k3"))]);
+    let sent = sim.take(b);
+    assert_eq!(sent[0], "s ERR NO_SUCH_USER");
+    assert!(sent[1].starts_with("s2 OK SEND #rust 7 "), "{sent:?}");
+    // The name is taken for good; nothing logs in with it.
+    let e = sim.connect();
+    sim.send(
+        e,
+        &[
+            req("h", hello(&[1])),
+            req(
+                "r",
+                Command::Register {
+                    user: user("alice"),
+                    password: Password::new("anything").unwrap(),
+                },
+            ),
+            req("l", login("alice", "pw-alice")),
+            req("t", auth("alice", token, secret)),
+        ],
+    );
+    assert_eq!(sim.take(e)[1..], ["r ERR USER_EXISTS", "l ERR AUTH_FAILED", "t ERR AUTH_FAILED"]);
+    sim.send(b, &[req("i", Command::Invite { group: g("mine"), user: user("alice") })]);
+    assert_eq!(sim.take(b), ["i ERR NO_SUCH_USER"]);
+}
+
+/// A locked account keeps everything but does not log in: with the right password
+/// or token it is told ACCOUNT_LOCKED, with a wrong one AUTH_FAILED as ever.
+#[test]
+fn a_locked_account_does_not_log_in() {
+    let token = baatkaro_hub::store::TokenRecord {
+        id: 9,
+        user: user("bob"),
+        digest: <sha2::Sha256 as sha2::Digest>::digest([3u8; 32]).into(),
+        label: text("old laptop"),
+        created: T0,
+        used: T0,
+        address: "127.0.0.1".parse().unwrap(),
+    };
+    let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with_snapshot(cfg, |snap| {
+        snap.locked = vec![user("bob")];
+        snap.tokens = vec![token];
+    });
+    let c = sim.connect();
+    sim.send(
+        c,
+        &[
+            req("h", hello(&[1])),
+            req("l1", login("bob", "wrong")),
+            req("l2", login("bob", "pw-bob")),
+            req("t1", auth("bob", 9, TokenSecret([3; 32]))),
+        ],
+    );
+    assert_eq!(
+        sim.take(c)[1..],
+        ["l1 ERR AUTH_FAILED", "l2 ERR ACCOUNT_LOCKED", "t1 ERR ACCOUNT_LOCKED"]
+    );
+    assert_eq!(sim.conns[c].logged_in, None);
+    sim.logged_in("alice");
 }

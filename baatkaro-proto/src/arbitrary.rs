@@ -284,6 +284,8 @@ impl<'a> Arbitrary<'a> for Command {
             Verb::Token => Command::Token { label: u.arbitrary()? },
             Verb::Tokens => Command::Tokens,
             Verb::Revoke => Command::Revoke { token: u.arbitrary()? },
+            Verb::Password => Command::Password { old: u.arbitrary()?, new: u.arbitrary()? },
+            Verb::DeleteAccount => Command::DeleteAccount { password: u.arbitrary()? },
         })
     }
 }

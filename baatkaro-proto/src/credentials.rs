@@ -92,6 +92,13 @@ impl TokenRules {
     }
 }
 
+/// REGISTER and PASSWORD: a new password has at least `min` octets (the `password`
+/// limit); a shorter one is refused with `PASSWORD_TOO_SHORT`. Passwords set before
+/// a limit was raised still log in.
+pub fn new_password(len: usize, min: u64) -> Result<(), ErrorCode> {
+    if (len as u64) < min { Err(ErrorCode::PasswordTooShort) } else { Ok(()) }
+}
+
 /// Whether a token's use at `now` from `address` is written to the store, given the
 /// use the store holds: when it came from another address, or [`USE_RECORDED_EVERY`]
 /// after the recorded one.
@@ -153,6 +160,13 @@ mod tests {
         assert!(!record_use((1_000, here), 1_000 + USE_RECORDED_EVERY - 1, here));
         assert!(record_use((1_000, here), 1_000 + USE_RECORDED_EVERY, here));
         assert!(record_use((1_000, here), 1_001, there));
+    }
+
+    #[test]
+    fn new_passwords_have_the_minimum_length() {
+        assert_eq!(new_password(7, 8), Err(ErrorCode::PasswordTooShort));
+        assert_eq!(new_password(8, 8), Ok(()));
+        assert_eq!(new_password(1, 1), Ok(()));
     }
 
     #[test]

@@ -153,6 +153,10 @@ error_codes! {
     StorageFull = "STORAGE_FULL", fatal: false, retry: true, "server storage full";
     /// REVOKE of a token the user does not hold.
     NoSuchToken = "NO_SUCH_TOKEN", fatal: false, retry: false, "no such token";
+    /// A new password shorter than the server's `password` limit.
+    PasswordTooShort = "PASSWORD_TOO_SHORT", fatal: false, retry: false, "password shorter than the server allows";
+    /// The credentials are right, but the operator locked the account.
+    AccountLocked = "ACCOUNT_LOCKED", fatal: false, retry: false, "account locked by the operator";
     /// An unexpected server-side failure; nothing was stored.
     Internal = "INTERNAL", fatal: false, retry: true, "internal server error";
     /// The server is shutting down.

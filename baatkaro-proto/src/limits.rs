@@ -129,4 +129,7 @@ limits! {
     /// one used least recently. 0: none, as with servers that do not list the key
     /// (which have no `tokens` feature).
     tokens = "tokens", default = 32, absent = 0;
+    /// Shortest password REGISTER and PASSWORD accept, in octets. 1: any, as with
+    /// servers that do not list the key.
+    password = "password", default = 8, absent = 1;
 }

@@ -519,3 +519,33 @@ fn logout_revoke_is_the_applications_when_logged_in() {
     assert_eq!(tags(&frames), ["h", "o"]);
     assert_eq!(events, [SessionEvent::Closed { reason: None }]);
 }
+
+/// A DELETE-ACCOUNT is handed to the application; nothing after it is read while it
+/// awaits its answer. Refused (a wrong password), the session goes on; done, it ends
+/// with its reply.
+#[test]
+fn delete_account_ends_the_session_only_when_it_succeeds() {
+    let mut s = logged_in(config(16));
+    s.handle_input(b"d DELETE-ACCOUNT {5}\r\nwrong\r\ng GROUPS\r\n", 5);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    assert!(!s.wants_input());
+    s.reply(id, Err(baatkaro_proto::Failure::new(ErrorCode::AuthFailed)), 6);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["d"]);
+    let [SessionEvent::Request { id, command: baatkaro_proto::Command::Groups }] = events[..]
+    else {
+        panic!("GROUPS is read once the DELETE-ACCOUNT failed: {events:?}")
+    };
+    s.reply(id, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 6);
+    assert_eq!(tags(&drain(&mut s).0), ["g"]);
+    assert!(!s.is_closed());
+    s.handle_input(b"e DELETE-ACCOUNT {2}\r\npw\r\nh GROUPS\r\n", 7);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    s.reply(id, Ok(OkReply::Done { verb: DoneVerb::DeleteAccount }), 8);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["e"], "nothing after it was read");
+    assert!(events.contains(&SessionEvent::Closed { reason: None }), "{events:?}");
+    assert!(s.is_closed());
+}

@@ -50,6 +50,7 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
         "tokens",
         "session tokens per user; making one more lets go of the least recently used (at least 1)",
     ),
+    ("password", "shortest password REGISTER and PASSWORD accept, in bytes (1 to 1024)"),
 ];
 
 /// The cost of the Argon2id password hash.
@@ -155,6 +156,9 @@ impl Config {
         }
         if l.reason == 0 || l.reason > TEXT_MAX as u64 || l.reason > l.payload {
             return bad("reason", "must be between 1 and 65536, and at most payload");
+        }
+        if l.password == 0 || l.password > baatkaro_proto::Password::MAX_LEN as u64 {
+            return bad("password", "must be between 1 and 1024");
         }
         if l.chunk == 0 || l.chunk > l.payload {
             return bad("chunk", "must be between 1 and payload");

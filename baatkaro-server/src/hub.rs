@@ -222,7 +222,7 @@ impl HubTask {
     }
 
     /// Runs a password job on the hasher (bounded in number) and reports back.
-    fn hash(&self, HashJob { req, user, kind }: HashJob) {
+    fn hash(&self, HashJob { req, user, kind, purpose }: HashJob) {
         let (hasher, me) = (self.hasher.clone(), self.me.clone());
         tokio::spawn(async move {
             let outcome = match kind {
@@ -234,7 +234,7 @@ impl HubTask {
                 }
             };
             if let Some(me) = me.upgrade() {
-                let _ = me.send(HubMsg::Hashed(HashDone { req, user, outcome })).await;
+                let _ = me.send(HubMsg::Hashed(HashDone { req, user, outcome, purpose })).await;
             }
         });
     }

@@ -380,10 +380,10 @@ impl Drop for AddressGuard {
     }
 }
 
-/// The optional features this server offers (SPEC.md 4.2): files and session
-/// tokens.
+/// The optional features this server offers (SPEC.md 4.2): files, session tokens,
+/// and the account's life.
 fn features() -> Features {
-    let names = ["files", "tokens"];
+    let names = ["files", "tokens", "account"];
     let list = names
         .iter()
         .map(|n| Feature::new(n).unwrap_or_else(|_| unreachable!("a valid feature name")))

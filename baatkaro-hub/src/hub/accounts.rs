@@ -1,14 +1,22 @@
-//! Accounts and presence: REGISTER, LOGIN, sessions coming and going.
+//! Accounts and presence: REGISTER, LOGIN, PASSWORD, DELETE-ACCOUNT, sessions coming
+//! and going.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use baatkaro_proto::credentials;
 use baatkaro_proto::delivery::RateBudget;
+use baatkaro_proto::group::Op;
+use baatkaro_proto::rules;
 use baatkaro_proto::session::RequestId;
-use baatkaro_proto::{ErrorCode, Event, Failure, Millis, OkReply, Password, Presence, UserName};
+use baatkaro_proto::{
+    DoneVerb, ErrorCode, Event, Failure, GroupName, Millis, OkReply, Password, Presence, Role,
+    TokenId, UserName,
+};
 
+use super::groups::Req;
 use super::{Hub, User};
-use crate::output::{ConnId, HashDone, HashJob, HashKind, HashOutcome, Output};
+use crate::output::{ConnId, HashDone, HashJob, HashKind, HashOutcome, HashPurpose, Output};
 use crate::store::Write;
 
 /// Most source addresses whose LOGIN and REGISTER attempts are counted at once (and,
@@ -79,16 +87,24 @@ impl Hub {
         password: Password,
         now: Millis,
     ) {
-        if !self.cfg.registration_open || self.users.len() as u64 >= self.cfg.max_accounts {
+        // A deleted account's name counts: it stays taken for good.
+        let accounts = (self.users.len() + self.tombstones.len()) as u64;
+        if !self.cfg.registration_open || accounts >= self.cfg.max_accounts {
             return self.reply(conn, id, Err(Failure::new(ErrorCode::RegistrationClosed)));
         }
-        if self.users.contains_key(&user) {
+        if self.users.contains_key(&user) || self.tombstones.contains(&user) {
             return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
+        }
+        if let Err(code) =
+            credentials::new_password(password.expose().len(), self.cfg.limits.password)
+        {
+            return self.reply(conn, id, Err(Failure::new(code)));
         }
         if !self.attempt(conn, id, now) {
             return;
         }
-        let job = HashJob { req: (conn, id), user, kind: HashKind::Hash { password } };
+        let kind = HashKind::Hash { password };
+        let job = HashJob { req: (conn, id), user, kind, purpose: HashPurpose::Register };
         self.outputs.push_back(Output::Hash(job));
     }
 
@@ -103,36 +119,54 @@ impl Hub {
         if !self.attempt(conn, id, now) {
             return;
         }
+        self.check_password((conn, id), user, password, HashPurpose::Login);
+    }
+
+    /// Asks for `password` to be checked against `user`'s (against a decoy for a name
+    /// without an account, so that the time says nothing).
+    fn check_password(
+        &mut self,
+        req: Req,
+        user: UserName,
+        password: Password,
+        purpose: HashPurpose,
+    ) {
         let stored = self.users.get(&user).map(|u| u.hash.clone());
-        let job = HashJob { req: (conn, id), user, kind: HashKind::Verify { password, stored } };
+        let job = HashJob { req, user, kind: HashKind::Verify { password, stored }, purpose };
         self.outputs.push_back(Output::Hash(job));
     }
 
     pub(super) fn on_hashed(
         &mut self,
-        HashDone { req: (conn, id), user, outcome }: HashDone,
+        HashDone { req: (conn, id), user, outcome, purpose }: HashDone,
         now: Millis,
     ) {
-        if !self.conns.contains_key(&conn) {
+        let Some(rec) = self.conns.get(&conn) else {
             return; // It hung up while we hashed.
+        };
+        if rec.revoked {
+            // Its password changed, or its account went, while this was hashed.
+            return self.refuse_revoked(conn, id);
         }
-        match outcome {
-            HashOutcome::Checked(false) => {
-                let failure = Failure::new(ErrorCode::AuthFailed);
-                self.reply(conn, id, Err(failure));
+        match (purpose, outcome) {
+            (_, HashOutcome::Checked(false)) => {
+                self.reply(conn, id, Err(Failure::new(ErrorCode::AuthFailed)));
             }
-            HashOutcome::Checked(true) => {
+            (_, HashOutcome::Hashed(Err(e))) => {
+                tracing::error!(error = %e, "password hashing failed");
+                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
+            }
+            (HashPurpose::Login, HashOutcome::Checked(true)) => {
+                if self.is_locked(&user) {
+                    return self.reply(conn, id, Err(Failure::new(ErrorCode::AccountLocked)));
+                }
                 if self.attach(conn, id, user) {
                     self.reply(conn, id, Ok(OkReply::Login { user }));
                 }
             }
-            HashOutcome::Hashed(Err(e)) => {
-                tracing::error!(error = %e, "password hashing failed");
-                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
-            }
-            HashOutcome::Hashed(Ok(hash)) => {
+            (HashPurpose::Register, HashOutcome::Hashed(Ok(hash))) => {
                 // Someone may have taken the name while this one was hashed.
-                if self.users.contains_key(&user) {
+                if self.users.contains_key(&user) || self.tombstones.contains(&user) {
                     return self.reply(conn, id, Err(Failure::new(ErrorCode::UserExists)));
                 }
                 self.write(Write::User { name: user, hash: hash.clone(), created: now });
@@ -142,7 +176,142 @@ impl Hub {
                     self.reply(conn, id, Ok(OkReply::Register { user }));
                 }
             }
+            (HashPurpose::CheckOld { new }, HashOutcome::Checked(true)) => {
+                let kind = HashKind::Hash { password: new };
+                let job = HashJob { req: (conn, id), user, kind, purpose: HashPurpose::HashNew };
+                self.outputs.push_back(Output::Hash(job));
+            }
+            (HashPurpose::HashNew, HashOutcome::Hashed(Ok(hash))) => {
+                self.set_password((conn, id), user, hash);
+            }
+            (HashPurpose::DeleteAccount, HashOutcome::Checked(true)) => {
+                self.remove_account(conn, user, now);
+                self.reply(conn, id, Ok(OkReply::Done { verb: DoneVerb::DeleteAccount }));
+            }
+            (purpose, outcome) => {
+                tracing::error!(?purpose, ?outcome, "a password job came back mismatched");
+                self.reply(conn, id, Err(Failure::new(ErrorCode::Internal)));
+            }
         }
+    }
+
+    /// Whether the operator locked `user`'s account.
+    pub(super) fn is_locked(&self, user: &UserName) -> bool {
+        self.users.get(user).is_some_and(|u| u.locked)
+    }
+
+    /// PASSWORD: the new password must be long enough; the old one is checked (a
+    /// password attempt, as a LOGIN is), then the new one hashed.
+    pub(super) fn change_password(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        old: Password,
+        new: Password,
+        now: Millis,
+    ) {
+        if let Err(code) = credentials::new_password(new.expose().len(), self.cfg.limits.password) {
+            return self.reply(conn, id, Err(Failure::new(code)));
+        }
+        if !self.attempt(conn, id, now) {
+            return;
+        }
+        self.check_password((conn, id), user, old, HashPurpose::CheckOld { new });
+    }
+
+    /// PASSWORD, once the new password is hashed: it replaces the old, every other
+    /// token of the account is revoked (the session's own, if it logged in with one,
+    /// is kept) and every other session ends with BYE REVOKED.
+    fn set_password(&mut self, (conn, id): Req, user: UserName, hash: String) {
+        let keep = self.conns.get(&conn).and_then(|c| c.token);
+        let Some(u) = self.users.get_mut(&user) else {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::Revoked)));
+        };
+        u.hash = Arc::from(hash.as_str());
+        let others: Vec<TokenId> =
+            u.tokens.iter().map(|t| t.id).filter(|t| Some(*t) != keep).collect();
+        self.write(Write::Password { user, hash });
+        for token in others {
+            self.drop_token(user, token);
+        }
+        self.reply(conn, id, Ok(OkReply::Done { verb: DoneVerb::Password }));
+        self.end_sessions(user, Some(conn), |_| true);
+    }
+
+    /// DELETE-ACCOUNT: the password is checked (a password attempt) before anything
+    /// goes.
+    pub(super) fn delete_account(
+        &mut self,
+        (conn, id): Req,
+        user: UserName,
+        password: Password,
+        now: Millis,
+    ) {
+        if !self.attempt(conn, id, now) {
+            return;
+        }
+        self.check_password((conn, id), user, password, HashPurpose::DeleteAccount);
+    }
+
+    /// Deletes `user`'s account (SPEC.md 4.8), whose session `conn` asked: its other
+    /// sessions end; those who share a group hear it go offline; each group it owns
+    /// passes to its successor ([`rules::successor`]: OFFERED, then OWNER) or, with
+    /// nobody else in it, goes with it; it leaves every group (LEFT), withdraws its
+    /// requests and declines its invites; its tokens, its unfinished uploads and its
+    /// hold on content go. What it sent stays in the conversations' history, files
+    /// included, and its name is never given out again.
+    fn remove_account(&mut self, conn: ConnId, user: UserName, now: Millis) {
+        self.end_sessions(user, Some(conn), |_| true);
+        // This session ends with its reply: it hears nothing of what follows.
+        if let Some(u) = self.users.get_mut(&user) {
+            u.sessions.retain(|c| *c != conn);
+        }
+        if let Some(rec) = self.conns.get_mut(&conn) {
+            rec.user = None;
+            rec.token = None;
+        }
+        self.sessions_epoch += 1;
+        self.presence(user, Presence::Offline);
+        let relations: Vec<GroupName> = self
+            .users
+            .get(&user)
+            .map(|u| u.relations.iter().copied().collect())
+            .unwrap_or_default();
+        for name in relations {
+            let Some(rec) = self.groups.get(&name) else { continue };
+            let role = rec.group.role_of(&user);
+            let mut ops = Vec::new();
+            if role == Some(Role::Owner)
+                && let Some(next) = rules::successor(rec.group.members(), user)
+            {
+                // An offer already made to the successor stands (TRANSFER would be
+                // NO_CHANGE): it is taken up as it is.
+                ops.push((user, Op::Offer { user: next }));
+                ops.push((next, Op::TakeOwnership));
+            }
+            if role.is_some() || rec.group.request_of(&user, now).is_some() {
+                ops.push((user, Op::Leave));
+            } else if rec.group.invite_of(&user, now).is_some() {
+                ops.push((user, Op::Decline));
+            }
+            for (actor, op) in ops {
+                match self.apply_op(actor, name, op.clone(), now) {
+                    Ok((_, wire)) => {
+                        for (frame, to) in wire {
+                            self.frame_to_users(frame, to, None);
+                        }
+                    }
+                    Err(ErrorCode::NoChange) if matches!(op, Op::Offer { .. }) => {}
+                    Err(code) => {
+                        tracing::error!(%user, group = %name, ?code, "leaving a group failed");
+                    }
+                }
+            }
+        }
+        self.drop_uploads_of(user);
+        self.write(Write::UserDeleted { user, time: now });
+        self.users.remove(&user);
+        self.tombstones.insert(user);
     }
 
     /// Logs a connection in as `user`, within the `sessions` limit; tells those who

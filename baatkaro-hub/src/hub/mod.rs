@@ -31,7 +31,7 @@ mod tokens;
 use accounts::Attempts;
 pub use tokens::Entropy;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -145,6 +145,8 @@ struct User {
     budget: RateBudget,
     /// Session tokens, at most `tokens`.
     tokens: Vec<tokens::Token>,
+    /// The operator locked the account: it does not log in.
+    locked: bool,
 }
 
 impl User {
@@ -158,6 +160,7 @@ impl User {
             keys: SendKeys::new(),
             budget: RateBudget::new(burst, now),
             tokens: Vec::new(),
+            locked: false,
         }
     }
 }
@@ -235,6 +238,8 @@ pub struct Hub {
     /// Every live group's name by its id, for shared files (which know the id).
     group_names: HashMap<baatkaro_proto::group::GroupId, GroupName>,
     users: HashMap<UserName, User>,
+    /// The names of deleted accounts: taken for good.
+    tombstones: HashSet<UserName>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
     conns: ConnMap<ConnRec>,
@@ -311,6 +316,7 @@ impl Hub {
             group_names: HashMap::new(),
             cfg,
             users: HashMap::new(),
+            tombstones: HashSet::new(),
             groups: HashMap::new(),
             direct: HashMap::new(),
             conns: ConnMap::default(),
@@ -353,6 +359,12 @@ impl Hub {
         for (name, hash) in snap.users {
             self.users.insert(name, User::new(hash.into(), limits.burst, now));
         }
+        for name in snap.locked {
+            if let Some(u) = self.users.get_mut(&name) {
+                u.locked = true;
+            }
+        }
+        self.tombstones = snap.tombstones.into_iter().collect();
         self.next_token_id = snap.next_token_id.max(1);
         for record in snap.tokens {
             self.next_token_id = self.next_token_id.max(record.id.saturating_add(1));
@@ -564,6 +576,8 @@ impl Hub {
             C::Tokens => self.list_tokens(r, user),
             C::Revoke { token } => self.revoke(r, user, token),
             C::Logout { revoke: true } => self.logout_revoke(r, user),
+            C::Password { old, new } => self.change_password(r, user, old, new, now),
+            C::DeleteAccount { password } => self.delete_account(r, user, password, now),
             // Answered by the session itself, or refused by it in this state.
             C::Hello { .. }
             | C::Ping

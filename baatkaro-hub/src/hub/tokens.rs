@@ -112,6 +112,9 @@ impl Hub {
             let note = Note::new("token refused: unknown, revoked or expired").ok();
             return self.reply(conn, id, Err(Failure { note, ..Failure::new(code) }));
         }
+        if self.is_locked(&user) {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::AccountLocked)));
+        }
         if !self.attach(conn, id, user) {
             return;
         }

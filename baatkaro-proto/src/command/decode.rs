@@ -167,7 +167,28 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             none(&p)?;
             Command::Revoke { token: complete(args, arg(number))? }
         }
+        Verb::Password => {
+            let old_len = complete(args, arg(number))?;
+            let (old, new) = old_and_new(required(p)?, old_len)?;
+            Command::Password { old, new }
+        }
+        Verb::DeleteAccount => {
+            complete(args, |i| Ok((i, ())))?;
+            Command::DeleteAccount { password: password(p)? }
+        }
     })
+}
+
+/// PASSWORD's payload: the old password (`old_len` octets), then the new one; each
+/// `password = 1*1024OCTET`.
+fn old_and_new(payload: Bytes, old_len: u64) -> Result<(Password, Password), PError> {
+    let at = usize::try_from(old_len)
+        .ok()
+        .filter(|at| (1..payload.len()).contains(at))
+        .ok_or_else(|| PError::syntax("the old password's length must leave a new password"))?;
+    let old = payload_as(payload.slice(..at), ErrorCode::Syntax, Password::from_bytes)?;
+    let new = payload_as(payload.slice(at..), ErrorCode::Syntax, Password::from_bytes)?;
+    Ok((old, new))
 }
 
 /// A command with no arguments and no payload.

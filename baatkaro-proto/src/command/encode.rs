@@ -130,6 +130,11 @@ impl Encode for Request {
             }
             Command::Token { label } => out.end_with_payload(label.as_bytes()),
             Command::Revoke { token } => out.num(*token).end(),
+            Command::Password { old, new } => {
+                let payload = [old.expose(), new.expose()].concat();
+                out.num(old.expose().len() as u64).end_with_payload(&payload);
+            }
+            Command::DeleteAccount { password } => out.end_with_payload(password.expose()),
         }
     }
 }

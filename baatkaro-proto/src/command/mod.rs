@@ -270,6 +270,20 @@ pub enum Command {
         /// The token's number.
         token: TokenId,
     },
+    /// `PASSWORD number {n}` + old password, then new: change the password (the
+    /// `account` feature). The number is the old password's length in octets.
+    Password {
+        /// The password now.
+        old: Password,
+        /// The password from now on.
+        new: Password,
+    },
+    /// `DELETE-ACCOUNT {n}` + password: delete this account for good (the `account`
+    /// feature); its name is never given to anyone else.
+    DeleteAccount {
+        /// The account's password.
+        password: Password,
+    },
 }
 
 /// The verbs of client commands, used where a reply names the command it answers.
@@ -355,6 +369,10 @@ pub enum Verb {
     Tokens,
     /// REVOKE
     Revoke,
+    /// PASSWORD
+    Password,
+    /// DELETE-ACCOUNT
+    DeleteAccount,
 }
 
 impl Verb {
@@ -399,6 +417,8 @@ impl Verb {
         Verb::Token,
         Verb::Tokens,
         Verb::Revoke,
+        Verb::Password,
+        Verb::DeleteAccount,
     ];
 
     /// The verb on the wire.
@@ -443,6 +463,8 @@ impl Verb {
             Verb::Token => "TOKEN",
             Verb::Tokens => "TOKENS",
             Verb::Revoke => "REVOKE",
+            Verb::Password => "PASSWORD",
+            Verb::DeleteAccount => "DELETE-ACCOUNT",
         }
     }
 
@@ -490,6 +512,8 @@ impl Verb {
             b"TOKEN" => Verb::Token,
             b"TOKENS" => Verb::Tokens,
             b"REVOKE" => Verb::Revoke,
+            b"PASSWORD" => Verb::Password,
+            b"DELETE-ACCOUNT" => Verb::DeleteAccount,
             _ => return None,
         })
     }
@@ -544,6 +568,8 @@ impl Command {
             Command::Token { .. } => Verb::Token,
             Command::Tokens => Verb::Tokens,
             Command::Revoke { .. } => Verb::Revoke,
+            Command::Password { .. } => Verb::Password,
+            Command::DeleteAccount { .. } => Verb::DeleteAccount,
         }
     }
 }

@@ -107,6 +107,10 @@ keyword_enum!(
         Delete = "DELETE",
         /// REVOKE
         Revoke = "REVOKE",
+        /// PASSWORD
+        Password = "PASSWORD",
+        /// DELETE-ACCOUNT
+        DeleteAccount = "DELETE-ACCOUNT",
     }
 );
 

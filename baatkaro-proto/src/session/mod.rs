@@ -174,6 +174,9 @@ pub struct Session {
     /// A LOGIN, REGISTER or AUTH was handed on at this time and awaits its answer: the
     /// login deadline does not run meanwhile (the hash is the server's time).
     login_paused: Option<Millis>,
+    /// A LOGOUT revoke or DELETE-ACCOUNT awaits its answer: nothing after it is read
+    /// until it is known whether the session ends (a refused DELETE-ACCOUNT goes on).
+    ending: bool,
 }
 
 impl Session {
@@ -203,6 +206,7 @@ impl Session {
             throttled: None,
             login_deadline,
             login_paused: None,
+            ending: false,
         }
     }
 
@@ -226,7 +230,8 @@ impl Session {
     }
 
     /// Whether the session takes more input: false once it is closed, while a LOGIN,
-    /// REGISTER or AUTH awaits its answer, while `inflight` requests await their replies,
+    /// REGISTER or AUTH awaits its answer (or a LOGOUT revoke or DELETE-ACCOUNT, which
+    /// may end the session), while `inflight` requests await their replies,
     /// while those without a final reply carry `queue` bytes of chunk payload or more,
     /// while half of `queue` or more waits for the client to read it, and while the
     /// frame budget is spent (stop reading the socket then; TCP slows the client
@@ -236,6 +241,7 @@ impl Session {
             && !self.closing
             && self.throttled.is_none()
             && self.login_paused.is_none()
+            && !self.ending
             && (self.pending.len() as u64) < self.config.limits.inflight
             && (self.carried as u64) < self.config.limits.queue
             && (self.queued() as u64) < self.config.limits.queue / 2
@@ -377,9 +383,14 @@ impl Session {
         {
             p.after = After::LogIn(*user);
         }
-        if result.is_ok() && p.verb == Verb::Logout {
-            // LOGOUT revoke, which the application answered: the session ends.
-            p.after = After::Close(None);
+        if ends_session(p.verb) {
+            self.ending = false;
+            if result.is_ok() {
+                // LOGOUT revoke or DELETE-ACCOUNT, which the application answered: the
+                // session ends with its reply.
+                p.after = After::Close(None);
+                self.closing = true;
+            }
         }
         if let Err(failure) = &result
             && failure.code.is_fatal()
@@ -585,9 +596,11 @@ impl Session {
                 if is_login(verb) {
                     self.login_paused = Some(self.now);
                 }
-                if verb == Verb::Logout {
-                    // Nothing after a LOGOUT is read, as when the session answers it.
-                    self.closing = true;
+                if ends_session(verb) {
+                    // Nothing after a LOGOUT or DELETE-ACCOUNT is read while it awaits
+                    // its answer: if it ends the session, what came after it is not
+                    // served, as when the session answers a LOGOUT itself.
+                    self.ending = true;
                 }
                 // The application holds a chunk until it answers: count it as in flight.
                 let carried = match &command {
@@ -692,6 +705,12 @@ impl Session {
         self.held = 0;
         self.events.push_back(SessionEvent::Closed { reason });
     }
+}
+
+/// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
+/// (whose account is gone).
+fn ends_session(verb: Verb) -> bool {
+    matches!(verb, Verb::Logout | Verb::DeleteAccount)
 }
 
 /// Whether a request logs the session in when it succeeds: LOGIN, REGISTER and AUTH.

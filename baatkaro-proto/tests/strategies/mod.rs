@@ -420,6 +420,8 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
         text().prop_map(|label| Command::Token { label }).boxed(),
         Just(Command::Tokens).boxed(),
         any_u64().prop_map(|token| Command::Revoke { token }).boxed(),
+        (password(), password()).prop_map(|(old, new)| Command::Password { old, new }).boxed(),
+        password().prop_map(|password| Command::DeleteAccount { password }).boxed(),
     ];
     Union::new(arms).boxed()
 }

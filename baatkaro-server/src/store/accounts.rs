@@ -1,6 +1,8 @@
-//! The SQLite side of accounts' credentials: session tokens (SPEC.md 4.7). Kept
-//! apart from the rest of the engine in `sqlite.rs`, which calls in here for its
-//! schema step, its load and the writes that are these tables'.
+//! The SQLite side of accounts' credentials and life: session tokens (SPEC.md 4.7),
+//! password changes, deleted accounts' tombstones and operator locks (SPEC.md 4.8),
+//! and the offline operator's changes ([`Admin`]). Kept apart from the rest of the
+//! engine in `sqlite.rs`, which calls in here for its schema steps, its load and the
+//! writes that are these tables'.
 
 use baatkaro_proto::{Address, Text, UserName};
 use rusqlite::{Connection, Transaction, params};
@@ -20,6 +22,16 @@ pub(super) const MIGRATION_TOKENS: &str = "
 /// Undoes [`MIGRATION_TOKENS`], for tests that make an older database.
 pub(super) const UNDO_TOKENS: &str =
     "DROP TABLE tokens; DELETE FROM meta WHERE key = 'next_token_id';";
+
+/// Schema step: the names of deleted accounts, which stay taken, and the operator's
+/// lock on an account.
+pub(super) const MIGRATION_ACCOUNTS: &str = "
+    CREATE TABLE tombstones (name TEXT PRIMARY KEY, deleted INTEGER NOT NULL);
+    ALTER TABLE users ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;";
+
+/// Undoes [`MIGRATION_ACCOUNTS`], for tests that make an older database.
+pub(super) const UNDO_ACCOUNTS: &str =
+    "DROP TABLE tombstones; ALTER TABLE users DROP COLUMN locked;";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -61,6 +73,18 @@ pub(super) fn load(c: &Connection, snap: &mut Snapshot) -> Result<(), StoreError
     let next: i64 =
         c.query_row("SELECT value FROM meta WHERE key = 'next_token_id'", [], |r| r.get(0))?;
     snap.next_token_id = next as u64;
+    let names = |sql: &str| -> Result<Vec<UserName>, StoreError> {
+        let mut q = c.prepare(sql)?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name = row?;
+            out.push(name.parse().map_err(|_| corrupt(format!("user name {name:?}")))?);
+        }
+        Ok(out)
+    };
+    snap.tombstones = names("SELECT name FROM tombstones")?;
+    snap.locked = names("SELECT name FROM users WHERE locked != 0")?;
     Ok(())
 }
 
@@ -88,7 +112,50 @@ pub(super) fn commit(tx: &Transaction<'_>, w: &Write) -> Result<bool, StoreError
         Write::TokenGone { id } => {
             tx.prepare_cached("DELETE FROM tokens WHERE id = ?")?.execute([*id as i64])?;
         }
+        Write::Password { user, hash } => {
+            tx.prepare_cached("UPDATE users SET hash = ? WHERE name = ?")?
+                .execute(params![hash, user.as_str()])?;
+        }
+        Write::UserDeleted { user, time } => {
+            let name = user.as_str();
+            tx.prepare_cached("DELETE FROM users WHERE name = ?")?.execute([name])?;
+            tx.prepare_cached("DELETE FROM tokens WHERE user = ?")?.execute([name])?;
+            tx.prepare_cached("DELETE FROM contents WHERE user = ?")?.execute([name])?;
+            tx.prepare_cached("INSERT OR REPLACE INTO tombstones (name, deleted) VALUES (?, ?)")?
+                .execute(params![name, *time as i64])?;
+        }
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// The operator's offline changes to accounts, made on the database while no server
+/// holds the data directory (the store's lock shows none does): `baatkaro-server
+/// admin`. Each change is one transaction.
+pub struct Admin<'a> {
+    pub(super) conn: &'a mut Connection,
+}
+
+impl Admin<'_> {
+    /// Sets `user`'s password hash (a PHC string) and revokes all their session
+    /// tokens: a reset is for a password that is lost or known to others. False if
+    /// there is no such account.
+    pub fn reset_password(&mut self, user: UserName, hash: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed =
+            tx.execute("UPDATE users SET hash = ? WHERE name = ?", params![hash, user.as_str()])?;
+        tx.execute("DELETE FROM tokens WHERE user = ?", [user.as_str()])?;
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// Locks or unlocks `user`'s account: a locked account does not log in, with a
+    /// password or a token, until it is unlocked. False if there is no such account.
+    pub fn set_locked(&mut self, user: UserName, locked: bool) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE users SET locked = ? WHERE name = ?",
+            params![i64::from(locked), user.as_str()],
+        )?;
+        Ok(changed > 0)
+    }
 }

@@ -9,6 +9,8 @@
 
 mod accounts;
 mod group_log;
+
+pub use accounts::Admin;
 pub mod sqlite;
 pub mod writer;
 

@@ -62,6 +62,8 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE send_keys;",
     // 5: session tokens (store/accounts.rs).
     accounts::MIGRATION_TOKENS,
+    // 6: deleted accounts' names and operator locks (store/accounts.rs).
+    accounts::MIGRATION_ACCOUNTS,
 ];
 
 /// The schema version this build writes.
@@ -203,6 +205,7 @@ impl Sqlite {
                  SELECT user, key, conv, fingerprint, seq, time FROM sent_keys ORDER BY rowid;
              DROP TABLE sent_keys;",
             accounts::UNDO_TOKENS,
+            accounts::UNDO_ACCOUNTS,
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -211,6 +214,11 @@ impl Sqlite {
         }
         conn.pragma_update(None, "user_version", version)?;
         Ok(())
+    }
+
+    /// The operator's offline changes to accounts (`baatkaro-server admin`).
+    pub fn admin(&mut self) -> accounts::Admin<'_> {
+        accounts::Admin { conn: &mut self.conn }
     }
 
     /// The schema version of the open database.
@@ -539,7 +547,10 @@ impl Store for Sqlite {
                     let row = tx.last_insert_rowid();
                     newest_key = Some((newest_key.map_or(*time, |(t, _)| t.max(*time)), row));
                 }
-                Write::Token(_) | Write::TokenGone { .. } => {
+                Write::Token(_)
+                | Write::TokenGone { .. }
+                | Write::Password { .. }
+                | Write::UserDeleted { .. } => {
                     accounts::commit(&tx, w)?;
                 }
                 Write::KeysExpired { before } => {

@@ -22,13 +22,15 @@ use tokio::task::JoinHandle;
 /// How long any one wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A test configuration: cheap hashes, generous login budgets.
+/// A test configuration: cheap hashes, generous login budgets, and passwords of any
+/// length (the tests' are `pw-NAME`).
 pub fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir.to_path_buf());
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.hash_cost = HashCost::TEST_ONLY;
     c.logins_per_minute = 100_000;
     c.max_per_address = 10_000;
+    c.limits.password = 1;
     c
 }
 
