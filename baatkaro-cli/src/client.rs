@@ -43,8 +43,9 @@ const EVENT_QUEUE: usize = 4096;
 /// Why a request or the connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with an error.
-    #[error("{}{}", .0.code, .0.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default())]
+    /// The server answered with an error: its code, its note (which, for
+    /// `RATE_LIMITED`, names the limit) and, when it said, when to try again.
+    #[error("{}", failed_text(.0))]
     Failed(Failure),
     /// The connection is gone (the server closed it, or said why with BYE).
     #[error("connection closed{}", .0.as_ref().map(|f| format!(" by the server: {}", f.code)).unwrap_or_default())]
@@ -58,6 +59,33 @@ pub enum ClientError {
     /// Connecting or writing failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A failure as a person reads it: `CODE: note (try again in 2.5 s)`.
+fn failed_text(f: &Failure) -> String {
+    let mut text = f.code.to_string();
+    if let Some(note) = &f.note {
+        text.push_str(&format!(": {note}"));
+    }
+    if let Some(ms) = f.retry_after {
+        text.push_str(&format!(" (try again in {})", wait_text(ms)));
+    }
+    text
+}
+
+/// A wait in milliseconds, in words: `250 ms`, `2.5 s`, `3 min 5 s`.
+fn wait_text(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{}.{} s", ms / 1_000, ms % 1_000 / 100),
+        _ => {
+            let s = ms.div_ceil(1_000);
+            match s % 60 {
+                0 => format!("{} min", s / 60),
+                rest => format!("{} min {rest} s", s / 60),
+            }
+        }
+    }
 }
 
 impl ClientError {
@@ -199,7 +227,7 @@ impl Client {
         let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
         match client.ok(Command::Hello { versions, client: Some(software) }).await?.1 {
             OkReply::Hello { server, features, limits, .. } => {
-                client.info = ServerInfo { software: server, features, limits };
+                client.info = ServerInfo { software: server, features, limits: *limits };
             }
             other => return Err(ClientError::Protocol(format!("HELLO answered with {other:?}"))),
         }
@@ -490,5 +518,31 @@ impl KeyMaker {
         // Hex digits and one '-': always a valid key.
         IdemKey::new(&format!("{:016x}-{n}", self.prefix))
             .unwrap_or_else(|_| unreachable!("valid key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_says_which_and_when() {
+        let f = Failure {
+            retry_after: Some(2_500),
+            note: baatkaro_proto::Note::new("token logins from this address: over their budget")
+                .ok(),
+            ..Failure::new(ErrorCode::RateLimited)
+        };
+        assert_eq!(
+            ClientError::Failed(f).to_string(),
+            "RATE_LIMITED: token logins from this address: over their budget (try again in 2.5 s)"
+        );
+        assert_eq!(wait_text(250), "250 ms");
+        assert_eq!(wait_text(60_000), "1 min");
+        assert_eq!(wait_text(185_000), "3 min 5 s");
+        assert_eq!(
+            ClientError::Failed(Failure::new(ErrorCode::NotMember)).to_string(),
+            "NOT_MEMBER: acting or target user not a member of the group"
+        );
     }
 }

@@ -623,3 +623,22 @@ async fn passwd_and_delete_account() {
     assert!(b.fails("alice", &["register"]).await.contains("USER_EXISTS"));
     server.stop().await;
 }
+
+/// A RATE_LIMITED says which limit and when to try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_named_with_when_to_try_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.logins_per_minute = 1;
+    let (server, addr) = start_with(cfg, None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    let err = b.fails("alice", &["login"]).await;
+    assert!(
+        err.contains("RATE_LIMITED: password attempts from this address: over logins a minute (try again in 1 min)"),
+        "{err}"
+    );
+    // The saved token still logs in: token logins have their own budget.
+    b.ok("alice", &["groups"]).await;
+    server.stop().await;
+}

@@ -154,6 +154,23 @@ pub enum Write {
         /// The PHC string of the new password's hash.
         hash: String,
     },
+    /// An address logged in to an account (SPEC.md 11.5): it keeps a login budget
+    /// of its own there.
+    KnownAddress {
+        /// The account.
+        user: UserName,
+        /// The address.
+        address: Address,
+        /// When it last logged in.
+        time: Millis,
+    },
+    /// An address is no longer among the account's newest that logged in.
+    KnownAddressGone {
+        /// The account.
+        user: UserName,
+        /// The address.
+        address: Address,
+    },
     /// An account was deleted: it, its tokens and the content it held go, and its
     /// name stays taken for good (a tombstone).
     UserDeleted {
@@ -278,6 +295,8 @@ pub struct Snapshot {
     pub tombstones: Vec<UserName>,
     /// The accounts the operator locked.
     pub locked: Vec<UserName>,
+    /// The addresses that logged in to each account, with their last login.
+    pub known_addresses: Vec<(UserName, Address, Millis)>,
     /// The next token number to give out (numbers are never reused).
     pub next_token_id: TokenId,
 }

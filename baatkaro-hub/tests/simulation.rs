@@ -286,6 +286,11 @@ impl Sim {
 
     /// A new connection at the current time.
     fn connect(&mut self) -> usize {
+        self.connect_from(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A new connection from `peer` at the current time.
+    fn connect_from(&mut self, peer: std::net::IpAddr) -> usize {
         self.conns.push(Conn {
             session: Session::new(self.config.clone(), self.now),
             decoder: ServerFrameDecoder::new(PAYLOAD_CEILING),
@@ -296,7 +301,7 @@ impl Sim {
             closed: None,
         });
         let c = self.conns.len() - 1;
-        self.hub.handle_connected(c as ConnId, std::net::Ipv4Addr::LOCALHOST.into());
+        self.hub.handle_connected(c as ConnId, peer);
         c
     }
 
@@ -555,7 +560,7 @@ fn handshake_and_state_rules() {
     assert_eq!(*version, 1);
     assert_eq!(*server, sim.config.software);
     assert_eq!(*features, sim.config.features);
-    assert_eq!(*got, limits());
+    assert_eq!(**got, limits());
     assert_eq!(sim.conns[c].session.state(), SessionState::Authenticating);
 
     // A second HELLO; a group command before login; a failed LOGIN.
@@ -1750,4 +1755,92 @@ fn a_locked_account_does_not_log_in() {
     );
     assert_eq!(sim.conns[c].logged_in, None);
     sim.logged_in("alice");
+}
+
+// ---------------------------------------------------------------------------------
+// Login throttling per account (SPEC.md 11.5)
+// ---------------------------------------------------------------------------------
+
+fn from(last: u8) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(198, 51, 100, last).into()
+}
+
+/// Guesses at one account from many addresses are slowed after five failures, with
+/// a delay that grows and is said truthfully; they hash no password while slowed.
+/// An address that logged in to the account before keeps its own budget, and a token
+/// is never slowed by others' failures; a stranger with the right password waits
+/// like any other.
+#[test]
+fn guesses_from_many_addresses_are_slowed_but_not_the_owner() {
+    let mut sim = Sim::new(limits());
+    // alice logs in from 127.0.0.1 (known from now on) and makes a token.
+    let a = sim.logged_in("alice");
+    let (token, secret) = sim.mint(a, "laptop");
+    let hashes = sim.hashes;
+    let mut failed = 0;
+    let mut slowed = Vec::new();
+    for i in 0..40u8 {
+        let c = sim.connect_from(from(i % 20 + 1));
+        sim.send(c, &[req("h", hello(&[1])), req("g", login("alice", &format!("guess-{i}")))]);
+        let frames = sim.take_frames(c);
+        match &frames[1] {
+            ServerFrame::Err { failure, .. } if failure.code == ErrorCode::AuthFailed => {
+                failed += 1
+            }
+            ServerFrame::Err { failure, .. } if failure.code == ErrorCode::RateLimited => {
+                slowed.push(failure.retry_after.unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        sim.advance(sim.now + 100);
+    }
+    // Failures 1-5 are free; after them the next waits 1 s from the last, the one
+    // after 2 s, then 4 s: in 4 s of guessing, two more got through.
+    assert_eq!(failed, 7, "slowed: {slowed:?}");
+    assert_eq!(slowed.len(), 33);
+    assert_eq!(sim.hashes - hashes, 7, "no password is hashed while slowed");
+    assert_eq!(slowed[..2], [900, 800], "1 s after the fifth failure, less the time since");
+    assert_eq!(slowed[28], 3_900, "then 4 s after the seventh");
+    assert!(slowed.iter().all(|w| (1..=4_000).contains(w)), "{slowed:?}");
+    // The owner's address logs in at once with the password, and the token anywhere.
+    let owner = sim.connect();
+    sim.send(owner, &[req("h", hello(&[1])), req("l", login("alice", "pw-alice"))]);
+    assert_eq!(sim.take(owner)[1], "l OK LOGIN alice");
+    let away = sim.connect_from(from(99));
+    sim.send(away, &[req("h", hello(&[1])), req("t", auth("alice", token, secret))]);
+    assert_eq!(sim.take(away)[1], "t OK AUTH alice");
+    // A stranger with the right password waits like the guessers, and is told how
+    // long; once it logged in, its address has a budget of its own.
+    let stranger = sim.connect_from(from(200));
+    sim.send(stranger, &[req("h", hello(&[1])), req("l", login("alice", "pw-alice"))]);
+    let frames = sim.take_frames(stranger);
+    let ServerFrame::Err { failure, .. } = &frames[1] else { panic!("{frames:?}") };
+    assert_eq!(failure.code, ErrorCode::RateLimited);
+    let wait = failure.retry_after.unwrap();
+    assert!(failure.note.as_ref().unwrap().as_str().contains("this account"));
+    sim.advance(sim.now + wait);
+    sim.send(stranger, &[req("l2", login("alice", "pw-alice"))]);
+    assert_eq!(sim.take(stranger), ["l2 OK LOGIN alice"]);
+    // Another account is not slowed at all.
+    let bob = sim.connect_from(from(1));
+    sim.send(bob, &[req("h", hello(&[1])), req("l", login("bob", "pw-bob"))]);
+    assert_eq!(sim.take(bob)[1], "l OK LOGIN bob");
+}
+
+/// The same slowing for a name without an account: a refusal does not tell which
+/// names exist.
+#[test]
+fn names_without_an_account_are_slowed_alike() {
+    let mut sim = Sim::new(limits());
+    let mut codes = Vec::new();
+    for name in ["alice", "zed"] {
+        let c = sim.connect_from(from(7));
+        sim.send(c, &[req("h", hello(&[1]))]);
+        for i in 0..7 {
+            sim.send(c, &[req("g", login(name, &format!("guess-{i}")))]);
+        }
+        codes.push(sim.take(c)[1..].to_vec());
+    }
+    assert_eq!(codes[0], codes[1]);
+    assert_eq!(codes[0][5], "g ERR RATE_LIMITED");
 }

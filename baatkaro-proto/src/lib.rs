@@ -56,6 +56,7 @@ mod parse;
 mod reply;
 pub mod rules;
 pub mod session;
+pub mod throttle;
 pub mod transfer;
 pub mod types;
 mod wire;

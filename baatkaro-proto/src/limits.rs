@@ -132,4 +132,14 @@ limits! {
     /// Shortest password REGISTER and PASSWORD accept, in octets. 1: any, as with
     /// servers that do not list the key.
     password = "password", default = 8, absent = 1;
+    /// Password attempts (LOGIN, REGISTER, PASSWORD, DELETE-ACCOUNT) a minute from one
+    /// address, and as many at once; token logins have a budget of their own (SPEC.md
+    /// 4.7). 0: not said, as with servers that do not list the key (they may limit).
+    logins = "logins", default = 60, absent = 0;
+    /// Connections at once from one address; one more is told `BYE
+    /// TOO_MANY_CONNECTIONS`. 0: not said.
+    per_address = "per-address", default = 256, absent = 0;
+    /// Frames a second one connection may send before the server reads it more
+    /// slowly (twice as many at once); nothing is refused for it. 0: not said.
+    frames = "frames", default = 20_000, absent = 0;
 }

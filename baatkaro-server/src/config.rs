@@ -51,6 +51,18 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
         "session tokens per user; making one more lets go of the least recently used (at least 1)",
     ),
     ("password", "shortest password REGISTER and PASSWORD accept, in bytes (1 to 1024)"),
+    ("logins", "password attempts a minute from one address: set with --logins-per-minute"),
+    ("per-address", "connections at once from one address: set with --max-per-address"),
+    ("frames", "frames a second per connection: set with --frames-per-second"),
+];
+
+/// The HELLO keys whose values are settings of their own (the flag and file key
+/// named), not `--limit-KEY` or `[limits]`: they were settings before HELLO listed
+/// them.
+pub const SET_ELSEWHERE: &[(&str, &str)] = &[
+    ("logins", "logins_per_minute"),
+    ("per-address", "max_per_address"),
+    ("frames", "frames_per_second"),
 ];
 
 /// The cost of the Argon2id password hash.
@@ -118,6 +130,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// The limits the server advertises in HELLO and enforces: `limits`, with the
+    /// keys that are settings of their own ([`SET_ELSEWHERE`]) filled in from them.
+    pub fn advertised(&self) -> Limits {
+        Limits {
+            logins: self.logins_per_minute,
+            per_address: self.max_per_address as u64,
+            frames: self.frames_per_second,
+            ..self.limits.clone()
+        }
+    }
+
     /// The defaults, with data in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
@@ -187,7 +210,7 @@ impl Config {
         if l.chunk.saturating_add(LINE_MAX as u64) > l.queue / 2 {
             return bad("queue", "must be at least twice chunk plus 1024");
         }
-        for (key, value) in l.entries() {
+        for (key, value) in self.advertised().entries() {
             if value > LIMIT_VALUE_MAX {
                 return bad(key, "must be at most 99999999999999 (14 digits)");
             }
@@ -345,6 +368,9 @@ impl FileConfig {
             config.token_idle_secs = v;
         }
         for (key, value) in self.limits.unwrap_or_default() {
+            if let Some((_, setting)) = SET_ELSEWHERE.iter().find(|(k, _)| *k == key) {
+                return Err(ConfigError::Other(format!("limits.{key} is set by {setting}")));
+            }
             let value = value
                 .as_integer()
                 .and_then(|v| u64::try_from(v).ok())
@@ -365,6 +391,16 @@ mod tests {
     fn every_limit_has_help_in_wire_order() {
         let keys: Vec<&str> = LIMIT_HELP.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, Limits::KEYS);
+    }
+
+    /// SPEC.md Appendix B's defaults of the keys that are settings of their own are
+    /// the settings' defaults.
+    #[test]
+    fn the_advertised_defaults_are_the_limits_defaults() {
+        assert_eq!(Config::new(PathBuf::from("/tmp/x")).advertised(), Limits::default());
+        let f: FileConfig = toml::from_str("[limits]\nlogins = 5\n").unwrap();
+        let e = f.apply(&mut Config::new(PathBuf::from("/tmp/x"))).unwrap_err();
+        assert!(e.to_string().contains("logins_per_minute"), "{e}");
     }
 
     #[test]

@@ -53,6 +53,9 @@ fn cli() -> Command {
     cmd = cmd.subcommand(admin_cli());
     let defaults = Limits::default();
     for (key, help) in LIMIT_HELP {
+        if config::SET_ELSEWHERE.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         let default = defaults.get(key.as_bytes()).unwrap_or_default();
         cmd = cmd.arg(
             Arg::new(*key)
@@ -195,6 +198,9 @@ fn configure(m: &ArgMatches) -> Result<Config, String> {
         cfg.hash_cost = HashCost::TEST_ONLY;
     }
     for (key, _) in LIMIT_HELP {
+        if config::SET_ELSEWHERE.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         if let Some(v) = m.get_one::<u64>(key) {
             cfg.limits.set(key.as_bytes(), *v);
         }

@@ -88,7 +88,7 @@ impl Server {
         let (hub_tx, inbox) = mpsc::channel(4096);
         let disk = Arc::new(disk);
         let core = HubConfig {
-            limits: cfg.limits.clone(),
+            limits: cfg.advertised(),
             registration_open: cfg.registration_open,
             max_accounts: cfg.max_accounts,
             logins_per_minute: cfg.logins_per_minute,
@@ -113,7 +113,7 @@ impl Server {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
             features: features(),
-            limits: cfg.limits.clone(),
+            limits: cfg.advertised(),
             frames: FrameBudget {
                 rate: cfg.frames_per_second,
                 burst: cfg.frames_per_second.saturating_mul(2),

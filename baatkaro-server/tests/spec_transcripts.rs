@@ -357,8 +357,11 @@ async fn run(t: &Transcript) {
         cfg.limits.history = 10;
     }
     if matches!(t.section.as_str(), "4.2" | "4.8") {
-        // The HELLO shown, and the password too short, are the default limit's.
-        cfg.limits.password = baatkaro_proto::Limits::default().password;
+        // The HELLO shown, and the password too short, are the defaults'.
+        let defaults = baatkaro_server::config::Config::new(dir.path().to_path_buf());
+        cfg.limits.password = defaults.limits.password;
+        cfg.logins_per_minute = defaults.logins_per_minute;
+        cfg.max_per_address = defaults.max_per_address;
     }
     let server = TestServer::start(cfg).await;
     let mut stage = stage(&t.section, &first_client_line, server.addr).await;

@@ -9,9 +9,10 @@ use baatkaro_proto::delivery::RateBudget;
 use baatkaro_proto::group::Op;
 use baatkaro_proto::rules;
 use baatkaro_proto::session::RequestId;
+use baatkaro_proto::throttle::AccountGuard;
 use baatkaro_proto::{
-    DoneVerb, ErrorCode, Event, Failure, GroupName, Millis, OkReply, Password, Presence, Role,
-    TokenId, UserName,
+    Address, DoneVerb, ErrorCode, Event, Failure, GroupName, Millis, Note, OkReply, Password,
+    Presence, Role, TokenId, UserName,
 };
 
 use super::groups::Req;
@@ -22,6 +23,9 @@ use crate::store::Write;
 /// Most source addresses whose LOGIN and REGISTER attempts are counted at once (and,
 /// apart, whose token logins are).
 const MAX_ADDRESSES: usize = 65_536;
+
+/// Most names without an account whose login throttles are kept at once.
+pub(super) const MAX_GHOSTS: usize = 65_536;
 
 /// Which of an address's budgets an attempt takes from.
 #[derive(Clone, Copy, Debug)]
@@ -74,9 +78,77 @@ impl Hub {
             budget.try_take_per(now, count, period, burst).err()
         });
         let Some(wait) = wait else { return true };
-        let failure = Failure { retry_after: Some(wait), ..Failure::new(ErrorCode::RateLimited) };
-        self.reply(conn, id, Err(failure));
+        // The note says which limit, for the client to tell its user.
+        let note = match which {
+            Attempts::Password => "password attempts from this address: over logins a minute",
+            Attempts::Token => "token logins from this address: over their budget",
+        };
+        self.reply(conn, id, Err(rate_limited(wait, note)));
         false
+    }
+
+    /// The login throttle of `user`'s account, or of a name without one (kept among
+    /// at most [`MAX_GHOSTS`], so that a refusal says nothing of whether the account
+    /// exists).
+    fn guard(&mut self, user: UserName, now: Millis) -> &mut AccountGuard {
+        if self.users.contains_key(&user) {
+            // Looked up again: the borrow checker cannot see that the arms differ.
+            return match self.users.get_mut(&user) {
+                Some(u) => &mut u.guard,
+                None => unreachable!("checked above"),
+            };
+        }
+        if self.ghosts.len() >= MAX_GHOSTS && !self.ghosts.contains_key(&user) {
+            self.ghosts.retain(|_, g| !g.is_idle(now));
+            if self.ghosts.len() >= MAX_GHOSTS
+                && let Some(any) = self.ghosts.keys().next().copied()
+            {
+                // Full of live ones: one goes, so that the table never grows.
+                self.ghosts.remove(&any);
+            }
+        }
+        self.ghosts.entry(user).or_default()
+    }
+
+    /// Whether a password attempt on `user` from the connection's address may be
+    /// checked now ([`AccountGuard::check`]); if not, answers RATE_LIMITED with the
+    /// time until it may.
+    fn guard_allows(&mut self, (conn, id): Req, user: UserName, now: Millis) -> bool {
+        let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) else {
+            return false;
+        };
+        match self.guard(user, now).check(address, now) {
+            Ok(()) => true,
+            Err(wait) => {
+                let note = "failed passwords for this account: attempts from here are slowed";
+                self.reply(conn, id, Err(rate_limited(wait, note)));
+                false
+            }
+        }
+    }
+
+    /// A password attempt on `user` from the connection's address failed.
+    fn guard_failed(&mut self, conn: ConnId, user: UserName, now: Millis) {
+        if let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) {
+            self.guard(user, now).failed(address, now);
+        }
+    }
+
+    /// `user` logged in from the connection's address (a password, a token, a new
+    /// account): the address keeps a budget of its own for the account from now on,
+    /// written down so that a restart keeps it.
+    pub(super) fn guard_succeeded(&mut self, conn: ConnId, user: UserName, now: Millis) {
+        let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) else {
+            return;
+        };
+        let Some(u) = self.users.get_mut(&user) else { return };
+        let (record, pushed) = u.guard.succeeded(address, now);
+        if record {
+            self.write(Write::KnownAddress { user, address, time: now });
+        }
+        if let Some(address) = pushed {
+            self.write(Write::KnownAddressGone { user, address });
+        }
     }
 
     pub(super) fn register(
@@ -119,18 +191,23 @@ impl Hub {
         if !self.attempt(conn, id, now) {
             return;
         }
-        self.check_password((conn, id), user, password, HashPurpose::Login);
+        self.check_password((conn, id), user, password, HashPurpose::Login, now);
     }
 
     /// Asks for `password` to be checked against `user`'s (against a decoy for a name
-    /// without an account, so that the time says nothing).
+    /// without an account, so that the time says nothing), if the account's login
+    /// throttle lets an attempt from this address through now.
     fn check_password(
         &mut self,
         req: Req,
         user: UserName,
         password: Password,
         purpose: HashPurpose,
+        now: Millis,
     ) {
+        if !self.guard_allows(req, user, now) {
+            return;
+        }
         let stored = self.users.get(&user).map(|u| u.hash.clone());
         let job = HashJob { req, user, kind: HashKind::Verify { password, stored }, purpose };
         self.outputs.push_back(Output::Hash(job));
@@ -147,6 +224,11 @@ impl Hub {
         if rec.revoked {
             // Its password changed, or its account went, while this was hashed.
             return self.refuse_revoked(conn, id);
+        }
+        match &outcome {
+            HashOutcome::Checked(false) => self.guard_failed(conn, user, now),
+            HashOutcome::Checked(true) => self.guard_succeeded(conn, user, now),
+            HashOutcome::Hashed(_) => {}
         }
         match (purpose, outcome) {
             (_, HashOutcome::Checked(false)) => {
@@ -172,6 +254,9 @@ impl Hub {
                 self.write(Write::User { name: user, hash: hash.clone(), created: now });
                 let burst = self.cfg.limits.burst;
                 self.users.insert(user, User::new(Arc::from(hash), burst, now));
+                // A name without an account had a throttle of its own: now it has one.
+                self.ghosts.remove(&user);
+                self.guard_succeeded(conn, user, now);
                 if self.attach(conn, id, user) {
                     self.reply(conn, id, Ok(OkReply::Register { user }));
                 }
@@ -216,7 +301,7 @@ impl Hub {
         if !self.attempt(conn, id, now) {
             return;
         }
-        self.check_password((conn, id), user, old, HashPurpose::CheckOld { new });
+        self.check_password((conn, id), user, old, HashPurpose::CheckOld { new }, now);
     }
 
     /// PASSWORD, once the new password is hashed: it replaces the old, every other
@@ -250,7 +335,7 @@ impl Hub {
         if !self.attempt(conn, id, now) {
             return;
         }
-        self.check_password((conn, id), user, password, HashPurpose::DeleteAccount);
+        self.check_password((conn, id), user, password, HashPurpose::DeleteAccount, now);
     }
 
     /// Deletes `user`'s account (SPEC.md 4.8), whose session `conn` asked: its other
@@ -379,5 +464,15 @@ impl Hub {
     /// Whether `user` has a session now.
     pub(super) fn is_online(&self, user: &UserName) -> bool {
         self.users.get(user).is_some_and(|u| !u.sessions.is_empty())
+    }
+}
+
+/// A RATE_LIMITED refusal with the time until the limit lets the next attempt through
+/// and a note that names the limit.
+fn rate_limited(wait: Millis, note: &str) -> Failure {
+    Failure {
+        retry_after: Some(wait),
+        note: Note::new(note).ok(),
+        ..Failure::new(ErrorCode::RateLimited)
     }
 }

@@ -40,6 +40,7 @@ use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
 use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
+use baatkaro_proto::throttle::AccountGuard;
 use baatkaro_proto::{
     Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
     ServerFrame, TokenId, UserName,
@@ -147,6 +148,8 @@ struct User {
     tokens: Vec<tokens::Token>,
     /// The operator locked the account: it does not log in.
     locked: bool,
+    /// The login throttle of the account (SPEC.md 11.5).
+    guard: AccountGuard,
 }
 
 impl User {
@@ -161,6 +164,7 @@ impl User {
             budget: RateBudget::new(burst, now),
             tokens: Vec::new(),
             locked: false,
+            guard: AccountGuard::default(),
         }
     }
 }
@@ -240,6 +244,9 @@ pub struct Hub {
     users: HashMap<UserName, User>,
     /// The names of deleted accounts: taken for good.
     tombstones: HashSet<UserName>,
+    /// The login throttles of names without an account, so that a refusal looks
+    /// the same for any name (at most [`accounts::MAX_GHOSTS`]).
+    ghosts: HashMap<UserName, AccountGuard>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
     conns: ConnMap<ConnRec>,
@@ -317,6 +324,7 @@ impl Hub {
             cfg,
             users: HashMap::new(),
             tombstones: HashSet::new(),
+            ghosts: HashMap::new(),
             groups: HashMap::new(),
             direct: HashMap::new(),
             conns: ConnMap::default(),
@@ -365,6 +373,15 @@ impl Hub {
             }
         }
         self.tombstones = snap.tombstones.into_iter().collect();
+        let mut known: HashMap<UserName, Vec<_>> = HashMap::new();
+        for (user, address, since) in snap.known_addresses {
+            known.entry(user).or_default().push((address, since));
+        }
+        for (user, list) in known {
+            if let Some(u) = self.users.get_mut(&user) {
+                u.guard = AccountGuard::with_known(list);
+            }
+        }
         self.next_token_id = snap.next_token_id.max(1);
         for record in snap.tokens {
             self.next_token_id = self.next_token_id.max(record.id.saturating_add(1));
@@ -888,6 +905,7 @@ impl Hub {
         // An address silent for ten minutes has a full budget again: forget it.
         self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
         self.token_attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
+        self.ghosts.retain(|_, guard| !guard.is_idle(now));
         self.expire_tokens(now);
         self.expire_uploads(now);
         let window = self.cfg.limits.keys.saturating_mul(1000);

@@ -121,6 +121,7 @@ impl Hub {
         if let Some(rec) = self.conns.get_mut(&conn) {
             rec.token = Some(token);
         }
+        self.guard_succeeded(conn, user, now);
         let mut write = None;
         if let Some(t) =
             self.users.get_mut(&user).and_then(|u| u.tokens.iter_mut().find(|t| t.id == token))

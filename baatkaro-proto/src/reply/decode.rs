@@ -224,7 +224,7 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
             None => return Err(PError::syntax("HELLO reply must list every limit exactly once")),
         }
     }
-    Ok(OkReply::Hello { version, server, features, limits })
+    Ok(OkReply::Hello { version, server, features, limits: Box::new(limits) })
 }
 
 /// `offer-status = "need" / "done" SP seq`

@@ -126,8 +126,9 @@ pub enum OkReply {
         server: Software,
         /// Optional features on offer.
         features: Features,
-        /// Every limit and quota.
-        limits: Limits,
+        /// Every limit and quota (boxed: the list is long, and a reply is moved often,
+        /// this one once per connection).
+        limits: Box<Limits>,
     },
     /// `REGISTER user-name`: the account exists and the session is logged in.
     Register {

@@ -561,7 +561,7 @@ impl Session {
                         version: crate::PROTOCOL_VERSION,
                         server: self.config.software,
                         features: self.config.features.clone(),
-                        limits: self.config.limits.clone(),
+                        limits: Box::new(self.config.limits.clone()),
                     };
                     self.answer_now(tag, verb, Ok(reply), After::Nothing);
                 } else {

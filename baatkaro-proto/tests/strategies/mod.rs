@@ -442,7 +442,7 @@ pub(crate) fn ok_reply() -> BoxedStrategy<OkReply> {
                 version,
                 server,
                 features,
-                limits,
+                limits: Box::new(limits),
             })
             .boxed(),
         user_name().prop_map(|user| OkReply::Register { user }).boxed(),
@@ -491,7 +491,7 @@ pub(crate) fn hello_frame(min_features: usize) -> BoxedStrategy<ServerFrame> {
     (tag(), version(), software(), features, limits())
         .prop_map(|(tag, version, server, features, limits)| ServerFrame::Ok {
             tag,
-            reply: OkReply::Hello { version, server, features, limits },
+            reply: OkReply::Hello { version, server, features, limits: Box::new(limits) },
         })
         .boxed()
 }

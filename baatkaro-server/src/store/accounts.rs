@@ -33,6 +33,16 @@ pub(super) const MIGRATION_ACCOUNTS: &str = "
 pub(super) const UNDO_ACCOUNTS: &str =
     "DROP TABLE tombstones; ALTER TABLE users DROP COLUMN locked;";
 
+/// Schema step: the addresses that logged in to each account (its newest 16, as the
+/// login throttle keeps them), so that they keep their own budget across a restart.
+pub(super) const MIGRATION_KNOWN_ADDRESSES: &str = "
+    CREATE TABLE login_addresses (
+        user TEXT NOT NULL, address TEXT NOT NULL, last INTEGER NOT NULL,
+        PRIMARY KEY (user, address)) WITHOUT ROWID;";
+
+/// Undoes [`MIGRATION_KNOWN_ADDRESSES`], for tests that make an older database.
+pub(super) const UNDO_KNOWN_ADDRESSES: &str = "DROP TABLE login_addresses;";
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -85,6 +95,17 @@ pub(super) fn load(c: &Connection, snap: &mut Snapshot) -> Result<(), StoreError
     };
     snap.tombstones = names("SELECT name FROM tombstones")?;
     snap.locked = names("SELECT name FROM users WHERE locked != 0")?;
+    let mut q = c.prepare("SELECT user, address, last FROM login_addresses")?;
+    let rows = q.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (user, address, last) = row?;
+        let user = user.parse::<UserName>().map_err(|_| corrupt(format!("user name {user:?}")))?;
+        let address =
+            address.parse::<Address>().map_err(|_| corrupt(format!("address {address:?}")))?;
+        snap.known_addresses.push((user, address, last as u64));
+    }
     Ok(())
 }
 
@@ -116,10 +137,21 @@ pub(super) fn commit(tx: &Transaction<'_>, w: &Write) -> Result<bool, StoreError
             tx.prepare_cached("UPDATE users SET hash = ? WHERE name = ?")?
                 .execute(params![hash, user.as_str()])?;
         }
+        Write::KnownAddress { user, address, time } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO login_addresses (user, address, last) VALUES (?, ?, ?)",
+            )?
+            .execute(params![user.as_str(), address.as_str(), *time as i64])?;
+        }
+        Write::KnownAddressGone { user, address } => {
+            tx.prepare_cached("DELETE FROM login_addresses WHERE user = ? AND address = ?")?
+                .execute(params![user.as_str(), address.as_str()])?;
+        }
         Write::UserDeleted { user, time } => {
             let name = user.as_str();
             tx.prepare_cached("DELETE FROM users WHERE name = ?")?.execute([name])?;
             tx.prepare_cached("DELETE FROM tokens WHERE user = ?")?.execute([name])?;
+            tx.prepare_cached("DELETE FROM login_addresses WHERE user = ?")?.execute([name])?;
             tx.prepare_cached("DELETE FROM contents WHERE user = ?")?.execute([name])?;
             tx.prepare_cached("INSERT OR REPLACE INTO tombstones (name, deleted) VALUES (?, ?)")?
                 .execute(params![name, *time as i64])?;

@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
     accounts::MIGRATION_TOKENS,
     // 6: deleted accounts' names and operator locks (store/accounts.rs).
     accounts::MIGRATION_ACCOUNTS,
+    // 7: the addresses that logged in to each account (store/accounts.rs).
+    accounts::MIGRATION_KNOWN_ADDRESSES,
 ];
 
 /// The schema version this build writes.
@@ -206,6 +208,7 @@ impl Sqlite {
              DROP TABLE sent_keys;",
             accounts::UNDO_TOKENS,
             accounts::UNDO_ACCOUNTS,
+            accounts::UNDO_KNOWN_ADDRESSES,
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -550,6 +553,8 @@ impl Store for Sqlite {
                 Write::Token(_)
                 | Write::TokenGone { .. }
                 | Write::Password { .. }
+                | Write::KnownAddress { .. }
+                | Write::KnownAddressGone { .. }
                 | Write::UserDeleted { .. } => {
                     accounts::commit(&tx, w)?;
                 }

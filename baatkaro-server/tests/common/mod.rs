@@ -107,6 +107,21 @@ impl Client {
         }
     }
 
+    /// Connects from the local address `from` (any of 127.0.0.0/8 is loopback on
+    /// Linux) without saying anything: how a test shows the server many addresses.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client {
+            stream,
+            decoder: ServerFrameDecoder::new(1 << 24),
+            events: VecDeque::new(),
+            next_tag: 1,
+            name: format!("from {from}"),
+        }
+    }
+
     /// Connects, says HELLO and registers `name` with password `pw-NAME`.
     pub async fn register(addr: SocketAddr, name: &str) -> Client {
         let mut c = Client::connect(addr).await;
