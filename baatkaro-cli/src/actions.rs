@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use baatkaro_cli::transfer::{IfExists, SharedFile, UploadProgress, name_for};
 use baatkaro_proto::{
     Command, Conversation, FileId, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
-    OfferName, OkReply, Seq, Text, UserName,
+    OfferName, OkReply, Seq, Text, TokenId, UserName,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,6 +42,8 @@ pub(crate) enum Action {
     Upload { to: Conversation, path: PathBuf, name: Option<OfferName> },
     Files { conv: Conversation },
     Download { file: FileId, output: Option<PathBuf>, if_exists: IfExists },
+    Tokens,
+    Revoke { token: TokenId },
 }
 
 /// Where results go: plain lines, or one JSON object per line.
@@ -107,6 +109,8 @@ impl Action {
             A::Conversations => Command::Conversations,
             A::Members { group } => Command::Members { group },
             A::Online { group } => Command::Online { group },
+            A::Tokens => Command::Tokens,
+            A::Revoke { token } => Command::Revoke { token },
             A::Send { .. }
             | A::History { .. }
             | A::Upload { .. }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use baatkaro_cli::{Client, ClientError, ClientEvent, show};
 use baatkaro_proto::{
-    Conversation, Event, GroupName, Item, Membership, Password, Seq, StoredEvent, UserName,
+    Conversation, ErrorCode, Event, GroupName, Item, Membership, Seq, StoredEvent, UserName,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -23,13 +23,7 @@ use crate::complete::{self, Names};
 use crate::editor::{Above, Editor, Input};
 use crate::slash::{self, Typed};
 
-/// How to log in again after the connection drops.
-pub(crate) struct Login {
-    pub(crate) server: String,
-    pub(crate) options: baatkaro_cli::ConnectOptions,
-    pub(crate) user: UserName,
-    pub(crate) password: Password,
-}
+use crate::login::Login;
 
 /// Where lines go: above the prompt, or plainly to standard output.
 enum Out {
@@ -101,7 +95,7 @@ impl Chat {
                 Item::Online { user } => self.learn(&[], &[*user]),
                 Item::Stored(e) => self.learn_stored(e),
                 Item::Conversation { conv, .. } => self.learn_conv(*conv),
-                Item::Have { .. } | Item::Chunk { .. } => {}
+                Item::Have { .. } | Item::Chunk { .. } | Item::Token { .. } => {}
             }
         }
     }
@@ -241,7 +235,7 @@ impl Chat {
                     Some(l) => if !self.typed(&l).await { return false },
                 },
             }
-            match connect(&self.login).await {
+            match connect(&mut self.login).await {
                 Ok(client) => {
                     let mut seen = self.seen.clone();
                     match client.catch_up(&mut seen).await {
@@ -260,6 +254,11 @@ impl Chat {
                         Err(e) => self.out.line(&format!("catching up failed: {e}")),
                     }
                 }
+                Err(Fail::Usage(e)) => {
+                    // Nothing to retry: it needs the user.
+                    self.out.line(&format!("cannot log in again: {e}"));
+                    return false;
+                }
                 Err(e) => self.out.line(&format!("reconnect failed: {e}")),
             }
             wait = (wait * 2).min(Duration::from_secs(60));
@@ -267,10 +266,16 @@ impl Chat {
     }
 }
 
-async fn connect(login: &Login) -> Result<Client, ClientError> {
-    let mut client = Client::connect_with(login.server.as_str(), &login.options).await?;
-    client.login(login.user, login.password.clone()).await?;
-    Ok(client)
+/// Logs in again: with the saved token, or the password if the session began with
+/// it (a chat that logged in with a token it can no longer use says so).
+async fn connect(login: &mut Login) -> Result<Client, Fail> {
+    login
+        .connect(&mut || {
+            Err(Fail::Usage(
+                "the saved session token was refused; run `baatkaro login` to log in again".into(),
+            ))
+        })
+        .await
 }
 
 /// Runs a chat until the user quits or the input ends.
@@ -356,7 +361,16 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                         }
                     }
                 }
-                None => chat.client = None,
+                None => {
+                    // Revoked credentials are not a dropped connection: logging in
+                    // again would undo the revocation.
+                    let bye = client.closed().flatten();
+                    if bye.as_ref().is_some_and(|f| f.code == ErrorCode::Revoked) {
+                        chat.out.line("this session was revoked (its token, or the password changed)");
+                        break;
+                    }
+                    chat.client = None;
+                }
             },
         }
     }

@@ -30,7 +30,7 @@ use baatkaro_proto::transport::{Address, AddressError, Host, plaintext_allowed};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Features, HistoryRange, IdemKey,
     Item, Limits, Millis, OkReply, Password, Request, Seq, ServerFrame, ServerFrameDecoder,
-    Software, StoredEvent, Tag, Text, UserName, ValidationError, Versions,
+    Software, StoredEvent, Tag, Text, TokenId, TokenSecret, UserName, ValidationError, Versions,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
@@ -52,8 +52,9 @@ const EVENT_QUEUE: usize = 4096;
 /// Why a request or the connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with an error.
-    #[error("{}{}", .0.code, .0.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default())]
+    /// The server answered with an error: its code, its note (which, for
+    /// `RATE_LIMITED`, names the limit) and, when it said, when to try again.
+    #[error("{}", failed_text(.0))]
     Failed(Failure),
     /// The connection is gone (the server closed it, or said why with BYE).
     #[error("connection closed{}", .0.as_ref().map(|f| format!(" by the server: {}", f.code)).unwrap_or_default())]
@@ -83,6 +84,33 @@ pub enum ClientError {
     /// held of it).
     #[error("cancelled")]
     Cancelled,
+}
+
+/// A failure as a person reads it: `CODE: note (try again in 2.5 s)`.
+fn failed_text(f: &Failure) -> String {
+    let mut text = f.code.to_string();
+    if let Some(note) = &f.note {
+        text.push_str(&format!(": {note}"));
+    }
+    if let Some(ms) = f.retry_after {
+        text.push_str(&format!(" (try again in {})", wait_text(ms)));
+    }
+    text
+}
+
+/// A wait in milliseconds, in words: `250 ms`, `2.5 s`, `3 min 5 s`.
+fn wait_text(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{}.{} s", ms / 1_000, ms % 1_000 / 100),
+        _ => {
+            let s = ms.div_ceil(1_000);
+            match s % 60 {
+                0 => format!("{} min", s / 60),
+                rest => format!("{} min {rest} s", s / 60),
+            }
+        }
+    }
 }
 
 impl ClientError {
@@ -267,7 +295,7 @@ impl Client {
         let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
         match client.ok(Command::Hello { versions, client: Some(software) }).await?.1 {
             OkReply::Hello { server, features, limits, .. } => {
-                client.info = ServerInfo { software: server, features, limits };
+                client.info = ServerInfo { software: server, features, limits: *limits };
             }
             other => return Err(ClientError::Protocol(format!("HELLO answered with {other:?}"))),
         }
@@ -320,6 +348,49 @@ impl Client {
         self.ok(Command::Register { user, password }).await?;
         self.user = Some(user);
         Ok(())
+    }
+
+    /// Logs in with a session token (the `tokens` feature, SPEC.md 4.7): no password
+    /// is sent, and none is hashed.
+    pub async fn auth(
+        &mut self,
+        user: UserName,
+        token: TokenId,
+        secret: TokenSecret,
+    ) -> Result<(), ClientError> {
+        self.ok(Command::Auth { user, token, secret }).await?;
+        self.user = Some(user);
+        Ok(())
+    }
+
+    /// Makes a session token for the logged-in account, labelled with the device
+    /// that will keep it: its number and its secret (shown this once).
+    pub async fn make_token(&self, label: Text) -> Result<(TokenId, TokenSecret), ClientError> {
+        match self.ok(Command::Token { label }).await?.1 {
+            OkReply::Token { token, secret } => Ok((token, secret)),
+            other => Err(ClientError::Protocol(format!("TOKEN answered with {other:?}"))),
+        }
+    }
+
+    /// Revokes one of the account's session tokens; the sessions it logged in end.
+    pub async fn revoke(&self, token: TokenId) -> Result<(), ClientError> {
+        self.ok(Command::Revoke { token }).await.map(|_| ())
+    }
+
+    /// Ends the session; with `revoke`, the token it logged in with is revoked too.
+    pub async fn logout(&self, revoke: bool) -> Result<(), ClientError> {
+        self.ok(Command::Logout { revoke }).await.map(|_| ())
+    }
+
+    /// Changes the account's password (the `account` feature): every other session
+    /// ends, and every token but the one this session logged in with is revoked.
+    pub async fn change_password(&self, old: Password, new: Password) -> Result<(), ClientError> {
+        self.ok(Command::Password { old, new }).await.map(|_| ())
+    }
+
+    /// Deletes the account for good (the `account` feature); the connection closes.
+    pub async fn delete_account(&self, password: Password) -> Result<(), ClientError> {
+        self.ok(Command::DeleteAccount { password }).await.map(|_| ())
     }
 
     /// Sends a request and waits for its items and final reply.
@@ -535,5 +606,31 @@ impl KeyMaker {
         // Hex digits and one '-': always a valid key.
         IdemKey::new(&format!("{:016x}-{n}", self.prefix))
             .unwrap_or_else(|_| unreachable!("valid key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_says_which_and_when() {
+        let f = Failure {
+            retry_after: Some(2_500),
+            note: baatkaro_proto::Note::new("token logins from this address: over their budget")
+                .ok(),
+            ..Failure::new(ErrorCode::RateLimited)
+        };
+        assert_eq!(
+            ClientError::Failed(f).to_string(),
+            "RATE_LIMITED: token logins from this address: over their budget (try again in 2.5 s)"
+        );
+        assert_eq!(wait_text(250), "250 ms");
+        assert_eq!(wait_text(60_000), "1 min");
+        assert_eq!(wait_text(185_000), "3 min 5 s");
+        assert_eq!(
+            ClientError::Failed(Failure::new(ErrorCode::NotMember)).to_string(),
+            "NOT_MEMBER: acting or target user not a member of the group"
+        );
     }
 }

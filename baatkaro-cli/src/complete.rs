@@ -189,7 +189,7 @@ mod tests {
     fn every_usage_word_is_understood() {
         // A new usage word that reads as free text by mistake would silently
         // complete nothing; these are all the words that mean free text.
-        let free = ["TEXT", "REASON", "SINCE", "PATH", "FILE_ID"];
+        let free = ["TEXT", "REASON", "SINCE", "PATH", "FILE_ID", "TOKEN"];
         for c in COMMANDS {
             for word in c.usage.split_whitespace() {
                 let inner = word.trim_start_matches('[').trim_end_matches(']');

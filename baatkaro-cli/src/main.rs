@@ -9,12 +9,13 @@ mod chat;
 mod complete;
 mod editor;
 mod line;
+mod login;
 mod slash;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baatkaro_cli::{Client, ClientError, ConnectOptions, IfExists, TlsInfo, Trust};
+use baatkaro_cli::{Client, ClientError, ConnectOptions, IfExists};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{
     Conversation, FileId, GroupName, JoinRule, OfferName, Password, Seq, Text, UserName,
@@ -72,8 +73,30 @@ enum Sub {
     },
     /// Create an account (and remember the user name for later commands).
     Register,
-    /// Check the password (and remember the user name for later commands).
+    /// Check the password, save a new session token for this device, and remember
+    /// the user name for later commands.
     Login,
+    /// End this device's session: revoke its saved token and forget it.
+    Logout,
+    /// Your session tokens: number, device, last use and address, expiry.
+    Tokens,
+    /// Revoke a session token (see `tokens`): the sessions it logged in end.
+    Revoke { token: baatkaro_proto::TokenId },
+    /// Change your password (the new one from --new-password-file,
+    /// BAATKARO_NEW_PASSWORD, or a prompt): your other sessions end and every token
+    /// but this device's is revoked.
+    Passwd {
+        /// Read the new password from this file's first line.
+        #[arg(long, value_name = "PATH")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Delete your account for good: you leave every group, a group you own passes
+    /// to its first admin (or member), and your name is never given to anyone else.
+    DeleteAccount {
+        /// Yes, delete it.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Create a group and own it.
     Create {
         group: GroupName,
@@ -255,6 +278,20 @@ impl Settings {
         }
     }
 
+    /// Where the session token for `user` on `server` is kept.
+    fn token_file(&self, server: &str, user: UserName) -> login::TokenFile {
+        login::TokenFile::new(self.dir.as_deref(), server, user)
+    }
+
+    /// Forgets `user` as the one to log in as, if it is.
+    fn forget_user(&self, user: UserName) {
+        if self.last_user() == Some(user)
+            && let Some(dir) = &self.dir
+        {
+            let _ = std::fs::remove_file(dir.join("user"));
+        }
+    }
+
     fn remember_user(&self, user: UserName) {
         // Best effort: a client that cannot save its settings still works.
         if let Some(dir) = &self.dir
@@ -284,37 +321,60 @@ fn password(cli: &Cli, user: UserName) -> Result<Password, Fail> {
     Password::new(&raw).map_err(|e| Fail::Usage(format!("password: {e}")))
 }
 
-/// Connects and logs in (or registers); also returns the password, for a chat
-/// that logs in again after a reconnect.
-async fn session(
-    cli: &Cli,
-    settings: &Settings,
-    register: bool,
-) -> Result<(Client, Password), Fail> {
-    let user = cli.login_user.or_else(|| settings.last_user()).ok_or_else(|| {
+/// The new password for `passwd`: from `file`, `BAATKARO_NEW_PASSWORD`, or a prompt
+/// (asked twice).
+fn new_password(file: Option<&std::path::Path>, user: UserName) -> Result<Password, Fail> {
+    let raw = if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else if let Ok(p) = std::env::var("BAATKARO_NEW_PASSWORD") {
+        p
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("new password for {user}: "))
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+        let again = rpassword::prompt_password("the same again: ")
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+        if first != again {
+            return Err(Fail::Usage("the two new passwords differ".into()));
+        }
+        first
+    } else {
+        return Err(Fail::Usage(
+            "no new password: set BAATKARO_NEW_PASSWORD or give --new-password-file".into(),
+        ));
+    };
+    Password::new(&raw).map_err(|e| Fail::Usage(format!("new password: {e}")))
+}
+
+/// Who to log in as: `--user`, or the user of the last `login` or `register`.
+fn who(cli: &Cli, settings: &Settings) -> Result<UserName, Fail> {
+    cli.login_user.or_else(|| settings.last_user()).ok_or_else(|| {
         Fail::Usage(
             "who are you? give --user NAME (or run `baatkaro login --user NAME` once)".into(),
         )
-    })?;
-    let options = settings.connect_options(cli);
-    let mut client = Client::connect_with(cli.server.as_str(), &options).await?;
-    if let Some(TlsInfo { fingerprint, trust: Trust::FirstUse }) = client.tls() {
-        eprintln!(
-            "baatkaro: first connection to {}: pinned its certificate {fingerprint} in {}; \
-             check it against the fingerprint in the server's log",
-            cli.server,
-            options.known_hosts.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
-        );
-    }
-    // After the handshake: a password is not asked for before it could be refused.
-    client.check_secret_may_travel()?;
-    let pw = password(cli, user)?;
-    if register {
-        client.register(user, pw.clone()).await?;
-    } else {
-        client.login(user, pw.clone()).await?;
-    }
-    Ok((client, pw))
+    })
+}
+
+/// How this run logs in: with the saved token when it works, else the password.
+fn login_of(cli: &Cli, settings: &Settings) -> Result<login::Login, Fail> {
+    let user = who(cli, settings)?;
+    Ok(login::Login {
+        server: cli.server.clone(),
+        user,
+        options: settings.connect_options(cli),
+        password: None,
+        saved: settings.token_file(&cli.server, user),
+    })
+}
+
+/// Connects and logs in (with the saved token, or the password); also returns how,
+/// for a chat that logs in again after a reconnect.
+async fn session(cli: &Cli, settings: &Settings) -> Result<(Client, login::Login), Fail> {
+    let mut login = login_of(cli, settings)?;
+    let user = login.user;
+    let client = login.connect(&mut || password(cli, user)).await?;
+    Ok((client, login))
 }
 
 fn action_of(sub: &Sub) -> Option<Action> {
@@ -377,7 +437,15 @@ fn action_of(sub: &Sub) -> Option<Action> {
             output: output.clone(),
             if_exists: if *force { IfExists::Overwrite } else { IfExists::PickFreeName },
         },
-        S::Chat { .. } | S::Register | S::Login | S::Tail { .. } => return None,
+        S::Tokens => Action::Tokens,
+        S::Revoke { token } => Action::Revoke { token: *token },
+        S::Chat { .. }
+        | S::Register
+        | S::Login
+        | S::Logout
+        | S::Tail { .. }
+        | S::Passwd { .. }
+        | S::DeleteAccount { .. } => return None,
     })
 }
 
@@ -388,21 +456,24 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     let mut print = |line: String| println!("{line}");
     match &cli.command {
         None | Some(Sub::Chat { .. }) => {
-            let register = matches!(cli.command, Some(Sub::Chat { register: true }));
-            let (client, password) = session(&cli, &settings, register).await?;
-            let user = client.user().ok_or_else(|| Fail::Usage("not logged in".into()))?;
-            settings.remember_user(user);
-            let login = chat::Login {
-                server: cli.server.clone(),
-                options: settings.connect_options(&cli),
-                user,
-                password,
+            let (client, login) = if matches!(cli.command, Some(Sub::Chat { register: true })) {
+                let mut login = login_of(&cli, &settings)?;
+                let pw = password(&cli, login.user)?;
+                (login.register(pw).await?, login)
+            } else {
+                session(&cli, &settings).await?
             };
+            settings.remember_user(login.user);
             chat::run(client, login, printer).await
         }
         Some(Sub::Register | Sub::Login) => {
-            let (client, _) =
-                session(&cli, &settings, matches!(cli.command, Some(Sub::Register))).await?;
+            let mut login = login_of(&cli, &settings)?;
+            let pw = password(&cli, login.user)?;
+            let client = if matches!(cli.command, Some(Sub::Register)) {
+                login.register(pw).await?
+            } else {
+                login.with_password(pw).await?
+            };
             if let Some(u) = client.user() {
                 settings.remember_user(u);
                 print(if cli.json {
@@ -413,15 +484,61 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             }
             Ok(())
         }
+        Some(Sub::Logout) => {
+            let login = login_of(&cli, &settings)?;
+            let Some((token, secret)) = login.saved.load() else {
+                print(format!("no session token saved for {} on {}", login.user, cli.server));
+                return Ok(());
+            };
+            let mut client = Client::connect(cli.server.as_str()).await?;
+            match client.auth(login.user, token, secret).await {
+                Ok(()) => client.logout(true).await?,
+                // Refused: it no longer works anyway.
+                Err(e) if e.code() == Some(baatkaro_proto::ErrorCode::AuthFailed) => {}
+                Err(e) => return Err(e.into()),
+            }
+            login.saved.remove();
+            print(format!("logged out: token {token} revoked"));
+            Ok(())
+        }
+        Some(Sub::Passwd { new_password_file }) => {
+            let mut login = login_of(&cli, &settings)?;
+            let user = login.user;
+            let old = password(&cli, user)?;
+            let new = new_password(new_password_file.as_deref(), user)?;
+            let client = login.connect(&mut || Ok(old.clone())).await?;
+            client.change_password(old, new).await?;
+            // The token this session logged in with was kept; one it made after a
+            // password login was not: either way this device gets a fresh one.
+            login.renew_token(&client).await;
+            print(format!("password changed for {user}; your other sessions and tokens ended"));
+            Ok(())
+        }
+        Some(Sub::DeleteAccount { yes }) => {
+            let mut login = login_of(&cli, &settings)?;
+            let user = login.user;
+            if !yes {
+                return Err(Fail::Usage(format!(
+                    "this deletes the account {user} for good; give --yes to go on"
+                )));
+            }
+            let pw = password(&cli, user)?;
+            let client = login.connect(&mut || Ok(pw.clone())).await?;
+            client.delete_account(pw).await?;
+            login.saved.remove();
+            settings.forget_user(user);
+            print(format!("account {user} deleted"));
+            Ok(())
+        }
         Some(Sub::Tail { group, count }) => {
-            let (client, _) = session(&cli, &settings, false).await?;
+            let (client, _) = session(&cli, &settings).await?;
             chat::tail(client, *group, *count, printer).await
         }
         Some(sub) => {
             let action = action_of(sub).ok_or_else(|| {
                 Fail::Usage("upload takes GROUP PATH, or PATH with --to USER".into())
             })?;
-            let (client, _) = session(&cli, &settings, false).await?;
+            let (client, _) = session(&cli, &settings).await?;
             match action {
                 Action::Upload { to, path, name } => {
                     let result = actions::upload_interruptible(

@@ -11,6 +11,23 @@ pub fn clock(millis: Millis) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 
+/// `YYYY-MM-DD HH:MM` (UTC) of a server time, for times further away than a day.
+pub fn date_time(millis: Millis) -> String {
+    let secs = i64::try_from(millis / 1000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        // Past the year 9999: said as it is.
+        Err(_) => format!("{millis} ms"),
+    }
+}
+
 /// A stored event as a line: time, conversation, what happened.
 pub fn stored_line(e: &StoredEvent) -> String {
     let what = match e {
@@ -149,6 +166,11 @@ pub fn item_line(i: &Item) -> String {
         Item::Online { user } => user.to_string(),
         Item::Have { offset, length, .. } => format!("{offset} {length}"),
         Item::Chunk { offset, data, .. } => format!("{offset} {} bytes", data.len()),
+        Item::Token { token, used, expires, address, label, .. } => format!(
+            "{token} {label} used {} from {address}, expires {}",
+            date_time(*used),
+            date_time(*expires)
+        ),
     }
 }
 
@@ -177,12 +199,33 @@ pub fn item_json(i: &Item) -> Value {
         Item::Chunk { file, offset, data } => {
             json!({ "id": file.as_str(), "offset": offset, "length": data.len() })
         }
+        Item::Token { token, created, used, expires, address, label } => json!({
+            "token": token, "label": label.as_str(), "created": created, "used": used,
+            "expires": expires, "address": address.as_str()
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_as_a_line_and_as_json() {
+        let t = Item::Token {
+            token: 3,
+            created: 1_764_072_000_000,
+            used: 1_764_158_400_000,
+            expires: 1_771_934_400_000,
+            address: "192.0.2.7".parse().unwrap(),
+            label: baatkaro_proto::Text::new("laptop").unwrap(),
+        };
+        assert_eq!(
+            item_line(&t),
+            "3 laptop used 2025-11-26 12:00 from 192.0.2.7, expires 2026-02-24 12:00"
+        );
+        assert_eq!(item_json(&t)["expires"], 1_771_934_400_000u64);
+    }
 
     #[test]
     fn a_message_as_a_line_and_as_json() {

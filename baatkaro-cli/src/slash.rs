@@ -363,6 +363,26 @@ pub(crate) const COMMANDS: &[Slash] = &[
             act(Action::Download { file, output, if_exists })
         },
     },
+    Slash {
+        name: "tokens",
+        usage: "",
+        help: "your session tokens: number, device, last use, address",
+        parse: |w| {
+            w.done()?;
+            act(Action::Tokens)
+        },
+    },
+    Slash {
+        name: "revoke",
+        usage: "TOKEN",
+        help: "revoke a session token: the sessions it logged in end",
+        parse: |w| {
+            let word = w.next().ok_or("missing argument: TOKEN")?;
+            let token = word.parse().map_err(|_| format!("{word}: not a token number"))?;
+            w.done()?;
+            act(Action::Revoke { token })
+        },
+    },
     Slash { name: "help", usage: "", help: "this list", parse: |_| Ok(Typed::Help) },
     Slash { name: "quit", usage: "", help: "leave", parse: |_| Ok(Typed::Quit) },
 ];

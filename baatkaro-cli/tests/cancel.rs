@@ -63,7 +63,7 @@ async fn stand_in() -> (SocketAddr, chan::UnboundedReceiver<Seen>) {
                                     Feature::new("file-cancel").unwrap(),
                                 ])
                                 .unwrap(),
-                                limits: Limits::default(),
+                                limits: Box::new(Limits::default()),
                             },
                             Command::Login { user, .. } => OkReply::Login { user },
                             Command::FileOffer { .. } => OkReply::FileOffer {

@@ -28,16 +28,22 @@ fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir.to_path_buf());
     c.hash_cost = HashCost::TEST_ONLY;
     c.logins_per_minute = 100_000;
+    // The tests' passwords are `pw-NAME`.
+    c.limits.password = 1;
     c
 }
 
 async fn start(dir: &Path, addr: Option<SocketAddr>) -> (TestServer, SocketAddr) {
+    start_with(config(dir), addr).await
+}
+
+async fn start_with(cfg: Config, addr: Option<SocketAddr>) -> (TestServer, SocketAddr) {
     let listener =
         tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
             .await
             .unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::open(config(dir)).await.unwrap();
+    let server = Server::open(cfg).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
@@ -174,7 +180,8 @@ async fn errors_are_clear_and_exit_non_zero() {
     assert!(b.fails("alice", &["create", "Bad$Name"]).await.contains("Bad$Name"));
     let out = b.run("alice", &["approve", "rust"]).await;
     assert_eq!(out.status.code(), Some(2), "a missing argument is a usage error");
-    let mut wrong = b.command("alice", &["groups"]);
+    // `login` checks the password even with a token saved.
+    let mut wrong = b.command("alice", &["login"]);
     wrong.env("BAATKARO_PASSWORD", "nope");
     let out = tokio::task::spawn_blocking(move || wrong.output().unwrap()).await.unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_FAILED"));
@@ -677,5 +684,144 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
     want.sort();
     assert_eq!(listing(&dl), want, "only the safe names, no part left behind");
     assert_eq!(listing(home.path()), before, "nothing outside the folder");
+    server.stop().await;
+}
+
+/// The token file of `user` for the server at `addr` (login.rs's layout: one file per
+/// server address and user, the address with `:` written `%3A`).
+fn token_file(b: &Bin, user: &str) -> PathBuf {
+    let server = b.addr.to_string().replace(':', "%3A");
+    b.config_dir.join("tokens").join(server).join(user)
+}
+
+/// SPEC.md 4.7: a script of 1,000 one-shot commands against a server with the
+/// default login budget (60 password attempts a minute from an address) never sees
+/// RATE_LIMITED: `register` saves a session token, and every command after it logs
+/// in with the token, without the password (it is not even given to them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_one_shot_commands_log_in_with_the_saved_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.logins_per_minute = Config::new(dir.path().to_path_buf()).logins_per_minute;
+    assert_eq!(cfg.logins_per_minute, 60);
+    let (server, addr) = start_with(cfg, None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    b.ok("alice", &["create", "rust"]).await;
+    let started = Instant::now();
+    let runs = {
+        let b = Bin { addr, config_dir: b.config_dir.clone() };
+        tokio::task::spawn_blocking(move || {
+            for i in 0..1_000 {
+                let mut c = b.command("alice", &["send", "rust", &format!("message {i}")]);
+                c.env_remove("BAATKARO_PASSWORD");
+                let out = c.output().unwrap();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "command {i}: {stderr}");
+                assert!(!stderr.contains("RATE_LIMITED"), "command {i}: {stderr}");
+                assert_eq!(String::from_utf8_lossy(&out.stdout), format!("#rust {}\n", i + 1));
+            }
+        })
+    };
+    runs.await.unwrap();
+    eprintln!("1,000 one-shot commands in {:?}", started.elapsed());
+    server.stop().await;
+}
+
+/// The saved token is its user's alone (mode 0600); when the server refuses it (it
+/// was revoked), the next command logs in with the password and saves a new one.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_falls_back_to_the_password_and_is_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    let file = token_file(&b, "alice");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    let first = saved.split(' ').next().unwrap().to_string();
+    let listed = b.ok("alice", &["--json", "tokens"]).await;
+    let v: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(v["token"].to_string(), first);
+    assert!(v["label"].as_str().unwrap().starts_with("baatkaro-cli"), "{v}");
+    assert_eq!(v["address"], "127.0.0.1");
+
+    // Revoked (here by its own session): the next command falls back to the password
+    // and saves a new token.
+    b.ok("alice", &["revoke", &first]).await;
+    let mut c = b.command("alice", &["groups"]);
+    c.env_remove("BAATKARO_PASSWORD");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(!out.status.success(), "no token, no password: refused");
+    b.ok("alice", &["groups"]).await;
+    let second = std::fs::read_to_string(&file).unwrap();
+    assert_ne!(second.split(' ').next().unwrap(), first, "a new token was saved");
+    let mut c = b.command("alice", &["groups"]);
+    c.env_remove("BAATKARO_PASSWORD");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `logout` revokes this device's token and forgets it.
+    assert!(b.ok("alice", &["logout"]).await.contains("revoked"));
+    assert!(!file.exists());
+    let listed = b.ok("bob", &["register"]).await;
+    assert!(listed.contains("bob"));
+    server.stop().await;
+}
+
+/// `passwd` changes the password (this device keeps a working token); `delete-account`
+/// asks for --yes, then deletes the account for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_and_delete_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    let mut c = b.command("alice", &["passwd"]);
+    c.env("BAATKARO_NEW_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The token saved after the change logs in, without a password.
+    let mut c = b.command("alice", &["groups"]);
+    c.env_remove("BAATKARO_PASSWORD");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(b.fails("alice", &["login"]).await.contains("AUTH_FAILED"), "the old password");
+    let mut c = b.command("alice", &["login"]);
+    c.env("BAATKARO_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = b.run("alice", &["delete-account"]).await;
+    assert_eq!(out.status.code(), Some(2), "not without --yes");
+    let mut c = b.command("alice", &["delete-account", "--yes"]);
+    c.env("BAATKARO_PASSWORD", "a-new-password");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "account alice deleted\n");
+    assert!(!token_file(&b, "alice").exists());
+    assert!(b.fails("alice", &["register"]).await.contains("USER_EXISTS"));
+    server.stop().await;
+}
+
+/// A RATE_LIMITED says which limit and when to try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_named_with_when_to_try_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.logins_per_minute = 1;
+    let (server, addr) = start_with(cfg, None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.ok("alice", &["register"]).await;
+    let err = b.fails("alice", &["login"]).await;
+    assert!(
+        err.contains("RATE_LIMITED: password attempts from this address: over logins a minute (try again in 1 min)"),
+        "{err}"
+    );
+    // The saved token still logs in: token logins have their own budget.
+    b.ok("alice", &["groups"]).await;
     server.stop().await;
 }

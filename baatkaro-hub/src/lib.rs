@@ -15,8 +15,8 @@ mod hub;
 mod output;
 pub mod store;
 
-pub use hub::{Hub, HubConfig, IN_FLIGHT};
+pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
     ConnId, Delivery, DiskDone, DiskJob, Download, HashDone, HashJob, HashKind, HashOutcome,
-    ListReply, Output, Req,
+    HashPurpose, ListReply, Output, Req,
 };

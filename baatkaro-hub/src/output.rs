@@ -76,6 +76,9 @@ pub enum Delivery {
     },
     /// The items of a list reply, then the reply.
     List(Box<ListReply>),
+    /// Say goodbye with this BYE and close, after what comes before it (a session
+    /// whose token was revoked hears the revocation's reply first).
+    Close(Box<Failure>),
     /// One of the batch's encoded events.
     Frame {
         /// Its index in the batch's frames.
@@ -114,7 +117,8 @@ pub struct Download {
     pub chunk: u64,
 }
 
-/// A password to hash (REGISTER) or check (LOGIN).
+/// A password to hash (REGISTER, a new password) or check (LOGIN, and before an
+/// account's password is changed or the account deleted).
 #[derive(Debug)]
 pub struct HashJob {
     /// The request it answers.
@@ -123,6 +127,26 @@ pub struct HashJob {
     pub user: UserName,
     /// What to do.
     pub kind: HashKind,
+    /// What the hub does with the outcome; the shell hands it back untouched.
+    pub purpose: HashPurpose,
+}
+
+/// Which request a password job serves, and what it still needs once done.
+#[derive(Debug)]
+pub enum HashPurpose {
+    /// REGISTER: the new account's password is hashed.
+    Register,
+    /// LOGIN: the password is checked.
+    Login,
+    /// PASSWORD: the old password is checked; the new one is hashed next.
+    CheckOld {
+        /// The new password.
+        new: Password,
+    },
+    /// PASSWORD: the new password is hashed.
+    HashNew,
+    /// DELETE-ACCOUNT: the password is checked.
+    DeleteAccount,
 }
 
 /// What a [`HashJob`] does.
@@ -152,14 +176,16 @@ pub struct HashDone {
     pub user: UserName,
     /// The outcome.
     pub outcome: HashOutcome,
+    /// The job's purpose, as it was given.
+    pub purpose: HashPurpose,
 }
 
 /// The outcome of a [`HashJob`].
 #[derive(Debug)]
 pub enum HashOutcome {
-    /// LOGIN: whether the password matched.
+    /// A check: whether the password matched.
     Checked(bool),
-    /// REGISTER: the new password's PHC string, or why hashing failed.
+    /// A new password's PHC string, or why hashing failed.
     Hashed(Result<String, String>),
 }
 

@@ -5,7 +5,8 @@
 use baatkaro_proto::group::{GroupEvent, GroupId};
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{
-    Conversation, FileId, FileName, GroupName, IdemKey, Millis, Seq, Sha256, StoredEvent, UserName,
+    Address, Conversation, FileId, FileName, GroupName, IdemKey, Millis, Seq, Sha256, StoredEvent,
+    Text, TokenId, UserName,
 };
 
 /// A conversation as the store keys it: a group incarnation's, or two users'.
@@ -138,6 +139,66 @@ pub enum Write {
         /// The oldest time still kept.
         before: Millis,
     },
+    /// A session token was made, or its use recorded: the whole record, replacing
+    /// any with its number.
+    Token(Box<TokenRecord>),
+    /// A session token is gone (revoked, let go of, or expired).
+    TokenGone {
+        /// Its number.
+        id: TokenId,
+    },
+    /// An account's password changed.
+    Password {
+        /// The account.
+        user: UserName,
+        /// The PHC string of the new password's hash.
+        hash: String,
+    },
+    /// An address logged in to an account (SPEC.md 11.5): it keeps a login budget
+    /// of its own there.
+    KnownAddress {
+        /// The account.
+        user: UserName,
+        /// The address.
+        address: Address,
+        /// When it last logged in.
+        time: Millis,
+    },
+    /// An address is no longer among the account's newest that logged in.
+    KnownAddressGone {
+        /// The account.
+        user: UserName,
+        /// The address.
+        address: Address,
+    },
+    /// An account was deleted: it, its tokens and the content it held go, and its
+    /// name stays taken for good (a tombstone).
+    UserDeleted {
+        /// The account.
+        user: UserName,
+        /// When.
+        time: Millis,
+    },
+}
+
+/// A session token as the store keeps it: never its secret, only the secret's
+/// SHA-256 (a 256-bit random secret needs no slow hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Its number.
+    pub id: TokenId,
+    /// Whose it is.
+    pub user: UserName,
+    /// The SHA-256 of its secret.
+    pub digest: [u8; 32],
+    /// The device label it was made with.
+    pub label: Text,
+    /// When it was made.
+    pub created: Millis,
+    /// When it last logged a session in, as last recorded.
+    pub used: Millis,
+    /// Where from, as last recorded.
+    pub address: Address,
 }
 
 /// An unfinished upload, as kept for resuming.
@@ -228,6 +289,16 @@ pub struct Snapshot {
     pub files: Vec<FileRecord>,
     /// Content each user holds: (user, sha256, size).
     pub contents: Vec<(UserName, Sha256, u64)>,
+    /// Every session token.
+    pub tokens: Vec<TokenRecord>,
+    /// The names of deleted accounts, never given out again.
+    pub tombstones: Vec<UserName>,
+    /// The accounts the operator locked.
+    pub locked: Vec<UserName>,
+    /// The addresses that logged in to each account, with their last login.
+    pub known_addresses: Vec<(UserName, Address, Millis)>,
+    /// The next token number to give out (numbers are never reused).
+    pub next_token_id: TokenId,
 }
 
 /// Writes to commit together, then history reads to run once they are durable (so a

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use baatkaro_hub::store::Snapshot;
-use baatkaro_hub::{Delivery, HashDone, HashOutcome, Hub, HubConfig, Output};
+use baatkaro_hub::{Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, Output};
 use baatkaro_proto::group::{GroupEvent, GroupId};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::storage::served_while_damaged;
@@ -15,6 +15,17 @@ use baatkaro_proto::{
 };
 
 const T0: u64 = 1_764_072_000_000;
+
+/// Token secrets: not random, and none is needed to be.
+#[derive(Debug)]
+struct Fixed;
+
+impl baatkaro_hub::Entropy for Fixed {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        buf.fill(7);
+        Ok(())
+    }
+}
 
 fn user(s: &str) -> UserName {
     s.parse().unwrap()
@@ -36,7 +47,8 @@ fn hub() -> Hub {
         next_group_id: 2,
         ..Snapshot::default()
     };
-    let mut hub = Hub::new(HubConfig::new(Limits::default()), snapshot, T0, 7).unwrap();
+    let mut hub =
+        Hub::new(HubConfig::new(Limits::default()), snapshot, T0, 7, Box::new(Fixed)).unwrap();
     hub.handle_connected(1, "127.0.0.1".parse().unwrap());
     let login = Command::Login { user: user("alice"), password: Password::new("pw").unwrap() };
     hub.handle_request(1, RequestId(0), login, T0);
@@ -45,6 +57,7 @@ fn hub() -> Hub {
         req: (1, RequestId(0)),
         user: user("alice"),
         outcome: HashOutcome::Checked(true),
+        purpose: HashPurpose::Login,
     };
     hub.handle_hashed(done, T0);
     drain(&mut hub);
@@ -70,7 +83,7 @@ fn drain(hub: &mut Hub) -> (usize, Vec<Result<OkReply, ErrorCode>>) {
                             replies.push((*result).map_err(|f| f.code));
                         }
                         Delivery::List(l) => replies.push(l.result.map_err(|f| f.code)),
-                        Delivery::Frame { .. } => {}
+                        Delivery::Frame { .. } | Delivery::Close(_) => {}
                     }
                 }
             }
@@ -89,7 +102,13 @@ fn reading(verb: Verb) -> Command {
         Verb::Login => {
             Command::Login { user: user("alice"), password: Password::new("pw").unwrap() }
         }
-        Verb::Logout => Command::Logout,
+        Verb::Logout => Command::Logout { revoke: false },
+        Verb::Auth => Command::Auth {
+            user: user("alice"),
+            token: 1,
+            secret: baatkaro_proto::TokenSecret([1; 32]),
+        },
+        Verb::Tokens => Command::Tokens,
         Verb::Ping => Command::Ping,
         Verb::Groups => Command::Groups,
         Verb::Conversations => Command::Conversations,

@@ -28,9 +28,22 @@ use baatkaro_hub::{
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
-    IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence, Request, Seq,
-    ServerFrame, ServerFrameDecoder, Software, Tag, Text, UserName, Verb, Versions, decode_one,
+    HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence,
+    Request, Seq, ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret,
+    UserName, Verb, Versions, decode_one,
 };
+
+/// Token secrets for the simulation: predictable, different each time.
+#[derive(Debug)]
+struct Counting(u8);
+
+impl baatkaro_hub::Entropy for Counting {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.0 = self.0.wrapping_add(1);
+        buf.fill(self.0);
+        Ok(())
+    }
+}
 
 /// The hand clock starts here (a real-looking time, so "time 0" bugs cannot hide).
 const T0: Millis = 1_764_072_000_000;
@@ -236,17 +249,33 @@ struct Sim {
     hold: bool,
     /// Batches sent to the store and not yet completed, oldest first.
     held: VecDeque<Batch>,
+    /// Password jobs the hub asked for.
+    hashes: usize,
 }
 
 impl Sim {
     fn new(limits: Limits) -> Sim {
+        let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits) };
+        Sim::with(cfg)
+    }
+
+    /// A simulation of a hub with this configuration.
+    fn with(cfg: HubConfig) -> Sim {
+        Sim::with_snapshot(cfg, |_| {})
+    }
+
+    /// A simulation of a hub with this configuration, whose store holds what `edit`
+    /// makes of the usual users.
+    fn with_snapshot(cfg: HubConfig, edit: impl FnOnce(&mut Snapshot)) -> Sim {
         // The users exist from the start; the "hash" is the password itself.
         let users = USERS.iter().map(|(u, p)| (user(u), format!("plain:{p}"))).collect();
-        let snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
-        let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits.clone()) };
+        let mut snapshot = Snapshot { users, next_group_id: 1, ..Snapshot::default() };
+        edit(&mut snapshot);
+        let limits = cfg.limits.clone();
         Sim {
+            hashes: 0,
             now: T0,
-            hub: Hub::new(cfg, snapshot, T0, 7).unwrap(),
+            hub: Hub::new(cfg, snapshot, T0, 7, Box::new(Counting(0))).unwrap(),
             config: config(limits),
             store: MemStore::default(),
             conns: Vec::new(),
@@ -257,6 +286,11 @@ impl Sim {
 
     /// A new connection at the current time.
     fn connect(&mut self) -> usize {
+        self.connect_from(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A new connection from `peer` at the current time.
+    fn connect_from(&mut self, peer: std::net::IpAddr) -> usize {
         self.conns.push(Conn {
             session: Session::new(self.config.clone(), self.now),
             decoder: ServerFrameDecoder::new(PAYLOAD_CEILING),
@@ -267,7 +301,7 @@ impl Sim {
             closed: None,
         });
         let c = self.conns.len() - 1;
-        self.hub.handle_connected(c as ConnId, std::net::Ipv4Addr::LOCALHOST.into());
+        self.hub.handle_connected(c as ConnId, peer);
         c
     }
 
@@ -378,6 +412,7 @@ impl Sim {
                                 }
                                 session.reply(list.id, list.result, self.now);
                             }
+                            Delivery::Close(failure) => session.close(*failure),
                             Delivery::Frame { index, after } => {
                                 let bytes = &frames[index as usize];
                                 match after {
@@ -396,6 +431,7 @@ impl Sim {
                     }
                 }
                 Output::Hash(job) => {
+                    self.hashes += 1;
                     let outcome = match job.kind {
                         HashKind::Hash { password } => HashOutcome::Hashed(Ok(format!(
                             "plain:{}",
@@ -408,7 +444,8 @@ impl Sim {
                             }))
                         }
                     };
-                    let done = HashDone { req: job.req, user: job.user, outcome };
+                    let done =
+                        HashDone { req: job.req, user: job.user, outcome, purpose: job.purpose };
                     self.hub.handle_hashed(done, self.now);
                 }
                 // A new upload's running hash, and letting go of it: nothing to do
@@ -501,7 +538,7 @@ fn handshake_and_state_rules() {
         &[
             req("a1", login("alice", "pw-alice")),
             req("a2", Command::Ping),
-            req("a3", Command::Logout),
+            req("a3", Command::Logout { revoke: false }),
             req("a4", Command::Create { group: group("rust"), rule: None }),
         ],
     );
@@ -523,7 +560,7 @@ fn handshake_and_state_rules() {
     assert_eq!(*version, 1);
     assert_eq!(*server, sim.config.software);
     assert_eq!(*features, sim.config.features);
-    assert_eq!(*got, limits());
+    assert_eq!(**got, limits());
     assert_eq!(sim.conns[c].session.state(), SessionState::Authenticating);
 
     // A second HELLO; a group command before login; a failed LOGIN.
@@ -1130,7 +1167,7 @@ fn logout_replies_then_closes_without_bye() {
     // Behind an unanswered request, LOGOUT waits its turn, then closes.
     sim.hold();
     sim.send(a, &[req("o0", Command::Create { group: group("go"), rule: None })]);
-    sim.send(a, &[req("o1", Command::Logout)]);
+    sim.send(a, &[req("o1", Command::Logout { revoke: false })]);
     assert!(sim.take(a).is_empty());
     assert_eq!(sim.conns[a].closed, None);
     sim.release_all();
@@ -1159,7 +1196,7 @@ fn logout_replies_then_closes_without_bye() {
 
     // LOGOUT while authenticating works too.
     let c = sim.connect();
-    sim.send(c, &[req("h1", hello(&[1])), req("o2", Command::Logout)]);
+    sim.send(c, &[req("h1", hello(&[1])), req("o2", Command::Logout { revoke: false })]);
     let got = sim.take(c);
     assert_eq!(got[1..], ["o2 OK LOGOUT"]);
     assert_eq!(sim.conns[c].closed, Some(None));
@@ -1176,7 +1213,7 @@ fn requests_after_logout_are_not_processed() {
     sim.send(
         a,
         &[
-            req("o1", Command::Logout),
+            req("o1", Command::Logout { revoke: false }),
             req("o2", Command::Create { group: group("go"), rule: None }),
         ],
     );
@@ -1315,4 +1352,495 @@ fn idempotency_keys_held_stay_within_their_count() {
     // The oldest was forgotten: stored again.
     sim.send(a, &[req("r2", send("rust", "k0", "hi"))]);
     assert!(sim.take(a)[0].starts_with("r2 OK SEND #rust 2003 "));
+}
+
+// ---------------------------------------------------------------------------------
+// Session tokens (SPEC.md 4.7)
+// ---------------------------------------------------------------------------------
+
+fn auth(name: &str, token: TokenId, secret: TokenSecret) -> Command {
+    Command::Auth { user: user(name), token, secret }
+}
+
+impl Sim {
+    /// Session `c` makes a token labelled `label`: its number and secret.
+    fn mint(&mut self, c: usize, label: &str) -> (TokenId, TokenSecret) {
+        self.send(c, &[req("t", Command::Token { label: text(label) })]);
+        let frames = self.take_frames(c);
+        match &frames[..] {
+            [ServerFrame::Ok { reply: OkReply::Token { token, secret }, .. }] => (*token, *secret),
+            other => panic!("TOKEN answered {other:?}"),
+        }
+    }
+
+    /// A connection that has done HELLO and AUTH as `name` with this token.
+    fn token_session(&mut self, name: &str, token: TokenId, secret: TokenSecret) -> usize {
+        let c = self.connect();
+        self.send(c, &[req("h", hello(&[1])), req("a", auth(name, token, secret))]);
+        let got = self.take(c);
+        assert_eq!(got.last().map(String::as_str), Some(&*format!("a OK AUTH {name}")), "{got:?}");
+        c
+    }
+
+    /// Session `c`'s TOKENS, as (number, used, expires, label).
+    fn tokens(&mut self, c: usize) -> Vec<(TokenId, Millis, Millis, String)> {
+        self.send(c, &[req("ts", Command::Tokens)]);
+        self.take_frames(c)
+            .into_iter()
+            .filter_map(|f| match f {
+                ServerFrame::Item {
+                    item: baatkaro_proto::Item::Token { token, used, expires, label, .. },
+                    ..
+                } => Some((token, used, expires, label.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A token logs a session in without a password (no password job at all), for the
+/// user it belongs to and with its own secret only; it expires once unused for the
+/// idle time, and every use moves that on.
+#[test]
+fn a_token_logs_in_without_a_password_until_it_is_unused_for_the_idle_time() {
+    let cfg = HubConfig { token_idle_secs: 3_600, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with(cfg);
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "laptop");
+    assert_eq!(id, 1);
+    let hashes = sim.hashes;
+    let b = sim.token_session("alice", id, secret);
+    assert_eq!(sim.conns[b].logged_in, Some(user("alice")));
+    assert_eq!(sim.hashes, hashes, "a token login hashes no password");
+
+    let c = sim.connect();
+    sim.send(c, &[req("h", hello(&[1]))]);
+    sim.take(c);
+    let mut wrong = secret;
+    wrong.0[31] ^= 1;
+    sim.send(
+        c,
+        &[
+            req("w1", auth("alice", id, wrong)),
+            req("w2", auth("bob", id, secret)),
+            req("w3", auth("alice", id + 1, secret)),
+        ],
+    );
+    assert_eq!(sim.take(c), ["w1 ERR AUTH_FAILED", "w2 ERR AUTH_FAILED", "w3 ERR AUTH_FAILED"]);
+
+    // Used 50 minutes later (on new connections: these went idle), it lives an hour
+    // from then.
+    sim.advance(T0 + 3_000_000);
+    let b = sim.token_session("alice", id, secret);
+    let listed = sim.tokens(b);
+    assert_eq!(listed, [(1, T0 + 3_000_000, T0 + 3_000_000 + 3_600_000, "laptop".into())]);
+    sim.advance(T0 + 3_000_000 + 3_599_999);
+    sim.token_session("alice", id, secret);
+    // An hour without a use: refused, and gone from the list at the next sweep.
+    sim.advance(T0 + 3_000_000 + 3_599_999 + 3_600_000);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x2", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d)[1], "x2 ERR AUTH_FAILED");
+    sim.advance(sim.now + 60_000);
+    let a = sim.logged_in("alice");
+    assert!(sim.tokens(a).is_empty());
+}
+
+/// REVOKE takes effect at once: what a session that logged in with the token sends
+/// after it is refused even before the revocation is durable, and once it is, the
+/// REVOKE is answered and every such session is closed with BYE REVOKED. Sessions
+/// that logged in otherwise go on.
+#[test]
+fn a_revoked_token_ends_its_sessions_at_once() {
+    let mut sim = Sim::new(limits());
+    let a = sim.logged_in("alice");
+    let other = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "phone");
+    let b = sim.token_session("alice", id, secret);
+    let c = sim.token_session("alice", id, secret);
+    sim.hold();
+    sim.send(a, &[req("r1", Command::Revoke { token: id })]);
+    assert!(sim.take(a).is_empty(), "the reply waits for the commit");
+    sim.send(b, &[req("g1", Command::Groups)]);
+    assert_eq!(sim.take(b), ["g1 ERR REVOKED"]);
+    assert_eq!(sim.conns[b].closed, Some(Some(ErrorCode::Revoked)));
+    sim.release_all();
+    assert_eq!(sim.take(a), ["r1 OK REVOKE"]);
+    assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+    assert_eq!(sim.conns[c].closed, Some(Some(ErrorCode::Revoked)));
+    sim.send(other, &[req("g2", Command::Groups)]);
+    assert_eq!(sim.take(other), ["g2 OK GROUPS 0"]);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d)[1], "x ERR AUTH_FAILED");
+    // Nobody revokes a token that is not theirs, or one that is gone.
+    let bob = sim.logged_in("bob");
+    let (bobs, _) = sim.mint(bob, "desk");
+    sim.send(
+        a,
+        &[req("r2", Command::Revoke { token: id }), req("r3", Command::Revoke { token: bobs })],
+    );
+    assert_eq!(sim.take(a), ["r2 ERR NO_SUCH_TOKEN", "r3 ERR NO_SUCH_TOKEN"]);
+    assert_eq!(sim.tokens(bob).len(), 1);
+}
+
+/// LOGOUT revoke revokes the session's own token: the other sessions it logged in
+/// end too, and it works no more.
+#[test]
+fn logout_revoke_revokes_the_sessions_own_token() {
+    let mut sim = Sim::new(limits());
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "phone");
+    let b = sim.token_session("alice", id, secret);
+    let c = sim.token_session("alice", id, secret);
+    sim.send(b, &[req("o", Command::Logout { revoke: true })]);
+    assert_eq!(sim.take(b), ["o OK LOGOUT"]);
+    assert_eq!(sim.conns[b].closed, Some(None));
+    assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+    assert!(sim.tokens(a).is_empty());
+    // A session that logged in with its password has no token to revoke.
+    sim.send(a, &[req("o", Command::Logout { revoke: true })]);
+    assert_eq!(sim.take(a), ["o OK LOGOUT"]);
+}
+
+/// A user holds at most `tokens` tokens: one more lets go of the least recently
+/// used, which works no more.
+#[test]
+fn one_token_past_the_bound_lets_go_of_the_least_recently_used() {
+    let mut sim = Sim::new(Limits { tokens: 2, ..limits() });
+    let a = sim.logged_in("alice");
+    let (one, s1) = sim.mint(a, "one");
+    sim.advance(T0 + 1_000);
+    let (two, s2) = sim.mint(a, "two");
+    sim.advance(T0 + 2_000);
+    // One is used after two was made: two is now the least recently used.
+    sim.token_session("alice", one, s1);
+    let (three, _) = sim.mint(a, "three");
+    let listed: Vec<TokenId> = sim.tokens(a).iter().map(|t| t.0).collect();
+    assert_eq!(listed, [one, three]);
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("x", auth("alice", two, s2))]);
+    assert_eq!(sim.take(d)[1], "x ERR AUTH_FAILED");
+}
+
+/// Token logins have a budget of their own per address: an address that spent its
+/// password attempts still logs in with a token, and token logins past their own
+/// budget get RATE_LIMITED with the time until the next one.
+#[test]
+fn token_logins_spend_no_password_attempts_and_have_their_own_budget() {
+    let cfg = HubConfig { logins_per_minute: 2, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with(cfg);
+    let a = sim.logged_in("alice");
+    let (id, secret) = sim.mint(a, "script");
+    let c = sim.connect();
+    sim.send(c, &[req("h", hello(&[1])), req("l1", login("alice", "nope"))]);
+    sim.send(c, &[req("l2", login("alice", "nope"))]);
+    let got = sim.take(c);
+    assert_eq!(got[1..], ["l1 ERR AUTH_FAILED", "l2 ERR RATE_LIMITED"], "2 password attempts");
+    // 2 a second, 120 at once: the burst, then one every 500 ms.
+    for i in 0..120 {
+        let d = sim.connect();
+        sim.send(d, &[req("h", hello(&[1])), req("a", auth("alice", id, secret))]);
+        assert_eq!(sim.take(d)[1], "a OK AUTH alice", "token login {i}");
+        sim.send(d, &[req("o", Command::Logout { revoke: false })]);
+    }
+    let d = sim.connect();
+    sim.send(d, &[req("h", hello(&[1])), req("a", auth("alice", id, secret))]);
+    let frames = sim.take_frames(d);
+    let ServerFrame::Err { failure, .. } = &frames[1] else { panic!("{frames:?}") };
+    assert_eq!((failure.code, failure.retry_after), (ErrorCode::RateLimited, Some(500)));
+    sim.advance(sim.now + 500);
+    sim.send(d, &[req("b", auth("alice", id, secret))]);
+    assert_eq!(sim.take(d), ["b OK AUTH alice"]);
+}
+
+// ---------------------------------------------------------------------------------
+// The account's life (SPEC.md 4.8)
+// ---------------------------------------------------------------------------------
+
+fn change_password(old: &str, new: &str) -> Command {
+    Command::Password { old: Password::new(old).unwrap(), new: Password::new(new).unwrap() }
+}
+
+fn delete_account(password: &str) -> Command {
+    Command::DeleteAccount { password: Password::new(password).unwrap() }
+}
+
+/// PASSWORD asks for the old password and a long enough new one; once changed, every
+/// other session ends and every token but the session's own is revoked, and only the
+/// new password logs in.
+#[test]
+fn a_password_change_ends_the_other_sessions_and_tokens() {
+    let mut sim = Sim::new(Limits { password: 8, ..limits() });
+    let a = sim.logged_in("alice");
+    let (kept, kept_secret) = sim.mint(a, "laptop");
+    let (other, other_secret) = sim.mint(a, "phone");
+    let by_token = sim.token_session("alice", kept, kept_secret);
+    let phone = sim.token_session("alice", other, other_secret);
+    let bob = sim.logged_in("bob");
+    sim.send(
+        by_token,
+        &[
+            req("p1", change_password("pw-alice", "short")),
+            req("p2", change_password("wrong-one", "long-enough")),
+            req("p3", change_password("pw-alice", "long-enough")),
+        ],
+    );
+    assert_eq!(
+        sim.take(by_token),
+        ["p1 ERR PASSWORD_TOO_SHORT", "p2 ERR AUTH_FAILED", "p3 OK PASSWORD"]
+    );
+    for c in [a, phone] {
+        assert_eq!(sim.take(c), ["* BYE REVOKED"]);
+        assert_eq!(sim.conns[c].closed, Some(Some(ErrorCode::Revoked)));
+    }
+    assert!(sim.take(bob).is_empty(), "other users are not touched");
+    let listed: Vec<TokenId> = sim.tokens(by_token).iter().map(|t| t.0).collect();
+    assert_eq!(listed, [kept], "the session's own token is kept");
+    let c = sim.connect();
+    sim.send(
+        c,
+        &[
+            req("h", hello(&[1])),
+            req("x1", auth("alice", other, other_secret)),
+            req("x2", login("alice", "pw-alice")),
+            req("x3", login("alice", "long-enough")),
+        ],
+    );
+    assert_eq!(sim.take(c)[1..], ["x1 ERR AUTH_FAILED", "x2 ERR AUTH_FAILED", "x3 OK LOGIN alice"]);
+}
+
+/// DELETE-ACCOUNT: a group the account owns passes to its first admin by name (else
+/// its first member), a group of its own goes, it leaves every group and withdraws
+/// its requests; its other sessions and its tokens end; its private conversations
+/// stay readable but take nothing more; its name is never given out again.
+#[test]
+fn a_deleted_account_hands_its_groups_on_and_its_name_stays_taken() {
+    let mut sim = Sim::new(limits());
+    let [a, b, c] = three_in_rust(&mut sim);
+    let d = sim.logged_in("dave");
+    let rust = Conversation::Group(group("rust"));
+    let alice_dm = Conversation::Direct(user("alice"));
+    let g = |name: &str| group(name);
+    // alice owns rust (bob and carol members, carol an admin), owns mine alone, is a
+    // member of dave's go, has asked to join dave's den and is invited to dave's lab.
+    sim.send(a, &[req("p", Command::Promote { group: g("rust"), user: user("carol") })]);
+    sim.send(a, &[req("m", Command::Create { group: g("mine"), rule: None })]);
+    for (name, rule) in
+        [("go", JoinRule::Open), ("den", JoinRule::Approval), ("lab", JoinRule::Invite)]
+    {
+        sim.send(d, &[req("c", Command::Create { group: g(name), rule: Some(rule) })]);
+    }
+    sim.send(a, &[req("j1", Command::Join { group: g("go"), reason: None })]);
+    sim.send(a, &[req("j2", Command::Join { group: g("den"), reason: None })]);
+    sim.send(d, &[req("i", Command::Invite { group: g("lab"), user: user("alice") })]);
+    let dm = |to: Conversation, key: &str| Command::Send {
+        to,
+        key: IdemKey::new(key).unwrap(),
+        text: text("hi"),
+    };
+    sim.send(b, &[req("dm", dm(alice_dm, "k1"))]);
+    sim.take(a);
+    let (token, secret) = sim.mint(a, "laptop");
+    let second = sim.logged_in("alice");
+    for k in [a, b, c, d] {
+        sim.take(k);
+    }
+
+    sim.send(a, &[req("x1", delete_account("wrong")), req("x2", delete_account("pw-alice"))]);
+    assert_eq!(sim.take(a), ["x1 ERR AUTH_FAILED", "x2 OK DELETE-ACCOUNT"]);
+    assert_eq!(sim.conns[a].closed, Some(None));
+    assert_eq!(sim.take(second), ["* BYE REVOKED"]);
+    let seen = sim.take(c);
+    let stored: Vec<&String> = seen.iter().filter(|l| !l.starts_with("* PRESENCE")).collect();
+    assert_eq!(stored.len(), 3, "{seen:?}");
+    assert!(stored[0].starts_with("* OFFERED #rust 4 ") && stored[0].ends_with(" carol alice"));
+    assert!(stored[1].starts_with("* OWNER #rust 5 ") && stored[1].ends_with(" carol alice"));
+    assert!(stored[2].starts_with("* LEFT #rust 6 ") && stored[2].ends_with(" alice"));
+    assert!(seen.contains(&"* PRESENCE alice offline".to_string()), "{seen:?}");
+    let seen = sim.take(d);
+    assert!(seen.iter().any(|l| l.starts_with("* LEFT #go 2 ")), "{seen:?}");
+    let seen = sim.take(b);
+    assert!(seen.iter().any(|l| l.starts_with("* LEFT #rust 6 ")), "{seen:?}");
+
+    sim.send(
+        d,
+        &[
+            req("l1", Command::Members { group: g("rust") }),
+            req("l2", Command::Groups),
+            req("l3", Command::Requests { group: g("den") }),
+        ],
+    );
+    let got = sim.take(d);
+    assert_eq!(got[0], "l1 ERR NOT_MEMBER");
+    assert!(got.contains(&"l3 OK REQUESTS 0".to_string()), "alice's request withdrawn: {got:?}");
+    sim.send(c, &[req("l4", Command::Members { group: g("rust") })]);
+    assert_eq!(
+        sim.take(c),
+        [
+            "l4 MEMBER rust carol owner online",
+            "l4 MEMBER rust bob member online",
+            "l4 OK MEMBERS 2"
+        ]
+    );
+    sim.send(d, &[req("l5", Command::Members { group: g("go") })]);
+    assert_eq!(sim.take(d), ["l5 MEMBER go dave owner online", "l5 OK MEMBERS 1"]);
+    // mine went with its only member; its name is free again.
+    sim.send(b, &[req("n", Command::Create { group: g("mine"), rule: None })]);
+    assert_eq!(sim.take(b), ["n OK CREATE"]);
+    // bob still reads his conversation with alice, but cannot write to it.
+    sim.send(
+        b,
+        &[req("h1", Command::History { conv: alice_dm, range: HistoryRange::Last, limit: 5 })],
+    );
+    let history = sim.take(b);
+    assert!(history.last().unwrap().starts_with("h1 OK HISTORY @alice 1"), "{history:?}");
+    sim.send(b, &[req("s", dm(alice_dm, "k2")), req("s2", dm(rust, "k3"))]);
+    let sent = sim.take(b);
+    assert_eq!(sent[0], "s ERR NO_SUCH_USER");
+    assert!(sent[1].starts_with("s2 OK SEND #rust 7 "), "{sent:?}");
+    // The name is taken for good; nothing logs in with it.
+    let e = sim.connect();
+    sim.send(
+        e,
+        &[
+            req("h", hello(&[1])),
+            req(
+                "r",
+                Command::Register {
+                    user: user("alice"),
+                    password: Password::new("anything").unwrap(),
+                },
+            ),
+            req("l", login("alice", "pw-alice")),
+            req("t", auth("alice", token, secret)),
+        ],
+    );
+    assert_eq!(sim.take(e)[1..], ["r ERR USER_EXISTS", "l ERR AUTH_FAILED", "t ERR AUTH_FAILED"]);
+    sim.send(b, &[req("i", Command::Invite { group: g("mine"), user: user("alice") })]);
+    assert_eq!(sim.take(b), ["i ERR NO_SUCH_USER"]);
+}
+
+/// A locked account keeps everything but does not log in: with the right password
+/// or token it is told ACCOUNT_LOCKED, with a wrong one AUTH_FAILED as ever.
+#[test]
+fn a_locked_account_does_not_log_in() {
+    let token = baatkaro_hub::store::TokenRecord {
+        id: 9,
+        user: user("bob"),
+        digest: <sha2::Sha256 as sha2::Digest>::digest([3u8; 32]).into(),
+        label: text("old laptop"),
+        created: T0,
+        used: T0,
+        address: "127.0.0.1".parse().unwrap(),
+    };
+    let cfg = HubConfig { logins_per_minute: 1_000, ..HubConfig::new(limits()) };
+    let mut sim = Sim::with_snapshot(cfg, |snap| {
+        snap.locked = vec![user("bob")];
+        snap.tokens = vec![token];
+    });
+    let c = sim.connect();
+    sim.send(
+        c,
+        &[
+            req("h", hello(&[1])),
+            req("l1", login("bob", "wrong")),
+            req("l2", login("bob", "pw-bob")),
+            req("t1", auth("bob", 9, TokenSecret([3; 32]))),
+        ],
+    );
+    assert_eq!(
+        sim.take(c)[1..],
+        ["l1 ERR AUTH_FAILED", "l2 ERR ACCOUNT_LOCKED", "t1 ERR ACCOUNT_LOCKED"]
+    );
+    assert_eq!(sim.conns[c].logged_in, None);
+    sim.logged_in("alice");
+}
+
+// ---------------------------------------------------------------------------------
+// Login throttling per account (SPEC.md 11.5)
+// ---------------------------------------------------------------------------------
+
+fn from(last: u8) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(198, 51, 100, last).into()
+}
+
+/// Guesses at one account from many addresses are slowed after five failures, with
+/// a delay that grows and is said truthfully; they hash no password while slowed.
+/// An address that logged in to the account before keeps its own budget, and a token
+/// is never slowed by others' failures; a stranger with the right password waits
+/// like any other.
+#[test]
+fn guesses_from_many_addresses_are_slowed_but_not_the_owner() {
+    let mut sim = Sim::new(limits());
+    // alice logs in from 127.0.0.1 (known from now on) and makes a token.
+    let a = sim.logged_in("alice");
+    let (token, secret) = sim.mint(a, "laptop");
+    let hashes = sim.hashes;
+    let mut failed = 0;
+    let mut slowed = Vec::new();
+    for i in 0..40u8 {
+        let c = sim.connect_from(from(i % 20 + 1));
+        sim.send(c, &[req("h", hello(&[1])), req("g", login("alice", &format!("guess-{i}")))]);
+        let frames = sim.take_frames(c);
+        match &frames[1] {
+            ServerFrame::Err { failure, .. } if failure.code == ErrorCode::AuthFailed => {
+                failed += 1
+            }
+            ServerFrame::Err { failure, .. } if failure.code == ErrorCode::RateLimited => {
+                slowed.push(failure.retry_after.unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        sim.advance(sim.now + 100);
+    }
+    // Failures 1-5 are free; after them the next waits 1 s from the last, the one
+    // after 2 s, then 4 s: in 4 s of guessing, two more got through.
+    assert_eq!(failed, 7, "slowed: {slowed:?}");
+    assert_eq!(slowed.len(), 33);
+    assert_eq!(sim.hashes - hashes, 7, "no password is hashed while slowed");
+    assert_eq!(slowed[..2], [900, 800], "1 s after the fifth failure, less the time since");
+    assert_eq!(slowed[28], 3_900, "then 4 s after the seventh");
+    assert!(slowed.iter().all(|w| (1..=4_000).contains(w)), "{slowed:?}");
+    // The owner's address logs in at once with the password, and the token anywhere.
+    let owner = sim.connect();
+    sim.send(owner, &[req("h", hello(&[1])), req("l", login("alice", "pw-alice"))]);
+    assert_eq!(sim.take(owner)[1], "l OK LOGIN alice");
+    let away = sim.connect_from(from(99));
+    sim.send(away, &[req("h", hello(&[1])), req("t", auth("alice", token, secret))]);
+    assert_eq!(sim.take(away)[1], "t OK AUTH alice");
+    // A stranger with the right password waits like the guessers, and is told how
+    // long; once it logged in, its address has a budget of its own.
+    let stranger = sim.connect_from(from(200));
+    sim.send(stranger, &[req("h", hello(&[1])), req("l", login("alice", "pw-alice"))]);
+    let frames = sim.take_frames(stranger);
+    let ServerFrame::Err { failure, .. } = &frames[1] else { panic!("{frames:?}") };
+    assert_eq!(failure.code, ErrorCode::RateLimited);
+    let wait = failure.retry_after.unwrap();
+    assert!(failure.note.as_ref().unwrap().as_str().contains("this account"));
+    sim.advance(sim.now + wait);
+    sim.send(stranger, &[req("l2", login("alice", "pw-alice"))]);
+    assert_eq!(sim.take(stranger), ["l2 OK LOGIN alice"]);
+    // Another account is not slowed at all.
+    let bob = sim.connect_from(from(1));
+    sim.send(bob, &[req("h", hello(&[1])), req("l", login("bob", "pw-bob"))]);
+    assert_eq!(sim.take(bob)[1], "l OK LOGIN bob");
+}
+
+/// The same slowing for a name without an account: a refusal does not tell which
+/// names exist.
+#[test]
+fn names_without_an_account_are_slowed_alike() {
+    let mut sim = Sim::new(limits());
+    let mut codes = Vec::new();
+    for name in ["alice", "zed"] {
+        let c = sim.connect_from(from(7));
+        sim.send(c, &[req("h", hello(&[1]))]);
+        for i in 0..7 {
+            sim.send(c, &[req("g", login(name, &format!("guess-{i}")))]);
+        }
+        codes.push(sim.take(c)[1..].to_vec());
+    }
+    assert_eq!(codes[0], codes[1]);
+    assert_eq!(codes[0][5], "g ERR RATE_LIMITED");
 }

@@ -20,8 +20,8 @@ use crate::command::{Command, Request, Verb};
 use crate::event::{Event, Failure, StoredEvent};
 use crate::reply::{Item, OkReply, ServerFrame};
 use crate::types::{
-    Conversation, Feature, Features, FileId, FileName, GroupName, IdemKey, Note, OfferName,
-    Password, Software, Tag, Text, UserName, Versions,
+    Address, Conversation, Feature, Features, FileId, FileName, GroupName, IdemKey, Note,
+    OfferName, Password, Software, Tag, Text, UserName, Versions,
 };
 use crate::{ErrorCode, ValidationError};
 
@@ -44,6 +44,8 @@ const FILE_ID: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 const SOFTWARE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-/+";
 /// `feature = 1*24(LOWER / DIGIT / "-")`
 const FEATURE: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-";
+/// `address = 1*45(DIGIT / %x61-66 / "." / ":")`
+const ADDRESS: &[u8] = b"0123456789abcdef.:";
 
 /// Builds 1..=`max` ASCII bytes (`max` <= 64): the first from `first`, the rest from
 /// `rest`, one input byte each, after one byte for the length.
@@ -86,6 +88,7 @@ arbitrary_atom!(IdemKey, "idempotency key", first = IDEM_KEY, rest = IDEM_KEY);
 arbitrary_atom!(FileId, "file id", first = FILE_ID, rest = FILE_ID);
 arbitrary_atom!(Software, "software name", first = SOFTWARE, rest = SOFTWARE);
 arbitrary_atom!(Feature, "feature", first = FEATURE, rest = FEATURE);
+arbitrary_atom!(Address, "address", first = ADDRESS, rest = ADDRESS);
 
 /// Replaces a character that text may not hold (every control character but TAB)
 /// with a printable one, keeping some of the input's variety.
@@ -232,7 +235,7 @@ impl<'a> Arbitrary<'a> for Command {
             Verb::Hello => Command::Hello { versions: u.arbitrary()?, client: u.arbitrary()? },
             Verb::Register => Command::Register { user: u.arbitrary()?, password: u.arbitrary()? },
             Verb::Login => Command::Login { user: u.arbitrary()?, password: u.arbitrary()? },
-            Verb::Logout => Command::Logout,
+            Verb::Logout => Command::Logout { revoke: u.arbitrary()? },
             Verb::Ping => Command::Ping,
             Verb::Create => Command::Create { group: u.arbitrary()?, rule: u.arbitrary()? },
             Verb::Join => Command::Join { group: u.arbitrary()?, reason: u.arbitrary()? },
@@ -287,6 +290,16 @@ impl<'a> Arbitrary<'a> for Command {
                 offset: u.arbitrary()?,
                 length: u.arbitrary()?,
             },
+            Verb::Auth => Command::Auth {
+                user: u.arbitrary()?,
+                token: u.arbitrary()?,
+                secret: u.arbitrary()?,
+            },
+            Verb::Token => Command::Token { label: u.arbitrary()? },
+            Verb::Tokens => Command::Tokens,
+            Verb::Revoke => Command::Revoke { token: u.arbitrary()? },
+            Verb::Password => Command::Password { old: u.arbitrary()?, new: u.arbitrary()? },
+            Verb::DeleteAccount => Command::DeleteAccount { password: u.arbitrary()? },
         })
     }
 }
@@ -329,7 +342,7 @@ impl<'a> Arbitrary<'a> for crate::Limits {
 
 impl<'a> Arbitrary<'a> for OkReply {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match u.choose_index(14)? {
+        Ok(match u.choose_index(16)? {
             0 => OkReply::Hello {
                 // `version = number`, 1-65535.
                 version: u.int_in_range(1..=u16::MAX)?,
@@ -369,6 +382,8 @@ impl<'a> Arbitrary<'a> for OkReply {
                 offset: u.arbitrary()?,
                 length: u.arbitrary()?,
             },
+            13 => OkReply::Auth { user: u.arbitrary()? },
+            14 => OkReply::Token { token: u.arbitrary()?, secret: u.arbitrary()? },
             _ => OkReply::Done { verb: u.arbitrary()? },
         })
     }
@@ -376,7 +391,7 @@ impl<'a> Arbitrary<'a> for OkReply {
 
 impl<'a> Arbitrary<'a> for Item {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match u.choose_index(8)? {
+        Ok(match u.choose_index(9)? {
             0 => Item::Stored(u.arbitrary()?),
             1 => Item::Request {
                 group: u.arbitrary()?,
@@ -402,6 +417,14 @@ impl<'a> Arbitrary<'a> for Item {
                 Item::Have { file: u.arbitrary()?, offset: u.arbitrary()?, length: u.arbitrary()? }
             }
             6 => Item::Conversation { conv: u.arbitrary()?, latest: u.arbitrary()? },
+            7 => Item::Token {
+                token: u.arbitrary()?,
+                created: u.arbitrary()?,
+                used: u.arbitrary()?,
+                expires: u.arbitrary()?,
+                address: u.arbitrary()?,
+                label: u.arbitrary()?,
+            },
             _ => Item::Chunk {
                 file: u.arbitrary()?,
                 offset: u.arbitrary()?,
@@ -559,7 +582,9 @@ mod tests {
             OkReply::FileStatus { .. } => 10,
             OkReply::FileCommit { .. } => 11,
             OkReply::FileGet { .. } => 12,
-            OkReply::Done { .. } => 13,
+            OkReply::Auth { .. } => 13,
+            OkReply::Token { .. } => 14,
+            OkReply::Done { .. } => 15,
         }
     }
 
@@ -573,6 +598,7 @@ mod tests {
             Item::Have { .. } => 5,
             Item::Chunk { .. } => 6,
             Item::Conversation { .. } => 7,
+            Item::Token { .. } => 8,
         }
     }
 
@@ -621,8 +647,8 @@ mod tests {
     #[test]
     fn every_variant_is_reachable() {
         let expect = |n: usize| (0..n).collect::<HashSet<_>>();
-        assert_eq!(all_indices(&samples::<OkReply>(2000, 64), ok_index), expect(14));
-        assert_eq!(all_indices(&samples::<Item>(2000, 64), item_index), expect(8));
+        assert_eq!(all_indices(&samples::<OkReply>(2000, 64), ok_index), expect(16));
+        assert_eq!(all_indices(&samples::<Item>(2000, 64), item_index), expect(9));
         assert_eq!(all_indices(&samples::<Event>(2000, 64), event_index), expect(9));
         assert_eq!(all_indices(&samples::<StoredEvent>(2000, 64), stored_index), expect(10));
         assert_eq!(all_indices(&samples::<ServerFrame>(2000, 64), server_index), expect(4));

@@ -154,6 +154,12 @@ error_codes! {
     /// The server found its store damaged and takes no more writes until an operator
     /// repairs it; reads of what is intact may still work.
     StoreDamaged = "STORE_DAMAGED", fatal: false, retry: true, "server store damaged; it takes no writes";
+    /// REVOKE of a token the user does not hold.
+    NoSuchToken = "NO_SUCH_TOKEN", fatal: false, retry: false, "no such token";
+    /// A new password shorter than the server's `password` limit.
+    PasswordTooShort = "PASSWORD_TOO_SHORT", fatal: false, retry: false, "password shorter than the server allows";
+    /// The credentials are right, but the operator locked the account.
+    AccountLocked = "ACCOUNT_LOCKED", fatal: false, retry: false, "account locked by the operator";
     /// An unexpected server-side failure; nothing was stored.
     Internal = "INTERNAL", fatal: false, retry: true, "internal server error";
     /// The server is shutting down.
@@ -166,6 +172,9 @@ error_codes! {
     LoginTimeout = "LOGIN_TIMEOUT", fatal: true, retry: false, "not logged in in time";
     /// The server is at its connection limit.
     TooManyConnections = "TOO_MANY_CONNECTIONS", fatal: true, retry: true, "too many connections";
+    /// What the session logged in with no longer holds: its token was revoked, or
+    /// the account's password changed or the account was deleted elsewhere.
+    Revoked = "REVOKED", fatal: true, retry: false, "session credentials revoked";
 }
 
 impl fmt::Display for ErrorCode {

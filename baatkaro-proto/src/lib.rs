@@ -44,6 +44,7 @@
 mod arbitrary;
 mod codec;
 mod command;
+pub mod credentials;
 pub mod delivery;
 pub mod disk_name;
 mod error;
@@ -57,6 +58,7 @@ mod reply;
 pub mod rules;
 pub mod session;
 pub mod storage;
+pub mod throttle;
 pub mod transfer;
 pub mod transport;
 pub mod types;

@@ -115,7 +115,7 @@ limits! {
     /// the connection as a slow consumer; also the FILE-CHUNK payload bytes that a
     /// connection's unanswered requests may carry before the server stops reading it.
     queue = "queue", default = 8 * 1024 * 1024;
-    /// Seconds a connection has to log in (LOGIN or REGISTER) after it is accepted,
+    /// Seconds a connection has to log in (LOGIN, REGISTER or AUTH) after it is accepted,
     /// not counting the time the server spends hashing its own password; past it the
     /// server closes the connection with `BYE LOGIN_TIMEOUT`, whatever it sent. 0: no
     /// deadline of its own (only `idle`), as with servers that do not list the key.
@@ -125,4 +125,21 @@ limits! {
     /// the `keys` window. 0: no count bound (only `keys`), as with servers that do not
     /// list the key.
     key_count = "key-count", default = 1024, absent = 0;
+    /// Session tokens a user may hold (SPEC.md 4.7): minting one more lets go of the
+    /// one used least recently. 0: none, as with servers that do not list the key
+    /// (which have no `tokens` feature).
+    tokens = "tokens", default = 32, absent = 0;
+    /// Shortest password REGISTER and PASSWORD accept, in octets. 1: any, as with
+    /// servers that do not list the key.
+    password = "password", default = 8, absent = 1;
+    /// Password attempts (LOGIN, REGISTER, PASSWORD, DELETE-ACCOUNT) a minute from one
+    /// address, and as many at once; token logins have a budget of their own (SPEC.md
+    /// 4.7). 0: not said, as with servers that do not list the key (they may limit).
+    logins = "logins", default = 60, absent = 0;
+    /// Connections at once from one address; one more is told `BYE
+    /// TOO_MANY_CONNECTIONS`. 0: not said.
+    per_address = "per-address", default = 256, absent = 0;
+    /// Frames a second one connection may send before the server reads it more
+    /// slowly (twice as many at once); nothing is refused for it. 0: not said.
+    frames = "frames", default = 20_000, absent = 0;
 }

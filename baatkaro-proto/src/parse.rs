@@ -12,7 +12,9 @@ use nom::error::{ErrorKind, ParseError};
 use nom::{IResult, Parser};
 
 use crate::error::{ErrorCode, ValidationError};
-use crate::types::{Conversation, FileId, GroupName, IdemKey, Sha256, Software, Tag, UserName};
+use crate::types::{
+    Address, Conversation, FileId, GroupName, IdemKey, Sha256, Software, Tag, TokenSecret, UserName,
+};
 
 /// A parse failure: the error code for the reply and a human explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +253,16 @@ pub(crate) fn software(i: &[u8]) -> PResult<'_, Software> {
 /// `sha256 = 64(DIGIT / %x61-66)`
 pub(crate) fn sha256(i: &[u8]) -> PResult<'_, Sha256> {
     validated(i, ErrorCode::Syntax, Sha256::from_hex)
+}
+
+/// `address = 1*45(DIGIT / %x61-66 / "." / ":")`
+pub(crate) fn address(i: &[u8]) -> PResult<'_, Address> {
+    validated(i, ErrorCode::Syntax, Address::from_bytes)
+}
+
+/// `secret = 64(DIGIT / %x61-66)`
+pub(crate) fn secret(i: &[u8]) -> PResult<'_, TokenSecret> {
+    validated(i, ErrorCode::Syntax, TokenSecret::from_hex)
 }
 
 /// Parses one keyword of a keyword enum (`join-rule`, `role`, …).

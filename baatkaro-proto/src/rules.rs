@@ -35,10 +35,10 @@ pub enum Reader {
     NoGroup,
     /// A group that exists; the reader's role in it, if a member.
     Group(Option<Role>),
-    /// A private conversation with a peer; whether the peer has an account.
+    /// A private conversation with a peer, and what the peer is.
     Direct {
-        /// The peer exists.
-        peer_exists: bool,
+        /// The peer's account.
+        peer: Peer,
     },
     /// A private conversation known by its two users (a shared file's); whether the
     /// reader is one of them.
@@ -48,19 +48,55 @@ pub enum Reader {
     },
 }
 
+/// The other user of a private conversation, as a server found them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// An account.
+    Exists,
+    /// An account that was deleted (its name stays taken, SPEC.md 4.8).
+    Deleted,
+    /// No account has this name.
+    Unknown,
+}
+
 /// Who may read a conversation (SPEC.md 5.1): a group's members, or the two users
-/// of a private conversation. The one rule for SEND, HISTORY, FILES, FILE-OFFER and
-/// FILE-GET; each command says which code a refusal becomes.
+/// of a private conversation — whose history stays readable when the other deleted
+/// their account. The one rule for HISTORY, FILES and FILE-GET, and the first of
+/// [`may_write`]; each command says which code a refusal becomes.
 pub fn may_read(reader: Reader) -> Result<(), ErrorCode> {
     match reader {
         Reader::NoGroup => Err(ErrorCode::NoSuchGroup),
         Reader::Group(None) => Err(ErrorCode::NotMember),
         Reader::Group(Some(_)) => Ok(()),
-        Reader::Direct { peer_exists: false } => Err(ErrorCode::NoSuchUser),
-        Reader::Direct { peer_exists: true } => Ok(()),
+        Reader::Direct { peer: Peer::Unknown } => Err(ErrorCode::NoSuchUser),
+        Reader::Direct { peer: Peer::Exists | Peer::Deleted } => Ok(()),
         Reader::Between { party: false } => Err(ErrorCode::NoSuchFile),
         Reader::Between { party: true } => Ok(()),
     }
+}
+
+/// Who may add to a conversation (SEND, FILE-OFFER, FILE-COMMIT): its readers, but
+/// nobody writes to a deleted account, which is `NO_SUCH_USER` as if it had never
+/// been.
+pub fn may_write(reader: Reader) -> Result<(), ErrorCode> {
+    match reader {
+        Reader::Direct { peer: Peer::Deleted } => Err(ErrorCode::NoSuchUser),
+        other => may_read(other),
+    }
+}
+
+/// Who owns a group after its owner deletes their account (SPEC.md 4.8): the first
+/// admin by name, else the first member by name; `None` when nobody else is left
+/// (the group goes with its last member).
+pub fn successor(
+    members: impl IntoIterator<Item = (UserName, Role)>,
+    leaving: UserName,
+) -> Option<UserName> {
+    members
+        .into_iter()
+        .filter(|(user, role)| *user != leaving && *role != Role::Owner)
+        .min_by_key(|(user, role)| (*role != Role::Admin, *user))
+        .map(|(user, _)| user)
 }
 
 /// What a SEND comes to.
@@ -363,10 +399,30 @@ mod tests {
         assert_eq!(may_read(Reader::NoGroup), Err(ErrorCode::NoSuchGroup));
         assert_eq!(may_read(Reader::Group(None)), Err(ErrorCode::NotMember));
         assert_eq!(may_read(Reader::Group(Some(Role::Member))), Ok(()));
-        assert_eq!(may_read(Reader::Direct { peer_exists: false }), Err(ErrorCode::NoSuchUser));
-        assert_eq!(may_read(Reader::Direct { peer_exists: true }), Ok(()));
+        assert_eq!(may_read(Reader::Direct { peer: Peer::Unknown }), Err(ErrorCode::NoSuchUser));
+        assert_eq!(may_read(Reader::Direct { peer: Peer::Exists }), Ok(()));
+        assert_eq!(may_read(Reader::Direct { peer: Peer::Deleted }), Ok(()), "history stays");
         assert_eq!(may_read(Reader::Between { party: false }), Err(ErrorCode::NoSuchFile));
         assert_eq!(may_read(Reader::Between { party: true }), Ok(()));
+    }
+
+    #[test]
+    fn nobody_writes_to_a_deleted_account() {
+        assert_eq!(may_write(Reader::Direct { peer: Peer::Deleted }), Err(ErrorCode::NoSuchUser));
+        assert_eq!(may_write(Reader::Direct { peer: Peer::Exists }), Ok(()));
+        assert_eq!(may_write(Reader::Direct { peer: Peer::Unknown }), Err(ErrorCode::NoSuchUser));
+        assert_eq!(may_write(Reader::Group(None)), Err(ErrorCode::NotMember));
+        assert_eq!(may_write(Reader::Group(Some(Role::Member))), Ok(()));
+    }
+
+    #[test]
+    fn a_deleted_owners_group_goes_to_the_first_admin_else_the_first_member() {
+        let (a, b, c, o) = (user("a"), user("b"), user("c"), user("o"));
+        let all = [(o, Role::Owner), (a, Role::Member), (c, Role::Admin), (b, Role::Admin)];
+        assert_eq!(successor(all, o), Some(b));
+        let plain = [(o, Role::Owner), (c, Role::Member), (a, Role::Member)];
+        assert_eq!(successor(plain, o), Some(a));
+        assert_eq!(successor([(o, Role::Owner)], o), None);
     }
 
     #[test]

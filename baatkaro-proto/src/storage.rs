@@ -45,7 +45,9 @@ pub fn served_while_damaged(verb: Verb) -> bool {
         | Verb::History
         | Verb::Files
         | Verb::FileGet
-        | Verb::FileStatus => true,
+        | Verb::FileStatus
+        | Verb::Auth
+        | Verb::Tokens => true,
         Verb::Register
         | Verb::Create
         | Verb::Join
@@ -68,7 +70,11 @@ pub fn served_while_damaged(verb: Verb) -> bool {
         | Verb::FileOffer
         | Verb::FileChunk
         | Verb::FileCommit
-        | Verb::FileCancel => false,
+        | Verb::FileCancel
+        | Verb::Token
+        | Verb::Revoke
+        | Verb::Password
+        | Verb::DeleteAccount => false,
     }
 }
 

@@ -459,3 +459,93 @@ fn a_stream_waits_for_its_turn_and_for_room() {
     write_out(&mut s);
     assert!(s.may_stream(ids[1]));
 }
+
+/// SPEC.md 4.7: AUTH logs in like LOGIN — nothing is read while it awaits its
+/// answer, the login deadline stops meanwhile and, after a refusal, runs on from
+/// where it was — and its OK logs the session in.
+#[test]
+fn a_token_login_meets_the_login_deadline_like_a_password() {
+    let secret = "ab".repeat(32);
+    let auth = format!("a AUTH ann 7 {secret}\r\n");
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(format!("h HELLO 1\r\n{auth}").as_bytes(), 10_000);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    assert!(!s.wants_input(), "nothing is read while the token is checked");
+    s.handle_timeout(90_000);
+    assert!(!s.is_closed(), "the deadline does not run while the token is checked");
+    s.reply(id, Err(baatkaro_proto::Failure::new(ErrorCode::AuthFailed)), 100_000);
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(150_000), "10 s were used before the AUTH");
+    s.handle_input(auth.as_bytes(), 120_000);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    s.reply(id, Ok(OkReply::Auth { user: "ann".parse().unwrap() }), 121_000);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["a"]);
+    assert_eq!(events, [SessionEvent::LoggedIn { user: "ann".parse().unwrap() }]);
+    s.handle_timeout(160_000);
+    assert!(!s.is_closed(), "logged in: no login deadline");
+    // Logged in, AUTH is refused by the session itself.
+    s.handle_input(auth.as_bytes(), 161_000);
+    let (frames, events) = drain(&mut s);
+    assert!(events.is_empty());
+    assert!(
+        matches!(&frames[..], [ServerFrame::Err { failure, .. }] if failure.code == ErrorCode::WrongState)
+    );
+}
+
+/// LOGOUT revoke of a logged-in session goes to the application (which revokes its
+/// token) and ends the session with the answer; before logging in there is no token,
+/// and the session answers it itself.
+#[test]
+fn logout_revoke_is_the_applications_when_logged_in() {
+    let mut s = logged_in(config(16));
+    s.handle_input(b"o LOGOUT revoke\r\np PING\r\n", 5);
+    let (frames, events) = drain(&mut s);
+    assert!(frames.is_empty(), "{frames:?}");
+    let [SessionEvent::Request { id, ref command }] = events[..] else { panic!("{events:?}") };
+    assert_eq!(*command, baatkaro_proto::Command::Logout { revoke: true });
+    assert!(!s.wants_input(), "nothing after a LOGOUT is read");
+    s.reply(id, Ok(OkReply::Done { verb: DoneVerb::Logout }), 6);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["o"]);
+    assert_eq!(events, [SessionEvent::Closed { reason: None }]);
+    assert!(s.is_closed());
+
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"h HELLO 1\r\no LOGOUT revoke\r\n", 1);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["h", "o"]);
+    assert_eq!(events, [SessionEvent::Closed { reason: None }]);
+}
+
+/// A DELETE-ACCOUNT is handed to the application; nothing after it is read while it
+/// awaits its answer. Refused (a wrong password), the session goes on; done, it ends
+/// with its reply.
+#[test]
+fn delete_account_ends_the_session_only_when_it_succeeds() {
+    let mut s = logged_in(config(16));
+    s.handle_input(b"d DELETE-ACCOUNT {5}\r\nwrong\r\ng GROUPS\r\n", 5);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    assert!(!s.wants_input());
+    s.reply(id, Err(baatkaro_proto::Failure::new(ErrorCode::AuthFailed)), 6);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["d"]);
+    let [SessionEvent::Request { id, command: baatkaro_proto::Command::Groups }] = events[..]
+    else {
+        panic!("GROUPS is read once the DELETE-ACCOUNT failed: {events:?}")
+    };
+    s.reply(id, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 6);
+    assert_eq!(tags(&drain(&mut s).0), ["g"]);
+    assert!(!s.is_closed());
+    s.handle_input(b"e DELETE-ACCOUNT {2}\r\npw\r\nh GROUPS\r\n", 7);
+    let (_, events) = drain(&mut s);
+    let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+    s.reply(id, Ok(OkReply::Done { verb: DoneVerb::DeleteAccount }), 8);
+    let (frames, events) = drain(&mut s);
+    assert_eq!(tags(&frames), ["e"], "nothing after it was read");
+    assert!(events.contains(&SessionEvent::Closed { reason: None }), "{events:?}");
+    assert!(s.is_closed());
+}

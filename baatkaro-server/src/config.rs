@@ -50,6 +50,23 @@ pub const LIMIT_HELP: &[(&str, &str)] = &[
         "key-count",
         "idempotency keys remembered per user, the newest (0: every key of the keys window)",
     ),
+    (
+        "tokens",
+        "session tokens per user; making one more lets go of the least recently used (at least 1)",
+    ),
+    ("password", "shortest password REGISTER and PASSWORD accept, in bytes (1 to 1024)"),
+    ("logins", "password attempts a minute from one address: set with --logins-per-minute"),
+    ("per-address", "connections at once from one address: set with --max-per-address"),
+    ("frames", "frames a second per connection: set with --frames-per-second"),
+];
+
+/// The HELLO keys whose values are settings of their own (the flag and file key
+/// named), not `--limit-KEY` or `[limits]`: they were settings before HELLO listed
+/// them.
+pub const SET_ELSEWHERE: &[(&str, &str)] = &[
+    ("logins", "logins_per_minute"),
+    ("per-address", "max_per_address"),
+    ("frames", "frames_per_second"),
 ];
 
 /// The cost of the Argon2id password hash.
@@ -136,9 +153,23 @@ pub struct Config {
     /// Start a new, empty store where the database is gone though the directory
     /// holds what a store leaves (`--fresh`); refused where a database exists.
     pub fresh: bool,
+    /// Seconds a session token lives unused: one not used to log in for that long
+    /// stops working (SPEC.md 4.7).
+    pub token_idle_secs: u64,
 }
 
 impl Config {
+    /// The limits the server advertises in HELLO and enforces: `limits`, with the
+    /// keys that are settings of their own ([`SET_ELSEWHERE`]) filled in from them.
+    pub fn advertised(&self) -> Limits {
+        Limits {
+            logins: self.logins_per_minute,
+            per_address: self.max_per_address as u64,
+            frames: self.frames_per_second,
+            ..self.limits.clone()
+        }
+    }
+
     /// The defaults, with data in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
@@ -166,6 +197,7 @@ impl Config {
             verify_at_start: 1 << 30,
             verify_rate: 16 << 20,
             fresh: false,
+            token_idle_secs: 90 * 24 * 3600,
         }
     }
 
@@ -185,6 +217,9 @@ impl Config {
         if l.reason == 0 || l.reason > TEXT_MAX as u64 || l.reason > l.payload {
             return bad("reason", "must be between 1 and 65536, and at most payload");
         }
+        if l.password == 0 || l.password > baatkaro_proto::Password::MAX_LEN as u64 {
+            return bad("password", "must be between 1 and 1024");
+        }
         if l.chunk == 0 || l.chunk > l.payload {
             return bad("chunk", "must be between 1 and payload");
         }
@@ -198,6 +233,7 @@ impl Config {
             ("queue", l.queue),
             ("members", l.members),
             ("groups", l.groups),
+            ("tokens", l.tokens),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");
@@ -211,10 +247,13 @@ impl Config {
         if l.chunk.saturating_add(LINE_MAX as u64) > l.queue / 2 {
             return bad("queue", "must be at least twice chunk plus 1024");
         }
-        for (key, value) in l.entries() {
+        for (key, value) in self.advertised().entries() {
             if value > LIMIT_VALUE_MAX {
                 return bad(key, "must be at most 99999999999999 (14 digits)");
             }
+        }
+        if self.token_idle_secs == 0 {
+            return Err(ConfigError::Other("token_idle_secs must be at least 1".into()));
         }
         if self.linger_ms > 600_000 {
             return Err(ConfigError::Other("linger_ms must be at most 600000".into()));
@@ -329,6 +368,8 @@ pub struct FileConfig {
     pub verify_at_start: Option<u64>,
     /// `verify_rate = 16777216`
     pub verify_rate: Option<u64>,
+    /// `token_idle_secs = 7776000`
+    pub token_idle_secs: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
     pub limits: Option<toml::Table>,
 }
@@ -413,7 +454,13 @@ impl FileConfig {
         if let Some(v) = self.verify_rate {
             config.verify_rate = v;
         }
+        if let Some(v) = self.token_idle_secs {
+            config.token_idle_secs = v;
+        }
         for (key, value) in self.limits.unwrap_or_default() {
+            if let Some((_, setting)) = SET_ELSEWHERE.iter().find(|(k, _)| *k == key) {
+                return Err(ConfigError::Other(format!("limits.{key} is set by {setting}")));
+            }
             let value = value
                 .as_integer()
                 .and_then(|v| u64::try_from(v).ok())
@@ -454,6 +501,16 @@ mod tests {
     fn every_limit_has_help_in_wire_order() {
         let keys: Vec<&str> = LIMIT_HELP.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, Limits::KEYS);
+    }
+
+    /// SPEC.md Appendix B's defaults of the keys that are settings of their own are
+    /// the settings' defaults.
+    #[test]
+    fn the_advertised_defaults_are_the_limits_defaults() {
+        assert_eq!(Config::new(PathBuf::from("/tmp/x")).advertised(), Limits::default());
+        let f: FileConfig = toml::from_str("[limits]\nlogins = 5\n").unwrap();
+        let e = f.apply(&mut Config::new(PathBuf::from("/tmp/x"))).unwrap_err();
+        assert!(e.to_string().contains("logins_per_minute"), "{e}");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub(crate) enum ToConn {
 /// What a delivery is taken to add to the connection's backlog.
 fn cost(frames: &[Bytes], delivery: &Delivery) -> usize {
     match delivery {
-        Delivery::Reply { .. } => LINE_COST,
+        Delivery::Reply { .. } | Delivery::Close(_) => LINE_COST,
         Delivery::List(list) => LINE_COST * (list.items.len() + 1),
         Delivery::Frame { index, .. } => frames.get(*index as usize).map_or(0, Bytes::len),
     }
@@ -360,6 +360,7 @@ impl Connection {
                             }
                             s.reply(id, result, now);
                         }
+                        Delivery::Close(failure) => s.close(*failure),
                         Delivery::Frame { index, after } => {
                             let Some(bytes) = frames.get(index as usize) else { continue };
                             match after {

@@ -266,7 +266,7 @@ impl HubTask {
     }
 
     /// Runs a password job on the hasher (bounded in number) and reports back.
-    fn hash(&self, HashJob { req, user, kind }: HashJob) {
+    fn hash(&self, HashJob { req, user, kind, purpose }: HashJob) {
         let (hasher, me) = (self.hasher.clone(), self.me.clone());
         tokio::spawn(async move {
             let outcome = match kind {
@@ -278,7 +278,7 @@ impl HubTask {
                 }
             };
             if let Some(me) = me.upgrade() {
-                let _ = me.send(HubMsg::Hashed(HashDone { req, user, outcome })).await;
+                let _ = me.send(HubMsg::Hashed(HashDone { req, user, outcome, purpose })).await;
             }
         });
     }
@@ -355,6 +355,18 @@ impl HubTask {
                 });
             }
         }
+    }
+}
+
+/// The operating system's random number generator, which makes the secrets of
+/// session tokens: `getrandom` asks the kernel each time (no generator state in the
+/// process to seed, fork or leak).
+#[derive(Debug)]
+pub(crate) struct OsEntropy;
+
+impl baatkaro_hub::Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        getrandom::fill(buf).map_err(|e| e.to_string())
     }
 }
 

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -8,7 +8,7 @@ use baatkaro_server::config::{
     self, Config, FileConfig, HashCost, LIMIT_HELP, Registration, Reserve,
 };
 use baatkaro_server::server::Server;
-use clap::{Arg, ArgAction, Command, value_parser};
+use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
 fn cli() -> Command {
     let mut cmd = Command::new("baatkaro-server")
@@ -62,6 +62,8 @@ fn cli() -> Command {
             .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
         .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
             .help("Move shared files through the page cache, not by direct I/O (O_DIRECT)"))
+        .arg(Arg::new("token-idle-secs").long("token-idle-secs").value_name("SECS").value_parser(value_parser!(u64))
+            .help("Seconds a session token lives unused before it stops working [default: 7776000, 90 days]"))
         .arg(Arg::new("log").long("log").value_name("FILTER")
             .help("Log filter, e.g. info, debug, baatkaro_server=trace [default: info, or RUST_LOG]"))
         .arg(Arg::new("upload-reserve").long("upload-reserve").value_name("BYTES|N%").value_parser(value_parser!(Reserve))
@@ -74,8 +76,12 @@ fn cli() -> Command {
             .help("Bytes a second the background check of the database reads while serving; 0 turns it off [default: 16777216]"))
         .arg(Arg::new("fresh").long("fresh").action(ArgAction::SetTrue)
             .help("Start a new, empty store where the database is gone but the data directory still holds a store's files (refused where a database exists)"));
+    cmd = cmd.subcommand(admin_cli());
     let defaults = Limits::default();
     for (key, help) in LIMIT_HELP {
+        if config::SET_ELSEWHERE.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         let default = defaults.get(key.as_bytes()).unwrap_or_default();
         cmd = cmd.arg(
             Arg::new(*key)
@@ -89,8 +95,100 @@ fn cli() -> Command {
     cmd
 }
 
-fn configure() -> Result<Config, String> {
-    let m = cli().get_matches();
+/// `baatkaro-server admin`: offline changes to accounts.
+fn admin_cli() -> Command {
+    let user = || {
+        Arg::new("user")
+            .value_name("USER")
+            .required(true)
+            .value_parser(value_parser!(baatkaro_proto::UserName))
+    };
+    Command::new("admin")
+        .about("Change accounts while the server is stopped: reset a password, lock or unlock an account")
+        .long_about(
+            "Change accounts in the data directory while no server runs on it (the \
+             directory's lock file says whether one does; a running server makes this \
+             refuse). The hash cost and the password limit come from --config, as the \
+             server's do.",
+        )
+        .subcommand_required(true)
+        .arg(Arg::new("data-dir").long("data-dir").value_name("DIR").value_parser(value_parser!(PathBuf))
+            .help("The server's data directory [default: the config file's, or the platform's]"))
+        .arg(Arg::new("config").long("config").value_name("FILE").value_parser(value_parser!(PathBuf))
+            .help("The server's TOML settings (for data_dir, [hash] and [limits] password)"))
+        .arg(Arg::new("insecure-test-hash").long("insecure-test-hash").action(ArgAction::SetTrue)
+            .help("Hash with the cheapest cost, as a server started with it does: for tests only"))
+        .subcommand(Command::new("reset-password")
+            .about("Give a user a new password (from --password-file, BAATKARO_PASSWORD or a prompt) and revoke their session tokens")
+            .arg(user())
+            .arg(Arg::new("password-file").long("password-file").value_name("PATH").value_parser(value_parser!(PathBuf))
+                .help("Read the new password from this file's first line")))
+        .subcommand(Command::new("lock").about("Lock an account: it does not log in until unlocked").arg(user()))
+        .subcommand(Command::new("unlock").about("Unlock an account").arg(user()))
+}
+
+/// Runs `baatkaro-server admin …`.
+fn admin(m: &ArgMatches) -> ExitCode {
+    match admin_change(m) {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("baatkaro-server admin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_change(m: &ArgMatches) -> Result<String, String> {
+    use baatkaro_server::admin::{self, Change, Settings};
+    let mut cfg = Config::new(config::default_data_dir().unwrap_or_default());
+    if let Some(path) = m.get_one::<PathBuf>("config") {
+        FileConfig::read(path).and_then(|f| f.apply(&mut cfg)).map_err(|e| e.to_string())?;
+    }
+    if let Some(dir) = m.get_one::<PathBuf>("data-dir") {
+        cfg.data_dir = dir.clone();
+    }
+    if m.get_flag("insecure-test-hash") {
+        cfg.hash_cost = HashCost::TEST_ONLY;
+    }
+    let user = |s: &ArgMatches| {
+        s.get_one::<baatkaro_proto::UserName>("user").copied().ok_or("no user given")
+    };
+    let change = match m.subcommand() {
+        Some(("reset-password", s)) => {
+            Change::ResetPassword { user: user(s)?, password: admin_password(s)? }
+        }
+        Some(("lock", s)) => Change::Lock { user: user(s)? },
+        Some(("unlock", s)) => Change::Unlock { user: user(s)? },
+        _ => return Err("give reset-password, lock or unlock".into()),
+    };
+    let settings = Settings { hash_cost: cfg.hash_cost, min_password: cfg.limits.password };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(admin::run(&cfg.data_dir, change, settings)).map_err(|e| e.to_string())
+}
+
+/// The new password for `admin reset-password`: from `--password-file`,
+/// `BAATKARO_PASSWORD`, or a prompt that does not echo.
+fn admin_password(m: &ArgMatches) -> Result<baatkaro_proto::Password, String> {
+    let raw = if let Some(path) = m.get_one::<PathBuf>("password-file") {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else if let Ok(p) = std::env::var("BAATKARO_PASSWORD") {
+        p
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        rpassword::prompt_password("new password: ").map_err(|e| e.to_string())?
+    } else {
+        return Err("no password: set BAATKARO_PASSWORD or give --password-file".into());
+    };
+    baatkaro_proto::Password::new(&raw).map_err(|e| format!("password: {e}"))
+}
+
+fn configure(m: &ArgMatches) -> Result<Config, String> {
     let data_dir = config::default_data_dir()
         .ok_or("no data directory could be found for this platform: give --data-dir")?;
     let mut cfg = Config::new(data_dir);
@@ -135,6 +233,7 @@ fn configure() -> Result<Config, String> {
     if m.get_flag("fresh") {
         cfg.fresh = true;
     }
+    flag!("token-idle-secs", u64, cfg.token_idle_secs);
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;
     }
@@ -145,6 +244,9 @@ fn configure() -> Result<Config, String> {
         cfg.hash_cost = HashCost::TEST_ONLY;
     }
     for (key, _) in LIMIT_HELP {
+        if config::SET_ELSEWHERE.iter().any(|(k, _)| k == key) {
+            continue;
+        }
         if let Some(v) = m.get_one::<u64>(key) {
             cfg.limits.set(key.as_bytes(), *v);
         }
@@ -154,7 +256,11 @@ fn configure() -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    let mut cfg = match configure() {
+    let matches = cli().get_matches();
+    if let Some(m) = matches.subcommand_matches("admin") {
+        return admin(m);
+    }
+    let mut cfg = match configure(&matches) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("baatkaro-server: {e}");

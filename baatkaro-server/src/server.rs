@@ -21,7 +21,7 @@ use crate::clock;
 use crate::config::{Config, ConfigError};
 use crate::conn::{self, ConnCtx};
 use crate::disk::Disk;
-use crate::hub::{HubMsg, HubTask, StoreLink};
+use crate::hub::{HubMsg, HubTask, OsEntropy, StoreLink};
 use crate::space::StoreReserve;
 use crate::store::sqlite::{DB_FILE, Sqlite};
 use crate::store::verify::Checker;
@@ -134,13 +134,14 @@ impl Server {
         let (hub_tx, inbox) = mpsc::channel(4096);
         let disk = Arc::new(disk);
         let core = HubConfig {
-            limits: cfg.limits.clone(),
+            limits: cfg.advertised(),
             registration_open: cfg.registration_open,
             max_accounts: cfg.max_accounts,
             logins_per_minute: cfg.logins_per_minute,
             shutdown_retry_ms: cfg.shutdown_retry_ms,
+            token_idle_secs: cfg.token_idle_secs,
         };
-        let hub = Hub::new(core, snapshot, clock::now(), random())
+        let hub = Hub::new(core, snapshot, clock::now(), random(), Box::new(OsEntropy))
             .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         let queue = cfg.limits.queue;
         let store = StoreLink { writer, done: done_rx, database: cfg.data_dir.join(DB_FILE) };
@@ -174,16 +175,8 @@ impl Server {
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
                 .unwrap_or_else(|_| unreachable!("the crate version is a valid software token")),
-            features: Features::new(
-                ["files", "file-cancel"]
-                    .into_iter()
-                    .map(|f| {
-                        Feature::new(f).unwrap_or_else(|_| unreachable!("a valid feature name"))
-                    })
-                    .collect(),
-            )
-            .unwrap_or_default(),
-            limits: cfg.limits.clone(),
+            features: features(),
+            limits: cfg.advertised(),
             frames: FrameBudget {
                 rate: cfg.frames_per_second,
                 burst: cfg.frames_per_second.saturating_mul(2),
@@ -529,6 +522,17 @@ impl Drop for AddressGuard {
             }
         }
     }
+}
+
+/// The optional features this server offers (SPEC.md 4.2): files and cancelling
+/// uploads, session tokens, and the account's life.
+fn features() -> Features {
+    let names = ["files", "file-cancel", "tokens", "account"];
+    let list = names
+        .iter()
+        .map(|n| Feature::new(n).unwrap_or_else(|_| unreachable!("a valid feature name")))
+        .collect();
+    Features::new(list).unwrap_or_else(|_| unreachable!("fewer than eight features"))
 }
 
 /// A random number, for the file ids of this run.

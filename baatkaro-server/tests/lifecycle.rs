@@ -337,7 +337,12 @@ fn the_binary_documents_every_limit_and_refuses_bad_values() {
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
     for key in baatkaro_proto::Limits::KEYS {
-        assert!(help.contains(&format!("--limit-{key} ")), "--limit-{key} missing from --help");
+        // A key that is a setting of its own has that setting's flag instead.
+        let flag = match baatkaro_server::config::SET_ELSEWHERE.iter().find(|(k, _)| k == key) {
+            Some((_, setting)) => format!("--{} ", setting.replace('_', "-")),
+            None => format!("--limit-{key} "),
+        };
+        assert!(help.contains(&flag), "{flag} missing from --help");
     }
     for flag in ["--listen", "--data-dir", "--config", "--registration", "--log"] {
         assert!(help.contains(flag), "{flag} missing from --help");

@@ -189,7 +189,7 @@ impl Hub {
         now: Millis,
     ) {
         let Offer { to, size, sha256, name } = offer;
-        let resolved = self.resolve(user, to);
+        let resolved = self.resolve_to_write(user, to);
         // The same upload offered again (after a reconnect): the same id.
         let same_upload = self
             .files
@@ -425,7 +425,7 @@ impl Hub {
                 match result {
                     Ok(true) => {
                         self.write(Write::UploadGone { id: file });
-                        let key = match self.resolve(rec.user, rec.conv) {
+                        let key = match self.resolve_to_write(rec.user, rec.conv) {
                             Ok((key, _)) => key,
                             Err(code) => return self.reply(conn, id, fail(code)),
                         };
@@ -585,6 +585,27 @@ impl Hub {
         for file in files {
             self.disk_job(DiskJob::Release { file });
         }
+    }
+
+    /// Drops the unfinished uploads of a deleted account, and its hold on content
+    /// (its quota). One that is being written or verified at that moment goes when
+    /// it expires.
+    pub(super) fn drop_uploads_of(&mut self, user: UserName) {
+        let idle: Vec<FileId> = self
+            .files
+            .uploads
+            .values()
+            .filter(|u| u.rec.user == user)
+            .filter(|u| u.writing == 0 && !u.finishing && !u.syncing && u.commit.is_none())
+            .map(|u| u.rec.id)
+            .collect();
+        for file in idle {
+            self.files.uploads.remove(&file);
+            self.write(Write::UploadGone { id: file });
+            // Deleted once the store forgot it: a failed commit brings it back.
+            self.open_outs.push(super::Out::DropUpload(file, None));
+        }
+        self.files.contents.remove(&user);
     }
 
     /// Drops unfinished uploads older than `partial` seconds.

@@ -124,21 +124,45 @@ impl Hub {
         op: Op,
         now: Millis,
     ) {
-        let fail = |code| Err(Failure::new(code));
+        match self.apply_op(actor, name, op.clone(), now) {
+            Err(code) => self.reply(conn, id, Err(Failure::new(code))),
+            Ok((events, wire)) => {
+                match reply_of(name, &op, &events) {
+                    Some(reply) => self.reply(conn, id, Ok(reply)),
+                    None => self.reply(conn, id, Err(Failure::new(ErrorCode::Internal))),
+                }
+                for (frame, to) in wire {
+                    self.frame_to_users(frame, to, Some((conn, id)));
+                }
+            }
+        }
+    }
+
+    /// Applies one operation to a group and stages its events (numbered, stored and
+    /// encoded once): the events, and each encoded one with its recipients, for the
+    /// caller to deliver. A group its last member left is deleted.
+    #[allow(clippy::type_complexity, reason = "events, and frames with their readers")]
+    pub(super) fn apply_op(
+        &mut self,
+        actor: UserName,
+        name: GroupName,
+        op: Op,
+        now: Millis,
+    ) -> Result<(Vec<GroupEvent>, Vec<(bytes::Bytes, Vec<UserName>)>), ErrorCode> {
         // The group is taken out while it changes; groups_of never needs it (it is
         // asked only about users who are neither members nor requesters of it).
         let Some(mut rec) = self.groups.remove(&name) else {
-            return self.reply(conn, id, fail(ErrorCode::NoSuchGroup));
+            return Err(ErrorCode::NoSuchGroup);
         };
         if let Op::Invite { user } = &op
             && let Err(code) = rules::invite_target(self.users.contains_key(user))
         {
             self.groups.insert(name, rec);
-            return self.reply(conn, id, fail(code));
+            return Err(code);
         }
         let count = |u: &UserName| self.groups_of(u, now);
         let ctx = Ctx { now, rules: &self.group_rules, groups_of: &count };
-        let events = match rec.group.apply(actor, op.clone(), &ctx) {
+        let events = match rec.group.apply(actor, op, &ctx) {
             Ok(events) => {
                 // Members may have come or gone.
                 rec.fanout = None;
@@ -146,7 +170,7 @@ impl Hub {
             }
             Err(denial) => {
                 self.groups.insert(name, rec);
-                return self.reply(conn, id, fail(denial.code()));
+                return Err(denial.code());
             }
         };
         let gid = rec.group.id();
@@ -176,13 +200,6 @@ impl Hub {
                 u.relations.insert(name);
             }
         }
-        match reply_of(name, &op, &events) {
-            Some(reply) => self.reply(conn, id, Ok(reply)),
-            None => self.reply(conn, id, fail(ErrorCode::Internal)),
-        }
-        for (frame, to) in wire {
-            self.frame_to_users(frame, to, Some((conn, id)));
-        }
         if rec.group.is_deleted() {
             self.write(Write::GroupDeleted { id: gid });
             self.group_names.remove(&gid);
@@ -190,6 +207,7 @@ impl Hub {
         } else {
             self.groups.insert(name, rec);
         }
+        Ok((events, wire))
     }
 
     /// Looks up a group that `user` is a member of.

@@ -1,7 +1,7 @@
 //! Messages and history: SEND, HISTORY, and the answers to reads.
 
 use baatkaro_proto::delivery::{SentKey, fingerprint};
-use baatkaro_proto::rules::{self, Reader, SendOutcome};
+use baatkaro_proto::rules::{self, Peer, Reader, SendOutcome};
 use baatkaro_proto::{
     Conversation, Encode, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
     ServerFrame, StoredEvent, Text, UserName,
@@ -22,10 +22,28 @@ impl Hub {
         user: UserName,
         conv: Conversation,
     ) -> Result<(ConvKey, u64), ErrorCode> {
+        self.resolve_by(user, conv, rules::may_read)
+    }
+
+    /// As [`Hub::resolve`], if `user` may add to it ([`rules::may_write`]).
+    pub(super) fn resolve_to_write(
+        &self,
+        user: UserName,
+        conv: Conversation,
+    ) -> Result<(ConvKey, u64), ErrorCode> {
+        self.resolve_by(user, conv, rules::may_write)
+    }
+
+    fn resolve_by(
+        &self,
+        user: UserName,
+        conv: Conversation,
+        rule: fn(Reader) -> Result<(), ErrorCode>,
+    ) -> Result<(ConvKey, u64), ErrorCode> {
         match conv {
             Conversation::Group(g) => {
                 let rec = self.groups.get(&g);
-                rules::may_read(match rec {
+                rule(match rec {
                     None => Reader::NoGroup,
                     Some(rec) => Reader::Group(rec.group.role_of(&user)),
                 })?;
@@ -33,10 +51,21 @@ impl Hub {
                 Ok((ConvKey::Group(rec.group.id()), rec.latest))
             }
             Conversation::Direct(peer) => {
-                rules::may_read(Reader::Direct { peer_exists: self.users.contains_key(&peer) })?;
+                rule(Reader::Direct { peer: self.peer(&peer) })?;
                 let key = ConvKey::direct(user, peer);
                 Ok((key, self.direct.get(&key).copied().unwrap_or(0)))
             }
+        }
+    }
+
+    /// What the other user of a private conversation is.
+    fn peer(&self, name: &UserName) -> Peer {
+        if self.users.contains_key(name) {
+            Peer::Exists
+        } else if self.tombstones.contains(name) {
+            Peer::Deleted
+        } else {
+            Peer::Unknown
         }
     }
 
@@ -65,7 +94,7 @@ impl Hub {
     ) {
         let window = self.cfg.limits.keys.saturating_mul(1000);
         let fp = fingerprint(&to, text.as_bytes());
-        let resolved = self.resolve(user, to);
+        let resolved = self.resolve_to_write(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
         let key_check = u.keys.check(&key, fp, now, window);
         let reader = resolved.map(|_| ());

@@ -26,18 +26,24 @@ mod accounts;
 mod files;
 mod groups;
 mod messages;
+mod tokens;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use accounts::Attempts;
+pub use tokens::Entropy;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use baatkaro_proto::credentials::TokenRules;
 use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
 use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
+use baatkaro_proto::throttle::AccountGuard;
 use baatkaro_proto::{
     Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
-    ServerFrame, UserName,
+    ServerFrame, TokenId, UserName,
 };
 use bytes::Bytes;
 
@@ -75,6 +81,8 @@ pub struct HubConfig {
     pub logins_per_minute: u64,
     /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
     pub shutdown_retry_ms: u64,
+    /// Seconds a session token lives unused (SPEC.md 4.7).
+    pub token_idle_secs: u64,
 }
 
 impl HubConfig {
@@ -86,6 +94,7 @@ impl HubConfig {
             max_accounts: 1_000_000,
             logins_per_minute: 60,
             shutdown_retry_ms: 5_000,
+            token_idle_secs: 90 * 24 * 3600,
         }
     }
 }
@@ -104,6 +113,8 @@ enum Out {
     /// upload is durable (and not at all if it fails: the upload comes back); and
     /// the FILE-CANCEL to answer once they are gone (failed with the batch).
     DropUpload(baatkaro_proto::FileId, Option<(ConnId, RequestId)>),
+    /// A goodbye, after what the connection got before it.
+    Close { conn: ConnId, failure: Failure },
 }
 
 /// A HISTORY read waiting on the store.
@@ -137,6 +148,29 @@ struct User {
     peers: BTreeSet<UserName>,
     keys: SendKeys,
     budget: RateBudget,
+    /// Session tokens, at most `tokens`.
+    tokens: Vec<tokens::Token>,
+    /// The operator locked the account: it does not log in.
+    locked: bool,
+    /// The login throttle of the account (SPEC.md 11.5).
+    guard: AccountGuard,
+}
+
+impl User {
+    /// A user with this password hash and nothing else yet.
+    fn new(hash: Arc<str>, burst: u64, now: Millis) -> Self {
+        User {
+            hash,
+            sessions: Vec::new(),
+            relations: BTreeSet::new(),
+            peers: BTreeSet::new(),
+            keys: SendKeys::new(),
+            budget: RateBudget::new(burst, now),
+            tokens: Vec::new(),
+            locked: false,
+            guard: AccountGuard::default(),
+        }
+    }
 }
 
 /// A group incarnation and its conversation's newest sequence number.
@@ -193,6 +227,10 @@ type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>
 struct ConnRec {
     peer: IpAddr,
     user: Option<UserName>,
+    /// The token the session logged in with, if it did with one.
+    token: Option<TokenId>,
+    /// The session's credentials were revoked: nothing it sends is served.
+    revoked: bool,
     /// While a batch is delivered: the indices of its outputs for this connection.
     pending: Vec<usize>,
 }
@@ -208,6 +246,11 @@ pub struct Hub {
     /// Every live group's name by its id, for shared files (which know the id).
     group_names: HashMap<baatkaro_proto::group::GroupId, GroupName>,
     users: HashMap<UserName, User>,
+    /// The names of deleted accounts: taken for good.
+    tombstones: HashSet<UserName>,
+    /// The login throttles of names without an account, so that a refusal looks
+    /// the same for any name (at most [`accounts::MAX_GHOSTS`]).
+    ghosts: HashMap<UserName, AccountGuard>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
     conns: ConnMap<ConnRec>,
@@ -242,6 +285,14 @@ pub struct Hub {
     files: files::Files,
     /// Login and registration attempts per source address, and when it last tried.
     attempts: HashMap<IpAddr, (RateBudget, Millis)>,
+    /// Token logins per source address, a budget of their own.
+    token_attempts: HashMap<IpAddr, (RateBudget, Millis)>,
+    /// The session tokens' rules.
+    token_rules: TokenRules,
+    /// The next token number to give out.
+    next_token_id: TokenId,
+    /// Where token secrets come from.
+    entropy: Box<dyn Entropy>,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
     /// Set once the store found its database damaged: it takes no more writes, so
@@ -263,19 +314,26 @@ pub struct Hub {
 impl Hub {
     /// A hub over a snapshot loaded at start, at `now`. `file_prefix` is a random
     /// number from the shell: the file ids of this run start with it, so that ids of
-    /// different runs do not collide.
+    /// different runs do not collide. `entropy` makes the secrets of session tokens.
     pub fn new(
         cfg: HubConfig,
         snapshot: Snapshot,
         now: Millis,
         file_prefix: u64,
+        entropy: Box<dyn Entropy>,
     ) -> Result<Self, String> {
         let mut hub = Hub {
+            token_rules: TokenRules::new(&cfg.limits, cfg.token_idle_secs),
+            token_attempts: HashMap::new(),
+            next_token_id: 1,
+            entropy,
             group_rules: GroupRules::from_limits(&cfg.limits),
             rules: Rules::new(&cfg.limits),
             group_names: HashMap::new(),
             cfg,
             users: HashMap::new(),
+            tombstones: HashSet::new(),
+            ghosts: HashMap::new(),
             groups: HashMap::new(),
             direct: HashMap::new(),
             conns: ConnMap::default(),
@@ -318,17 +376,29 @@ impl Hub {
         self.group_names.clear();
         self.direct.clear();
         for (name, hash) in snap.users {
-            self.users.insert(
-                name,
-                User {
-                    hash: hash.into(),
-                    sessions: Vec::new(),
-                    relations: BTreeSet::new(),
-                    peers: BTreeSet::new(),
-                    keys: SendKeys::new(),
-                    budget: RateBudget::new(limits.burst, now),
-                },
-            );
+            self.users.insert(name, User::new(hash.into(), limits.burst, now));
+        }
+        for name in snap.locked {
+            if let Some(u) = self.users.get_mut(&name) {
+                u.locked = true;
+            }
+        }
+        self.tombstones = snap.tombstones.into_iter().collect();
+        let mut known: HashMap<UserName, Vec<_>> = HashMap::new();
+        for (user, address, since) in snap.known_addresses {
+            known.entry(user).or_default().push((address, since));
+        }
+        for (user, list) in known {
+            if let Some(u) = self.users.get_mut(&user) {
+                u.guard = AccountGuard::with_known(list);
+            }
+        }
+        self.next_token_id = snap.next_token_id.max(1);
+        for record in snap.tokens {
+            self.next_token_id = self.next_token_id.max(record.id.saturating_add(1));
+            if let Some(u) = self.users.get_mut(&record.user) {
+                u.tokens.push(tokens::Token::from_record(record));
+            }
         }
         let mut ids = HashMap::new();
         for (id, name, events) in snap.groups {
@@ -442,7 +512,10 @@ impl Hub {
 
     /// A connection was accepted from `peer`.
     pub fn handle_connected(&mut self, conn: ConnId, peer: IpAddr) {
-        self.conns.insert(conn, ConnRec { peer, user: None, pending: Vec::new() });
+        self.conns.insert(
+            conn,
+            ConnRec { peer, user: None, token: None, revoked: false, pending: Vec::new() },
+        );
     }
 
     /// A connection is gone.
@@ -498,7 +571,11 @@ impl Hub {
     }
 
     fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
-        let Some(user) = self.conns.get(&conn).map(|c| c.user) else { return };
+        let Some(rec) = self.conns.get(&conn) else { return };
+        let (user, revoked) = (rec.user, rec.revoked);
+        if revoked {
+            return self.refuse_revoked(conn, id);
+        }
         if self.damaged && !baatkaro_proto::storage::served_while_damaged(command.verb()) {
             self.refused += 1;
             return self.reply(conn, id, Err(damaged_failure()));
@@ -508,6 +585,9 @@ impl Hub {
                 self.register(conn, id, user, password, now)
             }
             (_, Command::Login { user, password }) => self.login(conn, id, user, password, now),
+            (_, Command::Auth { user, token, secret }) => {
+                self.auth((conn, id), user, token, secret, now)
+            }
             (Some(user), command) => self.logged_in(conn, id, user, command, now),
             // The session lets nothing else through before it is logged in.
             (None, _) => self.reply(conn, id, Err(Failure::new(ErrorCode::AuthRequired))),
@@ -545,8 +625,19 @@ impl Hub {
             C::FileCancel { file } => self.file_cancel(r, user, file),
             C::Files { conv } => self.list_files(r, user, conv),
             C::FileGet { file, offset, length } => self.file_get(r, user, file, offset, length),
+            C::Token { label } => self.mint_token(r, user, label, now),
+            C::Tokens => self.list_tokens(r, user),
+            C::Revoke { token } => self.revoke(r, user, token),
+            C::Logout { revoke: true } => self.logout_revoke(r, user),
+            C::Password { old, new } => self.change_password(r, user, old, new, now),
+            C::DeleteAccount { password } => self.delete_account(r, user, password, now),
             // Answered by the session itself, or refused by it in this state.
-            C::Hello { .. } | C::Ping | C::Logout | C::Register { .. } | C::Login { .. } => {
+            C::Hello { .. }
+            | C::Ping
+            | C::Logout { revoke: false }
+            | C::Register { .. }
+            | C::Login { .. }
+            | C::Auth { .. } => {
                 self.reply(conn, id, Err(Failure::new(ErrorCode::WrongState)));
             }
             other => match groups::op_of(other) {
@@ -619,6 +710,13 @@ impl Hub {
 
     /// Stages a write in the open batch.
     fn write(&mut self, w: Write) {
+        // A damaged store takes no writes. Commands that need one are refused before
+        // they get here (storage::served_while_damaged); what the reads it still
+        // serves would record by the way — a login's address, a token's last use —
+        // is not kept.
+        if self.damaged {
+            return;
+        }
         if let Write::SendKey { time, .. } = w {
             self.newest_key = Some(self.newest_key.map_or(time, |t| t.max(time)));
         }
@@ -735,14 +833,17 @@ impl Hub {
             ErrorCode::StorageFull => Failure { retry_after: Some(1000), ..Failure::new(code) },
             _ => Failure::new(code),
         };
-        let internal = |conn, id| (conn, id, Err(failure.clone()));
-        let mut replies: Vec<_> = outs
+        let internal = |conn, id| Out::Reply { conn, id, result: Err(failure.clone()) };
+        let mut replies: Vec<Out> = outs
             .into_iter()
             .filter_map(|o| match o {
                 Out::Reply { conn, id, .. } | Out::List { conn, id, .. } => {
                     Some(internal(conn, id))
                 }
                 Out::DropUpload(_, Some((conn, id))) => Some(internal(conn, id)),
+                // A session whose credentials were revoked is logged out already: its
+                // goodbye is said anyway (it logs in again if they still hold).
+                close @ Out::Close { .. } => Some(close),
                 Out::Frame { .. } | Out::DropUpload(_, None) => None,
             })
             .collect();
@@ -758,8 +859,8 @@ impl Hub {
         self.reading.clear();
         self.open = Batch::default();
         self.open_bytes = 0;
-        for (conn, id, result) in replies {
-            self.deliver(Out::Reply { conn, id, result });
+        for out in replies {
+            self.deliver(out);
         }
         self.reloading = true;
         let keys_since = now.saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
@@ -793,7 +894,9 @@ impl Hub {
                 }
             };
             match out {
-                Out::Reply { conn, .. } | Out::List { conn, .. } => add(*conn),
+                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => {
+                    add(*conn)
+                }
                 Out::Frame { to, .. } => to.iter().for_each(|&c| add(c)),
                 Out::DropUpload(file, req) => {
                     // The batch that forgot it is durable now.
@@ -818,6 +921,7 @@ impl Hub {
                         items: std::mem::take(items),
                         result: std::mem::replace(result, void()),
                     })),
+                    Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
                     Out::Frame { cause, .. } => Delivery::Frame {
                         index: index[i],
                         after: cause.filter(|(c, _)| *c == conn).map(|(_, id)| id),
@@ -869,6 +973,9 @@ impl Hub {
         }
         // An address silent for ten minutes has a full budget again: forget it.
         self.attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
+        self.token_attempts.retain(|_, (_, last)| now.saturating_sub(*last) < 600_000);
+        self.ghosts.retain(|_, guard| !guard.is_idle(now));
+        self.expire_tokens(now);
         self.expire_uploads(now);
         let window = self.cfg.limits.keys.saturating_mul(1000);
         for u in self.users.values_mut() {

@@ -10,7 +10,7 @@ use crate::error::{DecodeError, ErrorCode};
 use crate::hot;
 use crate::parse::{
     PError, PResult, arg, complete, conv, file_id, group_name, idem_key, keyword, none, number,
-    number_u32, payload_as, required, sha256, software, tag, token, user_name,
+    number_u32, payload_as, required, secret, sha256, software, tag, token, user_name,
 };
 use crate::types::{HistoryRange, JoinRule, OfferName, Password, Text, Versions};
 
@@ -65,7 +65,11 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             let user = complete(args, arg(user_name))?;
             Command::Login { user, password: password(p)? }
         }
-        Verb::Logout => bare(args, &p, Command::Logout)?,
+        Verb::Logout => {
+            none(&p)?;
+            let revoke = complete(args, opt(arg(revoke_flag)))?;
+            Command::Logout { revoke: revoke.is_some() }
+        }
         Verb::Ping => bare(args, &p, Command::Ping)?,
         Verb::Create => {
             none(&p)?;
@@ -151,7 +155,44 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
             Command::FileGet { file, offset, length }
         }
+        Verb::Auth => {
+            none(&p)?;
+            let (user, token, secret) = complete(args, (arg(user_name), arg(number), arg(secret)))?;
+            Command::Auth { user, token, secret }
+        }
+        Verb::Token => {
+            complete(args, |i| Ok((i, ())))?;
+            Command::Token {
+                label: payload_as(required(p)?, ErrorCode::BadText, Text::from_bytes)?,
+            }
+        }
+        Verb::Tokens => bare(args, &p, Command::Tokens)?,
+        Verb::Revoke => {
+            none(&p)?;
+            Command::Revoke { token: complete(args, arg(number))? }
+        }
+        Verb::Password => {
+            let old_len = complete(args, arg(number))?;
+            let (old, new) = old_and_new(required(p)?, old_len)?;
+            Command::Password { old, new }
+        }
+        Verb::DeleteAccount => {
+            complete(args, |i| Ok((i, ())))?;
+            Command::DeleteAccount { password: password(p)? }
+        }
     })
+}
+
+/// PASSWORD's payload: the old password (`old_len` octets), then the new one; each
+/// `password = 1*1024OCTET`.
+fn old_and_new(payload: Bytes, old_len: u64) -> Result<(Password, Password), PError> {
+    let at = usize::try_from(old_len)
+        .ok()
+        .filter(|at| (1..payload.len()).contains(at))
+        .ok_or_else(|| PError::syntax("the old password's length must leave a new password"))?;
+    let old = payload_as(payload.slice(..at), ErrorCode::Syntax, Password::from_bytes)?;
+    let new = payload_as(payload.slice(at..), ErrorCode::Syntax, Password::from_bytes)?;
+    Ok((old, new))
 }
 
 /// A command with no arguments and no payload.
@@ -200,6 +241,11 @@ fn versions(i: &[u8]) -> PResult<'_, Versions> {
 /// `join-rule = "approval" / "open" / "invite"`
 pub(crate) fn join_rule(i: &[u8]) -> PResult<'_, JoinRule> {
     keyword(JoinRule::from_wire)(i)
+}
+
+/// `"revoke"`, LOGOUT's one option.
+fn revoke_flag(i: &[u8]) -> PResult<'_, ()> {
+    keyword(|b| (b == b"revoke").then_some(()))(i)
 }
 
 /// `ban-flag = "ban"`

@@ -47,7 +47,13 @@ impl Encode for Request {
             Command::Register { user, password } | Command::Login { user, password } => {
                 out.word(user.as_bytes()).end_with_payload(password.expose());
             }
-            Command::Logout | Command::Ping | Command::Groups | Command::Conversations => out.end(),
+            Command::Ping | Command::Groups | Command::Conversations | Command::Tokens => out.end(),
+            Command::Logout { revoke } => {
+                if *revoke {
+                    out.word(b"revoke");
+                }
+                out.end();
+            }
             Command::Create { group, rule } => {
                 out.word(group.as_bytes());
                 if let Some(rule) = rule {
@@ -121,6 +127,16 @@ impl Encode for Request {
             Command::FileGet { file, offset, length } => {
                 out.word(file.as_bytes()).num(*offset).num(*length).end();
             }
+            Command::Auth { user, token, secret } => {
+                out.word(user.as_bytes()).num(*token).word(&secret.to_hex()).end();
+            }
+            Command::Token { label } => out.end_with_payload(label.as_bytes()),
+            Command::Revoke { token } => out.num(*token).end(),
+            Command::Password { old, new } => {
+                let payload = [old.expose(), new.expose()].concat();
+                out.num(old.expose().len() as u64).end_with_payload(&payload);
+            }
+            Command::DeleteAccount { password } => out.end_with_payload(password.expose()),
         }
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::types::{
     Conversation, FileId, GroupName, HistoryRange, IdemKey, JoinRule, OfferName, Password, Sha256,
-    Software, Tag, Text, UserName, Versions,
+    Software, Tag, Text, TokenId, TokenSecret, UserName, Versions,
 };
 
 /// One client frame: `tag SP command`.
@@ -47,8 +47,13 @@ pub enum Command {
         /// Its password.
         password: Password,
     },
-    /// `LOGOUT`: end the session; the server replies and closes.
-    Logout,
+    /// `LOGOUT [SP "revoke"]`: end the session; the server replies and closes. With
+    /// `revoke` (the `tokens` feature), the token the session logged in with is
+    /// revoked too.
+    Logout {
+        /// Also revoke the session's token.
+        revoke: bool,
+    },
     /// `PING`: keep-alive and round-trip check.
     Ping,
     /// `CREATE group-name [SP join-rule]`: create a group and become its owner.
@@ -248,6 +253,43 @@ pub enum Command {
         /// How many bytes (0: to the end of the file).
         length: u64,
     },
+    /// `AUTH user-name SP token-id SP secret`: log in with a session token (the
+    /// `tokens` feature).
+    Auth {
+        /// The account.
+        user: UserName,
+        /// The token's number.
+        token: TokenId,
+        /// The token's secret.
+        secret: TokenSecret,
+    },
+    /// `TOKEN {n}` + device label: make a session token for this account.
+    Token {
+        /// Which device holds it, for the user's list of tokens.
+        label: Text,
+    },
+    /// `TOKENS`: list this account's session tokens.
+    Tokens,
+    /// `REVOKE token-id`: revoke one of this account's session tokens; the sessions
+    /// logged in with it end.
+    Revoke {
+        /// The token's number.
+        token: TokenId,
+    },
+    /// `PASSWORD number {n}` + old password, then new: change the password (the
+    /// `account` feature). The number is the old password's length in octets.
+    Password {
+        /// The password now.
+        old: Password,
+        /// The password from now on.
+        new: Password,
+    },
+    /// `DELETE-ACCOUNT {n}` + password: delete this account for good (the `account`
+    /// feature); its name is never given to anyone else.
+    DeleteAccount {
+        /// The account's password.
+        password: Password,
+    },
 }
 
 /// The verbs of client commands, used where a reply names the command it answers.
@@ -327,6 +369,18 @@ pub enum Verb {
     Files,
     /// FILE-GET
     FileGet,
+    /// AUTH
+    Auth,
+    /// TOKEN
+    Token,
+    /// TOKENS
+    Tokens,
+    /// REVOKE
+    Revoke,
+    /// PASSWORD
+    Password,
+    /// DELETE-ACCOUNT
+    DeleteAccount,
 }
 
 impl Verb {
@@ -368,6 +422,12 @@ impl Verb {
         Verb::FileCancel,
         Verb::Files,
         Verb::FileGet,
+        Verb::Auth,
+        Verb::Token,
+        Verb::Tokens,
+        Verb::Revoke,
+        Verb::Password,
+        Verb::DeleteAccount,
     ];
 
     /// The verb on the wire.
@@ -409,6 +469,12 @@ impl Verb {
             Verb::FileCancel => "FILE-CANCEL",
             Verb::Files => "FILES",
             Verb::FileGet => "FILE-GET",
+            Verb::Auth => "AUTH",
+            Verb::Token => "TOKEN",
+            Verb::Tokens => "TOKENS",
+            Verb::Revoke => "REVOKE",
+            Verb::Password => "PASSWORD",
+            Verb::DeleteAccount => "DELETE-ACCOUNT",
         }
     }
 
@@ -453,6 +519,12 @@ impl Verb {
             b"FILE-CANCEL" => Verb::FileCancel,
             b"FILES" => Verb::Files,
             b"FILE-GET" => Verb::FileGet,
+            b"AUTH" => Verb::Auth,
+            b"TOKEN" => Verb::Token,
+            b"TOKENS" => Verb::Tokens,
+            b"REVOKE" => Verb::Revoke,
+            b"PASSWORD" => Verb::Password,
+            b"DELETE-ACCOUNT" => Verb::DeleteAccount,
             _ => return None,
         })
     }
@@ -465,11 +537,20 @@ impl std::fmt::Display for Verb {
 }
 
 impl Command {
-    /// Whether the command carries a secret (a password or a token), which a
-    /// client must not send in clear beyond loopback (SPEC.md 11.7,
+    /// Whether the command or its reply carries a secret (a password, or a
+    /// session token: AUTH sends one, TOKEN's reply holds one), which a client
+    /// must not send or ask for in clear beyond loopback (SPEC.md 11.7,
     /// [`transport::plaintext_allowed`](crate::transport::plaintext_allowed)).
     pub fn carries_secret(&self) -> bool {
-        matches!(self, Command::Register { .. } | Command::Login { .. })
+        matches!(
+            self,
+            Command::Register { .. }
+                | Command::Login { .. }
+                | Command::Auth { .. }
+                | Command::Token { .. }
+                | Command::Password { .. }
+                | Command::DeleteAccount { .. }
+        )
     }
 
     /// The command's verb.
@@ -478,7 +559,7 @@ impl Command {
             Command::Hello { .. } => Verb::Hello,
             Command::Register { .. } => Verb::Register,
             Command::Login { .. } => Verb::Login,
-            Command::Logout => Verb::Logout,
+            Command::Logout { .. } => Verb::Logout,
             Command::Ping => Verb::Ping,
             Command::Create { .. } => Verb::Create,
             Command::Join { .. } => Verb::Join,
@@ -511,6 +592,12 @@ impl Command {
             Command::FileCancel { .. } => Verb::FileCancel,
             Command::Files { .. } => Verb::Files,
             Command::FileGet { .. } => Verb::FileGet,
+            Command::Auth { .. } => Verb::Auth,
+            Command::Token { .. } => Verb::Token,
+            Command::Tokens => Verb::Tokens,
+            Command::Revoke { .. } => Verb::Revoke,
+            Command::Password { .. } => Verb::Password,
+            Command::DeleteAccount { .. } => Verb::DeleteAccount,
         }
     }
 }

@@ -12,12 +12,12 @@ use crate::event::{event, stored_event};
 use crate::hot;
 use crate::limits::{LIMIT_VALUE_MAX, Limits};
 use crate::parse::{
-    PError, PResult, arg, complete, conv, file_id, group_name, keyword, none, number, parse_number,
-    required, software, tag, token, user_name,
+    PError, PResult, address, arg, complete, conv, file_id, group_name, keyword, none, number,
+    parse_number, payload_as, required, secret, software, tag, token, user_name,
 };
 use crate::types::{
     Feature, Features, InviteOutcome, JoinOutcome, JoinRule, Membership, OfferStatus, Presence,
-    Role,
+    Role, Text,
 };
 
 impl Decode for ServerFrame {
@@ -142,6 +142,13 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
             let (file, offset, length) = complete(args, (arg(file_id), arg(number), arg(number)))?;
             OkReply::FileGet { file, offset, length }
         }
+        // auth-ok = "AUTH" SP user-name
+        b"AUTH" => OkReply::Auth { user: complete(args, arg(user_name))? },
+        // token-ok = "TOKEN" SP token-id SP secret
+        b"TOKEN" => {
+            let (token, secret) = complete(args, (arg(number), arg(secret)))?;
+            OkReply::Token { token, secret }
+        }
         _ => return Err(PError::syntax("unknown reply")),
     })
 }
@@ -217,7 +224,7 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
             None => return Err(PError::syntax("HELLO reply must list every limit exactly once")),
         }
     }
-    Ok(OkReply::Hello { version, server, features, limits })
+    Ok(OkReply::Hello { version, server, features, limits: Box::new(limits) })
 }
 
 /// `offer-status = "need" / "done" SP seq`
@@ -295,6 +302,14 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
         b"CHUNK" => {
             let (file, offset) = complete(args, (arg(file_id), arg(number)))?;
             Ok(Item::Chunk { file, offset, data: required(p)? })
+        }
+        // token-item = "TOKEN" SP token-id SP millis SP millis SP millis SP address
+        //              payload-marker
+        b"TOKEN" => {
+            let (token, created, used, expires, address) =
+                complete(args, (arg(number), arg(number), arg(number), arg(number), arg(address)))?;
+            let label = payload_as(required(p)?, ErrorCode::BadText, Text::from_bytes)?;
+            Ok(Item::Token { token, created, used, expires, address, label })
         }
         _ => Err(PError::new(ErrorCode::UnknownCommand, "unknown reply item")),
     }

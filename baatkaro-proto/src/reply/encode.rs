@@ -88,6 +88,12 @@ fn put_ok(out: &mut BytesMut, reply: &OkReply) {
         OkReply::FileGet { file, offset, length } => {
             out.word(b"FILE-GET").word(file.as_bytes()).num(*offset).num(*length);
         }
+        OkReply::Auth { user } => {
+            out.word(b"AUTH").word(user.as_bytes());
+        }
+        OkReply::Token { token, secret } => {
+            out.word(b"TOKEN").num(*token).word(&secret.to_hex());
+        }
         OkReply::Done { verb } => {
             out.word(verb.as_str().as_bytes());
         }
@@ -124,6 +130,10 @@ fn put_item(out: &mut BytesMut, item: &Item) {
         }
         Item::Chunk { file, offset, data } => {
             out.word(b"CHUNK").word(file.as_bytes()).num(*offset).end_with_payload(data);
+        }
+        Item::Token { token, created, used, expires, address, label } => {
+            out.word(b"TOKEN").num(*token).num(*created).num(*used).num(*expires);
+            out.word(address.as_bytes()).end_with_payload(label.as_bytes());
         }
     }
 }

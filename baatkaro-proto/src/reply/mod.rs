@@ -8,8 +8,9 @@ use bytes::Bytes;
 use crate::event::{Event, Failure, StoredEvent};
 use crate::limits::Limits;
 use crate::types::{
-    Conversation, Features, FileId, GroupName, InviteOutcome, JoinOutcome, JoinRule, Membership,
-    Millis, OfferStatus, Presence, Role, Seq, Software, Tag, Text, UserName, keyword_enum,
+    Address, Conversation, Features, FileId, GroupName, InviteOutcome, JoinOutcome, JoinRule,
+    Membership, Millis, OfferStatus, Presence, Role, Seq, Software, Tag, Text, TokenId,
+    TokenSecret, UserName, keyword_enum,
 };
 
 /// One server frame.
@@ -62,6 +63,8 @@ keyword_enum!(
         Online = "ONLINE",
         /// FILES: `FILE` items.
         Files = "FILES",
+        /// TOKENS: `TOKEN` items.
+        Tokens = "TOKENS",
     }
 );
 
@@ -104,6 +107,12 @@ keyword_enum!(
         Delete = "DELETE",
         /// FILE-CANCEL
         FileCancel = "FILE-CANCEL",
+        /// REVOKE
+        Revoke = "REVOKE",
+        /// PASSWORD
+        Password = "PASSWORD",
+        /// DELETE-ACCOUNT
+        DeleteAccount = "DELETE-ACCOUNT",
     }
 );
 
@@ -119,8 +128,9 @@ pub enum OkReply {
         server: Software,
         /// Optional features on offer.
         features: Features,
-        /// Every limit and quota.
-        limits: Limits,
+        /// Every limit and quota (boxed: the list is long, and a reply is moved often,
+        /// this one once per connection).
+        limits: Box<Limits>,
     },
     /// `REGISTER user-name`: the account exists and the session is logged in.
     Register {
@@ -215,6 +225,18 @@ pub enum OkReply {
         /// Bytes sent in all.
         length: u64,
     },
+    /// `AUTH user-name`: the session is logged in with a token.
+    Auth {
+        /// The account.
+        user: UserName,
+    },
+    /// `TOKEN token-id secret`: a new session token; the secret is shown this once.
+    Token {
+        /// Its number.
+        token: TokenId,
+        /// Its secret.
+        secret: TokenSecret,
+    },
     /// `done-verb`: done, nothing more to say.
     Done {
         /// The command that succeeded.
@@ -291,5 +313,21 @@ pub enum Item {
         offset: u64,
         /// The bytes.
         data: Bytes,
+    },
+    /// `TOKEN token-id created used expires address {n}` + label: one of my session
+    /// tokens.
+    Token {
+        /// Its number.
+        token: TokenId,
+        /// When it was made.
+        created: Millis,
+        /// When it last logged a session in (its making counts).
+        used: Millis,
+        /// When it stops working unless it is used before.
+        expires: Millis,
+        /// The address it was last used from.
+        address: Address,
+        /// The device label it was made with.
+        label: Text,
     },
 }

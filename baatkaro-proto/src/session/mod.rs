@@ -93,10 +93,11 @@ pub enum SessionEvent {
     Request {
         /// Its id, for the answer.
         id: RequestId,
-        /// What the client asks; never HELLO, PING or LOGOUT, which the session answers.
+        /// What the client asks; never HELLO or PING, which the session answers, nor
+        /// LOGOUT, except a logged-in session's LOGOUT revoke (whose OK ends it).
         command: Command,
     },
-    /// The session logged in as this user (the application's own LOGIN or REGISTER
+    /// The session logged in as this user (the application's own LOGIN, REGISTER or AUTH
     /// answer said so).
     LoggedIn {
         /// The user.
@@ -170,9 +171,12 @@ pub struct Session {
     throttled: Option<Millis>,
     /// When the connection must be logged in by (`None`: no deadline).
     login_deadline: Option<Millis>,
-    /// A LOGIN or REGISTER was handed on at this time and awaits its answer: the
+    /// A LOGIN, REGISTER or AUTH was handed on at this time and awaits its answer: the
     /// login deadline does not run meanwhile (the hash is the server's time).
     login_paused: Option<Millis>,
+    /// A LOGOUT revoke or DELETE-ACCOUNT awaits its answer: nothing after it is read
+    /// until it is known whether the session ends (a refused DELETE-ACCOUNT goes on).
+    ending: bool,
 }
 
 impl Session {
@@ -202,6 +206,7 @@ impl Session {
             throttled: None,
             login_deadline,
             login_paused: None,
+            ending: false,
         }
     }
 
@@ -224,8 +229,9 @@ impl Session {
         self.state == SessionState::Closed
     }
 
-    /// Whether the session takes more input: false once it is closed, while a LOGIN
-    /// or REGISTER awaits its answer, while `inflight` requests await their replies,
+    /// Whether the session takes more input: false once it is closed, while a LOGIN,
+    /// REGISTER or AUTH awaits its answer (or a LOGOUT revoke or DELETE-ACCOUNT, which
+    /// may end the session), while `inflight` requests await their replies,
     /// while those without a final reply carry `queue` bytes of chunk payload or more,
     /// while half of `queue` or more waits for the client to read it, and while the
     /// frame budget is spent (stop reading the socket then; TCP slows the client
@@ -235,6 +241,7 @@ impl Session {
             && !self.closing
             && self.throttled.is_none()
             && self.login_paused.is_none()
+            && !self.ending
             && (self.pending.len() as u64) < self.config.limits.inflight
             && (self.carried as u64) < self.config.limits.queue
             && (self.queued() as u64) < self.config.limits.queue / 2
@@ -353,7 +360,7 @@ impl Session {
         }
     }
 
-    /// Answers a request at `now`: its final reply. A successful LOGIN or REGISTER
+    /// Answers a request at `now`: its final reply. A successful LOGIN, REGISTER or AUTH
     /// logs the session in; a failure whose code closes the connection (SPEC.md
     /// Appendix C) is the last frame, as its tagged ERR. Unknown or already answered
     /// ids are ignored.
@@ -362,18 +369,28 @@ impl Session {
         let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) else {
             return;
         };
-        if matches!(p.verb, Verb::Login | Verb::Register)
+        if is_login(p.verb)
             && let Some(since) = self.login_paused.take()
         {
-            // The server's time spent on this connection's password is not the
+            // The server's time spent on this connection's credentials is not the
             // client's: the deadline moves by it.
             let paused = now.saturating_sub(since);
             self.login_deadline = self.login_deadline.map(|d| d.saturating_add(paused));
         }
-        if let Ok(OkReply::Login { user } | OkReply::Register { user }) = &result
-            && matches!(p.verb, Verb::Login | Verb::Register)
+        if let Ok(OkReply::Login { user } | OkReply::Register { user } | OkReply::Auth { user }) =
+            &result
+            && is_login(p.verb)
         {
             p.after = After::LogIn(*user);
+        }
+        if ends_session(p.verb) {
+            self.ending = false;
+            if result.is_ok() {
+                // LOGOUT revoke or DELETE-ACCOUNT, which the application answered: the
+                // session ends with its reply.
+                p.after = After::Close(None);
+                self.closing = true;
+            }
         }
         if let Err(failure) = &result
             && failure.code.is_fatal()
@@ -477,7 +494,7 @@ impl Session {
         self.now = self.now.max(now);
     }
 
-    /// Whether a LOGIN or REGISTER is waiting for the application's answer.
+    /// Whether a LOGIN, REGISTER or AUTH is waiting for the application's answer.
     fn logging_in(&self) -> bool {
         self.login_paused.is_some()
     }
@@ -488,7 +505,7 @@ impl Session {
 
     /// Decodes buffered frames while the in-flight budget allows.
     ///
-    /// Also waits while a LOGIN or REGISTER awaits its answer: the state the next
+    /// Also waits while a LOGIN, REGISTER or AUTH awaits its answer: the state the next
     /// request is judged in depends on it.
     fn decode(&mut self) {
         let FrameBudget { rate, burst } = self.config.frames;
@@ -544,7 +561,7 @@ impl Session {
                         version: crate::PROTOCOL_VERSION,
                         server: self.config.software,
                         features: self.config.features.clone(),
-                        limits: self.config.limits.clone(),
+                        limits: Box::new(self.config.limits.clone()),
                     };
                     self.answer_now(tag, verb, Ok(reply), After::Nothing);
                 } else {
@@ -565,7 +582,9 @@ impl Session {
                 Ok(OkReply::Done { verb: DoneVerb::Ping }),
                 After::Nothing,
             ),
-            Command::Logout => self.answer_now(
+            // Only a logged-in session has a token to revoke: the application does
+            // that, and answers. Any other LOGOUT is the session's own.
+            Command::Logout { revoke } if !revoke || self.user().is_none() => self.answer_now(
                 tag,
                 verb,
                 Ok(OkReply::Done { verb: DoneVerb::Logout }),
@@ -574,8 +593,14 @@ impl Session {
             command => {
                 let id = RequestId(self.next_id);
                 self.next_id += 1;
-                if matches!(verb, Verb::Login | Verb::Register) {
+                if is_login(verb) {
                     self.login_paused = Some(self.now);
+                }
+                if ends_session(verb) {
+                    // Nothing after a LOGOUT or DELETE-ACCOUNT is read while it awaits
+                    // its answer: if it ends the session, what came after it is not
+                    // served, as when the session answers a LOGOUT itself.
+                    self.ending = true;
                 }
                 // The application holds a chunk until it answers: count it as in flight.
                 let carried = match &command {
@@ -680,4 +705,16 @@ impl Session {
         self.held = 0;
         self.events.push_back(SessionEvent::Closed { reason });
     }
+}
+
+/// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
+/// (whose account is gone).
+fn ends_session(verb: Verb) -> bool {
+    matches!(verb, Verb::Logout | Verb::DeleteAccount)
+}
+
+/// Whether a request logs the session in when it succeeds: LOGIN, REGISTER and AUTH.
+/// The login deadline stops while one awaits its answer (SPEC.md section 4.1).
+fn is_login(verb: Verb) -> bool {
+    matches!(verb, Verb::Login | Verb::Register | Verb::Auth)
 }

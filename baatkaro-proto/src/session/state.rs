@@ -9,9 +9,9 @@ use crate::types::UserName;
 pub enum SessionState {
     /// Connected; HELLO (and PING) only.
     Greeting,
-    /// HELLO done; REGISTER, LOGIN, PING, LOGOUT.
+    /// HELLO done; REGISTER, LOGIN, AUTH, PING, LOGOUT.
     Authenticating,
-    /// Logged in as this user; everything but HELLO, REGISTER and LOGIN.
+    /// Logged in as this user; everything but HELLO, REGISTER, LOGIN and AUTH.
     LoggedIn(UserName),
     /// Over; nothing more is read or sent.
     Closed,
@@ -26,9 +26,12 @@ impl SessionState {
             (SessionState::Greeting, Verb::Hello) => None,
             (SessionState::Greeting, _) => Some(ErrorCode::HelloRequired),
             (_, Verb::Hello) => Some(ErrorCode::WrongState),
-            (SessionState::Authenticating, Verb::Register | Verb::Login | Verb::Logout) => None,
+            (
+                SessionState::Authenticating,
+                Verb::Register | Verb::Login | Verb::Auth | Verb::Logout,
+            ) => None,
             (SessionState::Authenticating, _) => Some(ErrorCode::AuthRequired),
-            (SessionState::LoggedIn(_), Verb::Register | Verb::Login) => {
+            (SessionState::LoggedIn(_), Verb::Register | Verb::Login | Verb::Auth) => {
                 Some(ErrorCode::WrongState)
             }
             (SessionState::LoggedIn(_), _) => None,

@@ -13,6 +13,8 @@ pub(crate) const FILE_ID: u8 = 1 << 3;
 pub(crate) const SOFTWARE: u8 = 1 << 4;
 /// `a-z 0-9 -` (feature names).
 pub(crate) const FEATURE: u8 = 1 << 5;
+/// `0-9 a-f . :` (network addresses, as IPv4 and IPv6 write them).
+pub(crate) const ADDRESS: u8 = 1 << 6;
 
 static CLASSES: [u8; 256] = build();
 
@@ -42,6 +44,9 @@ const fn build() -> [u8; 256] {
         }
         if lower || digit || b == b'-' {
             class |= FEATURE;
+        }
+        if digit || matches!(b, b'a'..=b'f' | b'.' | b':') {
+            class |= ADDRESS;
         }
         table[i] = class;
         i += 1;

@@ -110,6 +110,47 @@ impl fmt::Debug for Sha256 {
     }
 }
 
+/// The number of a session token (SPEC.md section 4.7): given out by the server,
+/// never reused.
+///
+/// ```abnf
+/// token-id = number
+/// ```
+pub type TokenId = u64;
+
+/// A session token's secret: 32 random bytes; on the wire, 64 lower-case hex digits.
+///
+/// ```abnf
+/// secret = 64(DIGIT / %x61-66)
+/// ```
+///
+/// It is as good as the password for as long as the token lives, so its `Debug`
+/// shows nothing of it; [`TokenSecret::to_hex`] is the one way to write it out.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct TokenSecret(pub [u8; 32]);
+
+impl TokenSecret {
+    /// Parses 64 lower-case hex digits.
+    pub fn from_hex(hex: &[u8]) -> Result<Self, ValidationError> {
+        // The same alphabet and length as a SHA-256 digest.
+        Sha256::from_hex(hex)
+            .map(|d| TokenSecret(d.0))
+            .map_err(|_| ValidationError::OutOfRange { what: "token secret (64 hex digits)" })
+    }
+
+    /// Writes the 64 lower-case hex digits.
+    pub fn to_hex(&self) -> [u8; 64] {
+        Sha256(self.0).to_hex()
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSecret(<redacted>)")
+    }
+}
+
 /// The protocol versions a client speaks: 1–16 distinct versions, each ≥ 1.
 ///
 /// ```abnf

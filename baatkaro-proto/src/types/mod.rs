@@ -10,6 +10,9 @@ mod text;
 
 pub(crate) use keyword::keyword_enum;
 pub use keyword::{InviteOutcome, JoinOutcome, JoinRule, Membership, Presence, Role};
-pub use misc::{Conversation, Features, HistoryRange, Millis, OfferStatus, Seq, Sha256, Versions};
-pub use name::{Feature, FileId, GroupName, IdemKey, Software, Tag, UserName};
+pub use misc::{
+    Conversation, Features, HistoryRange, Millis, OfferStatus, Seq, Sha256, TokenId, TokenSecret,
+    Versions,
+};
+pub use name::{Address, Feature, FileId, GroupName, IdemKey, Software, Tag, UserName};
 pub use text::{FileName, Note, OfferName, Password, TEXT_MAX, Text};

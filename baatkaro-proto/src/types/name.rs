@@ -112,6 +112,25 @@ atom!(
     Feature, max = 24, check = |b| check_ascii("feature", b, 24, charset::FEATURE)
 );
 
+atom!(
+    /// A network address as written in text: an IPv4 address (`192.0.2.7`) or an
+    /// IPv6 one in lower-case hex (`2001:db8::7`, `::ffff:192.0.2.7`).
+    ///
+    /// ```abnf
+    /// address = 1*45(DIGIT / %x61-66 / "." / ":")
+    /// ```
+    Address, max = 45, check = |b| check_ascii("address", b, 45, charset::ADDRESS)
+);
+
+impl From<std::net::IpAddr> for Address {
+    fn from(ip: std::net::IpAddr) -> Self {
+        // Rust writes IPv4 as digits and dots and IPv6 as lower-case hex, colons and
+        // (for a mapped address) digits and dots, never longer than 45 bytes.
+        Address::new(&ip.to_string())
+            .unwrap_or_else(|_| unreachable!("an IP address is written in the address alphabet"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use baatkaro_proto::{
     FileName, GroupName, HistoryRange, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule,
     LIMIT_VALUE_MAX, LINE_MAX, Limits, ListVerb, Membership, Note, OfferName, OfferStatus, OkReply,
     Password, Presence, Request, Role, ServerFrame, Sha256, Software, StoredEvent, TEXT_MAX, Tag,
-    Text, UserName, Verb, Versions,
+    Text, TokenSecret, UserName, Verb, Versions,
 };
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -249,6 +249,21 @@ pub(crate) fn data() -> BoxedStrategy<Bytes> {
     .boxed()
 }
 
+/// A session token's secret: any 32 bytes.
+pub(crate) fn secret() -> BoxedStrategy<TokenSecret> {
+    any::<[u8; 32]>().prop_map(TokenSecret).boxed()
+}
+
+/// A network address: IPv4 and IPv6 as written, and odd strings of the alphabet.
+pub(crate) fn address() -> BoxedStrategy<baatkaro_proto::Address> {
+    prop_oneof![
+        any::<std::net::Ipv4Addr>().prop_map(|ip| std::net::IpAddr::V4(ip).into()),
+        any::<std::net::Ipv6Addr>().prop_map(|ip| std::net::IpAddr::V6(ip).into()),
+        "[0-9a-f.:]{1,45}".prop_map(|s| baatkaro_proto::Address::new(&s).expect("alphabet")),
+    ]
+    .boxed()
+}
+
 /// A SHA-256 digest: any 32 bytes.
 pub(crate) fn sha256() -> BoxedStrategy<Sha256> {
     any::<[u8; 32]>().prop_map(Sha256).boxed()
@@ -364,7 +379,7 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
             .boxed(),
         (u(), password()).prop_map(|(user, password)| Command::Register { user, password }).boxed(),
         (u(), password()).prop_map(|(user, password)| Command::Login { user, password }).boxed(),
-        Just(Command::Logout).boxed(),
+        any::<bool>().prop_map(|revoke| Command::Logout { revoke }).boxed(),
         Just(Command::Ping).boxed(),
         (g(), option::of(join_rule()))
             .prop_map(|(group, rule)| Command::Create { group, rule })
@@ -413,6 +428,14 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
         (file_id(), any_u64(), any_u64())
             .prop_map(|(file, offset, length)| Command::FileGet { file, offset, length })
             .boxed(),
+        (u(), any_u64(), secret())
+            .prop_map(|(user, token, secret)| Command::Auth { user, token, secret })
+            .boxed(),
+        text().prop_map(|label| Command::Token { label }).boxed(),
+        Just(Command::Tokens).boxed(),
+        any_u64().prop_map(|token| Command::Revoke { token }).boxed(),
+        (password(), password()).prop_map(|(old, new)| Command::Password { old, new }).boxed(),
+        password().prop_map(|password| Command::DeleteAccount { password }).boxed(),
     ];
     Union::new(arms).boxed()
 }
@@ -433,7 +456,7 @@ pub(crate) fn ok_reply() -> BoxedStrategy<OkReply> {
                 version,
                 server,
                 features,
-                limits,
+                limits: Box::new(limits),
             })
             .boxed(),
         user_name().prop_map(|user| OkReply::Register { user }).boxed(),
@@ -468,6 +491,8 @@ pub(crate) fn ok_reply() -> BoxedStrategy<OkReply> {
         (file_id(), any_u64(), any_u64())
             .prop_map(|(file, offset, length)| OkReply::FileGet { file, offset, length })
             .boxed(),
+        user_name().prop_map(|user| OkReply::Auth { user }).boxed(),
+        (any_u64(), secret()).prop_map(|(token, secret)| OkReply::Token { token, secret }).boxed(),
         select(DoneVerb::ALL).prop_map(|verb| OkReply::Done { verb }).boxed(),
     ];
     Union::new(arms).boxed()
@@ -480,7 +505,7 @@ pub(crate) fn hello_frame(min_features: usize) -> BoxedStrategy<ServerFrame> {
     (tag(), version(), software(), features, limits())
         .prop_map(|(tag, version, server, features, limits)| ServerFrame::Ok {
             tag,
-            reply: OkReply::Hello { version, server, features, limits },
+            reply: OkReply::Hello { version, server, features, limits: Box::new(limits) },
         })
         .boxed()
 }
@@ -602,6 +627,16 @@ pub(crate) fn item() -> BoxedStrategy<Item> {
             .boxed(),
         (file_id(), any_u64(), data())
             .prop_map(|(file, offset, data)| Item::Chunk { file, offset, data })
+            .boxed(),
+        ((any_u64(), any_u64(), any_u64(), any_u64()), address(), text())
+            .prop_map(|((token, created, used, expires), address, label)| Item::Token {
+                token,
+                created,
+                used,
+                expires,
+                address,
+                label,
+            })
             .boxed(),
     ];
     Union::new(arms).boxed()

@@ -7,9 +7,12 @@
 //! dedicated thread and commits whatever arrived while the last commit ran in one
 //! transaction (group commit), so the async runtime never waits on the disk.
 
+mod accounts;
 mod checksum;
 mod group_log;
 pub mod identity;
+
+pub use accounts::Admin;
 pub mod sqlite;
 pub mod verify;
 pub mod writer;
@@ -19,7 +22,7 @@ use baatkaro_proto::Millis;
 // The records themselves belong to the hub's sans-IO core, which makes them.
 pub use baatkaro_hub::store::{
     Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, StoreFault,
-    UploadRecord, Write,
+    TokenRecord, UploadRecord, Write,
 };
 
 /// Why the store failed.

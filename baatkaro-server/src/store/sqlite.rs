@@ -15,7 +15,7 @@ use super::checksum::{self, RowSum};
 use super::identity::{self, IDENTITY_VERSION};
 use super::{
     ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UploadRecord,
-    Write, group_log,
+    Write, accounts, group_log,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -91,6 +91,12 @@ const MIGRATIONS: &[&str] = &[
          SELECT id, created, baatkaro_row_sum(id, created) FROM
              (SELECT lower(hex(randomblob(16))) AS id,
                      CAST(unixepoch('subsec') * 1000 AS INTEGER) AS created);",
+    // 6: session tokens (store/accounts.rs).
+    accounts::MIGRATION_TOKENS,
+    // 7: deleted accounts' names and operator locks (store/accounts.rs).
+    accounts::MIGRATION_ACCOUNTS,
+    // 8: the addresses that logged in to each account (store/accounts.rs).
+    accounts::MIGRATION_KNOWN_ADDRESSES,
 ];
 
 /// The schema version this build writes.
@@ -319,6 +325,9 @@ impl Sqlite {
              ALTER TABLE uploads DROP COLUMN row_sum; ALTER TABLE files DROP COLUMN row_sum;
              ALTER TABLE contents DROP COLUMN row_sum; ALTER TABLE sent_keys DROP COLUMN row_sum;
              ALTER TABLE events DROP COLUMN row_sum; DROP TABLE identity;",
+            accounts::UNDO_TOKENS,
+            accounts::UNDO_ACCOUNTS,
+            accounts::UNDO_KNOWN_ADDRESSES,
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -331,6 +340,11 @@ impl Sqlite {
             let _ = std::fs::remove_file(dir.join(identity::ID_FILE));
         }
         Ok(())
+    }
+
+    /// The operator's offline changes to accounts (`baatkaro-server admin`).
+    pub fn admin(&mut self) -> accounts::Admin<'_> {
+        accounts::Admin { conn: &mut self.conn }
     }
 
     /// The schema version of the open database.
@@ -525,6 +539,7 @@ impl Store for Sqlite {
             let (user, sha, size) = row?;
             snap.contents.push((name(user, "user name")?, sha_of(&sha)?, size as u64));
         }
+        accounts::load(c, &mut snap)?;
         Ok(snap)
     }
 
@@ -721,6 +736,14 @@ impl Store for Sqlite {
                     // Read here: the last row of the batch may be another table's.
                     let row = tx.last_insert_rowid();
                     newest_key = Some((newest_key.map_or(*time, |(t, _)| t.max(*time)), row));
+                }
+                Write::Token(_)
+                | Write::TokenGone { .. }
+                | Write::Password { .. }
+                | Write::KnownAddress { .. }
+                | Write::KnownAddressGone { .. }
+                | Write::UserDeleted { .. } => {
+                    accounts::commit(&tx, w)?;
                 }
                 Write::KeysExpired { before } => {
                     // The last mark wholly before the cut: every row up to it goes.

@@ -22,13 +22,15 @@ use tokio::task::JoinHandle;
 /// How long any one wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A test configuration: cheap hashes, generous login budgets.
+/// A test configuration: cheap hashes, generous login budgets, and passwords of any
+/// length (the tests' are `pw-NAME`).
 pub fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir.to_path_buf());
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.hash_cost = HashCost::TEST_ONLY;
     c.logins_per_minute = 100_000;
     c.max_per_address = 10_000;
+    c.limits.password = 1;
     c
 }
 
@@ -102,6 +104,21 @@ impl Client {
             events: VecDeque::new(),
             next_tag: 1,
             name: String::new(),
+        }
+    }
+
+    /// Connects from the local address `from` (any of 127.0.0.0/8 is loopback on
+    /// Linux) without saying anything: how a test shows the server many addresses.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        Client {
+            stream,
+            decoder: ServerFrameDecoder::new(1 << 24),
+            events: VecDeque::new(),
+            next_tag: 1,
+            name: format!("from {from}"),
         }
     }
 

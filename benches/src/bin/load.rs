@@ -285,7 +285,7 @@ fn req(tag: &str, command: Command) -> Vec<u8> {
 fn hello_and_register(user: UserName) -> Vec<u8> {
     let versions = Versions::new(vec![1]).unwrap_or_else(|_| fail("v"));
     let mut bytes = req("h", Command::Hello { versions, client: None });
-    let password = Password::new("load").unwrap_or_else(|_| fail("pw"));
+    let password = Password::new("load-password").unwrap_or_else(|_| fail("pw"));
     bytes.extend(req("r", Command::Register { user, password }));
     bytes
 }

@@ -127,7 +127,7 @@ fn main() {
         });
         ok(c.register(
             "bench".parse().unwrap_or_else(|_| usage()),
-            Password::new("bench").unwrap_or_else(|_| usage()),
+            Password::new("bench-password").unwrap_or_else(|_| usage()),
         )
         .await);
         let group = "bench".parse().unwrap_or_else(|_| usage());
