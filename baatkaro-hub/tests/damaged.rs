@@ -155,12 +155,14 @@ fn what_would_write_is_refused_with_store_damaged_and_writes_nothing() {
         Command::Create { group: "go".parse().unwrap(), rule: None },
         Command::Delete { group: rust() },
         Command::FileCancel { file: FileId::new("f1").unwrap() },
+        // It forgets the session's token: a write, unlike a plain LOGOUT.
+        Command::Logout { revoke: true },
     ];
     for (n, command) in refused.into_iter().enumerate() {
         hub.handle_request(1, RequestId(2 + n as u64), command, T0);
         let (writes, replies) = drain(&mut hub);
         assert_eq!((writes, &replies[..]), (0, &[Err(ErrorCode::StoreDamaged)][..]));
     }
-    assert_eq!(hub.take_refused(), 4);
+    assert_eq!(hub.take_refused(), 5);
     assert!(hub.is_damaged());
 }

@@ -2,7 +2,7 @@
 //! room an upload may take on the server's disk, and what a server whose store was
 //! found damaged still serves.
 
-use crate::command::Verb;
+use crate::command::{Command, Verb};
 use crate::error::ErrorCode;
 
 /// How long a client is asked to wait before it tries a write again on a server
@@ -28,9 +28,17 @@ pub fn chunk_fits(free: u64, reserve: u64, len: u64) -> Result<(), ErrorCode> {
     }
 }
 
-/// Whether a server whose store was found damaged still serves a command (SPEC.md
-/// 8, `STORE_DAMAGED`): it writes nothing more to the damaged store, so it serves
-/// only what reads, and refuses the rest with `STORE_DAMAGED`.
+/// Whether a server whose store was found damaged still serves this command
+/// (SPEC.md 8, `STORE_DAMAGED`): as [`served_while_damaged`] says of its verb,
+/// except that `LOGOUT revoke`, which forgets a token, is a write.
+pub fn command_served_while_damaged(command: &Command) -> bool {
+    !matches!(command, Command::Logout { revoke: true }) && served_while_damaged(command.verb())
+}
+
+/// Whether a server whose store was found damaged still serves commands of this
+/// verb (SPEC.md 8, `STORE_DAMAGED`): it writes nothing more to the damaged store,
+/// so it serves only what reads (AUTH and LOGIN among them, recording nothing of
+/// the login), and refuses the rest with `STORE_DAMAGED`.
 pub fn served_while_damaged(verb: Verb) -> bool {
     match verb {
         Verb::Hello
@@ -99,5 +107,10 @@ mod tests {
         for verb in [Verb::Send, Verb::Register, Verb::Create, Verb::FileChunk, Verb::FileCancel] {
             assert!(!served_while_damaged(verb), "{verb}");
         }
+        assert!(command_served_while_damaged(&Command::Logout { revoke: false }));
+        assert!(
+            !command_served_while_damaged(&Command::Logout { revoke: true }),
+            "forgets a token"
+        );
     }
 }

@@ -141,8 +141,14 @@ impl Hub {
         let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) else {
             return;
         };
+        // A damaged store takes no writes: the address keeps its budget until the
+        // server stops, not across a restart (SPEC.md 8).
+        let damaged = self.damaged;
         let Some(u) = self.users.get_mut(&user) else { return };
         let (record, pushed) = u.guard.succeeded(address, now);
+        if damaged {
+            return;
+        }
         if record {
             self.write(Write::KnownAddress { user, address, time: now });
         }

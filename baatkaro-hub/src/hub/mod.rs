@@ -576,7 +576,7 @@ impl Hub {
         if revoked {
             return self.refuse_revoked(conn, id);
         }
-        if self.damaged && !baatkaro_proto::storage::served_while_damaged(command.verb()) {
+        if self.damaged && !baatkaro_proto::storage::command_served_while_damaged(&command) {
             self.refused += 1;
             return self.reply(conn, id, Err(damaged_failure()));
         }
@@ -710,13 +710,6 @@ impl Hub {
 
     /// Stages a write in the open batch.
     fn write(&mut self, w: Write) {
-        // A damaged store takes no writes. Commands that need one are refused before
-        // they get here (storage::served_while_damaged); what the reads it still
-        // serves would record by the way — a login's address, a token's last use —
-        // is not kept.
-        if self.damaged {
-            return;
-        }
         if let Write::SendKey { time, .. } = w {
             self.newest_key = Some(self.newest_key.map_or(time, |t| t.max(time)));
         }

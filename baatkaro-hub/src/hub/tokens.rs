@@ -128,7 +128,8 @@ impl Hub {
         {
             t.used = now;
             t.address = address;
-            if credentials::record_use(t.recorded, now, address) {
+            // A damaged store takes no writes: the use is not recorded (SPEC.md 8).
+            if !self.damaged && credentials::record_use(t.recorded, now, address) {
                 t.recorded = (now, address);
                 write = Some(Write::Token(Box::new(t.record(user))));
             }

@@ -133,7 +133,7 @@ pub(super) fn commit(tx: &Transaction<'_>, w: &Write) -> Result<bool, StoreError
                 "UPDATE meta SET value = MAX(value, ?1), \
                  row_sum = baatkaro_row_sum(key, MAX(value, ?1)) WHERE key = 'next_token_id'",
             )?
-                .execute([t.id.saturating_add(1) as i64])?;
+            .execute([t.id.saturating_add(1) as i64])?;
         }
         Write::TokenGone { id } => {
             tx.prepare_cached("DELETE FROM tokens WHERE id = ?")?.execute([*id as i64])?;
