@@ -125,4 +125,13 @@ async fn the_operator_resets_passwords_and_locks_accounts_while_the_server_is_st
     c.ok(Command::Login { user: bobs, password: pw("reset-by-the-operator") }).await;
     drop(c);
     server.stop().await;
+
+    // A damaged account row is not made to look whole by a reset, which sums the
+    // row anew: the operator is told, and nothing changes.
+    let db = rusqlite::Connection::open(dir.path().join("baatkaro.db")).unwrap();
+    db.execute("UPDATE users SET created = created + 1 WHERE name = 'bob'", []).unwrap();
+    drop(db);
+    let out = admin(dir.path(), &["reset-password", "bob"], Some("another-reset-pw"));
+    assert!(!out.status.success(), "{}", said(&out));
+    assert!(said(&out).contains("fails its checksum"), "{}", said(&out));
 }

@@ -5,7 +5,7 @@
 //! writes that are these tables'.
 
 use baatkaro_proto::{Address, Text, UserName};
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{Snapshot, StoreError, TokenRecord, Write};
 
@@ -183,6 +183,22 @@ impl Admin<'_> {
     /// there is no such account.
     pub fn reset_password(&mut self, user: UserName, hash: &str) -> Result<bool, StoreError> {
         let tx = self.conn.transaction()?;
+        // The row's checksum is summed anew below: a damaged row would then look
+        // whole. It must be whole first.
+        let whole: Option<bool> = tx
+            .query_row(
+                "SELECT row_sum IS baatkaro_row_sum(name, hash, created) FROM users \
+                 WHERE name = ?",
+                [user.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if whole == Some(false) {
+            return Err(StoreError::Corrupt(format!(
+                "the account {user} fails its checksum: repair the database (restore it from a \
+                 backup) before resetting its password"
+            )));
+        }
         let changed = tx.execute(
             "UPDATE users SET hash = ?1, row_sum = baatkaro_row_sum(name, ?1, created) \
              WHERE name = ?2",
