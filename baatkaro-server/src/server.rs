@@ -256,18 +256,11 @@ impl Server {
                     }
                 }
             };
-            let Some(guard) = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
-            else {
-                if let Ok(turn) = refusals.clone().try_acquire_owned() {
-                    let tls = acceptor.clone();
-                    tasks.spawn(async move {
-                        refuse(stream, REFUSAL, tls).await;
-                        drop(turn)
-                    });
-                }
-                continue;
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // A place in the address's count, then one in the server's: without
+            // both, the connection is told why (while few others are) and closed.
+            let admitted = AddressGuard::take(&per_address, peer.ip(), cfg.max_per_address)
+                .and_then(|guard| Some((guard, permits.clone().try_acquire_owned().ok()?)));
+            let Some((guard, permit)) = admitted else {
                 if let Ok(turn) = refusals.clone().try_acquire_owned() {
                     let tls = acceptor.clone();
                     tasks.spawn(async move {
