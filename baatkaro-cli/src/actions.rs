@@ -1,10 +1,12 @@
 //! What the client can do, once: the operations behind both the one-shot
 //! subcommands and the interactive slash commands, and how their results print.
 
-use baatkaro_cli::{Client, ClientError, show};
+use baatkaro_client::{Client, ClientError};
+
+use crate::show;
 use std::path::{Path, PathBuf};
 
-use baatkaro_cli::transfer::{IfExists, SharedFile, UploadProgress, name_for};
+use baatkaro_client::transfer::{IfExists, SharedFile, UploadProgress, name_for};
 use baatkaro_proto::{
     Command, Conversation, FileId, GroupName, InviteOutcome, Item, JoinOutcome, JoinRule,
     OfferName, OkReply, Seq, Text, TokenId, UserName,

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baatkaro_cli::{Client, ClientError, ClientEvent, show};
+use baatkaro_client::{Client, ClientError, ClientEvent};
+
+use crate::show;
 use baatkaro_proto::{
     Conversation, ErrorCode, Event, GroupName, Item, Membership, Seq, StoredEvent, UserName,
 };

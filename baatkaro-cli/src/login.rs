@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use baatkaro_cli::{Client, ConnectOptions, TlsInfo, Trust};
+use baatkaro_client::{Client, ConnectOptions, TlsInfo, Trust};
 use baatkaro_proto::{ErrorCode, Password, Text, TokenId, TokenSecret, UserName};
 
 use crate::Fail;

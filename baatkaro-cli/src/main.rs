@@ -10,12 +10,13 @@ mod complete;
 mod editor;
 mod line;
 mod login;
+mod show;
 mod slash;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baatkaro_cli::{Client, ClientError, ConnectOptions, IfExists};
+use baatkaro_client::{Client, ClientError, ConnectOptions, IfExists};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{
     Conversation, FileId, GroupName, JoinRule, OfferName, Password, Seq, Text, UserName,

@@ -6,13 +6,13 @@ use baatkaro_proto::{Event, Item, Millis, StoredEvent};
 use serde_json::{Value, json};
 
 /// `HH:MM:SS` (UTC) of a server time.
-pub fn clock(millis: Millis) -> String {
+pub(crate) fn clock(millis: Millis) -> String {
     let s = millis / 1000;
     format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of a server time, for times further away than a day.
-pub fn date_time(millis: Millis) -> String {
+pub(crate) fn date_time(millis: Millis) -> String {
     let secs = i64::try_from(millis / 1000).unwrap_or(i64::MAX);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
@@ -29,7 +29,7 @@ pub fn date_time(millis: Millis) -> String {
 }
 
 /// A stored event as a line: time, conversation, what happened.
-pub fn stored_line(e: &StoredEvent) -> String {
+pub(crate) fn stored_line(e: &StoredEvent) -> String {
     let what = match e {
         StoredEvent::Message { from, text, .. } => format!("{from}: {text}"),
         StoredEvent::File { from, file, size, name, .. } => {
@@ -57,7 +57,7 @@ pub fn stored_line(e: &StoredEvent) -> String {
 }
 
 /// A stored event as JSON.
-pub fn stored_json(e: &StoredEvent) -> Value {
+pub(crate) fn stored_json(e: &StoredEvent) -> Value {
     let mut v = json!({ "conv": e.conv().to_string(), "seq": e.seq(), "time": e.time() });
     let fields = match e {
         StoredEvent::Message { from, text, .. } => {
@@ -101,7 +101,7 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// Any event as a line.
-pub fn event_line(e: &Event) -> String {
+pub(crate) fn event_line(e: &Event) -> String {
     match e {
         Event::Stored(s) => stored_line(s),
         Event::JoinRequested { group, user, reason, .. } => match reason {
@@ -123,7 +123,7 @@ pub fn event_line(e: &Event) -> String {
 }
 
 /// Any event as JSON.
-pub fn event_json(e: &Event) -> Value {
+pub(crate) fn event_json(e: &Event) -> Value {
     match e {
         Event::Stored(s) => stored_json(s),
         Event::JoinRequested { group, user, time, reason } => json!({
@@ -151,7 +151,7 @@ pub fn event_json(e: &Event) -> Value {
 }
 
 /// A list item as a line.
-pub fn item_line(i: &Item) -> String {
+pub(crate) fn item_line(i: &Item) -> String {
     match i {
         Item::Stored(e) => stored_line(e),
         Item::Request { user, time, reason, .. } => match reason {
@@ -175,7 +175,7 @@ pub fn item_line(i: &Item) -> String {
 }
 
 /// A list item as JSON.
-pub fn item_json(i: &Item) -> Value {
+pub(crate) fn item_json(i: &Item) -> Value {
     match i {
         Item::Stored(e) => stored_json(e),
         Item::Request { group, user, time, reason } => json!({

@@ -3,7 +3,7 @@
 
 use baatkaro_proto::{Conversation, GroupName, JoinRule, Text, UserName};
 
-use baatkaro_cli::IfExists;
+use baatkaro_client::IfExists;
 
 use crate::actions::Action;
 

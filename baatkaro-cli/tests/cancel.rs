@@ -13,7 +13,7 @@ use std::process::{Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use baatkaro_cli::{Client, ClientError};
+use baatkaro_client::{Client, ClientError};
 use baatkaro_proto::{
     Command, DoneVerb, Encode, ErrorCode, Failure, Feature, Features, FileId, Limits, OfferStatus,
     OkReply, RequestDecoder, ServerFrame, Software,
@@ -174,8 +174,8 @@ async fn the_library_cancels_an_upload_when_told() {
         .unwrap();
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let mut started_tx = Some(started_tx);
-    let mut progress = |p: baatkaro_cli::transfer::UploadProgress| {
-        if let baatkaro_cli::transfer::UploadProgress::Started(_) = p
+    let mut progress = |p: baatkaro_client::transfer::UploadProgress| {
+        if let baatkaro_client::transfer::UploadProgress::Started(_) = p
             && let Some(tx) = started_tx.take()
         {
             let _ = tx.send(());

@@ -423,11 +423,11 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
 
     // An upload cut after its first chunk (made here through the protocol) is
     // finished by `upload`, which sends only what the server lacks.
-    let mut raw = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    let mut raw = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     raw.login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
         .await
         .unwrap();
-    let sha = baatkaro_cli::transfer::hash_file(&path).unwrap().1;
+    let sha = baatkaro_client::transfer::hash_file(&path).unwrap().1;
     let offer = baatkaro_proto::Command::FileOffer {
         to: "#rust".parse().unwrap(),
         size: data.len() as u64,
@@ -457,13 +457,13 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
 
     // A download cut half way (its .part left behind) resumes and is verified.
     let dest = dir.path().join("copy.pdf");
-    std::fs::write(baatkaro_cli::transfer::part_path(&dest), &data[..700_000]).unwrap();
+    std::fs::write(baatkaro_client::transfer::part_path(&dest), &data[..700_000]).unwrap();
     b.ok("bob", &["download", &id, "-o", dest.to_str().unwrap()]).await;
     assert!(std::fs::read(&dest).unwrap() == data, "byte-identical");
-    assert!(!baatkaro_cli::transfer::part_path(&dest).exists());
+    assert!(!baatkaro_client::transfer::part_path(&dest).exists());
     // A corrupt partial download is caught by the hash and removed.
     let bad = dir.path().join("bad.pdf");
-    std::fs::write(baatkaro_cli::transfer::part_path(&bad), vec![0u8; 700_000]).unwrap();
+    std::fs::write(baatkaro_client::transfer::part_path(&bad), vec![0u8; 700_000]).unwrap();
     let err = b.fails("bob", &["download", &id, "-o", bad.to_str().unwrap()]).await;
     assert!(err.contains("SHA-256"), "{err}");
     assert!(!bad.exists());
@@ -493,7 +493,7 @@ async fn a_client_that_only_listens_is_not_closed_for_idleness() {
     let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
     }));
-    let mut client = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    let mut client = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     let password = baatkaro_proto::Password::new("pw-idle").unwrap();
     client.register("idler".parse().unwrap(), password).await.unwrap();
     // Nothing arrives, not even a BYE, while three idle timeouts pass.
@@ -595,7 +595,7 @@ async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
     assert!(std::fs::read(&link).unwrap() == data);
     // A link planted where the unfinished download goes is refused, not followed.
     let y = dl.join("y.bin");
-    std::os::unix::fs::symlink(&victim, baatkaro_cli::transfer::part_path(&y)).unwrap();
+    std::os::unix::fs::symlink(&victim, baatkaro_client::transfer::part_path(&y)).unwrap();
     let err = b.fails("bob", &["download", &id, "-o", y.to_str().unwrap()]).await;
     assert!(err.contains("symbolic link"), "{err}");
     assert!(!y.exists());
@@ -638,12 +638,12 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
         ("-rf".into(), "_rf".into()),
         (long.clone(), long.clone()),
     ];
-    let mut alice = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    let mut alice = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     alice
         .login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
         .await
         .unwrap();
-    let mut bob = baatkaro_cli::Client::connect(&addr.to_string()).await.unwrap();
+    let mut bob = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     bob.login("bob".parse().unwrap(), baatkaro_proto::Password::new("pw-bob").unwrap())
         .await
         .unwrap();
@@ -674,7 +674,7 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
     for (name, safe) in [(".bashrc", "bashrc"), ("...", "download")] {
         legacy.name = baatkaro_proto::FileName::new(name).unwrap();
         let saved = bob
-            .download(&legacy, &dl, baatkaro_cli::IfExists::PickFreeName, &mut |_, _| {})
+            .download(&legacy, &dl, baatkaro_client::IfExists::PickFreeName, &mut |_, _| {})
             .await
             .unwrap();
         assert_eq!(saved.path, dl.join(safe), "{name:?}");

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use baatkaro_cli::tls::{KnownHosts, Pin, TrustError};
-use baatkaro_cli::{Client, ClientError, ConnectOptions, Trust};
+use baatkaro_client::tls::{KnownHosts, Pin, TrustError};
+use baatkaro_client::{Client, ClientError, ConnectOptions, Trust};
 use baatkaro_proto::transport::Fingerprint;
 use baatkaro_proto::{Conversation, Password, Text};
 use baatkaro_server::config::{Config, HashCost};

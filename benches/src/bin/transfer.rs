@@ -11,8 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use baatkaro_cli::transfer::name_for;
-use baatkaro_cli::{Client, IfExists};
+use baatkaro_client::transfer::name_for;
+use baatkaro_client::{Client, IfExists};
 use baatkaro_proto::{Conversation, JoinRule, Password};
 
 fn usage() -> ! {
@@ -57,7 +57,7 @@ fn make_file(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 /// The value, or the error on standard error and exit 1.
-fn ok<T>(r: Result<T, baatkaro_cli::ClientError>) -> T {
+fn ok<T>(r: Result<T, baatkaro_client::ClientError>) -> T {
     r.unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)

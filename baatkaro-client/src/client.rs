@@ -7,8 +7,8 @@
 //! order anyway.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), baatkaro_cli::ClientError> {
-//! use baatkaro_cli::Client;
+//! # async fn example() -> Result<(), baatkaro_client::ClientError> {
+//! use baatkaro_client::Client;
 //! use baatkaro_proto::{Conversation, Password, Text};
 //!
 //! let mut client = Client::connect("127.0.0.1:7667").await?;
@@ -291,7 +291,7 @@ impl Client {
             tls,
             insecure_plaintext: options.insecure_plaintext,
         };
-        let software = Software::new(concat!("baatkaro-cli/", env!("CARGO_PKG_VERSION")))?;
+        let software = Software::new(concat!("baatkaro-client/", env!("CARGO_PKG_VERSION")))?;
         let versions = Versions::new(vec![baatkaro_proto::PROTOCOL_VERSION])?;
         match client.ok(Command::Hello { versions, client: Some(software) }).await?.1 {
             OkReply::Hello { server, features, limits, .. } => {

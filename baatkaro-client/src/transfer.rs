@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use baatkaro_direct_io::ContentFile;
+use crate::file_io::LocalFile;
 use baatkaro_proto::disk_name;
 use baatkaro_proto::{
     Command, Conversation, FileId, FileName, Item, OfferName, OfferStatus, OkReply, Seq, Sha256,
@@ -108,7 +108,7 @@ const HASH_PIECE: u64 = 4 << 20;
 /// The SHA-256 of a file's content, read in pieces (see [`hash_prefix`]).
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
     let size = std::fs::metadata(path)?.len();
-    let hasher = hash_prefix(ContentFile::open_read(path, false)?, size)?;
+    let hasher = hash_prefix(LocalFile::open_read(path)?, size)?;
     Ok((size, Sha256(hasher.finalize().into())))
 }
 
@@ -116,7 +116,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
 /// reads the next piece while this one hashes, so that with a core to spare the hash
 /// runs at the speed of SHA-256 alone. (Through the page cache: direct reads
 /// measured slower and more variable here, BENCHMARKS.md.)
-fn hash_prefix(f: ContentFile, len: u64) -> std::io::Result<sha2::Sha256> {
+fn hash_prefix(f: LocalFile, len: u64) -> std::io::Result<sha2::Sha256> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Bytes>>(2);
     let reader = std::thread::Builder::new().name("hash-read".into()).spawn(move || {
         for (offset, len) in baatkaro_proto::transfer::chunks(0, len, HASH_PIECE) {
@@ -274,7 +274,7 @@ impl Client {
         // Through the page cache: a chunk read directly waits for the device while
         // the chunk before it is sent (measured slower, BENCHMARKS.md), and a file
         // still cached costs only a copy.
-        let f = std::sync::Arc::new(ContentFile::open_read(path, false).map_err(io)?);
+        let f = std::sync::Arc::new(LocalFile::open_read(path).map_err(io)?);
         let sends = futures::stream::iter(pieces).map(|(offset, len)| {
             let f = f.clone();
             async move {
@@ -368,8 +368,6 @@ impl Client {
     ) -> Result<Saved, ClientError> {
         let wanted = save_path(file, dest).map_err(io)?;
         let part = part_path(&wanted);
-        // Direct I/O where the file system allows it: the content is hashed as it
-        // arrives and not read again, so caching it would only cost memory.
         let out = open_part(&part).map_err(io)?;
         let mut have = out.file().metadata().map_err(io)?.len();
         if have > file.size {
@@ -380,7 +378,7 @@ impl Client {
         // arrives, in order, so nothing is read back at the end.
         // Off the async threads, as the upload's hash is; through a second view of
         // the file already open, not its name, which someone may have replaced.
-        let kept = ContentFile::from_plain(out.file().try_clone().map_err(io)?);
+        let kept = LocalFile::from_plain(out.file().try_clone().map_err(io)?);
         let mut hasher = tokio::task::spawn_blocking(move || hash_prefix(kept, have))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?
@@ -478,10 +476,10 @@ fn save_path(file: &SharedFile, dest: &Path) -> std::io::Result<PathBuf> {
 /// with write access to the directory could have put there instead of a file of
 /// ours: a symbolic link (not followed), a FIFO or device, a hard link to another
 /// file; and a part that another download is writing (it holds the lock).
-fn open_part(part: &Path) -> std::io::Result<ContentFile> {
+fn open_part(part: &Path) -> std::io::Result<LocalFile> {
     use std::io::{Error, ErrorKind};
     use std::os::unix::fs::MetadataExt;
-    let out = ContentFile::open_write_no_follow(part, true).map_err(|e| {
+    let out = LocalFile::open_write_no_follow(part).map_err(|e| {
         let why = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
             "a symbolic link, which a download does not follow".to_string()
         } else {
