@@ -143,7 +143,8 @@ impl Action {
     ) -> Result<Vec<Item>, ClientError> {
         match self {
             Action::Send { to, text } => {
-                let (seq, time) = client.send(*to, text.clone()).await?;
+                let baatkaro_client::Sent { seq, time, .. } =
+                    client.send(*to, text.clone()).await?;
                 out(if p.json {
                     serde_json::json!({ "conv": to.to_string(), "seq": seq, "time": time })
                         .to_string()
@@ -152,7 +153,8 @@ impl Action {
                 });
             }
             Action::History { conv, since } => {
-                let (events, oldest) = client.history(*conv, *since).await?;
+                let baatkaro_client::History { events, oldest, .. } =
+                    client.history_after(*conv, *since).await?;
                 if !p.json && *since + 1 < oldest {
                     out(format!("(events before {oldest} are no longer kept)"));
                 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baatkaro_client::{Client, ClientError, ClientEvent};
+use baatkaro_client::{Client, ClientError, ClientEvent, Events};
 
 use crate::show;
 use baatkaro_proto::{
@@ -68,6 +68,8 @@ impl In {
 /// The state of a chat.
 struct Chat {
     client: Option<Client>,
+    /// The events of `client`.
+    events: Option<Events>,
     login: Login,
     printer: Printer,
     current: Option<GroupName>,
@@ -250,6 +252,7 @@ impl Chat {
                                 self.stored(e);
                             }
                             self.out.line(&format!("reconnected; {messages} missed messages"));
+                            self.events = Some(client.events());
                             self.client = Some(client);
                             return true;
                         }
@@ -288,6 +291,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     let printer = Printer { progress: false, ..printer };
     let mut chat = Chat {
         client: None,
+        events: None,
         login,
         printer,
         current: None,
@@ -315,6 +319,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         } => Some(*group),
         _ => None,
     });
+    chat.events = Some(client.events());
     chat.client = Some(client);
     let mut input = if interactive {
         let names = chat.names.clone();
@@ -336,7 +341,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         if let In::Term(editor) = &input {
             editor.set_prompt(&chat.prompt());
         }
-        let Some(client) = chat.client.as_mut() else {
+        let (Some(client), Some(events)) = (chat.client.clone(), chat.events.as_mut()) else {
             if !chat.reconnect(&mut input).await {
                 break;
             }
@@ -351,7 +356,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                 }
                 None => break,
             },
-            event = client.next_event() => match event {
+            event = events.next() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
                 Some(ClientEvent::Lagged(_)) => {
                     let mut seen = chat.seen.clone();
@@ -363,6 +368,8 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                         }
                     }
                 }
+                // The chat reconnects by itself (the client's reconnect is off).
+                Some(_) => {}
                 None => {
                     // Revoked credentials are not a dropped connection: logging in
                     // again would undo the revocation.
@@ -372,6 +379,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                         break;
                     }
                     chat.client = None;
+                    chat.events = None;
                 }
             },
         }
@@ -383,7 +391,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
 
 /// Prints a group's events as they come, until interrupted or `count` messages.
 pub(crate) async fn tail(
-    mut client: Client,
+    client: Client,
     group: GroupName,
     count: Option<u64>,
     printer: Printer,
@@ -393,7 +401,8 @@ pub(crate) async fn tail(
     if count == Some(0) {
         return Ok(());
     }
-    while let Some(event) = client.next_event().await {
+    let mut events = client.events();
+    while let Some(event) = events.next().await {
         let ClientEvent::Event(Event::Stored(e)) = event else { continue };
         if e.conv() != conv {
             continue;

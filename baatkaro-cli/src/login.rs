@@ -132,7 +132,7 @@ impl Login {
         &mut self,
         ask: &mut dyn FnMut() -> Result<Password, Fail>,
     ) -> Result<Client, Fail> {
-        let mut client = self.open().await?;
+        let client = self.open().await?;
         let tokens = client.server().features.contains("tokens");
         if tokens && let Some((token, secret)) = self.saved.load() {
             match client.auth(self.user, token, secret).await {
@@ -155,7 +155,7 @@ impl Login {
 
     /// Connects and creates the account, then saves a token for it.
     pub(crate) async fn register(&mut self, password: Password) -> Result<Client, Fail> {
-        let mut client = self.open().await?;
+        let client = self.open().await?;
         client.register(self.user, password.clone()).await?;
         self.password = Some(password);
         self.keep_token(&client).await;
@@ -166,7 +166,7 @@ impl Login {
     /// the password), then replaces the saved token with a new one and revokes the
     /// old.
     pub(crate) async fn with_password(&mut self, password: Password) -> Result<Client, Fail> {
-        let mut client = self.open().await?;
+        let client = self.open().await?;
         client.login(self.user, password.clone()).await?;
         self.password = Some(password);
         self.renew_token(&client).await;
@@ -217,12 +217,12 @@ impl Login {
                 return false;
             }
         };
-        match self.saved.save(made.0, &made.1) {
+        match self.saved.save(made.token, &made.secret) {
             Ok(()) => true,
             Err(e) => {
                 eprintln!("baatkaro: cannot save the session token: {e}");
                 // Unsaved, it would only wait to expire.
-                let _ = client.revoke(made.0).await;
+                let _ = client.revoke(made.token).await;
                 false
             }
         }

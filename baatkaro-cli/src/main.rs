@@ -270,13 +270,11 @@ impl Settings {
     /// How to reach servers: the command line's trust settings, and servers
     /// pinned on first use in `known_hosts` in the settings directory.
     fn connect_options(&self, cli: &Cli) -> ConnectOptions {
-        ConnectOptions {
-            ca: cli.ca.clone(),
-            fingerprint: cli.fingerprint,
-            known_hosts: self.dir.as_ref().map(|d| d.join("known_hosts")),
-            insecure_plaintext: cli.insecure_plaintext,
-            ..ConnectOptions::default()
-        }
+        let mut options = ConnectOptions::default().insecure_plaintext(cli.insecure_plaintext);
+        options.ca = cli.ca.clone();
+        options.fingerprint = cli.fingerprint;
+        options.known_hosts = self.dir.as_ref().map(|d| d.join("known_hosts"));
+        options
     }
 
     /// Where the session token for `user` on `server` is kept.
@@ -491,7 +489,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 print(format!("no session token saved for {} on {}", login.user, cli.server));
                 return Ok(());
             };
-            let mut client = Client::connect(cli.server.as_str()).await?;
+            let client = Client::connect(cli.server.as_str()).await?;
             match client.auth(login.user, token, secret).await {
                 Ok(()) => client.logout(true).await?,
                 // Refused: it no longer works anyway.

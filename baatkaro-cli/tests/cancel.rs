@@ -167,7 +167,7 @@ async fn the_library_cancels_an_upload_when_told() {
     let (addr, mut rx) = stand_in().await;
     let dir = tempfile::tempdir().unwrap();
     let path = big_file(dir.path());
-    let mut client = Client::connect(&addr.to_string()).await.unwrap();
+    let client = Client::connect(&addr.to_string()).await.unwrap();
     client
         .login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw").unwrap())
         .await

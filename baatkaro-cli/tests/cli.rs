@@ -423,7 +423,7 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
 
     // An upload cut after its first chunk (made here through the protocol) is
     // finished by `upload`, which sends only what the server lacks.
-    let mut raw = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
+    let raw = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     raw.login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
         .await
         .unwrap();
@@ -493,11 +493,12 @@ async fn a_client_that_only_listens_is_not_closed_for_idleness() {
     let task = tokio::spawn(server.run(listener, async move {
         let _ = stopped.await;
     }));
-    let mut client = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
+    let client = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
+    let mut events = client.events();
     let password = baatkaro_proto::Password::new("pw-idle").unwrap();
     client.register("idler".parse().unwrap(), password).await.unwrap();
     // Nothing arrives, not even a BYE, while three idle timeouts pass.
-    let waited = tokio::time::timeout(Duration::from_secs(3), client.next_event()).await;
+    let waited = tokio::time::timeout(Duration::from_secs(3), events.next()).await;
     assert!(waited.is_err(), "the client heard {waited:?}");
     client.ok(baatkaro_proto::Command::Groups).await.unwrap();
     let _ = stop.send(());
@@ -638,12 +639,12 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
         ("-rf".into(), "_rf".into()),
         (long.clone(), long.clone()),
     ];
-    let mut alice = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
+    let alice = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     alice
         .login("alice".parse().unwrap(), baatkaro_proto::Password::new("pw-alice").unwrap())
         .await
         .unwrap();
-    let mut bob = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
+    let bob = baatkaro_client::Client::connect(&addr.to_string()).await.unwrap();
     bob.login("bob".parse().unwrap(), baatkaro_proto::Password::new("pw-bob").unwrap())
         .await
         .unwrap();

@@ -65,7 +65,7 @@ async fn start_with(dir: &Path, listen: &str, set: impl FnOnce(&mut Config)) -> 
 }
 
 fn pinning(dir: &Path) -> ConnectOptions {
-    ConnectOptions { known_hosts: Some(dir.join("known_hosts")), ..ConnectOptions::default() }
+    ConnectOptions::default().known_hosts(dir.join("known_hosts"))
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn a_tls_session_end_to_end_with_a_self_signed_certificate() {
     let url = format!("baatkaros://{}", server.addr);
     let options = pinning(dir.path());
 
-    let mut alice =
+    let alice =
         tokio::time::timeout(WAIT, Client::connect_with(&url, &options)).await.unwrap().unwrap();
     let tls = alice.tls().expect("a TLS connection");
     assert_eq!(tls.trust, Trust::FirstUse);
@@ -84,7 +84,7 @@ async fn a_tls_session_end_to_end_with_a_self_signed_certificate() {
     assert_eq!(pinned.unwrap(), server.fingerprint.map(Pin::Certificate), "pinned on first use");
 
     alice.register("alice".parse().unwrap(), Password::new("pw-alice-1").unwrap()).await.unwrap();
-    let mut bob = Client::connect_with(&url, &options).await.unwrap();
+    let bob = Client::connect_with(&url, &options).await.unwrap();
     assert_eq!(bob.tls().unwrap().trust, Trust::Pinned, "the second time, the pin vouches");
     bob.register("bob".parse().unwrap(), Password::new("pw-bob-12").unwrap()).await.unwrap();
     let to_bob = Conversation::Direct("bob".parse().unwrap());
@@ -94,9 +94,10 @@ async fn a_tls_session_end_to_end_with_a_self_signed_certificate() {
     let text = Text::new(&"x".repeat(longest)).unwrap();
     let mut last = 0;
     for _ in 0..(64 * 1024 / longest + 1) {
-        last = alice.send(to_bob, text.clone()).await.unwrap().0;
+        last = alice.send(to_bob, text.clone()).await.unwrap().seq;
     }
-    let (events, _) = bob.history(Conversation::Direct("alice".parse().unwrap()), 0).await.unwrap();
+    let events =
+        bob.history_after(Conversation::Direct("alice".parse().unwrap()), 0).await.unwrap().events;
     assert_eq!(events.last().map(|e| e.seq()), Some(last));
     assert!(events.len() * longest > 64 * 1024);
 
@@ -133,16 +134,16 @@ async fn a_changed_certificate_is_refused_loudly_and_a_given_one_must_match() {
     assert!(e.to_string().contains("HAS CHANGED"), "{e}");
 
     // A fingerprint given by the user must match exactly, pins aside.
-    let given = ConnectOptions { fingerprint: Some(real), ..ConnectOptions::default() };
+    let given = ConnectOptions::default().fingerprint(real);
     let c = Client::connect_with(&url, &given).await.unwrap();
     assert_eq!(c.tls().unwrap().trust, Trust::Given);
-    let wrong = ConnectOptions { fingerprint: Some(other), ..ConnectOptions::default() };
+    let wrong = ConnectOptions::default().fingerprint(other);
     let e = Client::connect_with(&url, &wrong).await.err().unwrap();
     assert!(matches!(e, ClientError::Trust(TrustError::Mismatch { .. })), "{e}");
 
     // A CA file that signed nothing here does not make the certificate trusted.
     let ca = rcgen_ca(dir.path());
-    let with_ca = ConnectOptions { ca: Some(ca), ..ConnectOptions::default() };
+    let with_ca = ConnectOptions::default().ca(ca);
     let e = Client::connect_with(&url, &with_ca).await.err().unwrap();
     assert!(matches!(e, ClientError::Trust(TrustError::Untrusted { .. })), "{e}");
 }
@@ -193,11 +194,7 @@ async fn a_host_an_authority_vouched_for_is_never_pinned_to_an_impostor() {
             .await;
     let url = format!("baatkaros://{}", real.addr);
     let known = dir.path().join("known_hosts");
-    let with_ca = ConnectOptions {
-        ca: Some(ca),
-        known_hosts: Some(known.clone()),
-        ..ConnectOptions::default()
-    };
+    let with_ca = ConnectOptions::default().ca(ca).known_hosts(known.clone());
     let c = Client::connect_with(&url, &with_ca).await.unwrap();
     assert_eq!(c.tls().unwrap().trust, Trust::Authority);
     drop(c);
@@ -210,13 +207,12 @@ async fn a_host_an_authority_vouched_for_is_never_pinned_to_an_impostor() {
         start(&dir.path().join("evil"), &addr.to_string(), Some(TlsSource::SelfSigned), false)
             .await;
     // Where the host was vouched for: the loud refusal, even with pinning on.
-    let pinning_only =
-        ConnectOptions { known_hosts: Some(known.clone()), ..ConnectOptions::default() };
+    let pinning_only = ConnectOptions::default().known_hosts(known.clone());
     let e = Client::connect_with(&url, &pinning_only).await.err().unwrap();
     assert!(matches!(e, ClientError::Trust(TrustError::LostAuthority { .. })), "{e}");
     assert!(e.to_string().contains("HAS CHANGED"), "{e}");
     // Where the user named the authorities: never pinned on first use.
-    let fresh = ConnectOptions { known_hosts: Some(dir.path().join("fresh")), ..with_ca };
+    let fresh = with_ca.clone().known_hosts(dir.path().join("fresh"));
     let e = Client::connect_with(&url, &fresh).await.err().unwrap();
     assert!(matches!(e, ClientError::Trust(TrustError::Untrusted { .. })), "{e}");
     assert_eq!(KnownHosts::lookup(&dir.path().join("fresh"), &url[12..]).unwrap(), None);
@@ -228,7 +224,7 @@ async fn a_certificate_for_another_name_is_not_vouched_for() {
     let (ca, cert, key) = ca_and_leaf(dir.path(), "chat.example.org");
     let server =
         start(dir.path(), "127.0.0.1:0", Some(TlsSource::Files { cert, key }), false).await;
-    let options = ConnectOptions { ca: Some(ca), ..ConnectOptions::default() };
+    let options = ConnectOptions::default().ca(ca);
     let e = Client::connect_with(&format!("baatkaros://{}", server.addr), &options)
         .await
         .err()
@@ -246,8 +242,7 @@ async fn connecting_has_a_deadline_and_trust_options_need_tls() {
     // A server that accepts TCP and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
-    let options =
-        ConnectOptions { timeout: Duration::from_millis(300), ..ConnectOptions::default() };
+    let options = ConnectOptions::default().timeout(Duration::from_millis(300));
     for url in [format!("baatkaros://{addr}"), addr.to_string()] {
         let e = tokio::time::timeout(WAIT, Client::connect_with(&url, &options))
             .await
@@ -259,8 +254,7 @@ async fn connecting_has_a_deadline_and_trust_options_need_tls() {
             "{e}"
         );
     }
-    let pinned =
-        ConnectOptions { fingerprint: Some(Fingerprint([1; 32])), ..ConnectOptions::default() };
+    let pinned = ConnectOptions::default().fingerprint(Fingerprint([1; 32]));
     let e = Client::connect_with(&addr.to_string(), &pinned).await.err().unwrap();
     assert!(matches!(e, ClientError::Trust(TrustError::NotTls)), "{e}");
 }
@@ -376,7 +370,7 @@ async fn beyond_loopback_a_password_goes_only_over_tls_or_when_insisted() {
         text(&out.stderr)
     );
     // The library says the same, whichever way the password is sent.
-    let mut c = Client::connect(&server).await.unwrap();
+    let c = Client::connect(&server).await.unwrap();
     let e = c.login("carol".parse().unwrap(), Password::new("pw-carol-1").unwrap()).await;
     assert!(matches!(e, Err(ClientError::Plaintext(_))), "{e:?}");
     let raw = baatkaro_proto::Command::Register {

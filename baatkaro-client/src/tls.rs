@@ -26,8 +26,16 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// How to reach a server safely: trust for TLS, whether plain text may carry
-/// secrets beyond loopback, and how long connecting may take.
+/// secrets beyond loopback, how long connecting may take, and whether to come
+/// back after the connection drops.
+///
+/// ```
+/// use baatkaro_client::ConnectOptions;
+/// let options = ConnectOptions::default().reconnect(true).known_hosts("known_hosts");
+/// assert!(options.reconnect && options.ca.is_none());
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Trust only the CAs in this PEM file, not the system's trust store; no
     /// server is then pinned on first use.
@@ -42,11 +50,52 @@ pub struct ConnectOptions {
     pub insecure_plaintext: bool,
     /// How long connecting, the TLS handshake and HELLO may take in all.
     pub timeout: Duration,
+    /// Reconnect after the connection drops (SPEC.md 9): see
+    /// [`Client`](crate::Client)'s docs for what comes back by itself.
+    pub reconnect: bool,
+}
+
+impl ConnectOptions {
+    /// Trusts only the CAs in this PEM file.
+    pub fn ca(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ca = Some(file.into());
+        self
+    }
+
+    /// Accepts exactly the certificate with this SHA-256.
+    pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Pins servers no CA vouches for in this file, on first use.
+    pub fn known_hosts(mut self, file: impl Into<PathBuf>) -> Self {
+        self.known_hosts = Some(file.into());
+        self
+    }
+
+    /// Lets passwords and tokens cross plain text beyond loopback.
+    pub fn insecure_plaintext(mut self, allowed: bool) -> Self {
+        self.insecure_plaintext = allowed;
+        self
+    }
+
+    /// Gives connecting, TLS and HELLO this long in all.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reconnects after the connection drops.
+    pub fn reconnect(mut self, on: bool) -> Self {
+        self.reconnect = on;
+        self
+    }
 }
 
 impl Default for ConnectOptions {
     /// The system's trust store, nothing pinned, no plain text beyond loopback,
-    /// ten seconds to connect.
+    /// ten seconds to connect, no reconnect.
     fn default() -> Self {
         ConnectOptions {
             ca: None,
@@ -54,6 +103,7 @@ impl Default for ConnectOptions {
             known_hosts: None,
             insecure_plaintext: false,
             timeout: Duration::from_secs(10),
+            reconnect: false,
         }
     }
 }

@@ -239,7 +239,7 @@ impl Client {
     pub async fn cancel_upload(&self, file: FileId) -> Result<(), ClientError> {
         if !self.server().features.contains("file-cancel") {
             let failure = baatkaro_proto::Failure::new(baatkaro_proto::ErrorCode::UnknownCommand);
-            return Err(ClientError::Failed(failure));
+            return Err(ClientError::Refused(failure));
         }
         self.ok(Command::FileCancel { file }).await.map(|_| ())
     }
@@ -343,7 +343,7 @@ impl Client {
                 return Ok(f);
             }
         }
-        Err(ClientError::Failed(baatkaro_proto::Failure::new(
+        Err(ClientError::Refused(baatkaro_proto::Failure::new(
             baatkaro_proto::ErrorCode::NoSuchFile,
         )))
     }

@@ -42,6 +42,7 @@
 
 #[cfg(feature = "arbitrary")]
 mod arbitrary;
+pub mod client;
 mod codec;
 mod command;
 pub mod credentials;

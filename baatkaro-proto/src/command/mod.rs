@@ -553,6 +553,32 @@ impl Command {
         )
     }
 
+    /// Whether sending the command again, after a connection was lost before its
+    /// final reply, is safe (SPEC.md 9): its effect once is its effect twice. Reads
+    /// are; SEND is, by its idempotency key (section 5.2); FILE-OFFER finds the same
+    /// unfinished upload and FILE-CHUNK writes the same bytes at the same place. A
+    /// client queues these while it reconnects and sends them again; it fails the
+    /// others at once, since their outcome is unknown.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self,
+            Command::Ping
+                | Command::Requests { .. }
+                | Command::Groups
+                | Command::Conversations
+                | Command::Members { .. }
+                | Command::Online { .. }
+                | Command::Send { .. }
+                | Command::History { .. }
+                | Command::FileOffer { .. }
+                | Command::FileChunk { .. }
+                | Command::FileStatus { .. }
+                | Command::Files { .. }
+                | Command::FileGet { .. }
+                | Command::Tokens
+        )
+    }
+
     /// The command's verb.
     pub fn verb(&self) -> Verb {
         match self {

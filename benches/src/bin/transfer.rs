@@ -121,7 +121,7 @@ fn main() {
         .build()
         .unwrap_or_else(|_| std::process::exit(1));
     let (up, down) = rt.block_on(async {
-        let mut c = Client::connect(addr.as_str()).await.unwrap_or_else(|e| {
+        let c = Client::connect(addr.as_str()).await.unwrap_or_else(|e| {
             eprintln!("{e}");
             std::process::exit(1)
         });
