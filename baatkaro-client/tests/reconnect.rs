@@ -74,10 +74,10 @@ async fn across_a_restart_what_was_missed_arrives_once_and_queued_sends_go_once(
     let collect = async {
         while got.len() < 3 || !reconnected {
             match next(&mut events).await {
-                ClientEvent::Event(Event::Stored(e @ StoredEvent::Message { .. })) => {
-                    if e.conv() == "@bob".parse().unwrap() && e.seq() > 1 {
-                        got.push(e);
-                    }
+                ClientEvent::Event(Event::Stored(e @ StoredEvent::Message { .. }))
+                    if e.conv() == "@bob".parse().unwrap() && e.seq() > 1 =>
+                {
+                    got.push(e);
                 }
                 ClientEvent::Reconnected { .. } => reconnected = true,
                 _ => {}
