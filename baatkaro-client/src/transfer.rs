@@ -105,7 +105,7 @@ fn io(e: std::io::Error) -> ClientError {
 /// How much of a file one read takes while hashing it.
 const HASH_PIECE: u64 = 4 << 20;
 
-/// The SHA-256 of a file's content, read in pieces (see [`hash_prefix`]).
+/// The SHA-256 of a file's content, read in pieces while another thread hashes.
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256)> {
     let size = std::fs::metadata(path)?.len();
     let hasher = hash_prefix(LocalFile::open_read(path)?, size)?;
