@@ -3,14 +3,15 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use baatkaro_proto::client::{Answer as Answered, ClientSession};
 use baatkaro_proto::{
-    Command, Conversation, Encode, Event, Failure, HistoryRange, IdemKey, Item, OkReply, Password,
-    Request, ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
+    Command, Conversation, Event, Failure, HistoryRange, IdemKey, Item, OkReply, Password,
+    ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
 };
 use baatkaro_server::config::{Config, HashCost};
 use baatkaro_server::server::Server;
@@ -81,13 +82,17 @@ pub fn conv(s: &str) -> Conversation {
     s.parse().unwrap()
 }
 
-/// A connection speaking the protocol.
+/// A connection speaking the protocol: requests are tagged and answers routed by
+/// the client session of the proto crate (the one `baatkaro-client` drives), and
+/// [`Client::frame`] shows a test the raw frames when it wants them.
 pub struct Client {
     stream: TcpStream,
     decoder: ServerFrameDecoder,
+    session: ClientSession,
+    /// Answers that came while another one was awaited.
+    answered: HashMap<Tag, Answered>,
     /// Untagged events received while waiting for replies.
     pub events: VecDeque<Event>,
-    next_tag: u64,
     pub name: String,
 }
 
@@ -101,8 +106,9 @@ impl Client {
         Client {
             stream,
             decoder: ServerFrameDecoder::new(1 << 24),
+            session: ClientSession::new(),
+            answered: HashMap::new(),
             events: VecDeque::new(),
-            next_tag: 1,
             name: String::new(),
         }
     }
@@ -116,8 +122,9 @@ impl Client {
         Client {
             stream,
             decoder: ServerFrameDecoder::new(1 << 24),
+            session: ClientSession::new(),
+            answered: HashMap::new(),
             events: VecDeque::new(),
-            next_tag: 1,
             name: format!("from {from}"),
         }
     }
@@ -155,9 +162,11 @@ impl Client {
 
     /// Sends a request and returns its tag.
     pub async fn send(&mut self, command: Command) -> Tag {
-        let tag = Tag::new(&format!("t{}", self.next_tag)).unwrap();
-        self.next_tag += 1;
-        let bytes = Request { tag, command }.to_bytes();
+        let tag = self.session.request(command);
+        let mut bytes = Vec::new();
+        while let Some(part) = self.session.poll_transmit() {
+            bytes.extend_from_slice(&part);
+        }
         self.send_raw(&bytes).await;
         tag
     }
@@ -187,20 +196,46 @@ impl Client {
         }
     }
 
-    /// Waits for the final reply with `tag`, keeping events aside.
+    /// Waits for the final reply with `tag`, keeping events (and other requests'
+    /// answers) aside.
     pub async fn answer(&mut self, tag: Tag) -> Answer {
-        let mut items = Vec::new();
+        let mut raw = Vec::new();
         loop {
-            match self
+            if let Some(answer) = self.answered.remove(&tag) {
+                return (answer.items, answer.result);
+            }
+            let frame = self
                 .frame()
                 .await
-                .unwrap_or_else(|| panic!("{}: closed awaiting {tag}", self.name))
+                .unwrap_or_else(|| panic!("{}: closed awaiting {tag}", self.name));
+            // A request the test wrote raw is answered here; the session routes the
+            // rest.
+            if !self.session.is_pending(tag) {
+                match frame {
+                    ServerFrame::Item { tag: t, item } if t == tag => raw.push(item),
+                    ServerFrame::Ok { tag: t, reply } if t == tag => return (raw, Ok(reply)),
+                    ServerFrame::Err { tag: t, failure } if t == tag => return (raw, Err(failure)),
+                    ServerFrame::Event(e) => self.events.push_back(e),
+                    other => panic!("{}: unexpected frame awaiting {tag}: {other:?}", self.name),
+                }
+                continue;
+            }
+            if let ServerFrame::Item { tag: t, .. }
+            | ServerFrame::Ok { tag: t, .. }
+            | ServerFrame::Err { tag: t, .. } = &frame
             {
-                ServerFrame::Event(e) => self.events.push_back(e),
-                ServerFrame::Item { tag: t, item } if t == tag => items.push(item),
-                ServerFrame::Ok { tag: t, reply } if t == tag => return (items, Ok(reply)),
-                ServerFrame::Err { tag: t, failure } if t == tag => return (items, Err(failure)),
-                other => panic!("{}: unexpected frame awaiting {tag}: {other:?}", self.name),
+                assert!(
+                    self.session.is_pending(*t),
+                    "{}: a frame for no request: {frame:?}",
+                    self.name
+                );
+            }
+            self.session.handle_frame(frame);
+            while let Some((t, answer)) = self.session.poll_answer() {
+                self.answered.insert(t, answer);
+            }
+            while let Some(event) = self.session.poll_event() {
+                self.events.push_back(event);
             }
         }
     }
