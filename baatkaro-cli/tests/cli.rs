@@ -86,7 +86,7 @@ impl Bin {
     async fn alice_and_bob_in_rust(&self) {
         self.ok("alice", &["register"]).await;
         self.ok("bob", &["register"]).await;
-        self.ok("alice", &["create", "rust", "--rule", "open"]).await;
+        self.ok("alice", &["create", "rust", "open"]).await;
         self.ok("bob", &["join", "rust"]).await;
     }
 
@@ -115,24 +115,33 @@ async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
     let (server, addr) = start(dir.path(), None).await;
     let b = Bin { addr, config_dir: dir.path().join("client") };
     for u in ["alice", "bob", "carol"] {
-        assert_eq!(b.ok(u, &["register"]).await, format!("logged in as {u}\n"));
+        assert_eq!(b.ok(u, &["register"]).await, format!("registered {u}; logged in\n"));
     }
     b.ok("alice", &["create", "rust"]).await;
-    assert_eq!(b.ok("bob", &["join", "rust", "--reason", "I write Rust"]).await, "rust: pending\n");
+    assert_eq!(
+        b.ok("bob", &["join", "rust", "I", "write", "Rust"]).await,
+        "asked to join #rust: an admin decides\n"
+    );
     let requests = b.ok("alice", &["requests", "rust"]).await;
     assert!(requests.starts_with("bob ") && requests.contains("I write Rust"), "{requests}");
     b.ok("alice", &["approve", "rust", "bob"]).await;
-    assert_eq!(b.ok("alice", &["send", "rust", "hello bob"]).await, "#rust 2\n");
-    assert_eq!(b.ok("bob", &["send", "rust", "hi alice"]).await, "#rust 3\n");
-    assert_eq!(b.ok("alice", &["dm", "bob", "psst"]).await, "@bob 1\n");
-    assert_eq!(b.ok("alice", &["invite", "rust", "carol"]).await, "rust: carol invited\n");
+    assert_eq!(b.ok("alice", &["send", "rust", "hello bob"]).await, "sent to #rust as number 2\n");
+    assert_eq!(b.ok("bob", &["send", "#rust", "hi alice"]).await, "sent to #rust as number 3\n");
+    assert_eq!(b.ok("alice", &["dm", "bob", "psst"]).await, "sent to @bob as number 1\n");
+    assert_eq!(b.ok("alice", &["invite", "rust", "carol"]).await, "invited carol to #rust\n");
     b.ok("carol", &["accept", "rust"]).await;
     b.ok("alice", &["promote", "rust", "bob"]).await;
-    b.ok("alice", &["kick", "rust", "carol", "--ban"]).await;
+    assert_eq!(
+        b.ok("alice", &["kick", "rust", "carol", "--ban"]).await,
+        "kicked and banned carol from #rust\n"
+    );
     let refused = b.fails("carol", &["join", "rust"]).await;
     assert!(refused.contains("BANNED"), "{refused}");
     b.ok("alice", &["transfer", "rust", "bob"]).await;
-    b.ok("bob", &["accept-ownership", "rust"]).await;
+    // The wire verb's name, and the friendlier alias.
+    b.ok("bob", &["transfer-accept", "rust"]).await;
+    b.ok("bob", &["transfer", "rust", "alice"]).await;
+    b.ok("bob", &["cancel-transfer", "rust"]).await;
     b.ok("alice", &["leave", "rust"]).await;
     let members = b.ok("bob", &["members", "rust"]).await;
     assert_eq!(members, "bob owner online\n");
@@ -160,7 +169,7 @@ async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (3..=seqs.len() as u64 + 2).collect::<Vec<_>>());
-    assert!(b.ok("bob", &["history", "--with", "alice"]).await.contains("alice: psst"));
+    assert!(b.ok("bob", &["history", "@alice"]).await.contains("alice: psst"));
     // The user of the last `register`/`login` is remembered.
     let mut c = Command::new(BIN);
     c.args(["--server", &addr.to_string(), "--config-dir"]).arg(dir.path().join("client"));
@@ -262,11 +271,11 @@ async fn a_piped_chat_runs_commands_survives_bad_input_and_catches_up_after_a_re
     chat.say("/frob");
     chat.expect("unknown command /frob").await;
     chat.say("/approve");
-    chat.expect("missing argument: USER").await;
+    chat.expect("/approve [GROUP] USER: missing USER").await;
     chat.say("/members nosuchgroup");
     chat.expect("NO_SUCH_GROUP").await;
     chat.say("/msg alice are you there?");
-    chat.expect("@alice 1").await;
+    chat.expect("@alice bob: are you there?").await;
     b.ok("alice", &["send", "rust", "live message"]).await;
     chat.expect("alice: live message").await;
 
@@ -391,7 +400,7 @@ async fn in_a_terminal_tab_completes_commands_groups_and_users() {
     // Several commands fit: they are listed and the line is kept.
     tmux.cmd(&["send-keys", "-t", "t", "-l", "/de"]);
     tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
-    let screen = tmux.expect("decline  demote  delete").await;
+    let screen = tmux.expect("decline  demote  deop  delete").await;
     let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
     assert!(last.ends_with("[#rust] > /de"), "the line was not kept:\n{screen}");
     tmux.cmd(&["send-keys", "-t", "t", "C-u"]);
@@ -401,8 +410,8 @@ async fn in_a_terminal_tab_completes_commands_groups_and_users() {
     tmux.cmd(&["send-keys", "-t", "t", "-l", "completed"]);
     tmux.expect("[#rust] > /msg alice completed").await;
     tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
-    tmux.expect("@alice 1").await;
-    let history = b.ok("alice", &["history", "--with", "bob"]).await;
+    tmux.expect("@alice bob: completed").await;
+    let history = b.ok("alice", &["history", "@bob"]).await;
     assert!(history.contains("bob: completed"), "{history}");
     tmux.cmd(&["send-keys", "-t", "t", "-l", "/quit"]);
     tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
@@ -458,24 +467,23 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
     // A download cut half way (its .part left behind) resumes and is verified.
     let dest = dir.path().join("copy.pdf");
     std::fs::write(baatkaro_client::transfer::part_path(&dest), &data[..700_000]).unwrap();
-    b.ok("bob", &["download", &id, "-o", dest.to_str().unwrap()]).await;
+    b.ok("bob", &["download", &id, dest.to_str().unwrap()]).await;
     assert!(std::fs::read(&dest).unwrap() == data, "byte-identical");
     assert!(!baatkaro_client::transfer::part_path(&dest).exists());
     // A corrupt partial download is caught by the hash and removed.
     let bad = dir.path().join("bad.pdf");
     std::fs::write(baatkaro_client::transfer::part_path(&bad), vec![0u8; 700_000]).unwrap();
-    let err = b.fails("bob", &["download", &id, "-o", bad.to_str().unwrap()]).await;
+    let err = b.fails("bob", &["download", &id, bad.to_str().unwrap()]).await;
     assert!(err.contains("SHA-256"), "{err}");
     assert!(!bad.exists());
     // A non-member cannot see or fetch it.
     b.ok("carol", &["register"]).await;
     assert!(b.fails("carol", &["download", &id]).await.contains("NO_SUCH_FILE"));
     // A private file, with --to.
-    let out = b
-        .ok("alice", &["upload", "--to", "bob", path.to_str().unwrap(), "--name", "for-bob.pdf"])
-        .await;
+    let out =
+        b.ok("alice", &["upload", "@bob", path.to_str().unwrap(), "--name", "for-bob.pdf"]).await;
     assert!(out.contains("@bob"), "{out}");
-    assert!(b.ok("bob", &["files", "--with", "alice"]).await.contains("for-bob.pdf"));
+    assert!(b.ok("bob", &["files", "@alice"]).await.contains("for-bob.pdf"));
     server.stop().await;
 }
 
@@ -543,40 +551,37 @@ async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
     std::fs::create_dir(&dl).unwrap();
 
     // Twice into the same folder: both kept, the second under a free name.
-    assert_eq!(b.ok_in(&dl, "bob", &["download", &id]).await, "saved x (300000 bytes)\n");
+    assert_eq!(b.ok_in(&dl, "bob", &["download", &id]).await, "saved x (300.0 kB)\n");
     let second = b.ok_in(&dl, "bob", &["download", &id]).await;
-    assert_eq!(second, "saved x (1) (300000 bytes): x exists\n");
+    assert_eq!(second, "saved x (1) (300.0 kB): x exists\n");
     assert_eq!(listing(&dl), ["x", "x (1)"]);
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
     assert!(std::fs::read(dl.join("x (1)")).unwrap() == data);
     // A file of that name (here the user's own) is replaced only with --force.
     std::fs::write(dl.join("x"), b"mine").unwrap();
-    let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+    let out = b.ok("bob", &["--json", "download", &id, dl.to_str().unwrap()]).await;
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["path"], dl.join("x (2)").to_str().unwrap(), "{out}");
     assert_eq!(v["wanted"], dl.join("x").to_str().unwrap(), "{out}");
     assert_eq!(std::fs::read(dl.join("x")).unwrap(), b"mine");
-    assert_eq!(
-        b.ok_in(&dl, "bob", &["download", &id, "--force"]).await,
-        "saved x (300000 bytes)\n"
-    );
+    assert_eq!(b.ok_in(&dl, "bob", &["download", &id, "--force"]).await, "saved x (300.0 kB)\n");
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
     assert_eq!(listing(&dl), ["x", "x (1)", "x (2)"]);
     // The same in the chat.
     let mut chat = Piped::start(&b, "bob");
     chat.say(&format!("/download {id} {}", dl.display()));
-    let line = chat.expect("(300000 bytes)").await;
-    assert_eq!(
-        line,
-        format!(
-            "saved {} (300000 bytes): {} exists",
+    let line = chat.expect("(300.0 kB)").await;
+    assert!(
+        line.ends_with(&format!(
+            "saved {} (300.0 kB): {} exists",
             dl.join("x (3)").display(),
             dl.join("x").display()
-        )
+        )),
+        "{line}"
     );
     std::fs::write(dl.join("x"), b"mine").unwrap();
     chat.say(&format!("/download {id} {} --force", dl.display()));
-    chat.expect(&format!("saved {} (300000 bytes)", dl.join("x").display())).await;
+    chat.expect(&format!("saved {} (300.0 kB)", dl.join("x").display())).await;
     chat.say("/quit");
     assert!(chat.finish().success());
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
@@ -588,22 +593,21 @@ async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
     std::fs::write(&victim, b"keep me").unwrap();
     std::os::unix::fs::symlink(&victim, dl.join("link.bin")).unwrap();
     let link = dl.join("link.bin");
-    let out = b.ok("bob", &["download", &id, "-o", link.to_str().unwrap()]).await;
+    let out = b.ok("bob", &["download", &id, link.to_str().unwrap()]).await;
     assert!(out.contains("link (1).bin") && out.contains("link.bin exists"), "{out}");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
-    b.ok("bob", &["download", &id, "-o", link.to_str().unwrap(), "--force"]).await;
+    b.ok("bob", &["download", &id, link.to_str().unwrap(), "--force"]).await;
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_file());
     assert!(std::fs::read(&link).unwrap() == data);
     // A link planted where the unfinished download goes is refused, not followed.
     let y = dl.join("y.bin");
     std::os::unix::fs::symlink(&victim, baatkaro_client::transfer::part_path(&y)).unwrap();
-    let err = b.fails("bob", &["download", &id, "-o", y.to_str().unwrap()]).await;
+    let err = b.fails("bob", &["download", &id, y.to_str().unwrap()]).await;
     assert!(err.contains("symbolic link"), "{err}");
     assert!(!y.exists());
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     // A missing folder is an error, not a file of that name.
-    let err =
-        b.fails("bob", &["download", &id, "-o", &format!("{}/", dl.join("no").display())]).await;
+    let err = b.fails("bob", &["download", &id, &format!("{}/", dl.join("no").display())]).await;
     assert!(err.contains("no such directory"), "{err}");
     server.stop().await;
 }
@@ -656,7 +660,7 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
         let to = "#rust".parse().unwrap();
         let shared = alice.upload(to, &source, offered, &mut |_, _| {}).await.unwrap();
         let id = shared.id.to_string();
-        let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+        let out = b.ok("bob", &["--json", "download", &id, dl.to_str().unwrap()]).await;
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["path"], dl.join(safe).to_str().unwrap(), "{name:?}");
         assert_eq!(std::fs::read(dl.join(safe)).unwrap(), b"hostile content", "{name:?}");
@@ -720,7 +724,10 @@ async fn a_thousand_one_shot_commands_log_in_with_the_saved_token() {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 assert!(out.status.success(), "command {i}: {stderr}");
                 assert!(!stderr.contains("RATE_LIMITED"), "command {i}: {stderr}");
-                assert_eq!(String::from_utf8_lossy(&out.stdout), format!("#rust {}\n", i + 1));
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!("sent to #rust as number {}\n", i + 1)
+                );
             }
         })
     };
