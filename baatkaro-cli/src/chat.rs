@@ -6,8 +6,9 @@
 //! reconnects with backoff and fetches exactly what it missed. It also remembers
 //! the group and user names it has seen, for tab completion.
 //!
-//! Every line has a time. On a terminal (and unless `NO_COLOR` is set) each sender's
-//! name has a colour of its own, and a line that mentions you stands out.
+//! Every line has a time. On a terminal a message that mentions you stands out (in
+//! reverse video) and, unless `NO_COLOR` is set, each sender's name has a colour of
+//! its own; a pipe gets plain text.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -115,7 +116,9 @@ struct Chat {
     /// The groups the user is a member of, as last heard.
     groups: BTreeSet<GroupName>,
     out: Out,
-    /// Colours and highlights (a terminal, without `NO_COLOR`).
+    /// Text attributes: a mention in reverse video, notices dim (a terminal).
+    styled: bool,
+    /// Senders' colours (a terminal, without `NO_COLOR`).
     colour: bool,
     /// Show presence changes.
     presence: bool,
@@ -132,7 +135,7 @@ impl Chat {
     /// Shows a notice of the client's own, with the time.
     fn notice(&mut self, text: &str) {
         let line = format!("{} {text}", show::now());
-        let line = if self.colour { line.dim().to_string() } else { line };
+        let line = if self.styled { line.dim().to_string() } else { line };
         self.out.line(&line);
     }
 
@@ -217,12 +220,16 @@ impl Chat {
             return show::stored_line(e);
         };
         let mentioned = *from != self.me() && mentions(text.as_str(), self.me());
-        if !self.colour {
-            let mark = if mentioned { "!" } else { "" };
-            return format!("{} {conv} {from}{mark}: {text}", show::clock(*time));
-        }
-        let name = from.as_str().with(colour_of(from.as_str())).bold();
-        let text = if mentioned { text.as_str().reverse().to_string() } else { text.to_string() };
+        let name = if self.colour {
+            from.as_str().with(colour_of(from.as_str())).bold().to_string()
+        } else {
+            from.to_string()
+        };
+        let text = if mentioned && self.styled {
+            text.as_str().reverse().to_string()
+        } else {
+            text.to_string()
+        };
         format!("{} {conv} {name}: {text}", show::clock(*time))
     }
 
@@ -457,6 +464,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         unread: BTreeMap::new(),
         groups: BTreeSet::new(),
         out: Out::Plain,
+        styled: interactive && !printer.json,
         colour: colour_wanted(interactive) && !printer.json,
         presence: false,
         names: Arc::default(),

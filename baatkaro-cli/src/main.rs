@@ -418,7 +418,11 @@ fn main() -> ExitCode {
     };
     // A local set, for the chat's background transfers (see transfers.rs).
     let local = tokio::task::LocalSet::new();
-    match runtime.block_on(local.run_until(run(cli))) {
+    let result = runtime.block_on(local.run_until(run(cli)));
+    // Without waiting for a transfer left running (a file being hashed, say).
+    drop(local);
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::Usage(e)) => {
             eprintln!("baatkaro: {e}");
