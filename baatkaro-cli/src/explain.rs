@@ -15,9 +15,14 @@ const SHOWN: usize = 40;
 /// `input` as an error message repeats it: whole when short, else its first
 /// characters and its length, so that a pasted page is not printed back.
 pub(crate) fn shorten(input: &str) -> String {
-    match input.char_indices().nth(SHOWN) {
-        None => input.to_string(),
-        Some((end, _)) => format!("{}… ({} bytes)", &input[..end], input.len()),
+    shorten_to(input, SHOWN)
+}
+
+/// `text` cut after `max` characters, with its length said when it was cut.
+pub(crate) fn shorten_to(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
     }
 }
 

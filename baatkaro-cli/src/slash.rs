@@ -291,7 +291,8 @@ pub(crate) fn clap_error_words(e: &clap::Error) -> String {
             // clap's own words, first line, without its `error: `.
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or_default();
-            shorten(first.trim_start_matches("error: "))
+            // Room for clap's sentence, not for a page it quotes.
+            crate::explain::shorten_to(first.trim_start_matches("error: "), 160)
         }
     }
 }
@@ -306,15 +307,41 @@ pub(crate) fn help() -> Vec<String> {
         "Ctrl-C clears the line; twice quits. /help COMMAND says what a command takes.".to_string(),
         "Commands:".to_string(),
     ];
-    let mut line = String::from(" ");
-    for c in TREE.get_subcommands() {
-        if line.len() + 1 + c.get_name().len() > 78 {
-            lines.push(std::mem::replace(&mut line, String::from(" ")));
+    // Each name with its other names: `dm/msg`.
+    let names: Vec<String> = TREE
+        .get_subcommands()
+        .map(|c| {
+            std::iter::once(c.get_name())
+                .chain(c.get_visible_aliases())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    lines.extend(wrap(&names.join(" "), "  "));
+    lines
+}
+
+/// The width `/help` keeps to.
+const WIDTH: usize = 80;
+
+/// `text` in lines of at most [`WIDTH`] characters (a longer word stands alone),
+/// each starting with `indent`.
+fn wrap(text: &str, indent: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = indent.to_string();
+    for word in text.split_whitespace() {
+        let used = line.chars().count();
+        if used > indent.len() && used + 1 + word.chars().count() > WIDTH {
+            lines.push(std::mem::replace(&mut line, indent.to_string()));
         }
-        line.push(' ');
-        line.push_str(c.get_name());
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
     }
-    lines.push(line);
+    if line.len() > indent.len() {
+        lines.push(line);
+    }
     lines
 }
 
@@ -330,7 +357,7 @@ pub(crate) fn help_for(name: &str) -> Result<Vec<String>, String> {
         lines.push(format!("  also /{}", aliases.join(", /")));
     }
     let about = cmd.get_long_about().or(cmd.get_about()).map(|a| a.to_string());
-    lines.extend(about.iter().flat_map(|a| a.lines().map(|l| format!("  {l}"))));
+    lines.extend(about.iter().flat_map(|a| wrap(a, "  ")));
     for a in args(cmd) {
         let head = match a.get_long() {
             Some(l) => format!("--{l}"),
@@ -343,7 +370,11 @@ pub(crate) fn help_for(name: &str) -> Result<Vec<String>, String> {
             help = format!("{help} one of {}", values.join(", ")).trim().to_string();
         }
         if !help.is_empty() {
-            lines.push(format!("  {head:<12} {help}"));
+            let mut wrapped = wrap(&help, &" ".repeat(15)).into_iter();
+            if let Some(first) = wrapped.next() {
+                lines.push(format!("  {head:<12} {}", first.trim_start()));
+            }
+            lines.extend(wrapped);
         }
     }
     Ok(lines)
@@ -447,9 +478,10 @@ mod tests {
         assert!(summary.iter().all(|l| l.chars().count() <= 80), "{summary:#?}");
         let all = summary.join(" ");
         for c in TREE.get_subcommands() {
-            assert!(all.split_whitespace().any(|w| w == c.get_name()), "{}", c.get_name());
+            assert!(all.split([' ', '/']).any(|w| w == c.get_name()), "{}", c.get_name());
             let detail = help_for(c.get_name()).unwrap();
             assert!(detail.len() <= 20, "/help {}: {detail:#?}", c.get_name());
+            assert!(detail.iter().all(|l| l.chars().count() <= 80), "{detail:#?}");
         }
         let kick = help_for("kick").unwrap();
         assert_eq!(kick[0], "/kick [GROUP] USER [--ban]");
