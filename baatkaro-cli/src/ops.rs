@@ -271,6 +271,7 @@ fn rule_parser() -> impl clap::builder::TypedValueParser<Value = JoinRule> {
 /// Where results go: plain lines, or one JSON object per line.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Printer {
+    /// One JSON object per line (`--json`), for scripts.
     pub(crate) json: bool,
     /// Show transfers' progress on standard error (a terminal, outside the chat).
     pub(crate) progress: bool,
@@ -280,6 +281,7 @@ pub(crate) struct Printer {
 }
 
 impl Printer {
+    /// Prints list items, each a line or a JSON object.
     pub(crate) fn items(&self, items: &[Item], out: &mut dyn FnMut(String)) {
         for i in items {
             out(if self.json { show::item_json(i).to_string() } else { show::item_line(i) });
@@ -300,6 +302,7 @@ fn bar(show: bool) -> Option<ProgressBar> {
     })
 }
 
+/// A shared file as a JSON object (upload's and files' `--json` output).
 pub(crate) fn file_json(f: &SharedFile) -> serde_json::Value {
     serde_json::json!({
         "id": f.id.as_str(), "conv": f.conv.to_string(), "seq": f.seq, "size": f.size,

@@ -21,7 +21,8 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::explain::shorten;
 use crate::ops::{self, Op};
 
-/// A line of the chat as clap reads it: one slash command, without its `/`.
+/// A line of the chat as clap reads it: one slash command, without its `/` (the
+/// tree of [`TREE`]; no program name, no `--help` of clap's own).
 #[derive(Parser, Debug)]
 #[command(
     name = "",
@@ -32,6 +33,7 @@ use crate::ops::{self, Op};
 )]
 pub(crate) struct Slash {
     #[command(subcommand)]
+    /// The command.
     pub(crate) typed: Typed,
 }
 

@@ -50,6 +50,7 @@ impl Quarters {
 }
 
 impl Transfers {
+    /// None running yet.
     pub(crate) fn new() -> Self {
         let (tell, notices) = mpsc::channel(64);
         Transfers { running: Arc::default(), tell, notices }
