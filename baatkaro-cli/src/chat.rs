@@ -5,27 +5,32 @@
 //! conversation, so it shows each stored event once; when the connection drops it
 //! reconnects with backoff and fetches exactly what it missed. It also remembers
 //! the group and user names it has seen, for tab completion.
+//!
+//! Every line has a time. On a terminal a message that mentions you stands out (in
+//! reverse video) and, unless `NO_COLOR` is set, each sender's name has a colour of
+//! its own; a pipe gets plain text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baatkaro_client::{Client, ClientError, ClientEvent, Events};
-
-use crate::show;
 use baatkaro_proto::{
-    Conversation, ErrorCode, Event, GroupName, Item, Membership, Seq, StoredEvent, UserName,
+    Command, Conversation, ErrorCode, Event, GroupName, HistoryRange, Item, Membership, Seq,
+    StoredEvent, UserName,
 };
+use crossterm::style::{Color, Stylize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::Fail;
-use crate::actions::Printer;
 use crate::complete::{self, Names};
 use crate::editor::{Above, Editor, Input};
-use crate::slash::{self, Typed};
-
 use crate::login::Login;
+use crate::ops::{Op, Printer};
+use crate::show;
+use crate::slash::{self, ChatCommand, Typed};
+use crate::transfers::{self, Transfers};
 
 /// Where lines go: above the prompt, or plainly to standard output.
 enum Out {
@@ -65,6 +70,38 @@ impl In {
     }
 }
 
+/// The colours a sender's name may have: none is the terminal's own text colour,
+/// so that every name stands out from the text.
+const PALETTE: [Color; 6] =
+    [Color::Red, Color::Green, Color::Yellow, Color::Blue, Color::Magenta, Color::Cyan];
+
+/// A sender's colour: the same for a name on every run and every machine (FNV-1a of
+/// the name, not std's hasher, whose output may change between Rust versions).
+fn colour_of(name: &str) -> Color {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    PALETTE[(hash % PALETTE.len() as u64) as usize]
+}
+
+/// Whether `text` mentions `me`: `@me`, or `me` as a word of its own (not inside a
+/// longer name: `bob` is not mentioned by `bobby` or `bob.smith`).
+fn mentions(text: &str, me: UserName) -> bool {
+    let name_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+    let me = me.as_str();
+    text.match_indices(me).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + me.len()..].chars().next();
+        // A trailing `.` ends a sentence, not a name.
+        let after_ok = match after {
+            None => true,
+            Some('.') => text[at + me.len() + 1..].chars().next().is_none_or(|c| !name_char(c)),
+            Some(c) => !name_char(c),
+        };
+        before.is_none_or(|c| c == '@' || !name_char(c)) && after_ok
+    })
+}
+
 /// The state of a chat.
 struct Chat {
     client: Option<Client>,
@@ -72,15 +109,36 @@ struct Chat {
     events: Option<Events>,
     login: Login,
     printer: Printer,
-    current: Option<GroupName>,
+    current: Option<Conversation>,
     seen: BTreeMap<Conversation, Seq>,
-    unread: BTreeMap<GroupName, u64>,
+    /// Messages that arrived in conversations other than the current one.
+    unread: BTreeMap<Conversation, u64>,
+    /// The groups the user is a member of, as last heard.
+    groups: BTreeSet<GroupName>,
     out: Out,
+    /// Text attributes: a mention in reverse video, notices dim (a terminal).
+    styled: bool,
+    /// Senders' colours (a terminal, without `NO_COLOR`).
+    colour: bool,
+    /// Show presence changes.
+    presence: bool,
     /// Shared with the prompt's completer.
     names: Arc<Mutex<Names>>,
+    transfers: Transfers,
 }
 
 impl Chat {
+    fn me(&self) -> UserName {
+        self.login.user
+    }
+
+    /// Shows a notice of the client's own, with the time.
+    fn notice(&mut self, text: &str) {
+        let line = format!("{} {text}", show::now());
+        let line = if self.styled { line.dim().to_string() } else { line };
+        self.out.line(&line);
+    }
+
     /// Remembers names to complete.
     fn learn(&self, groups: &[GroupName], users: &[UserName]) {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,6 +194,45 @@ impl Chat {
         }
     }
 
+    /// Remembers the groups the user is a member of, from a GROUPS listing.
+    fn learn_groups(&mut self, items: &[Item]) {
+        self.groups = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Group {
+                    group,
+                    membership: Membership::Owner | Membership::Admin | Membership::Member,
+                    ..
+                } => Some(*group),
+                _ => None,
+            })
+            .collect();
+        self.learn_items(items);
+    }
+
+    /// A stored event as a line: a message with its sender in their colour, and
+    /// the whole line standing out when it mentions the user.
+    fn stored_line(&self, e: &StoredEvent) -> String {
+        if self.printer.json {
+            return show::stored_json(e).to_string();
+        }
+        let StoredEvent::Message { from, text, time, conv, .. } = e else {
+            return show::stored_line(e);
+        };
+        let mentioned = *from != self.me() && mentions(text.as_str(), self.me());
+        let name = if self.colour {
+            from.as_str().with(colour_of(from.as_str())).bold().to_string()
+        } else {
+            from.to_string()
+        };
+        let text = if mentioned && self.styled {
+            text.as_str().reverse().to_string()
+        } else {
+            text.to_string()
+        };
+        format!("{} {conv} {name}: {text}", show::clock(*time))
+    }
+
     /// Shows a stored event unless it was shown already; counts unread messages.
     fn stored(&mut self, e: &StoredEvent) {
         let conv = e.conv();
@@ -143,13 +240,13 @@ impl Chat {
             return;
         }
         self.seen.insert(conv, e.seq());
-        if let (StoredEvent::Message { .. }, Conversation::Group(g)) = (e, conv)
-            && Some(g) != self.current
+        if let StoredEvent::Message { from, .. } = e
+            && Some(conv) != self.current
+            && *from != self.me()
         {
-            *self.unread.entry(g).or_default() += 1;
+            *self.unread.entry(conv).or_default() += 1;
         }
-        let line =
-            if self.printer.json { show::stored_json(e).to_string() } else { show::stored_line(e) };
+        let line = self.stored_line(e);
         self.out.line(&line);
     }
 
@@ -157,28 +254,57 @@ impl Chat {
         self.learn_event(e);
         match e {
             Event::Stored(s) => self.stored(s),
-            other => {
-                let line = if self.printer.json {
-                    show::event_json(other).to_string()
-                } else {
-                    show::event_line(other)
-                };
-                self.out.line(&line);
-            }
+            Event::Presence { .. } if !self.presence => {}
+            other if self.printer.json => self.out.line(&show::event_json(other).to_string()),
+            other => self.notice(&show::event_line(other)),
         }
     }
 
     fn prompt(&self) -> String {
         let mut p = match self.current {
-            Some(g) => format!("[#{g}]"),
-            None => "[no group]".to_string(),
+            Some(c) => format!("[{c}]"),
+            None => "[nowhere]".to_string(),
         };
-        for (g, n) in &self.unread {
+        for (c, n) in &self.unread {
             if *n > 0 {
-                p.push_str(&format!(" #{g}:{n}"));
+                p.push_str(&format!(" {c}:{n}"));
             }
         }
         p + " > "
+    }
+
+    /// Whether `conv` may be made the current conversation: a group the user is a
+    /// member of, or a user who exists (the server says).
+    async fn check_switch(&mut self, conv: Conversation) -> Result<(), String> {
+        match conv {
+            Conversation::Group(g) if self.groups.contains(&g) => Ok(()),
+            Conversation::Group(g) => {
+                // The list may be old: ask again before refusing.
+                if let Some(client) = &self.client
+                    && let Ok((items, _)) = client.ok(Command::Groups).await
+                {
+                    self.learn_groups(&items);
+                }
+                if self.groups.contains(&g) {
+                    Ok(())
+                } else {
+                    Err(format!("you are not in #{g}: /join {g} first (/groups lists yours)"))
+                }
+            }
+            Conversation::Direct(u) => {
+                let Some(client) = &self.client else {
+                    return Err("not connected: cannot check that the user exists".into());
+                };
+                let ask = Command::History { conv, range: HistoryRange::Last, limit: 1 };
+                match client.ok(ask).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.code() == Some(ErrorCode::NoSuchUser) => {
+                        Err(format!("there is no user {u}"))
+                    }
+                    Err(e) => Err(format!("cannot switch to @{u}: {e}")),
+                }
+            }
+        }
     }
 
     /// Handles one typed line. False when the user quits.
@@ -187,42 +313,69 @@ impl Chat {
             return true;
         }
         match slash::parse(line, self.current) {
-            Err(e) => self.out.line(&e),
-            Ok(Typed::Quit) => return false,
-            Ok(Typed::Help) => {
-                for l in slash::help() {
-                    self.out.line(&l);
+            Err(e) => self.notice(&e),
+            Ok(Typed::Chat(ChatCommand::Quit)) => return false,
+            Ok(Typed::Chat(ChatCommand::Help { command })) => {
+                let lines = match command {
+                    None => Ok(slash::help()),
+                    Some(c) => slash::help_for(&c),
+                };
+                match lines {
+                    Ok(lines) => lines.iter().for_each(|l| self.out.line(l)),
+                    Err(e) => self.notice(&e),
                 }
             }
-            Ok(Typed::Switch(g)) => {
-                self.learn(&[g], &[]);
-                self.current = Some(g);
-                self.unread.remove(&g);
-                self.out.line(&format!("now in #{g}"));
+            Ok(Typed::Chat(ChatCommand::Presence { state })) => {
+                self.presence = state;
+                let says = if state { "shown" } else { "hidden" };
+                self.notice(&format!("people coming online and going: {says}"));
             }
-            Ok(Typed::Act(action)) => {
+            Ok(Typed::Chat(ChatCommand::Switch { conversation })) => {
+                match self.check_switch(conversation).await {
+                    Ok(()) => {
+                        self.learn_conv(conversation);
+                        self.current = Some(conversation);
+                        self.unread.remove(&conversation);
+                        self.notice(&format!("now in {conversation}"));
+                    }
+                    Err(e) => self.notice(&e),
+                }
+            }
+            Ok(Typed::Op(op)) if transfers::is_transfer(&op) => {
                 let Some(client) = &self.client else {
-                    self.out.line("not connected: reconnecting");
+                    self.notice("not connected: reconnecting");
                     return true;
                 };
-                let mut lines = Vec::new();
-                let result = action.run(client, self.printer, &mut |l| lines.push(l)).await;
-                for l in &lines {
-                    self.out.line(l);
-                }
-                match result {
-                    Ok(items) => self.learn_items(&items),
-                    Err(e) => self.out.line(&format!("error: {e}")),
-                }
-                // A group joined or created is one to complete from now on.
-                if action.changes_groups()
-                    && let Ok((groups, _)) = client.ok(baatkaro_proto::Command::Groups).await
-                {
-                    self.learn_items(&groups);
+                match self.transfers.start(op, client, self.printer) {
+                    Ok(started) => self.notice(&started),
+                    Err(e) => self.notice(&e),
                 }
             }
+            Ok(Typed::Op(op)) => self.run(op).await,
         }
         true
+    }
+
+    /// Runs an operation and shows what it printed, or why it failed.
+    async fn run(&mut self, op: Op) {
+        let Some(client) = &self.client else {
+            self.notice("not connected: reconnecting");
+            return;
+        };
+        let mut lines = Vec::new();
+        let result = op.run(client, self.printer, &mut |l| lines.push(l)).await;
+        // A group joined or created is one to complete and switch to from now on.
+        let groups = if op.changes_groups() { client.ok(Command::Groups).await.ok() } else { None };
+        for l in &lines {
+            self.out.line(l);
+        }
+        match result {
+            Ok(items) => self.learn_items(&items),
+            Err(e) => self.notice(&format!("error: {e}")),
+        }
+        if let Some((items, _)) = groups {
+            self.learn_groups(&items);
+        }
     }
 
     /// Logs in again, with backoff, and shows what was missed. False if the user
@@ -230,14 +383,19 @@ impl Chat {
     async fn reconnect(&mut self, input: &mut In) -> bool {
         let mut wait = Duration::from_secs(1);
         loop {
-            self.out.line(&format!("connection lost; reconnecting in {}s", wait.as_secs()));
+            self.notice(&format!("connection lost; reconnecting in {}s", wait.as_secs()));
             let jitter = Duration::from_millis(u64::from(std::process::id() % 500));
-            tokio::select! {
-                () = tokio::time::sleep(wait + jitter) => {}
-                line = input.line() => match line {
-                    None => return false,
-                    Some(l) => if !self.typed(&l).await { return false },
-                },
+            let sleep = tokio::time::sleep(wait + jitter);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    line = input.line() => match line {
+                        None => return false,
+                        Some(l) => if !self.typed(&l).await { return false },
+                    },
+                    Some(notice) = self.transfers.notices.recv() => self.notice(&notice),
+                }
             }
             match connect(&mut self.login).await {
                 Ok(client) => {
@@ -247,24 +405,25 @@ impl Chat {
                             let messages = missed
                                 .iter()
                                 .filter(|e| matches!(e, StoredEvent::Message { .. }))
-                                .count();
+                                .count() as u64;
                             for e in &missed {
                                 self.stored(e);
                             }
-                            self.out.line(&format!("reconnected; {messages} missed messages"));
+                            let missed = show::count(messages, "missed message");
+                            self.notice(&format!("reconnected; {missed}"));
                             self.events = Some(client.events());
                             self.client = Some(client);
                             return true;
                         }
-                        Err(e) => self.out.line(&format!("catching up failed: {e}")),
+                        Err(e) => self.notice(&format!("catching up failed: {e}")),
                     }
                 }
                 Err(Fail::Usage(e)) => {
                     // Nothing to retry: it needs the user.
-                    self.out.line(&format!("cannot log in again: {e}"));
+                    self.notice(&format!("cannot log in again: {e}"));
                     return false;
                 }
-                Err(e) => self.out.line(&format!("reconnect failed: {e}")),
+                Err(e) => self.notice(&format!("reconnect failed: {e}")),
             }
             wait = (wait * 2).min(Duration::from_secs(60));
         }
@@ -283,12 +442,18 @@ async fn connect(login: &mut Login) -> Result<Client, Fail> {
         .await
 }
 
+/// Whether colours are wanted: on a terminal, unless `NO_COLOR` is set
+/// (<https://no-color.org>: present and not empty).
+fn colour_wanted(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Runs a chat until the user quits or the input ends.
 pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Result<(), Fail> {
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stdout());
     // No progress bars inside the chat: they would fight the prompt.
-    let printer = Printer { progress: false, ..printer };
+    let printer = Printer { progress: false, chat: true, ..printer };
     let mut chat = Chat {
         client: None,
         events: None,
@@ -297,28 +462,26 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         current: None,
         seen: BTreeMap::new(),
         unread: BTreeMap::new(),
+        groups: BTreeSet::new(),
         out: Out::Plain,
+        styled: interactive && !printer.json,
+        colour: colour_wanted(interactive) && !printer.json,
+        presence: false,
         names: Arc::default(),
+        transfers: Transfers::new(),
     };
     // Start at the present: what is already stored is there with /history.
-    let (convs, _) = client.ok(baatkaro_proto::Command::Conversations).await?;
+    let (convs, _) = client.ok(Command::Conversations).await?;
     for item in convs {
         if let Item::Conversation { conv, latest } = item {
             chat.seen.insert(conv, latest);
         }
     }
-    let (groups, _) = client.ok(baatkaro_proto::Command::Groups).await?;
-    chat.learn_items(&groups);
-    let (online, _) = client.ok(baatkaro_proto::Command::Online { group: None }).await?;
+    let (groups, _) = client.ok(Command::Groups).await?;
+    chat.learn_groups(&groups);
+    let (online, _) = client.ok(Command::Online { group: None }).await?;
     chat.learn_items(&online);
-    chat.current = groups.iter().find_map(|i| match i {
-        Item::Group {
-            group,
-            membership: Membership::Owner | Membership::Admin | Membership::Member,
-            ..
-        } => Some(*group),
-        _ => None,
-    });
+    chat.current = chat.groups.iter().next().copied().map(Conversation::Group);
     chat.events = Some(client.events());
     chat.client = Some(client);
     let mut input = if interactive {
@@ -329,10 +492,8 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         let (editor, above) =
             Editor::new(&chat.prompt(), completer).map_err(|e| Fail::Usage(e.to_string()))?;
         chat.out = Out::Term(above);
-        chat.out.line(&format!(
-            "logged in as {}; /help lists the commands, Tab completes",
-            chat.login.user
-        ));
+        let me = chat.me();
+        chat.notice(&format!("logged in as {me}; /help lists the commands, Tab completes"));
         In::Term(Box::new(editor))
     } else {
         In::Pipe(BufReader::new(tokio::io::stdin()).lines())
@@ -356,6 +517,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                 }
                 None => break,
             },
+            Some(notice) = chat.transfers.notices.recv() => chat.notice(&notice),
             event = events.next() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
                 Some(ClientEvent::Lagged(_)) => {
@@ -375,7 +537,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                     // again would undo the revocation.
                     let bye = client.closed().flatten();
                     if bye.as_ref().is_some_and(|f| f.code == ErrorCode::Revoked) {
-                        chat.out.line("this session was revoked (its token, or the password changed)");
+                        chat.notice("this session was revoked (its token, or the password changed)");
                         break;
                     }
                     chat.client = None;
@@ -419,4 +581,30 @@ pub(crate) async fn tail(
         }
     }
     Err(ClientError::Closed(client.closed().flatten()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mention_is_the_name_as_a_word() {
+        let bob: UserName = "bob".parse().unwrap();
+        for yes in ["bob: hi", "hi @bob", "thanks, bob!", "ask bob.", "(bob)"] {
+            assert!(mentions(yes, bob), "{yes}");
+        }
+        for no in ["bobby is here", "ask bob.smith", "kebob", "b o b", "jimbob_2"] {
+            assert!(!mentions(no, bob), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_sender_keeps_their_colour() {
+        assert_eq!(colour_of("alice"), colour_of("alice"));
+        // Not every name the same colour.
+        let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+        let colours: BTreeSet<String> =
+            names.iter().map(|n| format!("{:?}", colour_of(n))).collect();
+        assert!(colours.len() >= 3, "{colours:?}");
+    }
 }

@@ -1,12 +1,14 @@
 //! Tab completion for the chat prompt: command names, then each argument by what
-//! the command's usage says it is (a group, a user, a keyword), from the same
-//! table that parses commands and makes `/help`.
+//! the command's clap definition says it is (a group, a user, a conversation, one
+//! of its possible values, a flag), from the tree that parses commands and makes
+//! `/help`.
 
 use std::collections::BTreeSet;
 
-use crate::line::Completion;
-use crate::slash::COMMANDS;
+use clap::Arg;
 
+use crate::line::Completion;
+use crate::slash::{self, TREE};
 /// The group and user names the chat has seen, to complete from.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Names {
@@ -16,59 +18,56 @@ pub(crate) struct Names {
     pub(crate) users: BTreeSet<String>,
 }
 
-/// What a usage word stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind<'a> {
+/// What an argument's value may be, to complete it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
     Group,
     User,
-    /// `#GROUP|@USER`.
+    /// `#group` or `@user`.
     Conversation,
-    /// A word to type as it is.
-    Literal(&'a str),
-    /// Free text, a number, a path: nothing to offer.
+    /// A command's name.
+    Command,
+    /// One of these words.
+    Words(Vec<String>),
+    /// Free text, a number, a path, an id: nothing to offer.
     Free,
 }
 
-/// One word of a usage string: its alternatives, and whether it may be left out.
-struct Slot<'a> {
-    kinds: Vec<Kind<'a>>,
-    optional: bool,
+/// What completes an argument, from its value name or possible values.
+pub(crate) fn kind_of(arg: &Arg) -> Kind {
+    let values = arg.get_possible_values();
+    if !values.is_empty() {
+        return Kind::Words(values.iter().map(|v| v.get_name().to_string()).collect());
+    }
+    match slash::value_name(arg).as_str() {
+        "GROUP" => Kind::Group,
+        "USER" => Kind::User,
+        "CONVERSATION" => Kind::Conversation,
+        "COMMAND" => Kind::Command,
+        _ => Kind::Free,
+    }
 }
 
-/// Reads a usage string such as `[GROUP] USER [--ban]`.
-fn slots(usage: &str) -> Vec<Slot<'_>> {
-    usage
-        .split_whitespace()
-        .map(|word| {
-            let inner = word.strip_prefix('[').and_then(|w| w.strip_suffix(']'));
-            let kinds = inner
-                .unwrap_or(word)
-                .split('|')
-                .map(|alt| match alt {
-                    "GROUP" => Kind::Group,
-                    "USER" => Kind::User,
-                    "#GROUP" | "@USER" => Kind::Conversation,
-                    w if w.chars().all(|c| c.is_ascii_lowercase() || c == '-') => Kind::Literal(w),
-                    _ => Kind::Free,
-                })
-                .collect();
-            Slot { kinds, optional: inner.is_some() }
-        })
-        .collect()
-}
-
-/// What may stand as argument number `index` (from 0): slot `j` can, if enough
-/// optional slots before it were left out to bring it there.
-fn kinds_at<'a>(slots: &[Slot<'a>], index: usize) -> Vec<Kind<'a>> {
+/// What may stand as positional argument number `index` (from 0): argument `j`
+/// can, if enough optional arguments before it were left out to bring it there.
+fn kinds_at(args: &[&Arg], index: usize) -> Vec<Kind> {
     let mut out = Vec::new();
     let mut optional_before = 0;
-    for (j, slot) in slots.iter().enumerate() {
+    for (j, arg) in args.iter().enumerate() {
         if j >= index && j - index <= optional_before {
-            out.extend(slot.kinds.iter().copied());
+            out.push(kind_of(arg));
         }
-        optional_before += usize::from(slot.optional);
+        optional_before += usize::from(!arg.is_required_set());
     }
     out
+}
+
+/// Every command name and visible alias, in the order `/help` lists them.
+fn command_names() -> Vec<String> {
+    TREE.get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_visible_aliases()))
+        .map(String::from)
+        .collect()
 }
 
 /// The completion of the word that ends at `cursor` (a byte offset) in `line`.
@@ -80,38 +79,39 @@ pub(crate) fn complete(line: &str, cursor: usize, names: &Names) -> Completion {
     let candidates = match words.next() {
         // The first word: a command name.
         None if word.starts_with('/') => {
-            return Completion {
-                start: start + 1,
-                candidates: COMMANDS.iter().map(|c| c.name.to_string()).collect(),
-            };
+            return Completion { start: start + 1, candidates: command_names() };
         }
         // Plain text: the people one might address.
         None => names.users.iter().map(|u| format!("{u}:")).collect(),
-        Some(first) => {
-            match first.strip_prefix('/').and_then(|n| COMMANDS.iter().find(|c| c.name == n)) {
-                None => names.users.iter().cloned().collect(),
-                Some(command) => {
-                    let index = words.count();
-                    let mut out: Vec<String> = Vec::new();
-                    for kind in kinds_at(&slots(command.usage), index) {
-                        match kind {
-                            Kind::Group => out.extend(names.groups.iter().cloned()),
-                            Kind::User => out.extend(names.users.iter().cloned()),
-                            Kind::Conversation => {
-                                out.extend(names.groups.iter().map(|g| format!("#{g}")));
-                                out.extend(names.users.iter().map(|u| format!("@{u}")));
-                            }
-                            Kind::Literal(w) => out.push(w.to_string()),
-                            Kind::Free => {}
+        Some(first) => match first.strip_prefix('/').and_then(|n| TREE.find_subcommand(n)) {
+            None => names.users.iter().cloned().collect(),
+            // A flag, wherever it is typed.
+            Some(command) if word.starts_with('-') => slash::args(command)
+                .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+                .collect(),
+            Some(command) => {
+                // Flags and their values are not positional arguments.
+                let index = words.filter(|w| !w.starts_with('-')).count();
+                let mut out: Vec<String> = Vec::new();
+                for kind in kinds_at(&slash::positionals(command), index) {
+                    match kind {
+                        Kind::Group => out.extend(names.groups.iter().cloned()),
+                        Kind::User => out.extend(names.users.iter().cloned()),
+                        Kind::Conversation => {
+                            out.extend(names.groups.iter().map(|g| format!("#{g}")));
+                            out.extend(names.users.iter().map(|u| format!("@{u}")));
                         }
+                        Kind::Command => out.extend(command_names()),
+                        Kind::Words(w) => out.extend(w),
+                        Kind::Free => {}
                     }
-                    // Sorted, and each once: slots may offer the same names twice.
-                    out.sort();
-                    out.dedup();
-                    out
                 }
+                // Sorted, and each once: arguments may offer the same names twice.
+                out.sort();
+                out.dedup();
+                out
             }
-        }
+        },
     };
     // `#group` and `@user` are accepted wherever a bare name is.
     match word.chars().next() {
@@ -149,11 +149,12 @@ mod tests {
     #[test]
     fn commands_complete_from_the_table() {
         assert_eq!(tab("/mem").0, "/members ");
+        assert_eq!(tab("/transfer-a").0, "/transfer-accept ");
         assert_eq!(tab("/accept-o").0, "/accept-ownership ");
         let (line, mut listed) = tab("/de");
         assert_eq!(line, "/de");
         listed.sort();
-        assert_eq!(listed, ["decline", "delete", "demote"]);
+        assert_eq!(listed, ["decline", "delete", "demote", "deop"]);
     }
 
     #[test]
@@ -168,6 +169,10 @@ mod tests {
         // Keywords and flags are offered as they are written.
         assert_eq!(tab("/create rust op").0, "/create rust open ");
         assert_eq!(tab("/kick go bob --").0, "/kick go bob --ban ");
+        assert_eq!(tab("/kick --ban bob").1, vec!["bob", "bobby"]);
+        assert_eq!(tab("/presence o").1, vec!["off", "on"]);
+        assert_eq!(tab("/help kic").0, "/help kick ");
+        assert_eq!(tab("/switch @bob").1, vec!["@bob", "@bobby"]);
         // Conversations, with their sigils.
         assert_eq!(tab("/history @al").0, "/history @alice ");
         assert_eq!(tab("/history #g").0, "/history #go ");
@@ -175,6 +180,7 @@ mod tests {
         assert_eq!(tab("/members #g").0, "/members #go ");
         // Free text gets nothing.
         assert_eq!(tab("/msg bob hel").0, "/msg bob hel");
+        assert_eq!(tab("/download f").0, "/download f");
     }
 
     #[test]
@@ -185,20 +191,18 @@ mod tests {
         assert_eq!(tab("thanks bobb").0, "thanks bobby ");
     }
 
+    /// The value names that mean free input.
+    const FREE: &[&str] = &["TEXT", "REASON", "PATH", "FILE", "TOKEN", "SINCE"];
+
     #[test]
-    fn every_usage_word_is_understood() {
-        // A new usage word that reads as free text by mistake would silently
-        // complete nothing; these are all the words that mean free text.
-        let free = ["TEXT", "REASON", "SINCE", "PATH", "FILE_ID", "TOKEN"];
-        for c in COMMANDS {
-            for word in c.usage.split_whitespace() {
-                let inner = word.trim_start_matches('[').trim_end_matches(']');
-                for alt in inner.split('|') {
-                    let known = matches!(alt, "GROUP" | "USER" | "#GROUP" | "@USER")
-                        || alt.chars().all(|c| c.is_ascii_lowercase() || c == '-')
-                        || free.contains(&alt);
-                    assert!(known, "/{} {}: {alt}", c.name, c.usage);
-                }
+    fn every_argument_of_every_command_is_understood() {
+        // A new value name that reads as free input by mistake would silently
+        // complete nothing; these are the only names that mean free input.
+        for c in TREE.get_subcommands() {
+            for a in slash::positionals(c) {
+                let name = slash::value_name(a);
+                let known = kind_of(a) != Kind::Free || FREE.contains(&name.as_str());
+                assert!(known, "/{} {name}", c.get_name());
             }
         }
     }

@@ -9,6 +9,7 @@
 
 use std::io::{self, Stdout, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::{cursor, queue, style, terminal};
@@ -24,7 +25,7 @@ pub(crate) enum Input {
     Line(String),
     /// Ended the input (Ctrl-D on an empty line).
     Eof,
-    /// Interrupted (Ctrl-C).
+    /// Interrupted: Ctrl-C twice on an empty line, or twice within a second.
     Interrupted,
 }
 
@@ -120,11 +121,18 @@ impl Above {
     }
 }
 
+/// How close together two Ctrl-C must come to quit whatever the line holds.
+const QUIT_WITHIN: Duration = Duration::from_secs(1);
+
 /// The prompt, reading keys from the terminal.
 pub(crate) struct Editor {
     screen: Arc<Mutex<Screen>>,
     keys: EventStream,
     complete: Completer,
+    /// When Ctrl-C was last pressed.
+    interrupted_at: Option<Instant>,
+    /// The last key was Ctrl-C on an empty line: one more quits.
+    armed: bool,
 }
 
 impl Editor {
@@ -142,7 +150,13 @@ impl Editor {
             Screen { prompt: prompt.to_string(), line: Line::default(), width, out: io::stdout() };
         let screen = Arc::new(Mutex::new(screen));
         lock(&screen).draw()?;
-        let editor = Editor { screen: screen.clone(), keys: EventStream::new(), complete };
+        let editor = Editor {
+            screen: screen.clone(),
+            keys: EventStream::new(),
+            complete,
+            interrupted_at: None,
+            armed: false,
+        };
         Ok((editor, Above(screen)))
     }
 
@@ -176,19 +190,50 @@ impl Editor {
         }
     }
 
+    /// Ctrl-C: clears the line; quits when pressed again on the empty line, or
+    /// within a second whatever the line holds.
+    fn interrupt(&mut self, s: &mut Screen) -> Option<Input> {
+        let now = Instant::now();
+        let recent = self.interrupted_at.is_some_and(|t| now.duration_since(t) < QUIT_WITHIN);
+        if recent || self.armed {
+            return Some(Input::Interrupted);
+        }
+        self.interrupted_at = Some(now);
+        if s.line.text().is_empty() {
+            self.armed = true;
+            let _ = s.above(&format!("{} (Ctrl-C again quits)", crate::show::now()));
+        } else {
+            s.line.clear();
+        }
+        None
+    }
+
     /// Applies one key; what the user did, if that was the end of a line.
     fn key(&mut self, key: KeyEvent) -> Option<Input> {
-        let mut s = lock(&self.screen);
+        let screen = self.screen.clone();
+        let mut s = lock(&screen);
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if !(ctrl && key.code == KeyCode::Char('c')) {
+            self.armed = false;
+        }
         match key.code {
             KeyCode::Enter => {
                 let prompt = s.prompt.clone();
                 let line = s.line.enter();
-                // The entered line stays on the screen, as typed.
-                let _ = s.above(&format!("{prompt}{line}"));
+                // A command stays on the screen, as typed, above what it prints; a
+                // message is shown once, when the server has it.
+                if line.starts_with('/') {
+                    let _ = s.above(&format!("{prompt}{line}"));
+                } else {
+                    let _ = s.draw();
+                }
                 return Some(Input::Line(line));
             }
-            KeyCode::Char('c') if ctrl => return Some(Input::Interrupted),
+            KeyCode::Char('c') if ctrl => {
+                if let Some(done) = self.interrupt(&mut s) {
+                    return Some(done);
+                }
+            }
             KeyCode::Char('d') if ctrl && s.line.text().is_empty() => return Some(Input::Eof),
             KeyCode::Char('d') if ctrl => s.line.delete(),
             KeyCode::Char('a') if ctrl => s.line.home(),

@@ -97,6 +97,13 @@ impl Line {
         self.cursor = 0;
     }
 
+    /// Empties the line (what was typed is not kept in the history).
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.cursor = 0;
+        self.browsing = None;
+    }
+
     /// Deletes from the cursor to the end.
     pub(crate) fn kill_to_end(&mut self) {
         self.text.truncate(self.cursor);
@@ -236,6 +243,9 @@ mod tests {
         l.kill_to_end();
         assert_eq!(l.text(), "म");
         l.kill_to_start();
+        assert_eq!((l.text(), l.cursor()), ("", 0));
+        "again".chars().for_each(|c| l.insert(c));
+        l.clear();
         assert_eq!((l.text(), l.cursor()), ("", 0));
         // Nothing to delete or move over: no panic, no change.
         l.backspace();

@@ -176,7 +176,14 @@ impl Login {
     /// Connects as the options say, telling the user when a server's certificate
     /// was pinned on first use (SPEC.md 11.7).
     async fn open(&self) -> Result<Client, Fail> {
-        let client = Client::connect_with(self.server.as_str(), &self.options).await?;
+        let client = match Client::connect_with(self.server.as_str(), &self.options).await {
+            Ok(client) => client,
+            // Which server could not be reached.
+            Err(baatkaro_client::ClientError::Io(error)) => {
+                return Err(Fail::Os { what: format!("cannot reach {}", self.server), error });
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(TlsInfo { fingerprint, trust: Trust::FirstUse }) = client.tls() {
             eprintln!(
                 "baatkaro: first connection to {}: pinned its certificate {fingerprint} in {}; \

@@ -4,26 +4,26 @@
 //! subcommand does one thing and exits 0 on success, or non-zero with a message on
 //! standard error.
 
-mod actions;
 mod chat;
 mod complete;
 mod editor;
+mod explain;
 mod line;
 mod login;
+mod ops;
 mod show;
 mod slash;
+mod transfers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baatkaro_client::{Client, ClientError, ConnectOptions, IfExists};
+use baatkaro_client::{Client, ClientError, ConnectOptions};
 use baatkaro_proto::transport::Fingerprint;
-use baatkaro_proto::{
-    Conversation, FileId, GroupName, JoinRule, OfferName, Password, Seq, Text, UserName,
-};
-use clap::{Parser, Subcommand};
+use baatkaro_proto::{GroupName, Password, UserName};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use actions::{Action, Printer};
+use ops::{Op, Printer};
 
 /// The command-line client of the BaatKaro group chat protocol.
 #[derive(Parser, Debug)]
@@ -49,7 +49,13 @@ struct Cli {
     insecure_plaintext: bool,
     /// Who to log in as [default: the user of the last `login` or `register`].
     // Its own id: subcommands have a positional USER, which must not overwrite it.
-    #[arg(long = "user", global = true, value_name = "NAME", env = "BAATKARO_USER")]
+    #[arg(
+        long = "user",
+        global = true,
+        value_name = "NAME",
+        env = "BAATKARO_USER",
+        value_parser = ops::user_name
+    )]
     login_user: Option<UserName>,
     /// Read the password from this file's first line [default: BAATKARO_PASSWORD, or a prompt].
     #[arg(long, global = true, value_name = "PATH")]
@@ -64,6 +70,9 @@ struct Cli {
     command: Option<Sub>,
 }
 
+/// The subcommands: every operation of the table ([`Op`], which the chat's slash
+/// commands share), and those that set up or end a session, which only the command
+/// line has.
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Chat interactively (the default); reads commands line by line from a pipe.
@@ -79,13 +88,10 @@ enum Sub {
     Login,
     /// End this device's session: revoke its saved token and forget it.
     Logout,
-    /// Your session tokens: number, device, last use and address, expiry.
-    Tokens,
-    /// Revoke a session token (see `tokens`): the sessions it logged in end.
-    Revoke { token: baatkaro_proto::TokenId },
     /// Change your password (the new one from --new-password-file,
     /// BAATKARO_NEW_PASSWORD, or a prompt): your other sessions end and every token
     /// but this device's is revoked.
+    #[command(visible_alias = "password")]
     Passwd {
         /// Read the new password from this file's first line.
         #[arg(long, value_name = "PATH")]
@@ -98,142 +104,16 @@ enum Sub {
         #[arg(long)]
         yes: bool,
     },
-    /// Create a group and own it.
-    Create {
-        group: GroupName,
-        #[arg(long, value_parser = parse_rule)]
-        rule: Option<JoinRule>,
-    },
-    /// Join a group, or ask to.
-    Join {
-        group: GroupName,
-        #[arg(long, value_parser = parse_text)]
-        reason: Option<Text>,
-    },
-    /// List a group's pending join requests.
-    Requests { group: GroupName },
-    /// Admit a requester.
-    Approve { group: GroupName, user: UserName },
-    /// Refuse a request.
-    Reject { group: GroupName, user: UserName },
-    /// Invite a user.
-    Invite { group: GroupName, user: UserName },
-    /// Accept an invite.
-    Accept { group: GroupName },
-    /// Decline an invite.
-    Decline { group: GroupName },
-    /// Leave a group (or withdraw a request).
-    Leave { group: GroupName },
-    /// Remove a member.
-    Kick {
-        group: GroupName,
-        user: UserName,
-        /// Also ban them.
-        #[arg(long)]
-        ban: bool,
-    },
-    /// Lift a ban.
-    Unban { group: GroupName, user: UserName },
-    /// Make a member an admin.
-    Promote { group: GroupName, user: UserName },
-    /// Make an admin a member.
-    Demote { group: GroupName, user: UserName },
-    /// Offer ownership to a member.
-    Transfer { group: GroupName, user: UserName },
-    /// Accept an ownership offer.
-    AcceptOwnership { group: GroupName },
-    /// Withdraw an ownership offer.
-    CancelTransfer { group: GroupName },
-    /// Change a group's join rule.
-    Rule {
-        group: GroupName,
-        #[arg(value_parser = parse_rule)]
-        rule: JoinRule,
-    },
-    /// Delete a group you own.
-    Delete { group: GroupName },
-    /// Your groups, invites and requests.
-    Groups,
-    /// Every conversation you read, with its newest sequence number.
-    Conversations,
-    /// A group's members, with roles and who is online.
-    Members { group: GroupName },
-    /// Who is online (in one group, or in any of yours).
-    Online { group: Option<GroupName> },
-    /// Send a message to a group.
-    Send {
-        group: GroupName,
-        #[arg(value_parser = parse_text)]
-        text: Text,
-    },
-    /// Send a private message.
-    Dm {
-        user: UserName,
-        #[arg(value_parser = parse_text)]
-        text: Text,
-    },
-    /// Print a group's stored events (or, with --with, a private conversation's).
-    History {
-        #[arg(required_unless_present = "with")]
-        group: Option<GroupName>,
-        /// The private conversation with this user instead.
-        #[arg(long, conflicts_with = "group")]
-        with: Option<UserName>,
-        /// Only events after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        since: Seq,
-    },
-    /// Share a file with a group: `upload GROUP PATH`, or `upload --to USER PATH`.
-    Upload {
-        /// GROUP PATH (or only PATH, with --to).
-        #[arg(num_args = 1..=2, required = true, value_name = "GROUP PATH")]
-        args: Vec<String>,
-        /// Send it to this user instead of a group.
-        #[arg(long)]
-        to: Option<UserName>,
-        /// The name others see [default: the file's own name].
-        #[arg(long, value_parser = parse_file_name)]
-        name: Option<OfferName>,
-    },
-    /// List the files shared in a group (or, with --with, a private conversation).
-    Files {
-        #[arg(required_unless_present = "with")]
-        group: Option<GroupName>,
-        /// The private conversation with this user instead.
-        #[arg(long, conflicts_with = "group")]
-        with: Option<UserName>,
-    },
-    /// Download a shared file (an interrupted download resumes when run again). An
-    /// existing file is kept: the download takes a free name (`notes (1).pdf`).
-    Download {
-        file: FileId,
-        /// Where to save it: a file, or a directory to save into under the file's
-        /// name made safe [default: the current directory].
-        #[arg(short = 'o', long = "output", value_name = "PATH")]
-        output: Option<PathBuf>,
-        /// Replace a file that has the name, instead of taking a free one.
-        #[arg(long)]
-        force: bool,
-    },
     /// Print a group's events as they happen, until interrupted or N messages.
     Tail {
+        #[arg(value_parser = ops::group_name)]
         group: GroupName,
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
     },
-}
-
-fn parse_file_name(s: &str) -> Result<OfferName, String> {
-    OfferName::new(s).map_err(|e| e.to_string())
-}
-
-fn parse_text(s: &str) -> Result<Text, String> {
-    Text::new(s).map_err(|e| e.to_string())
-}
-
-fn parse_rule(s: &str) -> Result<JoinRule, String> {
-    s.parse().map_err(|_| format!("{s}: expected approval, open or invite"))
+    #[command(flatten)]
+    Op(Op),
 }
 
 /// Why the client stopped without doing what was asked.
@@ -246,6 +126,12 @@ enum Fail {
     /// Stopped by Ctrl-C, having undone what it started.
     #[error("{0}")]
     Interrupted(String),
+    /// The operating system refused, about this path or address.
+    #[error("{what}: {error}")]
+    Os { what: String, error: std::io::Error },
+    /// A refusal said in words a person can act on (who may, the limit).
+    #[error("{0}")]
+    Explained(String),
 }
 
 /// The settings the client remembers between runs.
@@ -376,82 +262,10 @@ async fn session(cli: &Cli, settings: &Settings) -> Result<(Client, login::Login
     Ok((client, login))
 }
 
-fn action_of(sub: &Sub) -> Option<Action> {
-    use Sub as S;
-    Some(match sub {
-        S::Create { group, rule } => Action::Create { group: *group, rule: *rule },
-        S::Join { group, reason } => Action::Join { group: *group, reason: reason.clone() },
-        S::Requests { group } => Action::Requests { group: *group },
-        S::Approve { group, user } => Action::Approve { group: *group, user: *user },
-        S::Reject { group, user } => Action::Reject { group: *group, user: *user },
-        S::Invite { group, user } => Action::Invite { group: *group, user: *user },
-        S::Accept { group } => Action::Accept { group: *group },
-        S::Decline { group } => Action::Decline { group: *group },
-        S::Leave { group } => Action::Leave { group: *group },
-        S::Kick { group, user, ban } => Action::Kick { group: *group, user: *user, ban: *ban },
-        S::Unban { group, user } => Action::Unban { group: *group, user: *user },
-        S::Promote { group, user } => Action::Promote { group: *group, user: *user },
-        S::Demote { group, user } => Action::Demote { group: *group, user: *user },
-        S::Transfer { group, user } => Action::Transfer { group: *group, user: *user },
-        S::AcceptOwnership { group } => Action::AcceptOwnership { group: *group },
-        S::CancelTransfer { group } => Action::CancelTransfer { group: *group },
-        S::Rule { group, rule } => Action::Rule { group: *group, rule: *rule },
-        S::Delete { group } => Action::Delete { group: *group },
-        S::Groups => Action::Groups,
-        S::Conversations => Action::Conversations,
-        S::Members { group } => Action::Members { group: *group },
-        S::Online { group } => Action::Online { group: *group },
-        S::Send { group, text } => {
-            Action::Send { to: Conversation::Group(*group), text: text.clone() }
-        }
-        S::Dm { user, text } => {
-            Action::Send { to: Conversation::Direct(*user), text: text.clone() }
-        }
-        S::History { group, with, since } => {
-            let conv = match (group, with) {
-                (_, Some(u)) => Conversation::Direct(*u),
-                (Some(g), None) => Conversation::Group(*g),
-                (None, None) => return None,
-            };
-            Action::History { conv, since: *since }
-        }
-        S::Upload { args, to, name } => {
-            let (conv, path) = match (to, &args[..]) {
-                (Some(u), [path]) => (Conversation::Direct(*u), path),
-                (None, [group, path]) => (Conversation::Group(group.parse().ok()?), path),
-                _ => return None,
-            };
-            Action::Upload { to: conv, path: PathBuf::from(path), name: name.clone() }
-        }
-        S::Files { group, with } => {
-            let conv = match (group, with) {
-                (_, Some(u)) => Conversation::Direct(*u),
-                (Some(g), None) => Conversation::Group(*g),
-                (None, None) => return None,
-            };
-            Action::Files { conv }
-        }
-        S::Download { file, output, force } => Action::Download {
-            file: *file,
-            output: output.clone(),
-            if_exists: if *force { IfExists::Overwrite } else { IfExists::PickFreeName },
-        },
-        S::Tokens => Action::Tokens,
-        S::Revoke { token } => Action::Revoke { token: *token },
-        S::Chat { .. }
-        | S::Register
-        | S::Login
-        | S::Logout
-        | S::Tail { .. }
-        | S::Passwd { .. }
-        | S::DeleteAccount { .. } => return None,
-    })
-}
-
 async fn run(cli: Cli) -> Result<(), Fail> {
     let settings = Settings::new(cli.config_dir.clone());
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let printer = Printer { json: cli.json, progress };
+    let printer = Printer { json: cli.json, progress, chat: false };
     let mut print = |line: String| println!("{line}");
     match &cli.command {
         None | Some(Sub::Chat { .. }) => {
@@ -475,8 +289,11 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             };
             if let Some(u) = client.user() {
                 settings.remember_user(u);
+                let registered = matches!(cli.command, Some(Sub::Register));
                 print(if cli.json {
                     serde_json::json!({ "user": u.as_str() }).to_string()
+                } else if registered {
+                    format!("registered {u}; logged in")
                 } else {
                     format!("logged in as {u}")
                 });
@@ -533,26 +350,28 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             let (client, _) = session(&cli, &settings).await?;
             chat::tail(client, *group, *count, printer).await
         }
-        Some(sub) => {
-            let action = action_of(sub).ok_or_else(|| {
-                Fail::Usage("upload takes GROUP PATH, or PATH with --to USER".into())
-            })?;
+        Some(Sub::Op(op)) => {
             let (client, _) = session(&cli, &settings).await?;
-            match action {
-                Action::Upload { to, path, name } => {
-                    let result = actions::upload_interruptible(
-                        &client, printer, &mut print, to, &path, name,
+            match op {
+                Op::Upload { conversation: Some(to), path, name } => {
+                    let result = ops::upload_interruptible(
+                        &client,
+                        printer,
+                        &mut print,
+                        *to,
+                        path,
+                        name.clone(),
                     )
                     .await;
-                    if let Err(ClientError::Cancelled) = result {
+                    if let Err(Fail::Client(ClientError::Cancelled)) = result {
                         return Err(Fail::Interrupted(
                             "upload cancelled: the server deleted what it held of it".into(),
                         ));
                     }
                     result?;
                 }
-                action => {
-                    action.run(&client, printer, &mut print).await?;
+                op => {
+                    op.run(&client, printer, &mut print).await?;
                 }
             }
             Ok(())
@@ -560,8 +379,36 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     }
 }
 
+/// The command line's clap tree: the derive's, with the help of the arguments the
+/// chat fills in.
+fn cli_command() -> clap::Command {
+    slash::with_filled_help(Cli::command(), "In the chat, left out means the current one")
+}
+
+/// Parses the command line as [`cli_command`] describes it.
+fn parse_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&cli_command().try_get_matches_from(args)?)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // In a line, without repeating a long argument whole.
+            let sub = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+            let hint = match sub {
+                Some(sub) if cli_command().find_subcommand(&sub).is_some() => {
+                    format!("baatkaro {sub} --help")
+                }
+                _ => "baatkaro --help".to_string(),
+            };
+            eprintln!("baatkaro: {} (see `{hint}`)", slash::clap_error_words(&e));
+            return ExitCode::from(2);
+        }
+    };
+    show::set_local_offset();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -569,13 +416,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // A local set, for the chat's background transfers (see transfers.rs).
+    let local = tokio::task::LocalSet::new();
+    let result = runtime.block_on(local.run_until(run(cli)));
+    // Without waiting for a transfer left running (a file being hashed, say).
+    drop(local);
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::Usage(e)) => {
             eprintln!("baatkaro: {e}");
             ExitCode::from(2)
         }
-        Err(Fail::Client(e)) => {
+        Err(e @ (Fail::Client(_) | Fail::Os { .. } | Fail::Explained(_))) => {
             eprintln!("baatkaro: {e}");
             ExitCode::FAILURE
         }
@@ -584,5 +437,94 @@ fn main() -> ExitCode {
             // What a shell reports for a command ended by SIGINT.
             ExitCode::from(130)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::complete::{self, Kind, Names};
+    use crate::slash::{self, TREE};
+    use baatkaro_proto::Conversation;
+
+    /// The subcommands that set up or end a session: only the command line has them.
+    const SESSION_ONLY: &[&str] =
+        &["chat", "register", "login", "logout", "passwd", "delete-account", "tail"];
+
+    /// A value that fits an argument, by what completes it.
+    fn sample(arg: &clap::Arg) -> String {
+        match complete::kind_of(arg) {
+            Kind::Group => "rust".into(),
+            Kind::User => "bob".into(),
+            Kind::Conversation => "#rust".into(),
+            Kind::Command => "kick".into(),
+            Kind::Words(w) => w[0].clone(),
+            Kind::Free => match slash::value_name(arg).as_str() {
+                "FILE" => "f1".into(),
+                "TOKEN" => "3".into(),
+                "PATH" => "notes.txt".into(),
+                _ => "some words".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        cli_command().debug_assert();
+        slash::Slash::command().debug_assert();
+    }
+
+    /// Walks clap's tree: every subcommand is a slash command (or one of the
+    /// session's, deliberately), parses there with its arguments as it does on the
+    /// command line, and completes.
+    #[test]
+    fn every_subcommand_has_a_slash_form_and_completes() {
+        let cli = cli_command();
+        let current = Some(Conversation::Group("rust".parse().unwrap()));
+        let mut checked = 0;
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            if SESSION_ONLY.contains(&name) {
+                assert!(TREE.find_subcommand(name).is_none(), "{name} is in the chat too");
+                continue;
+            }
+            let slash = TREE
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("`{name}` has no slash command"));
+            let args: Vec<String> = slash::positionals(slash).iter().map(|a| sample(a)).collect();
+            let line = format!("/{name} {}", args.join(" "));
+            let typed = slash::parse(&line, current);
+            assert!(typed.is_ok(), "{line}: {typed:?}");
+            let mut argv = vec!["baatkaro".to_string(), name.to_string()];
+            argv.extend(args.iter().flat_map(|a| a.split(' ').map(String::from)));
+            let parsed = parse_cli(argv.iter().map(Into::into));
+            assert!(parsed.is_ok(), "{argv:?}: {}", parsed.unwrap_err());
+            // The same operation either way.
+            if let (Ok(slash::Typed::Op(chat)), Ok(Cli { command: Some(Sub::Op(line)), .. })) =
+                (&typed, &parsed)
+                && !matches!(chat, Op::Send { .. } | Op::Dm { .. } | Op::Join { .. })
+            {
+                assert_eq!(chat, line, "{name}");
+            }
+            // Its name completes.
+            let partial = &line[..name.len()];
+            let c = complete::complete(partial, partial.len(), &Names::default());
+            assert!(c.candidates.iter().any(|n| n == name), "/{name} does not complete");
+            checked += 1;
+        }
+        assert!(checked > 25, "only {checked} subcommands");
+        // And the chat's own commands complete too.
+        for sub in TREE.get_subcommands() {
+            let line = format!("/{}", sub.get_name());
+            let c = complete::complete(&line, line.len(), &Names::default());
+            assert!(c.candidates.iter().any(|n| n == sub.get_name()), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_flag_looking_user_name_is_a_user_on_the_command_line_too() {
+        let cli = parse_cli(["baatkaro", "kick", "rust", "x--ban"].map(Into::into)).unwrap();
+        let Some(Sub::Op(Op::Kick { user, ban, .. })) = cli.command else { panic!() };
+        assert_eq!((user.as_str(), ban), ("x--ban", false));
     }
 }

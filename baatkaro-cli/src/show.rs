@@ -2,13 +2,57 @@
 //! JSON object for scripts (`--json`). Text from other people is printed as text;
 //! the protocol guarantees it holds no control characters.
 
+use std::sync::OnceLock;
+
 use baatkaro_proto::{Event, Item, Millis, StoredEvent};
 use serde_json::{Value, json};
 
-/// `HH:MM:SS` (UTC) of a server time.
+/// The local time zone's offset from UTC, read once at start.
+static OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
+
+/// Reads the local time zone's offset, for [`clock`]. Call it before any thread is
+/// started: the offset can only be read soundly while the process has one thread
+/// (else, and where the system does not say, times are shown in UTC).
+pub(crate) fn set_local_offset() {
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
+    let _ = OFFSET.set(offset);
+}
+
+/// `HH:MM`, in local time, of a server time (milliseconds since 1970, UTC).
 pub(crate) fn clock(millis: Millis) -> String {
-    let s = millis / 1000;
-    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
+    let offset = OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    let secs = i64::try_from(millis / 1000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => {
+            let t = t.to_offset(offset);
+            format!("{:02}:{:02}", t.hour(), t.minute())
+        }
+        Err(_) => "--:--".to_string(),
+    }
+}
+
+/// `HH:MM` now, for notices of the client's own.
+pub(crate) fn now() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    clock(millis)
+}
+
+/// `n` and the noun, in the singular for one: `1 member`, `3 members`.
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// A size in words: `512 bytes`, `1 byte`, `2.0 MB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const KB: u64 = 1000;
+    match n {
+        0..KB => count(n, "byte"),
+        KB..1_000_000 => format!("{}.{} kB", n / KB, n % KB / 100),
+        1_000_000..1_000_000_000 => format!("{}.{} MB", n / 1_000_000, n % 1_000_000 / 100_000),
+        _ => format!("{}.{} GB", n / 1_000_000_000, n % 1_000_000_000 / 100_000_000),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of a server time, for times further away than a day.
@@ -33,7 +77,7 @@ pub(crate) fn stored_line(e: &StoredEvent) -> String {
     let what = match e {
         StoredEvent::Message { from, text, .. } => format!("{from}: {text}"),
         StoredEvent::File { from, file, size, name, .. } => {
-            format!("{from} shared {name} ({size} bytes, id {file})")
+            format!("{from} shared {name} ({}, id {file})", bytes(*size))
         }
         StoredEvent::Joined { user, by, .. } if user == by => format!("{user} joined"),
         StoredEvent::Joined { user, by, .. } => format!("{user} joined (admitted by {by})"),
@@ -159,13 +203,15 @@ pub(crate) fn item_line(i: &Item) -> String {
             None => format!("{user} {}", clock(*time)),
         },
         Item::Group { group, membership, rule, members, latest } => {
-            format!("{group} {membership} {rule} {members} members, latest {latest}")
+            format!("{group} {membership} {rule} {}, latest {latest}", count(*members, "member"))
         }
         Item::Conversation { conv, latest } => format!("{conv} {latest}"),
         Item::Member { user, role, presence, .. } => format!("{user} {role} {presence}"),
         Item::Online { user } => user.to_string(),
         Item::Have { offset, length, .. } => format!("{offset} {length}"),
-        Item::Chunk { offset, data, .. } => format!("{offset} {} bytes", data.len()),
+        Item::Chunk { offset, data, .. } => {
+            format!("{offset} {}", count(data.len() as u64, "byte"))
+        }
         Item::Token { token, used, expires, address, label, .. } => format!(
             "{token} {label} used {} from {address}, expires {}",
             date_time(*used),
@@ -211,6 +257,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_and_sizes_in_words() {
+        assert_eq!(count(1, "member"), "1 member");
+        assert_eq!(count(3, "member"), "3 members");
+        assert_eq!(count(0, "member"), "0 members");
+        assert_eq!(bytes(1), "1 byte");
+        assert_eq!(bytes(999), "999 bytes");
+        assert_eq!(bytes(2_000_000), "2.0 MB");
+        assert_eq!(bytes(1_536), "1.5 kB");
+    }
+
+    #[test]
     fn a_token_as_a_line_and_as_json() {
         let t = Item::Token {
             token: 3,
@@ -236,7 +293,7 @@ mod tests {
             from: "bob".parse().unwrap(),
             text: baatkaro_proto::Text::new("good morning").unwrap(),
         };
-        assert_eq!(stored_line(&e), "01:02:03 #rust bob: good morning");
+        assert_eq!(stored_line(&e), "01:02 #rust bob: good morning");
         assert_eq!(
             stored_json(&e),
             json!({"conv": "#rust", "seq": 41, "time": 3_723_000, "event": "MSG", "from": "bob", "text": "good morning"})

@@ -86,7 +86,7 @@ impl Bin {
     async fn alice_and_bob_in_rust(&self) {
         self.ok("alice", &["register"]).await;
         self.ok("bob", &["register"]).await;
-        self.ok("alice", &["create", "rust", "--rule", "open"]).await;
+        self.ok("alice", &["create", "rust", "open"]).await;
         self.ok("bob", &["join", "rust"]).await;
     }
 
@@ -115,24 +115,33 @@ async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
     let (server, addr) = start(dir.path(), None).await;
     let b = Bin { addr, config_dir: dir.path().join("client") };
     for u in ["alice", "bob", "carol"] {
-        assert_eq!(b.ok(u, &["register"]).await, format!("logged in as {u}\n"));
+        assert_eq!(b.ok(u, &["register"]).await, format!("registered {u}; logged in\n"));
     }
     b.ok("alice", &["create", "rust"]).await;
-    assert_eq!(b.ok("bob", &["join", "rust", "--reason", "I write Rust"]).await, "rust: pending\n");
+    assert_eq!(
+        b.ok("bob", &["join", "rust", "I", "write", "Rust"]).await,
+        "asked to join #rust: an admin decides\n"
+    );
     let requests = b.ok("alice", &["requests", "rust"]).await;
     assert!(requests.starts_with("bob ") && requests.contains("I write Rust"), "{requests}");
     b.ok("alice", &["approve", "rust", "bob"]).await;
-    assert_eq!(b.ok("alice", &["send", "rust", "hello bob"]).await, "#rust 2\n");
-    assert_eq!(b.ok("bob", &["send", "rust", "hi alice"]).await, "#rust 3\n");
-    assert_eq!(b.ok("alice", &["dm", "bob", "psst"]).await, "@bob 1\n");
-    assert_eq!(b.ok("alice", &["invite", "rust", "carol"]).await, "rust: carol invited\n");
+    assert_eq!(b.ok("alice", &["send", "rust", "hello bob"]).await, "sent to #rust as number 2\n");
+    assert_eq!(b.ok("bob", &["send", "#rust", "hi alice"]).await, "sent to #rust as number 3\n");
+    assert_eq!(b.ok("alice", &["dm", "bob", "psst"]).await, "sent to @bob as number 1\n");
+    assert_eq!(b.ok("alice", &["invite", "rust", "carol"]).await, "invited carol to #rust\n");
     b.ok("carol", &["accept", "rust"]).await;
     b.ok("alice", &["promote", "rust", "bob"]).await;
-    b.ok("alice", &["kick", "rust", "carol", "--ban"]).await;
+    assert_eq!(
+        b.ok("alice", &["kick", "rust", "carol", "--ban"]).await,
+        "kicked and banned carol from #rust\n"
+    );
     let refused = b.fails("carol", &["join", "rust"]).await;
     assert!(refused.contains("BANNED"), "{refused}");
     b.ok("alice", &["transfer", "rust", "bob"]).await;
-    b.ok("bob", &["accept-ownership", "rust"]).await;
+    // The wire verb's name, and the friendlier alias.
+    b.ok("bob", &["transfer-accept", "rust"]).await;
+    b.ok("bob", &["transfer", "rust", "alice"]).await;
+    b.ok("bob", &["cancel-transfer", "rust"]).await;
     b.ok("alice", &["leave", "rust"]).await;
     let members = b.ok("bob", &["members", "rust"]).await;
     assert_eq!(members, "bob owner online\n");
@@ -160,7 +169,7 @@ async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (3..=seqs.len() as u64 + 2).collect::<Vec<_>>());
-    assert!(b.ok("bob", &["history", "--with", "alice"]).await.contains("alice: psst"));
+    assert!(b.ok("bob", &["history", "@alice"]).await.contains("alice: psst"));
     // The user of the last `register`/`login` is remembered.
     let mut c = Command::new(BIN);
     c.args(["--server", &addr.to_string(), "--config-dir"]).arg(dir.path().join("client"));
@@ -262,11 +271,11 @@ async fn a_piped_chat_runs_commands_survives_bad_input_and_catches_up_after_a_re
     chat.say("/frob");
     chat.expect("unknown command /frob").await;
     chat.say("/approve");
-    chat.expect("missing argument: USER").await;
+    chat.expect("/approve [GROUP] USER: missing USER").await;
     chat.say("/members nosuchgroup");
     chat.expect("NO_SUCH_GROUP").await;
     chat.say("/msg alice are you there?");
-    chat.expect("@alice 1").await;
+    chat.expect("@alice bob: are you there?").await;
     b.ok("alice", &["send", "rust", "live message"]).await;
     chat.expect("alice: live message").await;
 
@@ -314,6 +323,40 @@ impl Tmux {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
     }
 
+    /// The screen with its colours and attributes, as escape sequences.
+    fn screen_styled(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-e", "-p", "-t", "t"]).stdout;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Types `text` as it is.
+    fn type_text(&self, text: &str) {
+        self.cmd(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    /// Presses keys (`Enter`, `C-c`).
+    fn press(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend(keys);
+        self.cmd(&args);
+    }
+
+    /// Waits until the program in the terminal has ended (its session with it).
+    async fn expect_ended(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.cmd(&["has-session", "-t", "t"]).status.success() {
+            assert!(Instant::now() < deadline, "still running:\n{}", self.screen());
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last line with text: the prompt.
+    fn prompt_line(&self) -> String {
+        let screen = self.screen();
+        screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string()
+    }
+
     /// Waits until the screen shows `want`.
     async fn expect(&self, want: &str) -> String {
         let deadline = Instant::now() + WAIT;
@@ -339,12 +382,22 @@ impl Drop for Tmux {
 /// interactive chat running in a tmux terminal of 120 × 30 (its socket named
 /// after `name`), ready at its prompt.
 async fn bob_chatting_in_a_terminal(dir: &Path, name: &str) -> (TestServer, Bin, Tmux) {
+    bob_chatting_in_a_terminal_with(dir, name, "").await
+}
+
+/// As [`bob_chatting_in_a_terminal`], with more environment (`NAME=value …`).
+async fn bob_chatting_in_a_terminal_with(
+    dir: &Path,
+    name: &str,
+    env: &str,
+) -> (TestServer, Bin, Tmux) {
     let (server, addr) = start(dir, None).await;
     let b = Bin { addr, config_dir: dir.join("client") };
     b.alice_and_bob_in_rust().await;
     let tmux = Tmux { socket: format!("baatkaro-{name}-{}", std::process::id()) };
     let line = format!(
-        "env BAATKARO_PASSWORD=pw-bob TERM=xterm {BIN} --server {addr} --config-dir {} --user bob",
+        "env -u NO_COLOR BAATKARO_PASSWORD=pw-bob TERM=xterm {env} {BIN} --server {addr} \
+         --config-dir {} --user bob",
         b.config_dir.display()
     );
     let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", &line]);
@@ -391,7 +444,7 @@ async fn in_a_terminal_tab_completes_commands_groups_and_users() {
     // Several commands fit: they are listed and the line is kept.
     tmux.cmd(&["send-keys", "-t", "t", "-l", "/de"]);
     tmux.cmd(&["send-keys", "-t", "t", "Tab"]);
-    let screen = tmux.expect("decline  demote  delete").await;
+    let screen = tmux.expect("decline  demote  deop  delete").await;
     let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
     assert!(last.ends_with("[#rust] > /de"), "the line was not kept:\n{screen}");
     tmux.cmd(&["send-keys", "-t", "t", "C-u"]);
@@ -401,8 +454,8 @@ async fn in_a_terminal_tab_completes_commands_groups_and_users() {
     tmux.cmd(&["send-keys", "-t", "t", "-l", "completed"]);
     tmux.expect("[#rust] > /msg alice completed").await;
     tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
-    tmux.expect("@alice 1").await;
-    let history = b.ok("alice", &["history", "--with", "bob"]).await;
+    tmux.expect("@alice bob: completed").await;
+    let history = b.ok("alice", &["history", "@bob"]).await;
     assert!(history.contains("bob: completed"), "{history}");
     tmux.cmd(&["send-keys", "-t", "t", "-l", "/quit"]);
     tmux.cmd(&["send-keys", "-t", "t", "Enter"]);
@@ -458,24 +511,23 @@ async fn files_upload_list_and_download_and_interrupted_transfers_resume() {
     // A download cut half way (its .part left behind) resumes and is verified.
     let dest = dir.path().join("copy.pdf");
     std::fs::write(baatkaro_client::transfer::part_path(&dest), &data[..700_000]).unwrap();
-    b.ok("bob", &["download", &id, "-o", dest.to_str().unwrap()]).await;
+    b.ok("bob", &["download", &id, dest.to_str().unwrap()]).await;
     assert!(std::fs::read(&dest).unwrap() == data, "byte-identical");
     assert!(!baatkaro_client::transfer::part_path(&dest).exists());
     // A corrupt partial download is caught by the hash and removed.
     let bad = dir.path().join("bad.pdf");
     std::fs::write(baatkaro_client::transfer::part_path(&bad), vec![0u8; 700_000]).unwrap();
-    let err = b.fails("bob", &["download", &id, "-o", bad.to_str().unwrap()]).await;
+    let err = b.fails("bob", &["download", &id, bad.to_str().unwrap()]).await;
     assert!(err.contains("SHA-256"), "{err}");
     assert!(!bad.exists());
     // A non-member cannot see or fetch it.
     b.ok("carol", &["register"]).await;
     assert!(b.fails("carol", &["download", &id]).await.contains("NO_SUCH_FILE"));
     // A private file, with --to.
-    let out = b
-        .ok("alice", &["upload", "--to", "bob", path.to_str().unwrap(), "--name", "for-bob.pdf"])
-        .await;
+    let out =
+        b.ok("alice", &["upload", "@bob", path.to_str().unwrap(), "--name", "for-bob.pdf"]).await;
     assert!(out.contains("@bob"), "{out}");
-    assert!(b.ok("bob", &["files", "--with", "alice"]).await.contains("for-bob.pdf"));
+    assert!(b.ok("bob", &["files", "@alice"]).await.contains("for-bob.pdf"));
     server.stop().await;
 }
 
@@ -543,40 +595,37 @@ async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
     std::fs::create_dir(&dl).unwrap();
 
     // Twice into the same folder: both kept, the second under a free name.
-    assert_eq!(b.ok_in(&dl, "bob", &["download", &id]).await, "saved x (300000 bytes)\n");
+    assert_eq!(b.ok_in(&dl, "bob", &["download", &id]).await, "saved x (300.0 kB)\n");
     let second = b.ok_in(&dl, "bob", &["download", &id]).await;
-    assert_eq!(second, "saved x (1) (300000 bytes): x exists\n");
+    assert_eq!(second, "saved x (1) (300.0 kB): x exists\n");
     assert_eq!(listing(&dl), ["x", "x (1)"]);
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
     assert!(std::fs::read(dl.join("x (1)")).unwrap() == data);
     // A file of that name (here the user's own) is replaced only with --force.
     std::fs::write(dl.join("x"), b"mine").unwrap();
-    let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+    let out = b.ok("bob", &["--json", "download", &id, dl.to_str().unwrap()]).await;
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["path"], dl.join("x (2)").to_str().unwrap(), "{out}");
     assert_eq!(v["wanted"], dl.join("x").to_str().unwrap(), "{out}");
     assert_eq!(std::fs::read(dl.join("x")).unwrap(), b"mine");
-    assert_eq!(
-        b.ok_in(&dl, "bob", &["download", &id, "--force"]).await,
-        "saved x (300000 bytes)\n"
-    );
+    assert_eq!(b.ok_in(&dl, "bob", &["download", &id, "--force"]).await, "saved x (300.0 kB)\n");
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
     assert_eq!(listing(&dl), ["x", "x (1)", "x (2)"]);
     // The same in the chat.
     let mut chat = Piped::start(&b, "bob");
     chat.say(&format!("/download {id} {}", dl.display()));
-    let line = chat.expect("(300000 bytes)").await;
-    assert_eq!(
-        line,
-        format!(
-            "saved {} (300000 bytes): {} exists",
+    let line = chat.expect("(300.0 kB)").await;
+    assert!(
+        line.ends_with(&format!(
+            "saved {} (300.0 kB): {} exists",
             dl.join("x (3)").display(),
             dl.join("x").display()
-        )
+        )),
+        "{line}"
     );
     std::fs::write(dl.join("x"), b"mine").unwrap();
     chat.say(&format!("/download {id} {} --force", dl.display()));
-    chat.expect(&format!("saved {} (300000 bytes)", dl.join("x").display())).await;
+    chat.expect(&format!("saved {} (300.0 kB)", dl.join("x").display())).await;
     chat.say("/quit");
     assert!(chat.finish().success());
     assert!(std::fs::read(dl.join("x")).unwrap() == data);
@@ -588,22 +637,21 @@ async fn download_keeps_an_existing_file_and_takes_a_free_name_unless_forced() {
     std::fs::write(&victim, b"keep me").unwrap();
     std::os::unix::fs::symlink(&victim, dl.join("link.bin")).unwrap();
     let link = dl.join("link.bin");
-    let out = b.ok("bob", &["download", &id, "-o", link.to_str().unwrap()]).await;
+    let out = b.ok("bob", &["download", &id, link.to_str().unwrap()]).await;
     assert!(out.contains("link (1).bin") && out.contains("link.bin exists"), "{out}");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
-    b.ok("bob", &["download", &id, "-o", link.to_str().unwrap(), "--force"]).await;
+    b.ok("bob", &["download", &id, link.to_str().unwrap(), "--force"]).await;
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_file());
     assert!(std::fs::read(&link).unwrap() == data);
     // A link planted where the unfinished download goes is refused, not followed.
     let y = dl.join("y.bin");
     std::os::unix::fs::symlink(&victim, baatkaro_client::transfer::part_path(&y)).unwrap();
-    let err = b.fails("bob", &["download", &id, "-o", y.to_str().unwrap()]).await;
+    let err = b.fails("bob", &["download", &id, y.to_str().unwrap()]).await;
     assert!(err.contains("symbolic link"), "{err}");
     assert!(!y.exists());
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
     // A missing folder is an error, not a file of that name.
-    let err =
-        b.fails("bob", &["download", &id, "-o", &format!("{}/", dl.join("no").display())]).await;
+    let err = b.fails("bob", &["download", &id, &format!("{}/", dl.join("no").display())]).await;
     assert!(err.contains("no such directory"), "{err}");
     server.stop().await;
 }
@@ -656,7 +704,7 @@ async fn hostile_file_names_are_saved_under_safe_names_inside_the_chosen_folder(
         let to = "#rust".parse().unwrap();
         let shared = alice.upload(to, &source, offered, &mut |_, _| {}).await.unwrap();
         let id = shared.id.to_string();
-        let out = b.ok("bob", &["--json", "download", &id, "-o", dl.to_str().unwrap()]).await;
+        let out = b.ok("bob", &["--json", "download", &id, dl.to_str().unwrap()]).await;
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["path"], dl.join(safe).to_str().unwrap(), "{name:?}");
         assert_eq!(std::fs::read(dl.join(safe)).unwrap(), b"hostile content", "{name:?}");
@@ -720,7 +768,10 @@ async fn a_thousand_one_shot_commands_log_in_with_the_saved_token() {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 assert!(out.status.success(), "command {i}: {stderr}");
                 assert!(!stderr.contains("RATE_LIMITED"), "command {i}: {stderr}");
-                assert_eq!(String::from_utf8_lossy(&out.stdout), format!("#rust {}\n", i + 1));
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!("sent to #rust as number {}\n", i + 1)
+                );
             }
         })
     };
@@ -830,4 +881,220 @@ async fn a_rate_limit_is_named_with_when_to_try_again() {
     // The saved token still logs in: token logins have their own budget.
     b.ok("alice", &["groups"]).await;
     server.stop().await;
+}
+
+/// Whether `line` starts with a time, `HH:MM `.
+fn timed(line: &str) -> bool {
+    let b = line.trim_start().as_bytes();
+    b.len() > 6
+        && b[..2].iter().chain(&b[3..5]).all(u8::is_ascii_digit)
+        && b[2] == b':'
+        && b[5] == b' '
+}
+
+/// The line of `screen` that holds `want`.
+fn line_with<'s>(screen: &'s str, want: &str) -> &'s str {
+    screen.lines().find(|l| l.contains(want)).unwrap_or_else(|| panic!("no {want:?} in\n{screen}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_lines_have_times_senders_colours_and_mentions_stand_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "style").await;
+    assert!(timed(line_with(&tmux.screen(), "logged in as bob")), "{}", tmux.screen());
+    b.ok("alice", &["send", "rust", "no mention here"]).await;
+    b.ok("alice", &["send", "rust", "hello @bob, and bobby"]).await;
+    tmux.expect("hello @bob, and bobby").await;
+    let screen = tmux.screen();
+    assert!(timed(line_with(&screen, "alice: no mention here")), "{screen}");
+    let styled = tmux.screen_styled();
+    let plain = line_with(&styled, "no mention here");
+    let mention = line_with(&styled, "hello @bob");
+    // alice's name in a colour (SGR 3x or 38;5;n), the same on both lines.
+    let name_at = |l: &str| l[..l.find("alice").unwrap()].rfind("\u{1b}[").unwrap();
+    let colour = |l: &str| l[name_at(l)..l.find("alice").unwrap()].to_string();
+    assert!(colour(plain).contains("3"), "{plain:?}");
+    assert_eq!(colour(plain), colour(mention));
+    // The mention in reverse video; the other line not.
+    assert!(mention.contains("\u{1b}[7m"), "{mention:?}");
+    assert!(!plain.contains("\u{1b}[7m"), "{plain:?}");
+
+    // Presence is not shown by default: alice's one-shot commands came and went.
+    assert!(!tmux.screen().contains("alice is "), "{}", tmux.screen());
+    tmux.type_text("/presence on");
+    tmux.press(&["Enter"]);
+    tmux.expect("online and going: shown").await;
+    b.ok("alice", &["groups"]).await;
+    tmux.expect("alice is online").await;
+
+    // Your own message appears once.
+    tmux.type_text("only once please");
+    tmux.press(&["Enter"]);
+    tmux.expect("bob: only once please").await;
+    b.ok("alice", &["send", "rust", "a later line"]).await;
+    let screen = tmux.expect("alice: a later line").await;
+    assert_eq!(screen.matches("only once please").count(), 1, "{screen}");
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_color_turns_senders_colours_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) =
+        bob_chatting_in_a_terminal_with(dir.path(), "nocolor", "NO_COLOR=1").await;
+    b.ok("alice", &["send", "rust", "plain text here"]).await;
+    tmux.expect("alice: plain text here").await;
+    let styled = tmux.screen_styled();
+    let line = line_with(&styled, "plain text here");
+    // Nothing between the conversation and the name: no colour.
+    assert!(line.contains("#rust alice: plain text here"), "{line:?}");
+    tmux.press(&["C-c", "C-c"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_switch_goes_to_groups_and_people_that_exist_and_private_unread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "switch").await;
+    b.ok("carol", &["register"]).await;
+    b.ok("carol", &["create", "secret"]).await;
+    tmux.type_text("/switch secret");
+    tmux.press(&["Enter"]);
+    tmux.expect("you are not in #secret").await;
+    tmux.type_text("/switch @nobody");
+    tmux.press(&["Enter"]);
+    tmux.expect("there is no user nobody").await;
+    // A private message while bob is in #rust is counted.
+    b.ok("alice", &["dm", "bob", "psst"]).await;
+    tmux.expect("@alice alice: psst").await;
+    tmux.expect("[#rust] @alice:1 >").await;
+    tmux.type_text("/switch @alice");
+    tmux.press(&["Enter"]);
+    tmux.expect("now in @alice").await;
+    assert!(tmux.prompt_line().starts_with("[@alice] >"), "{}", tmux.prompt_line());
+    // Plain text goes there now.
+    tmux.type_text("psst yourself");
+    tmux.press(&["Enter"]);
+    tmux.expect("@alice bob: psst yourself").await;
+    assert!(b.ok("alice", &["history", "@bob"]).await.contains("bob: psst yourself"));
+    // A group operation needs a group named: the current conversation is not one.
+    tmux.type_text("/members");
+    tmux.press(&["Enter"]);
+    tmux.expect("is @alice, not a group").await;
+    tmux.type_text("/switch #rust");
+    tmux.press(&["Enter"]);
+    tmux.expect("now in #rust").await;
+    tmux.press(&["C-c", "C-c"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_ctrl_c_clears_the_line_and_twice_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _b, tmux) = bob_chatting_in_a_terminal(dir.path(), "ctrlc").await;
+    tmux.type_text("a draft");
+    tmux.expect("[#rust] > a draft").await;
+    tmux.press(&["C-c"]);
+    let deadline = Instant::now() + WAIT;
+    while tmux.prompt_line() != "[#rust] >" {
+        assert!(Instant::now() < deadline, "not cleared:\n{}", tmux.screen());
+        tokio::task::yield_now().await;
+    }
+    // Still running: what is typed next shows.
+    tmux.type_text("still here");
+    tmux.expect("[#rust] > still here").await;
+    tmux.press(&["C-u", "C-c", "C-c"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_an_upload_runs_while_messages_keep_showing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "upload").await;
+    // A FIFO: the upload waits for its writer, as a slow disk or a big file would.
+    let fifo = dir.path().join("slow.bin");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    tmux.type_text(&format!("/upload {}", fifo.display()));
+    tmux.press(&["Enter"]);
+    tmux.expect("in the background").await;
+    b.ok("alice", &["send", "rust", "while you upload"]).await;
+    tmux.expect("alice: while you upload").await;
+    // Commands work meanwhile too.
+    tmux.type_text("/members");
+    tmux.press(&["Enter"]);
+    tmux.expect("alice owner").await;
+    // A real file is shared meanwhile, and its end is told.
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, vec![b'n'; 300_000]).unwrap();
+    tmux.type_text(&format!("/upload {}", file.display()));
+    tmux.press(&["Enter"]);
+    tmux.expect("shared notes.txt as").await;
+    let screen = tmux.expect("bob shared notes.txt (300.0 kB").await;
+    assert!(timed(line_with(&screen, "shared notes.txt as")), "{screen}");
+    // The chat quits though the first upload still waits for its writer.
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_the_rule_who_may_the_limit_and_never_echo_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    // A name's rule.
+    let e = b.fails("alice", &["create", "Rust"]).await;
+    assert!(
+        e.contains("lowercase letters, digits, - . _ only, starting with a letter, at most 32"),
+        "{e}"
+    );
+    // An OS error names the path.
+    let e = b.fails("alice", &["upload", "rust", "/no/such/file.txt"]).await;
+    assert!(e.contains("/no/such/file.txt: No such file"), "{e}");
+    // `x--ban` is a user name (SPEC's name grammar: letters, digits, - _ .), and a
+    // slash line kicks that user, without banning.
+    b.ok("x--ban", &["register"]).await;
+    b.ok("x--ban", &["join", "rust"]).await;
+    let mut alice = Piped::start(&b, "alice");
+    alice.say("/kick x--ban");
+    alice.expect("kicked x--ban from #rust").await;
+    b.ok("x--ban", &["join", "rust"]).await;
+    alice.say("/quit");
+    assert!(alice.finish().success());
+
+    let mut chat = Piped::start(&b, "bob");
+    // Who may.
+    chat.say("/kick alice");
+    chat.expect(
+        "NOT_PERMITTED: only the owner and admins may remove a member from a group, and only \
+         someone of lower rank",
+    )
+    .await;
+    chat.say("/promote x--ban");
+    chat.expect("NOT_PERMITTED: only the owner may make a member an admin").await;
+    // The server's message limit, and the text not echoed back.
+    chat.say(&"y".repeat(20_000));
+    let e = chat.expect("TEXT_TOO_LONG").await;
+    assert!(e.contains("20000 bytes; this server takes at most 16384"), "{e}");
+    chat.say(&"z".repeat(100_000));
+    let e = chat.expect("(100000 bytes)").await;
+    assert!(e.len() < 200, "{} bytes: {}", e.len(), &e[..200]);
+    chat.say("/groups");
+    chat.expect("rust member open 3 members").await;
+    // Plain text through a pipe: no escape sequences.
+    assert!(chat.seen.iter().all(|l| !l.contains('\u{1b}')), "{:#?}", chat.seen);
+    chat.say("/quit");
+    assert!(chat.finish().success());
+    server.stop().await;
+    let e = b.fails("alice", &["groups"]).await;
+    assert!(e.contains(&format!("cannot reach {addr}")), "{e}");
 }

@@ -300,7 +300,7 @@ async fn the_command_line_client_pins_on_first_use_and_refuses_a_changed_certifi
     let out = run(&["--server", &url, "--user", "carol", "register"], &config).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&fp), "the pin is announced: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("logged in as carol"));
+    assert!(text(&out.stdout).contains("registered carol"));
 
     let out = run(&["--server", &url, "groups"], &config).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
