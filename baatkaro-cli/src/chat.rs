@@ -2,9 +2,11 @@
 //! shown above it), line by line from a pipe; and `tail`.
 //!
 //! The session remembers the newest sequence number it has shown of every
-//! conversation, so it shows each stored event once; when the connection drops it
-//! reconnects with backoff and fetches exactly what it missed. It also remembers
-//! the group and user names it has seen, for tab completion.
+//! conversation, so it shows each stored event once. When the connection drops the
+//! client crate reconnects with backoff and hands over exactly what was missed; the
+//! chat says when it tries next (`/reconnect` tries at once), and messages typed
+//! meanwhile wait in the outbox, in order, and go once the connection is back. It
+//! also remembers the group and user names it has seen, for tab completion.
 //!
 //! Every line has a time. On a terminal a message that mentions you stands out (in
 //! reverse video) and, unless `NO_COLOR` is set, each sender's name has a colour of
@@ -15,13 +17,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baatkaro_client::{Client, ClientError, ClientEvent, Events};
+use baatkaro_client::{Client, ClientError, ClientEvent};
 use baatkaro_proto::{
     Command, Conversation, ErrorCode, Event, GroupName, HistoryRange, Item, Membership, Seq,
     StoredEvent, UserName,
 };
 use crossterm::style::{Color, Stylize};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 use crate::Fail;
 use crate::complete::{self, Names};
@@ -102,11 +105,45 @@ fn mentions(text: &str, me: UserName) -> bool {
     })
 }
 
+/// Messages typed but not yet sent: one task sends them in the order they were
+/// typed, waiting out a reconnect, so that typing never waits for the network.
+struct Outbox {
+    queue: mpsc::Sender<Op>,
+    sender: tokio::task::JoinHandle<()>,
+    /// What the sends had to say (errors), for the chat to show.
+    notices: mpsc::Receiver<String>,
+}
+
+/// Messages that may wait in the outbox; typing more is refused until they go.
+const OUTBOX: usize = 256;
+
+impl Outbox {
+    fn new(client: Client, printer: Printer) -> Outbox {
+        let (queue, mut queued) = mpsc::channel::<Op>(OUTBOX);
+        let (tell, notices) = mpsc::channel(OUTBOX);
+        let sender = tokio::task::spawn_local(async move {
+            while let Some(op) = queued.recv().await {
+                let mut lines = Vec::new();
+                let result = op.run(&client, printer, &mut |l| lines.push(l)).await;
+                for line in lines {
+                    let _ = tell.send(line).await;
+                }
+                if let Err(e) = result {
+                    let _ = tell.send(format!("not sent: {e}")).await;
+                }
+            }
+        });
+        Outbox { queue, sender, notices }
+    }
+}
+
+/// How long leaving the chat waits for typed messages still in the outbox.
+const OUTBOX_DRAIN: Duration = Duration::from_secs(10);
+
 /// The state of a chat.
 struct Chat {
-    client: Option<Client>,
-    /// The events of `client`.
-    events: Option<Events>,
+    client: Client,
+    outbox: Outbox,
     login: Login,
     printer: Printer,
     current: Option<Conversation>,
@@ -280,9 +317,7 @@ impl Chat {
             Conversation::Group(g) if self.groups.contains(&g) => Ok(()),
             Conversation::Group(g) => {
                 // The list may be old: ask again before refusing.
-                if let Some(client) = &self.client
-                    && let Ok((items, _)) = client.ok(Command::Groups).await
-                {
+                if let Ok((items, _)) = self.client.ok(Command::Groups).await {
                     self.learn_groups(&items);
                 }
                 if self.groups.contains(&g) {
@@ -292,11 +327,8 @@ impl Chat {
                 }
             }
             Conversation::Direct(u) => {
-                let Some(client) = &self.client else {
-                    return Err("not connected: cannot check that the user exists".into());
-                };
                 let ask = Command::History { conv, range: HistoryRange::Last, limit: 1 };
-                match client.ok(ask).await {
+                match self.client.ok(ask).await {
                     Ok(_) => Ok(()),
                     Err(e) if e.code() == Some(ErrorCode::NoSuchUser) => {
                         Err(format!("there is no user {u}"))
@@ -315,6 +347,21 @@ impl Chat {
         match slash::parse(line, self.current) {
             Err(e) => self.notice(&e),
             Ok(Typed::Chat(ChatCommand::Quit)) => return false,
+            Ok(Typed::Chat(ChatCommand::Reconnect)) => {
+                if self.client.is_connected() {
+                    self.notice("connected already");
+                } else {
+                    self.notice("reconnecting now");
+                    self.client.reconnect_now();
+                }
+            }
+            Ok(Typed::Op(op @ (Op::Send { .. } | Op::Dm { .. }))) => {
+                if self.outbox.queue.try_send(op).is_err() {
+                    self.notice(&format!("not sent: {OUTBOX} messages wait to be sent already"));
+                } else if !self.client.is_connected() {
+                    self.notice("not connected: the message goes once the connection is back");
+                }
+            }
             Ok(Typed::Chat(ChatCommand::Help { command })) => {
                 let lines = match command {
                     None => Ok(slash::help()),
@@ -342,11 +389,7 @@ impl Chat {
                 }
             }
             Ok(Typed::Op(op)) if transfers::is_transfer(&op) => {
-                let Some(client) = &self.client else {
-                    self.notice("not connected: reconnecting");
-                    return true;
-                };
-                match self.transfers.start(op, client, self.printer) {
+                match self.transfers.start(op, &self.client, self.printer) {
                     Ok(started) => self.notice(&started),
                     Err(e) => self.notice(&e),
                 }
@@ -358,10 +401,7 @@ impl Chat {
 
     /// Runs an operation and shows what it printed, or why it failed.
     async fn run(&mut self, op: Op) {
-        let Some(client) = &self.client else {
-            self.notice("not connected: reconnecting");
-            return;
-        };
+        let client = &self.client;
         let mut lines = Vec::new();
         let result = op.run(client, self.printer, &mut |l| lines.push(l)).await;
         // A group joined or created is one to complete and switch to from now on.
@@ -378,68 +418,26 @@ impl Chat {
         }
     }
 
-    /// Logs in again, with backoff, and shows what was missed. False if the user
-    /// quit meanwhile.
-    async fn reconnect(&mut self, input: &mut In) -> bool {
-        let mut wait = Duration::from_secs(1);
-        loop {
-            self.notice(&format!("connection lost; reconnecting in {}s", wait.as_secs()));
-            let jitter = Duration::from_millis(u64::from(std::process::id() % 500));
-            let sleep = tokio::time::sleep(wait + jitter);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    () = &mut sleep => break,
-                    line = input.line() => match line {
-                        None => return false,
-                        Some(l) => if !self.typed(&l).await { return false },
-                    },
-                    Some(notice) = self.transfers.notices.recv() => self.notice(&notice),
-                }
+    /// Shows what the client's reconnect says: when it tries next, and that it is
+    /// back (the missed events came just before, as events).
+    fn reconnecting(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::Disconnected { reason, retry_in } if retry_in == Duration::MAX => {
+                self.notice(&format!("connection lost for good: {reason}"));
             }
-            match connect(&mut self.login).await {
-                Ok(client) => {
-                    let mut seen = self.seen.clone();
-                    match client.catch_up(&mut seen).await {
-                        Ok(missed) => {
-                            let messages = missed
-                                .iter()
-                                .filter(|e| matches!(e, StoredEvent::Message { .. }))
-                                .count() as u64;
-                            for e in &missed {
-                                self.stored(e);
-                            }
-                            let missed = show::count(messages, "missed message");
-                            self.notice(&format!("reconnected; {missed}"));
-                            self.events = Some(client.events());
-                            self.client = Some(client);
-                            return true;
-                        }
-                        Err(e) => self.notice(&format!("catching up failed: {e}")),
-                    }
-                }
-                Err(Fail::Usage(e)) => {
-                    // Nothing to retry: it needs the user.
-                    self.notice(&format!("cannot log in again: {e}"));
-                    return false;
-                }
-                Err(e) => self.notice(&format!("reconnect failed: {e}")),
+            ClientEvent::Disconnected { reason, retry_in } => {
+                let at = show::clock_in(retry_in);
+                self.notice(&format!(
+                    "connection lost ({reason}); trying again at {at}, /reconnect tries now"
+                ));
             }
-            wait = (wait * 2).min(Duration::from_secs(60));
+            ClientEvent::Reconnected { missed } => {
+                let missed = show::count(missed, "missed event");
+                self.notice(&format!("reconnected; {missed}"));
+            }
+            _ => {}
         }
     }
-}
-
-/// Logs in again: with the saved token, or the password if the session began with
-/// it (a chat that logged in with a token it can no longer use says so).
-async fn connect(login: &mut Login) -> Result<Client, Fail> {
-    login
-        .connect(&mut || {
-            Err(Fail::Usage(
-                "the saved session token was refused; run `baatkaro login` to log in again".into(),
-            ))
-        })
-        .await
 }
 
 /// Whether colours are wanted: on a terminal, unless `NO_COLOR` is set
@@ -454,9 +452,10 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         && std::io::IsTerminal::is_terminal(&std::io::stdout());
     // No progress bars inside the chat: they would fight the prompt.
     let printer = Printer { progress: false, chat: true, ..printer };
+    let mut events = client.events();
     let mut chat = Chat {
-        client: None,
-        events: None,
+        outbox: Outbox::new(client.clone(), printer),
+        client: client.clone(),
         login,
         printer,
         current: None,
@@ -482,8 +481,6 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     let (online, _) = client.ok(Command::Online { group: None }).await?;
     chat.learn_items(&online);
     chat.current = chat.groups.iter().next().copied().map(Conversation::Group);
-    chat.events = Some(client.events());
-    chat.client = Some(client);
     let mut input = if interactive {
         let names = chat.names.clone();
         let completer = Box::new(move |line: &str, cursor: usize| {
@@ -502,12 +499,6 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         if let In::Term(editor) = &input {
             editor.set_prompt(&chat.prompt());
         }
-        let (Some(client), Some(events)) = (chat.client.clone(), chat.events.as_mut()) else {
-            if !chat.reconnect(&mut input).await {
-                break;
-            }
-            continue;
-        };
         tokio::select! {
             line = input.line() => match line {
                 Some(line) => {
@@ -518,33 +509,49 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                 None => break,
             },
             Some(notice) = chat.transfers.notices.recv() => chat.notice(&notice),
+            Some(notice) = chat.outbox.notices.recv() => chat.notice(&notice),
             event = events.next() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
                 Some(ClientEvent::Lagged(_)) => {
                     let mut seen = chat.seen.clone();
-                    if let Some(c) = &chat.client
-                        && let Ok(missed) = c.catch_up(&mut seen).await
-                    {
+                    if let Ok(missed) = chat.client.catch_up(&mut seen).await {
                         for e in &missed {
                             chat.stored(e);
                         }
                     }
                 }
-                // The chat reconnects by itself (the client's reconnect is off).
-                Some(_) => {}
+                Some(other) => chat.reconnecting(other),
                 None => {
-                    // Revoked credentials are not a dropped connection: logging in
-                    // again would undo the revocation.
-                    let bye = client.closed().flatten();
+                    let bye = chat.client.closed().flatten();
                     if bye.as_ref().is_some_and(|f| f.code == ErrorCode::Revoked) {
                         chat.notice("this session was revoked (its token, or the password changed)");
-                        break;
+                    } else {
+                        let why = bye.map(|f| format!(": {}", f.code)).unwrap_or_default();
+                        chat.notice(&format!("the connection is closed{why}"));
                     }
-                    chat.client = None;
-                    chat.events = None;
+                    break;
                 }
             },
         }
+    }
+    // What was typed goes before the chat ends (a piped script's last lines), unless
+    // the server stays away.
+    let Outbox { queue, mut sender, mut notices } = chat.outbox;
+    drop(queue);
+    let deadline = tokio::time::sleep(OUTBOX_DRAIN);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut sender => break,
+            Some(notice) = notices.recv() => chat.out.line(&notice),
+            () = &mut deadline => {
+                chat.out.line("leaving with messages not sent: the server did not answer");
+                break;
+            }
+        }
+    }
+    while let Ok(notice) = notices.try_recv() {
+        chat.out.line(&notice);
     }
     // Dropping the editor gives the terminal back.
     drop(input);

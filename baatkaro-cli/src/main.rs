@@ -269,12 +269,15 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     let mut print = |line: String| println!("{line}");
     match &cli.command {
         None | Some(Sub::Chat { .. }) => {
-            let (client, login) = if matches!(cli.command, Some(Sub::Chat { register: true })) {
-                let mut login = login_of(&cli, &settings)?;
-                let pw = password(&cli, login.user)?;
-                (login.register(pw).await?, login)
+            // A chat comes back by itself when the connection drops.
+            let mut login = login_of(&cli, &settings)?;
+            login.options.reconnect = true;
+            let user = login.user;
+            let client = if matches!(cli.command, Some(Sub::Chat { register: true })) {
+                let pw = password(&cli, user)?;
+                login.register(pw).await?
             } else {
-                session(&cli, &settings).await?
+                login.connect(&mut || password(&cli, user)).await?
             };
             settings.remember_user(login.user);
             chat::run(client, login, printer).await

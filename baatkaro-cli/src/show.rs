@@ -39,6 +39,22 @@ pub(crate) fn now() -> String {
     clock(millis)
 }
 
+/// The local time `wait` from now, to the second (`09:14:05`): when a retry comes.
+pub(crate) fn clock_in(wait: std::time::Duration) -> String {
+    let at = std::time::SystemTime::now() + wait;
+    let offset = OFFSET.get().copied().unwrap_or(time::UtcOffset::UTC);
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => {
+            let t = t.to_offset(offset);
+            format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+        }
+        Err(_) => "--:--:--".to_string(),
+    }
+}
+
 /// `n` and the noun, in the singular for one: `1 member`, `3 members`.
 pub(crate) fn count(n: u64, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }

@@ -68,6 +68,9 @@ pub(crate) enum ChatCommand {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+    /// While the connection is down, try to reconnect now rather than when the
+    /// backoff says.
+    Reconnect,
     /// Leave the chat.
     #[command(visible_alias = "exit")]
     Quit,
