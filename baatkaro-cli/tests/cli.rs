@@ -1098,3 +1098,29 @@ async fn errors_say_the_rule_who_may_the_limit_and_never_echo_a_page() {
     let e = b.fails("alice", &["groups"]).await;
     assert!(e.contains(&format!("cannot reach {addr}")), "{e}");
 }
+
+/// The server restarts mid-chat: the chat says when it tries again, a line typed
+/// while the server is down waits, `/reconnect` brings the chat back at once, and
+/// the line arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_a_line_typed_while_the_server_is_down_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, b, tmux) = bob_chatting_in_a_terminal(dir.path(), "restart").await;
+    server.stop().await;
+    tmux.expect("connection lost").await;
+    tmux.expect("/reconnect tries now").await;
+    tmux.type_text("typed while down");
+    tmux.press(&["Enter"]);
+    tmux.expect("the message goes once the connection is back").await;
+    let (server, _) = start(dir.path(), Some(b.addr)).await;
+    tmux.type_text("/reconnect");
+    tmux.press(&["Enter"]);
+    tmux.expect("reconnected").await;
+    tmux.expect("bob: typed while down").await;
+    let history = b.ok("alice", &["history", "rust"]).await;
+    assert_eq!(history.matches("typed while down").count(), 1, "{history}");
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
