@@ -20,17 +20,18 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use baatkaro_hub::store::{
-    Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Snapshot, Write,
+    Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Read, ReadResult, Snapshot, Write,
 };
 use baatkaro_hub::{
     ConnId, Delivery, DiskJob, HashDone, HashKind, HashOutcome, Hub, HubConfig, Output,
 };
+use baatkaro_proto::rules;
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
     HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence,
-    Request, Seq, ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret,
-    UserName, Verb, Versions, decode_one,
+    Request, Seq, ServerFrame, ServerFrameDecoder, Software, StoredEvent, Tag, Text, TokenId,
+    TokenSecret, UserName, Verb, Versions, decode_one,
 };
 
 /// Token secrets for the simulation: predictable, different each time.
@@ -217,6 +218,24 @@ impl MemStore {
         }
     }
 
+    fn read(&self, read: &Read) -> ReadResult {
+        match read {
+            Read::History(q) => ReadResult::History(self.history(q)),
+            Read::Unread(q) => ReadResult::Unread(
+                q.convs
+                    .iter()
+                    .map(|r| {
+                        let all = self.events.get(&r.conv).map(Vec::as_slice).unwrap_or_default();
+                        all.iter()
+                            .filter(|e| e.seq > r.after && e.seq <= r.upto)
+                            .filter(|e| rules::counts_as_unread(&stored(e), &q.reader))
+                            .count() as u64
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     fn history(&self, q: &HistoryQuery) -> HistoryPage {
         let all = self.events.get(&q.conv).map(Vec::as_slice).unwrap_or_default();
         let upto: Vec<&EventRecord> = all.iter().filter(|e| e.seq <= q.upto).collect();
@@ -228,14 +247,16 @@ impl MemStore {
                 upto.into_iter().skip(skip).collect()
             }
         };
-        let events = chosen
-            .iter()
-            .map(|e| match decode_one::<ServerFrame>(&e.frame, PAYLOAD_CEILING) {
-                Ok(ServerFrame::Event(Event::Stored(event))) => event,
-                other => panic!("a stored frame that is no stored event: {other:?}"),
-            })
-            .collect();
+        let events = chosen.iter().map(|e| stored(e)).collect();
         HistoryPage { events, oldest: all.first().map(|e| e.seq) }
+    }
+}
+
+/// The stored event a record holds.
+fn stored(e: &EventRecord) -> StoredEvent {
+    match decode_one::<ServerFrame>(&e.frame, PAYLOAD_CEILING) {
+        Ok(ServerFrame::Event(Event::Stored(event))) => event,
+        other => panic!("a stored frame that is no stored event: {other:?}"),
     }
 }
 
@@ -466,7 +487,7 @@ impl Sim {
     fn release(&mut self) {
         let batch = self.held.pop_front().expect("a batch at the store");
         self.store.commit(&batch.writes);
-        let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.history(q)))).collect();
+        let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.read(q)))).collect();
         self.hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), self.now);
     }
 

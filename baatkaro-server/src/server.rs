@@ -518,9 +518,10 @@ impl Drop for AddressGuard {
 }
 
 /// The optional features this server offers (SPEC.md 4.2): files and cancelling
-/// uploads, session tokens, and the account's life.
+/// uploads, session tokens, the account's life, read markers, and a group's bans
+/// and ownership offer.
 fn features() -> Features {
-    let names = ["files", "file-cancel", "tokens", "account"];
+    let names = ["files", "file-cancel", "tokens", "account", "read", "group-state"];
     let list = names
         .iter()
         .map(|n| Feature::new(n).unwrap_or_else(|_| unreachable!("a valid feature name")))
