@@ -1865,3 +1865,96 @@ fn names_without_an_account_are_slowed_alike() {
     assert_eq!(codes[0], codes[1]);
     assert_eq!(codes[0][5], "g ERR RATE_LIMITED");
 }
+
+// ---------------------------------------------------------------------------------
+// Read markers (SPEC.md 6.8)
+// ---------------------------------------------------------------------------------
+
+fn read(to: &str, seq: Seq) -> Command {
+    Command::Read { conv: Conversation::Group(group(to)), seq }
+}
+
+/// How many `CONVERSATIONS read` counts the batches at the store carry.
+fn counts_at_store(sim: &Sim) -> usize {
+    sim.held
+        .iter()
+        .flat_map(|b| b.reads.iter())
+        .filter(|(_, r)| matches!(r, Read::Unread(_)))
+        .count()
+}
+
+/// A READ answers where the marker is and tells the user's other sessions only;
+/// pipelined counts reach the store one at a time per connection, and their replies
+/// keep the request order.
+#[test]
+fn read_markers_reach_other_sessions_and_a_connections_counts_take_turns() {
+    let mut sim = Sim::new(limits());
+    let [a, b, _] = three_in_rust(&mut sim);
+    let phone = sim.logged_in("alice");
+    for k in 0..3 {
+        sim.send(b, &[req("m", send("rust", &format!("k{k}"), "hi"))]); // 3, 4, 5
+    }
+    for k in [a, b, phone] {
+        sim.take(k);
+    }
+    sim.hold();
+    let tags = ["c1", "r1", "c2", "c3", "r2", "p1"];
+    sim.send(
+        a,
+        &[
+            req("c1", Command::ConversationsWithMarkers),
+            req("r1", read("rust", 3)),
+            req("c2", Command::ConversationsWithMarkers),
+            req("c3", Command::ConversationsWithMarkers),
+            req("r2", read("rust", 1)),
+            req("p1", Command::Ping),
+        ],
+    );
+    let start = sim.conns[a].frames.len();
+    for _ in 0..10 {
+        assert!(counts_at_store(&sim) <= 1, "two counts of one connection at the store");
+        if sim.held.is_empty() {
+            break;
+        }
+        sim.release_one();
+    }
+    sim.release_all();
+    let (tagged, untagged) = split_untagged(sim.take(a));
+    assert_eq!(
+        tagged,
+        [
+            "c1 CONV #rust 5 0 3",
+            "c1 OK CONVERSATIONS 1",
+            "r1 OK READ #rust 3",
+            "c2 CONV #rust 5 3 2",
+            "c2 OK CONVERSATIONS 1",
+            "c3 CONV #rust 5 3 2",
+            "c3 OK CONVERSATIONS 1",
+            "r2 OK READ #rust 3",
+            "p1 OK PING",
+        ]
+    );
+    assert!(untagged.iter().all(|e| !e.starts_with("* READ")), "the sender heard itself");
+    assert_replies_in_order(&sim.conns[a].frames[start..], &tags);
+    assert_eq!(sim.take(phone), ["* READ #rust 3"], "once: r2 moved nothing");
+    assert!(sim.take(b).is_empty(), "bob hears nothing of alice's marker");
+}
+
+/// A member who leaves loses the marker; a READ past the newest is clamped, and one
+/// by a non-member is refused as HISTORY is.
+#[test]
+fn a_marker_goes_with_the_membership() {
+    let mut sim = Sim::new(limits());
+    let [a, b, _] = three_in_rust(&mut sim);
+    sim.send(b, &[req("r1", read("rust", 99))]);
+    assert_eq!(sim.take(b), ["r1 OK READ #rust 2"]);
+    sim.send(b, &[req("l1", Command::Leave { group: group("rust") })]);
+    sim.send(b, &[req("r2", read("rust", 1))]);
+    let got = sim.take(b);
+    assert_eq!(got.last().map(String::as_str), Some("r2 ERR NOT_MEMBER"), "{got:?}");
+    sim.send(b, &[req("j1", Command::Join { group: group("rust"), reason: None })]);
+    sim.send(b, &[req("c1", Command::ConversationsWithMarkers)]);
+    let got = sim.take(b);
+    assert!(got.contains(&"c1 CONV #rust 4 0 0".to_string()), "{got:?}");
+    sim.take(a);
+}

@@ -432,6 +432,7 @@ impl Hub {
 
     pub(super) fn on_disconnect(&mut self, conn: ConnId) {
         self.reading.remove(&conn);
+        self.counting.remove(&conn);
         let Some(rec) = self.conns.remove(&conn) else { return };
         let Some(user) = rec.user else { return };
         self.detach(conn, user);

@@ -65,8 +65,20 @@ impl Hub {
 
     /// `CONVERSATIONS read`: the items of CONVERSATIONS with each marker, and the
     /// unread counts, which the store makes once the open batch is durable (so that
-    /// they see every event numbered before).
+    /// they see every event numbered before). A connection has one count at the
+    /// store at a time; the next waits its turn (the session keeps the replies in
+    /// order whenever they come).
     pub(super) fn list_conversations_marked(&mut self, (conn, id): Req, user: UserName) {
+        if let Some(waiting) = self.counting.get_mut(&conn) {
+            waiting.push_back((id, user));
+            return;
+        }
+        self.count_unread((conn, id), user);
+    }
+
+    /// Makes the items of a `CONVERSATIONS read` and asks the store for its counts,
+    /// or answers at once when nothing follows any marker.
+    fn count_unread(&mut self, (conn, id): Req, user: UserName) {
         let mut items = Vec::new();
         let mut counted = Vec::new();
         let mut convs = Vec::new();
@@ -83,8 +95,24 @@ impl Hub {
         }
         let token = self.next_token;
         self.next_token += 1;
+        self.counting.entry(conn).or_default();
         self.reads.insert(token, PendingRead::Unread { conn, id, items, counted });
         self.open.reads.push((token, Read::Unread(UnreadQuery { reader: user, convs })));
+    }
+
+    /// A connection's count came back: the next ones it sent take their turn, until
+    /// one goes to the store.
+    pub(super) fn next_count(&mut self, conn: ConnId) {
+        let Some(mut waiting) = self.counting.remove(&conn) else { return };
+        while let Some((id, user)) = waiting.pop_front() {
+            self.count_unread((conn, id), user);
+            if let Some(queue) = self.counting.get_mut(&conn) {
+                // It went to the store: the rest wait behind it.
+                queue.extend(waiting);
+                return;
+            }
+            // Answered at once (nothing to count): the next takes its turn.
+        }
     }
 
     /// A user is no longer a member of a group: their marker of it goes.

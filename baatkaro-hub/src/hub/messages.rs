@@ -234,14 +234,14 @@ impl Hub {
     pub(super) fn read_done(&mut self, token: u64, result: Result<ReadResult, StoreFault>) {
         let Some(pending) = self.reads.remove(&token) else { return };
         let (conn, id) = pending.request();
+        let counted = matches!(pending, PendingRead::Unread { .. });
         if let PendingRead::History { budget, .. } = &pending
             && let Some(used) = self.reading.get_mut(&conn)
         {
             *used = used.saturating_sub(*budget);
         }
-        let found = match result {
-            Ok(found) => found,
-            Err(e) => {
+        let out = match (pending, result) {
+            (_, Err(e)) => {
                 tracing::error!(error = %e, "a read of the store failed");
                 let failure = match e {
                     StoreFault::Damaged(_) => {
@@ -250,23 +250,24 @@ impl Hub {
                     }
                     other => Failure::new(other.code()),
                 };
-                return self.deliver(super::Out::Reply { conn, id, result: Err(failure) });
+                super::Out::Reply { conn, id, result: Err(failure) }
             }
-        };
-        let out = match (pending, found) {
-            (PendingRead::History { conv, latest, .. }, ReadResult::History(page)) => {
+            (PendingRead::History { conv, latest, .. }, Ok(ReadResult::History(page))) => {
                 let items =
                     page.events.into_iter().map(|e| Item::Stored(e.renamed(conv))).collect();
                 let oldest = page.oldest.unwrap_or(latest + 1);
                 let result = Ok(OkReply::History { conv, latest, oldest });
                 super::Out::List { conn, id, items, result }
             }
-            (PendingRead::Unread { items, counted, .. }, ReadResult::Unread(counts)) => {
+            (PendingRead::Unread { items, counted, .. }, Ok(ReadResult::Unread(counts))) => {
                 super::markers::with_counts(conn, id, items, &counted, &counts)
             }
             // The store answers each read with its own kind.
             _ => super::Out::Reply { conn, id, result: Err(Failure::new(ErrorCode::Internal)) },
         };
         self.deliver(out);
+        if counted {
+            self.next_count(conn);
+        }
     }
 }

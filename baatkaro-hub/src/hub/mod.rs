@@ -302,6 +302,11 @@ pub struct Hub {
     /// most half of `queue` in all, so that pipelined reads cannot make the store
     /// build more than that for one connection (a page takes one event at least).
     reading: HashMap<ConnId, u64>,
+    /// The connections with a `CONVERSATIONS read` count at the store, each with
+    /// the ones it sent since, waiting their turn: one count per connection at a
+    /// time, so that pipelined counts (each up to `UNREAD_WINDOW` events per
+    /// conversation) cannot fill one batch's reads and hold the store thread.
+    counting: HashMap<ConnId, VecDeque<(RequestId, UserName)>>,
     next_batch: u64,
     next_token: u64,
     files: files::Files,
@@ -373,6 +378,7 @@ impl Hub {
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
             reading: HashMap::new(),
+            counting: HashMap::new(),
             next_batch: 1,
             next_token: 1,
             files: files::Files::default(),
@@ -880,6 +886,13 @@ impl Hub {
         for (_, p) in waiting {
             let (conn, id) = p.request();
             replies.push(internal(conn, id));
+        }
+        // Counts waiting their turn behind a count just failed: their turn would
+        // never come.
+        let mut counting: Vec<_> = std::mem::take(&mut self.counting).into_iter().collect();
+        counting.sort_by_key(|(conn, _)| *conn);
+        for (conn, ids) in counting {
+            replies.extend(ids.into_iter().map(|(id, _)| internal(conn, id)));
         }
         self.reading.clear();
         self.open = Batch::default();
