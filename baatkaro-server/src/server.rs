@@ -114,8 +114,7 @@ impl Server {
         let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
         writer.send(Job::Load { keys_since, keys_per_user: cfg.limits.key_count });
         let snapshot = match done_rx.recv().await {
-            Some(Done::Loaded(Ok(snapshot))) => snapshot,
-            Some(Done::Loaded(Err(e))) => return Err(e.into()),
+            Some(Done::Loaded(loaded)) => (*loaded)?,
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;

@@ -339,3 +339,36 @@ async fn a_damaged_store_refuses_read_and_the_count_checks_what_it_reads() {
     alice.ok(Command::Conversations).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_marker_is_found_by_the_check_and_by_the_load() {
+    use baatkaro_server::store::Store;
+    use baatkaro_server::store::sqlite::{DB_FILE, Sqlite};
+    use baatkaro_server::store::verify::Checker;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Create { group: g("rust"), rule: Some(JoinRule::Open) }).await;
+    say_n(&mut alice, "#rust", "a", 3).await;
+    assert_eq!(marker_after(&mut alice, "#rust", 2).await, 2);
+    drop(alice);
+    server.stop().await;
+    let path = dir.path().join(DB_FILE);
+    // Whole, the marker passes both.
+    Checker::open(&path).unwrap().check(u64::MAX).unwrap();
+    let snap = Sqlite::open(dir.path()).unwrap().load(0, 0).unwrap();
+    assert_eq!(snap.read_markers.len(), 1);
+    // Moved behind the store's back, it fails its checksum.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(db.execute("UPDATE read_markers SET seq = 3", []).unwrap(), 1);
+    drop(db);
+    let found = Checker::open(&path).unwrap().check(u64::MAX).unwrap_err().to_string();
+    assert!(found.contains("table read_markers") && found.contains("user=alice"), "{found}");
+    let loaded = Sqlite::open(dir.path()).unwrap().load(0, 0);
+    assert!(
+        matches!(&loaded, Err(baatkaro_server::store::StoreError::Corrupt(_))),
+        "{:?}",
+        loaded.map(|s| s.read_markers)
+    );
+}

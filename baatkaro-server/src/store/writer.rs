@@ -57,7 +57,8 @@ pub enum Done {
     },
     /// A snapshot, or why the store could not load one (typed: a start-up that
     /// fails says whether the database is corrupt, locked or unreadable).
-    Loaded(Result<Snapshot, StoreError>),
+    /// Boxed: a snapshot is large, and every other report is small.
+    Loaded(Box<Result<Snapshot, StoreError>>),
     /// The database was found damaged (said once): nothing more is written to it.
     /// What was found, naming no byte of the file.
     Damaged(String),
@@ -137,7 +138,7 @@ impl Writer {
                                 damage.report(what.clone());
                             }
                             poisoned = r.is_err();
-                            Done::Loaded(r)
+                            Done::Loaded(Box::new(r))
                         }
                         Job::Commit(batch) => {
                             let mut run = Run {
