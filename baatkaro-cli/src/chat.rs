@@ -188,12 +188,17 @@ impl Chat {
         for item in items {
             match item {
                 Item::Group { group, .. } => self.learn(&[*group], &[]),
-                Item::Request { group, user, .. } | Item::Member { group, user, .. } => {
+                Item::GroupOffered { group, offer, .. } => self.learn(&[*group], &[*offer]),
+                Item::Request { group, user, .. }
+                | Item::Member { group, user, .. }
+                | Item::Ban { group, user, .. } => {
                     self.learn(&[*group], &[*user]);
                 }
                 Item::Online { user } => self.learn(&[], &[*user]),
                 Item::Stored(e) => self.learn_stored(e),
-                Item::Conversation { conv, .. } => self.learn_conv(*conv),
+                Item::Conversation { conv, .. } | Item::ConversationMarked { conv, .. } => {
+                    self.learn_conv(*conv)
+                }
                 Item::Have { .. } | Item::Chunk { .. } | Item::Token { .. } => {}
             }
         }

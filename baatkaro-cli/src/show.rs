@@ -177,6 +177,7 @@ pub(crate) fn event_line(e: &Event) -> String {
         }
         Event::GroupDeleted { group, by } => format!("{by} deleted {group}"),
         Event::Presence { user, presence } => format!("{user} is {presence}"),
+        Event::ReadMarker { conv, seq } => format!("{conv} read up to {seq}"),
         Event::Error(f) => format!("server error: {}", f.code),
         Event::Bye(f) => format!("the server closed the connection: {}", f.code),
     }
@@ -205,6 +206,9 @@ pub(crate) fn event_json(e: &Event) -> Value {
         Event::Presence { user, presence } => {
             json!({ "event": "PRESENCE", "user": user.as_str(), "presence": presence.as_str() })
         }
+        Event::ReadMarker { conv, seq } => {
+            json!({ "event": "READ", "conv": conv.to_string(), "seq": seq })
+        }
         Event::Error(f) => json!({ "event": "ERR", "code": f.code.as_str() }),
         Event::Bye(f) => json!({ "event": "BYE", "code": f.code.as_str() }),
     }
@@ -222,6 +226,13 @@ pub(crate) fn item_line(i: &Item) -> String {
             format!("{group} {membership} {rule} {}, latest {latest}", count(*members, "member"))
         }
         Item::Conversation { conv, latest } => format!("{conv} {latest}"),
+        Item::ConversationMarked { conv, latest, read, unread } => {
+            format!("{conv} {latest}, read {read}, {unread} unread")
+        }
+        Item::GroupOffered { group, membership, rule, members, latest, offer } => format!(
+            "{group} {membership} {rule} {members} members, latest {latest}, offered to {offer}"
+        ),
+        Item::Ban { user, by, .. } => format!("{user} banned by {by}"),
         Item::Member { user, role, presence, .. } => format!("{user} {role} {presence}"),
         Item::Online { user } => user.to_string(),
         Item::Have { offset, length, .. } => format!("{offset} {length}"),
@@ -250,6 +261,16 @@ pub(crate) fn item_json(i: &Item) -> Value {
         }),
         Item::Conversation { conv, latest } => {
             json!({ "conv": conv.to_string(), "latest": latest })
+        }
+        Item::ConversationMarked { conv, latest, read, unread } => json!({
+            "conv": conv.to_string(), "latest": latest, "read": read, "unread": unread
+        }),
+        Item::GroupOffered { group, membership, rule, members, latest, offer } => json!({
+            "group": group.as_str(), "membership": membership.as_str(), "rule": rule.as_str(),
+            "members": members, "latest": latest, "offer": offer.as_str()
+        }),
+        Item::Ban { group, user, by } => {
+            json!({ "group": group.as_str(), "user": user.as_str(), "by": by.as_str() })
         }
         Item::Member { group, user, role, presence } => json!({
             "group": group.as_str(), "user": user.as_str(), "role": role.as_str(), "presence": presence.as_str()

@@ -171,8 +171,25 @@ pub enum Write {
         /// The address.
         address: Address,
     },
-    /// An account was deleted: it, its tokens and the content it held go, and its
-    /// name stays taken for good (a tombstone).
+    /// A user's read marker of a conversation moved (READ, SPEC.md 6.8): the whole
+    /// record, replacing any of the same user and conversation.
+    ReadMarker {
+        /// The reader.
+        user: UserName,
+        /// The conversation.
+        conv: ConvKey,
+        /// The marker: events up to it are read.
+        seq: Seq,
+    },
+    /// A user's read marker of a group is gone: they are no longer a member.
+    ReadMarkerGone {
+        /// The former member.
+        user: UserName,
+        /// The group's conversation.
+        conv: ConvKey,
+    },
+    /// An account was deleted: it, its tokens, its read markers and the content it
+    /// held go, and its name stays taken for good (a tombstone).
     UserDeleted {
         /// The account.
         user: UserName,
@@ -261,6 +278,47 @@ pub struct HistoryQuery {
     pub max_bytes: u64,
 }
 
+/// The unread counts to make for one `CONVERSATIONS read` (SPEC.md 6.8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadQuery {
+    /// Whose markers: their own messages and files are not unread.
+    pub reader: UserName,
+    /// For each conversation to count in, the events numbered `after + 1` to `upto`
+    /// ([`baatkaro_proto::rules::unread_range`]: at most
+    /// [`UNREAD_WINDOW`](baatkaro_proto::rules::UNREAD_WINDOW) of them).
+    pub convs: Vec<UnreadRange>,
+}
+
+/// The events of one conversation whose unread ones are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnreadRange {
+    /// The conversation.
+    pub conv: ConvKey,
+    /// Events after this sequence number (the reader's marker)…
+    pub after: Seq,
+    /// …up to this one.
+    pub upto: Seq,
+}
+
+/// A read the store runs once its batch has committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A page of history (HISTORY).
+    History(HistoryQuery),
+    /// Unread counts (`CONVERSATIONS read`).
+    Unread(UnreadQuery),
+}
+
+/// What a [`Read`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// The page of a [`Read::History`].
+    History(HistoryPage),
+    /// The counts of a [`Read::Unread`], one per range, in its order: the events in
+    /// the range that [`baatkaro_proto::rules::counts_as_unread`] for the reader.
+    Unread(Vec<u64>),
+}
+
 /// What a history read found.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct HistoryPage {
@@ -299,6 +357,8 @@ pub struct Snapshot {
     pub known_addresses: Vec<(UserName, Address, Millis)>,
     /// The next token number to give out (numbers are never reused).
     pub next_token_id: TokenId,
+    /// Every read marker: (reader, conversation, marker).
+    pub read_markers: Vec<(UserName, ConvKey, Seq)>,
 }
 
 /// Writes to commit together, then history reads to run once they are durable (so a
@@ -311,8 +371,8 @@ pub struct Batch {
     pub writes: Vec<Write>,
     /// The next group id, stored with the writes.
     pub next_group_id: u64,
-    /// History reads to run after the commit, with the hub's token for each.
-    pub reads: Vec<(u64, HistoryQuery)>,
+    /// Reads to run after the commit, with the hub's token for each.
+    pub reads: Vec<(u64, Read)>,
 }
 
 /// Why the store could not commit a batch or run a read, as far as the hub's answer

@@ -4,7 +4,7 @@
 // Test code: a failed unwrap or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use baatkaro_hub::store::Snapshot;
+use baatkaro_hub::store::{Read, ReadResult, Snapshot};
 use baatkaro_hub::{Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, Output};
 use baatkaro_proto::group::{GroupEvent, GroupId};
 use baatkaro_proto::session::RequestId;
@@ -73,7 +73,17 @@ fn drain(hub: &mut Hub) -> (usize, Vec<Result<OkReply, ErrorCode>>) {
             Output::Commit(batch) => {
                 writes += batch.writes.len();
                 // Its reads are answered as an empty store would.
-                let reads = batch.reads.iter().map(|(t, _)| (*t, Ok(Default::default()))).collect();
+                let reads = batch
+                    .reads
+                    .iter()
+                    .map(|(t, read)| {
+                        let found = match read {
+                            Read::History(_) => ReadResult::History(Default::default()),
+                            Read::Unread(q) => ReadResult::Unread(vec![0; q.convs.len()]),
+                        };
+                        (*t, Ok(found))
+                    })
+                    .collect();
                 hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), T0);
             }
             Output::Deliver { list, .. } => {
@@ -115,6 +125,7 @@ fn reading(verb: Verb) -> Command {
         Verb::Members => Command::Members { group: rust() },
         Verb::Online => Command::Online { group: None },
         Verb::Requests => Command::Requests { group: rust() },
+        Verb::Bans => Command::Bans { group: rust() },
         Verb::History => Command::History { conv, range: HistoryRange::After(0), limit: 10 },
         Verb::Files => Command::Files { conv },
         Verb::FileGet => Command::FileGet { file, offset: 0, length: 0 },

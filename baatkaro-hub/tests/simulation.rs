@@ -20,17 +20,18 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use baatkaro_hub::store::{
-    Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Snapshot, Write,
+    Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Read, ReadResult, Snapshot, Write,
 };
 use baatkaro_hub::{
     ConnId, Delivery, DiskJob, HashDone, HashKind, HashOutcome, Hub, HubConfig, Output,
 };
+use baatkaro_proto::rules;
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
     HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence,
-    Request, Seq, ServerFrame, ServerFrameDecoder, Software, Tag, Text, TokenId, TokenSecret,
-    UserName, Verb, Versions, decode_one,
+    Request, Seq, ServerFrame, ServerFrameDecoder, Software, StoredEvent, Tag, Text, TokenId,
+    TokenSecret, UserName, Verb, Versions, decode_one,
 };
 
 /// Token secrets for the simulation: predictable, different each time.
@@ -217,6 +218,24 @@ impl MemStore {
         }
     }
 
+    fn read(&self, read: &Read) -> ReadResult {
+        match read {
+            Read::History(q) => ReadResult::History(self.history(q)),
+            Read::Unread(q) => ReadResult::Unread(
+                q.convs
+                    .iter()
+                    .map(|r| {
+                        let all = self.events.get(&r.conv).map(Vec::as_slice).unwrap_or_default();
+                        all.iter()
+                            .filter(|e| e.seq > r.after && e.seq <= r.upto)
+                            .filter(|e| rules::counts_as_unread(&stored(e), &q.reader))
+                            .count() as u64
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     fn history(&self, q: &HistoryQuery) -> HistoryPage {
         let all = self.events.get(&q.conv).map(Vec::as_slice).unwrap_or_default();
         let upto: Vec<&EventRecord> = all.iter().filter(|e| e.seq <= q.upto).collect();
@@ -228,14 +247,16 @@ impl MemStore {
                 upto.into_iter().skip(skip).collect()
             }
         };
-        let events = chosen
-            .iter()
-            .map(|e| match decode_one::<ServerFrame>(&e.frame, PAYLOAD_CEILING) {
-                Ok(ServerFrame::Event(Event::Stored(event))) => event,
-                other => panic!("a stored frame that is no stored event: {other:?}"),
-            })
-            .collect();
+        let events = chosen.iter().map(|e| stored(e)).collect();
         HistoryPage { events, oldest: all.first().map(|e| e.seq) }
+    }
+}
+
+/// The stored event a record holds.
+fn stored(e: &EventRecord) -> StoredEvent {
+    match decode_one::<ServerFrame>(&e.frame, PAYLOAD_CEILING) {
+        Ok(ServerFrame::Event(Event::Stored(event))) => event,
+        other => panic!("a stored frame that is no stored event: {other:?}"),
     }
 }
 
@@ -466,7 +487,7 @@ impl Sim {
     fn release(&mut self) {
         let batch = self.held.pop_front().expect("a batch at the store");
         self.store.commit(&batch.writes);
-        let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.history(q)))).collect();
+        let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.read(q)))).collect();
         self.hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), self.now);
     }
 
@@ -1843,4 +1864,97 @@ fn names_without_an_account_are_slowed_alike() {
     }
     assert_eq!(codes[0], codes[1]);
     assert_eq!(codes[0][5], "g ERR RATE_LIMITED");
+}
+
+// ---------------------------------------------------------------------------------
+// Read markers (SPEC.md 6.8)
+// ---------------------------------------------------------------------------------
+
+fn read(to: &str, seq: Seq) -> Command {
+    Command::Read { conv: Conversation::Group(group(to)), seq }
+}
+
+/// How many `CONVERSATIONS read` counts the batches at the store carry.
+fn counts_at_store(sim: &Sim) -> usize {
+    sim.held
+        .iter()
+        .flat_map(|b| b.reads.iter())
+        .filter(|(_, r)| matches!(r, Read::Unread(_)))
+        .count()
+}
+
+/// A READ answers where the marker is and tells the user's other sessions only;
+/// pipelined counts reach the store one at a time per connection, and their replies
+/// keep the request order.
+#[test]
+fn read_markers_reach_other_sessions_and_a_connections_counts_take_turns() {
+    let mut sim = Sim::new(limits());
+    let [a, b, _] = three_in_rust(&mut sim);
+    let phone = sim.logged_in("alice");
+    for k in 0..3 {
+        sim.send(b, &[req("m", send("rust", &format!("k{k}"), "hi"))]); // 3, 4, 5
+    }
+    for k in [a, b, phone] {
+        sim.take(k);
+    }
+    sim.hold();
+    let tags = ["c1", "r1", "c2", "c3", "r2", "p1"];
+    sim.send(
+        a,
+        &[
+            req("c1", Command::ConversationsWithMarkers),
+            req("r1", read("rust", 3)),
+            req("c2", Command::ConversationsWithMarkers),
+            req("c3", Command::ConversationsWithMarkers),
+            req("r2", read("rust", 1)),
+            req("p1", Command::Ping),
+        ],
+    );
+    let start = sim.conns[a].frames.len();
+    for _ in 0..10 {
+        assert!(counts_at_store(&sim) <= 1, "two counts of one connection at the store");
+        if sim.held.is_empty() {
+            break;
+        }
+        sim.release_one();
+    }
+    sim.release_all();
+    let (tagged, untagged) = split_untagged(sim.take(a));
+    assert_eq!(
+        tagged,
+        [
+            "c1 CONV #rust 5 0 3",
+            "c1 OK CONVERSATIONS 1",
+            "r1 OK READ #rust 3",
+            "c2 CONV #rust 5 3 2",
+            "c2 OK CONVERSATIONS 1",
+            "c3 CONV #rust 5 3 2",
+            "c3 OK CONVERSATIONS 1",
+            "r2 OK READ #rust 3",
+            "p1 OK PING",
+        ]
+    );
+    assert!(untagged.iter().all(|e| !e.starts_with("* READ")), "the sender heard itself");
+    assert_replies_in_order(&sim.conns[a].frames[start..], &tags);
+    assert_eq!(sim.take(phone), ["* READ #rust 3"], "once: r2 moved nothing");
+    assert!(sim.take(b).is_empty(), "bob hears nothing of alice's marker");
+}
+
+/// A member who leaves loses the marker; a READ past the newest is clamped, and one
+/// by a non-member is refused as HISTORY is.
+#[test]
+fn a_marker_goes_with_the_membership() {
+    let mut sim = Sim::new(limits());
+    let [a, b, _] = three_in_rust(&mut sim);
+    sim.send(b, &[req("r1", read("rust", 99))]);
+    assert_eq!(sim.take(b), ["r1 OK READ #rust 2"]);
+    sim.send(b, &[req("l1", Command::Leave { group: group("rust") })]);
+    sim.send(b, &[req("r2", read("rust", 1))]);
+    let got = sim.take(b);
+    assert_eq!(got.last().map(String::as_str), Some("r2 ERR NOT_MEMBER"), "{got:?}");
+    sim.send(b, &[req("j1", Command::Join { group: group("rust"), reason: None })]);
+    sim.send(b, &[req("c1", Command::ConversationsWithMarkers)]);
+    let got = sim.take(b);
+    assert!(got.contains(&"c1 CONV #rust 4 0 0".to_string()), "{got:?}");
+    sim.take(a);
 }

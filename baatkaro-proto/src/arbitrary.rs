@@ -257,7 +257,9 @@ impl<'a> Arbitrary<'a> for Command {
             Verb::TransferCancel => Command::TransferCancel { group: u.arbitrary()? },
             Verb::Rule => Command::Rule { group: u.arbitrary()?, rule: u.arbitrary()? },
             Verb::Delete => Command::Delete { group: u.arbitrary()? },
+            Verb::Groups if bool::arbitrary(u)? => Command::GroupsWithOffers,
             Verb::Groups => Command::Groups,
+            Verb::Conversations if bool::arbitrary(u)? => Command::ConversationsWithMarkers,
             Verb::Conversations => Command::Conversations,
             Verb::Members => Command::Members { group: u.arbitrary()? },
             Verb::Online => Command::Online { group: u.arbitrary()? },
@@ -300,6 +302,8 @@ impl<'a> Arbitrary<'a> for Command {
             Verb::Revoke => Command::Revoke { token: u.arbitrary()? },
             Verb::Password => Command::Password { old: u.arbitrary()?, new: u.arbitrary()? },
             Verb::DeleteAccount => Command::DeleteAccount { password: u.arbitrary()? },
+            Verb::Read => Command::Read { conv: u.arbitrary()?, seq: u.arbitrary()? },
+            Verb::Bans => Command::Bans { group: u.arbitrary()? },
         })
     }
 }
@@ -342,7 +346,7 @@ impl<'a> Arbitrary<'a> for crate::Limits {
 
 impl<'a> Arbitrary<'a> for OkReply {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match u.choose_index(16)? {
+        Ok(match u.choose_index(17)? {
             0 => OkReply::Hello {
                 // `version = number`, 1-65535.
                 version: u.int_in_range(1..=u16::MAX)?,
@@ -384,6 +388,7 @@ impl<'a> Arbitrary<'a> for OkReply {
             },
             13 => OkReply::Auth { user: u.arbitrary()? },
             14 => OkReply::Token { token: u.arbitrary()?, secret: u.arbitrary()? },
+            15 => OkReply::Read { conv: u.arbitrary()?, seq: u.arbitrary()? },
             _ => OkReply::Done { verb: u.arbitrary()? },
         })
     }
@@ -391,8 +396,23 @@ impl<'a> Arbitrary<'a> for OkReply {
 
 impl<'a> Arbitrary<'a> for Item {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match u.choose_index(9)? {
+        Ok(match u.choose_index(12)? {
             0 => Item::Stored(u.arbitrary()?),
+            9 => Item::ConversationMarked {
+                conv: u.arbitrary()?,
+                latest: u.arbitrary()?,
+                read: u.arbitrary()?,
+                unread: u.arbitrary()?,
+            },
+            10 => Item::GroupOffered {
+                group: u.arbitrary()?,
+                membership: u.arbitrary()?,
+                rule: u.arbitrary()?,
+                members: u.arbitrary()?,
+                latest: u.arbitrary()?,
+                offer: u.arbitrary()?,
+            },
+            11 => Item::Ban { group: u.arbitrary()?, user: u.arbitrary()?, by: u.arbitrary()? },
             1 => Item::Request {
                 group: u.arbitrary()?,
                 user: u.arbitrary()?,
@@ -436,8 +456,9 @@ impl<'a> Arbitrary<'a> for Item {
 
 impl<'a> Arbitrary<'a> for Event {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(match u.choose_index(9)? {
+        Ok(match u.choose_index(10)? {
             0 => Event::Stored(u.arbitrary()?),
+            9 => Event::ReadMarker { conv: u.arbitrary()?, seq: u.arbitrary()? },
             1 => Event::JoinRequested {
                 group: u.arbitrary()?,
                 user: u.arbitrary()?,
@@ -585,6 +606,7 @@ mod tests {
             OkReply::Auth { .. } => 13,
             OkReply::Token { .. } => 14,
             OkReply::Done { .. } => 15,
+            OkReply::Read { .. } => 16,
         }
     }
 
@@ -599,6 +621,9 @@ mod tests {
             Item::Chunk { .. } => 6,
             Item::Conversation { .. } => 7,
             Item::Token { .. } => 8,
+            Item::ConversationMarked { .. } => 9,
+            Item::GroupOffered { .. } => 10,
+            Item::Ban { .. } => 11,
         }
     }
 
@@ -613,6 +638,7 @@ mod tests {
             Event::Presence { .. } => 6,
             Event::Error(_) => 7,
             Event::Bye(_) => 8,
+            Event::ReadMarker { .. } => 9,
         }
     }
 
@@ -647,9 +673,9 @@ mod tests {
     #[test]
     fn every_variant_is_reachable() {
         let expect = |n: usize| (0..n).collect::<HashSet<_>>();
-        assert_eq!(all_indices(&samples::<OkReply>(2000, 64), ok_index), expect(16));
-        assert_eq!(all_indices(&samples::<Item>(2000, 64), item_index), expect(9));
-        assert_eq!(all_indices(&samples::<Event>(2000, 64), event_index), expect(9));
+        assert_eq!(all_indices(&samples::<OkReply>(2000, 64), ok_index), expect(17));
+        assert_eq!(all_indices(&samples::<Item>(2000, 64), item_index), expect(12));
+        assert_eq!(all_indices(&samples::<Event>(2000, 64), event_index), expect(10));
         assert_eq!(all_indices(&samples::<StoredEvent>(2000, 64), stored_index), expect(10));
         assert_eq!(all_indices(&samples::<ServerFrame>(2000, 64), server_index), expect(4));
         let verbs: HashSet<Verb> = samples::<Command>(4000, 64).iter().map(Command::verb).collect();

@@ -1,7 +1,8 @@
 //! The per-command rules of the product that are not the group machine's or the
 //! session's: who may read a conversation, what SEND and FILE-OFFER check and in which
-//! order, JOIN's reason limit and INVITE's target, who may list REQUESTS, and the
-//! order of every listing (SPEC.md sections 5, 6 and Appendix D).
+//! order, JOIN's reason limit and INVITE's target, who may list REQUESTS and BANS,
+//! where READ moves a read marker and what counts as unread, and the order of every
+//! listing (SPEC.md sections 5, 6 and Appendix D).
 //!
 //! Each rule is a pure function of the facts a server has gathered: a server looks
 //! up what a rule needs, asks the rule, and carries out its answer. [`Rules`] holds
@@ -12,8 +13,16 @@ use std::cmp::Ordering;
 use crate::delivery::{KeyCheck, RateBudget};
 use crate::error::ErrorCode;
 use crate::event::Failure;
+use crate::event::StoredEvent;
 use crate::limits::Limits;
 use crate::types::{FileId, Membership, Millis, Role, Seq, Text, UserName};
+
+/// How many events after a read marker a server looks at to count the unread ones
+/// (SPEC.md 6.8): `CONVERSATIONS read` then costs at most this many stored events per
+/// conversation, however long the user was away. The count is exact when the
+/// conversation's newest event is at most this far past the marker, and a lower
+/// bound ("this many or more") otherwise.
+pub const UNREAD_WINDOW: u64 = 100;
 
 /// The limits the rules of this module enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +234,29 @@ impl Rules {
         }
     }
 
+    /// A READ (SPEC.md 6.8), its checks in this order: who may read the conversation
+    /// ([`may_read`], the errors of HISTORY), then — only if the marker moves — the
+    /// user's send budget, from which a moving READ takes one (each is a write to the
+    /// store, and must not come faster than sends). A READ that leaves the marker
+    /// where it is costs nothing and writes nothing.
+    pub fn read(
+        &self,
+        reader: Result<(), ErrorCode>,
+        marker: Seq,
+        asked: Seq,
+        latest: Seq,
+        budget: &mut RateBudget,
+        now: Millis,
+    ) -> Result<ReadOutcome, Failure> {
+        reader.map_err(Failure::new)?;
+        let to = marker_after_read(marker, asked, latest);
+        if to == marker {
+            return Ok(ReadOutcome::Stays(marker));
+        }
+        self.take_send(budget, now)?;
+        Ok(ReadOutcome::Moves(to))
+    }
+
     /// Takes one send from a user's budget at `now`, or says when to retry.
     fn take_send(&self, budget: &mut RateBudget, now: Millis) -> Result<(), Failure> {
         budget.try_take(now, self.rate, self.burst).map_err(|wait| Failure {
@@ -232,6 +264,51 @@ impl Rules {
             ..Failure::new(ErrorCode::RateLimited)
         })
     }
+}
+
+/// What a READ comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The marker moves to this sequence number: store it and tell the user's other
+    /// sessions.
+    Moves(Seq),
+    /// The marker stays at this sequence number: nothing to store or tell.
+    Stays(Seq),
+}
+
+impl ReadOutcome {
+    /// Where the marker is after the READ.
+    pub fn marker(self) -> Seq {
+        match self {
+            ReadOutcome::Moves(seq) | ReadOutcome::Stays(seq) => seq,
+        }
+    }
+}
+
+/// Where a read marker is after `READ conv asked` (SPEC.md 6.8): it only moves
+/// forward (a lower number leaves it where it is), and never past the newest event
+/// `latest` (a higher number is clamped to it, so that events yet to come are never
+/// marked read).
+pub fn marker_after_read(marker: Seq, asked: Seq, latest: Seq) -> Seq {
+    marker.max(asked.min(latest))
+}
+
+/// Whether a stored event counts as unread for `reader` once it is past their
+/// marker (SPEC.md 6.8): a message or a shared file from another user. The reader's
+/// own messages and files, and membership and group changes, do not.
+pub fn counts_as_unread(event: &StoredEvent, reader: &UserName) -> bool {
+    match event {
+        StoredEvent::Message { from, .. } | StoredEvent::File { from, .. } => from != reader,
+        _ => false,
+    }
+}
+
+/// The sequence numbers whose events are counted as unread for a marker at `read` in
+/// a conversation whose newest event is `latest`: `(after, upto)`, the events
+/// numbered `after + 1` to `upto`, at most [`UNREAD_WINDOW`] of them; `None` when no
+/// event follows the marker (nothing is unread and nothing need be read).
+pub fn unread_range(read: Seq, latest: Seq) -> Option<(Seq, Seq)> {
+    (latest > read).then(|| (read, latest.min(read.saturating_add(UNREAD_WINDOW))))
 }
 
 /// INVITE's own check after the group's existence (the group machine cannot know
@@ -248,6 +325,17 @@ pub fn may_list_requests(role: Option<Role>) -> Result<(), ErrorCode> {
         Some(Role::Member) => Err(ErrorCode::NotPermitted),
         Some(Role::Owner | Role::Admin) => Ok(()),
     }
+}
+
+/// Who may list a group's bans (BANS, SPEC.md 6.9): who may list its requests
+/// ([`may_list_requests`]), its owner and admins, who are the ones who ban and unban.
+pub fn may_list_bans(role: Option<Role>) -> Result<(), ErrorCode> {
+    may_list_requests(role)
+}
+
+/// The order of BANS: by the banned user's name.
+pub fn bans_order(a: &UserName, b: &UserName) -> Ordering {
+    a.cmp(b)
 }
 
 /// The order of GROUPS: owned, administered and joined groups, then invitations, then
@@ -392,6 +480,80 @@ mod tests {
         assert_eq!(may_list_requests(Some(Role::Admin)), Ok(()));
         assert_eq!(may_list_requests(Some(Role::Member)), Err(ErrorCode::NotPermitted));
         assert_eq!(may_list_requests(None), Err(ErrorCode::NotMember));
+    }
+
+    #[test]
+    fn only_owners_and_admins_list_bans() {
+        assert_eq!(may_list_bans(Some(Role::Owner)), Ok(()));
+        assert_eq!(may_list_bans(Some(Role::Admin)), Ok(()));
+        assert_eq!(may_list_bans(Some(Role::Member)), Err(ErrorCode::NotPermitted));
+        assert_eq!(may_list_bans(None), Err(ErrorCode::NotMember));
+    }
+
+    #[test]
+    fn read_markers_move_forward_only_and_never_past_the_newest() {
+        assert_eq!(marker_after_read(5, 8, 10), 8, "forward");
+        assert_eq!(marker_after_read(5, 3, 10), 5, "never back");
+        assert_eq!(marker_after_read(5, 5, 10), 5);
+        assert_eq!(marker_after_read(5, 99, 10), 10, "clamped to the newest");
+        assert_eq!(marker_after_read(0, u64::MAX, 0), 0, "nothing to read yet");
+    }
+
+    #[test]
+    fn a_read_checks_the_reader_then_spends_budget_only_when_the_marker_moves() {
+        let r = rules();
+        let code = |r: Result<ReadOutcome, Failure>| r.map_err(|f| f.code);
+        let mut budget = RateBudget::new(1, 0);
+        assert_eq!(
+            code(r.read(Err(ErrorCode::NotMember), 0, 5, 9, &mut budget, 0)),
+            Err(ErrorCode::NotMember)
+        );
+        assert_eq!(code(r.read(Ok(()), 0, 5, 9, &mut budget, 0)), Ok(ReadOutcome::Moves(5)));
+        // The budget is spent: a READ that moves is refused, one that stays is not.
+        assert_eq!(code(r.read(Ok(()), 5, 6, 9, &mut budget, 0)), Err(ErrorCode::RateLimited));
+        assert_eq!(code(r.read(Ok(()), 5, 2, 9, &mut budget, 0)), Ok(ReadOutcome::Stays(5)));
+        assert_eq!(code(r.read(Ok(()), 9, 20, 9, &mut budget, 0)), Ok(ReadOutcome::Stays(9)));
+        assert_eq!(ReadOutcome::Moves(3).marker(), 3);
+    }
+
+    #[test]
+    fn only_other_users_messages_and_files_are_unread() {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let conv = crate::Conversation::Group("rust".parse().unwrap());
+        let msg = |from| StoredEvent::Message {
+            conv,
+            seq: 1,
+            time: 0,
+            from,
+            text: Text::new("hi").unwrap(),
+        };
+        let file = |from| StoredEvent::File {
+            conv,
+            seq: 2,
+            time: 0,
+            from,
+            file: "f1".parse().unwrap(),
+            size: 1,
+            sha256: crate::Sha256::from_hex(&[b'0'; 64]).unwrap(),
+            name: crate::FileName::new("a.txt").unwrap(),
+        };
+        let group = "rust".parse().unwrap();
+        let joined = StoredEvent::Joined { group, seq: 3, time: 0, user: bob, by: alice };
+        assert!(counts_as_unread(&msg(bob), &alice));
+        assert!(counts_as_unread(&file(bob), &alice));
+        assert!(!counts_as_unread(&msg(alice), &alice), "my own message");
+        assert!(!counts_as_unread(&file(alice), &alice), "my own file");
+        assert!(!counts_as_unread(&joined, &alice), "a membership change");
+    }
+
+    #[test]
+    fn unread_is_counted_over_a_bounded_window_after_the_marker() {
+        assert_eq!(unread_range(5, 5), None);
+        assert_eq!(unread_range(7, 5), None);
+        assert_eq!(unread_range(5, 9), Some((5, 9)));
+        assert_eq!(unread_range(0, 1_000_000), Some((0, UNREAD_WINDOW)));
+        assert_eq!(unread_range(10, 10 + UNREAD_WINDOW + 1), Some((10, 10 + UNREAD_WINDOW)));
+        assert_eq!(unread_range(u64::MAX - 1, u64::MAX), Some((u64::MAX - 1, u64::MAX)));
     }
 
     #[test]

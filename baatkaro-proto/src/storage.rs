@@ -55,6 +55,7 @@ pub fn served_while_damaged(verb: Verb) -> bool {
         | Verb::FileGet
         | Verb::FileStatus
         | Verb::Auth
+        | Verb::Bans
         | Verb::Tokens => true,
         Verb::Register
         | Verb::Create
@@ -82,7 +83,8 @@ pub fn served_while_damaged(verb: Verb) -> bool {
         | Verb::Token
         | Verb::Revoke
         | Verb::Password
-        | Verb::DeleteAccount => false,
+        | Verb::DeleteAccount
+        | Verb::Read => false,
     }
 }
 
@@ -101,10 +103,19 @@ mod tests {
 
     #[test]
     fn a_damaged_store_serves_reads_and_refuses_writes() {
-        for verb in [Verb::History, Verb::Groups, Verb::FileGet, Verb::Login, Verb::Ping] {
+        for verb in
+            [Verb::History, Verb::Groups, Verb::FileGet, Verb::Login, Verb::Ping, Verb::Bans]
+        {
             assert!(served_while_damaged(verb), "{verb}");
         }
-        for verb in [Verb::Send, Verb::Register, Verb::Create, Verb::FileChunk, Verb::FileCancel] {
+        for verb in [
+            Verb::Send,
+            Verb::Register,
+            Verb::Create,
+            Verb::FileChunk,
+            Verb::FileCancel,
+            Verb::Read,
+        ] {
             assert!(!served_while_damaged(verb), "{verb}");
         }
         assert!(command_served_while_damaged(&Command::Logout { revoke: false }));

@@ -153,6 +153,7 @@ fn every_transcript_decodes_and_reencodes_exactly() {
         "REJECTED",
         "DELETED",
         "PRESENCE",
+        "READ",
         "ERR",
         "BYE",
     ] {

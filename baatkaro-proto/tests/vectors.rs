@@ -37,6 +37,15 @@ fn table_of_valid_frames_decodes_and_encodes_both_ways() {
     let table: Vec<(&[u8], Command)> = vec![
         (b"t PING\r\n", Command::Ping),
         (b"t GROUPS\r\n", Command::Groups),
+        (b"t GROUPS offers\r\n", Command::GroupsWithOffers),
+        (b"t CONVERSATIONS\r\n", Command::Conversations),
+        (b"t CONVERSATIONS read\r\n", Command::ConversationsWithMarkers),
+        (
+            b"t READ @bob 18446744073709551615\r\n",
+            Command::Read { conv: Conversation::Direct("bob".parse().unwrap()), seq: u64::MAX },
+        ),
+        (b"t READ #rust 0\r\n", Command::Read { conv: Conversation::Group(g()), seq: 0 }),
+        (b"t BANS rust\r\n", Command::Bans { group: g() }),
         (b"t CREATE rust\r\n", Command::Create { group: g(), rule: None }),
         (
             b"t CREATE rust invite\r\n",
@@ -232,6 +241,14 @@ fn malformed_requests_get_the_right_code_and_tag() {
         (b"t PI\rNG\r\n", Some("t"), ErrorCode::BadLineEnd),
         (b"t JOIN g\r {3}\r\nabc\r\n", Some("t"), ErrorCode::BadLineEnd),
         (b"t FILE-OFFER #rust 1 00 {4}\r\nx.md\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t GROUPS read\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t CONVERSATIONS offers\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t CONVERSATIONS read read\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t READ #rust\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t READ rust 4\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t READ #rust 4 {2}\r\nhi\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t BANS\r\n", Some("t"), ErrorCode::Syntax),
+        (b"t BANS Rust\r\n", Some("t"), ErrorCode::BadName),
     ];
     for (bytes, tag, code) in cases {
         let mut stream = bytes.to_vec();
@@ -307,11 +324,15 @@ fn bad_payload_end_is_fatal_and_ends_the_stream() {
 #[test]
 fn server_frames_reject_what_clients_must_not_trust() {
     let cases: &[&[u8]] = &[
-        b"* MSG #rust 1 2 bob\r\n",              // missing payload
-        b"* JOINED @bob 1 2 bob bob\r\n",        // group event in a private conversation
-        b"* ERR NO_SUCH_CODE\r\n",               // unknown code
-        b"t OK HELLO 1 s line=1024\r\n",         // limits missing
-        b"* BYE SHUTTING_DOWN retry=1 :a{b\r\n", // brace in a note: framing error
+        b"* MSG #rust 1 2 bob\r\n",               // missing payload
+        b"* JOINED @bob 1 2 bob bob\r\n",         // group event in a private conversation
+        b"* ERR NO_SUCH_CODE\r\n",                // unknown code
+        b"t OK HELLO 1 s line=1024\r\n",          // limits missing
+        b"* BYE SHUTTING_DOWN retry=1 :a{b\r\n",  // brace in a note: framing error
+        b"t CONV #rust 9 3\r\n",                  // a marker without its unread count
+        b"t GROUP rust owner open 3 9 bob\r\n",   // an offer without its keyword
+        b"t GROUP rust owner open 3 9 offer\r\n", // an offer to nobody
+        b"* READ #rust\r\n",                      // a marker without its number
     ];
     for bytes in cases {
         let mut d = ServerFrameDecoder::new(LIMIT);

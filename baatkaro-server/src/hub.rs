@@ -196,7 +196,9 @@ impl HubTask {
             Done::Committed { id, result, reads, spare } => {
                 self.hub.handle_committed(id, result, reads, spare, now);
             }
-            Done::Loaded(loaded) => self.hub.handle_loaded(loaded.map_err(|e| e.to_string()), now),
+            Done::Loaded(loaded) => {
+                self.hub.handle_loaded((*loaded).map_err(|e| e.to_string()), now)
+            }
             Done::Damaged(what) => {
                 tracing::error!(
                     database = %self.database.display(),

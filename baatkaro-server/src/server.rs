@@ -114,8 +114,7 @@ impl Server {
         let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
         writer.send(Job::Load { keys_since, keys_per_user: cfg.limits.key_count });
         let snapshot = match done_rx.recv().await {
-            Some(Done::Loaded(Ok(snapshot))) => snapshot,
-            Some(Done::Loaded(Err(e))) => return Err(e.into()),
+            Some(Done::Loaded(loaded)) => (*loaded)?,
             _ => return Err(StartError::Other("the store thread stopped".into())),
         };
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
@@ -518,9 +517,10 @@ impl Drop for AddressGuard {
 }
 
 /// The optional features this server offers (SPEC.md 4.2): files and cancelling
-/// uploads, session tokens, and the account's life.
+/// uploads, session tokens, the account's life, read markers, and a group's bans
+/// and ownership offer.
 fn features() -> Features {
-    let names = ["files", "file-cancel", "tokens", "account"];
+    let names = ["files", "file-cancel", "tokens", "account", "read", "group-state"];
     let list = names
         .iter()
         .map(|n| Feature::new(n).unwrap_or_else(|_| unreachable!("a valid feature name")))

@@ -314,6 +314,33 @@ async fn stage(section: &str, first_client_line: &str, addr: SocketAddr) -> Stag
             fill(s.get_mut("bob").unwrap(), "#rust", 42).await;
             Stage { sessions: s, first: "alice", hooks: none }
         }
+        "6.8" => {
+            // rust: JOINED bob (1), three messages of bob's (2-4), one of alice's (5);
+            // @bob: two messages of bob's. alice also has another session.
+            let mut s = logged_in(addr, &["alice", "bob"]).await;
+            create(s.get_mut("alice").unwrap(), "rust", JoinRule::Open).await;
+            join(s.get_mut("bob").unwrap(), "rust").await;
+            fill(s.get_mut("bob").unwrap(), "#rust", 3).await;
+            fill(s.get_mut("alice").unwrap(), "#rust", 1).await;
+            fill(s.get_mut("bob").unwrap(), "@alice", 2).await;
+            s.insert("alice:other".into(), Client::login(addr, "alice").await);
+            Stage { sessions: s, first: "alice", hooks: none }
+        }
+        "6.9" => {
+            // rust (open): JOINED bob, carol, erin, mallory (1-4), ROLE bob (5), BANNED
+            // erin by alice (6), BANNED mallory by bob (7).
+            let mut s = logged_in(addr, &["alice", "bob", "carol", "erin", "mallory"]).await;
+            create(s.get_mut("alice").unwrap(), "rust", JoinRule::Open).await;
+            for name in ["bob", "carol", "erin", "mallory"] {
+                join(s.get_mut(name).unwrap(), "rust").await;
+            }
+            let alice = s.get_mut("alice").unwrap();
+            alice.ok(Command::Promote { group: g("rust"), user: user("bob") }).await;
+            alice.ok(Command::Kick { group: g("rust"), user: user("erin"), ban: true }).await;
+            let bob = s.get_mut("bob").unwrap();
+            bob.ok(Command::Kick { group: g("rust"), user: user("mallory"), ban: true }).await;
+            Stage { sessions: s, first: "alice", hooks: none }
+        }
         other => panic!("no stage for the transcript of section {other}"),
     }
 }
@@ -322,6 +349,10 @@ async fn stage(section: &str, first_client_line: &str, addr: SocketAddr) -> Stag
 fn session_of(comment: &str) -> Option<String> {
     if comment.starts_with("another connection") {
         return Some(format!("another:{}", comment.contains("after its HELLO")));
+    }
+    if let Some(at) = comment.find("'s other session") {
+        let name = comment[..at].rsplit(' ').next()?;
+        return Some(format!("{name}:other"));
     }
     let at = comment.find("'s session")?;
     let name = comment[..at].rsplit(' ').next()?;
@@ -493,7 +524,7 @@ async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
     }
     let want = [
         "2.2", "3", "4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8", "6.1", "6.2", "6.3", "6.4",
-        "6.5", "6.6", "6.7", "8",
+        "6.5", "6.6", "6.7", "6.8", "6.9", "8",
     ];
     assert_eq!(ran, want, "the transcripts replayed");
 }

@@ -400,6 +400,9 @@ impl Hub {
             }
         }
         self.drop_uploads_of(user);
+        let peers: Vec<UserName> =
+            self.users.get(&user).map(|u| u.peers.iter().copied().collect()).unwrap_or_default();
+        self.forget_markers_of_user(user, &peers);
         self.write(Write::UserDeleted { user, time: now });
         self.users.remove(&user);
         self.tombstones.insert(user);
@@ -429,6 +432,7 @@ impl Hub {
 
     pub(super) fn on_disconnect(&mut self, conn: ConnId) {
         self.reading.remove(&conn);
+        self.counting.remove(&conn);
         let Some(rec) = self.conns.remove(&conn) else { return };
         let Some(user) = rec.user else { return };
         self.detach(conn, user);

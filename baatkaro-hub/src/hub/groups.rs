@@ -204,7 +204,17 @@ impl Hub {
             self.write(Write::GroupDeleted { id: gid });
             self.group_names.remove(&gid);
             self.files.forget_conv(&ConvKey::Group(gid));
+            self.forget_markers_of_conv(&ConvKey::Group(gid));
         } else {
+            // A member who is gone keeps no marker of the group (SPEC.md 6.8).
+            for event in &events {
+                if let GroupEvent::Left { user }
+                | GroupEvent::Kicked { user, .. }
+                | GroupEvent::Banned { user, .. } = event
+                {
+                    self.forget_marker(*user, ConvKey::Group(gid));
+                }
+            }
             self.groups.insert(name, rec);
         }
         Ok((events, wire))
@@ -217,7 +227,17 @@ impl Hub {
         Ok(rec)
     }
 
-    pub(super) fn list_groups(&mut self, (conn, id): Req, user: UserName, now: Millis) {
+    pub(super) fn list_groups(&mut self, r: Req, user: UserName, now: Millis) {
+        self.list_groups_of(r, user, now, false);
+    }
+
+    /// `GROUPS offers`: GROUPS, where a group with a pending ownership offer names the
+    /// member it is offered to, for each of its members (SPEC.md 6.5).
+    pub(super) fn list_groups_with_offers(&mut self, r: Req, user: UserName, now: Millis) {
+        self.list_groups_of(r, user, now, true);
+    }
+
+    fn list_groups_of(&mut self, (conn, id): Req, user: UserName, now: Millis, offers: bool) {
         let Some(u) = self.users.get(&user) else { return };
         let mut items = Vec::new();
         let mut stale = Vec::new();
@@ -239,12 +259,13 @@ impl Hub {
                 }
             };
             let member = g.role_of(&user).is_some();
-            items.push(Item::Group {
-                group: *name,
-                membership,
-                rule: g.rule(),
-                members: g.member_count() as u64,
-                latest: if member { rec.latest } else { 0 },
+            let (group, rule, members) = (*name, g.rule(), g.member_count() as u64);
+            let latest = if member { rec.latest } else { 0 };
+            items.push(match g.offer() {
+                Some(offer) if offers && member => {
+                    Item::GroupOffered { group, membership, rule, members, latest, offer }
+                }
+                _ => Item::Group { group, membership, rule, members, latest },
             });
         }
         if let Some(u) = self.users.get_mut(&user) {
@@ -252,12 +273,15 @@ impl Hub {
                 u.relations.remove(&name);
             }
         }
-        items.sort_by(|a, b| match (a, b) {
-            (
-                Item::Group { group: ga, membership: ma, .. },
-                Item::Group { group: gb, membership: mb, .. },
-            ) => rules::groups_order((*ma, ga), (*mb, gb)),
-            _ => unreachable!("only GROUP items are listed here"),
+        // Only GROUP items are listed here; both kinds carry a group and a membership.
+        let key = |i: &Item| match i {
+            Item::Group { group, membership, .. }
+            | Item::GroupOffered { group, membership, .. } => Some((*membership, *group)),
+            _ => None,
+        };
+        items.sort_by(|a, b| match (key(a), key(b)) {
+            (Some(a), Some(b)) => rules::groups_order(a, b),
+            (a, b) => a.is_some().cmp(&b.is_some()),
         });
         self.list(conn, id, ListVerb::Groups, items);
     }
@@ -327,25 +351,53 @@ impl Hub {
         self.list(conn, id, ListVerb::Requests, items);
     }
 
-    /// The conversations `user` reads: their groups, then their private ones.
-    pub(super) fn list_conversations(&mut self, (conn, id): Req, user: UserName) {
-        let Some(u) = self.users.get(&user) else { return };
-        let mut items = Vec::new();
+    /// BANS (SPEC.md 6.9): the group's banned users by name, each with who banned
+    /// them, for its owner and admins.
+    pub(super) fn list_bans(&mut self, (conn, id): Req, user: UserName, group: GroupName) {
+        let Some(rec) = self.groups.get(&group) else {
+            return self.reply(conn, id, Err(Failure::new(ErrorCode::NoSuchGroup)));
+        };
+        if let Err(code) = rules::may_list_bans(rec.group.role_of(&user)) {
+            return self.reply(conn, id, Err(Failure::new(code)));
+        }
+        let mut bans: Vec<(UserName, UserName)> = rec.group.bans().collect();
+        bans.sort_by(|a, b| rules::bans_order(&a.0, &b.0));
+        let items = bans.into_iter().map(|(user, by)| Item::Ban { group, user, by }).collect();
+        self.list(conn, id, ListVerb::Bans, items);
+    }
+
+    /// The conversations `user` reads, as they name them, with their keys and newest
+    /// sequence numbers: their groups, then their private ones.
+    pub(super) fn conversations_of(
+        &self,
+        user: UserName,
+    ) -> Vec<(baatkaro_proto::Conversation, ConvKey, baatkaro_proto::Seq)> {
+        let Some(u) = self.users.get(&user) else { return Vec::new() };
+        let mut out = Vec::new();
         for name in &u.relations {
             if let Ok(rec) = self.member_group(&user, name) {
-                items.push(Item::Conversation {
-                    conv: baatkaro_proto::Conversation::Group(*name),
-                    latest: rec.latest,
-                });
+                let conv = baatkaro_proto::Conversation::Group(*name);
+                out.push((conv, ConvKey::Group(rec.group.id()), rec.latest));
             }
         }
         for peer in &u.peers {
-            let latest = self.direct.get(&ConvKey::direct(user, *peer)).copied().unwrap_or(0);
-            items.push(Item::Conversation {
-                conv: baatkaro_proto::Conversation::Direct(*peer),
-                latest,
-            });
+            let key = ConvKey::direct(user, *peer);
+            let latest = self.direct.get(&key).copied().unwrap_or(0);
+            out.push((baatkaro_proto::Conversation::Direct(*peer), key, latest));
         }
+        out
+    }
+
+    /// The conversations `user` reads: their groups, then their private ones.
+    pub(super) fn list_conversations(&mut self, (conn, id): Req, user: UserName) {
+        if !self.users.contains_key(&user) {
+            return;
+        }
+        let items = self
+            .conversations_of(user)
+            .into_iter()
+            .map(|(conv, _, latest)| Item::Conversation { conv, latest })
+            .collect();
         self.list(conn, id, ListVerb::Conversations, items);
     }
 }

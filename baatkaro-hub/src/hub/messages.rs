@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{Fanout, Hub, PendingRead};
 use crate::output::ConnId;
-use crate::store::{ConvKey, EventRecord, HistoryPage, HistoryQuery, StoreFault, Write};
+use crate::store::{ConvKey, EventRecord, HistoryQuery, Read, ReadResult, StoreFault, Write};
 
 impl Hub {
     /// Where a conversation named by `user` lives and its newest sequence number,
@@ -226,21 +226,23 @@ impl Hub {
         };
         let token = self.next_token;
         self.next_token += 1;
-        self.reads.insert(token, PendingRead { conn, id, conv, latest, budget });
-        self.open.reads.push((token, query));
+        self.reads.insert(token, PendingRead::History { conn, id, conv, latest, budget });
+        self.open.reads.push((token, Read::History(query)));
     }
 
-    pub(super) fn read_done(&mut self, token: u64, page: Result<HistoryPage, StoreFault>) {
-        let Some(PendingRead { conn, id, conv, latest, budget }) = self.reads.remove(&token) else {
-            return;
-        };
-        if let Some(used) = self.reading.get_mut(&conn) {
-            *used = used.saturating_sub(budget);
+    /// A read of the store came back: its request is answered.
+    pub(super) fn read_done(&mut self, token: u64, result: Result<ReadResult, StoreFault>) {
+        let Some(pending) = self.reads.remove(&token) else { return };
+        let (conn, id) = pending.request();
+        let counted = matches!(pending, PendingRead::Unread { .. });
+        if let PendingRead::History { budget, .. } = &pending
+            && let Some(used) = self.reading.get_mut(&conn)
+        {
+            *used = used.saturating_sub(*budget);
         }
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(error = %e, "history read failed");
+        let out = match (pending, result) {
+            (_, Err(e)) => {
+                tracing::error!(error = %e, "a read of the store failed");
                 let failure = match e {
                     StoreFault::Damaged(_) => {
                         self.damaged = true;
@@ -248,12 +250,24 @@ impl Hub {
                     }
                     other => Failure::new(other.code()),
                 };
-                return self.deliver(super::Out::Reply { conn, id, result: Err(failure) });
+                super::Out::Reply { conn, id, result: Err(failure) }
             }
+            (PendingRead::History { conv, latest, .. }, Ok(ReadResult::History(page))) => {
+                let items =
+                    page.events.into_iter().map(|e| Item::Stored(e.renamed(conv))).collect();
+                let oldest = page.oldest.unwrap_or(latest + 1);
+                let result = Ok(OkReply::History { conv, latest, oldest });
+                super::Out::List { conn, id, items, result }
+            }
+            (PendingRead::Unread { items, counted, .. }, Ok(ReadResult::Unread(counts))) => {
+                super::markers::with_counts(conn, id, items, &counted, &counts)
+            }
+            // The store answers each read with its own kind.
+            _ => super::Out::Reply { conn, id, result: Err(Failure::new(ErrorCode::Internal)) },
         };
-        let items = page.events.into_iter().map(|e| Item::Stored(e.renamed(conv))).collect();
-        let oldest = page.oldest.unwrap_or(latest + 1);
-        let result = Ok(OkReply::History { conv, latest, oldest });
-        self.deliver(super::Out::List { conn, id, items, result });
+        self.deliver(out);
+        if counted {
+            self.next_count(conn);
+        }
     }
 }

@@ -25,6 +25,7 @@
 mod accounts;
 mod files;
 mod groups;
+mod markers;
 mod messages;
 mod tokens;
 
@@ -48,7 +49,7 @@ use baatkaro_proto::{
 use bytes::Bytes;
 
 use crate::output::{ConnId, Delivery, DiskDone, DiskJob, HashDone, ListReply, Output};
-use crate::store::{Batch, ConvKey, HistoryPage, Snapshot, StoreFault, Write};
+use crate::store::{Batch, ConvKey, ReadResult, Snapshot, StoreFault, Write};
 
 /// How many batches may be committing at the store at once.
 pub const IN_FLIGHT: usize = 2;
@@ -117,15 +118,32 @@ enum Out {
     Close { conn: ConnId, failure: Failure },
 }
 
-/// A HISTORY read waiting on the store.
+/// A read waiting on the store.
 #[derive(Debug)]
-struct PendingRead {
-    conn: ConnId,
-    id: RequestId,
-    conv: baatkaro_proto::Conversation,
-    latest: Seq,
-    /// The bytes its page may take, counted against its connection's read budget.
-    budget: u64,
+enum PendingRead {
+    /// A HISTORY page.
+    History {
+        conn: ConnId,
+        id: RequestId,
+        conv: baatkaro_proto::Conversation,
+        latest: Seq,
+        /// The bytes its page may take, counted against its connection's read budget.
+        budget: u64,
+    },
+    /// The unread counts of a `CONVERSATIONS read`: its items, made but for the
+    /// counts of the items at `counted` (in the order of the query's ranges).
+    Unread { conn: ConnId, id: RequestId, items: Vec<Item>, counted: Vec<usize> },
+}
+
+impl PendingRead {
+    /// The request it answers.
+    fn request(&self) -> (ConnId, RequestId) {
+        match self {
+            PendingRead::History { conn, id, .. } | PendingRead::Unread { conn, id, .. } => {
+                (*conn, *id)
+            }
+        }
+    }
 }
 
 /// A batch at the store, with what waits on it.
@@ -253,6 +271,10 @@ pub struct Hub {
     ghosts: HashMap<UserName, AccountGuard>,
     groups: HashMap<GroupName, GroupRec>,
     direct: HashMap<ConvKey, Seq>,
+    /// Read markers (SPEC.md 6.8), by conversation then reader: at most one per
+    /// conversation a user may read (a group's go when its member leaves, all of a
+    /// group's when it is deleted, all of a user's with their account).
+    markers: HashMap<ConvKey, HashMap<UserName, Seq>>,
     conns: ConnMap<ConnRec>,
     /// Moves on whenever any session logs in or goes: every [`Fanout`] of an
     /// older epoch is stale.
@@ -280,6 +302,11 @@ pub struct Hub {
     /// most half of `queue` in all, so that pipelined reads cannot make the store
     /// build more than that for one connection (a page takes one event at least).
     reading: HashMap<ConnId, u64>,
+    /// The connections with a `CONVERSATIONS read` count at the store, each with
+    /// the ones it sent since, waiting their turn: one count per connection at a
+    /// time, so that pipelined counts (each up to `UNREAD_WINDOW` events per
+    /// conversation) cannot fill one batch's reads and hold the store thread.
+    counting: HashMap<ConnId, VecDeque<(RequestId, UserName)>>,
     next_batch: u64,
     next_token: u64,
     files: files::Files,
@@ -336,6 +363,7 @@ impl Hub {
             ghosts: HashMap::new(),
             groups: HashMap::new(),
             direct: HashMap::new(),
+            markers: HashMap::new(),
             conns: ConnMap::default(),
             sessions_epoch: 0,
             next_group_id: 1,
@@ -350,6 +378,7 @@ impl Hub {
             in_flight: VecDeque::new(),
             reads: HashMap::new(),
             reading: HashMap::new(),
+            counting: HashMap::new(),
             next_batch: 1,
             next_token: 1,
             files: files::Files::default(),
@@ -375,6 +404,7 @@ impl Hub {
         self.groups.clear();
         self.group_names.clear();
         self.direct.clear();
+        self.markers.clear();
         for (name, hash) in snap.users {
             self.users.insert(name, User::new(hash.into(), limits.burst, now));
         }
@@ -429,6 +459,9 @@ impl Hub {
                     }
                 }
             }
+        }
+        for (user, conv, seq) in snap.read_markers {
+            self.markers.entry(conv).or_default().insert(user, seq);
         }
         // Keys loaded now may expire while the server runs: they are pruned too.
         self.newest_key = snap.keys.iter().map(|k| k.5).max();
@@ -613,6 +646,10 @@ impl Hub {
             C::History { conv, range, limit } => self.history(r, user, conv, range, limit),
             C::Groups => self.list_groups(r, user, now),
             C::Conversations => self.list_conversations(r, user),
+            C::ConversationsWithMarkers => self.list_conversations_marked(r, user),
+            C::GroupsWithOffers => self.list_groups_with_offers(r, user, now),
+            C::Read { conv, seq } => self.read(r, user, conv, seq, now),
+            C::Bans { group } => self.list_bans(r, user, group),
             C::Members { group } => self.list_members(r, user, group),
             C::Online { group } => self.list_online(r, user, group),
             C::Requests { group } => self.list_requests(r, user, group, now),
@@ -756,7 +793,7 @@ impl Hub {
         &mut self,
         id: u64,
         result: Result<(), StoreFault>,
-        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
+        reads: Vec<(u64, Result<ReadResult, StoreFault>)>,
         spare: Vec<Write>,
         now: Millis,
     ) {
@@ -806,7 +843,7 @@ impl Hub {
     fn commit_failed(
         &mut self,
         batch: InFlight,
-        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
+        reads: Vec<(u64, Result<ReadResult, StoreFault>)>,
         e: StoreFault,
         now: Millis,
     ) {
@@ -847,7 +884,15 @@ impl Hub {
         let mut waiting: Vec<_> = std::mem::take(&mut self.reads).into_iter().collect();
         waiting.sort_by_key(|(token, _)| *token);
         for (_, p) in waiting {
-            replies.push(internal(p.conn, p.id));
+            let (conn, id) = p.request();
+            replies.push(internal(conn, id));
+        }
+        // Counts waiting their turn behind a count just failed: their turn would
+        // never come.
+        let mut counting: Vec<_> = std::mem::take(&mut self.counting).into_iter().collect();
+        counting.sort_by_key(|(conn, _)| *conn);
+        for (conn, ids) in counting {
+            replies.extend(ids.into_iter().map(|(id, _)| internal(conn, id)));
         }
         self.reading.clear();
         self.open = Batch::default();

@@ -107,8 +107,20 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             Command::Rule { group, rule }
         }
         Verb::Delete => Command::Delete { group: group_only(args, &p)? },
-        Verb::Groups => bare(args, &p, Command::Groups)?,
-        Verb::Conversations => bare(args, &p, Command::Conversations)?,
+        Verb::Groups => {
+            none(&p)?;
+            match complete(args, opt(arg(offers_flag)))? {
+                Some(()) => Command::GroupsWithOffers,
+                None => Command::Groups,
+            }
+        }
+        Verb::Conversations => {
+            none(&p)?;
+            match complete(args, opt(arg(read_flag)))? {
+                Some(()) => Command::ConversationsWithMarkers,
+                None => Command::Conversations,
+            }
+        }
         Verb::Members => Command::Members { group: group_only(args, &p)? },
         Verb::Online => {
             none(&p)?;
@@ -180,6 +192,14 @@ fn command(i: &[u8], payload: Option<Bytes>) -> Result<Command, PError> {
             complete(args, |i| Ok((i, ())))?;
             Command::DeleteAccount { password: password(p)? }
         }
+        // read = "READ" SP conv SP seq
+        Verb::Read => {
+            none(&p)?;
+            let (conv, seq) = complete(args, (arg(conv), arg(number)))?;
+            Command::Read { conv, seq }
+        }
+        // bans = "BANS" SP group-name
+        Verb::Bans => Command::Bans { group: group_only(args, &p)? },
     })
 }
 
@@ -246,6 +266,16 @@ pub(crate) fn join_rule(i: &[u8]) -> PResult<'_, JoinRule> {
 /// `"revoke"`, LOGOUT's one option.
 fn revoke_flag(i: &[u8]) -> PResult<'_, ()> {
     keyword(|b| (b == b"revoke").then_some(()))(i)
+}
+
+/// `"read"`, the option of CONVERSATIONS that asks for read markers.
+fn read_flag(i: &[u8]) -> PResult<'_, ()> {
+    keyword(|b| (b == b"read").then_some(()))(i)
+}
+
+/// `"offers"`, the option of GROUPS that asks for pending ownership offers.
+fn offers_flag(i: &[u8]) -> PResult<'_, ()> {
+    keyword(|b| (b == b"offers").then_some(()))(i)
 }
 
 /// `ban-flag = "ban"`

@@ -48,6 +48,9 @@ impl Encode for Request {
                 out.word(user.as_bytes()).end_with_payload(password.expose());
             }
             Command::Ping | Command::Groups | Command::Conversations | Command::Tokens => out.end(),
+            Command::ConversationsWithMarkers => out.word(b"read").end(),
+            Command::GroupsWithOffers => out.word(b"offers").end(),
+            Command::Read { conv, seq } => out.conv(conv).num(*seq).end(),
             Command::Logout { revoke } => {
                 if *revoke {
                     out.word(b"revoke");
@@ -75,6 +78,7 @@ impl Encode for Request {
             | Command::TransferAccept { group }
             | Command::TransferCancel { group }
             | Command::Delete { group }
+            | Command::Bans { group }
             | Command::Members { group } => out.word(group.as_bytes()).end(),
             Command::Approve { group, user }
             | Command::Reject { group, user }

@@ -9,8 +9,8 @@ mod encode;
 use bytes::Bytes;
 
 use crate::types::{
-    Conversation, FileId, GroupName, HistoryRange, IdemKey, JoinRule, OfferName, Password, Sha256,
-    Software, Tag, Text, TokenId, TokenSecret, UserName, Versions,
+    Conversation, FileId, GroupName, HistoryRange, IdemKey, JoinRule, OfferName, Password, Seq,
+    Sha256, Software, Tag, Text, TokenId, TokenSecret, UserName, Versions,
 };
 
 /// One client frame: `tag SP command`.
@@ -175,6 +175,14 @@ pub enum Command {
     /// `CONVERSATIONS`: list every conversation I can read, with its newest sequence
     /// number (to find what to catch up on).
     Conversations,
+    /// `CONVERSATIONS read`: as [`Command::Conversations`], each item also carrying my
+    /// read marker and unread count (the `read` feature; items are
+    /// [`Item::ConversationMarked`](crate::Item::ConversationMarked)).
+    ConversationsWithMarkers,
+    /// `GROUPS offers`: as [`Command::Groups`], a group with a pending ownership offer
+    /// also naming the member it is offered to (the `group-state` feature; such items
+    /// are [`Item::GroupOffered`](crate::Item::GroupOffered)).
+    GroupsWithOffers,
     /// `MEMBERS group-name`: list members with roles and presence.
     Members {
         /// The group.
@@ -290,6 +298,21 @@ pub enum Command {
         /// The account's password.
         password: Password,
     },
+    /// `READ conv SP seq`: I have read the conversation up to `seq` (the `read`
+    /// feature). The marker only moves forward and never past the newest event; my
+    /// other sessions hear where it is now.
+    Read {
+        /// The conversation, as I name it.
+        conv: Conversation,
+        /// The sequence number read up to.
+        seq: Seq,
+    },
+    /// `BANS group-name`: list the users banned from a group, and who banned each (the
+    /// `group-state` feature; owner and admins).
+    Bans {
+        /// The group.
+        group: GroupName,
+    },
 }
 
 /// The verbs of client commands, used where a reply names the command it answers.
@@ -381,6 +404,10 @@ pub enum Verb {
     Password,
     /// DELETE-ACCOUNT
     DeleteAccount,
+    /// READ
+    Read,
+    /// BANS
+    Bans,
 }
 
 impl Verb {
@@ -428,6 +455,8 @@ impl Verb {
         Verb::Revoke,
         Verb::Password,
         Verb::DeleteAccount,
+        Verb::Read,
+        Verb::Bans,
     ];
 
     /// The verb on the wire.
@@ -475,6 +504,8 @@ impl Verb {
             Verb::Revoke => "REVOKE",
             Verb::Password => "PASSWORD",
             Verb::DeleteAccount => "DELETE-ACCOUNT",
+            Verb::Read => "READ",
+            Verb::Bans => "BANS",
         }
     }
 
@@ -525,6 +556,8 @@ impl Verb {
             b"REVOKE" => Verb::Revoke,
             b"PASSWORD" => Verb::Password,
             b"DELETE-ACCOUNT" => Verb::DeleteAccount,
+            b"READ" => Verb::Read,
+            b"BANS" => Verb::Bans,
             _ => return None,
         })
     }
@@ -606,7 +639,8 @@ impl Command {
             Command::Rule { .. } => Verb::Rule,
             Command::Delete { .. } => Verb::Delete,
             Command::Groups => Verb::Groups,
-            Command::Conversations => Verb::Conversations,
+            Command::Conversations | Command::ConversationsWithMarkers => Verb::Conversations,
+            Command::GroupsWithOffers => Verb::Groups,
             Command::Members { .. } => Verb::Members,
             Command::Online { .. } => Verb::Online,
             Command::Send { .. } => Verb::Send,
@@ -624,6 +658,8 @@ impl Command {
             Command::Revoke { .. } => Verb::Revoke,
             Command::Password { .. } => Verb::Password,
             Command::DeleteAccount { .. } => Verb::DeleteAccount,
+            Command::Read { .. } => Verb::Read,
+            Command::Bans { .. } => Verb::Bans,
         }
     }
 }

@@ -189,6 +189,12 @@ pub(crate) fn event(i: &[u8], p: Option<Bytes>) -> Result<Event, PError> {
                 complete(args, (arg(user_name), arg(keyword(Presence::from_wire))))?;
             Ok(Event::Presence { user, presence })
         }
+        // read-event = "READ" SP conv SP seq
+        b"READ" => {
+            none(&p)?;
+            let (conv, seq) = complete(args, (arg(conv), arg(number)))?;
+            Ok(Event::ReadMarker { conv, seq })
+        }
         // err-event = "ERR" SP failure
         b"ERR" => {
             none(&p)?;

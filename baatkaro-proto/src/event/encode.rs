@@ -114,6 +114,9 @@ pub(crate) fn put_event(out: &mut BytesMut, e: &Event) {
         Event::Presence { user, presence } => {
             out.word(b"PRESENCE").word(user.as_bytes()).word(presence.as_str().as_bytes()).end();
         }
+        Event::ReadMarker { conv, seq } => {
+            out.word(b"READ").conv(conv).num(*seq).end();
+        }
         Event::Error(f) => {
             out.word(b"ERR");
             put_failure(out, f);

@@ -306,6 +306,15 @@ pub enum Event {
         /// Now online or offline.
         presence: Presence,
     },
+    /// `READ conv seq`: my read marker of a conversation moved, by another of my
+    /// sessions (the `read` feature; to the user's sessions but the one that sent
+    /// READ).
+    ReadMarker {
+        /// The conversation, as I name it.
+        conv: Conversation,
+        /// The marker now.
+        seq: Seq,
+    },
     /// `ERR failure`: an error that belongs to no request (its tag was unreadable).
     Error(Failure),
     /// `BYE failure`: the server is closing the connection, and why.

@@ -34,7 +34,7 @@ impl Group {
                 if role.is_some() {
                     return Err(Denial::AlreadyMember);
                 }
-                if self.bans.contains(&actor) {
+                if self.bans.contains_key(&actor) {
                     return Err(Denial::Banned);
                 }
                 if has_invite(&actor) {
@@ -85,7 +85,7 @@ impl Group {
                 if self.members.contains_key(&user) {
                     return Err(Denial::AlreadyMember);
                 }
-                if self.bans.contains(&user) {
+                if self.bans.contains_key(&user) {
                     return Err(Denial::Banned);
                 }
                 if has_invite(&user) {
@@ -138,7 +138,7 @@ impl Group {
             }
             Op::Unban { user } => {
                 manager(role)?;
-                if !self.bans.contains(&user) {
+                if !self.bans.contains_key(&user) {
                     return Err(Denial::NotBanned);
                 }
                 vec![GroupEvent::Unbanned { user, by: actor }]

@@ -16,7 +16,7 @@ mod denial;
 mod event;
 mod op;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub use denial::Denial;
 pub use event::{GroupEvent, Recipients};
@@ -97,7 +97,8 @@ pub struct Group {
     members: BTreeMap<UserName, Role>,
     requests: BTreeMap<UserName, JoinRequest>,
     invites: BTreeMap<UserName, Invitation>,
-    bans: BTreeSet<UserName>,
+    /// Banned users, each with the owner or admin who banned them.
+    bans: BTreeMap<UserName, UserName>,
     offer: Option<UserName>,
     expiry: Millis,
     deleted: bool,
@@ -150,7 +151,7 @@ impl Group {
             members: BTreeMap::new(),
             requests: BTreeMap::new(),
             invites: BTreeMap::new(),
-            bans: BTreeSet::new(),
+            bans: BTreeMap::new(),
             offer: None,
             expiry,
             deleted: false,
@@ -198,9 +199,9 @@ impl Group {
                 self.invites.remove(user);
             }
             GroupEvent::Left { user } | GroupEvent::Kicked { user, .. } => self.remove(user),
-            GroupEvent::Banned { user, .. } => {
+            GroupEvent::Banned { user, by } => {
                 self.remove(user);
-                self.bans.insert(*user);
+                self.bans.insert(*user, *by);
             }
             GroupEvent::Unbanned { user, .. } => {
                 self.bans.remove(user);
@@ -316,7 +317,12 @@ impl Group {
 
     /// Whether `user` is banned.
     pub fn is_banned(&self, user: &UserName) -> bool {
-        self.bans.contains(user)
+        self.bans.contains_key(user)
+    }
+
+    /// The banned users, by name, each with who banned them.
+    pub fn bans(&self) -> impl Iterator<Item = (UserName, UserName)> + '_ {
+        self.bans.iter().map(|(u, by)| (*u, *by))
     }
 
     /// The member ownership is offered to, if any.
@@ -359,12 +365,12 @@ impl Group {
             if self.requests.contains_key(user) || self.invites.contains_key(user) {
                 return Err(format!("{user} is both a member and pending"));
             }
-            if self.bans.contains(user) {
+            if self.bans.contains_key(user) {
                 return Err(format!("{user} is both a member and banned"));
             }
         }
         if let Some(user) =
-            self.bans.iter().find(|u| self.requests.contains_key(u) || self.invites.contains_key(u))
+            self.bans.keys().find(|u| self.requests.contains_key(u) || self.invites.contains_key(u))
         {
             return Err(format!("{user} is banned and pending"));
         }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use nom::Parser;
+use nom::combinator::opt;
 
 use super::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
 use crate::codec::Decode;
@@ -144,6 +145,11 @@ fn ok_reply(i: &[u8], p: Option<Bytes>) -> Result<OkReply, PError> {
         }
         // auth-ok = "AUTH" SP user-name
         b"AUTH" => OkReply::Auth { user: complete(args, arg(user_name))? },
+        // read-ok = "READ" SP conv SP seq
+        b"READ" => {
+            let (conv, seq) = complete(args, (arg(conv), arg(number)))?;
+            OkReply::Read { conv, seq }
+        }
         // token-ok = "TOKEN" SP token-id SP secret
         b"TOKEN" => {
             let (token, secret) = complete(args, (arg(number), arg(secret)))?;
@@ -227,6 +233,12 @@ fn hello(args: &[u8]) -> Result<OkReply, PError> {
     Ok(OkReply::Hello { version, server, features, limits: Box::new(limits) })
 }
 
+/// `"offer" SP user-name`: the end of a GROUP item whose ownership is offered.
+fn offer(i: &[u8]) -> PResult<'_, crate::types::UserName> {
+    let (rest, ()) = keyword(|b| (b == b"offer").then_some(()))(i)?;
+    arg(user_name).parse(rest)
+}
+
 /// `offer-status = "need" / "done" SP seq`
 fn offer_status(i: &[u8]) -> PResult<'_, OfferStatus> {
     let (rest, word) = token(i)?;
@@ -253,25 +265,45 @@ fn item(verb: &[u8], args: &[u8], p: Option<Bytes>) -> Result<Item, PError> {
             reason,
         }),
         // group-item = "GROUP" SP group-name SP membership SP join-rule SP count SP seq
+        //              [SP "offer" SP user-name]
         b"GROUP" => {
             none(&p)?;
-            let (group, membership, rule, members, latest) = complete(
+            let ((group, membership, rule, members, latest), offer) = complete(
                 args,
                 (
-                    arg(group_name),
-                    arg(keyword(Membership::from_wire)),
-                    arg(keyword(JoinRule::from_wire)),
-                    arg(number),
-                    arg(number),
+                    (
+                        arg(group_name),
+                        arg(keyword(Membership::from_wire)),
+                        arg(keyword(JoinRule::from_wire)),
+                        arg(number),
+                        arg(number),
+                    ),
+                    opt(arg(offer)),
                 ),
             )?;
-            Ok(Item::Group { group, membership, rule, members, latest })
+            Ok(match offer {
+                None => Item::Group { group, membership, rule, members, latest },
+                Some(offer) => {
+                    Item::GroupOffered { group, membership, rule, members, latest, offer }
+                }
+            })
         }
-        // conv-item = "CONV" SP conv SP seq
+        // conv-item = "CONV" SP conv SP seq [SP seq SP count]
         b"CONV" => {
             none(&p)?;
-            let (conv, latest) = complete(args, (arg(conv), arg(number)))?;
-            Ok(Item::Conversation { conv, latest })
+            let ((conv, latest), marker) =
+                complete(args, ((arg(conv), arg(number)), opt((arg(number), arg(number)))))?;
+            Ok(match marker {
+                None => Item::Conversation { conv, latest },
+                Some((read, unread)) => Item::ConversationMarked { conv, latest, read, unread },
+            })
+        }
+        // ban-item = "BAN" SP group-name SP user-name SP user-name
+        b"BAN" => {
+            none(&p)?;
+            let (group, user, by) =
+                complete(args, (arg(group_name), arg(user_name), arg(user_name)))?;
+            Ok(Item::Ban { group, user, by })
         }
         // member-item = "MEMBER" SP group-name SP user-name SP role SP presence
         b"MEMBER" => {

@@ -94,6 +94,9 @@ fn put_ok(out: &mut BytesMut, reply: &OkReply) {
         OkReply::Token { token, secret } => {
             out.word(b"TOKEN").num(*token).word(&secret.to_hex());
         }
+        OkReply::Read { conv, seq } => {
+            out.word(b"READ").conv(conv).num(*seq);
+        }
         OkReply::Done { verb } => {
             out.word(verb.as_str().as_bytes());
         }
@@ -117,6 +120,18 @@ fn put_item(out: &mut BytesMut, item: &Item) {
         }
         Item::Conversation { conv, latest } => {
             out.word(b"CONV").conv(conv).num(*latest).end();
+        }
+        Item::ConversationMarked { conv, latest, read, unread } => {
+            out.word(b"CONV").conv(conv).num(*latest).num(*read).num(*unread).end();
+        }
+        Item::GroupOffered { group, membership, rule, members, latest, offer } => {
+            out.word(b"GROUP").word(group.as_bytes()).word(membership.as_str().as_bytes());
+            out.word(rule.as_str().as_bytes()).num(*members).num(*latest);
+            out.word(b"offer").word(offer.as_bytes()).end();
+        }
+        Item::Ban { group, user, by } => {
+            out.word(b"BAN").word(group.as_bytes()).word(user.as_bytes());
+            out.word(by.as_bytes()).end();
         }
         Item::Member { group, user, role, presence } => {
             out.word(b"MEMBER").word(group.as_bytes()).word(user.as_bytes());

@@ -65,6 +65,8 @@ keyword_enum!(
         Files = "FILES",
         /// TOKENS: `TOKEN` items.
         Tokens = "TOKENS",
+        /// BANS: `BAN` items.
+        Bans = "BANS",
     }
 );
 
@@ -237,6 +239,15 @@ pub enum OkReply {
         /// Its secret.
         secret: TokenSecret,
     },
+    /// `READ conv seq`: where my read marker of the conversation is now (the
+    /// `read` feature): the one asked for, or further on if it was already there,
+    /// or the newest event if the one asked for is past it.
+    Read {
+        /// The conversation, as I named it.
+        conv: Conversation,
+        /// The marker: every event up to this sequence number counts as read.
+        seq: Seq,
+    },
     /// `done-verb`: done, nothing more to say.
     Done {
         /// The command that succeeded.
@@ -279,6 +290,48 @@ pub enum Item {
         conv: Conversation,
         /// Its newest sequence number.
         latest: Seq,
+    },
+    /// `CONV conv latest read unread`: a conversation I can read, its newest sequence
+    /// number, my read marker and how many events after the marker are unread
+    /// (`CONVERSATIONS read`, the `read` feature).
+    ConversationMarked {
+        /// The conversation.
+        conv: Conversation,
+        /// Its newest sequence number.
+        latest: Seq,
+        /// My read marker: events up to it count as read (0: none).
+        read: Seq,
+        /// The messages and files of other users among the
+        /// [`UNREAD_WINDOW`](crate::rules::UNREAD_WINDOW) events after the marker: exact
+        /// when `latest - read` is at most that, a lower bound otherwise.
+        unread: u64,
+    },
+    /// `GROUP group-name membership join-rule members latest "offer" user-name`: one of
+    /// my groups, whose ownership is offered to a member (`GROUPS offers`, the
+    /// `group-state` feature; a group without an offer is an [`Item::Group`]).
+    GroupOffered {
+        /// The group.
+        group: GroupName,
+        /// My relation to it.
+        membership: Membership,
+        /// Its join rule.
+        rule: JoinRule,
+        /// How many members it has.
+        members: u64,
+        /// Its newest sequence number.
+        latest: Seq,
+        /// The member the owner offered ownership to (me, if it is my name).
+        offer: UserName,
+    },
+    /// `BAN group-name user-name user-name`: a user banned from the group, and the
+    /// owner or admin who banned them (the `group-state` feature).
+    Ban {
+        /// The group.
+        group: GroupName,
+        /// The banned user.
+        user: UserName,
+        /// Who banned them.
+        by: UserName,
     },
     /// `MEMBER group-name user-name role presence`
     Member {

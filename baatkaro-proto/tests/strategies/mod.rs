@@ -406,7 +406,11 @@ pub(crate) fn command() -> BoxedStrategy<Command> {
         (g(), join_rule()).prop_map(|(group, rule)| Command::Rule { group, rule }).boxed(),
         g().prop_map(|group| Command::Delete { group }).boxed(),
         Just(Command::Groups).boxed(),
+        Just(Command::GroupsWithOffers).boxed(),
         Just(Command::Conversations).boxed(),
+        Just(Command::ConversationsWithMarkers).boxed(),
+        (conversation(), any_u64()).prop_map(|(conv, seq)| Command::Read { conv, seq }).boxed(),
+        g().prop_map(|group| Command::Bans { group }).boxed(),
         g().prop_map(|group| Command::Members { group }).boxed(),
         option::of(g()).prop_map(|group| Command::Online { group }).boxed(),
         (conversation(), idem_key(), text())
@@ -493,6 +497,7 @@ pub(crate) fn ok_reply() -> BoxedStrategy<OkReply> {
             .boxed(),
         user_name().prop_map(|user| OkReply::Auth { user }).boxed(),
         (any_u64(), secret()).prop_map(|(token, secret)| OkReply::Token { token, secret }).boxed(),
+        (conversation(), any_u64()).prop_map(|(conv, seq)| OkReply::Read { conv, seq }).boxed(),
         select(DoneVerb::ALL).prop_map(|verb| OkReply::Done { verb }).boxed(),
     ];
     Union::new(arms).boxed()
@@ -618,6 +623,27 @@ pub(crate) fn item() -> BoxedStrategy<Item> {
         (conversation(), any_u64())
             .prop_map(|(conv, latest)| Item::Conversation { conv, latest })
             .boxed(),
+        (conversation(), any_u64(), any_u64(), any_u64())
+            .prop_map(|(conv, latest, read, unread)| Item::ConversationMarked {
+                conv,
+                latest,
+                read,
+                unread,
+            })
+            .boxed(),
+        (group_name(), select(Membership::ALL), join_rule(), any_u64(), any_u64(), user_name())
+            .prop_map(|(group, membership, rule, members, latest, offer)| Item::GroupOffered {
+                group,
+                membership,
+                rule,
+                members,
+                latest,
+                offer,
+            })
+            .boxed(),
+        (group_name(), user_name(), user_name())
+            .prop_map(|(group, user, by)| Item::Ban { group, user, by })
+            .boxed(),
         (group_name(), user_name(), role(), presence())
             .prop_map(|(group, user, role, presence)| Item::Member { group, user, role, presence })
             .boxed(),
@@ -669,6 +695,7 @@ pub(crate) fn event() -> BoxedStrategy<Event> {
         (user_name(), presence())
             .prop_map(|(user, presence)| Event::Presence { user, presence })
             .boxed(),
+        (conversation(), any_u64()).prop_map(|(conv, seq)| Event::ReadMarker { conv, seq }).boxed(),
         failure().prop_map(Event::Error).boxed(),
         failure().prop_map(Event::Bye).boxed(),
     ];

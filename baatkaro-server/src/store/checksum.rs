@@ -134,6 +134,7 @@ pub(crate) const TABLES: &[Table] = &[
         key: &["rowid"],
         columns: &["user", "key", "conv", "fingerprint", "seq", "time"],
     },
+    Table { name: "read_markers", key: &["user", "conv"], columns: &["user", "conv", "seq"] },
     Table { name: "events", key: &["conv", "seq"], columns: &["conv", "seq", "time", "frame"] },
 ];
 

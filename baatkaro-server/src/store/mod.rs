@@ -11,6 +11,7 @@ mod accounts;
 mod checksum;
 mod group_log;
 pub mod identity;
+mod read_markers;
 
 pub use accounts::Admin;
 pub mod sqlite;
@@ -21,8 +22,8 @@ use baatkaro_proto::Millis;
 
 // The records themselves belong to the hub's sans-IO core, which makes them.
 pub use baatkaro_hub::store::{
-    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, StoreFault,
-    TokenRecord, UploadRecord, Write,
+    Batch, ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Read, ReadResult, Snapshot,
+    StoreFault, TokenRecord, UnreadQuery, UnreadRange, UploadRecord, Write,
 };
 
 /// Why the store failed.
@@ -141,4 +142,16 @@ pub trait Store: Send + 'static {
 
     /// Reads a page of one conversation's history.
     fn history(&mut self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+
+    /// Counts the unread events of each range of `query`, in its order: the stored
+    /// events that [`baatkaro_proto::rules::counts_as_unread`] for its reader.
+    fn unread(&mut self, query: &UnreadQuery) -> Result<Vec<u64>, StoreError>;
+
+    /// Runs one read of a batch.
+    fn read(&mut self, read: &Read) -> Result<ReadResult, StoreError> {
+        match read {
+            Read::History(q) => self.history(q).map(ReadResult::History),
+            Read::Unread(q) => self.unread(q).map(ReadResult::Unread),
+        }
+    }
 }

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::checksum::{self, RowSum};
 use super::identity::{self, IDENTITY_VERSION};
 use super::{
-    ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UploadRecord,
-    Write, accounts, group_log,
+    ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UnreadQuery,
+    UploadRecord, Write, accounts, group_log, read_markers,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -97,6 +97,8 @@ const MIGRATIONS: &[&str] = &[
     accounts::MIGRATION_ACCOUNTS,
     // 8: the addresses that logged in to each account (store/accounts.rs).
     accounts::MIGRATION_KNOWN_ADDRESSES,
+    // 9: read markers (store/read_markers.rs).
+    read_markers::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -328,6 +330,7 @@ impl Sqlite {
             accounts::UNDO_TOKENS,
             accounts::UNDO_ACCOUNTS,
             accounts::UNDO_KNOWN_ADDRESSES,
+            read_markers::UNDO,
         ];
         let conn = Connection::open(dir.join(DB_FILE))?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -540,6 +543,7 @@ impl Store for Sqlite {
             snap.contents.push((name(user, "user name")?, sha_of(&sha)?, size as u64));
         }
         accounts::load(c, &mut snap)?;
+        read_markers::load(c, &mut snap)?;
         Ok(snap)
     }
 
@@ -604,6 +608,7 @@ impl Store for Sqlite {
                         .execute([ConvKey::Group(*id).to_db()])?;
                     tx.prepare_cached("DELETE FROM files WHERE key = ?")?
                         .execute([ConvKey::Group(*id).to_db()])?;
+                    read_markers::commit(&tx, rs, w)?;
                     log_len.remove(id);
                 }
                 Write::Event(record) => {
@@ -744,6 +749,10 @@ impl Store for Sqlite {
                 | Write::KnownAddressGone { .. }
                 | Write::UserDeleted { .. } => {
                     accounts::commit(&tx, w)?;
+                    read_markers::commit(&tx, rs, w)?;
+                }
+                Write::ReadMarker { .. } | Write::ReadMarkerGone { .. } => {
+                    read_markers::commit(&tx, rs, w)?;
                 }
                 Write::KeysExpired { before } => {
                     // The last mark wholly before the cut: every row up to it goes.
@@ -778,22 +787,42 @@ impl Store for Sqlite {
         Ok(())
     }
 
+    fn unread(&mut self, q: &UnreadQuery) -> Result<Vec<u64>, StoreError> {
+        let mut counts = Vec::with_capacity(q.convs.len());
+        for range in &q.convs {
+            // At most UNREAD_WINDOW rows each (rules::unread_range), each checked
+            // against its checksum before its frame is read.
+            let frames: Vec<Result<Vec<u8>, StoreError>> = self
+                .conn
+                .prepare_cached(
+                    "SELECT conv, seq, time, frame, row_sum FROM events
+                     WHERE conv = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                )?
+                .query_map(
+                    params![
+                        range.conv.to_db(),
+                        range.after.min(i64::MAX as u64) as i64,
+                        range.upto.min(i64::MAX as u64) as i64
+                    ],
+                    checked_frame,
+                )?
+                .collect::<Result<_, _>>()?;
+            let mut n = 0;
+            for frame in frames {
+                if baatkaro_proto::rules::counts_as_unread(&event_of(&frame?)?, &q.reader) {
+                    n += 1;
+                }
+            }
+            counts.push(n);
+        }
+        Ok(counts)
+    }
+
     fn history(&mut self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
         let conv = q.conv.to_db();
         let (upto, limit) = (q.upto as i64, i64::from(q.limit));
         // Every row read is checked against its checksum before its frame is used.
-        let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Result<Vec<u8>, StoreError>> {
-            let mut sum = RowSum::new();
-            for i in 0..4 {
-                sum.value(r.get_ref(i)?);
-            }
-            let stored: Option<i64> = r.get(4)?;
-            if stored != Some(sum.digest()) {
-                let seq = r.get_ref(1)?.as_i64().ok();
-                return Ok(Err(damaged_event(seq)));
-            }
-            Ok(r.get::<_, Vec<u8>>(3).map_err(|_| damaged_event(r.get(1).ok())))
-        };
+        let row = checked_frame;
         let rows: Vec<Result<Vec<u8>, StoreError>> = match q.after {
             Some(after) => self
                 .conn
@@ -845,6 +874,21 @@ impl Store for Sqlite {
             oldest: oldest.map(|s| s as u64),
         })
     }
+}
+
+/// A row of `events` (conv, seq, time, frame, row_sum) checked against its checksum:
+/// its frame, or the damage found.
+fn checked_frame(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Vec<u8>, StoreError>> {
+    let mut sum = RowSum::new();
+    for i in 0..4 {
+        sum.value(r.get_ref(i)?);
+    }
+    let stored: Option<i64> = r.get(4)?;
+    if stored != Some(sum.digest()) {
+        let seq = r.get_ref(1)?.as_i64().ok();
+        return Ok(Err(damaged_event(seq)));
+    }
+    Ok(r.get::<_, Vec<u8>>(3).map_err(|_| damaged_event(r.get(1).ok())))
 }
 
 /// The error for a stored event that fails its checksum: its sequence number (an

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::verify::{Background, Checker};
-use super::{Batch, HistoryPage, Snapshot, Store, StoreError, StoreFault, Write};
+use super::{Batch, ReadResult, Snapshot, Store, StoreError, StoreFault, Write};
 use crate::space::StoreReserve;
 
 /// Work for the thread.
@@ -50,14 +50,15 @@ pub enum Done {
         /// Whether its writes are durable.
         result: Result<(), StoreFault>,
         /// Each read's token and result.
-        reads: Vec<(u64, Result<HistoryPage, StoreFault>)>,
+        reads: Vec<(u64, Result<ReadResult, StoreFault>)>,
         /// The batch's writes, emptied, handed back so that the next batch
         /// reuses their memory instead of growing a new vector.
         spare: Vec<Write>,
     },
     /// A snapshot, or why the store could not load one (typed: a start-up that
     /// fails says whether the database is corrupt, locked or unreadable).
-    Loaded(Result<Snapshot, StoreError>),
+    /// Boxed: a snapshot is large, and every other report is small.
+    Loaded(Box<Result<Snapshot, StoreError>>),
     /// The database was found damaged (said once): nothing more is written to it.
     /// What was found, naming no byte of the file.
     Damaged(String),
@@ -137,7 +138,7 @@ impl Writer {
                                 damage.report(what.clone());
                             }
                             poisoned = r.is_err();
-                            Done::Loaded(r)
+                            Done::Loaded(Box::new(r))
                         }
                         Job::Commit(batch) => {
                             let mut run = Run {
@@ -227,7 +228,7 @@ impl<S: Store> Run<'_, S> {
                 .reads
                 .into_iter()
                 .map(|(token, q)| {
-                    let page = self.store.history(&q).map_err(|e| {
+                    let page = self.store.read(&q).map_err(|e| {
                         if let StoreError::Corrupt(what) = &e {
                             self.damage.report(what.clone());
                         }
