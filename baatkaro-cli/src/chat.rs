@@ -17,7 +17,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baatkaro_client::{Client, ClientError, ClientEvent};
+use baatkaro_client::{Client, ClientError, ClientEvent, ConversationEntry};
+use baatkaro_proto::rules::UNREAD_WINDOW;
 use baatkaro_proto::{
     Command, Conversation, ErrorCode, Event, GroupName, HistoryRange, Item, Membership, Seq,
     StoredEvent, UserName,
@@ -114,6 +115,15 @@ struct Outbox {
     notices: mpsc::Receiver<String>,
 }
 
+/// How often the read marker of the current conversation moves up to what was
+/// shown: one READ per conversation per period, not one per message (each costs
+/// some of the sender's rate budget, SPEC.md 6.8).
+const READ_EVERY: Duration = Duration::from_secs(2);
+
+/// How many of a conversation's missed events the chat shows when it starts (the
+/// newest; `/history` has the rest).
+const SHOWN_AT_START: u32 = 10;
+
 /// Messages that may wait in the outbox; typing more is refused until they go.
 const OUTBOX: usize = 256;
 
@@ -150,6 +160,9 @@ struct Chat {
     seen: BTreeMap<Conversation, Seq>,
     /// Messages that arrived in conversations other than the current one.
     unread: BTreeMap<Conversation, u64>,
+    /// The read marker of each conversation, as last sent or heard: the current
+    /// conversation's moves up to what was shown (READ, every [`READ_EVERY`]).
+    read_sent: BTreeMap<Conversation, Seq>,
     /// The groups the user is a member of, as last heard.
     groups: BTreeSet<GroupName>,
     out: Out,
@@ -296,6 +309,14 @@ impl Chat {
         self.learn_event(e);
         match e {
             Event::Stored(s) => self.stored(s),
+            // Read on another device: not unread here either.
+            Event::ReadMarker { conv, seq } => {
+                let sent = self.read_sent.entry(*conv).or_default();
+                *sent = (*sent).max(*seq);
+                if self.seen.get(conv).is_none_or(|s| s <= seq) {
+                    self.unread.remove(conv);
+                }
+            }
             Event::Presence { .. } if !self.presence => {}
             other if self.printer.json => self.out.line(&show::event_json(other).to_string()),
             other => self.notice(&show::event_line(other)),
@@ -388,6 +409,7 @@ impl Chat {
                         self.learn_conv(conversation);
                         self.current = Some(conversation);
                         self.unread.remove(&conversation);
+                        self.save_place();
                         self.notice(&format!("now in {conversation}"));
                     }
                     Err(e) => self.notice(&e),
@@ -423,12 +445,90 @@ impl Chat {
         }
     }
 
+    /// What was missed since the read markers, per conversation: "12 unread in
+    /// #rust since 09:14" and the newest of them, the current conversation last
+    /// (nearest the prompt). Other conversations keep their counts in the prompt.
+    async fn missed_since_read(&mut self, convs: &[ConversationEntry]) {
+        let mut order: Vec<&ConversationEntry> = convs.iter().collect();
+        order.sort_by_key(|c| Some(c.conv) == self.current);
+        for c in order {
+            self.seen.insert(c.conv, c.latest);
+            let (Some(read), Some(unread)) = (c.read, c.unread) else { continue };
+            self.read_sent.insert(c.conv, read);
+            if unread == 0 {
+                continue;
+            }
+            let conv = c.conv;
+            let first = self.client.history(conv, HistoryRange::After(read), 1).await;
+            let newest = self.client.history(conv, HistoryRange::Last, SHOWN_AT_START).await;
+            let (Ok(first), Ok(newest)) = (first, newest) else { continue };
+            let since = first.events.first().map(|e| show::clock(e.time())).unwrap_or_default();
+            // Past the server's counting window the count is a lower bound.
+            let or_more = if c.latest - read > UNREAD_WINDOW { " or more" } else { "" };
+            self.notice(&format!("{unread}{or_more} unread in {conv} since {since}"));
+            let shown: Vec<&StoredEvent> =
+                newest.events.iter().filter(|e| e.seq() > read).collect();
+            if let Some(oldest) = shown.first()
+                && oldest.seq() > read + 1
+            {
+                let before = oldest.seq() - 1;
+                self.notice(&format!("… earlier ones: /history {conv} {read} (up to {before})"));
+            }
+            for e in shown {
+                let line = self.stored_line(e);
+                self.out.line(&line);
+            }
+            if Some(conv) != self.current {
+                self.unread.insert(conv, unread);
+            }
+        }
+    }
+
+    /// Moves the current conversation's read marker up to what was shown, in the
+    /// background, if it moved since the last READ (a server with `read`).
+    fn mark_read(&mut self) {
+        let Some(conv) = self.current else { return };
+        let Some(&seen) = self.seen.get(&conv) else { return };
+        if self.read_sent.get(&conv).is_some_and(|r| *r >= seen)
+            || !self.client.server().has("read")
+        {
+            return;
+        }
+        self.read_sent.insert(conv, seen);
+        let client = self.client.clone();
+        tokio::task::spawn_local(async move {
+            // A refusal (left the group meanwhile) leaves the marker: nothing to do.
+            let _ = client.read(conv, seen).await;
+        });
+    }
+
+    /// Remembers the current conversation, for the next chat to open there.
+    fn save_place(&self) {
+        let (Some(path), Some(conv)) = (&self.login.place, self.current) else { return };
+        if let Some(dir) = path.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = std::fs::write(path, format!("{conv}\n"));
+        }
+    }
+
+    /// Where the last chat was, if it is still a conversation the user reads.
+    fn saved_place(&self, convs: &[ConversationEntry]) -> Option<Conversation> {
+        let text = std::fs::read_to_string(self.login.place.as_ref()?).ok()?;
+        let conv: Conversation = text.trim().parse().ok()?;
+        let readable = match conv {
+            Conversation::Group(g) => self.groups.contains(&g),
+            Conversation::Direct(_) => convs.iter().any(|c| c.conv == conv),
+        };
+        readable.then_some(conv)
+    }
+
     /// Shows what the client's reconnect says: when it tries next, and that it is
     /// back (the missed events came just before, as events).
     fn reconnecting(&mut self, event: ClientEvent) {
         match event {
-            ClientEvent::Disconnected { reason, retry_in } if retry_in == Duration::MAX => {
-                self.notice(&format!("connection lost for good: {reason}"));
+            ClientEvent::Closed { reason } => {
+                self.notice(&format!("not reconnecting: {reason}"));
             }
             ClientEvent::Disconnected { reason, retry_in } => {
                 let at = show::clock_in(retry_in);
@@ -466,6 +566,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         current: None,
         seen: BTreeMap::new(),
         unread: BTreeMap::new(),
+        read_sent: BTreeMap::new(),
         groups: BTreeSet::new(),
         out: Out::Plain,
         styled: interactive && !printer.json,
@@ -474,18 +575,20 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         names: Arc::default(),
         transfers: Transfers::new(),
     };
-    // Start at the present: what is already stored is there with /history.
-    let (convs, _) = client.ok(Command::Conversations).await?;
-    for item in convs {
-        if let Item::Conversation { conv, latest } = item {
-            chat.seen.insert(conv, latest);
-        }
+    // Start at the present, after what was missed since the read markers (a
+    // server without them: at the present; the rest is there with /history).
+    let convs = client.conversations().await?;
+    for c in &convs {
+        chat.learn_conv(c.conv);
     }
     let (groups, _) = client.ok(Command::Groups).await?;
     chat.learn_groups(&groups);
     let (online, _) = client.ok(Command::Online { group: None }).await?;
     chat.learn_items(&online);
-    chat.current = chat.groups.iter().next().copied().map(Conversation::Group);
+    // Where the last chat was, else the first group.
+    chat.current = chat
+        .saved_place(&convs)
+        .or_else(|| chat.groups.iter().next().copied().map(Conversation::Group));
     let mut input = if interactive {
         let names = chat.names.clone();
         let completer = Box::new(move |line: &str, cursor: usize| {
@@ -500,6 +603,9 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     } else {
         In::Pipe(BufReader::new(tokio::io::stdin()).lines())
     };
+    chat.missed_since_read(&convs).await;
+    let mut read_tick = tokio::time::interval(READ_EVERY);
+    read_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if let In::Term(editor) = &input {
             editor.set_prompt(&chat.prompt());
@@ -515,6 +621,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
             },
             Some(notice) = chat.transfers.notices.recv() => chat.notice(&notice),
             Some(notice) = chat.outbox.notices.recv() => chat.notice(&notice),
+            _ = read_tick.tick() => chat.mark_read(),
             event = events.next() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
                 Some(ClientEvent::Lagged(_)) => {
@@ -538,6 +645,15 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                 }
             },
         }
+    }
+    // Where the chat was, and what was read there, for next time.
+    chat.save_place();
+    if let Some(conv) = chat.current
+        && let Some(&seen) = chat.seen.get(&conv)
+        && chat.read_sent.get(&conv).is_none_or(|r| *r < seen)
+        && chat.client.server().has("read")
+    {
+        let _ = tokio::time::timeout(OUTBOX_DRAIN, chat.client.read(conv, seen)).await;
     }
     // What was typed goes before the chat ends (a piped script's last lines), unless
     // the server stays away.

@@ -33,6 +33,16 @@ fn file_name_of(server: &str) -> String {
     out
 }
 
+/// The file that keeps where the chat of `user` on `server` was last: under
+/// `config_dir`, one per server address and user, as tokens are.
+pub(crate) fn place_file(
+    config_dir: Option<&Path>,
+    server: &str,
+    user: UserName,
+) -> Option<PathBuf> {
+    config_dir.map(|d| d.join("where").join(file_name_of(server)).join(user.as_str()))
+}
+
 impl TokenFile {
     /// The token file of `user` on `server` under `config_dir` (none without one:
     /// then nothing is saved).
@@ -121,6 +131,8 @@ pub(crate) struct Login {
     pub(crate) password: Option<Password>,
     /// The saved token.
     pub(crate) saved: TokenFile,
+    /// Where the chat was last (`#group` or `@user`), to open there next time.
+    pub(crate) place: Option<PathBuf>,
 }
 
 impl Login {

@@ -250,6 +250,7 @@ fn login_of(cli: &Cli, settings: &Settings) -> Result<login::Login, Fail> {
         options: settings.connect_options(cli),
         password: None,
         saved: settings.token_file(&cli.server, user),
+        place: login::place_file(settings.dir.as_deref(), &cli.server, user),
     })
 }
 

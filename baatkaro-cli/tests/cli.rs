@@ -1124,3 +1124,60 @@ async fn in_a_terminal_a_line_typed_while_the_server_is_down_arrives_once() {
     tmux.expect_ended().await;
     server.stop().await;
 }
+
+/// Starts `user`'s interactive chat in `tmux` (120 × 30) and waits for its prompt.
+async fn chat_in(tmux: &Tmux, b: &Bin, user: &str) {
+    let line = format!(
+        "env -u NO_COLOR BAATKARO_PASSWORD=pw-{user} TERM=xterm {BIN} --server {} \
+         --config-dir {} --user {user}",
+        b.addr,
+        b.config_dir.display()
+    );
+    let out = tmux.cmd(&["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", &line]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmux.expect(&format!("logged in as {user}")).await;
+}
+
+/// The chat remembers where you were across restarts: it starts with what was
+/// missed since the read markers, per conversation, private ones too; opens where
+/// the last chat was; and what was read there is not unread the next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_the_chat_shows_what_was_missed_and_opens_where_you_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    for i in 1..=3 {
+        b.ok("alice", &["send", "rust", &format!("rust news {i}")]).await;
+    }
+    b.ok("alice", &["send", "@bob", "psst bob"]).await;
+    b.ok("alice", &["send", "@bob", "are you there"]).await;
+
+    let tmux = Tmux { socket: format!("baatkaro-missed-{}", std::process::id()) };
+    chat_in(&tmux, &b, "bob").await;
+    tmux.expect("3 unread in #rust since").await;
+    tmux.expect("2 unread in @alice since").await;
+    tmux.expect("alice: rust news 3").await;
+    tmux.expect("@alice alice: are you there").await;
+    // #rust is current: @alice's count waits in the prompt.
+    tmux.expect("[#rust] @alice:2 >").await;
+    tmux.type_text("/switch @alice");
+    tmux.press(&["Enter"]);
+    // #rust was read while it was current: nothing waits there.
+    tmux.expect("[@alice] >").await;
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+
+    b.ok("alice", &["send", "rust", "rust news 4"]).await;
+    chat_in(&tmux, &b, "bob").await;
+    let screen = tmux.expect("1 unread in #rust since").await;
+    assert!(!screen.contains("unread in @alice"), "read before quitting:\n{screen}");
+    tmux.expect("alice: rust news 4").await;
+    // Where the last chat was, with #rust's message counted.
+    tmux.expect("[@alice] #rust:1 >").await;
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}

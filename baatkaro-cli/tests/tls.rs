@@ -365,7 +365,7 @@ async fn beyond_loopback_a_password_goes_only_over_tls_or_when_insisted() {
     let out = run(&["--server", &server, "--user", "carol", "register"], &config).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("refusing to send a password in clear"),
+        text(&out.stderr).contains("refusing to send a password or token in clear"),
         "{}",
         text(&out.stderr)
     );

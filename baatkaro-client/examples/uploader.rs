@@ -26,6 +26,7 @@ async fn main() -> Result<(), ClientError> {
     let mut progress = |p: UploadProgress| match p {
         UploadProgress::Started(file) => eprintln!("uploading as {file}"),
         UploadProgress::Held(held, size) => eprintln!("{held} of {size} bytes on the server"),
+        _ => {}
     };
     // Ctrl-C stops the upload; the server keeps what it holds, so a second run
     // resumes (`upload_until` with a cancel would delete it instead).

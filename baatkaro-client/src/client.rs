@@ -19,7 +19,7 @@ use baatkaro_proto::{
 };
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use crate::connection::{Driver, Job, Link, ServerInfo, Status, lock};
+use crate::connection::{Driver, Job, Link, ServerInfo, Status, lock, too_large};
 use crate::events::{EVENT_QUEUE, Events};
 use crate::tls::{ConnectOptions, TlsInfo};
 use crate::{ClientError, ClientEvent};
@@ -46,6 +46,7 @@ struct Inner {
     /// has every event since the connection opened.
     first: Mutex<Option<broadcast::Receiver<ClientEvent>>>,
     wake: Arc<Notify>,
+    stop: Arc<Notify>,
     keys: KeyMaker,
     insecure_plaintext: bool,
 }
@@ -78,14 +79,23 @@ impl Client {
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
         let (events, first) = broadcast::channel(EVENT_QUEUE);
         let wake = Arc::new(Notify::new());
-        let driver =
-            Driver::new(addr, options.clone(), queue, status.clone(), events.clone(), wake.clone());
+        let stop = Arc::new(Notify::new());
+        let driver = Driver::new(
+            addr,
+            options.clone(),
+            queue,
+            status.clone(),
+            events.clone(),
+            wake.clone(),
+            stop.clone(),
+        );
         let inner = Inner {
             jobs,
             status,
             events: events.downgrade(),
             first: Mutex::new(Some(first)),
             wake,
+            stop,
             keys: KeyMaker::new(),
             insecure_plaintext: options.insecure_plaintext,
         };
@@ -139,9 +149,20 @@ impl Client {
         lock(&self.inner.status).closed.clone()
     }
 
-    /// While reconnecting, tries again now instead of waiting out the backoff.
+    /// While reconnecting, tries again now instead of waiting out the backoff
+    /// (at any other time, nothing).
     pub fn reconnect_now(&self) {
-        self.inner.wake.notify_one();
+        // Only a waiting reconnect hears it: a call while connected leaves nothing
+        // behind to cut the server's next `retry=` short.
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Closes the connection now, without LOGOUT, and stops reconnecting: every
+    /// request in flight fails with [`ClientError::Closed`], and the event streams
+    /// end. (Dropping every clone does the same.)
+    pub fn close(&self) {
+        // A permit is kept if the task is busy: it stops at its next turn.
+        self.inner.stop.notify_one();
     }
 
     /// Refuses, before it is written, a secret (a password or a token) that would
@@ -167,10 +188,11 @@ impl Client {
             self.check_secret_may_travel()?;
         }
         let (reply, answer) = oneshot::channel();
-        if self.inner.jobs.send(Job { command, reply }).await.is_err() {
+        if self.inner.jobs.send(Job { command, reply, tries: 0 }).await.is_err() {
             return Err(self.gone());
         }
         match answer.await {
+            Ok(Ok(answer)) if answer.truncated => Err(too_large()),
             Ok(answer) => answer,
             Err(_) => Err(self.gone()),
         }

@@ -17,7 +17,7 @@ use baatkaro_proto::client::{Answer, ClientSession, reconnect_delay};
 use baatkaro_proto::transport::{Address, Host, plaintext_allowed};
 use baatkaro_proto::{
     Command, Conversation, ErrorCode, Event, Failure, Features, HistoryRange, Item, Limits,
-    OkReply, Seq, Software, Tag, TokenId, TokenSecret, UserName, Verb, Versions,
+    OkReply, Seq, Software, StoredEvent, Tag, TokenId, TokenSecret, UserName, Verb, Versions,
 };
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -38,10 +38,27 @@ const OUT_MAX: usize = 16 << 20;
 
 /// Requests kept while reconnecting, to be sent once connected again; more fail
 /// at once.
-const AWAY_QUEUE: usize = 1024;
+pub(crate) const AWAY_QUEUE: usize = 1024;
+
+/// Events held back while a reconnect logs in and catches up (they go to the
+/// application after the missed ones); a server that sends more is dropped.
+const HELD_EVENTS: usize = 65_536;
+
+/// How many connections one request may be sent on: a request whose connection
+/// keeps dropping before its answer fails after this many.
+const TRIES: u8 = 3;
+
+/// The error of an answer cut at [`ANSWER_BYTES_MAX`](baatkaro_proto::client::ANSWER_BYTES_MAX).
+pub(crate) fn too_large() -> ClientError {
+    ClientError::Protocol(format!(
+        "the answer passed {} MiB; ask for less at once",
+        baatkaro_proto::client::ANSWER_BYTES_MAX >> 20
+    ))
+}
 
 /// What the server said in its HELLO reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// The server software.
     pub software: Software,
@@ -79,6 +96,8 @@ pub(crate) fn lock(status: &Mutex<Status>) -> std::sync::MutexGuard<'_, Status> 
 pub(crate) struct Job {
     pub(crate) command: Command,
     pub(crate) reply: oneshot::Sender<Result<Answer, ClientError>>,
+    /// How many connections it was sent on already.
+    pub(crate) tries: u8,
 }
 
 /// One open connection: the socket's halves and the session over them.
@@ -174,7 +193,8 @@ impl Link {
     }
 
     /// Sends one request and reads until it is answered, keeping events in the
-    /// session: for the steps of connecting, before the task serves handles.
+    /// session (at most [`HELD_EVENTS`]): for the steps of connecting, before the
+    /// task serves handles.
     async fn exchange(&mut self, command: Command) -> Result<Answer, ClientError> {
         let tag = self.session.request(command);
         while let Some(bytes) = self.session.poll_transmit() {
@@ -190,6 +210,11 @@ impl Link {
             if let Some(e) = self.session.failed() {
                 return Err(ClientError::Protocol(e.to_string()));
             }
+            if self.session.events_waiting() > HELD_EVENTS {
+                return Err(ClientError::Protocol(format!(
+                    "more than {HELD_EVENTS} events while connecting"
+                )));
+            }
             let n = self.rd.read(&mut self.buf).await?;
             if n == 0 {
                 return Err(ClientError::Closed(self.session.bye().cloned()));
@@ -198,8 +223,27 @@ impl Link {
         }
     }
 
+    /// [`ok`](Self::ok) within `timeout`.
+    async fn ok_within(
+        &mut self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<(Vec<Item>, OkReply), ClientError> {
+        match tokio::time::timeout(timeout, self.ok(command)).await {
+            Ok(answered) => answered,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server did not answer within {timeout:?}"),
+            )
+            .into()),
+        }
+    }
+
     async fn ok(&mut self, command: Command) -> Result<(Vec<Item>, OkReply), ClientError> {
         let answer = self.exchange(command).await?;
+        if answer.truncated {
+            return Err(too_large());
+        }
         match answer.result {
             Ok(reply) => Ok((answer.items, reply)),
             Err(f) => Err(ClientError::Refused(f)),
@@ -246,44 +290,57 @@ impl Resume {
 /// A request in flight, by what waits for it.
 enum Waiter {
     /// A handle's request: `order` keeps requests in order when they are sent again
-    /// after a reconnect; `command` is kept when it may be sent again or holds the
+    /// after a reconnect; `command` is kept when it may be sent again or holds
     /// credentials a reconnect needs.
     Job {
         order: u64,
         verb: Verb,
         command: Option<Command>,
+        tries: u8,
         reply: oneshot::Sender<Result<Answer, ClientError>>,
     },
-    /// The CONVERSATIONS after a login: where a reconnect's catch-up starts for a
-    /// conversation no event was seen of.
+    /// The CONVERSATIONS sent behind a login: where a reconnect's catch-up starts
+    /// for a conversation no event was seen of.
     Baseline,
-    /// A keepalive PING: its answer is dropped.
+    /// A keepalive PING.
     Keepalive,
 }
 
 /// Why [`Driver::serve`] stopped.
 enum End {
-    /// Every handle is gone: close quietly.
+    /// Every handle is gone, or one closed the client: close quietly.
     HandlesGone,
     /// The connection broke; the server's BYE, if it sent one.
     Lost { reason: String, bye: Option<Failure> },
 }
 
+/// Why a reconnect attempt failed.
+enum Attempt {
+    /// Trying again may work: wait (at least `retry` ms, if the server said).
+    Again { why: ClientError, retry: Option<u64> },
+    /// It cannot: the server refused the credentials or the certificate changed.
+    Hopeless(ClientError),
+}
+
 /// The connection's task.
 pub(crate) struct Driver {
-    pub(crate) addr: Address,
-    pub(crate) options: ConnectOptions,
-    pub(crate) jobs: mpsc::Receiver<Job>,
-    pub(crate) status: Arc<Mutex<Status>>,
-    pub(crate) events: broadcast::Sender<ClientEvent>,
-    pub(crate) wake: Arc<Notify>,
+    addr: Address,
+    options: ConnectOptions,
+    jobs: mpsc::Receiver<Job>,
+    status: Arc<Mutex<Status>>,
+    events: broadcast::Sender<ClientEvent>,
+    /// Woken by [`Client::reconnect_now`](crate::Client::reconnect_now).
+    wake: Arc<Notify>,
+    /// Woken (with a permit kept) by [`Client::close`](crate::Client::close).
+    stop: Arc<Notify>,
     resume: Option<Resume>,
     /// The newest sequence number given to the application, per conversation: a
     /// stored event at or below it is a repeat (a live event the catch-up gave).
     emitted: HashMap<Conversation, Seq>,
     /// Each conversation's newest sequence number when the session logged in.
     baseline: HashMap<Conversation, Seq>,
-    logged_out: bool,
+    /// A LOGOUT or DELETE-ACCOUNT was sent: the end of the connection is wanted.
+    leaving: bool,
     order: u64,
 }
 
@@ -295,6 +352,7 @@ impl Driver {
         status: Arc<Mutex<Status>>,
         events: broadcast::Sender<ClientEvent>,
         wake: Arc<Notify>,
+        stop: Arc<Notify>,
     ) -> Driver {
         Driver {
             addr,
@@ -303,10 +361,11 @@ impl Driver {
             status,
             events,
             wake,
+            stop,
             resume: None,
             emitted: HashMap::new(),
             baseline: HashMap::new(),
-            logged_out: false,
+            leaving: false,
             order: 0,
         }
     }
@@ -341,7 +400,7 @@ impl Driver {
         // that speaks no common version will not start to.
         let hopeless = bye
             .is_some_and(|b| matches!(b.code, ErrorCode::Revoked | ErrorCode::UnsupportedVersion));
-        self.options.reconnect && !self.logged_out && !hopeless
+        self.options.reconnect && !self.leaving && !hopeless
     }
 
     async fn serve(&mut self, link: &mut Link, queued: &mut VecDeque<Job>) -> End {
@@ -356,8 +415,14 @@ impl Driver {
         let mut keepalive = tokio::time::interval(link.keepalive());
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         keepalive.reset();
+        // Keepalive ticks since the last PING was sent without its answer: at two
+        // (a whole `idle`), the server is taken for gone.
+        let mut unanswered = 0u32;
         loop {
             while let Some((tag, answer)) = link.session.poll_answer() {
+                if matches!(waiting.get(&tag), Some(Waiter::Keepalive)) {
+                    unanswered = 0;
+                }
                 self.answered(link, &mut waiting, tag, answer);
             }
             while let Some(event) = link.session.poll_event() {
@@ -388,14 +453,35 @@ impl Driver {
                 },
                 job = self.jobs.recv(), if out_len < OUT_MAX => match job {
                     Some(job) => self.submit(link, &mut waiting, job),
-                    None => return End::HandlesGone,
+                    None => return self.closing(waiting),
                 },
+                () = self.stop.notified() => return self.closing(waiting),
                 _ = keepalive.tick() => {
-                    let tag = link.session.request(Command::Ping);
-                    waiting.insert(tag, Waiter::Keepalive);
+                    if waiting.values().any(|w| matches!(w, Waiter::Keepalive)) {
+                        unanswered += 1;
+                        if unanswered >= 2 {
+                            let idle = link.keepalive() * 2;
+                            let reason = format!("the server did not answer a PING within {idle:?}");
+                            return self.lost(link, waiting, queued, reason);
+                        }
+                    } else {
+                        let tag = link.session.request(Command::Ping);
+                        waiting.insert(tag, Waiter::Keepalive);
+                    }
                 }
             }
         }
+    }
+
+    /// The client is closed: every request in flight is told so.
+    fn closing(&mut self, waiting: HashMap<Tag, Waiter>) -> End {
+        lock(&self.status).closed = Some(None);
+        for waiter in waiting.into_values() {
+            if let Waiter::Job { reply, .. } = waiter {
+                let _ = reply.send(Err(ClientError::Closed(None)));
+            }
+        }
+        End::HandlesGone
     }
 
     fn submit(&mut self, link: &mut Link, waiting: &mut HashMap<Tag, Waiter>, job: Job) {
@@ -406,11 +492,31 @@ impl Driver {
             let _ = job.reply.send(Err(e));
             return;
         }
-        let keep = job.command.is_idempotent() || Resume::of(&job.command).is_some();
+        if matches!(verb, Verb::Logout | Verb::DeleteAccount) {
+            // Whatever comes of it, the connection's end is wanted now.
+            self.leaving = true;
+        }
+        let logs_in = Resume::of(&job.command).is_some();
+        let keep = job.command.is_idempotent() || logs_in || verb == Verb::Password;
         let command = keep.then(|| job.command.clone());
         let tag = link.session.request(job.command);
         self.order += 1;
-        waiting.insert(tag, Waiter::Job { order: self.order, verb, command, reply: job.reply });
+        waiting.insert(
+            tag,
+            Waiter::Job {
+                order: self.order,
+                verb,
+                command,
+                tries: job.tries + 1,
+                reply: job.reply,
+            },
+        );
+        if logs_in && self.options.reconnect {
+            // Right behind the login, which the server judges first: where a
+            // reconnect's catch-up starts, known even if the link drops soon.
+            let tag = link.session.request(Command::Conversations);
+            waiting.insert(tag, Waiter::Baseline);
+        }
     }
 
     fn answered(
@@ -423,22 +529,29 @@ impl Driver {
         match waiting.remove(&tag) {
             Some(Waiter::Job { verb, command, reply, .. }) => {
                 if answer.result.is_ok() {
-                    if let Some(resume) = command.as_ref().and_then(Resume::of) {
-                        self.resume = Some(resume);
-                        lock(&self.status).user = link.session.user();
-                        if self.options.reconnect {
-                            let tag = link.session.request(Command::Conversations);
-                            waiting.insert(tag, Waiter::Baseline);
+                    match (command, &self.resume) {
+                        (
+                            Some(Command::Password { new, .. }),
+                            Some(Resume::Password { user, .. }),
+                        ) => {
+                            // A reconnect logs in with the password as it is now.
+                            self.resume = Some(Resume::Password { user: *user, password: new });
                         }
-                    } else if verb == Verb::Logout || verb == Verb::DeleteAccount {
-                        self.logged_out = true;
+                        (Some(command), _) if Resume::of(&command).is_some() => {
+                            self.resume = Resume::of(&command);
+                            lock(&self.status).user = link.session.user();
+                        }
+                        _ => {}
                     }
+                } else if verb == Verb::Logout {
+                    // Refused: the session goes on.
+                    self.leaving = false;
                 }
                 let _ = reply.send(Ok(answer));
             }
             Some(Waiter::Baseline) => {
                 for item in answer.items {
-                    if let Item::Conversation { conv, latest, .. } = item {
+                    if let Item::Conversation { conv, latest } = item {
                         self.baseline.insert(conv, latest);
                     }
                 }
@@ -462,7 +575,7 @@ impl Driver {
     }
 
     /// The connection broke: tells each waiting request, or keeps it to be sent
-    /// again if that is safe and a reconnect will come.
+    /// again if that is safe, it has tries left, and a reconnect will come.
     fn lost(
         &mut self,
         link: &mut Link,
@@ -474,11 +587,11 @@ impl Driver {
         let _ = link.session.close();
         let reconnecting = self.will_reconnect(bye.as_ref());
         let mut again = Vec::new();
-        for (_, waiter) in waiting {
-            let Waiter::Job { order, command, reply, .. } = waiter else { continue };
+        for waiter in waiting.into_values() {
+            let Waiter::Job { order, command, tries, reply, .. } = waiter else { continue };
             match command {
-                Some(command) if reconnecting && command.is_idempotent() => {
-                    again.push((order, Job { command, reply }));
+                Some(command) if reconnecting && command.is_idempotent() && tries < TRIES => {
+                    again.push((order, Job { command, reply, tries }));
                 }
                 _ if reconnecting => {
                     let _ = reply.send(Err(ClientError::NotConnected(format!(
@@ -515,9 +628,10 @@ impl Driver {
                 tokio::select! {
                     _ = &mut sleep => break,
                     _ = self.wake.notified() => break,
+                    () = self.stop.notified() => return self.give_up(queued, None),
                     job = self.jobs.recv() => match job {
                         Some(job) => away(job, queued),
-                        None => return None,
+                        None => return self.give_up(queued, None),
                     },
                 }
             }
@@ -532,48 +646,88 @@ impl Driver {
                     let _ = self.events.send(ClientEvent::Reconnected { missed });
                     return Some(link);
                 }
-                Err(e) if hopeless(&e) => {
-                    for job in queued.drain(..) {
-                        let _ = job.reply.send(Err(ClientError::Closed(None)));
-                    }
-                    let _ = self.events.send(ClientEvent::Disconnected {
-                        reason: format!("giving up: {e}"),
-                        retry_in: Duration::MAX,
-                    });
-                    return None;
-                }
-                Err(e) => {
-                    retry = match &e {
-                        ClientError::Refused(f) | ClientError::Closed(Some(f)) => f.retry_after,
-                        _ => None,
-                    };
-                    reason = e.to_string();
+                Err(Attempt::Hopeless(e)) => return self.give_up(queued, Some(e)),
+                Err(Attempt::Again { why, retry: hint }) => {
+                    retry = hint;
+                    reason = why.to_string();
                     attempt = attempt.saturating_add(1);
                 }
             }
         }
     }
 
+    /// Stops reconnecting: queued requests fail, and the application hears why.
+    fn give_up(&mut self, queued: &mut VecDeque<Job>, why: Option<ClientError>) -> Option<Link> {
+        for job in queued.drain(..) {
+            let _ = job.reply.send(Err(ClientError::Closed(None)));
+        }
+        if let Some(why) = why {
+            let _ = self.events.send(ClientEvent::Closed { reason: why.to_string() });
+        }
+        lock(&self.status).closed = Some(None);
+        None
+    }
+
     /// Connects, logs in again, and gives the application every stored event it
-    /// missed, in order: how many.
-    async fn establish(&mut self) -> Result<(Link, u64), ClientError> {
-        let mut link = Link::open(&self.addr, &self.options).await?;
+    /// missed, in order: how many. Each step has the options' `timeout`.
+    async fn establish(&mut self) -> Result<(Link, u64), Attempt> {
+        let again = |why: ClientError| {
+            let retry = match &why {
+                ClientError::Refused(f) | ClientError::Closed(Some(f)) => f.retry_after,
+                _ => None,
+            };
+            Attempt::Again { why, retry }
+        };
+        let mut link = match Link::open(&self.addr, &self.options).await {
+            Ok(link) => link,
+            Err(e @ (ClientError::Trust(_) | ClientError::Address(_))) => {
+                return Err(Attempt::Hopeless(e));
+            }
+            Err(e) => return Err(again(e)),
+        };
         let Some(resume) = self.resume.clone() else { return Ok((link, 0)) };
-        link.secret_may_travel(self.options.insecure_plaintext)?;
-        link.ok(resume.command()).await?;
+        link.secret_may_travel(self.options.insecure_plaintext).map_err(Attempt::Hopeless)?;
+        let timeout = self.options.timeout;
+        match link.ok_within(resume.command(), timeout).await {
+            Ok(_) => {}
+            // The credentials themselves were refused: trying again cannot help.
+            Err(ClientError::Refused(f)) if f.retry_after.is_none() && !f.code.has_retry() => {
+                return Err(Attempt::Hopeless(ClientError::Refused(f)));
+            }
+            Err(e) => return Err(again(e)),
+        }
         lock(&self.status).user = link.session.user();
-        let (items, _) = link.ok(Command::Conversations).await?;
+        let (items, _) = link.ok_within(Command::Conversations, timeout).await.map_err(again)?;
         let page = u32::try_from(link.info.limits.page).unwrap_or(u32::MAX).max(1);
         let mut missed = 0;
         for item in items {
-            let Item::Conversation { conv, latest, .. } = item else { continue };
-            let mut after =
-                self.emitted.get(&conv).or_else(|| self.baseline.get(&conv)).copied().unwrap_or(0);
+            let Item::Conversation { conv, latest } = item else { continue };
+            let known = self.emitted.get(&conv).or_else(|| self.baseline.get(&conv)).copied();
+            let mut after = match (known, conv) {
+                (Some(seq), _) => seq,
+                // A private conversation new since the login: all of it is news.
+                (None, Conversation::Direct(_)) => 0,
+                // A group joined while away: from the user's own JOINED on, as a
+                // live join would have shown it, not its history before.
+                (None, Conversation::Group(_)) => {
+                    match self.joined_at(&mut link, conv, page, timeout).await {
+                        Ok(Some(seq)) => seq - 1,
+                        Ok(None) => latest,
+                        Err(e) => return Err(again(e)),
+                    }
+                }
+            };
             // Page by page; each page moves `after` on, so this ends.
             while after < latest {
                 let command =
                     Command::History { conv, range: HistoryRange::After(after), limit: page };
-                let (events, _) = link.ok(command).await?;
+                let events = match link.ok_within(command, timeout).await {
+                    Ok((events, _)) => events,
+                    // Not readable any more (kicked, the group deleted meanwhile):
+                    // nothing of it to catch up.
+                    Err(ClientError::Refused(_)) => break,
+                    Err(e) => return Err(again(e)),
+                };
                 let before = after;
                 for item in events {
                     if let Item::Stored(e) = item {
@@ -591,6 +745,30 @@ impl Driver {
         }
         Ok((link, missed))
     }
+
+    /// The sequence number of the user's newest JOINED in a group, within its last
+    /// page of history, if it is there.
+    async fn joined_at(
+        &self,
+        link: &mut Link,
+        conv: Conversation,
+        page: u32,
+        timeout: Duration,
+    ) -> Result<Option<Seq>, ClientError> {
+        let me = link.session.user();
+        let command = Command::History { conv, range: HistoryRange::Last, limit: page };
+        let items = match link.ok_within(command, timeout).await {
+            Ok((items, _)) => items,
+            Err(ClientError::Refused(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(items.iter().rev().find_map(|i| match i {
+            Item::Stored(e @ StoredEvent::Joined { user, .. }) if Some(*user) == me => {
+                Some(e.seq())
+            }
+            _ => None,
+        }))
+    }
 }
 
 /// A request made while reconnecting: kept if it may be sent late, else refused.
@@ -604,16 +782,6 @@ fn away(job: Job, queued: &mut VecDeque<Job>) {
             format!("{} is not safe to send late; try again once reconnected", job.command.verb())
         };
         let _ = job.reply.send(Err(ClientError::NotConnected(why)));
-    }
-}
-
-/// Whether trying again cannot help: the server refused the credentials, or the
-/// certificate, or the rules on secrets forbid the connection.
-fn hopeless(e: &ClientError) -> bool {
-    match e {
-        ClientError::Refused(f) => f.retry_after.is_none() && !f.code.has_retry(),
-        ClientError::Trust(_) | ClientError::Plaintext(_) | ClientError::Address(_) => true,
-        _ => false,
     }
 }
 

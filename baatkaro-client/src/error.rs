@@ -46,8 +46,9 @@ pub enum ClientError {
     Trust(#[from] TrustError),
     /// A password or token would have crossed the network in clear (SPEC.md 11.7).
     #[error(
-        "refusing to send a password in clear to {0}, which is not this machine: connect \
-         with baatkaros://, or say --insecure-plaintext if the network is trusted"
+        "refusing to send a password or token in clear to {0}, which is not this machine: \
+         connect with baatkaros://, or allow plain text (ConnectOptions::insecure_plaintext; \
+         --insecure-plaintext in the command-line client) if the network is trusted"
     )]
     Plaintext(std::net::SocketAddr),
     /// The server does not offer the feature the request needs (SPEC.md 10).

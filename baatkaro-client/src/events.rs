@@ -33,9 +33,18 @@ pub enum ClientEvent {
         /// When the next attempt is.
         retry_in: Duration,
     },
+    /// The client stopped reconnecting, for good: the server refused its
+    /// credentials (the password changed, the token was revoked), or its
+    /// certificate changed. The stream ends after this.
+    Closed {
+        /// Why, in words.
+        reason: String,
+    },
     /// The client is connected and logged in again. The stored events sent while
     /// it was away came just before this, in order, as [`ClientEvent::Event`]s:
-    /// this many of them.
+    /// this many of them. (A group joined while away starts at the user's own
+    /// JOINED; a conversation the server no longer keeps all of starts at the
+    /// oldest it keeps; one the user can no longer read is skipped.)
     Reconnected {
         /// How many stored events the catch-up delivered.
         missed: u64,

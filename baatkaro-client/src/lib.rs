@@ -73,11 +73,11 @@ pub use connection::ServerInfo;
 pub use error::ClientError;
 pub use events::{ClientEvent, EVENT_QUEUE, Events};
 pub use methods::{
-    ConversationEntry, FileBytes, GroupEntry, History, JoinRequest, Member, NewToken, Offer, Sent,
-    TokenEntry, UploadState,
+    Ban, ConversationEntry, FileBytes, GroupEntry, History, JoinRequest, Member, NewToken, Offer,
+    Sent, TokenEntry, UploadState,
 };
 pub use tls::{ConnectOptions, TlsInfo, Trust};
-pub use transfer::{IfExists, Saved, SharedFile};
+pub use transfer::{IfExists, Saved, SharedFile, UploadProgress};
 
 /// The rest of the protocol crate, for what the list above leaves out.
 pub use baatkaro_proto as proto;
@@ -85,9 +85,11 @@ pub use baatkaro_proto as proto;
 /// sockets.
 pub use baatkaro_proto::client::{Answer, ClientSession};
 /// The protocol's types an embedder names.
+pub use baatkaro_proto::transport::Fingerprint;
+/// The protocol's types an embedder names.
 pub use baatkaro_proto::{
-    Command, Conversation, ErrorCode, Event, Failure, FileId, GroupName, HistoryRange, IdemKey,
-    InviteOutcome, Item, JoinOutcome, JoinRule, Membership, Millis, OfferName, OfferStatus,
-    OkReply, Password, Presence, Role, Seq, Sha256, StoredEvent, Text, TokenId, TokenSecret,
-    UserName, ValidationError,
+    Command, Conversation, ErrorCode, Event, Failure, Features, FileId, FileName, GroupName,
+    HistoryRange, IdemKey, InviteOutcome, Item, JoinOutcome, JoinRule, Limits, Membership, Millis,
+    OfferName, OfferStatus, OkReply, Password, Presence, Role, Seq, Sha256, Software, StoredEvent,
+    Text, TokenId, TokenSecret, UserName, ValidationError,
 };

@@ -31,6 +31,9 @@ pub struct GroupEntry {
     pub members: u64,
     /// Its newest sequence number (0 while the user may not read it).
     pub latest: Seq,
+    /// The member its ownership is offered to, while an offer stands (known only
+    /// from a server with the `group-state` feature).
+    pub offer: Option<UserName>,
 }
 
 /// A conversation the user can read, as CONVERSATIONS lists it.
@@ -41,6 +44,23 @@ pub struct ConversationEntry {
     pub conv: Conversation,
     /// Its newest sequence number.
     pub latest: Seq,
+    /// The user's read marker: events up to it count as read (0: none). `None`
+    /// from a server without the `read` feature.
+    pub read: Option<Seq>,
+    /// The messages and files of others after the marker: exact when `latest -
+    /// read` is at most [`UNREAD_WINDOW`](baatkaro_proto::rules::UNREAD_WINDOW),
+    /// else "this many or more". `None` without the `read` feature.
+    pub unread: Option<u64>,
+}
+
+/// A user banned from a group, as BANS lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ban {
+    /// The banned user.
+    pub user: UserName,
+    /// The owner or admin who banned them.
+    pub by: UserName,
 }
 
 /// A member of a group, as MEMBERS lists them.
@@ -149,6 +169,11 @@ pub struct FileBytes {
     /// The bytes.
     pub data: Bytes,
 }
+
+/// The feature of read markers (SPEC.md 6.8).
+const READ: &str = "read";
+/// The feature of bans and offers in lists (SPEC.md 6.9).
+const GROUP_STATE: &str = "group-state";
 
 /// An answer that is not the reply its command has.
 fn surprise(verb: &str, reply: &OkReply) -> ClientError {
@@ -367,14 +392,30 @@ impl Client {
 
     // ----- lists and history (SPEC.md 6.5) -----
 
-    /// The user's groups, invitations and requests (GROUPS).
+    /// The user's groups, invitations and requests (GROUPS), with the pending
+    /// ownership offers where the server tells them (`group-state`).
     pub async fn groups(&self) -> Result<Vec<GroupEntry>, ClientError> {
-        let (items, _) = self.ok(Command::Groups).await?;
+        let command = if self.server().has(GROUP_STATE) {
+            Command::GroupsWithOffers
+        } else {
+            Command::Groups
+        };
+        let (items, _) = self.ok(command).await?;
         Ok(items
             .into_iter()
             .filter_map(|i| match i {
                 Item::Group { group, membership, rule, members, latest } => {
-                    Some(GroupEntry { group, membership, rule, members, latest })
+                    Some(GroupEntry { group, membership, rule, members, latest, offer: None })
+                }
+                Item::GroupOffered { group, membership, rule, members, latest, offer } => {
+                    Some(GroupEntry {
+                        group,
+                        membership,
+                        rule,
+                        members,
+                        latest,
+                        offer: Some(offer),
+                    })
                 }
                 _ => None,
             })
@@ -382,13 +423,53 @@ impl Client {
     }
 
     /// Every conversation the user can read, with its newest sequence number
-    /// (CONVERSATIONS): where catching up starts.
+    /// (CONVERSATIONS): where catching up starts. From a server with the `read`
+    /// feature, each also has the user's read marker and unread count.
     pub async fn conversations(&self) -> Result<Vec<ConversationEntry>, ClientError> {
-        let (items, _) = self.ok(Command::Conversations).await?;
+        let command = if self.server().has(READ) {
+            Command::ConversationsWithMarkers
+        } else {
+            Command::Conversations
+        };
+        let (items, _) = self.ok(command).await?;
         Ok(items
             .into_iter()
             .filter_map(|i| match i {
-                Item::Conversation { conv, latest } => Some(ConversationEntry { conv, latest }),
+                Item::Conversation { conv, latest } => {
+                    Some(ConversationEntry { conv, latest, read: None, unread: None })
+                }
+                Item::ConversationMarked { conv, latest, read, unread } => {
+                    Some(ConversationEntry { conv, latest, read: Some(read), unread: Some(unread) })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Records that the user has read a conversation up to `seq` (READ, the `read`
+    /// feature): the marker only moves forward and never past the newest event;
+    /// the user's other sessions hear of it. Returns where the marker is now.
+    pub async fn read(&self, conv: Conversation, seq: Seq) -> Result<Seq, ClientError> {
+        if !self.server().has(READ) {
+            return Err(ClientError::Unsupported(READ));
+        }
+        match self.ok(Command::Read { conv, seq }).await?.1 {
+            OkReply::Read { seq, .. } => Ok(seq),
+            other => Err(surprise("READ", &other)),
+        }
+    }
+
+    /// The users banned from a group and who banned each (BANS, the `group-state`
+    /// feature; owner and admins).
+    pub async fn bans(&self, group: GroupName) -> Result<Vec<Ban>, ClientError> {
+        if !self.server().has(GROUP_STATE) {
+            return Err(ClientError::Unsupported(GROUP_STATE));
+        }
+        let (items, _) = self.ok(Command::Bans { group }).await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Ban { user, by, .. } => Some(Ban { user, by }),
                 _ => None,
             })
             .collect())
@@ -554,7 +635,10 @@ impl Client {
     }
 
     /// Downloads a range of a shared file (FILE-GET; `length` 0: to its end), as
-    /// the server's chunks. [`download`](Self::download) saves a whole file.
+    /// the server's chunks, held in memory: at most
+    /// [`ANSWER_BYTES_MAX`](baatkaro_proto::client::ANSWER_BYTES_MAX) in one call
+    /// (a longer range fails, and the connection goes on).
+    /// [`download`](Self::download) saves a whole file of any size.
     pub async fn file_get(
         &self,
         file: FileId,

@@ -37,6 +37,7 @@ const DOWNLOAD_WINDOW: usize = 4;
 
 /// A shared file, as FILES and FILE events describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SharedFile {
     /// Its id.
     pub id: FileId,
@@ -90,6 +91,7 @@ pub enum IfExists {
 
 /// Where a download was saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Saved {
     /// The file it was saved as.
     pub path: PathBuf,
@@ -152,6 +154,7 @@ pub fn name_for(path: &Path) -> Result<OfferName, ClientError> {
 
 /// What an upload tells its caller as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UploadProgress {
     /// The server wants the content: this is the unfinished upload's id (a
     /// cancel from now on frees what the server holds of it).

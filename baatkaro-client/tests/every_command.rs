@@ -47,10 +47,17 @@ async fn recorder() -> (SocketAddr, Arc<Mutex<BTreeSet<Verb>>>) {
                             version: 1,
                             server: Software::new("recorder/1").unwrap(),
                             features: Features::new(
-                                ["files", "file-cancel", "tokens", "account"]
-                                    .iter()
-                                    .map(|f| Feature::new(f).unwrap())
-                                    .collect(),
+                                [
+                                    "files",
+                                    "file-cancel",
+                                    "tokens",
+                                    "account",
+                                    "read",
+                                    "group-state",
+                                ]
+                                .iter()
+                                .map(|f| Feature::new(f).unwrap())
+                                .collect(),
                             )
                             .unwrap(),
                             limits: Box::new(Limits::default()),
@@ -135,6 +142,8 @@ async fn every_verb_of_the_protocol_has_a_typed_method() {
         refused(c.cancel_upload(file).await);
         refused(c.files(conv).await);
         refused(c.file_get(file, 0, 0).await);
+        refused(c.read(conv, 7).await);
+        refused(c.bans(g).await);
         refused(c.delete_account(pw()).await);
         refused(c.logout(false).await);
     };

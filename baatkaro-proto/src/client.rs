@@ -33,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     Command, DecodeError, Event, Failure, Item, OkReply, Request, Seq, ServerFrame,
-    ServerFrameDecoder, StoredEvent, Tag, Verb,
+    ServerFrameDecoder, StoredEvent, Tag,
 };
 use crate::{Conversation, UserName};
 
@@ -44,31 +44,33 @@ pub const ANSWER_BYTES_MAX: usize = 64 << 20;
 
 /// A request's answer: its list items, in order, and its final reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Answer {
     /// The items the server sent before its final reply.
     pub items: Vec<Item>,
     /// `OK` and what it says, or `ERR` and why.
     pub result: Result<OkReply, Failure>,
+    /// The items passed [`ANSWER_BYTES_MAX`]: those after the bound were dropped,
+    /// and `items` is not the whole answer. The connection goes on.
+    pub truncated: bool,
 }
 
 /// Why the session stopped: the server broke the protocol.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// A frame could not be read, and the stream cannot be resynchronised.
     #[error("the server sent a frame that cannot be read: {0}")]
     Undecodable(DecodeError),
-    /// One answer's items passed [`ANSWER_BYTES_MAX`].
-    #[error("the server's answer to {0} passed {ANSWER_BYTES_MAX} octets")]
-    AnswerTooLarge(Verb),
 }
 
 /// A request waiting for its final reply.
 #[derive(Debug)]
 struct Pending {
-    verb: Verb,
     items: Vec<Item>,
     /// The items' size on the wire, roughly: what [`ANSWER_BYTES_MAX`] bounds.
     bytes: usize,
+    truncated: bool,
 }
 
 /// One connection's client side: requests out, answers and events in.
@@ -116,7 +118,6 @@ impl ClientSession {
     /// line, then a payload as it was given (a chunk's bytes are not copied).
     pub fn request(&mut self, command: Command) -> Tag {
         let tag = self.fresh_tag();
-        let verb = command.verb();
         let mut head = BytesMut::with_capacity(128);
         let payload = Request { tag, command }.encode_head(&mut head);
         self.transmit.push_back(head.freeze());
@@ -126,7 +127,7 @@ impl ClientSession {
             }
             self.transmit.push_back(Bytes::from_static(b"\r\n"));
         }
-        self.pending.insert(tag, Pending { verb, items: Vec::new(), bytes: 0 });
+        self.pending.insert(tag, Pending { items: Vec::new(), bytes: 0, truncated: false });
         tag
     }
 
@@ -173,13 +174,14 @@ impl ClientSession {
                     self.saw(e);
                 }
                 let Some(p) = self.pending.get_mut(&tag) else { return };
-                p.bytes += item_size(&item);
+                p.bytes = p.bytes.saturating_add(item_size(&item));
+                // Past the bound the items are dropped, not the connection: the
+                // request fails alone, and nothing is asked again.
                 if p.bytes > ANSWER_BYTES_MAX {
-                    let verb = p.verb;
-                    self.fail(SessionError::AnswerTooLarge(verb));
-                    return;
+                    p.truncated = true;
+                } else {
+                    p.items.push(item);
                 }
-                p.items.push(item);
             }
             ServerFrame::Ok { tag, reply } => {
                 match &reply {
@@ -209,7 +211,8 @@ impl ClientSession {
         // A reply to a tag never sent (or answered already) is dropped: it can
         // only be the server's mistake, and it names no one waiting.
         if let Some(p) = self.pending.remove(&tag) {
-            self.answers.push_back((tag, Answer { items: p.items, result }));
+            self.answers
+                .push_back((tag, Answer { items: p.items, result, truncated: p.truncated }));
         }
     }
 
@@ -223,6 +226,7 @@ impl ClientSession {
     }
 
     fn fail(&mut self, why: SessionError) {
+        // Whatever was half received is of no use.
         self.failed = Some(why);
         self.pending.clear();
     }
@@ -251,6 +255,12 @@ impl ClientSession {
     /// connection ([`Command::is_idempotent`]).
     pub fn close(&mut self) -> Vec<Tag> {
         self.pending.drain().map(|(tag, _)| tag).collect()
+    }
+
+    /// How many events wait for [`poll_event`](Self::poll_event): a caller that
+    /// holds them back for a while (while it catches up) bounds them with this.
+    pub fn events_waiting(&self) -> usize {
+        self.events.len()
     }
 
     /// Whether a request with this tag still waits for its final reply.
@@ -297,14 +307,18 @@ fn item_size(item: &Item) -> usize {
 /// milliseconds: about one second at the first attempt (`attempt` 0), doubling
 /// each time up to about a minute, spread by `jitter` (0 to 1,000, from the
 /// caller's randomness: 0 waits the least, 1,000 half as long again), and never
-/// less than the `retry=` of the server's last BYE.
+/// less than the `retry=` of the server's last BYE — up to [`RETRY_HINT_MAX`], so
+/// that a hostile hint cannot put a client to sleep for good.
 pub fn reconnect_delay(attempt: u32, server_retry: Option<u64>, jitter: u64) -> u64 {
     const FIRST: u64 = 1_000;
     const CAP: u64 = 60_000;
     let base = FIRST.saturating_mul(1u64 << attempt.min(16)).min(CAP);
     let spread = base / 2 * jitter.min(1_000) / 1_000;
-    (base + spread).max(server_retry.unwrap_or(0))
+    (base + spread).max(server_retry.unwrap_or(0).min(RETRY_HINT_MAX))
 }
+
+/// The longest a server's `retry=` hint makes a reconnecting client wait: an hour.
+pub const RETRY_HINT_MAX: u64 = 3_600_000;
 
 #[cfg(test)]
 mod tests {
@@ -382,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_past_its_bound_fails_the_session() {
+    fn an_answer_past_its_bound_is_cut_and_marked_and_the_session_goes_on() {
         let mut s = ClientSession::new();
         let tag = s.request(Command::FileGet { file: "f1".parse().unwrap(), offset: 0, length: 0 });
         let chunk = vec![b'a'; 1 << 20];
@@ -392,7 +406,37 @@ mod tests {
             s.handle_input(&chunk);
             s.handle_input(b"\r\n");
         }
-        assert_eq!(s.failed(), Some(&SessionError::AnswerTooLarge(Verb::FileGet)));
+        s.handle_input(format!("{tag} OK FILE-GET f1 0 {}\r\n", 64u64 << 20).as_bytes());
+        let (_, answer) = s.poll_answer().unwrap();
+        assert!(answer.truncated && answer.items.len() < 64, "{}", answer.items.len());
+        assert_eq!(s.failed(), None);
+        let ping = s.request(Command::Ping);
+        s.handle_input(format!("{ping} OK PING\r\n").as_bytes());
+        assert!(!s.poll_answer().unwrap().1.truncated);
+    }
+
+    #[test]
+    fn only_what_is_safe_to_repeat_is_idempotent() {
+        let file = "f1".parse().unwrap();
+        let to = "#rust".parse().unwrap();
+        let text = Text::new("x").unwrap();
+        assert!(Command::Send { to, key: "k".parse().unwrap(), text }.is_idempotent());
+        assert!(Command::FileCommit { file }.is_idempotent());
+        assert!(Command::Read { conv: to, seq: 3 }.is_idempotent());
+        let offer = Command::FileOffer {
+            to,
+            size: 1,
+            sha256: crate::Sha256([0; 32]),
+            name: crate::OfferName::new("a.txt").unwrap(),
+        };
+        assert!(!offer.is_idempotent(), "a second offer shares the file again");
+        let kick = Command::Kick {
+            group: "rust".parse().unwrap(),
+            user: "bob".parse().unwrap(),
+            ban: false,
+        };
+        assert!(!kick.is_idempotent());
+        assert!(!Command::Logout { revoke: false }.is_idempotent());
     }
 
     #[test]
@@ -414,5 +458,6 @@ mod tests {
         assert_eq!(reconnect_delay(u32::MAX, None, 1_000), 90_000);
         assert_eq!(reconnect_delay(0, Some(5_000), 0), 5_000);
         assert_eq!(reconnect_delay(3, Some(5_000), 0), 8_000);
+        assert_eq!(reconnect_delay(0, Some(u64::MAX), 0), RETRY_HINT_MAX);
     }
 }

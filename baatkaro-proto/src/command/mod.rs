@@ -588,8 +588,10 @@ impl Command {
 
     /// Whether sending the command again, after a connection was lost before its
     /// final reply, is safe (SPEC.md 9): its effect once is its effect twice. Reads
-    /// are; SEND is, by its idempotency key (section 5.2); FILE-OFFER finds the same
-    /// unfinished upload and FILE-CHUNK writes the same bytes at the same place. A
+    /// are; SEND is, by its idempotency key (section 5.2); FILE-CHUNK writes the same
+    /// bytes at the same place, and FILE-COMMIT of a file committed already answers
+    /// as the first time (section 6.7); READ only ever moves a marker forward. FILE-OFFER is not: an offer of content the
+    /// server holds shares it again each time. A
     /// client queues these while it reconnects and sends them again; it fails the
     /// others at once, since their outcome is unknown.
     pub fn is_idempotent(&self) -> bool {
@@ -603,8 +605,12 @@ impl Command {
                 | Command::Online { .. }
                 | Command::Send { .. }
                 | Command::History { .. }
-                | Command::FileOffer { .. }
                 | Command::FileChunk { .. }
+                | Command::FileCommit { .. }
+                | Command::ConversationsWithMarkers
+                | Command::GroupsWithOffers
+                | Command::Bans { .. }
+                | Command::Read { .. }
                 | Command::FileStatus { .. }
                 | Command::Files { .. }
                 | Command::FileGet { .. }
