@@ -55,6 +55,11 @@ pub(crate) enum Op {
         #[arg(value_parser = group_name)]
         group: Option<GroupName>,
     },
+    /// List the users banned from a group, and who banned each (owner and admins).
+    Bans {
+        #[arg(value_parser = group_name)]
+        group: Option<GroupName>,
+    },
     /// Admit a user who asked to join.
     #[command(allow_missing_positional = true)]
     Approve {
@@ -337,6 +342,7 @@ impl Op {
                 Command::Join { group, reason }
             }
             O::Requests { group } => Command::Requests { group: named(group)? },
+            O::Bans { group } => Command::Bans { group: named(group)? },
             O::Approve { group, user } => Command::Approve { group: named(group)?, user },
             O::Reject { group, user } => Command::Reject { group: named(group)?, user },
             O::Invite { group, user } => Command::Invite { group: named(group)?, user },
@@ -472,6 +478,16 @@ impl Op {
             }
             other => {
                 let Some(command) = other.command()? else { return Ok(Vec::new()) };
+                // The lists say more where the server offers it: read markers and
+                // unread counts, ownership offers.
+                let server = client.server();
+                let command = match command {
+                    Command::Conversations if server.has("read") => {
+                        Command::ConversationsWithMarkers
+                    }
+                    Command::Groups if server.has("group-state") => Command::GroupsWithOffers,
+                    command => command,
+                };
                 let (items, reply) = client.ok(command).await?;
                 p.items(&items, out);
                 if let Some(line) = other.confirmation(&reply, p) {

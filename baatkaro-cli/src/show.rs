@@ -230,7 +230,8 @@ pub(crate) fn item_line(i: &Item) -> String {
             format!("{conv} {latest}, read {read}, {unread} unread")
         }
         Item::GroupOffered { group, membership, rule, members, latest, offer } => format!(
-            "{group} {membership} {rule} {members} members, latest {latest}, offered to {offer}"
+            "{group} {membership} {rule} {}, latest {latest}, offered to {offer}",
+            count(*members, "member")
         ),
         Item::Ban { user, by, .. } => format!("{user} banned by {by}"),
         Item::Member { user, role, presence, .. } => format!("{user} {role} {presence}"),

@@ -137,7 +137,13 @@ async fn the_whole_scenario_through_one_shot_subcommands_and_a_restart() {
     );
     let refused = b.fails("carol", &["join", "rust"]).await;
     assert!(refused.contains("BANNED"), "{refused}");
+    // Admins see who is banned, and by whom; members may not.
+    assert_eq!(b.ok("bob", &["bans", "rust"]).await, "carol banned by alice\n");
     b.ok("alice", &["transfer", "rust", "bob"]).await;
+    // The offer stands, for every member to see.
+    let groups = b.ok("alice", &["groups"]).await;
+    assert!(groups.contains("rust owner approval 2 members, latest"), "{groups}");
+    assert!(groups.contains("offered to bob"), "the pending offer to bob: {groups}");
     // The wire verb's name, and the friendlier alias.
     b.ok("bob", &["transfer-accept", "rust"]).await;
     b.ok("bob", &["transfer", "rust", "alice"]).await;

@@ -21,6 +21,18 @@
 //! The types of the protocol (names, texts, events) are [`baatkaro_proto`]'s,
 //! re-exported here: a program needs no other BaatKaro crate.
 //!
+//! # Reconnecting
+//!
+//! With [`ConnectOptions::reconnect`], the stream says [`ClientEvent::Disconnected`]
+//! (with when the next attempt is), then, once logged in again, hands over the
+//! stored events that were missed, in order, and says [`ClientEvent::Reconnected`].
+//! Requests in flight that are safe to repeat ([`Command::is_idempotent`]: reads,
+//! SEND, FILE-CHUNK, FILE-COMMIT, READ) are sent again, and those made while away
+//! wait (up to 1,024 of them); any other fails at once with
+//! [`ClientError::NotConnected`], since whether it was carried out is unknown. A
+//! refused login (the password changed elsewhere, the token revoked) ends it with
+//! [`ClientEvent::Closed`]; so do [`Client::logout`] and [`Client::close`].
+//!
 //! # An echo bot
 //!
 //! ```

@@ -249,9 +249,9 @@ impl Client {
 
     /// Sends what the server lacks of an upload, then commits it: the FILE event's
     /// sequence number and conversation. Once `stop` is set (or a chunk failed) it
-    /// starts no more chunks, lets those under way finish — a request dropped while
-    /// it is written would leave half a frame on the connection — and commits
-    /// nothing ([`ClientError::Cancelled`], or the chunk's error).
+    /// starts no more chunks, lets those under way finish — the server judges a
+    /// cancel after the chunks before it, so their answers say what it holds — and
+    /// commits nothing ([`ClientError::Cancelled`], or the chunk's error).
     async fn send_upload(
         &self,
         file: FileId,
