@@ -106,49 +106,82 @@ fn mentions(text: &str, me: UserName) -> bool {
     })
 }
 
-/// Messages typed but not yet sent: one task sends them in the order they were
-/// typed, waiting out a reconnect, so that typing never waits for the network.
+/// What the operations task tells the chat.
+enum Report {
+    /// A line an operation printed.
+    Line(String),
+    /// A notice (an error, mostly).
+    Notice(String),
+    /// Names to learn from a listing, and the user's groups when they may have
+    /// changed.
+    Learned { items: Vec<Item>, groups: Option<Vec<Item>> },
+}
+
+/// Operations typed but not yet done, messages among them: one task does them in
+/// the order they were typed (a message then `/leave` leaves after the message),
+/// waiting out a reconnect for what may be sent late, so that the chat never waits
+/// for the network and keeps showing events and reading keys.
 struct Outbox {
     queue: mpsc::Sender<Op>,
     sender: tokio::task::JoinHandle<()>,
-    /// What the sends had to say (errors), for the chat to show.
-    notices: mpsc::Receiver<String>,
+    /// What the operations had to say.
+    reports: mpsc::Receiver<Report>,
 }
+
+/// Operations that may wait in the outbox; typing more is refused until they go.
+const OUTBOX: usize = 256;
+
+/// How long leaving the chat waits for typed messages still in the outbox.
+const OUTBOX_DRAIN: Duration = Duration::from_secs(10);
 
 /// How often the read marker of the current conversation moves up to what was
 /// shown: one READ per conversation per period, not one per message (each costs
 /// some of the sender's rate budget, SPEC.md 6.8).
 const READ_EVERY: Duration = Duration::from_secs(2);
 
-/// How many of a conversation's missed events the chat shows when it starts (the
-/// newest; `/history` has the rest).
-const SHOWN_AT_START: u32 = 10;
+/// How long the chat waits for a request of its own (a check, a catch-up) before
+/// going on without it: it never stops showing events and reading keys for long.
+const ASK_WITHIN: Duration = Duration::from_secs(5);
 
-/// Messages that may wait in the outbox; typing more is refused until they go.
-const OUTBOX: usize = 256;
+/// How many missed events of a conversation the chat shows when it opens there or
+/// switches there (the newest; `/history` has the rest).
+const SHOWN_MISSED: u32 = UNREAD_WINDOW as u32;
 
 impl Outbox {
     fn new(client: Client, printer: Printer) -> Outbox {
         let (queue, mut queued) = mpsc::channel::<Op>(OUTBOX);
-        let (tell, notices) = mpsc::channel(OUTBOX);
+        let (tell, reports) = mpsc::channel(OUTBOX);
         let sender = tokio::task::spawn_local(async move {
             while let Some(op) = queued.recv().await {
                 let mut lines = Vec::new();
                 let result = op.run(&client, printer, &mut |l| lines.push(l)).await;
                 for line in lines {
-                    let _ = tell.send(line).await;
+                    let _ = tell.send(Report::Line(line)).await;
                 }
-                if let Err(e) = result {
-                    let _ = tell.send(format!("not sent: {e}")).await;
-                }
+                let items = match result {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let what = if matches!(op, Op::Send { .. } | Op::Dm { .. }) {
+                            "not sent"
+                        } else {
+                            "error"
+                        };
+                        let _ = tell.send(Report::Notice(format!("{what}: {e}"))).await;
+                        Vec::new()
+                    }
+                };
+                // A group joined or created is one to complete and switch to.
+                let groups = if op.changes_groups() {
+                    client.ok(Command::Groups).await.ok().map(|(items, _)| items)
+                } else {
+                    None
+                };
+                let _ = tell.send(Report::Learned { items, groups }).await;
             }
         });
-        Outbox { queue, sender, notices }
+        Outbox { queue, sender, reports }
     }
 }
-
-/// How long leaving the chat waits for typed messages still in the outbox.
-const OUTBOX_DRAIN: Duration = Duration::from_secs(10);
 
 /// The state of a chat.
 struct Chat {
@@ -160,6 +193,12 @@ struct Chat {
     seen: BTreeMap<Conversation, Seq>,
     /// Messages that arrived in conversations other than the current one.
     unread: BTreeMap<Conversation, u64>,
+    /// Conversations with events missed before the chat started and not shown
+    /// yet: the read marker then, and the newest event then.
+    unshown: BTreeMap<Conversation, (Seq, Seq)>,
+    /// Whether what is shown moves the read markers: a person at a terminal, not a
+    /// script reading the output.
+    marks: bool,
     /// The read marker of each conversation, as last sent or heard: the current
     /// conversation's moves up to what was shown (READ, every [`READ_EVERY`]).
     read_sent: BTreeMap<Conversation, Seq>,
@@ -295,7 +334,8 @@ impl Chat {
             return;
         }
         self.seen.insert(conv, e.seq());
-        if let StoredEvent::Message { from, .. } = e
+        // What the server counts as unread: others' messages and files.
+        if let StoredEvent::Message { from, .. } | StoredEvent::File { from, .. } = e
             && Some(conv) != self.current
             && *from != self.me()
         {
@@ -337,13 +377,25 @@ impl Chat {
     }
 
     /// Whether `conv` may be made the current conversation: a group the user is a
-    /// member of, or a user who exists (the server says).
+    /// member of, or a user who exists (the server says, within [`ASK_WITHIN`];
+    /// while disconnected, only what the chat knows).
     async fn check_switch(&mut self, conv: Conversation) -> Result<(), String> {
+        let known = match conv {
+            Conversation::Group(g) => self.groups.contains(&g),
+            Conversation::Direct(_) => self.seen.contains_key(&conv),
+        };
+        if known {
+            return Ok(());
+        }
+        if !self.client.is_connected() {
+            return Err(format!("not connected: cannot check {conv} now; try again once back"));
+        }
         match conv {
-            Conversation::Group(g) if self.groups.contains(&g) => Ok(()),
             Conversation::Group(g) => {
                 // The list may be old: ask again before refusing.
-                if let Ok((items, _)) = self.client.ok(Command::Groups).await {
+                if let Ok(Ok((items, _))) =
+                    tokio::time::timeout(ASK_WITHIN, self.client.ok(Command::Groups)).await
+                {
                     self.learn_groups(&items);
                 }
                 if self.groups.contains(&g) {
@@ -354,12 +406,13 @@ impl Chat {
             }
             Conversation::Direct(u) => {
                 let ask = Command::History { conv, range: HistoryRange::Last, limit: 1 };
-                match self.client.ok(ask).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.code() == Some(ErrorCode::NoSuchUser) => {
+                match tokio::time::timeout(ASK_WITHIN, self.client.ok(ask)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if e.code() == Some(ErrorCode::NoSuchUser) => {
                         Err(format!("there is no user {u}"))
                     }
-                    Err(e) => Err(format!("cannot switch to @{u}: {e}")),
+                    Ok(Err(e)) => Err(format!("cannot switch to @{u}: {e}")),
+                    Err(_) => Err(format!("cannot switch to @{u}: the server did not answer")),
                 }
             }
         }
@@ -381,11 +434,22 @@ impl Chat {
                     self.client.reconnect_now();
                 }
             }
-            Ok(Typed::Op(op @ (Op::Send { .. } | Op::Dm { .. }))) => {
+            Ok(Typed::Op(op)) if transfers::is_transfer(&op) => {
+                match self.transfers.start(op, &self.client, self.printer) {
+                    Ok(started) => self.notice(&started),
+                    Err(e) => self.notice(&e),
+                }
+            }
+            Ok(Typed::Op(op)) => {
+                let message = matches!(op, Op::Send { .. } | Op::Dm { .. });
                 if self.outbox.queue.try_send(op).is_err() {
-                    self.notice(&format!("not sent: {OUTBOX} messages wait to be sent already"));
+                    self.notice(&format!("not done: {OUTBOX} commands wait to be done already"));
                 } else if !self.client.is_connected() {
-                    self.notice("not connected: the message goes once the connection is back");
+                    self.notice(if message {
+                        "not connected: the message goes once the connection is back"
+                    } else {
+                        "not connected: done once the connection is back, if safe to do late"
+                    });
                 }
             }
             Ok(Typed::Chat(ChatCommand::Help { command })) => {
@@ -406,87 +470,108 @@ impl Chat {
             Ok(Typed::Chat(ChatCommand::Switch { conversation })) => {
                 match self.check_switch(conversation).await {
                     Ok(()) => {
+                        // What was shown where the chat was counts as read, now.
+                        self.mark_read();
                         self.learn_conv(conversation);
                         self.current = Some(conversation);
                         self.unread.remove(&conversation);
                         self.save_place();
                         self.notice(&format!("now in {conversation}"));
+                        self.show_unshown(conversation).await;
+                        self.mark_read();
                     }
                     Err(e) => self.notice(&e),
                 }
             }
-            Ok(Typed::Op(op)) if transfers::is_transfer(&op) => {
-                match self.transfers.start(op, &self.client, self.printer) {
-                    Ok(started) => self.notice(&started),
-                    Err(e) => self.notice(&e),
-                }
-            }
-            Ok(Typed::Op(op)) => self.run(op).await,
         }
         true
     }
 
-    /// Runs an operation and shows what it printed, or why it failed.
-    async fn run(&mut self, op: Op) {
-        let client = &self.client;
-        let mut lines = Vec::new();
-        let result = op.run(client, self.printer, &mut |l| lines.push(l)).await;
-        // A group joined or created is one to complete and switch to from now on.
-        let groups = if op.changes_groups() { client.ok(Command::Groups).await.ok() } else { None };
-        for l in &lines {
-            self.out.line(l);
-        }
-        match result {
-            Ok(items) => self.learn_items(&items),
-            Err(e) => self.notice(&format!("error: {e}")),
-        }
-        if let Some((items, _)) = groups {
-            self.learn_groups(&items);
+    /// Shows what the operations task reported.
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Line(line) => self.out.line(&line),
+            Report::Notice(notice) => self.notice(&notice),
+            Report::Learned { items, groups } => {
+                self.learn_items(&items);
+                if let Some(groups) = groups {
+                    self.learn_groups(&groups);
+                }
+            }
         }
     }
 
     /// What was missed since the read markers, per conversation: "12 unread in
-    /// #rust since 09:14" and the newest of them, the current conversation last
-    /// (nearest the prompt). Other conversations keep their counts in the prompt.
+    /// #rust since 09:14"; the current conversation's missed events are shown (it
+    /// comes last, nearest the prompt), the others' when the chat switches there,
+    /// and until then their counts wait in the prompt.
     async fn missed_since_read(&mut self, convs: &[ConversationEntry]) {
         let mut order: Vec<&ConversationEntry> = convs.iter().collect();
         order.sort_by_key(|c| Some(c.conv) == self.current);
         for c in order {
-            self.seen.insert(c.conv, c.latest);
             let (Some(read), Some(unread)) = (c.read, c.unread) else { continue };
-            self.read_sent.insert(c.conv, read);
+            let (conv, read) = (c.conv, read.min(c.latest));
+            self.read_sent.insert(conv, read);
             if unread == 0 {
                 continue;
             }
-            let conv = c.conv;
-            let first = self.client.history(conv, HistoryRange::After(read), 1).await;
-            let newest = self.client.history(conv, HistoryRange::Last, SHOWN_AT_START).await;
-            let (Ok(first), Ok(newest)) = (first, newest) else { continue };
-            let since = first.events.first().map(|e| show::clock(e.time())).unwrap_or_default();
+            let first = self.ask(self.client.history(conv, HistoryRange::After(read), 1)).await;
+            let since = first
+                .and_then(|h| h.events.first().map(|e| format!(" since {}", show::clock(e.time()))))
+                .unwrap_or_default();
             // Past the server's counting window the count is a lower bound.
-            let or_more = if c.latest - read > UNREAD_WINDOW { " or more" } else { "" };
-            self.notice(&format!("{unread}{or_more} unread in {conv} since {since}"));
-            let shown: Vec<&StoredEvent> =
-                newest.events.iter().filter(|e| e.seq() > read).collect();
-            if let Some(oldest) = shown.first()
-                && oldest.seq() > read + 1
-            {
-                let before = oldest.seq() - 1;
-                self.notice(&format!("… earlier ones: /history {conv} {read} (up to {before})"));
-            }
-            for e in shown {
-                let line = self.stored_line(e);
-                self.out.line(&line);
-            }
-            if Some(conv) != self.current {
+            let or_more =
+                if c.latest.saturating_sub(read) > UNREAD_WINDOW { " or more" } else { "" };
+            self.notice(&format!("{unread}{or_more} unread in {conv}{since}"));
+            if Some(conv) == self.current {
+                self.show_missed(conv, read, c.latest).await;
+            } else {
                 self.unread.insert(conv, unread);
+                self.unshown.insert(conv, (read, c.latest));
             }
+        }
+    }
+
+    /// A request of the chat's own, given [`ASK_WITHIN`] (the loop waits for it).
+    async fn ask<T>(&self, request: impl Future<Output = Result<T, ClientError>>) -> Option<T> {
+        tokio::time::timeout(ASK_WITHIN, request).await.ok()?.ok()
+    }
+
+    /// Shows the missed events of a conversation the chat just switched to.
+    async fn show_unshown(&mut self, conv: Conversation) {
+        if let Some((read, upto)) = self.unshown.remove(&conv) {
+            self.show_missed(conv, read, upto).await;
+        }
+    }
+
+    /// Shows the events of `conv` after `read` up to `upto` (the newest
+    /// [`SHOWN_MISSED`], saying where the earlier ones are). If they cannot be
+    /// fetched, the marker stays at `read` until newer events are shown.
+    async fn show_missed(&mut self, conv: Conversation, read: Seq, upto: Seq) {
+        let from = read.max(upto.saturating_sub(u64::from(SHOWN_MISSED)));
+        let history = self.client.history(conv, HistoryRange::After(from), SHOWN_MISSED);
+        let Some(history) = self.ask(history).await else {
+            self.notice(&format!(
+                "could not fetch what was missed in {conv}: /history {conv} {read}"
+            ));
+            self.seen.insert(conv, read);
+            return;
+        };
+        if from > read {
+            self.notice(&format!("… the {} before: /history {conv} {read}", from - read));
+        }
+        for e in history.events.iter().filter(|e| e.seq() <= upto) {
+            let line = self.stored_line(e);
+            self.out.line(&line);
         }
     }
 
     /// Moves the current conversation's read marker up to what was shown, in the
     /// background, if it moved since the last READ (a server with `read`).
     fn mark_read(&mut self) {
+        if !self.marks {
+            return;
+        }
         let Some(conv) = self.current else { return };
         let Some(&seen) = self.seen.get(&conv) else { return };
         if self.read_sent.get(&conv).is_some_and(|r| *r >= seen)
@@ -503,18 +588,43 @@ impl Chat {
     }
 
     /// Remembers the current conversation, for the next chat to open there.
+    /// (Readable by the user alone, as the tokens beside it: it names who they
+    /// talk to.)
     fn save_place(&self) {
         let (Some(path), Some(conv)) = (&self.login.place, self.current) else { return };
-        if let Some(dir) = path.parent()
-            && std::fs::create_dir_all(dir).is_ok()
-        {
-            let _ = std::fs::write(path, format!("{conv}\n"));
+        let Some(dir) = path.parent() else { return };
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        if builder.create(dir).is_err() {
+            return;
+        }
+        // A new file renamed into place: never written through a link planted there.
+        // (create_new: O_EXCL, which a link at that name makes fail.)
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{conv}\n").as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 
     /// Where the last chat was, if it is still a conversation the user reads.
     fn saved_place(&self, convs: &[ConversationEntry]) -> Option<Conversation> {
-        let text = std::fs::read_to_string(self.login.place.as_ref()?).ok()?;
+        let path = self.login.place.as_ref()?;
+        // A file of ours is a line; anything else (a FIFO, a huge file) is not.
+        if !std::fs::symlink_metadata(path).ok()?.is_file() {
+            return None;
+        }
+        let mut text = String::new();
+        let file = std::fs::File::open(path).ok()?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, 256), &mut text).ok()?;
         let conv: Conversation = text.trim().parse().ok()?;
         let readable = match conv {
             Conversation::Group(g) => self.groups.contains(&g),
@@ -566,6 +676,8 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
         current: None,
         seen: BTreeMap::new(),
         unread: BTreeMap::new(),
+        unshown: BTreeMap::new(),
+        marks: interactive,
         read_sent: BTreeMap::new(),
         groups: BTreeSet::new(),
         out: Out::Plain,
@@ -580,6 +692,7 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     let convs = client.conversations().await?;
     for c in &convs {
         chat.learn_conv(c.conv);
+        chat.seen.insert(c.conv, c.latest);
     }
     let (groups, _) = client.ok(Command::Groups).await?;
     chat.learn_groups(&groups);
@@ -603,7 +716,9 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     } else {
         In::Pipe(BufReader::new(tokio::io::stdin()).lines())
     };
-    chat.missed_since_read(&convs).await;
+    if chat.marks {
+        chat.missed_since_read(&convs).await;
+    }
     let mut read_tick = tokio::time::interval(READ_EVERY);
     read_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -620,16 +735,21 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                 None => break,
             },
             Some(notice) = chat.transfers.notices.recv() => chat.notice(&notice),
-            Some(notice) = chat.outbox.notices.recv() => chat.notice(&notice),
+            Some(report) = chat.outbox.reports.recv() => chat.report(report),
             _ = read_tick.tick() => chat.mark_read(),
             event = events.next() => match event {
                 Some(ClientEvent::Event(e)) => chat.event(&e),
-                Some(ClientEvent::Lagged(_)) => {
+                Some(ClientEvent::Lagged(n)) => {
+                    // Events the chat could not keep up with: fetched again (within
+                    // ASK_WITHIN, so the chat never stalls on it).
                     let mut seen = chat.seen.clone();
-                    if let Ok(missed) = chat.client.catch_up(&mut seen).await {
-                        for e in &missed {
-                            chat.stored(e);
+                    match chat.ask(chat.client.catch_up(&mut seen)).await {
+                        Some(missed) => {
+                            for e in &missed {
+                                chat.stored(e);
+                            }
                         }
+                        None => chat.notice(&format!("{n} events went by too fast to show")),
                     }
                 }
                 Some(other) => chat.reconnecting(other),
@@ -651,28 +771,39 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     if let Some(conv) = chat.current
         && let Some(&seen) = chat.seen.get(&conv)
         && chat.read_sent.get(&conv).is_none_or(|r| *r < seen)
+        && chat.marks
+        && chat.client.is_connected()
         && chat.client.server().has("read")
     {
         let _ = tokio::time::timeout(OUTBOX_DRAIN, chat.client.read(conv, seen)).await;
     }
     // What was typed goes before the chat ends (a piped script's last lines), unless
     // the server stays away.
-    let Outbox { queue, mut sender, mut notices } = chat.outbox;
+    let Outbox { queue, mut sender, mut reports } = chat.outbox;
     drop(queue);
-    let deadline = tokio::time::sleep(OUTBOX_DRAIN);
+    // Disconnected, there is nothing to wait for: say so rather than hang.
+    let drain = if chat.client.is_connected() { OUTBOX_DRAIN } else { Duration::ZERO };
+    let deadline = tokio::time::sleep(drain);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             _ = &mut sender => break,
-            Some(notice) = notices.recv() => chat.out.line(&notice),
+            Some(report) = reports.recv() => match report {
+                Report::Line(line) | Report::Notice(line) => chat.out.line(&line),
+                Report::Learned { .. } => {}
+            },
             () = &mut deadline => {
-                chat.out.line("leaving with messages not sent: the server did not answer");
+                if !sender.is_finished() {
+                    chat.out.line("leaving with what was typed last not done: the server is away");
+                }
                 break;
             }
         }
     }
-    while let Ok(notice) = notices.try_recv() {
-        chat.out.line(&notice);
+    while let Ok(report) = reports.try_recv() {
+        if let Report::Line(line) | Report::Notice(line) = report {
+            chat.out.line(&line);
+        }
     }
     // Dropping the editor gives the terminal back.
     drop(input);

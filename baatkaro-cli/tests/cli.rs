@@ -1164,11 +1164,13 @@ async fn in_a_terminal_the_chat_shows_what_was_missed_and_opens_where_you_were()
     tmux.expect("3 unread in #rust since").await;
     tmux.expect("2 unread in @alice since").await;
     tmux.expect("alice: rust news 3").await;
-    tmux.expect("@alice alice: are you there").await;
-    // #rust is current: @alice's count waits in the prompt.
-    tmux.expect("[#rust] @alice:2 >").await;
+    // #rust is current: @alice's count waits in the prompt, and its messages until
+    // the chat switches there.
+    let screen = tmux.expect("[#rust] @alice:2 >").await;
+    assert!(!screen.contains("are you there"), "{screen}");
     tmux.type_text("/switch @alice");
     tmux.press(&["Enter"]);
+    tmux.expect("@alice alice: are you there").await;
     // #rust was read while it was current: nothing waits there.
     tmux.expect("[@alice] >").await;
     tmux.type_text("/quit");
@@ -1177,11 +1179,89 @@ async fn in_a_terminal_the_chat_shows_what_was_missed_and_opens_where_you_were()
 
     b.ok("alice", &["send", "rust", "rust news 4"]).await;
     chat_in(&tmux, &b, "bob").await;
-    let screen = tmux.expect("1 unread in #rust since").await;
+    // Where the last chat was, with #rust's message counted (and shown when the
+    // chat switches there).
+    let screen = tmux.expect("[@alice] #rust:1 >").await;
+    assert!(screen.contains("1 unread in #rust since"), "{screen}");
     assert!(!screen.contains("unread in @alice"), "read before quitting:\n{screen}");
+    tmux.type_text("/switch rust");
+    tmux.press(&["Enter"]);
     tmux.expect("alice: rust news 4").await;
-    // Where the last chat was, with #rust's message counted.
-    tmux.expect("[@alice] #rust:1 >").await;
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    server.stop().await;
+}
+
+/// A command typed while the server is down does not freeze the chat: it waits in
+/// the outbox (a listing may be done late), and keys, notices and `/quit` go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_terminal_a_command_while_the_server_is_down_does_not_freeze_the_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _b, tmux) = bob_chatting_in_a_terminal(dir.path(), "freeze").await;
+    server.stop().await;
+    tmux.expect("connection lost").await;
+    tmux.type_text("/members");
+    tmux.press(&["Enter"]);
+    tmux.expect("done once the connection is back").await;
+    tmux.type_text("/switch @nobody");
+    tmux.press(&["Enter"]);
+    tmux.expect("cannot check @nobody now").await;
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+}
+
+/// Lines go in the order typed: a message, then `/leave`, leaves after the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_then_a_command_go_in_the_order_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    let mut child =
+        b.command("bob", &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"bye all\n/leave\n").unwrap();
+    drop(child.stdin.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let history = b.ok("alice", &["history", "rust"]).await;
+    let (said, left) = (history.find("bob: bye all"), history.find("bob left"));
+    assert!(
+        said.is_some() && left.is_some() && said < left,
+        "bob's output:\n{stdout}\nhistory:\n{history}"
+    );
+    server.stop().await;
+}
+
+/// A conversation the chat only passed through counts as read next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_switched_through_is_read_the_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    b.ok("alice", &["send", "@bob", "psst bob"]).await;
+    b.ok("alice", &["send", "@bob", "are you there"]).await;
+    let tmux = Tmux { socket: format!("baatkaro-through-{}", std::process::id()) };
+    chat_in(&tmux, &b, "bob").await;
+    tmux.expect("[#rust] @alice:2 >").await;
+    for to in ["@alice", "#rust"] {
+        tmux.type_text(&format!("/switch {to}"));
+        tmux.press(&["Enter"]);
+        tmux.expect(&format!("now in {to}")).await;
+    }
+    tmux.expect("are you there").await;
+    tmux.type_text("/quit");
+    tmux.press(&["Enter"]);
+    tmux.expect_ended().await;
+    chat_in(&tmux, &b, "bob").await;
+    // Once a typed line is answered, the start (and its counts) is over.
+    tmux.type_text("/presence on");
+    tmux.press(&["Enter"]);
+    let screen = tmux.expect("people coming online and going: shown").await;
+    assert!(!screen.contains("unread in @alice"), "read in passing:\n{screen}");
+    assert!(tmux.prompt_line().starts_with("[#rust] >"), "{}", tmux.screen());
     tmux.type_text("/quit");
     tmux.press(&["Enter"]);
     tmux.expect_ended().await;

@@ -453,10 +453,20 @@ impl Client {
         if !self.server().has(READ) {
             return Err(ClientError::Unsupported(READ));
         }
-        match self.ok(Command::Read { conv, seq }).await?.1 {
-            OkReply::Read { seq, .. } => Ok(seq),
-            other => Err(surprise("READ", &other)),
+        // A READ that moves the marker costs a unit of the send budget: a refusal
+        // for the rate is waited out, as SEND's is (bounded, as there).
+        for _ in 0..100 {
+            match self.call(Command::Read { conv, seq }).await?.result {
+                Ok(OkReply::Read { seq, .. }) => return Ok(seq),
+                Ok(other) => return Err(surprise("READ", &other)),
+                Err(f) if f.code == ErrorCode::RateLimited => {
+                    let wait = f.retry_after.unwrap_or(100).min(60_000);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(f) => return Err(ClientError::Refused(f)),
+            }
         }
+        Err(ClientError::Protocol("READ was rate limited 100 times in a row".into()))
     }
 
     /// The users banned from a group and who banned each (BANS, the `group-state`
