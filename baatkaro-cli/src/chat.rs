@@ -122,10 +122,19 @@ enum Report {
 /// waiting out a reconnect for what may be sent late, so that the chat never waits
 /// for the network and keeps showing events and reading keys.
 struct Outbox {
-    queue: mpsc::Sender<Op>,
+    queue: mpsc::Sender<Queued>,
     sender: tokio::task::JoinHandle<()>,
     /// What the operations had to say.
     reports: mpsc::Receiver<Report>,
+}
+
+/// What waits in the outbox.
+enum Queued {
+    /// An operation to do.
+    Op(Op),
+    /// Answered once everything queued before it is done: what a `/switch` waits
+    /// for, so that `/join team` then `/switch team` switches to the joined group.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Operations that may wait in the outbox; typing more is refused until they go.
@@ -149,10 +158,17 @@ const SHOWN_MISSED: u32 = UNREAD_WINDOW as u32;
 
 impl Outbox {
     fn new(client: Client, printer: Printer) -> Outbox {
-        let (queue, mut queued) = mpsc::channel::<Op>(OUTBOX);
+        let (queue, mut queued) = mpsc::channel::<Queued>(OUTBOX);
         let (tell, reports) = mpsc::channel(OUTBOX);
         let sender = tokio::task::spawn_local(async move {
-            while let Some(op) = queued.recv().await {
+            while let Some(next) = queued.recv().await {
+                let op = match next {
+                    Queued::Op(op) => op,
+                    Queued::Barrier(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 let mut lines = Vec::new();
                 let result = op.run(&client, printer, &mut |l| lines.push(l)).await;
                 for line in lines {
@@ -288,8 +304,26 @@ impl Chat {
         }
     }
 
+    /// Forgets the counts of groups the user is no longer in (a GROUPS listing).
+    fn prune_left(&mut self, items: &[Item]) {
+        let listed: BTreeSet<GroupName> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Group { group, .. } | Item::GroupOffered { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect();
+        let kept = |c: &Conversation| match c {
+            Conversation::Group(g) => listed.contains(g),
+            Conversation::Direct(_) => true,
+        };
+        self.unread.retain(|c, _| kept(c));
+        self.unshown.retain(|c, _| kept(c));
+    }
+
     /// Remembers the groups the user is a member of, from a GROUPS listing.
     fn learn_groups(&mut self, items: &[Item]) {
+        self.prune_left(items);
         self.groups = items
             .iter()
             .filter_map(|i| match i {
@@ -442,7 +476,7 @@ impl Chat {
             }
             Ok(Typed::Op(op)) => {
                 let message = matches!(op, Op::Send { .. } | Op::Dm { .. });
-                if self.outbox.queue.try_send(op).is_err() {
+                if self.outbox.queue.try_send(Queued::Op(op)).is_err() {
                     self.notice(&format!("not done: {OUTBOX} commands wait to be done already"));
                 } else if !self.client.is_connected() {
                     self.notice(if message {
@@ -468,6 +502,7 @@ impl Chat {
                 self.notice(&format!("people coming online and going: {says}"));
             }
             Ok(Typed::Chat(ChatCommand::Switch { conversation })) => {
+                self.after_outbox().await;
                 match self.check_switch(conversation).await {
                     Ok(()) => {
                         // What was shown where the chat was counts as read, now.
@@ -532,9 +567,29 @@ impl Chat {
         }
     }
 
-    /// A request of the chat's own, given [`ASK_WITHIN`] (the loop waits for it).
+    /// A request of the chat's own, given [`ASK_WITHIN`] (the loop waits for it);
+    /// none while disconnected (it would wait for the reconnect).
     async fn ask<T>(&self, request: impl Future<Output = Result<T, ClientError>>) -> Option<T> {
+        if !self.client.is_connected() {
+            return None;
+        }
         tokio::time::timeout(ASK_WITHIN, request).await.ok()?.ok()
+    }
+
+    /// Waits (within [`ASK_WITHIN`], and not while disconnected) until what was
+    /// typed before is done, and learns what it reported: a `/switch` then sees
+    /// the group a `/join` just before it joined.
+    async fn after_outbox(&mut self) {
+        if !self.client.is_connected() {
+            return;
+        }
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.outbox.queue.try_send(Queued::Barrier(done)).is_ok() {
+            let _ = tokio::time::timeout(ASK_WITHIN, finished).await;
+        }
+        while let Ok(report) = self.outbox.reports.try_recv() {
+            self.report(report);
+        }
     }
 
     /// Shows the missed events of a conversation the chat just switched to.
@@ -545,22 +600,32 @@ impl Chat {
     }
 
     /// Shows the events of `conv` after `read` up to `upto` (the newest
-    /// [`SHOWN_MISSED`], saying where the earlier ones are). If they cannot be
-    /// fetched, the marker stays at `read` until newer events are shown.
+    /// [`SHOWN_MISSED`], saying where the earlier ones are), page by page. What
+    /// cannot be fetched now (disconnected, no answer) stays to be shown at the next
+    /// switch there, and the marker does not move over it meanwhile.
     async fn show_missed(&mut self, conv: Conversation, read: Seq, upto: Seq) {
         let from = read.max(upto.saturating_sub(u64::from(SHOWN_MISSED)));
-        let history = self.client.history(conv, HistoryRange::After(from), SHOWN_MISSED);
-        let Some(history) = self.ask(history).await else {
-            self.notice(&format!(
-                "could not fetch what was missed in {conv}: /history {conv} {read}"
-            ));
-            self.seen.insert(conv, read);
-            return;
-        };
+        let mut events = Vec::new();
+        let mut after = from;
+        // Each page moves `after` on, or the loop ends; at most SHOWN_MISSED events.
+        while after < upto {
+            let page = self.client.history(conv, HistoryRange::After(after), SHOWN_MISSED);
+            let Some(page) = self.ask(page).await else {
+                self.unshown.insert(conv, (read, upto));
+                self.notice(&format!("what was missed in {conv} is shown once it can be fetched"));
+                return;
+            };
+            let last = page.events.last().map_or(after, StoredEvent::seq);
+            events.extend(page.events.into_iter().filter(|e| e.seq() <= upto));
+            if last <= after {
+                break;
+            }
+            after = last;
+        }
         if from > read {
             self.notice(&format!("… the {} before: /history {conv} {read}", from - read));
         }
-        for e in history.events.iter().filter(|e| e.seq() <= upto) {
+        for e in &events {
             let line = self.stored_line(e);
             self.out.line(&line);
         }
@@ -572,7 +637,8 @@ impl Chat {
         if !self.marks {
             return;
         }
-        let Some(conv) = self.current else { return };
+        // Not over missed events not shown yet.
+        let Some(conv) = self.current.filter(|c| !self.unshown.contains_key(c)) else { return };
         let Some(&seen) = self.seen.get(&conv) else { return };
         if self.read_sent.get(&conv).is_some_and(|r| *r >= seen)
             || !self.client.server().has("read")
@@ -590,7 +656,11 @@ impl Chat {
     /// Remembers the current conversation, for the next chat to open there.
     /// (Readable by the user alone, as the tokens beside it: it names who they
     /// talk to.)
+    /// A script reading from a pipe does not change where a person's chat opens.
     fn save_place(&self) {
+        if !self.marks {
+            return;
+        }
         let (Some(path), Some(conv)) = (&self.login.place, self.current) else { return };
         let Some(dir) = path.parent() else { return };
         let mut builder = std::fs::DirBuilder::new();
@@ -752,7 +822,13 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
                         None => chat.notice(&format!("{n} events went by too fast to show")),
                     }
                 }
-                Some(other) => chat.reconnecting(other),
+                Some(other) => {
+                    let back = matches!(other, ClientEvent::Reconnected { .. });
+                    chat.reconnecting(other);
+                    if back && let Some(conv) = chat.current {
+                        chat.show_unshown(conv).await;
+                    }
+                }
                 None => {
                     let bye = chat.client.closed().flatten();
                     if bye.as_ref().is_some_and(|f| f.code == ErrorCode::Revoked) {
@@ -768,9 +844,10 @@ pub(crate) async fn run(client: Client, login: Login, printer: Printer) -> Resul
     }
     // Where the chat was, and what was read there, for next time.
     chat.save_place();
-    if let Some(conv) = chat.current
+    // Sent again even if a READ went before: that one may still wait (a rate
+    // limit) in a task that ends with the chat.
+    if let Some(conv) = chat.current.filter(|c| !chat.unshown.contains_key(c))
         && let Some(&seen) = chat.seen.get(&conv)
-        && chat.read_sent.get(&conv).is_none_or(|r| *r < seen)
         && chat.marks
         && chat.client.is_connected()
         && chat.client.server().has("read")

@@ -1267,3 +1267,25 @@ async fn a_conversation_switched_through_is_read_the_next_time() {
     tmux.expect_ended().await;
     server.stop().await;
 }
+
+/// `/join` then `/switch` to the group then a message: the switch waits for the
+/// join, and the message goes to the group joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_waits_for_the_join_typed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, addr) = start(dir.path(), None).await;
+    let b = Bin { addr, config_dir: dir.path().join("client") };
+    b.alice_and_bob_in_rust().await;
+    b.ok("alice", &["create", "team", "open"]).await;
+    let mut child =
+        b.command("bob", &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"/join team\n/switch team\nhello team\n").unwrap();
+    drop(child.stdin.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let team = b.ok("alice", &["history", "team"]).await;
+    assert!(team.contains("bob: hello team"), "bob's output:\n{stdout}\n#team:\n{team}");
+    let rust = b.ok("alice", &["history", "rust"]).await;
+    assert!(!rust.contains("hello team"), "{rust}");
+    server.stop().await;
+}
