@@ -18,9 +18,14 @@ export default defineConfig({
         entryFileNames: "app.js",
         chunkFileNames: "app-[name].js",
         assetFileNames: "app[extname]",
-        inlineDynamicImports: true,
+        codeSplitting: false,
       },
     },
+  },
+  // `npx vite`: the page with live reload, its WebSocket passed on to a server on
+  // the default web listener (started with --web-origin http://localhost:5173).
+  server: {
+    proxy: { "/ws": { target: "ws://127.0.0.1:7668", ws: true } },
   },
   test: {
     include: ["test/**/*.test.ts"],

@@ -63,6 +63,7 @@ pub mod throttle;
 pub mod transfer;
 pub mod transport;
 pub mod types;
+pub mod web;
 mod wire;
 
 pub use codec::{

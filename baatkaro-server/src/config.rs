@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use baatkaro_proto::transport::plaintext_allowed;
+use baatkaro_proto::web::OriginPolicy;
 use baatkaro_proto::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING, TEXT_MAX};
 use serde::Deserialize;
 
@@ -13,6 +14,10 @@ use crate::tls::TlsSource;
 
 /// Where the server listens when told nothing else.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7667";
+
+/// Where the web listener (the page, downloads and WebSocket sessions) listens
+/// when told nothing else.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:7668";
 
 /// One line of help for every limit of SPEC.md Appendix B, in wire order.
 pub const LIMIT_HELP: &[(&str, &str)] = &[
@@ -97,6 +102,12 @@ impl HashCost {
 pub struct Config {
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// The address of the web listener, which serves the web client, downloads and
+    /// WebSocket sessions (SPEC.md section 12); `None` serves no web.
+    pub web_listen: Option<SocketAddr>,
+    /// Origins the web client is also reached at, beyond the listener's own (a
+    /// proxy's `https://chat.example.org`): pages from them may open sessions.
+    pub web_origins: Vec<String>,
     /// Where the database and the lock file live.
     pub data_dir: PathBuf,
     /// Every limit, advertised in HELLO.
@@ -170,11 +181,21 @@ impl Config {
         }
     }
 
+    /// Which pages may open sessions on a web listener bound to `web`.
+    pub fn origin_policy(&self, web: SocketAddr) -> Result<OriginPolicy, ConfigError> {
+        OriginPolicy::new(&self.web_origins, web.ip().is_loopback())
+            .map_err(|why| ConfigError::Other(format!("web_origins: {why}")))
+    }
+
     /// The defaults, with data in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
             // The constant is a valid socket address.
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!("valid default")),
+            web_listen: Some(
+                DEFAULT_WEB_LISTEN.parse().unwrap_or_else(|_| unreachable!("valid default")),
+            ),
+            web_origins: Vec::new(),
             data_dir,
             limits: Limits::default(),
             registration_open: true,
@@ -264,6 +285,12 @@ impl Config {
         if self.tls.is_none() && !plaintext_allowed(self.listen.ip(), self.insecure_plaintext) {
             return Err(ConfigError::Plaintext(self.listen));
         }
+        if let Some(web) = self.web_listen {
+            if self.tls.is_none() && !plaintext_allowed(web.ip(), self.insecure_plaintext) {
+                return Err(ConfigError::Plaintext(web));
+            }
+            self.origin_policy(web)?;
+        }
         if [self.max_connections, self.max_per_address, self.max_hashes].contains(&0)
             || self.logins_per_minute == 0
             || self.frames_per_second == 0
@@ -326,6 +353,12 @@ pub enum ConfigError {
 pub struct FileConfig {
     /// `listen = "127.0.0.1:7667"`
     pub listen: Option<SocketAddr>,
+    /// `web_listen = "127.0.0.1:7668"`
+    pub web_listen: Option<SocketAddr>,
+    /// `web = false`: serve no web client, downloads or WebSocket sessions.
+    pub web: Option<bool>,
+    /// `web_origins = ["https://chat.example.org"]`
+    pub web_origins: Option<Vec<String>>,
     /// `data_dir = "/var/lib/baatkaro"`
     pub data_dir: Option<PathBuf>,
     /// `registration = "open"` or `"closed"`
@@ -396,6 +429,15 @@ impl FileConfig {
     pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
         if let Some(v) = self.listen {
             config.listen = v;
+        }
+        if let Some(v) = self.web_listen {
+            config.web_listen = Some(v);
+        }
+        if self.web == Some(false) {
+            config.web_listen = None;
+        }
+        if let Some(v) = self.web_origins {
+            config.web_origins = v;
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;
@@ -560,6 +602,24 @@ mod tests {
         c.validate().unwrap();
         c.insecure_plaintext = false;
         c.tls = Some(TlsSource::SelfSigned);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_web_listener_follows_the_same_plain_text_rule() {
+        let mut c = Config::new(PathBuf::from("/tmp/x"));
+        c.web_listen = Some("0.0.0.0:7668".parse().unwrap());
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("0.0.0.0:7668"), "{e}");
+        c.tls = Some(TlsSource::SelfSigned);
+        c.validate().unwrap();
+        c.web_origins = vec!["chat.example.org".into()];
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("web_origins"), "{e}");
+        let f: FileConfig =
+            toml::from_str("web = false\nweb_origins = [\"https://chat.example.org\"]\n").unwrap();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.web_listen, None);
         c.validate().unwrap();
     }
 

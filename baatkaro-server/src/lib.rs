@@ -10,7 +10,9 @@
 //!   commits, password hashes, disk work;
 //! - [`store`]: the narrow storage trait, the embedded SQLite engine and the
 //!   thread that commits batches (group commit);
-//! - [`server`]: start, accept (with TLS from [`tls`]), and the graceful shutdown.
+//! - [`server`]: start, accept (with TLS from [`tls`]), and the graceful shutdown;
+//! - `web`: the web listener, serving the embedded web client over HTTP and
+//!   sessions over WebSocket (SPEC.md section 12) through the same `conn` task.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,3 +38,4 @@ pub mod server;
 pub mod space;
 pub mod store;
 pub mod tls;
+mod web;

@@ -7,7 +7,7 @@ use baatkaro_proto::Limits;
 use baatkaro_server::config::{
     self, Config, FileConfig, HashCost, LIMIT_HELP, Registration, Reserve,
 };
-use baatkaro_server::server::Server;
+use baatkaro_server::server::{Listeners, Server};
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
 fn cli() -> Command {
@@ -22,6 +22,14 @@ fn cli() -> Command {
         )
         .arg(Arg::new("listen").long("listen").value_name("ADDR").value_parser(value_parser!(std::net::SocketAddr))
             .help("Address to listen on [default: 127.0.0.1:7667]"))
+        .arg(Arg::new("web-listen").long("web-listen").value_name("ADDR").value_parser(value_parser!(std::net::SocketAddr))
+            .help("Address of the web listener: the web client, downloads and WebSocket sessions \
+                   [default: 127.0.0.1:7668]"))
+        .arg(Arg::new("no-web").long("no-web").action(ArgAction::SetTrue).conflicts_with("web-listen")
+            .help("Serve no web listener"))
+        .arg(Arg::new("web-origin").long("web-origin").value_name("URL").action(ArgAction::Append)
+            .help("An origin the web client is also reached at, e.g. https://chat.example.org behind \
+                   a proxy: pages from it may open sessions (repeatable)"))
         .arg(Arg::new("data-dir").long("data-dir").value_name("DIR").value_parser(value_parser!(PathBuf))
             .help("Directory for the database and its lock [default: the platform's data directory]"))
         .arg(Arg::new("config").long("config").value_name("FILE").value_parser(value_parser!(PathBuf))
@@ -204,6 +212,15 @@ fn configure(m: &ArgMatches) -> Result<Config, String> {
     }
     flag!("listen", std::net::SocketAddr, cfg.listen);
     flag!("data-dir", PathBuf, cfg.data_dir);
+    if let Some(v) = m.get_one::<std::net::SocketAddr>("web-listen") {
+        cfg.web_listen = Some(*v);
+    }
+    if m.get_flag("no-web") {
+        cfg.web_listen = None;
+    }
+    if let Some(origins) = m.get_many::<String>("web-origin") {
+        cfg.web_origins = origins.cloned().collect();
+    }
     flag!("max-accounts", u64, cfg.max_accounts);
     flag!("max-connections", usize, cfg.max_connections);
     flag!("max-per-address", usize, cfg.max_per_address);
@@ -335,16 +352,25 @@ async fn serve(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    server.run(listener, stop.recv()).await;
+    server.serve(listener, stop.recv()).await;
     ExitCode::SUCCESS
 }
 
 /// Binds the listening socket, then opens and loads the store: the start-up work
 /// a stop signal may interrupt.
-async fn start(cfg: Config) -> Result<(tokio::net::TcpListener, Server), String> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+async fn start(cfg: Config) -> Result<(Listeners, Server), String> {
+    let tcp = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let web = match cfg.web_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "cannot listen on {addr} for the web client: {e} (--web-listen ADDR, or --no-web)"
+            )
+        })?),
+        None => None,
+    };
+    let listener = Listeners { tcp, web };
     let data_dir = cfg.data_dir.clone();
     tracing::info!(data_dir = %data_dir.display(), "opening the store");
     let server = Server::open(cfg).await.map_err(|e| e.to_string())?;

@@ -28,7 +28,9 @@ use crate::store::verify::Checker;
 use crate::store::writer::{Done, Job, Upkeep, Writer};
 use crate::store::{Store, StoreError};
 use crate::tls::{Tls, TlsError};
+use crate::web::{self, WebCtx};
 use baatkaro_hub::{Hub, HubConfig};
+use baatkaro_proto::web::message_max;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,19 +156,41 @@ impl Server {
         self.tls.as_ref().map(|t| t.fingerprint)
     }
 
-    /// Serves `listener` until `shutdown` completes, then stops accepting, tells
-    /// every client, finishes every durable write and returns.
+    /// Serves `listener` (the protocol over TCP) until `shutdown` completes, then
+    /// stops accepting, tells every client, finishes every durable write and
+    /// returns. No web listener: see [`Server::serve`].
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve(Listeners { tcp: listener, web: None }, shutdown).await
+    }
+
+    /// Serves the protocol on `listeners.tcp` and, when given, the web client and
+    /// WebSocket sessions on `listeners.web` (SPEC.md section 12), until
+    /// `shutdown` completes; then stops as [`Server::run`] does.
+    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let Server { cfg, hub, inbox, hub_tx, disk, tls } = self;
-        // The rule of SPEC.md 11.7 on the socket actually served, which an
+        let Listeners { tcp: listener, web } = listeners;
+        // The rule of SPEC.md 11.7 on the sockets actually served, which an
         // embedder may have bound elsewhere than `cfg.listen`.
-        if let Ok(addr) = listener.local_addr()
-            && tls.is_none()
-            && !plaintext_allowed(addr.ip(), cfg.insecure_plaintext)
+        for addr in [Some(&listener), web.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok())
         {
-            tracing::error!("{}", ConfigError::Plaintext(addr));
-            return;
+            if tls.is_none() && !plaintext_allowed(addr.ip(), cfg.insecure_plaintext) {
+                tracing::error!("{}", ConfigError::Plaintext(addr));
+                return;
+            }
         }
+        let policy = match web.as_ref().map(|w| w.local_addr()) {
+            Some(Ok(addr)) => match cfg.origin_policy(addr) {
+                Ok(policy) => Arc::new(policy),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return;
+                }
+            },
+            _ => Arc::default(),
+        };
         let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         let handshake = Duration::from_millis(cfg.tls_handshake_ms);
         let hub_task = tokio::spawn(hub.run(inbox));
@@ -187,6 +211,13 @@ impl Server {
             linger: Duration::from_millis(cfg.linger_ms),
             stopping,
         };
+        let web_ctx = WebCtx {
+            policy,
+            tls: tls.is_some(),
+            message_max: usize::try_from(message_max(&session_config.limits)).unwrap_or(usize::MAX),
+            session: session_config.clone(),
+            conn: ctx.clone(),
+        };
         let permits = Arc::new(Semaphore::new(cfg.max_connections));
         // Refusing costs a task, and on TLS a handshake: a flood of connections
         // over the limits gets at most this many BYEs at once, the rest are closed.
@@ -202,13 +233,23 @@ impl Server {
             (Ok(addr), None) => tracing::info!("listening on {addr}"),
             (Err(e), _) => tracing::warn!(error = %e, "listening on an unknown address"),
         }
+        if let Some(Ok(addr)) = web.as_ref().map(|w| w.local_addr()) {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!("web client at {scheme}://{addr}/");
+        }
         let mut spare = Spare::open();
         let mut failures = AcceptFailures::default();
         loop {
-            let accepted = tokio::select! {
+            let (accepted, kind) = tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
+                accepted = listener.accept() => (accepted, Kind::Protocol),
+                accepted = accept_on(web.as_ref()) => (accepted, Kind::Web),
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            let listener = match kind {
+                Kind::Protocol => &listener,
+                // Only accepted from when there is one.
+                Kind::Web => web.as_ref().unwrap_or(&listener),
             };
             let (stream, peer) = match accepted {
                 Ok(pair) => {
@@ -221,7 +262,7 @@ impl Server {
                         "accept failed: out of file descriptors; new \
                         connections are refused with TOO_MANY_CONNECTIONS",
                     );
-                    match spare.accept_at_limit(&listener, acceptor.as_ref()).await {
+                    match spare.accept_at_limit(listener, kind, acceptor.as_ref()).await {
                         AtLimit::Serve(pair) => pair,
                         // Nothing waits: the next accept waits for a connection.
                         AtLimit::Refused | AtLimit::NoneWaiting => continue,
@@ -263,7 +304,7 @@ impl Server {
                 if let Ok(turn) = refusals.clone().try_acquire_owned() {
                     let tls = acceptor.clone();
                     tasks.spawn(async move {
-                        refuse(stream, REFUSAL, tls).await;
+                        refuse(stream, kind, REFUSAL, tls).await;
                         drop(turn)
                     });
                 }
@@ -276,11 +317,13 @@ impl Server {
             // Small frames are batched in user space; Nagle would only add latency.
             let _ = stream.set_nodelay(true);
             let ctx = ctx.clone();
+            let web_ctx = web_ctx.clone();
             let acceptor = acceptor.clone();
             tasks.spawn(async move {
-                match acceptor {
-                    None => conn::serve(stream, id, peer, session, ctx).await,
-                    Some(acceptor) => {
+                match (acceptor, kind) {
+                    (None, Kind::Protocol) => conn::serve(stream, id, peer, session, ctx).await,
+                    (None, Kind::Web) => web::serve(stream, id, peer, web_ctx).await,
+                    (Some(acceptor), kind) => {
                         let mut stopping = ctx.stopping.clone();
                         let tls = tokio::select! {
                             tls = tokio::time::timeout(handshake, acceptor.accept(stream)) => tls,
@@ -288,6 +331,9 @@ impl Server {
                             _ = stopping.wait_for(|s| *s) => return,
                         };
                         match tls {
+                            Ok(Ok(tls)) if kind == Kind::Web => {
+                                web::serve(tls, id, peer, web_ctx).await
+                            }
                             Ok(Ok(tls)) => conn::serve(tls, id, peer, session, ctx).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
@@ -300,7 +346,7 @@ impl Server {
             });
         }
         tracing::info!("shutting down");
-        drop(listener);
+        drop((listener, web));
         let _ = stop_tx.send(true);
         let _ = hub_tx.send(HubMsg::Shutdown).await;
         drop((hub_tx, ctx));
@@ -343,19 +389,50 @@ fn check_at_start(checker: &mut Checker, budget: u64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// What the web listener says to a connection over the limits.
+const TOO_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+    Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n\r\n\
+    too many connections, sorry";
+
 /// How long a refused connection may take to receive its BYE.
 const REFUSAL: Duration = Duration::from_secs(1);
 
 /// Most refused connections being told why at once.
 const REFUSALS_AT_ONCE: usize = 64;
 
-/// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` and closes,
-/// all within `within`, the TLS handshake included on a TLS listener.
-async fn refuse(stream: TcpStream, within: Duration, tls: Option<TlsAcceptor>) {
+/// The listeners a server serves.
+pub struct Listeners {
+    /// The protocol over TCP (SPEC.md section 2).
+    pub tcp: TcpListener,
+    /// The web client and WebSocket sessions (SPEC.md section 12), if served.
+    pub web: Option<TcpListener>,
+}
+
+/// Which listener a connection came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The protocol's own TCP listener.
+    Protocol,
+    /// The web listener.
+    Web,
+}
+
+/// The next connection on `listener`, or never without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Greets a connection over the limits with `BYE TOO_MANY_CONNECTIONS` (on the web
+/// listener, `503 Service Unavailable`) and closes, all within `within`, the TLS
+/// handshake included on a TLS listener.
+async fn refuse(stream: TcpStream, kind: Kind, within: Duration, tls: Option<TlsAcceptor>) {
     let _ = tokio::time::timeout(within, async {
         match tls {
-            None => say_bye(stream).await,
-            Some(acceptor) => say_bye(acceptor.accept(stream).await?).await,
+            None => say_bye(stream, kind).await,
+            Some(acceptor) => say_bye(acceptor.accept(stream).await?, kind).await,
         }
     })
     .await;
@@ -364,11 +441,19 @@ async fn refuse(stream: TcpStream, within: Duration, tls: Option<TlsAcceptor>) {
 /// Writes `BYE TOO_MANY_CONNECTIONS`, ends writing, then reads and drops what the
 /// client sent already, so that closing does not reset the connection (and
 /// destroy the BYE) under a client that said HELLO first.
-async fn say_bye<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<()> {
-    let failure =
-        Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
-    let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
-    stream.write_all(&bytes).await?;
+async fn say_bye<S>(mut stream: S, kind: Kind) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match kind {
+        Kind::Protocol => {
+            let failure =
+                Failure { retry_after: Some(1000), ..Failure::new(ErrorCode::TooManyConnections) };
+            let bytes = ServerFrame::Event(Event::Bye(failure)).to_bytes();
+            stream.write_all(&bytes).await?;
+        }
+        Kind::Web => stream.write_all(TOO_BUSY).await?,
+    }
     stream.shutdown().await?;
     let mut sink = [0u8; 1024];
     while stream.read(&mut sink).await? > 0 {}
@@ -424,6 +509,7 @@ impl Spare {
     async fn accept_at_limit(
         &mut self,
         listener: &TcpListener,
+        kind: Kind,
         tls: Option<&TlsAcceptor>,
     ) -> AtLimit {
         if self.0.take().is_none() {
@@ -444,7 +530,7 @@ impl Spare {
         // Here, not in a task: the spare can be opened again only once this
         // connection's descriptor is closed.
         // Briefly: the accept loop waits on it.
-        refuse(pair.0, Duration::from_millis(50), tls.cloned()).await;
+        refuse(pair.0, kind, Duration::from_millis(50), tls.cloned()).await;
         self.reopen();
         AtLimit::Refused
     }

@@ -267,7 +267,7 @@ async fn pipelining_clients_that_never_read_do_not_grow_the_servers_memory() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"])
+        .args(["--listen", "127.0.0.1:0", "--no-web", "--insecure-test-hash", "--data-dir"])
         .arg(dir.path())
         .args(["--limit-queue", "1048576", "--limit-chunk", "65536"])
         .args(["--frames-per-second", "100000000", "--logins-per-minute", "100000"])

@@ -302,14 +302,37 @@ fn exit_status(mut child: std::process::Child) -> std::process::ExitStatus {
 async fn the_binary_serves_refuses_a_second_instance_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut child, addr, _stderr) =
-        spawn_binary(&["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"]);
+    let (mut child, addr, mut stderr) = spawn_binary(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--web-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--insecure-test-hash",
+    ]);
     let addr = addr.expect("the server says where it listens");
-    let mut alice = Client::register(addr.parse().unwrap(), "alice").await;
+    let mut alice = Client::register(addr.parse::<std::net::SocketAddr>().unwrap(), "alice").await;
+
+    // It serves the web client too, and says where.
+    let page = (0..10)
+        .find_map(|_| {
+            let mut line = String::new();
+            stderr.read_line(&mut line).unwrap();
+            let at = line.find("web client at http://")? + "web client at http://".len();
+            Some(line[at..].trim().trim_end_matches('/').to_string())
+        })
+        .expect("the server says where the web client is");
+    let mut http = tokio::net::TcpStream::connect(&page).await.unwrap();
+    let get = format!("GET / HTTP/1.1\r\nHost: {page}\r\nConnection: close\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut http, get.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut http, &mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK") && response.contains("app.js"), "{response}");
 
     // A second server on the same directory exits at once, saying why.
     let second = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir", data])
+        .args(["--listen", "127.0.0.1:0", "--no-web", "--data-dir", data])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -399,7 +422,7 @@ async fn the_binary_fits_max_connections_to_its_file_limit_and_refuses_the_rest_
     let mut cmd = Process::new("prlimit");
     cmd.arg(format!("--nofile={FILES}:{FILES}"))
         .arg(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .args(["--listen", "127.0.0.1:0", "--no-web", "--data-dir", data, "--insecure-test-hash"])
         .args(["--max-per-address", "1000"]);
     let Started { child, addr, log, stderr } = start(cmd);
     let addr: std::net::SocketAddr = addr.unwrap_or_else(|| panic!("{log:?}")).parse().unwrap();
@@ -451,7 +474,7 @@ fn sigterm_as_soon_as_the_binary_handles_it_stops_it_with_status_0() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .args(["--listen", "127.0.0.1:0", "--no-web", "--data-dir", data, "--insecure-test-hash"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -497,7 +520,7 @@ fn sigterm_while_the_store_opens_stops_the_binary_with_status_0_and_a_usable_dat
 
     let data = dir.path().to_str().unwrap();
     let mut child = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure-test-hash"])
+        .args(["--listen", "127.0.0.1:0", "--no-web", "--data-dir", data, "--insecure-test-hash"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

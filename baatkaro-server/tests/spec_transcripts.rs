@@ -21,10 +21,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use baatkaro_proto::{Command, Encode, JoinRule, Password, ServerFrame};
-use common::{Client, TestServer, config, user};
+use common::{Client, Endpoint, TestServer, config, user};
 
 const SPEC: &str = include_str!("../../SPEC.md");
 
@@ -155,7 +154,7 @@ fn g(s: &str) -> baatkaro_proto::GroupName {
     s.parse().unwrap()
 }
 
-async fn logged_in(addr: SocketAddr, names: &[&str]) -> HashMap<String, Client> {
+async fn logged_in(addr: Endpoint, names: &[&str]) -> HashMap<String, Client> {
     let mut out = HashMap::new();
     for name in names {
         out.insert(name.to_string(), Client::register(addr, name).await);
@@ -182,7 +181,7 @@ async fn fill(c: &mut Client, to: &str, n: usize) {
 }
 
 /// Prepares the server for the transcript at `section`/`line`.
-async fn stage(section: &str, first_client_line: &str, addr: SocketAddr) -> Stage {
+async fn stage(section: &str, first_client_line: &str, addr: Endpoint) -> Stage {
     let none = Vec::new();
     match section {
         "2.2" | "3" | "8" => {
@@ -371,8 +370,8 @@ fn offered_id(frame: &str) -> Option<String> {
     }
 }
 
-async fn run(t: &Transcript) {
-    eprintln!("DBG section {}", t.section);
+/// Replays `t`, over WebSocket if `ws`, else over TCP.
+async fn run(t: &Transcript, ws: bool) {
     let first_client_line = t
         .steps
         .iter()
@@ -394,8 +393,8 @@ async fn run(t: &Transcript) {
         cfg.logins_per_minute = defaults.logins_per_minute;
         cfg.max_per_address = defaults.max_per_address;
     }
-    let server = TestServer::start(cfg).await;
-    let mut stage = stage(&t.section, &first_client_line, server.addr).await;
+    let server = TestServer::start_web(cfg).await;
+    let mut stage = stage(&t.section, &first_client_line, server.endpoint(ws)).await;
     let mut server = Some(server);
     if t.section == "6.6" {
         // "On a server with a much lower rate budget": restart with one, state intact.
@@ -404,13 +403,13 @@ async fn run(t: &Transcript) {
         let mut cfg = config(dir.path());
         cfg.limits.rate = 4;
         cfg.limits.burst = 2;
-        server = Some(TestServer::start(cfg).await);
-        let addr = server.as_ref().unwrap().addr;
+        server = Some(TestServer::start_web(cfg).await);
+        let addr = server.as_ref().unwrap().endpoint(ws);
         for name in ["alice", "bob"] {
             stage.sessions.insert(name.into(), Client::login(addr, name).await);
         }
     }
-    let addr = server.as_ref().unwrap().addr;
+    let addr = server.as_ref().unwrap().endpoint(ws);
     let mut current = stage.first.to_string();
     // (the spec's file id, the server's)
     let mut ids: Vec<(String, String)> = Vec::new();
@@ -451,7 +450,6 @@ async fn run(t: &Transcript) {
                     .sessions
                     .get_mut(&current)
                     .unwrap_or_else(|| panic!("no session {current}"));
-                eprintln!("DBG send {text:?}");
                 c.send_raw(text.as_bytes()).await;
             }
             Step::Server(want) => {
@@ -491,8 +489,9 @@ async fn run(t: &Transcript) {
     server.take().unwrap().stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
+/// Replays every transcript of sections 2 to 8 (over WebSocket if `ws`) and
+/// checks that none was missed.
+async fn replay_all(ws: bool) {
     let all = transcripts();
     let mut ran = Vec::new();
     for t in &all {
@@ -505,20 +504,26 @@ async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
             .iter()
             .position(|s| matches!(s, Step::Comment(c) if c.contains("newest 10 events")))
         {
-            run(&Transcript {
-                section: t.section.clone(),
-                line: t.line,
-                steps: t.steps[..split].to_vec(),
-            })
+            run(
+                &Transcript {
+                    section: t.section.clone(),
+                    line: t.line,
+                    steps: t.steps[..split].to_vec(),
+                },
+                ws,
+            )
             .await;
-            run(&Transcript {
-                section: t.section.clone(),
-                line: t.line,
-                steps: t.steps[split + 1..].to_vec(),
-            })
+            run(
+                &Transcript {
+                    section: t.section.clone(),
+                    line: t.line,
+                    steps: t.steps[split + 1..].to_vec(),
+                },
+                ws,
+            )
             .await;
         } else {
-            run(t).await;
+            run(t, ws).await;
         }
         ran.push(t.section.clone());
     }
@@ -527,4 +532,15 @@ async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
         "6.5", "6.6", "6.7", "6.8", "6.9", "8",
     ];
     assert_eq!(ran, want, "the transcripts replayed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transcript_of_sections_2_to_8_runs_against_the_server() {
+    replay_all(false).await;
+}
+
+/// SPEC.md section 12: the same frames, in binary WebSocket messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transcript_runs_over_websocket_too() {
+    replay_all(true).await;
 }

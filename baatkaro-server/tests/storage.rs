@@ -232,7 +232,8 @@ fn serve(mut cmd: Process) -> (Running, Log, Option<std::net::SocketAddr>) {
 
 fn server_bin(data: &Path, extra: &[&str]) -> Process {
     let mut cmd = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"));
-    cmd.args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"]).arg(data);
+    cmd.args(["--listen", "127.0.0.1:0", "--no-web", "--insecure-test-hash", "--data-dir"])
+        .arg(data);
     cmd.args(extra);
     cmd
 }
@@ -541,7 +542,7 @@ impl Tmpfs {
     /// The server binary with its data on the tmpfs.
     fn server(&self, extra: &[&str]) -> (Running, Log, Option<std::net::SocketAddr>) {
         let mut cmd = self.command(Path::new(env!("CARGO_BIN_EXE_baatkaro-server")));
-        cmd.args(["--listen", "127.0.0.1:0", "--insecure-test-hash", "--data-dir"]);
+        cmd.args(["--listen", "127.0.0.1:0", "--no-web", "--insecure-test-hash", "--data-dir"]);
         cmd.arg(self.inside.join("data")).args(extra);
         serve(cmd)
     }

@@ -84,7 +84,7 @@ pub fn spawn_server(
     } else {
         Command::new(bin)
     };
-    cmd.args(["--listen", "127.0.0.1:0"])
+    cmd.args(["--listen", "127.0.0.1:0", "--no-web"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

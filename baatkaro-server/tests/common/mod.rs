@@ -14,11 +14,16 @@ use baatkaro_proto::{
     ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
 };
 use baatkaro_server::config::{Config, HashCost};
-use baatkaro_server::server::Server;
+use baatkaro_server::server::{Listeners, Server};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// How long any one wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -35,28 +40,68 @@ pub fn config(dir: &Path) -> Config {
     c
 }
 
+/// Where a test client connects: the protocol's TCP listener, or the web
+/// listener's WebSocket endpoint (SPEC.md section 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Ws(SocketAddr),
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(addr: SocketAddr) -> Self {
+        Endpoint::Tcp(addr)
+    }
+}
+
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The web listener, when started with [`TestServer::start_web`].
+    pub web: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl TestServer {
-    /// Starts a server with this configuration.
+    /// Starts a server with this configuration (no web listener).
     pub async fn start(cfg: Config) -> TestServer {
+        Self::start_with(cfg, false).await
+    }
+
+    /// Starts a server with this configuration and a web listener on 127.0.0.1.
+    pub async fn start_web(cfg: Config) -> TestServer {
+        Self::start_with(cfg, true).await
+    }
+
+    /// The WebSocket endpoint if `ws`, else the TCP one.
+    pub fn endpoint(&self, ws: bool) -> Endpoint {
+        if ws { self.ws() } else { Endpoint::Tcp(self.addr) }
+    }
+
+    /// The WebSocket endpoint of a server started with [`TestServer::start_web`].
+    pub fn ws(&self) -> Endpoint {
+        Endpoint::Ws(self.web.expect("started with a web listener"))
+    }
+
+    async fn start_with(cfg: Config, web: bool) -> TestServer {
         // BAATKARO_TEST_LOG=debug shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("BAATKARO_TEST_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         }
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let web = match web {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let web_addr = web.as_ref().map(|l| l.local_addr().unwrap());
         let server = Server::open(cfg).await.expect("server starts");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async move {
+        let task = tokio::spawn(server.serve(Listeners { tcp: listener, web }, async move {
             let _ = stopped.await;
         }));
-        TestServer { addr, stop: Some(stop), task: Some(task) }
+        TestServer { addr, web: web_addr, stop: Some(stop), task: Some(task) }
     }
 
     /// Shuts down gracefully and waits until it has stopped.
@@ -86,7 +131,7 @@ pub fn conv(s: &str) -> Conversation {
 /// the client session of the proto crate (the one `baatkaro-client` drives), and
 /// [`Client::frame`] shows a test the raw frames when it wants them.
 pub struct Client {
-    stream: TcpStream,
+    stream: Link,
     decoder: ServerFrameDecoder,
     session: ClientSession,
     /// Answers that came while another one was awaited.
@@ -101,8 +146,8 @@ pub type Answer = (Vec<Item>, Result<OkReply, Failure>);
 
 impl Client {
     /// Connects without saying anything.
-    pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
+    pub async fn connect(to: impl Into<Endpoint>) -> Client {
+        let stream = Link::connect(to.into()).await;
         Client {
             stream,
             decoder: ServerFrameDecoder::new(1 << 24),
@@ -120,7 +165,7 @@ impl Client {
         socket.bind(SocketAddr::new(from, 0)).unwrap();
         let stream = socket.connect(addr).await.unwrap();
         Client {
-            stream,
+            stream: Link::Tcp(stream),
             decoder: ServerFrameDecoder::new(1 << 24),
             session: ClientSession::new(),
             answered: HashMap::new(),
@@ -130,7 +175,7 @@ impl Client {
     }
 
     /// Connects, says HELLO and registers `name` with password `pw-NAME`.
-    pub async fn register(addr: SocketAddr, name: &str) -> Client {
+    pub async fn register(addr: impl Into<Endpoint>, name: &str) -> Client {
         let mut c = Client::connect(addr).await;
         c.hello().await;
         let r = c.call(Command::Register { user: user(name), password: password(name) }).await;
@@ -140,7 +185,7 @@ impl Client {
     }
 
     /// Connects, says HELLO and logs `name` in with password `pw-NAME`.
-    pub async fn login(addr: SocketAddr, name: &str) -> Client {
+    pub async fn login(addr: impl Into<Endpoint>, name: &str) -> Client {
         let mut c = Client::connect(addr).await;
         c.hello().await;
         let r = c.call(Command::Login { user: user(name), password: password(name) }).await;
@@ -242,19 +287,14 @@ impl Client {
 
     /// The next frame, or `None` once the server closed the connection.
     pub async fn frame(&mut self) -> Option<ServerFrame> {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             if let Some(f) = self.decoder.next_frame() {
                 return Some(f.expect("the server sends valid frames"));
             }
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf))
+            let chunk = tokio::time::timeout(WAIT, self.stream.read())
                 .await
-                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.name))
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            self.decoder.push(&buf[..n]);
+                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.name))?;
+            self.decoder.push(&chunk);
         }
     }
 
@@ -329,4 +369,69 @@ pub fn body(e: &StoredEvent) -> Option<&str> {
         StoredEvent::Message { text, .. } => Some(text.as_str()),
         _ => None,
     }
+}
+
+/// A test client's connection: TCP, or a WebSocket whose binary messages carry the
+/// frames.
+pub enum Link {
+    Tcp(TcpStream),
+    Ws(Box<WebSocketStream<TcpStream>>),
+}
+
+impl Link {
+    /// Connects; over WebSocket, with the binding's subprotocol and no Origin (as
+    /// a program that is not a browser does).
+    pub async fn connect(to: Endpoint) -> Link {
+        match to {
+            Endpoint::Tcp(addr) => Link::Tcp(TcpStream::connect(addr).await.unwrap()),
+            Endpoint::Ws(addr) => Link::Ws(Box::new(ws_connect(addr, None).await.unwrap())),
+        }
+    }
+
+    /// Writes `bytes`: over WebSocket, as one binary message.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Link::Tcp(s) => s.write_all(bytes).await,
+            Link::Ws(ws) => ws
+                .send(Message::Binary(Bytes::copy_from_slice(bytes)))
+                .await
+                .map_err(std::io::Error::other),
+        }
+    }
+
+    /// The next bytes received, or `None` once the server closed.
+    pub async fn read(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Link::Tcp(s) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                buf.truncate(n);
+                (n > 0).then_some(buf)
+            }
+            Link::Ws(ws) => loop {
+                match ws.next().await? {
+                    Ok(Message::Binary(b)) => return Some(b.to_vec()),
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(other) => assert!(!other.is_text(), "the server sent text: {other:?}"),
+                }
+            },
+        }
+    }
+}
+
+/// Opens a WebSocket to the web listener at `addr` asking for the binding's
+/// subprotocol, with this `Origin` header if any.
+pub async fn ws_connect(
+    addr: SocketAddr,
+    origin: Option<&str>,
+) -> Result<WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Sec-WebSocket-Protocol", baatkaro_proto::web::SUBPROTOCOL.parse().unwrap());
+    if let Some(origin) = origin {
+        headers.insert("Origin", origin.parse().unwrap());
+    }
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
+    Ok(ws)
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test of BaatKaro, on a fresh machine: installs what is missing (the web
+# client's npm packages, from the lockfile), then runs the Rust tests, the web
+# client's unit tests, and checks that the committed web bundle is what its
+# sources build and within its size budget. Node.js is for testing and building
+# the web client only: the server embeds the committed bundle and runs without it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v npm >/dev/null 2>&1; then
+    step "installing Node.js and npm"
+    if command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm
+    else
+        echo "no npm and no apt-get: install Node.js 20 or later first" >&2
+        exit 1
+    fi
+fi
+
+step "npm ci (web/, from package-lock.json)"
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
+
+step "cargo test --workspace --all-features"
+cargo test --workspace --all-features
+
+step "the web client: type check and unit tests"
+(cd web && npx tsc --noEmit && npx vitest run)
+
+step "the web bundle: committed = built from the sources, within budget"
+(cd web && node scripts/check-bundle.mjs)
