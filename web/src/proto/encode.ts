@@ -196,7 +196,9 @@ function body(c: Command): Body {
 }
 
 function name(field: string, s: string): string {
-  if (typeof s !== "string" || !isName(s)) {
+  // A missing argument is what the server calls SYNTAX; a bad one, BAD_NAME.
+  if (typeof s !== "string") throw new EncodeError("SYNTAX", field, "missing");
+  if (!isName(s)) {
     throw new EncodeError("BAD_NAME", field, `${JSON.stringify(s)} is not a name: a-z first, then up to 31 of a-z 0-9 _ . -`);
   }
   return s;
