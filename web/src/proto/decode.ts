@@ -11,6 +11,7 @@ import {
   ABSENT_LIMITS,
   LIMIT_KEYS,
   LIMIT_VALUE_MAX,
+  LINE_MAX,
   type LimitKey,
   type Limits,
   PRE_HELLO_PAYLOAD,
@@ -38,12 +39,16 @@ const PRESENCES = ["online", "offline"] as const;
 /**
  * A streaming decoder of server frames (SPEC.md sections 2 and 3). Feed it the octets
  * of each WebSocket message with `push`; set `maxPayload` to the HELLO reply's
- * `payload` once it has come (65,536 before, as SPEC.md 2.3 says).
+ * `payload` once it has come (65,536 before, as SPEC.md 2.3 says). The line limit
+ * is fixed by the protocol, so it stays at its default.
  */
 export class ServerFrameReader extends FrameReader<ServerFrame> {
-  /** @param maxPayload the longest payload accepted, in octets. */
-  constructor(maxPayload: number = PRE_HELLO_PAYLOAD) {
-    super(parseServerFrame, maxPayload);
+  /**
+   * @param maxPayload the longest payload accepted, in octets.
+   * @param maxLine the longest line, CRLF included (the protocol's 1,024).
+   */
+  constructor(maxPayload: number = PRE_HELLO_PAYLOAD, maxLine: number = LINE_MAX) {
+    super(parseServerFrame, maxPayload, maxLine);
   }
 }
 

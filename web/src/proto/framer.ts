@@ -50,23 +50,28 @@ type State =
  * {@link push} (or {@link read}) takes the next octets, split anywhere, and returns
  * every frame they complete, in order, each a frame or the {@link DecodeError} that replaced it. After
  * a non-fatal error it has already resynchronised; after a fatal one it returns
- * nothing more. Between calls it holds at most one line ({@link LINE_MAX} octets), or
+ * nothing more. Between calls it holds at most one line (`maxLine` octets), or
  * one line and one payload of at most the payload limit: a payload over the limit is
  * refused from its marker and skipped without being buffered.
  */
 export class FrameReader<F> {
-  private readonly lineBuf = new Uint8Array(LINE_MAX);
+  private readonly lineBuf: Uint8Array;
   private lineLen = 0;
   private state: State = { k: "line" };
 
   /**
    * @param parse turns a whole frame into a value.
    * @param maxPayload the longest payload accepted, in octets.
+   * @param maxLine the longest line, CRLF included ({@link LINE_MAX}, which the
+   *   protocol fixes: HELLO's `line` always says 1024).
    */
   constructor(
     private readonly parse: FrameParser<F>,
     public maxPayload: number,
-  ) {}
+    readonly maxLine: number = LINE_MAX,
+  ) {
+    this.lineBuf = new Uint8Array(maxLine);
+  }
 
   /** Whether a fatal error has made the stream unusable. */
   get failed(): boolean {
@@ -97,18 +102,18 @@ export class FrameReader<F> {
         case "failed":
           return;
         case "line": {
-          const stop = Math.min(chunk.length, off + LINE_MAX - this.lineLen);
+          const stop = Math.min(chunk.length, off + this.maxLine - this.lineLen);
           const lf = chunk.indexOf(LF, off);
           if (lf === -1 || lf >= stop) {
             this.lineBuf.set(chunk.subarray(off, stop), this.lineLen);
             this.lineLen += stop - off;
             off = stop;
-            if (this.lineLen === LINE_MAX) {
+            if (this.lineLen === this.maxLine) {
               // Said once, as soon as the limit is reached; the rest is dropped unread.
               const tag = sniffTag(this.lineBuf);
               this.lineLen = 0;
               this.state = { k: "discard" };
-              yield failure("LINE_TOO_LONG", `line longer than ${LINE_MAX} octets`, tag);
+              yield failure("LINE_TOO_LONG", `line longer than ${this.maxLine} octets`, tag);
             }
             break;
           }

@@ -371,7 +371,7 @@ export class ClientSession {
       case "err": {
         const p = this.finish(frame.tag);
         if (!p) return;
-        out.push({ kind: "answer", tag: frame.tag, verb: p.verb, items: p.items, ok: false, error: { kind: "refused", failure: frame.failure } });
+        out.push(failedAnswer(frame.tag, p, { kind: "refused", failure: frame.failure }));
         const code = frame.failure.code;
         if (code === "UNSUPPORTED_VERSION" || code === "TOO_MANY_CONNECTIONS") {
           this.closed({ why: "refused", tag: frame.tag, failure: frame.failure }, out);
@@ -393,11 +393,11 @@ export class ClientSession {
     // A reply to a tag never sent (or answered already) names no one waiting.
     if (!p) return;
     if (p.tooLarge) {
-      out.push({ kind: "answer", tag, verb: p.verb, items: [], ok: false, error: { kind: "too-large", limit: this.maxAnswerBytes } });
+      out.push(failedAnswer(tag, p, { kind: "too-large", limit: this.maxAnswerBytes }));
       return;
     }
     if (reply.verb !== p.verb) {
-      out.push({ kind: "answer", tag, verb: p.verb, items: p.items, ok: false, error: { kind: "mismatched", reply } });
+      out.push(failedAnswer(tag, p, { kind: "mismatched", reply }));
       return;
     }
     switch (reply.verb) {
@@ -424,9 +424,10 @@ export class ClientSession {
 
   private onError(error: DecodeError, out: SessionOutput[]): void {
     if (error.fatal) return this.closed({ why: "undecodable", error }, out);
-    const p = error.tag === undefined ? undefined : this.finish(error.tag);
-    if (p && error.tag !== undefined) {
-      out.push({ kind: "answer", tag: error.tag, verb: p.verb, items: p.items, ok: false, error: { kind: "undecodable", error } });
+    const { tag } = error;
+    const p = tag === undefined ? undefined : this.finish(tag);
+    if (tag !== undefined && p) {
+      out.push(failedAnswer(tag, p, { kind: "undecodable", error }));
     } else {
       out.push({ kind: "unreadable", error });
     }
@@ -457,6 +458,11 @@ export class ClientSession {
     const known = this.newest.get(conv);
     if (known === undefined || seq > known) this.newest.set(conv, seq);
   }
+}
+
+/** The answer of a request that failed, with the items it got (none once too large). */
+function failedAnswer(tag: string, p: Pending, error: AnswerError): Answer {
+  return { kind: "answer", tag, verb: p.verb, items: p.items, ok: false, error };
 }
 
 const STORED: ReadonlySet<string> = new Set(STORED_VERBS);

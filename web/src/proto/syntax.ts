@@ -57,8 +57,6 @@ export function isWireNumber(n: number): boolean {
 
 // C0 controls but TAB, DEL and the C1 controls (SPEC.md 2.4).
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/;
-// A UTF-16 surrogate without its other half, which has no UTF-8 encoding.
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 // Invisible and direction-changing format characters a file name may not hold.
 const FORMAT = /[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/;
 
@@ -93,7 +91,14 @@ export function latin1(bytes: Uint8Array): string {
 
 /** Whether a string holds half a surrogate pair, which no UTF-8 can carry. */
 export function hasLoneSurrogate(s: string): boolean {
-  return LONE_SURROGATE.test(s);
+  // A loop rather than a regular expression with lookbehind, which Safari before
+  // 16.4 cannot even parse.
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && isLowSurrogate(s.charCodeAt(i + 1))) i++;
+    else if (c >= 0xd800 && c <= 0xdfff) return true;
+  }
+  return false;
 }
 
 /**

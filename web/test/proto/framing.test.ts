@@ -102,6 +102,15 @@ describe("the limits", () => {
     }
   });
 
+  it("the line limit is a parameter", () => {
+    const reader = new ServerFrameReader(4096, 16);
+    expect(codes(reader.push(ascii("c1 OK PING\r\nc2 OK HISTORY #r 1 1\r\nc3 OK PING\r\n")))).toEqual([
+      "ok",
+      "LINE_TOO_LONG:c2",
+      "ok",
+    ]);
+  });
+
   it("LINE_TOO_LONG comes as soon as LINE_MAX octets arrive, and the decoder holds no more", () => {
     const reader = new ServerFrameReader();
     expect(reader.push(ascii("c9 ".padEnd(LINE_MAX - 1, "y")))).toEqual([]);
