@@ -23,7 +23,7 @@
 import { DecodeError, EncodeError, type Failure } from "./errors";
 import { ServerFrameReader } from "./decode";
 import { encodeRequest } from "./encode";
-import { PAYLOAD_CEILING, PRE_HELLO_PAYLOAD, TOKEN_LABEL_MAX, type Limits } from "./limits";
+import { LINE_MAX, PAYLOAD_CEILING, PRE_HELLO_PAYLOAD, TOKEN_LABEL_MAX, type Limits } from "./limits";
 import { type SessionState, allowedIn, requiredFeature } from "./rules";
 import { utf8Length } from "./syntax";
 import {
@@ -226,6 +226,17 @@ export class ClientSession {
   /** The server's HELLO reply, once it has come. */
   get server(): ServerInfo | undefined {
     return this.info;
+  }
+
+  /**
+   * The largest WebSocket message the server may send (SPEC.md 12.2, the WebSocket
+   * binding): 65,536 octets plus the `line` and `payload` limits it advertised, or
+   * the limits before the handshake until its HELLO reply has come. A client SHOULD
+   * close the WebSocket with status 1009 on a larger message.
+   */
+  get maxMessage(): number {
+    const limits = this.info?.limits;
+    return 65_536 + (limits ? limits.line + limits.payload : LINE_MAX + PRE_HELLO_PAYLOAD);
   }
 
   /** Who the session logged in as (REGISTER, LOGIN or AUTH answered OK). */

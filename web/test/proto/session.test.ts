@@ -139,6 +139,9 @@ describe("the client session", () => {
     expect(answers(out)[2]!.items).toMatchObject([{ verb: "CHUNK", data: ascii(long) }]);
     expect(s.server).toMatchObject({ version: 1, software: "baatkaro-server/0.1.0", limits: { message: 16384, password: 8 } });
     expect(s.user).toBe("alice");
+    // The WebSocket binding's bound on a message: 65,536 + line + payload.
+    expect(s.maxMessage).toBe(1_115_136);
+    expect(new ClientSession().maxMessage).toBe(65_536 + 1024 + 65_536);
   });
 
   it("before HELLO's reply, payloads are held to 65,536 octets", () => {
