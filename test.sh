@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of BaatKaro, on a fresh machine: installs what is missing (the web
-# client's npm packages, from the lockfile), then runs the Rust tests, the web
-# client's unit tests, and checks that the committed web bundle is what its
-# sources build and within its size budget. Node.js is for testing and building
+# client's npm packages, from the lockfile, and Debian's Chromium), then runs the
+# Rust tests, the web client's unit tests, checks that the committed web bundle is
+# what its sources build and within its size budget, and runs the end-to-end tests
+# in headless Chromium, serially, after the parallel Rust suite. Node.js is for testing and building
 # the web client only: the server embeds the committed bundle and runs without it.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -19,6 +20,18 @@ if ! command -v npm >/dev/null 2>&1; then
     fi
 fi
 
+# The end-to-end tests drive Debian's Chromium (never a browser downloaded by a
+# test tool: these machines reach only the package registries).
+if ! command -v chromium >/dev/null 2>&1; then
+    step "installing Chromium"
+    if command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq chromium
+    else
+        echo "no chromium and no apt-get: install Chromium first" >&2
+        exit 1
+    fi
+fi
+
 step "npm ci (web/, from package-lock.json)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -30,3 +43,8 @@ step "the web client: type check and unit tests"
 
 step "the web bundle: committed = built from the sources, within budget"
 (cd web && node scripts/check-bundle.mjs)
+
+step "the web client end to end: the server binary and headless Chromium"
+cargo build -p baatkaro-server
+(cd web && npx vitest run --config vitest.e2e.config.ts)
+echo "screenshots: web/e2e/screenshots/"

@@ -1,9 +1,13 @@
-import { render } from "preact";
 import "./style.css";
 
-function App() {
-  return <main><h1>BaatKaro</h1></main>;
-}
+import { render } from "preact";
 
+import { Controller } from "./app/controller";
+import { App } from "./ui/App";
+import { applyTheme } from "./ui/Settings";
+
+applyTheme();
+const controller = new Controller();
+controller.boot();
 const root = document.getElementById("app");
-if (root) render(<App />, root);
+if (root) render(<App controller={controller} />, root);

@@ -1,0 +1,240 @@
+// The web client end to end: a real server, Debian's headless Chromium, and three
+// people (alice, bob, carol) in their own browser contexts. One step per thing a
+// person can do, each with a screenshot in web/e2e/screenshots/.
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+
+import { seriousViolations } from "./axe";
+import { type TestServer, launchBrowser, person, shot, startServer } from "./harness";
+
+let server: TestServer;
+let browser: Browser;
+const pages: Record<string, Page> = {};
+
+/** How long a step waits for the page to show something. */
+const SHOWN = { timeout: 10_000 };
+
+beforeAll(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+// A failed step leaves a screenshot of every page, to see what it showed.
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state !== "fail") return;
+  for (const [name, page] of Object.entries(pages)) {
+    if (!page.isClosed()) await shot(page, `failed-${name}`).catch(() => undefined);
+  }
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+async function register(name: string): Promise<Page> {
+  const { page } = await person(browser, server);
+  page.on("dialog", (d) => void d.accept());
+  await page.getByRole("tab", { name: "Register" }).click();
+  await page.getByLabel("User name").fill(name);
+  await page.getByLabel("Password").fill(`pw-${name}-secret`);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("status").filter({ hasText: "online" }).waitFor(SHOWN);
+  pages[name] = page;
+  return page;
+}
+
+async function open(page: Page, conv: string): Promise<void> {
+  await page.getByRole("navigation").getByRole("button", { name: new RegExp(`^${conv}`) }).click();
+  await page.getByRole("main").getByRole("heading", { name: conv }).waitFor(SHOWN);
+}
+
+async function say(page: Page, conv: string, text: string): Promise<void> {
+  const box = page.getByLabel(`Message ${conv}`);
+  await box.fill(text);
+  await box.press("Enter");
+  // The page shows it once the server has stored it (it comes back as an event).
+  await messages(page).getByText(text.split("\n").at(-1)!).first().waitFor(SHOWN);
+}
+
+function messages(page: Page) {
+  return page.getByRole("log");
+}
+
+describe("the web client", () => {
+  it("serves the log-in page with no serious accessibility violations", async () => {
+    const { page } = await person(browser, server);
+    await page.getByRole("heading", { name: "BaatKaro" }).waitFor(SHOWN);
+    await shot(page, "01-login");
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.context().close();
+  });
+
+  it("registers alice, bob and carol", async () => {
+    for (const name of ["alice", "bob", "carol"]) await register(name);
+    await shot(pages.alice!, "02-registered");
+  });
+
+  it("creates a group with a join rule", async () => {
+    const alice = pages.alice!;
+    await alice.getByRole("form", { name: "Create a group" }).getByLabel("Name").fill("rust");
+    await alice.getByRole("form", { name: "Create a group" }).getByLabel("Who may join").selectOption("approval");
+    await alice.getByRole("form", { name: "Create a group" }).getByRole("button", { name: "Create" }).click();
+    await alice.getByRole("heading", { name: "#rust" }).first().waitFor(SHOWN);
+    await alice.getByText("owner").first().waitFor(SHOWN);
+    await shot(alice, "03-group-created");
+    expect(await seriousViolations(alice)).toEqual([]);
+  });
+
+  it("asks to join with a reason, and the owner sees it live and approves", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    const form = bob.getByRole("form", { name: "Join a group" });
+    await form.getByLabel("Group").fill("rust");
+    await form.getByLabel("Why (optional)").fill("I write Rust");
+    await form.getByRole("button", { name: "Ask to join" }).click();
+    await bob.getByText("#rust (waiting)").waitFor(SHOWN);
+    await alice.getByText("I write Rust").waitFor(SHOWN);
+    await shot(alice, "04-request-pushed");
+    await alice.getByRole("button", { name: "Approve" }).click();
+    await bob.getByRole("navigation").getByRole("button", { name: /^#rust/ }).waitFor(SHOWN);
+    await alice.getByText("bob", { exact: true }).first().waitFor(SHOWN);
+    await shot(bob, "05-approved");
+  });
+
+  it("sends messages, shows them live, and highlights a mention", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    await open(bob, "#rust");
+    await say(bob, "#rust", "hello @alice, good morning");
+    await open(alice, "#rust");
+    await messages(alice).getByText("good morning").waitFor(SHOWN);
+    await expect(alice.locator("article.mentioned mark").first().textContent()).resolves.toBe("@alice");
+    await say(alice, "#rust", "first line\nsecond line");
+    await messages(bob).getByText("second line").waitFor(SHOWN);
+    await shot(alice, "06-messages-and-mention");
+  });
+
+  it("counts unread private messages in the sidebar", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    const form = alice.getByRole("form", { name: "Write to a user" });
+    await form.getByLabel("User").fill("bob");
+    await form.getByRole("button", { name: "Open" }).click();
+    await say(alice, "@bob", "a private word");
+    await bob.getByRole("navigation").getByLabel("1 unread").waitFor(SHOWN);
+    await shot(bob, "07-private-unread");
+    await open(bob, "@alice");
+    await messages(bob).getByText("a private word").waitFor(SHOWN);
+  });
+
+  it("invites, and the invited accepts", async () => {
+    const [alice, carol] = [pages.alice!, pages.carol!];
+    await open(alice, "#rust");
+    const invite = alice.getByRole("form", { name: "Invite someone" });
+    await invite.getByLabel("Invite").fill("carol");
+    await invite.getByRole("button", { name: "Invite" }).click();
+    await carol.getByRole("button", { name: "Accept" }).waitFor(SHOWN);
+    await shot(carol, "08-invited");
+    await carol.getByRole("button", { name: "Accept" }).click();
+    await carol.getByRole("navigation").getByRole("button", { name: /^#rust/ }).waitFor(SHOWN);
+  });
+
+  it("promotes and demotes", async () => {
+    const alice = pages.alice!;
+    await alice.getByRole("button", { name: "actions for bob" }).click();
+    await alice.getByRole("menuitem", { name: "Make admin" }).click();
+    await alice.locator(".member", { hasText: "bob" }).getByText("admin").waitFor(SHOWN);
+    await shot(alice, "09-promoted");
+    await alice.getByRole("button", { name: "actions for bob" }).click();
+    await alice.getByRole("menuitem", { name: "Make member" }).click();
+    await alice.locator(".member", { hasText: "bob" }).getByText("member").waitFor(SHOWN);
+  });
+
+  it("kicks with a ban, shows the refusal plainly, and unbans", async () => {
+    const [alice, carol] = [pages.alice!, pages.carol!];
+    await alice.getByRole("button", { name: "actions for carol" }).click();
+    await alice.getByRole("menuitem", { name: "Remove and ban" }).click();
+    await carol.getByText("you were removed from rust by alice").waitFor(SHOWN);
+    const form = carol.getByRole("form", { name: "Join a group" });
+    await form.getByLabel("Group").fill("rust");
+    await form.getByRole("button", { name: "Ask to join" }).click();
+    await carol.getByRole("alert").filter({ hasText: "banned" }).waitFor(SHOWN);
+    await shot(carol, "10-refusal-shown");
+    await alice.getByRole("button", { name: "Show bans" }).click();
+    await alice.getByRole("button", { name: "Unban" }).click();
+    await alice.getByText("No one is banned.").waitFor(SHOWN);
+  });
+
+  it("offers the ownership, and the offeree accepts", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    await alice.getByRole("button", { name: "actions for bob" }).click();
+    await alice.getByRole("menuitem", { name: "Offer ownership" }).click();
+    await alice.getByText("Ownership offered to bob.").waitFor(SHOWN);
+    await open(bob, "#rust");
+    await bob.getByRole("button", { name: "Accept ownership" }).click();
+    await bob.locator(".member", { hasText: "bob" }).getByText("owner").waitFor(SHOWN);
+    await shot(bob, "11-new-owner");
+  });
+
+  it("changes the join rule and leaves", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    await bob.getByLabel("Who may join").last().selectOption("open");
+    await messages(bob).getByText("set the join rule to open").waitFor(SHOWN);
+    await alice.getByRole("button", { name: "Leave #rust" }).click();
+    await messages(bob).getByText("alice left").waitFor(SHOWN);
+    await shot(bob, "12-rule-and-leave");
+  });
+
+  it("fits a phone's width", async () => {
+    const { context, page } = await person(browser, server, { width: 390, height: 844 });
+    await page.getByRole("tab", { name: "Log in" }).click();
+    await page.getByLabel("User name").fill("bob");
+    await page.getByLabel("Password").fill("pw-bob-secret");
+    await page.getByRole("button", { name: "Log in" }).last().click();
+    await page.getByRole("status").filter({ hasText: "online" }).waitFor(SHOWN);
+    await page.getByRole("button", { name: "Show conversations" }).click();
+    await page.getByRole("navigation").getByRole("button", { name: /^#rust/ }).click();
+    await messages(page).getByText("good morning").waitFor(SHOWN);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    expect(width).toBeLessThanOrEqual(390);
+    await shot(page, "13-phone");
+    expect(await seriousViolations(page)).toEqual([]);
+    await context.close();
+  });
+
+  it("reconnects after the server restarts and shows what was missed", async () => {
+    const [bob, carol] = [pages.bob!, pages.carol!];
+    // carol joins the now open group and looks elsewhere.
+    const form = carol.getByRole("form", { name: "Join a group" });
+    await form.getByLabel("Group").fill("rust");
+    await form.getByRole("button", { name: "Ask to join" }).click();
+    await carol.getByRole("navigation").getByRole("button", { name: /^#rust/ }).waitFor(SHOWN);
+    await server.restart();
+    await bob.getByRole("status").filter({ hasText: "online" }).waitFor({ timeout: 30_000 });
+    await open(bob, "#rust");
+    await say(bob, "#rust", "said while you were away");
+    await carol.getByRole("status").filter({ hasText: "online" }).waitFor({ timeout: 30_000 });
+    await open(carol, "#rust");
+    await messages(carol).getByText("said while you were away").waitFor(SHOWN);
+    await shot(carol, "14-after-restart");
+  });
+
+  it("changes the password, lists sessions and logs out", async () => {
+    const carol = pages.carol!;
+    await carol.getByRole("button", { name: "Settings" }).click();
+    await carol.getByLabel("Current password").fill("pw-carol-secret");
+    await carol.getByLabel("New password").fill("pw-carol-better");
+    await carol.getByRole("button", { name: "Change password" }).click();
+    await carol.getByText("password changed").waitFor(SHOWN);
+    await carol.getByRole("button", { name: "End session" }).first().waitFor(SHOWN);
+    await shot(carol, "15-settings");
+    expect(await seriousViolations(carol)).toEqual([]);
+    await carol.getByRole("button", { name: "Log out" }).click();
+    await carol.getByRole("tab", { name: "Log in" }).waitFor(SHOWN);
+  });
+
+  it("deletes a group", async () => {
+    const bob = pages.bob!;
+    await bob.getByRole("button", { name: "Delete #rust" }).click();
+    await bob.getByText("Pick a conversation, or create a group.").waitFor(SHOWN);
+    await shot(bob, "16-deleted");
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * Writing a message: Enter sends, Shift+Enter starts a new line. What is typed
+ * while disconnected is sent when the link is back (SEND is idempotent); the draft
+ * is kept per conversation.
+ */
+
+import { useEffect, useRef, useState } from "preact/hooks";
+
+import type { Controller } from "../app/controller";
+import type { Conv } from "../proto/types";
+import { toWire } from "./format";
+
+const drafts = new Map<Conv, string>();
+
+export function Composer({ controller, conv }: { controller: Controller; conv: Conv }) {
+  const [text, setText] = useState(drafts.get(conv) ?? "");
+  const [sending, setSending] = useState(0);
+  const area = useRef<HTMLTextAreaElement>(null);
+  const max = controller.state.server.value?.limits.message;
+
+  useEffect(() => {
+    setText(drafts.get(conv) ?? "");
+    area.current?.focus();
+  }, [conv]);
+
+  const send = async () => {
+    const body = text.trim();
+    if (!body) return;
+    setText("");
+    drafts.delete(conv);
+    setSending((n) => n + 1);
+    const ok = await controller.send(toWire(body));
+    setSending((n) => n - 1);
+    // Refused: the text comes back so that nothing typed is lost.
+    if (!ok) setText((now) => (now ? now : body));
+  };
+
+  const tooLong = max !== undefined && new TextEncoder().encode(toWire(text)).length > max;
+  return (
+    <form
+      class="composer"
+      aria-label="Write a message"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void send();
+      }}
+    >
+      <textarea
+        ref={area}
+        aria-label={`Message ${conv}`}
+        placeholder={`Message ${conv}`}
+        rows={2}
+        value={text}
+        onInput={(e) => {
+          setText(e.currentTarget.value);
+          drafts.set(conv, e.currentTarget.value);
+        }}
+        onKeyDown={(e) => {
+          if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+            e.preventDefault();
+            void send();
+          }
+        }}
+      />
+      <button type="submit" disabled={tooLong || !text.trim()}>
+        Send
+      </button>
+      {tooLong ? (
+        <p class="error" role="alert">
+          Too long: at most {max} bytes.
+        </p>
+      ) : null}
+      {sending > 0 ? (
+        <p class="muted" role="status">
+          sending…
+        </p>
+      ) : null}
+    </form>
+  );
+}

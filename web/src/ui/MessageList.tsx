@@ -1,0 +1,163 @@
+/**
+ * A conversation's history, virtualised: one row per sequence number from the
+ * oldest kept to the newest, only the rows in view (and a few around them) in the
+ * page, and each page of events fetched from the server when its rows come into
+ * view. A conversation of 100,000 messages costs what a screenful does.
+ */
+
+import {
+  Virtualizer,
+  elementScroll,
+  measureElement,
+  observeElementOffset,
+  observeElementRect,
+} from "@tanstack/virtual-core";
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "preact/hooks";
+
+import type { Controller } from "../app/controller";
+import type { Conversation } from "../app/state";
+import type { StoredEvent } from "../proto/types";
+import { LINE_SEPARATOR, describeEvent, hue, size, splitMentions, time } from "./format";
+
+/** Rows that are close to the bottom count as "at the bottom". */
+const BOTTOM_SLACK_PX = 48;
+
+function useVirtualizer(count: number, scroller: () => HTMLElement | null) {
+  const [, rerender] = useReducer((n: number) => n + 1, 0);
+  const [v] = useState(
+    () =>
+      new Virtualizer<HTMLElement, HTMLElement>({
+        count,
+        getScrollElement: scroller,
+        estimateSize: () => 44,
+        overscan: 12,
+        observeElementRect,
+        observeElementOffset,
+        scrollToFn: elementScroll,
+        measureElement,
+        onChange: () => rerender(0),
+      }),
+  );
+  v.setOptions({ ...v.options, count });
+  useLayoutEffect(() => v._didMount(), [v]);
+  useLayoutEffect(() => v._willUpdate());
+  return v;
+}
+
+export function MessageList(props: { controller: Controller; conv: Conversation; revision: number }) {
+  const { controller, conv } = props;
+  const me = controller.state.me.value;
+  const scroller = useRef<HTMLDivElement>(null);
+  const first = conv.oldest;
+  const count = Math.max(0, conv.latest - first + 1);
+  const v = useVirtualizer(count, () => scroller.current);
+  // Where "new messages" begins, as it was when the conversation was opened.
+  const [firstUnread] = useState(() => (conv.unread > 0 ? conv.read + 1 : 0));
+  const atBottom = useRef(true);
+
+  // Opened at the newest event.
+  useLayoutEffect(() => {
+    if (count > 0) v.scrollToIndex(count - 1, { align: "end" });
+  }, [conv.conv]);
+
+  // New events keep the view at the bottom if it was there.
+  useLayoutEffect(() => {
+    if (atBottom.current && count > 0) v.scrollToIndex(count - 1, { align: "end" });
+  }, [count]);
+
+  const items = v.getVirtualItems();
+
+  // Fetch what is in view and not loaded.
+  useEffect(() => {
+    let missing: number | undefined;
+    let lastMissing = 0;
+    for (const item of items) {
+      const seq = first + item.index;
+      if (!conv.events.has(seq)) {
+        missing ??= seq;
+        lastMissing = seq;
+      }
+    }
+    if (missing !== undefined) void controller.load(conv.conv, missing, lastMissing);
+  });
+
+  const onScroll = () => {
+    const el = scroller.current;
+    if (el) atBottom.current = el.scrollTop + el.clientHeight >= el.scrollHeight - BOTTOM_SLACK_PX;
+  };
+
+  return (
+    <div
+      class="messages"
+      ref={scroller}
+      onScroll={onScroll}
+      role="log"
+      aria-label={`messages in ${conv.conv}`}
+      aria-live="polite"
+      tabIndex={0}
+    >
+      {count === 0 ? <p class="empty">No messages yet. Say hello!</p> : null}
+      <div style={{ height: `${v.getTotalSize()}px`, position: "relative" }}>
+        {items.map((item) => {
+          const seq = first + item.index;
+          const event = conv.events.get(seq);
+          return (
+            <div
+              key={seq}
+              data-index={item.index}
+              ref={(el) => {
+                if (el) v.measureElement(el);
+              }}
+              class="row"
+              style={{ transform: `translateY(${item.start}px)` }}
+            >
+              {seq === firstUnread ? <div class="new-marker" role="separator">new messages</div> : null}
+              {event ? <Row event={event} me={me} /> : <div class="placeholder" aria-hidden="true">…</div>}
+            </div>
+          );
+        })}
+      </div>
+    </div>
+  );
+}
+
+function Row({ event, me }: { event: StoredEvent; me: string | undefined }) {
+  if (event.verb === "MSG" || event.verb === "FILE") {
+    const mine = event.from === me;
+    const parts = event.verb === "MSG" ? splitMentions(event.text, me) : [];
+    const mentioned = !mine && parts.some((p) => p.mention);
+    return (
+      <article class={`msg${mentioned ? " mentioned" : ""}${mine ? " mine" : ""}`} data-seq={event.seq}>
+        <header>
+          <span class="from" style={{ color: `hsl(${hue(event.from)} 60% var(--name-l))` }}>
+            {event.from}
+          </span>
+          <time dateTime={new Date(event.time).toISOString()}>{time(event.time)}</time>
+        </header>
+        {event.verb === "MSG" ? (
+          <p class="text">
+            {parts.map((p, i) => (p.mention ? <mark key={i}>{p.text}</mark> : <Lines key={i} text={p.text} />))}
+          </p>
+        ) : (
+          <p class="file">
+            <a href={`/files/${encodeURIComponent(event.file)}`} download={event.name}>
+              {event.name}
+            </a>{" "}
+            <span class="muted">({size(event.size)})</span>
+          </p>
+        )}
+      </article>
+    );
+  }
+  return (
+    <p class="system" data-seq={event.seq}>
+      <time dateTime={new Date(event.time).toISOString()}>{time(event.time)}</time> {describeEvent(event)}
+    </p>
+  );
+}
+
+/** Text with its U+2028 line separators (SPEC.md 6.6) shown as line breaks. */
+function Lines({ text }: { text: string }) {
+  const lines = text.split(LINE_SEPARATOR);
+  return <>{lines.map((line, i) => (i === 0 ? line : [<br key={i} />, line]))}</>;
+}

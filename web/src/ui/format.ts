@@ -1,0 +1,88 @@
+/**
+ * How events read in the page: times, sizes, a colour per sender, and a sentence
+ * for each event that is not a message.
+ */
+
+import type { StoredEvent } from "../proto/types";
+
+/**
+ * What separates the lines of a message (SPEC.md 6.6): text holds no LF, so a
+ * message of several lines carries U+2028 LINE SEPARATOR between them.
+ */
+export const LINE_SEPARATOR = "\u2028";
+
+/** A message's text as typed (lines joined by newlines) in its wire form. */
+export function toWire(typed: string): string {
+  return typed.replace(/\r\n?|\n/g, LINE_SEPARATOR);
+}
+
+/** `14:05`, or `3 Dec 14:05` for another day. */
+export function time(ms: number, now: number = Date.now()): string {
+  const d = new Date(ms);
+  const hm = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (new Date(now).toDateString() === d.toDateString()) return hm;
+  return `${d.toLocaleDateString(undefined, { day: "numeric", month: "short" })} ${hm}`;
+}
+
+/** `1.5 MB` and the like. */
+export function size(octets: number): string {
+  if (octets < 1024) return `${octets} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let v = octets / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+/** A stable hue for a name, so that each sender keeps their colour. */
+export function hue(name: string): number {
+  let h = 0;
+  for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+  return h % 360;
+}
+
+/** The sentence for an event that is not a message or a file. */
+export function describeEvent(e: StoredEvent): string {
+  switch (e.verb) {
+    case "MSG":
+      return e.text;
+    case "FILE":
+      return `shared ${e.name}`;
+    case "JOINED":
+      return e.by === e.user ? `${e.user} joined` : `${e.user} joined, let in by ${e.by}`;
+    case "LEFT":
+      return `${e.user} left`;
+    case "KICKED":
+      return `${e.user} was removed by ${e.by}`;
+    case "BANNED":
+      return `${e.user} was banned by ${e.by}`;
+    case "ROLE":
+      return `${e.by} made ${e.user} ${e.role === "admin" ? "an admin" : "a member"}`;
+    case "OFFERED":
+      return `${e.by} offered the ownership to ${e.user}`;
+    case "OWNER":
+      return `${e.user} is the owner now (${e.previous} is an admin)`;
+    case "RULE":
+      return `${e.by} set the join rule to ${e.rule}`;
+  }
+}
+
+/** Splits `text` around the mentions of `me`, for highlighting. */
+export function splitMentions(text: string, me: string | undefined): { text: string; mention: boolean }[] {
+  if (!me) return [{ text, mention: false }];
+  const escaped = me.replace(/[.\\-]/g, (c) => `\\${c}`);
+  const re = new RegExp(`(^|[^a-z0-9_.-])(@?${escaped})(?=$|[^a-z0-9_-])`, "gi");
+  const out: { text: string; mention: boolean }[] = [];
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    const start = (m.index ?? 0) + (m[1]?.length ?? 0);
+    if (start > last) out.push({ text: text.slice(last, start), mention: false });
+    out.push({ text: m[2] ?? "", mention: true });
+    last = start + (m[2]?.length ?? 0);
+  }
+  if (last < text.length) out.push({ text: text.slice(last), mention: false });
+  return out;
+}
