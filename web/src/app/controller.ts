@@ -7,10 +7,21 @@
  * endpoint reads so that downloads go to the browser's own download manager.
  */
 
+import { signal } from "@preact/signals";
+
 import { type ServerInfo, isStored } from "../proto/session";
 import type { Command, Conv, Event, JoinRule, Name, OkReply, StoredEvent } from "../proto/types";
 import { type Credentials, type Done, Link, LinkError, socketUrl } from "./link";
 import { State } from "./state";
+import { type Progress, upload } from "./upload";
+
+/** An upload the page shows. */
+export interface Upload {
+  readonly id: number;
+  readonly name: string;
+  readonly conv: Conv;
+  readonly progress: Progress;
+}
 
 /** Where the token is kept. */
 const SESSION_KEY = "baatkaro.session";
@@ -42,6 +53,9 @@ export function groupOf(conv: Conv | undefined): Name | undefined {
 export class Controller {
   readonly state = new State();
   readonly link: Link;
+  /** Uploads under way or just finished. */
+  readonly uploads = signal<readonly Upload[]>([]);
+  private nextUpload = 1;
   private readonly marks = new Map<Conv, number>();
   private readTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -226,6 +240,32 @@ export class Controller {
     return this.act({ verb: "SEND", to, key: newKey(), text });
   }
 
+  /** Shares `file` in `conv`, showing its progress; false if it failed (and why is shown). */
+  async share(conv: Conv, file: File): Promise<boolean> {
+    const id = this.nextUpload++;
+    const set = (progress: Progress) => {
+      const rest = this.uploads.value.filter((u) => u.id !== id);
+      this.uploads.value = [...rest, { id, name: file.name, conv, progress }];
+    };
+    const chunk = this.link.server?.limits.chunk ?? 1024 * 1024;
+    try {
+      await upload((c) => this.link.call(c), conv, file, chunk, set);
+      setTimeout(() => (this.uploads.value = this.uploads.value.filter((u) => u.id !== id)), 4_000);
+      return true;
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      set({ phase: "failed", done: 0, size: file.size, error: why });
+      this.state.notify(`${file.name}: ${why} (pick the same file again to resume)`, "error");
+      return false;
+    }
+  }
+
+  /** The files shared in `conv`. */
+  async files(conv: Conv): Promise<StoredEvent[]> {
+    const done = await this.run({ verb: "FILES", conv });
+    return done.items.filter(isStored);
+  }
+
   /** Creates a group and opens it. */
   async create(group: Name, rule: JoinRule): Promise<boolean> {
     if (!(await this.act({ verb: "CREATE", group, rule }))) return false;
@@ -359,6 +399,7 @@ function load(): Credentials | undefined {
 /** The cookie the download endpoint reads (SPEC.md 12.4). */
 function setCookie(creds: Credentials): void {
   const secure = location.protocol === "https:" ? "; Secure" : "";
-  const value = encodeURIComponent(`${creds.user} ${creds.token} ${creds.secret}`);
+  // SPEC.md 12.4's http-token: the three fields of AUTH joined by dots.
+  const value = `${creds.user}.${creds.token}.${creds.secret}`;
   document.cookie = `baatkaro-token=${value}; Path=/files; SameSite=Strict${secure}`;
 }

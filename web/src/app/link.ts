@@ -95,7 +95,7 @@ interface Waiting {
 }
 
 /** A refusal that means the token is no good: sign out rather than retry. */
-const CREDENTIAL_CODES = new Set(["BAD_TOKEN", "BAD_CREDENTIALS", "NO_SUCH_USER", "ACCOUNT_LOCKED"]);
+const CREDENTIAL_CODES = new Set(["AUTH_FAILED", "REVOKED", "ACCOUNT_LOCKED"]);
 
 /** The WebSocket address of the server that served this page. */
 export function socketUrl(loc: { protocol: string; host: string } = location): string {

@@ -13,6 +13,11 @@ import type { ServerInfo } from "../proto/session";
 import type { Conv, Event, Item, JoinRule, Membership, Name, Presence, Role, StoredEvent } from "../proto/types";
 import type { LinkStatus } from "./link";
 
+/** Whether the page is out of sight (and so nothing in it is being read). */
+export function pageHidden(): boolean {
+  return typeof document !== "undefined" && document.hidden;
+}
+
 /** One of the user's groups, as GROUPS lists it. */
 export interface Group {
   readonly name: Name;
@@ -154,7 +159,7 @@ export class State {
       c.latest = Math.max(c.latest, i.latest);
       if (i.marker) {
         c.read = i.marker.read;
-        c.unread = i.conv === this.current.value && !document.hidden ? 0 : i.marker.unread;
+        c.unread = i.conv === this.current.value && !pageHidden() ? 0 : i.marker.unread;
       }
     }
     this.touch();

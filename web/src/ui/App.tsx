@@ -9,6 +9,7 @@ import type { Controller } from "../app/controller";
 import { groupOf } from "../app/controller";
 import { AuthView } from "./AuthView";
 import { Composer } from "./Composer";
+import { FileList, Uploads } from "./Files";
 import { GroupPanel } from "./GroupPanel";
 import { MessageList } from "./MessageList";
 import { Settings } from "./Settings";
@@ -37,6 +38,8 @@ function Shell({ controller }: { controller: Controller }) {
   const group = groupOf(current);
   const [pane, setPane] = useState<Pane>(current ? "chat" : "list");
   const [details, setDetails] = useState(true);
+  const [showFiles, setShowFiles] = useState(false);
+  const [dragging, setDragging] = useState(false);
   const conv = current ? s.conversation(current) : undefined;
 
   return (
@@ -64,6 +67,9 @@ function Shell({ controller }: { controller: Controller }) {
             <>
               <header class="chat-head">
                 <h2>{current}</h2>
+                <button type="button" onClick={() => setShowFiles(!showFiles)} aria-expanded={showFiles}>
+                  Files
+                </button>
                 {group ? (
                   <button
                     type="button"
@@ -77,7 +83,23 @@ function Shell({ controller }: { controller: Controller }) {
                   </button>
                 ) : null}
               </header>
-              <MessageList key={current} controller={controller} conv={conv} revision={revision} />
+              <div
+                class={dragging ? "drop dragging" : "drop"}
+                onDragOver={(e) => {
+                  e.preventDefault();
+                  setDragging(true);
+                }}
+                onDragLeave={() => setDragging(false)}
+                onDrop={(e) => {
+                  e.preventDefault();
+                  setDragging(false);
+                  for (const f of Array.from(e.dataTransfer?.files ?? [])) void controller.share(current, f);
+                }}
+              >
+                <MessageList key={current} controller={controller} conv={conv} revision={revision} />
+                {showFiles ? <FileList controller={controller} conv={current} /> : null}
+              </div>
+              <Uploads controller={controller} conv={current} />
               <Composer controller={controller} conv={current} />
             </>
           ) : (

@@ -62,9 +62,23 @@ export function Composer({ controller, conv }: { controller: Controller; conv: C
           }
         }}
       />
-      <button type="submit" disabled={tooLong || !text.trim()}>
-        Send
-      </button>
+      <div class="composer-buttons">
+        <label class="attach">
+          <span>Attach</span>
+          <input
+            type="file"
+            aria-label={`Share a file in ${conv}`}
+            onChange={(e) => {
+              const input = e.currentTarget;
+              for (const f of Array.from(input.files ?? [])) void controller.share(conv, f);
+              input.value = "";
+            }}
+          />
+        </label>
+        <button type="submit" disabled={tooLong || !text.trim()}>
+          Send
+        </button>
+      </div>
       {tooLong ? (
         <p class="error" role="alert">
           Too long: at most {max} bytes.

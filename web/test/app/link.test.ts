@@ -1,0 +1,149 @@
+// The page's link against a fake WebSocket: what is sent again after a drop, what
+// fails, when it signs out, and that it reconnects with backoff.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { type Credentials, Link, LinkError, type LinkStatus } from "../../src/app/link";
+
+const HELLO_OK =
+  "OK HELLO 1 baatkaro-server/0.1.0 features=files,file-cancel,tokens,account,read,group-state line=1024 payload=1048576 message=16384 reason=1024 file=4294967296 chunk=1048576 quota=17179869184 uploads=4 partial=86400 groups=256 members=10000 pending=1000 invites=1000 rate=1000 burst=10000 history=0 page=1000 inflight=1024 sessions=16 idle=300 expiry=604800 keys=604800 queue=8388608 login=60 key-count=1024 tokens=32 password=8 logins=60 per-address=256 frames=20000";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A WebSocket that records what the page sends and lets the test answer. */
+class FakeSocket {
+  binaryType = "blob";
+  onopen: (() => void) | null = null;
+  onmessage: ((m: { data: ArrayBuffer }) => void) | null = null;
+  onclose: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  readonly sent: string[] = [];
+  closed = false;
+  send(bytes: Uint8Array) {
+    this.sent.push(dec.decode(bytes));
+  }
+  close() {
+    this.closed = true;
+  }
+  /** The server sends these lines (CRLF added), as one message. */
+  reply(...lines: string[]) {
+    const bytes = enc.encode(lines.map((l) => `${l}\r\n`).join(""));
+    this.onmessage?.({ data: bytes.buffer as ArrayBuffer });
+  }
+  /** The tag of the n-th frame sent. */
+  tag(n: number): string {
+    return this.sent[n]!.split(" ")[0]!;
+  }
+}
+
+const creds: Credentials = { user: "alice", token: 1, secret: "a".repeat(64) };
+
+describe("the link", () => {
+  let sockets: FakeSocket[];
+  let statuses: LinkStatus[];
+  let logins: boolean[];
+  let link: Link;
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    sockets = [];
+    statuses = [];
+    logins = [];
+    link = new Link(
+      "ws://test/ws",
+      { onEvent: () => {}, onStatus: (s) => statuses.push(s), onLoggedIn: (_, again) => void logins.push(again) },
+      () => {
+        const s = new FakeSocket();
+        sockets.push(s);
+        return s as unknown as WebSocket;
+      },
+    );
+  });
+
+  afterEach(() => {
+    link.signOut();
+    vi.useRealTimers();
+  });
+
+  /** Opens the n-th socket and answers its HELLO and AUTH. */
+  function connect(n: number): FakeSocket {
+    const s = sockets[n]!;
+    s.onopen?.();
+    expect(s.sent[0]).toMatch(/^c1 HELLO 1 /);
+    expect(s.sent[1]).toBe(`c2 AUTH alice 1 ${"a".repeat(64)}\r\n`);
+    s.reply(`c1 ${HELLO_OK}`, "c2 OK AUTH alice");
+    return s;
+  }
+
+  it("logs in with the token and reports each login", async () => {
+    link.start(creds);
+    connect(0);
+    await vi.waitFor(() => expect(logins).toEqual([false]));
+    expect(statuses.at(-1)).toEqual({ state: "online" });
+  });
+
+  it("sends an idempotent request again after a drop, and fails one that is not", async () => {
+    link.start(creds);
+    const first = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    const send = link.call({ verb: "SEND", to: "#rust", key: "k1", text: "hi" });
+    const create = link.call({ verb: "CREATE", group: "go" });
+    expect(first.sent.slice(2).map((l) => l.split(" ")[1])).toEqual(["SEND", "CREATE"]);
+    first.onclose?.();
+    await expect(create).rejects.toMatchObject({ kind: "lost" });
+    expect(statuses.at(-1)?.state).toBe("waiting");
+    // Down: a new SEND waits, a CREATE fails at once.
+    const queued = link.call({ verb: "SEND", to: "#rust", key: "k2", text: "later" });
+    await expect(link.call({ verb: "CREATE", group: "x" })).rejects.toBeInstanceOf(LinkError);
+    await vi.advanceTimersByTimeAsync(1_000);
+    const second = connect(1);
+    await vi.waitFor(() => expect(second.sent.length).toBe(4));
+    // The same key, so the server stores it once (SPEC.md 5.2); then what waited.
+    expect(second.sent[2]).toMatch(/^c3 SEND #rust k1 \{2\}\r\nhi\r\n$/);
+    expect(second.sent[3]).toMatch(/^c4 SEND #rust k2 /);
+    second.reply("c3 OK SEND #rust 7 1764072500000", "c4 OK SEND #rust 8 1764072500001");
+    await expect(send).resolves.toMatchObject({ reply: { verb: "SEND", seq: 7 } });
+    await expect(queued).resolves.toMatchObject({ reply: { verb: "SEND", seq: 8 } });
+    expect(logins).toEqual([false, true]);
+  });
+
+  it("signs out when the token is refused, and does not retry", async () => {
+    link.start(creds);
+    const s = sockets[0]!;
+    s.onopen?.();
+    s.reply(`c1 ${HELLO_OK}`, "c2 ERR AUTH_FAILED :token refused: unknown, revoked or expired");
+    expect(statuses.at(-1)).toMatchObject({ state: "signed-out" });
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(sockets.length).toBe(1);
+  });
+
+  it("signs out when the token is revoked from elsewhere", async () => {
+    link.start(creds);
+    const s = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    s.reply("* BYE REVOKED :this session's token was revoked");
+    expect(statuses.at(-1)).toMatchObject({ state: "signed-out" });
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(sockets.length).toBe(1);
+  });
+
+  it("waits longer after each failed try, honouring the server's hint", async () => {
+    link.start(creds);
+    const s = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    s.reply("* BYE SHUTTING_DOWN retry=5000 :restarting");
+    const waiting = statuses.at(-1);
+    expect(waiting?.state).toBe("waiting");
+    const wait = waiting?.state === "waiting" ? waiting.retryAt - Date.now() : 0;
+    expect(wait).toBeGreaterThanOrEqual(5000);
+    expect(wait).toBeLessThanOrEqual(5000 + 1000);
+    await vi.advanceTimersByTimeAsync(wait);
+    expect(sockets.length).toBe(2);
+    // The next try fails too: the wait doubles (with jitter, at least half of it).
+    sockets[1]!.onclose?.();
+    const next = statuses.at(-1);
+    const wait2 = next?.state === "waiting" ? next.retryAt - Date.now() : 0;
+    expect(wait2).toBeGreaterThanOrEqual(1000);
+    expect(wait2).toBeLessThanOrEqual(4000);
+  });
+});
