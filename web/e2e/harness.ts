@@ -23,6 +23,8 @@ const START_WAIT_MS = 20_000;
 export interface TestServer {
   /** The web client's address, `http://127.0.0.1:PORT`. */
   url: string;
+  /** The protocol's TCP address, `127.0.0.1:PORT`. */
+  tcp(): string;
   /** The data directory (kept across restarts). */
   dataDir: string;
   /** Stops the server (SIGTERM) and waits for it to exit. */
@@ -40,7 +42,7 @@ interface Process {
 }
 
 /** Starts the binary and waits until it says where it listens. */
-function launch(dataDir: string, web: string, tcp: string): Promise<Process> {
+function launch(dataDir: string, web: string, tcp: string, extra: readonly string[]): Promise<Process> {
   const child = spawn(
     SERVER_BIN,
     [
@@ -51,6 +53,7 @@ function launch(dataDir: string, web: string, tcp: string): Promise<Process> {
       "--logins-per-minute", "100000",
       "--no-direct-io",
       "--log", "info",
+      ...extra,
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
@@ -92,12 +95,13 @@ function exited(child: ChildProcess, ms: number): Promise<void> {
   });
 }
 
-/** Starts a server on fresh data. */
-export async function startServer(): Promise<TestServer> {
+/** Starts a server on fresh data, with these flags besides the harness's own. */
+export async function startServer(extra: readonly string[] = []): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "baatkaro-e2e-"));
-  let proc = await launch(dataDir, "127.0.0.1:0", "127.0.0.1:0");
+  let proc = await launch(dataDir, "127.0.0.1:0", "127.0.0.1:0", extra);
   const server: TestServer = {
     url: `http://${proc.web}`,
+    tcp: () => proc.tcp,
     dataDir,
     async stop() {
       proc.child.kill("SIGTERM");
@@ -105,7 +109,7 @@ export async function startServer(): Promise<TestServer> {
     },
     async restart() {
       await server.stop();
-      proc = await launch(dataDir, proc.web, proc.tcp);
+      proc = await launch(dataDir, proc.web, proc.tcp, extra);
     },
     async dispose() {
       await server.stop();

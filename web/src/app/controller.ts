@@ -146,15 +146,38 @@ export class Controller {
   /** After every login: the lists, the markers, and where the person was. */
   private async catchUp(info: ServerInfo, again: boolean): Promise<void> {
     this.state.server.value = info;
-    await Promise.all([this.refreshGroups(), this.refreshConversations()]);
     const me = this.state.me.value;
     let current = this.state.current.value;
     if (!again && !current && me) {
-      const where = localStorage.getItem(`baatkaro.where.${me}`) as Conv | null;
-      if (where && this.state.conversations.has(where)) current = where;
+      current = (localStorage.getItem(`baatkaro.where.${me}`) as Conv | null) ?? undefined;
     }
-    if (current) await this.select(current);
+    // The newest page of where the person is goes with the lists, not after them:
+    // it is what the page shows first.
+    const newest = current ? this.loadNewest(current) : undefined;
+    await Promise.all([this.refreshGroups(), this.refreshConversations(), newest]);
+    if (current && (this.state.conversations.has(current) || current.startsWith("@"))) {
+      await this.select(current);
+    } else if (current === this.state.current.value) {
+      this.state.current.value = undefined;
+    }
     if (again) this.state.notify("reconnected", "info");
+  }
+
+  /** Loads the newest page of `conv` (where its history ends is not known yet). */
+  async loadNewest(conv: Conv): Promise<void> {
+    const c = this.state.conversation(conv);
+    const limit = Math.min(PAGE, this.link.server?.limits.page ?? PAGE);
+    try {
+      const done = await this.link.call({ verb: "HISTORY", conv, range: "last", limit });
+      for (const item of done.items) if (isStored(item)) c.add(item);
+      if (done.reply.verb === "HISTORY") {
+        c.latest = Math.max(c.latest, done.reply.latest);
+        c.oldest = done.reply.oldest;
+      }
+      this.state.touch();
+    } catch {
+      // Not readable (left, deleted): the lists say so.
+    }
   }
 
   async refreshGroups(): Promise<void> {

@@ -389,12 +389,11 @@ export class Link {
     this.startKeepalive(session.server.limits.idle);
     const queued = this.queue;
     this.queue = [];
-    try {
-      await this.hooks.onLoggedIn(session.server, again);
-    } finally {
-      // What was asked while down goes after the catch-up's own requests.
-      for (const w of queued) this.transmit(w);
-    }
+    // The catch-up's first requests go out first; what was asked while down goes
+    // right behind them, without waiting for their answers.
+    const catchUp = this.hooks.onLoggedIn(session.server, again);
+    for (const w of queued) this.transmit(w);
+    await catchUp;
   }
 
   /** Keeps an idle link alive and notices a dead one. */

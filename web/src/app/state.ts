@@ -59,13 +59,6 @@ export class Conversation {
 
   constructor(readonly conv: Conv) {}
 
-  /** The newest loaded seq, 0 with none. */
-  get newestLoaded(): number {
-    let n = 0;
-    for (const seq of this.events.keys()) if (seq > n) n = seq;
-    return n;
-  }
-
   /** Takes an event in; returns whether it is new. */
   add(event: StoredEvent): boolean {
     if (this.events.has(event.seq)) return false;
@@ -92,6 +85,8 @@ export class State {
   /** Bumped whenever a conversation, its events or its counts change. */
   readonly revision = signal(0);
   readonly current = signal<Conv | undefined>(undefined);
+  /** Bumped when a file is shared anywhere: file lists read again. */
+  readonly filesShared = signal(0);
   readonly members = signal<ReadonlyMap<Name, readonly Member[]>>(new Map());
   readonly requests = signal<ReadonlyMap<Name, readonly JoinRequest[]>>(new Map());
   readonly notices = signal<readonly Notice[]>([]);
@@ -199,6 +194,7 @@ export class State {
   stored(event: StoredEvent, reading: boolean): boolean {
     const c = this.conversation(event.conv);
     if (!c.add(event)) return false;
+    if (event.verb === "FILE") this.filesShared.value += 1;
     const own = "from" in event && event.from === this.me.value;
     // SPEC.md 6.8: unread are the messages and files of others.
     const counts = (event.verb === "MSG" || event.verb === "FILE") && !own;

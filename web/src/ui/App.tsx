@@ -33,7 +33,6 @@ type Pane = "list" | "chat" | "details" | "settings";
 
 function Shell({ controller }: { controller: Controller }) {
   const s = controller.state;
-  const revision = s.revision.value;
   const current = s.current.value;
   const group = groupOf(current);
   const [pane, setPane] = useState<Pane>(current ? "chat" : "list");
@@ -96,7 +95,7 @@ function Shell({ controller }: { controller: Controller }) {
                   for (const f of Array.from(e.dataTransfer?.files ?? [])) void controller.share(current, f);
                 }}
               >
-                <MessageList key={current} controller={controller} conv={conv} revision={revision} />
+                <MessageList key={current} controller={controller} conv={conv} />
                 {showFiles ? <FileList controller={controller} conv={current} /> : null}
               </div>
               <Uploads controller={controller} conv={current} />

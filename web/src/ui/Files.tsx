@@ -40,7 +40,7 @@ export function Uploads({ controller, conv }: { controller: Controller; conv: Co
 
 export function FileList({ controller, conv }: { controller: Controller; conv: Conv }) {
   const [files, setFiles] = useState<StoredEvent[] | undefined>();
-  const revision = controller.state.revision.value;
+  const shared = controller.state.filesShared.value;
   useEffect(() => {
     let live = true;
     controller.files(conv).then(
@@ -50,7 +50,7 @@ export function FileList({ controller, conv }: { controller: Controller; conv: C
     return () => {
       live = false;
     };
-  }, [conv, revision]);
+  }, [conv, shared]);
   return (
     <section class="files" aria-label={`files in ${conv}`}>
       <h3>Files</h3>
