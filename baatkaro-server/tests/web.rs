@@ -10,46 +10,12 @@ use std::net::SocketAddr;
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame, StoredEvent};
 use bytes::Bytes;
-use common::{Client, TestServer, WAIT, config, conv, text, ws_connect};
+use common::{Client, TestServer, WAIT, config, conv, http, text, ws_connect};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// An HTTP response: status, headers (names lower-cased), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one raw HTTP/1.1 request (`Connection: close` is added) and reads the
-/// whole response.
-async fn http(addr: SocketAddr, head: &str) -> Response {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    Response { status, headers, body: raw[split + 4..].to_vec() }
-}
 
 async fn web_server() -> (TestServer, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
