@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame, StoredEvent};
 use bytes::Bytes;
-use common::{Client, TestServer, WAIT, config, conv, http, text, ws_connect};
+use common::{Client, TestServer, WAIT, config, conv, http, spec_http_example, text, ws_connect};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -203,10 +203,7 @@ async fn the_web_listener_counts_against_the_address_limit() {
 /// gets the response shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spec_s_example_handshake_is_answered_as_shown() {
-    let spec = include_str!("../../SPEC.md");
-    let section = &spec[spec.find("### 12.1 The endpoint").unwrap()..];
-    let block = section.split("```http\n").nth(1).unwrap().split("```").next().unwrap();
-    let (request, response) = block.split_once("\n\n").unwrap();
+    let (request, response) = spec_http_example("### 12.1 The endpoint");
     let (server, web, _dir) = web_server().await;
     let request = request.replace("127.0.0.1:7668", &web.to_string());
     let mut s = TcpStream::connect(web).await.unwrap();

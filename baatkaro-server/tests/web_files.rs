@@ -15,7 +15,10 @@ use baatkaro_proto::{
     Command, FileId, JoinRule, OfferName, OfferStatus, OkReply, Sha256, Text, TokenSecret,
 };
 use bytes::Bytes;
-use common::{Client, HttpResponse, TestServer, config, conv, http, http_from, password, user};
+use common::{
+    Client, HttpResponse, TestServer, config, conv, http, http_from, password, spec_http_example,
+    user,
+};
 use sha2::Digest;
 
 fn sha(data: &[u8]) -> Sha256 {
@@ -314,10 +317,7 @@ async fn guessing_tokens_over_http_spends_the_address_s_budget_of_token_logins()
 /// the file shared and the token made, gets the response head and body shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spec_s_example_download_is_answered_as_shown() {
-    let spec = include_str!("../../SPEC.md");
-    let section = &spec[spec.find("### 12.4 Downloads over HTTP").unwrap()..];
-    let block = section.split("```http\n").nth(1).unwrap().split("```").next().unwrap();
-    let (request, response) = block.split_once("\n\n").unwrap();
+    let (request, response) = spec_http_example("### 12.4 Downloads over HTTP");
     let (head, body) = response.trim_end().split_once("\n\n").unwrap();
     let (server, web, _dir, [mut alice, ..], file) = room(b"hello,moon", "notes.txt").await;
     let t = token(&mut alice).await;

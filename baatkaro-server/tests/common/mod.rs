@@ -433,6 +433,15 @@ impl HttpResponse {
     }
 }
 
+/// The first HTTP example of SPEC.md's section headed `heading`, split at its first
+/// empty line: the request, then the response.
+pub fn spec_http_example(heading: &str) -> (&'static str, &'static str) {
+    let spec = include_str!("../../../SPEC.md");
+    let section = &spec[spec.find(heading).expect("the section")..];
+    let block = section.split("```http\n").nth(1).unwrap().split("```").next().unwrap();
+    block.split_once("\n\n").unwrap()
+}
+
 /// Sends one raw HTTP/1.1 request (`Connection: close` is added) and reads the
 /// whole response.
 pub async fn http(addr: SocketAddr, head: &str) -> HttpResponse {
