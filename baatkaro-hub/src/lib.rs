@@ -17,6 +17,6 @@ pub mod store;
 
 pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
-    ConnId, Delivery, DiskDone, DiskJob, Download, HashDone, HashJob, HashKind, HashOutcome,
-    HashPurpose, ListReply, Output, Req,
+    ConnId, Delivery, DiskDone, DiskJob, Download, FileAccess, FileGrant, HashDone, HashJob,
+    HashKind, HashOutcome, HashPurpose, ListReply, Output, Req,
 };

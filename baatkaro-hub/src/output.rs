@@ -3,9 +3,12 @@
 //! drives the hub carries each [`Output`] out and feeds its completion back through
 //! the matching `handle_*` call.
 
+use std::net::IpAddr;
+
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    ErrorCode, Failure, FileId, Item, Millis, OkReply, Password, Sha256, UserName,
+    ErrorCode, Failure, FileId, FileName, Item, Millis, OkReply, Password, Sha256, TokenId,
+    TokenSecret, UserName,
 };
 use bytes::Bytes;
 
@@ -115,6 +118,36 @@ pub struct Download {
     pub length: u64,
     /// The chunk size.
     pub chunk: u64,
+}
+
+/// A download over HTTP to check (SPEC.md 12.4), given to
+/// [`crate::Hub::handle_file_access`]: the session token it carries, as AUTH would
+/// present it, the address it comes from, and the file it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileAccess {
+    /// The address the request came from, whose budget of token logins it spends.
+    pub peer: IpAddr,
+    /// The account the token is said to belong to.
+    pub user: UserName,
+    /// The token's number.
+    pub token: TokenId,
+    /// The token's secret (its `Debug` shows nothing of it).
+    pub secret: TokenSecret,
+    /// The file asked for.
+    pub file: FileId,
+}
+
+/// What a checked download serves: the shared file's size, its content's SHA-256
+/// (the name of its content on disk, and its entity tag) and the name it was
+/// shared under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileGrant {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content's SHA-256, checked when it was uploaded.
+    pub sha256: Sha256,
+    /// The name it was shared under (not yet made safe to save under).
+    pub name: FileName,
 }
 
 /// A password to hash (REGISTER, a new password) or check (LOGIN, and before an

@@ -23,15 +23,16 @@ use baatkaro_hub::store::{
     Batch, ConvKey, EventRecord, HistoryPage, HistoryQuery, Read, ReadResult, Snapshot, Write,
 };
 use baatkaro_hub::{
-    ConnId, Delivery, DiskJob, HashDone, HashKind, HashOutcome, Hub, HubConfig, Output,
+    ConnId, Delivery, DiskJob, FileAccess, FileGrant, HashDone, HashKind, HashOutcome, Hub,
+    HubConfig, Output,
 };
 use baatkaro_proto::rules;
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
 use baatkaro_proto::{
-    Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, GroupName,
-    HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password, Presence,
-    Request, Seq, ServerFrame, ServerFrameDecoder, Software, StoredEvent, Tag, Text, TokenId,
-    TokenSecret, UserName, Verb, Versions, decode_one,
+    Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, FileId, FileName,
+    GroupName, HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password,
+    Presence, Request, Seq, ServerFrame, ServerFrameDecoder, Software, StoredEvent, Tag, Text,
+    TokenId, TokenSecret, UserName, Verb, Versions, decode_one,
 };
 
 /// Token secrets for the simulation: predictable, different each time.
@@ -1573,6 +1574,227 @@ fn token_logins_spend_no_password_attempts_and_have_their_own_budget() {
     sim.advance(sim.now + 500);
     sim.send(d, &[req("b", auth("alice", id, secret))]);
     assert_eq!(sim.take(d), ["b OK AUTH alice"]);
+}
+
+// ---------------------------------------------------------------------------------
+// Downloads over HTTP (SPEC.md 12.4)
+// ---------------------------------------------------------------------------------
+
+/// The content the downloads share: `hello,moon`, whose SHA-256 SPEC.md 6.7 shows.
+const MOON: &[u8] = b"hello,moon";
+
+fn moon_sha() -> baatkaro_proto::Sha256 {
+    use sha2::Digest;
+    baatkaro_proto::Sha256(sha2::Sha256::digest(MOON).into())
+}
+
+/// The secret of dave's token in [`download_sim`]'s store.
+const DAVE_SECRET: TokenSecret = TokenSecret([0xda; 32]);
+
+/// A simulation where alice holds [`MOON`] already (so a FILE-OFFER of it shares it
+/// at once: the simulation has no disk), and dave's account is locked but holds
+/// token 50 with [`DAVE_SECRET`].
+fn download_sim(cfg: HubConfig) -> Sim {
+    use sha2::Digest;
+    Sim::with_snapshot(cfg, |s| {
+        s.contents.push((user("alice"), moon_sha(), MOON.len() as u64));
+        s.locked.push(user("dave"));
+        s.tokens.push(baatkaro_hub::store::TokenRecord {
+            id: 50,
+            user: user("dave"),
+            digest: sha2::Sha256::digest(DAVE_SECRET.0).into(),
+            label: text("old laptop"),
+            created: T0,
+            used: T0,
+            address: "127.0.0.1".parse().unwrap(),
+        });
+    })
+}
+
+impl Sim {
+    /// Session `c` shares [`MOON`] in `to` as `notes.txt`, at once: its file id.
+    fn share_moon(&mut self, c: usize, to: Conversation) -> FileId {
+        let name = baatkaro_proto::OfferName::new("notes.txt").unwrap();
+        let offer = Command::FileOffer { to, size: MOON.len() as u64, sha256: moon_sha(), name };
+        self.send(c, &[req("f", offer)]);
+        // The reply, among events (the FILE event the sender gets too).
+        let frames = self.take_frames(c);
+        let reply = frames.iter().find_map(|f| match f {
+            ServerFrame::Ok { reply: OkReply::FileOffer { file, status }, .. } => {
+                Some((file, status))
+            }
+            _ => None,
+        });
+        match reply {
+            Some((file, baatkaro_proto::OfferStatus::Done(_))) => *file,
+            _ => panic!("FILE-OFFER answered {frames:?}"),
+        }
+    }
+
+    /// A download over HTTP of `file` from `peer` with `name`'s token, at the
+    /// current time; then the hub's outputs are carried out, as the shell does.
+    fn download(
+        &mut self,
+        peer: [u8; 4],
+        name: &str,
+        (token, secret): (TokenId, TokenSecret),
+        file: FileId,
+    ) -> Result<FileGrant, ErrorCode> {
+        let access = FileAccess { peer: peer.into(), user: user(name), token, secret, file };
+        let answer = self.hub.handle_file_access(access, self.now);
+        self.pump();
+        answer.map_err(|f| f.code)
+    }
+}
+
+/// A token that AUTH would take may download a file its user may FILE-GET, and
+/// gets its size, hash and name; every token AUTH would refuse is refused the same
+/// (AUTH_FAILED, whichever part was wrong), a locked account is refused once its
+/// token is right, and who may not read the file hears of no file at all.
+#[test]
+fn a_download_over_http_checks_its_token_as_auth_does_and_its_reader_as_file_get_does() {
+    let cfg = HubConfig { token_idle_secs: 3_600, ..HubConfig::new(limits()) };
+    let mut sim = download_sim(cfg);
+    let [a, b, c] = three_in_rust(&mut sim);
+    let file = sim.share_moon(a, Conversation::Group(group("rust")));
+    // Their FILE events.
+    sim.take(b);
+    sim.take(c);
+    let bob = sim.mint(b, "browser");
+    let local = [127, 0, 0, 1];
+    let moon =
+        FileGrant { size: 10, sha256: moon_sha(), name: FileName::new("notes.txt").unwrap() };
+    assert_eq!(sim.download(local, "bob", bob, file), Ok(moon.clone()));
+
+    let mut wrong = bob;
+    wrong.1.0[31] ^= 1;
+    assert_eq!(sim.download(local, "bob", wrong, file), Err(ErrorCode::AuthFailed));
+    assert_eq!(sim.download(local, "alice", bob, file), Err(ErrorCode::AuthFailed));
+    assert_eq!(sim.download(local, "bob", (bob.0 + 1, bob.1), file), Err(ErrorCode::AuthFailed));
+    assert_eq!(sim.download(local, "dave", (50, DAVE_SECRET), file), Err(ErrorCode::AccountLocked));
+    assert_eq!(sim.download(local, "dave", (50, bob.1), file), Err(ErrorCode::AuthFailed));
+
+    // Only the readers of the conversation it was shared in: carol leaves rust, and
+    // the file is as unknown to her as one that does not exist.
+    let carol = sim.mint(c, "browser");
+    assert_eq!(sim.download(local, "carol", carol, file), Ok(moon.clone()));
+    sim.send(c, &[req("l", Command::Leave { group: group("rust") })]);
+    sim.take(c);
+    assert_eq!(sim.download(local, "carol", carol, file), Err(ErrorCode::NoSuchFile));
+    let nothing = FileId::new("fNothing").unwrap();
+    assert_eq!(sim.download(local, "bob", bob, nothing), Err(ErrorCode::NoSuchFile));
+    // A private file: its two readers only.
+    let private = sim.share_moon(a, Conversation::Direct(user("carol")));
+    assert_eq!(sim.download(local, "carol", carol, private), Ok(moon.clone()));
+    assert_eq!(sim.download(local, "bob", bob, private), Err(ErrorCode::NoSuchFile));
+
+    // Revoked: refused at once, before the revocation is durable.
+    sim.hold();
+    sim.send(b, &[req("r", Command::Revoke { token: bob.0 })]);
+    assert_eq!(sim.download(local, "bob", bob, file), Err(ErrorCode::AuthFailed));
+    sim.release_all();
+
+    // Expired once unused for the idle time; each download is a use that moves it on.
+    let alice = sim.mint(a, "browser");
+    sim.advance(sim.now + 3_000_000);
+    assert!(sim.download(local, "alice", alice, file).is_ok());
+    sim.advance(sim.now + 3_599_999);
+    assert!(sim.download(local, "alice", alice, file).is_ok());
+    sim.advance(sim.now + 3_600_000);
+    assert_eq!(sim.download(local, "alice", alice, file), Err(ErrorCode::AuthFailed));
+}
+
+/// A server that stops takes no more downloads, however good their token.
+#[test]
+fn a_stopping_server_takes_no_downloads() {
+    let mut sim = download_sim(HubConfig::new(limits()));
+    let a = sim.logged_in("alice");
+    let file = sim.share_moon(a, Conversation::Direct(user("bob")));
+    let token = sim.mint(a, "browser");
+    assert!(sim.download([127, 0, 0, 1], "alice", token, file).is_ok());
+    sim.hub.handle_shutdown();
+    let access = FileAccess {
+        peer: [127, 0, 0, 1].into(),
+        user: user("alice"),
+        token: token.0,
+        secret: token.1,
+        file,
+    };
+    let refusal = sim.hub.handle_file_access(access, sim.now).unwrap_err();
+    assert_eq!((refusal.code, refusal.retry_after), (ErrorCode::ShuttingDown, Some(5_000)));
+}
+
+/// A download is a use of its token, recorded as AUTH records one: TOKENS shows
+/// when and from where it was last used, and the store is told.
+#[test]
+fn a_download_is_a_use_of_its_token() {
+    let mut sim = download_sim(HubConfig::new(limits()));
+    let a = sim.logged_in("alice");
+    let file = sim.share_moon(a, Conversation::Direct(user("bob")));
+    let token = sim.mint(a, "browser");
+    // Within the sessions' idle time.
+    sim.advance(T0 + 20_000);
+    sim.hold();
+    assert!(sim.download([127, 0, 0, 9], "alice", token, file).is_ok());
+    let writes: Vec<&Write> = sim.held.iter().flat_map(|b| &b.writes).collect();
+    assert!(
+        writes.iter().any(|w| matches!(w, Write::Token(r)
+            if r.id == token.0 && r.used == T0 + 20_000 && r.address.to_string() == "127.0.0.9")),
+        "the use is written: {writes:?}"
+    );
+    assert!(
+        writes.iter().any(|w| matches!(w, Write::KnownAddress { address, .. }
+            if address.to_string() == "127.0.0.9")),
+        "the address is one the account knows: {writes:?}"
+    );
+    sim.release_all();
+    sim.send(a, &[req("ts", Command::Tokens)]);
+    let listed: Vec<(Millis, String)> = sim
+        .take_frames(a)
+        .into_iter()
+        .filter_map(|f| match f {
+            ServerFrame::Item {
+                item: baatkaro_proto::Item::Token { used, address, .. }, ..
+            } => Some((used, address.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listed, [(T0 + 20_000, "127.0.0.9".to_string())]);
+}
+
+/// Downloads spend the address's budget of token logins, the one AUTH spends:
+/// guesses over HTTP come no faster than over AUTH, and an address that spent it on
+/// either is refused on both, with the time until the next one; another address
+/// is not slowed.
+#[test]
+fn downloads_and_auth_share_the_address_s_budget_of_token_logins() {
+    // One a second, sixty at once.
+    let cfg = HubConfig { logins_per_minute: 1, ..HubConfig::new(limits()) };
+    let mut sim = download_sim(cfg);
+    let a = sim.logged_in("alice");
+    let file = sim.share_moon(a, Conversation::Direct(user("bob")));
+    let (token, secret) = sim.mint(a, "browser");
+    let guesser = [10, 0, 0, 7];
+    for i in 0..60u8 {
+        // Never the secret the simulation made (32 equal bytes).
+        let mut guess = TokenSecret([0xff; 32]);
+        guess.0[0] = i;
+        assert_eq!(
+            sim.download(guesser, "alice", (token, guess), file),
+            Err(ErrorCode::AuthFailed)
+        );
+    }
+    let access = FileAccess { peer: guesser.into(), user: user("alice"), token, secret, file };
+    let refusal = sim.hub.handle_file_access(access, sim.now).unwrap_err();
+    assert_eq!((refusal.code, refusal.retry_after), (ErrorCode::RateLimited, Some(1_000)));
+    // AUTH from the same address finds the budget spent too.
+    let c = sim.connect_from([10, 0, 0, 7].into());
+    sim.send(c, &[req("h", hello(&[1])), req("x", auth("alice", token, secret))]);
+    assert_eq!(sim.take(c)[1], "x ERR RATE_LIMITED");
+    // Another address is not slowed; the guesser gets one more a second later.
+    assert!(sim.download([10, 0, 0, 8], "alice", (token, secret), file).is_ok());
+    sim.advance(sim.now + 1_000);
+    assert!(sim.download(guesser, "alice", (token, secret), file).is_ok());
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 //! The WebSocket binding (SPEC.md section 12): the subprotocol name, how large a
 //! message may be, and which pages may open a session (the defence against
-//! cross-site WebSocket hijacking and DNS rebinding).
+//! cross-site WebSocket hijacking and DNS rebinding); and downloads over HTTP
+//! ([`download`], section 12.4).
 //!
 //! Pure: deciding only. The HTTP server, the WebSocket framing and the socket are
 //! the caller's.
+
+pub mod download;
 
 use crate::limits::Limits;
 use crate::session::PIECE;

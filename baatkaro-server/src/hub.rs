@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baatkaro_hub::{
-    ConnId, DiskDone, DiskJob, HashDone, HashJob, HashKind, HashOutcome, Hub, Output,
+    ConnId, DiskDone, DiskJob, FileAccess, FileGrant, HashDone, HashJob, HashKind, HashOutcome,
+    Hub, Output,
 };
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{Command, ErrorCode, Failure, FileId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Hasher;
 use crate::clock;
@@ -45,6 +46,13 @@ pub(crate) enum HubMsg {
         id: RequestId,
         /// What it asks.
         command: Command,
+    },
+    /// A download over HTTP asks whether its token may read a file (SPEC.md 12.4).
+    FileAccess {
+        /// The token, the address and the file.
+        access: FileAccess,
+        /// Where the answer goes: the file's size, hash and name, or the refusal.
+        answer: oneshot::Sender<Result<FileGrant, Failure>>,
     },
     /// A connection is gone.
     Disconnected {
@@ -179,6 +187,10 @@ impl HubTask {
             }
             HubMsg::Request { conn, id, command } => {
                 self.hub.handle_request(conn, id, command, now)
+            }
+            HubMsg::FileAccess { access, answer } => {
+                // The asker may have gone meanwhile: then nobody needs the answer.
+                let _ = answer.send(self.hub.handle_file_access(access, now));
             }
             HubMsg::Disconnected { conn } => {
                 self.conns.remove(&conn);

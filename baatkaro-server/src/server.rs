@@ -216,6 +216,7 @@ impl Server {
             tls: tls.is_some(),
             message_max: usize::try_from(message_max(&session_config.limits)).unwrap_or(usize::MAX),
             session: session_config.clone(),
+            shutdown_retry_ms: cfg.shutdown_retry_ms,
             conn: ctx.clone(),
         };
         let permits = Arc::new(Semaphore::new(cfg.max_connections));

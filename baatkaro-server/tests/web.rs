@@ -10,46 +10,12 @@ use std::net::SocketAddr;
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame, StoredEvent};
 use bytes::Bytes;
-use common::{Client, TestServer, WAIT, config, conv, text, ws_connect};
+use common::{Client, TestServer, WAIT, config, conv, http, spec_http_example, text, ws_connect};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// An HTTP response: status, headers (names lower-cased), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one raw HTTP/1.1 request (`Connection: close` is added) and reads the
-/// whole response.
-async fn http(addr: SocketAddr, head: &str) -> Response {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    Response { status, headers, body: raw[split + 4..].to_vec() }
-}
 
 async fn web_server() -> (TestServer, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -237,10 +203,7 @@ async fn the_web_listener_counts_against_the_address_limit() {
 /// gets the response shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spec_s_example_handshake_is_answered_as_shown() {
-    let spec = include_str!("../../SPEC.md");
-    let section = &spec[spec.find("### 12.1 The endpoint").unwrap()..];
-    let block = section.split("```http\n").nth(1).unwrap().split("```").next().unwrap();
-    let (request, response) = block.split_once("\n\n").unwrap();
+    let (request, response) = spec_http_example("### 12.1 The endpoint");
     let (server, web, _dir) = web_server().await;
     let request = request.replace("127.0.0.1:7668", &web.to_string());
     let mut s = TcpStream::connect(web).await.unwrap();

@@ -2,6 +2,7 @@
 //! and going.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use baatkaro_proto::credentials;
@@ -59,6 +60,27 @@ impl Hub {
         now: Millis,
     ) -> bool {
         let Some(ip) = self.conns.get(&conn).map(|c| c.peer) else { return false };
+        match self.spend_attempt(which, ip, count, period, burst, now) {
+            Ok(()) => true,
+            Err(failure) => {
+                self.reply(conn, id, Err(failure));
+                false
+            }
+        }
+    }
+
+    /// Takes one attempt from `ip`'s budget of `which` (`count` per `period`
+    /// milliseconds, `burst` at once), or gives the RATE_LIMITED refusal with the
+    /// time until the budget has one again.
+    pub(super) fn spend_attempt(
+        &mut self,
+        which: Attempts,
+        ip: IpAddr,
+        count: u64,
+        period: Millis,
+        burst: u64,
+        now: Millis,
+    ) -> Result<(), Failure> {
         let table = match which {
             Attempts::Password => &mut self.attempts,
             Attempts::Token => &mut self.token_attempts,
@@ -77,14 +99,13 @@ impl Hub {
             *last = now;
             budget.try_take_per(now, count, period, burst).err()
         });
-        let Some(wait) = wait else { return true };
+        let Some(wait) = wait else { return Ok(()) };
         // The note says which limit, for the client to tell its user.
         let note = match which {
             Attempts::Password => "password attempts from this address: over logins a minute",
             Attempts::Token => "token logins from this address: over their budget",
         };
-        self.reply(conn, id, Err(rate_limited(wait, note)));
-        false
+        Err(rate_limited(wait, note))
     }
 
     /// The login throttle of `user`'s account, or of a name without one (kept among
@@ -138,9 +159,14 @@ impl Hub {
     /// account): the address keeps a budget of its own for the account from now on,
     /// written down so that a restart keeps it.
     pub(super) fn guard_succeeded(&mut self, conn: ConnId, user: UserName, now: Millis) {
-        let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) else {
-            return;
-        };
+        if let Some(address) = self.conns.get(&conn).map(|c| Address::from(c.peer)) {
+            self.address_succeeded(address, user, now);
+        }
+    }
+
+    /// `user` logged in from `address`: as [`Hub::guard_succeeded`], for a login
+    /// that is no connection's (a download over HTTP with a token).
+    pub(super) fn address_succeeded(&mut self, address: Address, user: UserName, now: Millis) {
         // A damaged store takes no writes: the address keeps its budget until the
         // server stops, not across a restart (SPEC.md 8).
         let damaged = self.damaged;

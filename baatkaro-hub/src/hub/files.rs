@@ -13,7 +13,7 @@ use baatkaro_proto::{
 use bytes::Bytes;
 
 use super::Hub;
-use crate::output::{DiskDone, DiskJob, Download, Output, Req};
+use crate::output::{DiskDone, DiskJob, Download, FileAccess, FileGrant, Output, Req};
 use crate::store::{ConvKey, FileRecord, UploadRecord, Write};
 
 /// What a FILE-OFFER announces.
@@ -537,8 +537,7 @@ impl Hub {
         offset: u64,
         length: u64,
     ) {
-        let Some(rec) = self.files.shared.get(&file).filter(|r| self.may_read_key(&user, &r.key))
-        else {
+        let Some(rec) = self.readable_file(&user, &file) else {
             return self.reply(conn, id, fail(ErrorCode::NoSuchFile));
         };
         let (offset, length) = match transfer::download_range(rec.size, offset, length) {
@@ -548,6 +547,32 @@ impl Hub {
         let job =
             Download { id, file, sha256: rec.sha256, offset, length, chunk: self.cfg.limits.chunk };
         self.outputs.push_back(Output::Download { conn, job });
+    }
+
+    /// The shared file `file` if `user` may read it: a reader of the conversation it
+    /// was shared in (SPEC.md 6.7, FILE-GET). Who may not read it is told nothing
+    /// more than of a file that does not exist.
+    fn readable_file(&self, user: &UserName, file: &FileId) -> Option<&FileRecord> {
+        self.files.shared.get(file).filter(|r| self.may_read_key(user, &r.key))
+    }
+
+    /// A download over HTTP (SPEC.md 12.4): its token is checked and its use
+    /// recorded as AUTH's ([`Hub::check_token`], [`Hub::token_used`]), though no
+    /// session logs in; then the token's user must be one who may FILE-GET the
+    /// file ([`Hub::readable_file`]).
+    pub(super) fn file_access(
+        &mut self,
+        FileAccess { peer, user, token, secret, file }: FileAccess,
+        now: Millis,
+    ) -> Result<FileGrant, Failure> {
+        if self.shutting_down {
+            let retry = Some(self.cfg.shutdown_retry_ms);
+            return Err(Failure { retry_after: retry, ..Failure::new(ErrorCode::ShuttingDown) });
+        }
+        self.check_token(peer, user, token, &secret, now)?;
+        self.token_used(peer, user, token, now);
+        let rec = self.readable_file(&user, &file).ok_or(Failure::new(ErrorCode::NoSuchFile))?;
+        Ok(FileGrant { size: rec.size, sha256: rec.sha256, name: rec.name.clone() })
     }
 
     /// Makes the held ranges of `user`'s uploads durable (their connection went),

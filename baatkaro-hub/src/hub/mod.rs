@@ -603,6 +603,22 @@ impl Hub {
         self.on_request(conn, id, command, now);
     }
 
+    /// A download over HTTP at `now` (SPEC.md 12.4): the session token it carries
+    /// is checked as AUTH checks one, with the same budget of token logins per
+    /// address, and its use recorded the same way (staged like any write: drain
+    /// [`Hub::poll_output`] after); then its user must be one who may FILE-GET the
+    /// file. The answer is the file's size, hash and name, or the refusal AUTH or
+    /// FILE-GET would give: `RATE_LIMITED` (with `retry=`), `AUTH_FAILED`,
+    /// `ACCOUNT_LOCKED`, `NO_SUCH_FILE` (also for a file the user may not read), or
+    /// `SHUTTING_DOWN`. No session logs in, so nothing is delivered to anyone.
+    pub fn handle_file_access(
+        &mut self,
+        access: crate::output::FileAccess,
+        now: Millis,
+    ) -> Result<crate::output::FileGrant, Failure> {
+        self.file_access(access, now)
+    }
+
     fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
         let Some(rec) = self.conns.get(&conn) else { return };
         let (user, revoked) = (rec.user, rec.revoked);

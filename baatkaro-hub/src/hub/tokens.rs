@@ -4,6 +4,8 @@
 //! with the SHA-256 of its secret, never the secret itself, and which sessions each
 //! token logged in, so that a revocation ends them at once.
 
+use std::net::IpAddr;
+
 use baatkaro_proto::credentials::{self, TokenFacts};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
@@ -94,12 +96,36 @@ impl Hub {
         secret: TokenSecret,
         now: Millis,
     ) {
-        let (rate, burst) = credentials::auth_budget(self.cfg.logins_per_minute);
-        if !self.take_attempt(super::Attempts::Token, conn, id, rate, 1_000, burst, now) {
+        let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else { return };
+        if let Err(failure) = self.check_token(peer, user, token, &secret, now) {
+            return self.reply(conn, id, Err(failure));
+        }
+        if !self.attach(conn, id, user) {
             return;
         }
-        let Some(address) = self.address_of(conn) else { return };
-        let given = digest(&secret);
+        if let Some(rec) = self.conns.get_mut(&conn) {
+            rec.token = Some(token);
+        }
+        self.token_used(peer, user, token, now);
+        self.reply(conn, id, Ok(OkReply::Auth { user }));
+    }
+
+    /// Checks a token presented from `peer` as AUTH does, for a session or a
+    /// download over HTTP alike: one token login from the address's budget
+    /// (RATE_LIMITED past it), then the token (AUTH_FAILED for an unknown user, a
+    /// token the user does not hold, a wrong secret, a revoked or expired token,
+    /// with a note that does not say which), then the account (ACCOUNT_LOCKED).
+    pub(super) fn check_token(
+        &mut self,
+        peer: IpAddr,
+        user: UserName,
+        token: TokenId,
+        secret: &TokenSecret,
+        now: Millis,
+    ) -> Result<(), Failure> {
+        let (rate, burst) = credentials::auth_budget(self.cfg.logins_per_minute);
+        self.spend_attempt(super::Attempts::Token, peer, rate, 1_000, burst, now)?;
+        let given = digest(secret);
         // The digests are compared in constant time: how long a wrong secret takes
         // says nothing of how much of it was right.
         let found = self
@@ -110,18 +136,20 @@ impl Hub {
         if let Err(code) = self.token_rules.authenticate(found, now) {
             // The note says what a token refusal may be, and not which it was.
             let note = Note::new("token refused: unknown, revoked or expired").ok();
-            return self.reply(conn, id, Err(Failure { note, ..Failure::new(code) }));
+            return Err(Failure { note, ..Failure::new(code) });
         }
         if self.is_locked(&user) {
-            return self.reply(conn, id, Err(Failure::new(ErrorCode::AccountLocked)));
+            return Err(Failure::new(ErrorCode::AccountLocked));
         }
-        if !self.attach(conn, id, user) {
-            return;
-        }
-        if let Some(rec) = self.conns.get_mut(&conn) {
-            rec.token = Some(token);
-        }
-        self.guard_succeeded(conn, user, now);
+        Ok(())
+    }
+
+    /// A token checked by [`Hub::check_token`] logged in from `peer`: the address
+    /// becomes one the account knows (SPEC.md 11.5), and the token's last use and
+    /// address move on, written to the store when [`credentials::record_use`] says.
+    pub(super) fn token_used(&mut self, peer: IpAddr, user: UserName, token: TokenId, now: Millis) {
+        let address = Address::from(peer);
+        self.address_succeeded(address, user, now);
         let mut write = None;
         if let Some(t) =
             self.users.get_mut(&user).and_then(|u| u.tokens.iter_mut().find(|t| t.id == token))
@@ -137,7 +165,6 @@ impl Hub {
         if let Some(w) = write {
             self.write(w);
         }
-        self.reply(conn, id, Ok(OkReply::Auth { user }));
     }
 
     /// TOKEN: makes a token for `user`, letting go of the least recently used one if

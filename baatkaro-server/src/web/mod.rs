@@ -1,5 +1,6 @@
-//! The web listener (SPEC.md section 12): HTTP/1.1 serving the embedded web client,
-//! and WebSocket upgrades that become sessions exactly like TCP ones.
+//! The web listener (SPEC.md section 12): HTTP/1.1 serving the embedded web client
+//! and shared files ([`files`], section 12.4), and WebSocket upgrades that become
+//! sessions exactly like TCP ones.
 //!
 //! A connection is admitted by the same accept loop, limits and TLS as a TCP one;
 //! here it is served by hyper until it asks for a WebSocket. The upgrade is then
@@ -8,6 +9,7 @@
 //! slow-consumer policy, and the server's shutdown waits for it like for the rest.
 
 mod assets;
+mod files;
 mod ws;
 
 use std::convert::Infallible;
@@ -17,11 +19,13 @@ use std::time::Duration;
 
 use baatkaro_hub::ConnId;
 use baatkaro_proto::session::{Session, SessionConfig};
+use baatkaro_proto::web::download::FILES_PREFIX;
 use baatkaro_proto::web::{OriginPolicy, OriginRefusal, SUBPROTOCOL, WEBSOCKET_PATH};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -52,12 +56,18 @@ pub(crate) struct WebCtx {
     pub(crate) message_max: usize,
     /// The sessions' configuration.
     pub(crate) session: SessionConfig,
+    /// How long clients are asked to wait after the server stopped.
+    pub(crate) shutdown_retry_ms: u64,
     /// What every connection task has.
     pub(crate) conn: ConnCtx,
 }
 
 /// A WebSocket handshake answered, waiting for hyper to hand the stream over.
 type Upgrade = Arc<Mutex<Option<OnUpgrade>>>;
+
+/// The body of every response: bytes made whole (a page, a refusal), or a shared
+/// file read from disk as it is sent.
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves one admitted connection of the web listener until it closes: HTTP
 /// requests, then, if it asks for one, its WebSocket session.
@@ -67,10 +77,10 @@ where
 {
     let upgrade: Upgrade = Arc::default();
     let service = {
-        let (web, upgrade) = (web.clone(), upgrade.clone());
+        let (shared, upgrade) = (Arc::new(web.clone()), upgrade.clone());
         hyper::service::service_fn(move |req| {
-            let response = respond(req, &web, &upgrade);
-            async move { Ok::<_, Infallible>(response) }
+            let (web, upgrade) = (shared.clone(), upgrade.clone());
+            async move { Ok::<_, Infallible>(respond(req, peer, &web, &upgrade).await) }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -115,8 +125,13 @@ where
     conn::serve(ws::WsBytes::new(socket), id, peer, session, web.conn).await;
 }
 
-/// The answer to one HTTP request.
-fn respond(req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Response<Full<Bytes>> {
+/// The answer to one HTTP request from `peer`.
+async fn respond(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    web: &WebCtx,
+    upgrade: &Upgrade,
+) -> Response<Body> {
     let host = header_str(&req, header::HOST);
     match web.policy.check_host(host) {
         Ok(()) => {}
@@ -132,6 +147,11 @@ fn respond(req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Response<
         let mut response = refusal(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
+    }
+    if req.uri().path().starts_with(FILES_PREFIX) {
+        // The head alone: a GET's body, if any, is not read.
+        let (parts, _) = req.into_parts();
+        return files::serve(&parts, peer, web).await;
     }
     let Some((asset, etag)) = assets::find(req.uri().path()) else {
         return refusal(StatusCode::NOT_FOUND, "no such page");
@@ -160,7 +180,7 @@ fn respond(req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Response<
 
 /// Answers a WebSocket handshake (RFC 6455 section 4.2) for the binding's
 /// subprotocol from an allowed origin, and leaves the stream to be taken over.
-fn websocket(mut req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Response<Full<Bytes>> {
+fn websocket(mut req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Response<Body> {
     if req.method() != Method::GET {
         return refusal(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket handshake is a GET");
     }
@@ -218,10 +238,16 @@ fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
 }
 
 /// A response with the headers every response of the web listener carries.
-fn with_status(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn with_status(status: StatusCode, body: Bytes) -> Response<Body> {
+    let body = Full::new(body).map_err(|never| match never {}).boxed_unsync();
+    let mut response = Response::new(body);
     *response.status_mut() = status;
-    let headers = response.headers_mut();
+    guard_headers(response.headers_mut());
+    response
+}
+
+/// Sets the headers every response of the web listener carries.
+fn guard_headers(headers: &mut HeaderMap) {
     // The page loads only its own script and style and connects only to its own
     // server; no other site may frame it or sniff its types.
     headers.insert(
@@ -235,11 +261,10 @@ fn with_status(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
 }
 
 /// A refusal with its reason as plain text.
-fn refusal(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
+fn refusal(status: StatusCode, why: &str) -> Response<Body> {
     let mut response = with_status(status, Bytes::from(format!("{why}\n")));
     response
         .headers_mut()

@@ -419,6 +419,64 @@ impl Link {
     }
 }
 
+/// An HTTP response: status, headers (names lower-cased), body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The first HTTP example of SPEC.md's section headed `heading`, split at its first
+/// empty line: the request, then the response.
+pub fn spec_http_example(heading: &str) -> (&'static str, &'static str) {
+    let spec = include_str!("../../../SPEC.md");
+    let section = &spec[spec.find(heading).expect("the section")..];
+    let block = section.split("```http\n").nth(1).unwrap().split("```").next().unwrap();
+    block.split_once("\n\n").unwrap()
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close` is added) and reads the
+/// whole response.
+pub async fn http(addr: SocketAddr, head: &str) -> HttpResponse {
+    http_from(addr, None, head).await
+}
+
+/// [`http`] from the local address `from`, if given (any of 127.0.0.0/8 is
+/// loopback on Linux): how a test shows the server several clients.
+pub async fn http_from(
+    addr: SocketAddr,
+    from: Option<std::net::IpAddr>,
+    head: &str,
+) -> HttpResponse {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(from) = from {
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+    }
+    let mut s = socket.connect(addr).await.unwrap();
+    let request = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    HttpResponse { status, headers, body: raw[split + 4..].to_vec() }
+}
+
 /// Opens a WebSocket to the web listener at `addr` asking for the binding's
 /// subprotocol, with this `Origin` header if any.
 pub async fn ws_connect(
