@@ -22,10 +22,13 @@ export default defineConfig({
       },
     },
   },
-  // `npx vite`: the page with live reload, its WebSocket passed on to a server on
+  // `npx vite`: the page with live reload, its WebSocket and downloads passed on to a server on
   // the default web listener (started with --web-origin http://localhost:5173).
   server: {
-    proxy: { "/ws": { target: "ws://127.0.0.1:7668", ws: true } },
+    proxy: {
+      "/ws": { target: "ws://127.0.0.1:7668", ws: true },
+      "/files": { target: "http://127.0.0.1:7668" },
+    },
   },
   test: {
     include: ["test/**/*.test.ts"],

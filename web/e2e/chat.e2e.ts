@@ -1,6 +1,9 @@
 // The web client end to end: a real server, Debian's headless Chromium, and three
 // people (alice, bob, carol) in their own browser contexts. One step per thing a
 // person can do, each with a screenshot in web/e2e/screenshots/.
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
@@ -217,6 +220,62 @@ describe("the web client", () => {
     await shot(carol, "14-after-restart");
   });
 
+  it("uploads in one browser and downloads in another with the same SHA-256", async () => {
+    const [bob, carol] = [pages.bob!, pages.carol!];
+    const content = randomBytes(3 * 1024 * 1024 + 17);
+    const sha = createHash("sha256").update(content).digest("hex");
+    await bob.getByLabel("Share a file in #rust").setInputFiles({
+      name: "photo.bin",
+      mimeType: "application/octet-stream",
+      buffer: content,
+    });
+    await messages(bob).getByRole("link", { name: "photo.bin" }).waitFor(SHOWN);
+    await shot(bob, "15-uploaded");
+    await messages(carol).getByRole("link", { name: "photo.bin" }).waitFor(SHOWN);
+    await carol.getByRole("button", { name: "Files" }).click();
+    const list = carol.getByRole("region", { name: "files in #rust" });
+    await list.getByRole("link", { name: "photo.bin" }).waitFor(SHOWN);
+    await shot(carol, "16-files-list");
+    const [download] = await Promise.all([
+      carol.waitForEvent("download"),
+      list.getByRole("link", { name: "photo.bin" }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe("photo.bin");
+    const saved = await download.path();
+    expect(createHash("sha256").update(readFileSync(saved)).digest("hex")).toBe(sha);
+  });
+
+  it("resumes an upload after a reload when the same file is picked again", async () => {
+    const bob = pages.bob!;
+    const content = randomBytes(40 * 1024 * 1024);
+    const file = { name: "big.bin", mimeType: "application/octet-stream", buffer: content };
+    await bob.getByLabel("Share a file in #rust").setInputFiles(file);
+    // Part of it is on the server: then the page goes away mid-upload.
+    await bob.waitForFunction(() => {
+      const p = document.querySelector<HTMLProgressElement>(".uploads progress");
+      const uploading = p?.getAttribute("aria-label")?.includes("uploading") ?? false;
+      // Well before the end, so that the reload comes first.
+      return p !== null && uploading && p.value > 2 * 1024 * 1024 && p.value < p.max / 2;
+    }, undefined, { timeout: 30_000 });
+    await bob.reload();
+    await bob.getByRole("status").filter({ hasText: "online" }).waitFor(SHOWN);
+    // Every state the upload shows is kept: the rest may go by in a moment.
+    await bob.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { seen: string[] }).seen = seen;
+      new MutationObserver(() => {
+        for (const s of document.querySelectorAll(".uploads li span")) seen.push(s.textContent ?? "");
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    await bob.getByLabel("Share a file in #rust").setInputFiles(file);
+    await messages(bob).getByRole("link", { name: "big.bin" }).waitFor({ timeout: 60_000 });
+    const seen = await bob.evaluate(() => (window as unknown as { seen: string[] }).seen);
+    // Resumed, not restarted: the server held part of it already.
+    expect(seen.some((s) => /big\.bin — uploading, resumed at \d/.test(s)), seen.join(" | ")).toBe(true);
+    expect(await messages(bob).getByRole("link", { name: "big.bin" }).count()).toBe(1);
+    await shot(bob, "17-resumed");
+  });
+
   it("changes the password, lists sessions and logs out", async () => {
     const carol = pages.carol!;
     await carol.getByRole("button", { name: "Settings" }).click();
@@ -225,7 +284,7 @@ describe("the web client", () => {
     await carol.getByRole("button", { name: "Change password" }).click();
     await carol.getByText("password changed").waitFor(SHOWN);
     await carol.getByRole("button", { name: "End session" }).first().waitFor(SHOWN);
-    await shot(carol, "15-settings");
+    await shot(carol, "18-settings");
     expect(await seriousViolations(carol)).toEqual([]);
     await carol.getByRole("button", { name: "Log out" }).click();
     await carol.getByRole("tab", { name: "Log in" }).waitFor(SHOWN);
@@ -235,6 +294,6 @@ describe("the web client", () => {
     const bob = pages.bob!;
     await bob.getByRole("button", { name: "Delete #rust" }).click();
     await bob.getByText("Pick a conversation, or create a group.").waitFor(SHOWN);
-    await shot(bob, "16-deleted");
+    await shot(bob, "19-deleted");
   });
 });

@@ -24,6 +24,8 @@ export interface Progress {
   /** Octets hashed, or held by the server. */
   readonly done: number;
   readonly size: number;
+  /** The octets the server held already when this upload started: it resumed. */
+  readonly resumedFrom?: number;
   readonly error?: string;
 }
 
@@ -90,7 +92,8 @@ export async function upload(
   const status = await call({ verb: "FILE-STATUS", file: id });
   const have = status.items.flatMap((i) => (i.verb === "HAVE" ? [{ offset: i.offset, length: i.length }] : []));
   let held = have.reduce((n, r) => n + r.length, 0);
-  onProgress({ phase: "uploading", done: held, size });
+  const resumedFrom = held > 0 ? held : undefined;
+  onProgress({ phase: "uploading", done: held, size, resumedFrom });
   const pieces: [number, number][] = [];
   for (const [from, to] of missing(size, have)) {
     for (let at = from; at < to; at += chunk) pieces.push([at, Math.min(to, at + chunk)]);
@@ -102,7 +105,7 @@ export async function upload(
       const data = new Uint8Array(await file.slice(from, to).arrayBuffer());
       const reply = (await call({ verb: "FILE-CHUNK", file: id, offset: from, data })).reply;
       if (reply.verb === "FILE-CHUNK") held = Math.max(held, reply.received);
-      onProgress({ phase: "uploading", done: held, size });
+      onProgress({ phase: "uploading", done: held, size, resumedFrom });
     }
   };
   await Promise.all(Array.from({ length: Math.min(WINDOW, pieces.length) }, worker));

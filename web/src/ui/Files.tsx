@@ -21,7 +21,9 @@ export function Uploads({ controller, conv }: { controller: Controller; conv: Co
           p.phase === "hashing"
             ? "checking"
             : p.phase === "uploading"
-              ? "uploading"
+              ? p.resumedFrom
+                ? `uploading, resumed at ${size(p.resumedFrom)}`
+                : "uploading"
               : p.phase === "done"
                 ? "shared"
                 : `failed: ${p.error ?? ""}`;

@@ -64,7 +64,12 @@ describe("an upload", () => {
     const { sent, call } = server(6);
     const file = new File([new TextEncoder().encode("hello,moon")], "notes.txt");
     const phases: string[] = [];
-    const seq = await upload(call, "#rust", file, 3, (p) => phases.push(p.phase));
+    const resumed: (number | undefined)[] = [];
+    const seq = await upload(call, "#rust", file, 3, (p) => {
+      phases.push(p.phase);
+      if (p.phase === "uploading") resumed.push(p.resumedFrom);
+    });
+    expect(resumed[0]).toBe(6);
     expect(seq).toBe(44);
     const offer = sent[0]!;
     expect(offer).toMatchObject({ verb: "FILE-OFFER", to: "#rust", size: 10, name: "notes.txt" });
