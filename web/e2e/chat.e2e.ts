@@ -128,6 +128,48 @@ describe("the web client", () => {
     await messages(bob).getByText("a private word").waitFor(SHOWN);
   });
 
+  it("notifies of a mention while the tab is hidden, with permission", async () => {
+    const [alice, bob] = [pages.alice!, pages.bob!];
+    await alice.context().grantPermissions(["notifications"]);
+    // The tab is hidden (headless pages never are), and notifications are recorded.
+    await alice.evaluate(() => {
+      const shown: string[] = [];
+      const w = window as unknown as { shown: string[]; Notification: unknown };
+      w.shown = shown;
+      class Recorded {
+        static permission = "granted";
+        static requestPermission = async () => "granted";
+        onclick: (() => void) | null = null;
+        constructor(title: string, options?: { body?: string }) {
+          shown.push(`${title}: ${options?.body ?? ""}`);
+        }
+      }
+      w.Notification = Recorded;
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    });
+    await open(bob, "#rust");
+    await say(bob, "#rust", "are you there @alice?");
+    await say(bob, "#rust", "nothing for her here");
+    await alice.waitForFunction(() => (window as unknown as { shown: string[] }).shown.length > 0);
+    const shown = await alice.evaluate(() => (window as unknown as { shown: string[] }).shown);
+    expect(shown).toEqual(["bob in #rust: are you there @alice?"]);
+    await alice.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+  });
+
+  it("opens a conversation from the keyboard", async () => {
+    const alice = pages.alice!;
+    await alice.getByRole("navigation").getByRole("button", { name: /^#rust/ }).focus();
+    await alice.keyboard.press("Enter");
+    await alice.getByRole("main").getByRole("heading", { name: "#rust" }).waitFor(SHOWN);
+    // The composer has the focus: typing and Enter send.
+    await alice.keyboard.type("typed without a mouse");
+    await alice.keyboard.press("Enter");
+    await messages(alice).getByText("typed without a mouse").waitFor(SHOWN);
+  });
+
   it("invites, and the invited accepts", async () => {
     const [alice, carol] = [pages.alice!, pages.carol!];
     await open(alice, "#rust");
@@ -200,6 +242,14 @@ describe("the web client", () => {
     expect(width).toBeLessThanOrEqual(390);
     await shot(page, "13-phone");
     expect(await seriousViolations(page)).toEqual([]);
+    // Bob ends the phone's session from his desktop: the phone is signed out.
+    const bob = pages.bob!;
+    await bob.getByRole("button", { name: "Settings" }).click();
+    await bob.getByText("this browser").waitFor(SHOWN);
+    await bob.getByRole("button", { name: /^End session/ }).click();
+    await page.getByRole("tab", { name: "Log in" }).waitFor(SHOWN);
+    await shot(bob, "13-session-ended");
+    await bob.getByRole("button", { name: "Close" }).click();
     await context.close();
   });
 
@@ -283,7 +333,7 @@ describe("the web client", () => {
     await carol.getByLabel("New password").fill("pw-carol-better");
     await carol.getByRole("button", { name: "Change password" }).click();
     await carol.getByText("password changed").waitFor(SHOWN);
-    await carol.getByRole("button", { name: "End session" }).first().waitFor(SHOWN);
+    await carol.getByText("this browser").waitFor(SHOWN);
     await shot(carol, "18-settings");
     expect(await seriousViolations(carol)).toEqual([]);
     await carol.getByRole("button", { name: "Log out" }).click();

@@ -155,6 +155,11 @@ export class Link {
     return this.creds?.user;
   }
 
+  /** The number of the session token this page logs in with. */
+  get token(): number | undefined {
+    return this.creds?.token;
+  }
+
   /** What the server said of itself on the current connection. */
   get server(): ServerInfo | undefined {
     return this.session?.server;

@@ -81,14 +81,19 @@ export function Settings({ controller, onClose }: { controller: Controller; onCl
             <span class="muted">
               last used {time(t.used)} {t.address ? `from ${t.address}` : ""}
             </span>{" "}
-            <button
-              type="button"
-              onClick={async () => {
-                if (await controller.act({ verb: "REVOKE", token: t.token })) await loadTokens();
-              }}
-            >
-              End session
-            </button>
+            {t.token === controller.link.token ? (
+              <strong>this browser</strong>
+            ) : (
+              <button
+                type="button"
+                aria-label={`End session ${t.label || t.token}, last used ${time(t.used)}`}
+                onClick={async () => {
+                  if (await controller.act({ verb: "REVOKE", token: t.token })) await loadTokens();
+                }}
+              >
+                End session
+              </button>
+            )}
           </li>
         ))}
       </ul>
