@@ -164,7 +164,8 @@ describe("the web client", () => {
     await alice.getByRole("navigation").getByRole("button", { name: /^#rust/ }).focus();
     await alice.keyboard.press("Enter");
     await alice.getByRole("main").getByRole("heading", { name: "#rust" }).waitFor(SHOWN);
-    // The composer has the focus: typing and Enter send.
+    // The composer takes the focus: typing and Enter send.
+    await alice.waitForFunction(() => document.activeElement?.tagName === "TEXTAREA", undefined, SHOWN);
     await alice.keyboard.type("typed without a mouse");
     await alice.keyboard.press("Enter");
     await messages(alice).getByText("typed without a mouse").waitFor(SHOWN);
@@ -226,6 +227,49 @@ describe("the web client", () => {
     await alice.getByRole("button", { name: "Leave #rust" }).click();
     await messages(bob).getByText("alice left").waitFor(SHOWN);
     await shot(bob, "12-rule-and-leave");
+  });
+
+  it("declines an invitation, removes without a ban and cancels an ownership offer", async () => {
+    const [alice, bob, carol] = [pages.alice!, pages.bob!, pages.carol!];
+    const create = alice.getByRole("form", { name: "Create a group" });
+    await create.getByLabel("Name").fill("go");
+    await create.getByLabel("Who may join").selectOption("open");
+    await create.getByRole("button", { name: "Create" }).click();
+    await alice.getByRole("main").getByRole("heading", { name: "#go" }).waitFor(SHOWN);
+    const invite = alice.getByRole("form", { name: "Invite someone" });
+    await invite.getByLabel("Invite").fill("carol");
+    await invite.getByRole("button", { name: "Invite" }).click();
+    await carol.getByRole("button", { name: "Decline" }).click();
+    await carol.getByRole("button", { name: "Decline" }).waitFor({ state: "detached", ...SHOWN });
+    await shot(carol, "12a-declined");
+    // An open group: bob is in at once; removed without a ban, he may come back.
+    const join = bob.getByRole("form", { name: "Join a group" });
+    await join.getByLabel("Group").fill("go");
+    await join.getByRole("button", { name: "Ask to join" }).click();
+    await alice.locator(".member", { hasText: "bob" }).waitFor(SHOWN);
+    await alice.getByRole("button", { name: "actions for bob" }).click();
+    await alice.getByRole("menuitem", { name: "Remove", exact: true }).click();
+    await bob.getByText("you were removed from go by alice").waitFor(SHOWN);
+    await join.getByLabel("Group").fill("go");
+    await join.getByRole("button", { name: "Ask to join" }).click();
+    await alice.locator(".member", { hasText: "bob" }).waitFor(SHOWN);
+    await alice.getByRole("button", { name: "actions for bob" }).click();
+    await alice.getByRole("menuitem", { name: "Offer ownership" }).click();
+    await alice.getByText("Ownership offered to bob.").waitFor(SHOWN);
+    await alice.getByRole("button", { name: "Cancel the offer" }).click();
+    await alice.getByText("Ownership offered to bob.").waitFor({ state: "detached", ...SHOWN });
+    await shot(alice, "12b-offer-cancelled");
+  });
+
+  it("has a dark theme", async () => {
+    const alice = pages.alice!;
+    await alice.getByRole("button", { name: "Settings" }).click();
+    await alice.getByLabel("Theme").selectOption("dark");
+    await expect(alice.evaluate(() => document.documentElement.dataset.theme)).resolves.toBe("dark");
+    await alice.getByRole("button", { name: "Close" }).click();
+    await open(alice, "#go");
+    await shot(alice, "12c-dark");
+    expect(await seriousViolations(alice)).toEqual([]);
   });
 
   it("fits a phone's width", async () => {

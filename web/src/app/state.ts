@@ -73,6 +73,8 @@ export interface Notice {
   readonly id: number;
   readonly text: string;
   readonly tone: "error" | "info";
+  /** When it goes away by itself (a `Date.now()` time). */
+  readonly until: number;
 }
 
 /** Everything the views show. */
@@ -111,7 +113,8 @@ export class State {
   notify(text: string, tone: Notice["tone"] = "info"): number {
     const id = this.nextNotice++;
     // Bounded: only the newest few stay.
-    this.notices.value = [...this.notices.value.slice(-4), { id, text, tone }];
+    const until = Date.now() + (tone === "error" ? 10_000 : 5_000);
+    this.notices.value = [...this.notices.value.slice(-4), { id, text, tone, until }];
     return id;
   }
 

@@ -154,8 +154,9 @@ function Notices({ controller }: { controller: Controller }) {
   const notices = controller.state.notices.value;
   useEffect(() => {
     if (notices.length === 0) return;
-    const oldest = notices[0]!;
-    const t = setTimeout(() => controller.state.dismiss(oldest.id), oldest.tone === "error" ? 10_000 : 5_000);
+    // Each notice keeps its own time, however many come after it.
+    const next = notices.reduce((a, b) => (a.until <= b.until ? a : b));
+    const t = setTimeout(() => controller.state.dismiss(next.id), Math.max(0, next.until - Date.now()));
     return () => clearTimeout(t);
   }, [notices]);
   return (
