@@ -177,6 +177,47 @@ fn is_loopback_name(name: &str) -> bool {
         || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// How many octets at the start of `out` make whole frames and fit in one message
+/// of at most `max` octets: the longest run of whole frames that fits, or the
+/// first frame alone when even it is longer (which cannot happen within the
+/// limits: `max` is [`message_max`]). `out` is what a session hands its socket —
+/// whole frames, each a line ending in CRLF and, if the line ends in a payload
+/// marker `{n}`, n octets and CRLF. Used to cut a long run of output (replies
+/// held back behind a slow request, released at once) into messages that each
+/// hold whole frames (SPEC.md 12.2). A trailing part frame counts as a frame.
+#[must_use]
+pub fn whole_frames_within(out: &[u8], max: usize) -> usize {
+    let mut at = 0;
+    while at < out.len() {
+        let end = next_frame_end(&out[at..]) + at;
+        if at > 0 && end > max {
+            break;
+        }
+        at = end;
+        if at >= max {
+            break;
+        }
+    }
+    at
+}
+
+/// The length of the first frame of `out` (all of it if it is not whole).
+fn next_frame_end(out: &[u8]) -> usize {
+    let Some(lf) = out.iter().position(|&b| b == b'\n') else { return out.len() };
+    let line = &out[..lf];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let payload = line
+        .strip_suffix(b"}")
+        .and_then(|l| l.iter().rposition(|&b| b == b'{').map(|open| &l[open + 1..]))
+        .filter(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse::<usize>().ok());
+    let end = match payload {
+        Some(n) => (lf + 1).saturating_add(n).saturating_add(2),
+        None => lf + 1,
+    };
+    end.min(out.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +322,25 @@ mod tests {
         let p = policy(&[], true);
         assert_eq!(p.check_upgrade(Some("127.0.0.1:7668"), None, false), Ok(()));
         assert_eq!(p.check_upgrade(Some("evil.example"), None, false), Err(OriginRefusal::Host));
+    }
+
+    #[test]
+    fn output_is_cut_between_frames_only() {
+        let out = b"a1 OK PING\r\n* MSG #g 1 5 bob {5}\r\nhe}\r\n\r\nb2 OK PING\r\n";
+        let first = b"a1 OK PING\r\n".len();
+        let second = first + b"* MSG #g 1 5 bob {5}\r\nhe}\r\n\r\n".len();
+        // Everything fits.
+        assert_eq!(whole_frames_within(out, 1000), out.len());
+        // Cut before the frame that would not fit, never inside it (its payload
+        // holds a CRLF and a brace).
+        for max in first..second {
+            assert_eq!(whole_frames_within(out, max), first, "max {max}");
+        }
+        assert_eq!(whole_frames_within(out, second), second);
+        // A first frame longer than the limit still goes whole.
+        assert_eq!(whole_frames_within(out, 3), first);
+        assert_eq!(whole_frames_within(b"", 10), 0);
+        assert_eq!(whole_frames_within(b"partial", 3), 7);
     }
 
     #[test]

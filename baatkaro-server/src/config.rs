@@ -108,6 +108,9 @@ pub struct Config {
     /// Origins the web client is also reached at, beyond the listener's own (a
     /// proxy's `https://chat.example.org`): pages from them may open sessions.
     pub web_origins: Vec<String>,
+    /// Milliseconds an HTTP connection of the web listener may move no byte either
+    /// way (a client that stopped reading its responses) before it is closed.
+    pub web_stall_ms: u64,
     /// Where the database and the lock file live.
     pub data_dir: PathBuf,
     /// Every limit, advertised in HELLO.
@@ -196,6 +199,7 @@ impl Config {
                 DEFAULT_WEB_LISTEN.parse().unwrap_or_else(|_| unreachable!("valid default")),
             ),
             web_origins: Vec::new(),
+            web_stall_ms: 20_000,
             data_dir,
             limits: Limits::default(),
             registration_open: true,
@@ -285,6 +289,9 @@ impl Config {
         if self.tls.is_none() && !plaintext_allowed(self.listen.ip(), self.insecure_plaintext) {
             return Err(ConfigError::Plaintext(self.listen));
         }
+        if self.web_stall_ms == 0 {
+            return Err(ConfigError::Other("web_stall_ms must be at least 1".into()));
+        }
         if let Some(web) = self.web_listen {
             if self.tls.is_none() && !plaintext_allowed(web.ip(), self.insecure_plaintext) {
                 return Err(ConfigError::Plaintext(web));
@@ -359,6 +366,8 @@ pub struct FileConfig {
     pub web: Option<bool>,
     /// `web_origins = ["https://chat.example.org"]`
     pub web_origins: Option<Vec<String>>,
+    /// `web_stall_ms = 20000`
+    pub web_stall_ms: Option<u64>,
     /// `data_dir = "/var/lib/baatkaro"`
     pub data_dir: Option<PathBuf>,
     /// `registration = "open"` or `"closed"`
@@ -438,6 +447,9 @@ impl FileConfig {
         }
         if let Some(v) = self.web_origins {
             config.web_origins = v;
+        }
+        if let Some(v) = self.web_stall_ms {
+            config.web_stall_ms = v;
         }
         if let Some(v) = self.data_dir {
             config.data_dir = v;

@@ -217,6 +217,7 @@ impl Server {
             message_max: usize::try_from(message_max(&session_config.limits)).unwrap_or(usize::MAX),
             session: session_config.clone(),
             shutdown_retry_ms: cfg.shutdown_retry_ms,
+            stall: Duration::from_millis(cfg.web_stall_ms),
             conn: ctx.clone(),
         };
         let permits = Arc::new(Semaphore::new(cfg.max_connections));
@@ -323,7 +324,7 @@ impl Server {
             tasks.spawn(async move {
                 match (acceptor, kind) {
                     (None, Kind::Protocol) => conn::serve(stream, id, peer, session, ctx).await,
-                    (None, Kind::Web) => web::serve(stream, id, peer, web_ctx).await,
+                    (None, Kind::Web) => web::serve(stream, id, peer, session, web_ctx).await,
                     (Some(acceptor), kind) => {
                         let mut stopping = ctx.stopping.clone();
                         let tls = tokio::select! {
@@ -333,7 +334,7 @@ impl Server {
                         };
                         match tls {
                             Ok(Ok(tls)) if kind == Kind::Web => {
-                                web::serve(tls, id, peer, web_ctx).await
+                                web::serve(tls, id, peer, session, web_ctx).await
                             }
                             Ok(Ok(tls)) => conn::serve(tls, id, peer, session, ctx).await,
                             Ok(Err(e)) => {
@@ -392,7 +393,7 @@ fn check_at_start(checker: &mut Checker, budget: u64) -> Result<(), StoreError> 
 
 /// What the web listener says to a connection over the limits.
 const TOO_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-    Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n\r\n\
+    Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n\r\n\
     too many connections, sorry";
 
 /// How long a refused connection may take to receive its BYE.

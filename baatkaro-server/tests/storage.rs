@@ -162,6 +162,9 @@ async fn damage_to_a_b_tree_page_in_the_middle_is_found_at_start() {
 struct Log {
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// The lines of `seen` a wait found. The others are looked at again by the next
+    /// wait: the server may log what one waits for before what another waited for.
+    found: Vec<usize>,
 }
 
 impl Log {
@@ -174,17 +177,24 @@ impl Log {
                 }
             }
         });
-        Log { lines, seen: Vec::new() }
+        Log { lines, seen: Vec::new(), found: Vec::new() }
     }
 
     /// Waits (bounded) for a line that contains `what`; `None` if the process ended
     /// first.
     fn wait_for(&mut self, what: &str) -> Option<String> {
+        let earlier =
+            (0..self.seen.len()).find(|&i| !self.found.contains(&i) && self.seen[i].contains(what));
+        if let Some(at) = earlier {
+            self.found.push(at);
+            return Some(self.seen[at].clone());
+        }
         loop {
             match self.lines.recv_timeout(common::WAIT) {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if line.contains(what) {
+                        self.found.push(self.seen.len() - 1);
                         return Some(line);
                     }
                 }

@@ -223,3 +223,82 @@ async fn the_spec_s_example_handshake_is_answered_as_shown() {
     }
     server.stop().await;
 }
+
+/// Replies held back behind a slow request are released as one long run: over
+/// WebSocket they still go as messages within the limit, each of whole frames
+/// (SPEC.md 12.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_released_at_once_go_as_messages_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // A real password hash: the PASSWORD below takes a while, and the HISTORY
+    // pipelined behind it is answered meanwhile and held back.
+    cfg.hash_cost = baatkaro_server::config::HashCost::default();
+    let limits = cfg.advertised();
+    let max = baatkaro_proto::web::message_max(&limits) as usize;
+    let server = TestServer::start_web(cfg).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    let rule = Some(JoinRule::Open);
+    alice.ok(Command::Create { group: "g".parse().unwrap(), rule }).await;
+    let big = "x".repeat(16 * 1024);
+    for i in 0..200 {
+        alice.say("#g", &format!("k{i}"), &big).await;
+    }
+    let mut ws = ws_connect(server.web.unwrap(), None).await.unwrap();
+    let login = "h HELLO 1\r\nl LOGIN alice {8}\r\npw-alice\r\n".to_string();
+    let pipelined = "p PASSWORD 8 {16}\r\npw-alicepw-alic2\r\nq HISTORY #g last 1000\r\n";
+    ws.send(Message::Binary(Bytes::from(login + pipelined))).await.unwrap();
+    let mut decoder = baatkaro_proto::ServerFrameDecoder::new(1 << 24);
+    let mut history_done = false;
+    let mut messages = 0;
+    while !history_done {
+        let message = match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Binary(b))) => b,
+            other => panic!("{other:?}"),
+        };
+        messages += 1;
+        assert!(message.len() <= max, "a message of {} octets, over {max}", message.len());
+        decoder.push(&message);
+        while let Some(frame) = decoder.next_frame() {
+            match frame.unwrap() {
+                ServerFrame::Ok { reply: baatkaro_proto::OkReply::History { .. }, .. } => {
+                    history_done = true
+                }
+                ServerFrame::Err { failure, .. } => panic!("{failure:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(decoder.buffered(), 0, "message {messages} ends inside a frame");
+    }
+    assert!(messages > 3, "3.2 MB of history came in {messages} messages");
+    server.stop().await;
+}
+
+/// An HTTP client that pipelines requests and never reads the responses holds no
+/// place in the connection limits for long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_http_connection_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_connections = 1;
+    cfg.web_stall_ms = 300;
+    let server = TestServer::start_web(cfg).await;
+    let web = server.web.unwrap();
+    let mut s = TcpStream::connect(web).await.unwrap();
+    let get = format!("GET /app.js HTTP/1.1\r\nHost: {web}\r\n\r\n").repeat(200);
+    // Written without reading: the responses fill the socket's buffers.
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.write_all(get.as_bytes())).await;
+    // The one place comes free once the server gives up on it.
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < WAIT, "the stalled connection still holds the place");
+        let r = http(web, &format!("GET / HTTP/1.1\r\nHost: {web}")).await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+    }
+    drop(s);
+    server.stop().await;
+}

@@ -126,6 +126,8 @@ describe("the web client", () => {
     await shot(bob, "07-private-unread");
     await open(bob, "@alice");
     await messages(bob).getByText("a private word").waitFor(SHOWN);
+    // Opened where he left off: the new message comes after the line.
+    await messages(bob).getByRole("separator").filter({ hasText: "new messages" }).waitFor(SHOWN);
   });
 
   it("notifies of a mention while the tab is hidden, with permission", async () => {

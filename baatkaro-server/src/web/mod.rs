@@ -10,6 +10,7 @@
 
 mod assets;
 mod files;
+mod stall;
 mod ws;
 
 use std::convert::Infallible;
@@ -34,13 +35,15 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::clock;
 use crate::conn::{self, ConnCtx};
 
 /// Longest an HTTP request's head may take to arrive, the first one and each one
 /// after on a kept-alive connection: a client that opens a connection and says
 /// nothing holds a connection slot no longer than this.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often, at most, a connection in its HTTP part checks for a stall.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Most bytes hyper buffers of a request head (browsers send a few hundred).
 const HEAD_MAX: usize = 16 * 1024;
@@ -58,6 +61,8 @@ pub(crate) struct WebCtx {
     pub(crate) session: SessionConfig,
     /// How long clients are asked to wait after the server stopped.
     pub(crate) shutdown_retry_ms: u64,
+    /// How long an HTTP connection may move no byte before it is closed.
+    pub(crate) stall: Duration,
     /// What every connection task has.
     pub(crate) conn: ConnCtx,
 }
@@ -70,11 +75,15 @@ type Upgrade = Arc<Mutex<Option<OnUpgrade>>>;
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves one admitted connection of the web listener until it closes: HTTP
-/// requests, then, if it asks for one, its WebSocket session.
-pub(crate) async fn serve<S>(stream: S, id: ConnId, peer: SocketAddr, web: WebCtx)
+/// requests, then, if it asks for one, its WebSocket session. `session` was made
+/// when the connection was accepted, so that its login deadline runs from then
+/// (SPEC.md 4.1), handshakes included.
+pub(crate) async fn serve<S>(stream: S, id: ConnId, peer: SocketAddr, session: Session, web: WebCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let accepted = tokio::time::Instant::now();
+    let (stream, moved) = stall::Watched::new(stream);
     let upgrade: Upgrade = Arc::default();
     let service = {
         let (shared, upgrade) = (Arc::new(web.clone()), upgrade.clone());
@@ -87,22 +96,43 @@ where
     builder.timer(TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT).max_buf_size(HEAD_MAX);
     let http = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(http);
+    // The HTTP part of a connection takes a place in the connection limits as a
+    // session does, so it is bounded like one that has not logged in: past the
+    // login time it answers the request under way and no other (a download goes
+    // on while its bytes flow), and it is closed when no byte has moved either
+    // way for a while (a peer that stopped reading its responses, which hyper
+    // would otherwise wait for forever).
+    let limits = &web.session.limits;
+    let secs = if limits.login > 0 { limits.login } else { limits.idle };
+    let deadline = accepted + Duration::from_secs(secs);
+    let mut winding_down = false;
+    let mut check =
+        tokio::time::interval(STALL_CHECK.min(web.stall / 2).max(Duration::from_millis(10)));
     let mut stopping = web.conn.stopping.clone();
     let stop = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let served = tokio::select! {
-        served = &mut http => Some(served),
-        () = stop => None,
-    };
-    let served = match served {
-        Some(served) => served,
-        None => {
-            // The server stops: the request under way is answered, no other.
-            http.as_mut().graceful_shutdown();
-            match tokio::time::timeout(web.conn.linger, &mut http).await {
-                Ok(served) => served,
-                Err(_) => return,
+    tokio::pin!(stop);
+    let served = loop {
+        tokio::select! {
+            served = &mut http => break served,
+            () = &mut stop => {
+                // The server stops: the request under way is answered, no other.
+                http.as_mut().graceful_shutdown();
+                match tokio::time::timeout(web.conn.linger, &mut http).await {
+                    Ok(served) => break served,
+                    Err(_) => return,
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if !winding_down => {
+                winding_down = true;
+                http.as_mut().graceful_shutdown();
+            }
+            _ = check.tick() => {
+                if u128::from(moved.idle_ms()) >= web.stall.as_millis() {
+                    tracing::debug!(%peer, "HTTP connection stalled: closed");
+                    return;
+                }
             }
         }
     };
@@ -121,8 +151,7 @@ where
     let config = ws::config(web.message_max);
     let socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let session = Session::new(web.session.clone(), clock::monotonic());
-    conn::serve(ws::WsBytes::new(socket), id, peer, session, web.conn).await;
+    conn::serve(ws::WsBytes::new(socket, web.message_max), id, peer, session, web.conn).await;
 }
 
 /// The answer to one HTTP request from `peer`.

@@ -2,15 +2,16 @@
 //! section 12): binary messages in, their bytes concatenated; each write out, one
 //! binary message.
 //!
-//! The connection task writes the session's pieces whole (each a run of whole
-//! frames, [`baatkaro_proto::session::PIECE`] or one larger frame), and this stream
-//! always takes a write whole, so every message it sends holds whole frames only,
-//! as the binding requires.
+//! The connection task writes the session's pieces (each a run of whole frames),
+//! and this stream takes of each write the whole frames that fit in one message, so
+//! every message it sends holds whole frames only and stays within the limit, as
+//! the binding requires; the connection task writes the rest next.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use baatkaro_proto::web::whole_frames_within;
 use bytes::{Buf, Bytes};
 use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -43,12 +44,15 @@ pub(crate) struct WsBytes<S> {
     close: Option<(CloseCode, &'static str)>,
     /// The close frame is queued.
     close_sent: bool,
+    /// The largest message to send (SPEC.md 12.2).
+    message_max: usize,
 }
 
 impl<S> WsBytes<S> {
-    /// Wraps a WebSocket whose handshake is done.
-    pub(crate) fn new(ws: WebSocketStream<S>) -> Self {
-        WsBytes { ws, pending: Bytes::new(), close: None, close_sent: false }
+    /// Wraps a WebSocket whose handshake is done; no message it sends is larger
+    /// than `message_max`.
+    pub(crate) fn new(ws: WebSocketStream<S>, message_max: usize) -> Self {
+        WsBytes { ws, pending: Bytes::new(), close: None, close_sent: false, message_max }
     }
 
     /// Notes why the session ends and gives the error the read reports.
@@ -107,10 +111,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
     ) -> Poll<io::Result<usize>> {
         let ws = Pin::new(&mut self.ws);
         ready!(ws.poll_ready(cx)).map_err(io_error)?;
-        // Taken whole: a message never splits a frame.
-        let message = Message::Binary(Bytes::copy_from_slice(buf));
+        // Whole frames only, as many as fit in a message: replies held back behind
+        // a slow request come out as one long run, which goes as several messages.
+        let n = whole_frames_within(buf, self.message_max);
+        let message = Message::Binary(Bytes::copy_from_slice(&buf[..n]));
         Pin::new(&mut self.ws).start_send(message).map_err(io_error)?;
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

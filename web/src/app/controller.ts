@@ -12,7 +12,7 @@ import { signal } from "@preact/signals";
 import { type ServerInfo, isStored } from "../proto/session";
 import type { Command, Conv, Event, JoinRule, Name, OkReply, StoredEvent } from "../proto/types";
 import { type Credentials, type Done, Link, LinkError, socketUrl } from "./link";
-import { State } from "./state";
+import { State, pageHidden } from "./state";
 import { type Progress, upload } from "./upload";
 
 /** An upload the page shows. */
@@ -154,11 +154,20 @@ export class Controller {
     // The newest page of where the person is goes with the lists, not after them:
     // it is what the page shows first.
     const newest = current ? this.loadNewest(current) : undefined;
-    await Promise.all([this.refreshGroups(), this.refreshConversations(), newest]);
-    if (current && (this.state.conversations.has(current) || current.startsWith("@"))) {
-      await this.select(current);
-    } else if (current === this.state.current.value) {
-      this.state.current.value = undefined;
+    const before = this.state.current.value;
+    const [, listed] = await Promise.all([this.refreshGroups(), this.refreshConversations(), newest]);
+    // Still readable? The lists say (kicked, banned or deleted while away: not).
+    const group = groupOf(current);
+    const readable = current !== undefined && (group ? this.state.roleIn(group) !== undefined : listed.has(current));
+    // The person may have opened another conversation meanwhile: that one stays.
+    if (this.state.current.value === before) {
+      if (current && readable) {
+        await this.select(current);
+      } else {
+        if (current) this.state.conversations.delete(current);
+        this.state.current.value = undefined;
+        this.state.touch();
+      }
     }
     if (again) this.state.notify("reconnected", "info");
   }
@@ -185,18 +194,24 @@ export class Controller {
     this.state.setGroups(done.items);
   }
 
-  async refreshConversations(): Promise<void> {
+  /** The conversations and their markers; resolves with the ones listed. */
+  async refreshConversations(): Promise<Set<Conv>> {
     const done = await this.link.call({ verb: "CONVERSATIONS", read: this.has("read") || undefined });
     this.state.setConversations(done.items);
+    return new Set(done.items.flatMap((i) => (i.verb === "CONV" ? [i.conv] : [])));
   }
 
   /** Opens a conversation: marks it read, loads its members (and requests). */
   async select(conv: Conv): Promise<void> {
+    const c = this.state.conversation(conv);
+    if (this.state.current.value !== conv) {
+      // Where the person left off, for the "new messages" line and to open there,
+      // before reading moves it.
+      c.openedAt = c.unread > 0 ? c.read : undefined;
+    }
     this.state.current.value = conv;
     const me = this.state.me.value;
     if (me) localStorage.setItem(`baatkaro.where.${me}`, conv);
-    const c = this.state.conversation(conv);
-    c.unread = 0;
     this.state.touch();
     this.readUpTo(conv);
     const group = groupOf(conv);
@@ -241,8 +256,11 @@ export class Controller {
 
   /** The person has seen `conv` up to its newest event: tell the server, soon. */
   readUpTo(conv: Conv): void {
+    // A hidden tab reads nothing: what arrives there stays unread, on every device.
+    if (pageHidden()) return;
     const c = this.state.conversation(conv);
     c.unread = 0;
+    c.more = false;
     if (!this.has("read") || c.latest <= c.read) return;
     c.read = c.latest;
     this.marks.set(conv, c.latest);
@@ -256,10 +274,8 @@ export class Controller {
     for (const [conv, seq] of marks) void this.link.call({ verb: "READ", conv, seq }).catch(() => {});
   }
 
-  /** Sends a message to the current conversation. */
-  async send(text: string): Promise<boolean> {
-    const to = this.state.current.value;
-    if (!to) return false;
+  /** Sends a message to `to`. */
+  async send(to: Conv, text: string): Promise<boolean> {
     return this.act({ verb: "SEND", to, key: newKey(), text });
   }
 

@@ -94,8 +94,13 @@ interface Waiting {
   tries: number;
 }
 
-/** A refusal that means the token is no good: sign out rather than retry. */
-const CREDENTIAL_CODES = new Set(["AUTH_FAILED", "REVOKED", "ACCOUNT_LOCKED"]);
+/**
+ * A refusal that means the token is no good: sign out rather than retry. A `BYE
+ * REVOKED` is not one of them: it ends the connection, and the next AUTH says
+ * whether this browser's token was the one revoked (a password change ends every
+ * other session of the account, including other tabs on the same token).
+ */
+const CREDENTIAL_CODES = new Set(["AUTH_FAILED", "ACCOUNT_LOCKED"]);
 
 /** The WebSocket address of the server that served this page. */
 export function socketUrl(loc: { protocol: string; host: string } = location): string {
@@ -141,6 +146,11 @@ export class Link {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private keepalive: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
+  private lastSent = 0;
+  /** When the PING now unanswered went, if one is. */
+  private pingSent: number | undefined;
+  /** Until when the server asked not to come back (its `retry=`). */
+  private hintUntil = 0;
   private connectedOnce = false;
   private status: LinkStatus = { state: "signed-out" };
 
@@ -209,8 +219,12 @@ export class Link {
     });
   }
 
-  /** Tries to connect now instead of waiting out the backoff. */
-  reconnectNow(): void {
+  /**
+   * Tries to connect now instead of waiting out the backoff — but not before the
+   * time the server asked for (its `retry=`), unless the person insists (`force`).
+   */
+  reconnectNow(force = false): void {
+    if (!force && Date.now() < this.hintUntil) return;
     if (this.creds && !this.online && this.status.state !== "connecting") {
       clearTimeout(this.timer);
       this.connect();
@@ -316,6 +330,7 @@ export class Link {
     w.tries += 1;
     this.inFlight.set(sent.tag, w);
     socket.send(sent.bytes);
+    this.lastSent = Date.now();
   }
 
   private connect(): void {
@@ -338,6 +353,7 @@ export class Link {
       const auth = session.send({ verb: "AUTH", user: creds.user, token: creds.token, secret: creds.secret });
       socket.send(hello.bytes);
       socket.send(auth.bytes);
+      this.lastSent = Date.now();
       this.inFlight.set(auth.tag, {
         command: { verb: "AUTH", user: creds.user, token: creds.token, secret: creds.secret },
         tries: 1,
@@ -367,13 +383,21 @@ export class Link {
           case "event":
             this.hooks.onEvent(out.event);
             break;
-          case "closed":
-            if (out.reason.why === "bye") {
-              const f = out.reason.failure;
-              if (CREDENTIAL_CODES.has(f.code)) this.signOut(describe(f));
-              else this.drop(socket, retryDelay(f), describe(f));
+          case "closed": {
+            // Whatever ended it (a BYE, a refusal that closes, a stream that cannot
+            // be read), the connection is over: what it left unanswered is judged
+            // once, below, and the link goes on with a new one.
+            const r = out.reason;
+            if (r.why === "bye" && CREDENTIAL_CODES.has(r.failure.code)) {
+              this.signOut(describe(r.failure));
+              return;
             }
-            break;
+            if (r.why === "logout" || r.why === "deleted") return;
+            const failure = r.why === "bye" || r.why === "refused" ? r.failure : undefined;
+            const why = failure ? describe(failure) : "the server's answer could not be read";
+            this.drop(socket, failure && retryDelay(failure), why, out.unanswered);
+            return;
+          }
           case "unreadable":
             break;
         }
@@ -401,23 +425,44 @@ export class Link {
     await catchUp;
   }
 
-  /** Keeps an idle link alive and notices a dead one. */
+  /**
+   * Keeps the link alive and notices a dead one. The server's `idle` counts what
+   * it receives (SPEC.md 4.1), so a page that only listens sends a PING when it
+   * has sent nothing for a third of it; a PING unanswered for
+   * {@link PING_TIMEOUT_MS} means the link is dead.
+   */
   private startKeepalive(idleSecs: number): void {
     clearInterval(this.keepalive);
+    this.pingSent = undefined;
     const every = Math.max(5_000, Math.min(60_000, (idleSecs * 1000) / 3));
     this.keepalive = setInterval(() => {
       const socket = this.socket;
       if (!socket || !this.online) return;
-      if (Date.now() - this.lastHeard > every + PING_TIMEOUT_MS) {
+      const now = Date.now();
+      if (this.pingSent !== undefined && this.lastHeard < this.pingSent && now - this.pingSent > PING_TIMEOUT_MS) {
         this.drop(socket, undefined, "the server stopped answering");
         return;
       }
-      if (Date.now() - this.lastHeard >= every) void this.call({ verb: "PING" }).catch(() => {});
-    }, Math.min(every, PING_TIMEOUT_MS));
+      if (now - this.lastSent >= every) {
+        const sentAt = now;
+        this.pingSent = sentAt;
+        void this.call({ verb: "PING" }).then(
+          () => {
+            if (this.pingSent === sentAt) this.pingSent = undefined;
+          },
+          () => {},
+        );
+      }
+    }, Math.min(every, PING_TIMEOUT_MS) / 2);
   }
 
-  /** The connection is gone: requeue what may be repeated, fail the rest, retry. */
-  private drop(socket: WebSocket, hintMs: number | undefined, reason: string): void {
+  /**
+   * The connection is gone: what is idempotent is sent again on the next one (up
+   * to {@link RESEND_MAX} tries), the rest fails with `lost` — never repeated
+   * blindly (SPEC.md 9). `unanswered` is the session's list when it reported the
+   * end itself; every request still waiting counts either way.
+   */
+  private drop(socket: WebSocket, hintMs: number | undefined, reason: string, unanswered?: readonly string[]): void {
     if (socket !== this.socket) return;
     clearInterval(this.keepalive);
     this.socket = undefined;
@@ -427,17 +472,14 @@ export class Link {
     socket.onclose = null;
     socket.onmessage = null;
     socket.close();
-    const unanswered = session?.connectionLost() ?? [];
+    const listed = unanswered ?? session?.connectionLost() ?? [];
+    const order = [...listed, ...[...this.inFlight.keys()].filter((t) => !listed.includes(t))];
     const again: Waiting[] = [];
-    for (const tag of unanswered) {
+    for (const tag of order) {
       const w = this.inFlight.get(tag);
-      this.inFlight.delete(tag);
       if (!w || w.command.verb === "AUTH" || w.command.verb === "PING") continue;
       if (isIdempotent(w.command) && w.tries < RESEND_MAX) again.push(w);
       else w.reject(new LinkError("lost", "the connection dropped before the server answered"));
-    }
-    for (const w of this.inFlight.values()) {
-      if (w.command.verb !== "AUTH") again.push(w);
     }
     this.inFlight.clear();
     this.queue = [...again, ...this.queue];
@@ -451,6 +493,7 @@ export class Link {
     // Jitter, so that every page of a restarted server does not come back at once.
     const jittered = backoff / 2 + Math.random() * (backoff / 2);
     const wait = hintMs === undefined ? jittered : Math.min(Math.max(hintMs, jittered), RETRY_HINT_MAX_MS);
+    this.hintUntil = hintMs === undefined ? 0 : Date.now() + Math.min(hintMs, RETRY_HINT_MAX_MS);
     this.setStatus({ state: "waiting", retryAt: Date.now() + wait, reason });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), wait);

@@ -50,6 +50,12 @@ export class Conversation {
   read = 0;
   /** Unread events after the marker, as the server counted them or since. */
   unread = 0;
+  /** The server counted only the 100 events after the marker, and there are more
+   * (SPEC.md 6.8): `unread` means "this many or more". */
+  more = false;
+  /** The read marker when the conversation was opened with something unread: the
+   * "new messages" line goes after it. */
+  openedAt: number | undefined;
   /** The oldest seq still kept (1 until a HISTORY says otherwise). */
   oldest = 1;
   /** Loaded events, by seq. */
@@ -157,7 +163,9 @@ export class State {
       c.latest = Math.max(c.latest, i.latest);
       if (i.marker) {
         c.read = i.marker.read;
-        c.unread = i.conv === this.current.value && !pageHidden() ? 0 : i.marker.unread;
+        const reading = i.conv === this.current.value && !pageHidden();
+        c.unread = reading ? 0 : i.marker.unread;
+        c.more = !reading && i.latest - i.marker.read > 100;
       }
     }
     this.touch();

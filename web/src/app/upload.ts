@@ -62,10 +62,29 @@ export function missing(size: number, have: readonly { offset: number; length: n
   return out;
 }
 
-/** A name the server accepts for a new file (SPEC.md 2.4: none begins with `.`). */
+/** Longest file name in octets (SPEC.md 2.4). */
+const NAME_MAX = 255;
+
+/**
+ * A name the server accepts for a new file (SPEC.md 2.4): no control or
+ * invisible format character, no path separator, not beginning with `.`, at most
+ * 255 octets — cut on a character boundary, keeping the extension.
+ */
 export function offerName(name: string): string {
-  const trimmed = name.replace(/^\.+/, "").replace(/[\u0000-\u001f\u007f-\u009f]/g, "_");
-  return trimmed || "file";
+  let clean = name
+    .replace(/[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff/\\]/g, "_")
+    .replace(/^\.+/, "");
+  if (clean === "" || clean === "." || clean === "..") clean = "file";
+  const octets = (s: string) => new TextEncoder().encode(s).length;
+  if (octets(clean) <= NAME_MAX) return clean;
+  const dot = clean.lastIndexOf(".");
+  const ext = dot > 0 && clean.length - dot <= 16 ? clean.slice(dot) : "";
+  let stem = clean.slice(0, clean.length - ext.length);
+  // By code points, so that no character is cut in half.
+  const points = Array.from(stem);
+  while (points.length > 0 && octets(points.join("") + ext) > NAME_MAX) points.pop();
+  stem = points.join("");
+  return stem + ext || "file";
 }
 
 /**

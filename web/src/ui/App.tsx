@@ -99,7 +99,7 @@ function Shell({ controller }: { controller: Controller }) {
                 {showFiles ? <FileList controller={controller} conv={current} /> : null}
               </div>
               <Uploads controller={controller} conv={current} />
-              <Composer controller={controller} conv={current} />
+              <Composer key={current} controller={controller} conv={current} />
             </>
           ) : (
             <p class="empty">Pick a conversation, or create a group.</p>
@@ -139,7 +139,7 @@ function Status({ controller }: { controller: Controller }) {
       return (
         <span class="status down" role="status">
           disconnected ({status.reason}); retrying in {secs} s{" "}
-          <button type="button" onClick={() => controller.link.reconnectNow()}>
+          <button type="button" onClick={() => controller.link.reconnectNow(true)}>
             Retry now
           </button>
         </span>

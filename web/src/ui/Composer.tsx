@@ -29,10 +29,14 @@ export function Composer({ controller, conv }: { controller: Controller; conv: C
     setText("");
     drafts.delete(conv);
     setSending((n) => n + 1);
-    const ok = await controller.send(toWire(body));
+    const ok = await controller.send(conv, toWire(body));
     setSending((n) => n - 1);
-    // Refused: the text comes back so that nothing typed is lost.
-    if (!ok) setText((now) => (now ? now : body));
+    // Refused: the text comes back to its own conversation's draft (this composer
+    // belongs to one conversation), so that nothing typed is lost.
+    if (!ok) {
+      if (!drafts.get(conv)) drafts.set(conv, body);
+      setText((now) => (now ? now : body));
+    }
   };
 
   const tooLong = max !== undefined && new TextEncoder().encode(toWire(text)).length > max;

@@ -67,12 +67,18 @@ export function MessageList(props: { controller: Controller; conv: Conversation 
   const count = Math.ceil(rows / BLOCK);
   const v = useVirtualizer(count, () => scroller.current);
   // Where "new messages" begins, as it was when the conversation was opened.
-  const [firstUnread] = useState(() => (conv.unread > 0 ? conv.read + 1 : 0));
+  const [firstUnread] = useState(() => (conv.openedAt !== undefined ? conv.openedAt + 1 : 0));
   const atBottom = useRef(true);
 
-  // Opened at the newest event.
+  // Opened where the person left off (SPEC.md 5.3), else at the newest event.
   useLayoutEffect(() => {
-    if (count > 0) v.scrollToIndex(count - 1, { align: "end" });
+    if (count === 0) return;
+    if (firstUnread > first && firstUnread <= conv.latest) {
+      atBottom.current = false;
+      v.scrollToIndex(Math.floor((firstUnread - first) / BLOCK), { align: "start" });
+    } else {
+      v.scrollToIndex(count - 1, { align: "end" });
+    }
   }, [conv.conv]);
 
   // New events keep the view at the bottom if it was there.

@@ -36,8 +36,8 @@ export function Sidebar({ controller, onOpen }: { controller: Controller; onOpen
         >
           <span>{label}</span>
           {unread > 0 ? (
-            <span class="badge" aria-label={`${unread} unread`}>
-              {unread >= 100 ? "100+" : unread}
+            <span class="badge" aria-label={`${unread}${c?.more ? " or more" : ""} unread`}>
+              {c?.more ? `${unread}+` : unread}
             </span>
           ) : null}
         </button>

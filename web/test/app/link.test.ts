@@ -117,14 +117,57 @@ describe("the link", () => {
     expect(sockets.length).toBe(1);
   });
 
-  it("signs out when the token is revoked from elsewhere", async () => {
+  it("after a BYE REVOKED, asks again, and signs out only if its own token is gone", async () => {
     link.start(creds);
     const s = connect(0);
     await vi.waitFor(() => expect(logins.length).toBe(1));
     s.reply("* BYE REVOKED :this session's token was revoked");
+    expect(statuses.at(-1)?.state).toBe("waiting");
+    await vi.advanceTimersByTimeAsync(1_000);
+    const again = sockets[1]!;
+    again.onopen?.();
+    again.reply(`c1 ${HELLO_OK}`, "c2 ERR AUTH_FAILED :token refused: unknown, revoked or expired");
     expect(statuses.at(-1)).toMatchObject({ state: "signed-out" });
-    await vi.advanceTimersByTimeAsync(120_000);
-    expect(sockets.length).toBe(1);
+  });
+
+  it("never sends again what is not idempotent after a BYE", async () => {
+    link.start(creds);
+    const first = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    const offer = link.call({ verb: "FILE-OFFER", to: "#g", size: 1, sha256: "a".repeat(64), name: "f" });
+    const kick = link.call({ verb: "KICK", group: "g", user: "bob" });
+    const members = link.call({ verb: "MEMBERS", group: "g" });
+    first.reply("* BYE SLOW_CONSUMER :you were not reading");
+    await expect(offer).rejects.toMatchObject({ kind: "lost" });
+    await expect(kick).rejects.toMatchObject({ kind: "lost" });
+    await vi.advanceTimersByTimeAsync(1_000);
+    const second = connect(1);
+    await vi.waitFor(() => expect(second.sent.length).toBe(3));
+    expect(second.sent[2]).toBe("c3 MEMBERS g\r\n");
+    second.reply("c3 OK MEMBERS 0");
+    await expect(members).resolves.toMatchObject({ reply: { verb: "MEMBERS" } });
+  });
+
+  it("pings a link it only listens on, before the server's idle time runs out", async () => {
+    link.start(creds);
+    const s = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    // Events arrive all the time; the page sends nothing of its own.
+    for (let t = 0; t < 120; t++) {
+      s.reply(`* PRESENCE bob ${t % 2 ? "online" : "offline"}`);
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    // idle=300: a PING at least every 100 s.
+    expect(s.sent.some((l) => / PING\r\n$/.test(l))).toBe(true);
+  });
+
+  it("takes a stream it cannot read for a dropped link", async () => {
+    link.start(creds);
+    const s = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    // A payload that does not end in CRLF: nothing after it can be trusted.
+    s.reply("* MSG #g 1 5 bob {2}", "hiXX");
+    expect(statuses.at(-1)?.state).toBe("waiting");
   });
 
   it("waits longer after each failed try, honouring the server's hint", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 
 import { hashFile, missing, offerName, upload } from "../../src/app/upload";
 import type { Done } from "../../src/app/link";
+import { fileNameProblem } from "../../src/proto/syntax";
 import type { Command } from "../../src/proto/types";
 
 describe("hashing a file as it streams", () => {
@@ -30,6 +31,14 @@ describe("what an upload still has to send", () => {
     expect(offerName("...")).toBe("file");
     expect(offerName("a\u0007b.txt")).toBe("a_b.txt");
     expect(offerName("notes.txt")).toBe("notes.txt");
+    // Names people have, which the protocol would refuse as they are.
+    for (const name of ["👨\u200d👩 family.jpg", "a\\b.txt", "x\u202eexe.pdf", `${"测".repeat(90)}.txt`, "a/b"]) {
+      const made = offerName(name);
+      expect(fileNameProblem(made, true), `${name} → ${made}`).toBeUndefined();
+    }
+    const long = offerName(`${"测".repeat(90)}.txt`);
+    expect(long.endsWith(".txt")).toBe(true);
+    expect(new TextEncoder().encode(long).length).toBeLessThanOrEqual(255);
   });
 });
 
