@@ -314,6 +314,7 @@ impl Server {
             };
             // Sessions run on the monotonic clock: their times are only deadlines.
             let session = Session::new(session_config.clone(), clock::monotonic());
+            let accepted = tokio::time::Instant::now();
             let id = next_id;
             next_id += 1;
             // Small frames are batched in user space; Nagle would only add latency.
@@ -324,7 +325,9 @@ impl Server {
             tasks.spawn(async move {
                 match (acceptor, kind) {
                     (None, Kind::Protocol) => conn::serve(stream, id, peer, session, ctx).await,
-                    (None, Kind::Web) => web::serve(stream, id, peer, session, web_ctx).await,
+                    (None, Kind::Web) => {
+                        web::serve(stream, id, peer, accepted, session, web_ctx).await
+                    }
                     (Some(acceptor), kind) => {
                         let mut stopping = ctx.stopping.clone();
                         let tls = tokio::select! {
@@ -334,7 +337,7 @@ impl Server {
                         };
                         match tls {
                             Ok(Ok(tls)) if kind == Kind::Web => {
-                                web::serve(tls, id, peer, session, web_ctx).await
+                                web::serve(tls, id, peer, accepted, session, web_ctx).await
                             }
                             Ok(Ok(tls)) => conn::serve(tls, id, peer, session, ctx).await,
                             Ok(Err(e)) => {

@@ -76,13 +76,18 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Serves one admitted connection of the web listener until it closes: HTTP
 /// requests, then, if it asks for one, its WebSocket session. `session` was made
-/// when the connection was accepted, so that its login deadline runs from then
-/// (SPEC.md 4.1), handshakes included.
-pub(crate) async fn serve<S>(stream: S, id: ConnId, peer: SocketAddr, session: Session, web: WebCtx)
-where
+/// when the connection was `accepted`, so that its login deadline runs from then
+/// (SPEC.md 4.1), handshakes included, as does the HTTP part's.
+pub(crate) async fn serve<S>(
+    stream: S,
+    id: ConnId,
+    peer: SocketAddr,
+    accepted: tokio::time::Instant,
+    session: Session,
+    web: WebCtx,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let accepted = tokio::time::Instant::now();
     let (stream, moved) = stall::Watched::new(stream);
     let upgrade: Upgrade = Arc::default();
     let service = {

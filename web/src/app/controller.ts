@@ -158,7 +158,11 @@ export class Controller {
     const [, listed] = await Promise.all([this.refreshGroups(), this.refreshConversations(), newest]);
     // Still readable? The lists say (kicked, banned or deleted while away: not).
     const group = groupOf(current);
-    const readable = current !== undefined && (group ? this.state.roleIn(group) !== undefined : listed.has(current));
+    // A private conversation is listed only once it has an event; one opened and
+    // still empty (or whose first message is on its way) stays.
+    const empty = current !== undefined && (this.state.conversations.get(current)?.latest ?? 0) === 0;
+    const readable =
+      current !== undefined && (group ? this.state.roleIn(group) !== undefined : listed.has(current) || empty);
     // The person may have opened another conversation meanwhile: that one stays.
     if (this.state.current.value === before) {
       if (current && readable) {

@@ -443,7 +443,11 @@ export class Link {
         this.drop(socket, undefined, "the server stopped answering");
         return;
       }
-      if (now - this.lastSent >= every) {
+      // Nothing sent for a while (the server's idle counts what it receives), or
+      // nothing heard for a while (a half-open link that sending alone would never
+      // notice): a PING, whose answer or silence tells.
+      const quiet = now - this.lastHeard >= every && this.pingSent === undefined;
+      if (now - this.lastSent >= every || quiet) {
         const sentAt = now;
         this.pingSent = sentAt;
         void this.call({ verb: "PING" }).then(

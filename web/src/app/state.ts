@@ -210,8 +210,12 @@ export class State {
     // SPEC.md 6.8: unread are the messages and files of others.
     const counts = (event.verb === "MSG" || event.verb === "FILE") && !own;
     let unread = false;
-    if (own || reading) {
+    if (own) {
+      // Whoever writes has read what came before.
       c.read = Math.max(c.read, event.seq);
+      c.unread = 0;
+    } else if (reading) {
+      // Seen as it came: the controller moves the marker (and tells the server).
       c.unread = 0;
     } else if (counts && event.seq > c.read) {
       c.unread += 1;

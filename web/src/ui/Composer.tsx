@@ -4,6 +4,7 @@
  * is kept per conversation.
  */
 
+import { signal } from "@preact/signals";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
@@ -11,6 +12,10 @@ import type { Conv } from "../proto/types";
 import { toWire } from "./format";
 
 const drafts = new Map<Conv, string>();
+
+/** Bumped when a refused message is put back into its conversation's draft, so
+ * that the composer showing that conversation (perhaps mounted since) picks it up. */
+const restored = signal(0);
 
 export function Composer({ controller, conv }: { controller: Controller; conv: Conv }) {
   const [text, setText] = useState(drafts.get(conv) ?? "");
@@ -23,6 +28,14 @@ export function Composer({ controller, conv }: { controller: Controller; conv: C
     area.current?.focus();
   }, [conv]);
 
+  // A refused message of this conversation came back: shown, unless a new one is
+  // being typed.
+  const back = restored.value;
+  useEffect(() => {
+    const draft = drafts.get(conv);
+    if (back > 0 && draft) setText((now) => now || draft);
+  }, [back]);
+
   const send = async () => {
     const body = text.trim();
     if (!body) return;
@@ -33,9 +46,9 @@ export function Composer({ controller, conv }: { controller: Controller; conv: C
     setSending((n) => n - 1);
     // Refused: the text comes back to its own conversation's draft (this composer
     // belongs to one conversation), so that nothing typed is lost.
-    if (!ok) {
-      if (!drafts.get(conv)) drafts.set(conv, body);
-      setText((now) => (now ? now : body));
+    if (!ok && !drafts.get(conv)) {
+      drafts.set(conv, body);
+      restored.value += 1;
     }
   };
 

@@ -73,7 +73,7 @@ export function MessageList(props: { controller: Controller; conv: Conversation 
   // Opened where the person left off (SPEC.md 5.3), else at the newest event.
   useLayoutEffect(() => {
     if (count === 0) return;
-    if (firstUnread > first && firstUnread <= conv.latest) {
+    if (firstUnread >= first && firstUnread > 0 && firstUnread <= conv.latest) {
       atBottom.current = false;
       v.scrollToIndex(Math.floor((firstUnread - first) / BLOCK), { align: "start" });
     } else {

@@ -161,6 +161,19 @@ describe("the link", () => {
     expect(s.sent.some((l) => / PING\r\n$/.test(l))).toBe(true);
   });
 
+  it("notices a dead link even while the person keeps sending", async () => {
+    link.start(creds);
+    const s = connect(0);
+    await vi.waitFor(() => expect(logins.length).toBe(1));
+    // The server has gone silent; the page sends every 10 s and hears nothing.
+    for (let t = 0; t < 20; t++) {
+      void link.call({ verb: "SEND", to: "#g", key: `k${t}`, text: "anyone?" }).catch(() => {});
+      await vi.advanceTimersByTimeAsync(10_000);
+    }
+    expect(s.sent.some((l) => / PING\r\n$/.test(l))).toBe(true);
+    expect(statuses.at(-1)?.state).not.toBe("online");
+  });
+
   it("takes a stream it cannot read for a dropped link", async () => {
     link.start(creds);
     const s = connect(0);
