@@ -162,7 +162,7 @@ function Row({ event, me }: { event: StoredEvent; me: string | undefined }) {
     return (
       <article class={`msg${mentioned ? " mentioned" : ""}${mine ? " mine" : ""}`} data-seq={event.seq}>
         <header>
-          <span class="from" style={{ color: `hsl(${hue(event.from)} 60% var(--name-l))` }}>
+          <span class="from" style={{ color: `light-dark(hsl(${hue(event.from)} 60% 28%), hsl(${hue(event.from)} 60% 72%))` }}>
             {event.from}
           </span>
           <time dateTime={new Date(event.time).toISOString()}>{time(event.time)}</time>

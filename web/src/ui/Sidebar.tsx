@@ -7,7 +7,11 @@
 import { useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
+import { isName } from "../proto/syntax";
 import type { Conv, JoinRule } from "../proto/types";
+
+/** The rule of names (SPEC.md 2.4), in words. */
+const NAME_RULE = "lowercase letters, digits, - _ . only, starting with a letter, at most 32";
 
 export function Sidebar({ controller, onOpen }: { controller: Controller; onOpen: () => void }) {
   const s = controller.state;
@@ -157,7 +161,10 @@ function WriteTo({ controller, onOpen }: { controller: Controller; onOpen: () =>
       onSubmit={(e) => {
         e.preventDefault();
         const user = name.trim().replace(/^@/, "");
-        if (!user) return;
+        if (!isName(user)) {
+          controller.state.notify(`${JSON.stringify(user)} is not a user name: ${NAME_RULE}`, "error");
+          return;
+        }
         void controller.select(`@${user}`);
         setName("");
         onOpen();
@@ -166,7 +173,14 @@ function WriteTo({ controller, onOpen }: { controller: Controller; onOpen: () =>
       <h2>Write to a user</h2>
       <label>
         User
-        <input required maxLength={33} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <input
+          required
+          maxLength={33}
+          pattern="@?[a-z][a-z0-9_.\-]{0,31}"
+          title={NAME_RULE}
+          value={name}
+          onInput={(e) => setName(e.currentTarget.value)}
+        />
       </label>
       <button type="submit">Open</button>
     </form>
