@@ -27,7 +27,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{Body, WebCtx, refusal, with_status};
+use super::{Body, WebCtx, header_str, refusal, with_status};
 use crate::hub::HubMsg;
 
 /// The most bytes read from disk at once for a download. hyper asks the body for
@@ -57,7 +57,7 @@ async fn answer(parts: &Parts, peer: SocketAddr, web: &WebCtx) -> Response<Body>
     let Some(file) = download::file_of_path(parts.uri.path()) else {
         return refusal(StatusCode::NOT_FOUND, "no such file");
     };
-    let authorization = header_str(parts, header::AUTHORIZATION);
+    let authorization = header_str(&parts.headers, header::AUTHORIZATION);
     let cookies = parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
     let token = match download::request_token(authorization, cookies) {
         Ok(token) => token,
@@ -107,8 +107,8 @@ async fn send_file(parts: &Parts, file: FileId, grant: FileGrant, web: &WebCtx) 
     let FileGrant { size, sha256, name } = grant;
     let etag = download::etag(&sha256);
     let answer = if parts.method == Method::GET {
-        let range = header_str(parts, header::RANGE);
-        download::answer_range(range, header_str(parts, header::IF_RANGE), &etag, size)
+        let range = header_str(&parts.headers, header::RANGE);
+        download::answer_range(range, header_str(&parts.headers, header::IF_RANGE), &etag, size)
     } else {
         // Range requests are defined for GET alone (RFC 9110 14.2).
         RangeAnswer::Whole
@@ -192,10 +192,6 @@ fn unauthorized(why: &str) -> Response<Body> {
 }
 
 /// A header's value as text, if present and text.
-fn header_str(parts: &Parts, name: HeaderName) -> Option<&str> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Sets a header to text made here (digits, hex and punctuation: always valid).
 fn insert_text(headers: &mut http::HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {

@@ -166,7 +166,7 @@ async fn respond(
     web: &WebCtx,
     upgrade: &Upgrade,
 ) -> Response<Body> {
-    let host = header_str(&req, header::HOST);
+    let host = header_str(req.headers(), header::HOST);
     match web.policy.check_host(host) {
         Ok(()) => {}
         Err(why @ OriginRefusal::NoHost) => {
@@ -244,7 +244,8 @@ fn websocket(mut req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Res
             &format!("ask for the subprotocol {SUBPROTOCOL} in Sec-WebSocket-Protocol"),
         );
     }
-    let (host, origin) = (header_str(&req, header::HOST), header_str(&req, header::ORIGIN));
+    let (host, origin) =
+        (header_str(req.headers(), header::HOST), header_str(req.headers(), header::ORIGIN));
     if let Err(why) = web.policy.check_upgrade(host, origin, web.tls) {
         tracing::info!(origin = origin.unwrap_or(""), "WebSocket refused: {why}");
         return refusal(StatusCode::FORBIDDEN, &why.to_string());
@@ -267,8 +268,8 @@ fn websocket(mut req: Request<Incoming>, web: &WebCtx, upgrade: &Upgrade) -> Res
 }
 
 /// A header's value as text, if present and text.
-fn header_str<B>(req: &Request<B>, name: header::HeaderName) -> Option<&str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+pub(super) fn header_str(headers: &http::HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A response with the headers every response of the web listener carries.

@@ -12,6 +12,7 @@ import { signal } from "@preact/signals";
 import { type ServerInfo, isStored } from "../proto/session";
 import type { Command, Conv, Event, JoinRule, Name, OkReply, StoredEvent } from "../proto/types";
 import { type Credentials, type Done, Link, LinkError, socketUrl } from "./link";
+import { mentions } from "./mention";
 import { State, pageHidden } from "./state";
 import { type Progress, upload } from "./upload";
 
@@ -36,13 +37,6 @@ const READ_DELAY_MS = 1_000;
 export function newKey(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Whether `text` mentions `me` as a word (`alice`, `@alice`). */
-export function mentions(text: string, me: string | undefined): boolean {
-  if (!me) return false;
-  const escaped = me.replace(/[.\\-]/g, (c) => `\\${c}`);
-  return new RegExp(`(^|[^a-z0-9_.-])@?${escaped}($|[^a-z0-9_-])`, "i").test(text);
 }
 
 /** The group of a group conversation. */

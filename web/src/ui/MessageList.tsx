@@ -22,7 +22,8 @@ import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "preact
 import type { Controller } from "../app/controller";
 import type { Conversation } from "../app/state";
 import type { StoredEvent } from "../proto/types";
-import { LINE_SEPARATOR, describeEvent, hue, size, splitMentions, time } from "./format";
+import { splitMentions } from "../app/mention";
+import { LINE_SEPARATOR, describeEvent, hue, size, time } from "./format";
 
 /** Sequence numbers per block. */
 export const BLOCK = 10;

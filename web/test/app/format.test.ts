@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
-import { mentions } from "../../src/app/controller";
-import { LINE_SEPARATOR, describeEvent, size, splitMentions, toWire } from "../../src/ui/format";
+import { mentions, splitMentions } from "../../src/app/mention";
+import { LINE_SEPARATOR, describeEvent, size, toWire } from "../../src/ui/format";
 
 describe("mentions", () => {
   it("are the user's name as a word, with or without @", () => {
