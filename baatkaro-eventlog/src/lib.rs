@@ -1,0 +1,37 @@
+//! An append-only log of batches: how BaatKaro stores conversation events.
+//!
+//! The log is a directory of segment files written strictly in order. Each
+//! [`Log::commit`] appends one batch — the records of one group commit — with one
+//! write and one `fdatasync`, and returns only once the batch is durable. Every batch
+//! and every record carries a checksum, so a read finds damage instead of returning
+//! it, and [`Log::open`] tells a torn last write (cut, and reported in [`Recovery`])
+//! from damage to what was already acknowledged (refused, loudly, with
+//! [`LogError::Damaged`]).
+//!
+//! The log knows nothing of conversations: a record is bytes, and a position is
+//! where its bytes start. What indexes them, and which batches belong with the
+//! metadata kept elsewhere, is the caller's (`baatkaro-server`'s store).
+//!
+//! Memory: the log keeps the bases of its segments (one word per segment) and a
+//! few open files; nothing that grows with the number of records.
+
+mod error;
+mod frame;
+mod log;
+mod segment;
+
+pub use error::LogError;
+pub use frame::{HEADER as BATCH_HEADER, RECORD_HEADER};
+pub use log::{Batch, Cut, Log, Options, Recovery};
+pub use segment::SEGMENT_HEADER;
+
+/// A place in the log: its segment's base plus the offset in that segment's file.
+/// Positions only grow as the log does (until [`Log::truncate`] cuts it back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(pub u64);
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

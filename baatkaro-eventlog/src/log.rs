@@ -1,0 +1,571 @@
+//! The log itself: opening (and recovering), committing, reading, cutting.
+
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::frame::{self, HEADER, Header, RECORD_HEADER};
+use crate::segment::{self, SEGMENT_HEADER};
+use crate::{LogError, Position};
+
+/// Sizes the log keeps to.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// A segment is closed and the next begun once a batch would take it past
+    /// this many bytes (a batch never spans two segments).
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    /// 64 MiB segments: large enough that a roll (a file created and two syncs) is
+    /// rare, small enough that scanning the last one at start is quick.
+    fn default() -> Self {
+        Options { segment_bytes: 64 << 20 }
+    }
+}
+
+/// What opening the log found at its end.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// What was cut from the end, if anything.
+    pub cut: Option<Cut>,
+    /// The number of the last whole batch, if the log holds any batch.
+    pub last_number: Option<u64>,
+}
+
+/// Bytes cut from the end of the log at open: a write that a crash left torn.
+/// None of it was ever acknowledged: a commit returns only after its sync.
+#[derive(Debug)]
+pub struct Cut {
+    /// Where the log now ends.
+    pub at: Position,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// The segment they were cut from.
+    pub segment: PathBuf,
+    /// What was wrong with them.
+    pub reason: &'static str,
+}
+
+/// One batch, read and checked.
+#[derive(Debug)]
+pub struct Batch {
+    /// Where it starts.
+    pub position: Position,
+    /// The number it was committed with.
+    pub number: u64,
+    /// The flags it was committed with.
+    pub flags: u32,
+    body: Vec<u8>,
+    seed: u64,
+}
+
+impl Batch {
+    /// Its records in order, each with the position a [`Log::read_record`] reads
+    /// it back from.
+    pub fn records(&self) -> impl Iterator<Item = (Position, &[u8])> {
+        let base = self.position.0 + HEADER as u64;
+        // The body passed its batch checksum and was walked whole when read.
+        frame::records(self.seed, &self.body)
+            .filter_map(Result::ok)
+            .map(move |(at, data)| (Position(base + at as u64), data))
+    }
+
+    /// Where the next batch starts (or would).
+    pub fn next(&self) -> Position {
+        Position(self.position.0 + (HEADER + self.body.len()) as u64)
+    }
+}
+
+/// A sealed segment: where it starts and where it ends (the next one's base).
+#[derive(Clone, Copy, Debug)]
+struct Sealed {
+    base: u64,
+    end: u64,
+}
+
+/// How many sealed segments' files stay open for reading.
+const READERS: usize = 4;
+
+/// An open log. Every method takes `&mut self`: the log is one thread's.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    options: Options,
+    seed: u64,
+    /// Sealed segments, oldest first: one entry per `segment_bytes` of history.
+    sealed: Vec<Sealed>,
+    active: File,
+    active_base: u64,
+    /// Bytes of the active segment, its header included.
+    active_len: u64,
+    /// Open sealed segments, the most recently read last.
+    readers: Vec<(u64, File)>,
+    /// The frame being written, kept to reuse its memory.
+    buf: Vec<u8>,
+    /// Set by a failed write or sync.
+    failed: bool,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory and an empty log if there is
+    /// none. A torn last write is cut (and the cut made durable); any other damage
+    /// the open can see — a segment header, a gap between segments, a bad batch
+    /// followed by a good one in the last segment — is [`LogError::Damaged`].
+    /// Batches of earlier segments are checked when they are read.
+    pub fn open(dir: &Path, options: Options) -> Result<(Log, Recovery), LogError> {
+        fs::create_dir_all(dir)?;
+        let mut bases = segment::list(dir)?;
+        let mut recovery = Recovery::default();
+        let Some(&last) = bases.last() else {
+            return Ok((Self::create(dir, options)?, recovery));
+        };
+        let active = OpenOptions::new().read(true).write(true).open(segment::path(dir, last))?;
+        let active_len = active.metadata()?.len();
+        let mut head = [0u8; SEGMENT_HEADER as usize];
+        let whole = read_up_to(&active, 0, &mut head)?;
+        let Some(seed) = segment::parse_header(&head[..whole], last) else {
+            if active_len > SEGMENT_HEADER {
+                return Err(damaged(dir, last, 0, "its header fails its checksum"));
+            }
+            // A segment whose creation a crash cut short: it never held a batch.
+            drop(active);
+            fs::remove_file(segment::path(dir, last))?;
+            segment::sync_dir(dir)?;
+            recovery.cut = Some(Cut {
+                at: Position(last),
+                bytes: active_len,
+                segment: segment::path(dir, last),
+                reason: "a segment whose header was never finished",
+            });
+            bases.pop();
+            if bases.is_empty() {
+                return Ok((Self::create(dir, options)?, recovery));
+            }
+            let (log, mut again) = Self::open(dir, options)?;
+            again.cut = again.cut.or(recovery.cut);
+            return Ok((log, again));
+        };
+        let mut sealed = Vec::with_capacity(bases.len() - 1);
+        for pair in bases.windows(2) {
+            let (base, next) = (pair[0], pair[1]);
+            let file = File::open(segment::path(dir, base))?;
+            let len = file.metadata()?.len();
+            let mut head = [0u8; SEGMENT_HEADER as usize];
+            let n = read_up_to(&file, 0, &mut head)?;
+            if segment::parse_header(&head[..n], base) != Some(seed) {
+                return Err(damaged(
+                    dir,
+                    base,
+                    0,
+                    "its header fails its checksum or its seed differs",
+                ));
+            }
+            if base + len != next {
+                return Err(damaged(
+                    dir,
+                    base,
+                    len,
+                    "it does not end where the next segment begins (a segment is missing or cut short)",
+                ));
+            }
+            sealed.push(Sealed { base, end: next });
+        }
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            options,
+            seed,
+            sealed,
+            active,
+            active_base: last,
+            active_len,
+            readers: Vec::new(),
+            buf: Vec::new(),
+            failed: false,
+        };
+        recovery.last_number = log.recover_tail(&mut recovery)?;
+        if recovery.last_number.is_none()
+            && let Some(prev) = log.sealed.last().copied()
+        {
+            // The active segment is empty: the last batch is the previous segment's.
+            let mut at = Position(prev.base + SEGMENT_HEADER);
+            while at.0 < prev.end {
+                let batch = log.read_batch(at)?;
+                recovery.last_number = Some(batch.number);
+                at = batch.next();
+            }
+        }
+        Ok((log, recovery))
+    }
+
+    /// A new log: its first segment, at position 0, with a fresh seed.
+    fn create(dir: &Path, options: Options) -> Result<Log, LogError> {
+        let seed = new_seed();
+        let active = segment::create(dir, 0, seed)?;
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            options,
+            seed,
+            sealed: Vec::new(),
+            active,
+            active_base: 0,
+            active_len: SEGMENT_HEADER,
+            readers: Vec::new(),
+            buf: Vec::new(),
+            failed: false,
+        })
+    }
+
+    /// Walks the active segment's batches, cuts a torn last write, and returns the
+    /// last batch's number.
+    fn recover_tail(&mut self, recovery: &mut Recovery) -> Result<Option<u64>, LogError> {
+        let file_len = self.active_len;
+        let mut at = SEGMENT_HEADER;
+        let mut last = None;
+        let mut body = Vec::new();
+        let reason = loop {
+            if at == file_len {
+                return Ok(last);
+            }
+            let mut head = [0u8; HEADER];
+            if read_up_to(&self.active, at, &mut head)? < HEADER {
+                break "a batch header cut short";
+            }
+            let Some(h) = Header::parse(&head) else {
+                break "bytes that are not a batch";
+            };
+            let Some(end) = at.checked_add(HEADER as u64 + u64::from(h.body_len)) else {
+                break "a batch length past any file";
+            };
+            if end > file_len {
+                break "a batch cut short";
+            }
+            body.resize(h.body_len as usize, 0);
+            self.active.read_exact_at(&mut body, at + HEADER as u64)?;
+            if !h.checks(self.seed, &head, &body) {
+                break "a batch that fails its checksum";
+            }
+            if !walks(self.seed, &body, h.count) {
+                return Err(damaged(
+                    &self.dir,
+                    self.active_base,
+                    at,
+                    "a batch whose records do not add up",
+                ));
+            }
+            last = Some(h.number);
+            at = end;
+        };
+        // Only the last write can be torn: each commit syncs before the next begins.
+        // So the bad bytes are a torn write only if no good batch follows them.
+        let rest_len = file_len - at;
+        if rest_len > self.options.segment_bytes {
+            return Err(damaged(&self.dir, self.active_base, at, reason));
+        }
+        let mut rest = vec![0u8; rest_len as usize];
+        self.active.read_exact_at(&mut rest, at)?;
+        if holds_a_batch(self.seed, &rest[1..]) {
+            return Err(damaged(&self.dir, self.active_base, at, reason));
+        }
+        self.active.set_len(at)?;
+        self.active.sync_all()?;
+        self.active_len = at;
+        recovery.cut = Some(Cut {
+            at: Position(self.active_base + at),
+            bytes: rest_len,
+            segment: segment::path(&self.dir, self.active_base),
+            reason,
+        });
+        Ok(last)
+    }
+
+    /// Appends a batch of `records` numbered `number` with the caller's `flags`,
+    /// and returns once it is durable, with its position. Record `k` of the batch
+    /// is at the position plus [`crate::BATCH_HEADER`] plus, for each record before
+    /// it, [`RECORD_HEADER`] and its length ([`Batch::records`] says the same).
+    ///
+    /// After a failed write or sync the log refuses everything with
+    /// [`LogError::Failed`] until opened again.
+    pub fn commit<'a>(
+        &mut self,
+        number: u64,
+        flags: u32,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Position, LogError> {
+        if self.failed {
+            return Err(LogError::Failed);
+        }
+        let too_large = |n| LogError::TooLarge(n);
+        frame::encode(&mut self.buf, self.seed, number, flags, records)
+            .ok_or_else(|| too_large(u64::from(u32::MAX)))?;
+        let len = self.buf.len() as u64;
+        if len > self.options.segment_bytes.saturating_sub(SEGMENT_HEADER) {
+            return Err(too_large(len));
+        }
+        if self.active_len + len > self.options.segment_bytes && self.active_len > SEGMENT_HEADER {
+            self.roll()?;
+        }
+        let at = self.active_len;
+        let written =
+            self.active.write_all_at(&self.buf, at).and_then(|()| self.active.sync_data());
+        if let Err(e) = written {
+            self.failed = true;
+            // Best effort: leave no partial batch behind for the next open to cut.
+            let _ = self.active.set_len(at);
+            return Err(e.into());
+        }
+        self.active_len += len;
+        Ok(Position(self.active_base + at))
+    }
+
+    /// Closes the active segment (already synced: every commit syncs) and begins
+    /// the next where it ends.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let base = self.active_base + self.active_len;
+        let next =
+            segment::create(&self.dir, base, self.seed).inspect_err(|_| self.failed = true)?;
+        self.sealed.push(Sealed { base: self.active_base, end: base });
+        self.active = next;
+        self.active_base = base;
+        self.active_len = SEGMENT_HEADER;
+        Ok(())
+    }
+
+    /// Where the next batch will be written.
+    pub fn end(&self) -> Position {
+        Position(self.active_base + self.active_len)
+    }
+
+    /// Where the oldest batch kept starts (the end, if there is none).
+    pub fn start(&self) -> Position {
+        Position(self.sealed.first().map_or(self.active_base, |s| s.base) + SEGMENT_HEADER)
+    }
+
+    /// The segment holding `at`: its file, its base, the offset of `at` in it and
+    /// its length. A position at a segment's very start or end (the next one's
+    /// base) is taken as the first batch of the segment that starts there.
+    fn locate(&mut self, at: Position) -> Result<(&File, u64, u64, u64), LogError> {
+        let pos = at.0;
+        let first = self.sealed.first().map_or(self.active_base, |s| s.base);
+        if pos < first {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        if pos >= self.active_base {
+            let off = (pos - self.active_base).max(SEGMENT_HEADER);
+            return Ok((&self.active, self.active_base, off, self.active_len));
+        }
+        let i = self.sealed.partition_point(|s| s.base <= pos) - 1;
+        let s = self.sealed[i];
+        let k = match self.readers.iter().position(|(b, _)| *b == s.base) {
+            Some(k) => k,
+            None => {
+                if self.readers.len() == READERS {
+                    self.readers.remove(0);
+                }
+                self.readers.push((s.base, File::open(segment::path(&self.dir, s.base))?));
+                self.readers.len() - 1
+            }
+        };
+        let entry = self.readers.remove(k);
+        self.readers.push(entry);
+        let file = &self.readers[self.readers.len() - 1].1;
+        Ok((file, s.base, (pos - s.base).max(SEGMENT_HEADER), s.end - s.base))
+    }
+
+    /// Reads and checks the batch at `at` (a position [`Log::commit`] returned, or
+    /// a [`Batch::next`]). A position at the end of a segment reads the next
+    /// segment's first batch.
+    pub fn read_batch(&mut self, at: Position) -> Result<Batch, LogError> {
+        let seed = self.seed;
+        let dir = self.dir.clone();
+        let end = self.end().0;
+        let (file, base, off, len) = self.locate(at)?;
+        if off == len && base + len < end {
+            // The end of a sealed segment: the next one's first batch.
+            return self.read_batch(Position(base + len + SEGMENT_HEADER));
+        }
+        if off + HEADER as u64 > len {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        let mut head = [0u8; HEADER];
+        file.read_exact_at(&mut head, off)?;
+        let Some(h) = Header::parse(&head) else {
+            return Err(damaged(&dir, base, off, "no batch starts here"));
+        };
+        if off + HEADER as u64 + u64::from(h.body_len) > len {
+            return Err(damaged(&dir, base, off, "a batch runs past the end of its segment"));
+        }
+        let mut body = vec![0u8; h.body_len as usize];
+        file.read_exact_at(&mut body, off + HEADER as u64)?;
+        if !h.checks(seed, &head, &body) || !walks(seed, &body, h.count) {
+            return Err(damaged(&dir, base, off, "a batch fails its checksum"));
+        }
+        Ok(Batch { position: Position(base + off), number: h.number, flags: h.flags, body, seed })
+    }
+
+    /// Reads and checks the record at `at` (a position from [`Batch::records`] or
+    /// computed as [`Log::commit`] says).
+    pub fn read_record(&mut self, at: Position) -> Result<Vec<u8>, LogError> {
+        let seed = self.seed;
+        let dir = self.dir.clone();
+        let (file, base, off, len) = self.locate(at)?;
+        if at.0 - base < SEGMENT_HEADER + HEADER as u64 || off + RECORD_HEADER as u64 > len {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        let mut head = [0u8; RECORD_HEADER];
+        file.read_exact_at(&mut head, off)?;
+        let n = frame::record_len(&head) as u64;
+        if off + RECORD_HEADER as u64 + n > len {
+            return Err(damaged(&dir, base, off, "a record runs past the end of its segment"));
+        }
+        let mut data = vec![0u8; n as usize];
+        file.read_exact_at(&mut data, off + RECORD_HEADER as u64)?;
+        if !frame::check_record(seed, &head, &data) {
+            return Err(damaged(&dir, base, off, "a record fails its checksum"));
+        }
+        Ok(data)
+    }
+
+    /// The batches from `from` (a batch's position, or [`Log::start`]) to the end,
+    /// in order.
+    pub fn scan(&mut self, from: Position) -> impl Iterator<Item = Result<Batch, LogError>> + '_ {
+        let mut at = from;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done || self.is_end(at) {
+                return None;
+            }
+            let batch = self.read_batch(at);
+            match &batch {
+                Ok(b) => at = b.next(),
+                Err(_) => done = true,
+            }
+            Some(batch)
+        })
+    }
+
+    /// Whether no batch starts at or after `at`.
+    fn is_end(&self, at: Position) -> bool {
+        at.0 >= self.active_base + self.active_len
+            || (at.0 >= self.active_base && self.active_len == SEGMENT_HEADER)
+    }
+
+    /// Cuts the log back so that it ends at `at` (a batch's position or a
+    /// [`Log::end`] seen before), durably: for batches whose other half — the
+    /// metadata committed elsewhere after them — never committed.
+    pub fn truncate(&mut self, at: Position) -> Result<(), LogError> {
+        if self.failed {
+            return Err(LogError::Failed);
+        }
+        if at < self.start() && at.0 != self.sealed.first().map_or(self.active_base, |s| s.base) {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        if at > self.end() {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        while at.0 < self.active_base {
+            let Some(prev) = self.sealed.pop() else { return Err(LogError::NoSuchPosition(at)) };
+            fs::remove_file(segment::path(&self.dir, self.active_base))?;
+            self.readers.retain(|(b, _)| *b != prev.base);
+            self.active = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(segment::path(&self.dir, prev.base))?;
+            self.active_base = prev.base;
+            self.active_len = prev.end - prev.base;
+        }
+        let keep = (at.0 - self.active_base).max(SEGMENT_HEADER);
+        self.active.set_len(keep)?;
+        self.active.sync_all()?;
+        segment::sync_dir(&self.dir)?;
+        self.active_len = keep;
+        Ok(())
+    }
+
+    /// Deletes the sealed segments that end at or before `before`: the history a
+    /// retention rule let go. Returns how many went. The active segment stays.
+    pub fn remove_before(&mut self, before: Position) -> Result<usize, LogError> {
+        let n = self.sealed.partition_point(|s| s.end <= before.0);
+        for s in self.sealed.drain(..n) {
+            self.readers.retain(|(b, _)| *b != s.base);
+            fs::remove_file(segment::path(&self.dir, s.base))?;
+        }
+        if n > 0 {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(n)
+    }
+
+    /// How many segments the log has, the active one included.
+    pub fn segments(&self) -> usize {
+        self.sealed.len() + 1
+    }
+}
+
+/// Whether a checked body holds exactly `count` records that pass their checksums.
+fn walks(seed: u64, body: &[u8], count: u32) -> bool {
+    let mut n: u32 = 0;
+    for r in frame::records(seed, body) {
+        if r.is_err() {
+            return false;
+        }
+        n += 1;
+    }
+    n == count
+}
+
+/// Whether a whole, valid batch starts anywhere in `bytes`.
+fn holds_a_batch(seed: u64, bytes: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = find(&bytes[from..], &frame::MAGIC) {
+        let at = from + i;
+        if let Some(head) = bytes.get(at..at + HEADER)
+            && let Ok(head) = <&[u8; HEADER]>::try_from(head)
+            && let Some(h) = Header::parse(head)
+            && let Some(body) = bytes.get(at + HEADER..at + HEADER + h.body_len as usize)
+            && h.checks(seed, head, body)
+        {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// The first place `needle` occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads as much of `buf` as the file holds from `at`; returns how much.
+fn read_up_to(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A damage report: the segment and offset, and what is wrong there.
+fn damaged(dir: &Path, base: u64, offset: u64, what: &str) -> LogError {
+    LogError::Damaged(format!("{} at offset {offset}: {what}", segment::path(dir, base).display()))
+}
+
+/// A seed no one outside can guess: the standard library's per-process random
+/// keys, mixed with the time.
+fn new_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.finish()
+}

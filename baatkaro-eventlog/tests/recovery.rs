@@ -1,0 +1,325 @@
+//! The log as a crash leaves it: torn tails cut, damage refused, every committed
+//! batch read back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use baatkaro_eventlog::{
+    BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER, SEGMENT_HEADER,
+};
+use proptest::prelude::*;
+
+fn small() -> Options {
+    Options { segment_bytes: 4096 }
+}
+
+/// The segment files of `dir`, in order.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn record(batch: u64, k: usize) -> Vec<u8> {
+    format!("batch {batch} record {k} {}", "x".repeat((batch as usize * 7 + k * 13) % 200))
+        .into_bytes()
+}
+
+/// Commits batches `from..to`, each of `per` records; returns their positions.
+fn commit_range(log: &mut Log, from: u64, to: u64, per: usize) -> Vec<Position> {
+    (from..to)
+        .map(|n| {
+            let recs: Vec<Vec<u8>> = (0..per).map(|k| record(n, k)).collect();
+            log.commit(n, n as u32, recs.iter().map(Vec::as_slice)).unwrap()
+        })
+        .collect()
+}
+
+/// Every batch from the start, as (number, records).
+fn all(log: &mut Log) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let start = log.start();
+    log.scan(start)
+        .map(|b| {
+            let b = b.unwrap();
+            (b.number, b.records().map(|(_, r)| r.to_vec()).collect())
+        })
+        .collect()
+}
+
+fn expected(from: u64, to: u64, per: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+    (from..to).map(|n| (n, (0..per).map(|k| record(n, k)).collect())).collect()
+}
+
+fn flip(path: &Path, at: u64) {
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x40;
+    f.write_all_at(&b, at).unwrap();
+}
+
+#[test]
+fn batches_read_back_across_segments_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, rec) = Log::open(dir.path(), small()).unwrap();
+    assert!(rec.cut.is_none() && rec.last_number.is_none());
+    let positions = commit_range(&mut log, 1, 60, 3);
+    assert!(log.segments() > 3, "small segments roll: {}", log.segments());
+    assert_eq!(all(&mut log), expected(1, 60, 3));
+
+    // Each record's position reads it back alone, and matches the stated layout.
+    let b = log.read_batch(positions[10]).unwrap();
+    let mut at = positions[10].0 + BATCH_HEADER as u64;
+    for (k, (pos, data)) in b.records().enumerate() {
+        assert_eq!(pos, Position(at));
+        assert_eq!(data, record(11, k));
+        assert_eq!(log.read_record(pos).unwrap(), record(11, k));
+        at += (RECORD_HEADER + data.len()) as u64;
+    }
+
+    let end = log.end();
+    drop(log);
+    let (mut log, rec) = Log::open(dir.path(), small()).unwrap();
+    assert!(rec.cut.is_none());
+    assert_eq!(rec.last_number, Some(59));
+    assert_eq!(log.end(), end);
+    assert_eq!(all(&mut log), expected(1, 60, 3));
+    commit_range(&mut log, 60, 65, 3);
+    assert_eq!(all(&mut log), expected(1, 65, 3));
+}
+
+#[test]
+fn a_torn_last_write_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    let positions = commit_range(&mut log, 1, 5, 4);
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    let len = fs::metadata(&active).unwrap().len();
+    // The last batch half written, as a power cut during its write leaves it.
+    let half = (positions[3].0 + len) / 2;
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(half).unwrap();
+
+    let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+    let cut = rec.cut.expect("a cut");
+    assert_eq!(cut.at, positions[3]);
+    assert_eq!(cut.bytes, half - positions[3].0);
+    assert_eq!(rec.last_number, Some(3));
+    assert_eq!(all(&mut log), expected(1, 4, 4));
+    assert_eq!(fs::metadata(&active).unwrap().len(), positions[3].0, "the cut is on disk");
+    commit_range(&mut log, 4, 6, 4);
+    drop(log);
+    let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+    assert!(rec.cut.is_none());
+    assert_eq!(all(&mut log), expected(1, 6, 4));
+}
+
+#[test]
+fn zeros_past_the_end_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    commit_range(&mut log, 1, 4, 2);
+    let end = log.end();
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(end.0 + 10_000).unwrap();
+    let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(rec.cut.map(|c| (c.at, c.bytes)), Some((end, 10_000)));
+    assert_eq!(all(&mut log), expected(1, 4, 2));
+}
+
+#[test]
+fn damage_before_a_good_batch_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    let positions = commit_range(&mut log, 1, 5, 2);
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    flip(&active, positions[1].0 + BATCH_HEADER as u64 + 12);
+    let err = Log::open(dir.path(), Options::default()).unwrap_err();
+    assert!(matches!(err, LogError::Damaged(_)), "{err}");
+    assert!(err.to_string().contains("fails its checksum"), "{err}");
+    // Nothing was cut: the file is as the damage left it.
+    assert!(fs::metadata(&active).unwrap().len() > positions[3].0);
+}
+
+#[test]
+fn a_forged_batch_inside_a_message_does_not_make_a_torn_tail_look_like_damage() {
+    // Another log's whole segment — valid batches, but under another seed — sent
+    // as a message's bytes, then the batch holding it torn.
+    let other = tempfile::tempdir().unwrap();
+    let (mut o, _) = Log::open(other.path(), Options::default()).unwrap();
+    commit_range(&mut o, 1, 3, 2);
+    drop(o);
+    let forged = fs::read(segments(other.path()).pop().unwrap()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    commit_range(&mut log, 1, 3, 2);
+    let last = log.commit(3, 0, [forged.as_slice(), b"after"]).unwrap();
+    let end = log.end();
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(end.0 - 3).unwrap();
+    let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(rec.cut.map(|c| c.at), Some(last));
+    assert_eq!(all(&mut log), expected(1, 3, 2));
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_found_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    let positions = commit_range(&mut log, 1, 40, 3);
+    drop(log);
+    let first = &segments(dir.path())[0];
+    flip(first, positions[1].0 + BATCH_HEADER as u64 + 3);
+    let (mut log, rec) = Log::open(dir.path(), small()).unwrap();
+    assert!(rec.cut.is_none(), "only the last segment is scanned at open");
+    let start = log.start();
+    let results: Vec<_> = log.scan(start).collect();
+    assert_eq!(results.len(), 2, "the scan stops at the damage");
+    assert!(matches!(&results[1], Err(LogError::Damaged(m)) if m.contains("checksum")));
+    // A record of the damaged batch, read alone, fails too.
+    let record_at = Position(positions[1].0 + BATCH_HEADER as u64);
+    assert!(matches!(log.read_record(record_at), Err(LogError::Damaged(_))));
+}
+
+#[test]
+fn a_missing_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    commit_range(&mut log, 1, 40, 3);
+    drop(log);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3);
+    fs::remove_file(&segs[1]).unwrap();
+    let err = Log::open(dir.path(), small()).unwrap_err();
+    assert!(err.to_string().contains("a segment is missing"), "{err}");
+}
+
+#[test]
+fn a_segment_whose_creation_was_cut_short_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    commit_range(&mut log, 1, 4, 2);
+    let end = log.end();
+    drop(log);
+    let torn = dir.path().join(format!("{:020}.log", end.0));
+    fs::write(&torn, b"BKlog\0").unwrap();
+    let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+    assert!(!torn.exists());
+    assert!(rec.cut.is_some());
+    assert_eq!(rec.last_number, Some(3));
+    assert_eq!(all(&mut log), expected(1, 4, 2));
+}
+
+#[test]
+fn truncate_cuts_back_across_segments_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    let positions = commit_range(&mut log, 1, 40, 3);
+    let segs = log.segments();
+    log.truncate(positions[5]).unwrap();
+    assert!(log.segments() < segs);
+    assert_eq!(log.end(), positions[5]);
+    assert_eq!(all(&mut log), expected(1, 6, 3));
+    commit_range(&mut log, 6, 9, 3);
+    drop(log);
+    let (mut log, rec) = Log::open(dir.path(), small()).unwrap();
+    assert!(rec.cut.is_none());
+    assert_eq!(all(&mut log), expected(1, 9, 3));
+    assert!(log.truncate(Position(log.end().0 + 1)).is_err());
+}
+
+#[test]
+fn remove_before_lets_whole_old_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    let positions = commit_range(&mut log, 1, 40, 3);
+    let before = segments(dir.path()).len();
+    let removed = log.remove_before(positions[20]).unwrap();
+    assert!(removed > 0);
+    assert_eq!(segments(dir.path()).len(), before - removed);
+    let kept = all(&mut log);
+    assert_eq!(kept.last().map(|b| b.0), Some(39));
+    assert!(kept[0].0 <= 21, "batch 21 is kept: {}", kept[0].0);
+    assert!(matches!(log.read_batch(positions[0]), Err(LogError::NoSuchPosition(_))));
+    drop(log);
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(all(&mut log), kept);
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    commit_range(&mut log, 1, 2, 1);
+    let end = log.end();
+    let big = vec![7u8; 5000];
+    assert!(matches!(log.commit(2, 0, [big.as_slice()]), Err(LogError::TooLarge(_))));
+    assert_eq!(log.end(), end);
+    commit_range(&mut log, 2, 3, 1);
+    assert_eq!(all(&mut log), expected(1, 3, 1));
+}
+
+#[test]
+fn positions_outside_the_log_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    let p = commit_range(&mut log, 1, 3, 1);
+    assert!(matches!(log.read_batch(log.end()), Err(LogError::NoSuchPosition(_))));
+    assert!(matches!(log.read_record(Position(3)), Err(LogError::NoSuchPosition(_))));
+    // Not where a batch starts: reported as damage at that place, never a panic.
+    assert!(log.read_batch(Position(p[0].0 + 1)).is_err());
+    assert!(log.read_record(Position(p[1].0 + 3)).is_err());
+    assert_eq!(SEGMENT_HEADER, p[0].0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A crash at any byte of the log's last writes leaves, after open, exactly the
+    /// batches wholly written before it: never damage, never a partial batch.
+    #[test]
+    fn a_cut_anywhere_recovers_a_prefix(
+        sizes in prop::collection::vec(1usize..5, 1..12),
+        cut_at in 0.0f64..1.0,
+        zero_fill in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+        let mut ends = Vec::new();
+        for (i, per) in sizes.iter().enumerate() {
+            let recs: Vec<Vec<u8>> = (0..*per).map(|k| record(i as u64 + 1, k)).collect();
+            log.commit(i as u64 + 1, 0, recs.iter().map(Vec::as_slice)).unwrap();
+            ends.push(log.end().0);
+        }
+        let full = log.end().0;
+        drop(log);
+        let cut = SEGMENT_HEADER + ((full - SEGMENT_HEADER) as f64 * cut_at) as u64;
+        let active = segments(dir.path()).pop().unwrap();
+        let f = OpenOptions::new().write(true).open(&active).unwrap();
+        f.set_len(cut).unwrap();
+        if zero_fill {
+            f.set_len(full).unwrap();
+        }
+        drop(f);
+        let (mut log, rec) = Log::open(dir.path(), Options::default()).unwrap();
+        let whole = ends.iter().filter(|&&e| e <= cut).count();
+        prop_assert_eq!(rec.last_number, (whole > 0).then_some(whole as u64));
+        let got = all(&mut log);
+        prop_assert_eq!(got.len(), whole);
+        for (i, (n, recs)) in got.iter().enumerate() {
+            prop_assert_eq!(*n, i as u64 + 1);
+            prop_assert_eq!(recs.len(), sizes[i]);
+        }
+    }
+}
