@@ -19,11 +19,13 @@ mod error;
 mod frame;
 mod log;
 mod segment;
+mod verify;
 
 pub use error::LogError;
 pub use frame::{HEADER as BATCH_HEADER, RECORD_HEADER};
-pub use log::{Batch, Cut, Log, Options, Recovery};
+pub use log::{Batch, Cut, Log, Options, Recovery, Span};
 pub use segment::SEGMENT_HEADER;
+pub use verify::{Checked, Verifier};
 
 /// A place in the log: its segment's base plus the offset in that segment's file.
 /// Positions only grow as the log does (until [`Log::truncate`] cuts it back).

@@ -79,6 +79,25 @@ impl Batch {
     }
 }
 
+/// Consecutive records, read and checked ([`Log::read_span`]).
+#[derive(Debug)]
+pub struct Span {
+    at: Position,
+    data: Vec<u8>,
+    seed: u64,
+}
+
+impl Span {
+    /// The records, each with its position.
+    pub fn records(&self) -> impl Iterator<Item = (Position, &[u8])> {
+        let base = self.at.0;
+        // Every record was checked when the span was read.
+        frame::records(self.seed, &self.data)
+            .filter_map(Result::ok)
+            .map(move |(at, data)| (Position(base + at as u64), data))
+    }
+}
+
 /// A sealed segment: where it starts and where it ends (the next one's base).
 #[derive(Clone, Copy, Debug)]
 struct Sealed {
@@ -261,7 +280,9 @@ impl Log {
         // Only the last write can be torn: each commit syncs before the next begins.
         // So the bad bytes are a torn write only if no good batch follows them.
         let rest_len = file_len - at;
-        if rest_len > self.options.segment_bytes {
+        // A torn write is at most one batch, and no batch is larger than a segment
+        // (of this size or, bounded, the size the segment was written with).
+        if rest_len > self.options.segment_bytes.max(1 << 30) {
             return Err(damaged(&self.dir, self.active_base, at, reason));
         }
         let mut rest = vec![0u8; rest_len as usize];
@@ -389,19 +410,7 @@ impl Log {
         if off + HEADER as u64 > len {
             return Err(LogError::NoSuchPosition(at));
         }
-        let mut head = [0u8; HEADER];
-        file.read_exact_at(&mut head, off)?;
-        let Some(h) = Header::parse(&head) else {
-            return Err(damaged(&dir, base, off, "no batch starts here"));
-        };
-        if off + HEADER as u64 + u64::from(h.body_len) > len {
-            return Err(damaged(&dir, base, off, "a batch runs past the end of its segment"));
-        }
-        let mut body = vec![0u8; h.body_len as usize];
-        file.read_exact_at(&mut body, off + HEADER as u64)?;
-        if !h.checks(seed, &head, &body) || !walks(seed, &body, h.count) {
-            return Err(damaged(&dir, base, off, "a batch fails its checksum"));
-        }
+        let (h, body) = read_batch_at(file, seed, &dir, base, off, len)?;
         Ok(Batch { position: Position(base + off), number: h.number, flags: h.flags, body, seed })
     }
 
@@ -426,6 +435,24 @@ impl Log {
             return Err(damaged(&dir, base, off, "a record fails its checksum"));
         }
         Ok(data)
+    }
+
+    /// Reads and checks the records in the `len` bytes from `at`: consecutive whole
+    /// records of one batch (as [`Batch::records`] gives their positions), read
+    /// with one call.
+    pub fn read_span(&mut self, at: Position, len: u64) -> Result<Span, LogError> {
+        let seed = self.seed;
+        let dir = self.dir.clone();
+        let (file, base, off, seg_len) = self.locate(at)?;
+        if at.0 - base < SEGMENT_HEADER + HEADER as u64 || off.saturating_add(len) > seg_len {
+            return Err(LogError::NoSuchPosition(at));
+        }
+        let mut data = vec![0u8; len as usize];
+        file.read_exact_at(&mut data, off)?;
+        if frame::records(seed, &data).any(|r| r.is_err()) {
+            return Err(damaged(&dir, base, off, "a record fails its checksum"));
+        }
+        Ok(Span { at, data, seed })
     }
 
     /// The batches from `from` (a batch's position, or [`Log::start`]) to the end,
@@ -504,6 +531,32 @@ impl Log {
     }
 }
 
+/// Reads and checks the batch at offset `off` of the segment at `base` whose
+/// length is `len`.
+pub(crate) fn read_batch_at(
+    file: &File,
+    seed: u64,
+    dir: &Path,
+    base: u64,
+    off: u64,
+    len: u64,
+) -> Result<(Header, Vec<u8>), LogError> {
+    let mut head = [0u8; HEADER];
+    file.read_exact_at(&mut head, off)?;
+    let Some(h) = Header::parse(&head) else {
+        return Err(damaged(dir, base, off, "no batch starts here"));
+    };
+    if off + HEADER as u64 + u64::from(h.body_len) > len {
+        return Err(damaged(dir, base, off, "a batch runs past the end of its segment"));
+    }
+    let mut body = vec![0u8; h.body_len as usize];
+    file.read_exact_at(&mut body, off + HEADER as u64)?;
+    if !h.checks(seed, &head, &body) || !walks(seed, &body, h.count) {
+        return Err(damaged(dir, base, off, "a batch fails its checksum"));
+    }
+    Ok((h, body))
+}
+
 /// Whether a checked body holds exactly `count` records that pass their checksums.
 fn walks(seed: u64, body: &[u8], count: u32) -> bool {
     let mut n: u32 = 0;
@@ -540,7 +593,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Reads as much of `buf` as the file holds from `at`; returns how much.
-fn read_up_to(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], at + n as u64) {
@@ -554,7 +607,7 @@ fn read_up_to(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A damage report: the segment and offset, and what is wrong there.
-fn damaged(dir: &Path, base: u64, offset: u64, what: &str) -> LogError {
+pub(crate) fn damaged(dir: &Path, base: u64, offset: u64, what: &str) -> LogError {
     LogError::Damaged(format!("{} at offset {offset}: {what}", segment::path(dir, base).display()))
 }
 

@@ -1,0 +1,128 @@
+//! The whole log read back and checked, a slice at a time, beside the writer: so
+//! that damage in batches nobody reads is found too.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::frame::HEADER;
+use crate::log::{damaged, read_batch_at, read_up_to};
+use crate::segment::{self, SEGMENT_HEADER};
+use crate::{LogError, Position};
+
+/// How far one [`Verifier::check`] got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Bytes of batches read and checked.
+    pub bytes: u64,
+    /// Batches read and checked.
+    pub batches: u64,
+    /// Whether the check reached the end it was given (the next one starts over).
+    pub pass_done: bool,
+}
+
+/// A check of the log in a directory, on files of its own (it may run on another
+/// thread than the [`crate::Log`]), and where it is.
+#[derive(Debug)]
+pub struct Verifier {
+    dir: PathBuf,
+    /// The next position to check.
+    at: u64,
+    /// The segment being read: its base, file, length and seed.
+    open: Option<(u64, File, u64, u64)>,
+}
+
+impl Verifier {
+    /// A check of the log in `dir`, from its start.
+    pub fn new(dir: &Path) -> Verifier {
+        Verifier { dir: dir.to_path_buf(), at: 0, open: None }
+    }
+
+    /// The bytes the log's segments take on disk (0 if there is no log).
+    pub fn size(&self) -> io::Result<u64> {
+        if !self.dir.exists() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        for base in segment::list(&self.dir)? {
+            total += std::fs::metadata(segment::path(&self.dir, base)).map_or(0, |m| m.len());
+        }
+        Ok(total)
+    }
+
+    /// Checks batches from where the last check stopped until `budget` bytes were
+    /// read (one batch at least) or `end` is reached. `end` must be a position the
+    /// writer will never cut back past (what it has indexed): the last, unsynced
+    /// write may be cut at a restart, and is not damage. Segments removed meanwhile
+    /// are passed over.
+    pub fn check(&mut self, end: Position, budget: u64) -> Result<Checked, LogError> {
+        let mut done = Checked::default();
+        loop {
+            if self.at >= end.0 || !self.dir.exists() {
+                self.at = 0;
+                self.open = None;
+                done.pass_done = true;
+                return Ok(done);
+            }
+            if done.bytes >= budget && done.batches > 0 {
+                return Ok(done);
+            }
+            let current = self.open.as_ref().map(|(base, ..)| *base);
+            let (base, file, len, seed) = match self.open.take() {
+                Some(o) if self.at < o.0 + o.2 => o,
+                _ => {
+                    // The segment holding `at`, or the next one after it.
+                    let bases = segment::list(&self.dir)?;
+                    let Some(i) = bases.iter().rposition(|&b| b <= self.at).or(
+                        // Before the first segment (removed since): start there.
+                        (!bases.is_empty()).then_some(0),
+                    ) else {
+                        self.at = end.0;
+                        continue;
+                    };
+                    let mut base = bases[i];
+                    if Some(base) == current {
+                        // At the end of the segment just read: the next one.
+                        match bases.get(i + 1) {
+                            Some(&next) => base = next,
+                            None => {
+                                self.at = end.0;
+                                continue;
+                            }
+                        }
+                    }
+                    let file = match File::open(segment::path(&self.dir, base)) {
+                        Ok(f) => f,
+                        // Removed since it was listed: retention let it go.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            self.at = base + 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    let len = file.metadata()?.len();
+                    let mut head = [0u8; SEGMENT_HEADER as usize];
+                    let n = read_up_to(&file, 0, &mut head)?;
+                    let Some(seed) = segment::parse_header(&head[..n], base) else {
+                        return Err(damaged(&self.dir, base, 0, "its header fails its checksum"));
+                    };
+                    self.at = self.at.max(base + SEGMENT_HEADER);
+                    (base, file, len, seed)
+                }
+            };
+            let stop = (base + len).min(end.0);
+            if self.at + HEADER as u64 > stop {
+                // Nothing more to check in this segment.
+                self.at = if stop < base + len { end.0 } else { base + len };
+                self.open = Some((base, file, len, seed));
+                continue;
+            }
+            let (h, _) = read_batch_at(&file, seed, &self.dir, base, self.at - base, len)?;
+            let frame = HEADER as u64 + u64::from(h.body_len);
+            self.at += frame;
+            done.bytes += frame;
+            done.batches += 1;
+            self.open = Some((base, file, len, seed));
+        }
+    }
+}
