@@ -164,6 +164,10 @@ pub struct Config {
     /// Bytes a second the background check reads while the server runs, going
     /// round the whole database at most once an hour; 0 turns it off.
     pub verify_rate: u64,
+    /// Bytes of each segment of the event log (at least 1 MiB): the history that
+    /// retention lets go is deleted a segment at a time, and a start reads the last
+    /// segment back.
+    pub event_segment_bytes: u64,
     /// Start a new, empty store where the database is gone though the directory
     /// holds what a store leaves (`--fresh`); refused where a database exists.
     pub fresh: bool,
@@ -221,6 +225,7 @@ impl Config {
             store_reserve: 64 << 20,
             verify_at_start: 1 << 30,
             verify_rate: 16 << 20,
+            event_segment_bytes: 64 << 20,
             fresh: false,
             token_idle_secs: 90 * 24 * 3600,
         }
@@ -410,6 +415,8 @@ pub struct FileConfig {
     pub verify_at_start: Option<u64>,
     /// `verify_rate = 16777216`
     pub verify_rate: Option<u64>,
+    /// `event_segment_bytes = 67108864`
+    pub event_segment_bytes: Option<u64>,
     /// `token_idle_secs = 7776000`
     pub token_idle_secs: Option<u64>,
     /// `[limits]` with the keys of SPEC.md Appendix B: `payload = 1048576`, …
@@ -507,6 +514,9 @@ impl FileConfig {
         }
         if let Some(v) = self.verify_rate {
             config.verify_rate = v;
+        }
+        if let Some(v) = self.event_segment_bytes {
+            config.event_segment_bytes = v;
         }
         if let Some(v) = self.token_idle_secs {
             config.token_idle_secs = v;

@@ -82,6 +82,8 @@ fn cli() -> Command {
             .help("Bytes of stored rows checked against their checksums at start (the whole database up to that size); 0 skips the check [default: 1073741824]"))
         .arg(Arg::new("verify-rate").long("verify-rate").value_name("BYTES").value_parser(value_parser!(u64))
             .help("Bytes a second the background check of the database reads while serving; 0 turns it off [default: 16777216]"))
+        .arg(Arg::new("event-segment-bytes").long("event-segment-bytes").value_name("BYTES").value_parser(value_parser!(u64).range(1 << 20..))
+            .help("Bytes of each segment of the event log, at least 1048576 [default: 67108864]"))
         .arg(Arg::new("fresh").long("fresh").action(ArgAction::SetTrue)
             .help("Start a new, empty store where the database is gone but the data directory still holds a store's files (refused where a database exists)"));
     cmd = cmd.subcommand(admin_cli());
@@ -247,6 +249,7 @@ fn configure(m: &ArgMatches) -> Result<Config, String> {
     flag!("store-reserve", u64, cfg.store_reserve);
     flag!("verify-at-start", u64, cfg.verify_at_start);
     flag!("verify-rate", u64, cfg.verify_rate);
+    flag!("event-segment-bytes", u64, cfg.event_segment_bytes);
     if m.get_flag("fresh") {
         cfg.fresh = true;
     }

@@ -79,12 +79,13 @@ impl Server {
         let dir = cfg.data_dir.clone();
         let (fresh, budget, rate, reserve) =
             (cfg.fresh, cfg.verify_at_start, cfg.verify_rate, cfg.store_reserve);
+        let segment_bytes = cfg.event_segment_bytes;
         let (store, upkeep) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
             // Before the database opens: on a full disk it needs room for its log.
             let mut reserve = StoreReserve::new(&dir, reserve);
             reserve.settle().map_err(StoreError::Io)?;
-            let store = Sqlite::open_with(&dir, fresh)?;
+            let store = Sqlite::open_sized(&dir, fresh, segment_bytes)?;
             let path = dir.join(DB_FILE);
             let mut checker = Checker::open(&path)?;
             check_at_start(&mut checker, budget).map_err(|e| match e {

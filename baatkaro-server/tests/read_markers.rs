@@ -308,23 +308,48 @@ async fn offers_show_in_groups_offers_and_old_lists_are_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_refuses_read_and_the_count_checks_what_it_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path())).await;
+    let mut cfg = config(dir.path());
+    cfg.event_segment_bytes = baatkaro_server::store::MIN_SEGMENT_BYTES;
+    let server = TestServer::start(cfg).await;
     let mut alice = Client::register(server.addr, "alice").await;
     let mut bob = Client::register(server.addr, "bob").await;
     alice.ok(Command::Create { group: g("rust"), rule: Some(JoinRule::Open) }).await;
     bob.ok(Command::Join { group: g("rust"), reason: None }).await;
     say_n(&mut bob, "#rust", "b", 3).await; // 2..=4
+    // More than a segment after them, so that they are in a closed segment, which
+    // a start does not read back.
+    let long = "n".repeat(15_000);
+    for i in 0..80 {
+        alice.say("@alice", &format!("f{i}"), &long).await;
+    }
     drop((alice, bob));
     server.stop().await;
     // One stored message altered behind the store's back: its checksum no longer
     // matches, which only a read of it can find with the checks off.
-    let db = rusqlite::Connection::open(dir.path().join("baatkaro.db")).unwrap();
-    let changed = db
-        .execute("UPDATE events SET frame = CAST(frame || 'x' AS BLOB) WHERE seq = 3", [])
-        .unwrap();
+    // The event log's record of event 3 of group 1: its kind, the conversation
+    // key `g:1` and the sequence number, then the time and the frame.
+    let mut head = vec![1u8, 3];
+    head.extend_from_slice(b"g:1");
+    head.extend_from_slice(&3u64.to_le_bytes());
+    let mut changed = 0;
+    for entry in std::fs::read_dir(dir.path().join("events")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let found: Vec<usize> = bytes
+            .windows(head.len())
+            .enumerate()
+            .filter(|(_, w)| *w == head)
+            .map(|(i, _)| i)
+            .collect();
+        for at in found {
+            bytes[at + head.len() + 12] ^= 0x20; // a letter of the frame
+            changed += 1;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+    }
     assert_eq!(changed, 1);
-    drop(db);
     let mut cfg = config(dir.path());
+    cfg.event_segment_bytes = baatkaro_server::store::MIN_SEGMENT_BYTES;
     cfg.verify_at_start = 0;
     cfg.verify_rate = 0;
     let server = TestServer::start(cfg).await;

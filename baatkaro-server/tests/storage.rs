@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc;
@@ -25,13 +25,19 @@ use baatkaro_proto::{
 };
 use baatkaro_server::server::{Server, StartError};
 use baatkaro_server::store::sqlite::{DB_FILE, Sqlite};
-use baatkaro_server::store::{ConvKey, EventRecord, Store, StoreError, Write as StoreWrite};
+use baatkaro_server::store::{
+    ConvKey, EventRecord, MIN_SEGMENT_BYTES, Store, StoreError, Write as StoreWrite,
+};
 use bytes::Bytes;
+use common::process::{Log, Running, serve, server_bin};
 use common::{Client, TestServer, config, conv, user};
 use sha2::Digest;
 
 /// The text of the event whose record the damage tests alter: unique in the file.
 const MARKER: &str = "marker-7f3a9c-in-the-middle-of-history";
+
+/// The idempotency key of that event: unique in the database.
+const MARKER_KEY: &str = "markerkey7f3a9c";
 
 /// Messages of the large history.
 const EVENTS: u64 = 20_000;
@@ -45,7 +51,9 @@ async fn large_history(dir: &Path) -> (u64, u64, u64) {
     alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
     server.stop().await;
     // Written through the store itself, as a server would have, many to a commit.
-    let mut store = Sqlite::open(dir).unwrap();
+    // Small segments: the marked message lies in one that is closed, which a start
+    // does not read back.
+    let mut store = Sqlite::open_sized(dir, false, MIN_SEGMENT_BYTES).unwrap();
     let latest = store
         .load(0, 0)
         .unwrap()
@@ -70,53 +78,86 @@ async fn large_history(dir: &Path) -> (u64, u64, u64) {
         };
         let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
         writes.push(StoreWrite::Event(EventRecord::new(ConvKey::Group(GroupId(1)), &event, frame)));
+        // Every SEND keeps its idempotency key, in the database.
+        let key = if seq == marked { MARKER_KEY.to_string() } else { format!("k{seq}") };
+        writes.push(StoreWrite::SendKey {
+            user: user("alice"),
+            key: key.parse().unwrap(),
+            conv: conv("#rust"),
+            fingerprint: seq,
+            seq,
+            time: 1_764_072_600_000 + seq,
+        });
         if writes.len() == 5_000 {
             store.commit(&writes, 2, 0).unwrap();
             writes.clear();
         }
     }
     store.commit(&writes, 2, 0).unwrap();
+    // As a clean shutdown leaves it: the log's index written to the database.
+    store.checkpoint().unwrap();
     drop(store);
     (first, marked, first + EVENTS - 1)
 }
 
-/// Where [`MARKER`] is in the database file, which has no log beside it. A page
-/// that split keeps stale copies of records in its free space, so the marker may
-/// be there more than once; one of them is the live record.
-fn marker_offsets(dir: &Path) -> (Vec<u8>, Vec<usize>) {
-    assert!(!dir.join("baatkaro.db-wal").exists(), "the store closed cleanly");
-    let bytes = std::fs::read(dir.join(DB_FILE)).unwrap();
+/// The event log's segments, in order.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("events")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    segments
+}
+
+/// The segment that holds [`MARKER`]: a closed one, not the last.
+fn segment(dir: &Path) -> PathBuf {
+    let all = segments(dir);
+    let holding: Vec<usize> = (0..all.len())
+        .filter(|&i| {
+            let bytes = std::fs::read(&all[i]).unwrap();
+            bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
+        })
+        .collect();
+    assert_eq!(holding.len(), 1, "{all:?}");
+    assert!(holding[0] + 1 < all.len(), "the marker is in a closed segment: {all:?}");
+    all[holding[0]].clone()
+}
+
+/// Where `marker` is in `file`.
+fn offsets_in(file: &Path, marker: &str) -> (Vec<u8>, Vec<usize>) {
+    let bytes = std::fs::read(file).unwrap();
     let found: Vec<usize> = bytes
-        .windows(MARKER.len())
+        .windows(marker.len())
         .enumerate()
-        .filter(|(_, w)| *w == MARKER.as_bytes())
+        .filter(|(_, w)| *w == marker.as_bytes())
         .map(|(at, _)| at)
         .collect();
-    let size = bytes.len();
     assert!(!found.is_empty());
-    for at in &found {
-        assert!(*at > size / 4 && *at < size * 3 / 4, "the marker is in the middle of the file");
-    }
     (bytes, found)
 }
 
-/// Alters one letter of the marked message's text (wherever the file holds it):
-/// the record's content, not its header or the b-tree around it. SQLite's own
-/// check sees nothing.
+/// Alters one letter of the marked message's text in the event log: the record's
+/// content, not the batch's header around it. The database sees nothing.
 fn damage_a_record(dir: &Path) {
-    let (mut bytes, found) = marker_offsets(dir);
-    for at in found {
-        bytes[at + 2] = b'Q'; // "maQker…"
-    }
-    std::fs::write(dir.join(DB_FILE), &bytes).unwrap();
+    let file = segment(dir);
+    let (mut bytes, found) = offsets_in(&file, MARKER);
+    assert_eq!(found.len(), 1);
+    bytes[found[0] + 2] = b'Q'; // "maQker…"
+    std::fs::write(&file, &bytes).unwrap();
     let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(check, "ok", "quick_check does not look inside records");
+    assert_eq!(check, "ok", "the database is untouched");
 }
 
-/// Overwrites the header of the b-tree page that holds the marked message.
+/// Overwrites the header of the b-tree page that holds the marked message's
+/// idempotency key. A page that split keeps stale copies of records in its free
+/// space, so the key may be there more than once; one of them is the live record.
 fn damage_a_page_header(dir: &Path) {
-    let (mut bytes, found) = marker_offsets(dir);
+    assert!(!dir.join("baatkaro.db-wal").exists(), "the store closed cleanly");
+    let (mut bytes, found) = offsets_in(&dir.join(DB_FILE), MARKER_KEY);
+    let size = bytes.len();
+    for at in &found {
+        assert!(*at > size / 4 && *at < size * 3 / 4, "the key is in the middle of the file");
+    }
     let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
     for at in found {
         let page = at / page_size * page_size;
@@ -129,12 +170,12 @@ fn damage_a_page_header(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_inside_a_record_in_the_middle_of_history_is_found_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, marked, _) = large_history(dir.path()).await;
+    large_history(dir.path()).await;
     damage_a_record(dir.path());
     match Server::open(config(dir.path())).await {
         Err(e @ StartError::Damaged { .. }) => {
             let said = e.to_string();
-            assert!(said.contains(&format!("seq={marked}")), "names the row: {said}");
+            assert!(said.contains(".log at offset"), "names the place: {said}");
             assert!(said.contains("fails its checksum") && said.contains("--fresh"), "{said}");
             assert!(!said.contains("maQker") && !said.contains("in-the-middle"), "{said}");
         }
@@ -156,96 +197,6 @@ async fn damage_to_a_b_tree_page_in_the_middle_is_found_at_start() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a damaged database was served"),
     }
-}
-
-/// The binary's standard error, read on a thread, line by line.
-struct Log {
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    /// The lines of `seen` a wait found. The others are looked at again by the next
-    /// wait: the server may log what one waits for before what another waited for.
-    found: Vec<usize>,
-}
-
-impl Log {
-    fn of(stderr: impl Read + Send + 'static) -> Log {
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Log { lines, seen: Vec::new(), found: Vec::new() }
-    }
-
-    /// Waits (bounded) for a line that contains `what`; `None` if the process ended
-    /// first.
-    fn wait_for(&mut self, what: &str) -> Option<String> {
-        let earlier =
-            (0..self.seen.len()).find(|&i| !self.found.contains(&i) && self.seen[i].contains(what));
-        if let Some(at) = earlier {
-            self.found.push(at);
-            return Some(self.seen[at].clone());
-        }
-        loop {
-            match self.lines.recv_timeout(common::WAIT) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(what) {
-                        self.found.push(self.seen.len() - 1);
-                        return Some(line);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no log line with {what:?} in {:?}; saw {:?}", common::WAIT, self.seen)
-                }
-            }
-        }
-    }
-
-    /// Everything it said, once the process has ended.
-    fn rest(mut self) -> Vec<String> {
-        while let Ok(line) = self.lines.recv_timeout(common::WAIT) {
-            self.seen.push(line);
-        }
-        self.seen
-    }
-}
-
-/// A server process, killed if a failing test leaves it running.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The server binary, started by `cmd`, and what it logs; the address it listens
-/// on, or `None` if it exited first.
-fn serve(mut cmd: Process) -> (Running, Log, Option<std::net::SocketAddr>) {
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut log = Log::of(child.stderr.take().unwrap());
-    let addr = log.wait_for("listening on ").map(|line| {
-        let at = line.find("listening on ").unwrap() + "listening on ".len();
-        line[at..].trim().parse().unwrap()
-    });
-    (Running(Some(child)), log, addr)
-}
-
-fn server_bin(data: &Path, extra: &[&str]) -> Process {
-    let mut cmd = Process::new(env!("CARGO_BIN_EXE_baatkaro-server"));
-    cmd.args(["--listen", "127.0.0.1:0", "--no-web", "--insecure-test-hash", "--data-dir"])
-        .arg(data);
-    cmd.args(extra);
-    cmd
 }
 
 /// Stops a server process with SIGTERM and waits (bounded) for it.
@@ -270,10 +221,9 @@ fn wait(mut child: Child) -> std::process::ExitStatus {
         .unwrap()
 }
 
-/// How many events the database holds.
+/// How many bytes the event log holds.
 fn events_stored(dir: &Path) -> u64 {
-    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    segments(dir).iter().map(|s| std::fs::metadata(s).unwrap().len()).sum()
 }
 
 fn failure_of(answer: common::Answer) -> baatkaro_proto::Failure {
@@ -306,10 +256,7 @@ async fn a_read_that_finds_damage_stops_every_write_and_the_log_says_so() {
     let f = failure_of(alice.call(history_after(marked - 1)).await);
     assert_eq!((f.code, f.retry_after), (ErrorCode::StoreDamaged, Some(60_000)));
     let line = log.wait_for("THE DATABASE IS DAMAGED").unwrap();
-    assert!(
-        line.contains(&format!("seq={marked}")) || line.contains(&marked.to_string()),
-        "{line}"
-    );
+    assert!(line.contains(".log at offset") && line.contains("fails its checksum"), "{line}");
 
     // Nothing more is written; what only reads still works.
     let f = failure_of(alice.call(send("k2", "after")).await);
@@ -336,13 +283,13 @@ async fn a_read_that_finds_damage_stops_every_write_and_the_log_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_check_finds_damage_that_nobody_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, marked, _) = large_history(dir.path()).await;
+    large_history(dir.path()).await;
     damage_a_record(dir.path());
     let (child, mut log, addr) =
         serve(server_bin(dir.path(), &["--verify-at-start", "0", "--verify-rate", "1000000000"]));
     let mut alice = Client::login(addr.expect("it starts"), "alice").await;
     let line = log.wait_for("THE DATABASE IS DAMAGED").unwrap();
-    assert!(line.contains(&format!("seq={marked}")), "{line}");
+    assert!(line.contains(".log at offset") && line.contains("fails its checksum"), "{line}");
     let f = failure_of(alice.call(send("k1", "after the check")).await);
     assert_eq!(f.code, ErrorCode::StoreDamaged);
     assert!(terminate(child).success());

@@ -135,6 +135,12 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["user", "key", "conv", "fingerprint", "seq", "time"],
     },
     Table { name: "read_markers", key: &["user", "conv"], columns: &["user", "conv", "seq"] },
+    Table { name: "event_floors", key: &["conv"], columns: &["conv", "floor"] },
+    Table {
+        name: "event_chunks",
+        key: &["conv", "first_seq"],
+        columns: &["conv", "first_seq", "last_seq", "pos", "len"],
+    },
     Table { name: "events", key: &["conv", "seq"], columns: &["conv", "seq", "time", "frame"] },
 ];
 

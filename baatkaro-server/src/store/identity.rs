@@ -41,6 +41,9 @@ pub(super) fn leftovers(dir: &Path) -> Vec<&'static str> {
     if nonempty("partial") {
         found.push("partial/");
     }
+    if nonempty("events") {
+        found.push("events/");
+    }
     found
 }
 

@@ -9,6 +9,8 @@
 
 mod accounts;
 mod checksum;
+mod events;
+pub use events::{MIN_SEGMENT_BYTES, SEGMENT_BYTES};
 mod group_log;
 pub mod identity;
 mod read_markers;
@@ -146,6 +148,12 @@ pub trait Store: Send + 'static {
     /// Counts the unread events of each range of `query`, in its order: the stored
     /// events that [`baatkaro_proto::rules::counts_as_unread`] for its reader.
     fn unread(&mut self, query: &UnreadQuery) -> Result<Vec<u64>, StoreError>;
+
+    /// Makes the next open quick, where the engine can: at a clean shutdown, after
+    /// the last batch.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Runs one read of a batch.
     fn read(&mut self, read: &Read) -> Result<ReadResult, StoreError> {

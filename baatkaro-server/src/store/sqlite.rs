@@ -12,10 +12,11 @@ use baatkaro_proto::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::checksum::{self, RowSum};
+use super::events::{self, EventLog};
 use super::identity::{self, IDENTITY_VERSION};
 use super::{
-    ConvKey, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError, UnreadQuery,
-    UploadRecord, Write, accounts, group_log, read_markers,
+    ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError,
+    UnreadQuery, UploadRecord, Write, accounts, group_log, read_markers,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -99,10 +100,17 @@ const MIGRATIONS: &[&str] = &[
     accounts::MIGRATION_KNOWN_ADDRESSES,
     // 9: read markers (store/read_markers.rs).
     read_markers::MIGRATION,
+    // 10: conversation events move to the event log beside the database, which
+    // this index points into (store/events.rs); the events of an older store are
+    // moved when it is first opened.
+    events::MIGRATION,
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version from which events are kept in the event log.
+const EVENT_LOG_VERSION: i64 = 10;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "baatkaro.db";
@@ -123,6 +131,12 @@ pub struct Sqlite {
     /// `time` or before. Keys are appended in time order and the table has no time
     /// index, so expired keys are deleted as a range of rowids below a mark.
     key_marks: std::collections::VecDeque<KeyMark>,
+    /// The data directory.
+    dir: PathBuf,
+    /// Where the events are, from schema 10 on; before it, in table `events`.
+    events: Option<EventLog>,
+    /// The event log's segment size.
+    segment_bytes: u64,
 }
 
 /// A place in `sent_keys` and the latest time of any key up to it.
@@ -178,17 +192,29 @@ impl Sqlite {
     /// a new, empty store (the operator's `--fresh`). `fresh` refuses to start where
     /// a database exists: it never replaces one.
     pub fn open_with(dir: &Path, fresh: bool) -> Result<Self, StoreError> {
-        Self::open_inner(dir, SCHEMA_VERSION, fresh)
+        Self::open_sized(dir, fresh, events::SEGMENT_BYTES)
+    }
+
+    /// As [`Sqlite::open_with`], with the event log's segments `segment_bytes`
+    /// long (at least [`super::MIN_SEGMENT_BYTES`]).
+    pub fn open_sized(dir: &Path, fresh: bool, segment_bytes: u64) -> Result<Self, StoreError> {
+        let segment_bytes = segment_bytes.max(events::MIN_SEGMENT_BYTES);
+        Self::open_inner(dir, SCHEMA_VERSION, fresh, segment_bytes)
     }
 
     /// Opens the store migrated only up to `version`: how tests make a database of
     /// an older server.
     #[doc(hidden)]
     pub fn open_at(dir: &Path, version: i64) -> Result<Self, StoreError> {
-        Self::open_inner(dir, version, false)
+        Self::open_inner(dir, version, false, events::SEGMENT_BYTES)
     }
 
-    fn open_inner(dir: &Path, version: i64, fresh: bool) -> Result<Self, StoreError> {
+    fn open_inner(
+        dir: &Path,
+        version: i64,
+        fresh: bool,
+        segment_bytes: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -210,6 +236,9 @@ impl Sqlite {
             log_len: Default::default(),
             sum: RowSum::new(),
             key_marks: Default::default(),
+            dir: dir.to_path_buf(),
+            events: None,
+            segment_bytes,
         };
         let found = store.setup(version, |found| {
             // A database that holds nothing yet, where a store was: the old one is
@@ -241,7 +270,73 @@ impl Sqlite {
         if version >= IDENTITY_VERSION {
             store.check_identity(dir)?;
         }
+        if version >= EVENT_LOG_VERSION {
+            store.events = Some(EventLog::open(dir, segment_bytes)?);
+            store.move_events()?;
+        }
         Ok(store)
+    }
+
+    /// Moves the events of a store from before the event log out of table
+    /// `events` into the log, once: the log is written and synced first, then one
+    /// transaction indexes it and empties the table. A crash before that
+    /// transaction leaves the table as it was, and the next open cuts the log back
+    /// and moves them again.
+    fn move_events(&mut self) -> Result<(), StoreError> {
+        let Some(ev) = self.events.as_mut() else { return Ok(()) };
+        if events::indexed(&self.conn)?.is_some() {
+            return Ok(());
+        }
+        ev.cut_to_indexed(&self.conn)?;
+        let mut moved = 0u64;
+        {
+            let mut st = self
+                .conn
+                .prepare("SELECT conv, seq, time, frame, row_sum FROM events ORDER BY conv, seq")?;
+            let mut rows = st.query([])?;
+            let mut batch: Vec<EventRecord> = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let row = rows.next()?;
+                if let Some(r) = row {
+                    let frame = checked_frame(r)??;
+                    let conv: String = r.get(0)?;
+                    let conv = ConvKey::from_db(&conv)
+                        .ok_or_else(|| corrupt("a stored conversation is not valid"))?;
+                    let (seq, time): (i64, i64) = (r.get(1)?, r.get(2)?);
+                    bytes += frame.len();
+                    batch.push(EventRecord {
+                        conv,
+                        seq: seq as u64,
+                        time: time as u64,
+                        frame: frame.into(),
+                    });
+                }
+                // Batches of a few megabytes: each one write and one sync.
+                if !batch.is_empty() && (row.is_none() || batch.len() == 10_000 || bytes > 4 << 20)
+                {
+                    ev.append_migrated(&batch)?;
+                    moved += batch.len() as u64;
+                    batch.clear();
+                    bytes = 0;
+                }
+                if row.is_none() {
+                    break;
+                }
+            }
+        }
+        let tx = self.conn.transaction()?;
+        ev.flush(&tx, &mut self.sum)?;
+        tx.execute("DELETE FROM events", [])?;
+        tx.commit()?;
+        ev.flushed(&self.conn)?;
+        if moved > 0 {
+            tracing::info!(
+                events = moved,
+                "moved the stored events from the database to the event log"
+            );
+        }
+        Ok(())
     }
 
     /// Compares the database's identity with the directory's `baatkaro.id`, and
@@ -331,9 +426,32 @@ impl Sqlite {
             accounts::UNDO_ACCOUNTS,
             accounts::UNDO_KNOWN_ADDRESSES,
             read_markers::UNDO,
+            events::UNDO,
         ];
+        let found: i64 =
+            Connection::open(dir.join(DB_FILE))?
+                .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found >= EVENT_LOG_VERSION && version < EVENT_LOG_VERSION {
+            // The events go back into their table, as before the log.
+            let mut store = Sqlite::open(dir)?;
+            store.load(0, 0)?;
+            store.flush_index()?;
+            let Some(ev) = store.events.as_mut() else { return Ok(()) };
+            let events = ev.dump(&store.conn)?;
+            let tx = store.conn.transaction()?;
+            for e in events {
+                let (conv, seq, time) = (e.conv.to_db(), e.seq as i64, e.time as i64);
+                let sum = store.sum.start().text(&conv).int(seq).int(time).blob(&e.frame).digest();
+                tx.execute(
+                    "INSERT INTO events (conv, seq, time, frame, row_sum) VALUES (?, ?, ?, ?, ?)",
+                    params![conv, seq, time, &e.frame[..], sum],
+                )?;
+            }
+            tx.commit()?;
+            drop(store);
+            std::fs::remove_dir_all(dir.join(events::LOG_DIR))?;
+        }
         let conn = Connection::open(dir.join(DB_FILE))?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for v in (version..found).rev() {
             conn.execute_batch(UNDO.get(v as usize).copied().unwrap_or_default())?;
         }
@@ -343,6 +461,20 @@ impl Sqlite {
             let _ = std::fs::remove_file(dir.join(identity::ID_FILE));
         }
         Ok(())
+    }
+
+    /// Writes what the event log's index holds in memory to the database, so that
+    /// the next open reads nothing back from the log.
+    fn flush_index(&mut self) -> Result<(), StoreError> {
+        if self.events.is_none() {
+            return Ok(());
+        }
+        let next: i64 =
+            self.conn.query_row("SELECT value FROM meta WHERE key = 'next_group_id'", [], |r| {
+                r.get(0)
+            })?;
+        // A write for the database alone, which expires nothing, makes the flush.
+        self.commit(&[Write::KeysExpired { before: 0 }], next as u64, 0)
     }
 
     /// The operator's offline changes to accounts (`baatkaro-server admin`).
@@ -397,7 +529,17 @@ fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
 }
 
 impl Store for Sqlite {
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.flush_index()
+    }
+
     fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
+        if self.events.is_some() {
+            // Opened again: after a failed commit the log refuses writes until it
+            // finds out what its last write left.
+            self.events = None;
+            self.events = Some(EventLog::open(&self.dir, self.segment_bytes)?);
+        }
         let c = &self.conn;
         let mut snap = Snapshot::default();
         self.log_len.clear();
@@ -419,7 +561,11 @@ impl Store for Sqlite {
             self.log_len.insert(id, events.len() as i64);
             snap.groups.push((id, group, events));
         }
-        let mut q = c.prepare("SELECT conv, MAX(seq) FROM events GROUP BY conv")?;
+        let latest = match self.events {
+            Some(_) => "SELECT conv, MAX(last_seq) FROM event_chunks GROUP BY conv",
+            None => "SELECT conv, MAX(seq) FROM events GROUP BY conv",
+        };
+        let mut q = c.prepare(latest)?;
         for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (conv, seq) = row?;
             let key = ConvKey::from_db(&conv)
@@ -473,6 +619,48 @@ impl Store for Sqlite {
                 seq as u64,
                 time as u64,
             ));
+        }
+        drop(q);
+        if let Some(ev) = self.events.as_mut() {
+            // What the log holds past its index: the sends since the last flush,
+            // newer than every row read above.
+            let mut latest: std::collections::HashMap<ConvKey, u64> = Default::default();
+            ev.replay(
+                c,
+                |key| {
+                    if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key
+                        && *time >= keys_since
+                    {
+                        snap.keys.push((*user, *key, *conv, *fingerprint, *seq, *time));
+                    }
+                },
+                |conv, seq| {
+                    let e = latest.entry(conv).or_default();
+                    *e = (*e).max(seq);
+                },
+            )?;
+            for (conv, seq) in latest {
+                match snap.latest.iter_mut().find(|(k, _)| *k == conv) {
+                    Some((_, s)) => *s = (*s).max(seq),
+                    None => snap.latest.push((conv, seq)),
+                }
+            }
+            if keys_per_user > 0 {
+                // Still only each user's newest: counted from the newest back.
+                let mut seen: std::collections::HashMap<baatkaro_proto::UserName, u64> =
+                    Default::default();
+                let mut keep = vec![false; snap.keys.len()];
+                for (i, k) in snap.keys.iter().enumerate().rev() {
+                    let n = seen.entry(k.0).or_default();
+                    *n += 1;
+                    keep[i] = *n <= keys_per_user;
+                }
+                let mut i = 0;
+                snap.keys.retain(|_| {
+                    i += 1;
+                    keep[i - 1]
+                });
+            }
         }
         let next: i64 =
             c.query_row("SELECT value FROM meta WHERE key = 'next_group_id'", [], |r| r.get(0))?;
@@ -553,6 +741,30 @@ impl Store for Sqlite {
         next_group_id: u64,
         history: u64,
     ) -> Result<(), StoreError> {
+        // Events and keys go to the log first, durably; the database commits only
+        // when the batch has metadata or enough index waits (events.rs).
+        let in_log = self.events.is_some();
+        let keys = match self.events.as_mut() {
+            Some(ev) => {
+                // A batch whose database transaction comes after it is flagged in
+                // the log, so that a restart cuts it if that transaction never
+                // committed.
+                let flush = ev.flush_due()
+                    || writes.iter().any(|w| !matches!(w, Write::Event(_) | Write::SendKey { .. }));
+                ev.commit(writes, flush, history)?;
+                if !flush {
+                    return Ok(());
+                }
+                ev.take_keys()
+            }
+            None => Vec::new(),
+        };
+        let rows = keys.iter().chain(
+            writes
+                .iter()
+                .filter(|w| !(in_log && matches!(w, Write::Event(_) | Write::SendKey { .. }))),
+        );
+        let events = &mut self.events;
         let tx = self.conn.transaction()?;
         // One buffer for every row's checksum of the batch.
         let rs = &mut self.sum;
@@ -565,9 +777,7 @@ impl Store for Sqlite {
         let mut insert_key = None;
         // Updated in place, as `log_len`: a failed commit is followed by a load.
         let marks = &mut self.key_marks;
-        // The newest key of the batch: its time and its row in `sent_keys`.
-        let mut newest_key: Option<(u64, i64)> = None;
-        for w in writes {
+        for w in rows {
             match w {
                 // Every row's columns are summed as they are bound, in the table's
                 // column order (checksum::TABLES), with the types the schema keeps.
@@ -604,8 +814,13 @@ impl Store for Sqlite {
                     tx.prepare_cached("DELETE FROM groups WHERE id = ?")?.execute([id.0 as i64])?;
                     tx.prepare_cached("DELETE FROM group_log WHERE group_id = ?")?
                         .execute([id.0 as i64])?;
-                    tx.prepare_cached("DELETE FROM events WHERE conv = ?")?
-                        .execute([ConvKey::Group(*id).to_db()])?;
+                    match events.as_mut() {
+                        Some(ev) => ev.forget(&tx, ConvKey::Group(*id))?,
+                        None => {
+                            tx.prepare_cached("DELETE FROM events WHERE conv = ?")?
+                                .execute([ConvKey::Group(*id).to_db()])?;
+                        }
+                    }
                     tx.prepare_cached("DELETE FROM files WHERE key = ?")?
                         .execute([ConvKey::Group(*id).to_db()])?;
                     read_markers::commit(&tx, rs, w)?;
@@ -739,8 +954,9 @@ impl Store for Sqlite {
                         sum
                     ])?;
                     // Read here: the last row of the batch may be another table's.
-                    let row = tx.last_insert_rowid();
-                    newest_key = Some((newest_key.map_or(*time, |(t, _)| t.max(*time)), row));
+                    // Marked key by key: the keys of many sends since the last flush
+                    // may go in one transaction, and each minute's needs its mark.
+                    note_key(marks, *time, tx.last_insert_rowid());
                 }
                 Write::Token(_)
                 | Write::TokenGone { .. }
@@ -765,30 +981,39 @@ impl Store for Sqlite {
                 }
             }
         }
-        if let Some((time, rowid)) = newest_key {
-            // A mark's time is the latest of every key up to it, even if the clock
-            // stepped back between two batches.
-            let time = marks.back().map_or(time, |m| m.time.max(time));
-            match marks.back_mut() {
-                Some(m) if time < m.since.saturating_add(KEY_MARK_SPACING) => {
-                    m.rowid = rowid;
-                    m.time = time;
-                }
-                _ => marks.push_back(KeyMark { rowid, time, since: time }),
-            }
-        }
         let next = next_group_id as i64;
         let sum = rs.start().text("next_group_id").int(next).digest();
         tx.prepare_cached("UPDATE meta SET value = ?, row_sum = ? WHERE key = 'next_group_id'")?
             .execute([next, sum])?;
+        if let Some(ev) = events.as_mut() {
+            ev.flush(&tx, rs)?;
+        }
         // Handed back to the cache before the transaction they borrow ends.
         drop((insert_event, insert_key));
         tx.commit()?;
+        if let Some(ev) = self.events.as_mut() {
+            ev.flushed(&self.conn)?;
+        }
         Ok(())
     }
 
     fn unread(&mut self, q: &UnreadQuery) -> Result<Vec<u64>, StoreError> {
         let mut counts = Vec::with_capacity(q.convs.len());
+        if let Some(ev) = self.events.as_mut() {
+            for range in &q.convs {
+                // At most UNREAD_WINDOW events each (rules::unread_range).
+                let (frames, _) =
+                    ev.events(&self.conn, range.conv, range.after, range.upto, usize::MAX, true)?;
+                let mut n = 0;
+                for frame in frames {
+                    if baatkaro_proto::rules::counts_as_unread(&event_of(&frame)?, &q.reader) {
+                        n += 1;
+                    }
+                }
+                counts.push(n);
+            }
+            return Ok(counts);
+        }
         for range in &q.convs {
             // At most UNREAD_WINDOW rows each (rules::unread_range), each checked
             // against its checksum before its frame is read.
@@ -819,6 +1044,20 @@ impl Store for Sqlite {
     }
 
     fn history(&mut self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        if let Some(ev) = self.events.as_mut() {
+            let (after, oldest_first) = match q.after {
+                Some(after) => (after, true),
+                None => (0, false),
+            };
+            let limit = q.limit as usize;
+            let (mut frames, oldest) =
+                ev.events(&self.conn, q.conv, after, q.upto, limit, oldest_first)?;
+            trim_to_bytes(&mut frames, q.max_bytes, oldest_first);
+            return Ok(HistoryPage {
+                events: frames.iter().map(|f| event_of(f)).collect::<Result<_, _>>()?,
+                oldest,
+            });
+        }
         let conv = q.conv.to_db();
         let (upto, limit) = (q.upto as i64, i64::from(q.limit));
         // Every row read is checked against its checksum before its frame is used.
@@ -844,25 +1083,7 @@ impl Store for Sqlite {
                 .collect::<Result<_, _>>()?,
         };
         let mut frames = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
-        if q.after.is_some() {
-            let mut bytes = 0u64;
-            if let Some(cut) = frames.iter().position(|f| {
-                bytes += f.len() as u64;
-                bytes > q.max_bytes
-            }) {
-                frames.truncate(cut.max(1));
-            }
-        } else {
-            // The newest ones: keep the newest that fit.
-            let mut bytes = 0u64;
-            if let Some(cut) = frames.iter().rev().position(|f| {
-                bytes += f.len() as u64;
-                bytes > q.max_bytes
-            }) {
-                let keep = cut.max(1);
-                frames.drain(..frames.len() - keep);
-            }
-        }
+        trim_to_bytes(&mut frames, q.max_bytes, q.after.is_some());
         let oldest: Option<i64> = self
             .conn
             .prepare_cached("SELECT MIN(seq) FROM events WHERE conv = ?")?
@@ -873,6 +1094,40 @@ impl Store for Sqlite {
             events: frames.iter().map(|f| event_of(f)).collect::<Result<_, _>>()?,
             oldest: oldest.map(|s| s as u64),
         })
+    }
+}
+
+/// Notes a key row just written at `rowid`, stored at `time`: the newest mark moves
+/// on to it, or a new mark begins once the newest spans [`KEY_MARK_SPACING`].
+fn note_key(marks: &mut std::collections::VecDeque<KeyMark>, time: u64, rowid: i64) {
+    // A mark's time is the latest of every key up to it, even if the clock stepped
+    // back between two keys.
+    let time = marks.back().map_or(time, |m| m.time.max(time));
+    match marks.back_mut() {
+        Some(m) if time < m.since.saturating_add(KEY_MARK_SPACING) => {
+            m.rowid = rowid;
+            m.time = time;
+        }
+        _ => marks.push_back(KeyMark { rowid, time, since: time }),
+    }
+}
+
+/// Cuts a page of frames, oldest first, to what fits in `max_bytes` (one frame at
+/// least): the oldest ones when `oldest_first` (a page after a sequence number),
+/// else the newest.
+fn trim_to_bytes(frames: &mut Vec<Vec<u8>>, max_bytes: u64, oldest_first: bool) {
+    let mut bytes = 0u64;
+    let mut over = |f: &Vec<u8>| {
+        bytes += f.len() as u64;
+        bytes > max_bytes
+    };
+    if oldest_first {
+        if let Some(cut) = frames.iter().position(&mut over) {
+            frames.truncate(cut.max(1));
+        }
+    } else if let Some(cut) = frames.iter().rev().position(&mut over) {
+        let keep = cut.max(1);
+        frames.drain(..frames.len() - keep);
     }
 }
 

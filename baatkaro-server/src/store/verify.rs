@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use baatkaro_eventlog::{Position, Verifier};
+
 use super::checksum::{RowSum, TABLES, Table};
+use super::{StoreError, events};
 
 /// Rows read by one statement: each slice is its own short read transaction, so a
 /// check never holds back the writer's checkpoints for long.
@@ -58,6 +60,8 @@ pub struct Checker {
     after: Option<Vec<Value>>,
     /// Whether the last check finished a pass (and nothing was checked since).
     just_finished: bool,
+    /// The check of the event log beside the database, after the last table.
+    log: Verifier,
 }
 
 impl std::fmt::Debug for Checker {
@@ -74,14 +78,16 @@ impl Checker {
         // A small cache: every page is read once a pass, so caching them would only
         // cost memory.
         conn.pragma_update(None, "cache_size", -2048)?;
-        Ok(Checker { conn, table: 0, after: None, just_finished: false })
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let log = Verifier::new(&dir.join(events::LOG_DIR));
+        Ok(Checker { conn, table: 0, after: None, just_finished: false, log })
     }
 
-    /// The size of the database file in bytes.
+    /// The size of the database file and of the event log beside it, in bytes.
     pub fn database_size(&self) -> Result<u64, StoreError> {
         let pages: i64 = self.conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
         let size: i64 = self.conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        Ok(pages.max(0) as u64 * size.max(0) as u64)
+        Ok(pages.max(0) as u64 * size.max(0) as u64 + self.log.size()?)
     }
 
     /// SQLite's check of the b-trees (page structure, free list, indexes). It does
@@ -112,6 +118,23 @@ impl Checker {
         let mut progress = Progress::default();
         self.just_finished = false;
         loop {
+            if self.table == TABLES.len() {
+                // After the tables, the event log, up to what is indexed: past that
+                // is what a restart may still cut (events.rs).
+                let end = events::indexed(&self.conn)?.unwrap_or(0);
+                let left = budget.saturating_sub(progress.bytes);
+                let c = self.log.check(Position(end), left).map_err(|e| match e {
+                    baatkaro_eventlog::LogError::Damaged(why) => StoreError::Corrupt(why),
+                    other => StoreError::Io(std::io::Error::other(other.to_string())),
+                })?;
+                progress.bytes += c.bytes;
+                progress.rows += c.batches;
+                if !c.pass_done {
+                    return Ok(progress);
+                }
+                self.table += 1;
+                continue;
+            }
             let Some(table) = TABLES.get(self.table) else {
                 self.table = 0;
                 self.after = None;
@@ -129,7 +152,7 @@ impl Checker {
                 self.table += 1;
                 self.after = None;
             }
-            if progress.bytes >= budget && self.table < TABLES.len() {
+            if progress.bytes >= budget && self.table <= TABLES.len() {
                 return Ok(progress);
             }
         }

@@ -155,6 +155,13 @@ impl Writer {
                         break; // The hub is gone: nothing more will come.
                     }
                 }
+                // A clean stop: what the next start would read back, written now.
+                if !poisoned
+                    && !damage.found.load(Ordering::Acquire)
+                    && let Err(e) = store.checkpoint()
+                {
+                    tracing::warn!(error = %e, "could not checkpoint the store at shutdown");
+                }
             })
             .ok();
         Writer { jobs: Some(jobs), thread, check }

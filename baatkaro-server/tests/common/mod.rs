@@ -25,6 +25,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+pub mod process;
+
 /// How long any one wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,683 @@
+//! Conversation events kept in an append-only log (`baatkaro-eventlog`) beside the
+//! database, instead of one SQLite row each.
+//!
+//! Profiles of small groups and private pairs put more than half of the server in
+//! SQLite's B-tree inserts: two rows per SEND (the event and its idempotency key).
+//! Here a SEND costs one record appended to the log, and the log's one write and
+//! `fdatasync` per group commit. What SQLite keeps of the events is an index built
+//! in batches:
+//!
+//! - **Records.** An event record holds the conversation key, the sequence number,
+//!   the time and the frame that was fanned out; a key record holds what a
+//!   `sent_keys` row holds. A batch's event records are ordered by conversation, so
+//!   that each conversation's events of a batch lie together.
+//! - **Chunks.** `event_chunks` has a row for each run of a conversation's
+//!   consecutive events lying together in the log, up to [`CHUNK_BYTES`]: a page of
+//!   history is a few reads of a few kilobytes. Chunks and keys of the batches
+//!   committed since the last flush wait in memory ([`EventLog::pending`]), at most
+//!   [`FLUSH_AT`] of them, and go to SQLite in one transaction, with the position
+//!   the log is indexed up to (`meta.log_indexed`).
+//! - **Order of commit.** A batch's records are made durable in the log first;
+//!   then, if the batch also writes metadata (accounts, groups, files, markers),
+//!   its SQLite transaction commits, and it always flushes: so `log_indexed` is the
+//!   end of the last batch whose metadata committed. Such a batch is flagged
+//!   [`FLAG_META`] in the log. At load, every batch past `log_indexed` is read back
+//!   into memory, and a flagged one there is a batch whose metadata never committed
+//!   (a crash between the two, or a failed transaction): the log is cut back to
+//!   it, and the batch is gone from both halves, as it was never acknowledged.
+//! - **Retention and deletion.** A conversation keeps only its newest `history`
+//!   events when the operator says so: `event_floors` holds, per conversation, the
+//!   sequence number at and below which events are gone, and chunks wholly below
+//!   it are deleted; a deleted group's chunks go with it. The log's segments are
+//!   removed once no chunk points into them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER};
+use baatkaro_proto::{Conversation, Seq};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::checksum::RowSum;
+use super::{ConvKey, EventRecord, StoreError, Write};
+
+/// The directory of the log, inside the data directory.
+pub(super) const LOG_DIR: &str = "events";
+/// The event log's segment size unless the operator says otherwise.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest segment: larger than any one event.
+pub const MIN_SEGMENT_BYTES: u64 = 1 << 20;
+/// A batch flag: the batch also wrote to SQLite.
+pub(super) const FLAG_META: u32 = 1;
+/// The most bytes of records one chunk spans.
+pub(super) const CHUNK_BYTES: u64 = 64 << 10;
+/// Chunks and keys in memory that make a flush due.
+pub(super) const FLUSH_AT: usize = 8192;
+
+const EVENT: u8 = 1;
+const KEY: u8 = 2;
+
+/// The schema step that adds the index: see the module's documentation.
+pub(super) const MIGRATION: &str = "CREATE TABLE event_chunks (
+         conv TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+         pos INTEGER NOT NULL, len INTEGER NOT NULL, row_sum INTEGER,
+         PRIMARY KEY (conv, first_seq)) WITHOUT ROWID;
+     CREATE INDEX event_chunks_by_pos ON event_chunks (pos);
+     CREATE TABLE event_floors (
+         conv TEXT PRIMARY KEY, floor INTEGER NOT NULL, row_sum INTEGER) WITHOUT ROWID;";
+
+/// What undoes [`MIGRATION`], for tests that make an older server's database.
+pub(super) const UNDO: &str = "DROP TABLE event_chunks; DROP TABLE event_floors;
+     DELETE FROM meta WHERE key = 'log_indexed';";
+
+/// A run of one conversation's consecutive events lying together in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Chunk {
+    first: Seq,
+    last: Seq,
+    pos: u64,
+    len: u64,
+}
+
+/// The log side of the store.
+#[derive(Debug)]
+pub(super) struct EventLog {
+    log: Log,
+    /// Chunks committed to the log and not yet to SQLite, each conversation's in
+    /// sequence order.
+    pending: HashMap<ConvKey, Vec<Chunk>>,
+    pending_chunks: usize,
+    /// Keys committed to the log and not yet to SQLite, in order.
+    pending_keys: Vec<Write>,
+    /// Retention floors moved since the last flush.
+    floors: HashMap<ConvKey, Seq>,
+    /// The number of the last batch written.
+    number: u64,
+    /// Indices of the batch's writes in the order their records go.
+    order: Vec<usize>,
+    /// The batch's encoded records, their memory kept.
+    records: Vec<Vec<u8>>,
+    /// A batch larger than this goes to the log in parts of at most this size.
+    part_bytes: u64,
+}
+
+fn log_error(e: LogError) -> StoreError {
+    match e {
+        LogError::Damaged(why) => StoreError::Corrupt(why),
+        LogError::Full(e) => StoreError::Full(e.to_string()),
+        LogError::Io(e) => StoreError::Io(e),
+        // Only the index gives positions to read: one outside the log is damage.
+        LogError::NoSuchPosition(at) => {
+            StoreError::Corrupt(format!("an event index entry points outside the event log ({at})"))
+        }
+        other => StoreError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+impl EventLog {
+    /// Opens the log in the data directory `dir` (a torn last write is cut).
+    pub(super) fn open(dir: &Path, segment_bytes: u64) -> Result<EventLog, StoreError> {
+        let options = Options { segment_bytes };
+        let (log, recovery) = Log::open(&dir.join(LOG_DIR), options).map_err(log_error)?;
+        if let Some(cut) = &recovery.cut {
+            tracing::warn!(
+                segment = %cut.segment.display(),
+                at = cut.at.0,
+                bytes = cut.bytes,
+                reason = cut.reason,
+                "cut a torn write from the end of the event log (it was never acknowledged)"
+            );
+        }
+        Ok(EventLog {
+            log,
+            pending: HashMap::new(),
+            pending_chunks: 0,
+            pending_keys: Vec::new(),
+            floors: HashMap::new(),
+            number: recovery.last_number.unwrap_or(0),
+            order: Vec::new(),
+            records: Vec::new(),
+            part_bytes: segment_bytes / 2,
+        })
+    }
+
+    /// Whether enough waits in memory that the next commit should flush it.
+    pub(super) fn flush_due(&self) -> bool {
+        self.pending_chunks + self.pending_keys.len() >= FLUSH_AT
+    }
+
+    /// Appends the events and keys of `writes` to the log, durably, and indexes
+    /// them in memory. `meta`: the batch also commits metadata to SQLite, after
+    /// this. `history` > 0 keeps that many newest events per conversation.
+    pub(super) fn commit(
+        &mut self,
+        writes: &[Write],
+        meta: bool,
+        history: u64,
+    ) -> Result<(), StoreError> {
+        self.order.clear();
+        self.order.extend(
+            writes.iter().enumerate().filter(|(_, w)| matches!(w, Write::Event(_))).map(|(i, _)| i),
+        );
+        if self.order.is_empty() && !writes.iter().any(|w| matches!(w, Write::SendKey { .. })) {
+            return Ok(());
+        }
+        // Each conversation's events together; a stable sort keeps their order.
+        self.order.sort_by_key(|&i| match &writes[i] {
+            Write::Event(r) => Some(r.conv),
+            _ => None,
+        });
+        let events = self.order.len();
+        self.order.extend(
+            writes
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| matches!(w, Write::SendKey { .. }))
+                .map(|(i, _)| i),
+        );
+        self.records.resize_with(self.order.len(), Vec::new);
+        for (k, &i) in self.order.iter().enumerate() {
+            let out = &mut self.records[k];
+            out.clear();
+            match &writes[i] {
+                Write::Event(r) => encode_event(out, r),
+                key => encode_key(out, key),
+            }
+        }
+        // Every part of a batch whose metadata commits after it is flagged: a
+        // restart cuts them all if that commit never happened.
+        let flags = if meta { FLAG_META } else { 0 };
+        let mut from = 0;
+        while from < self.order.len() {
+            // A part: as many records as fit in `part_bytes` (one at least).
+            let mut to = from;
+            let mut bytes = BATCH_HEADER as u64;
+            while to < self.order.len() {
+                let len = (RECORD_HEADER + self.records[to].len()) as u64;
+                if to > from && bytes + len > self.part_bytes {
+                    break;
+                }
+                bytes += len;
+                to += 1;
+            }
+            self.number += 1;
+            let at = self
+                .log
+                .commit(self.number, flags, self.records[from..to].iter().map(Vec::as_slice))
+                .map_err(log_error)?;
+            let mut pos = at.0 + BATCH_HEADER as u64;
+            for k in from..to {
+                let len = (RECORD_HEADER + self.records[k].len()) as u64;
+                match &writes[self.order[k]] {
+                    Write::Event(r) if k < events => {
+                        self.index(r.conv, r.seq, pos, len);
+                        if history > 0 && r.seq > history {
+                            self.floors.insert(r.conv, r.seq - history);
+                        }
+                    }
+                    key => self.pending_keys.push(key.clone()),
+                }
+                pos += len;
+            }
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Adds an event at `pos` to the chunks in memory.
+    fn index(&mut self, conv: ConvKey, seq: Seq, pos: u64, len: u64) {
+        let chunks = self.pending.entry(conv).or_default();
+        if let Some(c) = chunks.last_mut()
+            && c.last + 1 == seq
+            && c.pos + c.len == pos
+            && c.len + len <= CHUNK_BYTES
+        {
+            c.last = seq;
+            c.len += len;
+            return;
+        }
+        chunks.push(Chunk { first: seq, last: seq, pos, len });
+        self.pending_chunks += 1;
+    }
+
+    /// The keys waiting for SQLite, taken: the caller writes them in the flush's
+    /// transaction.
+    pub(super) fn take_keys(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.pending_keys)
+    }
+
+    /// Writes the chunks and floors in memory, and where the log is indexed up to,
+    /// in the flush's transaction. [`EventLog::flushed`] after it commits.
+    pub(super) fn flush(
+        &mut self,
+        tx: &Transaction<'_>,
+        rs: &mut RowSum,
+    ) -> Result<(), StoreError> {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO event_chunks (conv, first_seq, last_seq, pos, len, row_sum)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )?;
+        for (conv, chunks) in &self.pending {
+            let conv = conv.to_db();
+            for c in chunks {
+                let (first, last, pos, len) =
+                    (c.first as i64, c.last as i64, c.pos as i64, c.len as i64);
+                let sum = rs.start().text(&conv).int(first).int(last).int(pos).int(len).digest();
+                insert.execute(params![conv, first, last, pos, len, sum])?;
+            }
+        }
+        for (conv, floor) in &self.floors {
+            let (conv, floor) = (conv.to_db(), *floor as i64);
+            tx.prepare_cached("DELETE FROM event_chunks WHERE conv = ? AND last_seq <= ?")?
+                .execute(params![conv, floor])?;
+            let sum = rs.start().text(&conv).int(floor).digest();
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO event_floors (conv, floor, row_sum) VALUES (?, ?, ?)",
+            )?
+            .execute(params![conv, floor, sum])?;
+        }
+        set_indexed(tx, rs, self.log.end().0)
+    }
+
+    /// After the flush's transaction committed: what was in memory is in SQLite.
+    pub(super) fn flushed(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.pending.clear();
+        self.pending_chunks = 0;
+        self.floors.clear();
+        // Segments that no chunk points into any more (retention, deleted groups)
+        // go; never past what is indexed, which a restart reads back.
+        if self.log.segments() > 1 {
+            let min: Option<i64> = conn
+                .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
+                .query_row([], |r| r.get(0))?;
+            let keep = min.map_or(self.log.end().0, |p| p as u64);
+            let removed = self.log.remove_before(Position(keep)).map_err(log_error)?;
+            if removed > 0 {
+                tracing::debug!(removed, "removed event log segments no event is read from");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a conversation's chunks and floor (a deleted group), in memory too.
+    pub(super) fn forget(&mut self, tx: &Transaction<'_>, conv: ConvKey) -> Result<(), StoreError> {
+        if let Some(chunks) = self.pending.remove(&conv) {
+            self.pending_chunks -= chunks.len();
+        }
+        self.floors.remove(&conv);
+        let conv = conv.to_db();
+        tx.prepare_cached("DELETE FROM event_chunks WHERE conv = ?")?.execute([&conv])?;
+        tx.prepare_cached("DELETE FROM event_floors WHERE conv = ?")?.execute([&conv])?;
+        Ok(())
+    }
+
+    /// Reads back what the log holds past `meta.log_indexed`, after the last
+    /// flush: its chunks into memory, and its keys and newest sequence numbers
+    /// for the snapshot (`on_key`, `on_latest`). A batch flagged [`FLAG_META`]
+    /// there never committed its metadata: the log is cut back to it.
+    pub(super) fn replay(
+        &mut self,
+        conn: &Connection,
+        mut on_key: impl FnMut(&Write),
+        mut on_latest: impl FnMut(ConvKey, Seq),
+    ) -> Result<(), StoreError> {
+        self.pending.clear();
+        self.pending_chunks = 0;
+        self.pending_keys.clear();
+        self.floors.clear();
+        let indexed = indexed(conn)?.unwrap_or(0);
+        let mut cut = None;
+        let mut found = Vec::new();
+        for batch in self.log.scan(Position(indexed)) {
+            let batch = batch.map_err(log_error)?;
+            if batch.flags & FLAG_META != 0 {
+                cut = Some(batch.position);
+                break;
+            }
+            for (pos, data) in batch.records() {
+                found.push((pos.0, decode(data)?));
+            }
+        }
+        for (pos, record) in found {
+            match record {
+                Decoded::Event { conv, seq, len } => {
+                    self.index(conv, seq, pos, len);
+                    on_latest(conv, seq);
+                }
+                Decoded::Key(key) => {
+                    on_key(&key);
+                    self.pending_keys.push(key);
+                }
+            }
+        }
+        if let Some(cut) = cut {
+            tracing::warn!(
+                at = cut.0,
+                "cut the event log back to a batch whose other half (in the database) never \
+                 committed; it was never acknowledged"
+            );
+            self.log.truncate(cut).map_err(log_error)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the log back to where it is indexed: before a migration starts again.
+    pub(super) fn cut_to_indexed(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let indexed = indexed(conn)?.unwrap_or(0);
+        if self.log.end().0 > indexed {
+            self.log.truncate(Position(indexed)).map_err(log_error)?;
+        }
+        Ok(())
+    }
+
+    /// Appends events read from the old `events` table (a store from before the
+    /// log), indexing them in memory; the caller flushes.
+    pub(super) fn append_migrated(&mut self, events: &[EventRecord]) -> Result<(), StoreError> {
+        let writes: Vec<Write> = events.iter().cloned().map(Write::Event).collect();
+        self.commit(&writes, false, 0)
+    }
+
+    /// The retention floor of `conv`: its events numbered at or below it are gone.
+    fn floor(&self, conn: &Connection, conv: &str, key: ConvKey) -> Result<Seq, StoreError> {
+        if let Some(f) = self.floors.get(&key) {
+            return Ok(*f);
+        }
+        let row: Option<(i64, Option<i64>)> = conn
+            .prepare_cached("SELECT floor, row_sum FROM event_floors WHERE conv = ?")?
+            .query_row([conv], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            None => Ok(0),
+            Some((floor, sum)) => {
+                if sum != Some(RowSum::new().text(conv).int(floor).digest()) {
+                    return Err(StoreError::Corrupt(
+                        "a retention floor (table event_floors) fails its checksum".into(),
+                    ));
+                }
+                Ok(floor as u64)
+            }
+        }
+    }
+
+    /// The events of `key` numbered in `(after, upto]`, oldest first, at most
+    /// `limit` of them: the oldest ones when `oldest_first`, else the newest. And
+    /// the oldest sequence number still kept.
+    pub(super) fn events(
+        &mut self,
+        conn: &Connection,
+        key: ConvKey,
+        after: Seq,
+        upto: Seq,
+        limit: usize,
+        oldest_first: bool,
+    ) -> Result<(Vec<Vec<u8>>, Option<Seq>), StoreError> {
+        let conv = key.to_db();
+        let floor = self.floor(conn, &conv, key)?;
+        let after = after.max(floor);
+        let (lo, hi) = (after.min(i64::MAX as u64) as i64, upto.min(i64::MAX as u64) as i64);
+        // The chunks that overlap the range, in the order they are read: stored ones
+        // are older than those in memory.
+        let pending: Vec<Chunk> = self
+            .pending
+            .get(&key)
+            .map(|c| c.iter().filter(|c| c.last > after && c.first <= upto).copied().collect())
+            .unwrap_or_default();
+        let mut frames: Vec<(Seq, Vec<u8>)> = Vec::new();
+        let sql = if oldest_first {
+            "SELECT first_seq, last_seq, pos, len, row_sum FROM event_chunks
+             WHERE conv = ? AND last_seq > ? AND first_seq <= ? ORDER BY first_seq"
+        } else {
+            "SELECT first_seq, last_seq, pos, len, row_sum FROM event_chunks
+             WHERE conv = ? AND last_seq > ? AND first_seq <= ? ORDER BY first_seq DESC"
+        };
+        let mut st = conn.prepare_cached(sql)?;
+        let mut rows = st.query(params![conv, lo, hi])?;
+        let mut stored = Vec::new();
+        let mut sum = RowSum::new();
+        let collect = |log: &mut Log, c: Chunk, frames: &mut Vec<(Seq, Vec<u8>)>| {
+            read_chunk(log, &key, c, after, upto, frames)
+        };
+        if !oldest_first {
+            for c in pending.iter().rev() {
+                collect(&mut self.log, *c, &mut frames)?;
+                if frames.len() >= limit {
+                    break;
+                }
+            }
+        }
+        while frames.len() < limit
+            && let Some(r) = rows.next()?
+        {
+            let (first, last, pos, len): (i64, i64, i64, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let stored_sum: Option<i64> = r.get(4)?;
+            if stored_sum
+                != Some(sum.start().text(&conv).int(first).int(last).int(pos).int(len).digest())
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "an event chunk (sequence numbers {first} to {last}, table event_chunks) fails its checksum"
+                )));
+            }
+            let c =
+                Chunk { first: first as u64, last: last as u64, pos: pos as u64, len: len as u64 };
+            stored.push(c);
+            collect(&mut self.log, c, &mut frames)?;
+        }
+        if oldest_first {
+            for c in &pending {
+                if frames.len() >= limit {
+                    break;
+                }
+                collect(&mut self.log, *c, &mut frames)?;
+            }
+        }
+        drop(rows);
+        frames.sort_by_key(|(seq, _)| *seq);
+        if frames.len() > limit {
+            if oldest_first {
+                frames.truncate(limit);
+            } else {
+                frames.drain(..frames.len() - limit);
+            }
+        }
+        let oldest = self.oldest(conn, &conv, key, floor)?;
+        Ok((frames.into_iter().map(|(_, f)| f).collect(), oldest))
+    }
+
+    /// The oldest sequence number of `key` still kept.
+    fn oldest(
+        &self,
+        conn: &Connection,
+        conv: &str,
+        key: ConvKey,
+        floor: Seq,
+    ) -> Result<Option<Seq>, StoreError> {
+        let stored: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(first_seq) FROM event_chunks WHERE conv = ? AND last_seq > ?",
+            )?
+            .query_row(params![conv, floor.min(i64::MAX as u64) as i64], |r| r.get(0))?;
+        let pending = self
+            .pending
+            .get(&key)
+            .and_then(|c| c.iter().filter(|c| c.last > floor).map(|c| c.first).min());
+        Ok(match (stored.map(|s| s as u64), pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|s| s.max(floor + 1)))
+    }
+}
+
+impl EventLog {
+    /// Every event kept, as records for table `events`, each conversation's in
+    /// order: how tests take a store back to before the log.
+    pub(super) fn dump(&mut self, conn: &Connection) -> Result<Vec<EventRecord>, StoreError> {
+        let mut chunks = Vec::new();
+        let mut st =
+            conn.prepare("SELECT conv, pos, len FROM event_chunks ORDER BY conv, first_seq")?;
+        for row in st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })? {
+            let (conv, pos, len) = row?;
+            let conv = ConvKey::from_db(&conv).ok_or_else(bad)?;
+            chunks.push((conv, pos as u64, len as u64));
+        }
+        let mut out = Vec::new();
+        for (conv, pos, len) in chunks {
+            let floor = self.floor(conn, &conv.to_db(), conv)?;
+            let span = self.log.read_span(Position(pos), len).map_err(log_error)?;
+            for (_, data) in span.records() {
+                let (_, seq, time, frame) = decode_event(data)?;
+                if seq > floor {
+                    out.push(EventRecord { conv, seq, time, frame: frame.to_vec().into() });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the events of a chunk numbered in `(after, upto]` into `out`.
+fn read_chunk(
+    log: &mut Log,
+    key: &ConvKey,
+    c: Chunk,
+    after: Seq,
+    upto: Seq,
+    out: &mut Vec<(Seq, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let span = log.read_span(Position(c.pos), c.len).map_err(log_error)?;
+    for (_, data) in span.records() {
+        match decode_event(data)? {
+            (conv, seq, _, frame) if conv == *key => {
+                if seq > after && seq <= upto {
+                    out.push((seq, frame.to_vec()));
+                }
+            }
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "an event chunk points at another conversation's event".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `meta.log_indexed` in `tx`.
+pub(super) fn set_indexed(
+    tx: &Transaction<'_>,
+    rs: &mut RowSum,
+    end: u64,
+) -> Result<(), StoreError> {
+    let end = end as i64;
+    let sum = rs.start().text("log_indexed").int(end).digest();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO meta (key, value, row_sum) VALUES ('log_indexed', ?, ?)",
+    )?
+    .execute(params![end, sum])?;
+    Ok(())
+}
+
+/// `meta.log_indexed`: where the log is indexed up to; `None` where the events are
+/// still in SQLite (a store that has not moved them).
+pub(super) fn indexed(conn: &Connection) -> Result<Option<u64>, StoreError> {
+    let row: Option<(i64, Option<i64>)> = conn
+        .prepare_cached("SELECT value, row_sum FROM meta WHERE key = 'log_indexed'")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((v, sum)) if sum == Some(RowSum::new().text("log_indexed").int(v).digest()) => {
+            Ok(Some(v as u64))
+        }
+        Some(_) => Err(StoreError::Corrupt("meta log_indexed fails its checksum".into())),
+    }
+}
+
+/// An event record: `1`, the conversation key's length and bytes, the sequence
+/// number and time (little-endian u64), the frame.
+fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
+    let conv = r.conv.to_db();
+    out.push(EVENT);
+    out.push(conv.len() as u8);
+    out.extend_from_slice(conv.as_bytes());
+    out.extend_from_slice(&r.seq.to_le_bytes());
+    out.extend_from_slice(&r.time.to_le_bytes());
+    out.extend_from_slice(&r.frame);
+}
+
+/// A key record: `2`, then user, key and conversation as length and bytes, then
+/// fingerprint, sequence number and time.
+fn encode_key(out: &mut Vec<u8>, w: &Write) {
+    let Write::SendKey { user, key, conv, fingerprint, seq, time } = w else { return };
+    out.push(KEY);
+    for s in [user.as_str(), key.as_str(), &conv.to_string()] {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&time.to_le_bytes());
+}
+
+/// A record read back.
+enum Decoded {
+    Event { conv: ConvKey, seq: Seq, len: u64 },
+    Key(Write),
+}
+
+fn bad() -> StoreError {
+    StoreError::Corrupt("an event log record does not decode".into())
+}
+
+/// Splits a length-prefixed string off the front of `b`.
+fn take_str<'a>(b: &mut &'a [u8]) -> Result<&'a str, StoreError> {
+    let (&n, rest) = b.split_first().ok_or_else(bad)?;
+    let (s, rest) = rest.split_at_checked(n as usize).ok_or_else(bad)?;
+    *b = rest;
+    std::str::from_utf8(s).map_err(|_| bad())
+}
+
+/// Splits a little-endian u64 off the front of `b`.
+fn take_u64(b: &mut &[u8]) -> Result<u64, StoreError> {
+    let (n, rest) = b.split_first_chunk::<8>().ok_or_else(bad)?;
+    *b = rest;
+    Ok(u64::from_le_bytes(*n))
+}
+
+/// An event record's conversation, sequence number, time and frame.
+fn decode_event(data: &[u8]) -> Result<(ConvKey, Seq, u64, &[u8]), StoreError> {
+    let (&kind, mut b) = data.split_first().ok_or_else(bad)?;
+    if kind != EVENT {
+        return Err(bad());
+    }
+    let conv = ConvKey::from_db(take_str(&mut b)?).ok_or_else(bad)?;
+    let seq = take_u64(&mut b)?;
+    let time = take_u64(&mut b)?;
+    Ok((conv, seq, time, b))
+}
+
+fn decode(data: &[u8]) -> Result<Decoded, StoreError> {
+    match data.first() {
+        Some(&EVENT) => {
+            let (conv, seq, _, _) = decode_event(data)?;
+            Ok(Decoded::Event { conv, seq, len: (RECORD_HEADER + data.len()) as u64 })
+        }
+        Some(&KEY) => {
+            let mut b = &data[1..];
+            let user = take_str(&mut b)?.parse().map_err(|_| bad())?;
+            let key = take_str(&mut b)?.parse().map_err(|_| bad())?;
+            let conv: Conversation = take_str(&mut b)?.parse().map_err(|_| bad())?;
+            let fingerprint = take_u64(&mut b)?;
+            let seq = take_u64(&mut b)?;
+            let time = take_u64(&mut b)?;
+            if !b.is_empty() {
+                return Err(bad());
+            }
+            Ok(Decoded::Key(Write::SendKey { user, key, conv, fingerprint, seq, time }))
+        }
+        _ => Err(bad()),
+    }
+}

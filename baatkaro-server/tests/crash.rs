@@ -1,0 +1,282 @@
+//! Crashes: the server killed outright (SIGKILL) in the middle of a stream of
+//! sends keeps every acknowledged message, with the sequence number it was
+//! acknowledged with; a crash between the event log and the database recovers to
+//! one state; a store from before the event log opens with its history.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use baatkaro_proto::group::GroupId;
+use baatkaro_proto::{Command, Encode, Event, JoinRule, OkReply, ServerFrame, StoredEvent, Text};
+use baatkaro_server::store::sqlite::Sqlite;
+use baatkaro_server::store::{ConvKey, EventRecord, HistoryQuery, Store, Write};
+use common::process::{Running, serve, server_bin};
+use common::{Client, body, conv, user};
+use tokio::sync::watch;
+
+/// What was acknowledged: per conversation, the key's sequence number and text.
+type Acked = Arc<Mutex<HashMap<(String, String), (u64, String)>>>;
+
+const FAST: [&str; 8] = [
+    "--limit-rate",
+    "1000000",
+    "--limit-burst",
+    "1000000",
+    "--limit-password",
+    "1",
+    "--logins-per-minute",
+    "100000",
+];
+
+/// Sends into `to` until the connection dies, recording every acknowledgement.
+async fn send_until_killed(
+    mut c: Client,
+    to: &'static str,
+    round: usize,
+    acked: Acked,
+    count: watch::Sender<usize>,
+) {
+    for i in 0..100_000 {
+        let key = format!("r{round}-{}-{i}", &to[1..]);
+        let text = format!("{key} {}", "x".repeat(i % 90));
+        let command = Command::Send {
+            to: conv(to),
+            key: key.parse().unwrap(),
+            text: Text::new(&text).unwrap(),
+        };
+        // The server is killed under this loop: the connection closing makes the
+        // client panic, which ends this task; what was acknowledged is recorded.
+        let Ok(OkReply::Send { seq, .. }) = c.call(command).await.1 else { return };
+        acked.lock().unwrap().insert((to.to_string(), key), (seq, text));
+        count.send_modify(|n| *n += 1);
+    }
+}
+
+/// Every event of `to` as `c` reads it, checking that the numbers have no gap.
+async fn all_events(c: &mut Client, to: &str) -> Vec<StoredEvent> {
+    let mut events: Vec<StoredEvent> = Vec::new();
+    for _page in 0..1000 {
+        let after = events.last().map_or(0, |e| e.seq());
+        let (page, latest, _) = c.history(to, after, 500).await;
+        events.extend(page);
+        if events.last().map_or(0, |e| e.seq()) >= latest {
+            break;
+        }
+    }
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq(), i as u64 + 1, "{to}: the sequence numbers have a gap");
+    }
+    events
+}
+
+/// Checks that everything acknowledged is stored with its number and text, and
+/// that sending it again is the same send.
+async fn check(addr: SocketAddr, acked: &Acked) {
+    let acked = acked.lock().unwrap().clone();
+    let mut alice = Client::login(addr, "alice").await;
+    let mut bob = Client::login(addr, "bob").await;
+    for (to, c) in [("#crash", &mut alice), ("@alice", &mut bob)] {
+        let events = all_events(c, to).await;
+        let mut checked = 0;
+        for ((conv_name, key), (seq, text)) in &acked {
+            if conv_name != to {
+                continue;
+            }
+            let e = &events[*seq as usize - 1];
+            assert_eq!(body(e), Some(text.as_str()), "{to} {key}: acknowledged as {seq}");
+            checked += 1;
+        }
+        // A retry after the crash is recognised as the same send.
+        if let Some(((_, key), (seq, text))) = acked.iter().find(|((c, _), _)| c == to) {
+            assert_eq!(c.say(to, key, text).await, *seq, "{key} sent again");
+        }
+        assert!(checked > 0 || acked.is_empty(), "{to}: nothing acknowledged was checked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_the_middle_of_sends_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Acked = Arc::default();
+    // The kill comes after a different number of acknowledgements each round, with
+    // the two senders' sends in flight.
+    for (round, kill_after) in [40usize, 260, 900].into_iter().enumerate() {
+        let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+        let addr = addr.expect("it starts");
+        let (alice, mut bob) = if round == 0 {
+            let mut alice = Client::register(addr, "alice").await;
+            let bob = Client::register(addr, "bob").await;
+            let create =
+                Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) };
+            alice.ok(create).await;
+            (alice, bob)
+        } else {
+            check(addr, &acked).await;
+            (Client::login(addr, "alice").await, Client::login(addr, "bob").await)
+        };
+        if round == 0 {
+            bob.ok(Command::Join { group: "crash".parse().unwrap(), reason: None }).await;
+        }
+        let (count, mut seen) = watch::channel(0usize);
+        let a =
+            tokio::spawn(send_until_killed(alice, "#crash", round, acked.clone(), count.clone()));
+        let b = tokio::spawn(send_until_killed(bob, "@alice", round, acked.clone(), count));
+        tokio::time::timeout(common::WAIT, seen.wait_for(|n| *n >= kill_after))
+            .await
+            .expect("the sends go on")
+            .unwrap();
+        kill(&mut running);
+        for task in [a, b] {
+            let _ = tokio::time::timeout(common::WAIT, task).await.expect("the senders stop");
+        }
+    }
+    let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    check(addr.expect("it starts"), &acked).await;
+    assert!(acked.lock().unwrap().len() >= 1200);
+}
+
+/// SIGKILL: no shutdown, no checkpoint.
+fn kill(running: &mut Running) {
+    let mut child = running.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn message(seq: u64, text: &str) -> Write {
+    let event = StoredEvent::Message {
+        conv: conv("#crash"),
+        seq,
+        time: 1_764_072_600_000 + seq,
+        from: user("alice"),
+        text: Text::new(text).unwrap(),
+    };
+    let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
+    Write::Event(EventRecord::new(ConvKey::Group(GroupId(1)), &event, frame))
+}
+
+fn newest(store: &mut Sqlite, upto: u64) -> Vec<u64> {
+    let q = HistoryQuery {
+        conv: ConvKey::Group(GroupId(1)),
+        after: None,
+        limit: 100,
+        upto,
+        max_bytes: u64::MAX,
+    };
+    store.history(&q).unwrap().events.iter().map(StoredEvent::seq).collect()
+}
+
+/// The database's files as they are now, and put back later: what a crash after
+/// the event log's write and before the database's commit leaves.
+struct DatabaseAsOf(Vec<(std::path::PathBuf, Option<Vec<u8>>)>);
+
+impl DatabaseAsOf {
+    fn now(dir: &Path) -> Self {
+        let files = ["baatkaro.db", "baatkaro.db-wal", "baatkaro.db-shm"];
+        DatabaseAsOf(
+            files
+                .iter()
+                .map(|f| dir.join(f))
+                .map(|p| (p.clone(), std::fs::read(&p).ok()))
+                .collect(),
+        )
+    }
+
+    fn put_back(self) {
+        for (path, bytes) in self.0 {
+            match bytes {
+                Some(b) => std::fs::write(&path, b).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_between_the_event_log_and_the_database_recovers_to_one_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    // Sends alone go to the event log only; the group's creation goes to both.
+    store
+        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
+        .unwrap();
+    store.commit(&[message(1, "one"), message(2, "two")], 2, 0).unwrap();
+    drop(store);
+    let before = DatabaseAsOf::now(dir.path());
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    // A batch of both halves: a new account and a message.
+    let carol = Write::User { name: user("carol"), hash: "x".into(), created: 1 };
+    store.commit(&[carol, message(3, "three")], 2, 0).unwrap();
+    assert_eq!(newest(&mut store, 3), [1, 2, 3]);
+    drop(store);
+    // The crash: the log has the batch, the database never committed it.
+    before.put_back();
+
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    let snap = store.load(0, 0).unwrap();
+    assert!(!snap.users.iter().any(|(u, _)| u.as_str() == "carol"), "the account is not there");
+    let latest = snap.latest.iter().find(|(k, _)| *k == ConvKey::Group(GroupId(1))).map(|l| l.1);
+    assert_eq!(latest, Some(2), "nor its message: the log was cut back to the batch");
+    assert_eq!(newest(&mut store, 3), [1, 2]);
+    // The sends before it, in the log alone, are kept; and the store goes on.
+    store.commit(&[message(3, "three again")], 2, 0).unwrap();
+    drop(store);
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    assert_eq!(newest(&mut store, 3), [1, 2, 3]);
+}
+
+#[test]
+fn a_store_from_before_the_event_log_opens_with_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    store
+        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
+        .unwrap();
+    let writes: Vec<Write> = (1..=300).map(|s| message(s, &format!("old {s}"))).collect();
+    store.commit(&writes, 2, 0).unwrap();
+    drop(store);
+    // As schema 9 kept them: every event a row of table `events`, no log.
+    Sqlite::downgrade_for_tests(dir.path(), 9).unwrap();
+    assert!(!dir.path().join("events").exists());
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("baatkaro.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 300);
+
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    assert_eq!(newest(&mut store, 300), (201..=300).collect::<Vec<_>>());
+    let q = HistoryQuery {
+        conv: ConvKey::Group(GroupId(1)),
+        after: Some(0),
+        limit: 2,
+        upto: 300,
+        max_bytes: u64::MAX,
+    };
+    let page = store.history(&q).unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| body(e).unwrap()).collect::<Vec<_>>(),
+        ["old 1", "old 2"]
+    );
+    assert_eq!(page.oldest, Some(1));
+    store.commit(&[message(301, "new")], 2, 0).unwrap();
+    assert_eq!(newest(&mut store, 301).last(), Some(&301));
+    drop(store);
+    let rows: i64 = rusqlite::Connection::open(dir.path().join("baatkaro.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "moved to the log");
+}
