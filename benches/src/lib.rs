@@ -1,5 +1,8 @@
 //! Benchmarks for BaatKaro. This library holds the frame fixtures the benches share;
 //! `benches/codec.rs` measures the codec (run `cargo bench -p baatkaro-benches`).
+//! [`load`] is the load generator `baatkaro-load`.
+
+pub mod load;
 
 use baatkaro_proto::{
     Command, Conversation, Encode, Event, Request, ServerFrame, StoredEvent, Tag, Text,
