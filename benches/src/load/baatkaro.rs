@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::check::{STAMP_DIGITS, Tally, stamp_of, write_stamp};
+use super::check::{STAMP_DIGITS, Tally, write_stamp};
 use super::member::{Member, Wire};
 use super::process::{Owned, fail, rss_of};
 use super::run::Options;
@@ -150,11 +150,7 @@ impl Wire for BaatKaro {
         // bytes, and binding it was a memcpy.
         let mut delivered = |seq: u64, from: &[u8], text: &[u8]| {
             tally.in_conversation_order(seq);
-            if tally.delivered(senders.index_of(from))
-                && let Some(sent_at) = stamp_of(text)
-            {
-                let _ = latencies.record(now.saturating_sub(sent_at));
-            }
+            tally.delivered_at(senders.index_of(from), text, now, latencies);
         };
         loop {
             match d.next_peeked() {

@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use hdrhistogram::Histogram;
+
 /// How many digits a message's time stamp has: two words of eight.
 pub const STAMP_DIGITS: usize = 16;
 
@@ -122,6 +124,23 @@ impl Tally {
             None => self.strangers += 1,
         }
         sender.is_some() && sender != self.me
+    }
+
+    /// A delivery from `sender` (as [`Tally::delivered`]) of a message that starts
+    /// with its send time, arrived at `now`: its latency goes into `latencies`
+    /// unless it is the member's own.
+    pub fn delivered_at(
+        &mut self,
+        sender: Option<usize>,
+        text: &[u8],
+        now: u64,
+        latencies: &mut Histogram<u64>,
+    ) {
+        if self.delivered(sender)
+            && let Some(sent_at) = stamp_of(text)
+        {
+            let _ = latencies.record(now.saturating_sub(sent_at));
+        }
     }
 
     /// Checks the order of a delivery numbered `seq` by the server: each one must

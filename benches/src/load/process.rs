@@ -28,8 +28,19 @@ impl Owned {
     }
 
     /// Kills it and waits for it to go.
-    pub fn stop(mut self) {
-        STARTED.store(0, Ordering::Relaxed);
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = STARTED.compare_exchange(
+            i32::try_from(self.child.id()).unwrap_or(0),
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

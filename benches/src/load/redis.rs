@@ -7,15 +7,12 @@
 //! its sender's place and its number among the sender's messages, and every member
 //! checks that each sender's arrive in order without a gap.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use bytes::{Buf, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::check::{STAMP_DIGITS, Tally, eight_digits, stamp_of, write_stamp};
+use super::check::{STAMP_DIGITS, Tally, eight_digits, write_stamp};
 use super::member::{Member, Wire};
 use super::process::{Owned, fail};
 use super::resp::{self, Frame, Limits, Value};
@@ -32,14 +29,14 @@ const EIGHT_DIGITS: usize = 100_000_000;
 
 /// Starts `redis-server` from the PATH on a free loopback port, storing nothing
 /// (`--save '' --appendonly no`), in a temporary directory, pinned to core 0 if
-/// asked; returns it and its address.
+/// asked; returns it and its address, or fails the run.
 pub fn start_server(pin: bool) -> (Owned, String) {
-    // Redis cannot listen on port 0 and say which port it got: take a free port
-    // from the kernel and hand it over. Another process may take it meanwhile,
-    // so a start that fails is tried again on another port.
+    // Redis cannot listen on port 0 and say which port it got: [`start`] takes a
+    // free port from the kernel and hands it over. Another process may take it
+    // meanwhile, so a start that fails is tried again on another port.
     let mut why = String::new();
     for _ in 0..5 {
-        match try_start(pin) {
+        match start(pin) {
             Ok(started) => return started,
             Err(e) => why = e,
         }
@@ -47,56 +44,24 @@ pub fn start_server(pin: bool) -> (Owned, String) {
     fail(&why)
 }
 
-fn try_start(pin: bool) -> Result<(Owned, String), String> {
+/// Starts `redis-server` as [`start_server`] does, once.
+pub fn start(pin: bool) -> Result<(Owned, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
         .port();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", "redis-server"]);
-        c
-    } else {
-        Command::new("redis-server")
-    };
+    let mut cmd = crate::pinned("redis-server".as_ref(), pin);
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .args(["--appendonly", "no", "--daemonize", "no", "--logfile", ""])
         // A subscriber may fall as far behind as a BaatKaro connection may
-        // (`--limit-queue` above) before it is cut off.
+        // (`--limit-queue`) before it is cut off.
         .args(["--client-output-buffer-limit", "pubsub 67108864 0 0"])
         .arg("--dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server: {e} (apt-get install redis-server)"))?;
-    let Some(stdout) = child.stdout.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("redis-server has no standard output".into());
-    };
-    let mut log = BufReader::new(stdout);
-    let mut line = String::new();
-    let mut said = String::new();
-    // Bounded: Redis logs a few lines before it is ready, or exits.
-    for _ in 0..100 {
-        line.clear();
-        if log.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        if line.contains("Ready to accept connections") {
-            // Drained so that it never blocks on a full pipe.
-            std::thread::spawn(move || for _ in log.lines() {});
-            return Ok((Owned::new(child, dir), format!("127.0.0.1:{port}")));
-        }
-        said = line.trim().to_string();
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Err(format!("redis-server did not start: {said}"))
+        .arg(dir.path());
+    let (child, _) = crate::spawn_until(cmd, true, "Ready to accept connections")
+        .map_err(|e| format!("{e} (apt-get install redis-server)"))?;
+    Ok((Owned::new(child, dir), format!("127.0.0.1:{port}")))
 }
 
 /// How a Redis member speaks: PUBLISHes written from a prepared head, messages
@@ -202,11 +167,7 @@ impl Wire for Redis {
                         (Some(sender), Some(k)) if c == &**channel => {
                             let sender = sender as usize;
                             tally.in_sender_order(sender, k);
-                            if tally.delivered(Some(sender))
-                                && let Some(sent_at) = stamp_of(payload)
-                            {
-                                let _ = latencies.record(now.saturating_sub(sent_at));
-                            }
+                            tally.delivered_at(Some(sender), payload, now, latencies);
                         }
                         // Not one of this run's messages, or not on this channel.
                         _ => _ = tally.delivered(None),
