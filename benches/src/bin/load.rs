@@ -1,4 +1,5 @@
-//! `baatkaro-load`: measures message throughput of a BaatKaro server, and checks it.
+//! `baatkaro-load`: measures message throughput of a BaatKaro server (or of Redis
+//! pub/sub, for comparison), and checks it. Its parts are in `benches/src/load/`.
 //!
 //! Every member is one TCP connection speaking the protocol through
 //! `baatkaro-proto`'s codec, and sends `--messages` in all. In saturation mode each

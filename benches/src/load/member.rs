@@ -92,7 +92,7 @@ const STALL: Duration = Duration::from_secs(20);
 const READ: usize = 64 * 1024;
 
 /// Runs one member to the end: every message sent and acknowledged, and every
-/// expected delivery received (or nothing for [`STALL`]).
+/// expected delivery received (or nothing arrived for 20 seconds).
 pub async fn run_member<W: Wire>(
     member: Member<W>,
     plan: Plan,
