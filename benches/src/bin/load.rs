@@ -39,9 +39,9 @@
 //! memory as it does the BaatKaro server's; `--redis-server ADDR` measures a
 //! running one. A group is a channel; each member is one RESP3 connection that
 //! both SUBSCRIBEs to it and PUBLISHes into it, a PUBLISH's reply being its
-//! acknowledgement; with `--private` each member subscribes to a channel of its
-//! own and publishes to its peer's (so a member receives its peer's messages, not
-//! its own). A payload is `--size` bytes (at least 32): the send time, the
+//! acknowledgement; with `--private` each pair is a channel of two (so, as with
+//! BaatKaro, both members receive every message of the pair, their own included).
+//! A payload is `--size` bytes (at least 32): the send time, the
 //! sender's place in its group and its number among the sender's messages, which
 //! every member checks arrive in order without a gap. The report's `target` says
 //! which was measured.

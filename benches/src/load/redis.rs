@@ -2,8 +2,9 @@
 //! in the same shape as BaatKaro. A group is a channel; each member is one RESP3
 //! connection that SUBSCRIBEs to its channel and PUBLISHes into it (RESP3 allows
 //! commands in the subscribed state), a PUBLISH's integer reply being its
-//! acknowledgement. With `--private` each member subscribes to a channel of its
-//! own and publishes to its peer's. Redis numbers nothing, so each message carries
+//! acknowledgement. With `--private` each pair of members is a channel of two: as
+//! in BaatKaro's private conversations, both members receive every message of the
+//! pair, their own included. Redis numbers nothing, so each message carries
 //! its sender's place and its number among the sender's messages, and every member
 //! checks that each sender's arrive in order without a gap.
 
@@ -73,18 +74,20 @@ pub struct Redis {
     head: Vec<u8>,
     /// The payload: stamp, sender place, number, then filler.
     body: Vec<u8>,
-    /// The channel this member subscribes to.
+    /// The channel this member subscribes and publishes to.
     channel: Box<[u8]>,
     /// How many subscribers each PUBLISH must reach.
     receivers: i64,
 }
 
 impl Redis {
-    fn new(own: &str, to: &str, place: usize, size: usize, receivers: i64) -> Self {
+    /// A member at `place` that subscribes and publishes to `channel`, whose
+    /// PUBLISHes must each reach `receivers` subscribers.
+    fn new(channel: &str, place: usize, size: usize, receivers: i64) -> Self {
         let mut body = vec![b'x'; size.max(PAYLOAD_MIN)];
         write_stamp(&mut body[SENDER], place as u128);
         let mut head = Vec::new();
-        resp::command(&mut head, &[b"PUBLISH", to.as_bytes(), &body]);
+        resp::command(&mut head, &[b"PUBLISH", channel.as_bytes(), &body]);
         // Everything before the payload: the payload and its CRLF are written anew
         // for each message.
         head.truncate(head.len() - body.len() - 2);
@@ -93,7 +96,7 @@ impl Redis {
             limits: Limits { blob: body.len().max(1 << 20), ..Limits::default() },
             head,
             body,
-            channel: own.as_bytes().into(),
+            channel: channel.as_bytes().into(),
             receivers,
         }
     }
@@ -201,24 +204,26 @@ pub async fn members(addr: &str, a: &Options) -> Vec<Member<Redis>> {
     for g in 0..a.groups {
         for i in 0..a.members {
             let name = format!("r{run}-{g}-{i}");
-            let group = format!("load{run}-{g}");
-            let personal = |k: usize| format!("load{run}-{g}-{k}");
-            // A pair is two neighbours, 2k and 2k + 1; each hears only the other.
-            let (own, to, expected, receivers) = if a.private {
-                (personal(i), personal(i ^ 1), (i ^ 1)..(i ^ 1) + 1, 1)
+            // A pair is two neighbours, 2k and 2k + 1, with a channel of its own that
+            // both subscribe to: each receives both members' messages, as a BaatKaro
+            // member receives every message of its private conversation (the same
+            // deliveries per message, so the same `deliveries_per_sec`).
+            let (channel, expected, receivers) = if a.private {
+                let pair = i & !1;
+                (format!("load{run}-{g}-p{pair}"), pair..pair + 2, 2)
             } else {
-                (group.clone(), group, 0..a.members, a.members as i64)
+                (format!("load{run}-{g}"), 0..a.members, a.members as i64)
             };
             let mut stream =
                 TcpStream::connect(addr).await.unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
             let _ = stream.set_nodelay(true);
             let mut hello = Vec::new();
             resp::command(&mut hello, &[b"HELLO", b"3"]);
-            resp::command(&mut hello, &[b"SUBSCRIBE", own.as_bytes()]);
+            resp::command(&mut hello, &[b"SUBSCRIBE", channel.as_bytes()]);
             if stream.write_all(&hello).await.is_err() {
                 fail("setup write failed");
             }
-            let mut wire = Redis::new(&own, &to, i, a.size, receivers);
+            let mut wire = Redis::new(&channel, i, a.size, receivers);
             let mut said = Vec::new();
             // Bounded: two replies are awaited, and each read brings bytes or ends.
             while said.len() < 2 {
@@ -249,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_publish_is_the_head_then_the_payload() {
-        let mut w = Redis::new("c", "d", 7, 40, 2);
+        let mut w = Redis::new("d", 7, 40, 2);
         let mut out = BytesMut::new();
         w.send(3, 12, &mut out);
         let mut cmd = Vec::new();
@@ -263,7 +268,7 @@ mod tests {
 
     #[test]
     fn take_checks_messages_and_acknowledgements() {
-        let mut w = Redis::new("c", "c", 0, 32, 2);
+        let mut w = Redis::new("c", 0, 32, 2);
         let mut out = BytesMut::new();
         for k in 0..3 {
             w.send(k, 5, &mut out);
