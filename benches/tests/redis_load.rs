@@ -191,3 +191,12 @@ fn a_misordered_delivery_fails_the_run() {
     );
     assert_eq!(r["delivered"], 180, "{r}");
 }
+
+#[test]
+fn a_payload_too_small_for_the_checks_is_refused() {
+    // Refused before anything is started or connected to: the address is never used.
+    let out = Command::new(LOAD).args(["--redis-server", "127.0.0.1:9", "--size", "31"]).output();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--size 32"), "{out:?}");
+}

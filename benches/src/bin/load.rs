@@ -41,7 +41,7 @@
 //! both SUBSCRIBEs to it and PUBLISHes into it, a PUBLISH's reply being its
 //! acknowledgement; with `--private` each pair is a channel of two (so, as with
 //! BaatKaro, both members receive every message of the pair, their own included).
-//! A payload is `--size` bytes (at least 32): the send time, the
+//! A payload is `--size` bytes (32 at least; less is refused): the send time, the
 //! sender's place in its group and its number among the sender's messages, which
 //! every member checks arrive in order without a gap. The report's `target` says
 //! which was measured.
@@ -120,6 +120,11 @@ fn args() -> Args {
         (None, false, _) => None,
         _ => usage(),
     };
+    // A Redis payload holds the stamp, the sender's place and its number: a smaller
+    // one would be sent larger than the report says, and larger than BaatKaro's.
+    if matches!(target, Target::Redis(_)) && a.size < redis::PAYLOAD_MIN {
+        fail(&format!("--redis needs --size {} at least", redis::PAYLOAD_MIN));
+    }
     if a.private && !a.members.is_multiple_of(2) {
         fail("--private pairs the members: --members must be even");
     }

@@ -84,6 +84,8 @@ impl Redis {
     /// A member at `place` that subscribes and publishes to `channel`, whose
     /// PUBLISHes must each reach `receivers` subscribers.
     fn new(channel: &str, place: usize, size: usize, receivers: i64) -> Self {
+        // `baatkaro-load` refuses a smaller size; the floor keeps the indexing below
+        // in bounds whatever the caller.
         let mut body = vec![b'x'; size.max(PAYLOAD_MIN)];
         write_stamp(&mut body[SENDER], place as u128);
         let mut head = Vec::new();
