@@ -67,8 +67,9 @@ fn groups_and_pairs_over_redis_deliver_everything_once_in_order() {
     // A running one: two pairs, each member hearing its own and its peer's 100
     // messages; then open loop.
     // Started here the way the generator starts it: a port the kernel has just
-    // handed out and taken back (Redis cannot take 0), a temporary directory.
-    let (_redis, addr) = redis::start(false).unwrap();
+    // handed out and taken back (Redis cannot take 0; tried again on another if
+    // something took it meanwhile), a temporary directory.
+    let (_redis, addr) = redis::start_server(false).unwrap();
     let r = passing(
         &["--redis-server", &addr, "--private", "--members", "4", "--messages", "100"],
         800,

@@ -140,7 +140,7 @@ fn main() {
             (Some(o), addr)
         }
         Target::Redis(None) => {
-            let (o, addr) = redis::start_server(opts.pin);
+            let (o, addr) = redis::start_server(opts.pin).unwrap_or_else(|e| fail(&e));
             (Some(o), addr)
         }
     };

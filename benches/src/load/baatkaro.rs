@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::check::{STAMP_DIGITS, Tally, write_stamp};
-use super::member::{Member, Wire};
+use super::member::{Member, STALL, Wire};
 use super::process::{Owned, fail, rss_of};
 use super::run::Options;
 
@@ -67,7 +67,8 @@ fn hello_and_register(user: UserName) -> Vec<u8> {
     bytes
 }
 
-/// Reads until the final reply with `tag`; fails on an error reply.
+/// Reads until the final reply with `tag`; fails on an error reply, or if nothing
+/// arrives for [`STALL`].
 async fn until_reply(s: &mut TcpStream, d: &mut ServerFrameDecoder, tag: &str) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -81,10 +82,11 @@ async fn until_reply(s: &mut TcpStream, d: &mut ServerFrameDecoder, tag: &str) {
                 Err(e) => fail(&format!("bad frame: {e}")),
             }
         }
-        let n = s.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            fail("the server closed a connection during setup");
-        }
+        let n = match tokio::time::timeout(STALL, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(_) => fail("the server closed a connection during setup"),
+            Err(_) => fail(&format!("{tag}: no reply for {}s", STALL.as_secs())),
+        };
         d.push(&buf[..n]);
     }
 }

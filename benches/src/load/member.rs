@@ -83,8 +83,9 @@ pub struct Shared {
 }
 
 /// How long a member waits for anything from the server (less up to a second)
-/// before it stops and counts what it has not received as lost.
-const STALL: Duration = Duration::from_secs(20);
+/// before it stops and counts what it has not received as lost; and how long a
+/// setup read waits before it fails the run.
+pub const STALL: Duration = Duration::from_secs(20);
 
 /// How much a member reads at a time, at most. Kept under glibc's mmap threshold
 /// (128 KiB): with 256 KiB, buffers came and went as fresh mappings, and zeroing

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::check::{STAMP_DIGITS, Tally, eight_digits, write_stamp};
-use super::member::{Member, Wire};
+use super::member::{Member, STALL, Wire};
 use super::process::{Owned, fail};
 use super::resp::{self, Frame, Limits, Value};
 use super::run::Options;
@@ -30,23 +30,23 @@ const EIGHT_DIGITS: usize = 100_000_000;
 
 /// Starts `redis-server` from the PATH on a free loopback port, storing nothing
 /// (`--save '' --appendonly no`), in a temporary directory, pinned to core 0 if
-/// asked; returns it and its address, or fails the run.
-pub fn start_server(pin: bool) -> (Owned, String) {
+/// asked; returns it and its address.
+pub fn start_server(pin: bool) -> Result<(Owned, String), String> {
     // Redis cannot listen on port 0 and say which port it got: [`start`] takes a
     // free port from the kernel and hands it over. Another process may take it
     // meanwhile, so a start that fails is tried again on another port.
     let mut why = String::new();
     for _ in 0..5 {
         match start(pin) {
-            Ok(started) => return started,
+            Ok(started) => return Ok(started),
             Err(e) => why = e,
         }
     }
-    fail(&why)
+    Err(why)
 }
 
 /// Starts `redis-server` as [`start_server`] does, once.
-pub fn start(pin: bool) -> Result<(Owned, String), String> {
+fn start(pin: bool) -> Result<(Owned, String), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| format!("no free port: {e}"))?
@@ -107,11 +107,22 @@ impl Redis {
     fn frame(&mut self) -> Result<Option<String>, String> {
         let taken = match resp::next_frame(&self.buf, &self.limits) {
             Ok(Some((frame, n))) => (setup_reply(&frame), n),
-            Ok(None) => return Ok(None),
+            Ok(None) => return self.within_bounds().map(|()| None),
             Err(e) => return Err(e.to_string()),
         };
         self.buf.advance(taken.1);
         taken.0.map(Some)
+    }
+
+    /// An error if the buffer, which holds at most the start of one frame when this
+    /// is asked, is larger than any frame this target takes: a frame within
+    /// [`Limits`] may still nest aggregates of large strings without end.
+    fn within_bounds(&self) -> Result<(), String> {
+        let most = self.limits.blob + self.limits.line * 4;
+        match self.buf.len() {
+            n if n > most => Err(format!("a frame over {n} bytes")),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -188,9 +199,7 @@ impl Wire for Redis {
         };
         buf.advance(pos);
         // A frame that is not whole yet may not grow the buffer without bound.
-        if buf.len() > limits.blob + limits.line * 4 {
-            return Err(format!("a frame over {} bytes", buf.len()));
-        }
+        self.within_bounds()?;
         outcome
     }
 }
@@ -227,14 +236,17 @@ pub async fn members(addr: &str, a: &Options) -> Vec<Member<Redis>> {
             }
             let mut wire = Redis::new(&channel, i, a.size, receivers);
             let mut said = Vec::new();
-            // Bounded: two replies are awaited, and each read brings bytes or ends.
+            // Bounded: two replies are awaited, each read brings bytes, ends or
+            // times out, and the buffer is bounded.
             while said.len() < 2 {
                 match wire.frame() {
                     Ok(Some(what)) => said.push(what),
                     Ok(None) => {
-                        let n = stream.read_buf(&mut wire.buf).await.unwrap_or(0);
-                        if n == 0 {
-                            fail("the server closed a connection during setup");
+                        let read = tokio::time::timeout(STALL, stream.read_buf(&mut wire.buf));
+                        match read.await {
+                            Ok(Ok(n)) if n > 0 => {}
+                            Ok(_) => fail("the server closed a connection during setup"),
+                            Err(_) => fail(&format!("{name}: no reply for {}s", STALL.as_secs())),
                         }
                     }
                     Err(e) => fail(&format!("{name}: {e}")),
@@ -305,6 +317,23 @@ mod tests {
         w.buf.clear();
         w.buf.extend_from_slice(b"-ERR no\r\n");
         assert_eq!(w.take(10, &mut Tally::new(1, 0..1, None, 1), &mut hist), Err("ERR no".into()));
+    }
+
+    #[test]
+    fn a_frame_that_never_ends_is_refused_in_setup_and_in_the_run() {
+        // Every part within the limits, but a thousand of them in one array.
+        let mut w = Redis::new("c", 0, 32, 2);
+        w.limits = Limits { blob: 8, line: 16, items: 1024, depth: 2 };
+        w.buf.extend_from_slice(b"*1000\r\n");
+        for _ in 0..10 {
+            w.buf.extend_from_slice(b"$8\r\nabcdefgh\r\n");
+        }
+        assert_eq!(w.frame(), Err(format!("a frame over {} bytes", w.buf.len())));
+        let mut hist = Histogram::new(3).unwrap();
+        assert!(w.take(10, &mut Tally::new(1, 0..1, None, 1), &mut hist).is_err());
+        // Under the bound it is a frame not whole yet.
+        w.buf.truncate(60);
+        assert_eq!(w.frame(), Ok(None));
     }
 
     #[test]
