@@ -454,6 +454,44 @@ mod tests {
     }
 
     #[test]
+    fn hostile_input_is_refused_or_read_never_panics() {
+        // A fixed-seed xorshift: the same inputs every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        // Bytes that mean something to the reader, so that the input gets deep.
+        const ALPHABET: &[u8] = b"+-:$*%~>|_#,(=!\r\n0123456789-?tf";
+        let small = Limits { blob: 64, line: 32, items: 8, depth: 3 };
+        let mut mutated = 0;
+        for round in 0..20_000 {
+            let mut input = SESSION.to_vec();
+            if round % 2 == 0 {
+                for _ in 0..1 + next(4) {
+                    let at = next(input.len());
+                    input[at] = ALPHABET[next(ALPHABET.len())];
+                }
+                input.truncate(next(input.len() + 1));
+            } else {
+                input = (0..next(48)).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+            }
+            for limits in [Limits::default(), small] {
+                let mut rest = &input[..];
+                // Bounded: each frame read takes at least its type byte.
+                while let Ok(Some((_, n))) = next_frame(rest, &limits) {
+                    assert!(n > 0 && n <= rest.len(), "{input:?}");
+                    rest = &rest[n..];
+                }
+            }
+            mutated += usize::from(input != SESSION);
+        }
+        assert!(mutated > 19_000, "{mutated}");
+    }
+
+    #[test]
     fn commands_are_arrays_of_bulk_strings() {
         let mut out = Vec::new();
         command(&mut out, &[b"HELLO", b"3"]);
