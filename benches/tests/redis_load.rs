@@ -109,10 +109,18 @@ struct Channel {
     swapped: bool,
 }
 
-/// Serves HELLO, SUBSCRIBE and PUBLISH as Redis does, except that the first
-/// connection's second message reaches the channel's first subscriber only after
-/// its third.
-async fn stand_in(listener: tokio::net::TcpListener) {
+/// What the stand-in gets wrong.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// The first connection's second message reaches the channel's first
+    /// subscriber only after its third.
+    Misorder,
+    /// The first connection's first PUBLISH is acknowledged twice.
+    DoubleAck,
+}
+
+/// Serves HELLO, SUBSCRIBE and PUBLISH as Redis does, but for `fault`.
+async fn stand_in(listener: tokio::net::TcpListener, fault: Fault) {
     let channels: Arc<Mutex<HashMap<Vec<u8>, Channel>>> = Arc::default();
     for conn in 0.. {
         let Ok((stream, _)) = listener.accept().await else { return };
@@ -152,7 +160,8 @@ async fn stand_in(listener: tokio::net::TcpListener) {
                             resp::command(&mut message, &[b"message", c, payload]);
                             message[0] = b'>';
                             for (i, s) in ch.subscribers.iter().enumerate() {
-                                if i == 0 && conn == 0 && published == 2 && !ch.swapped {
+                                let misorder = fault == Fault::Misorder && conn == 0;
+                                if i == 0 && misorder && published == 2 && !ch.swapped {
                                     ch.held = Some((conn, message.clone()));
                                     continue;
                                 }
@@ -162,7 +171,13 @@ async fn stand_in(listener: tokio::net::TcpListener) {
                                     ch.swapped = true;
                                 }
                             }
-                            tx.send(format!(":{}\r\n", ch.subscribers.len()).into_bytes()).unwrap();
+                            let mut ack = format!(":{}\r\n", ch.subscribers.len()).into_bytes();
+                            if fault == Fault::DoubleAck && conn == 0 && published == 1 {
+                                // In one write, so that both arrive before the
+                                // generator may send again (its window is 1).
+                                ack = ack.repeat(2);
+                            }
+                            tx.send(ack).unwrap();
                         }
                         _ => panic!("unexpected command {args:?}"),
                     }
@@ -180,7 +195,7 @@ fn a_misordered_delivery_fails_the_run() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(stand_in(listener));
+    rt.spawn(stand_in(listener, Fault::Misorder));
     let (ok, r) =
         run(&["--redis-server", &addr, "--members", "3", "--messages", "20", "--window", "1"]);
     assert!(!ok, "the run passed: {r}");
@@ -200,4 +215,21 @@ fn a_payload_too_small_for_the_checks_is_refused() {
     let out = out.unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size 32"), "{out:?}");
+}
+
+#[test]
+fn an_acknowledgement_of_nothing_fails_the_run() {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(stand_in(listener, Fault::DoubleAck));
+    let out = Command::new(LOAD)
+        .args(["--redis-server", &addr, "--members", "2", "--messages", "5", "--window", "1"])
+        .output()
+        .unwrap();
+    // A failed run (1), not a crash (101) nor a pass.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("acknowledgements of") && stderr.contains(" sends"), "{stderr}");
 }

@@ -179,6 +179,11 @@ pub async fn run_member<W: Wire>(
             Ok(n) => acked += n,
             Err(why) => fail(&format!("{name}: {why}")),
         }
+        // A server that acknowledges what was never sent is broken (and `sent -
+        // acked` above must not wrap).
+        if acked > sent {
+            fail(&format!("{name}: {acked} acknowledgements of {sent} sends"));
+        }
         drop(latencies);
         // Once per read, not per delivery: the counter is shared.
         shared.progress.fetch_add(tally.seen().delivered - before, Ordering::Relaxed);
