@@ -1,5 +1,8 @@
 //! Benchmarks for BaatKaro. This library holds the frame fixtures the benches share;
 //! `benches/codec.rs` measures the codec (run `cargo bench -p baatkaro-benches`).
+//! [`load`] is the load generator `baatkaro-load`.
+
+pub mod load;
 
 use baatkaro_proto::{
     Command, Conversation, Encode, Event, Request, ServerFrame, StoredEvent, Tag, Text,
@@ -66,55 +69,79 @@ fn name(s: &str) -> baatkaro_proto::GroupName {
     s.parse().unwrap_or_else(|e| unreachable!("fixture name is valid: {e}"))
 }
 
+/// `program`, run through `taskset -c 0` if `pin`: a server pinned to core 0.
+pub fn pinned(program: &std::ffi::OsStr, pin: bool) -> std::process::Command {
+    if pin {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", "0"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+/// Starts a server with `cmd` and waits until a line of its log (its standard
+/// output if `log_on_stdout`, else its standard error) contains `marker`: returns
+/// the process and that line. The log is drained in the background from then on,
+/// so that the server never blocks on a full pipe; a server that says nothing of
+/// the kind within its first 100 lines, or exits, is killed.
+pub fn spawn_until(
+    mut cmd: std::process::Command,
+    log_on_stdout: bool,
+    marker: &str,
+) -> Result<(std::process::Child, String), String> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let (out, err) = if log_on_stdout {
+        (Stdio::piped(), Stdio::null())
+    } else {
+        (Stdio::null(), Stdio::piped())
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let log: Option<Box<dyn Read + Send>> = if log_on_stdout {
+        child.stdout.take().map(|o| Box::new(o) as _)
+    } else {
+        child.stderr.take().map(|e| Box::new(e) as _)
+    };
+    let mut last = String::new();
+    if let Some(log) = log {
+        let mut log = BufReader::new(log);
+        let mut line = String::new();
+        // Bounded: a server logs a few lines before it is ready, or exits.
+        for _ in 0..100 {
+            line.clear();
+            if log.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if line.contains(marker) {
+                std::thread::spawn(move || for _ in log.lines() {});
+                return Ok((child, line));
+            }
+            last = line.trim().to_string();
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("{} did not start: {last}", cmd.get_program().to_string_lossy()))
+}
+
 /// Starts a `baatkaro-server` binary with these arguments (and `--listen
 /// 127.0.0.1:0`), pinned to core 0 with `taskset` if asked, and returns it with the
-/// address it says it listens on. Its log is drained in the background so that it
-/// never blocks on a full pipe.
+/// address it says it listens on.
 pub fn spawn_server(
     bin: &std::path::Path,
     args: &[&std::ffi::OsStr],
     pin: bool,
 ) -> Result<(std::process::Child, String), String> {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
-    cmd.args(["--listen", "127.0.0.1:0", "--no-web"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "cannot start {}: {e} (build it: cargo build --release -p baatkaro-server)",
-            bin.display()
-        )
-    })?;
-    let Some(stderr) = child.stderr.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err("the server has no standard error".into());
-    };
-    let mut stderr = BufReader::new(stderr);
-    let mut line = String::new();
-    // Bounded: the server logs a few lines before it listens, or exits.
-    for _ in 0..50 {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        if let Some(at) = line.find("listening on ") {
-            let addr = line[at + "listening on ".len()..].trim().to_string();
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return Ok((child, addr));
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Err("the server did not start".into())
+    let mut cmd = pinned(bin.as_os_str(), pin);
+    cmd.args(["--listen", "127.0.0.1:0", "--no-web"]).args(args);
+    let (child, line) = spawn_until(cmd, false, "listening on ")
+        .map_err(|e| format!("{e} (build it: cargo build --release -p baatkaro-server)"))?;
+    let at = line.find("listening on ").unwrap_or(0) + "listening on ".len();
+    Ok((child, line[at..].trim().to_string()))
 }
