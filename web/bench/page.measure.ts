@@ -80,11 +80,38 @@ it("measures the page", async () => {
     }
     return { durations, top: el.scrollTop, height: el.scrollHeight };
   }, 600);
+  // The same loads by the page's own clock: from navigation start to the moment the
+  // newest message and the composer are both in the page, as a MutationObserver
+  // sees it. The figure above also holds the harness's own latency: Playwright
+  // checks a locator after `goto` resolves (the load event) and again 20, 50 and
+  // 100 ms later, so it moves in steps that depend on when the load event comes.
+  // Taken after the loads above, so that the observer costs them nothing.
+  await context.addInitScript((seq: string) => {
+    const w = window as unknown as { usableAt?: number };
+    new MutationObserver((_, observer) => {
+      const shown = document.querySelector(`[role="log"] [data-seq="${seq}"]`);
+      if (shown && document.querySelector('textarea[aria-label="Message #big"]')) {
+        w.usableAt = performance.now();
+        observer.disconnect();
+      }
+    }).observe(document, { subtree: true, childList: true });
+  }, String(MESSAGES));
+  const usable: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    await page.goto(server.url + "/");
+    await page.getByLabel("Message #big").waitFor();
+    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    usable.push(await page.evaluate(() => (window as unknown as { usableAt: number }).usableAt));
+  }
+
   const d = frames.durations.slice(1).sort((a, b) => a - b);
   const p = (q: number) => d[Math.min(d.length - 1, Math.floor(q * d.length))]!.toFixed(1);
   console.log(
     `time to a usable page: median ${median(loads)} ms of ${RUNS} (${loads.join(", ")}); ` +
       `the last load by the page's clock ${byPage.toFixed(0)} ms`,
+  );
+  console.log(
+    `usable by the page's clock: median ${median(usable).toFixed(0)} ms of ${RUNS} (${usable.map((x) => x.toFixed(0)).join(", ")})`,
   );
   console.log(
     `scrolling ${frames.durations.length} screens up through ${MESSAGES} messages: frame p50 ${p(0.5)} ms, ` +

@@ -17,6 +17,7 @@ import {
   observeElementOffset,
   observeElementRect,
 } from "@tanstack/virtual-core";
+import { Component } from "preact";
 import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
@@ -34,22 +35,34 @@ const BLOCK_ESTIMATE_PX = BLOCK * 44;
 /** Rows that are close to the bottom count as "at the bottom". */
 const BOTTOM_SLACK_PX = 48;
 
-function useVirtualizer(count: number, scroller: () => HTMLElement | null) {
+/**
+ * The virtualiser of `count` blocks, first drawn at the start of block `openAt`, or
+ * at the end of the list if `openAt` is undefined.
+ */
+function useVirtualizer(count: number, openAt: number | undefined, scroller: () => HTMLElement | null) {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
-  const [v] = useState(
-    () =>
-      new Virtualizer<HTMLElement, HTMLElement>({
-        count,
-        getScrollElement: scroller,
-        estimateSize: () => BLOCK_ESTIMATE_PX,
-        overscan: 2,
-        observeElementRect,
-        observeElementOffset,
-        scrollToFn: elementScroll,
-        measureElement,
-        onChange: () => rerender(0),
-      }),
-  );
+  const [v] = useState(() => {
+    // Until the list is in the page its size and position are unknown, and the
+    // virtualiser would draw nothing, then the oldest blocks, and the ones opened
+    // at only once the scroll it makes is reported, a frame later. Drawn at once
+    // where it opens, as the blocks' estimates place it in a window's height, the
+    // page shows what it opens at in its first frame.
+    const height = typeof window === "undefined" ? 0 : window.innerHeight;
+    const offset = openAt === undefined ? Math.max(0, count * BLOCK_ESTIMATE_PX - height) : openAt * BLOCK_ESTIMATE_PX;
+    return new Virtualizer<HTMLElement, HTMLElement>({
+      count,
+      getScrollElement: scroller,
+      estimateSize: () => BLOCK_ESTIMATE_PX,
+      overscan: 2,
+      initialRect: { width: 0, height },
+      initialOffset: offset,
+      observeElementRect,
+      observeElementOffset,
+      scrollToFn: elementScroll,
+      measureElement,
+      onChange: () => rerender(0),
+    });
+  });
   v.setOptions({ ...v.options, count });
   useLayoutEffect(() => v._didMount(), [v]);
   useLayoutEffect(() => v._willUpdate());
@@ -62,21 +75,25 @@ export function MessageList(props: { controller: Controller; conv: Conversation 
   // the list alone.
   void controller.state.revision.value;
   const me = controller.state.me.value;
+  // What a row's time says depends on the day: a row is drawn again when it changes.
+  const today = new Date().toDateString();
   const scroller = useRef<HTMLDivElement>(null);
   const first = conv.oldest;
   const rows = Math.max(0, conv.latest - first + 1);
   const count = Math.ceil(rows / BLOCK);
-  const v = useVirtualizer(count, () => scroller.current);
   // Where "new messages" begins, as it was when the conversation was opened.
   const [firstUnread] = useState(() => (conv.openedAt !== undefined ? conv.openedAt + 1 : 0));
+  // Opened where the person left off (SPEC.md 5.3), else at the newest event.
+  const atUnread = firstUnread >= first && firstUnread > 0 && firstUnread <= conv.latest;
+  const openAt = atUnread ? Math.floor((firstUnread - first) / BLOCK) : undefined;
+  const v = useVirtualizer(count, openAt, () => scroller.current);
   const atBottom = useRef(true);
 
-  // Opened where the person left off (SPEC.md 5.3), else at the newest event.
   useLayoutEffect(() => {
     if (count === 0) return;
-    if (firstUnread >= first && firstUnread > 0 && firstUnread <= conv.latest) {
+    if (openAt !== undefined) {
       atBottom.current = false;
-      v.scrollToIndex(Math.floor((firstUnread - first) / BLOCK), { align: "start" });
+      v.scrollToIndex(openAt, { align: "start" });
     } else {
       v.scrollToIndex(count - 1, { align: "end" });
     }
@@ -132,7 +149,7 @@ export function MessageList(props: { controller: Controller; conv: Conversation 
             block.push(
               <div key={seq} class="row">
                 {seq === firstUnread ? <div class="new-marker" role="separator">new messages</div> : null}
-                {event ? <Row event={event} me={me} /> : <div class="placeholder" aria-hidden="true">…</div>}
+                {event ? <Row event={event} me={me} today={today} /> : <div class="placeholder" aria-hidden="true">…</div>}
               </div>,
             );
           }
@@ -155,7 +172,29 @@ export function MessageList(props: { controller: Controller; conv: Conversation 
   );
 }
 
-function Row({ event, me }: { event: StoredEvent; me: string | undefined }) {
+interface RowProps {
+  readonly event: StoredEvent;
+  readonly me: string | undefined;
+  /** `Date.toDateString()` of now: the rows' times say the day when it is not today. */
+  readonly today: string;
+}
+
+/**
+ * One event, drawn again only when what it shows changes: the list renders on every
+ * scrolled frame, and a screenful of rows drawn each time was most of a frame.
+ */
+class Row extends Component<RowProps> {
+  override shouldComponentUpdate(next: RowProps): boolean {
+    const p = this.props;
+    return next.event !== p.event || next.me !== p.me || next.today !== p.today;
+  }
+
+  override render() {
+    return drawRow(this.props.event, this.props.me);
+  }
+}
+
+function drawRow(event: StoredEvent, me: string | undefined) {
   if (event.verb === "MSG" || event.verb === "FILE") {
     const mine = event.from === me;
     const parts = event.verb === "MSG" ? splitMentions(event.text, me) : [];

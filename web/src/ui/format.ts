@@ -16,12 +16,21 @@ export function toWire(typed: string): string {
   return typed.replace(/\r\n?|\n/g, LINE_SEPARATOR);
 }
 
+// Made once: `toLocaleTimeString` with options builds a new formatter on every
+// call, which over a screenful of rows per frame was most of a scroll's script
+// time, and their native parts freed by the garbage collector made its longest
+// frames (BENCHMARKS.md, issue 16). The same options give the same text.
+let hourMinute: Intl.DateTimeFormat | undefined;
+let dayMonth: Intl.DateTimeFormat | undefined;
+
 /** `14:05`, or `3 Dec 14:05` for another day. */
 export function time(ms: number, now: number = Date.now()): string {
   const d = new Date(ms);
-  const hm = d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  hourMinute ??= new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  const hm = hourMinute.format(d);
   if (new Date(now).toDateString() === d.toDateString()) return hm;
-  return `${d.toLocaleDateString(undefined, { day: "numeric", month: "short" })} ${hm}`;
+  dayMonth ??= new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  return `${dayMonth.format(d)} ${hm}`;
 }
 
 /** `1.5 MB` and the like. */

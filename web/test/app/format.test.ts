@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import { mentions, splitMentions } from "../../src/app/mention";
-import { LINE_SEPARATOR, describeEvent, size, toWire } from "../../src/ui/format";
+import { LINE_SEPARATOR, describeEvent, size, time, toWire } from "../../src/ui/format";
 
 describe("mentions", () => {
   it("are the user's name as a word, with or without @", () => {
@@ -49,5 +49,19 @@ describe("events in words", () => {
     expect(size(1536)).toBe("1.5 KB");
     expect(size(5 * 1024 * 1024)).toBe("5.0 MB");
     expect(size(300 * 1024 * 1024)).toBe("300 MB");
+  });
+});
+
+describe("times", () => {
+  it("read as the locale's own formatting would: the hour alone today, the day before it otherwise", () => {
+    const now = new Date(2026, 11, 4, 15, 30).getTime();
+    const today = new Date(2026, 11, 4, 9, 5).getTime();
+    const earlier = new Date(2026, 10, 28, 23, 59).getTime();
+    const hm = (ms: number) => new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+    const day = (ms: number) => new Date(ms).toLocaleDateString(undefined, { day: "numeric", month: "short" });
+    expect(time(today, now)).toBe(hm(today));
+    expect(time(earlier, now)).toBe(`${day(earlier)} ${hm(earlier)}`);
+    // Formatters made once give the same text on every call.
+    expect(time(earlier, now)).toBe(time(earlier, now));
   });
 });
