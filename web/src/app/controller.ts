@@ -40,6 +40,10 @@ export function newKey(): string {
 }
 
 /** The group of a group conversation. */
+/** Where the permission to send secrets in plain text to a host is kept. */
+const CLEAR_KEY = "baatkaro.allow-clear";
+
+/** The group of a group conversation. */
 export function groupOf(conv: Conv | undefined): Name | undefined {
   return conv?.startsWith("#") ? conv.slice(1) : undefined;
 }
@@ -71,12 +75,30 @@ export class Controller {
       if (conv) this.readUpTo(conv);
     });
     window.addEventListener("online", () => this.link.reconnectNow());
+    if (localStorage.getItem(CLEAR_KEY) === location.host) this.link.allowInClear(true);
+  }
+
+  /**
+   * The user's explicit permission to send the password and session token to this
+   * server although the page reaches it without encryption (SPEC.md 11.7); kept for
+   * this host, so that a reload may log in with the token.
+   */
+  allowInClear(): void {
+    localStorage.setItem(CLEAR_KEY, location.host);
+    this.link.allowInClear(true);
+  }
+
+  /** Whether the password would go unencrypted and the user has not allowed it. */
+  get needsClearConsent(): boolean {
+    return this.link.inClear && localStorage.getItem(CLEAR_KEY) !== location.host;
   }
 
   /** Logs in with the token kept from before, if there is one. */
   boot(): void {
     const kept = load();
-    if (!kept) return;
+    // Without the user's permission the token is not sent in clear: the login
+    // form asks for it (and a password).
+    if (!kept || this.needsClearConsent) return;
     this.state.me.value = kept.user;
     setCookie(kept);
     this.link.start(kept);

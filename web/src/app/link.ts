@@ -10,7 +10,7 @@
  */
 
 import { type Failure, retryDelay } from "../proto/errors";
-import { isIdempotent } from "../proto/rules";
+import { carriesSecret, inClear, isIdempotent } from "../proto/rules";
 import { type Answer, ClientSession, type ServerInfo } from "../proto/session";
 import type { Command, Event, Item, OkReply } from "../proto/types";
 import { SUBPROTOCOL } from "../proto/web";
@@ -153,12 +153,34 @@ export class Link {
   private hintUntil = 0;
   private connectedOnce = false;
   private status: LinkStatus = { state: "signed-out" };
+  /** Whether the user allowed secrets over plain text beyond loopback. */
+  private clearAllowed = false;
 
   constructor(
     private readonly url: string,
     private readonly hooks: LinkHooks,
     private readonly makeSocket: (url: string) => WebSocket = (u) => new WebSocket(u, SUBPROTOCOL),
   ) {}
+
+  /** Whether this link's address carries secrets in plain text beyond this machine. */
+  get inClear(): boolean {
+    return inClear(this.url);
+  }
+
+  /** The user's explicit permission to send secrets in plain text (SPEC.md 11.7). */
+  allowInClear(allowed: boolean): void {
+    this.clearAllowed = allowed;
+  }
+
+  /** The refusal to send a secret over this link, if it is due. */
+  private clearRefusal(): LinkError | undefined {
+    if (this.clearAllowed || !this.inClear) return undefined;
+    const host = new URL(this.url).host;
+    return new LinkError(
+      "invalid",
+      `not sent: ${host} is reached without encryption, so anyone on the network could read the password or session token; allow it first`,
+    );
+  }
 
   /** The user logged in, if any. */
   get user(): string | undefined {
@@ -188,6 +210,8 @@ export class Link {
    * password is forgotten.
    */
   async signIn(user: string, password: string, register: boolean, label: string): Promise<Credentials> {
+    const refusal = this.clearRefusal();
+    if (refusal) throw refusal;
     this.stop();
     const socket = await this.open();
     const session = new ClientSession();
@@ -320,6 +344,11 @@ export class Link {
       this.queue.push(w);
       return;
     }
+    const refusal = carriesSecret(w.command) ? this.clearRefusal() : undefined;
+    if (refusal) {
+      w.reject(refusal);
+      return;
+    }
     let sent;
     try {
       sent = session.send(w.command);
@@ -336,6 +365,8 @@ export class Link {
   private connect(): void {
     const creds = this.creds;
     if (!creds) return;
+    // AUTH carries the token: never over plain text beyond loopback unallowed.
+    if (this.clearRefusal()) return;
     this.setStatus({ state: "connecting" });
     let socket: WebSocket;
     try {

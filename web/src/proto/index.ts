@@ -36,7 +36,7 @@ export {
 export { type EncodeOptions, encodeRequest } from "./encode";
 export { ServerFrameReader, parseServerFrame } from "./decode";
 export { type Decoded, type FrameParser, FrameReader } from "./framer";
-export { type SessionState, allowedIn, carriesSecret, isIdempotent, requiredFeature } from "./rules";
+export { type SessionState, allowedIn, carriesSecret, inClear, isIdempotent, requiredFeature } from "./rules";
 export { fileNameProblem, isName, textProblem, utf8, utf8Length } from "./syntax";
 export {
   ANSWER_BYTES_MAX,

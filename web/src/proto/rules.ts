@@ -86,6 +86,24 @@ export function isIdempotent(command: Command): boolean {
 }
 
 /**
+ * Whether a connection to the WebSocket address `url` would carry secrets in plain
+ * text beyond this machine: a `ws:` address whose host is not loopback (`localhost`,
+ * `127.0.0.0/8`, `[::1]`). Such a client MUST NOT send a password or a token unless
+ * its user explicitly allows it (SPEC.md 11.7).
+ */
+export function inClear(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return true;
+  }
+  if (u.protocol !== "ws:") return false;
+  const host = u.hostname;
+  return !(host === "localhost" || host === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host));
+}
+
+/**
  * Whether the command or its reply carries a secret (a password, or a session token:
  * AUTH sends one, TOKEN's reply holds one), which must not cross plain text beyond
  * loopback (SPEC.md 11.7).

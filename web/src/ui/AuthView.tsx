@@ -12,12 +12,15 @@ export function AuthView({ controller }: { controller: Controller }) {
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   const min = controller.state.server.value?.limits.password;
+  const clear = controller.needsClearConsent;
 
   const submit = async (e: SubmitEvent) => {
     e.preventDefault();
     setBusy(true);
     setError(undefined);
     try {
+      // The box is required, so the form is sent only once it is ticked.
+      if (clear) controller.allowInClear();
       await controller.signIn(user.trim(), password, mode === "register");
     } catch (err) {
       setError(err instanceof LinkError || err instanceof Error ? err.message : String(err));
@@ -63,6 +66,13 @@ export function AuthView({ controller }: { controller: Controller }) {
             onInput={(e) => setPassword(e.currentTarget.value)}
           />
         </label>
+        {clear ? (
+          <label class="consent">
+            <input type="checkbox" name="clear" required />
+            This page reaches {location.host} without encryption: anyone on the network between
+            you can read your password, your session token and your messages. Send them anyway.
+          </label>
+        ) : null}
         {error ? (
           <p class="error" role="alert">
             {error}

@@ -50,7 +50,7 @@ describe("the link", () => {
     statuses = [];
     logins = [];
     link = new Link(
-      "ws://test/ws",
+      "ws://127.0.0.1:7668/ws",
       { onEvent: () => {}, onStatus: (s) => statuses.push(s), onLoggedIn: (_, again) => void logins.push(again) },
       () => {
         const s = new FakeSocket();
@@ -201,5 +201,46 @@ describe("the link", () => {
     const wait2 = next?.state === "waiting" ? next.retryAt - Date.now() : 0;
     expect(wait2).toBeGreaterThanOrEqual(1000);
     expect(wait2).toBeLessThanOrEqual(4000);
+  });
+});
+
+describe("secrets over plain text beyond loopback (SPEC.md 11.7)", () => {
+  function linkTo(url: string): { link: Link; sockets: FakeSocket[] } {
+    const sockets: FakeSocket[] = [];
+    const link = new Link(url, { onEvent: () => {}, onStatus: () => {}, onLoggedIn: () => {} }, () => {
+      const s = new FakeSocket();
+      sockets.push(s);
+      return s as unknown as WebSocket;
+    });
+    return { link, sockets };
+  }
+
+  it("are not sent until the user allows it: no connection is even opened", async () => {
+    const { link, sockets } = linkTo("ws://chat.example:7668/ws");
+    expect(link.inClear).toBe(true);
+    await expect(link.signIn("alice", "pw-alice-secret", false, "test")).rejects.toThrow(/without encryption/);
+    link.start(creds);
+    expect(sockets).toHaveLength(0);
+    link.signOut();
+  });
+
+  it("are sent once allowed", () => {
+    const { link, sockets } = linkTo("ws://chat.example:7668/ws");
+    link.allowInClear(true);
+    link.start(creds);
+    expect(sockets).toHaveLength(1);
+    sockets[0]!.onopen?.();
+    expect(sockets[0]!.sent[1]).toMatch(/^c2 AUTH alice 1 /);
+    link.signOut();
+  });
+
+  it("need no permission over TLS or on loopback", () => {
+    for (const url of ["wss://chat.example/ws", "ws://127.0.0.1:7668/ws", "ws://localhost:7668/ws", "ws://[::1]:7668/ws"]) {
+      const { link, sockets } = linkTo(url);
+      expect(link.inClear, url).toBe(false);
+      link.start(creds);
+      expect(sockets, url).toHaveLength(1);
+      link.signOut();
+    }
   });
 });
