@@ -8,7 +8,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { seriousViolations } from "./axe";
-import { type TestServer, launchBrowser, person, shot, startServer } from "./harness";
+import { CLEAR_HOST, type TestServer, launchBrowser, person, shot, startServer } from "./harness";
 
 let server: TestServer;
 let browser: Browser;
@@ -18,7 +18,8 @@ const pages: Record<string, Page> = {};
 const SHOWN = { timeout: 10_000 };
 
 beforeAll(async () => {
-  server = await startServer();
+  // The page is also reached as http://chat.test:PORT (see CLEAR_HOST).
+  server = await startServer(["--web-origin", `http://${CLEAR_HOST}`]);
   browser = await launchBrowser();
 });
 
@@ -384,6 +385,29 @@ describe("the web client", () => {
     expect(await seriousViolations(carol)).toEqual([]);
     await carol.getByRole("button", { name: "Log out" }).click();
     await carol.getByRole("tab", { name: "Log in" }).waitFor(SHOWN);
+  });
+
+  it("asks before sending a password where the page is reached in plain text beyond loopback", async () => {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    const page = await context.newPage();
+    const port = new URL(server.url).port;
+    await page.goto(`http://${CLEAR_HOST}:${port}/`);
+    await page.getByLabel("User name").fill("alice");
+    await page.getByLabel("Password", { exact: true }).fill("pw-alice-secret");
+    const consent = page.getByRole("checkbox", { name: /without encryption/ });
+    await consent.waitFor(SHOWN);
+    await page.getByRole("button", { name: "Log in" }).last().click();
+    // Not ticked: the form is not sent, and nothing logged in.
+    expect(await page.getByRole("status").filter({ hasText: "online" }).count()).toBe(0);
+    await shot(page, "20-plain-text-consent");
+    expect(await seriousViolations(page)).toEqual([]);
+    await consent.check();
+    await page.getByRole("button", { name: "Log in" }).last().click();
+    await page.getByRole("status").filter({ hasText: "online" }).waitFor(SHOWN);
+    // Allowed once for this host: a reload logs in with the kept token.
+    await page.reload();
+    await page.getByRole("status").filter({ hasText: "online" }).waitFor(SHOWN);
+    await context.close();
   });
 
   it("deletes a group", async () => {

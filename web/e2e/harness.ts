@@ -119,6 +119,9 @@ export async function startServer(extra: readonly string[] = []): Promise<TestSe
   return server;
 }
 
+/** A host name the browser resolves to 127.0.0.1 (see {@link launchBrowser}). */
+export const CLEAR_HOST = "chat.test";
+
 /** Debian's Chromium, headless, with what this sandboxed, offline machine needs. */
 export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({
@@ -132,6 +135,9 @@ export async function launchBrowser(): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // A name that is not loopback to the page, reached on loopback: how the
+      // step for a server reached in plain text beyond this machine is shown.
+      `--host-resolver-rules=MAP ${CLEAR_HOST} 127.0.0.1`,
     ],
   });
 }
