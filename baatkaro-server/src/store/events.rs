@@ -25,6 +25,12 @@
 //!   into memory, and a flagged one there is a batch whose metadata never committed
 //!   (a crash between the two, or a failed transaction): the log is cut back to
 //!   it, and the batch is gone from both halves, as it was never acknowledged.
+//! - **Parts.** A group commit larger than half a segment goes to the log as
+//!   several batches; every one but the last is flagged [`FLAG_MORE`]. A group
+//!   commit is acknowledged only once all its parts are durable, and its keys are
+//!   written after its events, so a start also cuts a run of parts that a crash or
+//!   a failed write left without its last one: else events would be kept without
+//!   the keys that make a retried send the same send.
 //! - **Retention and deletion.** A conversation keeps only its newest `history`
 //!   events when the operator says so: `event_floors` holds, per conversation, the
 //!   sequence number at and below which events are gone, and chunks wholly below
@@ -49,6 +55,8 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 1 << 20;
 /// A batch flag: the batch also wrote to SQLite.
 pub(super) const FLAG_META: u32 = 1;
+/// A batch flag: more parts of the same group commit follow this one.
+pub(super) const FLAG_MORE: u32 = 2;
 /// The most bytes of records one chunk spans.
 pub(super) const CHUNK_BYTES: u64 = 64 << 10;
 /// Chunks and keys in memory that make a flush due.
@@ -201,9 +209,10 @@ impl EventLog {
                 to += 1;
             }
             self.number += 1;
+            let more = if to < self.order.len() { FLAG_MORE } else { 0 };
             let at = self
                 .log
-                .commit(self.number, flags, self.records[from..to].iter().map(Vec::as_slice))
+                .commit(self.number, flags | more, self.records[from..to].iter().map(Vec::as_slice))
                 .map_err(log_error)?;
             let mut pos = at.0 + BATCH_HEADER as u64;
             for k in from..to {
@@ -226,18 +235,7 @@ impl EventLog {
 
     /// Adds an event at `pos` to the chunks in memory.
     fn index(&mut self, conv: ConvKey, seq: Seq, pos: u64, len: u64) {
-        let chunks = self.pending.entry(conv).or_default();
-        if let Some(c) = chunks.last_mut()
-            && c.last + 1 == seq
-            && c.pos + c.len == pos
-            && c.len + len <= CHUNK_BYTES
-        {
-            c.last = seq;
-            c.len += len;
-            return;
-        }
-        chunks.push(Chunk { first: seq, last: seq, pos, len });
-        self.pending_chunks += 1;
+        index_into(&mut self.pending, &mut self.pending_chunks, conv, seq, pos, len);
     }
 
     /// The keys waiting for SQLite, taken: the caller writes them in the flush's
@@ -326,35 +324,52 @@ impl EventLog {
         self.pending_keys.clear();
         self.floors.clear();
         let indexed = indexed(conn)?.unwrap_or(0);
+        if indexed > self.log.end().0 {
+            // The database points past the log's end: acknowledged events are gone.
+            return Err(StoreError::Corrupt(format!(
+                "the event log ends at {} but the database says it is indexed up to {indexed}: \
+                 the log lost what was acknowledged, or is not this database's",
+                self.log.end()
+            )));
+        }
+        let EventLog { log, pending, pending_chunks, pending_keys, .. } = self;
         let mut cut = None;
+        // The first part of a group commit whose last part is not read yet, and
+        // its records so far: indexed only once that last part is (FLAG_MORE).
+        let mut first_part: Option<Position> = None;
         let mut found = Vec::new();
-        for batch in self.log.scan(Position(indexed)) {
+        for batch in log.scan(Position(indexed)) {
             let batch = batch.map_err(log_error)?;
             if batch.flags & FLAG_META != 0 {
-                cut = Some(batch.position);
+                cut = Some(first_part.unwrap_or(batch.position));
                 break;
             }
+            first_part.get_or_insert(batch.position);
             for (pos, data) in batch.records() {
                 found.push((pos.0, decode(data)?));
             }
-        }
-        for (pos, record) in found {
-            match record {
-                Decoded::Event { conv, seq, len } => {
-                    self.index(conv, seq, pos, len);
-                    on_latest(conv, seq);
-                }
-                Decoded::Key(key) => {
-                    on_key(&key);
-                    self.pending_keys.push(key);
+            if batch.flags & FLAG_MORE != 0 {
+                continue;
+            }
+            first_part = None;
+            for (pos, record) in found.drain(..) {
+                match record {
+                    Decoded::Event { conv, seq, len } => {
+                        index_into(pending, pending_chunks, conv, seq, pos, len);
+                        on_latest(conv, seq);
+                    }
+                    Decoded::Key(key) => {
+                        on_key(&key);
+                        pending_keys.push(key);
+                    }
                 }
             }
         }
-        if let Some(cut) = cut {
+        if let Some(cut) = cut.or(first_part) {
             tracing::warn!(
                 at = cut.0,
-                "cut the event log back to a batch whose other half (in the database) never \
-                 committed; it was never acknowledged"
+                "cut the event log back to a batch that never wholly committed (its other \
+                 half, in the database, or its last part is missing); it was never acknowledged"
             );
             self.log.truncate(cut).map_err(log_error)?;
         }
@@ -563,6 +578,29 @@ fn read_chunk(
         }
     }
     Ok(())
+}
+
+/// Adds an event at `pos` to the chunks in memory (`count`: how many there are).
+fn index_into(
+    pending: &mut HashMap<ConvKey, Vec<Chunk>>,
+    count: &mut usize,
+    conv: ConvKey,
+    seq: Seq,
+    pos: u64,
+    len: u64,
+) {
+    let chunks = pending.entry(conv).or_default();
+    if let Some(c) = chunks.last_mut()
+        && c.last + 1 == seq
+        && c.pos + c.len == pos
+        && c.len + len <= CHUNK_BYTES
+    {
+        c.last = seq;
+        c.len += len;
+        return;
+    }
+    chunks.push(Chunk { first: seq, last: seq, pos, len });
+    *count += 1;
 }
 
 /// Sets `meta.log_indexed` in `tx`.
