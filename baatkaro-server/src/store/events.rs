@@ -34,7 +34,9 @@
 //! - **Retention and deletion.** A conversation keeps only its newest `history`
 //!   events when the operator says so: `event_floors` holds, per conversation, the
 //!   sequence number at and below which events are gone, and chunks wholly below
-//!   it are deleted; a deleted group's chunks go with it. The log's segments are
+//!   it are deleted; a deleted group's chunks go with it. A batch committed with a
+//!   limit ends with a record of it, so that the floors it moved in memory are
+//!   moved again when a start reads it back. The log's segments are
 //!   removed once no chunk points into them.
 
 use std::collections::HashMap;
@@ -64,6 +66,9 @@ pub(super) const FLUSH_AT: usize = 8192;
 
 const EVENT: u8 = 1;
 const KEY: u8 = 2;
+/// The record that ends a batch committed with a `history` limit, so that a start
+/// moves the retention floors of the batches it reads back as the commit did.
+const RETAIN: u8 = 3;
 
 /// The schema step that adds the index: see the module's documentation.
 pub(super) const MIGRATION: &str = "CREATE TABLE event_chunks (
@@ -183,7 +188,9 @@ impl EventLog {
                 .filter(|(_, w)| matches!(w, Write::SendKey { .. }))
                 .map(|(i, _)| i),
         );
-        self.records.resize_with(self.order.len(), Vec::new);
+        let writes_in_log = self.order.len();
+        let retain = history > 0 && events > 0;
+        self.records.resize_with(writes_in_log + usize::from(retain), Vec::new);
         for (k, &i) in self.order.iter().enumerate() {
             let out = &mut self.records[k];
             out.clear();
@@ -192,15 +199,21 @@ impl EventLog {
                 key => encode_key(out, key),
             }
         }
+        if retain {
+            let out = &mut self.records[writes_in_log];
+            out.clear();
+            out.push(RETAIN);
+            out.extend_from_slice(&history.to_le_bytes());
+        }
         // Every part of a batch whose metadata commits after it is flagged: a
         // restart cuts them all if that commit never happened.
         let flags = if meta { FLAG_META } else { 0 };
         let mut from = 0;
-        while from < self.order.len() {
+        while from < self.records.len() {
             // A part: as many records as fit in `part_bytes` (one at least).
             let mut to = from;
             let mut bytes = BATCH_HEADER as u64;
-            while to < self.order.len() {
+            while to < self.records.len() {
                 let len = (RECORD_HEADER + self.records[to].len()) as u64;
                 if to > from && bytes + len > self.part_bytes {
                     break;
@@ -209,7 +222,7 @@ impl EventLog {
                 to += 1;
             }
             self.number += 1;
-            let more = if to < self.order.len() { FLAG_MORE } else { 0 };
+            let more = if to < self.records.len() { FLAG_MORE } else { 0 };
             let at = self
                 .log
                 .commit(self.number, flags | more, self.records[from..to].iter().map(Vec::as_slice))
@@ -217,6 +230,9 @@ impl EventLog {
             let mut pos = at.0 + BATCH_HEADER as u64;
             for k in from..to {
                 let len = (RECORD_HEADER + self.records[k].len()) as u64;
+                if k == writes_in_log {
+                    break; // the RETAIN record, last
+                }
                 match &writes[self.order[k]] {
                     Write::Event(r) if k < events => {
                         self.index(r.conv, r.seq, pos, len);
@@ -332,7 +348,7 @@ impl EventLog {
                 self.log.end()
             )));
         }
-        let EventLog { log, pending, pending_chunks, pending_keys, .. } = self;
+        let EventLog { log, pending, pending_chunks, pending_keys, floors, .. } = self;
         let mut cut = None;
         // The first part of a group commit whose last part is not read yet, and
         // its records so far: indexed only once that last part is (FLAG_MORE).
@@ -352,12 +368,23 @@ impl EventLog {
                 continue;
             }
             first_part = None;
+            // The batch's `history`, as its commit moved the floors.
+            let history = found.iter().find_map(|(_, r)| match r {
+                Decoded::Retain(h) => Some(*h),
+                _ => None,
+            });
             for (pos, record) in found.drain(..) {
                 match record {
                     Decoded::Event { conv, seq, len } => {
                         index_into(pending, pending_chunks, conv, seq, pos, len);
                         on_latest(conv, seq);
+                        if let Some(h) = history
+                            && seq > h
+                        {
+                            floors.insert(conv, seq - h);
+                        }
                     }
+                    Decoded::Retain(_) => {}
                     Decoded::Key(key) => {
                         on_key(&key);
                         pending_keys.push(key);
@@ -664,6 +691,7 @@ fn encode_key(out: &mut Vec<u8>, w: &Write) {
 enum Decoded {
     Event { conv: ConvKey, seq: Seq, len: u64 },
     Key(Write),
+    Retain(u64),
 }
 
 fn bad() -> StoreError {
@@ -715,6 +743,14 @@ fn decode(data: &[u8]) -> Result<Decoded, StoreError> {
                 return Err(bad());
             }
             Ok(Decoded::Key(Write::SendKey { user, key, conv, fingerprint, seq, time }))
+        }
+        Some(&RETAIN) => {
+            let mut b = &data[1..];
+            let history = take_u64(&mut b)?;
+            if !b.is_empty() {
+                return Err(bad());
+            }
+            Ok(Decoded::Retain(history))
         }
         _ => Err(bad()),
     }
