@@ -294,23 +294,32 @@ impl EventLog {
     }
 
     /// After the flush's transaction committed: what was in memory is in SQLite.
-    pub(super) fn flushed(&mut self, conn: &Connection) -> Result<(), StoreError> {
+    /// The flush is durable whatever happens here, so nothing here fails it.
+    pub(super) fn flushed(&mut self, conn: &Connection) {
         self.pending.clear();
         self.pending_chunks = 0;
         self.floors.clear();
-        // Segments that no chunk points into any more (retention, deleted groups)
-        // go; never past what is indexed, which a restart reads back.
-        if self.log.segments() > 1 {
-            let min: Option<i64> = conn
-                .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
-                .query_row([], |r| r.get(0))?;
-            let keep = min.map_or(self.log.end().0, |p| p as u64);
-            let removed = self.log.remove_before(Position(keep)).map_err(log_error)?;
-            if removed > 0 {
-                tracing::debug!(removed, "removed event log segments no event is read from");
+        match self.remove_unused(conn) {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::debug!(removed, "removed event log segments no event is read from")
             }
+            // Only space: tried again at the next flush.
+            Err(e) => tracing::warn!(error = %e, "could not remove unused event log segments"),
         }
-        Ok(())
+    }
+
+    /// Removes the segments that no chunk points into any more (retention, deleted
+    /// groups); never past what is indexed, which a restart reads back.
+    fn remove_unused(&mut self, conn: &Connection) -> Result<usize, StoreError> {
+        if self.log.segments() == 1 {
+            return Ok(0);
+        }
+        let min: Option<i64> = conn
+            .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
+            .query_row([], |r| r.get(0))?;
+        let keep = min.map_or(self.log.end().0, |p| p as u64);
+        self.log.remove_before(Position(keep)).map_err(log_error)
     }
 
     /// Deletes a conversation's chunks and floor (a deleted group), in memory too.
