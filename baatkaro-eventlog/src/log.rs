@@ -492,9 +492,11 @@ impl Log {
         if at > self.end() {
             return Err(LogError::NoSuchPosition(at));
         }
+        let mut removed = false;
         while at.0 < self.active_base {
             let Some(prev) = self.sealed.pop() else { return Err(LogError::NoSuchPosition(at)) };
             fs::remove_file(segment::path(&self.dir, self.active_base))?;
+            removed = true;
             self.readers.retain(|(b, _)| *b != prev.base);
             self.active = OpenOptions::new()
                 .read(true)
@@ -503,10 +505,17 @@ impl Log {
             self.active_base = prev.base;
             self.active_len = prev.end - prev.base;
         }
+        if removed {
+            // The later segments' removal durable before the segment they follow is
+            // cut short: a power cut between the two must not leave a short segment
+            // followed by another, which the next open refuses as damage. The other
+            // way round, the next open finds the batches being cut still whole, and
+            // the caller cuts them again.
+            segment::sync_dir(&self.dir)?;
+        }
         let keep = (at.0 - self.active_base).max(SEGMENT_HEADER);
         self.active.set_len(keep)?;
         self.active.sync_all()?;
-        segment::sync_dir(&self.dir)?;
         self.active_len = keep;
         Ok(())
     }
@@ -515,14 +524,29 @@ impl Log {
     /// retention rule let go. Returns how many went. The active segment stays.
     pub fn remove_before(&mut self, before: Position) -> Result<usize, LogError> {
         let n = self.sealed.partition_point(|s| s.end <= before.0);
-        for s in self.sealed.drain(..n) {
+        // Oldest first, so that what stays is always whole from its first segment;
+        // a segment whose removal failed stays known, and is removed by a later call.
+        let mut removed = 0;
+        let mut failed = None;
+        for s in &self.sealed[..n] {
             self.readers.retain(|(b, _)| *b != s.base);
-            fs::remove_file(segment::path(&self.dir, s.base))?;
+            match fs::remove_file(segment::path(&self.dir, s.base)) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => removed += 1,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        if n > 0 {
+        self.sealed.drain(..removed);
+        if removed > 0 {
             segment::sync_dir(&self.dir)?;
         }
-        Ok(n)
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(removed),
+        }
     }
 
     /// How many segments the log has, the active one included.

@@ -67,6 +67,15 @@ impl Verifier {
             if done.bytes >= budget && done.batches > 0 {
                 return Ok(done);
             }
+            if let Some((base, file, len, _)) = self.open.as_mut()
+                && self.at >= *base + *len
+            {
+                // The end of the segment as long as it was when opened. If it was
+                // the active one it may have grown since, and `end` lie in what it
+                // grew by: only past its end as it is now is the next segment read
+                // (one whose header is still being written is not damage).
+                *len = (*len).max(file.metadata()?.len());
+            }
             let current = self.open.as_ref().map(|(base, ..)| *base);
             let (base, file, len, seed) = match self.open.take() {
                 Some(o) if self.at < o.0 + o.2 => o,

@@ -280,3 +280,109 @@ fn a_store_from_before_the_event_log_opens_with_its_history() {
         .unwrap();
     assert_eq!(rows, 0, "moved to the log");
 }
+
+/// A send's idempotency key, as the hub writes it beside the event.
+fn key_of(seq: u64) -> Write {
+    Write::SendKey {
+        user: user("alice"),
+        key: format!("k{seq}").parse().unwrap(),
+        conv: conv("#crash"),
+        fingerprint: seq,
+        seq,
+        time: 1_764_072_600_000 + seq,
+    }
+}
+
+/// Cuts the last batch off the end of the event log, as a kill between two of
+/// its writes leaves it. Returns how many bytes went (none if the last segment
+/// holds no batch).
+fn cut_last_batch(dir: &Path) -> u64 {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let bytes = std::fs::read(last).unwrap();
+    let (mut at, mut start) = (32usize, None);
+    while at < bytes.len() {
+        start = Some(at);
+        let body = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 32 + body;
+    }
+    let Some(start) = start else { return 0 };
+    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    f.set_len(start as u64).unwrap();
+    (bytes.len() - start) as u64
+}
+
+#[test]
+fn a_kill_between_the_parts_of_a_large_batch_keeps_no_event_without_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = baatkaro_server::store::MIN_SEGMENT_BYTES;
+    let mut store = Sqlite::open_sized(dir.path(), false, small).unwrap();
+    store.load(0, 0).unwrap();
+    store
+        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
+        .unwrap();
+    // One group commit larger than half a segment goes to the log in parts: every
+    // send with its key, as the hub hands them over.
+    let text = "y".repeat(300);
+    let n = 3000;
+    let writes: Vec<Write> =
+        (1..=n).flat_map(|s| [message(s, &format!("{s} {text}")), key_of(s)]).collect();
+    store.commit(&writes, 2, 0).unwrap();
+    drop(store);
+    // Killed after the first part's write and before the last one's: the batch was
+    // never acknowledged.
+    assert!(cut_last_batch(dir.path()) > 0);
+
+    let mut store = Sqlite::open_sized(dir.path(), false, small).unwrap();
+    let snap = store.load(0, 0).unwrap();
+    let latest = snap.latest.iter().find(|(k, _)| *k == ConvKey::Group(GroupId(1))).map(|l| l.1);
+    // A message kept without its key would be stored again, under a new number,
+    // when its sender sends it again with the same key.
+    for seq in 1..=latest.unwrap_or(0) {
+        assert!(
+            snap.keys.iter().any(|k| k.4 == seq),
+            "message {seq} of an unacknowledged batch was kept without its key \
+             (latest {latest:?}, {} keys)",
+            snap.keys.len()
+        );
+    }
+    // Sent again, whole this time: every part is read back at the next start.
+    let from = latest.unwrap_or(0) + 1;
+    let writes: Vec<Write> =
+        (from..=n).flat_map(|s| [message(s, &format!("{s} {text}")), key_of(s)]).collect();
+    store.commit(&writes, 2, 0).unwrap();
+    drop(store);
+    let mut store = Sqlite::open_sized(dir.path(), false, small).unwrap();
+    let snap = store.load(0, 0).unwrap();
+    let latest = snap.latest.iter().find(|(k, _)| *k == ConvKey::Group(GroupId(1))).map(|l| l.1);
+    assert_eq!(latest, Some(n));
+    assert_eq!(snap.keys.len() as u64, n - from + 1);
+    assert_eq!(newest(&mut store, n).len(), 100);
+}
+
+#[test]
+fn a_log_that_lost_what_the_database_indexes_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    store
+        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
+        .unwrap();
+    store.commit(&[message(1, "one"), message(2, "two")], 2, 0).unwrap();
+    store.checkpoint().unwrap(); // as at a clean stop: both are indexed
+    drop(store);
+    // A disk that lost synced writes, or a log put back from an older copy.
+    while cut_last_batch(dir.path()) > 0 {}
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    match store.load(0, 0) {
+        Err(baatkaro_server::store::StoreError::Corrupt(why)) => {
+            assert!(why.contains("indexed up to"), "{why}")
+        }
+        other => panic!("a start over a log missing acknowledged events: {:?}", other.map(|_| ())),
+    }
+}

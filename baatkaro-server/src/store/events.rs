@@ -25,10 +25,18 @@
 //!   into memory, and a flagged one there is a batch whose metadata never committed
 //!   (a crash between the two, or a failed transaction): the log is cut back to
 //!   it, and the batch is gone from both halves, as it was never acknowledged.
+//! - **Parts.** A group commit larger than half a segment goes to the log as
+//!   several batches; every one but the last is flagged [`FLAG_MORE`]. A group
+//!   commit is acknowledged only once all its parts are durable, and its keys are
+//!   written after its events, so a start also cuts a run of parts that a crash or
+//!   a failed write left without its last one: else events would be kept without
+//!   the keys that make a retried send the same send.
 //! - **Retention and deletion.** A conversation keeps only its newest `history`
 //!   events when the operator says so: `event_floors` holds, per conversation, the
 //!   sequence number at and below which events are gone, and chunks wholly below
-//!   it are deleted; a deleted group's chunks go with it. The log's segments are
+//!   it are deleted; a deleted group's chunks go with it. A batch committed with a
+//!   limit ends with a record of it, so that the floors it moved in memory are
+//!   moved again when a start reads it back. The log's segments are
 //!   removed once no chunk points into them.
 
 use std::collections::HashMap;
@@ -49,6 +57,8 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 pub const MIN_SEGMENT_BYTES: u64 = 1 << 20;
 /// A batch flag: the batch also wrote to SQLite.
 pub(super) const FLAG_META: u32 = 1;
+/// A batch flag: more parts of the same group commit follow this one.
+pub(super) const FLAG_MORE: u32 = 2;
 /// The most bytes of records one chunk spans.
 pub(super) const CHUNK_BYTES: u64 = 64 << 10;
 /// Chunks and keys in memory that make a flush due.
@@ -56,6 +66,9 @@ pub(super) const FLUSH_AT: usize = 8192;
 
 const EVENT: u8 = 1;
 const KEY: u8 = 2;
+/// The record that ends a batch committed with a `history` limit, so that a start
+/// moves the retention floors of the batches it reads back as the commit did.
+const RETAIN: u8 = 3;
 
 /// The schema step that adds the index: see the module's documentation.
 pub(super) const MIGRATION: &str = "CREATE TABLE event_chunks (
@@ -175,7 +188,9 @@ impl EventLog {
                 .filter(|(_, w)| matches!(w, Write::SendKey { .. }))
                 .map(|(i, _)| i),
         );
-        self.records.resize_with(self.order.len(), Vec::new);
+        let writes_in_log = self.order.len();
+        let retain = history > 0 && events > 0;
+        self.records.resize_with(writes_in_log + usize::from(retain), Vec::new);
         for (k, &i) in self.order.iter().enumerate() {
             let out = &mut self.records[k];
             out.clear();
@@ -184,15 +199,21 @@ impl EventLog {
                 key => encode_key(out, key),
             }
         }
+        if retain {
+            let out = &mut self.records[writes_in_log];
+            out.clear();
+            out.push(RETAIN);
+            out.extend_from_slice(&history.to_le_bytes());
+        }
         // Every part of a batch whose metadata commits after it is flagged: a
         // restart cuts them all if that commit never happened.
         let flags = if meta { FLAG_META } else { 0 };
         let mut from = 0;
-        while from < self.order.len() {
+        while from < self.records.len() {
             // A part: as many records as fit in `part_bytes` (one at least).
             let mut to = from;
             let mut bytes = BATCH_HEADER as u64;
-            while to < self.order.len() {
+            while to < self.records.len() {
                 let len = (RECORD_HEADER + self.records[to].len()) as u64;
                 if to > from && bytes + len > self.part_bytes {
                     break;
@@ -201,13 +222,17 @@ impl EventLog {
                 to += 1;
             }
             self.number += 1;
+            let more = if to < self.records.len() { FLAG_MORE } else { 0 };
             let at = self
                 .log
-                .commit(self.number, flags, self.records[from..to].iter().map(Vec::as_slice))
+                .commit(self.number, flags | more, self.records[from..to].iter().map(Vec::as_slice))
                 .map_err(log_error)?;
             let mut pos = at.0 + BATCH_HEADER as u64;
             for k in from..to {
                 let len = (RECORD_HEADER + self.records[k].len()) as u64;
+                if k == writes_in_log {
+                    break; // the RETAIN record, last
+                }
                 match &writes[self.order[k]] {
                     Write::Event(r) if k < events => {
                         self.index(r.conv, r.seq, pos, len);
@@ -226,18 +251,7 @@ impl EventLog {
 
     /// Adds an event at `pos` to the chunks in memory.
     fn index(&mut self, conv: ConvKey, seq: Seq, pos: u64, len: u64) {
-        let chunks = self.pending.entry(conv).or_default();
-        if let Some(c) = chunks.last_mut()
-            && c.last + 1 == seq
-            && c.pos + c.len == pos
-            && c.len + len <= CHUNK_BYTES
-        {
-            c.last = seq;
-            c.len += len;
-            return;
-        }
-        chunks.push(Chunk { first: seq, last: seq, pos, len });
-        self.pending_chunks += 1;
+        index_into(&mut self.pending, &mut self.pending_chunks, conv, seq, pos, len);
     }
 
     /// The keys waiting for SQLite, taken: the caller writes them in the flush's
@@ -280,23 +294,32 @@ impl EventLog {
     }
 
     /// After the flush's transaction committed: what was in memory is in SQLite.
-    pub(super) fn flushed(&mut self, conn: &Connection) -> Result<(), StoreError> {
+    /// The flush is durable whatever happens here, so nothing here fails it.
+    pub(super) fn flushed(&mut self, conn: &Connection) {
         self.pending.clear();
         self.pending_chunks = 0;
         self.floors.clear();
-        // Segments that no chunk points into any more (retention, deleted groups)
-        // go; never past what is indexed, which a restart reads back.
-        if self.log.segments() > 1 {
-            let min: Option<i64> = conn
-                .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
-                .query_row([], |r| r.get(0))?;
-            let keep = min.map_or(self.log.end().0, |p| p as u64);
-            let removed = self.log.remove_before(Position(keep)).map_err(log_error)?;
-            if removed > 0 {
-                tracing::debug!(removed, "removed event log segments no event is read from");
+        match self.remove_unused(conn) {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::debug!(removed, "removed event log segments no event is read from")
             }
+            // Only space: tried again at the next flush.
+            Err(e) => tracing::warn!(error = %e, "could not remove unused event log segments"),
         }
-        Ok(())
+    }
+
+    /// Removes the segments that no chunk points into any more (retention, deleted
+    /// groups); never past what is indexed, which a restart reads back.
+    fn remove_unused(&mut self, conn: &Connection) -> Result<usize, StoreError> {
+        if self.log.segments() == 1 {
+            return Ok(0);
+        }
+        let min: Option<i64> = conn
+            .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
+            .query_row([], |r| r.get(0))?;
+        let keep = min.map_or(self.log.end().0, |p| p as u64);
+        self.log.remove_before(Position(keep)).map_err(log_error)
     }
 
     /// Deletes a conversation's chunks and floor (a deleted group), in memory too.
@@ -326,35 +349,63 @@ impl EventLog {
         self.pending_keys.clear();
         self.floors.clear();
         let indexed = indexed(conn)?.unwrap_or(0);
+        if indexed > self.log.end().0 {
+            // The database points past the log's end: acknowledged events are gone.
+            return Err(StoreError::Corrupt(format!(
+                "the event log ends at {} but the database says it is indexed up to {indexed}: \
+                 the log lost what was acknowledged, or is not this database's",
+                self.log.end()
+            )));
+        }
+        let EventLog { log, pending, pending_chunks, pending_keys, floors, .. } = self;
         let mut cut = None;
+        // The first part of a group commit whose last part is not read yet, and
+        // its records so far: indexed only once that last part is (FLAG_MORE).
+        let mut first_part: Option<Position> = None;
         let mut found = Vec::new();
-        for batch in self.log.scan(Position(indexed)) {
+        for batch in log.scan(Position(indexed)) {
             let batch = batch.map_err(log_error)?;
             if batch.flags & FLAG_META != 0 {
-                cut = Some(batch.position);
+                cut = Some(first_part.unwrap_or(batch.position));
                 break;
             }
+            first_part.get_or_insert(batch.position);
             for (pos, data) in batch.records() {
                 found.push((pos.0, decode(data)?));
             }
-        }
-        for (pos, record) in found {
-            match record {
-                Decoded::Event { conv, seq, len } => {
-                    self.index(conv, seq, pos, len);
-                    on_latest(conv, seq);
-                }
-                Decoded::Key(key) => {
-                    on_key(&key);
-                    self.pending_keys.push(key);
+            if batch.flags & FLAG_MORE != 0 {
+                continue;
+            }
+            first_part = None;
+            // The batch's `history`, as its commit moved the floors.
+            let history = found.iter().find_map(|(_, r)| match r {
+                Decoded::Retain(h) => Some(*h),
+                _ => None,
+            });
+            for (pos, record) in found.drain(..) {
+                match record {
+                    Decoded::Event { conv, seq, len } => {
+                        index_into(pending, pending_chunks, conv, seq, pos, len);
+                        on_latest(conv, seq);
+                        if let Some(h) = history
+                            && seq > h
+                        {
+                            floors.insert(conv, seq - h);
+                        }
+                    }
+                    Decoded::Retain(_) => {}
+                    Decoded::Key(key) => {
+                        on_key(&key);
+                        pending_keys.push(key);
+                    }
                 }
             }
         }
-        if let Some(cut) = cut {
+        if let Some(cut) = cut.or(first_part) {
             tracing::warn!(
                 at = cut.0,
-                "cut the event log back to a batch whose other half (in the database) never \
-                 committed; it was never acknowledged"
+                "cut the event log back to a batch that never wholly committed (its other \
+                 half, in the database, or its last part is missing); it was never acknowledged"
             );
             self.log.truncate(cut).map_err(log_error)?;
         }
@@ -565,6 +616,29 @@ fn read_chunk(
     Ok(())
 }
 
+/// Adds an event at `pos` to the chunks in memory (`count`: how many there are).
+fn index_into(
+    pending: &mut HashMap<ConvKey, Vec<Chunk>>,
+    count: &mut usize,
+    conv: ConvKey,
+    seq: Seq,
+    pos: u64,
+    len: u64,
+) {
+    let chunks = pending.entry(conv).or_default();
+    if let Some(c) = chunks.last_mut()
+        && c.last + 1 == seq
+        && c.pos + c.len == pos
+        && c.len + len <= CHUNK_BYTES
+    {
+        c.last = seq;
+        c.len += len;
+        return;
+    }
+    chunks.push(Chunk { first: seq, last: seq, pos, len });
+    *count += 1;
+}
+
 /// Sets `meta.log_indexed` in `tx`.
 pub(super) fn set_indexed(
     tx: &Transaction<'_>,
@@ -626,6 +700,7 @@ fn encode_key(out: &mut Vec<u8>, w: &Write) {
 enum Decoded {
     Event { conv: ConvKey, seq: Seq, len: u64 },
     Key(Write),
+    Retain(u64),
 }
 
 fn bad() -> StoreError {
@@ -677,6 +752,14 @@ fn decode(data: &[u8]) -> Result<Decoded, StoreError> {
                 return Err(bad());
             }
             Ok(Decoded::Key(Write::SendKey { user, key, conv, fingerprint, seq, time }))
+        }
+        Some(&RETAIN) => {
+            let mut b = &data[1..];
+            let history = take_u64(&mut b)?;
+            if !b.is_empty() {
+                return Err(bad());
+            }
+            Ok(Decoded::Retain(history))
         }
         _ => Err(bad()),
     }

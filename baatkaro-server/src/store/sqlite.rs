@@ -329,7 +329,7 @@ impl Sqlite {
         ev.flush(&tx, &mut self.sum)?;
         tx.execute("DELETE FROM events", [])?;
         tx.commit()?;
-        ev.flushed(&self.conn)?;
+        ev.flushed(&self.conn);
         if moved > 0 {
             tracing::info!(
                 events = moved,
@@ -536,9 +536,10 @@ impl Store for Sqlite {
     fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
         if self.events.is_some() {
             // Opened again: after a failed commit the log refuses writes until it
-            // finds out what its last write left.
-            self.events = None;
-            self.events = Some(EventLog::open(&self.dir, self.segment_bytes)?);
+            // finds out what its last write left. Replaced only once opened: a
+            // store whose `events` is `None` keeps its events in table `events`.
+            let reopened = EventLog::open(&self.dir, self.segment_bytes)?;
+            self.events = Some(reopened);
         }
         let c = &self.conn;
         let mut snap = Snapshot::default();
@@ -992,7 +993,7 @@ impl Store for Sqlite {
         drop((insert_event, insert_key));
         tx.commit()?;
         if let Some(ev) = self.events.as_mut() {
-            ev.flushed(&self.conn)?;
+            ev.flushed(&self.conn);
         }
         Ok(())
     }
