@@ -287,8 +287,20 @@ impl Log {
         }
         let mut rest = vec![0u8; rest_len as usize];
         self.active.read_exact_at(&mut rest, at)?;
-        if holds_a_batch(self.seed, &rest[1..]) {
-            return Err(damaged(&self.dir, self.active_base, at, reason));
+        // Each candidate costs the hashing of its body: a torn write holding text
+        // crafted to look like many batch headers must not keep a start busy for
+        // hours. Past the budget the start is refused, saying why.
+        let mut budget = TAIL_CHECK_BUDGET;
+        match holds_a_batch(self.seed, &rest[1..], &mut budget) {
+            Some(false) => {}
+            Some(true) => return Err(damaged(&self.dir, self.active_base, at, reason)),
+            None => {
+                let why = format!(
+                    "{reason}, and what follows it could not be told from damage within \
+                     {TAIL_CHECK_BUDGET} bytes of checksums"
+                );
+                return Err(damaged(&self.dir, self.active_base, at, &why));
+            }
         }
         self.active.set_len(at)?;
         self.active.sync_all()?;
@@ -593,8 +605,13 @@ fn walks(seed: u64, body: &[u8], count: u32) -> bool {
     n == count
 }
 
-/// Whether a whole, valid batch starts anywhere in `bytes`.
-fn holds_a_batch(seed: u64, bytes: &[u8]) -> bool {
+/// Bytes of candidate batches an open may checksum while it tells a torn last
+/// write from damage (about a tenth of a second of hashing).
+const TAIL_CHECK_BUDGET: u64 = 256 << 20;
+
+/// Whether a whole, valid batch starts anywhere in `bytes`; `None` if telling would
+/// take more than `budget` bytes of checksums.
+fn holds_a_batch(seed: u64, bytes: &[u8], budget: &mut u64) -> Option<bool> {
     let mut from = 0;
     while let Some(i) = find(&bytes[from..], &frame::MAGIC) {
         let at = from + i;
@@ -602,13 +619,15 @@ fn holds_a_batch(seed: u64, bytes: &[u8]) -> bool {
             && let Ok(head) = <&[u8; HEADER]>::try_from(head)
             && let Some(h) = Header::parse(head)
             && let Some(body) = bytes.get(at + HEADER..at + HEADER + h.body_len as usize)
-            && h.checks(seed, head, body)
         {
-            return true;
+            *budget = budget.checked_sub(HEADER as u64 + u64::from(h.body_len))?;
+            if h.checks(seed, head, body) {
+                return Some(true);
+            }
         }
         from = at + 1;
     }
-    false
+    Some(false)
 }
 
 /// The first place `needle` occurs in `hay`.

@@ -102,9 +102,11 @@ impl Verifier {
                     }
                     let file = match File::open(segment::path(&self.dir, base)) {
                         Ok(f) => f,
-                        // Removed since it was listed: retention let it go.
+                        // Removed since it was listed (retention let it go), or a name
+                        // that is no file: on to the next segment, never this one again.
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            self.at = base + 1;
+                            let next = bases.iter().find(|&&b| b > base).copied();
+                            self.at = next.unwrap_or(end.0);
                             continue;
                         }
                         Err(e) => return Err(e.into()),

@@ -346,6 +346,48 @@ fn the_verifier_reads_on_in_a_segment_that_grew_and_never_into_one_being_made() 
     assert_eq!(c.batches, 8, "every batch up to the end it was given, and no more");
 }
 
+#[test]
+fn a_torn_tail_crafted_to_look_like_many_batches_is_refused_quickly_not_searched_for_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    commit_range(&mut log, 1, 3, 2);
+    // A message of 4 MiB that repeats a batch header's first bytes, each declaring a
+    // body of 2 MiB: hundreds of thousands of candidates to checksum.
+    let mut text = Vec::with_capacity(4 << 20);
+    while text.len() < 4 << 20 {
+        text.extend_from_slice(b"BKev");
+        text.extend_from_slice(&(2u32 << 20).to_le_bytes());
+    }
+    log.commit(3, 0, [text.as_slice()]).unwrap();
+    let end = log.end();
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(end.0 - 1).unwrap();
+    let started = std::time::Instant::now();
+    let err = Log::open(dir.path(), Options::default()).unwrap_err();
+    assert!(err.to_string().contains("could not be told from damage"), "{err}");
+    // Bounded work, not a speed: minutes would mean the budget is gone.
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn the_verifier_passes_over_a_name_that_is_no_segment_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    commit_range(&mut log, 1, 40, 3);
+    let end = log.end();
+    let segs = segments(dir.path());
+    let base: u64 = segs[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("nowhere"),
+        dir.path().join(format!("{:020}.log", base + 100)),
+    )
+    .unwrap();
+    let mut v = Verifier::new(dir.path());
+    let done = (0..1000).any(|_| v.check(end, 4096).unwrap().pass_done);
+    assert!(done, "the check ends its pass");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
