@@ -199,16 +199,23 @@ impl DatabaseAsOf {
     }
 }
 
-#[test]
-fn a_crash_between_the_event_log_and_the_database_recovers_to_one_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Sqlite::open(dir.path()).unwrap();
+/// A store in `dir` with group 1 and its messages 1 and 2 (in the log, not yet
+/// indexed in the database).
+fn with_two_messages(dir: &Path) -> Sqlite {
+    let mut store = Sqlite::open(dir).unwrap();
     store.load(0, 0).unwrap();
     // Sends alone go to the event log only; the group's creation goes to both.
     store
         .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
         .unwrap();
     store.commit(&[message(1, "one"), message(2, "two")], 2, 0).unwrap();
+    store
+}
+
+#[test]
+fn a_crash_between_the_event_log_and_the_database_recovers_to_one_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_two_messages(dir.path());
     drop(store);
     let before = DatabaseAsOf::now(dir.path());
     let mut store = Sqlite::open(dir.path()).unwrap();
@@ -368,12 +375,7 @@ fn a_kill_between_the_parts_of_a_large_batch_keeps_no_event_without_its_key() {
 #[test]
 fn a_log_that_lost_what_the_database_indexes_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Sqlite::open(dir.path()).unwrap();
-    store.load(0, 0).unwrap();
-    store
-        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
-        .unwrap();
-    store.commit(&[message(1, "one"), message(2, "two")], 2, 0).unwrap();
+    let mut store = with_two_messages(dir.path());
     store.checkpoint().unwrap(); // as at a clean stop: both are indexed
     drop(store);
     // A disk that lost synced writes, or a log put back from an older copy.
