@@ -40,6 +40,7 @@
 //!   removed once no chunk points into them.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER};
@@ -673,10 +674,12 @@ pub(super) fn indexed(conn: &Connection) -> Result<Option<u64>, StoreError> {
 /// An event record: `1`, the conversation key's length and bytes, the sequence
 /// number and time (little-endian u64), the frame.
 fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
-    let conv = r.conv.to_db();
     out.push(EVENT);
-    out.push(conv.len() as u8);
-    out.extend_from_slice(conv.as_bytes());
+    // Written in place, as `ConvKey::to_db` spells it: no string per event.
+    with_length(out, |out| match r.conv {
+        ConvKey::Group(id) => write!(out, "g:{}", id.0),
+        ConvKey::Direct(a, b) => write!(out, "d:{a}:{b}"),
+    });
     out.extend_from_slice(&r.seq.to_le_bytes());
     out.extend_from_slice(&r.time.to_le_bytes());
     out.extend_from_slice(&r.frame);
@@ -687,13 +690,24 @@ fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
 fn encode_key(out: &mut Vec<u8>, w: &Write) {
     let Write::SendKey { user, key, conv, fingerprint, seq, time } = w else { return };
     out.push(KEY);
-    for s in [user.as_str(), key.as_str(), &conv.to_string()] {
+    for s in [user.as_str(), key.as_str()] {
         out.push(s.len() as u8);
         out.extend_from_slice(s.as_bytes());
     }
+    with_length(out, |out| write!(out, "{conv}"));
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&time.to_le_bytes());
+}
+
+/// Appends what `write` writes, after a byte that holds its length: names and
+/// conversation keys, all shorter than 256 bytes.
+fn with_length(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+    let at = out.len();
+    out.push(0);
+    // Writing to a vector cannot fail.
+    let _ = write(out);
+    out[at] = (out.len() - at - 1) as u8;
 }
 
 /// A record read back.
