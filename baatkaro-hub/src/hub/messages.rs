@@ -96,7 +96,7 @@ impl Hub {
         let fp = fingerprint(&to, text.as_bytes());
         let resolved = self.resolve_to_write(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
-        let key_check = u.keys.check(&key, fp, now, window);
+        let key_check = u.keys.check(&key, (&to, text.as_bytes()), fp, now, window);
         let reader = resolved.map(|_| ());
         match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
             Err(failure) => return self.reply(conn, id, Err(failure)),
