@@ -137,6 +137,9 @@ pub struct Sqlite {
     events: Option<EventLog>,
     /// The event log's segment size.
     segment_bytes: u64,
+    /// Set when a commit or a load failed: the log may refuse writes, or hold a
+    /// last write it has not judged, until it is opened again.
+    log_suspect: bool,
 }
 
 /// A place in `sent_keys` and the latest time of any key up to it.
@@ -239,6 +242,7 @@ impl Sqlite {
             dir: dir.to_path_buf(),
             events: None,
             segment_bytes,
+            log_suspect: false,
         };
         let found = store.setup(version, |found| {
             // A database that holds nothing yet, where a store was: the old one is
@@ -528,13 +532,10 @@ fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
     }
 }
 
-impl Store for Sqlite {
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.flush_index()
-    }
-
-    fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
-        if self.events.is_some() {
+/// The bodies of [`Store::load`] and [`Store::commit`], which note a failure.
+impl Sqlite {
+    fn load_inner(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
+        if self.log_suspect && self.events.is_some() {
             // Opened again: after a failed commit the log refuses writes until it
             // finds out what its last write left. Replaced only once opened: a
             // store whose `events` is `None` keeps its events in table `events`.
@@ -736,7 +737,7 @@ impl Store for Sqlite {
         Ok(snap)
     }
 
-    fn commit(
+    fn commit_inner(
         &mut self,
         writes: &[Write],
         next_group_id: u64,
@@ -996,6 +997,31 @@ impl Store for Sqlite {
             ev.flushed(&self.conn);
         }
         Ok(())
+    }
+}
+
+impl Store for Sqlite {
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.flush_index()
+    }
+
+    fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
+        let loaded = self.load_inner(keys_since, keys_per_user);
+        self.log_suspect = loaded.is_err();
+        loaded
+    }
+
+    fn commit(
+        &mut self,
+        writes: &[Write],
+        next_group_id: u64,
+        history: u64,
+    ) -> Result<(), StoreError> {
+        let committed = self.commit_inner(writes, next_group_id, history);
+        if committed.is_err() {
+            self.log_suspect = true;
+        }
+        committed
     }
 
     fn unread(&mut self, q: &UnreadQuery) -> Result<Vec<u64>, StoreError> {
