@@ -4,10 +4,9 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, it } from "vitest";
 
-import { type TestServer, launchBrowser, startServer } from "../e2e/harness";
-import { Wire } from "../e2e/wire";
+import { type TestServer, launchBrowser } from "../e2e/harness";
+import { MESSAGES, newestShown, openBigGroup, serverWithBigGroup } from "./big";
 
-const MESSAGES = Number(process.env.MESSAGES ?? 100_000);
 const RUNS = 5;
 
 let server: TestServer;
@@ -19,22 +18,8 @@ function median(xs: number[]): number {
 }
 
 beforeAll(async () => {
-  // A budget that lets one sender store 100,000 messages quickly.
-  server = await startServer(["--limit-rate", "1000000", "--limit-burst", "1000000"]);
+  server = await serverWithBigGroup();
   browser = await launchBrowser();
-  const alice = await Wire.open(server.tcp(), "alice", "pw-alice-secret", true);
-  await alice.call({ verb: "CREATE", group: "big", rule: "open" });
-  const started = Date.now();
-  await alice.pipeline(
-    (function* () {
-      for (let i = 1; i <= MESSAGES; i++) {
-        const text = i % 7 === 0 ? `message ${i}: a longer one that wraps onto a second line on a narrow screen, to vary the heights` : `message ${i}`;
-        yield { verb: "SEND" as const, to: "#big" as const, key: `m${i}`, text };
-      }
-    })(),
-  );
-  console.log(`stored ${MESSAGES} messages in ${Date.now() - started} ms`);
-  alice.close();
 });
 
 afterAll(async () => {
@@ -45,12 +30,7 @@ afterAll(async () => {
 it("measures the page", async () => {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();
-  await page.goto(server.url + "/");
-  await page.getByLabel("User name").fill("alice");
-  await page.getByLabel("Password").fill("pw-alice-secret");
-  await page.getByRole("button", { name: "Log in" }).last().click();
-  await page.getByRole("navigation").getByRole("button", { name: /^#big/ }).click();
-  await page.getByRole("log").getByText(`message ${MESSAGES}`, { exact: false }).first().waitFor({ timeout: 30_000 });
+  await openBigGroup(page, server);
 
   // Time to a usable page: from navigation to the newest message shown with the
   // composer ready, the session token kept from before (a returning user).
@@ -59,7 +39,7 @@ it("measures the page", async () => {
     const t0 = Date.now();
     await page.goto(server.url + "/");
     await page.getByLabel("Message #big").waitFor();
-    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    await newestShown(page);
     loads.push(Date.now() - t0);
   }
   // The same, by the page's own clock (navigation start to the same point).
@@ -100,7 +80,7 @@ it("measures the page", async () => {
   for (let r = 0; r < RUNS; r++) {
     await page.goto(server.url + "/");
     await page.getByLabel("Message #big").waitFor();
-    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    await newestShown(page);
     usable.push(await page.evaluate(() => (window as unknown as { usableAt: number }).usableAt));
   }
 

@@ -17,10 +17,10 @@ import { writeFileSync } from "node:fs";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, it } from "vitest";
 
-import { type TestServer, launchBrowser, startServer } from "../e2e/harness";
+import { type TestServer, launchBrowser } from "../e2e/harness";
 import { Wire } from "../e2e/wire";
+import { MESSAGES, newestShown, openBigGroup, serverWithBigGroup } from "./big";
 
-const MESSAGES = Number(process.env.MESSAGES ?? 100_000);
 const OUT = process.env.TRACE_OUT ?? "/tmp/webperf-trace";
 const LONG = Number(process.env.LONG_MS ?? 35);
 
@@ -28,19 +28,8 @@ let server: TestServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  server = await startServer(["--limit-rate", "1000000", "--limit-burst", "1000000"]);
+  server = await serverWithBigGroup();
   browser = await launchBrowser();
-  const alice = await Wire.open(server.tcp(), "alice", "pw-alice-secret", true);
-  await alice.call({ verb: "CREATE", group: "big", rule: "open" });
-  await alice.pipeline(
-    (function* () {
-      for (let i = 1; i <= MESSAGES; i++) {
-        const text = i % 7 === 0 ? `message ${i}: a longer one that wraps onto a second line on a narrow screen, to vary the heights` : `message ${i}`;
-        yield { verb: "SEND" as const, to: "#big" as const, key: `m${i}`, text };
-      }
-    })(),
-  );
-  alice.close();
 });
 
 afterAll(async () => {
@@ -176,16 +165,11 @@ function jsBreakdown(s: Array<{ ts: number; stack: string[] }>, a: number, b: nu
 it("traces a returning load and the scroll", async () => {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();
-  await page.goto(server.url + "/");
-  await page.getByLabel("User name").fill("alice");
-  await page.getByLabel("Password").fill("pw-alice-secret");
-  await page.getByRole("button", { name: "Log in" }).last().click();
-  await page.getByRole("navigation").getByRole("button", { name: /^#big/ }).click();
-  await page.getByRole("log").getByText(`message ${MESSAGES}`, { exact: false }).first().waitFor({ timeout: 30_000 });
+  await openBigGroup(page, server);
   // Warm: two loads untraced.
   for (let r = 0; r < 2; r++) {
     await page.goto(server.url + "/");
-    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    await newestShown(page);
   }
 
   // One traced load.
@@ -193,7 +177,7 @@ it("traces a returning load and the scroll", async () => {
     const t0 = Date.now();
     await page.goto(server.url + "/");
     await page.getByLabel("Message #big").waitFor();
-    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    await newestShown(page);
     const wall = Date.now() - t0;
     const timing = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
@@ -321,18 +305,13 @@ it("breaks down a returning load", async () => {
     }).observe(document, { subtree: true, childList: true, characterData: true });
   }, String(MESSAGES));
   const page = await context.newPage();
-  await page.goto(server.url + "/");
-  await page.getByLabel("User name").fill("alice");
-  await page.getByLabel("Password").fill("pw-alice-secret");
-  await page.getByRole("button", { name: "Log in" }).last().click();
-  await page.getByRole("navigation").getByRole("button", { name: /^#big/ }).click();
-  await page.getByRole("log").getByText(`message ${MESSAGES}`, { exact: false }).first().waitFor({ timeout: 30_000 });
+  await openBigGroup(page, server);
   const rows: Record<string, number>[] = [];
   for (let r = 0; r < 9; r++) {
     const t0 = Date.now();
     await page.goto(server.url + "/");
     await page.getByLabel("Message #big").waitFor();
-    await page.getByRole("log").getByText(`message ${MESSAGES}`).first().waitFor({ timeout: 30_000 });
+    await newestShown(page);
     const wall = Date.now() - t0;
     const m = await page.evaluate(() => {
       const nav = performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming;
@@ -377,7 +356,7 @@ it("times the server's answers over TCP", async () => {
       const { ClientSession } = await import("../src/proto/session");
       const [host, port] = server.tcp().split(":");
       const s = new Socket();
-      await new Promise<void>((ok) => s.connect(Number(port), host, () => ok()));
+      await new Promise<void>((ok) => s.connect(Number(port), host ?? "127.0.0.1", () => ok()));
       const sess = new ClientSession();
       const h = sess.send({ verb: "HELLO", versions: [1], software: "x" });
       const a = sess.send({ verb: "AUTH", user: "alice", token, secret });
