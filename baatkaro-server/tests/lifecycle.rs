@@ -150,29 +150,40 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
         times.sort();
         times
     };
-    // Nothing is deleted before the first minute's keys are all past the cut.
+    // What the database holds: its blocks of keys.
+    let blocks = || -> i64 {
+        rusqlite::Connection::open(dir.path().join("baatkaro.db"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM key_blocks", [], |r| r.get(0))
+            .unwrap()
+    };
+    // A key expires exactly at the cut, whatever block it is in.
     store.commit(&[Write::KeysExpired { before: t0 + 50_000 }], 1, 0).unwrap();
-    assert_eq!(kept(&mut store).len(), 18);
-    // Loading rebuilt the marks from the table: one for all of it, so the next cut
-    // must pass every key before anything goes.
+    assert_eq!(kept(&mut store), (5..18).map(|i| t0 + i * 10_000).collect::<Vec<_>>());
+    // Loading keeps the cut.
+    assert_eq!(kept(&mut store).len(), 13);
     store.commit(&[Write::KeysExpired { before: t0 + 120_000 }], 1, 0).unwrap();
-    assert_eq!(kept(&mut store).len(), 18);
+    assert_eq!(kept(&mut store).len(), 6);
+    assert_eq!(blocks(), 1);
+    // Past its newest key, the block itself goes.
     store.commit(&[Write::KeysExpired { before: t0 + 170_001 }], 1, 0).unwrap();
     assert!(kept(&mut store).is_empty());
+    assert_eq!(blocks(), 0);
 
-    // Without a load in between, the first minute goes and the rest stays.
+    // Keys written after a cut are not below it.
     for i in 18..36 {
         store.commit(&[key(i)], 1, 0).unwrap();
     }
     store.commit(&[Write::KeysExpired { before: t0 + 240_001 }], 1, 0).unwrap();
     let times = kept(&mut store);
-    assert_eq!(times.len(), 12, "{times:?}");
-    assert_eq!(times[0], t0 + 240_000);
+    assert_eq!(times.len(), 11, "{times:?}");
+    assert_eq!(times[0], t0 + 250_000);
 
-    // A batch whose last row is in another table (an account, with a higher rowid
-    // than any key) must not move the keys' mark past the keys it holds.
+    // A cut past every key takes them all; a later cut applies to later keys by
+    // their own times, whatever the cut before it was.
     store.commit(&[Write::KeysExpired { before: u64::MAX }], 1, 0).unwrap();
     assert!(kept(&mut store).is_empty());
+    assert_eq!(blocks(), 0);
     let users = (0..5).map(|i| Write::User {
         name: format!("user{i}").parse().unwrap(),
         hash: "x".into(),
@@ -185,6 +196,10 @@ fn expired_idempotency_keys_are_deleted_from_the_store_as_they_expire() {
     store.commit(&[late(1)], 1, 0).unwrap();
     store.commit(&[Write::KeysExpired { before: t0 + 1_000_001 }], 1, 0).unwrap();
     assert_eq!(kept(&mut store), [t0 + 1_120_000]);
+    assert_eq!(blocks(), 1);
+    // A start with a later `keys_since` leaves out and deletes what is older.
+    assert!(store.load(t0 + 1_120_001, 0).unwrap().keys.is_empty());
+    assert_eq!(blocks(), 0);
 }
 
 /// Takes a current database back to schema version 1 (what version 2 added is an

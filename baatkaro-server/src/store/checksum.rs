@@ -134,6 +134,7 @@ pub(crate) const TABLES: &[Table] = &[
         key: &["rowid"],
         columns: &["user", "key", "conv", "fingerprint", "seq", "time"],
     },
+    Table { name: "key_blocks", key: &["id"], columns: &["floor", "newest", "keys"] },
     Table { name: "read_markers", key: &["user", "conv"], columns: &["user", "conv", "seq"] },
     Table { name: "event_floors", key: &["conv"], columns: &["conv", "floor"] },
     Table {

@@ -8,15 +8,15 @@
 //! in batches:
 //!
 //! - **Records.** An event record holds the conversation key, the sequence number,
-//!   the time and the frame that was fanned out; a key record holds what a
-//!   `sent_keys` row holds. A batch's event records are ordered by conversation, so
+//!   the time and the frame that was fanned out; a key record holds a send's
+//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block. A batch's event records are ordered by conversation, so
 //!   that each conversation's events of a batch lie together.
 //! - **Chunks.** `event_chunks` has a row for each run of a conversation's
 //!   consecutive events lying together in the log, up to [`CHUNK_BYTES`]: a page of
 //!   history is a few reads of a few kilobytes. Chunks and keys of the batches
 //!   committed since the last flush wait in memory ([`EventLog::pending`]), at most
-//!   [`FLUSH_AT`] of them, and go to SQLite in one transaction, with the position
-//!   the log is indexed up to (`meta.log_indexed`).
+//!   [`FLUSH_AT`] of them, and go to SQLite in one transaction (the keys as one
+//!   block), with the position the log is indexed up to (`meta.log_indexed`).
 //! - **Order of commit.** A batch's records are made durable in the log first;
 //!   then, if the batch also writes metadata (accounts, groups, files, markers),
 //!   its SQLite transaction commits, and it always flushes: so `log_indexed` is the
@@ -44,10 +44,11 @@ use std::io::Write as _;
 use std::path::Path;
 
 use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER};
-use baatkaro_proto::{Conversation, Seq};
+use baatkaro_proto::Seq;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::checksum::RowSum;
+use super::key_blocks::{self, KeyBlock, bad, take_str, take_u64, with_length};
 use super::{ConvKey, EventRecord, StoreError, Write};
 
 /// The directory of the log, inside the data directory.
@@ -66,7 +67,7 @@ pub(super) const CHUNK_BYTES: u64 = 64 << 10;
 pub(super) const FLUSH_AT: usize = 8192;
 
 const EVENT: u8 = 1;
-const KEY: u8 = 2;
+const KEY: u8 = key_blocks::KEY;
 /// The record that ends a batch committed with a `history` limit, so that a start
 /// moves the retention floors of the batches it reads back as the commit did.
 const RETAIN: u8 = 3;
@@ -101,8 +102,8 @@ pub(super) struct EventLog {
     /// sequence order.
     pending: HashMap<ConvKey, Vec<Chunk>>,
     pending_chunks: usize,
-    /// Keys committed to the log and not yet to SQLite, in order.
-    pending_keys: Vec<Write>,
+    /// Keys committed to the log and not yet to SQLite, in order: their records.
+    pending_keys: KeyBlock,
     /// Retention floors moved since the last flush.
     floors: HashMap<ConvKey, Seq>,
     /// The number of the last batch written.
@@ -146,7 +147,7 @@ impl EventLog {
             log,
             pending: HashMap::new(),
             pending_chunks: 0,
-            pending_keys: Vec::new(),
+            pending_keys: KeyBlock::default(),
             floors: HashMap::new(),
             number: recovery.last_number.unwrap_or(0),
             order: Vec::new(),
@@ -197,7 +198,7 @@ impl EventLog {
             out.clear();
             match &writes[i] {
                 Write::Event(r) => encode_event(out, r),
-                key => encode_key(out, key),
+                key => key_blocks::encode(out, key),
             }
         }
         if retain {
@@ -241,7 +242,8 @@ impl EventLog {
                             self.floors.insert(r.conv, r.seq - history);
                         }
                     }
-                    key => self.pending_keys.push(key.clone()),
+                    Write::SendKey { time, .. } => self.pending_keys.push(&self.records[k], *time),
+                    _ => {}
                 }
                 pos += len;
             }
@@ -255,10 +257,10 @@ impl EventLog {
         index_into(&mut self.pending, &mut self.pending_chunks, conv, seq, pos, len);
     }
 
-    /// The keys waiting for SQLite, taken: the caller writes them in the flush's
-    /// transaction.
-    pub(super) fn take_keys(&mut self) -> Vec<Write> {
-        std::mem::take(&mut self.pending_keys)
+    /// The keys waiting for SQLite: the caller writes them in the flush's
+    /// transaction, and [`EventLog::flushed`] lets them go.
+    pub(super) fn keys(&self) -> &KeyBlock {
+        &self.pending_keys
     }
 
     /// Writes the chunks and floors in memory, and where the log is indexed up to,
@@ -299,6 +301,7 @@ impl EventLog {
     pub(super) fn flushed(&mut self, conn: &Connection) {
         self.pending.clear();
         self.pending_chunks = 0;
+        self.pending_keys.clear();
         self.floors.clear();
         match self.remove_unused(conn) {
             Ok(0) => {}
@@ -364,6 +367,7 @@ impl EventLog {
         // its records so far: indexed only once that last part is (FLAG_MORE).
         let mut first_part: Option<Position> = None;
         let mut found = Vec::new();
+        let mut encoded = Vec::new();
         for batch in log.scan(Position(indexed)) {
             let batch = batch.map_err(log_error)?;
             if batch.flags & FLAG_META != 0 {
@@ -397,7 +401,11 @@ impl EventLog {
                     Decoded::Retain(_) => {}
                     Decoded::Key(key) => {
                         on_key(&key);
-                        pending_keys.push(key);
+                        if let Write::SendKey { time, .. } = key {
+                            encoded.clear();
+                            key_blocks::encode(&mut encoded, &key);
+                            pending_keys.push(&encoded, time);
+                        }
                     }
                 }
             }
@@ -685,55 +693,11 @@ fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
     out.extend_from_slice(&r.frame);
 }
 
-/// A key record: `2`, then user, key and conversation as length and bytes, then
-/// fingerprint, sequence number and time.
-fn encode_key(out: &mut Vec<u8>, w: &Write) {
-    let Write::SendKey { user, key, conv, fingerprint, seq, time } = w else { return };
-    out.push(KEY);
-    for s in [user.as_str(), key.as_str()] {
-        out.push(s.len() as u8);
-        out.extend_from_slice(s.as_bytes());
-    }
-    with_length(out, |out| write!(out, "{conv}"));
-    out.extend_from_slice(&fingerprint.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&time.to_le_bytes());
-}
-
-/// Appends what `write` writes, after a byte that holds its length: names and
-/// conversation keys, all shorter than 256 bytes.
-fn with_length(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
-    let at = out.len();
-    out.push(0);
-    // Writing to a vector cannot fail.
-    let _ = write(out);
-    out[at] = (out.len() - at - 1) as u8;
-}
-
 /// A record read back.
 enum Decoded {
     Event { conv: ConvKey, seq: Seq, len: u64 },
     Key(Write),
     Retain(u64),
-}
-
-fn bad() -> StoreError {
-    StoreError::Corrupt("an event log record does not decode".into())
-}
-
-/// Splits a length-prefixed string off the front of `b`.
-fn take_str<'a>(b: &mut &'a [u8]) -> Result<&'a str, StoreError> {
-    let (&n, rest) = b.split_first().ok_or_else(bad)?;
-    let (s, rest) = rest.split_at_checked(n as usize).ok_or_else(bad)?;
-    *b = rest;
-    std::str::from_utf8(s).map_err(|_| bad())
-}
-
-/// Splits a little-endian u64 off the front of `b`.
-fn take_u64(b: &mut &[u8]) -> Result<u64, StoreError> {
-    let (n, rest) = b.split_first_chunk::<8>().ok_or_else(bad)?;
-    *b = rest;
-    Ok(u64::from_le_bytes(*n))
 }
 
 /// An event record's conversation, sequence number, time and frame.
@@ -754,19 +718,7 @@ fn decode(data: &[u8]) -> Result<Decoded, StoreError> {
             let (conv, seq, _, _) = decode_event(data)?;
             Ok(Decoded::Event { conv, seq, len: (RECORD_HEADER + data.len()) as u64 })
         }
-        Some(&KEY) => {
-            let mut b = &data[1..];
-            let user = take_str(&mut b)?.parse().map_err(|_| bad())?;
-            let key = take_str(&mut b)?.parse().map_err(|_| bad())?;
-            let conv: Conversation = take_str(&mut b)?.parse().map_err(|_| bad())?;
-            let fingerprint = take_u64(&mut b)?;
-            let seq = take_u64(&mut b)?;
-            let time = take_u64(&mut b)?;
-            if !b.is_empty() {
-                return Err(bad());
-            }
-            Ok(Decoded::Key(Write::SendKey { user, key, conv, fingerprint, seq, time }))
-        }
+        Some(&KEY) => Ok(Decoded::Key(key_blocks::decode(data)?)),
         Some(&RETAIN) => {
             let mut b = &data[1..];
             let history = take_u64(&mut b)?;

@@ -13,6 +13,7 @@ mod events;
 pub use events::{MIN_SEGMENT_BYTES, SEGMENT_BYTES};
 mod group_log;
 pub mod identity;
+mod key_blocks;
 mod read_markers;
 
 pub use accounts::Admin;

@@ -16,7 +16,7 @@ use super::events::{self, EventLog};
 use super::identity::{self, IDENTITY_VERSION};
 use super::{
     ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError,
-    UnreadQuery, UploadRecord, Write, accounts, group_log, read_markers,
+    UnreadQuery, UploadRecord, Write, accounts, group_log, key_blocks, read_markers,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -104,6 +104,10 @@ const MIGRATIONS: &[&str] = &[
     // this index points into (store/events.rs); the events of an older store are
     // moved when it is first opened.
     events::MIGRATION,
+    // 11: idempotency keys are written in blocks, one row per flush of the event
+    // log's index instead of one per key (store/key_blocks.rs); the rows of
+    // `sent_keys` are moved into blocks when the store is first opened.
+    key_blocks::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -111,6 +115,9 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The schema version from which events are kept in the event log.
 const EVENT_LOG_VERSION: i64 = 10;
+
+/// The schema version from which idempotency keys are kept in blocks.
+const KEY_BLOCK_VERSION: i64 = 11;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "baatkaro.db";
@@ -137,6 +144,9 @@ pub struct Sqlite {
     events: Option<EventLog>,
     /// The event log's segment size.
     segment_bytes: u64,
+    /// Whether idempotency keys are kept in blocks (schema 11 on) rather than in
+    /// `sent_keys` rows.
+    key_blocks: bool,
     /// Set when a commit or a load failed: the log may refuse writes, or hold a
     /// last write it has not judged, until it is opened again.
     log_suspect: bool,
@@ -242,6 +252,7 @@ impl Sqlite {
             dir: dir.to_path_buf(),
             events: None,
             segment_bytes,
+            key_blocks: version >= KEY_BLOCK_VERSION,
             log_suspect: false,
         };
         let found = store.setup(version, |found| {
@@ -277,6 +288,12 @@ impl Sqlite {
         if version >= EVENT_LOG_VERSION {
             store.events = Some(EventLog::open(dir, segment_bytes)?);
             store.move_events()?;
+        }
+        if store.key_blocks {
+            let moved = key_blocks::move_rows(&mut store.conn, &mut store.sum, events::FLUSH_AT)?;
+            if moved > 0 {
+                tracing::info!(keys = moved, "moved the stored idempotency keys into blocks");
+            }
         }
         Ok(store)
     }
@@ -431,15 +448,32 @@ impl Sqlite {
             accounts::UNDO_KNOWN_ADDRESSES,
             read_markers::UNDO,
             events::UNDO,
+            key_blocks::UNDO,
         ];
         let found: i64 =
             Connection::open(dir.join(DB_FILE))?
                 .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found >= EVENT_LOG_VERSION && version < EVENT_LOG_VERSION {
-            // The events go back into their table, as before the log.
+        let undo_blocks = found >= KEY_BLOCK_VERSION && version < KEY_BLOCK_VERSION;
+        let undo_log = found >= EVENT_LOG_VERSION && version < EVENT_LOG_VERSION;
+        // Opened once: an open moves rows of `sent_keys` into blocks.
+        let mut store = if undo_blocks || undo_log {
             let mut store = Sqlite::open(dir)?;
             store.load(0, 0)?;
             store.flush_index()?;
+            Some(store)
+        } else {
+            None
+        };
+        if let Some(store) = store.as_mut()
+            && undo_blocks
+        {
+            // The keys go back into rows, as before the blocks.
+            key_blocks::restore_rows(&mut store.conn)?;
+        }
+        if let Some(mut store) = store
+            && undo_log
+        {
+            // The events go back into their table, as before the log.
             let Some(ev) = store.events.as_mut() else { return Ok(()) };
             let events = ev.dump(&store.conn)?;
             let tx = store.conn.transaction()?;
@@ -532,6 +566,58 @@ fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
     }
 }
 
+/// Reads the keys of `sent_keys` (a store before the blocks) at `keys_since` or
+/// later into `out`, deleting older rows, and marks where they end in `marks`.
+fn load_key_rows(
+    c: &Connection,
+    marks: &mut std::collections::VecDeque<KeyMark>,
+    keys_since: u64,
+    keys_per_user: u64,
+    out: &mut Vec<key_blocks::KeyRow>,
+) -> Result<(), StoreError> {
+    c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
+    let last: Option<(i64, i64)> =
+        c.query_row("SELECT MAX(rowid), MAX(time) FROM sent_keys", [], |r| {
+            Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+        })?;
+    if let Some((rowid, time)) = last {
+        let time = time as u64;
+        marks.push_back(KeyMark { rowid, time, since: time });
+    }
+    // In the order they were stored: the newest row of a key is the one that
+    // holds, and the hub expires keys oldest first. Only each user's newest rows
+    // are read: the hub keeps no more (SPEC.md 5.2, `key-count`).
+    let mut q = c.prepare(
+        "SELECT user, key, conv, fingerprint, seq, time FROM (
+             SELECT rowid AS r, user, key, conv, fingerprint, seq, time,
+                    ROW_NUMBER() OVER (PARTITION BY user ORDER BY rowid DESC) AS newest
+             FROM sent_keys)
+         WHERE newest <= ?1 ORDER BY r",
+    )?;
+    let per_user = match keys_per_user {
+        0 => i64::MAX,
+        n => i64::try_from(n).unwrap_or(i64::MAX),
+    };
+    let rows = q.query_map([per_user], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (user, key, conv, fp, seq, time) = row?;
+        let key: IdemKey = name(key, "idempotency key")?;
+        let conv: Conversation = name(conv, "conversation")?;
+        // Fingerprints are u64 stored bit for bit in SQLite's i64.
+        out.push((name(user, "user name")?, key, conv, fp as u64, seq as u64, time as u64));
+    }
+    Ok(())
+}
+
 /// The bodies of [`Store::load`] and [`Store::commit`], which note a failure.
 impl Sqlite {
     fn load_inner(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
@@ -574,55 +660,12 @@ impl Sqlite {
                 .ok_or_else(|| corrupt("a stored conversation is not valid"))?;
             snap.latest.push((key, seq as u64));
         }
-        c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
-        self.key_marks.clear();
-        let last: Option<(i64, i64)> =
-            c.query_row("SELECT MAX(rowid), MAX(time) FROM sent_keys", [], |r| {
-                Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
-            })?;
-        if let Some((rowid, time)) = last {
-            let time = time as u64;
-            self.key_marks.push_back(KeyMark { rowid, time, since: time });
+        if self.key_blocks {
+            key_blocks::load(c, keys_since, keys_per_user, &mut snap.keys)?;
+        } else {
+            self.key_marks.clear();
+            load_key_rows(c, &mut self.key_marks, keys_since, keys_per_user, &mut snap.keys)?;
         }
-        // In the order they were stored: the newest row of a key is the one that
-        // holds, and the hub expires keys oldest first. Only each user's newest rows
-        // are read: the hub keeps no more (SPEC.md 5.2, `key-count`).
-        let mut q = c.prepare(
-            "SELECT user, key, conv, fingerprint, seq, time FROM (
-                 SELECT rowid AS r, user, key, conv, fingerprint, seq, time,
-                        ROW_NUMBER() OVER (PARTITION BY user ORDER BY rowid DESC) AS newest
-                 FROM sent_keys)
-             WHERE newest <= ?1 ORDER BY r",
-        )?;
-        let per_user = match keys_per_user {
-            0 => i64::MAX,
-            n => i64::try_from(n).unwrap_or(i64::MAX),
-        };
-        let rows = q.query_map([per_user], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?;
-        for row in rows {
-            let (user, key, conv, fp, seq, time) = row?;
-            let key: IdemKey = name(key, "idempotency key")?;
-            let conv: Conversation = name(conv, "conversation")?;
-            // Fingerprints are u64 stored bit for bit in SQLite's i64.
-            snap.keys.push((
-                name(user, "user name")?,
-                key,
-                conv,
-                fp as u64,
-                seq as u64,
-                time as u64,
-            ));
-        }
-        drop(q);
         if let Some(ev) = self.events.as_mut() {
             // What the log holds past its index: the sends since the last flush,
             // newer than every row read above.
@@ -746,7 +789,7 @@ impl Sqlite {
         // Events and keys go to the log first, durably; the database commits only
         // when the batch has metadata or enough index waits (events.rs).
         let in_log = self.events.is_some();
-        let keys = match self.events.as_mut() {
+        let keys: Vec<Write> = match self.events.as_mut() {
             Some(ev) => {
                 // A batch whose database transaction comes after it is flagged in
                 // the log, so that a restart cuts it if that transaction never
@@ -757,7 +800,12 @@ impl Sqlite {
                 if !flush {
                     return Ok(());
                 }
-                ev.take_keys()
+                if self.key_blocks {
+                    Vec::new()
+                } else {
+                    // A store of schema 10 (made by tests) keeps them in rows.
+                    ev.keys().keys().collect::<Result<_, _>>()?
+                }
             }
             None => Vec::new(),
         };
@@ -779,6 +827,12 @@ impl Sqlite {
         let mut insert_key = None;
         // Updated in place, as `log_len`: a failed commit is followed by a load.
         let marks = &mut self.key_marks;
+        if let Some(ev) = events.as_ref()
+            && self.key_blocks
+        {
+            // First, as the rows were: a `KeysExpired` of the batch applies to them.
+            ev.keys().insert(&tx, rs)?;
+        }
         for w in rows {
             match w {
                 // Every row's columns are summed as they are bound, in the table's
@@ -971,6 +1025,9 @@ impl Sqlite {
                 }
                 Write::ReadMarker { .. } | Write::ReadMarkerGone { .. } => {
                     read_markers::commit(&tx, rs, w)?;
+                }
+                Write::KeysExpired { before } if self.key_blocks => {
+                    key_blocks::expire(&tx, *before)?;
                 }
                 Write::KeysExpired { before } => {
                     // The last mark wholly before the cut: every row up to it goes.
