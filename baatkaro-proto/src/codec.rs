@@ -66,9 +66,15 @@ pub trait Encode {
     /// Appends the frame's bytes, CRLF and payload included, to `out`.
     fn encode(&self, out: &mut BytesMut);
 
+    /// About how many bytes the frame encodes to, or more: what [`Encode::to_bytes`]
+    /// allocates, so that it does not grow (and copy) the buffer as it writes.
+    fn size_hint(&self) -> usize {
+        128
+    }
+
     /// The frame's bytes in a new buffer.
     fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(128);
+        let mut out = BytesMut::with_capacity(self.size_hint());
         self.encode(&mut out);
         out.freeze()
     }

@@ -349,6 +349,7 @@ impl Connection {
         let now = clock::monotonic();
         match msg {
             ToConn::Deliver { frames, list, cost } => {
+                self.session.reserve_output(cost);
                 for delivery in list {
                     let s = &mut self.session;
                     match delivery {

@@ -5,6 +5,7 @@ use bytes::BytesMut;
 use super::{Item, OkReply, ServerFrame};
 use crate::codec::Encode;
 use crate::event::encode::{put_event, put_failure, put_stored};
+use crate::event::{Event, StoredEvent};
 use crate::types::OfferStatus;
 use crate::wire::Put;
 
@@ -25,6 +26,18 @@ impl Encode for ServerFrame {
                 put_item(out, item);
             }
             ServerFrame::Event(e) => put_event(out, e),
+        }
+    }
+
+    fn size_hint(&self) -> usize {
+        // A message's frame is its text and a line of at most about 150 bytes (a
+        // conversation, two numbers, a user, the payload's length); other frames
+        // are short, or lists that grow as they are written anyway.
+        match self {
+            ServerFrame::Event(Event::Stored(StoredEvent::Message { text, .. })) => {
+                192 + text.len()
+            }
+            _ => 128,
         }
     }
 }
@@ -149,6 +162,31 @@ fn put_item(out: &mut BytesMut, item: &Item) {
         Item::Token { token, created, used, expires, address, label } => {
             out.word(b"TOKEN").num(*token).num(*created).num(*used).num(*expires);
             out.word(address.as_bytes()).end_with_payload(label.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Conversation, Text};
+
+    #[test]
+    fn a_message_frame_fits_in_what_its_encoder_allocates() {
+        // The longest line a message can have: the longest names and numbers.
+        let name = "a".repeat(32);
+        for text in ["x", &"y".repeat(128), &"z".repeat(crate::TEXT_MAX)] {
+            for conv in [format!("#{name}"), format!("@{name}")] {
+                let frame = ServerFrame::Event(Event::Stored(StoredEvent::Message {
+                    conv: conv.parse::<Conversation>().unwrap(),
+                    seq: u64::MAX,
+                    time: u64::MAX,
+                    from: name.parse().unwrap(),
+                    text: Text::new(text).unwrap(),
+                }));
+                let len = frame.to_bytes().len();
+                assert!(len <= frame.size_hint(), "{len} > {}", frame.size_hint());
+            }
         }
     }
 }

@@ -436,6 +436,16 @@ impl Session {
         }
     }
 
+    /// Makes room for about `bytes` more output (at most [`PIECE`] beyond the piece
+    /// being filled) in one allocation: whoever knows what a batch of frames adds up
+    /// to says so before sending them, and the buffer does not grow, copying, frame
+    /// by frame.
+    pub fn reserve_output(&mut self, bytes: usize) {
+        if self.state != SessionState::Closed {
+            self.out.reserve(bytes.min(PIECE));
+        }
+    }
+
     /// Appends an event already encoded (for fan-out: encode once, send to many).
     pub fn send_encoded(&mut self, frame: &[u8]) {
         if self.state != SessionState::Closed {

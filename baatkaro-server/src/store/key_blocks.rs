@@ -124,10 +124,14 @@ pub(super) fn encode(out: &mut Vec<u8>, w: &Write) {
         out.push(s.len() as u8);
         out.extend_from_slice(s.as_bytes());
     }
-    with_length(out, |out| {
-        use std::io::Write as _;
-        write!(out, "{conv}")
-    });
+    // As `Conversation`'s `Display` spells it, without the formatting machinery.
+    let (sigil, name) = match conv {
+        Conversation::Group(g) => (b'#', g.as_str()),
+        Conversation::Direct(u) => (b'@', u.as_str()),
+    };
+    out.push(1 + name.len() as u8);
+    out.push(sigil);
+    out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&time.to_le_bytes());
