@@ -87,6 +87,7 @@ fn le<const N: usize>(b: &[u8]) -> [u8; N] {
 ///
 /// Returns `None`, leaving `out` in an unspecified state, when the body would not
 /// fit the header's 32-bit length.
+#[cfg(test)]
 pub(crate) fn encode<'a>(
     out: &mut Vec<u8>,
     seed: u64,
@@ -94,16 +95,46 @@ pub(crate) fn encode<'a>(
     flags: u32,
     records: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<()> {
-    out.clear();
-    out.resize(HEADER, 0);
+    start(out);
     let mut count: u32 = 0;
     for data in records {
-        let len = u32::try_from(data.len()).ok()?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&record_sum(seed, data).to_le_bytes());
-        out.extend_from_slice(data);
+        push_record(out, seed, |out| out.extend_from_slice(data))?;
         count = count.checked_add(1)?;
     }
+    finish(out, seed, number, flags, count)
+}
+
+/// Begins a batch in `out` (cleared first): room for its header.
+pub(crate) fn start(out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(HEADER, 0);
+}
+
+/// Appends a record whose data `write` appends to `out`, and returns where the
+/// record (its header) starts. `None`, the record taken back, if its data is
+/// longer than a record's 32-bit length.
+pub(crate) fn push_record(
+    out: &mut Vec<u8>,
+    seed: u64,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Option<usize> {
+    let at = out.len();
+    out.resize(at + RECORD_HEADER, 0);
+    write(out);
+    let data = &out[at + RECORD_HEADER..];
+    let Ok(len) = u32::try_from(data.len()) else {
+        out.truncate(at);
+        return None;
+    };
+    let sum = record_sum(seed, data);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
+    Some(at)
+}
+
+/// Writes the header of the batch in `out` (begun by [`start`], `count` records
+/// pushed since). `None` if the body does not fit the header's 32-bit length.
+pub(crate) fn finish(out: &mut [u8], seed: u64, number: u64, flags: u32, count: u32) -> Option<()> {
     let body_len = u32::try_from(out.len() - HEADER).ok()?;
     out[0..4].copy_from_slice(&MAGIC);
     out[4..8].copy_from_slice(&body_len.to_le_bytes());

@@ -23,7 +23,7 @@ mod verify;
 
 pub use error::LogError;
 pub use frame::{HEADER as BATCH_HEADER, RECORD_HEADER};
-pub use log::{Batch, Cut, Log, Options, Recovery, Span};
+pub use log::{Batch, BatchWriter, Cut, Log, Options, Recovery, Span};
 pub use segment::SEGMENT_HEADER;
 pub use verify::{Checked, Verifier};
 

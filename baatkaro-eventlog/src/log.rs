@@ -327,11 +327,28 @@ impl Log {
         flags: u32,
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Position, LogError> {
+        let mut batch = self.begin()?;
+        for data in records {
+            batch.record(|out| out.extend_from_slice(data))?;
+        }
+        batch.commit(number, flags)
+    }
+
+    /// Begins a batch whose records are written straight into the log's buffer
+    /// ([`BatchWriter::record`]), with no copy of their own; nothing is written
+    /// until [`BatchWriter::commit`], which is [`Log::commit`]'s.
+    pub fn begin(&mut self) -> Result<BatchWriter<'_>, LogError> {
         if self.failed {
             return Err(LogError::Failed);
         }
+        frame::start(&mut self.buf);
+        Ok(BatchWriter { log: self, count: 0 })
+    }
+
+    /// Writes the batch in the buffer, durably (see [`Log::commit`]).
+    fn write_batch(&mut self, number: u64, flags: u32, count: u32) -> Result<Position, LogError> {
         let too_large = |n| LogError::TooLarge(n);
-        frame::encode(&mut self.buf, self.seed, number, flags, records)
+        frame::finish(&mut self.buf, self.seed, number, flags, count)
             .ok_or_else(|| too_large(u64::from(u32::MAX)))?;
         let len = self.buf.len() as u64;
         if len > self.options.segment_bytes.saturating_sub(SEGMENT_HEADER) {
@@ -564,6 +581,60 @@ impl Log {
     /// How many segments the log has, the active one included.
     pub fn segments(&self) -> usize {
         self.sealed.len() + 1
+    }
+}
+
+/// A batch being written into the log's buffer ([`Log::begin`]).
+#[derive(Debug)]
+pub struct BatchWriter<'a> {
+    log: &'a mut Log,
+    count: u32,
+}
+
+impl BatchWriter<'_> {
+    /// Appends a record whose data `write` appends to the vector it is given (and
+    /// must not otherwise change), and returns the record's offset from the
+    /// batch's position: its data is that plus [`RECORD_HEADER`] into the log.
+    pub fn record(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<u64, LogError> {
+        let count = self.count.checked_add(1).ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
+        let at = frame::push_record(&mut self.log.buf, self.log.seed, write)
+            .ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
+        self.count = count;
+        Ok(at as u64)
+    }
+
+    /// The data of the last record appended.
+    pub fn last_data(&self, at: u64) -> &[u8] {
+        &self.log.buf[at as usize + RECORD_HEADER..]
+    }
+
+    /// Takes back the last record, which [`BatchWriter::record`] put at `at`.
+    pub fn undo(&mut self, at: u64) {
+        if self.count > 0 && (at as usize) < self.log.buf.len() && at as usize >= HEADER {
+            self.log.buf.truncate(at as usize);
+            self.count -= 1;
+        }
+    }
+
+    /// Bytes of the batch so far, its header included.
+    pub fn len(&self) -> u64 {
+        self.log.buf.len() as u64
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// How many records it holds.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Appends the batch, numbered `number` with the caller's `flags`, and returns
+    /// once it is durable, with its position: as [`Log::commit`].
+    pub fn commit(self, number: u64, flags: u32) -> Result<Position, LogError> {
+        self.log.write_batch(number, flags, self.count)
     }
 }
 

@@ -43,7 +43,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
 
-use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER};
+use baatkaro_eventlog::{Log, LogError, Options, Position, RECORD_HEADER};
 use baatkaro_proto::Seq;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -110,8 +110,9 @@ pub(super) struct EventLog {
     number: u64,
     /// Indices of the batch's writes in the order their records go.
     order: Vec<usize>,
-    /// The batch's encoded records, their memory kept.
-    records: Vec<Vec<u8>>,
+    /// The records of the part being written: which of the batch's, and their
+    /// offset and length in the part; kept to reuse the memory.
+    placed: Vec<(usize, u64, u64)>,
     /// A batch larger than this goes to the log in parts of at most this size.
     part_bytes: u64,
 }
@@ -151,7 +152,7 @@ impl EventLog {
             floors: HashMap::new(),
             number: recovery.last_number.unwrap_or(0),
             order: Vec::new(),
-            records: Vec::new(),
+            placed: Vec::new(),
             part_bytes: segment_bytes / 2,
         })
     }
@@ -192,69 +193,80 @@ impl EventLog {
         );
         let writes_in_log = self.order.len();
         let retain = history > 0 && events > 0;
-        self.records.resize_with(writes_in_log + usize::from(retain), Vec::new);
-        for (k, &i) in self.order.iter().enumerate() {
-            let out = &mut self.records[k];
-            out.clear();
-            match &writes[i] {
-                Write::Event(r) => encode_event(out, r),
-                key => key_blocks::encode(out, key),
-            }
-        }
-        if retain {
-            let out = &mut self.records[writes_in_log];
-            out.clear();
-            out.push(RETAIN);
-            out.extend_from_slice(&history.to_le_bytes());
-        }
+        let total = writes_in_log + usize::from(retain);
         // Every part of a batch whose metadata commits after it is flagged: a
         // restart cuts them all if that commit never happened.
         let flags = if meta { FLAG_META } else { 0 };
-        let mut from = 0;
-        while from < self.records.len() {
-            // A part: as many records as fit in `part_bytes` (one at least).
-            let mut to = from;
-            let mut bytes = BATCH_HEADER as u64;
-            while to < self.records.len() {
-                let len = (RECORD_HEADER + self.records[to].len()) as u64;
-                if to > from && bytes + len > self.part_bytes {
-                    break;
-                }
-                bytes += len;
-                to += 1;
-            }
-            self.number += 1;
-            let more = if to < self.records.len() { FLAG_MORE } else { 0 };
-            let at = self
-                .log
-                .commit(self.number, flags | more, self.records[from..to].iter().map(Vec::as_slice))
-                .map_err(log_error)?;
-            let mut pos = at.0 + BATCH_HEADER as u64;
-            for k in from..to {
-                let len = (RECORD_HEADER + self.records[k].len()) as u64;
-                if k == writes_in_log {
-                    break; // the RETAIN record, last
-                }
-                match &writes[self.order[k]] {
-                    Write::Event(r) if k < events => {
-                        self.index(r.conv, r.seq, pos, len);
-                        if history > 0 && r.seq > history {
-                            self.floors.insert(r.conv, r.seq - history);
-                        }
-                    }
-                    Write::SendKey { time, .. } => self.pending_keys.push(&self.records[k], *time),
-                    _ => {}
-                }
-                pos += len;
-            }
-            from = to;
+        // A batch that did not wholly commit was not acknowledged: its keys do not
+        // wait for SQLite (the log's own copy is cut at the next load).
+        let mark = self.pending_keys.mark();
+        let written = self.write_parts(writes, events, total, flags, history);
+        if written.is_err() {
+            self.pending_keys.rollback(mark);
         }
-        Ok(())
+        written
     }
 
-    /// Adds an event at `pos` to the chunks in memory.
-    fn index(&mut self, conv: ConvKey, seq: Seq, pos: u64, len: u64) {
-        index_into(&mut self.pending, &mut self.pending_chunks, conv, seq, pos, len);
+    /// Writes records `0..total` of the batch (`order`'s, then a RETAIN record) in
+    /// parts of at most `part_bytes`, each encoded straight into the log's buffer,
+    /// and indexes them in memory.
+    fn write_parts(
+        &mut self,
+        writes: &[Write],
+        events: usize,
+        total: usize,
+        flags: u32,
+        history: u64,
+    ) -> Result<(), StoreError> {
+        let EventLog {
+            log,
+            pending,
+            pending_chunks,
+            pending_keys,
+            floors,
+            number,
+            order,
+            placed,
+            part_bytes,
+        } = self;
+        let encode = |k: usize, out: &mut Vec<u8>| match order.get(k).map(|&i| &writes[i]) {
+            Some(Write::Event(r)) => encode_event(out, r),
+            Some(key) => key_blocks::encode(out, key),
+            None => {
+                out.push(RETAIN);
+                out.extend_from_slice(&history.to_le_bytes());
+            }
+        };
+        let mut k = 0;
+        while k < total {
+            let mut part = log.begin().map_err(log_error)?;
+            placed.clear();
+            while k < total {
+                let at = part.record(|out| encode(k, out)).map_err(log_error)?;
+                // A part holds as many records as fit in `part_bytes`, one at least.
+                if part.count() > 1 && part.len() > *part_bytes {
+                    part.undo(at);
+                    break;
+                }
+                if let Some(Write::SendKey { time, .. }) = order.get(k).map(|&i| &writes[i]) {
+                    pending_keys.push(part.last_data(at), *time);
+                }
+                placed.push((k, at, part.len() - at));
+                k += 1;
+            }
+            *number += 1;
+            let more = if k < total { FLAG_MORE } else { 0 };
+            let at = part.commit(*number, flags | more).map_err(log_error)?;
+            for &(k, offset, len) in placed.iter().filter(|(k, ..)| *k < events) {
+                if let Write::Event(r) = &writes[order[k]] {
+                    index_into(pending, pending_chunks, r.conv, r.seq, at.0 + offset, len);
+                    if history > 0 && r.seq > history {
+                        floors.insert(r.conv, r.seq - history);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The keys waiting for SQLite: the caller writes them in the flush's
