@@ -54,6 +54,9 @@ use crate::store::{Batch, ConvKey, ReadResult, Snapshot, StoreFault, Write};
 /// How many batches may be committing at the store at once.
 pub const IN_FLIGHT: usize = 2;
 
+/// Emptied vectors kept for reuse: one for each batch in flight, and the open one.
+const SPARES: usize = IN_FLIGHT + 1;
+
 /// Writes the open batch may gather while [`IN_FLIGHT`] batches commit, before the
 /// hub stops taking requests (and connections stop being read).
 const MAX_OPEN_WRITES: usize = 16 * 1024;
@@ -284,9 +287,11 @@ pub struct Hub {
     open_outs: Vec<Out>,
     /// Emptied vectors of committed batches, reused by the next ones: a busy
     /// batch holds thousands of writes and outputs, and growing fresh vectors
-    /// that large showed in profiles as copies and page faults.
-    spare_writes: Vec<Write>,
-    spare_outs: Vec<Out>,
+    /// that large showed in profiles as copies and page faults. Several: commits
+    /// can come back before the next batch takes one, and a vector dropped there
+    /// had the next batch grow a fresh one; at most [`SPARES`] each.
+    spare_writes: Vec<Vec<Write>>,
+    spare_outs: Vec<Vec<Out>>,
     /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
     touched: Vec<ConnId>,
     /// Scratch for [`Hub::deliver_all`]: each output's index among the frames.
@@ -775,24 +780,29 @@ impl Hub {
         let has_work = !self.open.writes.is_empty() || !self.open.reads.is_empty();
         if !has_work && !self.open_outs.is_empty() {
             // Nothing to make durable: these wait only on what is already at the store.
-            let outs = std::mem::take(&mut self.open_outs);
             // Their bytes leave the open batch with them (else presence events alone
-            // could fill it for good).
+            // could fill it for good). The open vector keeps its memory.
             self.open_bytes = 0;
             match self.in_flight.back_mut() {
-                Some(last) => last.outs.extend(outs),
-                None => self.deliver_all(&mut { outs }),
+                Some(last) => last.outs.append(&mut self.open_outs),
+                None => {
+                    let mut outs = std::mem::take(&mut self.open_outs);
+                    self.deliver_all(&mut outs);
+                    outs.clear();
+                    self.open_outs = outs;
+                }
             }
         }
         if has_work && self.in_flight.len() < IN_FLIGHT && !self.reloading {
             let id = self.next_batch;
             self.next_batch += 1;
             let mut batch = std::mem::take(&mut self.open);
-            self.open.writes = std::mem::take(&mut self.spare_writes);
+            self.open.writes = self.spare_writes.pop().unwrap_or_default();
             self.open_bytes = 0;
             batch.id = id;
             batch.next_group_id = self.next_group_id;
-            let outs = std::mem::replace(&mut self.open_outs, std::mem::take(&mut self.spare_outs));
+            let spare = self.spare_outs.pop().unwrap_or_default();
+            let outs = std::mem::replace(&mut self.open_outs, spare);
             self.in_flight.push_back(InFlight { id, outs });
             self.outputs.push_back(Output::Commit(batch));
         }
@@ -813,7 +823,9 @@ impl Hub {
         spare: Vec<Write>,
         now: Millis,
     ) {
-        self.spare_writes = spare;
+        if self.spare_writes.len() < SPARES {
+            self.spare_writes.push(spare);
+        }
         let Some(mut batch) = self.in_flight.pop_front() else { return };
         debug_assert_eq!(batch.id, id);
         match result {
@@ -821,7 +833,9 @@ impl Hub {
                 let mut outs = std::mem::take(&mut batch.outs);
                 self.deliver_all(&mut outs);
                 outs.clear();
-                self.spare_outs = outs;
+                if self.spare_outs.len() < SPARES {
+                    self.spare_outs.push(outs);
+                }
                 for (token, page) in reads {
                     self.read_done(token, page);
                 }
@@ -928,7 +942,7 @@ impl Hub {
     fn deliver_all(&mut self, outs: &mut [Out]) {
         let mut touched = std::mem::take(&mut self.touched);
         // The batch's frames, shared by all its connections; each output's index in it.
-        let mut frames = Vec::new();
+        let mut frames = Vec::with_capacity(outs.len());
         let mut index = std::mem::take(&mut self.frame_index);
         index.clear();
         for out in outs.iter() {
