@@ -814,16 +814,18 @@ impl Hub {
     }
 
     /// Batch `id` (the oldest at the store) committed, or failed with `result`'s
-    /// error; `reads` are its history reads, `spare` its emptied write vector back.
+    /// error; `reads` are its history reads, `spare` its write vector back, to be
+    /// emptied and reused.
     pub fn handle_committed(
         &mut self,
         id: u64,
         result: Result<(), StoreFault>,
         reads: Vec<(u64, Result<ReadResult, StoreFault>)>,
-        spare: Vec<Write>,
+        mut spare: Vec<Write>,
         now: Millis,
     ) {
         if self.spare_writes.len() < SPARES {
+            spare.clear();
             self.spare_writes.push(spare);
         }
         let Some(mut batch) = self.in_flight.pop_front() else { return };

@@ -366,6 +366,7 @@ impl Session {
     /// ids are ignored.
     pub fn reply(&mut self, id: RequestId, result: Result<OkReply, Failure>, now: Millis) {
         self.advance(now);
+        let at_head = self.pending.front().is_some_and(|p| p.id == id);
         let Some(p) = self.pending.iter_mut().find(|p| p.id == id && p.done.is_none()) else {
             return;
         };
@@ -402,8 +403,19 @@ impl Session {
             Ok(reply) => ServerFrame::Ok { tag: p.tag, reply },
             Err(failure) => ServerFrame::Err { tag: p.tag, failure },
         };
-        let done = frame.to_bytes();
-        self.held += done.len();
+        let done = if at_head {
+            // Next on the wire: written to the output now, its items first, with no
+            // buffer of its own (a pipelining client's replies are almost all so).
+            let items = p.items.split();
+            self.held = self.held.saturating_sub(items.len());
+            self.out.extend_from_slice(&items);
+            frame.encode(&mut self.out);
+            Bytes::new()
+        } else {
+            let done = frame.to_bytes();
+            self.held += done.len();
+            done
+        };
         p.done = Some(done);
         self.carried = self.carried.saturating_sub(std::mem::take(&mut p.carried));
         self.flush();
