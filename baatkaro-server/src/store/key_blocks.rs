@@ -326,23 +326,36 @@ pub(super) fn move_rows(
     Ok(moved)
 }
 
-/// Puts the keys of the blocks back in `sent_keys` rows, oldest first: how tests
-/// take a store back to before the blocks.
+/// Puts the keys of the blocks back in `sent_keys` rows, oldest first, leaving
+/// out those below their block's floor (expired): how tests take a store back to
+/// before the blocks.
 pub(super) fn restore_rows(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let mut blocks = Vec::new();
+    let mut rs = RowSum::new();
     {
-        let mut st = tx.prepare("SELECT keys FROM key_blocks ORDER BY id")?;
-        for b in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            blocks.push(b?);
+        let mut st =
+            tx.prepare("SELECT floor, newest, keys, row_sum FROM key_blocks ORDER BY id")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (floor, newest, keys): (i64, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            // Checked as a load checks it: rows summed afresh would hide damage.
+            if r.get::<_, Option<i64>>(3)?
+                != Some(rs.start().int(floor).int(newest).blob(&keys).digest())
+            {
+                return Err(corrupt_block());
+            }
+            blocks.push((floor as u64, keys));
         }
     }
-    let mut rs = RowSum::new();
-    for b in &blocks {
+    for (floor, b) in &blocks {
         for key in Keys(b) {
             let Write::SendKey { user, key, conv, fingerprint, seq, time } = key? else {
                 continue;
             };
+            if time < *floor {
+                continue;
+            }
             let conv = conv.to_string();
             let (fp, seq, time) = (fingerprint as i64, seq as i64, time as i64);
             let sum = rs
