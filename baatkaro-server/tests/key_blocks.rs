@@ -1,5 +1,7 @@
 //! Idempotency keys kept in blocks (schema 11, store/key_blocks.rs): taken back
-//! to rows, expired keys stay expired and the keys survive a second step back.
+//! to rows, expired keys stay expired and the keys survive a second step back; a
+//! damaged block is found whatever expiry did to it since; a start's cut holds
+//! for the starts after it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,8 +10,9 @@ mod common;
 use std::path::Path;
 
 use baatkaro_proto::{Conversation, IdemKey, UserName};
-use baatkaro_server::store::sqlite::Sqlite;
-use baatkaro_server::store::{Store, Write};
+use baatkaro_server::store::sqlite::{DB_FILE, Sqlite};
+use baatkaro_server::store::verify::Checker;
+use baatkaro_server::store::{Store, StoreError, Write};
 use common::{conv, user};
 
 /// A key as a snapshot holds it.
@@ -48,6 +51,42 @@ fn one_block(dir: &Path) -> Sqlite {
 
 fn times(keys: &[Key]) -> Vec<u64> {
     keys.iter().map(|k| k.5).collect()
+}
+
+#[test]
+fn a_damaged_block_still_fails_its_checksum_after_an_expiry_cut_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(one_block(dir.path()));
+    // A flipped bit in the last key's sequence number (its record ends with
+    // fingerprint, sequence number and time, eight bytes each).
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let mut keys: Vec<u8> = db.query_row("SELECT keys FROM key_blocks", [], |r| r.get(0)).unwrap();
+    let at = keys.len() - 16;
+    keys[at] ^= 0x04;
+    db.execute("UPDATE key_blocks SET keys = ?", [&keys]).unwrap();
+    drop(db);
+    let path = dir.path().join(DB_FILE);
+    assert!(Checker::open(&path).unwrap().check(u64::MAX).is_err(), "found before the cut");
+
+    // An expiry cut through the block raises its floor, and with it rewrites its
+    // checksum: the damage must still show.
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.commit(&[Write::KeysExpired { before: T0 + 50_000 }], 1, 0).unwrap();
+    drop(store);
+    let found = Checker::open(&path).unwrap().check(u64::MAX);
+    assert!(
+        matches!(&found, Err(StoreError::Corrupt(why)) if why.contains("key_blocks")),
+        "the check after the cut: {found:?}"
+    );
+    let loaded = Sqlite::open(dir.path()).unwrap().load(0, 0);
+    match loaded {
+        Err(StoreError::Corrupt(_)) => {}
+        Ok(snap) => panic!(
+            "a damaged block loaded after an expiry, its last key now sequence number {}",
+            snap.keys.last().map_or(0, |k| k.4)
+        ),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[test]

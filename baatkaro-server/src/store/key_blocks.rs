@@ -194,15 +194,18 @@ pub(super) fn take_u64(b: &mut &[u8]) -> Result<u64, StoreError> {
 
 /// Expires the keys stored before `before`: deletes the blocks wholly older, and
 /// raises the floor of those that straddle it (the module's documentation).
-pub(super) fn expire(tx: &Transaction<'_>, before: u64) -> Result<(), StoreError> {
+pub(super) fn expire(conn: &Connection, before: u64) -> Result<(), StoreError> {
     // Compared as SQLite's i64, as stored: times before 2262 are positive.
     let before = i64::try_from(before).unwrap_or(i64::MAX);
-    tx.prepare_cached("DELETE FROM key_blocks WHERE newest < ?")?.execute([before])?;
+    conn.prepare_cached("DELETE FROM key_blocks WHERE newest < ?")?.execute([before])?;
     // Every block left has a key at `before` or later: those with older keys too
-    // are the few around the cut, found by the floor's index.
-    tx.prepare_cached(
+    // are the few around the cut, found by the floor's index. The new checksum is
+    // written only over a block that passes the old one: summing a damaged block
+    // afresh would make its damage pass the load and the check, so it is left as
+    // it is for them to report.
+    conn.prepare_cached(
         "UPDATE key_blocks SET floor = ?1, row_sum = baatkaro_row_sum(?1, newest, keys)
-         WHERE floor < ?1",
+         WHERE floor < ?1 AND row_sum IS baatkaro_row_sum(floor, newest, keys)",
     )?
     .execute([before])?;
     Ok(())
