@@ -339,12 +339,14 @@ impl EventLog {
     }
 
     /// Reads back what the log holds past `meta.log_indexed`, after the last
-    /// flush: its chunks into memory, and its keys and newest sequence numbers
-    /// for the snapshot (`on_key`, `on_latest`). A batch flagged [`FLAG_META`]
-    /// there never committed its metadata: the log is cut back to it.
+    /// flush: its chunks into memory, and its keys stored at `keys_since` or later
+    /// and newest sequence numbers for the snapshot (`on_key`, `on_latest`). A
+    /// batch flagged [`FLAG_META`] there never committed its metadata: the log is
+    /// cut back to it.
     pub(super) fn replay(
         &mut self,
         conn: &Connection,
+        keys_since: u64,
         mut on_key: impl FnMut(&Write),
         mut on_latest: impl FnMut(ConvKey, Seq),
     ) -> Result<(), StoreError> {
@@ -400,8 +402,12 @@ impl EventLog {
                     }
                     Decoded::Retain(_) => {}
                     Decoded::Key(key) => {
-                        on_key(&key);
-                        if let Write::SendKey { time, .. } = key {
+                        // Older keys are expired, as the load expires those of the
+                        // blocks: not written to a block, they never come back.
+                        if let Write::SendKey { time, .. } = key
+                            && time >= keys_since
+                        {
+                            on_key(&key);
                             encoded.clear();
                             key_blocks::encode(&mut encoded, &key);
                             pending_keys.push(&encoded, time);

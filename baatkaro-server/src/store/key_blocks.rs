@@ -212,8 +212,10 @@ pub(super) fn expire(conn: &Connection, before: u64) -> Result<(), StoreError> {
 }
 
 /// Reads the keys stored at `keys_since` or later, and not expired, into `out`,
-/// oldest first: only each user's newest `keys_per_user` of them (0: all). Blocks
-/// wholly older than `keys_since` are deleted.
+/// oldest first: only each user's newest `keys_per_user` of them (0: all). The
+/// keys before `keys_since` are expired as by [`expire`]: a later start with an
+/// earlier cut (a longer `keys` window, a clock set back) does not find them
+/// again, as it did not when they were rows.
 pub(super) fn load(
     conn: &Connection,
     keys_since: u64,
@@ -221,7 +223,7 @@ pub(super) fn load(
     out: &mut Vec<KeyRow>,
 ) -> Result<(), StoreError> {
     let since = i64::try_from(keys_since).unwrap_or(i64::MAX);
-    conn.execute("DELETE FROM key_blocks WHERE newest < ?", [since])?;
+    expire(conn, keys_since)?;
     let mut per_user: std::collections::HashMap<UserName, u64> = Default::default();
     let limit = if keys_per_user == 0 { u64::MAX } else { keys_per_user };
     let mut newest_first = Vec::new();
@@ -419,5 +421,46 @@ mod tests {
         assert_eq!(read.len(), 50);
         assert!(read[49].is_err());
         assert!(decode(&[KEY + 1]).is_err());
+    }
+
+    #[test]
+    fn a_load_keeps_only_each_users_newest_keys_and_those_above_the_floors() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::checksum::register(&conn).unwrap();
+        conn.execute_batch(MIGRATION).unwrap();
+        let mut rs = RowSum::new();
+        let mut record = Vec::new();
+        // Keys 0..90 of three users, in three blocks of thirty.
+        for b in 0..3 {
+            let mut block = KeyBlock::default();
+            for i in b * 30..(b + 1) * 30 {
+                record.clear();
+                encode(&mut record, &key(i));
+                block.push(&record, 1_000 + i);
+            }
+            let tx = conn.transaction().unwrap();
+            block.insert(&tx, &mut rs).unwrap();
+            tx.commit().unwrap();
+        }
+        let read = |conn: &Connection, since, per_user| {
+            let mut out = Vec::new();
+            load(conn, since, per_user, &mut out).unwrap();
+            out.iter().map(|k| k.5 - 1_000).collect::<Vec<_>>()
+        };
+        // Read from the newest block back, and no more than asked for kept: what
+        // the start holds in memory at any time is bounded by it too.
+        assert_eq!(read(&conn, 0, 2), [84, 85, 86, 87, 88, 89]);
+        assert_eq!(read(&conn, 0, 0), (0..90).collect::<Vec<_>>());
+        // A cut through the middle block: its older keys are gone, and so is the
+        // first block; the floor keeps them gone for a start that cuts earlier.
+        let tx = conn.transaction().unwrap();
+        expire(&tx, 1_045).unwrap();
+        tx.commit().unwrap();
+        let blocks: i64 =
+            conn.query_row("SELECT COUNT(*) FROM key_blocks", [], |r| r.get(0)).unwrap();
+        assert_eq!(blocks, 2);
+        assert_eq!(read(&conn, 0, 0), (45..90).collect::<Vec<_>>());
+        assert_eq!(read(&conn, 1_050, 0), (50..90).collect::<Vec<_>>());
+        assert_eq!(read(&conn, 0, 0), (50..90).collect::<Vec<_>>());
     }
 }

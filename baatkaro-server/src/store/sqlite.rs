@@ -676,10 +676,9 @@ impl Sqlite {
             let mut latest: std::collections::HashMap<ConvKey, u64> = Default::default();
             ev.replay(
                 c,
+                keys_since,
                 |key| {
-                    if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key
-                        && *time >= keys_since
-                    {
+                    if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key {
                         snap.keys.push((*user, *key, *conv, *fingerprint, *seq, *time));
                     }
                 },
