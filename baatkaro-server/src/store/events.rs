@@ -9,8 +9,9 @@
 //!
 //! - **Records.** An event record holds the conversation key, the sequence number,
 //!   the time and the frame that was fanned out; a key record holds a send's
-//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block. A batch's event records are ordered by conversation, so
-//!   that each conversation's events of a batch lie together.
+//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block.
+//!   A batch's event records are ordered by conversation, so that each
+//!   conversation's events of a batch lie together.
 //! - **Chunks.** `event_chunks` has a row for each run of a conversation's
 //!   consecutive events lying together in the log, up to [`CHUNK_BYTES`]: a page of
 //!   history is a few reads of a few kilobytes. Chunks and keys of the batches

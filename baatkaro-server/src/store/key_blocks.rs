@@ -243,7 +243,8 @@ pub(super) fn load(
         let from = (floor as u64).max(keys_since);
         block.clear();
         for key in Keys(keys) {
-            if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key?
+            if let Write::SendKey { user, key, conv, fingerprint, seq, time } =
+                key.map_err(|_| undecodable_block())?
                 && time >= from
             {
                 block.push((user, key, conv, fingerprint, seq, time));
@@ -263,6 +264,12 @@ pub(super) fn load(
 
 fn corrupt_block() -> StoreError {
     StoreError::Corrupt("a block of idempotency keys (table key_blocks) fails its checksum".into())
+}
+
+/// A block that passes its checksum but does not decode: written so by a bug,
+/// not by the disk.
+fn undecodable_block() -> StoreError {
+    StoreError::Corrupt("a block of idempotency keys (table key_blocks) does not decode".into())
 }
 
 /// Moves the rows of `sent_keys` (a store from before the blocks) into blocks of
