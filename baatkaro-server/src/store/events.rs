@@ -9,8 +9,9 @@
 //!
 //! - **Records.** An event record holds the conversation key, the sequence number,
 //!   the time and the frame that was fanned out; a key record holds a send's
-//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block. A batch's event records are ordered by conversation, so
-//!   that each conversation's events of a batch lie together.
+//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block.
+//!   A batch's event records are ordered by conversation, so that each
+//!   conversation's events of a batch lie together.
 //! - **Chunks.** `event_chunks` has a row for each run of a conversation's
 //!   consecutive events lying together in the log, up to [`CHUNK_BYTES`]: a page of
 //!   history is a few reads of a few kilobytes. Chunks and keys of the batches
@@ -351,12 +352,14 @@ impl EventLog {
     }
 
     /// Reads back what the log holds past `meta.log_indexed`, after the last
-    /// flush: its chunks into memory, and its keys and newest sequence numbers
-    /// for the snapshot (`on_key`, `on_latest`). A batch flagged [`FLAG_META`]
-    /// there never committed its metadata: the log is cut back to it.
+    /// flush: its chunks into memory, and its keys stored at `keys_since` or later
+    /// and newest sequence numbers for the snapshot (`on_key`, `on_latest`). A
+    /// batch flagged [`FLAG_META`] there never committed its metadata: the log is
+    /// cut back to it.
     pub(super) fn replay(
         &mut self,
         conn: &Connection,
+        keys_since: u64,
         mut on_key: impl FnMut(&Write),
         mut on_latest: impl FnMut(ConvKey, Seq),
     ) -> Result<(), StoreError> {
@@ -412,8 +415,12 @@ impl EventLog {
                     }
                     Decoded::Retain(_) => {}
                     Decoded::Key(key) => {
-                        on_key(&key);
-                        if let Write::SendKey { time, .. } = key {
+                        // Older keys are expired, as the load expires those of the
+                        // blocks: not written to a block, they never come back.
+                        if let Write::SendKey { time, .. } = key
+                            && time >= keys_since
+                        {
+                            on_key(&key);
                             encoded.clear();
                             key_blocks::encode(&mut encoded, &key);
                             pending_keys.push(&encoded, time);

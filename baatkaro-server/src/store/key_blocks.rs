@@ -223,23 +223,28 @@ pub(super) fn take_u64(b: &mut &[u8]) -> Result<u64, StoreError> {
 
 /// Expires the keys stored before `before`: deletes the blocks wholly older, and
 /// raises the floor of those that straddle it (the module's documentation).
-pub(super) fn expire(tx: &Transaction<'_>, before: u64) -> Result<(), StoreError> {
+pub(super) fn expire(conn: &Connection, before: u64) -> Result<(), StoreError> {
     // Compared as SQLite's i64, as stored: times before 2262 are positive.
     let before = i64::try_from(before).unwrap_or(i64::MAX);
-    tx.prepare_cached("DELETE FROM key_blocks WHERE newest < ?")?.execute([before])?;
+    conn.prepare_cached("DELETE FROM key_blocks WHERE newest < ?")?.execute([before])?;
     // Every block left has a key at `before` or later: those with older keys too
-    // are the few around the cut, found by the floor's index.
-    tx.prepare_cached(
+    // are the few around the cut, found by the floor's index. The new checksum is
+    // written only over a block that passes the old one: summing a damaged block
+    // afresh would make its damage pass the load and the check, so it is left as
+    // it is for them to report.
+    conn.prepare_cached(
         "UPDATE key_blocks SET floor = ?1, row_sum = baatkaro_row_sum(?1, newest, keys)
-         WHERE floor < ?1",
+         WHERE floor < ?1 AND row_sum IS baatkaro_row_sum(floor, newest, keys)",
     )?
     .execute([before])?;
     Ok(())
 }
 
 /// Reads the keys stored at `keys_since` or later, and not expired, into `out`,
-/// oldest first: only each user's newest `keys_per_user` of them (0: all). Blocks
-/// wholly older than `keys_since` are deleted.
+/// oldest first: only each user's newest `keys_per_user` of them (0: all). The
+/// keys before `keys_since` are expired as by [`expire`]: a later start with an
+/// earlier cut (a longer `keys` window, a clock set back) does not find them
+/// again, as it did not when they were rows.
 pub(super) fn load(
     conn: &Connection,
     keys_since: u64,
@@ -247,7 +252,7 @@ pub(super) fn load(
     out: &mut Vec<KeyRow>,
 ) -> Result<(), StoreError> {
     let since = i64::try_from(keys_since).unwrap_or(i64::MAX);
-    conn.execute("DELETE FROM key_blocks WHERE newest < ?", [since])?;
+    expire(conn, keys_since)?;
     let mut per_user: std::collections::HashMap<UserName, u64> = Default::default();
     let limit = if keys_per_user == 0 { u64::MAX } else { keys_per_user };
     let mut newest_first = Vec::new();
@@ -267,7 +272,8 @@ pub(super) fn load(
         let from = (floor as u64).max(keys_since);
         block.clear();
         for key in Keys(keys) {
-            if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key?
+            if let Write::SendKey { user, key, conv, fingerprint, seq, time } =
+                key.map_err(|_| undecodable_block())?
                 && time >= from
             {
                 block.push((user, key, conv, fingerprint, seq, time));
@@ -287,6 +293,12 @@ pub(super) fn load(
 
 fn corrupt_block() -> StoreError {
     StoreError::Corrupt("a block of idempotency keys (table key_blocks) fails its checksum".into())
+}
+
+/// A block that passes its checksum but does not decode: written so by a bug,
+/// not by the disk.
+fn undecodable_block() -> StoreError {
+    StoreError::Corrupt("a block of idempotency keys (table key_blocks) does not decode".into())
 }
 
 /// Moves the rows of `sent_keys` (a store from before the blocks) into blocks of
@@ -355,23 +367,36 @@ pub(super) fn move_rows(
     Ok(moved)
 }
 
-/// Puts the keys of the blocks back in `sent_keys` rows, oldest first: how tests
-/// take a store back to before the blocks.
+/// Puts the keys of the blocks back in `sent_keys` rows, oldest first, leaving
+/// out those below their block's floor (expired): how tests take a store back to
+/// before the blocks.
 pub(super) fn restore_rows(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let mut blocks = Vec::new();
+    let mut rs = RowSum::new();
     {
-        let mut st = tx.prepare("SELECT keys FROM key_blocks ORDER BY id")?;
-        for b in st.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-            blocks.push(b?);
+        let mut st =
+            tx.prepare("SELECT floor, newest, keys, row_sum FROM key_blocks ORDER BY id")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (floor, newest, keys): (i64, i64, Vec<u8>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            // Checked as a load checks it: rows summed afresh would hide damage.
+            if r.get::<_, Option<i64>>(3)?
+                != Some(rs.start().int(floor).int(newest).blob(&keys).digest())
+            {
+                return Err(corrupt_block());
+            }
+            blocks.push((floor as u64, keys));
         }
     }
-    let mut rs = RowSum::new();
-    for b in &blocks {
+    for (floor, b) in &blocks {
         for key in Keys(b) {
             let Write::SendKey { user, key, conv, fingerprint, seq, time } = key? else {
                 continue;
             };
+            if time < *floor {
+                continue;
+            }
             let conv = conv.to_string();
             let (fp, seq, time) = (fingerprint as i64, seq as i64, time as i64);
             let sum = rs
@@ -432,5 +457,46 @@ mod tests {
         assert_eq!(read.len(), 50);
         assert!(read[49].is_err());
         assert!(decode(&[KEY + 1]).is_err());
+    }
+
+    #[test]
+    fn a_load_keeps_only_each_users_newest_keys_and_those_above_the_floors() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::checksum::register(&conn).unwrap();
+        conn.execute_batch(MIGRATION).unwrap();
+        let mut rs = RowSum::new();
+        let mut record = Vec::new();
+        // Keys 0..90 of three users, in three blocks of thirty.
+        for b in 0..3 {
+            let mut block = KeyBlock::default();
+            for i in b * 30..(b + 1) * 30 {
+                record.clear();
+                encode(&mut record, &key(i));
+                block.push(&record, 1_000 + i);
+            }
+            let tx = conn.transaction().unwrap();
+            block.insert(&tx, &mut rs).unwrap();
+            tx.commit().unwrap();
+        }
+        let read = |conn: &Connection, since, per_user| {
+            let mut out = Vec::new();
+            load(conn, since, per_user, &mut out).unwrap();
+            out.iter().map(|k| k.5 - 1_000).collect::<Vec<_>>()
+        };
+        // Read from the newest block back, and no more than asked for kept: what
+        // the start holds in memory at any time is bounded by it too.
+        assert_eq!(read(&conn, 0, 2), [84, 85, 86, 87, 88, 89]);
+        assert_eq!(read(&conn, 0, 0), (0..90).collect::<Vec<_>>());
+        // A cut through the middle block: its older keys are gone, and so is the
+        // first block; the floor keeps them gone for a start that cuts earlier.
+        let tx = conn.transaction().unwrap();
+        expire(&tx, 1_045).unwrap();
+        tx.commit().unwrap();
+        let blocks: i64 =
+            conn.query_row("SELECT COUNT(*) FROM key_blocks", [], |r| r.get(0)).unwrap();
+        assert_eq!(blocks, 2);
+        assert_eq!(read(&conn, 0, 0), (45..90).collect::<Vec<_>>());
+        assert_eq!(read(&conn, 1_050, 0), (50..90).collect::<Vec<_>>());
+        assert_eq!(read(&conn, 0, 0), (50..90).collect::<Vec<_>>());
     }
 }

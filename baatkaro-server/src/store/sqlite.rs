@@ -453,10 +453,14 @@ impl Sqlite {
         let found: i64 =
             Connection::open(dir.join(DB_FILE))?
                 .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let undo_blocks = found >= KEY_BLOCK_VERSION && version < KEY_BLOCK_VERSION;
-        let undo_log = found >= EVENT_LOG_VERSION && version < EVENT_LOG_VERSION;
-        // Opened once: an open moves rows of `sent_keys` into blocks.
-        let mut store = if undo_blocks || undo_log {
+        // A store with an event log is opened once, which migrates it to this
+        // build's schema (and moves rows of `sent_keys` into blocks): the steps
+        // back start from there, not from the version found.
+        let opened = found >= EVENT_LOG_VERSION && version < found;
+        let found = if opened { SCHEMA_VERSION } else { found };
+        let undo_blocks = opened && version < KEY_BLOCK_VERSION;
+        let undo_log = opened && version < EVENT_LOG_VERSION;
+        let mut store = if opened {
             let mut store = Sqlite::open(dir)?;
             store.load(0, 0)?;
             store.flush_index()?;
@@ -672,10 +676,9 @@ impl Sqlite {
             let mut latest: std::collections::HashMap<ConvKey, u64> = Default::default();
             ev.replay(
                 c,
+                keys_since,
                 |key| {
-                    if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key
-                        && *time >= keys_since
-                    {
+                    if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key {
                         snap.keys.push((*user, *key, *conv, *fingerprint, *seq, *time));
                     }
                 },
