@@ -59,10 +59,12 @@ pub(crate) enum ToConn {
         /// What they were counted as in the connection's backlog.
         cost: usize,
     },
-    /// A FILE-GET to stream: its chunks are read as the queue drains.
-    Download(Download),
+    /// A FILE-GET to stream: its chunks are read as the queue drains. (Boxed, as
+    /// is the goodbye: the channel allocates room for 32 messages per connection
+    /// up front, so the message is kept small.)
+    Download(Box<Download>),
     /// Say goodbye with this BYE and close (shutting down, a slow consumer).
-    Close(Failure),
+    Close(Box<Failure>),
 }
 
 /// What a delivery is taken to add to the connection's backlog.
@@ -96,12 +98,12 @@ impl ConnHandle {
 
     /// Hands the connection a download to stream.
     pub(crate) fn download(&self, job: Download) {
-        let _ = self.tx.send(ToConn::Download(job));
+        let _ = self.tx.send(ToConn::Download(Box::new(job)));
     }
 
     /// Tells the connection to say goodbye and close.
     pub(crate) fn close(&self, failure: Failure) {
-        let _ = self.tx.send(ToConn::Close(failure));
+        let _ = self.tx.send(ToConn::Close(Box::new(failure)));
     }
 }
 
@@ -378,13 +380,13 @@ impl Connection {
                 self.backlog.fetch_sub(cost, Ordering::Relaxed);
             }
             ToConn::Download(job) => {
-                self.downloads.push_back(Streaming { job, sent: 0, file: None });
+                self.downloads.push_back(Streaming { job: *job, sent: 0, file: None });
             }
             ToConn::Close(failure) => {
                 if failure.code == ErrorCode::SlowConsumer {
                     tracing::info!(queued = self.session.queued(), "slow consumer");
                 }
-                self.session.close(failure);
+                self.session.close(*failure);
             }
         }
     }
@@ -487,7 +489,9 @@ impl Connection {
             _ => deadline,
         };
         let _ = tokio::time::timeout_at(deadline, async {
-            let mut sink = [0u8; 4096];
+            // On the heap, and only now: in the future it would make every
+            // connection's task 4 KiB larger for its whole life.
+            let mut sink = vec![0u8; 4096];
             while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
