@@ -534,3 +534,28 @@ fn shutting_down() -> Failure {
 fn instant_of(at: Millis) -> tokio::time::Instant {
     clock::instant_of_monotonic(at)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what calling `f` returns.
+    fn returned_size<F, R>(_: F) -> usize
+    where
+        F: Fn(tokio::net::TcpStream, ConnId, SocketAddr, Session, ConnCtx) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// What every connection holds for its whole life stays small (BENCHMARKS.md,
+    /// "Idle connections": at most 16 KiB a quiet connection): its task's future,
+    /// and the messages its channel makes room for 32 of up front. A 4 KiB array
+    /// kept in the future once made every connection that much larger.
+    #[test]
+    fn a_connection_s_future_and_channel_messages_stay_small() {
+        let future = returned_size(serve::<tokio::net::TcpStream>);
+        assert!(future <= 6 * 1024, "a connection's future is {future} bytes");
+        let message = std::mem::size_of::<ToConn>();
+        assert!(message <= 64, "a message to a connection is {message} bytes");
+    }
+}
