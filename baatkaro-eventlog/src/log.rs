@@ -342,7 +342,7 @@ impl Log {
             return Err(LogError::Failed);
         }
         frame::start(&mut self.buf);
-        Ok(BatchWriter { log: self, count: 0 })
+        Ok(BatchWriter { log: self, count: 0, last: None })
     }
 
     /// Writes the batch in the buffer, durably (see [`Log::commit`]).
@@ -589,6 +589,10 @@ impl Log {
 pub struct BatchWriter<'a> {
     log: &'a mut Log,
     count: u32,
+    /// Where the last record starts, until it is taken back: the only record
+    /// [`BatchWriter::undo`] takes back, as anything else would leave the header's
+    /// count and the body disagreeing (a batch that never reads back).
+    last: Option<usize>,
 }
 
 impl BatchWriter<'_> {
@@ -600,19 +604,26 @@ impl BatchWriter<'_> {
         let at = frame::push_record(&mut self.log.buf, self.log.seed, write)
             .ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
         self.count = count;
+        self.last = Some(at);
         Ok(at as u64)
     }
 
-    /// The data of the last record appended.
+    /// The data of the last record appended, which [`BatchWriter::record`] put at
+    /// `at`; empty for any other `at`.
     pub fn last_data(&self, at: u64) -> &[u8] {
-        &self.log.buf[at as usize + RECORD_HEADER..]
+        match self.last {
+            Some(last) if last as u64 == at => &self.log.buf[last + RECORD_HEADER..],
+            _ => &[],
+        }
     }
 
-    /// Takes back the last record, which [`BatchWriter::record`] put at `at`.
+    /// Takes back the last record, which [`BatchWriter::record`] put at `at`. Any
+    /// other `at` (an earlier record's, or the last one's again) is ignored.
     pub fn undo(&mut self, at: u64) {
-        if self.count > 0 && (at as usize) < self.log.buf.len() && at as usize >= HEADER {
-            self.log.buf.truncate(at as usize);
+        if let Some(last) = self.last.filter(|&last| last as u64 == at) {
+            self.log.buf.truncate(last);
             self.count -= 1;
+            self.last = None;
         }
     }
 

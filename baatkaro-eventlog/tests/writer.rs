@@ -44,3 +44,30 @@ fn a_batch_written_record_by_record_reads_back_as_committed_and_undo_takes_one_b
     assert!(recovery.cut.is_none());
     assert_eq!(log.end(), end);
 }
+
+#[test]
+fn undo_takes_back_only_the_last_record_so_the_batch_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_bytes: 1 << 20 };
+    let (mut log, _) = Log::open(dir.path(), options).unwrap();
+    let mut batch = log.begin().unwrap();
+    let a = batch.record(|out| out.extend_from_slice(b"alpha")).unwrap();
+    let b = batch.record(|out| out.extend_from_slice(b"beta")).unwrap();
+    // Not the last record, nor a record's start, nor a second undo of the same:
+    // each is refused, and what the batch holds stays as its count says.
+    batch.undo(a);
+    batch.undo(a + 3);
+    assert_eq!((batch.count(), batch.last_data(b)), (2, &b"beta"[..]));
+    assert_eq!(batch.last_data(a), b"", "only the last record's data is given");
+    batch.undo(b);
+    batch.undo(b);
+    assert_eq!(batch.count(), 1);
+    let at = batch.commit(1, 0).unwrap();
+    let read = log.read_batch(at).unwrap();
+    let records: Vec<Vec<u8>> = read.records().map(|(_, data)| data.to_vec()).collect();
+    assert_eq!(records, [b"alpha".to_vec()]);
+    drop(log);
+    let (log, recovery) = Log::open(dir.path(), options).unwrap();
+    assert!(recovery.cut.is_none());
+    assert_eq!(log.end().0, at.0 + (BATCH_HEADER + RECORD_HEADER + 5) as u64);
+}
