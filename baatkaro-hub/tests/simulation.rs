@@ -271,6 +271,9 @@ struct Sim {
     hold: bool,
     /// Batches sent to the store and not yet completed, oldest first.
     held: VecDeque<Batch>,
+    /// Copies of the last few write vectors handed back to the hub (it may keep
+    /// several, and reuse any).
+    handed_back: VecDeque<Vec<Write>>,
     /// Password jobs the hub asked for.
     hashes: usize,
 }
@@ -303,6 +306,7 @@ impl Sim {
             conns: Vec::new(),
             hold: false,
             held: VecDeque::new(),
+            handed_back: VecDeque::new(),
         }
     }
 
@@ -447,6 +451,15 @@ impl Sim {
                 }
                 Output::Close { conn, failure } => self.conns[conn as usize].session.close(failure),
                 Output::Commit(batch) => {
+                    // A write vector handed back is emptied before it is reused: else
+                    // the next batch would commit the last one's writes again.
+                    for old in &self.handed_back {
+                        assert!(
+                            !batch.writes.starts_with(old),
+                            "a batch begins with the {} writes of one committed before",
+                            old.len()
+                        );
+                    }
                     self.held.push_back(batch);
                     if !self.hold {
                         self.release();
@@ -489,7 +502,15 @@ impl Sim {
         let batch = self.held.pop_front().expect("a batch at the store");
         self.store.commit(&batch.writes);
         let reads = batch.reads.iter().map(|(t, q)| (*t, Ok(self.store.read(q)))).collect();
-        self.hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), self.now);
+        // The writes are handed back whole, as the store thread does: the hub
+        // empties them for the next batch.
+        if !batch.writes.is_empty() {
+            if self.handed_back.len() == 8 {
+                self.handed_back.pop_front();
+            }
+            self.handed_back.push_back(batch.writes.clone());
+        }
+        self.hub.handle_committed(batch.id, Ok(()), reads, batch.writes, self.now);
     }
 
     /// Holds commits from now on.
