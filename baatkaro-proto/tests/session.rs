@@ -549,3 +549,44 @@ fn delete_account_ends_the_session_only_when_it_succeeds() {
     assert!(events.contains(&SessionEvent::Closed { reason: None }), "{events:?}");
     assert!(s.is_closed());
 }
+
+/// SPEC.md 5.1: a request's final reply, then what it caused, then the next
+/// request's; the frames held for that order count as queued (5.4) until they go,
+/// whether the reply is written at once (the head of the order) or held. A batch's
+/// reservation of room sends nothing and counts nothing, however large.
+#[test]
+fn trailers_follow_their_replies_in_order_and_held_bytes_are_counted_once() {
+    let mut s = logged_in(config(16));
+    s.handle_input(b"c GROUPS\r\nd ONLINE\r\n", 1);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let [SessionEvent::Request { id: c, .. }, SessionEvent::Request { id: d, .. }] = events[..]
+    else {
+        panic!("{events:?}")
+    };
+    let of_c = b"* MSG #g 1 1 ann {1}\r\nc\r\n";
+    let of_d = b"* MSG #g 2 1 ann {1}\r\nd\r\n";
+    s.reserve_output(usize::MAX);
+    assert_eq!(s.queued(), 0);
+    // The second request's trailer and reply wait behind the first.
+    s.send_encoded_after(d, of_d);
+    s.reply(d, Ok(OkReply::Done { verb: DoneVerb::Ping }), 2);
+    s.send_encoded_after(c, of_c);
+    assert!(s.poll_transmit().is_none());
+    let held = s.queued();
+    assert!(held > of_c.len() + of_d.len());
+    // The head's reply goes straight out, and everything held behind it follows.
+    s.reply(c, Ok(OkReply::Done { verb: DoneVerb::Ping }), 2);
+    let bytes = s.poll_transmit().unwrap();
+    assert!(s.poll_transmit().is_none());
+    let mut want = b"c OK PING\r\n".to_vec();
+    want.extend_from_slice(of_c);
+    want.extend_from_slice(b"d OK PING\r\n");
+    want.extend_from_slice(of_d);
+    assert_eq!(&bytes[..], &want[..]);
+    assert_eq!(s.queued(), bytes.len(), "each byte counted once, as handed out");
+    s.handle_written(bytes.len());
+    assert_eq!(s.queued(), 0);
+    // Once a reply is out, what its request causes follows at once.
+    s.send_encoded_after(c, of_c);
+    assert_eq!(&s.poll_transmit().unwrap()[..], &of_c[..]);
+}
