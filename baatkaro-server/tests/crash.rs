@@ -300,6 +300,29 @@ fn key_of(seq: u64) -> Write {
     }
 }
 
+/// Every batch in the event log, oldest first: its length, header included, and
+/// its flags (the batch format is baatkaro-eventlog's frame.rs).
+fn batches(dir: &Path) -> Vec<(u64, u32)> {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    let mut found = Vec::new();
+    for seg in segs {
+        let bytes = std::fs::read(seg).unwrap();
+        let mut at = 32usize;
+        while at + 32 <= bytes.len() {
+            let body = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+            let flags = u32::from_le_bytes(bytes[at + 20..at + 24].try_into().unwrap());
+            found.push((32 + body as u64, flags));
+            at += 32 + body;
+        }
+    }
+    found
+}
+
 /// Cuts the last batch off the end of the event log, as a kill between two of
 /// its writes leaves it. Returns how many bytes went (none if the last segment
 /// holds no batch).
@@ -341,6 +364,14 @@ fn a_kill_between_the_parts_of_a_large_batch_keeps_no_event_without_its_key() {
         (1..=n).flat_map(|s| [message(s, &format!("{s} {text}")), key_of(s)]).collect();
     store.commit(&writes, 2, 0).unwrap();
     drop(store);
+    // Its parts (the group's creation went to the database alone): each at most
+    // half a segment, all but the last flagged as followed by more.
+    let parts = batches(dir.path());
+    assert!(parts.len() >= 2, "{parts:?}");
+    for (k, &(len, flags)) in parts.iter().enumerate() {
+        assert!(len <= small / 2, "part {k} is {len} bytes");
+        assert_eq!(flags & 2 != 0, k + 1 < parts.len(), "part {k}'s flags {flags}");
+    }
     // Killed after the first part's write and before the last one's: the batch was
     // never acknowledged.
     assert!(cut_last_batch(dir.path()) > 0);
@@ -370,6 +401,59 @@ fn a_kill_between_the_parts_of_a_large_batch_keeps_no_event_without_its_key() {
     assert_eq!(latest, Some(n));
     assert_eq!(snap.keys.len() as u64, n - from + 1);
     assert_eq!(newest(&mut store, n).len(), 100);
+}
+
+/// The length of the event log's newest segment.
+fn last_segment_len(dir: &Path) -> u64 {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    std::fs::metadata(segs.last().unwrap()).unwrap().len()
+}
+
+/// A group commit that failed after its first part was written was never
+/// acknowledged: no commit after it (a checkpoint's, another batch's) makes that
+/// part permanent before the store is loaded again, which cuts it.
+#[test]
+fn a_group_commit_failed_between_its_parts_is_not_kept_by_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = baatkaro_server::store::MIN_SEGMENT_BYTES;
+    let mut store = Sqlite::open_sized(dir.path(), false, small).unwrap();
+    store.load(0, 0).unwrap();
+    store
+        .commit(&[Write::GroupCreated { id: GroupId(1), name: "crash".parse().unwrap() }], 2, 0)
+        .unwrap();
+    let text = "z".repeat(1000);
+    let sends = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Write> {
+        seqs.flat_map(|s| [message(s, &format!("{s} {text}")), key_of(s)]).collect()
+    };
+    store.commit(&sends(1..=400), 2, 0).unwrap();
+    // The next batch's first part (half a segment) fits in this segment, its
+    // second does not.
+    let active = last_segment_len(dir.path());
+    assert!((300_000..=500_000).contains(&active), "{active}");
+    // The log's directory moved away: the open segment is still written, but the
+    // next one cannot be made.
+    let (events, away) = (dir.path().join("events"), dir.path().join("events-away"));
+    std::fs::rename(&events, &away).unwrap();
+    assert!(store.commit(&sends(401..=1100), 2, 0).is_err());
+    std::fs::rename(&away, &events).unwrap();
+    assert!(last_segment_len(dir.path()) > active, "its first part was written");
+    // Commits for the database alone, before the store is loaded again.
+    let _ = store.checkpoint();
+    let group = Write::GroupCreated { id: GroupId(2), name: "later".parse().unwrap() };
+    let _ = store.commit(&[group], 3, 0);
+    drop(store);
+
+    let mut store = Sqlite::open_sized(dir.path(), false, small).unwrap();
+    let snap = store.load(0, 0).unwrap();
+    let latest = snap.latest.iter().find(|(k, _)| *k == ConvKey::Group(GroupId(1))).map(|l| l.1);
+    assert_eq!(latest, Some(400), "only the acknowledged batch is kept");
+    assert_eq!(snap.keys.len(), 400);
+    assert_eq!(newest(&mut store, u64::MAX).last(), Some(&400));
 }
 
 #[test]

@@ -1077,6 +1077,16 @@ impl Store for Sqlite {
         next_group_id: u64,
         history: u64,
     ) -> Result<(), StoreError> {
+        if self.log_suspect && self.events.is_some() {
+            // The failed commit may have left the first parts of a group commit in
+            // the log, indexed in memory and never acknowledged: a load cuts them,
+            // where this commit's flush would make them permanent (their events
+            // without the keys of the parts that never made it). The writer loads
+            // after any failure; this holds every other caller to the same.
+            return Err(StoreError::Io(std::io::Error::other(
+                "an earlier commit or load failed: the store takes no commit until it is loaded again",
+            )));
+        }
         let committed = self.commit_inner(writes, next_group_id, history);
         if committed.is_err() {
             self.log_suspect = true;
