@@ -198,14 +198,9 @@ impl EventLog {
         // Every part of a batch whose metadata commits after it is flagged: a
         // restart cuts them all if that commit never happened.
         let flags = if meta { FLAG_META } else { 0 };
-        // A batch that did not wholly commit was not acknowledged: its keys do not
-        // wait for SQLite (the log's own copy is cut at the next load).
-        let mark = self.pending_keys.mark();
-        let written = self.write_parts(writes, events, total, flags, history);
-        if written.is_err() {
-            self.pending_keys.rollback(mark);
-        }
-        written
+        // A failure leaves what was written of the batch indexed in memory: the
+        // store takes no commit until a load reads the log back (sqlite.rs).
+        self.write_parts(writes, events, total, flags, history)
     }
 
     /// Writes records `0..total` of the batch (`order`'s, then a RETAIN record) in

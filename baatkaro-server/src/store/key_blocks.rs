@@ -64,22 +64,6 @@ impl KeyBlock {
         self.count += 1;
     }
 
-    /// Where it is now, for [`KeyBlock::rollback`].
-    pub(super) fn mark(&self) -> Mark {
-        Mark {
-            bytes: self.bytes.len(),
-            count: self.count,
-            oldest: self.oldest,
-            newest: self.newest,
-        }
-    }
-
-    /// Takes back every key added since `mark`.
-    pub(super) fn rollback(&mut self, mark: Mark) {
-        self.bytes.truncate(mark.bytes);
-        (self.count, self.oldest, self.newest) = (mark.count, mark.oldest, mark.newest);
-    }
-
     /// How many keys it holds.
     pub(super) fn len(&self) -> usize {
         self.count
@@ -110,15 +94,6 @@ impl KeyBlock {
         .execute(params![floor, newest, &self.bytes[..], sum])?;
         Ok(())
     }
-}
-
-/// A place in a [`KeyBlock`] to take it back to.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Mark {
-    bytes: usize,
-    count: usize,
-    oldest: u64,
-    newest: u64,
 }
 
 /// The keys of a block's bytes, decoded one by one.
