@@ -49,7 +49,7 @@ use baatkaro_proto::Seq;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::checksum::RowSum;
-use super::key_blocks::{self, KeyBlock, bad, take_str, take_u64, with_length};
+use super::key_blocks::{self, KeyBlock, bad, take_str, take_u64};
 use super::{ConvKey, EventRecord, StoreError, Write};
 
 /// The directory of the log, inside the data directory.
@@ -705,6 +705,16 @@ fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
     out.extend_from_slice(&r.seq.to_le_bytes());
     out.extend_from_slice(&r.time.to_le_bytes());
     out.extend_from_slice(&r.frame);
+}
+
+/// Appends what `write` writes, after a byte that holds its length: names and
+/// conversation keys, all shorter than 256 bytes.
+fn with_length(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+    let at = out.len();
+    out.push(0);
+    // Writing to a vector cannot fail.
+    let _ = write(out);
+    out[at] = (out.len() - at - 1) as u8;
 }
 
 /// A record read back.

@@ -163,19 +163,6 @@ fn decode_from(b: &mut &[u8]) -> Result<Write, StoreError> {
     Ok(Write::SendKey { user, key, conv, fingerprint, seq, time })
 }
 
-/// Appends what `write` writes, after a byte that holds its length: names and
-/// conversation keys, all shorter than 256 bytes.
-pub(super) fn with_length(
-    out: &mut Vec<u8>,
-    write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
-) {
-    let at = out.len();
-    out.push(0);
-    // Writing to a vector cannot fail.
-    let _ = write(out);
-    out[at] = (out.len() - at - 1) as u8;
-}
-
 /// What a record that does not decode is.
 pub(super) fn bad() -> StoreError {
     StoreError::Corrupt("an event log record does not decode".into())
