@@ -1,6 +1,6 @@
 //! Messages and history: SEND, HISTORY, and the answers to reads.
 
-use baatkaro_proto::delivery::{SentKey, fingerprint};
+use baatkaro_proto::delivery::{KeyDigest, SentKey, fingerprint};
 use baatkaro_proto::rules::{self, Peer, Reader, SendOutcome};
 use baatkaro_proto::{
     Conversation, Encode, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
@@ -96,7 +96,8 @@ impl Hub {
         let fp = fingerprint(&to, text.as_bytes());
         let resolved = self.resolve_to_write(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
-        let key_check = u.keys.check(&key, (&to, text.as_bytes()), fp, now, window);
+        let digest = KeyDigest::of(&key);
+        let key_check = u.keys.check(digest, (&to, text.as_bytes()), fp, now, window);
         let reader = resolved.map(|_| ());
         match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
             Err(failure) => return self.reply(conn, id, Err(failure)),
@@ -108,7 +109,7 @@ impl Hub {
         let Ok((conv, latest)) = resolved else { return };
         let seq = latest + 1;
         let kept = self.cfg.limits.key_count;
-        u.keys.remember(key, SentKey { conv: to, fingerprint: fp, seq, time: now }, kept);
+        u.keys.remember(digest, SentKey { conv: to, fingerprint: fp, seq, time: now }, kept);
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
         let message = |conv, seq| StoredEvent::Message {
             conv,

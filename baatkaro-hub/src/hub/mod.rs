@@ -37,7 +37,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use baatkaro_proto::credentials::TokenRules;
-use baatkaro_proto::delivery::{RateBudget, SendKeys, SentKey};
+use baatkaro_proto::delivery::{KeyDigest, RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
 use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
@@ -473,7 +473,11 @@ impl Hub {
         let kept = self.cfg.limits.key_count;
         for (user, key, conv, fingerprint, seq, time) in snap.keys {
             if let Some(u) = self.users.get_mut(&user) {
-                u.keys.remember(key, SentKey { conv, fingerprint, seq, time }, kept);
+                u.keys.remember(
+                    KeyDigest::of(&key),
+                    SentKey { conv, fingerprint, seq, time },
+                    kept,
+                );
             }
         }
         self.next_group_id = snap.next_group_id;
