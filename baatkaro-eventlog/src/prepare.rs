@@ -166,8 +166,7 @@ impl Drop for Preparer {
 /// The thread's work: a file at `path` of `size` zeros, synced; removed again if
 /// anything fails or `cancel` is set.
 fn write_zeros(path: &Path, size: u64, cancel: &AtomicBool) -> io::Result<File> {
-    let file =
-        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
     if let Err(e) = fill(&file, size, cancel) {
         drop(file);
         let _ = fs::remove_file(path);
