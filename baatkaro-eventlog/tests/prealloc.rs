@@ -7,7 +7,7 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, SEGMENT_HEADER};
+use baatkaro_eventlog::{BATCH_HEADER, Log, LogError, Options, Position, SEGMENT_HEADER, Verifier};
 use proptest::prelude::*;
 
 const MIB: u64 = 1 << 20;
@@ -292,6 +292,50 @@ fn a_log_of_growing_segments_opens_and_goes_on_into_prepared_ones() {
     let (mut log, rec) = Log::open(dir.path(), options()).unwrap();
     assert!(rec.cut.is_none());
     assert_eq!(all(&mut log), w.expected(w.ends.len()));
+}
+
+#[test]
+fn closing_the_log_stops_the_preparing_and_removes_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), options()).unwrap();
+    let mut w = Written { ends: Vec::new() };
+    // Past a quarter MiB the next file is being prepared, or is ready, or (if it
+    // was ready in time) taken: any way, closing the log leaves nothing of it.
+    for _ in 0..40 {
+        w.commit(&mut log, 8000);
+    }
+    drop(log);
+    assert!(!dir.path().join("prepare.tmp").exists());
+    let (mut log, rec) = Log::open(dir.path(), options()).unwrap();
+    assert!(rec.cut.is_none());
+    assert_eq!(all(&mut log), w.expected(40));
+}
+
+#[test]
+fn the_verifier_reads_a_prepared_segment_and_on_past_where_it_was_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), options()).unwrap();
+    let mut w = Written { ends: Vec::new() };
+    let second = w.until_prepared_roll(&mut log);
+    for _ in 0..3 {
+        w.commit(&mut log, 8000);
+    }
+    // Checked up to the second segment's first batch: the verifier holds that
+    // segment open, as long as its file was, room and all.
+    let mut v = Verifier::new(dir.path());
+    let budget = second - SEGMENT_HEADER + 8040;
+    let c = v.check(log.end(), budget).unwrap();
+    assert!(!c.pass_done);
+    assert_eq!(c.bytes, budget);
+    // Then the log rolls past it: sealed shorter than the file the verifier opened.
+    let third = w.until_prepared_roll(&mut log);
+    let sealed = &segments(dir.path())[1];
+    assert_eq!(base_of(sealed) + len_of(sealed), third);
+    assert!(len_of(sealed) < MIB - 32, "room was left unused");
+    let c2 = v.check(log.end(), u64::MAX).unwrap();
+    assert!(c2.pass_done);
+    assert_eq!(c.batches + c2.batches, w.ends.len() as u64, "every batch, no more");
+    assert!(v.size().unwrap() >= log.end().0 + MIB, "room written ahead is disk use");
 }
 
 proptest! {
