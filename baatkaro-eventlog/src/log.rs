@@ -445,7 +445,23 @@ impl Log {
     /// segment as it is.
     fn roll(&mut self, must: bool) -> Result<(), LogError> {
         let base = self.active_base + self.active_len;
-        if let Some((file, size)) = self.preparer.take() {
+        let prepared = self.preparer.take();
+        if prepared.is_none() && !must {
+            return Ok(());
+        }
+        // Sealed first, at its length, durably, whatever the next segment's file:
+        // a crash must never leave room written ahead in a segment that another
+        // follows (the next open would find that it does not end where the next
+        // begins).
+        if self.room > self.active_len {
+            let sealed = self.active.set_len(self.active_len).and_then(|()| self.active.sync_all());
+            if let Err(e) = sealed {
+                self.failed = true;
+                return Err(e.into());
+            }
+            self.room = self.active_len;
+        }
+        if let Some((file, size)) = prepared {
             match self.roll_into(file, size, base) {
                 Ok(()) => return Ok(()),
                 Err(Taken::Failed(e)) => {
@@ -469,16 +485,9 @@ impl Log {
         Ok(())
     }
 
-    /// Makes the prepared `file` of `size` bytes the segment at `base`.
+    /// Makes the prepared `file` of `size` bytes the segment at `base` (the active
+    /// one sealed already).
     fn roll_into(&mut self, file: File, size: u64, base: u64) -> Result<(), Taken> {
-        // Sealed first, at its length, durably: a crash must never leave room
-        // written ahead in a segment that another follows (the next open would
-        // find that it does not end where the next begins).
-        if self.room > self.active_len {
-            self.active.set_len(self.active_len).map_err(Taken::Failed)?;
-            self.active.sync_all().map_err(Taken::Failed)?;
-            self.room = self.active_len;
-        }
         // The header durable before the name: a segment under its final name
         // always has one.
         let header = segment::header(base, self.seed);

@@ -295,6 +295,36 @@ fn a_log_of_growing_segments_opens_and_goes_on_into_prepared_ones() {
 }
 
 #[test]
+fn when_preparing_fails_the_log_goes_on_in_growing_segments_and_seals_the_one_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { segment_bytes: MIB };
+    let (mut log, _) = Log::open(dir.path(), opts).unwrap();
+    let mut w = Written { ends: Vec::new() };
+    w.until_prepared_roll(&mut log);
+    let with_room = segments(dir.path()).pop().unwrap();
+    assert_eq!(len_of(&with_room), MIB);
+    // No file can be made under the name the next one is prepared in (as on a
+    // full disk): the next segment is made when it must be, growing, and the one
+    // with room is sealed first, at its length.
+    fs::create_dir(dir.path().join("prepare.tmp")).unwrap();
+    for _ in 0..200 {
+        w.commit(&mut log, 8000);
+        assert!(!log.wait_prepared());
+    }
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "{}", segs.len());
+    for pair in segs.windows(2) {
+        assert_eq!(base_of(&pair[0]) + len_of(&pair[0]), base_of(&pair[1]));
+    }
+    assert_eq!(base_of(segs.last().unwrap()) + len_of(segs.last().unwrap()), log.end().0);
+    drop(log);
+    fs::remove_dir(dir.path().join("prepare.tmp")).unwrap();
+    let (mut log, rec) = Log::open(dir.path(), opts).unwrap();
+    assert!(rec.cut.is_none());
+    assert_eq!(all(&mut log), w.expected(w.ends.len()));
+}
+
+#[test]
 fn closing_the_log_stops_the_preparing_and_removes_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), options()).unwrap();
