@@ -18,6 +18,7 @@
 mod error;
 mod frame;
 mod log;
+mod prepare;
 mod segment;
 mod verify;
 
