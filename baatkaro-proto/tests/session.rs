@@ -595,12 +595,7 @@ fn trailers_follow_their_replies_in_order_and_held_bytes_are_counted_once() {
 /// added while its request was at the head, or flushed with the final reply.
 #[test]
 fn list_items_go_out_once_whichever_way_they_reach_the_output() {
-    let mut s = Session::new(config(16), 0);
-    s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
-    write_out(&mut s);
-    let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
-    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
-    let _ = drain(&mut s);
+    let mut s = logged_in(config(16));
     s.handle_input(b"c GROUPS\r\nd ONLINE\r\ne ONLINE\r\n", 2);
     let ids = request_ids(&std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
     let [first, second, third] = ids[..] else { panic!("{ids:?}") };
