@@ -118,7 +118,7 @@ pub(super) struct EventLog {
     part_bytes: u64,
 }
 
-fn log_error(e: LogError) -> StoreError {
+pub(super) fn log_error(e: LogError) -> StoreError {
     match e {
         LogError::Damaged(why) => StoreError::Corrupt(why),
         LogError::Full(e) => StoreError::Full(e.to_string()),
