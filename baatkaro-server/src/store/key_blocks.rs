@@ -1,5 +1,7 @@
 //! Idempotency keys kept in SQLite as blocks: one row per flush holding every key
-//! of it, instead of one row per key.
+//! of it, instead of one row per key. Schema 11; from schema 12 the same blocks
+//! go to the key log instead (key_log.rs), which uses this module's encoding, and
+//! the rows of a schema 11 store are moved there at open.
 //!
 //! A key is written twice: to the event log with its send, durably, and again
 //! when the log's index is flushed (events.rs), for a start to read without going

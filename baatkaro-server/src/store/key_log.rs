@@ -14,12 +14,18 @@
 //!   event log past `log_indexed`, and are read back and written again by the
 //!   next flush. A key log that ends before `keys_logged` lost what the database
 //!   says it holds: the store refuses to start.
-//! - **Expiry.** `meta.keys_floor` is the latest expiry cut (of `KeysExpired` or a
-//!   start's `keys_since`), raised in the same transaction: a start leaves out the
-//!   keys below it, so a later start with an earlier cut does not find them again.
-//!   Whole segments whose newest key is below it are removed; a segment with keys
-//!   on both sides stays on disk, filtered at load. What is kept in memory for it
-//!   is one time per segment.
+//! - **Expiry.** An expiry cut (`KeysExpired`, or a start's `keys_since`) applies
+//!   to the keys stored before it, as it did to the blocks that existed then: it
+//!   is kept in `key_floors` as the log's end at the cut and the time below which
+//!   the keys before that end are gone, in the cut's transaction. A start leaves
+//!   those keys out, so a later start with an earlier cut does not find them
+//!   again, and keys stored after a cut are judged by the cuts after them (a cut
+//!   past every key, or a clock set back, expires nothing written later). A cut
+//!   replaces every earlier one it covers, so the table holds one row while the
+//!   cuts go forward, and one more each time a cut goes back. Whole segments
+//!   whose newest key is below their floor are removed; a segment with keys on
+//!   both sides stays on disk, filtered at load. What is kept in memory for it is
+//!   one time per segment.
 //! - **Reading.** A start reads the log from its first batch and keeps each user's
 //!   newest `keys_per_user` keys (SPEC.md 5.2, `key-count`): memory bounded by
 //!   that, not by how many keys the log holds.
@@ -42,13 +48,14 @@ pub(super) const KEY_LOG_DIR: &str = "keys";
 /// disk go in steps of a few hours of keys at high load, not days.
 pub(super) const KEY_SEGMENT_BYTES: u64 = 16 << 20;
 
-/// The schema step of the key log: nothing to create, the keys of the blocks are
-/// moved at open ([`KeyLog::move_blocks`]); clears what an earlier run of this
-/// schema left in `meta`, should a store be taken back and forward again.
-pub(super) const MIGRATION: &str = "DELETE FROM meta WHERE key IN ('keys_logged', 'keys_floor');";
+/// The schema step of the key log: the expiry cuts; the keys of the blocks are
+/// moved at open ([`KeyLog::move_blocks`]).
+pub(super) const MIGRATION: &str =
+    "CREATE TABLE key_floors (pos INTEGER PRIMARY KEY, floor INTEGER NOT NULL, row_sum INTEGER);
+     DELETE FROM meta WHERE key = 'keys_logged';";
 
 /// What undoes [`MIGRATION`] once [`KeyLog::restore_blocks`] put the keys back.
-pub(super) const UNDO: &str = MIGRATION;
+pub(super) const UNDO: &str = "DROP TABLE key_floors; DELETE FROM meta WHERE key = 'keys_logged';";
 
 /// The key log side of the store.
 #[derive(Debug)]
@@ -59,8 +66,10 @@ pub(super) struct KeyLog {
     number: u64,
     /// Per segment, oldest first: its start and the time of its newest key.
     newest: Vec<(u64, u64)>,
-    /// The floor as last read or raised: keys below it are expired.
-    floor: u64,
+    /// The expiry cuts as last read or made: the log's end at the cut and the
+    /// time below which the keys before it are gone; ends ascending, times
+    /// descending (a cut replaces those it covers).
+    floors: Vec<(u64, u64)>,
     /// The most bytes of keys one batch holds (a quarter segment).
     piece_bytes: usize,
 }
@@ -86,7 +95,7 @@ impl KeyLog {
             dir: path,
             number: recovery.last_number.unwrap_or(0),
             newest: Vec::new(),
-            floor: 0,
+            floors: Vec::new(),
             piece_bytes: (segment_bytes / 4) as usize,
         })
     }
@@ -145,29 +154,54 @@ impl KeyLog {
         write_meta(tx, rs, "keys_logged", self.log.end().0)
     }
 
-    /// Raises the floor to `before` in `tx`, if that is higher; the segments wholly
-    /// below it go once `tx` committed ([`KeyLog::remove_expired`]).
-    pub(super) fn raise_floor(
+    /// Expires the keys stored so far that are older than `before`, in `tx`; the
+    /// segments that leaves wholly expired go once `tx` committed
+    /// ([`KeyLog::remove_expired`]).
+    pub(super) fn cut(
         &mut self,
-        conn: &Connection,
+        tx: &Connection,
         rs: &mut RowSum,
         before: u64,
     ) -> Result<(), StoreError> {
-        if before > self.floor {
-            write_meta(conn, rs, "keys_floor", before)?;
-            self.floor = before;
+        let end = self.log.end().0;
+        if before == 0 || self.floors.iter().any(|&(p, f)| p >= end && f >= before) {
+            return Ok(());
         }
+        // Times and positions kept bit for bit in SQLite's i64.
+        let (pos, floor) = (end as i64, before as i64);
+        tx.prepare_cached("DELETE FROM key_floors WHERE floor <= ? OR pos <= ?")?
+            .execute(params![floor, self.log.start().0 as i64])?;
+        let sum = rs.start().int(pos).int(floor).digest();
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO key_floors (pos, floor, row_sum) VALUES (?, ?, ?)",
+        )?
+        .execute(params![pos, floor, sum])?;
+        let start = self.log.start().0;
+        self.floors.retain(|&(p, f)| f > before && p > start);
+        self.floors.push((end, before));
         Ok(())
     }
 
-    /// Removes the segments whose keys are all below the floor. Only space: a
+    /// The time below which a key of the batch at `pos` is expired.
+    fn floor_at(&self, pos: u64) -> u64 {
+        floor_at(&self.floors, pos)
+    }
+
+    /// Removes the oldest segments whose keys are all expired. Only space: a
     /// failure is logged and tried again at the next expiry.
     pub(super) fn remove_expired(&mut self) {
-        let floor = self.floor;
-        let before = match self.newest.iter().find(|(_, t)| *t >= floor) {
-            Some((start, _)) => *start,
-            None => self.log.end().0,
-        };
+        let starts: Vec<u64> = self.log.segment_starts().map(|p| p.0).collect();
+        let mut before = None;
+        for pair in starts.windows(2) {
+            let (start, next) = (pair[0], pair[1]);
+            let newest = self.newest.iter().find(|(s, _)| *s == start).map_or(0, |(_, t)| *t);
+            // Its keys lie before `next`: the floor there is the lowest of theirs.
+            if newest >= self.floor_at(next - 1) {
+                break;
+            }
+            before = Some(next);
+        }
+        let Some(before) = before else { return };
         match self.log.remove_before(Position(before)) {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "removed key log segments of expired keys"),
@@ -177,16 +211,28 @@ impl KeyLog {
         self.newest.retain(|(s, _)| *s >= first);
     }
 
-    /// The floor read from the database.
-    fn read_floor(&mut self, conn: &Connection) -> Result<u64, StoreError> {
-        self.floor = read_meta(conn, "keys_floor")?.unwrap_or(0);
-        Ok(self.floor)
+    /// The expiry cuts read from the database.
+    fn read_floors(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.floors.clear();
+        let mut st =
+            conn.prepare_cached("SELECT pos, floor, row_sum FROM key_floors ORDER BY pos")?;
+        let mut rows = st.query([])?;
+        let mut rs = RowSum::new();
+        while let Some(r) = rows.next()? {
+            let (pos, floor, sum): (i64, i64, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            if sum != Some(rs.start().int(pos).int(floor).digest()) {
+                return Err(StoreError::Corrupt(
+                    "an expiry cut of the key log (table key_floors) fails its checksum".into(),
+                ));
+            }
+            self.floors.push((pos as u64, floor as u64));
+        }
+        Ok(())
     }
 
     /// Reads the keys stored at `keys_since` or later and not expired into `out`,
     /// oldest first: only each user's newest `keys_per_user` of them (0: all). The
-    /// floor is raised to `keys_since` (the caller removes what that expires). The
-    /// cut applied.
+    /// keys older than `keys_since` are expired as by [`KeyLog::cut`].
     pub(super) fn load(
         &mut self,
         conn: &Connection,
@@ -194,10 +240,10 @@ impl KeyLog {
         keys_since: u64,
         keys_per_user: u64,
         out: &mut Vec<KeyRow>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
         self.reconcile(conn)?;
-        let floor = self.read_floor(conn)?;
-        let cut = floor.max(keys_since);
+        self.read_floors(conn)?;
+        let floors = self.floors.clone();
         let limit = if keys_per_user == 0 { usize::MAX } else { keys_per_user as usize };
         let starts: Vec<u64> = self.log.segment_starts().map(|p| p.0).collect();
         let mut newest = vec![0u64; starts.len()];
@@ -207,6 +253,7 @@ impl KeyLog {
         for batch in self.log.scan(self.log.start()) {
             let batch = batch.map_err(log_error)?;
             let seg = starts.partition_point(|&s| s <= batch.position.0).saturating_sub(1);
+            let cut = floor_at(&floors, batch.position.0).max(keys_since);
             for (_, data) in batch.records() {
                 for key in key_blocks::keys_of(data) {
                     let Write::SendKey { user, key, conv, fingerprint, seq, time } =
@@ -231,9 +278,9 @@ impl KeyLog {
         all.sort_unstable_by_key(|(n, _)| *n);
         out.extend(all.into_iter().map(|(_, k)| k));
         self.newest = starts.into_iter().zip(newest).collect();
-        self.raise_floor(conn, rs, keys_since)?;
+        self.cut(conn, rs, keys_since)?;
         self.remove_expired();
-        Ok(cut)
+        Ok(())
     }
 
     /// Moves the blocks of `key_blocks` (a store of schema 11) into the log, each
@@ -252,7 +299,6 @@ impl KeyLog {
             return Ok(0);
         }
         self.reconcile(conn)?;
-        let floor = self.read_floor(conn)?;
         let mut moved = 0u64;
         let mut block = KeyBlock::default();
         let mut record = Vec::new();
@@ -261,7 +307,7 @@ impl KeyLog {
             for key in key_blocks::keys_of(keys) {
                 let key = key?;
                 let Write::SendKey { time, .. } = key else { continue };
-                if time < block_floor.max(floor) {
+                if time < block_floor {
                     continue;
                 }
                 record.clear();
@@ -284,19 +330,21 @@ impl KeyLog {
     }
 
     /// Puts the keys of the log back in `key_blocks`, one block per batch, leaving
-    /// out those below the floor: how tests take a store back to schema 11. The
+    /// out those expired: how tests take a store back to schema 11. The
     /// caller removes the log's directory and undoes [`MIGRATION`].
     pub(super) fn restore_blocks(
         &mut self,
         conn: &mut Connection,
         rs: &mut RowSum,
     ) -> Result<(), StoreError> {
-        let floor = self.read_floor(conn)?;
+        self.read_floors(conn)?;
+        let floors = self.floors.clone();
         let tx = conn.transaction()?;
         let mut block = KeyBlock::default();
         let mut record = Vec::new();
         for batch in self.log.scan(self.log.start()) {
             let batch = batch.map_err(log_error)?;
+            let floor = floor_at(&floors, batch.position.0);
             for (_, data) in batch.records() {
                 block.clear();
                 for key in key_blocks::keys_of(data) {
@@ -321,6 +369,13 @@ impl KeyLog {
     pub(super) fn end(&self) -> u64 {
         self.log.end().0
     }
+}
+
+/// The time below which a key of the batch at `pos` is expired, by `floors`
+/// (ends ascending, times descending): the floor of the first cut made after it.
+fn floor_at(floors: &[(u64, u64)], pos: u64) -> u64 {
+    let i = floors.partition_point(|&(p, _)| p <= pos);
+    floors.get(i).map_or(0, |&(_, f)| f)
 }
 
 /// A record of the key log that passes its checksum but does not decode: written

@@ -696,10 +696,8 @@ impl Sqlite {
                 .ok_or_else(|| corrupt("a stored conversation is not valid"))?;
             snap.latest.push((key, seq as u64));
         }
-        // The cut of the keys: a key log's floor may lie past `keys_since`.
-        let mut keys_since = keys_since;
         if let Some(keys) = self.key_log.as_mut() {
-            keys_since = keys.load(c, &mut self.sum, keys_since, keys_per_user, &mut snap.keys)?;
+            keys.load(c, &mut self.sum, keys_since, keys_per_user, &mut snap.keys)?;
         } else if self.key_blocks {
             key_blocks::load(c, keys_since, keys_per_user, &mut snap.keys)?;
         } else {
@@ -1075,7 +1073,7 @@ impl Sqlite {
                 }
                 Write::KeysExpired { before } if key_log.is_some() => {
                     if let Some(keys) = key_log.as_mut() {
-                        keys.raise_floor(&tx, rs, *before)?;
+                        keys.cut(&tx, rs, *before)?;
                     }
                 }
                 Write::KeysExpired { before } if self.key_blocks => {
