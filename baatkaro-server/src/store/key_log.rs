@@ -363,12 +363,6 @@ impl KeyLog {
         tx.commit()?;
         Ok(())
     }
-
-    /// Where the log ends.
-    #[cfg(test)]
-    pub(super) fn end(&self) -> u64 {
-        self.log.end().0
-    }
 }
 
 /// The time below which a key of the batch at `pos` is expired, by `floors`
@@ -412,4 +406,58 @@ fn write_meta(conn: &Connection, rs: &mut RowSum, key: &str, value: u64) -> Resu
     conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value, row_sum) VALUES (?, ?, ?)")?
         .execute(params![key, value, sum])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_judged_by_the_first_cut_made_after_it() {
+        // Cuts at log ends 100 (time 50) and 300 (time 20, a clock set back).
+        let floors = [(100, 50), (300, 20)];
+        assert_eq!(floor_at(&floors, 32), 50);
+        assert_eq!(floor_at(&floors, 99), 50);
+        assert_eq!(floor_at(&floors, 100), 20, "stored at the first cut's end: after it");
+        assert_eq!(floor_at(&floors, 299), 20);
+        assert_eq!(floor_at(&floors, 300), 0, "stored after every cut");
+        assert_eq!(floor_at(&[], 7), 0);
+    }
+
+    #[test]
+    fn a_block_is_cut_into_pieces_on_record_boundaries() {
+        let mut block = KeyBlock::default();
+        let mut record = Vec::new();
+        for i in 0..100u64 {
+            let w = Write::SendKey {
+                user: format!("u{}", i % 3).parse().unwrap(),
+                key: format!("key{}", "k".repeat((i % 20) as usize)).parse().unwrap(),
+                conv: "#room".parse().unwrap(),
+                fingerprint: i,
+                seq: i,
+                time: 1_000 + i,
+            };
+            record.clear();
+            key_blocks::encode(&mut record, &w);
+            block.push(&record, 1_000 + i);
+        }
+        let whole: Vec<&[u8]> = block.pieces(usize::MAX).collect();
+        assert_eq!(whole, [block.bytes()]);
+        let pieces: Vec<&[u8]> = block.pieces(300).collect();
+        assert!(pieces.len() > 10);
+        assert!(pieces.iter().all(|p| p.len() <= 300));
+        assert_eq!(pieces.concat(), block.bytes());
+        // Each piece decodes whole, and together they give every key in order.
+        let seqs: Vec<u64> = pieces
+            .iter()
+            .flat_map(|p| key_blocks::keys_of(p))
+            .map(|k| match k.unwrap() {
+                Write::SendKey { seq, .. } => seq,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+        // One record larger than the limit is a piece of its own.
+        assert_eq!(block.pieces(1).count(), 100);
+    }
 }
