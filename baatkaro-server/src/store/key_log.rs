@@ -163,6 +163,8 @@ impl KeyLog {
         rs: &mut RowSum,
         before: u64,
     ) -> Result<(), StoreError> {
+        // Compared as SQLite's i64, as stored: a cut past 2262 is one past every key.
+        let before = before.min(i64::MAX as u64);
         let end = self.log.end().0;
         if before == 0 || self.floors.iter().any(|&(p, f)| p >= end && f >= before) {
             return Ok(());
