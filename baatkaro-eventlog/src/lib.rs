@@ -18,7 +18,6 @@
 mod error;
 mod frame;
 mod log;
-mod prepare;
 mod segment;
 mod verify;
 

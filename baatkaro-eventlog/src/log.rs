@@ -7,7 +7,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::frame::{self, HEADER, Header, RECORD_HEADER};
-use crate::prepare::{self, Preparer};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
 
@@ -121,12 +120,6 @@ pub struct Log {
     active_base: u64,
     /// Bytes of the active segment, its header included.
     active_len: u64,
-    /// The active segment's file length: zeros from `active_len` to here, room
-    /// written ahead ([`crate::prepare`]). Equal to `active_len` in a segment that
-    /// grows with each write.
-    room: u64,
-    /// The next segment's file, being written with zeros or ready.
-    preparer: Preparer,
     /// Open sealed segments, the most recently read last.
     readers: Vec<(u64, File)>,
     /// The frame being written, kept to reuse its memory.
@@ -143,7 +136,6 @@ impl Log {
     /// Batches of earlier segments are checked when they are read.
     pub fn open(dir: &Path, options: Options) -> Result<(Log, Recovery), LogError> {
         fs::create_dir_all(dir)?;
-        prepare::remove_leftover(dir)?;
         let mut bases = segment::list(dir)?;
         let mut recovery = Recovery::default();
         let Some(&last) = bases.last() else {
@@ -208,8 +200,6 @@ impl Log {
             active,
             active_base: last,
             active_len,
-            room: active_len,
-            preparer: Preparer::new(dir),
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
@@ -241,8 +231,6 @@ impl Log {
             active,
             active_base: 0,
             active_len: SEGMENT_HEADER,
-            room: SEGMENT_HEADER,
-            preparer: Preparer::new(dir),
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
@@ -250,16 +238,14 @@ impl Log {
     }
 
     /// Walks the active segment's batches, cuts a torn last write, and returns the
-    /// last batch's number. Zeros from the last batch to the file's end are room
-    /// written ahead, kept.
+    /// last batch's number.
     fn recover_tail(&mut self, recovery: &mut Recovery) -> Result<Option<u64>, LogError> {
-        let file_len = self.room;
+        let file_len = self.active_len;
         let mut at = SEGMENT_HEADER;
         let mut last = None;
         let mut body = Vec::new();
         let reason = loop {
             if at == file_len {
-                self.active_len = at;
                 return Ok(last);
             }
             let mut head = [0u8; HEADER];
@@ -291,19 +277,9 @@ impl Log {
             last = Some(h.number);
             at = end;
         };
-        self.active_len = at;
-        // Zeros from here to the end are the room the segment was prepared with, or
-        // what a write that grew the file left of itself, never synced: the log
-        // ends here, nothing to cut.
-        let written = end_of_nonzero(&self.active, at, file_len)?;
-        if written == at {
-            return Ok(last);
-        }
         // Only the last write can be torn: each commit syncs before the next begins.
-        // Any subset of its sectors may have reached the disk (its first one zero,
-        // later ones not), so the bad bytes are a torn write only if no good batch
-        // follows them.
-        let rest_len = written - at;
+        // So the bad bytes are a torn write only if no good batch follows them.
+        let rest_len = file_len - at;
         // A torn write is at most one batch, and no batch is larger than a segment
         // (of this size or, bounded, the size the segment was written with).
         if rest_len > self.options.segment_bytes.max(1 << 30) {
@@ -326,20 +302,12 @@ impl Log {
                 return Err(damaged(&self.dir, self.active_base, at, &why));
             }
         }
-        let bytes = if file_len - written >= KEEP_ROOM {
-            // Room follows the torn write: zeros over it keep the room.
-            overwrite_with_zeros(&self.active, at, written)?;
-            self.active.sync_all()?;
-            rest_len
-        } else {
-            self.active.set_len(at)?;
-            self.active.sync_all()?;
-            self.room = at;
-            file_len - at
-        };
+        self.active.set_len(at)?;
+        self.active.sync_all()?;
+        self.active_len = at;
         recovery.cut = Some(Cut {
             at: Position(self.active_base + at),
-            bytes,
+            bytes: rest_len,
             segment: segment::path(&self.dir, self.active_base),
             reason,
         });
@@ -386,14 +354,8 @@ impl Log {
         if len > self.options.segment_bytes.saturating_sub(SEGMENT_HEADER) {
             return Err(too_large(len));
         }
-        let holds = self.active_len > SEGMENT_HEADER;
-        let end = self.active_len + len;
-        if end > self.options.segment_bytes && holds {
-            self.roll(true)?;
-        } else if end > self.room && holds && self.preparer.poll(self.active_base) {
-            // Past the room written ahead the write would grow the file, and its
-            // sync cost a journal commit: a prepared file is cheaper from now on.
-            self.roll(false)?;
+        if self.active_len + len > self.options.segment_bytes && self.active_len > SEGMENT_HEADER {
+            self.roll()?;
         }
         let at = self.active_len;
         let written =
@@ -401,120 +363,24 @@ impl Log {
         if let Err(e) = written {
             self.failed = true;
             // Best effort: leave no partial batch behind for the next open to cut.
-            let _ = self.active.set_len(at.max(self.room));
-            let _ = overwrite_with_zeros(&self.active, at, (at + len).min(self.room));
+            let _ = self.active.set_len(at);
             return Err(e.into());
         }
         self.active_len += len;
-        self.room = self.room.max(self.active_len);
-        self.prepare_next();
         Ok(Position(self.active_base + at))
     }
 
-    /// Asks for the next segment's file to be written ahead once this one holds
-    /// enough to show that the log is busy: a quarter MiB of batches, or half of
-    /// the room written ahead. Each prepared file is twice the size of the segment
-    /// before it (from 1 MiB up to `segment_bytes`), so a log that stays small
-    /// (a test's, a quiet server's) never writes 64 MiB of zeros.
-    fn prepare_next(&mut self) {
-        if self.preparer.is_asked() {
-            return;
-        }
-        let basis = if self.room > self.active_len {
-            (self.active_len >= self.room / 2).then_some(self.room)
-        } else {
-            (self.active_len - SEGMENT_HEADER >= PREPARE_AFTER).then_some(self.active_len)
-        };
-        if let Some(basis) = basis {
-            let size = basis.saturating_mul(2).max(1 << 20).min(self.options.segment_bytes);
-            self.preparer.ask(size, self.active_base);
-        }
-    }
-
-    /// Waits until the file being written ahead for the next segment, if any, is
-    /// ready, and says whether one is. A commit never waits for it (a segment
-    /// grows while none is ready); this is for tests and benchmarks that need the
-    /// next roll to take it.
-    pub fn wait_prepared(&mut self) -> bool {
-        self.preparer.wait(self.active_base)
-    }
-
-    /// Closes the active segment and begins the next where it ends: in the
-    /// prepared file if one is ready, else (if `must`) in a new file that grows.
-    /// Without `must`, a prepared file that cannot be taken leaves the active
-    /// segment as it is.
-    fn roll(&mut self, must: bool) -> Result<(), LogError> {
+    /// Closes the active segment (already synced: every commit syncs) and begins
+    /// the next where it ends.
+    fn roll(&mut self) -> Result<(), LogError> {
         let base = self.active_base + self.active_len;
-        let prepared = self.preparer.take();
-        if prepared.is_none() && !must {
-            return Ok(());
-        }
-        // Sealed first, at its length, durably, whatever the next segment's file:
-        // a crash must never leave room written ahead in a segment that another
-        // follows (the next open would find that it does not end where the next
-        // begins).
-        if self.room > self.active_len {
-            let sealed = self.active.set_len(self.active_len).and_then(|()| self.active.sync_all());
-            if let Err(e) = sealed {
-                self.failed = true;
-                return Err(e.into());
-            }
-            self.room = self.active_len;
-        }
-        if let Some((file, size)) = prepared {
-            match self.roll_into(file, size, base) {
-                Ok(()) => return Ok(()),
-                Err(Taken::Failed(e)) => {
-                    self.failed = true;
-                    return Err(e.into());
-                }
-                Err(Taken::Unused) => {
-                    self.preparer.discard(self.active_base);
-                    if !must {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        if !must {
-            return Ok(());
-        }
         let next =
             segment::create(&self.dir, base, self.seed).inspect_err(|_| self.failed = true)?;
-        self.begin_segment(next, base, SEGMENT_HEADER);
-        Ok(())
-    }
-
-    /// Makes the prepared `file` of `size` bytes the segment at `base` (the active
-    /// one sealed already).
-    fn roll_into(&mut self, file: File, size: u64, base: u64) -> Result<(), Taken> {
-        // The header durable before the name: a segment under its final name
-        // always has one.
-        let header = segment::header(base, self.seed);
-        if file.write_all_at(&header, 0).and_then(|()| file.sync_data()).is_err() {
-            return Err(Taken::Unused);
-        }
-        let target = segment::path(&self.dir, base);
-        if let Err(e) = fs::rename(prepare::temp_path(&self.dir), &target) {
-            // Unless it is there after all, nothing changed: the active segment
-            // goes on.
-            return match fs::symlink_metadata(&target) {
-                Err(gone) if gone.kind() == io::ErrorKind::NotFound => Err(Taken::Unused),
-                _ => Err(Taken::Failed(e)),
-            };
-        }
-        self.begin_segment(file, base, size.max(SEGMENT_HEADER));
-        segment::sync_dir(&self.dir).map_err(Taken::Failed)
-    }
-
-    /// The active segment sealed where `base` begins, and `file`, of `room`
-    /// bytes, the active one at `base`.
-    fn begin_segment(&mut self, file: File, base: u64, room: u64) {
         self.sealed.push(Sealed { base: self.active_base, end: base });
-        self.active = file;
+        self.active = next;
         self.active_base = base;
         self.active_len = SEGMENT_HEADER;
-        self.room = room;
+        Ok(())
     }
 
     /// Where the next batch will be written.
@@ -667,7 +533,6 @@ impl Log {
                 .open(segment::path(&self.dir, prev.base))?;
             self.active_base = prev.base;
             self.active_len = prev.end - prev.base;
-            self.room = self.active_len;
         }
         if removed {
             // The later segments' removal durable before the segment they follow is
@@ -681,8 +546,6 @@ impl Log {
         self.active.set_len(keep)?;
         self.active.sync_all()?;
         self.active_len = keep;
-        // The room written ahead went with the cut (truncation is rare: a restart's).
-        self.room = keep;
         Ok(())
     }
 
@@ -830,71 +693,6 @@ fn walks(seed: u64, body: &[u8], count: u32) -> bool {
         n += 1;
     }
     n == count
-}
-
-/// How a prepared file failed to become the next segment.
-enum Taken {
-    /// Nothing on disk changed but the prepared file itself: the active segment
-    /// can go on.
-    Unused,
-    /// What is on disk is not known.
-    Failed(io::Error),
-}
-
-/// A segment grows to this many bytes of batches before the next one's file is
-/// prepared ([`Log::prepare_next`]).
-const PREPARE_AFTER: u64 = 256 << 10;
-
-/// Zeros after a torn write worth keeping as room (cut otherwise, with it).
-const KEEP_ROOM: u64 = 4096;
-
-/// Bytes read or written at a time over zeros.
-const ZERO_SCAN: u64 = 1 << 20;
-
-/// Where the bytes of `file` from `from` to `to` stop being zeros for good: one
-/// past the last byte that is not zero, or `from` if all are. Reads backwards, a
-/// large chunk at a time.
-fn end_of_nonzero(file: &File, from: u64, to: u64) -> io::Result<u64> {
-    let mut buf = vec![0u8; ZERO_SCAN.min(to - from) as usize];
-    let mut end = to;
-    while end > from {
-        let start = end.saturating_sub(ZERO_SCAN).max(from);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.read_exact_at(chunk, start)?;
-        if let Some(last) = last_nonzero(chunk) {
-            return Ok(start + last as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(from)
-}
-
-/// Where the last byte that is not zero is, if any: blocks or-ed whole, which
-/// vectorises, from the end.
-fn last_nonzero(bytes: &[u8]) -> Option<usize> {
-    const BLOCK: usize = 4096;
-    let mut end = bytes.len();
-    while end > 0 {
-        let start = end.saturating_sub(BLOCK);
-        let block = &bytes[start..end];
-        if block.iter().fold(0u8, |acc, &b| acc | b) != 0 {
-            return block.iter().rposition(|&b| b != 0).map(|i| start + i);
-        }
-        end = start;
-    }
-    None
-}
-
-/// Writes zeros over the bytes of `file` from `from` to `to` (not synced).
-fn overwrite_with_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let zeros = vec![0u8; ZERO_SCAN.min(to - from) as usize];
-    let mut at = from;
-    while at < to {
-        let n = (to - at).min(ZERO_SCAN);
-        file.write_all_at(&zeros[..n as usize], at)?;
-        at += n;
-    }
-    Ok(())
 }
 
 /// Bytes of candidate batches an open may checksum while it tells a torn last

@@ -51,7 +51,7 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 /// The header of the segment at `base` with `seed`.
-pub(crate) fn header(base: u64, seed: u64) -> [u8; SEGMENT_HEADER as usize] {
+fn header(base: u64, seed: u64) -> [u8; SEGMENT_HEADER as usize] {
     let mut h = [0; SEGMENT_HEADER as usize];
     h[0..8].copy_from_slice(&MAGIC);
     h[8..16].copy_from_slice(&base.to_le_bytes());

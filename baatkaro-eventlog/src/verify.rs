@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use crate::frame::HEADER;
 use crate::log::{damaged, read_batch_at, read_up_to};
-use crate::prepare;
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
 
@@ -39,18 +38,14 @@ impl Verifier {
         Verifier { dir: dir.to_path_buf(), at: 0, open: None }
     }
 
-    /// The bytes the log's files take on disk (0 if there is no log): its
-    /// segments, and the next one's file if it is being written ahead. The active
-    /// segment's room written ahead, zeros past its last batch, counts: its blocks
-    /// are written and held, real disk use (at most one segment's worth).
+    /// The bytes the log's segments take on disk (0 if there is no log).
     pub fn size(&self) -> io::Result<u64> {
         if !self.dir.exists() {
             return Ok(0);
         }
-        let len = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-        let mut total = len(&prepare::temp_path(&self.dir));
+        let mut total = 0;
         for base in segment::list(&self.dir)? {
-            total += len(&segment::path(&self.dir, base));
+            total += std::fs::metadata(segment::path(&self.dir, base)).map_or(0, |m| m.len());
         }
         Ok(total)
     }
@@ -62,13 +57,6 @@ impl Verifier {
     /// are passed over.
     pub fn check(&mut self, end: Position, budget: u64) -> Result<Checked, LogError> {
         let mut done = Checked::default();
-        if let Some((_, file, len, _)) = self.open.as_mut() {
-            // The length now: the segment may have grown, or, if it was the active
-            // one with room written ahead, been sealed shorter since the last call.
-            // Sealed before any batch of the next segment was written, so before
-            // `end` can lie past it.
-            *len = file.metadata()?.len();
-        }
         loop {
             if self.at >= end.0 || !self.dir.exists() {
                 self.at = 0;

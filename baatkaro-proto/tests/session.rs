@@ -590,3 +590,42 @@ fn trailers_follow_their_replies_in_order_and_held_bytes_are_counted_once() {
     s.send_encoded_after(c, of_c);
     assert_eq!(&s.poll_transmit().unwrap()[..], &of_c[..]);
 }
+
+/// Each item goes out once, in order, whether it was held behind an earlier reply,
+/// added while its request was at the head, or flushed with the final reply.
+#[test]
+fn list_items_go_out_once_whichever_way_they_reach_the_output() {
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"a HELLO 1\r\nb LOGIN ann {2}\r\npw\r\n", 1);
+    write_out(&mut s);
+    let Some(SessionEvent::Request { id: login, .. }) = s.poll_event() else { panic!() };
+    s.reply(login, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 2);
+    let _ = drain(&mut s);
+    s.handle_input(b"c GROUPS\r\nd ONLINE\r\ne ONLINE\r\n", 2);
+    let ids = request_ids(&std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
+    let [first, second, third] = ids[..] else { panic!("{ids:?}") };
+    let online = |name: &str| baatkaro_proto::Item::Online { user: name.parse().unwrap() };
+    // Held behind the first reply.
+    s.item(second, &online("ann"));
+    s.item(third, &online("cat"));
+    s.reply(first, Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 }), 3);
+    // At the head now: written as they come.
+    s.item(second, &online("bob"));
+    let listed = |count| Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Online, count });
+    // Answered at the head: its reply straight into the output.
+    s.reply(second, listed(2), 3);
+    // The third's held item, then one more, then its reply.
+    s.item(third, &online("dan"));
+    s.reply(third, listed(2), 3);
+    let mut out = Vec::new();
+    while let Some(bytes) = s.poll_transmit() {
+        s.handle_written(bytes.len());
+        out.extend_from_slice(&bytes);
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "c OK GROUPS 0\r\nd ONLINE ann\r\nd ONLINE bob\r\nd OK ONLINE 2\r\n\
+         e ONLINE cat\r\ne ONLINE dan\r\ne OK ONLINE 2\r\n"
+    );
+    assert_eq!(s.queued(), 0);
+}

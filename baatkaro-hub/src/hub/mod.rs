@@ -951,10 +951,12 @@ impl Hub {
         let mut frames = Vec::with_capacity(outs.len());
         let mut index = std::mem::take(&mut self.frame_index);
         index.clear();
-        for out in outs.iter() {
+        for out in outs.iter_mut() {
             index.push(frames.len() as u32);
             if let Out::Frame { bytes, .. } = out {
-                frames.push(bytes.clone());
+                // Moved, not cloned: the batch's outputs are cleared after this, and
+                // a clone of a frame's bytes allocates a shared handle for them.
+                frames.push(std::mem::take(bytes));
             }
         }
         let frames: Arc<[Bytes]> = frames.into();

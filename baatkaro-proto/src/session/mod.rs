@@ -406,9 +406,11 @@ impl Session {
         let done = if at_head {
             // Next on the wire: written to the output now, its items first, with no
             // buffer of its own (a pipelining client's replies are almost all so).
-            let items = p.items.split();
-            self.held = self.held.saturating_sub(items.len());
-            self.out.extend_from_slice(&items);
+            self.held = self.held.saturating_sub(p.items.len());
+            // Copied and cleared, not split off: splitting a buffer allocates a
+            // shared handle for it, even an empty one, once per reply.
+            self.out.extend_from_slice(&p.items);
+            p.items.clear();
             frame.encode(&mut self.out);
             Bytes::new()
         } else {
@@ -673,9 +675,10 @@ impl Session {
     /// output, and acts on what they finish (log in, close).
     fn flush(&mut self) {
         while let Some(head) = self.pending.front_mut() {
-            let items = head.items.split();
-            self.held = self.held.saturating_sub(items.len());
-            self.out.extend_from_slice(&items);
+            self.held = self.held.saturating_sub(head.items.len());
+            // Copied and cleared, as in `reply`: no shared handle allocated.
+            self.out.extend_from_slice(&head.items);
+            head.items.clear();
             let Some(done) = head.done.take() else { break };
             self.held = self.held.saturating_sub(done.len() + head.trailer.len());
             self.out.extend_from_slice(&done);
