@@ -196,7 +196,10 @@ impl KeyLog {
         let mut before = None;
         for pair in starts.windows(2) {
             let (start, next) = (pair[0], pair[1]);
-            let newest = self.newest.iter().find(|(s, _)| *s == start).map_or(0, |(_, t)| *t);
+            // A segment whose newest time is not known (nothing loaded since the
+            // open) is kept: taken for empty, its live keys would go with it.
+            let newest =
+                self.newest.iter().find(|(s, _)| *s == start).map_or(u64::MAX, |(_, t)| *t);
             // Its keys lie before `next`: the floor there is the lowest of theirs.
             if newest >= self.floor_at(next - 1) {
                 break;
