@@ -575,6 +575,110 @@ fn rows_of_schema_10_move_into_the_key_log() {
     assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want, "after a restart");
 }
 
+/// Fills the key log's newest segment with flushes of 2,000 keys of user 0 from
+/// key `n` on until it has less room left than 9,000 more keys take; returns the
+/// next key's number.
+fn fill_a_segment(store: &mut Sqlite, dir: &Path, mut n: u64) -> u64 {
+    while used(key_segments(dir).last().unwrap()) < 800 << 10 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not grow");
+    }
+    n
+}
+
+/// A crash during a flush whose key log batch began a new segment, the database's
+/// transaction not committed; `written`: whether that batch reached the disk (or
+/// only the new segment's header did). Each acknowledged key comes back once, the
+/// check passes, and the store goes on from there.
+fn crash_in_a_flush_that_began_a_segment(written: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
+    let mut n = fill_a_segment(&mut store, dir, 0);
+    let segments = key_segments(dir).len();
+    // Acknowledged: in the event log, not yet flushed.
+    store.commit(&keys(n, n + 9000), 1, 0).unwrap();
+    n += 9000;
+    let before = database_files(dir);
+    store.commit(&[flush()], 1, 0).unwrap();
+    drop(store);
+    let new = key_segments(dir);
+    assert_eq!(new.len(), segments + 1, "the flush began a key log segment");
+    put_back(before);
+    if !written {
+        let f = std::fs::OpenOptions::new().write(true).open(new.last().unwrap()).unwrap();
+        f.set_len(baatkaro_eventlog::SEGMENT_HEADER).unwrap();
+    }
+    // What lies past `keys_logged` is no damage: a restart cuts it.
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+
+    let want: Vec<u64> = (0..n).map(|i| T0 + i * 10_000).collect();
+    let mut store = open_small(dir);
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "after the crash");
+    // Written again, then more, through a cut and restarts.
+    store.commit(&keys(n, n + 10), 1, 0).unwrap();
+    store.commit(&[flush()], 1, 0).unwrap();
+    let cut = T0 + 10 * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let want: Vec<u64> = (10..n + 10).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "in place");
+    drop(store);
+    for round in 0..2 {
+        let mut store = open_small(dir);
+        assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "restart {round}");
+    }
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
+#[test]
+fn a_crash_in_a_flush_that_began_a_key_log_segment_keeps_each_key_once() {
+    crash_in_a_flush_that_began_a_segment(true);
+}
+
+#[test]
+fn a_crash_after_a_key_log_segment_was_begun_and_before_its_batch_keeps_each_key_once() {
+    crash_in_a_flush_that_began_a_segment(false);
+}
+
+#[test]
+fn a_crash_between_an_expiry_and_the_removal_of_its_segments_is_made_good_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
+    let mut n = 0;
+    while key_segments(dir).len() < 4 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not roll");
+    }
+    let copies: Vec<_> =
+        key_segments(dir).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let cut = T0 + (n / 2) * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let left = key_segments(dir);
+    assert!(left.len() < copies.len());
+    drop(store);
+    // The removal never reached the disk.
+    for (path, bytes) in &copies {
+        if !path.exists() {
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+    let want: Vec<u64> = (n / 2..n).map(|i| T0 + i * 10_000).collect();
+    let mut store = open_small(dir);
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    assert_eq!(key_segments(dir), left, "the start removed them again");
+    drop(store);
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
 #[test]
 fn an_expiry_before_any_load_removes_no_segment_with_live_keys() {
     let dir = tempfile::tempdir().unwrap();
