@@ -556,3 +556,46 @@ fn sigterm_while_the_store_opens_stops_the_binary_with_status_0_and_a_usable_dat
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.load(0, 0).unwrap().keys.len(), KEYS);
 }
+
+/// A store whose load panics: a bug in a store, as the server meets it.
+struct PanicsAtLoad;
+
+impl baatkaro_server::store::Store for PanicsAtLoad {
+    fn load(&mut self, _: u64, _: u64) -> Result<baatkaro_server::store::Snapshot, StoreError> {
+        panic!("a store bug at load (this panic is the test's)")
+    }
+    fn commit(
+        &mut self,
+        _: &[baatkaro_server::store::Write],
+        _: u64,
+        _: u64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn history(
+        &mut self,
+        _: &baatkaro_server::store::HistoryQuery,
+    ) -> Result<baatkaro_server::store::HistoryPage, StoreError> {
+        Err(StoreError::Corrupt("not kept".into()))
+    }
+    fn unread(&mut self, _: &baatkaro_server::store::UnreadQuery) -> Result<Vec<u64>, StoreError> {
+        Err(StoreError::Corrupt("not kept".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_thread_that_dies_in_its_load_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bounded: the start used to wait for the store thread's answer forever.
+    let started = tokio::time::timeout(
+        Duration::from_secs(60),
+        Server::with_store(common::config(dir.path()), PanicsAtLoad),
+    )
+    .await
+    .expect("the start returned");
+    match started {
+        Err(StartError::Other(why)) => assert!(why.contains("store thread"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a server started without its store's snapshot"),
+    }
+}
