@@ -704,3 +704,26 @@ fn an_expiry_before_any_load_removes_no_segment_with_live_keys() {
     assert_eq!((got.len() as u64, got.first()), (n - 10, Some(&cut)), "keys read back");
     assert_eq!(got, (10..n).map(|i| T0 + i * 10_000).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_start_whose_cut_fails_keeps_the_cuts_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = one_block(dir.path());
+    store.commit(&[Write::KeysExpired { before: T0 + 50_000 }], 1, 0).unwrap();
+    drop(store);
+    let db = || rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    // The start's cut fails as it is written (a full disk, an I/O error): here a
+    // trigger refuses the new row of `key_floors`.
+    db().execute_batch(
+        "CREATE TRIGGER refuse_cut BEFORE INSERT ON key_floors
+         BEGIN SELECT RAISE(ABORT, 'a write that fails'); END;",
+    )
+    .unwrap();
+    let failed = Sqlite::open(dir.path()).and_then(|mut s| s.load(T0 + 60_000, 0));
+    assert!(failed.is_err(), "the trigger refused the cut");
+    db().execute_batch("DROP TRIGGER refuse_cut").unwrap();
+    // A later start with an earlier cut (a clock set back): the cut before the
+    // failed one still holds, its keys stay expired.
+    let want: Vec<u64> = (5..18).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want);
+}

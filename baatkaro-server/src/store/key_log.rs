@@ -283,7 +283,11 @@ impl KeyLog {
         all.sort_unstable_by_key(|(n, _)| *n);
         out.extend(all.into_iter().map(|(_, k)| k));
         self.newest = starts.into_iter().zip(newest).collect();
-        self.cut(conn, rs, keys_since)?;
+        // One transaction: the cuts it replaces are deleted only with its row
+        // written, or a failure between the two loses them.
+        let tx = conn.unchecked_transaction()?;
+        self.cut(&tx, rs, keys_since)?;
+        tx.commit()?;
         self.remove_expired();
         Ok(())
     }
