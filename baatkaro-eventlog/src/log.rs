@@ -582,6 +582,14 @@ impl Log {
     pub fn segments(&self) -> usize {
         self.sealed.len() + 1
     }
+
+    /// Where each segment begins, oldest first, the active one last: a batch at
+    /// position `p` lies in the last segment whose start is at or before `p`, and
+    /// [`Log::remove_before`] with a segment's start removes every segment before
+    /// it. For callers that keep something per segment (the newest time in it).
+    pub fn segment_starts(&self) -> impl Iterator<Item = Position> + '_ {
+        self.sealed.iter().map(|s| s.base).chain([self.active_base]).map(Position)
+    }
 }
 
 /// A batch being written into the log's buffer ([`Log::begin`]).

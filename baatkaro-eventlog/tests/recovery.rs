@@ -264,6 +264,30 @@ fn remove_before_lets_whole_old_segments_go() {
 }
 
 #[test]
+fn segment_starts_place_every_batch_and_remove_before_one_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(log.segment_starts().collect::<Vec<_>>(), [Position(0)]);
+    let positions = commit_range(&mut log, 1, 40, 3);
+    let starts: Vec<Position> = log.segment_starts().collect();
+    assert_eq!(starts.len(), segments(dir.path()).len());
+    assert!(starts.windows(2).all(|w| w[0] < w[1]));
+    // Every batch lies after its segment's start and before the next one's.
+    for p in &positions {
+        let i = starts.partition_point(|s| s <= p) - 1;
+        assert!(p.0 >= starts[i].0 + SEGMENT_HEADER);
+        assert!(starts.get(i + 1).is_none_or(|next| p < next));
+    }
+    // Removing before the third segment's start leaves it first, its batches whole.
+    assert_eq!(log.remove_before(starts[2]).unwrap(), 2);
+    assert_eq!(log.segment_starts().collect::<Vec<_>>(), starts[2..]);
+    assert_eq!(log.start(), Position(starts[2].0 + SEGMENT_HEADER));
+    drop(log);
+    let (log, _) = Log::open(dir.path(), small()).unwrap();
+    assert_eq!(log.segment_starts().collect::<Vec<_>>(), starts[2..]);
+}
+
+#[test]
 fn a_batch_larger_than_a_segment_is_refused_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), small()).unwrap();

@@ -113,13 +113,29 @@ impl Server {
         };
         let cfg = Arc::new(cfg);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        // Weak: a strong sender held here would keep `recv` below waiting forever
+        // for a store thread that died without answering.
+        let again = done_tx.downgrade();
         let writer = Writer::spawn_with(store, cfg.limits.history, done_tx, upkeep);
         let keys_since = clock::now().saturating_sub(cfg.limits.keys.saturating_mul(1000));
         writer.send(Job::Load { keys_since, keys_per_user: cfg.limits.key_count });
-        let snapshot = match done_rx.recv().await {
-            Some(Done::Loaded(loaded)) => (*loaded)?,
-            _ => return Err(StartError::Other("the store thread stopped".into())),
+        // The background check runs while the store loads, and may find damage
+        // first: that report is passed on to the hub once it runs, not taken for
+        // the store thread's end.
+        let mut early = None;
+        let snapshot = loop {
+            match done_rx.recv().await {
+                Some(Done::Loaded(loaded)) => break (*loaded)?,
+                // Said once: at most one.
+                Some(damaged @ Done::Damaged(_)) => early = Some(damaged),
+                _ => return Err(StartError::Other("the store thread stopped".into())),
+            }
         };
+        if let Some(damaged) = early
+            && let Some(again) = again.upgrade()
+        {
+            let _ = again.send(damaged);
+        }
         let hasher = Hasher::new(cfg.hash_cost, cfg.max_hashes).map_err(StartError::Other)?;
         let (dir, direct, reserve) = (cfg.data_dir.clone(), cfg.direct_io, cfg.upload_reserve);
         let keep: std::collections::HashSet<String> =

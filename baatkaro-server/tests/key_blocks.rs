@@ -1,7 +1,9 @@
-//! Idempotency keys kept in blocks (schema 11, store/key_blocks.rs): what a start
-//! reads back is what a model of the keys says, across flushes, expiry cuts,
-//! restarts, crashes between the event log and the database, and stores taken
-//! back to rows; a damaged block is found whatever expiry did to it since.
+//! Idempotency keys kept in blocks, in the key log beside the database (schema 12,
+//! store/key_log.rs; SQLite rows of blocks in schema 11, store/key_blocks.rs):
+//! what a start reads back is what a model of the keys says, across flushes,
+//! expiry cuts, restarts, crashes between the key log and the database, and
+//! stores taken back to blocks and rows; damage is found, and a key log that lost
+//! what the database says it holds is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -59,45 +61,65 @@ fn times(keys: &[Key]) -> Vec<u64> {
     keys.iter().map(|k| k.5).collect()
 }
 
-fn blocks(dir: &Path) -> i64 {
-    rusqlite::Connection::open(dir.join(DB_FILE))
+/// The key log's segment files, in order.
+fn key_segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("keys"))
         .unwrap()
-        .query_row("SELECT COUNT(*) FROM key_blocks", [], |r| r.get(0))
-        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The bytes the key log's segments hold: each up to its last byte that is not
+/// zero (a segment may be a file written with zeros ahead, longer than its data).
+fn key_log_bytes(dir: &Path) -> u64 {
+    key_segments(dir).iter().map(|p| used(p)).sum()
+}
+
+fn used(segment: &Path) -> u64 {
+    let bytes = std::fs::read(segment).unwrap();
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
 }
 
 #[test]
-fn a_damaged_block_still_fails_its_checksum_after_an_expiry_cut_through_it() {
+fn damage_in_the_key_log_is_found_by_the_check_and_refuses_the_start() {
     let dir = tempfile::tempdir().unwrap();
     drop(one_block(dir.path()));
-    // A flipped bit in the last key's sequence number (its record ends with
-    // fingerprint, sequence number and time, eight bytes each).
-    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
-    let mut keys: Vec<u8> = db.query_row("SELECT keys FROM key_blocks", [], |r| r.get(0)).unwrap();
-    let at = keys.len() - 16;
-    keys[at] ^= 0x04;
-    db.execute("UPDATE key_blocks SET keys = ?", [&keys]).unwrap();
-    drop(db);
     let path = dir.path().join(DB_FILE);
-    assert!(Checker::open(&path).unwrap().check(u64::MAX).is_err(), "found before the cut");
-
-    // An expiry cut through the block raises its floor, and with it rewrites its
-    // checksum: the damage must still show.
-    let mut store = Sqlite::open(dir.path()).unwrap();
-    store.commit(&[Write::KeysExpired { before: T0 + 50_000 }], 1, 0).unwrap();
-    drop(store);
+    Checker::open(&path).unwrap().check(u64::MAX).unwrap();
+    // A flipped bit in the last key's sequence number (its record ends with
+    // fingerprint, sequence number and time, eight bytes each), the last bytes of
+    // the log's only batch.
+    let seg = key_segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 16;
+    bytes[at] ^= 0x04;
+    std::fs::write(&seg, bytes).unwrap();
     let found = Checker::open(&path).unwrap().check(u64::MAX);
-    assert!(
-        matches!(&found, Err(StoreError::Corrupt(why)) if why.contains("key_blocks")),
-        "the check after the cut: {found:?}"
-    );
-    let loaded = Sqlite::open(dir.path()).unwrap().load(0, 0);
+    assert!(matches!(found, Err(StoreError::Corrupt(_))), "the check: {found:?}");
+    // Not taken for a torn write and cut: the database says the log holds it.
+    let loaded = Sqlite::open(dir.path()).and_then(|mut s| s.load(0, 0));
     match loaded {
         Err(StoreError::Corrupt(_)) => {}
         Ok(snap) => panic!(
-            "a damaged block loaded after an expiry, its last key now sequence number {}",
+            "a damaged key log loaded, its last key now sequence number {}",
             snap.keys.last().map_or(0, |k| k.4)
         ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_key_log_that_lost_what_the_database_says_it_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(one_block(dir.path()));
+    // Deleted, or put back from an older copy: the database says it held keys.
+    std::fs::remove_dir_all(dir.path().join("keys")).unwrap();
+    match Sqlite::open(dir.path()).and_then(|mut s| s.load(0, 0)) {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("key log"), "{why}"),
+        Ok(_) => panic!("a store whose key log is gone started"),
         Err(e) => panic!("{e}"),
     }
 }
@@ -142,7 +164,7 @@ fn a_later_start_with_an_earlier_cut_brings_no_expired_key_back() {
     let mut store = one_block(dir.path());
     let want: Vec<u64> = (5..18).map(|i| T0 + i * 10_000).collect();
     assert_eq!(times(&store.load(T0 + 50_000, 0).unwrap().keys), want);
-    assert_eq!(blocks(dir.path()), 1, "the block holds newer keys");
+    assert!(key_log_bytes(dir.path()) > 32, "the key log holds newer keys");
     drop(store);
     let mut store = Sqlite::open(dir.path()).unwrap();
     assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "the block's keys");
@@ -278,11 +300,19 @@ fn put_back(files: Vec<(std::path::PathBuf, Option<Vec<u8>>)>) {
     }
 }
 
+/// Opens the store in `dir` with the smallest segments (1 MiB: key log batches
+/// of at most a quarter of that), so that a few flushes fill a segment of the
+/// key log and expiry removes whole ones.
+fn open_small(dir: &Path) -> Sqlite {
+    Sqlite::open_sized(dir, false, baatkaro_server::store::MIN_SEGMENT_BYTES).unwrap()
+}
+
 fn run(ops: &[Op]) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let mut m = Model { now: T0, ..Model::default() };
-    let mut store = open(dir);
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
     // Users exist, so that the hub would take their keys.
     let accounts: Vec<Write> = (0..3)
         .map(|u| Write::User { name: user(&format!("u{u}")), hash: "x".into(), created: 1 })
@@ -318,7 +348,7 @@ fn run(ops: &[Op]) {
             }
             Op::Restart { back, limit } => {
                 drop(store);
-                store = Sqlite::open(dir).unwrap();
+                store = open_small(dir);
                 let since = m.since(*back);
                 let got = store.load(since, *limit).unwrap().keys;
                 check(got, m.load(since, *limit));
@@ -326,8 +356,14 @@ fn run(ops: &[Op]) {
             Op::CrashMidFlush { users, back } => {
                 drop(store);
                 let files = database_files(dir);
+                // The key log's segments: those an expiry removes only once the
+                // database committed it, which here it never did.
+                let segments: Vec<_> = key_segments(dir)
+                    .into_iter()
+                    .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+                    .collect();
                 let before = m.clone();
-                store = Sqlite::open(dir).unwrap();
+                store = open_small(dir);
                 let got = store.load(m.since, 0).unwrap().keys;
                 check(got, m.load(m.since, 0));
                 let mut writes = m.sends(users, 1);
@@ -335,8 +371,13 @@ fn run(ops: &[Op]) {
                 store.commit(&writes, 1, 0).unwrap();
                 drop(store);
                 put_back(files);
+                for (path, bytes) in segments {
+                    if !path.exists() {
+                        std::fs::write(path, bytes).unwrap();
+                    }
+                }
                 m = Model { now: m.now, next: m.next, ..before };
-                store = Sqlite::open(dir).unwrap();
+                store = open_small(dir);
                 let got = store.load(m.since, 0).unwrap().keys;
                 check(got, m.load(m.since, 0));
             }
@@ -354,14 +395,14 @@ fn run(ops: &[Op]) {
                 old.commit(&[Write::KeysExpired { before: 0 }], 1, 0).unwrap();
                 old.commit(b, 1, 0).unwrap();
                 drop(old);
-                store = Sqlite::open(dir).unwrap();
+                store = open_small(dir);
                 let got = store.load(since, *limit).unwrap().keys;
                 check(got, m.load(since, *limit));
             }
         }
     }
     drop(store);
-    let got = Sqlite::open(dir).unwrap().load(m.since, 0).unwrap().keys;
+    let got = open_small(dir).load(m.since, 0).unwrap().keys;
     assert_eq!(got, m.load(m.since, 0), "at the end");
     Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
 }
@@ -373,4 +414,316 @@ proptest! {
     fn a_start_reads_back_the_keys_a_model_keeps(ops in prop::collection::vec(op(), 1..14)) {
         run(&ops);
     }
+}
+
+/// Keys `from..to` of user 0, ten seconds apart from T0.
+fn keys(from: u64, to: u64) -> Vec<Write> {
+    (from..to).map(|i| key(0, i, T0 + i * 10_000)).collect()
+}
+
+fn flush() -> Write {
+    Write::KeysExpired { before: 0 }
+}
+
+#[test]
+fn a_crash_after_the_key_log_and_before_the_database_keeps_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(one_block(dir.path()));
+    let before = database_files(dir.path());
+    let logged = key_log_bytes(dir.path());
+    let mut store = open(dir.path());
+    for k in keys(18, 24) {
+        store.commit(&[k], 1, 0).unwrap();
+    }
+    // The flush: the key log's batch, then the database's transaction.
+    store.commit(&[flush()], 1, 0).unwrap();
+    drop(store);
+    assert!(key_log_bytes(dir.path()) > logged, "the flush wrote the key log");
+    // The crash: the database never committed the flush.
+    put_back(before);
+
+    let want: Vec<u64> = (0..24).map(|i| T0 + i * 10_000).collect();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(key_log_bytes(dir.path()), logged, "the key log is cut back at open");
+    // Keys 18..24 come back once, from the event log, not also from the key log.
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    store.checkpoint().unwrap();
+    drop(store);
+    assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want, "flushed again");
+}
+
+#[test]
+fn a_failed_key_log_write_loses_no_acknowledged_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_small(dir.path());
+    store.load(0, 0).unwrap();
+    // Flushes of 2,000 keys (about 80 KB each) until the key log's newest segment
+    // (1 MiB at most) has less room left than the failing flush below takes.
+    let mut n = 0;
+    while used(key_segments(dir.path()).last().unwrap()) < 800 << 10 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not grow");
+    }
+    // Acknowledged sends whose keys are in the event log only, not yet flushed.
+    let acked = keys(n, n + 100);
+    store.commit(&acked, 1, 0).unwrap();
+    n += 100;
+    // The key log's directory moved away: its next segment cannot be made, and the
+    // flush that needs it fails.
+    let (keys_dir, away) = (dir.path().join("keys"), dir.path().join("keys-away"));
+    std::fs::rename(&keys_dir, &away).unwrap();
+    let mut writes = keys(n, n + 9000);
+    writes.push(flush());
+    assert!(store.commit(&writes, 1, 0).is_err(), "the flush needed a new key log segment");
+    std::fs::rename(&away, &keys_dir).unwrap();
+    drop(store);
+
+    let mut store = open_small(dir.path());
+    let got = times(&store.load(0, 0).unwrap().keys);
+    let want: Vec<u64> = (0..n).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(got, want, "every acknowledged key, once; none of the failed batch");
+}
+
+#[test]
+fn expiry_removes_whole_key_log_segments_and_no_later_start_brings_keys_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_small(dir.path());
+    store.load(0, 0).unwrap();
+    // At least 60,000 keys (about 2.4 MB): the oldest 30,000 fill more than the
+    // first segment.
+    let mut n = 0;
+    while key_segments(dir.path()).len() < 4 || n < 60_000 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not roll");
+    }
+    let first = key_segments(dir.path());
+    // A cut at the middle key: the segments wholly before it go, the one it falls
+    // in stays with keys on both sides of it.
+    let cut = T0 + (n / 2) * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let left = key_segments(dir.path());
+    assert!(left.len() < first.len(), "{} -> {}", first.len(), left.len());
+    assert!(!left.contains(&first[0]));
+    let want: Vec<u64> = (n / 2..n).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    drop(store);
+    // A later start with an earlier cut: the straddling segment's older keys stay
+    // expired.
+    let mut store = open_small(dir.path());
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    // A start's own cut removes segments too.
+    let later = T0 + (n - 10) * 10_000;
+    assert_eq!(store.load(later, 0).unwrap().keys.len(), 10);
+    assert_eq!(key_segments(dir.path()).len(), 1);
+    drop(store);
+    assert_eq!(open_small(dir.path()).load(0, 0).unwrap().keys.len(), 10);
+    Checker::open(&dir.path().join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
+#[test]
+fn blocks_of_schema_11_move_into_the_key_log_with_their_floors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Sqlite::open_at(dir.path(), 11).unwrap();
+    old.load(0, 0).unwrap();
+    let mut writes = keys(0, 18);
+    writes.push(flush());
+    old.commit(&writes, 1, 0).unwrap();
+    // A cut through the block: its floor is raised, its older keys stay in it.
+    old.commit(&[Write::KeysExpired { before: T0 + 50_000 }], 1, 0).unwrap();
+    let mut writes = keys(18, 30);
+    writes.push(flush());
+    old.commit(&writes, 1, 0).unwrap();
+    // And keys in the event log only.
+    old.commit(&keys(30, 32), 1, 0).unwrap();
+    drop(old);
+    let db = || rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let count = |sql: &str| -> i64 { db().query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM key_blocks"), 2);
+
+    let want: Vec<u64> = (5..32).map(|i| T0 + i * 10_000).collect();
+    for round in 0..2 {
+        let mut store = Sqlite::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 12);
+        assert_eq!(count("SELECT COUNT(*) FROM key_blocks"), 0, "round {round}");
+        assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "round {round}");
+    }
+    assert!(key_log_bytes(dir.path()) > 32);
+    Checker::open(&dir.path().join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
+#[test]
+fn rows_of_schema_10_move_into_the_key_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Sqlite::open_at(dir.path(), 10).unwrap();
+    old.load(0, 0).unwrap();
+    let mut writes = keys(0, 18);
+    writes.push(flush());
+    old.commit(&writes, 1, 0).unwrap();
+    old.commit(&keys(18, 20), 1, 0).unwrap();
+    drop(old);
+    let want: Vec<u64> = (0..20).map(|i| T0 + i * 10_000).collect();
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    store.checkpoint().unwrap();
+    drop(store);
+    assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want, "after a restart");
+}
+
+/// Fills the key log's newest segment with flushes of 2,000 keys of user 0 from
+/// key `n` on until it has less room left than 9,000 more keys take; returns the
+/// next key's number.
+fn fill_a_segment(store: &mut Sqlite, dir: &Path, mut n: u64) -> u64 {
+    while used(key_segments(dir).last().unwrap()) < 800 << 10 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not grow");
+    }
+    n
+}
+
+/// A crash during a flush whose key log batch began a new segment, the database's
+/// transaction not committed; `written`: whether that batch reached the disk (or
+/// only the new segment's header did). Each acknowledged key comes back once, the
+/// check passes, and the store goes on from there.
+fn crash_in_a_flush_that_began_a_segment(written: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
+    let mut n = fill_a_segment(&mut store, dir, 0);
+    let segments = key_segments(dir).len();
+    // Acknowledged: in the event log, not yet flushed.
+    store.commit(&keys(n, n + 9000), 1, 0).unwrap();
+    n += 9000;
+    let before = database_files(dir);
+    store.commit(&[flush()], 1, 0).unwrap();
+    drop(store);
+    let new = key_segments(dir);
+    assert_eq!(new.len(), segments + 1, "the flush began a key log segment");
+    put_back(before);
+    if !written {
+        let f = std::fs::OpenOptions::new().write(true).open(new.last().unwrap()).unwrap();
+        f.set_len(baatkaro_eventlog::SEGMENT_HEADER).unwrap();
+    }
+    // What lies past `keys_logged` is no damage: a restart cuts it.
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+
+    let want: Vec<u64> = (0..n).map(|i| T0 + i * 10_000).collect();
+    let mut store = open_small(dir);
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "after the crash");
+    // Written again, then more, through a cut and restarts.
+    store.commit(&keys(n, n + 10), 1, 0).unwrap();
+    store.commit(&[flush()], 1, 0).unwrap();
+    let cut = T0 + 10 * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let want: Vec<u64> = (10..n + 10).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "in place");
+    drop(store);
+    for round in 0..2 {
+        let mut store = open_small(dir);
+        assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "restart {round}");
+    }
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
+#[test]
+fn a_crash_in_a_flush_that_began_a_key_log_segment_keeps_each_key_once() {
+    crash_in_a_flush_that_began_a_segment(true);
+}
+
+#[test]
+fn a_crash_after_a_key_log_segment_was_begun_and_before_its_batch_keeps_each_key_once() {
+    crash_in_a_flush_that_began_a_segment(false);
+}
+
+#[test]
+fn a_crash_between_an_expiry_and_the_removal_of_its_segments_is_made_good_at_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
+    let mut n = 0;
+    while key_segments(dir).len() < 4 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not roll");
+    }
+    let copies: Vec<_> =
+        key_segments(dir).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let cut = T0 + (n / 2) * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let left = key_segments(dir);
+    assert!(left.len() < copies.len());
+    drop(store);
+    // The removal never reached the disk.
+    for (path, bytes) in &copies {
+        if !path.exists() {
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+    let want: Vec<u64> = (n / 2..n).map(|i| T0 + i * 10_000).collect();
+    let mut store = open_small(dir);
+    assert_eq!(times(&store.load(0, 0).unwrap().keys), want);
+    assert_eq!(key_segments(dir), left, "the start removed them again");
+    drop(store);
+    Checker::open(&dir.join(DB_FILE)).unwrap().check(u64::MAX).unwrap();
+}
+
+#[test]
+fn an_expiry_before_any_load_removes_no_segment_with_live_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut store = open_small(dir);
+    store.load(0, 0).unwrap();
+    let mut n = 0;
+    while key_segments(dir).len() < 3 {
+        let mut writes = keys(n, n + 2000);
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+        n += 2000;
+        assert!(n < 200_000, "the key log does not roll");
+    }
+    drop(store);
+    // Opened and cut through its first keys before anything was loaded (the store
+    // thread's first job is a load, but nothing in `Store` says so).
+    let mut store = open_small(dir);
+    let cut = T0 + 10 * 10_000;
+    store.commit(&[Write::KeysExpired { before: cut }], 1, 0).unwrap();
+    let got = times(&store.load(0, 0).unwrap().keys);
+    // Compared by count and ends: a failure here lists tens of thousands of keys.
+    assert_eq!((got.len() as u64, got.first()), (n - 10, Some(&cut)), "keys read back");
+    assert_eq!(got, (10..n).map(|i| T0 + i * 10_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_start_whose_cut_fails_keeps_the_cuts_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = one_block(dir.path());
+    store.commit(&[Write::KeysExpired { before: T0 + 50_000 }], 1, 0).unwrap();
+    drop(store);
+    let db = || rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    // The start's cut fails as it is written (a full disk, an I/O error): here a
+    // trigger refuses the new row of `key_floors`.
+    db().execute_batch(
+        "CREATE TRIGGER refuse_cut BEFORE INSERT ON key_floors
+         BEGIN SELECT RAISE(ABORT, 'a write that fails'); END;",
+    )
+    .unwrap();
+    let failed = Sqlite::open(dir.path()).and_then(|mut s| s.load(T0 + 60_000, 0));
+    assert!(failed.is_err(), "the trigger refused the cut");
+    db().execute_batch("DROP TRIGGER refuse_cut").unwrap();
+    // A later start with an earlier cut (a clock set back): the cut before the
+    // failed one still holds, its keys stay expired.
+    let want: Vec<u64> = (5..18).map(|i| T0 + i * 10_000).collect();
+    assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want);
 }

@@ -36,8 +36,15 @@ use sha2::Digest;
 /// The text of the event whose record the damage tests alter: unique in the file.
 const MARKER: &str = "marker-7f3a9c-in-the-middle-of-history";
 
-/// The idempotency key of that event: unique in the database.
+/// The idempotency key of that event.
 const MARKER_KEY: &str = "markerkey7f3a9c";
+
+/// The name of the account in the middle of the database's accounts: unique in
+/// the database (idempotency keys are in the key log, not in the database).
+const MARKER_USER: &str = "markeruser7f3a9c";
+
+/// Accounts of the large history, besides alice: the bulk of the database.
+const ACCOUNTS: u64 = 6_000;
 
 /// Messages of the large history.
 const EVENTS: u64 = 20_000;
@@ -94,6 +101,14 @@ async fn large_history(dir: &Path) -> (u64, u64, u64) {
         }
     }
     store.commit(&writes, 2, 0).unwrap();
+    let accounts: Vec<StoreWrite> = (0..ACCOUNTS)
+        .map(|i| StoreWrite::User {
+            name: user(&if i == ACCOUNTS / 2 { MARKER_USER.to_string() } else { format!("u{i}") }),
+            hash: format!("{i:0>96}"),
+            created: 1,
+        })
+        .collect();
+    store.commit(&accounts, 2, 0).unwrap();
     // As a clean shutdown leaves it: the log's index written to the database.
     store.checkpoint().unwrap();
     drop(store);
@@ -148,15 +163,17 @@ fn damage_a_record(dir: &Path) {
     assert_eq!(check, "ok", "the database is untouched");
 }
 
-/// Overwrites the header of the b-tree page that holds the marked message's
-/// idempotency key. A page that split keeps stale copies of records in its free
-/// space, so the key may be there more than once; one of them is the live record.
+/// Overwrites the header of the b-tree page that holds the marked account (and of
+/// its index's page). A page that split keeps stale copies of records in its free
+/// space, so the name may be there more than once; one of them is the live record.
 fn damage_a_page_header(dir: &Path) {
     assert!(!dir.join("baatkaro.db-wal").exists(), "the store closed cleanly");
-    let (mut bytes, found) = offsets_in(&dir.join(DB_FILE), MARKER_KEY);
+    let (mut bytes, found) = offsets_in(&dir.join(DB_FILE), MARKER_USER);
     let size = bytes.len();
     for at in &found {
-        assert!(*at > size / 4 && *at < size * 3 / 4, "the key is in the middle of the file");
+        // The table's row near the middle, its index entry further up (shorter
+        // entries, fewer pages): both well inside the file.
+        assert!(*at > size / 8 && *at < size * 7 / 8, "well inside the file: {found:?} of {size}");
     }
     let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
     for at in found {

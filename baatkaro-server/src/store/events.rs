@@ -9,15 +9,17 @@
 //!
 //! - **Records.** An event record holds the conversation key, the sequence number,
 //!   the time and the frame that was fanned out; a key record holds a send's
-//!   idempotency key (key_blocks.rs), and goes to SQLite again as part of a block.
+//!   idempotency key (key_blocks.rs), and is written again as part of a block, to
+//!   the key log (key_log.rs; to SQLite in a store of schema 11).
 //!   A batch's event records are ordered by conversation, so that each
 //!   conversation's events of a batch lie together.
 //! - **Chunks.** `event_chunks` has a row for each run of a conversation's
 //!   consecutive events lying together in the log, up to [`CHUNK_BYTES`]: a page of
 //!   history is a few reads of a few kilobytes. Chunks and keys of the batches
 //!   committed since the last flush wait in memory ([`EventLog::pending`]), at most
-//!   [`FLUSH_AT`] of them, and go to SQLite in one transaction (the keys as one
-//!   block), with the position the log is indexed up to (`meta.log_indexed`).
+//!   [`FLUSH_AT`] of them, and go to SQLite in one transaction (the keys, as one
+//!   block, to the key log just before it), with the position the log is indexed
+//!   up to (`meta.log_indexed`).
 //! - **Order of commit.** A batch's records are made durable in the log first;
 //!   then, if the batch also writes metadata (accounts, groups, files, markers),
 //!   its SQLite transaction commits, and it always flushes: so `log_indexed` is the
@@ -118,7 +120,7 @@ pub(super) struct EventLog {
     part_bytes: u64,
 }
 
-fn log_error(e: LogError) -> StoreError {
+pub(super) fn log_error(e: LogError) -> StoreError {
     match e {
         LogError::Damaged(why) => StoreError::Corrupt(why),
         LogError::Full(e) => StoreError::Full(e.to_string()),

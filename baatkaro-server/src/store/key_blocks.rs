@@ -1,5 +1,7 @@
 //! Idempotency keys kept in SQLite as blocks: one row per flush holding every key
-//! of it, instead of one row per key.
+//! of it, instead of one row per key. Schema 11; from schema 12 the same blocks
+//! go to the key log instead (key_log.rs), which uses this module's encoding, and
+//! the rows of a schema 11 store are moved there at open.
 //!
 //! A key is written twice: to the event log with its send, durably, and again
 //! when the log's index is flushed (events.rs), for a start to read without going
@@ -80,6 +82,42 @@ impl KeyBlock {
         Keys(&self.bytes)
     }
 
+    /// Its records, concatenated.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The time of its newest key (0 if it holds none).
+    pub(super) fn newest(&self) -> u64 {
+        if self.count == 0 { 0 } else { self.newest }
+    }
+
+    /// Its records cut into pieces of at most `max` bytes each (one record at
+    /// least), on record boundaries, in order.
+    pub(super) fn pieces(&self, max: usize) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.bytes[..];
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            if rest.len() <= max {
+                return Some(std::mem::take(&mut rest));
+            }
+            // Walked record by record only for a block too large for one piece.
+            let mut len = 0;
+            while len < rest.len() {
+                let n = record_len(&rest[len..]).unwrap_or(rest.len() - len);
+                if len > 0 && len + n > max {
+                    break;
+                }
+                len += n;
+            }
+            let (piece, tail) = rest.split_at(len);
+            rest = tail;
+            Some(piece)
+        })
+    }
+
     /// Writes it as the next block, if it holds any key.
     pub(super) fn insert(&self, tx: &Transaction<'_>, rs: &mut RowSum) -> Result<(), StoreError> {
         if self.count == 0 {
@@ -98,6 +136,21 @@ impl KeyBlock {
 
 /// The keys of a block's bytes, decoded one by one.
 pub(super) struct Keys<'a>(&'a [u8]);
+
+/// The keys of `bytes`, key records concatenated (a block).
+pub(super) fn keys_of(bytes: &[u8]) -> Keys<'_> {
+    Keys(bytes)
+}
+
+/// The length of the key record at the front of `b`, if it is whole.
+fn record_len(b: &[u8]) -> Option<usize> {
+    let mut len = 1;
+    for _ in 0..3 {
+        len += 1 + usize::from(*b.get(len)?);
+    }
+    len += 24;
+    (len <= b.len()).then_some(len)
+}
 
 impl Iterator for Keys<'_> {
     type Item = Result<Write, StoreError>;
@@ -250,6 +303,27 @@ pub(super) fn load(
         }
     }
     out.extend(newest_first.into_iter().rev());
+    Ok(())
+}
+
+/// Calls `f` with each block's floor and keys, in the order they were written,
+/// each checked against its checksum first.
+pub(super) fn each_block(
+    conn: &Connection,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare("SELECT floor, newest, keys, row_sum FROM key_blocks ORDER BY id")?;
+    let mut rows = st.query([])?;
+    let mut rs = RowSum::new();
+    while let Some(r) = rows.next()? {
+        let (floor, newest): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let keys = r.get_ref(2)?.as_blob().map_err(|_| corrupt_block())?;
+        let sum: Option<i64> = r.get(3)?;
+        if sum != Some(rs.start().int(floor).int(newest).blob(keys).digest()) {
+            return Err(corrupt_block());
+        }
+        f(floor as u64, keys)?;
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub use events::{MIN_SEGMENT_BYTES, SEGMENT_BYTES};
 mod group_log;
 pub mod identity;
 mod key_blocks;
+mod key_log;
 mod read_markers;
 
 pub use accounts::Admin;

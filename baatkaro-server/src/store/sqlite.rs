@@ -16,7 +16,7 @@ use super::events::{self, EventLog};
 use super::identity::{self, IDENTITY_VERSION};
 use super::{
     ConvKey, EventRecord, FileRecord, HistoryPage, HistoryQuery, Snapshot, Store, StoreError,
-    UnreadQuery, UploadRecord, Write, accounts, group_log, key_blocks, read_markers,
+    UnreadQuery, UploadRecord, Write, accounts, group_log, key_blocks, key_log, read_markers,
 };
 use baatkaro_proto::transfer::Ranges;
 use baatkaro_proto::{FileName, Sha256};
@@ -108,6 +108,10 @@ const MIGRATIONS: &[&str] = &[
     // log's index instead of one per key (store/key_blocks.rs); the rows of
     // `sent_keys` are moved into blocks when the store is first opened.
     key_blocks::MIGRATION,
+    // 12: idempotency keys are written to a log of their own beside the database,
+    // one batch per flush instead of one row (store/key_log.rs); the blocks are
+    // moved into it when the store is first opened.
+    key_log::MIGRATION,
 ];
 
 /// The schema version this build writes.
@@ -118,6 +122,9 @@ const EVENT_LOG_VERSION: i64 = 10;
 
 /// The schema version from which idempotency keys are kept in blocks.
 const KEY_BLOCK_VERSION: i64 = 11;
+
+/// The schema version from which idempotency keys are kept in the key log.
+const KEY_LOG_VERSION: i64 = 12;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "baatkaro.db";
@@ -144,9 +151,11 @@ pub struct Sqlite {
     events: Option<EventLog>,
     /// The event log's segment size.
     segment_bytes: u64,
-    /// Whether idempotency keys are kept in blocks (schema 11 on) rather than in
+    /// Whether idempotency keys are kept in blocks (schema 11) rather than in
     /// `sent_keys` rows.
     key_blocks: bool,
+    /// Where idempotency keys are, from schema 12 on.
+    key_log: Option<key_log::KeyLog>,
     /// Set when a commit or a load failed: the log may refuse writes, or hold a
     /// last write it has not judged, until it is opened again.
     log_suspect: bool,
@@ -253,6 +262,7 @@ impl Sqlite {
             events: None,
             segment_bytes,
             key_blocks: version >= KEY_BLOCK_VERSION,
+            key_log: None,
             log_suspect: false,
         };
         let found = store.setup(version, |found| {
@@ -294,6 +304,15 @@ impl Sqlite {
             if moved > 0 {
                 tracing::info!(keys = moved, "moved the stored idempotency keys into blocks");
             }
+        }
+        if version >= KEY_LOG_VERSION {
+            let mut keys = key_log::KeyLog::open(dir, segment_bytes)?;
+            keys.reconcile(&store.conn)?;
+            let moved = keys.move_blocks(&mut store.conn, &mut store.sum)?;
+            if moved > 0 {
+                tracing::info!(keys = moved, "moved the stored idempotency keys into the key log");
+            }
+            store.key_log = Some(keys);
         }
         Ok(store)
     }
@@ -449,6 +468,7 @@ impl Sqlite {
             read_markers::UNDO,
             events::UNDO,
             key_blocks::UNDO,
+            key_log::UNDO,
         ];
         let found: i64 =
             Connection::open(dir.join(DB_FILE))?
@@ -468,6 +488,15 @@ impl Sqlite {
         } else {
             None
         };
+        if let Some(store) = store.as_mut()
+            && version < KEY_LOG_VERSION
+            && let Some(mut keys) = store.key_log.take()
+        {
+            // The keys go back into blocks, as before the key log.
+            keys.restore_blocks(&mut store.conn, &mut store.sum)?;
+            drop(keys);
+            std::fs::remove_dir_all(dir.join(key_log::KEY_LOG_DIR))?;
+        }
         if let Some(store) = store.as_mut()
             && undo_blocks
         {
@@ -631,6 +660,9 @@ impl Sqlite {
             // store whose `events` is `None` keeps its events in table `events`.
             let reopened = EventLog::open(&self.dir, self.segment_bytes)?;
             self.events = Some(reopened);
+            if self.key_log.is_some() {
+                self.key_log = Some(key_log::KeyLog::open(&self.dir, self.segment_bytes)?);
+            }
         }
         let c = &self.conn;
         let mut snap = Snapshot::default();
@@ -664,7 +696,9 @@ impl Sqlite {
                 .ok_or_else(|| corrupt("a stored conversation is not valid"))?;
             snap.latest.push((key, seq as u64));
         }
-        if self.key_blocks {
+        if let Some(keys) = self.key_log.as_mut() {
+            keys.load(c, &mut self.sum, keys_since, keys_per_user, &mut snap.keys)?;
+        } else if self.key_blocks {
             key_blocks::load(c, keys_since, keys_per_user, &mut snap.keys)?;
         } else {
             self.key_marks.clear();
@@ -830,11 +864,19 @@ impl Sqlite {
         let mut insert_key = None;
         // Updated in place, as `log_len`: a failed commit is followed by a load.
         let marks = &mut self.key_marks;
-        if let Some(ev) = events.as_ref()
-            && self.key_blocks
-        {
-            // First, as the rows were: a `KeysExpired` of the batch applies to them.
-            ev.keys().insert(&tx, rs)?;
+        let key_log = &mut self.key_log;
+        if let Some(ev) = events.as_ref() {
+            if let Some(keys) = key_log.as_mut() {
+                // The key log's batch is durable before the transaction that
+                // records it commits (key_log.rs); first, as the rows were: a
+                // `KeysExpired` of the batch applies to them.
+                if ev.keys().len() > 0 {
+                    keys.append(ev.keys())?;
+                    keys.record(&tx, rs)?;
+                }
+            } else if self.key_blocks {
+                ev.keys().insert(&tx, rs)?;
+            }
         }
         for w in rows {
             match w {
@@ -1029,6 +1071,11 @@ impl Sqlite {
                 Write::ReadMarker { .. } | Write::ReadMarkerGone { .. } => {
                     read_markers::commit(&tx, rs, w)?;
                 }
+                Write::KeysExpired { before } if key_log.is_some() => {
+                    if let Some(keys) = key_log.as_mut() {
+                        keys.cut(&tx, rs, *before)?;
+                    }
+                }
                 Write::KeysExpired { before } if self.key_blocks => {
                     key_blocks::expire(&tx, *before)?;
                 }
@@ -1055,6 +1102,9 @@ impl Sqlite {
         tx.commit()?;
         if let Some(ev) = self.events.as_mut() {
             ev.flushed(&self.conn);
+        }
+        if let Some(keys) = self.key_log.as_mut() {
+            keys.remove_expired();
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use baatkaro_eventlog::{Position, Verifier};
 
 use super::checksum::{RowSum, TABLES, Table};
-use super::{StoreError, events};
+use super::{StoreError, events, key_log};
 
 /// Rows read by one statement: each slice is its own short read transaction, so a
 /// check never holds back the writer's checkpoints for long.
@@ -62,6 +62,10 @@ pub struct Checker {
     just_finished: bool,
     /// The check of the event log beside the database, after the last table.
     log: Verifier,
+    /// The check of the key log, after the event log's.
+    keys: Verifier,
+    /// Whether the event log's check is done this pass (the key log's is next).
+    log_done: bool,
 }
 
 impl std::fmt::Debug for Checker {
@@ -80,14 +84,24 @@ impl Checker {
         conn.pragma_update(None, "cache_size", -2048)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let log = Verifier::new(&dir.join(events::LOG_DIR));
-        Ok(Checker { conn, table: 0, after: None, just_finished: false, log })
+        let keys = Verifier::new(&dir.join(key_log::KEY_LOG_DIR));
+        Ok(Checker {
+            conn,
+            table: 0,
+            after: None,
+            just_finished: false,
+            log,
+            keys,
+            log_done: false,
+        })
     }
 
-    /// The size of the database file and of the event log beside it, in bytes.
+    /// The size of the database file and of the event and key logs beside it, in
+    /// bytes.
     pub fn database_size(&self) -> Result<u64, StoreError> {
         let pages: i64 = self.conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
         let size: i64 = self.conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        Ok(pages.max(0) as u64 * size.max(0) as u64 + self.log.size()?)
+        Ok(pages.max(0) as u64 * size.max(0) as u64 + self.log.size()? + self.keys.size()?)
     }
 
     /// SQLite's check of the b-trees (page structure, free list, indexes). It does
@@ -120,10 +134,15 @@ impl Checker {
         loop {
             if self.table == TABLES.len() {
                 // After the tables, the event log, up to what is indexed: past that
-                // is what a restart may still cut (events.rs).
-                let end = events::indexed(&self.conn)?.unwrap_or(0);
+                // is what a restart may still cut (events.rs); then the key log, up
+                // to what the database says it holds (key_log.rs).
+                let (verifier, end) = if self.log_done {
+                    (&mut self.keys, key_log::logged(&self.conn)?.unwrap_or(0))
+                } else {
+                    (&mut self.log, events::indexed(&self.conn)?.unwrap_or(0))
+                };
                 let left = budget.saturating_sub(progress.bytes);
-                let c = self.log.check(Position(end), left).map_err(|e| match e {
+                let c = verifier.check(Position(end), left).map_err(|e| match e {
                     baatkaro_eventlog::LogError::Damaged(why) => StoreError::Corrupt(why),
                     other => StoreError::Io(std::io::Error::other(other.to_string())),
                 })?;
@@ -132,6 +151,11 @@ impl Checker {
                 if !c.pass_done {
                     return Ok(progress);
                 }
+                if !self.log_done {
+                    self.log_done = true;
+                    continue;
+                }
+                self.log_done = false;
                 self.table += 1;
                 continue;
             }
