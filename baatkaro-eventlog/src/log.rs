@@ -135,7 +135,16 @@ impl Log {
     /// followed by a good one in the last segment — is [`LogError::Damaged`].
     /// Batches of earlier segments are checked when they are read.
     pub fn open(dir: &Path, options: Options) -> Result<(Log, Recovery), LogError> {
-        fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            // The new directory's own entry durable in its parent: without it a power
+            // cut soon after a first start could take the directory, with every
+            // batch acknowledged into it, while the metadata that points into it
+            // (the server's database) survived.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                segment::sync_dir(parent)?;
+            }
+        }
         let mut bases = segment::list(dir)?;
         let mut recovery = Recovery::default();
         let Some(&last) = bases.last() else {
