@@ -527,6 +527,114 @@ mod tests {
         }
     }
 
+    impl SendKeys {
+        /// Checks the index against the ring: every slot points at a send in the
+        /// ring with its digest and is reached from its home without an empty slot
+        /// between; the newest send of every key in the ring is indexed; no two
+        /// slots point at the same place; never more than half full.
+        fn assert_consistent(&self) {
+            assert!(self.index.is_empty() || self.index.len().is_power_of_two());
+            assert!(self.index.is_empty() || self.live * 2 <= self.index.len());
+            let mask = self.index.len().wrapping_sub(1);
+            let mut places = std::collections::HashSet::new();
+            let mut full = 0;
+            for (i, s) in self.index.iter().enumerate() {
+                if s.is_empty() {
+                    assert_eq!(*s, Slot::default());
+                    continue;
+                }
+                full += 1;
+                assert!(places.insert(s.place), "two slots at place {}", s.place);
+                let at = self.offset(s.place);
+                assert!(at < self.ring.len(), "slot {i} points past the ring");
+                assert_eq!(tag(self.ring[at].digest), s.tag);
+                let mut j = home(s.tag, mask);
+                while j != i {
+                    assert!(!self.index[j].is_empty(), "slot {i} cut off from its home");
+                    j = (j + 1) & mask;
+                }
+                // The newest send with this digest.
+                let newest = self.ring.iter().rposition(|r| r.digest == self.ring[at].digest);
+                assert_eq!(newest, Some(at));
+            }
+            assert_eq!(full, self.live);
+            let mut ds: Vec<u64> = self.ring.iter().map(|r| r.digest).collect();
+            ds.sort_unstable();
+            ds.dedup();
+            assert_eq!(ds.len(), self.live);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// The same as the model with the count of sends starting just below where
+        /// a place's 32 bits (or `first`'s 64) wrap, enough keys to grow the index
+        /// several times, and the index checked against the ring after every step.
+        #[test]
+        fn the_index_stays_consistent_across_wraps_and_growth(
+            first in proptest::prop_oneof![
+                Just(0u64),
+                (0u64..600).prop_map(|d| (1u64 << 32) - d),
+                (0u64..600).prop_map(|d| u64::MAX - d),
+            ],
+            max in proptest::prop_oneof![Just(0u64), 1u64..80],
+            window in 1u64..400,
+            ops in proptest::collection::vec(
+                proptest::prop_oneof![
+                    6 => (0usize..96, 0u64..3).prop_map(|(k, dt)| Op::Remember(k, dt)),
+                    3 => (0usize..96, 0u64..3).prop_map(|(k, dt)| Op::Check(k, dt)),
+                    1 => (0u64..60).prop_map(Op::Expire),
+                ],
+                1..600,
+            ),
+        ) {
+            // Many digests share a home and a tag; the rest are real keys'.
+            let mut ds: Vec<u64> = (0..8u64)
+                .flat_map(|high| (0..6u64).map(move |low| (high << 33) | (low << 1) | low))
+                .collect();
+            ds.extend((0..48).map(|k| digest(&format!("w{k}")).0));
+            let mut keys = SendKeys { first, ..SendKeys::default() };
+            let mut model = Model::default();
+            let mut now: Millis = 0;
+            let g = conv("#g");
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Remember(k, dt) => {
+                        now += dt;
+                        let sent = Sent { digest: ds[k], fingerprint: k as u64, seq: n as u64, time: now };
+                        keys.remember(
+                            KeyDigest(ds[k]),
+                            SentKey { conv: g, fingerprint: sent.fingerprint, seq: sent.seq, time: now },
+                            max,
+                        );
+                        model.sends.push_back((ds[k], sent));
+                        while max > 0 && model.sends.len() as u64 > max {
+                            model.sends.pop_front();
+                        }
+                    }
+                    Op::Check(k, dt) => {
+                        now += dt;
+                        let got = keys.check(KeyDigest(ds[k]), (&g, b""), k as u64, now, window);
+                        model.expire(now, window);
+                        let want = match model.find(ds[k]) {
+                            None => KeyCheck::New,
+                            Some(s) if s.fingerprint == k as u64 => KeyCheck::Retry { seq: s.seq, time: s.time },
+                            Some(_) => KeyCheck::Conflict,
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Expire(dt) => {
+                        now += dt;
+                        keys.expire(now, window);
+                        model.expire(now, window);
+                    }
+                }
+                keys.assert_consistent();
+                prop_assert_eq!(keys.ring.len(), model.sends.len());
+            }
+        }
+    }
+
     /// A user whose keys all expired keeps no memory for them.
     #[test]
     fn expired_keys_leave_no_memory() {
