@@ -624,3 +624,69 @@ fn list_items_go_out_once_whichever_way_they_reach_the_output() {
     );
     assert_eq!(s.queued(), 0);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Items, trailers and replies of pipelined requests, in any interleaving, and
+    /// with the output written out at any point: every item, reply and trailer goes
+    /// out exactly once, each request's in its order and requests in theirs, and
+    /// nothing stays counted as queued.
+    #[test]
+    fn items_replies_and_trailers_go_out_once_in_order_in_any_interleaving(
+        steps in proptest::collection::vec((0usize..4, 0u8..8), 1..80),
+    ) {
+        let mut s = logged_in(config(16));
+        s.handle_input(b"r0 ONLINE\r\nr1 ONLINE\r\nr2 ONLINE\r\nr3 ONLINE\r\n", 2);
+        let ids = request_ids(&std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(ids.len(), 4);
+        let online = |name: &str| baatkaro_proto::Item::Online { user: name.parse().unwrap() };
+        let listed = |count| Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Online, count });
+        let mut items = [0u64; 4];
+        let mut done = [false; 4];
+        let mut trailers: [Vec<String>; 4] = Default::default();
+        let mut out = Vec::new();
+        let take = |s: &mut Session, out: &mut Vec<u8>| {
+            while let Some(bytes) = s.poll_transmit() {
+                s.handle_written(bytes.len());
+                out.extend_from_slice(&bytes);
+            }
+        };
+        for (r, what) in steps {
+            match what {
+                _ if done[r] => take(&mut s, &mut out),
+                0..=3 => {
+                    s.item(ids[r], &online(&format!("u{r}x{}", items[r])));
+                    items[r] += 1;
+                }
+                4 => {
+                    let t = format!("* PONG t{r}x{}\r\n", trailers[r].len());
+                    s.send_encoded_after(ids[r], t.as_bytes());
+                    trailers[r].push(t);
+                }
+                5 => {
+                    s.reply(ids[r], listed(items[r]), 3);
+                    done[r] = true;
+                }
+                _ => take(&mut s, &mut out),
+            }
+        }
+        for r in 0..4 {
+            if !done[r] {
+                s.reply(ids[r], listed(items[r]), 3);
+            }
+        }
+        take(&mut s, &mut out);
+        let mut want = String::new();
+        for r in 0..4 {
+            for i in 0..items[r] {
+                want += &format!("r{r} ONLINE u{r}x{i}\r\n");
+            }
+            want += &format!("r{r} OK ONLINE {}\r\n", items[r]);
+            for t in &trailers[r] {
+                want += t;
+            }
+        }
+        proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), want);
+        proptest::prop_assert_eq!(s.queued(), 0);
+    }
+}
