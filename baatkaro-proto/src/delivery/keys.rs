@@ -449,6 +449,51 @@ mod tests {
         }
     }
 
+    /// Applies the `n`th op to the table and the model alike, at `now` moved on by
+    /// its step, and checks that a lookup answers as the model does.
+    fn step(
+        keys: &mut SendKeys,
+        model: &mut Model,
+        ds: &[u64],
+        (n, op): (usize, Op),
+        now: &mut Millis,
+        (max, window): (u64, Millis),
+    ) -> Result<(), TestCaseError> {
+        let g = conv("#g");
+        match op {
+            Op::Remember(k, dt) => {
+                *now += dt;
+                let sent = Sent { digest: ds[k], fingerprint: k as u64, seq: n as u64, time: *now };
+                let key =
+                    SentKey { conv: g, fingerprint: sent.fingerprint, seq: sent.seq, time: *now };
+                keys.remember(KeyDigest(ds[k]), key, max);
+                model.sends.push_back((ds[k], sent));
+                while max > 0 && model.sends.len() as u64 > max {
+                    model.sends.pop_front();
+                }
+            }
+            Op::Check(k, dt) => {
+                *now += dt;
+                let got = keys.check(KeyDigest(ds[k]), (&g, b""), k as u64, *now, window);
+                model.expire(*now, window);
+                let want = match model.find(ds[k]) {
+                    None => KeyCheck::New,
+                    Some(s) if s.fingerprint == k as u64 => {
+                        KeyCheck::Retry { seq: s.seq, time: s.time }
+                    }
+                    Some(_) => KeyCheck::Conflict,
+                };
+                prop_assert_eq!(got, want);
+            }
+            Op::Expire(dt) => {
+                *now += dt;
+                keys.expire(*now, window);
+                model.expire(*now, window);
+            }
+        }
+        Ok(())
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Remember(usize, u64),
@@ -487,39 +532,8 @@ mod tests {
             let mut keys = SendKeys::new();
             let mut model = Model::default();
             let mut now: Millis = 0;
-            let g = conv("#g");
             for (n, op) in ops.into_iter().enumerate() {
-                match op {
-                    Op::Remember(k, dt) => {
-                        now += dt;
-                        let sent = Sent { digest: ds[k], fingerprint: k as u64, seq: n as u64, time: now };
-                        keys.remember(
-                            KeyDigest(ds[k]),
-                            SentKey { conv: g, fingerprint: sent.fingerprint, seq: sent.seq, time: now },
-                            max,
-                        );
-                        model.sends.push_back((ds[k], sent));
-                        while max > 0 && model.sends.len() as u64 > max {
-                            model.sends.pop_front();
-                        }
-                    }
-                    Op::Check(k, dt) => {
-                        now += dt;
-                        let got = keys.check(KeyDigest(ds[k]), (&g, b""), k as u64, now, window);
-                        model.expire(now, window);
-                        let want = match model.find(ds[k]) {
-                            None => KeyCheck::New,
-                            Some(s) if s.fingerprint == k as u64 => KeyCheck::Retry { seq: s.seq, time: s.time },
-                            Some(_) => KeyCheck::Conflict,
-                        };
-                        prop_assert_eq!(got, want);
-                    }
-                    Op::Expire(dt) => {
-                        now += dt;
-                        keys.expire(now, window);
-                        model.expire(now, window);
-                    }
-                }
+                step(&mut keys, &mut model, &ds[..], (n, op), &mut now, (max, window))?;
                 prop_assert_eq!(keys.len(), model.keys());
                 prop_assert_eq!(keys.ring.len(), model.sends.len());
                 prop_assert!(keys.index.is_empty() || keys.live * 2 <= keys.index.len());
@@ -596,39 +610,8 @@ mod tests {
             let mut keys = SendKeys { first, ..SendKeys::default() };
             let mut model = Model::default();
             let mut now: Millis = 0;
-            let g = conv("#g");
             for (n, op) in ops.into_iter().enumerate() {
-                match op {
-                    Op::Remember(k, dt) => {
-                        now += dt;
-                        let sent = Sent { digest: ds[k], fingerprint: k as u64, seq: n as u64, time: now };
-                        keys.remember(
-                            KeyDigest(ds[k]),
-                            SentKey { conv: g, fingerprint: sent.fingerprint, seq: sent.seq, time: now },
-                            max,
-                        );
-                        model.sends.push_back((ds[k], sent));
-                        while max > 0 && model.sends.len() as u64 > max {
-                            model.sends.pop_front();
-                        }
-                    }
-                    Op::Check(k, dt) => {
-                        now += dt;
-                        let got = keys.check(KeyDigest(ds[k]), (&g, b""), k as u64, now, window);
-                        model.expire(now, window);
-                        let want = match model.find(ds[k]) {
-                            None => KeyCheck::New,
-                            Some(s) if s.fingerprint == k as u64 => KeyCheck::Retry { seq: s.seq, time: s.time },
-                            Some(_) => KeyCheck::Conflict,
-                        };
-                        prop_assert_eq!(got, want);
-                    }
-                    Op::Expire(dt) => {
-                        now += dt;
-                        keys.expire(now, window);
-                        model.expire(now, window);
-                    }
-                }
+                step(&mut keys, &mut model, &ds[..], (n, op), &mut now, (max, window))?;
                 keys.assert_consistent();
                 prop_assert_eq!(keys.ring.len(), model.sends.len());
             }

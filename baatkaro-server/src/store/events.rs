@@ -133,20 +133,30 @@ pub(super) fn log_error(e: LogError) -> StoreError {
     }
 }
 
+/// Opens the `baatkaro-eventlog` log at `path` (the event log or the key log, named
+/// `what` in the warning), saying so when its open cut a torn last write.
+pub(super) fn open_log(
+    path: &Path,
+    segment_bytes: u64,
+    what: &str,
+) -> Result<(Log, baatkaro_eventlog::Recovery), StoreError> {
+    let (log, recovery) = Log::open(path, Options { segment_bytes }).map_err(log_error)?;
+    if let Some(cut) = &recovery.cut {
+        tracing::warn!(
+            segment = %cut.segment.display(),
+            at = cut.at.0,
+            bytes = cut.bytes,
+            reason = cut.reason,
+            "cut a torn write from the end of the {what} (it was never acknowledged)"
+        );
+    }
+    Ok((log, recovery))
+}
+
 impl EventLog {
     /// Opens the log in the data directory `dir` (a torn last write is cut).
     pub(super) fn open(dir: &Path, segment_bytes: u64) -> Result<EventLog, StoreError> {
-        let options = Options { segment_bytes };
-        let (log, recovery) = Log::open(&dir.join(LOG_DIR), options).map_err(log_error)?;
-        if let Some(cut) = &recovery.cut {
-            tracing::warn!(
-                segment = %cut.segment.display(),
-                at = cut.at.0,
-                bytes = cut.bytes,
-                reason = cut.reason,
-                "cut a torn write from the end of the event log (it was never acknowledged)"
-            );
-        }
+        let (log, recovery) = open_log(&dir.join(LOG_DIR), segment_bytes, "event log")?;
         Ok(EventLog {
             log,
             pending: HashMap::new(),

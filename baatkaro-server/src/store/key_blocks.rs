@@ -278,13 +278,8 @@ pub(super) fn load(
     let mut rs = RowSum::new();
     let mut block = Vec::new();
     while let Some(r) = rows.next()? {
-        let (floor, newest): (i64, i64) = (r.get(0)?, r.get(1)?);
-        let keys = r.get_ref(2)?.as_blob().map_err(|_| corrupt_block())?;
-        let sum: Option<i64> = r.get(3)?;
-        if sum != Some(rs.start().int(floor).int(newest).blob(keys).digest()) {
-            return Err(corrupt_block());
-        }
-        let from = (floor as u64).max(keys_since);
+        let (floor, keys) = checked_block(r, &mut rs)?;
+        let from = floor.max(keys_since);
         block.clear();
         for key in Keys(keys) {
             if let Write::SendKey { user, key, conv, fingerprint, seq, time } =
@@ -306,6 +301,21 @@ pub(super) fn load(
     Ok(())
 }
 
+/// A row of `floor, newest, keys, row_sum` from `key_blocks`, checked against its
+/// checksum: the block's floor and keys.
+fn checked_block<'r>(
+    r: &'r rusqlite::Row<'_>,
+    rs: &mut RowSum,
+) -> Result<(u64, &'r [u8]), StoreError> {
+    let (floor, newest): (i64, i64) = (r.get(0)?, r.get(1)?);
+    let keys = r.get_ref(2)?.as_blob().map_err(|_| corrupt_block())?;
+    let sum: Option<i64> = r.get(3)?;
+    if sum != Some(rs.start().int(floor).int(newest).blob(keys).digest()) {
+        return Err(corrupt_block());
+    }
+    Ok((floor as u64, keys))
+}
+
 /// Calls `f` with each block's floor and keys, in the order they were written,
 /// each checked against its checksum first.
 pub(super) fn each_block(
@@ -316,13 +326,8 @@ pub(super) fn each_block(
     let mut rows = st.query([])?;
     let mut rs = RowSum::new();
     while let Some(r) = rows.next()? {
-        let (floor, newest): (i64, i64) = (r.get(0)?, r.get(1)?);
-        let keys = r.get_ref(2)?.as_blob().map_err(|_| corrupt_block())?;
-        let sum: Option<i64> = r.get(3)?;
-        if sum != Some(rs.start().int(floor).int(newest).blob(keys).digest()) {
-            return Err(corrupt_block());
-        }
-        f(floor as u64, keys)?;
+        let (floor, keys) = checked_block(r, &mut rs)?;
+        f(floor, keys)?;
     }
     Ok(())
 }

@@ -33,11 +33,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use baatkaro_eventlog::{Log, Options, Position};
+use baatkaro_eventlog::{Log, Position};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::checksum::RowSum;
-use super::events::log_error;
+use super::events::{log_error, open_log};
 use super::key_blocks::{self, KeyBlock, KeyRow};
 use super::{StoreError, Write};
 
@@ -80,16 +80,7 @@ impl KeyLog {
     pub(super) fn open(dir: &Path, segment_bytes: u64) -> Result<KeyLog, StoreError> {
         let segment_bytes = segment_bytes.min(KEY_SEGMENT_BYTES);
         let path = dir.join(KEY_LOG_DIR);
-        let (log, recovery) = Log::open(&path, Options { segment_bytes }).map_err(log_error)?;
-        if let Some(cut) = &recovery.cut {
-            tracing::warn!(
-                segment = %cut.segment.display(),
-                at = cut.at.0,
-                bytes = cut.bytes,
-                reason = cut.reason,
-                "cut a torn write from the end of the key log (it was never acknowledged)"
-            );
-        }
+        let (log, recovery) = open_log(&path, segment_bytes, "key log")?;
         Ok(KeyLog {
             log,
             dir: path,
