@@ -74,7 +74,7 @@ pub use command::{Command, Request, Verb};
 pub use error::{DecodeError, ErrorCode, ForbiddenChar, ValidationError};
 pub use event::{Event, Failure, StoredEvent};
 pub use limits::{LIMIT_VALUE_MAX, LINE_MAX, Limits, PAYLOAD_CEILING};
-pub use reply::{DoneVerb, Item, ListVerb, OkReply, ServerFrame};
+pub use reply::{DoneVerb, EventFrame, Item, ListVerb, OkReply, ServerFrame};
 pub use types::*;
 
 /// The README's code examples, compiled and run as doc tests.

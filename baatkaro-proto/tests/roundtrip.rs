@@ -24,8 +24,8 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use baatkaro_proto::{
-    Decode, DecodeError, Decoder, Encode, ErrorCode, LINE_MAX, Limits, OkReply, PAYLOAD_CEILING,
-    Request, ServerFrame, Verb, decode_one,
+    Decode, DecodeError, Decoder, Encode, ErrorCode, Event, EventFrame, LINE_MAX, Limits, OkReply,
+    PAYLOAD_CEILING, Request, ServerFrame, Verb, decode_one,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -36,7 +36,7 @@ use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use strategies::{
     Mutation, Split, any_u64, bad_frame, garbage_line, hello_frame, limit_value, line_len,
     mutate_line, mutation, noise, payload_len, payload_request, payload_server_frame, pieces,
-    request, server_frame, split,
+    request, server_frame, split, stored_event,
 };
 
 /// A config with `cases` cases, unless `PROPTEST_CASES` says otherwise.
@@ -456,6 +456,15 @@ proptest! {
     #[test]
     fn request_roundtrip(req in request()) {
         check_roundtrip(&req)?;
+    }
+
+    /// A stored event's borrowed frame is the same bytes, with the same size hint,
+    /// as the event frame that owns it.
+    #[test]
+    fn event_frame_is_the_owned_event_frame(e in stored_event()) {
+        let owned = ServerFrame::Event(Event::Stored(e.clone()));
+        prop_assert_eq!(EventFrame(&e).to_bytes(), owned.to_bytes());
+        prop_assert_eq!(EventFrame(&e).size_hint(), owned.size_hint());
     }
 
     /// A request written as its head, then the payload `encode_head` leaves out and a

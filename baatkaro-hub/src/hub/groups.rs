@@ -5,9 +5,8 @@ use baatkaro_proto::group::{Ctx, Group, GroupEvent, GroupId, Op};
 use baatkaro_proto::rules;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Command, DoneVerb, Encode, ErrorCode, Event, Failure, GroupName, InviteOutcome, Item,
-    JoinOutcome, JoinRule, ListVerb, Membership, Millis, OkReply, Presence, Role, ServerFrame,
-    Text, UserName,
+    Command, DoneVerb, ErrorCode, Event, Failure, GroupName, InviteOutcome, Item, JoinOutcome,
+    JoinRule, ListVerb, Membership, Millis, OkReply, Presence, Role, ServerFrame, Text, UserName,
 };
 
 use super::{GroupRec, Hub};
@@ -186,7 +185,7 @@ impl Hub {
             if let Some(e) = event.to_wire(name, seq, now) {
                 // Encoded once: the same bytes are stored and fanned out.
                 let e = ServerFrame::Event(e);
-                let frame = e.to_bytes();
+                let frame = self.arena.encode(&e);
                 if let ServerFrame::Event(Event::Stored(stored)) = &e {
                     let record = EventRecord::new(ConvKey::Group(gid), stored, frame.clone());
                     self.write(Write::Event(record));

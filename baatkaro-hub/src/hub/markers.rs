@@ -9,8 +9,8 @@ use std::sync::Arc;
 use baatkaro_proto::rules::{self, ReadOutcome};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Conversation, Encode, ErrorCode, Event, Failure, Item, ListVerb, Millis, OkReply, Seq,
-    ServerFrame, UserName,
+    Conversation, ErrorCode, Event, Failure, Item, ListVerb, Millis, OkReply, Seq, ServerFrame,
+    UserName,
 };
 
 use super::groups::Req;
@@ -58,7 +58,7 @@ impl Hub {
             .map(|u| u.sessions.iter().copied().filter(|c| *c != conn).collect())
             .unwrap_or_default();
         if !others.is_empty() {
-            let frame = ServerFrame::Event(Event::ReadMarker { conv, seq }).to_bytes();
+            let frame = self.arena.encode(&ServerFrame::Event(Event::ReadMarker { conv, seq }));
             self.frame_to(others, frame, None);
         }
     }

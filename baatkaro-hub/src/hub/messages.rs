@@ -3,8 +3,8 @@
 use baatkaro_proto::delivery::{KeyDigest, SentKey, fingerprint};
 use baatkaro_proto::rules::{self, Peer, Reader, SendOutcome};
 use baatkaro_proto::{
-    Conversation, Encode, ErrorCode, Event, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
-    ServerFrame, StoredEvent, Text, UserName,
+    Conversation, ErrorCode, EventFrame, Failure, HistoryRange, IdemKey, Item, Millis, OkReply,
+    StoredEvent, Text, UserName,
 };
 
 use super::groups::Req;
@@ -96,7 +96,7 @@ impl Hub {
         let fp = fingerprint(&to, text.as_bytes());
         let resolved = self.resolve_to_write(user, to);
         let Some(u) = self.users.get_mut(&user) else { return };
-        let digest = KeyDigest::of(&key);
+        let digest = KeyDigest::of(&key, &self.digest_seed);
         let key_check = u.keys.check(digest, (&to, text.as_bytes()), fp, now, window);
         let reader = resolved.map(|_| ());
         match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
@@ -155,7 +155,7 @@ impl Hub {
                 };
                 // Encoded once: the same bytes are stored and fanned out.
                 let event = make(to, seq);
-                let frame = ServerFrame::Event(Event::Stored(event.clone())).to_bytes();
+                let frame = self.arena.encode(&EventFrame(&event));
                 self.write(Write::Event(EventRecord::new(key, &event, frame.clone())));
                 if !recipients.is_empty() {
                     self.frame_to(recipients, frame, cause);
@@ -172,13 +172,11 @@ impl Hub {
                 }
                 // Each side reads it named after the other; the key's first user's
                 // frame is the one stored.
-                let encode =
-                    |e: &StoredEvent| ServerFrame::Event(Event::Stored(e.clone())).to_bytes();
                 let mine = make(Conversation::Direct(peer), seq);
-                let my_frame = encode(&mine);
+                let my_frame = self.arena.encode(&EventFrame(&mine));
                 let theirs = (peer != user).then(|| {
                     let e = make(Conversation::Direct(user), seq);
-                    let f = encode(&e);
+                    let f = self.arena.encode(&EventFrame(&e));
                     (e, f)
                 });
                 let stored = match &theirs {

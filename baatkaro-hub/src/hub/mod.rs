@@ -23,6 +23,7 @@
 //! hub gathers the facts they need and carries out what they decide.
 
 mod accounts;
+mod arena;
 mod files;
 mod groups;
 mod markers;
@@ -37,14 +38,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use baatkaro_proto::credentials::TokenRules;
-use baatkaro_proto::delivery::{KeyDigest, RateBudget, SendKeys, SentKey};
+use baatkaro_proto::delivery::{DigestSeed, KeyDigest, RateBudget, SendKeys, SentKey};
 use baatkaro_proto::group::{Group, GroupRules};
 use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::throttle::AccountGuard;
 use baatkaro_proto::{
-    Command, Encode, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
-    ServerFrame, TokenId, UserName,
+    Command, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq, ServerFrame,
+    TokenId, UserName,
 };
 use bytes::Bytes;
 
@@ -325,6 +326,11 @@ pub struct Hub {
     next_token_id: TokenId,
     /// Where token secrets come from.
     entropy: Box<dyn Entropy>,
+    /// Where event frames are encoded.
+    arena: arena::FrameArena,
+    /// The secret that idempotency keys are digested with (drawn from `entropy` at
+    /// start), so that no user can choose keys that pile up in one index slot.
+    digest_seed: DigestSeed,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
     /// Set once the store found its database damaged: it takes no more writes, so
@@ -346,7 +352,8 @@ pub struct Hub {
 impl Hub {
     /// A hub over a snapshot loaded at start, at `now`. `file_prefix` is a random
     /// number from the shell: the file ids of this run start with it, so that ids of
-    /// different runs do not collide. `entropy` makes the secrets of session tokens.
+    /// different runs do not collide. `entropy` makes the secrets of session tokens and
+    /// the seed of idempotency keys' digests; a start without it fails.
     pub fn new(
         cfg: HubConfig,
         snapshot: Snapshot,
@@ -354,7 +361,12 @@ impl Hub {
         file_prefix: u64,
         entropy: Box<dyn Entropy>,
     ) -> Result<Self, String> {
+        let mut entropy = entropy;
+        let mut seed = [0u8; 16];
+        entropy.fill(&mut seed).map_err(|e| format!("no randomness for the key digests: {e}"))?;
         let mut hub = Hub {
+            digest_seed: DigestSeed::from_bytes(seed),
+            arena: arena::FrameArena::default(),
             token_rules: TokenRules::new(&cfg.limits, cfg.token_idle_secs),
             token_attempts: HashMap::new(),
             next_token_id: 1,
@@ -474,7 +486,7 @@ impl Hub {
         for (user, key, conv, fingerprint, seq, time) in snap.keys {
             if let Some(u) = self.users.get_mut(&user) {
                 u.keys.remember(
-                    KeyDigest::of(&key),
+                    KeyDigest::of(&key, &self.digest_seed),
                     SentKey { conv, fingerprint, seq, time },
                     kept,
                 );
@@ -748,7 +760,8 @@ impl Hub {
     ) {
         let to = self.sessions_of(users);
         if !to.is_empty() {
-            self.frame_to(to.into(), ServerFrame::Event(event).to_bytes(), cause);
+            let frame = self.arena.encode(&ServerFrame::Event(event));
+            self.frame_to(to.into(), frame, cause);
         }
     }
 

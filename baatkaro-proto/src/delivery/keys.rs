@@ -35,24 +35,47 @@ pub enum KeyCheck {
     Conflict,
 }
 
-/// What a key is remembered by: a 64-bit digest of it (SipHash-2-4 with fixed
-/// keys). Two of a user's 1,024 keys collide by chance once in about 10^13 users,
-/// and a collision made on purpose only ever mistakes the maker's own sends.
-/// Computed once per send, for both [`SendKeys::check`] and [`SendKeys::remember`].
+/// What a key is remembered by: a 64-bit digest of it (SipHash-2-4 keyed with the
+/// server's [`DigestSeed`]). Two of a user's 1,024 keys collide by chance once in
+/// about 10^13 users, and a collision made on purpose only ever mistakes the
+/// maker's own sends. Computed once per send, for both [`SendKeys::check`] and
+/// [`SendKeys::remember`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KeyDigest(u64);
 
 impl KeyDigest {
-    /// The digest of `key`.
-    pub fn of(key: &IdemKey) -> KeyDigest {
+    /// The digest of `key` under `seed`.
+    pub fn of(key: &IdemKey, seed: &DigestSeed) -> KeyDigest {
         use std::hash::{Hash, Hasher};
         // std's SipHasher (2-4) is deprecated only in favour of DefaultHasher, whose
         // algorithm may change between releases; these digests are never stored.
         #[allow(deprecated)]
-        let mut h =
-            std::hash::SipHasher::new_with_keys(0x0123_4567_89ab_cdef, 0x9e37_79b9_7f4a_7c15);
+        let mut h = std::hash::SipHasher::new_with_keys(seed.0, seed.1);
         key.as_str().hash(&mut h);
         KeyDigest(h.finish())
+    }
+}
+
+/// The secret a server keys its [`KeyDigest`]s with, drawn at random when it starts
+/// (digests are never stored, so a new one each start costs nothing). Keys chosen
+/// to share an index slot under a seed anyone knows would make every lookup of
+/// their maker's keys walk all of them; under a secret seed they cannot be chosen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DigestSeed(u64, u64);
+
+impl DigestSeed {
+    /// A seed from 16 unpredictable bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> DigestSeed {
+        let (a, b) = bytes.split_at(8);
+        let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
+        DigestSeed(word(a), word(b))
+    }
+}
+
+impl std::fmt::Debug for DigestSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A secret: its value is never logged.
+        f.write_str("DigestSeed(..)")
     }
 }
 
@@ -361,8 +384,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The seed of the tests' digests.
+    const SEED: DigestSeed = DigestSeed(1, 2);
+
     fn digest(key: &str) -> KeyDigest {
-        KeyDigest::of(&key.parse().unwrap())
+        KeyDigest::of(&key.parse().unwrap(), &SEED)
     }
 
     #[test]
@@ -371,12 +397,12 @@ mod tests {
         let mut keys = SendKeys::new();
         let send = |c: &str, text: &'static [u8]| (conv(c), text, fingerprint(&conv(c), text));
         let check = |keys: &mut SendKeys, (c, text, fp): (Conversation, &[u8], u64), now| {
-            keys.check(KeyDigest::of(&key), (&c, text), fp, now, 1000)
+            keys.check(KeyDigest::of(&key, &SEED), (&c, text), fp, now, 1000)
         };
         let hello = send("#rust", b"hello");
         assert_eq!(check(&mut keys, hello, 0), KeyCheck::New);
         keys.remember(
-            KeyDigest::of(&key),
+            KeyDigest::of(&key, &SEED),
             SentKey { conv: conv("#rust"), fingerprint: hello.2, seq: 7, time: 10 },
             0,
         );
@@ -671,20 +697,68 @@ mod tests {
         let mut keys = SendKeys::new();
         let old = fingerprint_fnv(&conv("#rust"), b"hello");
         keys.remember(
-            KeyDigest::of(&key),
+            KeyDigest::of(&key, &SEED),
             SentKey { conv: conv("#rust"), fingerprint: old, seq: 7, time: 10 },
             0,
         );
         let now = fingerprint(&conv("#rust"), b"hello");
         assert_ne!(now, old);
         assert_eq!(
-            keys.check(KeyDigest::of(&key), (&conv("#rust"), b"hello"), now, 500, 1000),
+            keys.check(KeyDigest::of(&key, &SEED), (&conv("#rust"), b"hello"), now, 500, 1000),
             KeyCheck::Retry { seq: 7, time: 10 }
         );
         let other = fingerprint(&conv("#rust"), b"hellp");
         assert_eq!(
-            keys.check(KeyDigest::of(&key), (&conv("#rust"), b"hellp"), other, 500, 1000),
+            keys.check(KeyDigest::of(&key, &SEED), (&conv("#rust"), b"hellp"), other, 500, 1000),
             KeyCheck::Conflict
         );
+    }
+
+    /// The longest distance from its home slot of any key in the index.
+    fn longest_probe(keys: &SendKeys) -> usize {
+        let mask = keys.index.len() - 1;
+        let probes = keys.index.iter().enumerate().filter(|(_, s)| !s.is_empty());
+        probes.map(|(i, s)| i.wrapping_sub(home(s.tag, mask)) & mask).max().unwrap_or(0)
+    }
+
+    /// Keys chosen to share one home slot under a seed their maker knows are spread
+    /// by a seed the maker does not: the digest depends on the seed (fails if
+    /// [`KeyDigest::of`] ignores it, as with fixed keys every user could compute).
+    #[test]
+    fn keys_made_to_collide_under_a_known_seed_spread_under_a_secret_one() {
+        const KEYS: usize = 64;
+        let known = DigestSeed::from_bytes(*b"known to anybody");
+        let secret = DigestSeed::from_bytes(*b"the server's own");
+        // 64 keys in the index of 128 slots: its home is the digest's tag's low bits.
+        let mask = 127;
+        let home_of = |d: KeyDigest| home(tag(d.0), mask);
+        let made: Vec<IdemKey> = (0..)
+            .map(|n| format!("k{n}").parse().unwrap())
+            .filter(|k| home_of(KeyDigest::of(k, &known)) == 0)
+            .take(KEYS)
+            .collect();
+        let table = |seed: &DigestSeed| {
+            let mut keys = SendKeys::new();
+            for (n, key) in made.iter().enumerate() {
+                let n = n as u64;
+                let sent = SentKey { conv: conv("#g"), fingerprint: n, seq: n, time: n };
+                keys.remember(KeyDigest::of(key, seed), sent, 0);
+            }
+            assert_eq!(keys.index.len(), 128);
+            keys
+        };
+        // Under the known seed they form one run of 64 slots: every new key walks it.
+        assert_eq!(longest_probe(&table(&known)), KEYS - 1);
+        // Under the secret one, a few slots at most (at half full, linear probing's
+        // longest run among 64 random keys is rarely above a dozen).
+        let spread = longest_probe(&table(&secret));
+        assert!(spread < 16, "keys stay clustered under another seed: {spread} slots");
+    }
+
+    #[test]
+    fn a_seed_never_shows_in_debug_output() {
+        let seed = DigestSeed::from_bytes([0xab; 16]);
+        let shown = format!("{seed:?}");
+        assert!(!shown.contains("ab") && !shown.contains("171"), "{shown}");
     }
 }

@@ -7,4 +7,4 @@ mod budget;
 mod keys;
 
 pub use budget::RateBudget;
-pub use keys::{KeyCheck, KeyDigest, SendKeys, SentKey, fingerprint, fingerprint_fnv};
+pub use keys::{DigestSeed, KeyCheck, KeyDigest, SendKeys, SentKey, fingerprint, fingerprint_fnv};

@@ -34,9 +34,27 @@ impl Encode for ServerFrame {
         // conversation, two numbers, a user, the payload's length); other frames
         // are short, or lists that grow as they are written anyway.
         match self {
-            ServerFrame::Event(Event::Stored(StoredEvent::Message { text, .. })) => {
-                192 + text.len()
-            }
+            ServerFrame::Event(Event::Stored(e)) => EventFrame(e).size_hint(),
+            _ => 128,
+        }
+    }
+}
+
+/// The event frame of a stored event, borrowed: the same bytes as
+/// `ServerFrame::Event(Event::Stored(event))`, without cloning the event into a
+/// frame first (the hub encodes one of these per message it stores).
+#[derive(Clone, Copy, Debug)]
+pub struct EventFrame<'a>(pub &'a StoredEvent);
+
+impl Encode for EventFrame<'_> {
+    fn encode(&self, out: &mut BytesMut) {
+        out.raw(b"*");
+        put_stored(out, self.0);
+    }
+
+    fn size_hint(&self) -> usize {
+        match self.0 {
+            StoredEvent::Message { text, .. } => 192 + text.len(),
             _ => 128,
         }
     }

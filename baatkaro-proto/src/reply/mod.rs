@@ -2,6 +2,7 @@
 
 mod decode;
 mod encode;
+pub use encode::EventFrame;
 
 use bytes::Bytes;
 
