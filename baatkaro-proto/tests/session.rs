@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use baatkaro_proto::session::{
-    FrameBudget, RequestId, Session, SessionConfig, SessionEvent, SessionState,
+    FrameBudget, PIECE, RequestId, SEAL_AT, Session, SessionConfig, SessionEvent, SessionState,
 };
 use baatkaro_proto::{
     DoneVerb, ErrorCode, Features, Limits, OkReply, ServerFrame, ServerFrameDecoder, Software,
@@ -318,6 +318,63 @@ fn events_past_the_queue_close_as_a_slow_consumer_and_drop_the_backlog() {
     }
     let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
     assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer));
+}
+
+/// Output the socket does not take yet is not grown by copying once a piece holds
+/// `SEAL_AT` bytes: the piece is sealed and the next begins, with room for as much
+/// again. The pieces are every frame once, whole and in order, each but the last
+/// from `SEAL_AT` to twice that (fails if a full piece is grown up to `PIECE`).
+#[test]
+fn a_full_piece_is_sealed_not_grown() {
+    let mut cfg = config(1_024);
+    cfg.limits.queue = 1 << 24;
+    let mut s = logged_in(cfg);
+    let frame = |n: usize| {
+        let text = "x".repeat(200 + n % 1_500);
+        format!("* MSG #g {n} 1 ann {{{}}}\r\n{text}\r\n", text.len()).into_bytes()
+    };
+    let mut sent = Vec::new();
+    for n in 0..400 {
+        // Now and then a batch says how much it brings, as the server's shell does.
+        if n % 50 == 0 {
+            s.reserve_output(20 * 1_000);
+        }
+        s.send_encoded(&frame(n));
+        sent.extend(frame(n));
+    }
+    let pieces: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert_eq!(pieces.concat(), sent);
+    let (last, full) = pieces.split_last().unwrap();
+    let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+    assert!(full.len() >= 4, "{lens:?}");
+    for p in full {
+        assert!((SEAL_AT..=2 * SEAL_AT + 2_000).contains(&p.len()), "{lens:?}");
+    }
+    assert!(last.len() <= PIECE);
+    let mut d = ServerFrameDecoder::new(1 << 20);
+    d.push(&pieces.concat());
+    assert_eq!(d.map(|f| f.unwrap()).count(), 400);
+}
+
+/// A session whose output is all written keeps no burst-sized buffer: a quiet
+/// connection holds little (BENCHMARKS.md, idle connections), whatever it once
+/// queued (fails if the written-out session keeps its last piece's spare room).
+#[test]
+fn a_session_written_out_keeps_no_burst_sized_buffer() {
+    let mut cfg = config(1_024);
+    cfg.limits.queue = 1 << 24;
+    let mut s = logged_in(cfg);
+    let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000)).into_bytes();
+    s.reserve_output(60_000);
+    for _ in 0..100 {
+        s.send_encoded(&frame);
+    }
+    assert!(s.output_memory() > 2 * SEAL_AT, "{}", s.output_memory());
+    write_out(&mut s);
+    assert!(s.output_memory() <= SEAL_AT, "{} bytes kept", s.output_memory());
+    // And the next output is whole.
+    s.send_encoded(&frame);
+    assert_eq!(s.poll_transmit().unwrap().as_ref(), &frame[..]);
 }
 
 /// SPEC.md section 3: nothing is read while a LOGIN awaits its answer, however much

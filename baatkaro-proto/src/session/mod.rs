@@ -49,6 +49,12 @@ pub const PRE_HELLO_PAYLOAD: u64 = 65_536;
 /// the socket can still take.
 pub const PIECE: usize = 64 * 1024;
 
+/// A piece being filled that holds this many bytes or more is sealed, rather than
+/// grown, when the next output does not fit in it: growing a buffer copies all of
+/// it, and at saturation that copying took more than the frames' own. A session
+/// whose output is all written keeps no buffer larger than this.
+pub const SEAL_AT: usize = 16 * 1024;
+
 /// Identifies a request handed to the application, for its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
@@ -253,6 +259,13 @@ impl Session {
         self.out.len() + self.ready_bytes + self.in_transit
     }
 
+    /// Bytes of memory the session holds for output it has not handed out yet: the
+    /// piece being filled, with its spare room, and the sealed pieces (for memory
+    /// accounting; what [`Session::poll_transmit`] handed out is the caller's).
+    pub fn output_memory(&self) -> usize {
+        self.out.capacity() + self.ready_bytes
+    }
+
     /// Whether a long reply streamed piece by piece (a download's chunks) may add its
     /// next piece now: `id` is the next request to be answered (so its pieces are not
     /// held behind earlier replies), and less than half of `queue` is on its way to
@@ -315,6 +328,11 @@ impl Session {
     /// `n` bytes of what [`Session::poll_transmit`] handed out reached the socket.
     pub fn handle_written(&mut self, n: usize) {
         self.in_transit = self.in_transit.saturating_sub(n);
+        // Everything is written: a connection gone quiet after a burst does not keep
+        // a burst's buffer.
+        if self.unsent() == 0 && self.out.capacity() > SEAL_AT {
+            self.out = BytesMut::new();
+        }
         // Frames that waited in the decoder while the output was large can go on.
         if self.state != SessionState::Closed && self.decoder.buffered() > 0 {
             self.decode();
@@ -407,6 +425,8 @@ impl Session {
             // Next on the wire: written to the output now, its items first, with no
             // buffer of its own (a pipelining client's replies are almost all so).
             self.held = self.held.saturating_sub(p.items.len());
+            let n = p.items.len() + frame.size_hint();
+            room(&mut self.out, &mut self.ready, &mut self.ready_bytes, n);
             // Copied and cleared, not split off: splitting a buffer allocates a
             // shared handle for it, even an empty one, once per reply.
             self.out.extend_from_slice(&p.items);
@@ -437,7 +457,10 @@ impl Session {
                 p.trailer.extend_from_slice(frame);
                 self.held += frame.len();
             }
-            None => self.out.extend_from_slice(frame),
+            None => {
+                self.room(frame.len());
+                self.out.extend_from_slice(frame);
+            }
         }
         self.flush();
     }
@@ -456,13 +479,16 @@ impl Session {
     /// by frame.
     pub fn reserve_output(&mut self, bytes: usize) {
         if self.state != SessionState::Closed {
-            self.out.reserve(bytes.min(PIECE));
+            let bytes = bytes.min(PIECE);
+            self.room(bytes);
+            self.out.reserve(bytes);
         }
     }
 
     /// Appends an event already encoded (for fan-out: encode once, send to many).
     pub fn send_encoded(&mut self, frame: &[u8]) {
         if self.state != SessionState::Closed {
+            self.room(frame.len());
             self.out.extend_from_slice(frame);
             self.after_output();
         }
@@ -676,6 +702,9 @@ impl Session {
     fn flush(&mut self) {
         while let Some(head) = self.pending.front_mut() {
             self.held = self.held.saturating_sub(head.items.len());
+            let done = head.done.as_ref().map_or(0, |d| d.len() + head.trailer.len());
+            let n = head.items.len() + done;
+            room(&mut self.out, &mut self.ready, &mut self.ready_bytes, n);
             // Copied and cleared, as in `reply`: no shared handle allocated.
             self.out.extend_from_slice(&head.items);
             head.items.clear();
@@ -698,6 +727,12 @@ impl Session {
             }
         }
         self.after_output();
+    }
+
+    /// Makes room for `n` more bytes of output (see [`room`]).
+    #[inline]
+    fn room(&mut self, n: usize) {
+        room(&mut self.out, &mut self.ready, &mut self.ready_bytes, n);
     }
 
     /// After output was added: seals a full piece, and closes the session as a slow
@@ -734,6 +769,28 @@ impl Session {
 
 /// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
 /// (whose account is gone).
+/// Makes room for `n` more bytes in `out`, the piece being filled: one of
+/// [`SEAL_AT`] bytes or more without that room is sealed as it is (moved to `ready`,
+/// whose byte count is `ready_bytes`), and the next starts with room for as much
+/// again, so that neither is grown by copying. (A function of the fields, not a
+/// method, so that a caller may hold a pending request meanwhile.)
+#[inline]
+fn room(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize, n: usize) {
+    if out.capacity() - out.len() < n && out.len() >= SEAL_AT {
+        seal(out, ready, ready_bytes, n);
+    }
+}
+
+/// [`room`]'s rare case: seals `out` and gives the next piece room for `n` bytes at
+/// least.
+#[cold]
+fn seal(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize, n: usize) {
+    let piece = out.split().freeze();
+    *ready_bytes += piece.len();
+    ready.push_back(piece);
+    out.reserve(n.max(2 * SEAL_AT));
+}
+
 fn ends_session(verb: Verb) -> bool {
     matches!(verb, Verb::Logout | Verb::DeleteAccount)
 }
