@@ -6,8 +6,9 @@
 
 /// Up to `N` ASCII bytes stored inline, zero-padded. No value holds a zero byte
 /// (every alphabet excludes NUL), so the value ends at the first zero and the
-/// padding is the only length there is: the derived comparisons and hash see the
-/// value, and zero sorts before every byte, so the order is the strings' order.
+/// padding is the only length there is: the derived comparisons see the value,
+/// and zero sorts before every byte, so the order is the strings' order. The hash
+/// sees the value and its terminating zero only (see its `Hash`).
 ///
 /// Aligned to 16 bytes, and with no field besides the bytes, so that every copy
 /// moves whole aligned 16-byte lanes and every lane is written whole when a value
@@ -15,10 +16,22 @@
 /// be forwarded from the store buffer and stalls, which profiling showed to be the
 /// most expensive step of decoding a frame (a length byte beside the lanes did
 /// exactly that).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(C, align(16))]
 pub(crate) struct Inline<const N: usize> {
     buf: [u8; N],
+}
+
+/// One write of the value's bytes and the zero that ends it (none when the value
+/// fills all `N`): equal values hash alike, a value is never a prefix of another's
+/// bytes (so names side by side in a key cannot be shifted into each other), and a
+/// short name is not hashed as all `N` bytes with a length before them, as the
+/// derived hash did (two calls into the hasher and 32 to 64 bytes of SipHash for
+/// every lookup of a user or a group by name).
+impl<const N: usize> std::hash::Hash for Inline<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.buf[..(self.len() + 1).min(N)]);
+    }
 }
 
 impl<const N: usize> Inline<N> {
@@ -296,6 +309,35 @@ mod tests {
             let y = Inline::<64>::copy_from(b.as_bytes());
             prop_assert_eq!(x.cmp(&y), a.cmp(&b));
             prop_assert_eq!(x == y, a == b);
+        }
+
+        /// Equal values hash alike however they were built, and two values side by
+        /// side hash as the pair they are: moving bytes from the end of the first
+        /// to the start of the second changes the hash (fails if the hash is of the
+        /// bytes alone, without the zero that ends a value).
+        #[test]
+        fn hashes_follow_equality_and_pairs_do_not_shift(
+            a in "[a-z0-9._-]{2,32}",
+            b in "[a-z0-9._-]{1,32}",
+            cut in 1usize..32,
+        ) {
+            use std::hash::BuildHasher;
+            // A fixed hasher: the same hash for the same bytes in every run.
+            let h = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+            let window = [a.as_bytes(), &[b'x'; 32]].concat();
+            let x = Inline::<32>::copy_prefix(&window, a.len());
+            prop_assert_eq!(h.hash_one(x), h.hash_one(Inline::<32>::copy_from(a.as_bytes())));
+            // The same bytes split elsewhere: ("abc", "d") against ("ab", "cd").
+            let cut = cut.min(a.len() - 1);
+            let moved = [&a.as_bytes()[cut..], b.as_bytes()].concat();
+            if moved.len() <= 32 {
+                let pair = (x, Inline::<32>::copy_from(b.as_bytes()));
+                let shifted = (
+                    Inline::<32>::copy_from(&a.as_bytes()[..cut]),
+                    Inline::<32>::copy_from(&moved),
+                );
+                prop_assert_ne!(h.hash_one(pair), h.hash_one(shifted));
+            }
         }
 
         /// The same for a size that is not whole lanes (feature names).
