@@ -841,6 +841,59 @@ fn tick(sim: &mut Sim) -> Millis {
 // 3. A group story across three users and four sessions (SPEC.md 5.1, 6.1–6.4, 6.6)
 // ---------------------------------------------------------------------------------
 
+/// A private message reaches every session of its two users, including those that
+/// logged in after the users last spoke, and no session that has gone or belongs to
+/// someone else (the hub hands each user's list of sessions out shared).
+#[test]
+fn private_messages_reach_every_session_of_both_users_and_no_other() {
+    let mut sim = Sim::new(limits());
+    let dm = |to: &str, key: &str, body: &str| Command::Send {
+        to: Conversation::Direct(user(to)),
+        key: IdemKey::new(key).unwrap(),
+        text: text(body),
+    };
+    // The private messages a connection received: (conversation, text).
+    let messages = |sim: &mut Sim, c: usize| -> Vec<(String, String)> {
+        sim.take_frames(c)
+            .into_iter()
+            .filter_map(|f| match f {
+                ServerFrame::Event(Event::Stored(StoredEvent::Message { conv, text, .. })) => {
+                    Some((conv.to_string(), text.as_str().to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (a1, a2, b1, c) = (
+        sim.logged_in("alice"),
+        sim.logged_in("alice"),
+        sim.logged_in("bob"),
+        sim.logged_in("carol"),
+    );
+    sim.send(a1, &[req("s1", dm("bob", "k1", "one"))]);
+    let one = |conv: &str| vec![(conv.to_string(), "one".to_string())];
+    assert_eq!(messages(&mut sim, a1), one("@bob"));
+    assert_eq!(messages(&mut sim, a2), one("@bob"));
+    assert_eq!(messages(&mut sim, b1), one("@alice"));
+    assert_eq!(messages(&mut sim, c), vec![]);
+    // One of alice's sessions goes, a second of bob's comes.
+    sim.send(a2, &[req("o", Command::Logout { revoke: false })]);
+    let b2 = sim.logged_in("bob");
+    sim.send(b2, &[req("s2", dm("alice", "k2", "two"))]);
+    let two = |conv: &str| vec![(conv.to_string(), "two".to_string())];
+    assert_eq!(messages(&mut sim, a1), two("@bob"));
+    assert_eq!(messages(&mut sim, a2), vec![]);
+    assert_eq!(messages(&mut sim, b1), two("@alice"));
+    assert_eq!(messages(&mut sim, b2), two("@alice"));
+    assert_eq!(messages(&mut sim, c), vec![]);
+    // A message to oneself reaches each of one's sessions once.
+    sim.send(b1, &[req("s3", dm("bob", "k3", "three"))]);
+    let three = vec![("@bob".to_string(), "three".to_string())];
+    assert_eq!(messages(&mut sim, b1), three);
+    assert_eq!(messages(&mut sim, b2), three);
+    assert_eq!(messages(&mut sim, a1), vec![]);
+}
+
 #[test]
 fn group_story_across_sessions() {
     let mut sim = Sim::new(limits());

@@ -381,7 +381,7 @@ impl Hub {
         self.end_sessions(user, Some(conn), |_| true);
         // This session ends with its reply: it hears nothing of what follows.
         if let Some(u) = self.users.get_mut(&user) {
-            u.sessions.retain(|c| *c != conn);
+            u.sessions.remove(conn);
         }
         if let Some(rec) = self.conns.get_mut(&conn) {
             rec.user = None;
@@ -470,7 +470,7 @@ impl Hub {
     pub(super) fn detach(&mut self, conn: ConnId, user: UserName) {
         self.save_uploads(Some(user));
         let Some(u) = self.users.get_mut(&user) else { return };
-        u.sessions.retain(|c| *c != conn);
+        u.sessions.remove(conn);
         self.sessions_epoch += 1;
         if u.sessions.is_empty() {
             self.presence(user, Presence::Offline);

@@ -55,7 +55,7 @@ impl Hub {
         let others: Arc<[ConnId]> = self
             .users
             .get(&user)
-            .map(|u| u.sessions.iter().copied().filter(|c| *c != conn).collect())
+            .map(|u| u.sessions.iter().filter(|c| *c != conn).collect())
             .unwrap_or_default();
         if !others.is_empty() {
             let frame = self.arena.encode(&ServerFrame::Event(Event::ReadMarker { conv, seq }));

@@ -147,7 +147,7 @@ impl Hub {
                             .group
                             .members()
                             .filter_map(|(m, _)| users.get(&m))
-                            .flat_map(|u| u.sessions.iter().copied())
+                            .flat_map(|u| u.sessions.iter())
                             .collect();
                         rec.fanout = Some(Fanout { epoch, to: to.clone() });
                         to
@@ -163,8 +163,9 @@ impl Hub {
                 seq
             }
             (Conversation::Direct(peer), ConvKey::Direct(_, second)) => {
-                let seq = self.direct.get(&key).copied().unwrap_or(0) + 1;
-                self.direct.insert(key, seq);
+                let latest = self.direct.entry(key).or_insert(0);
+                *latest += 1;
+                let seq = *latest;
                 for (me, them) in [(user, peer), (peer, user)] {
                     if let Some(u) = self.users.get_mut(&me) {
                         u.peers.insert(them);
@@ -179,14 +180,14 @@ impl Hub {
                     let f = self.arena.encode(&EventFrame(&e));
                     (e, f)
                 });
-                let stored = match &theirs {
-                    Some((e, f)) if user == second => (e.clone(), f.clone()),
-                    _ => (mine.clone(), my_frame.clone()),
+                let (event, frame) = match &theirs {
+                    Some((e, f)) if user == second => (e, f),
+                    _ => (&mine, &my_frame),
                 };
-                self.write(Write::Event(EventRecord::new(key, &stored.0, stored.1)));
-                self.frame_to_users(my_frame, [user], cause);
+                self.write(Write::Event(EventRecord::new(key, event, frame.clone())));
+                self.frame_to_user(my_frame, user, cause);
                 if let Some((_, f)) = theirs {
-                    self.frame_to_users(f, [peer], cause);
+                    self.frame_to_user(f, peer, cause);
                 }
                 seq
             }

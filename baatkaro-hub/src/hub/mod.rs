@@ -162,7 +162,7 @@ struct InFlight {
 struct User {
     hash: Arc<str>,
     /// Connections logged in as this user.
-    sessions: Vec<ConnId>,
+    sessions: Sessions,
     /// Groups the user may relate to (member, pending request or invite): a
     /// superset, checked against the group itself whenever it is used.
     relations: BTreeSet<GroupName>,
@@ -178,12 +178,49 @@ struct User {
     guard: AccountGuard,
 }
 
+/// The connections logged in as one user, shared: every event for the user alone
+/// (a private message, a read marker) is handed out with a reference to the list,
+/// not a list of its own. Changed only when a session comes or goes.
+#[derive(Debug, Default, Clone)]
+struct Sessions(Option<Arc<[ConnId]>>);
+
+impl Sessions {
+    /// The connections, oldest first.
+    fn iter(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.0.iter().flat_map(|s| s.iter().copied())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The list to hand out with an event for the user, if the user is online.
+    fn shared(&self) -> Option<Arc<[ConnId]>> {
+        self.0.clone()
+    }
+
+    /// Adds a connection (a copy of the list: sessions come and go rarely).
+    fn push(&mut self, conn: ConnId) {
+        self.0 = Some(self.iter().chain([conn]).collect());
+    }
+
+    /// Takes a connection out; the list is dropped with its last connection.
+    fn remove(&mut self, conn: ConnId) {
+        let rest: Vec<ConnId> = self.iter().filter(|c| *c != conn).collect();
+        self.0 = (!rest.is_empty()).then(|| rest.into());
+    }
+}
+
 impl User {
     /// A user with this password hash and nothing else yet.
     fn new(hash: Arc<str>, burst: u64, now: Millis) -> Self {
         User {
             hash,
-            sessions: Vec::new(),
+            sessions: Sessions::default(),
             relations: BTreeSet::new(),
             peers: BTreeSet::new(),
             keys: SendKeys::new(),
@@ -746,7 +783,7 @@ impl Hub {
         users
             .into_iter()
             .filter_map(|u| self.users.get(&u))
-            .flat_map(|u| u.sessions.iter().copied())
+            .flat_map(|u| u.sessions.iter())
             .collect()
     }
 
@@ -775,6 +812,14 @@ impl Hub {
         let to = self.sessions_of(users);
         if !to.is_empty() {
             self.frame_to(to.into(), bytes, cause);
+        }
+    }
+
+    /// Queues an encoded event for every session of one user: their list of
+    /// sessions, shared, rather than a list made for it.
+    fn frame_to_user(&mut self, bytes: Bytes, user: UserName, cause: Option<(ConnId, RequestId)>) {
+        if let Some(to) = self.users.get(&user).and_then(|u| u.sessions.shared()) {
+            self.frame_to(to, bytes, cause);
         }
     }
 

@@ -275,7 +275,6 @@ impl Hub {
         let ending: Vec<ConnId> = u
             .sessions
             .iter()
-            .copied()
             .filter(|c| Some(*c) != except)
             .filter(|c| self.conns.get(c).is_some_and(|rec| which(rec.token)))
             .collect();
