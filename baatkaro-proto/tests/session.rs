@@ -748,3 +748,43 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.queued(), 0);
     }
 }
+
+/// A connection that was sent a burst as the server delivers one (a reservation for
+/// the batch, then its frames), wrote it out, and then gets a small frame now and
+/// then, each written at once, holds no burst-sized buffer for its output: a piece
+/// handed out is dropped before it is reported written (as conn.rs does), and after
+/// that the session must not keep the rest of the buffer the piece was cut from.
+/// That rest reports a small capacity however large the buffer behind it, and the
+/// buffer comes back whole the next time the session runs out of room; the
+/// output memory is looked at after each small frame (fails if the session keeps
+/// such a rest: after a burst of 20 frames, the next frame sits in a 20 KB buffer).
+#[test]
+fn a_burst_written_out_leaves_no_burst_sized_buffer_behind() {
+    let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000)).into_bytes();
+    let small = b"* MSG #g 2 1 ann {1}\r\ny\r\n";
+    let write_out = |s: &mut Session| {
+        while let Some(piece) = s.poll_transmit() {
+            let n = piece.len();
+            drop(piece);
+            s.handle_written(n);
+        }
+    };
+    for frames in [17, 20, 30, 50, 60, 62, 100] {
+        let mut cfg = config(1_024);
+        cfg.limits.queue = 1 << 24;
+        let mut s = logged_in(cfg);
+        s.reserve_output(frames * frame.len());
+        for _ in 0..frames {
+            s.send_encoded(&frame);
+        }
+        write_out(&mut s);
+        // Enough small frames to use up any rest of a buffer of up to `PIECE`.
+        for n in 0..PIECE / small.len() + 1 {
+            s.send_encoded(small);
+            let held = s.output_memory();
+            assert!(held <= SEAL_AT, "{frames} frames, then {n} small ones: {held} bytes held");
+            write_out(&mut s);
+        }
+        assert_eq!(s.queued(), 0);
+    }
+}
