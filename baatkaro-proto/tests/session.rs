@@ -748,3 +748,232 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.queued(), 0);
     }
 }
+
+/// A connection that was sent a burst as the server delivers one (a reservation for
+/// the batch, then its frames), wrote it out, and then gets a small frame now and
+/// then, each written at once, holds no burst-sized buffer for its output: a piece
+/// handed out is dropped before it is reported written (as conn.rs does), and after
+/// that the session must not keep the rest of the buffer the piece was cut from.
+/// That rest reports a small capacity however large the buffer behind it, and the
+/// buffer comes back whole the next time the session runs out of room; the
+/// output memory is looked at after each small frame (fails if the session keeps
+/// such a rest: after a burst of 20 frames, the next frame sits in a 20 KB buffer).
+#[test]
+fn a_burst_written_out_leaves_no_burst_sized_buffer_behind() {
+    let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000)).into_bytes();
+    let small = b"* MSG #g 2 1 ann {1}\r\ny\r\n";
+    let write_out = |s: &mut Session| {
+        while let Some(piece) = s.poll_transmit() {
+            let n = piece.len();
+            drop(piece);
+            s.handle_written(n);
+        }
+    };
+    for frames in [17, 20, 30, 50, 60, 62, 100] {
+        let mut cfg = config(1_024);
+        cfg.limits.queue = 1 << 24;
+        let mut s = logged_in(cfg);
+        s.reserve_output(frames * frame.len());
+        for _ in 0..frames {
+            s.send_encoded(&frame);
+        }
+        write_out(&mut s);
+        // Enough small frames to use up any rest of a buffer of up to `PIECE`.
+        for n in 0..PIECE / small.len() + 1 {
+            s.send_encoded(small);
+            let held = s.output_memory();
+            assert!(held <= SEAL_AT, "{frames} frames, then {n} small ones: {held} bytes held");
+            write_out(&mut s);
+        }
+        assert_eq!(s.queued(), 0);
+    }
+}
+
+/// What the output must be, kept alongside a session: the bytes in the order they
+/// must reach the client, and the bytes still held back for the reply order.
+struct Model {
+    /// Everything that must go out, in order (what is held back is not in it yet).
+    stream: Vec<u8>,
+    /// Per request: held items, whether answered, and held trailers.
+    held: [(Vec<u8>, bool, Vec<u8>); 4],
+    /// Items added so far, per request (its reply counts them).
+    items: [u64; 4],
+    /// The first request whose reply has not gone out (4: all went out).
+    head: usize,
+}
+
+impl Model {
+    fn reply_line(&self, r: usize) -> Vec<u8> {
+        format!("r{r} OK ONLINE {}\r\n", self.items[r]).into_bytes()
+    }
+
+    /// Moves what the head of the reply order may send now to the stream.
+    fn flush(&mut self) {
+        while self.head < 4 {
+            let r = self.head;
+            self.stream.append(&mut self.held[r].0);
+            if !self.held[r].1 {
+                break;
+            }
+            let reply = self.reply_line(r);
+            self.stream.extend(reply);
+            self.stream.append(&mut self.held[r].2);
+            self.head += 1;
+        }
+    }
+
+    fn held_bytes(&self) -> usize {
+        (self.head..4)
+            .map(|r| {
+                let (items, done, trailers) = &self.held[r];
+                items.len() + trailers.len() + if *done { self.reply_line(r).len() } else { 0 }
+            })
+            .sum()
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Events of every size (small, around `SEAL_AT`, around `PIECE`, larger),
+    /// reservations, items, trailers and replies of pipelined requests, in any
+    /// interleaving, with pieces taken and written a part at a time: the client gets
+    /// exactly the bytes given, in order (events where they were sent, replies in
+    /// request order, each trailer after its reply); at every step `unsent()` is
+    /// what was given and not yet written and `queued()` adds what is held back;
+    /// no piece is larger than `PIECE` and what one step let out; and once all is
+    /// written nothing is queued and no buffer over `SEAL_AT` is kept.
+    #[test]
+    fn output_is_the_bytes_given_in_order_and_counted_exactly(
+        steps in proptest::collection::vec((0u8..10, 0usize..4, 0usize..8, 0u32..1_000_000), 1..120),
+    ) {
+        let mut cfg = config(16);
+        cfg.limits.queue = 1 << 30;
+        let mut s = logged_in(cfg);
+        s.handle_input(b"r0 ONLINE\r\nr1 ONLINE\r\nr2 ONLINE\r\nr3 ONLINE\r\n", 2);
+        let ids = request_ids(&std::iter::from_fn(|| s.poll_event()).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(ids.len(), 4);
+        let online = |name: &str| baatkaro_proto::Item::Online { user: name.parse().unwrap() };
+        let listed = |count| Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Online, count });
+        // A size of each class from a random number.
+        let size = |class: usize, x: u32| -> usize {
+            let x = x as usize;
+            match class {
+                0..=2 => 8 + x % 200,
+                3 => 1_000 + x % 4_000,
+                4 => SEAL_AT - 2_000 + x % 4_000,
+                5 => PIECE - 4_000 + x % 8_000,
+                6 => 2 * PIECE + x % PIECE,
+                _ => x % 40_000,
+            }
+        };
+        let blob = |tag: &str, n: usize| {
+            let mut b = format!("<{tag}:").into_bytes();
+            b.resize(n.max(b.len() + 2), b'.');
+            let len = b.len();
+            b[len - 1] = b'>';
+            b
+        };
+        let mut m = Model {
+            stream: Vec::new(),
+            held: Default::default(),
+            items: [0; 4],
+            head: 0,
+        };
+        let mut written: Vec<u8> = Vec::new();
+        let mut piece: Option<bytes::Bytes> = None;
+        let mut max_step = 0usize;
+        // Takes a piece if none is held, then writes `k` bytes of it (partly, as a
+        // socket may), letting go of it before reporting it written.
+        let write = |s: &mut Session, piece: &mut Option<bytes::Bytes>,
+                     written: &mut Vec<u8>, k: usize, max_step: usize|
+         -> Result<(), proptest::test_runner::TestCaseError> {
+            if piece.is_none() {
+                *piece = s.poll_transmit();
+                if let Some(p) = piece {
+                    proptest::prop_assert!(!p.is_empty());
+                    proptest::prop_assert!(
+                        p.len() < PIECE + max_step,
+                        "a piece of {} bytes (a step let out {max_step} at most)", p.len()
+                    );
+                }
+            }
+            let Some(p) = piece else { return Ok(()) };
+            let k = k.clamp(1, p.len());
+            written.extend_from_slice(&p[..k]);
+            bytes::Buf::advance(p, k);
+            if p.is_empty() {
+                *piece = None;
+            }
+            s.handle_written(k);
+            Ok(())
+        };
+        let mut n = 0;
+        for (op, r, class, x) in steps {
+            n += 1;
+            let before = m.stream.len();
+            match op {
+                0 | 1 => {
+                    let e = blob(&format!("e{n}"), size(class, x));
+                    s.send_encoded(&e);
+                    m.stream.extend(e);
+                }
+                2 => s.reserve_output(match class { 0 => usize::MAX, c => size(c, x) }),
+                3 if m.head <= r && !m.held[r].1 => {
+                    for _ in 0..=class {
+                        let name = format!("u{r}x{}", m.items[r]);
+                        s.item(ids[r], &online(&name));
+                        m.items[r] += 1;
+                        m.held[r].0.extend(format!("r{r} ONLINE {name}\r\n").into_bytes());
+                    }
+                    m.flush();
+                }
+                4 => {
+                    let t = blob(&format!("t{n}"), size(class, x));
+                    s.send_encoded_after(ids[r], &t);
+                    if m.head > r {
+                        m.stream.extend(t);
+                    } else {
+                        m.held[r].2.extend(t);
+                    }
+                }
+                5 if m.head <= r && !m.held[r].1 => {
+                    s.reply(ids[r], listed(m.items[r]), 3);
+                    m.held[r].1 = true;
+                    m.flush();
+                }
+                _ => {
+                    let k = size(class, x);
+                    write(&mut s, &mut piece, &mut written, k, max_step)?;
+                }
+            }
+            max_step = max_step.max(m.stream.len() - before);
+            proptest::prop_assert!(!s.is_closed());
+            proptest::prop_assert_eq!(s.unsent(), m.stream.len() - written.len(), "step {}", n);
+            proptest::prop_assert_eq!(
+                s.queued(), m.stream.len() - written.len() + m.held_bytes(), "step {}", n
+            );
+        }
+        for (r, &id) in ids.iter().enumerate() {
+            if m.head <= r && !m.held[r].1 {
+                let before = m.stream.len();
+                s.reply(id, listed(m.items[r]), 3);
+                m.held[r].1 = true;
+                m.flush();
+                max_step = max_step.max(m.stream.len() - before);
+            }
+        }
+        // A last event: a reservation with nothing written after it is let go of
+        // only when some output is written out.
+        s.send_encoded(b"<end>");
+        m.stream.extend_from_slice(b"<end>");
+        let mut rounds = 0;
+        while written.len() < m.stream.len() && rounds < 1_000_000 {
+            write(&mut s, &mut piece, &mut written, 7_919, max_step)?;
+            rounds += 1;
+        }
+        proptest::prop_assert!(s.poll_transmit().is_none());
+        proptest::prop_assert!(written == m.stream, "the bytes written are not the bytes given");
+        proptest::prop_assert_eq!(s.queued(), 0);
+        proptest::prop_assert!(s.output_memory() <= SEAL_AT, "{} bytes kept", s.output_memory());
+    }
+}

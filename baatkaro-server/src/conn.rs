@@ -394,13 +394,15 @@ impl Connection {
     /// `n` bytes of the piece were written.
     fn written(&mut self, n: usize) {
         self.unflushed = true;
-        self.session.handle_written(n);
         if let Some(piece) = &mut self.piece {
             piece.advance(n);
             if piece.is_empty() {
                 self.piece = None;
             }
         }
+        // After the piece is let go of: a session written out lets go of its buffer
+        // only if nobody else holds it.
+        self.session.handle_written(n);
     }
 
     /// Starts reading the next chunk of the first download when it is the next

@@ -261,7 +261,10 @@ impl Session {
 
     /// Bytes of memory the session holds for output it has not handed out yet: the
     /// piece being filled, with its spare room, and the sealed pieces (for memory
-    /// accounting; what [`Session::poll_transmit`] handed out is the caller's).
+    /// accounting; what [`Session::poll_transmit`] handed out is the caller's). While
+    /// a piece is out, the piece being filled may be the rest of its buffer, whose
+    /// room is all it sees of that buffer: the buffer is let go of, or seen whole,
+    /// once all is written ([`Session::handle_written`]).
     pub fn output_memory(&self) -> usize {
         self.out.capacity() + self.ready_bytes
     }
@@ -326,11 +329,18 @@ impl Session {
     }
 
     /// `n` bytes of what [`Session::poll_transmit`] handed out reached the socket.
+    ///
+    /// Let go of what was written first: the piece being filled is cut from the
+    /// same buffer as the pieces handed out, and while one of them is still held the
+    /// session cannot tell how large that buffer is, nor let go of it.
     pub fn handle_written(&mut self, n: usize) {
         self.in_transit = self.in_transit.saturating_sub(n);
         // Everything is written: a connection gone quiet after a burst does not keep
-        // a burst's buffer.
-        if self.unsent() == 0 && self.out.capacity() > SEAL_AT {
+        // a burst's buffer. What is left of a buffer after a piece was cut from it
+        // reports only its own room (none, when a reservation was filled exactly),
+        // however large the buffer it keeps alive: taking the buffer back whole,
+        // without allocating, shows whether it holds more than SEAL_AT.
+        if self.unsent() == 0 && self.out.try_reclaim(SEAL_AT + 1) {
             self.out = BytesMut::new();
         }
         // Frames that waited in the decoder while the output was large can go on.
@@ -767,8 +777,6 @@ impl Session {
     }
 }
 
-/// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
-/// (whose account is gone).
 /// Makes room for `n` more bytes in `out`, the piece being filled: one of
 /// [`SEAL_AT`] bytes or more without that room is sealed as it is (moved to `ready`,
 /// whose byte count is `ready_bytes`), and the next starts with room for as much
@@ -791,6 +799,8 @@ fn seal(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize
     out.reserve(n.max(2 * SEAL_AT));
 }
 
+/// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
+/// (whose account is gone).
 fn ends_session(verb: Verb) -> bool {
     matches!(verb, Verb::Logout | Verb::DeleteAccount)
 }

@@ -1,0 +1,167 @@
+//! A hub that reloads its state after a failed commit (SPEC.md 5.2): the
+//! idempotency keys it loads back are found under the same digests as the keys
+//! its users send afterwards.
+
+// Test code: a failed unwrap or assertion is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use baatkaro_hub::store::{ConvKey, Read, ReadResult, Snapshot, StoreFault};
+use baatkaro_hub::{Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, Output};
+use baatkaro_proto::delivery::fingerprint;
+use baatkaro_proto::group::{GroupEvent, GroupId};
+use baatkaro_proto::session::RequestId;
+use baatkaro_proto::{
+    Command, Conversation, ErrorCode, GroupName, JoinRule, Limits, Millis, OkReply, Password, Text,
+    UserName,
+};
+
+const T0: Millis = 1_764_072_000_000;
+
+/// Unpredictable enough for a test: no two fills alike, none of them a constant a
+/// digest seed could be mistaken for.
+#[derive(Debug)]
+struct Counting(u8);
+
+impl baatkaro_hub::Entropy for Counting {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        for b in buf {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(17);
+            *b = self.0;
+        }
+        Ok(())
+    }
+}
+
+fn user(s: &str) -> UserName {
+    s.parse().unwrap()
+}
+
+fn rust() -> GroupName {
+    "rust".parse().unwrap()
+}
+
+fn conv() -> Conversation {
+    "#rust".parse().unwrap()
+}
+
+/// alice, the owner of `rust`, and the keys and sequence numbers given.
+fn snapshot(keys: Vec<(&str, &str, u64, Millis)>, latest: u64) -> Snapshot {
+    Snapshot {
+        users: vec![(user("alice"), "stored".into())],
+        groups: vec![(
+            GroupId(1),
+            rust(),
+            vec![GroupEvent::Created { owner: user("alice"), rule: JoinRule::Approval }],
+        )],
+        latest: vec![(ConvKey::Group(GroupId(1)), latest)],
+        keys: keys
+            .into_iter()
+            .map(|(key, text, seq, time)| {
+                let fp = fingerprint(&conv(), text.as_bytes());
+                (user("alice"), key.parse().unwrap(), conv(), fp, seq, time)
+            })
+            .collect(),
+        next_group_id: 2,
+        ..Snapshot::default()
+    }
+}
+
+/// What the hub asks for until it is quiet, each commit answered with `commit`:
+/// the final replies it gives, and whether it asked to reload.
+fn drain(
+    hub: &mut Hub,
+    commit: impl Fn() -> Result<(), StoreFault>,
+    now: Millis,
+) -> (Vec<Result<OkReply, ErrorCode>>, bool) {
+    let (mut replies, mut load) = (Vec::new(), false);
+    let mut rounds = 0;
+    while let Some(out) = hub.poll_output() {
+        rounds += 1;
+        assert!(rounds < 10_000, "the hub never goes quiet");
+        match out {
+            Output::Commit(batch) => {
+                let reads = batch
+                    .reads
+                    .iter()
+                    .map(|(t, read)| {
+                        let found = match read {
+                            Read::History(_) => ReadResult::History(Default::default()),
+                            Read::Unread(q) => ReadResult::Unread(vec![0; q.convs.len()]),
+                        };
+                        (*t, Ok(found))
+                    })
+                    .collect();
+                hub.handle_committed(batch.id, commit(), reads, Vec::new(), now);
+            }
+            Output::Deliver { list, .. } => {
+                for d in list {
+                    match d {
+                        Delivery::Reply { result, .. } => {
+                            replies.push((*result).map_err(|f| f.code));
+                        }
+                        Delivery::List(l) => replies.push(l.result.map_err(|f| f.code)),
+                        Delivery::Frame { .. } | Delivery::Close(_) => {}
+                    }
+                }
+            }
+            Output::Load { .. } => load = true,
+            _ => {}
+        }
+    }
+    (replies, load)
+}
+
+fn send(key: &str, text: &str) -> Command {
+    Command::Send { to: conv(), key: key.parse().unwrap(), text: Text::new(text).unwrap() }
+}
+
+/// A send under a key from before a reload is a retry after it (the original's
+/// sequence number and time) and a different send under it a conflict: the keys
+/// loaded back are digested as the ones sent later are (fails if the reload
+/// digests them with any seed other than the one the hub started with).
+#[test]
+fn keys_loaded_back_after_a_failed_commit_still_answer_retries() {
+    let mut hub = Hub::new(
+        HubConfig::new(Limits::default()),
+        snapshot(vec![], 1),
+        T0,
+        7,
+        Box::new(Counting(3)),
+    )
+    .unwrap();
+    hub.handle_connected(1, "127.0.0.1".parse().unwrap());
+    let login = Command::Login { user: user("alice"), password: Password::new("pw").unwrap() };
+    hub.handle_request(1, RequestId(0), login, T0);
+    drain(&mut hub, || Ok(()), T0);
+    let purpose = HashPurpose::Login;
+    let outcome = HashOutcome::Checked(true);
+    let done = HashDone { req: (1, RequestId(0)), user: user("alice"), outcome, purpose };
+    hub.handle_hashed(done, T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    hub.handle_request(1, RequestId(1), send("k1", "hello"), T0);
+    let (replies, _) = drain(&mut hub, || Ok(()), T0);
+    let [Ok(OkReply::Send { seq, time, .. })] = replies[..] else { panic!("{replies:?}") };
+    assert_eq!(time, T0);
+
+    // The next commit fails: the hub answers INTERNAL and reloads what the store
+    // holds, k1 with it.
+    let t1 = T0 + 1_000;
+    hub.handle_request(1, RequestId(2), send("k2", "again"), t1);
+    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), t1);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(snapshot(vec![("k1", "hello", seq, T0)], seq)), t1);
+    drain(&mut hub, || Ok(()), t1);
+
+    let t2 = T0 + 2_000;
+    hub.handle_request(1, RequestId(3), send("k1", "hello"), t2);
+    let (replies, _) = drain(&mut hub, || Ok(()), t2);
+    let [Ok(OkReply::Send { seq: again, time: at, .. })] = replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!((again, at), (seq, T0), "a retry after the reload was stored anew");
+    hub.handle_request(1, RequestId(4), send("k1", "not hello"), t2);
+    let (replies, _) = drain(&mut hub, || Ok(()), t2);
+    assert_eq!(replies, [Err(ErrorCode::KeyConflict)]);
+}
