@@ -221,6 +221,12 @@ impl Connection {
         if let Some(reading) = self.reading.take() {
             reading.abort();
         }
+        // Nothing sent from now on is applied: the inbox refuses it (the hub then
+        // closes this connection, as it does one that is gone), and what came since
+        // the last turn is dropped now rather than held through the linger (a
+        // delivery holds its batch's frames, and they the chunks they were cut from).
+        self.inbox.close();
+        while self.inbox.try_recv().is_ok() {}
         // The hub forgets the connection now (its user may be offline, its fan-out
         // shrinks); what is left to say no longer concerns it.
         let _ = self.ctx.hub.send(HubMsg::Disconnected { conn: self.id }).await;
