@@ -29,9 +29,26 @@ impl ConvKey {
 
     /// The key as stored: `g:ID` or `d:A:B` (names cannot hold `:`).
     pub fn to_db(&self) -> String {
+        let mut out = Vec::with_capacity(2 + 2 * UserName::MAX_LEN + 1);
+        self.write_db(&mut out);
+        // Digits, names and separators: ASCII.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends [`ConvKey::to_db`]'s spelling to `out`, without formatting machinery
+    /// (the event log writes it in every event record).
+    pub fn write_db(&self, out: &mut Vec<u8>) {
         match self {
-            ConvKey::Group(id) => format!("g:{}", id.0),
-            ConvKey::Direct(a, b) => format!("d:{a}:{b}"),
+            ConvKey::Group(id) => {
+                out.extend_from_slice(b"g:");
+                out.extend_from_slice(itoa::Buffer::new().format(id.0).as_bytes());
+            }
+            ConvKey::Direct(a, b) => {
+                out.extend_from_slice(b"d:");
+                out.extend_from_slice(a.as_bytes());
+                out.push(b':');
+                out.extend_from_slice(b.as_bytes());
+            }
         }
     }
 
@@ -406,6 +423,33 @@ impl std::fmt::Display for StoreFault {
             StoreFault::Damaged(e) => write!(f, "the database is damaged: {e}"),
             StoreFault::Full(e) => write!(f, "the disk is full: {e}"),
             StoreFault::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baatkaro_proto::group::GroupId;
+
+    /// The stored spelling of a conversation key never changes (stores written by
+    /// every earlier server name conversations so), whichever way it is written,
+    /// and reads back as the key.
+    #[test]
+    fn a_conversation_key_is_spelled_as_stores_have_always_spelled_it() {
+        let user = |s: &str| UserName::new(s).unwrap();
+        let keys = [
+            (ConvKey::Group(GroupId(0)), "g:0".to_string()),
+            (ConvKey::Group(GroupId(u64::MAX)), format!("g:{}", u64::MAX)),
+            (ConvKey::direct(user("bob"), user("alice")), "d:alice:bob".to_string()),
+            (ConvKey::direct(user("a.b-c_d"), user("a.b-c_d")), "d:a.b-c_d:a.b-c_d".to_string()),
+        ];
+        for (key, spelled) in keys {
+            assert_eq!(key.to_db(), spelled);
+            let mut out = b"before".to_vec();
+            key.write_db(&mut out);
+            assert_eq!(out, [b"before", spelled.as_bytes()].concat());
+            assert_eq!(ConvKey::from_db(&spelled), Some(key));
         }
     }
 }

@@ -43,7 +43,6 @@
 //!   removed once no chunk points into them.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 
 use baatkaro_eventlog::{Log, LogError, Options, Position, RECORD_HEADER};
@@ -710,10 +709,7 @@ pub(super) fn indexed(conn: &Connection) -> Result<Option<u64>, StoreError> {
 fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
     out.push(EVENT);
     // Written in place, as `ConvKey::to_db` spells it: no string per event.
-    with_length(out, |out| match r.conv {
-        ConvKey::Group(id) => write!(out, "g:{}", id.0),
-        ConvKey::Direct(a, b) => write!(out, "d:{a}:{b}"),
-    });
+    with_length(out, |out| r.conv.write_db(out));
     out.extend_from_slice(&r.seq.to_le_bytes());
     out.extend_from_slice(&r.time.to_le_bytes());
     out.extend_from_slice(&r.frame);
@@ -721,11 +717,10 @@ fn encode_event(out: &mut Vec<u8>, r: &EventRecord) {
 
 /// Appends what `write` writes, after a byte that holds its length: names and
 /// conversation keys, all shorter than 256 bytes.
-fn with_length(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+fn with_length(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let at = out.len();
     out.push(0);
-    // Writing to a vector cannot fail.
-    let _ = write(out);
+    write(out);
     out[at] = (out.len() - at - 1) as u8;
 }
 

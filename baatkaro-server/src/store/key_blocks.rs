@@ -173,18 +173,19 @@ impl Iterator for Keys<'_> {
 pub(super) fn encode(out: &mut Vec<u8>, w: &Write) {
     let Write::SendKey { user, key, conv, fingerprint, seq, time } = w else { return };
     out.push(KEY);
-    for s in [user.as_str(), key.as_str()] {
+    // Bytes, not strings: making a name a `&str` checks it as UTF-8 again.
+    for s in [user.as_bytes(), key.as_bytes()] {
         out.push(s.len() as u8);
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
     }
     // As `Conversation`'s `Display` spells it, without the formatting machinery.
     let (sigil, name) = match conv {
-        Conversation::Group(g) => (b'#', g.as_str()),
-        Conversation::Direct(u) => (b'@', u.as_str()),
+        Conversation::Group(g) => (b'#', g.as_bytes()),
+        Conversation::Direct(u) => (b'@', u.as_bytes()),
     };
     out.push(1 + name.len() as u8);
     out.push(sigil);
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(name);
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&time.to_le_bytes());
