@@ -199,8 +199,11 @@ impl Session {
             ready: VecDeque::new(),
             ready_bytes: 0,
             in_transit: 0,
-            events: VecDeque::new(),
-            pending: VecDeque::new(),
+            // Room for HELLO and LOGIN sent together: grown from nothing, each queue
+            // would take room for four (a few hundred bytes each) and keep it for the
+            // life of a quiet connection.
+            events: VecDeque::with_capacity(2),
+            pending: VecDeque::with_capacity(2),
             next_id: 0,
             last_input: now,
             last_bytes: now,
