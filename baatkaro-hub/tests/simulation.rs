@@ -1580,6 +1580,63 @@ fn a_revoked_token_ends_its_sessions_at_once() {
     assert_eq!(sim.tokens(bob).len(), 1);
 }
 
+/// A user's sessions as the hub counts them, across every way one comes or goes:
+/// co-members hear ONLINE at the first and OFFLINE after the last (LOGOUT, a dropped
+/// connection, a revoked token), never in between, and the `sessions` limit counts
+/// exactly the sessions there are, so a place freed by any of them is taken again.
+#[test]
+fn presence_and_the_sessions_limit_follow_every_session_that_comes_and_goes() {
+    let mut sim = Sim::new(Limits { sessions: 2, ..limits() });
+    let [a1, b, _] = three_in_rust(&mut sim);
+    let presence = |sim: &mut Sim| -> Vec<String> {
+        sim.take(b).into_iter().filter(|l| l.starts_with("* PRESENCE")).collect()
+    };
+    let (token, secret) = sim.mint(a1, "phone");
+    let over = |sim: &mut Sim| {
+        let c = sim.connect();
+        sim.send(c, &[req("h", hello(&[1])), req("l", login("alice", "pw-alice"))]);
+        let got = sim.take(c);
+        assert!(got[1].starts_with("l ERR TOO_MANY_CONNECTIONS"), "{got:?}");
+    };
+    // A second session: no news; a third is over the limit.
+    let a2 = sim.token_session("alice", token, secret);
+    assert!(presence(&mut sim).is_empty());
+    over(&mut sim);
+    // The token is revoked: its session ends, alice is still online, and its place
+    // is free again (once, not twice).
+    sim.send(a1, &[req("r", Command::Revoke { token })]);
+    assert_eq!(sim.take(a2), ["* BYE REVOKED"]);
+    assert!(presence(&mut sim).is_empty());
+    let a3 = sim.logged_in("alice");
+    over(&mut sim);
+    // LOGOUT frees a place, and so does a connection that drops.
+    sim.send(a3, &[req("o", Command::Logout { revoke: false })]);
+    assert!(presence(&mut sim).is_empty());
+    let a4 = sim.logged_in("alice");
+    over(&mut sim);
+    sim.hub.handle_disconnected(a4 as ConnId);
+    assert!(presence(&mut sim).is_empty());
+    // The last session goes: OFFLINE, once; the next to come: ONLINE, once.
+    sim.send(a1, &[req("o", Command::Logout { revoke: false })]);
+    assert_eq!(presence(&mut sim), ["* PRESENCE alice offline"]);
+    let a5 = sim.logged_in("alice");
+    assert_eq!(presence(&mut sim), ["* PRESENCE alice online"]);
+    let a6 = sim.logged_in("alice");
+    over(&mut sim);
+    // Both of alice's sessions hear bob's message, once each.
+    sim.send(b, &[req("m", send("rust", "m", "still there?"))]);
+    for a in [a5, a6] {
+        let got = sim.take(a);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("* MSG #rust"), "{got:?}");
+    }
+    sim.hub.handle_disconnected(a5 as ConnId);
+    assert!(presence(&mut sim).is_empty());
+    sim.hub.handle_disconnected(a6 as ConnId);
+    sim.pump();
+    assert_eq!(presence(&mut sim), ["* PRESENCE alice offline"]);
+}
+
 /// LOGOUT revoke revokes the session's own token: the other sessions it logged in
 /// end too, and it works no more.
 #[test]

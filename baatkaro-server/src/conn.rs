@@ -566,4 +566,46 @@ mod tests {
         let message = std::mem::size_of::<ToConn>();
         assert!(message <= 64, "a message to a connection is {message} bytes");
     }
+
+    /// Once a connection stops applying what the hub sends (here its session closed
+    /// at an unsupported HELLO, and it lingers while the client keeps the socket
+    /// open), the hub still hears `Disconnected`, and what it sends after is refused
+    /// at once rather than held, frames and all, through the linger (fails if the
+    /// inbox is left open).
+    #[tokio::test]
+    async fn a_connection_that_stopped_refuses_deliveries_and_holds_none() {
+        use baatkaro_proto::session::{FrameBudget, SessionConfig};
+        use baatkaro_proto::{Features, Limits, Software};
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
+        let (hub, mut hub_rx) = mpsc::channel(16);
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let linger = Duration::from_secs(600);
+        let ctx = ConnCtx { hub, disk: Arc::new(disk), linger, stopping };
+        let config = SessionConfig {
+            software: Software::new("test/1").unwrap(),
+            features: Features::new(Vec::new()).unwrap(),
+            limits: Limits::default(),
+            frames: FrameBudget::default(),
+        };
+        let session = Session::new(config, clock::monotonic());
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
+        let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
+            panic!("no Connected")
+        };
+        client.write_all(b"h HELLO 999\r\n").await.unwrap();
+        match hub_rx.recv().await {
+            Some(HubMsg::Disconnected { conn: 7 }) => {}
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert!(!task.is_finished(), "the connection lingers while the client is there");
+        let frames: Arc<[Bytes]> = Arc::from(vec![Bytes::from_static(b"* MSG\r\n")]);
+        let list = vec![Delivery::Frame { index: 0, after: None }];
+        assert!(!handle.deliver(frames.clone(), list, usize::MAX), "a delivery was taken");
+        assert_eq!(Arc::strong_count(&frames), 1, "the connection holds the batch's frames");
+        drop(client);
+        task.await.unwrap();
+    }
 }
