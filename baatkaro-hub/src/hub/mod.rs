@@ -396,9 +396,8 @@ impl Hub {
         snapshot: Snapshot,
         now: Millis,
         file_prefix: u64,
-        entropy: Box<dyn Entropy>,
+        mut entropy: Box<dyn Entropy>,
     ) -> Result<Self, String> {
-        let mut entropy = entropy;
         let mut seed = [0u8; 16];
         entropy.fill(&mut seed).map_err(|e| format!("no randomness for the key digests: {e}"))?;
         let mut hub = Hub {

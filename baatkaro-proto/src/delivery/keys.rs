@@ -66,9 +66,8 @@ pub struct DigestSeed(u64, u64);
 impl DigestSeed {
     /// A seed from 16 unpredictable bytes.
     pub fn from_bytes(bytes: [u8; 16]) -> DigestSeed {
-        let (a, b) = bytes.split_at(8);
-        let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
-        DigestSeed(word(a), word(b))
+        let both = u128::from_le_bytes(bytes);
+        DigestSeed(both as u64, (both >> 64) as u64)
     }
 }
 
