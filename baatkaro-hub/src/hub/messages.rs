@@ -10,9 +10,10 @@ use baatkaro_proto::{
 use super::groups::Req;
 use std::sync::Arc;
 
-use super::{Fanout, Hub, PendingRead};
+use super::{Fanout, GroupRec, Hub, PendingRead, User};
 use crate::output::ConnId;
 use crate::store::{ConvKey, EventRecord, HistoryQuery, Read, ReadResult, StoreFault, Write};
+use std::collections::HashMap;
 
 impl Hub {
     /// Where a conversation named by `user` lives and its newest sequence number,
@@ -41,21 +42,21 @@ impl Hub {
         rule: fn(Reader) -> Result<(), ErrorCode>,
     ) -> Result<(ConvKey, u64), ErrorCode> {
         match conv {
-            Conversation::Group(g) => {
-                let rec = self.groups.get(&g);
-                rule(match rec {
-                    None => Reader::NoGroup,
-                    Some(rec) => Reader::Group(rec.group.role_of(&user)),
-                })?;
-                let rec = rec.ok_or(ErrorCode::NoSuchGroup)?;
-                Ok((ConvKey::Group(rec.group.id()), rec.latest))
-            }
-            Conversation::Direct(peer) => {
-                rule(Reader::Direct { peer: self.peer(&peer) })?;
-                let key = ConvKey::direct(user, peer);
-                Ok((key, self.direct.get(&key).copied().unwrap_or(0)))
-            }
+            Conversation::Group(g) => resolve_group(self.groups.get(&g), user, rule),
+            Conversation::Direct(peer) => self.resolve_direct(user, peer, rule),
         }
+    }
+
+    /// [`Hub::resolve_by`] for a private conversation.
+    fn resolve_direct(
+        &self,
+        user: UserName,
+        peer: UserName,
+        rule: fn(Reader) -> Result<(), ErrorCode>,
+    ) -> Result<(ConvKey, u64), ErrorCode> {
+        rule(Reader::Direct { peer: self.peer(&peer) })?;
+        let key = ConvKey::direct(user, peer);
+        Ok((key, self.direct.get(&key).copied().unwrap_or(0)))
     }
 
     /// What the other user of a private conversation is.
@@ -94,9 +95,18 @@ impl Hub {
     ) {
         let window = self.cfg.limits.keys.saturating_mul(1000);
         let fp = fingerprint(&to, text.as_bytes());
-        let resolved = self.resolve_to_write(user, to);
-        let Some(u) = self.users.get_mut(&user) else { return };
         let digest = KeyDigest::of(&key, &self.digest_seed);
+        // A group is looked up once, for its rule and then its next number and
+        // readers: hashing its name is a tenth of a SEND's own work.
+        let (mut group, resolved) = match to {
+            Conversation::Group(g) => {
+                let rec = self.groups.get_mut(&g);
+                let resolved = resolve_group(rec.as_deref(), user, rules::may_write);
+                (rec, resolved)
+            }
+            Conversation::Direct(peer) => (None, self.resolve_direct(user, peer, rules::may_write)),
+        };
+        let Some(u) = self.users.get_mut(&user) else { return };
         let key_check = u.keys.check(digest, (&to, text.as_bytes()), fp, now, window);
         let reader = resolved.map(|_| ());
         match self.rules.send(key_check, reader, text.len(), &mut u.budget, now) {
@@ -110,6 +120,10 @@ impl Hub {
         let seq = latest + 1;
         let kept = self.cfg.limits.key_count;
         u.keys.remember(digest, SentKey { conv: to, fingerprint: fp, seq, time: now }, kept);
+        let readers = group.as_deref_mut().map(|rec| {
+            rec.latest = seq;
+            group_readers(rec, &self.users, self.sessions_epoch)
+        });
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
         let message = |conv, seq| StoredEvent::Message {
             conv,
@@ -118,7 +132,12 @@ impl Hub {
             from: user,
             text: text.clone(),
         };
-        self.store_event(user, to, conv, message, Some((conn, id)));
+        match readers {
+            Some(readers) => self.emit_group(conv, message(to, seq), readers, Some((conn, id))),
+            None => {
+                self.store_event(user, to, conv, message, Some((conn, id)));
+            }
+        }
         self.write(Write::SendKey { user, key, conv: to, fingerprint: fp, seq, time: now });
     }
 
@@ -138,28 +157,8 @@ impl Hub {
                 let Some(rec) = self.groups.get_mut(&g) else { return 0 };
                 rec.latest += 1;
                 let seq = rec.latest;
-                let epoch = self.sessions_epoch;
-                let recipients = match &rec.fanout {
-                    Some(f) if f.epoch == epoch => f.to.clone(),
-                    _ => {
-                        let users = &self.users;
-                        let to: Arc<[ConnId]> = rec
-                            .group
-                            .members()
-                            .filter_map(|(m, _)| users.get(&m))
-                            .flat_map(|u| u.sessions.iter())
-                            .collect();
-                        rec.fanout = Some(Fanout { epoch, to: to.clone() });
-                        to
-                    }
-                };
-                // Encoded once: the same bytes are stored and fanned out.
-                let event = make(to, seq);
-                let frame = self.arena.encode(&EventFrame(&event));
-                self.write(Write::Event(EventRecord::new(key, &event, frame.clone())));
-                if !recipients.is_empty() {
-                    self.frame_to(recipients, frame, cause);
-                }
+                let readers = group_readers(rec, &self.users, self.sessions_epoch);
+                self.emit_group(key, make(to, seq), readers, cause);
                 seq
             }
             (Conversation::Direct(peer), ConvKey::Direct(_, second)) => {
@@ -192,6 +191,22 @@ impl Hub {
                 seq
             }
             (Conversation::Direct(_), ConvKey::Group(_)) => 0,
+        }
+    }
+
+    /// Stores a group's event (its number already taken) and sends it to `readers`:
+    /// encoded once, the same bytes stored and fanned out.
+    fn emit_group(
+        &mut self,
+        key: ConvKey,
+        event: StoredEvent,
+        readers: Arc<[ConnId]>,
+        cause: Option<(ConnId, baatkaro_proto::session::RequestId)>,
+    ) {
+        let frame = self.arena.encode(&EventFrame(&event));
+        self.write(Write::Event(EventRecord::new(key, &event, frame.clone())));
+        if !readers.is_empty() {
+            self.frame_to(readers, frame, cause);
         }
     }
 
@@ -268,6 +283,38 @@ impl Hub {
         self.deliver(out);
         if counted {
             self.next_count(conn);
+        }
+    }
+}
+
+/// [`Hub::resolve_by`] for a group (`rec`, if it exists).
+fn resolve_group(
+    rec: Option<&GroupRec>,
+    user: UserName,
+    rule: fn(Reader) -> Result<(), ErrorCode>,
+) -> Result<(ConvKey, u64), ErrorCode> {
+    rule(match rec {
+        None => Reader::NoGroup,
+        Some(rec) => Reader::Group(rec.group.role_of(&user)),
+    })?;
+    let rec = rec.ok_or(ErrorCode::NoSuchGroup)?;
+    Ok((ConvKey::Group(rec.group.id()), rec.latest))
+}
+
+/// The sessions of a group's members: remembered in the group while the sessions
+/// epoch stays `epoch` (and its membership the same), else found again and kept.
+fn group_readers(rec: &mut GroupRec, users: &HashMap<UserName, User>, epoch: u64) -> Arc<[ConnId]> {
+    match &rec.fanout {
+        Some(f) if f.epoch == epoch => f.to.clone(),
+        _ => {
+            let to: Arc<[ConnId]> = rec
+                .group
+                .members()
+                .filter_map(|(m, _)| users.get(&m))
+                .flat_map(|u| u.sessions.iter())
+                .collect();
+            rec.fanout = Some(Fanout { epoch, to: to.clone() });
+            to
         }
     }
 }
