@@ -98,7 +98,7 @@ impl Hub {
         let digest = KeyDigest::of(&key, &self.digest_seed);
         // A group is looked up once, for its rule and then its next number and
         // readers: hashing its name is a tenth of a SEND's own work.
-        let (mut group, resolved) = match to {
+        let (group, resolved) = match to {
             Conversation::Group(g) => {
                 let rec = self.groups.get_mut(&g);
                 let resolved = resolve_group(rec.as_deref(), user, rules::may_write);
@@ -120,7 +120,7 @@ impl Hub {
         let seq = latest + 1;
         let kept = self.cfg.limits.key_count;
         u.keys.remember(digest, SentKey { conv: to, fingerprint: fp, seq, time: now }, kept);
-        let readers = group.as_deref_mut().map(|rec| {
+        let readers = group.map(|rec| {
             rec.latest = seq;
             group_readers(rec, &self.users, self.sessions_epoch)
         });
