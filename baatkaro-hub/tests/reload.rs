@@ -1,6 +1,7 @@
 //! A hub that reloads its state after a failed commit (SPEC.md 5.2): the
 //! idempotency keys it loads back are found under the same digests as the keys
-//! its users send afterwards.
+//! its users send afterwards, and a connection whose account the store does not
+//! hold is no longer taken for it.
 
 // Test code: a failed unwrap or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -164,4 +165,62 @@ fn keys_loaded_back_after_a_failed_commit_still_answer_retries() {
     hub.handle_request(1, RequestId(4), send("k1", "not hello"), t2);
     let (replies, _) = drain(&mut hub, || Ok(()), t2);
     assert_eq!(replies, [Err(ErrorCode::KeyConflict)]);
+}
+
+/// Answers a REGISTER's hashing, as the shell does.
+fn registered(hub: &mut Hub, conn: u64, id: u64, name: &str, now: Millis) {
+    let done = HashDone {
+        req: (conn, RequestId(id)),
+        user: user(name),
+        outcome: HashOutcome::Hashed(Ok("hashed".into())),
+        purpose: HashPurpose::Register,
+    };
+    hub.handle_hashed(done, now);
+}
+
+/// A REGISTER in a batch that failed leaves its connection not logged in: after the
+/// reload (whose snapshot has no such account), a request the connection sends is
+/// not served as the account, not even once someone else has registered the name
+/// (fails if the reload keeps the connection's user).
+#[test]
+fn a_registration_lost_in_a_failed_commit_logs_its_connection_out() {
+    let mut hub = Hub::new(
+        HubConfig::new(Limits::default()),
+        snapshot(vec![], 0),
+        T0,
+        7,
+        Box::new(Counting(5)),
+    )
+    .unwrap();
+    for conn in [1, 2] {
+        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+    }
+    let register =
+        || Command::Register { user: user("bob"), password: Password::new("pw").unwrap() };
+    hub.handle_request(1, RequestId(0), register(), T0);
+    drain(&mut hub, || Ok(()), T0);
+    registered(&mut hub, 1, 0, "bob", T0);
+    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    // Someone else registers the name on another connection, and it holds.
+    let t1 = T0 + 1_000;
+    hub.handle_request(2, RequestId(0), register(), t1);
+    drain(&mut hub, || Ok(()), t1);
+    registered(&mut hub, 2, 0, "bob", t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    assert_eq!(replies, [Ok(OkReply::Register { user: user("bob") })]);
+
+    // The first connection is nobody.
+    let to_alice = Command::Send {
+        to: Conversation::Direct(user("alice")),
+        key: "k1".parse().unwrap(),
+        text: Text::new("hi").unwrap(),
+    };
+    hub.handle_request(1, RequestId(1), to_alice, t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    assert_eq!(replies, [Err(ErrorCode::AuthRequired)]);
 }

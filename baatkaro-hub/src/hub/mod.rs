@@ -539,13 +539,19 @@ impl Hub {
             });
         }
         self.files = files::Files::load(snap.uploads, snap.files, snap.contents, self.file_prefix);
-        // Sessions stay logged in across a reload; accounts they name are durable.
+        // Sessions stay logged in across a reload as the accounts they name. One whose
+        // account the store does not hold (a REGISTER in the batch that failed, whose
+        // session was answered INTERNAL and so is not logged in) is logged out here
+        // too: else it would act, and end, as whoever registers the name next.
         self.sessions_epoch += 1;
-        for (id, rec) in &self.conns {
-            if let Some(user) = rec.user
-                && let Some(u) = self.users.get_mut(&user)
-            {
-                u.sessions.push(*id);
+        for (id, rec) in &mut self.conns {
+            let Some(user) = rec.user else { continue };
+            match self.users.get_mut(&user) {
+                Some(u) => u.sessions.push(*id),
+                None => {
+                    rec.user = None;
+                    rec.token = None;
+                }
             }
         }
         Ok(())
