@@ -17,6 +17,6 @@ pub mod store;
 
 pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
-    ConnId, Delivery, DiskDone, DiskJob, Download, FileAccess, FileGrant, HashDone, HashJob,
-    HashKind, HashOutcome, HashPurpose, ListReply, Output, Req,
+    ConnId, ConnIdHasher, ConnMap, Delivery, DiskDone, DiskJob, Download, FileAccess, FileGrant,
+    HashDone, HashJob, HashKind, HashOutcome, HashPurpose, ListReply, Output, Req,
 };

@@ -17,6 +17,34 @@ use crate::store::{Batch, UploadRecord};
 /// Identifies a connection for the life of the server (the shell hands them out).
 pub type ConnId = u64;
 
+/// A map by connection, hashed with [`ConnIdHasher`]: looked up once per delivery,
+/// by the hub and by the shell.
+pub type ConnMap<V> =
+    std::collections::HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>>;
+
+/// Hashes connection ids with one multiplication instead of SipHash. Only for ids
+/// the shell hands out itself (sequential numbers, never chosen by a client), so
+/// that nobody can pick ids that share a slot.
+#[derive(Default)]
+pub struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: the high bits (which the table also uses) mix well.
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A request's address, for its answer.
 pub type Req = (ConnId, RequestId);
 
@@ -66,7 +94,7 @@ pub enum Output {
     Disk(DiskJob),
 }
 
-/// One output for a connection. Small (32 bytes): a batch's share for one connection
+/// One output for a connection. Small (24 bytes): a batch's share for one connection
 /// of a large group is mostly frames, one of these each.
 #[derive(Debug)]
 pub enum Delivery {

@@ -830,6 +830,26 @@ fn event_caused_by_a_held_reply_comes_after_it() {
     assert_eq!(got[3..], [format!("s1 OK SEND #rust 3 {time}"), msg]);
 }
 
+/// The event a request caused waits for that request's reply only in the session
+/// that sent it. bob has HISTORY requests waiting whose ids (each session numbers
+/// its own) include the one alice's SEND has: the MSG still reaches him before any
+/// of their replies (fails if the hub marks every reader's copy as following the
+/// request, not only the sender's).
+#[test]
+fn event_waits_for_its_cause_only_in_the_sending_session() {
+    let mut sim = Sim::new(limits());
+    let [a, b, _] = three_in_rust(&mut sim);
+    sim.hold();
+    sim.send(a, &[req("h1", history("rust")), req("s1", send("rust", "k1", "hi"))]);
+    let reads: Vec<Request> = (0..8).map(|i| req(&format!("r{i}"), history("rust"))).collect();
+    sim.send(b, &reads);
+    sim.release_all();
+    let msg = format!("* MSG #rust 3 {} alice {{2}} hi", sim.now);
+    let got = sim.take(b);
+    assert_eq!(got.first(), Some(&msg), "{got:?}");
+    assert_eq!(got.iter().filter(|l| l.contains(" OK HISTORY ")).count(), 8, "{got:?}");
+}
+
 /// Moves the hand clock one second on; the new time.
 fn tick(sim: &mut Sim) -> Millis {
     let to = sim.now + 1_000;

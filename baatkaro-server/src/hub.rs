@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baatkaro_hub::{
-    ConnId, DiskDone, DiskJob, FileAccess, FileGrant, HashDone, HashJob, HashKind, HashOutcome,
-    Hub, Output,
+    ConnId, ConnMap, DiskDone, DiskJob, FileAccess, FileGrant, HashDone, HashJob, HashKind,
+    HashOutcome, Hub, Output,
 };
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{Command, ErrorCode, Failure, FileId};
@@ -78,7 +78,7 @@ pub(crate) struct HubTask {
     hasher: Hasher,
     disk: Arc<Disk>,
     me: mpsc::WeakSender<HubMsg>,
-    conns: HashMap<ConnId, ConnHandle>,
+    conns: ConnMap<ConnHandle>,
     /// The running hash of each upload hashed as it arrives, shared with its jobs.
     hashes: HashMap<FileId, Arc<RunningHash>>,
     /// A connection's backlog bound: bytes sent it that it has not taken in.
@@ -123,7 +123,7 @@ impl HubTask {
             hasher,
             disk,
             me,
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
             store_gone: false,

@@ -49,7 +49,7 @@ use baatkaro_proto::{
 };
 use bytes::Bytes;
 
-use crate::output::{ConnId, Delivery, DiskDone, DiskJob, HashDone, ListReply, Output};
+use crate::output::{ConnId, ConnMap, Delivery, DiskDone, DiskJob, HashDone, ListReply, Output};
 use crate::store::{Batch, ConvKey, ReadResult, Snapshot, StoreFault, Write};
 
 /// How many batches may be committing at the store at once.
@@ -67,8 +67,8 @@ const MAX_OPEN_WRITES: usize = 16 * 1024;
 /// keeps up must never find more than its queue holds arriving in one go.
 const QUEUE_SHARE: u64 = 4;
 
-/// How many output indices a connection keeps room for between batches.
-const PENDING_KEEP: usize = 1024;
+/// The most deliveries a connection's list for a batch starts with room for.
+const DELIVERIES_KEEP: usize = 1024;
 
 /// Housekeeping (expiries, stored keys, idle attempt budgets) runs this often.
 const SWEEP_EVERY: Millis = 60_000;
@@ -256,31 +256,6 @@ struct Fanout {
     to: Arc<[ConnId]>,
 }
 
-/// Hashes the hub's own connection ids (sequential numbers it hands out, never
-/// chosen by a client) with one multiplication instead of SipHash: they are looked
-/// up once per delivery.
-#[derive(Default)]
-struct ConnIdHasher(u64);
-
-impl std::hash::Hasher for ConnIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        // Fibonacci hashing: the high bits (which the table also uses) mix well.
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type ConnMap<V> = HashMap<ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>>;
-
 /// A connection as the hub knows it.
 #[derive(Debug)]
 struct ConnRec {
@@ -290,8 +265,11 @@ struct ConnRec {
     token: Option<TokenId>,
     /// The session's credentials were revoked: nothing it sends is served.
     revoked: bool,
-    /// While a batch is delivered: the indices of its outputs for this connection.
-    pending: Vec<usize>,
+    /// While a batch is delivered: this connection's share of it, in order.
+    deliveries: Vec<Delivery>,
+    /// How many deliveries the next batch's list starts with room for: twice the
+    /// last one's share, from 4 to [`DELIVERIES_KEEP`].
+    room: usize,
 }
 
 /// The server's state, and what it waits on.
@@ -332,8 +310,6 @@ pub struct Hub {
     spare_outs: Vec<Vec<Out>>,
     /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
     touched: Vec<ConnId>,
-    /// Scratch for [`Hub::deliver_all`]: each output's index among the frames.
-    frame_index: Vec<u32>,
     /// The time of the newest idempotency key the store may still hold past its
     /// window (none once all are pruned).
     newest_key: Option<Millis>,
@@ -425,7 +401,6 @@ impl Hub {
             spare_writes: Vec::new(),
             spare_outs: Vec::new(),
             touched: Vec::new(),
-            frame_index: Vec::new(),
             newest_key: None,
             open_bytes: 0,
             in_flight: VecDeque::new(),
@@ -610,7 +585,14 @@ impl Hub {
     pub fn handle_connected(&mut self, conn: ConnId, peer: IpAddr) {
         self.conns.insert(
             conn,
-            ConnRec { peer, user: None, token: None, revoked: false, pending: Vec::new() },
+            ConnRec {
+                peer,
+                user: None,
+                token: None,
+                revoked: false,
+                deliveries: Vec::new(),
+                room: 4,
+            },
         );
     }
 
@@ -1006,80 +988,77 @@ impl Hub {
     }
 
     /// Hands a batch's outputs to their connections: each connection gets its share,
-    /// in the batch's order, as one message. A delivery is an index pushed while the
-    /// batch is routed, and one send per connection after.
+    /// in the batch's order, as one message. Each delivery is made as the batch is
+    /// routed, in the list of its connection, which is sent once the batch is done.
     fn deliver_all(&mut self, outs: &mut [Out]) {
         let mut touched = std::mem::take(&mut self.touched);
-        // The batch's frames, shared by all its connections; each output's index in it.
+        // The batch's frames, shared by all its connections (a frame's deliveries
+        // name its index).
         let mut frames = Vec::with_capacity(outs.len());
-        let mut index = std::mem::take(&mut self.frame_index);
-        index.clear();
         for out in outs.iter_mut() {
-            index.push(frames.len() as u32);
-            if let Out::Frame { bytes, .. } = out {
-                // Moved, not cloned: the batch's outputs are cleared after this, and
-                // a clone of a frame's bytes allocates a shared handle for them.
-                frames.push(std::mem::take(bytes));
-            }
-        }
-        let frames: Arc<[Bytes]> = frames.into();
-        for (i, out) in outs.iter().enumerate() {
-            let mut add = |conn: ConnId| {
-                if let Some(rec) = self.conns.get_mut(&conn) {
-                    if rec.pending.is_empty() {
-                        touched.push(conn);
+            let conn = match out {
+                Out::Frame { to, bytes, cause } => {
+                    let index = frames.len() as u32;
+                    // Moved, not cloned: the batch's outputs are cleared after this,
+                    // and a clone of a frame's bytes allocates a shared handle.
+                    frames.push(std::mem::take(bytes));
+                    for &conn in to.iter() {
+                        let after = cause.filter(|(c, _)| *c == conn).map(|(_, id)| id);
+                        self.add_delivery(&mut touched, conn, Delivery::Frame { index, after });
                     }
-                    rec.pending.push(i);
+                    continue;
                 }
-            };
-            match out {
-                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => {
-                    add(*conn)
-                }
-                Out::Frame { to, .. } => to.iter().for_each(|&c| add(c)),
+                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => *conn,
                 Out::DropUpload(file, req) => {
                     // The batch that forgot it is durable now.
                     let (file, req) = (*file, *req);
                     self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req }));
+                    continue;
                 }
-            }
+            };
+            // A reply has one reader, so its result is taken, not cloned. What is
+            // left in its place is never read; it has no note, as making one
+            // (checking and copying its text) showed in every SEND's profile.
+            let void = || Err(Failure { code: ErrorCode::Internal, retry_after: None, note: None });
+            let delivery = match out {
+                Out::Reply { id, result, .. } => {
+                    Delivery::Reply { id: *id, result: Box::new(std::mem::replace(result, void())) }
+                }
+                Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
+                    id: *id,
+                    items: std::mem::take(items),
+                    result: std::mem::replace(result, void()),
+                })),
+                Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
+                Out::Frame { .. } | Out::DropUpload(..) => continue,
+            };
+            self.add_delivery(&mut touched, conn, delivery);
         }
+        let frames: Arc<[Bytes]> = frames.into();
         for &conn in &touched {
             let Some(rec) = self.conns.get_mut(&conn) else { continue };
-            let mut list = Vec::with_capacity(rec.pending.len());
-            for &i in &rec.pending {
-                // A reply has one reader, so its result is taken, not cloned. What
-                // is left in its place is never read; it has no note, as making
-                // one (checking and copying its text) showed in every SEND's profile.
-                let void =
-                    || Err(Failure { code: ErrorCode::Internal, retry_after: None, note: None });
-                list.push(match &mut outs[i] {
-                    Out::Reply { id, result, .. } => Delivery::Reply {
-                        id: *id,
-                        result: Box::new(std::mem::replace(result, void())),
-                    },
-                    Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
-                        id: *id,
-                        items: std::mem::take(items),
-                        result: std::mem::replace(result, void()),
-                    })),
-                    Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
-                    Out::Frame { cause, .. } => Delivery::Frame {
-                        index: index[i],
-                        after: cause.filter(|(c, _)| *c == conn).map(|(_, id)| id),
-                    },
-                    // Never routed to a connection.
-                    Out::DropUpload(..) => continue,
-                });
-            }
-            rec.pending.clear();
-            // A burst must not leave every connection holding its largest batch.
-            rec.pending.shrink_to(PENDING_KEEP);
+            // The next batch's list starts with room for twice as many as this one's
+            // (up to a bound: a burst must not leave every connection holding its
+            // largest), so that it seldom grows by copying as it is filled.
+            rec.room = (2 * rec.deliveries.len()).clamp(4, DELIVERIES_KEEP);
+            let list = std::mem::take(&mut rec.deliveries);
             self.outputs.push_back(Output::Deliver { conn, frames: frames.clone(), list });
         }
         touched.clear();
         self.touched = touched;
-        self.frame_index = index;
+    }
+
+    /// Adds a delivery to a connection's list for the batch being routed; the
+    /// connection joins `touched` with its first.
+    #[inline]
+    fn add_delivery(&mut self, touched: &mut Vec<ConnId>, conn: ConnId, delivery: Delivery) {
+        if let Some(rec) = self.conns.get_mut(&conn) {
+            if rec.deliveries.is_empty() {
+                touched.push(conn);
+                rec.deliveries.reserve_exact(rec.room);
+            }
+            rec.deliveries.push(delivery);
+        }
     }
 
     /// Writes one output into its sessions, as [`Hub::deliver_all`] does a batch.
