@@ -320,6 +320,35 @@ fn events_past_the_queue_close_as_a_slow_consumer_and_drop_the_backlog() {
     assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer));
 }
 
+/// Events a request caused count the same: past `queue` the session closes as a
+/// slow consumer whether they go out at once (their request answered) or wait
+/// behind its reply (fails if sending one after its request skips the output's
+/// checks).
+#[test]
+fn events_after_a_request_past_the_queue_close_as_a_slow_consumer() {
+    for waiting in [false, true] {
+        let mut cfg = config(1_024);
+        cfg.limits.queue = 65_536;
+        let mut s = logged_in(cfg);
+        s.handle_input(b"c GROUPS\r\n", 1);
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+        if !waiting {
+            s.reply(id, Ok(OkReply::Done { verb: DoneVerb::Ping }), 1);
+        }
+        let event = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1000));
+        let mut sent = 0;
+        while !s.is_closed() && sent < 1_000 {
+            s.send_encoded_after(id, event.as_bytes());
+            sent += 1;
+        }
+        assert!(s.is_closed(), "waiting: {waiting}");
+        assert!(sent * event.len() <= 65_536 + event.len(), "closed late: {sent} events");
+        let (frames, _) = drain(&mut s);
+        assert_eq!(bye_code(&frames), Some(ErrorCode::SlowConsumer), "waiting: {waiting}");
+    }
+}
+
 /// Output the socket does not take yet is not grown by copying once a piece holds
 /// `SEAL_AT` bytes: the piece is sealed and the next begins, with room for as much
 /// again. The pieces are every frame once, whole and in order, each but the last

@@ -475,7 +475,10 @@ impl Session {
                 self.out.extend_from_slice(frame);
             }
         }
-        self.flush();
+        // Nothing it did finishes a reply (a trailer waits for its request's, which
+        // would be out already were it done and at the head): only the output's
+        // checks are due, not a flush.
+        self.after_output();
     }
 
     /// Sends an untagged event now (events may come between any two frames).
@@ -751,7 +754,17 @@ impl Session {
     /// After output was added: seals a full piece, and closes the session as a slow
     /// consumer once more than `queue` bytes wait for the client (SPEC.md section
     /// 5.4) — replies the session makes itself count as much as events.
+    #[inline]
     fn after_output(&mut self) {
+        // One test for both rare cases, as this runs once per frame sent.
+        if self.out.len() >= PIECE || self.queued() as u64 > self.config.limits.queue {
+            self.piece_full_or_backlog();
+        }
+    }
+
+    /// [`Session::after_output`]'s rare cases.
+    #[cold]
+    fn piece_full_or_backlog(&mut self) {
         if self.out.len() >= PIECE {
             let piece = self.out.split().freeze();
             self.ready_bytes += piece.len();
