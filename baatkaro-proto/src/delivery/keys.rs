@@ -51,7 +51,9 @@ impl KeyDigest {
         // algorithm may change between releases; these digests are never stored.
         #[allow(deprecated)]
         let mut h = std::hash::SipHasher::new_with_keys(seed.0, seed.1);
-        key.as_str().hash(&mut h);
+        // The key's bytes and its terminating zero in one write (a `str` would be
+        // two: its bytes, then a marker byte on its own).
+        key.hash(&mut h);
         KeyDigest(h.finish())
     }
 }
