@@ -190,11 +190,13 @@ impl EventLog {
         if self.order.is_empty() && !writes.iter().any(|w| matches!(w, Write::SendKey { .. })) {
             return Ok(());
         }
-        // Each conversation's events together; a stable sort keeps their order.
-        self.order.sort_by_key(|&i| match &writes[i] {
-            Write::Event(r) => Some(r.conv),
+        // Each conversation's events together; a stable sort keeps their order. (By
+        // reference: a key by value copied both conversations at every comparison.)
+        let conv_of = |i: usize| match &writes[i] {
+            Write::Event(r) => Some(&r.conv),
             _ => None,
-        });
+        };
+        self.order.sort_by(|&a, &b| conv_of(a).cmp(&conv_of(b)));
         let events = self.order.len();
         self.order.extend(
             writes
