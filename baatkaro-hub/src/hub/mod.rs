@@ -28,6 +28,7 @@ mod files;
 mod groups;
 mod markers;
 mod messages;
+mod route;
 mod tokens;
 
 use accounts::Attempts;
@@ -49,7 +50,7 @@ use baatkaro_proto::{
 };
 use bytes::Bytes;
 
-use crate::output::{ConnId, ConnMap, Delivery, DiskDone, DiskJob, HashDone, ListReply, Output};
+use crate::output::{ConnId, ConnMap, DiskDone, DiskJob, HashDone, Output};
 use crate::store::{Batch, ConvKey, ReadResult, Snapshot, StoreFault, Write};
 
 /// How many batches may be committing at the store at once.
@@ -66,9 +67,6 @@ const MAX_OPEN_WRITES: usize = 16 * 1024;
 /// `queue` limit: a batch is delivered at once when it commits, and a reader who
 /// keeps up must never find more than its queue holds arriving in one go.
 const QUEUE_SHARE: u64 = 4;
-
-/// The most deliveries a connection's list for a batch starts with room for.
-const DELIVERIES_KEEP: usize = 1024;
 
 /// Housekeeping (expiries, stored keys, idle attempt budgets) runs this often.
 const SWEEP_EVERY: Millis = 60_000;
@@ -265,11 +263,9 @@ struct ConnRec {
     token: Option<TokenId>,
     /// The session's credentials were revoked: nothing it sends is served.
     revoked: bool,
-    /// While a batch is delivered: this connection's share of it, in order.
-    deliveries: Vec<Delivery>,
-    /// How many deliveries the next batch's list starts with room for: twice the
-    /// last one's share, from 4 to [`DELIVERIES_KEEP`].
-    room: usize,
+    /// While a batch is routed: the connection's place in it
+    /// ([`route::NO_SLOT`] otherwise).
+    slot: u32,
 }
 
 /// The server's state, and what it waits on.
@@ -308,8 +304,8 @@ pub struct Hub {
     /// had the next batch grow a fresh one; at most [`SPARES`] each.
     spare_writes: Vec<Vec<Write>>,
     spare_outs: Vec<Vec<Out>>,
-    /// Scratch for [`Hub::deliver_all`]: the connections a batch writes to.
-    touched: Vec<ConnId>,
+    /// Scratch for [`Hub::deliver_all`].
+    routing: route::Routing,
     /// The time of the newest idempotency key the store may still hold past its
     /// window (none once all are pruned).
     newest_key: Option<Millis>,
@@ -400,7 +396,7 @@ impl Hub {
             open_outs: Vec::new(),
             spare_writes: Vec::new(),
             spare_outs: Vec::new(),
-            touched: Vec::new(),
+            routing: route::Routing::default(),
             newest_key: None,
             open_bytes: 0,
             in_flight: VecDeque::new(),
@@ -585,14 +581,7 @@ impl Hub {
     pub fn handle_connected(&mut self, conn: ConnId, peer: IpAddr) {
         self.conns.insert(
             conn,
-            ConnRec {
-                peer,
-                user: None,
-                token: None,
-                revoked: false,
-                deliveries: Vec::new(),
-                room: 4,
-            },
+            ConnRec { peer, user: None, token: None, revoked: false, slot: route::NO_SLOT },
         );
     }
 
@@ -985,80 +974,6 @@ impl Hub {
         let keys_since = now.saturating_sub(self.cfg.limits.keys.saturating_mul(1000));
         let keys_per_user = self.cfg.limits.key_count;
         self.outputs.push_back(Output::Load { keys_since, keys_per_user });
-    }
-
-    /// Hands a batch's outputs to their connections: each connection gets its share,
-    /// in the batch's order, as one message. Each delivery is made as the batch is
-    /// routed, in the list of its connection, which is sent once the batch is done.
-    fn deliver_all(&mut self, outs: &mut [Out]) {
-        let mut touched = std::mem::take(&mut self.touched);
-        // The batch's frames, shared by all its connections (a frame's deliveries
-        // name its index).
-        let mut frames = Vec::with_capacity(outs.len());
-        for out in outs.iter_mut() {
-            let conn = match out {
-                Out::Frame { to, bytes, cause } => {
-                    let index = frames.len() as u32;
-                    // Moved, not cloned: the batch's outputs are cleared after this,
-                    // and a clone of a frame's bytes allocates a shared handle.
-                    frames.push(std::mem::take(bytes));
-                    for &conn in to.iter() {
-                        let after = cause.filter(|(c, _)| *c == conn).map(|(_, id)| id);
-                        self.add_delivery(&mut touched, conn, Delivery::Frame { index, after });
-                    }
-                    continue;
-                }
-                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => *conn,
-                Out::DropUpload(file, req) => {
-                    // The batch that forgot it is durable now.
-                    let (file, req) = (*file, *req);
-                    self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req }));
-                    continue;
-                }
-            };
-            // A reply has one reader, so its result is taken, not cloned. What is
-            // left in its place is never read; it has no note, as making one
-            // (checking and copying its text) showed in every SEND's profile.
-            let void = || Err(Failure { code: ErrorCode::Internal, retry_after: None, note: None });
-            let delivery = match out {
-                Out::Reply { id, result, .. } => {
-                    Delivery::Reply { id: *id, result: Box::new(std::mem::replace(result, void())) }
-                }
-                Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
-                    id: *id,
-                    items: std::mem::take(items),
-                    result: std::mem::replace(result, void()),
-                })),
-                Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
-                Out::Frame { .. } | Out::DropUpload(..) => continue,
-            };
-            self.add_delivery(&mut touched, conn, delivery);
-        }
-        let frames: Arc<[Bytes]> = frames.into();
-        for &conn in &touched {
-            let Some(rec) = self.conns.get_mut(&conn) else { continue };
-            // The next batch's list starts with room for twice as many as this one's
-            // (up to a bound: a burst must not leave every connection holding its
-            // largest), so that it seldom grows by copying as it is filled.
-            rec.room = (2 * rec.deliveries.len()).clamp(4, DELIVERIES_KEEP);
-            let list = std::mem::take(&mut rec.deliveries);
-            self.outputs.push_back(Output::Deliver { conn, frames: frames.clone(), list });
-        }
-        touched.clear();
-        self.touched = touched;
-    }
-
-    /// Adds a delivery to a connection's list for the batch being routed; the
-    /// connection joins `touched` with its first.
-    #[inline]
-    fn add_delivery(&mut self, touched: &mut Vec<ConnId>, conn: ConnId, delivery: Delivery) {
-        if let Some(rec) = self.conns.get_mut(&conn) {
-            if rec.deliveries.is_empty() {
-                touched.push(conn);
-                rec.deliveries.reserve_exact(rec.room);
-            }
-            rec.deliveries.push(delivery);
-        }
     }
 
     /// Writes one output into its sessions, as [`Hub::deliver_all`] does a batch.

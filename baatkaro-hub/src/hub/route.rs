@@ -1,0 +1,168 @@
+//! Routing a committed batch's outputs to their connections: each connection the
+//! batch reaches gets its share, in the batch's order, as one [`Output::Deliver`].
+//!
+//! A batch at load is mostly frames for a few recipient lists (a group's sessions,
+//! shared by all its messages; a user's sessions). Each list is resolved to the
+//! connections' places in the batch once, when the batch first names it; a frame
+//! is then one push per recipient into a vector found by index, not a lookup of
+//! the connection by id per frame and recipient. Shares are counted before they
+//! are filled, so each is allocated once at its size and never grown by copying.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::ops::Range;
+use std::sync::Arc;
+
+use baatkaro_proto::{ErrorCode, Failure};
+use bytes::Bytes;
+
+use super::{Hub, Out};
+use crate::output::{ConnId, ConnIdHasher, Delivery, DiskJob, ListReply, Output};
+
+/// A connection's place in the batch being routed (an index into [`Routing`]'s
+/// per-connection vectors).
+type Slot = u32;
+
+/// No place yet: the connection has nothing in the batch being routed.
+pub(super) const NO_SLOT: Slot = Slot::MAX;
+
+/// Scratch for routing, kept between batches so that its vectors are reused.
+#[derive(Debug, Default)]
+pub(super) struct Routing {
+    /// Per slot: the connection.
+    conns: Vec<ConnId>,
+    /// Per slot: how many deliveries its share holds.
+    counts: Vec<u32>,
+    /// Per output of the batch: its slots, a range of `fan_slots` (a frame's
+    /// recipients, or the one connection of a reply), empty if it has none.
+    routes: Vec<Range<u32>>,
+    /// The slots of every recipient list and reply of the batch, one after another.
+    fan_slots: Vec<Slot>,
+    /// Each recipient list's range of `fan_slots`, by the list's address: a list
+    /// shared by many frames is resolved once. (Only addresses of lists the batch
+    /// holds, so none is reused by another list while the batch is routed.)
+    fans: HashMap<u64, Range<u32>, BuildHasherDefault<ConnIdHasher>>,
+}
+
+impl Hub {
+    /// Hands a batch's outputs to their connections: each connection gets its share,
+    /// in the batch's order, as one message (see the module's doc).
+    pub(super) fn deliver_all(&mut self, outs: &mut [Out]) {
+        let mut r = std::mem::take(&mut self.routing);
+        // Where each output goes, and how many deliveries each connection gets.
+        for out in outs.iter() {
+            let route = match out {
+                Out::Frame { to, .. } => self.fan(&mut r, to),
+                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => {
+                    self.one(&mut r, *conn)
+                }
+                Out::DropUpload(file, req) => {
+                    // The batch that forgot it is durable now.
+                    let (file, req) = (*file, *req);
+                    self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req }));
+                    0..0
+                }
+            };
+            for &slot in &r.fan_slots[route.start as usize..route.end as usize] {
+                r.counts[slot as usize] += 1;
+            }
+            r.routes.push(route);
+        }
+        let mut lists: Vec<Vec<Delivery>> =
+            r.counts.iter().map(|&n| Vec::with_capacity(n as usize)).collect();
+        // The batch's frames, shared by all its connections (a frame's deliveries
+        // name its index).
+        let mut frames = Vec::with_capacity(outs.len());
+        for (out, route) in outs.iter_mut().zip(&r.routes) {
+            let slots = &r.fan_slots[route.start as usize..route.end as usize];
+            if let Out::Frame { bytes, cause, .. } = out {
+                let index = frames.len() as u32;
+                // Moved, not cloned: the batch's outputs are cleared after this, and
+                // a clone of a frame's bytes allocates a shared handle for them.
+                frames.push(std::mem::take(bytes));
+                for &slot in slots {
+                    let conn = r.conns[slot as usize];
+                    let after = cause.filter(|(c, _)| *c == conn).map(|(_, id)| id);
+                    lists[slot as usize].push(Delivery::Frame { index, after });
+                }
+                continue;
+            }
+            let Some(&slot) = slots.first() else { continue };
+            // A reply has one reader, so its result is taken, not cloned. What is
+            // left in its place is never read; it has no note, as making one
+            // (checking and copying its text) showed in every SEND's profile.
+            let void = || Err(Failure { code: ErrorCode::Internal, retry_after: None, note: None });
+            let delivery = match out {
+                Out::Reply { id, result, .. } => {
+                    Delivery::Reply { id: *id, result: Box::new(std::mem::replace(result, void())) }
+                }
+                Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
+                    id: *id,
+                    items: std::mem::take(items),
+                    result: std::mem::replace(result, void()),
+                })),
+                Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
+                Out::Frame { .. } | Out::DropUpload(..) => continue,
+            };
+            lists[slot as usize].push(delivery);
+        }
+        let frames: Arc<[Bytes]> = frames.into();
+        for (&conn, list) in r.conns.iter().zip(lists) {
+            if let Some(rec) = self.conns.get_mut(&conn) {
+                rec.slot = NO_SLOT;
+            }
+            self.outputs.push_back(Output::Deliver { conn, frames: frames.clone(), list });
+        }
+        r.conns.clear();
+        r.counts.clear();
+        r.routes.clear();
+        r.fan_slots.clear();
+        r.fans.clear();
+        self.routing = r;
+    }
+
+    /// The slots of a recipient list, resolved the first time the batch names it.
+    fn fan(&mut self, r: &mut Routing, to: &Arc<[ConnId]>) -> Range<u32> {
+        if let [conn] = to[..] {
+            // One recipient (a user's only session): found as a reply's is, at
+            // no more cost than remembering the list would take.
+            return self.one(r, conn);
+        }
+        let key = Arc::as_ptr(to).cast::<ConnId>() as usize as u64;
+        if let Some(range) = r.fans.get(&key) {
+            return range.clone();
+        }
+        let start = r.fan_slots.len() as u32;
+        for &conn in to.iter() {
+            if let Some(slot) = self.slot(r, conn) {
+                r.fan_slots.push(slot);
+            }
+        }
+        let range = start..r.fan_slots.len() as u32;
+        r.fans.insert(key, range.clone());
+        range
+    }
+
+    /// The range of `fan_slots` of one connection's delivery (empty if it is gone).
+    #[inline]
+    fn one(&mut self, r: &mut Routing, conn: ConnId) -> Range<u32> {
+        let at = r.fan_slots.len() as u32;
+        if let Some(slot) = self.slot(r, conn) {
+            r.fan_slots.push(slot);
+        }
+        at..r.fan_slots.len() as u32
+    }
+
+    /// A connection's slot in the batch, given it at its first delivery; `None` if
+    /// the connection is gone.
+    #[inline]
+    fn slot(&mut self, r: &mut Routing, conn: ConnId) -> Option<Slot> {
+        let rec = self.conns.get_mut(&conn)?;
+        if rec.slot == NO_SLOT {
+            rec.slot = r.conns.len() as Slot;
+            r.conns.push(conn);
+            r.counts.push(0);
+        }
+        Some(rec.slot)
+    }
+}
