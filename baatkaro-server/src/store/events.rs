@@ -266,12 +266,25 @@ impl EventLog {
             *number += 1;
             let more = if k < total { FLAG_MORE } else { 0 };
             let at = part.commit(*number, flags | more).map_err(log_error)?;
-            for &(k, offset, len) in placed.iter().filter(|(k, ..)| *k < events) {
-                if let Write::Event(r) = &writes[order[k]] {
-                    index_into(pending, pending_chunks, r.conv, r.seq, at.0 + offset, len);
-                    if history > 0 && r.seq > history {
-                        floors.insert(r.conv, r.seq - history);
-                    }
+            // The events come a conversation at a time (sorted by it in `commit`):
+            // its chunks are looked up once for each run, not once for each event.
+            let event = |&(k, offset, len): &(usize, u64, u64)| match &writes[order[k]] {
+                Write::Event(r) => Some((r, at.0 + offset, len)),
+                _ => None,
+            };
+            let mut events_placed =
+                placed.iter().filter(|(k, ..)| *k < events).filter_map(event).peekable();
+            while let Some((r, pos, len)) = events_placed.next() {
+                let chunks = pending.entry(r.conv).or_default();
+                add_chunk(chunks, pending_chunks, r.seq, pos, len);
+                let mut newest = r.seq;
+                while let Some((next, pos, len)) = events_placed.next_if(|(n, ..)| n.conv == r.conv)
+                {
+                    add_chunk(chunks, pending_chunks, next.seq, pos, len);
+                    newest = next.seq;
+                }
+                if history > 0 && newest > history {
+                    floors.insert(r.conv, newest - history);
                 }
             }
         }
@@ -661,7 +674,12 @@ fn index_into(
     pos: u64,
     len: u64,
 ) {
-    let chunks = pending.entry(conv).or_default();
+    add_chunk(pending.entry(conv).or_default(), count, seq, pos, len);
+}
+
+/// Adds an event at `pos` to its conversation's chunks in memory (`count`: how
+/// many chunks there are in all).
+fn add_chunk(chunks: &mut Vec<Chunk>, count: &mut usize, seq: Seq, pos: u64, len: u64) {
     if let Some(c) = chunks.last_mut()
         && c.last + 1 == seq
         && c.pos + c.len == pos
