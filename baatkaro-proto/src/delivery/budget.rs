@@ -61,7 +61,9 @@ impl RateBudget {
         let (count, period) = (u128::from(count.max(1)), u128::from(period.max(1)));
         let elapsed = u128::from(now.saturating_sub(self.last));
         self.last = self.last.max(now);
-        let refill = elapsed * count * 1000 / period;
+        // Most checks at load come within the millisecond of the last: no refill,
+        // and no 128-bit division to learn it.
+        let refill = if elapsed == 0 { 0 } else { elapsed * count * 1000 / period };
         let full = u128::from(burst) * 1000;
         let tokens = (u128::from(self.milli_tokens) + refill).min(full);
         // tokens <= burst * 1000, which fits in u64 as `new` made it.
