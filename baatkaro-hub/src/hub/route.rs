@@ -33,15 +33,36 @@ pub(super) struct Routing {
     conns: Vec<ConnId>,
     /// Per slot: how many deliveries its share holds.
     counts: Vec<u32>,
-    /// Per output of the batch: its slots, a range of `fan_slots` (a frame's
-    /// recipients, or the one connection of a reply), empty if it has none.
-    routes: Vec<Range<u32>>,
+    /// Per output of the batch: where it goes.
+    routes: Vec<Route>,
     /// The slots of every recipient list and reply of the batch, one after another.
     fan_slots: Vec<Slot>,
-    /// Each recipient list's range of `fan_slots`, by the list's address: a list
-    /// shared by many frames is resolved once. (Only addresses of lists the batch
-    /// holds, so none is reused by another list while the batch is routed.)
-    fans: HashMap<u64, Range<u32>, BuildHasherDefault<ConnIdHasher>>,
+    /// Each recipient list of more than one connection, by the list's address: a
+    /// list shared by many frames is resolved once. (Only addresses of lists the
+    /// batch holds, so none is reused by another list while the batch is routed.)
+    fans: HashMap<u64, Fan, BuildHasherDefault<ConnIdHasher>>,
+    /// The last connection given one delivery, and its slot: a SEND's own frame
+    /// follows its reply, so the frame's cause is found without a lookup.
+    last_one: Option<(ConnId, Slot)>,
+}
+
+/// Where one output of the batch goes.
+#[derive(Debug)]
+struct Route {
+    /// Its connections' slots: a range of `fan_slots`, empty if it has none.
+    slots: Range<u32>,
+    /// For a frame a connection's request caused: that connection's slot
+    /// ([`NO_SLOT`] if it has none in the batch, or for anything else).
+    cause: Slot,
+}
+
+/// A recipient list as the batch uses it.
+#[derive(Debug)]
+struct Fan {
+    /// Its connections' slots: a range of `fan_slots`.
+    slots: Range<u32>,
+    /// How many of the batch's frames go to it.
+    frames: u32,
 }
 
 impl Hub {
@@ -52,21 +73,32 @@ impl Hub {
         // Where each output goes, and how many deliveries each connection gets.
         for out in outs.iter() {
             let route = match out {
-                Out::Frame { to, .. } => self.fan(&mut r, to),
+                Out::Frame { to, cause, .. } => {
+                    let slots = self.fan(&mut r, to);
+                    let cause = match (*cause, r.last_one) {
+                        (None, _) => NO_SLOT,
+                        (Some((c, _)), Some((last, slot))) if c == last => slot,
+                        (Some((c, _)), _) => self.conns.get(&c).map_or(NO_SLOT, |rec| rec.slot),
+                    };
+                    Route { slots, cause }
+                }
                 Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => {
-                    self.one(&mut r, *conn)
+                    Route { slots: self.one(&mut r, *conn), cause: NO_SLOT }
                 }
                 Out::DropUpload(file, req) => {
                     // The batch that forgot it is durable now.
                     let (file, req) = (*file, *req);
                     self.outputs.push_back(Output::Disk(DiskJob::Drop { file, req }));
-                    0..0
+                    Route { slots: 0..0, cause: NO_SLOT }
                 }
             };
-            for &slot in &r.fan_slots[route.start as usize..route.end as usize] {
-                r.counts[slot as usize] += 1;
-            }
             r.routes.push(route);
+        }
+        // Each shared list's frames, counted once for each of its connections.
+        for fan in r.fans.values() {
+            for &slot in &r.fan_slots[fan.slots.start as usize..fan.slots.end as usize] {
+                r.counts[slot as usize] += fan.frames;
+            }
         }
         let mut lists: Vec<Vec<Delivery>> =
             r.counts.iter().map(|&n| Vec::with_capacity(n as usize)).collect();
@@ -74,16 +106,22 @@ impl Hub {
         // name its index).
         let mut frames = Vec::with_capacity(outs.len());
         for (out, route) in outs.iter_mut().zip(&r.routes) {
-            let slots = &r.fan_slots[route.start as usize..route.end as usize];
+            let slots = &r.fan_slots[route.slots.start as usize..route.slots.end as usize];
             if let Out::Frame { bytes, cause, .. } = out {
                 let index = frames.len() as u32;
                 // Moved, not cloned: the batch's outputs are cleared after this, and
                 // a clone of a frame's bytes allocates a shared handle for them.
                 frames.push(std::mem::take(bytes));
                 for &slot in slots {
-                    let conn = r.conns[slot as usize];
-                    let after = cause.filter(|(c, _)| *c == conn).map(|(_, id)| id);
-                    lists[slot as usize].push(Delivery::Frame { index, after });
+                    lists[slot as usize].push(Delivery::Frame { index, after: None });
+                }
+                // The causing session gets it after its request's reply: its copy is
+                // the last in its list, if it is among the frame's readers at all.
+                if let (Some((_, id)), Some(list)) = (cause, lists.get_mut(route.cause as usize))
+                    && let Some(Delivery::Frame { index: last, after }) = list.last_mut()
+                    && *last == index
+                {
+                    *after = Some(*id);
                 }
                 continue;
             }
@@ -118,10 +156,12 @@ impl Hub {
         r.routes.clear();
         r.fan_slots.clear();
         r.fans.clear();
+        r.last_one = None;
         self.routing = r;
     }
 
-    /// The slots of a recipient list, resolved the first time the batch names it.
+    /// The slots of a recipient list, resolved the first time the batch names it;
+    /// counts the frame for them.
     fn fan(&mut self, r: &mut Routing, to: &Arc<[ConnId]>) -> Range<u32> {
         if let [conn] = to[..] {
             // One recipient (a user's only session): found as a reply's is, at
@@ -129,8 +169,9 @@ impl Hub {
             return self.one(r, conn);
         }
         let key = Arc::as_ptr(to).cast::<ConnId>() as usize as u64;
-        if let Some(range) = r.fans.get(&key) {
-            return range.clone();
+        if let Some(fan) = r.fans.get_mut(&key) {
+            fan.frames += 1;
+            return fan.slots.clone();
         }
         let start = r.fan_slots.len() as u32;
         for &conn in to.iter() {
@@ -138,17 +179,20 @@ impl Hub {
                 r.fan_slots.push(slot);
             }
         }
-        let range = start..r.fan_slots.len() as u32;
-        r.fans.insert(key, range.clone());
-        range
+        let slots = start..r.fan_slots.len() as u32;
+        r.fans.insert(key, Fan { slots: slots.clone(), frames: 1 });
+        slots
     }
 
-    /// The range of `fan_slots` of one connection's delivery (empty if it is gone).
+    /// The range of `fan_slots` of one connection's delivery (empty if it is gone);
+    /// counts the delivery.
     #[inline]
     fn one(&mut self, r: &mut Routing, conn: ConnId) -> Range<u32> {
         let at = r.fan_slots.len() as u32;
         if let Some(slot) = self.slot(r, conn) {
             r.fan_slots.push(slot);
+            r.counts[slot as usize] += 1;
+            r.last_one = Some((conn, slot));
         }
         at..r.fan_slots.len() as u32
     }
