@@ -224,3 +224,75 @@ fn a_registration_lost_in_a_failed_commit_logs_its_connection_out() {
     let (replies, _) = drain(&mut hub, || Ok(()), t1);
     assert_eq!(replies, [Err(ErrorCode::AuthRequired)]);
 }
+
+/// Logs connection `conn` in as alice (request `id`): the LOGIN and its hashing.
+fn log_in_alice(hub: &mut Hub, conn: u64, id: u64, now: Millis) {
+    let login = Command::Login { user: user("alice"), password: Password::new("pw").unwrap() };
+    hub.handle_request(conn, RequestId(id), login, now);
+    drain(hub, || Ok(()), now);
+    let outcome = HashOutcome::Checked(true);
+    let purpose = HashPurpose::Login;
+    hub.handle_hashed(
+        HashDone { req: (conn, RequestId(id)), user: user("alice"), outcome, purpose },
+        now,
+    );
+}
+
+/// How many events the hub hands connection `conn` until it is quiet (commits
+/// succeed).
+fn frames_to(hub: &mut Hub, conn: u64) -> usize {
+    let mut frames = 0;
+    for _ in 0..10_000 {
+        let Some(out) = hub.poll_output() else { return frames };
+        match out {
+            Output::Commit(batch) => {
+                hub.handle_committed(batch.id, Ok(()), Vec::new(), Vec::new(), T0)
+            }
+            Output::Deliver { conn: to, list, .. } if to == conn => {
+                frames += list.iter().filter(|d| matches!(d, Delivery::Frame { .. })).count();
+            }
+            _ => {}
+        }
+    }
+    panic!("the hub never goes quiet")
+}
+
+/// A LOGIN answered in a batch that failed is answered INTERNAL, so its session is
+/// not logged in (and may log in again): the reload logs its connection out too,
+/// though the account is still there. Else the connection stays among alice's
+/// sessions: it gets her events while not logged in, and once it logs in again it
+/// is among them twice and gets each event twice (fails without logging it out).
+#[test]
+fn a_login_lost_in_a_failed_commit_logs_its_connection_out() {
+    let mut hub = Hub::new(
+        HubConfig::new(Limits::default()),
+        snapshot(vec![], 0),
+        T0,
+        7,
+        Box::new(Counting(9)),
+    )
+    .unwrap();
+    for conn in [1, 2] {
+        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+    }
+    // The LOGIN writes its new address down, in the batch that fails.
+    log_in_alice(&mut hub, 1, 0, T0);
+    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    // alice, on another connection, sends to #rust: the first one is nobody.
+    let t1 = T0 + 1_000;
+    log_in_alice(&mut hub, 2, 0, t1);
+    drain(&mut hub, || Ok(()), t1);
+    hub.handle_request(2, RequestId(1), send("k1", "hi"), t1);
+    assert_eq!(frames_to(&mut hub, 1), 0, "an event for a session that is not logged in");
+
+    // It logs in again, and sends: its message reaches it once.
+    log_in_alice(&mut hub, 1, 1, t1);
+    drain(&mut hub, || Ok(()), t1);
+    hub.handle_request(1, RequestId(2), send("k2", "again"), t1);
+    assert_eq!(frames_to(&mut hub, 1), 1, "a session gets its message more than once");
+}

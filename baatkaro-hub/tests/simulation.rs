@@ -850,6 +850,37 @@ fn event_waits_for_its_cause_only_in_the_sending_session() {
     assert_eq!(got.iter().filter(|l| l.contains(" OK HISTORY ")).count(), 8, "{got:?}");
 }
 
+/// A batch routes each list of recipients once, however many of its messages share
+/// it: messages to one group gathered in one batch, between which the group's
+/// sessions change (a second session of bob's logs in, carol logs out), each reach
+/// the sessions online when it was sent, once and in order (fails if two lists of
+/// the batch are taken for one, e.g. the first and last, which are as long).
+#[test]
+fn one_batch_fans_out_each_message_to_the_sessions_it_was_sent_to() {
+    let mut sim = Sim::new(limits());
+    let [a, b, c] = three_in_rust(&mut sim);
+    sim.hold();
+    // Two batches at the store: what follows gathers in the open one.
+    sim.send(a, &[req("f1", send("rust", "f1", "one"))]);
+    sim.send(a, &[req("f2", send("rust", "f2", "two"))]);
+    assert_eq!(sim.held.len(), 2);
+    sim.send(a, &[req("m1", send("rust", "m1", "to alice bob carol"))]);
+    let b2 = sim.connect();
+    sim.send(b2, &[req("h", hello(&[1])), req("l", login("bob", "pw-bob"))]);
+    sim.send(a, &[req("m2", send("rust", "m2", "to all four"))]);
+    sim.send(c, &[req("o", Command::Logout { revoke: false })]);
+    assert_eq!(sim.conns[c].closed, Some(None));
+    sim.send(a, &[req("m3", send("rust", "m3", "to alice bob bob"))]);
+    assert_eq!(sim.held.len(), 2, "m1 to m3 wait in the open batch");
+    sim.release_all();
+    // rust: two joins, f1, f2, then m1 to m3 (5 to 7).
+    assert_eq!(seqs(&sim.take_frames(a), "rust"), [3, 4, 5, 6, 7]);
+    assert_eq!(seqs(&sim.take_frames(b), "rust"), [3, 4, 5, 6, 7]);
+    let got = sim.take_frames(b2);
+    assert_eq!(seqs(&got, "rust"), [6, 7], "{:?}", got.iter().map(brief).collect::<Vec<_>>());
+    assert_eq!(sim.conns[b2].logged_in, Some(user("bob")));
+}
+
 /// Moves the hand clock one second on; the new time.
 fn tick(sim: &mut Sim) -> Millis {
     let to = sim.now + 1_000;

@@ -933,6 +933,28 @@ impl Hub {
             ErrorCode::StorageFull => Failure { retry_after: Some(1000), ..Failure::new(code) },
             _ => Failure::new(code),
         };
+        // A session whose LOGIN, REGISTER or AUTH is answered INTERNAL here is not
+        // logged in (and may log in again): nor is its connection, though its
+        // account may still be there after the reload (which finds every session
+        // again from the connections).
+        for out in &outs {
+            if let Out::Reply {
+                conn,
+                result:
+                    Ok(
+                        OkReply::Login { user }
+                        | OkReply::Register { user }
+                        | OkReply::Auth { user },
+                    ),
+                ..
+            } = out
+                && let Some(rec) = self.conns.get_mut(conn)
+                && rec.user == Some(*user)
+            {
+                rec.user = None;
+                rec.token = None;
+            }
+        }
         let internal = |conn, id| Out::Reply { conn, id, result: Err(failure.clone()) };
         let mut replies: Vec<Out> = outs
             .into_iter()

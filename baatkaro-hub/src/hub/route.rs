@@ -26,6 +26,12 @@ type Slot = u32;
 /// No place yet: the connection has nothing in the batch being routed.
 pub(super) const NO_SLOT: Slot = Slot::MAX;
 
+/// Entries each of [`Routing`]'s vectors (and its map) keeps room for between
+/// batches: a burst must not leave the hub holding its largest batch's routes for
+/// good. (A batch of thousands of messages to a large group whose sessions change
+/// between them names a list of its own for each: one slot per delivery.)
+const ROUTING_KEEP: usize = 64 * 1024;
+
 /// Scratch for routing, kept between batches so that its vectors are reused.
 #[derive(Debug, Default)]
 pub(super) struct Routing {
@@ -157,6 +163,11 @@ impl Hub {
         r.fan_slots.clear();
         r.fans.clear();
         r.last_one = None;
+        r.conns.shrink_to(ROUTING_KEEP);
+        r.counts.shrink_to(ROUTING_KEEP);
+        r.routes.shrink_to(ROUTING_KEEP);
+        r.fan_slots.shrink_to(ROUTING_KEEP);
+        r.fans.shrink_to(ROUTING_KEEP);
         self.routing = r;
     }
 
@@ -208,5 +219,68 @@ impl Hub {
             r.counts.push(0);
         }
         Some(rec.slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap or assertion is a failed test.
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::hub::{HubConfig, Limits};
+    use crate::store::Snapshot;
+
+    #[derive(Debug)]
+    struct Counting(u8);
+
+    impl crate::Entropy for Counting {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<(), String> {
+            self.0 = self.0.wrapping_add(1);
+            buf.fill(self.0);
+            Ok(())
+        }
+    }
+
+    /// A batch of many frames, each to a list of its own (as when a group's
+    /// sessions change between its messages), is routed whole, and the routing's
+    /// scratch keeps no more than [`ROUTING_KEEP`] entries of it after (fails if
+    /// the scratch keeps its largest batch's size).
+    #[test]
+    fn a_large_batch_leaves_no_large_scratch() {
+        let cfg = HubConfig::new(Limits::default());
+        let mut hub = Hub::new(cfg, Snapshot::default(), 1, 7, Box::new(Counting(0))).unwrap();
+        let conns: Vec<ConnId> = (1..=10).collect();
+        for &conn in &conns {
+            hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+        }
+        let frames = 2 * ROUTING_KEEP / conns.len();
+        let mut outs: Vec<Out> = (0..frames)
+            .map(|i| Out::Frame {
+                to: conns.iter().copied().collect(),
+                bytes: Bytes::from(i.to_string()),
+                cause: None,
+            })
+            .collect();
+        hub.deliver_all(&mut outs);
+        let mut delivered = 0;
+        while let Some(out) = hub.outputs.pop_front() {
+            let Output::Deliver { frames: bytes, list, .. } = out else { continue };
+            let got: Vec<&Bytes> = list
+                .iter()
+                .map(|d| match d {
+                    Delivery::Frame { index, after: None } => &bytes[*index as usize],
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let want: Vec<Bytes> = (0..frames).map(|i| Bytes::from(i.to_string())).collect();
+            assert!(got.iter().copied().eq(want.iter()), "a share out of order or short");
+            delivered += 1;
+        }
+        assert_eq!(delivered, conns.len());
+        let r = &hub.routing;
+        assert!(r.fan_slots.capacity() <= ROUTING_KEEP, "{}", r.fan_slots.capacity());
+        assert!(r.routes.capacity() <= ROUTING_KEEP);
+        assert!(hub.conns.values().all(|rec| rec.slot == NO_SLOT));
     }
 }
