@@ -296,3 +296,44 @@ fn a_login_lost_in_a_failed_commit_logs_its_connection_out() {
     hub.handle_request(1, RequestId(2), send("k2", "again"), t1);
     assert_eq!(frames_to(&mut hub, 1), 1, "a session gets its message more than once");
 }
+
+/// A DELETE-ACCOUNT answered in a batch that failed is answered INTERNAL: the
+/// account is still there after the reload, and its session, still logged in as
+/// it, is served as it (fails if the deletion's logging out of the connection
+/// outlives the failed commit: its next SEND is refused AUTH_REQUIRED).
+#[test]
+fn a_deletion_lost_in_a_failed_commit_keeps_its_connection_logged_in() {
+    let mut hub = Hub::new(
+        HubConfig::new(Limits::default()),
+        snapshot(vec![], 0),
+        T0,
+        7,
+        Box::new(Counting(11)),
+    )
+    .unwrap();
+    hub.handle_connected(1, "127.0.0.1".parse().unwrap());
+    log_in_alice(&mut hub, 1, 0, T0);
+    let (replies, _) = drain(&mut hub, || Ok(()), T0);
+    assert_eq!(replies, [Ok(OkReply::Login { user: user("alice") })]);
+
+    let delete = Command::DeleteAccount { password: Password::new("pw").unwrap() };
+    hub.handle_request(1, RequestId(1), delete, T0);
+    drain(&mut hub, || Ok(()), T0);
+    let done = HashDone {
+        req: (1, RequestId(1)),
+        user: user("alice"),
+        outcome: HashOutcome::Checked(true),
+        purpose: HashPurpose::DeleteAccount,
+    };
+    hub.handle_hashed(done, T0);
+    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    let t1 = T0 + 1_000;
+    hub.handle_request(1, RequestId(2), send("k1", "still here"), t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    let [Ok(OkReply::Send { seq: 1, .. })] = replies[..] else { panic!("{replies:?}") };
+}

@@ -45,8 +45,8 @@ use baatkaro_proto::rules::Rules;
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::throttle::AccountGuard;
 use baatkaro_proto::{
-    Command, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq, ServerFrame,
-    TokenId, UserName,
+    Command, DoneVerb, ErrorCode, Event, Failure, GroupName, Item, Limits, Millis, OkReply, Seq,
+    ServerFrame, TokenId, UserName,
 };
 use bytes::Bytes;
 
@@ -263,6 +263,10 @@ struct ConnRec {
     token: Option<TokenId>,
     /// The session's credentials were revoked: nothing it sends is served.
     revoked: bool,
+    /// The account this connection deleted, until the deletion is durable: a
+    /// failed commit gives it back (the session, answered INTERNAL, is still
+    /// logged in as it).
+    deleted: Option<UserName>,
     /// While a batch is routed: the connection's place in it
     /// ([`route::NO_SLOT`] otherwise).
     slot: u32,
@@ -581,7 +585,14 @@ impl Hub {
     pub fn handle_connected(&mut self, conn: ConnId, peer: IpAddr) {
         self.conns.insert(
             conn,
-            ConnRec { peer, user: None, token: None, revoked: false, slot: route::NO_SLOT },
+            ConnRec {
+                peer,
+                user: None,
+                token: None,
+                revoked: false,
+                deleted: None,
+                slot: route::NO_SLOT,
+            },
         );
     }
 
@@ -953,6 +964,18 @@ impl Hub {
             {
                 rec.user = None;
                 rec.token = None;
+            }
+            // A DELETE-ACCOUNT answered INTERNAL deleted nothing: its session is
+            // still logged in, and so is its connection again.
+            if let Out::Reply {
+                conn,
+                result: Ok(OkReply::Done { verb: DoneVerb::DeleteAccount }),
+                ..
+            } = out
+                && let Some(rec) = self.conns.get_mut(conn)
+                && let Some(user) = rec.deleted.take()
+            {
+                rec.user = Some(user);
             }
         }
         let internal = |conn, id| Out::Reply { conn, id, result: Err(failure.clone()) };
