@@ -6,15 +6,16 @@
 // Test code: a failed unwrap or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use baatkaro_hub::store::{ConvKey, Read, ReadResult, Snapshot, StoreFault};
+use baatkaro_hub::store::{ConvKey, Read, ReadResult, Snapshot, StoreFault, TokenRecord};
 use baatkaro_hub::{Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, Output};
 use baatkaro_proto::delivery::fingerprint;
 use baatkaro_proto::group::{GroupEvent, GroupId};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Command, Conversation, ErrorCode, GroupName, JoinRule, Limits, Millis, OkReply, Password, Text,
-    UserName,
+    Address, Command, Conversation, DoneVerb, ErrorCode, GroupName, JoinRule, Limits, Millis,
+    OkReply, Password, Text, TokenSecret, UserName,
 };
+use sha2::Digest;
 
 const T0: Millis = 1_764_072_000_000;
 
@@ -336,4 +337,79 @@ fn a_deletion_lost_in_a_failed_commit_keeps_its_connection_logged_in() {
     hub.handle_request(1, RequestId(2), send("k1", "still here"), t1);
     let (replies, _) = drain(&mut hub, || Ok(()), t1);
     let [Ok(OkReply::Send { seq: 1, .. })] = replies[..] else { panic!("{replies:?}") };
+}
+
+/// The secret of alice's token 5 in [`with_token`].
+const SECRET: TokenSecret = TokenSecret([7; 32]);
+
+/// `snap` with alice holding token 5 (secret [`SECRET`]).
+fn with_token(mut snap: Snapshot) -> Snapshot {
+    snap.tokens.push(TokenRecord {
+        id: 5,
+        user: user("alice"),
+        digest: sha2::Sha256::digest(SECRET.0).into(),
+        label: Text::new("phone").unwrap(),
+        created: T0,
+        used: T0,
+        address: Address::from("127.0.0.1".parse::<std::net::IpAddr>().unwrap()),
+    });
+    snap.next_token_id = 6;
+    snap
+}
+
+fn auth_alice() -> Command {
+    Command::Auth { user: user("alice"), token: 5, secret: SECRET }
+}
+
+/// A DELETE-ACCOUNT lost in a failed commit gives its connection back all it had:
+/// after the reload it is among alice's sessions again (its own message reaches
+/// it), and the token it logged in with is still its own, so that its LOGOUT
+/// revoke revokes that token (fails if the deletion forgets the connection's
+/// token: the LOGOUT revokes nothing and the token still logs in after it; or if
+/// the connection is not given its account back).
+#[test]
+fn a_deletion_lost_in_a_failed_commit_keeps_its_sessions_token() {
+    let mut hub = Hub::new(
+        HubConfig::new(Limits::default()),
+        with_token(snapshot(vec![], 0)),
+        T0,
+        7,
+        Box::new(Counting(13)),
+    )
+    .unwrap();
+    for conn in [1, 2] {
+        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+    }
+    hub.handle_request(1, RequestId(0), auth_alice(), T0);
+    let (replies, _) = drain(&mut hub, || Ok(()), T0);
+    assert_eq!(replies, [Ok(OkReply::Auth { user: user("alice") })]);
+
+    let delete = Command::DeleteAccount { password: Password::new("pw").unwrap() };
+    hub.handle_request(1, RequestId(1), delete, T0);
+    drain(&mut hub, || Ok(()), T0);
+    let done = HashDone {
+        req: (1, RequestId(1)),
+        user: user("alice"),
+        outcome: HashOutcome::Checked(true),
+        purpose: HashPurpose::DeleteAccount,
+    };
+    hub.handle_hashed(done, T0);
+    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(with_token(snapshot(vec![], 0))), T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    // Among alice's sessions again: its message to #rust reaches it.
+    let t1 = T0 + 1_000;
+    hub.handle_request(1, RequestId(2), send("k1", "still here"), t1);
+    assert_eq!(frames_to(&mut hub, 1), 1, "the connection is not among alice's sessions");
+
+    // Its LOGOUT revoke revokes the token it logged in with: the token logs in no more.
+    hub.handle_request(1, RequestId(3), Command::Logout { revoke: true }, t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    assert_eq!(replies, [Ok(OkReply::Done { verb: DoneVerb::Logout })]);
+    hub.handle_request(2, RequestId(0), auth_alice(), t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    assert_eq!(replies, [Err(ErrorCode::AuthFailed)], "the token outlived its LOGOUT revoke");
 }
