@@ -259,13 +259,17 @@ struct Fanout {
 struct ConnRec {
     peer: IpAddr,
     user: Option<UserName>,
-    /// The token the session logged in with, if it did with one.
+    /// The token the session logged in with, if it did with one. Kept by its
+    /// DELETE-ACCOUNT, for a failed commit to give back with the account.
     token: Option<TokenId>,
     /// The session's credentials were revoked: nothing it sends is served.
     revoked: bool,
-    /// The account this connection deleted, until the deletion is durable: a
-    /// failed commit gives it back (the session, answered INTERNAL, is still
-    /// logged in as it).
+    /// The account this connection deleted: a failed commit that answers the
+    /// DELETE-ACCOUNT INTERNAL gives it back (the session is still logged in as
+    /// it). Not cleared once the deletion is durable (nor is `token`): the session
+    /// ends with its reply and sends nothing more, and only a DELETE-ACCOUNT reply
+    /// of this connection's in a failed commit reads it; nothing reads the token
+    /// of a connection logged in as nobody.
     deleted: Option<UserName>,
     /// While a batch is routed: the connection's place in it
     /// ([`route::NO_SLOT`] otherwise).
