@@ -385,7 +385,7 @@ impl Hub {
         }
         if let Some(rec) = self.conns.get_mut(&conn) {
             rec.user = None;
-            rec.deleted = Some(user);
+            rec.deleted = Some(Box::new(user));
         }
         self.sessions_epoch += 1;
         self.presence(user, Presence::Offline);

@@ -269,8 +269,9 @@ struct ConnRec {
     /// it). Not cleared once the deletion is durable (nor is `token`): the session
     /// ends with its reply and sends nothing more, and only a DELETE-ACCOUNT reply
     /// of this connection's in a failed commit reads it; nothing reads the token
-    /// of a connection logged in as nobody.
-    deleted: Option<UserName>,
+    /// of a connection logged in as nobody. (Boxed: the record is looked up for
+    /// every connection a batch reaches, and this is almost always empty.)
+    deleted: Option<Box<UserName>>,
     /// While a batch is routed: the connection's place in it
     /// ([`route::NO_SLOT`] otherwise).
     slot: u32,
@@ -979,7 +980,7 @@ impl Hub {
                 && let Some(rec) = self.conns.get_mut(conn)
                 && let Some(user) = rec.deleted.take()
             {
-                rec.user = Some(user);
+                rec.user = Some(*user);
             }
         }
         let internal = |conn, id| Out::Reply { conn, id, result: Err(failure.clone()) };
