@@ -113,6 +113,27 @@ fn drain(
     (replies, load)
 }
 
+/// A hub over `snapshot` at `T0`, its entropy seeded with `seed`, with `conns`
+/// connected from loopback.
+fn hub_with(snapshot: Snapshot, seed: u8, conns: &[u64]) -> Hub {
+    let cfg = HubConfig::new(Limits::default());
+    let mut hub = Hub::new(cfg, snapshot, T0, 7, Box::new(Counting(seed))).unwrap();
+    for &conn in conns {
+        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+    }
+    hub
+}
+
+/// The hub's next commit fails: its one final reply is INTERNAL, the hub asks to
+/// reload, and it reloads `snapshot`.
+fn fail_and_reload(hub: &mut Hub, snapshot: Snapshot, now: Millis) {
+    let (replies, load) = drain(hub, || Err(StoreFault::Failed("test".into())), now);
+    assert_eq!(replies, [Err(ErrorCode::Internal)]);
+    assert!(load, "no reload asked for");
+    hub.handle_loaded(Ok(snapshot), now);
+    drain(hub, || Ok(()), now);
+}
+
 fn send(key: &str, text: &str) -> Command {
     Command::Send { to: conv(), key: key.parse().unwrap(), text: Text::new(text).unwrap() }
 }
@@ -123,15 +144,7 @@ fn send(key: &str, text: &str) -> Command {
 /// digests them with any seed other than the one the hub started with).
 #[test]
 fn keys_loaded_back_after_a_failed_commit_still_answer_retries() {
-    let mut hub = Hub::new(
-        HubConfig::new(Limits::default()),
-        snapshot(vec![], 1),
-        T0,
-        7,
-        Box::new(Counting(3)),
-    )
-    .unwrap();
-    hub.handle_connected(1, "127.0.0.1".parse().unwrap());
+    let mut hub = hub_with(snapshot(vec![], 1), 3, &[1]);
     let login = Command::Login { user: user("alice"), password: Password::new("pw").unwrap() };
     hub.handle_request(1, RequestId(0), login, T0);
     drain(&mut hub, || Ok(()), T0);
@@ -150,11 +163,7 @@ fn keys_loaded_back_after_a_failed_commit_still_answer_retries() {
     // holds, k1 with it.
     let t1 = T0 + 1_000;
     hub.handle_request(1, RequestId(2), send("k2", "again"), t1);
-    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), t1);
-    assert_eq!(replies, [Err(ErrorCode::Internal)]);
-    assert!(load, "no reload asked for");
-    hub.handle_loaded(Ok(snapshot(vec![("k1", "hello", seq, T0)], seq)), t1);
-    drain(&mut hub, || Ok(()), t1);
+    fail_and_reload(&mut hub, snapshot(vec![("k1", "hello", seq, T0)], seq), t1);
 
     let t2 = T0 + 2_000;
     hub.handle_request(1, RequestId(3), send("k1", "hello"), t2);
@@ -185,27 +194,13 @@ fn registered(hub: &mut Hub, conn: u64, id: u64, name: &str, now: Millis) {
 /// (fails if the reload keeps the connection's user).
 #[test]
 fn a_registration_lost_in_a_failed_commit_logs_its_connection_out() {
-    let mut hub = Hub::new(
-        HubConfig::new(Limits::default()),
-        snapshot(vec![], 0),
-        T0,
-        7,
-        Box::new(Counting(5)),
-    )
-    .unwrap();
-    for conn in [1, 2] {
-        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
-    }
+    let mut hub = hub_with(snapshot(vec![], 0), 5, &[1, 2]);
     let register =
         || Command::Register { user: user("bob"), password: Password::new("pw").unwrap() };
     hub.handle_request(1, RequestId(0), register(), T0);
     drain(&mut hub, || Ok(()), T0);
     registered(&mut hub, 1, 0, "bob", T0);
-    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
-    assert_eq!(replies, [Err(ErrorCode::Internal)]);
-    assert!(load, "no reload asked for");
-    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
-    drain(&mut hub, || Ok(()), T0);
+    fail_and_reload(&mut hub, snapshot(vec![], 0), T0);
 
     // Someone else registers the name on another connection, and it holds.
     let t1 = T0 + 1_000;
@@ -265,24 +260,10 @@ fn frames_to(hub: &mut Hub, conn: u64) -> usize {
 /// is among them twice and gets each event twice (fails without logging it out).
 #[test]
 fn a_login_lost_in_a_failed_commit_logs_its_connection_out() {
-    let mut hub = Hub::new(
-        HubConfig::new(Limits::default()),
-        snapshot(vec![], 0),
-        T0,
-        7,
-        Box::new(Counting(9)),
-    )
-    .unwrap();
-    for conn in [1, 2] {
-        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
-    }
+    let mut hub = hub_with(snapshot(vec![], 0), 9, &[1, 2]);
     // The LOGIN writes its new address down, in the batch that fails.
     log_in_alice(&mut hub, 1, 0, T0);
-    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
-    assert_eq!(replies, [Err(ErrorCode::Internal)]);
-    assert!(load, "no reload asked for");
-    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
-    drain(&mut hub, || Ok(()), T0);
+    fail_and_reload(&mut hub, snapshot(vec![], 0), T0);
 
     // alice, on another connection, sends to #rust: the first one is nobody.
     let t1 = T0 + 1_000;
@@ -304,15 +285,7 @@ fn a_login_lost_in_a_failed_commit_logs_its_connection_out() {
 /// outlives the failed commit: its next SEND is refused AUTH_REQUIRED).
 #[test]
 fn a_deletion_lost_in_a_failed_commit_keeps_its_connection_logged_in() {
-    let mut hub = Hub::new(
-        HubConfig::new(Limits::default()),
-        snapshot(vec![], 0),
-        T0,
-        7,
-        Box::new(Counting(11)),
-    )
-    .unwrap();
-    hub.handle_connected(1, "127.0.0.1".parse().unwrap());
+    let mut hub = hub_with(snapshot(vec![], 0), 11, &[1]);
     log_in_alice(&mut hub, 1, 0, T0);
     let (replies, _) = drain(&mut hub, || Ok(()), T0);
     assert_eq!(replies, [Ok(OkReply::Login { user: user("alice") })]);
@@ -327,11 +300,7 @@ fn a_deletion_lost_in_a_failed_commit_keeps_its_connection_logged_in() {
         purpose: HashPurpose::DeleteAccount,
     };
     hub.handle_hashed(done, T0);
-    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
-    assert_eq!(replies, [Err(ErrorCode::Internal)]);
-    assert!(load, "no reload asked for");
-    hub.handle_loaded(Ok(snapshot(vec![], 0)), T0);
-    drain(&mut hub, || Ok(()), T0);
+    fail_and_reload(&mut hub, snapshot(vec![], 0), T0);
 
     let t1 = T0 + 1_000;
     hub.handle_request(1, RequestId(2), send("k1", "still here"), t1);
@@ -394,11 +363,7 @@ fn a_deletion_lost_in_a_failed_commit_keeps_its_sessions_token() {
         purpose: HashPurpose::DeleteAccount,
     };
     hub.handle_hashed(done, T0);
-    let (replies, load) = drain(&mut hub, || Err(StoreFault::Failed("test".into())), T0);
-    assert_eq!(replies, [Err(ErrorCode::Internal)]);
-    assert!(load, "no reload asked for");
-    hub.handle_loaded(Ok(with_token(snapshot(vec![], 0))), T0);
-    drain(&mut hub, || Ok(()), T0);
+    fail_and_reload(&mut hub, with_token(snapshot(vec![], 0)), T0);
 
     // Among alice's sessions again: its message to #rust reaches it.
     let t1 = T0 + 1_000;
