@@ -279,6 +279,21 @@ fn a_login_lost_in_a_failed_commit_logs_its_connection_out() {
     assert_eq!(frames_to(&mut hub, 1), 1, "a session gets its message more than once");
 }
 
+/// Connection `conn` (logged in as alice) deletes her account (request `id`): the
+/// DELETE-ACCOUNT and its password check, which stages the deletion.
+fn delete_alice(hub: &mut Hub, conn: u64, id: u64, now: Millis) {
+    let delete = Command::DeleteAccount { password: Password::new("pw").unwrap() };
+    hub.handle_request(conn, RequestId(id), delete, now);
+    drain(hub, || Ok(()), now);
+    let done = HashDone {
+        req: (conn, RequestId(id)),
+        user: user("alice"),
+        outcome: HashOutcome::Checked(true),
+        purpose: HashPurpose::DeleteAccount,
+    };
+    hub.handle_hashed(done, now);
+}
+
 /// A DELETE-ACCOUNT answered in a batch that failed is answered INTERNAL: the
 /// account is still there after the reload, and its session, still logged in as
 /// it, is served as it (fails if the deletion's logging out of the connection
@@ -290,16 +305,7 @@ fn a_deletion_lost_in_a_failed_commit_keeps_its_connection_logged_in() {
     let (replies, _) = drain(&mut hub, || Ok(()), T0);
     assert_eq!(replies, [Ok(OkReply::Login { user: user("alice") })]);
 
-    let delete = Command::DeleteAccount { password: Password::new("pw").unwrap() };
-    hub.handle_request(1, RequestId(1), delete, T0);
-    drain(&mut hub, || Ok(()), T0);
-    let done = HashDone {
-        req: (1, RequestId(1)),
-        user: user("alice"),
-        outcome: HashOutcome::Checked(true),
-        purpose: HashPurpose::DeleteAccount,
-    };
-    hub.handle_hashed(done, T0);
+    delete_alice(&mut hub, 1, 1, T0);
     fail_and_reload(&mut hub, snapshot(vec![], 0), T0);
 
     let t1 = T0 + 1_000;
@@ -338,31 +344,12 @@ fn auth_alice() -> Command {
 /// the connection is not given its account back).
 #[test]
 fn a_deletion_lost_in_a_failed_commit_keeps_its_sessions_token() {
-    let mut hub = Hub::new(
-        HubConfig::new(Limits::default()),
-        with_token(snapshot(vec![], 0)),
-        T0,
-        7,
-        Box::new(Counting(13)),
-    )
-    .unwrap();
-    for conn in [1, 2] {
-        hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
-    }
+    let mut hub = hub_with(with_token(snapshot(vec![], 0)), 13, &[1, 2]);
     hub.handle_request(1, RequestId(0), auth_alice(), T0);
     let (replies, _) = drain(&mut hub, || Ok(()), T0);
     assert_eq!(replies, [Ok(OkReply::Auth { user: user("alice") })]);
 
-    let delete = Command::DeleteAccount { password: Password::new("pw").unwrap() };
-    hub.handle_request(1, RequestId(1), delete, T0);
-    drain(&mut hub, || Ok(()), T0);
-    let done = HashDone {
-        req: (1, RequestId(1)),
-        user: user("alice"),
-        outcome: HashOutcome::Checked(true),
-        purpose: HashPurpose::DeleteAccount,
-    };
-    hub.handle_hashed(done, T0);
+    delete_alice(&mut hub, 1, 1, T0);
     fail_and_reload(&mut hub, with_token(snapshot(vec![], 0)), T0);
 
     // Among alice's sessions again: its message to #rust reaches it.
