@@ -125,16 +125,21 @@ impl Hub {
             group_readers(rec, &self.users, self.sessions_epoch)
         });
         self.reply(conn, id, Ok(OkReply::Send { conv: to, seq, time: now }));
-        let message = |conv, seq| StoredEvent::Message {
-            conv,
-            seq,
-            time: now,
-            from: user,
-            text: text.clone(),
-        };
         match readers {
-            Some(readers) => self.emit_group(conv, message(to, seq), readers, Some((conn, id))),
+            // The text moves into the group's one event: a clone and its drop are two
+            // atomic updates of the receive buffer's count, which a profile showed.
+            Some(readers) => {
+                let event = StoredEvent::Message { conv: to, seq, time: now, from: user, text };
+                self.emit_group(conv, event, readers, Some((conn, id)));
+            }
             None => {
+                let message = |conv, seq| StoredEvent::Message {
+                    conv,
+                    seq,
+                    time: now,
+                    from: user,
+                    text: text.clone(),
+                };
                 self.store_event(user, to, conv, message, Some((conn, id)));
             }
         }
