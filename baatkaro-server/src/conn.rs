@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use baatkaro_direct_io::ContentFile;
 use baatkaro_hub::{ConnId, Delivery, Download, ListReply};
-use baatkaro_proto::session::{Session, SessionEvent};
+use baatkaro_proto::session::{RequestId, Session, SessionEvent};
 use baatkaro_proto::transfer;
-use baatkaro_proto::{ErrorCode, Failure, Item, Millis, OkReply};
+use baatkaro_proto::{Command, ErrorCode, Failure, Item, Millis, OkReply};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -42,6 +42,13 @@ const READ_MAX: usize = 256 * 1024;
 /// How long a connection closed by the server's shutdown reads and drops its input
 /// after its BYE before it closes.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
+
+/// At most this many requests go to the hub in one message. A read of pipelined
+/// requests goes in one message rather than one each (a channel's send and receive
+/// cost about as much as the hub's work on a SEND), and the hub still takes them a
+/// bounded number at a time (it holds the rest of a message while it is not
+/// accepting).
+const REQUESTS_PER_MESSAGE: usize = 256;
 
 /// What one delivery is taken to cost in the backlog when it carries no frame bytes
 /// of its own (a reply, one item of a list): about a line.
@@ -317,30 +324,24 @@ impl Connection {
         }
     }
 
-    /// Hands the requests the session decoded to the hub; false if the hub is gone.
+    /// Hands the requests the session decoded to the hub, as few messages as
+    /// possible (up to [`REQUESTS_PER_MESSAGE`] each, in order); false if the hub is
+    /// gone.
     async fn pass_requests(&mut self) -> bool {
+        let mut requests = Vec::new();
         while let Some(event) = self.session.poll_event() {
             match event {
                 SessionEvent::Request { id, command } => {
-                    // While the hub's inbox is full, what the hub sends this
-                    // connection is still taken in: else its backlog would grow as
-                    // if the client did not read.
-                    let msg = HubMsg::Request { conn: self.id, id, command };
-                    let msg = match self.ctx.hub.try_send(msg) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                        Err(mpsc::error::TrySendError::Full(msg)) => msg,
-                    };
-                    let hub = self.ctx.hub.clone();
-                    let permit = loop {
-                        tokio::select! {
-                            biased;
-                            permit = hub.reserve() => break permit,
-                            Some(msg) = self.inbox.recv() => self.apply(msg),
-                        }
-                    };
-                    let Ok(permit) = permit else { return false };
-                    permit.send(msg);
+                    if requests.capacity() == 0 {
+                        let waiting = self.session.events_waiting() + 1;
+                        requests.reserve_exact(waiting.min(REQUESTS_PER_MESSAGE));
+                    }
+                    requests.push((id, command));
+                    if requests.len() == REQUESTS_PER_MESSAGE
+                        && !self.hand_to_hub(std::mem::take(&mut requests)).await
+                    {
+                        return false;
+                    }
                 }
                 SessionEvent::LoggedIn { .. } => {}
                 SessionEvent::Closed { reason } => {
@@ -349,6 +350,29 @@ impl Connection {
                 }
             }
         }
+        requests.is_empty() || self.hand_to_hub(requests).await
+    }
+
+    /// Sends the hub one message of requests; false if the hub is gone.
+    async fn hand_to_hub(&mut self, requests: Vec<(RequestId, Command)>) -> bool {
+        let msg = HubMsg::Requests { conn: self.id, requests };
+        let msg = match self.ctx.hub.try_send(msg) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        };
+        // While the hub's inbox is full, what the hub sends this connection is still
+        // taken in: else its backlog would grow as if the client did not read.
+        let hub = self.ctx.hub.clone();
+        let permit = loop {
+            tokio::select! {
+                biased;
+                permit = hub.reserve() => break permit,
+                Some(msg) = self.inbox.recv() => self.apply(msg),
+            }
+        };
+        let Ok(permit) = permit else { return false };
+        permit.send(msg);
         true
     }
 

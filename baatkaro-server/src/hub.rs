@@ -16,7 +16,7 @@ use baatkaro_hub::{
     HashOutcome, Hub, Output,
 };
 use baatkaro_proto::session::RequestId;
-use baatkaro_proto::{Command, ErrorCode, Failure, FileId};
+use baatkaro_proto::{Command, ErrorCode, Failure, FileId, Millis};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Hasher;
@@ -38,14 +38,12 @@ pub(crate) enum HubMsg {
         /// How to reach it.
         handle: ConnHandle,
     },
-    /// A connection's session handed on a request.
-    Request {
+    /// A connection's session handed on requests, in the order it read them.
+    Requests {
         /// Whose.
         conn: ConnId,
-        /// Its id in the session.
-        id: RequestId,
-        /// What it asks.
-        command: Command,
+        /// Each request's id in the session, and what it asks.
+        requests: Vec<(RequestId, Command)>,
     },
     /// A download over HTTP asks whether its token may read a file (SPEC.md 12.4).
     FileAccess {
@@ -67,8 +65,13 @@ pub(crate) enum HubMsg {
     Shutdown,
 }
 
-/// How many messages the task takes in one turn before it lets the core end it.
+/// How many messages (each request counted) the task takes in one turn before it
+/// lets the runtime run other tasks.
 const TURN: usize = 1024;
+
+/// The rest of a message of requests the hub stopped accepting partway through:
+/// taken in first when it accepts again, before any later message.
+type Held = (ConnId, std::vec::IntoIter<(RequestId, Command)>);
 
 /// The hub's task and what it drives.
 pub(crate) struct HubTask {
@@ -79,6 +82,8 @@ pub(crate) struct HubTask {
     disk: Arc<Disk>,
     me: mpsc::WeakSender<HubMsg>,
     conns: ConnMap<ConnHandle>,
+    /// Requests taken from the inbox and not yet handed to the hub.
+    held: Option<Held>,
     /// The running hash of each upload hashed as it arrives, shared with its jobs.
     hashes: HashMap<FileId, Arc<RunningHash>>,
     /// A connection's backlog bound: bytes sent it that it has not taken in.
@@ -124,6 +129,7 @@ impl HubTask {
             disk,
             me,
             conns: ConnMap::default(),
+            held: None,
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
             store_gone: false,
@@ -144,6 +150,12 @@ impl HubTask {
             if self.hub.is_finished() {
                 break;
             }
+            if self.hub.accepting()
+                && let Some(held) = self.held.take()
+            {
+                self.take_requests(held, clock::now());
+                continue;
+            }
             let accepting = self.hub.accepting();
             let wake = self.hub.poll_timeout().map(instant_of);
             tokio::select! {
@@ -155,16 +167,13 @@ impl HubTask {
                         break;
                     }
                 },
-                msg = inbox.recv(), if accepting => {
+                msg = inbox.recv(), if accepting && self.held.is_none() => {
                     let Some(msg) = msg else { break };
-                    self.on_msg(msg);
+                    let mut taken = self.on_msg(msg);
                     // Take what else is waiting now: the turn's outputs are batched.
-                    for _ in 0..TURN {
-                        if !self.hub.accepting() {
-                            break;
-                        }
+                    while taken < TURN && self.hub.accepting() && self.held.is_none() {
                         match inbox.try_recv() {
-                            Ok(msg) => self.on_msg(msg),
+                            Ok(msg) => taken += self.on_msg(msg),
                             Err(_) => break,
                         }
                     }
@@ -178,15 +187,16 @@ impl HubTask {
         }
     }
 
-    fn on_msg(&mut self, msg: HubMsg) {
+    /// Hands the hub a message; how many it counts as (its requests taken).
+    fn on_msg(&mut self, msg: HubMsg) -> usize {
         let now = clock::now();
         match msg {
+            HubMsg::Requests { conn, requests } => {
+                return self.take_requests((conn, requests.into_iter()), now);
+            }
             HubMsg::Connected { conn, peer, handle } => {
                 self.conns.insert(conn, handle);
                 self.hub.handle_connected(conn, peer.ip());
-            }
-            HubMsg::Request { conn, id, command } => {
-                self.hub.handle_request(conn, id, command, now)
             }
             HubMsg::FileAccess { access, answer } => {
                 // The asker may have gone meanwhile: then nobody needs the answer.
@@ -200,6 +210,22 @@ impl HubTask {
             HubMsg::Disk(done) => self.hub.handle_disk(done, now),
             HubMsg::Shutdown => self.hub.handle_shutdown(),
         }
+        1
+    }
+
+    /// Hands the hub requests while it accepts them, and holds the rest; how many
+    /// it took.
+    fn take_requests(&mut self, (conn, mut requests): Held, now: Millis) -> usize {
+        let mut taken = 0;
+        while self.hub.accepting() {
+            let Some((id, command)) = requests.next() else { return taken };
+            self.hub.handle_request(conn, id, command, now);
+            taken += 1;
+        }
+        if requests.len() > 0 {
+            self.held = Some((conn, requests));
+        }
+        taken
     }
 
     fn on_done(&mut self, done: Done) {

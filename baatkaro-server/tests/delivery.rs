@@ -179,6 +179,72 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
     server.stop().await;
 }
 
+/// A burst of requests read in one go reaches the hub in few messages; while the
+/// hub's open batch is full (here each event is three quarters of the batch's share
+/// of `queue`) it holds the rest of a message and takes it in first once a batch
+/// commits. alice writes 48 SENDs at once: each is answered, in order, with the
+/// next number, and bob, who reads, is never sent more than his queue in one go
+/// (fails if the hub drops the rest of a message, or takes a whole message in past
+/// a full batch: then bob is dropped as a slow consumer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_read_in_one_go_is_stored_in_order_in_batches_a_reader_can_take() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 64 * 1024;
+    cfg.limits.chunk = 16 * 1024;
+    let server = TestServer::start(cfg).await;
+    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+    let mut bob = others.pop().unwrap();
+    const N: usize = 48;
+    let big = "y".repeat(12 * 1024);
+    let sends = (0..N).map(|i| Command::Send {
+        to: conv("#room"),
+        key: format!("burst-{i}").parse().unwrap(),
+        text: text(&big),
+    });
+    let (tags, burst) = alice.encode_all(sends);
+    let (stream, mut decoder) = alice.into_tcp();
+    let (mut rd, mut wr) = stream.into_split();
+    // alice reads while she writes: her own copies are as large as bob's.
+    let replies = tokio::spawn(async move {
+        let mut replies = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(frame) = decoder.next_frame() {
+                match frame.expect("the server sends valid frames") {
+                    ServerFrame::Ok { tag, reply: OkReply::Send { seq, .. } } => {
+                        replies.push((tag, seq))
+                    }
+                    ServerFrame::Event(Event::Bye(f)) => panic!("alice: BYE {f:?}"),
+                    ServerFrame::Event(_) => {}
+                    other => panic!("alice: {other:?}"),
+                }
+            }
+            if replies.len() == N {
+                return replies;
+            }
+            let n = tokio::time::timeout(common::WAIT, rd.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "alice: closed with {} replies", replies.len());
+            decoder.push(&buf[..n]);
+        }
+    });
+    wr.write_all(&burst).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < N {
+        if let StoredEvent::Message { seq, .. } = bob.stored().await {
+            seqs.push(seq);
+        }
+    }
+    let replies = tokio::time::timeout(common::WAIT, replies).await.unwrap().unwrap();
+    let first = seqs[0];
+    let expected: Vec<u64> = (first..first + N as u64).collect();
+    assert_eq!(seqs, expected, "bob got every message, in order");
+    let answered: Vec<_> = tags.into_iter().zip(expected).collect();
+    assert_eq!(replies, answered, "each SEND answered in order with the next number");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_members_each_receive_every_message_in_order() {
     const N: usize = 200;

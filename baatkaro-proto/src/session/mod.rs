@@ -533,6 +533,13 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// How many events [`Session::poll_event`] has ready: a shell that gathers the
+    /// requests among them sizes its buffer with it.
+    #[must_use]
+    pub fn events_waiting(&self) -> usize {
+        self.events.len()
+    }
+
     /// When [`Session::handle_timeout`] must be called next: the idle deadline, the
     /// login deadline while not logged in, or the end of a frame-budget wait.
     #[must_use]

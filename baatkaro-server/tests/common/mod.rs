@@ -218,6 +218,29 @@ impl Client {
         tag
     }
 
+    /// The bytes of these requests as one write, and their tags, without sending
+    /// them: a test that writes a burst on one task and reads on another.
+    pub fn encode_all(
+        &mut self,
+        commands: impl IntoIterator<Item = Command>,
+    ) -> (Vec<Tag>, Vec<u8>) {
+        let tags = commands.into_iter().map(|c| self.session.request(c)).collect();
+        let mut bytes = Vec::new();
+        while let Some(part) = self.session.poll_transmit() {
+            bytes.extend_from_slice(&part);
+        }
+        (tags, bytes)
+    }
+
+    /// The TCP connection and what was read of it not yet decoded: a test that
+    /// writes and reads at once takes it over.
+    pub fn into_tcp(self) -> (TcpStream, ServerFrameDecoder) {
+        match self.stream {
+            Link::Tcp(stream) => (stream, self.decoder),
+            Link::Ws(_) => panic!("{}: not a TCP connection", self.name),
+        }
+    }
+
     /// Sends a request and waits for its answer.
     pub async fn call(&mut self, command: Command) -> Answer {
         let tag = self.send(command).await;
