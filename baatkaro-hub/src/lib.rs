@@ -18,5 +18,5 @@ pub mod store;
 pub use hub::{Entropy, Hub, HubConfig, IN_FLIGHT};
 pub use output::{
     ConnId, ConnIdHasher, ConnMap, Delivery, DiskDone, DiskJob, Download, FileAccess, FileGrant,
-    HashDone, HashJob, HashKind, HashOutcome, HashPurpose, ListReply, Output, Req,
+    HashDone, HashJob, HashKind, HashOutcome, HashPurpose, ListReply, Output, Req, Routed,
 };

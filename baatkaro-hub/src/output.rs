@@ -55,12 +55,12 @@ pub enum Output {
     Deliver {
         /// The connection.
         conn: ConnId,
-        /// The batch's encoded events, shared by every connection it goes to
-        /// ([`Delivery::Frame`] names them by index): one reference per connection
-        /// and batch, not per event.
-        frames: std::sync::Arc<[Bytes]>,
-        /// What it gets.
-        list: Vec<Delivery>,
+        /// The batch as routed, shared by every connection it goes to: one
+        /// reference per connection and batch, not per event.
+        batch: std::sync::Arc<Routed>,
+        /// Which of the batch's deliveries are this connection's
+        /// ([`Routed::share`]).
+        share: std::ops::Range<u32>,
     },
     /// Stream a download on a connection: its chunks, read as its queue drains,
     /// then its reply.
@@ -94,6 +94,38 @@ pub enum Output {
     Disk(DiskJob),
 }
 
+/// A committed batch as routed to its connections: every connection's deliveries,
+/// one share after another, and the frames and results they name, in one
+/// allocation of each that they all share (a vector per connection and a box per
+/// reply, allocated by the hub and freed by each connection, showed in every
+/// profile at load).
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// The batch's encoded events: [`Delivery::Frame`] names one by index.
+    pub frames: Vec<Bytes>,
+    /// The batch's final replies: [`Delivery::Reply`] names one by index.
+    pub results: Vec<Result<OkReply, Failure>>,
+    /// Every connection's deliveries, each connection's share in the batch's order.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Routed {
+    /// A connection's share (what [`Output::Deliver`] names): empty if out of range.
+    pub fn share(&self, share: &std::ops::Range<u32>) -> &[Delivery] {
+        self.deliveries.get(share.start as usize..share.end as usize).unwrap_or(&[])
+    }
+
+    /// The frame a [`Delivery::Frame`] names.
+    pub fn frame(&self, index: u32) -> Option<&Bytes> {
+        self.frames.get(index as usize)
+    }
+
+    /// The result a [`Delivery::Reply`] names.
+    pub fn result(&self, index: u32) -> Option<&Result<OkReply, Failure>> {
+        self.results.get(index as usize)
+    }
+}
+
 /// One output for a connection. Small (24 bytes): a batch's share for one connection
 /// of a large group is mostly frames, one of these each.
 #[derive(Debug)]
@@ -102,8 +134,8 @@ pub enum Delivery {
     Reply {
         /// The request.
         id: RequestId,
-        /// Its answer.
-        result: Box<Result<OkReply, Failure>>,
+        /// Its answer: an index into the batch's [`Routed::results`].
+        result: u32,
     },
     /// The items of a list reply, then the reply.
     List(Box<ListReply>),

@@ -86,13 +86,14 @@ fn drain(hub: &mut Hub) -> (usize, Vec<Result<OkReply, ErrorCode>>) {
                     .collect();
                 hub.handle_committed(batch.id, Ok(()), reads, Vec::new(), T0);
             }
-            Output::Deliver { list, .. } => {
-                for d in list {
+            Output::Deliver { batch, share, .. } => {
+                for d in batch.share(&share) {
                     match d {
                         Delivery::Reply { result, .. } => {
-                            replies.push((*result).map_err(|f| f.code));
+                            let result = batch.result(*result).expect("a routed result");
+                            replies.push(result.clone().map_err(|f| f.code));
                         }
-                        Delivery::List(l) => replies.push(l.result.map_err(|f| f.code)),
+                        Delivery::List(l) => replies.push(l.result.clone().map_err(|f| f.code)),
                         Delivery::Frame { .. } | Delivery::Close(_) => {}
                     }
                 }

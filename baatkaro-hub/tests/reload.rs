@@ -95,13 +95,14 @@ fn drain(
                     .collect();
                 hub.handle_committed(batch.id, commit(), reads, Vec::new(), now);
             }
-            Output::Deliver { list, .. } => {
-                for d in list {
+            Output::Deliver { batch, share, .. } => {
+                for d in batch.share(&share) {
                     match d {
                         Delivery::Reply { result, .. } => {
-                            replies.push((*result).map_err(|f| f.code));
+                            let result = batch.result(*result).expect("a routed result");
+                            replies.push(result.clone().map_err(|f| f.code));
                         }
-                        Delivery::List(l) => replies.push(l.result.map_err(|f| f.code)),
+                        Delivery::List(l) => replies.push(l.result.clone().map_err(|f| f.code)),
                         Delivery::Frame { .. } | Delivery::Close(_) => {}
                     }
                 }
@@ -244,8 +245,9 @@ fn frames_to(hub: &mut Hub, conn: u64) -> usize {
             Output::Commit(batch) => {
                 hub.handle_committed(batch.id, Ok(()), Vec::new(), Vec::new(), T0)
             }
-            Output::Deliver { conn: to, list, .. } if to == conn => {
-                frames += list.iter().filter(|d| matches!(d, Delivery::Frame { .. })).count();
+            Output::Deliver { conn: to, batch, share } if to == conn => {
+                let share = batch.share(&share);
+                frames += share.iter().filter(|d| matches!(d, Delivery::Frame { .. })).count();
             }
             _ => {}
         }

@@ -427,22 +427,25 @@ impl Sim {
         while let Some(output) = self.hub.poll_output() {
             any = true;
             match output {
-                Output::Deliver { conn, frames, list } => {
+                Output::Deliver { conn, batch, share } => {
                     let session = &mut self.conns[conn as usize].session;
-                    for delivery in list {
+                    for delivery in batch.share(&share) {
                         match delivery {
-                            Delivery::Reply { id, result } => session.reply(id, *result, self.now),
+                            Delivery::Reply { id, result } => {
+                                let result = batch.result(*result).expect("a routed result");
+                                session.reply(*id, result.clone(), self.now)
+                            }
                             Delivery::List(list) => {
                                 for item in &list.items {
                                     session.item(list.id, item);
                                 }
-                                session.reply(list.id, list.result, self.now);
+                                session.reply(list.id, list.result.clone(), self.now);
                             }
-                            Delivery::Close(failure) => session.close(*failure),
+                            Delivery::Close(failure) => session.close((**failure).clone()),
                             Delivery::Frame { index, after } => {
-                                let bytes = &frames[index as usize];
+                                let bytes = batch.frame(*index).expect("a routed frame");
                                 match after {
-                                    Some(id) => session.send_encoded_after(id, bytes),
+                                    Some(id) => session.send_encoded_after(*id, bytes),
                                     None => session.send_encoded(bytes),
                                 }
                             }
@@ -731,6 +734,58 @@ fn three_in_rust(sim: &mut Sim) -> [usize; 3] {
         sim.take(k);
     }
     [a, b, c]
+}
+
+/// Requests handed on together (one read's) are taken only while the hub accepts:
+/// once the open batch's events reach its share of `queue` while two batches are at
+/// the store, the rest wait, in order, and are taken as batches commit; each is
+/// answered in request order (fails if `handle_requests` takes them all at once).
+#[test]
+fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
+    // A quarter of the queue is 4 KiB: three of these messages fill an open batch.
+    let mut sim = Sim::new(Limits { queue: 16 * 1024, ..limits() });
+    let [a, _, _] = three_in_rust(&mut sim);
+    sim.hold();
+    sim.send(a, &[req("f1", send("rust", "f1", "one")), req("f2", send("rust", "f2", "two"))]);
+    assert_eq!(sim.held.len(), 2, "two batches at the store");
+    let body = "z".repeat(2000);
+    let tags: Vec<String> = (0..8).map(|i| format!("b{i}")).collect();
+    let burst: Vec<Request> = tags.iter().map(|t| req(t, send("rust", t, &body))).collect();
+    let mut bytes = Vec::new();
+    for r in &burst {
+        bytes.extend_from_slice(&r.to_bytes());
+    }
+    sim.conns[a].session.handle_input(&bytes, sim.now);
+    let mut requests = Vec::new();
+    while let Some(event) = sim.conns[a].session.poll_event() {
+        if let SessionEvent::Request { id, command } = event {
+            requests.push((id, command));
+        }
+    }
+    assert_eq!(requests.len(), 8);
+    let mut left = requests.into_iter();
+    let mut takes = Vec::new();
+    for _ in 0..16 {
+        let taken = sim.hub.handle_requests(a as ConnId, &mut left, sim.now);
+        takes.push(taken);
+        if left.len() == 0 {
+            break;
+        }
+        assert!(!sim.hub.accepting(), "requests left while the hub accepts");
+        assert_eq!(sim.hub.handle_requests(a as ConnId, &mut left, sim.now), 0);
+        sim.release_one();
+    }
+    assert_eq!(takes.iter().sum::<usize>(), 8);
+    // An event is just under 2 KiB: the third reaches the share.
+    assert!(takes.iter().all(|&n| n <= 3), "more than a batch's share taken at once: {takes:?}");
+    sim.release_all();
+    let frames = sim.take_frames(a);
+    let mut want = vec!["f1", "f2"];
+    want.extend(tags.iter().map(String::as_str));
+    assert_replies_in_order(&frames, &want);
+    let seqs = seqs(&frames, "rust");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gapless and in order: {seqs:?}");
+    assert_eq!(seqs.len(), 10);
 }
 
 fn pipeline() -> Vec<Request> {

@@ -14,12 +14,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baatkaro_direct_io::ContentFile;
-use baatkaro_hub::{ConnId, Delivery, Download, ListReply};
+use baatkaro_hub::{ConnId, Delivery, Download, ListReply, Routed};
 use baatkaro_proto::session::{RequestId, Session, SessionEvent};
 use baatkaro_proto::transfer;
 use baatkaro_proto::{Command, ErrorCode, Failure, Item, Millis, OkReply};
@@ -59,10 +60,10 @@ const LINE_COST: usize = 128;
 pub(crate) enum ToConn {
     /// The outputs of a committed batch for this connection, in the batch's order.
     Deliver {
-        /// The batch's frames, which the list names by index.
-        frames: Arc<[Bytes]>,
-        /// The outputs.
-        list: Vec<Delivery>,
+        /// The batch as routed, shared by all its connections.
+        batch: Arc<Routed>,
+        /// Which of its deliveries are this connection's.
+        share: Range<u32>,
         /// What they were counted as in the connection's backlog.
         cost: usize,
     },
@@ -75,11 +76,11 @@ pub(crate) enum ToConn {
 }
 
 /// What a delivery is taken to add to the connection's backlog.
-fn cost(frames: &[Bytes], delivery: &Delivery) -> usize {
+fn cost(batch: &Routed, delivery: &Delivery) -> usize {
     match delivery {
         Delivery::Reply { .. } | Delivery::Close(_) => LINE_COST,
         Delivery::List(list) => LINE_COST * (list.items.len() + 1),
-        Delivery::Frame { index, .. } => frames.get(*index as usize).map_or(0, Bytes::len),
+        Delivery::Frame { index, .. } => batch.frame(*index).map_or(0, Bytes::len),
     }
 }
 /// The hub's end of a connection.
@@ -94,13 +95,13 @@ impl ConnHandle {
     /// Sends a batch's deliveries, unless the connection is gone or has more than
     /// `limit` bytes it has not taken in yet: then false, and the caller closes it as
     /// a slow consumer ([`ConnHandle::close`]).
-    pub(crate) fn deliver(&self, frames: Arc<[Bytes]>, list: Vec<Delivery>, limit: usize) -> bool {
-        let cost: usize = list.iter().map(|d| cost(&frames, d)).sum();
+    pub(crate) fn deliver(&self, batch: Arc<Routed>, share: Range<u32>, limit: usize) -> bool {
+        let cost: usize = batch.share(&share).iter().map(|d| cost(&batch, d)).sum();
         if self.backlog.load(Ordering::Relaxed) > limit {
             return false;
         }
         self.backlog.fetch_add(cost, Ordering::Relaxed);
-        self.tx.send(ToConn::Deliver { frames, list, cost }).is_ok()
+        self.tx.send(ToConn::Deliver { batch, share, cost }).is_ok()
     }
 
     /// Hands the connection a download to stream.
@@ -380,24 +381,27 @@ impl Connection {
     fn apply(&mut self, msg: ToConn) {
         let now = clock::monotonic();
         match msg {
-            ToConn::Deliver { frames, list, cost } => {
+            ToConn::Deliver { batch, share, cost } => {
                 self.session.reserve_output(cost);
-                for delivery in list {
+                for delivery in batch.share(&share) {
                     let s = &mut self.session;
                     match delivery {
-                        Delivery::Reply { id, result } => s.reply(id, *result, now),
-                        Delivery::List(list) => {
-                            let ListReply { id, items, result } = *list;
-                            for item in &items {
-                                s.item(id, item);
-                            }
-                            s.reply(id, result, now);
+                        Delivery::Reply { id, result } => {
+                            let Some(result) = batch.result(*result) else { continue };
+                            s.reply(*id, result.clone(), now);
                         }
-                        Delivery::Close(failure) => s.close(*failure),
+                        Delivery::List(list) => {
+                            let ListReply { id, items, result } = &**list;
+                            for item in items {
+                                s.item(*id, item);
+                            }
+                            s.reply(*id, result.clone(), now);
+                        }
+                        Delivery::Close(failure) => s.close((**failure).clone()),
                         Delivery::Frame { index, after } => {
-                            let Some(bytes) = frames.get(index as usize) else { continue };
+                            let Some(bytes) = batch.frame(*index) else { continue };
                             match after {
-                                Some(id) => s.send_encoded_after(id, bytes),
+                                Some(id) => s.send_encoded_after(*id, bytes),
                                 None => s.send_encoded(bytes),
                             }
                         }
@@ -625,10 +629,13 @@ mod tests {
             other => panic!("expected Disconnected, got {other:?}"),
         }
         assert!(!task.is_finished(), "the connection lingers while the client is there");
-        let frames: Arc<[Bytes]> = Arc::from(vec![Bytes::from_static(b"* MSG\r\n")]);
-        let list = vec![Delivery::Frame { index: 0, after: None }];
-        assert!(!handle.deliver(frames.clone(), list, usize::MAX), "a delivery was taken");
-        assert_eq!(Arc::strong_count(&frames), 1, "the connection holds the batch's frames");
+        let batch = Arc::new(Routed {
+            frames: vec![Bytes::from_static(b"* MSG\r\n")],
+            results: Vec::new(),
+            deliveries: vec![Delivery::Frame { index: 0, after: None }],
+        });
+        assert!(!handle.deliver(batch.clone(), 0..1, usize::MAX), "a delivery was taken");
+        assert_eq!(Arc::strong_count(&batch), 1, "the connection holds the batch");
         drop(client);
         task.await.unwrap();
     }

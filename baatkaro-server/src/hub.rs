@@ -216,12 +216,7 @@ impl HubTask {
     /// Hands the hub requests while it accepts them, and holds the rest; how many
     /// it took.
     fn take_requests(&mut self, (conn, mut requests): Held, now: Millis) -> usize {
-        let mut taken = 0;
-        while self.hub.accepting() {
-            let Some((id, command)) = requests.next() else { return taken };
-            self.hub.handle_request(conn, id, command, now);
-            taken += 1;
-        }
+        let taken = self.hub.handle_requests(conn, &mut requests, now);
         if requests.len() > 0 {
             self.held = Some((conn, requests));
         }
@@ -269,12 +264,12 @@ impl HubTask {
     fn carry_out(&mut self) {
         while let Some(output) = self.hub.poll_output() {
             match output {
-                Output::Deliver { conn, frames, list } => {
+                Output::Deliver { conn, batch, share } => {
                     let Some(handle) = self.conns.get(&conn) else { continue };
                     // A connection that has not taken in `queue` bytes sent it is too
                     // slow to keep up (SPEC.md section 5.4); its session checks the
                     // bytes it took in.
-                    if !handle.deliver(frames, list, self.backlog_limit) {
+                    if !handle.deliver(batch, share, self.backlog_limit) {
                         handle.close(Failure::new(ErrorCode::SlowConsumer));
                     }
                 }

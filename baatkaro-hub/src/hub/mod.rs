@@ -653,6 +653,24 @@ impl Hub {
         self.on_request(conn, id, command, now);
     }
 
+    /// Requests a connection's session handed on together (what one read of the
+    /// socket held), taken in order while the hub accepts them ([`Hub::accepting`]):
+    /// how many were taken. The rest stay in `requests`, to be handed in first when
+    /// it accepts again, so that a batch still stops at its share of `queue` however
+    /// many requests came at once.
+    pub fn handle_requests<I>(&mut self, conn: ConnId, requests: &mut I, now: Millis) -> usize
+    where
+        I: Iterator<Item = (RequestId, Command)>,
+    {
+        let mut taken = 0;
+        while self.accepting() {
+            let Some((id, command)) = requests.next() else { break };
+            self.on_request(conn, id, command, now);
+            taken += 1;
+        }
+        taken
+    }
+
     /// A download over HTTP at `now` (SPEC.md 12.4): the session token it carries
     /// is checked as AUTH checks one, with the same budget of token logins per
     /// address, and its use recorded the same way (staged like any write: drain

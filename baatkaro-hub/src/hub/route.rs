@@ -6,7 +6,8 @@
 //! connections' places in the batch once, when the batch first names it; a frame
 //! is then one push per recipient into a vector found by index, not a lookup of
 //! the connection by id per frame and recipient. Shares are counted before they
-//! are filled, so each is allocated once at its size and never grown by copying.
+//! are filled, so that all of them go in one vector allocated once at its size,
+//! shared by the batch's connections with its frames and replies ([`Routed`]).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -14,10 +15,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use baatkaro_proto::{ErrorCode, Failure};
-use bytes::Bytes;
 
 use super::{Hub, Out};
-use crate::output::{ConnId, ConnIdHasher, Delivery, DiskJob, ListReply, Output};
+use crate::output::{ConnId, ConnIdHasher, Delivery, DiskJob, ListReply, Output, Routed};
 
 /// A connection's place in the batch being routed (an index into [`Routing`]'s
 /// per-connection vectors).
@@ -39,6 +39,10 @@ pub(super) struct Routing {
     conns: Vec<ConnId>,
     /// Per slot: how many deliveries its share holds.
     counts: Vec<u32>,
+    /// Per slot: where its share starts in the batch's deliveries.
+    starts: Vec<u32>,
+    /// Per slot: where its next delivery goes, while the shares are filled.
+    next: Vec<u32>,
     /// Per output of the batch: where it goes.
     routes: Vec<Route>,
     /// The slots of every recipient list and reply of the batch, one after another.
@@ -106,25 +110,41 @@ impl Hub {
                 r.counts[slot as usize] += fan.frames;
             }
         }
-        let mut lists: Vec<Vec<Delivery>> =
-            r.counts.iter().map(|&n| Vec::with_capacity(n as usize)).collect();
-        // The batch's frames, shared by all its connections (a frame's deliveries
-        // name its index).
-        let mut frames = Vec::with_capacity(outs.len());
+        // Each share's place in the batch's one vector of deliveries, shares in slot
+        // order; filled through a cursor per share.
+        let mut total = 0u32;
+        for &n in &r.counts {
+            r.starts.push(total);
+            total += n;
+        }
+        r.next.extend_from_slice(&r.starts);
+        let mut routed = Routed {
+            frames: Vec::with_capacity(outs.len()),
+            results: Vec::new(),
+            deliveries: Vec::with_capacity(total as usize),
+        };
+        // Placeholders, each overwritten once below: the counts are exact.
+        routed.deliveries.resize_with(total as usize, || Delivery::Frame { index: 0, after: None });
         for (out, route) in outs.iter_mut().zip(&r.routes) {
             let slots = &r.fan_slots[route.slots.start as usize..route.slots.end as usize];
             if let Out::Frame { bytes, cause, .. } = out {
-                let index = frames.len() as u32;
+                let index = routed.frames.len() as u32;
                 // Moved, not cloned: the batch's outputs are cleared after this, and
                 // a clone of a frame's bytes allocates a shared handle for them.
-                frames.push(std::mem::take(bytes));
+                routed.frames.push(std::mem::take(bytes));
                 for &slot in slots {
-                    lists[slot as usize].push(Delivery::Frame { index, after: None });
+                    let at = &mut r.next[slot as usize];
+                    routed.deliveries[*at as usize] = Delivery::Frame { index, after: None };
+                    *at += 1;
                 }
                 // The causing session gets it after its request's reply: its copy is
-                // the last in its list, if it is among the frame's readers at all.
-                if let (Some((_, id)), Some(list)) = (cause, lists.get_mut(route.cause as usize))
-                    && let Some(Delivery::Frame { index: last, after }) = list.last_mut()
+                // the last of its share so far, if it is among the frame's readers.
+                let c = route.cause as usize;
+                if let (Some((_, id)), Some(&at), Some(&first)) =
+                    (cause, r.next.get(c), r.starts.get(c))
+                    && at > first
+                    && let Some(Delivery::Frame { index: last, after }) =
+                        routed.deliveries.get_mut(at as usize - 1)
                     && *last == index
                 {
                     *after = Some(*id);
@@ -138,7 +158,9 @@ impl Hub {
             let void = || Err(Failure { code: ErrorCode::Internal, retry_after: None, note: None });
             let delivery = match out {
                 Out::Reply { id, result, .. } => {
-                    Delivery::Reply { id: *id, result: Box::new(std::mem::replace(result, void())) }
+                    let index = routed.results.len() as u32;
+                    routed.results.push(std::mem::replace(result, void()));
+                    Delivery::Reply { id: *id, result: index }
                 }
                 Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
                     id: *id,
@@ -148,23 +170,31 @@ impl Hub {
                 Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
                 Out::Frame { .. } | Out::DropUpload(..) => continue,
             };
-            lists[slot as usize].push(delivery);
+            let at = &mut r.next[slot as usize];
+            routed.deliveries[*at as usize] = delivery;
+            *at += 1;
         }
-        let frames: Arc<[Bytes]> = frames.into();
-        for (&conn, list) in r.conns.iter().zip(lists) {
+        debug_assert!(r.next.iter().zip(&r.starts).zip(&r.counts).all(|((n, s), c)| *n == s + c));
+        let batch = Arc::new(routed);
+        for ((&conn, &start), &count) in r.conns.iter().zip(&r.starts).zip(&r.counts) {
             if let Some(rec) = self.conns.get_mut(&conn) {
                 rec.slot = NO_SLOT;
             }
-            self.outputs.push_back(Output::Deliver { conn, frames: frames.clone(), list });
+            let share = start..start + count;
+            self.outputs.push_back(Output::Deliver { conn, batch: batch.clone(), share });
         }
         r.conns.clear();
         r.counts.clear();
+        r.starts.clear();
+        r.next.clear();
         r.routes.clear();
         r.fan_slots.clear();
         r.fans.clear();
         r.last_one = None;
         r.conns.shrink_to(ROUTING_KEEP);
         r.counts.shrink_to(ROUTING_KEEP);
+        r.starts.shrink_to(ROUTING_KEEP);
+        r.next.shrink_to(ROUTING_KEEP);
         r.routes.shrink_to(ROUTING_KEEP);
         r.fan_slots.shrink_to(ROUTING_KEEP);
         r.fans.shrink_to(ROUTING_KEEP);
@@ -235,6 +265,7 @@ mod tests {
     use super::*;
     use crate::hub::{HubConfig, Limits};
     use crate::store::Snapshot;
+    use bytes::Bytes;
 
     #[derive(Debug)]
     struct Counting(u8);
@@ -270,11 +301,12 @@ mod tests {
         hub.deliver_all(&mut outs);
         let mut delivered = 0;
         while let Some(out) = hub.outputs.pop_front() {
-            let Output::Deliver { frames: bytes, list, .. } = out else { continue };
-            let got: Vec<&Bytes> = list
+            let Output::Deliver { batch, share, .. } = out else { continue };
+            let got: Vec<&Bytes> = batch
+                .share(&share)
                 .iter()
                 .map(|d| match d {
-                    Delivery::Frame { index, after: None } => &bytes[*index as usize],
+                    Delivery::Frame { index, after: None } => batch.frame(*index).unwrap(),
                     other => panic!("{other:?}"),
                 })
                 .collect();
@@ -286,6 +318,7 @@ mod tests {
         let r = &hub.routing;
         assert!(r.fan_slots.capacity() <= ROUTING_KEEP, "{}", r.fan_slots.capacity());
         assert!(r.routes.capacity() <= ROUTING_KEEP);
+        assert!(r.starts.capacity() <= ROUTING_KEEP && r.next.capacity() <= ROUTING_KEEP);
         assert!(hub.conns.values().all(|rec| rec.slot == NO_SLOT));
     }
 }
