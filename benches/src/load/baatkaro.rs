@@ -127,7 +127,7 @@ impl Wire for BaatKaro {
         self.d.buffer_mut()
     }
 
-    fn send(&mut self, k: usize, micros: u128, out: &mut BytesMut) {
+    fn send(&mut self, k: usize, micros: u64, out: &mut BytesMut) {
         write_stamp(&mut self.body[..STAMP_DIGITS], micros);
         let text = Text::from_bytes(Bytes::copy_from_slice(&self.body))
             .unwrap_or_else(|_| fail("bad text"));

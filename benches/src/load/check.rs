@@ -19,8 +19,9 @@ pub fn stamp_of(text: &[u8]) -> Option<u64> {
 }
 
 /// Writes `value` into `digits` as decimal digits with leading zeros (the low
-/// digits only, if it has more).
-pub fn write_stamp(digits: &mut [u8], mut value: u128) {
+/// digits only, if it has more). A `u64`: dividing a `u128` is a library call, and
+/// sixteen of them for each message sent were 2.4 % of the generator at 10 × 10.
+pub fn write_stamp(digits: &mut [u8], mut value: u64) {
     for d in digits.iter_mut().rev() {
         *d = b'0' + (value % 10) as u8;
         value /= 10;

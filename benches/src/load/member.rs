@@ -21,7 +21,7 @@ pub trait Wire {
 
     /// Appends the member's message number `k` (from 0), stamped `micros` (its
     /// send time since the run's epoch), to `out`.
-    fn send(&mut self, k: usize, micros: u128, out: &mut BytesMut);
+    fn send(&mut self, k: usize, micros: u64, out: &mut BytesMut);
 
     /// Takes every whole frame from the buffer: each delivery goes into `tally`,
     /// and its latency (arrival at `now`, µs since the epoch) into `latencies`.
@@ -126,7 +126,8 @@ pub async fn run_member<W: Wire>(
             // (saturation): latency counts from there, so a server that stalls
             // cannot hide it by delaying the sends (no coordinated omission).
             let meant = schedule.map_or_else(Instant::now, |sch| sch.at(sent));
-            wire.send(sent, meant.saturating_duration_since(epoch).as_micros(), &mut out);
+            let micros = meant.saturating_duration_since(epoch).as_micros();
+            wire.send(sent, u64::try_from(micros).unwrap_or(u64::MAX), &mut out);
             sent += 1;
         }
         if !out.is_empty() {

@@ -87,7 +87,7 @@ impl Redis {
         // `baatkaro-load` refuses a smaller size; the floor keeps the indexing below
         // in bounds whatever the caller.
         let mut body = vec![b'x'; size.max(PAYLOAD_MIN)];
-        write_stamp(&mut body[SENDER], place as u128);
+        write_stamp(&mut body[SENDER], place as u64);
         let mut head = Vec::new();
         resp::command(&mut head, &[b"PUBLISH", channel.as_bytes(), &body]);
         // Everything before the payload: the payload and its CRLF are written anew
@@ -152,9 +152,9 @@ impl Wire for Redis {
         &mut self.buf
     }
 
-    fn send(&mut self, k: usize, micros: u128, out: &mut BytesMut) {
+    fn send(&mut self, k: usize, micros: u64, out: &mut BytesMut) {
         write_stamp(&mut self.body[..STAMP_DIGITS], micros);
-        write_stamp(&mut self.body[NUMBER], k as u128);
+        write_stamp(&mut self.body[NUMBER], k as u64);
         out.extend_from_slice(&self.head);
         out.extend_from_slice(&self.body);
         out.extend_from_slice(b"\r\n");
@@ -290,7 +290,7 @@ mod tests {
         // What the server would deliver: messages 0, 2 and 1 of sender 0 (place 0
         // is this member, so no latency), a PUBLISH acknowledged by 2 subscribers,
         // and one message cut in two.
-        let message = |k: u128| {
+        let message = |k: u64| {
             let mut p = *b"00000000000000050000000000000000";
             write_stamp(&mut p[NUMBER], k);
             let mut m = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$32\r\n".to_vec();
