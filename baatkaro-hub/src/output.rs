@@ -95,16 +95,21 @@ pub enum Output {
 }
 
 /// A committed batch as routed to its connections: every connection's deliveries,
-/// one share after another, and the frames and results they name, in one
+/// one share after another, and the frames, results and lists they name, in one
 /// allocation of each that they all share (a vector per connection and a box per
 /// reply, allocated by the hub and freed by each connection, showed in every
-/// profile at load).
+/// profile at load). A delivery is plain data (it only names what it sends), so
+/// that dropping a batch's million deliveries costs nothing per delivery.
 #[derive(Debug, Default)]
 pub struct Routed {
     /// The batch's encoded events: [`Delivery::Frame`] names one by index.
     pub frames: Vec<Bytes>,
     /// The batch's final replies: [`Delivery::Reply`] names one by index.
     pub results: Vec<Result<OkReply, Failure>>,
+    /// The batch's list replies: [`Delivery::List`] names one by index.
+    pub lists: Vec<ListReply>,
+    /// The batch's goodbyes: [`Delivery::Close`] names one by index.
+    pub closes: Vec<Failure>,
     /// Every connection's deliveries, each connection's share in the batch's order.
     pub deliveries: Vec<Delivery>,
 }
@@ -124,11 +129,22 @@ impl Routed {
     pub fn result(&self, index: u32) -> Option<&Result<OkReply, Failure>> {
         self.results.get(index as usize)
     }
+
+    /// The list reply a [`Delivery::List`] names.
+    pub fn list(&self, index: u32) -> Option<&ListReply> {
+        self.lists.get(index as usize)
+    }
+
+    /// The goodbye a [`Delivery::Close`] names.
+    pub fn close(&self, index: u32) -> Option<&Failure> {
+        self.closes.get(index as usize)
+    }
 }
 
-/// One output for a connection. Small (24 bytes): a batch's share for one connection
-/// of a large group is mostly frames, one of these each.
-#[derive(Debug)]
+/// One output for a connection, naming what it sends in its [`Routed`] batch.
+/// Small (24 bytes) and plain: a batch's share for one connection of a large group
+/// is mostly frames, one of these each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// A final reply.
     Reply {
@@ -137,11 +153,13 @@ pub enum Delivery {
         /// Its answer: an index into the batch's [`Routed::results`].
         result: u32,
     },
-    /// The items of a list reply, then the reply.
-    List(Box<ListReply>),
+    /// The items of a list reply, then the reply: an index into the batch's
+    /// [`Routed::lists`].
+    List(u32),
     /// Say goodbye with this BYE and close, after what comes before it (a session
-    /// whose token was revoked hears the revocation's reply first).
-    Close(Box<Failure>),
+    /// whose token was revoked hears the revocation's reply first): an index into
+    /// the batch's [`Routed::closes`].
+    Close(u32),
     /// One of the batch's encoded events.
     Frame {
         /// Its index in the batch's frames.

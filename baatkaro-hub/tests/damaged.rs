@@ -93,7 +93,10 @@ fn drain(hub: &mut Hub) -> (usize, Vec<Result<OkReply, ErrorCode>>) {
                             let result = batch.result(*result).expect("a routed result");
                             replies.push(result.clone().map_err(|f| f.code));
                         }
-                        Delivery::List(l) => replies.push(l.result.clone().map_err(|f| f.code)),
+                        Delivery::List(l) => {
+                            let l = batch.list(*l).expect("a routed list");
+                            replies.push(l.result.clone().map_err(|f| f.code));
+                        }
                         Delivery::Frame { .. } | Delivery::Close(_) => {}
                     }
                 }

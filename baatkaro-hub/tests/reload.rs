@@ -102,7 +102,10 @@ fn drain(
                             let result = batch.result(*result).expect("a routed result");
                             replies.push(result.clone().map_err(|f| f.code));
                         }
-                        Delivery::List(l) => replies.push(l.result.clone().map_err(|f| f.code)),
+                        Delivery::List(l) => {
+                            let l = batch.list(*l).expect("a routed list");
+                            replies.push(l.result.clone().map_err(|f| f.code));
+                        }
                         Delivery::Frame { .. } | Delivery::Close(_) => {}
                     }
                 }

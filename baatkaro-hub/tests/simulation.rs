@@ -436,12 +436,15 @@ impl Sim {
                                 session.reply(*id, result.clone(), self.now)
                             }
                             Delivery::List(list) => {
+                                let list = batch.list(*list).expect("a routed list");
                                 for item in &list.items {
                                     session.item(list.id, item);
                                 }
                                 session.reply(list.id, list.result.clone(), self.now);
                             }
-                            Delivery::Close(failure) => session.close((**failure).clone()),
+                            Delivery::Close(failure) => {
+                                session.close(batch.close(*failure).expect("a goodbye").clone())
+                            }
                             Delivery::Frame { index, after } => {
                                 let bytes = batch.frame(*index).expect("a routed frame");
                                 match after {

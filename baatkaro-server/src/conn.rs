@@ -79,7 +79,7 @@ pub(crate) enum ToConn {
 fn cost(batch: &Routed, delivery: &Delivery) -> usize {
     match delivery {
         Delivery::Reply { .. } | Delivery::Close(_) => LINE_COST,
-        Delivery::List(list) => LINE_COST * (list.items.len() + 1),
+        Delivery::List(list) => LINE_COST * (batch.list(*list).map_or(0, |l| l.items.len()) + 1),
         Delivery::Frame { index, .. } => batch.frame(*index).map_or(0, Bytes::len),
     }
 }
@@ -391,13 +391,18 @@ impl Connection {
                             s.reply(*id, result.clone(), now);
                         }
                         Delivery::List(list) => {
-                            let ListReply { id, items, result } = &**list;
+                            let Some(ListReply { id, items, result }) = batch.list(*list) else {
+                                continue;
+                            };
                             for item in items {
                                 s.item(*id, item);
                             }
                             s.reply(*id, result.clone(), now);
                         }
-                        Delivery::Close(failure) => s.close((**failure).clone()),
+                        Delivery::Close(failure) => {
+                            let Some(failure) = batch.close(*failure) else { continue };
+                            s.close(failure.clone());
+                        }
                         Delivery::Frame { index, after } => {
                             let Some(bytes) = batch.frame(*index) else { continue };
                             match after {
@@ -631,8 +636,8 @@ mod tests {
         assert!(!task.is_finished(), "the connection lingers while the client is there");
         let batch = Arc::new(Routed {
             frames: vec![Bytes::from_static(b"* MSG\r\n")],
-            results: Vec::new(),
             deliveries: vec![Delivery::Frame { index: 0, after: None }],
+            ..Routed::default()
         });
         assert!(!handle.deliver(batch.clone(), 0..1, usize::MAX), "a delivery was taken");
         assert_eq!(Arc::strong_count(&batch), 1, "the connection holds the batch");

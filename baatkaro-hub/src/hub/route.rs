@@ -120,11 +120,10 @@ impl Hub {
         r.next.extend_from_slice(&r.starts);
         let mut routed = Routed {
             frames: Vec::with_capacity(outs.len()),
-            results: Vec::new(),
-            deliveries: Vec::with_capacity(total as usize),
+            // Placeholders, each overwritten once below: the counts are exact.
+            deliveries: vec![Delivery::Frame { index: 0, after: None }; total as usize],
+            ..Routed::default()
         };
-        // Placeholders, each overwritten once below: the counts are exact.
-        routed.deliveries.resize_with(total as usize, || Delivery::Frame { index: 0, after: None });
         for (out, route) in outs.iter_mut().zip(&r.routes) {
             let slots = &r.fan_slots[route.slots.start as usize..route.slots.end as usize];
             if let Out::Frame { bytes, cause, .. } = out {
@@ -162,12 +161,19 @@ impl Hub {
                     routed.results.push(std::mem::replace(result, void()));
                     Delivery::Reply { id: *id, result: index }
                 }
-                Out::List { id, items, result, .. } => Delivery::List(Box::new(ListReply {
-                    id: *id,
-                    items: std::mem::take(items),
-                    result: std::mem::replace(result, void()),
-                })),
-                Out::Close { failure, .. } => Delivery::Close(Box::new(failure.clone())),
+                Out::List { id, items, result, .. } => {
+                    let index = routed.lists.len() as u32;
+                    routed.lists.push(ListReply {
+                        id: *id,
+                        items: std::mem::take(items),
+                        result: std::mem::replace(result, void()),
+                    });
+                    Delivery::List(index)
+                }
+                Out::Close { failure, .. } => {
+                    routed.closes.push(failure.clone());
+                    Delivery::Close(routed.closes.len() as u32 - 1)
+                }
                 Out::Frame { .. } | Out::DropUpload(..) => continue,
             };
             let at = &mut r.next[slot as usize];
