@@ -284,6 +284,88 @@ mod tests {
         }
     }
 
+    /// A frame a connection's request caused goes to that connection after the
+    /// request's reply (SPEC.md 5.1): its copy, and only its copy, names the request
+    /// (`after`), whether the cause is the last connection given a reply or found by
+    /// its slot, whether its share starts first in the batch or later (the shares are
+    /// filled through a cursor each), and not at all when it is not among the
+    /// frame's readers. Every reply names its own result. (Fails if `after` is not
+    /// set, set on another connection's copy, or on a copy that is not the frame's.)
+    #[test]
+    fn a_caused_frame_follows_its_reply_on_the_causing_connection_only() {
+        use baatkaro_proto::session::RequestId;
+        let cfg = HubConfig::new(Limits::default());
+        let mut hub = Hub::new(cfg, Snapshot::default(), 1, 7, Box::new(Counting(0))).unwrap();
+        for conn in 1..=4 {
+            hub.handle_connected(conn, "127.0.0.1".parse().unwrap());
+        }
+        let all: Arc<[ConnId]> = Arc::from(vec![1, 2, 3]);
+        let frame = |to: &Arc<[ConnId]>, i: usize, cause: Option<(ConnId, u64)>| Out::Frame {
+            to: to.clone(),
+            bytes: Bytes::from(format!("f{i}")),
+            cause: cause.map(|(c, id)| (c, RequestId(id))),
+        };
+        // A reply's result carries its id, so that each is checked to be its own.
+        let reply = |conn: ConnId, id: u64| Out::Reply {
+            conn,
+            id: RequestId(id),
+            result: Err(Failure { code: ErrorCode::Internal, retry_after: Some(id), note: None }),
+        };
+        let mut outs = vec![
+            frame(&all, 0, None),
+            reply(2, 10),
+            // The cause is the last connection given a reply.
+            frame(&all, 1, Some((2, 10))),
+            reply(3, 11),
+            frame(&all, 2, None),
+            // The cause does not read the frame (its last delivery is another
+            // frame): nobody's copy waits.
+            frame(&Arc::from(vec![1, 2]), 3, Some((3, 11))),
+            reply(2, 12),
+            reply(3, 13),
+            // The cause is found by its slot (the last reply went to another).
+            frame(&all, 4, Some((2, 12))),
+            // The cause's share starts after every other's; one reader only.
+            reply(4, 14),
+            frame(&Arc::from(vec![4]), 5, Some((4, 14))),
+        ];
+        hub.deliver_all(&mut outs);
+        let mut got = std::collections::BTreeMap::new();
+        while let Some(out) = hub.outputs.pop_front() {
+            let Output::Deliver { conn, batch, share } = out else { continue };
+            let share: Vec<String> = batch
+                .share(&share)
+                .iter()
+                .map(|d| match d {
+                    Delivery::Frame { index, after } => {
+                        let bytes = batch.frame(*index).unwrap();
+                        let name = String::from_utf8(bytes.to_vec()).unwrap();
+                        match after {
+                            Some(id) => format!("{name}@{}", id.0),
+                            None => name,
+                        }
+                    }
+                    Delivery::Reply { id, result } => {
+                        let result = batch.result(*result).unwrap().as_ref().unwrap_err();
+                        assert_eq!(result.retry_after, Some(id.0), "another reply's result");
+                        format!("r{}", id.0)
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert!(got.insert(conn, share.join(" ")).is_none(), "two shares for {conn}");
+        }
+        let want = [
+            (1, "f0 f1 f2 f3 f4"),
+            (2, "f0 r10 f1@10 f2 f3 r12 f4@12"),
+            (3, "f0 f1 r11 f2 r13 f4"),
+            (4, "r14 f5@14"),
+        ];
+        let want: std::collections::BTreeMap<ConnId, String> =
+            want.into_iter().map(|(c, s)| (c, s.to_string())).collect();
+        assert_eq!(got, want);
+    }
+
     /// A batch of many frames, each to a list of its own (as when a group's
     /// sessions change between its messages), is routed whole, and the routing's
     /// scratch keeps no more than [`ROUTING_KEEP`] entries of it after (fails if
