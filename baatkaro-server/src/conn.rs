@@ -50,6 +50,7 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
 /// bounded number at a time (it holds the rest of a message while it is not
 /// accepting).
 const REQUESTS_PER_MESSAGE: usize = 256;
+const _: () = assert!(REQUESTS_PER_MESSAGE <= crate::hub::INBOX, "a message must fit the inbox");
 
 /// What one delivery is taken to cost in the backlog when it carries no frame bytes
 /// of its own (a reply, one item of a list): about a line.
@@ -139,6 +140,9 @@ impl Streaming {
 pub(crate) struct ConnCtx {
     /// The hub's inbox.
     pub(crate) hub: mpsc::Sender<HubMsg>,
+    /// Room for requests in the hub's inbox: a permit for each request sent, given
+    /// back as the hub takes it ([`crate::hub::INBOX`]).
+    pub(crate) queued: Arc<tokio::sync::Semaphore>,
     /// Where shared files are.
     pub(crate) disk: Arc<Disk>,
     /// How long a closing connection's last frames may take to leave, and its input
@@ -356,6 +360,26 @@ impl Connection {
 
     /// Sends the hub one message of requests; false if the hub is gone.
     async fn hand_to_hub(&mut self, requests: Vec<(RequestId, Command)>) -> bool {
+        // Room for the requests first: while the inbox holds as many as it may,
+        // what the hub sends this connection is still taken in.
+        let n = requests.len() as u32;
+        let tried = self.ctx.queued.try_acquire_many(n).map(tokio::sync::SemaphorePermit::forget);
+        match tried {
+            Ok(()) => {}
+            Err(tokio::sync::TryAcquireError::Closed) => return false,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let queued = self.ctx.queued.clone();
+                let permits = loop {
+                    tokio::select! {
+                        biased;
+                        permits = queued.acquire_many(n) => break permits,
+                        Some(msg) = self.inbox.recv() => self.apply(msg),
+                    }
+                };
+                let Ok(permits) = permits else { return false };
+                permits.forget();
+            }
+        }
         let msg = HubMsg::Requests { conn: self.id, requests };
         let msg = match self.ctx.hub.try_send(msg) {
             Ok(()) => return true,
@@ -614,7 +638,8 @@ mod tests {
         let (hub, mut hub_rx) = mpsc::channel(16);
         let (_stop, stopping) = tokio::sync::watch::channel(false);
         let linger = Duration::from_secs(600);
-        let ctx = ConnCtx { hub, disk: Arc::new(disk), linger, stopping };
+        let queued = Arc::new(tokio::sync::Semaphore::new(crate::hub::INBOX));
+        let ctx = ConnCtx { hub, queued, disk: Arc::new(disk), linger, stopping };
         let config = SessionConfig {
             software: Software::new("test/1").unwrap(),
             features: Features::new(Vec::new()).unwrap(),
@@ -643,5 +668,78 @@ mod tests {
         assert_eq!(Arc::strong_count(&batch), 1, "the connection holds the batch");
         drop(client);
         task.await.unwrap();
+    }
+
+    /// A connection takes a permit of the hub's inbox for each request it sends,
+    /// and sends no more once they run out until the hub gives some back: the
+    /// inbox holds a bounded number of requests however they are grouped (fails if
+    /// the permits are not taken).
+    #[tokio::test]
+    async fn requests_sent_to_the_hub_take_the_inbox_s_permits() {
+        use baatkaro_proto::session::{FrameBudget, SessionConfig};
+        use baatkaro_proto::{Features, Limits, Software};
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
+        let (hub, mut hub_rx) = mpsc::channel(16);
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let queued = Arc::new(tokio::sync::Semaphore::new(4));
+        let linger = Duration::from_secs(1);
+        let ctx = ConnCtx { hub, queued: queued.clone(), disk: Arc::new(disk), linger, stopping };
+        let config = SessionConfig {
+            software: Software::new("test/1").unwrap(),
+            features: Features::new(Vec::new()).unwrap(),
+            limits: Limits::default(),
+            frames: FrameBudget::default(),
+        };
+        let session = Session::new(config, clock::monotonic());
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
+        // The hub's end is kept: a connection whose hub is gone closes.
+        let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
+            panic!("no Connected")
+        };
+        // Logged in first (only then are requests pipelined to the hub).
+        client.write_all(b"h HELLO 1\r\nl LOGIN alice {12}\r\ncorrect-pass\r\n").await.unwrap();
+        let Some(HubMsg::Requests { requests, .. }) = hub_rx.recv().await else {
+            panic!("no LOGIN")
+        };
+        let [(id, Command::Login { user, .. })] = &requests[..] else { panic!("{requests:?}") };
+        assert_eq!(queued.available_permits(), 3);
+        queued.add_permits(1);
+        let batch = Arc::new(Routed {
+            results: vec![Ok(OkReply::Login { user: *user })],
+            deliveries: vec![Delivery::Reply { id: *id, result: 0 }],
+            ..Routed::default()
+        });
+        assert!(handle.deliver(batch, 0..1, usize::MAX));
+        let requests = |tags: &[&str]| {
+            let mut got = Vec::new();
+            for tag in tags {
+                got.extend_from_slice(format!("{tag} GROUPS\r\n").as_bytes());
+            }
+            got
+        };
+        client.write_all(&requests(&["a", "b", "c"])).await.unwrap();
+        let mut sent = 0;
+        while sent < 3 {
+            match hub_rx.recv().await {
+                Some(HubMsg::Requests { requests, .. }) => sent += requests.len(),
+                other => panic!("expected requests, got {other:?}"),
+            }
+        }
+        assert_eq!(queued.available_permits(), 1, "a permit for each request sent");
+        client.write_all(&requests(&["d", "e"])).await.unwrap();
+        // What the hub does as it takes the first three.
+        queued.add_permits(3);
+        while sent < 5 {
+            match hub_rx.recv().await {
+                Some(HubMsg::Requests { requests, .. }) => sent += requests.len(),
+                other => panic!("expected requests, got {other:?}"),
+            }
+        }
+        assert_eq!(queued.available_permits(), 2);
+        drop(client);
+        task.abort();
     }
 }

@@ -65,6 +65,13 @@ pub(crate) enum HubMsg {
     Shutdown,
 }
 
+/// How many messages the hub's inbox holds, and how many requests, however they
+/// are grouped into messages (connections take a permit of
+/// [`ConnCtx::queued`](crate::conn::ConnCtx) for each request they send, and the
+/// hub gives it back when it takes the request): a LOGIN, or the server's
+/// shutdown, waits behind at most this many requests.
+pub(crate) const INBOX: usize = 4096;
+
 /// How many messages (each request counted) the task takes in one turn before it
 /// lets the runtime run other tasks.
 const TURN: usize = 1024;
@@ -84,6 +91,9 @@ pub(crate) struct HubTask {
     conns: ConnMap<ConnHandle>,
     /// Requests taken from the inbox and not yet handed to the hub.
     held: Option<Held>,
+    /// The inbox's room for requests: a permit is given back for each request
+    /// taken.
+    queued: Arc<tokio::sync::Semaphore>,
     /// The running hash of each upload hashed as it arrives, shared with its jobs.
     hashes: HashMap<FileId, Arc<RunningHash>>,
     /// A connection's backlog bound: bytes sent it that it has not taken in.
@@ -130,12 +140,19 @@ impl HubTask {
             me,
             conns: ConnMap::default(),
             held: None,
+            queued: Arc::new(tokio::sync::Semaphore::new(INBOX)),
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
             store_gone: false,
             database,
             next_damage_report: None,
         }
+    }
+
+    /// The task, counting the requests in its inbox with `queued` (shared with
+    /// the connections that send them).
+    pub(crate) fn with_queued(self, queued: Arc<tokio::sync::Semaphore>) -> Self {
+        HubTask { queued, ..self }
     }
 
     /// Runs until the core is finished (shut down and every connection told), then
@@ -217,6 +234,7 @@ impl HubTask {
     /// it took.
     fn take_requests(&mut self, (conn, mut requests): Held, now: Millis) -> usize {
         let taken = self.hub.handle_requests(conn, &mut requests, now);
+        self.queued.add_permits(taken);
         if requests.len() > 0 {
             self.held = Some((conn, requests));
         }

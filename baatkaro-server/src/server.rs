@@ -67,6 +67,8 @@ pub struct Server {
     hub: HubTask,
     inbox: mpsc::Receiver<HubMsg>,
     hub_tx: mpsc::Sender<HubMsg>,
+    /// Room for requests in the hub's inbox (see [`crate::hub::INBOX`]).
+    queued: Arc<tokio::sync::Semaphore>,
     disk: Arc<Disk>,
     tls: Option<Tls>,
 }
@@ -149,7 +151,8 @@ impl Server {
         .await
         .map_err(|e| StartError::Other(e.to_string()))?
         .map_err(StoreError::Io)?;
-        let (hub_tx, inbox) = mpsc::channel(4096);
+        let (hub_tx, inbox) = mpsc::channel(crate::hub::INBOX);
+        let queued = Arc::new(tokio::sync::Semaphore::new(crate::hub::INBOX));
         let disk = Arc::new(disk);
         let core = HubConfig {
             limits: cfg.advertised(),
@@ -163,8 +166,9 @@ impl Server {
             .map_err(|e| StartError::Other(format!("the stored state is inconsistent: {e}")))?;
         let queue = cfg.limits.queue;
         let store = StoreLink { writer, done: done_rx, database: cfg.data_dir.join(DB_FILE) };
-        let hub = HubTask::new(hub, store, hasher, disk.clone(), hub_tx.downgrade(), queue);
-        Ok(Server { cfg, hub, inbox, hub_tx, disk, tls })
+        let hub = HubTask::new(hub, store, hasher, disk.clone(), hub_tx.downgrade(), queue)
+            .with_queued(queued.clone());
+        Ok(Server { cfg, hub, inbox, hub_tx, queued, disk, tls })
     }
 
     /// The fingerprint of the certificate the server presents, when it speaks
@@ -184,7 +188,7 @@ impl Server {
     /// WebSocket sessions on `listeners.web` (SPEC.md section 12), until
     /// `shutdown` completes; then stops as [`Server::run`] does.
     pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-        let Server { cfg, hub, inbox, hub_tx, disk, tls } = self;
+        let Server { cfg, hub, inbox, hub_tx, queued, disk, tls } = self;
         let Listeners { tcp: listener, web } = listeners;
         // The rule of SPEC.md 11.7 on the sockets actually served, which an
         // embedder may have bound elsewhere than `cfg.listen`.
@@ -224,6 +228,7 @@ impl Server {
         };
         let ctx = ConnCtx {
             hub: hub_tx.clone(),
+            queued,
             disk,
             linger: Duration::from_millis(cfg.linger_ms),
             stopping,

@@ -120,8 +120,9 @@ impl Hub {
         r.next.extend_from_slice(&r.starts);
         let mut routed = Routed {
             frames: Vec::with_capacity(outs.len()),
-            // Placeholders, each overwritten once below: the counts are exact.
-            deliveries: vec![Delivery::Frame { index: 0, after: None }; total as usize],
+            // Placeholders, each overwritten once below: the counts are exact (and
+            // one left by a slip would name no frame, and be skipped).
+            deliveries: vec![Delivery::Frame { index: u32::MAX, after: None }; total as usize],
             ..Routed::default()
         };
         for (out, route) in outs.iter_mut().zip(&r.routes) {
