@@ -373,7 +373,11 @@ impl Connection {
                     tokio::select! {
                         biased;
                         permits = queued.acquire_many(n) => break permits,
-                        Some(msg) = self.inbox.recv() => self.apply(msg),
+                        msg = self.inbox.recv() => match msg {
+                            Some(msg) => self.apply(msg),
+                            // The hub is gone (it gives no permit back now).
+                            None => return false,
+                        },
                     }
                 };
                 let Ok(permits) = permits else { return false };
@@ -676,43 +680,12 @@ mod tests {
     /// the permits are not taken).
     #[tokio::test]
     async fn requests_sent_to_the_hub_take_the_inbox_s_permits() {
-        use baatkaro_proto::session::{FrameBudget, SessionConfig};
-        use baatkaro_proto::{Features, Limits, Software};
-        let dir = tempfile::tempdir().unwrap();
-        let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
-        let (hub, mut hub_rx) = mpsc::channel(16);
-        let (_stop, stopping) = tokio::sync::watch::channel(false);
         let queued = Arc::new(tokio::sync::Semaphore::new(4));
-        let linger = Duration::from_secs(1);
-        let ctx = ConnCtx { hub, queued: queued.clone(), disk: Arc::new(disk), linger, stopping };
-        let config = SessionConfig {
-            software: Software::new("test/1").unwrap(),
-            features: Features::new(Vec::new()).unwrap(),
-            limits: Limits::default(),
-            frames: FrameBudget::default(),
-        };
-        let session = Session::new(config, clock::monotonic());
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
-        // The hub's end is kept: a connection whose hub is gone closes.
-        let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
-            panic!("no Connected")
-        };
-        // Logged in first (only then are requests pipelined to the hub).
-        client.write_all(b"h HELLO 1\r\nl LOGIN alice {12}\r\ncorrect-pass\r\n").await.unwrap();
-        let Some(HubMsg::Requests { requests, .. }) = hub_rx.recv().await else {
-            panic!("no LOGIN")
-        };
-        let [(id, Command::Login { user, .. })] = &requests[..] else { panic!("{requests:?}") };
+        // The hub's handle is kept: a connection whose hub is gone closes.
+        let LoggedIn { mut client, mut hub_rx, handle: _handle, task, _kept } =
+            logged_in(queued.clone()).await;
         assert_eq!(queued.available_permits(), 3);
         queued.add_permits(1);
-        let batch = Arc::new(Routed {
-            results: vec![Ok(OkReply::Login { user: *user })],
-            deliveries: vec![Delivery::Reply { id: *id, result: 0 }],
-            ..Routed::default()
-        });
-        assert!(handle.deliver(batch, 0..1, usize::MAX));
         let requests = |tags: &[&str]| {
             let mut got = Vec::new();
             for tag in tags {
@@ -741,5 +714,95 @@ mod tests {
         assert_eq!(queued.available_permits(), 2);
         drop(client);
         task.abort();
+    }
+
+    /// A connection logged in as alice, as the hub sees it.
+    struct LoggedIn {
+        /// The client's end.
+        client: tokio::io::DuplexStream,
+        /// The hub's inbox.
+        hub_rx: mpsc::Receiver<HubMsg>,
+        /// The hub's handle on the connection.
+        handle: ConnHandle,
+        /// The connection's task.
+        task: JoinHandle<()>,
+        /// Kept: the server is not stopping, and the connection's files are there.
+        _kept: (tokio::sync::watch::Sender<bool>, tempfile::TempDir),
+    }
+
+    /// A connection logged in as alice, its requests counted with `queued` (its
+    /// LOGIN takes a permit, not given back).
+    async fn logged_in(queued: Arc<tokio::sync::Semaphore>) -> LoggedIn {
+        use baatkaro_proto::session::{FrameBudget, SessionConfig};
+        use baatkaro_proto::{Features, Limits, Software};
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
+        let (hub, mut hub_rx) = mpsc::channel(16);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let linger = Duration::from_secs(1);
+        let ctx = ConnCtx { hub, queued, disk: Arc::new(disk), linger, stopping };
+        let config = SessionConfig {
+            software: Software::new("test/1").unwrap(),
+            features: Features::new(Vec::new()).unwrap(),
+            limits: Limits::default(),
+            frames: FrameBudget::default(),
+        };
+        let session = Session::new(config, clock::monotonic());
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
+        // The hub's end is kept: a connection whose hub is gone closes.
+        let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
+            panic!("no Connected")
+        };
+        // Logged in first (only then are requests pipelined to the hub).
+        client.write_all(b"h HELLO 1\r\nl LOGIN alice {12}\r\ncorrect-pass\r\n").await.unwrap();
+        let Some(HubMsg::Requests { requests, .. }) = hub_rx.recv().await else {
+            panic!("no LOGIN")
+        };
+        let [(id, Command::Login { user, .. })] = &requests[..] else { panic!("{requests:?}") };
+        let batch = Arc::new(Routed {
+            results: vec![Ok(OkReply::Login { user: *user })],
+            deliveries: vec![Delivery::Reply { id: *id, result: 0 }],
+            ..Routed::default()
+        });
+        assert!(handle.deliver(batch, 0..1, usize::MAX));
+        LoggedIn { client, hub_rx, handle, task, _kept: (stop, dir) }
+    }
+
+    /// Lets the other tasks run until `done` holds (a bounded number of turns).
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never: {what}");
+    }
+
+    /// A connection waiting for room in the hub's inbox when the hub goes (the
+    /// server stopping while its inbox was full, or the store thread gone) says
+    /// goodbye and closes; else its task never ends, and the server's shutdown
+    /// waits for it for ever (fails if the wait ignores the hub's going).
+    #[tokio::test]
+    async fn a_connection_waiting_for_the_inbox_closes_when_the_hub_goes() {
+        let queued = Arc::new(tokio::sync::Semaphore::new(1));
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
+            logged_in(queued.clone()).await;
+        // One permit of the two its message needs: it waits, holding that one.
+        queued.add_permits(1);
+        client.write_all(b"a GROUPS\r\nb GROUPS\r\n").await.unwrap();
+        until("the connection waits for permits", || queued.available_permits() == 0).await;
+        assert!(hub_rx.try_recv().is_err(), "nothing was sent to the hub");
+        // The hub's task ends: its inbox and its handles go.
+        drop((hub_rx, handle));
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut got));
+        assert!(read.await.is_ok(), "the connection never closed");
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.contains("BYE SHUTTING_DOWN"), "{got}");
+        drop(client);
+        task.await.unwrap();
     }
 }
