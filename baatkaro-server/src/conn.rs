@@ -368,11 +368,16 @@ impl Connection {
             Ok(()) => {}
             Err(tokio::sync::TryAcquireError::Closed) => return false,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // One wait throughout: started anew after each delivery, it would go
+                // to the back of the (first come, first served) line each time and
+                // hand on the permits it was given, and might never be done.
                 let queued = self.ctx.queued.clone();
+                let acquire = queued.acquire_many(n);
+                tokio::pin!(acquire);
                 let permits = loop {
                     tokio::select! {
                         biased;
-                        permits = queued.acquire_many(n) => break permits,
+                        permits = &mut acquire => break permits,
                         msg = self.inbox.recv() => match msg {
                             Some(msg) => self.apply(msg),
                             // The hub is gone (it gives no permit back now).
@@ -770,6 +775,11 @@ mod tests {
         LoggedIn { client, hub_rx, handle, task, _kept: (stop, dir) }
     }
 
+    /// Whether `f` is done when polled once now.
+    async fn ready<F: std::future::Future>(mut f: std::pin::Pin<&mut F>) -> bool {
+        std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
+    }
+
     /// Lets the other tasks run until `done` holds (a bounded number of turns).
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
         for _ in 0..10_000 {
@@ -804,5 +814,42 @@ mod tests {
         assert!(got.contains("BYE SHUTTING_DOWN"), "{got}");
         drop(client);
         task.await.unwrap();
+    }
+
+    /// A connection waiting for room in the hub's inbox keeps its place in the
+    /// line, and the permits it was given, while it applies what the hub sends it:
+    /// else each delivery (to a member of a busy group, every batch) sends it to the
+    /// back of the line and hands on what it had, and a message of many requests
+    /// may wait for ever behind smaller ones (fails if the wait starts anew after
+    /// each delivery).
+    #[tokio::test]
+    async fn a_connection_waiting_for_the_inbox_keeps_its_place_while_delivered_to() {
+        let queued = Arc::new(tokio::sync::Semaphore::new(1));
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
+            logged_in(queued.clone()).await;
+        queued.add_permits(1);
+        client.write_all(b"a GROUPS\r\nb GROUPS\r\n").await.unwrap();
+        until("the connection waits for permits", || queued.available_permits() == 0).await;
+        // Another wants one permit, after the connection.
+        let other = queued.acquire_many(1);
+        tokio::pin!(other);
+        assert!(!ready(other.as_mut()).await, "the connection is first in line");
+        let batch = Arc::new(Routed {
+            frames: vec![Bytes::from_static(b"* MSG\r\n")],
+            deliveries: vec![Delivery::Frame { index: 0, after: None }],
+            ..Routed::default()
+        });
+        assert!(handle.deliver(batch, 0..1, usize::MAX));
+        until("the delivery is applied", || handle.backlog.load(Ordering::Relaxed) == 0).await;
+        assert!(!ready(other.as_mut()).await, "the connection kept its place and its permit");
+        // One more is all it needs.
+        queued.add_permits(1);
+        match hub_rx.recv().await {
+            Some(HubMsg::Requests { requests, .. }) => assert_eq!(requests.len(), 2),
+            other => panic!("expected requests, got {other:?}"),
+        }
+        assert!(!ready(other.as_mut()).await);
+        drop(client);
+        task.abort();
     }
 }
