@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -215,6 +216,16 @@ struct Connection {
     unflushed: bool,
 }
 
+/// How handing requests to the hub went.
+enum Handed {
+    /// All of them were sent (or there were none).
+    All,
+    /// The hub is gone: the server is stopping.
+    HubGone,
+    /// The socket failed while the connection waited for room in the hub's inbox.
+    Broken,
+}
+
 /// Why the main loop ended.
 enum End {
     /// The session is over, or the peer stopped sending: write what is left, linger.
@@ -267,8 +278,10 @@ impl Connection {
         tokio::pin!(timer);
         let mut armed = None;
         loop {
-            if !self.pass_requests().await {
-                self.session.close(shutting_down());
+            match self.pass_requests(wr).await {
+                Handed::All => {}
+                Handed::HubGone => self.session.close(shutting_down()),
+                Handed::Broken => return End::Broken,
             }
             self.stream_downloads();
             if self.piece.is_none() {
@@ -330,9 +343,9 @@ impl Connection {
     }
 
     /// Hands the requests the session decoded to the hub, as few messages as
-    /// possible (up to [`REQUESTS_PER_MESSAGE`] each, in order); false if the hub is
-    /// gone.
-    async fn pass_requests(&mut self) -> bool {
+    /// possible (up to [`REQUESTS_PER_MESSAGE`] each, in order), writing to `wr`
+    /// while it waits for room.
+    async fn pass_requests<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> Handed {
         let mut requests = Vec::new();
         while let Some(event) = self.session.poll_event() {
             match event {
@@ -342,10 +355,11 @@ impl Connection {
                         requests.reserve_exact(waiting.min(REQUESTS_PER_MESSAGE));
                     }
                     requests.push((id, command));
-                    if requests.len() == REQUESTS_PER_MESSAGE
-                        && !self.hand_to_hub(std::mem::take(&mut requests)).await
-                    {
-                        return false;
+                    if requests.len() == REQUESTS_PER_MESSAGE {
+                        match self.hand_to_hub(std::mem::take(&mut requests), wr).await {
+                            Handed::All => {}
+                            stopped => return stopped,
+                        }
                     }
                 }
                 SessionEvent::LoggedIn { .. } => {}
@@ -355,18 +369,25 @@ impl Connection {
                 }
             }
         }
-        requests.is_empty() || self.hand_to_hub(requests).await
+        if requests.is_empty() {
+            return Handed::All;
+        }
+        self.hand_to_hub(requests, wr).await
     }
 
-    /// Sends the hub one message of requests; false if the hub is gone.
-    async fn hand_to_hub(&mut self, requests: Vec<(RequestId, Command)>) -> bool {
+    /// Sends the hub one message of requests.
+    async fn hand_to_hub<W: AsyncWrite + Unpin>(
+        &mut self,
+        requests: Vec<(RequestId, Command)>,
+        wr: &mut W,
+    ) -> Handed {
         // Room for the requests first: while the inbox holds as many as it may,
-        // what the hub sends this connection is still taken in.
+        // what the hub sends this connection is still taken in, and written.
         let n = requests.len() as u32;
         let tried = self.ctx.queued.try_acquire_many(n).map(tokio::sync::SemaphorePermit::forget);
         match tried {
             Ok(()) => {}
-            Err(tokio::sync::TryAcquireError::Closed) => return false,
+            Err(tokio::sync::TryAcquireError::Closed) => return Handed::HubGone,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 // One wait throughout: started anew after each delivery, it would go
                 // to the back of the (first come, first served) line each time and
@@ -374,40 +395,66 @@ impl Connection {
                 let queued = self.ctx.queued.clone();
                 let acquire = queued.acquire_many(n);
                 tokio::pin!(acquire);
-                let permits = loop {
-                    tokio::select! {
-                        biased;
-                        permits = &mut acquire => break permits,
-                        msg = self.inbox.recv() => match msg {
-                            Some(msg) => self.apply(msg),
-                            // The hub is gone (it gives no permit back now).
-                            None => return false,
-                        },
-                    }
-                };
-                let Ok(permits) = permits else { return false };
-                permits.forget();
+                match self.meanwhile(acquire, wr).await {
+                    Ok(Ok(permits)) => permits.forget(),
+                    Ok(Err(_)) => return Handed::HubGone,
+                    Err(stopped) => return stopped,
+                }
             }
         }
         let msg = HubMsg::Requests { conn: self.id, requests };
         let msg = match self.ctx.hub.try_send(msg) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Ok(()) => return Handed::All,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Handed::HubGone,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
         };
-        // While the hub's inbox is full, what the hub sends this connection is still
-        // taken in: else its backlog would grow as if the client did not read.
         let hub = self.ctx.hub.clone();
-        let permit = loop {
+        let reserve = hub.reserve();
+        tokio::pin!(reserve);
+        match self.meanwhile(reserve, wr).await {
+            Ok(Ok(permit)) => {
+                permit.send(msg);
+                Handed::All
+            }
+            Ok(Err(_)) => Handed::HubGone,
+            Err(stopped) => stopped,
+        }
+    }
+
+    /// Waits for `until` (room in the hub's inbox) while applying what the hub sends
+    /// and writing what the session has to send: else the connection's backlog, and
+    /// its session's queue, would grow as if the client did not read. Its output,
+    /// or why the wait ended without it.
+    async fn meanwhile<F, W>(
+        &mut self,
+        mut until: Pin<&mut F>,
+        wr: &mut W,
+    ) -> Result<F::Output, Handed>
+    where
+        F: Future,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            if self.piece.is_none() {
+                self.piece = self.session.poll_transmit();
+            }
+            let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
+            let unflushed = self.unflushed;
             tokio::select! {
                 biased;
-                permit = hub.reserve() => break permit,
-                Some(msg) = self.inbox.recv() => self.apply(msg),
+                done = until.as_mut() => return Ok(done),
+                msg = self.inbox.recv() => match msg {
+                    Some(msg) => self.apply(msg),
+                    // The hub is gone (it gives no room back now).
+                    None => return Err(Handed::HubGone),
+                },
+                written = send(&mut *wr, piece), if !piece.is_empty() || unflushed => match written {
+                    Err(_) | Ok(Sent::Bytes(0)) => return Err(Handed::Broken),
+                    Ok(Sent::Bytes(n)) => self.written(n),
+                    Ok(Sent::Flushed) => self.unflushed = false,
+                },
             }
-        };
-        let Ok(permit) = permit else { return false };
-        permit.send(msg);
-        true
+        }
     }
 
     /// Applies what the hub sent.
@@ -611,6 +658,8 @@ fn instant_of(at: Millis) -> tokio::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    use baatkaro_proto::Limits;
+
     use super::*;
 
     /// The size of what calling `f` returns.
@@ -688,7 +737,7 @@ mod tests {
         let queued = Arc::new(tokio::sync::Semaphore::new(4));
         // The hub's handle is kept: a connection whose hub is gone closes.
         let LoggedIn { mut client, mut hub_rx, handle: _handle, task, _kept } =
-            logged_in(queued.clone()).await;
+            logged_in(queued.clone(), Limits::default().queue).await;
         assert_eq!(queued.available_permits(), 3);
         queued.add_permits(1);
         let requests = |tags: &[&str]| {
@@ -736,10 +785,10 @@ mod tests {
     }
 
     /// A connection logged in as alice, its requests counted with `queued` (its
-    /// LOGIN takes a permit, not given back).
-    async fn logged_in(queued: Arc<tokio::sync::Semaphore>) -> LoggedIn {
+    /// LOGIN takes a permit, not given back), queueing at most `queue` bytes.
+    async fn logged_in(queued: Arc<tokio::sync::Semaphore>, queue: u64) -> LoggedIn {
         use baatkaro_proto::session::{FrameBudget, SessionConfig};
-        use baatkaro_proto::{Features, Limits, Software};
+        use baatkaro_proto::{Features, Software};
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
         let (hub, mut hub_rx) = mpsc::channel(16);
@@ -749,7 +798,7 @@ mod tests {
         let config = SessionConfig {
             software: Software::new("test/1").unwrap(),
             features: Features::new(Vec::new()).unwrap(),
-            limits: Limits::default(),
+            limits: Limits { queue, ..Limits::default() },
             frames: FrameBudget::default(),
         };
         let session = Session::new(config, clock::monotonic());
@@ -799,7 +848,7 @@ mod tests {
     async fn a_connection_waiting_for_the_inbox_closes_when_the_hub_goes() {
         let queued = Arc::new(tokio::sync::Semaphore::new(1));
         let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
-            logged_in(queued.clone()).await;
+            logged_in(queued.clone(), Limits::default().queue).await;
         // One permit of the two its message needs: it waits, holding that one.
         queued.add_permits(1);
         client.write_all(b"a GROUPS\r\nb GROUPS\r\n").await.unwrap();
@@ -826,7 +875,7 @@ mod tests {
     async fn a_connection_waiting_for_the_inbox_keeps_its_place_while_delivered_to() {
         let queued = Arc::new(tokio::sync::Semaphore::new(1));
         let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
-            logged_in(queued.clone()).await;
+            logged_in(queued.clone(), Limits::default().queue).await;
         queued.add_permits(1);
         client.write_all(b"a GROUPS\r\nb GROUPS\r\n").await.unwrap();
         until("the connection waits for permits", || queued.available_permits() == 0).await;
@@ -849,6 +898,50 @@ mod tests {
             other => panic!("expected requests, got {other:?}"),
         }
         assert!(!ready(other.as_mut()).await);
+        drop(client);
+        task.abort();
+    }
+
+    /// A connection waiting for room in the hub's inbox still writes what the hub
+    /// sends it: a client that reads all it is sent is not closed as a slow
+    /// consumer because the inbox was full for a while (fails if the wait writes
+    /// nothing: the client hears nothing, and its session closes itself once more
+    /// than its queue is held).
+    #[tokio::test]
+    async fn a_connection_waiting_for_the_inbox_still_writes() {
+        let queue = 16 * 1024;
+        let queued = Arc::new(tokio::sync::Semaphore::new(1));
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
+            logged_in(queued.clone(), queue).await;
+        queued.add_permits(1);
+        client.write_all(b"a GROUPS\r\nb GROUPS\r\n").await.unwrap();
+        until("the connection waits for permits", || queued.available_permits() == 0).await;
+        // Twice its queue in all, half of it at a time, each read before the next.
+        let mut got = Vec::new();
+        for i in 0..4 {
+            let frame = format!("* MSG {i} {}\r\n", "x".repeat(queue as usize / 2));
+            let batch = Arc::new(Routed {
+                frames: vec![Bytes::from(frame.clone())],
+                deliveries: vec![Delivery::Frame { index: 0, after: None }],
+                ..Routed::default()
+            });
+            assert!(handle.deliver(batch, 0..1, usize::MAX));
+            let read = tokio::time::timeout(Duration::from_secs(30), async {
+                while !got.ends_with(frame.as_bytes()) {
+                    let mut buf = [0u8; 4096];
+                    let n = client.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+            });
+            assert!(read.await.is_ok(), "frame {i} was never written");
+        }
+        assert!(!String::from_utf8_lossy(&got).contains("BYE"));
+        queued.add_permits(1);
+        match hub_rx.recv().await {
+            Some(HubMsg::Requests { requests, .. }) => assert_eq!(requests.len(), 2),
+            other => panic!("expected requests, got {other:?}"),
+        }
         drop(client);
         task.abort();
     }
