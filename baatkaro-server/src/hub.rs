@@ -69,7 +69,8 @@ pub(crate) enum HubMsg {
 /// are grouped into messages (connections take a permit of
 /// [`ConnCtx::queued`](crate::conn::ConnCtx) for each request they send, and the
 /// hub gives it back when it takes the request): a LOGIN, or the server's
-/// shutdown, waits behind at most this many requests.
+/// shutdown, waits behind at most this many requests in the inbox (and behind the
+/// connections already waiting for room, first come, first served).
 pub(crate) const INBOX: usize = 4096;
 
 /// How many messages (each request counted) the task takes in one turn before it
