@@ -689,28 +689,10 @@ mod tests {
     /// inbox is left open).
     #[tokio::test]
     async fn a_connection_that_stopped_refuses_deliveries_and_holds_none() {
-        use baatkaro_proto::session::{FrameBudget, SessionConfig};
-        use baatkaro_proto::{Features, Limits, Software};
-        let dir = tempfile::tempdir().unwrap();
-        let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
-        let (hub, mut hub_rx) = mpsc::channel(16);
-        let (_stop, stopping) = tokio::sync::watch::channel(false);
-        let linger = Duration::from_secs(600);
         let queued = Arc::new(tokio::sync::Semaphore::new(crate::hub::INBOX));
-        let ctx = ConnCtx { hub, queued, disk: Arc::new(disk), linger, stopping };
-        let config = SessionConfig {
-            software: Software::new("test/1").unwrap(),
-            features: Features::new(Vec::new()).unwrap(),
-            limits: Limits::default(),
-            frames: FrameBudget::default(),
-        };
-        let session = Session::new(config, clock::monotonic());
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let peer = "127.0.0.1:1".parse().unwrap();
-        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
-        let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
-            panic!("no Connected")
-        };
+        let linger = Duration::from_secs(600);
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
+            connected(queued, Limits::default().queue, linger).await;
         client.write_all(b"h HELLO 999\r\n").await.unwrap();
         match hub_rx.recv().await {
             Some(HubMsg::Disconnected { conn: 7 }) => {}
@@ -770,7 +752,7 @@ mod tests {
         task.abort();
     }
 
-    /// A connection logged in as alice, as the hub sees it.
+    /// A test's connection, as the hub sees it.
     struct LoggedIn {
         /// The client's end.
         client: tokio::io::DuplexStream,
@@ -784,16 +766,19 @@ mod tests {
         _kept: (tokio::sync::watch::Sender<bool>, tempfile::TempDir),
     }
 
-    /// A connection logged in as alice, its requests counted with `queued` (its
-    /// LOGIN takes a permit, not given back), queueing at most `queue` bytes.
-    async fn logged_in(queued: Arc<tokio::sync::Semaphore>, queue: u64) -> LoggedIn {
+    /// A connection that has said nothing yet, as the hub sees it: its requests
+    /// counted with `queued`, queueing at most `queue` bytes, lingering `linger`.
+    async fn connected(
+        queued: Arc<tokio::sync::Semaphore>,
+        queue: u64,
+        linger: Duration,
+    ) -> LoggedIn {
         use baatkaro_proto::session::{FrameBudget, SessionConfig};
         use baatkaro_proto::{Features, Software};
         let dir = tempfile::tempdir().unwrap();
         let disk = Disk::open(dir.path(), false, crate::space::Reserve::Bytes(0)).unwrap();
         let (hub, mut hub_rx) = mpsc::channel(16);
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let linger = Duration::from_secs(1);
         let ctx = ConnCtx { hub, queued, disk: Arc::new(disk), linger, stopping };
         let config = SessionConfig {
             software: Software::new("test/1").unwrap(),
@@ -802,13 +787,21 @@ mod tests {
             frames: FrameBudget::default(),
         };
         let session = Session::new(config, clock::monotonic());
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = "127.0.0.1:1".parse().unwrap();
         let task = tokio::spawn(serve(server, 7, peer, session, ctx));
         // The hub's end is kept: a connection whose hub is gone closes.
         let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
             panic!("no Connected")
         };
+        LoggedIn { client, hub_rx, handle, task, _kept: (stop, dir) }
+    }
+
+    /// A connection logged in as alice, its requests counted with `queued` (its
+    /// LOGIN takes a permit, not given back), queueing at most `queue` bytes.
+    async fn logged_in(queued: Arc<tokio::sync::Semaphore>, queue: u64) -> LoggedIn {
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
+            connected(queued, queue, Duration::from_secs(1)).await;
         // Logged in first (only then are requests pipelined to the hub).
         client.write_all(b"h HELLO 1\r\nl LOGIN alice {12}\r\ncorrect-pass\r\n").await.unwrap();
         let Some(HubMsg::Requests { requests, .. }) = hub_rx.recv().await else {
@@ -821,7 +814,7 @@ mod tests {
             ..Routed::default()
         });
         assert!(handle.deliver(batch, 0..1, usize::MAX));
-        LoggedIn { client, hub_rx, handle, task, _kept: (stop, dir) }
+        LoggedIn { client, hub_rx, handle, task, _kept }
     }
 
     /// Whether `f` is done when polled once now.
