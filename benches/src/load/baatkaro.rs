@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use baatkaro_proto::{
     Command, Conversation, Encode, Event, IdemKey, JoinRule, OkReply, Password, Peeked, Request,
-    ServerFrame, ServerFrameDecoder, StoredEvent, Tag, Text, UserName, Versions,
+    ServerFrame, StoredEvent, Tag, Text, UserName, Versions,
 };
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::check::{STAMP_DIGITS, Tally, write_stamp};
+use super::check::{STAMP_DIGITS, Tally, stamp_of, write_stamp};
+use super::frames::{Reader, Seen};
 use super::member::{Member, STALL, Wire};
 use super::process::{Owned, fail, rss_of};
 use super::run::Options;
@@ -68,26 +69,43 @@ fn hello_and_register(user: UserName) -> Vec<u8> {
 }
 
 /// Reads until the final reply with `tag`; fails on an error reply, or if nothing
-/// arrives for [`STALL`].
-async fn until_reply(s: &mut TcpStream, d: &mut ServerFrameDecoder, tag: &str) {
-    let mut buf = vec![0u8; 64 * 1024];
+/// arrives for [`STALL`]. Frames after it in the same read are read too (set-up
+/// sends nothing else that needs an answer).
+async fn until_reply(s: &mut TcpStream, r: &mut Reader, tag: &str) {
     loop {
-        while let Some(f) = d.next_frame() {
-            match f {
-                Ok(ServerFrame::Ok { tag: t, .. }) if t.as_str() == tag => return,
-                Ok(ServerFrame::Err { tag: t, failure }) if t.as_str() == tag => {
-                    fail(&format!("{tag}: {}", failure.code))
+        let mut replied = false;
+        let seen = r.drain(
+            b"",
+            |_, _| None,
+            |seen| match seen {
+                Seen::Frame(Ok(Peeked::Frame(ServerFrame::Ok { tag: t, .. })))
+                    if t.as_str() == tag =>
+                {
+                    replied = true;
+                    Ok(())
                 }
-                Ok(_) => {}
-                Err(e) => fail(&format!("bad frame: {e}")),
-            }
+                Seen::Frame(Ok(Peeked::Frame(ServerFrame::Err { tag: t, failure })))
+                    if t.as_str() == tag =>
+                {
+                    Err(format!("{tag}: {}", failure.code))
+                }
+                Seen::Frame(Err(e)) => Err(format!("bad frame: {e}")),
+                _ => Ok(()),
+            },
+        );
+        if let Err(why) = seen {
+            fail(&why);
         }
-        let n = match tokio::time::timeout(STALL, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        if replied {
+            return;
+        }
+        let into = r.buffer();
+        into.reserve(64 * 1024);
+        match tokio::time::timeout(STALL, s.read_buf(into)).await {
+            Ok(Ok(n)) if n > 0 => {}
             Ok(_) => fail("the server closed a connection during setup"),
             Err(_) => fail(&format!("{tag}: no reply for {}s", STALL.as_secs())),
-        };
-        d.push(&buf[..n]);
+        }
     }
 }
 
@@ -109,12 +127,14 @@ impl Senders {
     }
 }
 
-/// How a BaatKaro member speaks: SENDs with idempotency keys, MSG events read
-/// borrowed from the decoder's buffer.
+/// How a BaatKaro member speaks: SENDs with idempotency keys; MSG events matched
+/// in its own receive buffer against what it sent ([`frames`](super::frames)).
 pub struct BaatKaro {
-    d: ServerFrameDecoder,
+    reader: Reader,
     name: String,
     conv: Conversation,
+    /// `conv` as deliveries name it (`#group`, or `@peer` in a pair).
+    conv_bytes: Vec<u8>,
     tag: Tag,
     senders: Senders,
     /// Each text is this one with its time stamp written over the start.
@@ -122,9 +142,18 @@ pub struct BaatKaro {
     key: String,
 }
 
+impl BaatKaro {
+    /// Whether `text` is a text this run sends: a time stamp, then the body.
+    fn is_ours(body: &[u8], text: &[u8]) -> bool {
+        text.len() == body.len()
+            && text[STAMP_DIGITS..] == body[STAMP_DIGITS..]
+            && stamp_of(text).is_some()
+    }
+}
+
 impl Wire for BaatKaro {
     fn buffer(&mut self) -> &mut BytesMut {
-        self.d.buffer_mut()
+        self.reader.buffer()
     }
 
     fn send(&mut self, k: usize, micros: u64, out: &mut BytesMut) {
@@ -143,38 +172,48 @@ impl Wire for BaatKaro {
         tally: &mut Tally,
         latencies: &mut Histogram<u64>,
     ) -> Result<usize, String> {
-        let BaatKaro { d, senders, .. } = self;
+        let BaatKaro { reader, senders, body, conv_bytes, .. } = self;
         let mut acked = 0;
-        // Messages are read borrowed from the decoder's buffer (checked as fully as
-        // decoded ones, but not copied into frames): building a frame per delivery
-        // was most of the generator's time. Other frames are matched where the
-        // decoder returns them rather than bound first: a frame is a few hundred
-        // bytes, and binding it was a memcpy.
-        let mut delivered = |seq: u64, from: &[u8], text: &[u8]| {
-            tally.in_conversation_order(seq);
-            tally.delivered_at(senders.index_of(from), text, now, latencies);
+        // A message from a member with the text sent is matched in place; anything
+        // else (replies, and a message the matcher does not take, which then
+        // counts as a stranger's or fails the run for its text) is decoded.
+        let expected = |from: &[u8], text: &[u8]| {
+            let sender = senders.index_of(from)?;
+            Self::is_ours(body, text).then_some(sender)
         };
-        loop {
-            match d.next_peeked() {
-                None => return Ok(acked),
-                Some(Ok(Peeked::Msg(m))) => delivered(m.seq(), m.from_bytes(), m.text_bytes()),
-                // The decoder reads an unusual spelling of a message whole.
-                Some(Ok(Peeked::Frame(ServerFrame::Event(Event::Stored(
-                    StoredEvent::Message { seq, from, text, .. },
-                ))))) => delivered(seq, from.as_bytes(), text.as_bytes()),
-                Some(Ok(Peeked::Frame(ServerFrame::Ok {
-                    reply: OkReply::Send { .. }, ..
-                }))) => acked += 1,
-                Some(Ok(Peeked::Frame(ServerFrame::Err { failure, .. }))) => {
-                    return Err(failure.code.to_string());
-                }
-                Some(Ok(Peeked::Frame(ServerFrame::Event(Event::Bye(f))))) => {
-                    return Err(format!("BYE {}", f.code));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("bad frame: {e}")),
+        let mut delivered = |seq: u64, sender: Option<usize>, text: &[u8]| {
+            if !Self::is_ours(body, text) {
+                return Err(format!("a message's text is not one that was sent: {text:?}"));
             }
-        }
+            tally.in_conversation_order(seq);
+            tally.delivered_at(sender, text, now, latencies);
+            Ok(())
+        };
+        reader.drain(conv_bytes, expected, |seen| match seen {
+            Seen::Msg { seq, sender, text } => delivered(seq, Some(sender), text),
+            Seen::Frame(Ok(Peeked::Msg(m))) => {
+                delivered(m.seq(), senders.index_of(m.from_bytes()), m.text_bytes())
+            }
+            // The decoder reads an unusual spelling of a message whole.
+            Seen::Frame(Ok(Peeked::Frame(ServerFrame::Event(Event::Stored(
+                StoredEvent::Message { seq, from, text, .. },
+            ))))) => delivered(seq, senders.index_of(from.as_bytes()), text.as_bytes()),
+            Seen::Frame(Ok(Peeked::Frame(ServerFrame::Ok {
+                reply: OkReply::Send { .. }, ..
+            }))) => {
+                acked += 1;
+                Ok(())
+            }
+            Seen::Frame(Ok(Peeked::Frame(ServerFrame::Err { failure, .. }))) => {
+                Err(failure.code.to_string())
+            }
+            Seen::Frame(Ok(Peeked::Frame(ServerFrame::Event(Event::Bye(f))))) => {
+                Err(format!("BYE {}", f.code))
+            }
+            Seen::Frame(Ok(_)) => Ok(()),
+            Seen::Frame(Err(e)) => Err(format!("bad frame: {e}")),
+        })?;
+        Ok(acked)
     }
 }
 
@@ -195,7 +234,7 @@ pub async fn members(addr: &str, a: &Options) -> Vec<Member<BaatKaro>> {
             let mut s =
                 TcpStream::connect(addr).await.unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
             let _ = s.set_nodelay(true);
-            let mut d = ServerFrameDecoder::new(1 << 24);
+            let mut reader = Reader::new(1 << 24);
             let mut hello = hello_and_register(names[i]);
             // A pair needs no group: each writes to the other.
             let (conv, last) = if a.private {
@@ -212,16 +251,17 @@ pub async fn members(addr: &str, a: &Options) -> Vec<Member<BaatKaro>> {
             if s.write_all(&hello).await.is_err() {
                 fail("setup write failed");
             }
-            until_reply(&mut s, &mut d, last).await;
+            until_reply(&mut s, &mut reader, last).await;
             // A pair is two neighbours, 2k and 2k + 1, and both see all of its
             // conversation, their own messages included.
             let expected = if a.private { (i & !1)..(i & !1) + 2 } else { 0..a.members };
             let tally = Tally::new(a.members, expected, Some(i), a.messages);
             let senders = Senders { names: names.clone() };
             let wire = BaatKaro {
-                d,
+                reader,
                 name: name.clone(),
                 conv,
+                conv_bytes: conv.to_string().into_bytes(),
                 tag,
                 senders,
                 body: vec![b'x'; a.size.max(STAMP_DIGITS)],
@@ -243,12 +283,12 @@ pub async fn idle_run(addr: &str, k: usize, pid: Option<u32>, json: bool) {
     for i in 0..k {
         let mut s =
             TcpStream::connect(addr).await.unwrap_or_else(|e| fail(&format!("{addr}: {e}")));
-        let mut d = ServerFrameDecoder::new(1 << 20);
+        let mut reader = Reader::new(1 << 20);
         let user = format!("i{run}-{i}").parse().unwrap_or_else(|_| fail("bad user name"));
         if s.write_all(&hello_and_register(user)).await.is_err() {
             fail("setup write failed");
         }
-        until_reply(&mut s, &mut d, "r").await;
+        until_reply(&mut s, &mut reader, "r").await;
         conns.push(s);
     }
     let after = rss();

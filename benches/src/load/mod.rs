@@ -1,12 +1,14 @@
 //! The load generator `baatkaro-load` (`src/bin/load.rs`), in parts: a run's
 //! shape and the shared runner ([`run`]), one member's send-and-read loop
-//! ([`member`]), the checks of what it receives ([`check`]), the report
+//! ([`member`]), the checks of what it receives ([`check`]), a BaatKaro member's
+//! receive side, which matches expected messages in place ([`frames`]), the report
 //! ([`report`]), the server process seen from /proc ([`process`]), and the two
 //! targets it can measure: BaatKaro ([`baatkaro`]) and Redis pub/sub ([`redis`],
 //! read with the small RESP3 reader [`resp`]).
 
 pub mod baatkaro;
 pub mod check;
+pub mod frames;
 pub mod member;
 pub mod process;
 pub mod redis;
