@@ -230,6 +230,37 @@ fn only_the_oldest_unanswered_request_is_next() {
     assert!(s.is_next(second));
 }
 
+/// A shell takes a read's requests as one vector, at most `max` at a time, and in
+/// the order the session made them with its other events: requests made before a
+/// close come out before it, whichever way they are taken.
+#[test]
+fn requests_are_taken_together_in_order_with_the_other_events() {
+    let mut s = logged_in(config(16));
+    s.handle_input(b"a GROUPS\r\nb ONLINE\r\nc GROUPS\r\n", 1);
+    let ids = |r: Vec<(RequestId, baatkaro_proto::Command)>| {
+        r.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+    };
+    let first = ids(s.take_requests(2));
+    let second = ids(s.take_requests(2));
+    assert_eq!((first.len(), second.len()), (2, 1));
+    assert!(first[0] < first[1] && first[1] < second[0], "{first:?} {second:?}");
+    assert!(s.take_requests(2).is_empty() && s.poll_event().is_none());
+
+    // Two requests, then a payload not ended by CRLF: fatal, the session closes.
+    s.handle_input(b"d GROUPS\r\ne ONLINE\r\nf SEND #g k {2}\r\nabXY", 2);
+    assert!(s.take_requests(256).is_empty(), "the close was made after them: they come first");
+    let (_, events) = drain(&mut s);
+    let [
+        SessionEvent::Request { id: d, .. },
+        SessionEvent::Request { id: e, .. },
+        SessionEvent::Closed { reason: Some(ErrorCode::BadPayloadEnd) },
+    ] = events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert!(second[0] < d && d < e);
+}
+
 fn bye_code(frames: &[ServerFrame]) -> Option<ErrorCode> {
     match frames.last() {
         Some(ServerFrame::Event(baatkaro_proto::Event::Bye(f))) => Some(f.code),

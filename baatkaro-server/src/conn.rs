@@ -346,33 +346,32 @@ impl Connection {
     /// possible (up to [`REQUESTS_PER_MESSAGE`] each, in order), writing to `wr`
     /// while it waits for room.
     async fn pass_requests<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> Handed {
-        let mut requests = Vec::new();
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                SessionEvent::Request { id, command } => {
-                    if requests.capacity() == 0 {
-                        let waiting = self.session.events_waiting() + 1;
-                        requests.reserve_exact(waiting.min(REQUESTS_PER_MESSAGE));
-                    }
-                    requests.push((id, command));
-                    if requests.len() == REQUESTS_PER_MESSAGE {
-                        match self.hand_to_hub(std::mem::take(&mut requests), wr).await {
-                            Handed::All => {}
-                            stopped => return stopped,
-                        }
+        loop {
+            // Requests taken as the session queued them, in one vector: none moved.
+            let requests = self.session.take_requests(REQUESTS_PER_MESSAGE);
+            if !requests.is_empty() {
+                match self.hand_to_hub(requests, wr).await {
+                    Handed::All => continue,
+                    stopped => return stopped,
+                }
+            }
+            match self.session.poll_event() {
+                None => return Handed::All,
+                // A request queued before another event (rare: a close or a login
+                // made while requests waited) comes out one at a time.
+                Some(SessionEvent::Request { id, command }) => {
+                    match self.hand_to_hub(vec![(id, command)], wr).await {
+                        Handed::All => {}
+                        stopped => return stopped,
                     }
                 }
-                SessionEvent::LoggedIn { .. } => {}
-                SessionEvent::Closed { reason } => {
+                Some(SessionEvent::LoggedIn { .. }) => {}
+                Some(SessionEvent::Closed { reason }) => {
                     tracing::debug!(?reason, "session closed");
                     self.closed_by = reason;
                 }
             }
         }
-        if requests.is_empty() {
-            return Handed::All;
-        }
-        self.hand_to_hub(requests, wr).await
     }
 
     /// Sends the hub one message of requests.
