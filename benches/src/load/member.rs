@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::check::{Seen, Tally};
 use super::process::fail;
@@ -47,7 +48,7 @@ pub struct Member<W> {
 }
 
 /// When a member sends in open-loop mode: every `period` from `first`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Schedule {
     /// When its first message is meant to go.
     pub first: Instant,
@@ -57,7 +58,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// When message `k` is meant to go.
-    fn at(&self, k: usize) -> Instant {
+    pub fn at(&self, k: usize) -> Instant {
         self.first + self.period.mul_f64(k as f64)
     }
 }
@@ -80,6 +81,10 @@ pub struct Shared {
     pub progress: Arc<AtomicU64>,
     /// Latency of every delivery of another member's message, in µs.
     pub latencies: Arc<Mutex<Histogram<u64>>>,
+    /// Open loop: how late each message was written against its schedule, in µs.
+    /// Its latency counts from the schedule, so this part of it is the generator's
+    /// own (its timer wakes members on whole milliseconds), not the target's.
+    pub lateness: Arc<Mutex<Histogram<u64>>>,
 }
 
 /// How long a member waits for anything from the server (less up to a second)
@@ -98,6 +103,7 @@ pub async fn run_member<W: Wire>(
     member: Member<W>,
     plan: Plan,
     schedule: Option<Schedule>,
+    pace: Option<Arc<Notify>>,
     shared: Shared,
 ) -> Seen {
     let Member { name, mut stream, mut wire, mut tally } = member;
@@ -106,6 +112,8 @@ pub async fn run_member<W: Wire>(
     let expected = tally.expected_deliveries();
     let (mut sent, mut acked) = (0usize, 0usize);
     let mut out = BytesMut::new();
+    // Open loop: when each message in `out` was meant to go.
+    let mut scheduled = Vec::new();
     // One timer for the whole run, pushed back at most once a second: arming a
     // fresh one for every read was a timer insertion and removal per read.
     let stall = tokio::time::sleep(STALL);
@@ -128,6 +136,9 @@ pub async fn run_member<W: Wire>(
             let meant = schedule.map_or_else(Instant::now, |sch| sch.at(sent));
             let micros = meant.saturating_duration_since(epoch).as_micros();
             wire.send(sent, u64::try_from(micros).unwrap_or(u64::MAX), &mut out);
+            if schedule.is_some() {
+                scheduled.push(meant);
+            }
             sent += 1;
         }
         if !out.is_empty() {
@@ -136,6 +147,14 @@ pub async fn run_member<W: Wire>(
                 fail(&format!("{name}: a connection broke"));
             }
             out.clear();
+            if !scheduled.is_empty() {
+                let written = Instant::now();
+                let mut late = shared.lateness.lock().unwrap_or_else(|e| e.into_inner());
+                for meant in scheduled.drain(..) {
+                    let _ =
+                        late.record(written.saturating_duration_since(meant).as_micros() as u64);
+                }
+            }
         }
         if tally.seen().delivered >= expected && acked >= messages {
             break;
@@ -148,10 +167,12 @@ pub async fn run_member<W: Wire>(
                 into.reserve(READ);
                 rd.read_buf(into).await
             } => n.unwrap_or(0),
+            // The pacer's wake-up when there is one (see pacer.rs), else the timer.
             () = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+                match (next, &pace) {
+                    (Some(_), Some(pace)) => pace.notified().await,
+                    (Some(at), None) => tokio::time::sleep_until(at.into()).await,
+                    (None, _) => std::future::pending().await,
                 }
             } => continue,
             // A delivery that never comes must end the run as a loss, not hang it.

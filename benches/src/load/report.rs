@@ -28,15 +28,20 @@ pub fn print(target: &str, a: &Options, o: &Outcome) -> bool {
         generator_cpu.filter(|_| delivered > 0).map(|c| c / 100.0 * secs * 1e9 / delivered as f64);
     let capacity = ns_per_delivery.filter(|ns| *ns > 0.0).map(|ns| 1e9 / ns);
     let or_null = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    // Open loop only: how late the generator itself wrote messages.
+    let late =
+        |p: f64| (!o.lateness.is_empty()).then(|| o.lateness.value_at_quantile(p).to_string());
     if a.json {
         println!(
-            "{{\"target\":\"{target}\",\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"server_rss_quarters\":{},\"generator_cpu_pct\":{},\"generator_ns_per_delivery\":{},\"generator_capacity_per_sec\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
+            "{{\"target\":\"{target}\",\"deliveries_per_sec\":{:.0},\"sent_per_sec\":{:.0},\"lost\":{lost},\"duplicated\":{duplicated},\"reordered\":{reordered},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"send_late_p50_us\":{},\"send_late_p99_us\":{},\"server_cpu_s\":{},\"server_rss_bytes\":{},\"server_rss_quarters\":{},\"generator_cpu_pct\":{},\"generator_ns_per_delivery\":{},\"generator_capacity_per_sec\":{},\"lower_bound\":{lower_bound},\"delivered\":{delivered},\"bytes\":{bytes},\"seconds\":{secs:.3}}}",
             delivered as f64 / secs,
             sent / secs,
             q(0.5),
             q(0.99),
             q(0.999),
             hist.max(),
+            or_null(late(0.5)),
+            or_null(late(0.99)),
             or_null(cpu.map(|c| format!("{c:.2}"))),
             or_null(rss.map(|r| r.to_string())),
             or_null(o.rss_quarters.map(|q| format!("[{},{},{},{}]", q[0], q[1], q[2], q[3]))),
@@ -65,6 +70,12 @@ pub fn print(target: &str, a: &Options, o: &Outcome) -> bool {
             q(0.999),
             hist.max()
         );
+        if let (Some(p50), Some(p99)) = (late(0.5), late(0.99)) {
+            println!(
+                "send late   p50 {p50} us, p99 {p99} us: the generator's own delay in writing \
+                 messages against their schedule, part of each latency above"
+            );
+        }
         println!("wire        {:.1} MB", bytes as f64 / 1e6);
         if let (Some(c), Some(r)) = (cpu, rss) {
             println!("server      {c:.2} s CPU during the run, peak RSS {} MiB", r >> 20);

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use tokio::sync::Notify;
 
 use super::check::Seen;
 use super::member::{Member, Plan, Schedule, Shared, Wire, run_member, show_progress};
+use super::pacer::Pacer;
 use super::process::{fail, own_cpu, quarters, sample_rss, usage_of};
 
 /// The run's shape, from the command line.
@@ -57,6 +59,9 @@ pub struct Outcome {
     pub seen: Vec<Seen>,
     /// Latencies of deliveries of other members' messages, in µs.
     pub latencies: Histogram<u64>,
+    /// Open loop: how late the generator wrote each message against its schedule,
+    /// in µs (part of every latency above).
+    pub lateness: Histogram<u64>,
     /// From the first send to the last member's end.
     pub elapsed: Duration,
     /// The generator's CPU over the run, in per cent of one core.
@@ -88,19 +93,30 @@ pub async fn drive<W: Wire + Send + 'static>(
         tokio::spawn(show_progress(progress.clone(), done.clone(), expected));
     }
     let hist = Histogram::new(3).unwrap_or_else(|e| fail(&e.to_string()));
-    let shared = Shared { progress, latencies: Arc::new(Mutex::new(hist)) };
+    let lateness = Histogram::new(3).unwrap_or_else(|e| fail(&e.to_string()));
+    let shared = Shared {
+        progress,
+        latencies: Arc::new(Mutex::new(hist)),
+        lateness: Arc::new(Mutex::new(lateness)),
+    };
     let rss_samples = server_pid.map(|pid| tokio::spawn(sample_rss(pid, done.clone())));
     let plan = Plan { messages: opts.messages, window: opts.window, epoch };
+    // Open loop: the aggregate rate, members evenly staggered, woken by the pacer.
+    let schedules: Option<Vec<Schedule>> = opts.rate.map(|rate| {
+        let period = Duration::from_secs_f64(everyone as f64 / rate as f64);
+        (0..everyone)
+            .map(|i| Schedule { first: start + period.mul_f64(i as f64 / everyone as f64), period })
+            .collect()
+    });
+    let wakes: Vec<Arc<Notify>> = (0..everyone).map(|_| Arc::new(Notify::new())).collect();
+    let pacer = schedules.clone().map(|s| Pacer::start(s, opts.messages, wakes.clone()));
     let tasks: Vec<_> = members
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
-            // Open loop: the aggregate rate, members evenly staggered.
-            let schedule = opts.rate.map(|rate| {
-                let period = Duration::from_secs_f64(everyone as f64 / rate as f64);
-                Schedule { first: start + period.mul_f64(i as f64 / everyone as f64), period }
-            });
-            tokio::spawn(run_member(m, plan, schedule, shared.clone()))
+            let schedule = schedules.as_ref().map(|s| s[i]);
+            let pace = pacer.as_ref().map(|_| wakes[i].clone());
+            tokio::spawn(run_member(m, plan, schedule, pace, shared.clone()))
         })
         .collect();
     let mut seen = Vec::with_capacity(tasks.len());
@@ -108,6 +124,7 @@ pub async fn drive<W: Wire + Send + 'static>(
         seen.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
     }
     done.store(true, Ordering::Relaxed);
+    drop(pacer);
     let elapsed = start.elapsed();
     let server = server_pid
         .and_then(usage_of)
@@ -117,13 +134,17 @@ pub async fn drive<W: Wire + Send + 'static>(
         None => Vec::new(),
     };
     let cpu = own_cpu().zip(cpu_at_start).map(|(end, start)| end - start);
-    let latencies = std::mem::replace(
-        &mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()),
-        Histogram::new(1).unwrap_or_else(|e| fail(&e.to_string())),
-    );
+    let take = |h: &Mutex<Histogram<u64>>| {
+        std::mem::replace(
+            &mut *h.lock().unwrap_or_else(|e| e.into_inner()),
+            Histogram::new(1).unwrap_or_else(|e| fail(&e.to_string())),
+        )
+    };
+    let (latencies, lateness) = (take(&shared.latencies), take(&shared.lateness));
     Outcome {
         seen,
         latencies,
+        lateness,
         elapsed,
         generator_cpu: cpu.map(|c| 100.0 * c / elapsed.as_secs_f64()),
         server,
