@@ -36,8 +36,10 @@ pub enum Front<'a> {
     Odd,
 }
 
-/// How the frame at the front of `buf` is cut.
-pub fn front(buf: &[u8]) -> Front<'_> {
+/// How the frame at the front of `buf` is cut, for a reader that refuses payloads
+/// over `max_payload` bytes (a frame declaring one is [`Front::Odd`], for the
+/// decoder to refuse from its header, as it would alone, rather than waited for).
+pub fn front(buf: &[u8], max_payload: u64) -> Front<'_> {
     let Some(lf) = memchr::memchr(b'\n', buf) else {
         return if buf.len() > LINE_MAX { Front::Odd } else { Front::Partial };
     };
@@ -47,8 +49,8 @@ pub fn front(buf: &[u8]) -> Front<'_> {
     let line = &buf[..lf - 1];
     let payload_len = match marker(line) {
         Marker::None => return Front::Whole { len: lf + 1, line, payload: None },
-        Marker::Len(n) => n,
-        Marker::Odd => return Front::Odd,
+        Marker::Len(n) if u64::try_from(n).is_ok_and(|n| n <= max_payload) => n,
+        Marker::Len(_) | Marker::Odd => return Front::Odd,
     };
     let start = lf + 1;
     let Some(end) = start.checked_add(payload_len) else { return Front::Odd };
@@ -192,12 +194,19 @@ pub enum Seen<'a> {
 /// keep part of a frame (it cut the stream differently, or the framing was odd),
 /// every byte after goes to it too until it holds none, so the order of frames is
 /// the stream's either way. The decoder is then in charge until a read ends on a
-/// frame's end: only after a protocol error, which ends a run anyway.
+/// frame's end, and for good once it returned an error (which ends a run anyway):
+/// it may then be skipping bytes it does not hold yet.
 pub struct Reader {
     raw: BytesMut,
     decoder: ServerFrameDecoder,
+    /// The payload limit, `decoder`'s too.
+    max_payload: u64,
     /// The decoder holds part of a frame: reads go into its buffer until it is empty.
     in_decoder: bool,
+    /// The decoder returned an error: it stays in charge for good. After one it may
+    /// be skipping what a bad line declared, or the rest of a long line, holding no
+    /// byte meanwhile; what it skips is no frame, and must not be read as one.
+    erred: bool,
 }
 
 impl Reader {
@@ -207,7 +216,9 @@ impl Reader {
         Reader {
             raw: BytesMut::with_capacity(64 * 1024),
             decoder: ServerFrameDecoder::new(max_payload),
+            max_payload,
             in_decoder: false,
+            erred: false,
         }
     }
 
@@ -229,16 +240,17 @@ impl Reader {
         loop {
             if self.in_decoder {
                 while let Some(item) = self.decoder.next_peeked() {
+                    self.erred |= item.is_err();
                     each(Seen::Frame(item))?;
                 }
-                // A decoder that failed stays in charge: the stream ends there.
-                if self.decoder.buffered() == 0 && !self.decoder.is_failed() {
+                // A decoder that failed, or erred, stays in charge.
+                if self.decoder.buffered() == 0 && !self.decoder.is_failed() && !self.erred {
                     self.in_decoder = false;
                 }
                 // Reads went into the decoder: nothing is waiting in `raw`.
                 return Ok(());
             }
-            match front(&self.raw) {
+            match front(&self.raw, self.max_payload) {
                 Front::Partial => return Ok(()),
                 Front::Whole { len, line, payload } => {
                     if let Some(m) = msg(line, payload, conv)
@@ -251,9 +263,10 @@ impl Reader {
                     self.decoder.push(&self.raw[..len]);
                     self.raw.advance(len);
                     while let Some(item) = self.decoder.next_peeked() {
+                        self.erred |= item.is_err();
                         each(Seen::Frame(item))?;
                     }
-                    if self.decoder.buffered() > 0 || self.decoder.is_failed() {
+                    if self.decoder.buffered() > 0 || self.decoder.is_failed() || self.erred {
                         self.hand_over();
                     }
                 }
@@ -292,7 +305,9 @@ mod tests {
     #[test]
     fn a_message_as_the_server_encodes_it_is_cut_and_matched() {
         let bytes = msg_frame("#room", 42, "alice", "hello there");
-        let Front::Whole { len, line, payload } = front(&bytes) else { panic!("not whole") };
+        let Front::Whole { len, line, payload } = front(&bytes, 1 << 16) else {
+            panic!("not whole")
+        };
         assert_eq!(len, bytes.len());
         let m = msg(line, payload, b"#room").expect("a message");
         assert_eq!(m, Msg { seq: 42, from: b"alice", text: b"hello there" });
@@ -305,14 +320,16 @@ mod tests {
     fn a_frame_not_all_arrived_is_partial_at_every_cut() {
         let bytes = msg_frame("#room", 7, "bob", "some text");
         for cut in 0..bytes.len() {
-            assert_eq!(front(&bytes[..cut]), Front::Partial, "cut at {cut}");
+            assert_eq!(front(&bytes[..cut], 1 << 16), Front::Partial, "cut at {cut}");
         }
     }
 
     #[test]
     fn replies_are_whole_frames_but_not_messages() {
         let reply = b"s1 OK SEND #rust 43 1764072500000\r\nnext";
-        let Front::Whole { len, line, payload } = front(reply) else { panic!("not whole") };
+        let Front::Whole { len, line, payload } = front(reply, 1 << 16) else {
+            panic!("not whole")
+        };
         assert_eq!(len, reply.len() - 4);
         assert_eq!(payload, None);
         assert_eq!(msg(line, payload, b"#rust"), None);
@@ -320,13 +337,16 @@ mod tests {
 
     #[test]
     fn odd_framing_goes_to_the_decoder() {
-        assert_eq!(front(b"* MSG #a 1 2 b {3}\nabc\r\n"), Front::Odd);
-        assert_eq!(front(b"\n"), Front::Odd);
-        assert_eq!(front(b"* MSG #a 1 2 b {x}\r\nabc\r\n"), Front::Odd);
-        assert_eq!(front(b"* MSG #a 1 2 b{3}\r\nabc\r\n"), Front::Odd);
-        assert_eq!(front(b"* MSG #a 1 2 b {3}\r\nabcXY"), Front::Odd);
-        assert_eq!(front(&vec![b'a'; LINE_MAX + 1]), Front::Odd);
-        assert_eq!(front(&vec![b'a'; LINE_MAX]), Front::Partial);
+        assert_eq!(front(b"* MSG #a 1 2 b {3}\nabc\r\n", 1 << 16), Front::Odd);
+        assert_eq!(front(b"\n", 1 << 16), Front::Odd);
+        assert_eq!(front(b"* MSG #a 1 2 b {x}\r\nabc\r\n", 1 << 16), Front::Odd);
+        assert_eq!(front(b"* MSG #a 1 2 b{3}\r\nabc\r\n", 1 << 16), Front::Odd);
+        assert_eq!(front(b"* MSG #a 1 2 b {3}\r\nabcXY", 1 << 16), Front::Odd);
+        assert_eq!(front(&vec![b'a'; LINE_MAX + 1], 1 << 16), Front::Odd);
+        assert_eq!(front(&vec![b'a'; LINE_MAX], 1 << 16), Front::Partial);
+        // Over the payload limit: the decoder's, from the header on.
+        assert_eq!(front(b"* MSG #a 1 2 b {3}\r\nabc\r\n", 2), Front::Odd);
+        assert_eq!(front(b"* MSG #a 1 2 b {3}\r\n", 2), Front::Odd);
     }
 
     #[test]
@@ -350,6 +370,34 @@ mod tests {
             let line = format!("* MSG #a 1 {time} b {{1}}");
             assert_eq!(msg(line.as_bytes(), Some(b"x"), b"#a"), None, "{time}");
         }
+    }
+
+    /// A message whose payload is over the reader's limit is the decoder's to
+    /// refuse, as the decoder alone would; and its declared length is not waited
+    /// for.
+    #[test]
+    fn a_message_over_the_payload_limit_is_refused_as_the_decoder_refuses_it() {
+        let data = b"* MSG #room 7 1 ann {6}\r\n00xxxx\r\n";
+        let alone = by_decoder(data, &[], 4);
+        assert!(
+            matches!(&alone[..], [Item::Other(e)] if e.contains("PayloadTooLarge")),
+            "{alone:?}"
+        );
+        assert_eq!(by_reader(data, &[], 4), alone);
+        // A header that declares more than the limit is refused before its payload.
+        let head = b"* MSG #room 7 1 ann {99999999999}\r\n";
+        assert_eq!(by_reader(head, &[], 1 << 16), by_decoder(head, &[], 1 << 16));
+    }
+
+    /// After a bad line that declares a payload, the decoder skips the payload even
+    /// when it arrives in a later read: a message spelled inside it is not one.
+    #[test]
+    fn a_payload_the_decoder_skips_is_not_read_as_frames() {
+        let mut data = b"e {29}\n".to_vec();
+        data.extend_from_slice(b"* MSG #room 7 1 ann {4}\r\n00xx\r\n");
+        let alone = by_decoder(&data, &[7], 1 << 16);
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert_eq!(by_reader(&data, &[7], 1 << 16), alone);
     }
 
     /// One item of a stream, however it was read.
@@ -396,8 +444,8 @@ mod tests {
     }
 
     /// The stream's items read by the general decoder alone, in reads cut at `cuts`.
-    fn by_decoder(data: &[u8], cuts: &[usize]) -> Vec<Item> {
-        let mut d = ServerFrameDecoder::new(1 << 16);
+    fn by_decoder(data: &[u8], cuts: &[usize], max: u64) -> Vec<Item> {
+        let mut d = ServerFrameDecoder::new(max);
         let mut seen = Vec::new();
         let mut at = 0;
         for &cut in cuts.iter().chain([&data.len()]) {
@@ -412,8 +460,8 @@ mod tests {
     }
 
     /// The same, read by a [`Reader`].
-    fn by_reader(data: &[u8], cuts: &[usize]) -> Vec<Item> {
-        let mut r = Reader::new(1 << 16);
+    fn by_reader(data: &[u8], cuts: &[usize], max: u64) -> Vec<Item> {
+        let mut r = Reader::new(max);
         let mut seen = Vec::new();
         let mut at = 0;
         for &cut in cuts.iter().chain([&data.len()]) {
@@ -449,6 +497,8 @@ mod tests {
             1 => Just(b"* MSG #room 7 1 ann {4}\r\n00xxyz\r\n".to_vec()),
             1 => Just(b"* MSG #room 7 1 a!n {4}\r\n00xx\r\n".to_vec()),
             1 => Just(b"garbage\n".to_vec()),
+            // A bad line that declares a payload: the decoder skips what follows.
+            1 => (0usize..64).prop_map(|n| format!("e {{{n}}}\n").into_bytes()),
             1 => prop::collection::vec(any::<u8>(), 0..12),
         ]
     }
@@ -461,11 +511,12 @@ mod tests {
         fn the_reader_sees_what_the_decoder_sees(
             pieces in prop::collection::vec(piece(), 0..24),
             cuts in prop::collection::vec(0usize..2000, 0..8),
+            max in prop_oneof![Just(1u64 << 16), 2u64..8],
         ) {
             let data = pieces.concat();
             let mut cuts = cuts;
             cuts.sort_unstable();
-            prop_assert_eq!(by_reader(&data, &cuts), by_decoder(&data, &cuts));
+            prop_assert_eq!(by_reader(&data, &cuts, max), by_decoder(&data, &cuts, max));
         }
     }
 }
