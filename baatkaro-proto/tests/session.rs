@@ -261,6 +261,34 @@ fn requests_are_taken_together_in_order_with_the_other_events() {
     assert!(second[0] < d && d < e);
 }
 
+/// An answer lets the frames that waited in the decoder through at once, before
+/// any of its bytes are written (a client that does not read still has its
+/// pipelined requests served): those held by the in-flight budget, and those after
+/// a LOGIN, which come after the login.
+#[test]
+fn an_answer_releases_the_frames_waiting_behind_it_before_anything_is_written() {
+    let groups = || Ok(OkReply::Listed { verb: baatkaro_proto::ListVerb::Groups, count: 0 });
+    let mut s = logged_in(config(1));
+    s.handle_input(b"1 GROUPS\r\n2 GROUPS\r\n", 1);
+    let first = s.take_requests(8);
+    assert_eq!(first.len(), 1, "the in-flight budget holds the second back");
+    assert!(!s.has_events());
+    s.reply(first[0].0, groups(), 2);
+    let second = s.take_requests(8);
+    assert_eq!(second.len(), 1, "released by the answer, nothing written yet");
+    assert!(first[0].0 < second[0].0);
+
+    let mut s = Session::new(config(16), 0);
+    s.handle_input(b"h HELLO 1\r\nl LOGIN ann {2}\r\npw\r\n1 GROUPS\r\n", 0);
+    let login = s.take_requests(8);
+    assert_eq!(login.len(), 1, "nothing after the LOGIN is read before its answer");
+    s.reply(login[0].0, Ok(OkReply::Login { user: "ann".parse().unwrap() }), 1);
+    assert!(s.take_requests(8).is_empty(), "the login comes first");
+    assert_eq!(s.poll_event(), Some(SessionEvent::LoggedIn { user: "ann".parse().unwrap() }));
+    assert_eq!(s.take_requests(8).len(), 1, "the request after the LOGIN, after the login");
+    assert!(s.poll_event().is_none());
+}
+
 fn bye_code(frames: &[ServerFrame]) -> Option<ErrorCode> {
     match frames.last() {
         Some(ServerFrame::Event(baatkaro_proto::Event::Bye(f))) => Some(f.code),
