@@ -91,6 +91,10 @@ impl Default for FrameBudget {
     }
 }
 
+/// The most requests [`Session::take_requests`] leaves room for in the queue it
+/// starts afresh (about 150 bytes each).
+const REQUESTS_ROOM: usize = 32;
+
 /// Something the application must act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -566,9 +570,13 @@ impl Session {
             return Vec::new();
         }
         if self.requests.len() <= max {
+            // The next read is likely to bring as many: room for them now, so that
+            // the queue does not grow by copying (up to REQUESTS_ROOM, so that a
+            // connection that once pipelined a burst does not keep room for it).
+            let room = VecDeque::with_capacity(self.requests.len().min(REQUESTS_ROOM));
             // A queue only pushed to starts at its storage's start, which is what
             // lets the conversion keep every element in place.
-            return Vec::from(std::mem::take(&mut self.requests));
+            return Vec::from(std::mem::replace(&mut self.requests, room));
         }
         self.requests.drain(..max).collect()
     }
