@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::check::Seen;
 use super::member::{Member, Plan, Schedule, Shared, Wire, run_member, show_progress};
-use super::pacer::Pacer;
+use super::pacer::pace;
 use super::process::{fail, own_cpu, quarters, sample_rss, usage_of};
 
 /// The run's shape, from the command line.
@@ -109,7 +109,7 @@ pub async fn drive<W: Wire + Send + 'static>(
             .collect()
     });
     let wakes: Vec<Arc<Notify>> = (0..everyone).map(|_| Arc::new(Notify::new())).collect();
-    let pacer = schedules.clone().map(|s| Pacer::start(s, opts.messages, wakes.clone()));
+    let pacer = schedules.clone().map(|s| tokio::spawn(pace(s, opts.messages, wakes.clone())));
     let tasks: Vec<_> = members
         .into_iter()
         .enumerate()
@@ -124,7 +124,9 @@ pub async fn drive<W: Wire + Send + 'static>(
         seen.push(t.await.unwrap_or_else(|e| fail(&e.to_string())));
     }
     done.store(true, Ordering::Relaxed);
-    drop(pacer);
+    if let Some(pacer) = pacer {
+        pacer.abort();
+    }
     let elapsed = start.elapsed();
     let server = server_pid
         .and_then(usage_of)
