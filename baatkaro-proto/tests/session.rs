@@ -261,6 +261,28 @@ fn requests_are_taken_together_in_order_with_the_other_events() {
     assert!(second[0] < d && d < e);
 }
 
+/// The room `take_requests` leaves for the next read's requests survives the
+/// shell's next call, which finds the queue empty (the server's `pass_requests`
+/// takes until nothing comes): that call gives nothing away, and the next read's
+/// requests go into the room made for them, without the queue growing by copying
+/// (4, 8, 16: it would end with room for 16).
+#[test]
+fn the_room_left_for_the_next_reads_requests_outlives_an_empty_take() {
+    let mut s = logged_in(config(64));
+    let read = |n: usize, tag: &str| {
+        (0..n).map(|i| format!("{tag}{i} GROUPS\r\n")).collect::<String>().into_bytes()
+    };
+    s.handle_input(&read(10, "a"), 1);
+    assert_eq!(s.take_requests(256).len(), 10);
+    let empty = s.take_requests(256);
+    assert!(empty.is_empty());
+    assert_eq!(empty.capacity(), 0, "an empty take handed the queue's room away");
+    s.handle_input(&read(10, "b"), 2);
+    let second = s.take_requests(256);
+    assert_eq!(second.len(), 10);
+    assert_eq!(second.capacity(), 10, "the queue grew by copying instead of using its room");
+}
+
 /// An answer lets the frames that waited in the decoder through at once, before
 /// any of its bytes are written (a client that does not read still has its
 /// pipelined requests served): those held by the in-flight budget, and those after

@@ -566,7 +566,9 @@ impl Session {
     /// copy in every SEND's profile).
     #[must_use]
     pub fn take_requests(&mut self, max: usize) -> Vec<(RequestId, Command)> {
-        if !self.events.is_empty() {
+        // Nothing to take (the shell takes until nothing comes): the queue keeps
+        // the room it has for the next read's requests.
+        if !self.events.is_empty() || self.requests.is_empty() {
             return Vec::new();
         }
         if self.requests.len() <= max {
