@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
 use super::check::Seen;
-use super::member::{Member, Plan, Schedule, Shared, Wire, run_member, show_progress};
+use super::member::{Member, Plan, STALL, Schedule, Shared, Wire, run_member, show_progress};
 use super::pacer::pace;
 use super::process::{fail, own_cpu, quarters, sample_rss, usage_of};
 
@@ -100,7 +100,7 @@ pub async fn drive<W: Wire + Send + 'static>(
         lateness: Arc::new(Mutex::new(lateness)),
     };
     let rss_samples = server_pid.map(|pid| tokio::spawn(sample_rss(pid, done.clone())));
-    let plan = Plan { messages: opts.messages, window: opts.window, epoch };
+    let plan = Plan { messages: opts.messages, window: opts.window, epoch, stall: STALL };
     // Open loop: the aggregate rate, members evenly staggered, woken by the pacer.
     let schedules: Option<Vec<Schedule>> = opts.rate.map(|rate| {
         let period = Duration::from_secs_f64(everyone as f64 / rate as f64);
