@@ -4,8 +4,11 @@
 //! Every member is one TCP connection speaking the protocol through
 //! `baatkaro-proto`'s codec, and sends `--messages` in all. In saturation mode each
 //! member keeps up to `--window` SENDs in flight; in open-loop mode (`--rate R`) the
-//! members send R messages per second in all on a fixed schedule, and latency counts
-//! from each message's intended send time (no coordinated omission). Either way every
+//! members send R messages per second in all on a fixed schedule (each member woken
+//! at its times by a kernel timer, not tokio's millisecond one), and latency counts
+//! from each message's intended send time (no coordinated omission); how late the
+//! generator itself wrote them is reported too (`send_late_p50_us`,
+//! `send_late_p99_us`), as it is part of every latency. Either way every
 //! member must have received every message of its group exactly once, in sequence
 //! order, without a gap, or the run fails (exit 1). `--private` pairs the members
 //! of each group slot instead (members 0 and 1, 2 and 3, …): each sends its messages
