@@ -160,6 +160,18 @@ impl Client {
         }
     }
 
+    /// Speaks over a connection the test made itself (a small receive buffer, TLS).
+    pub fn over(stream: Link) -> Client {
+        Client {
+            stream,
+            decoder: ServerFrameDecoder::new(1 << 24),
+            session: ClientSession::new(),
+            answered: HashMap::new(),
+            events: VecDeque::new(),
+            name: String::new(),
+        }
+    }
+
     /// Connects from the local address `from` (any of 127.0.0.0/8 is loopback on
     /// Linux) without saying anything: how a test shows the server many addresses.
     pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
@@ -237,7 +249,7 @@ impl Client {
     pub fn into_tcp(self) -> (TcpStream, ServerFrameDecoder) {
         match self.stream {
             Link::Tcp(stream) => (stream, self.decoder),
-            Link::Ws(_) => panic!("{}: not a TCP connection", self.name),
+            Link::Ws(_) | Link::Tls(_) => panic!("{}: not a TCP connection", self.name),
         }
     }
 
@@ -401,6 +413,7 @@ pub fn body(e: &StoredEvent) -> Option<&str> {
 pub enum Link {
     Tcp(TcpStream),
     Ws(Box<WebSocketStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Link {
@@ -417,6 +430,10 @@ impl Link {
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Link::Tcp(s) => s.write_all(bytes).await,
+            Link::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
             Link::Ws(ws) => ws
                 .send(Message::Binary(Bytes::copy_from_slice(bytes)))
                 .await
@@ -428,6 +445,12 @@ impl Link {
     pub async fn read(&mut self) -> Option<Vec<u8>> {
         match self {
             Link::Tcp(s) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                buf.truncate(n);
+                (n > 0).then_some(buf)
+            }
+            Link::Tls(s) => {
                 let mut buf = vec![0u8; 64 * 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 buf.truncate(n);
@@ -508,13 +531,80 @@ pub async fn ws_connect(
     addr: SocketAddr,
     origin: Option<&str>,
 ) -> Result<WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    ws_over(tcp, addr, origin).await
+}
+
+/// [`ws_connect`] over a TCP connection to `addr` the test made itself.
+pub async fn ws_over(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    origin: Option<&str>,
+) -> Result<WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Error> {
     let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert("Sec-WebSocket-Protocol", baatkaro_proto::web::SUBPROTOCOL.parse().unwrap());
     if let Some(origin) = origin {
         headers.insert("Origin", origin.parse().unwrap());
     }
-    let tcp = TcpStream::connect(addr).await.unwrap();
     let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
     Ok(ws)
+}
+
+/// A TLS client over `tcp` that takes any certificate (signatures are still
+/// checked): for a test server's self-signed one.
+pub async fn tls_over(tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyCertificate(provider.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::IpAddress(tcp.peer_addr().unwrap().ip().into());
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Takes any certificate, checking the handshake's signatures with `.0`.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -1,0 +1,119 @@
+//! A reader whose socket fills and that reads again later, over TCP, TLS and
+//! WebSocket: while its socket refuses writes, every delivery the connection
+//! applies meets a write it cannot finish (`Connection::write_now`, then the loop's
+//! own write), and what was not written must be written once the socket drains.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use baatkaro_proto::{Command, Event, JoinRule, OkReply, ServerFrame, StoredEvent};
+use common::{Client, Link, TestServer, config, conv, password, text, user};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How the clients reach the server.
+#[derive(Clone, Copy)]
+enum Transport {
+    Tcp,
+    Tls,
+    Ws,
+}
+
+/// A TCP connection; with a small receive buffer if `small`, so that what the
+/// server sends it piles up in the server rather than in the kernel.
+async fn tcp(addr: std::net::SocketAddr, small: bool) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    if small {
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+    }
+    socket.connect(addr).await.unwrap()
+}
+
+/// A client of `server` over `transport`, registered as `name`.
+async fn register(server: &TestServer, transport: Transport, name: &str, small: bool) -> Client {
+    let link = match transport {
+        Transport::Tcp => Link::Tcp(tcp(server.addr, small).await),
+        Transport::Tls => {
+            Link::Tls(Box::new(common::tls_over(tcp(server.addr, small).await).await))
+        }
+        Transport::Ws => {
+            let addr = server.web.unwrap();
+            Link::Ws(Box::new(common::ws_over(tcp(addr, small).await, addr, None).await.unwrap()))
+        }
+    };
+    let mut c = Client::over(link);
+    c.hello().await;
+    let r = c.call(Command::Register { user: user(name), password: password(name) }).await;
+    assert_eq!(r.1, Ok(OkReply::Register { user: user(name) }), "register {name}");
+    c.name = name.into();
+    c
+}
+
+/// bob stops reading while alice sends him about 8 MiB (twice what the kernel's
+/// buffers may hold on loopback, a quarter of his queue), then reads: he gets
+/// every message, in order (fails if a write the socket refused is then polled
+/// only with a waker that does not wake the connection: bob waits for ever).
+async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 32 * 1024 * 1024;
+    if matches!(transport, Transport::Tls) {
+        cfg.tls = Some(baatkaro_server::tls::TlsSource::SelfSigned);
+    }
+    let server = match transport {
+        Transport::Ws => TestServer::start_web(cfg).await,
+        Transport::Tcp | Transport::Tls => TestServer::start(cfg).await,
+    };
+    let mut alice = register(&server, transport, "alice", false).await;
+    let room = || "room".parse().unwrap();
+    alice.ok(Command::Create { group: room(), rule: Some(JoinRule::Open) }).await;
+    let mut bob = register(&server, transport, "bob", true).await;
+    bob.ok(Command::Join { group: room(), reason: None }).await;
+    let big = "x".repeat(16_000);
+    const N: usize = 512;
+    const BATCH: usize = 32;
+    let mut seqs = Vec::new();
+    for batch in 0..N / BATCH {
+        for i in 0..BATCH {
+            let key = format!("big-{batch}-{i}").parse().unwrap();
+            alice.send(Command::Send { to: conv("#room"), key, text: text(&big) }).await;
+        }
+        // alice reads her replies and her own messages, so she is no slow reader.
+        let (mut replies, mut own) = (0, 0);
+        while replies < BATCH || own < BATCH {
+            match alice.frame().await.expect("alice stays connected") {
+                ServerFrame::Ok { reply: OkReply::Send { seq, .. }, .. } => {
+                    seqs.push(seq);
+                    replies += 1;
+                }
+                ServerFrame::Event(Event::Stored(StoredEvent::Message { .. })) => own += 1,
+                ServerFrame::Event(_) => {}
+                other => panic!("alice: {other:?}"),
+            }
+        }
+    }
+    // Every delivery to bob was sent with alice's own: bob reads now.
+    let mut got = Vec::new();
+    while got.len() < N {
+        if let StoredEvent::Message { seq, .. } = bob.stored().await {
+            got.push(seq);
+        }
+    }
+    assert_eq!(got, seqs, "bob got every message, in order");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_a_reader_whose_socket_filled_gets_everything() {
+    a_reader_whose_socket_filled_gets_everything(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_reader_whose_socket_filled_gets_everything() {
+    a_reader_whose_socket_filled_gets_everything(Transport::Tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_websocket_a_reader_whose_socket_filled_gets_everything() {
+    a_reader_whose_socket_filled_gets_everything(Transport::Ws).await;
+}
