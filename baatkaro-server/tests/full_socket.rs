@@ -7,8 +7,8 @@
 
 mod common;
 
-use baatkaro_proto::{Command, Event, JoinRule, OkReply, ServerFrame, StoredEvent};
-use common::{Client, Link, TestServer, config, conv, password, text, user};
+use baatkaro_proto::{Command, JoinRule, OkReply, StoredEvent};
+use common::{Client, Link, TestServer, config, password, user};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// How the clients reach the server.
@@ -69,29 +69,9 @@ async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
     alice.ok(Command::Create { group: room(), rule: Some(JoinRule::Open) }).await;
     let mut bob = register(&server, transport, "bob", true).await;
     bob.ok(Command::Join { group: room(), reason: None }).await;
-    let big = "x".repeat(16_000);
     const N: usize = 512;
-    const BATCH: usize = 32;
-    let mut seqs = Vec::new();
-    for batch in 0..N / BATCH {
-        for i in 0..BATCH {
-            let key = format!("big-{batch}-{i}").parse().unwrap();
-            alice.send(Command::Send { to: conv("#room"), key, text: text(&big) }).await;
-        }
-        // alice reads her replies and her own messages, so she is no slow reader.
-        let (mut replies, mut own) = (0, 0);
-        while replies < BATCH || own < BATCH {
-            match alice.frame().await.expect("alice stays connected") {
-                ServerFrame::Ok { reply: OkReply::Send { seq, .. }, .. } => {
-                    seqs.push(seq);
-                    replies += 1;
-                }
-                ServerFrame::Event(Event::Stored(StoredEvent::Message { .. })) => own += 1,
-                ServerFrame::Event(_) => {}
-                other => panic!("alice: {other:?}"),
-            }
-        }
-    }
+    // alice reads her replies and her own messages, so she is no slow reader.
+    let seqs = alice.send_batches("#room", &"x".repeat(16_000), N, 32).await;
     // Every delivery to bob was sent with alice's own: bob reads now.
     let mut got = Vec::new();
     while got.len() < N {

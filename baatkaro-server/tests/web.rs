@@ -8,9 +8,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame, StoredEvent};
+use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame};
 use bytes::Bytes;
-use common::{Client, TestServer, WAIT, config, conv, http, spec_http_example, text, ws_connect};
+use common::{Client, TestServer, WAIT, config, http, spec_http_example, ws_connect};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -155,24 +155,7 @@ async fn a_slow_websocket_reader_is_dropped_like_a_slow_tcp_one() {
     let mut slow = Client::register(server.ws(), "slow").await;
     slow.ok(Command::Join { group: "room".parse().unwrap(), reason: None }).await;
     // 8 MiB the slow reader never reads: far more than its queue and the buffers.
-    let big = "x".repeat(2048);
-    const N: usize = 4096;
-    const BATCH: usize = 32;
-    for batch in 0..N / BATCH {
-        for i in 0..BATCH {
-            let key = format!("big-{batch}-{i}").parse().unwrap();
-            alice.send(Command::Send { to: conv("#room"), key, text: text(&big) }).await;
-        }
-        let (mut replies, mut own) = (0, 0);
-        while replies < BATCH || own < BATCH {
-            match alice.frame().await.expect("alice stays connected") {
-                ServerFrame::Ok { .. } => replies += 1,
-                ServerFrame::Event(Event::Stored(StoredEvent::Message { .. })) => own += 1,
-                ServerFrame::Event(_) => {}
-                other => panic!("alice: {other:?}"),
-            }
-        }
-    }
+    alice.send_batches("#room", &"x".repeat(2048), 4096, 32).await;
     let frames = slow.until_closed().await;
     match frames.last() {
         Some(ServerFrame::Event(Event::Bye(Failure { code: ErrorCode::SlowConsumer, .. }))) => {}

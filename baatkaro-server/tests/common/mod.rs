@@ -230,6 +230,39 @@ impl Client {
         tag
     }
 
+    /// Sends `n` copies of `body` to the group `#group`, `batch` at a time, reading
+    /// each batch's replies and its own copies of the messages before the next (so
+    /// that it never becomes a slow reader itself); the stored sequence numbers, in
+    /// the order of the replies.
+    pub async fn send_batches(
+        &mut self,
+        group: &str,
+        body: &str,
+        n: usize,
+        batch: usize,
+    ) -> Vec<u64> {
+        let mut seqs = Vec::with_capacity(n);
+        for b in 0..n / batch {
+            for i in 0..batch {
+                let key = format!("big-{b}-{i}").parse().unwrap();
+                self.send(Command::Send { to: conv(group), key, text: text(body) }).await;
+            }
+            let (mut replies, mut own) = (0, 0);
+            while replies < batch || own < batch {
+                match self.frame().await.expect("the sender stays connected") {
+                    ServerFrame::Ok { reply: OkReply::Send { seq, .. }, .. } => {
+                        seqs.push(seq);
+                        replies += 1;
+                    }
+                    ServerFrame::Event(Event::Stored(StoredEvent::Message { .. })) => own += 1,
+                    ServerFrame::Event(_) => {}
+                    other => panic!("the sender: {other:?}"),
+                }
+            }
+        }
+        seqs
+    }
+
     /// The bytes of these requests as one write, and their tags, without sending
     /// them: a test that writes a burst on one task and reads on another.
     pub fn encode_all(
