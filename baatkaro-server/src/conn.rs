@@ -4,7 +4,8 @@
 //! The task reads the socket straight into the session's receive buffer, hands the
 //! requests the session decodes to the hub, applies what the hub sends back (the
 //! answers and events of each committed batch, downloads to stream, a goodbye) and
-//! writes what the session has to send, one piece of whole frames per write. No
+//! writes what the session has to send, its pieces of whole frames together in one
+//! vectored write ([`crate::outgoing`]). No
 //! state of the connection is shared with another task: the hub knows it by a
 //! [`ConnHandle`], an unbounded channel whose unapplied bytes are counted, so that a
 //! connection that falls behind the hub is dropped rather than left to grow.
@@ -13,6 +14,7 @@
 //! WebSocket as other stream types, with the same code path.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
@@ -26,7 +28,7 @@ use baatkaro_hub::{ConnId, Delivery, Download, ListReply, Routed};
 use baatkaro_proto::session::{RequestId, Session, SessionEvent};
 use baatkaro_proto::transfer;
 use baatkaro_proto::{Command, ErrorCode, Failure, Item, Millis, OkReply};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -35,6 +37,7 @@ use tracing::Instrument;
 use crate::clock;
 use crate::disk::{self, Disk};
 use crate::hub::HubMsg;
+use crate::outgoing::{MAX_PIECES, Outgoing};
 
 /// Room reserved in the receive buffer before a read, at first and at most: small
 /// for the many quiet connections (a line is at most 1 KiB), doubling while reads
@@ -184,7 +187,7 @@ pub(crate) async fn serve<S>(
             inbox,
             backlog,
             ctx,
-            piece: None,
+            out: Outgoing::default(),
             downloads: VecDeque::new(),
             reading: None,
             read_size: READ_MIN,
@@ -206,8 +209,9 @@ struct Connection {
     inbox: mpsc::UnboundedReceiver<ToConn>,
     backlog: Arc<AtomicUsize>,
     ctx: ConnCtx,
-    /// What is being written: the rest of a piece the session handed out.
-    piece: Option<Bytes>,
+    /// What is being written: pieces the session handed out, the first perhaps
+    /// partly written.
+    out: Outgoing,
     /// FILE-GETs in request order; the first streams when its turn comes.
     downloads: VecDeque<Streaming>,
     /// The chunk being read from disk for the first download.
@@ -289,9 +293,7 @@ impl Connection {
                 Handed::Broken => return End::Broken,
             }
             self.stream_downloads();
-            if self.piece.is_none() {
-                self.piece = self.session.poll_transmit();
-            }
+            self.out.fill(&mut self.session);
             if self.session.is_closed() {
                 return End::Close;
             }
@@ -308,7 +310,7 @@ impl Connection {
             if wants_input {
                 self.session.receive_buffer().reserve(self.read_size);
             }
-            let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
+            let out = &self.out;
             let unflushed = self.unflushed;
             tokio::select! {
                 biased;
@@ -332,7 +334,7 @@ impl Connection {
                     // The hub is gone: the server is stopping.
                     None => self.session.close(shutting_down()),
                 },
-                written = send(&mut *wr, piece), if !piece.is_empty() || unflushed => match written {
+                written = send(&mut *wr, out), if !out.is_empty() || unflushed => match written {
                     Err(_) | Ok(Sent::Bytes(0)) => return End::Broken,
                     Ok(Sent::Bytes(n)) => self.written(n),
                     Ok(Sent::Flushed) => self.unflushed = false,
@@ -452,10 +454,8 @@ impl Connection {
         W: AsyncWrite + Unpin,
     {
         loop {
-            if self.piece.is_none() {
-                self.piece = self.session.poll_transmit();
-            }
-            let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
+            self.out.fill(&mut self.session);
+            let out = &self.out;
             let unflushed = self.unflushed;
             tokio::select! {
                 biased;
@@ -465,7 +465,7 @@ impl Connection {
                     // The hub is gone (it gives no room back now).
                     None => return Err(Handed::HubGone),
                 },
-                written = send(&mut *wr, piece), if !piece.is_empty() || unflushed => match written {
+                written = send(&mut *wr, out), if !out.is_empty() || unflushed => match written {
                     Err(_) | Ok(Sent::Bytes(0)) => return Err(Handed::Broken),
                     Ok(Sent::Bytes(n)) => self.written(n),
                     Ok(Sent::Flushed) => self.unflushed = false,
@@ -485,14 +485,11 @@ impl Connection {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         // Bounded: each turn writes bytes, flushes, or stops.
         loop {
-            if self.piece.is_none() {
-                self.piece = self.session.poll_transmit();
-            }
-            let piece = self.piece.as_ref().map_or(&[][..], |p| &p[..]);
-            if piece.is_empty() && !self.unflushed {
+            self.out.fill(&mut self.session);
+            if self.out.is_empty() && !self.unflushed {
                 return Ok(());
             }
-            let polled = std::pin::pin!(send(&mut *wr, piece)).poll(&mut cx);
+            let polled = std::pin::pin!(send(&mut *wr, &self.out)).poll(&mut cx);
             match polled {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Err(_) | Ok(Sent::Bytes(0))) => return Err(()),
@@ -555,16 +552,11 @@ impl Connection {
         }
     }
 
-    /// `n` bytes of the piece were written.
+    /// `n` bytes of what is being written were written.
     fn written(&mut self, n: usize) {
         self.unflushed = true;
-        if let Some(piece) = &mut self.piece {
-            piece.advance(n);
-            if piece.is_empty() {
-                self.piece = None;
-            }
-        }
-        // After the piece is let go of: a session written out lets go of its buffer
+        self.out.advance(n);
+        // After the pieces written are let go of: a session written out lets go of its buffer
         // only if nobody else holds it.
         self.session.handle_written(n);
     }
@@ -632,13 +624,13 @@ impl Connection {
         let deadline = tokio::time::Instant::now() + self.ctx.linger;
         let flushed = tokio::time::timeout_at(deadline, async {
             loop {
-                if self.piece.is_none() {
-                    self.piece = self.session.poll_transmit();
+                self.out.fill(&mut self.session);
+                if self.out.is_empty() {
+                    return true;
                 }
-                let Some(piece) = &self.piece else { return true };
-                match wr.write(piece).await {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => self.written(n),
+                match send(&mut *wr, &self.out).await {
+                    Ok(Sent::Bytes(0) | Sent::Flushed) | Err(_) => return false,
+                    Ok(Sent::Bytes(n)) => self.written(n),
                 }
             }
         })
@@ -672,13 +664,26 @@ enum Sent {
     Flushed,
 }
 
-/// Writes what there is to write, or, with nothing left, flushes the stream.
-async fn send<W: AsyncWrite + Unpin>(wr: &mut W, piece: &[u8]) -> std::io::Result<Sent> {
-    if piece.is_empty() {
-        wr.flush().await.map(|()| Sent::Flushed)
-    } else {
-        wr.write(piece).await.map(Sent::Bytes)
+/// Writes what there is to write, in one vectored write, or, with nothing left,
+/// flushes the stream.
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, out: &Outgoing) -> std::io::Result<Sent> {
+    if out.is_empty() {
+        return wr.flush().await.map(|()| Sent::Flushed);
     }
+    // The slices are made anew at each poll, on its stack: held across the wait,
+    // they would make every connection's future larger.
+    std::future::poll_fn(|cx| {
+        let mut bufs = [IoSlice::new(&[]); MAX_PIECES];
+        match out.slices(&mut bufs) {
+            // One piece (every write at light load) goes by a plain write: the
+            // kernel's vectored path costs a little more (the light load's server
+            // CPU, 2.71 against 2.81 s, alternating).
+            1 => Pin::new(&mut *wr).poll_write(cx, &bufs[0]),
+            n => Pin::new(&mut *wr).poll_write_vectored(cx, &bufs[..n]),
+        }
+    })
+    .await
+    .map(Sent::Bytes)
 }
 
 /// The chunk read under way, or never.
@@ -725,6 +730,64 @@ mod tests {
         assert!(future <= 6 * 1024, "a connection's future is {future} bytes");
         let message = std::mem::size_of::<ToConn>();
         assert!(message <= 64, "a message to a connection is {message} bytes");
+    }
+
+    /// A writer that takes everything at once and keeps each write's bytes.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<Vec<u8>>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.writes.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = bytes.len();
+            self.writes.push(bytes);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The pieces a connection holds go to the socket in one write, in order
+    /// (fails if they are written one per call: a system call each).
+    #[tokio::test]
+    async fn the_pieces_held_are_written_in_one_call() {
+        let pieces = [&b"* MSG a\r\n"[..], b"* MSG b\r\n", b"* MSG c\r\n"];
+        let out = Outgoing::of(pieces.iter().map(|p| Bytes::copy_from_slice(p)));
+        let mut wr = Recorder::default();
+        let Ok(Sent::Bytes(n)) = send(&mut wr, &out).await else { panic!("not written") };
+        assert_eq!(n, pieces.concat().len());
+        assert_eq!(wr.writes, [pieces.concat()]);
     }
 
     /// Once a connection stops applying what the hub sends (here its session closed

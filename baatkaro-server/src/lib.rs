@@ -32,6 +32,7 @@ pub mod config;
 mod conn;
 mod disk;
 mod hub;
+mod outgoing;
 pub mod rlimit;
 mod running_hash;
 pub mod server;

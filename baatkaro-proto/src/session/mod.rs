@@ -510,11 +510,24 @@ impl Session {
     /// being filled) in one allocation: whoever knows what a batch of frames adds up
     /// to says so before sending them, and the buffer does not grow, copying, frame
     /// by frame.
+    ///
+    /// Nor does it grow, copying, batch by batch: a piece being filled that lacks
+    /// the room is sealed as it is, and the next starts in a buffer of its own
+    /// with room for twice as much (so pieces stay few). `BytesMut` would grow it in
+    /// place with `realloc`, copying all its bytes, and those of the pieces already
+    /// cut from the same buffer: at 10 groups × 10 that copying was 2 % of the
+    /// server's instructions.
     pub fn reserve_output(&mut self, bytes: usize) {
-        if self.state != SessionState::Closed {
-            let bytes = bytes.min(PIECE);
-            self.room(bytes);
-            self.out.reserve(bytes);
+        if self.state == SessionState::Closed {
+            return;
+        }
+        let bytes = bytes.min(PIECE);
+        self.room(bytes);
+        // Taking the buffer back costs nothing when what was cut from it is gone.
+        if self.out.capacity() - self.out.len() < bytes && !self.out.try_reclaim(bytes) {
+            let held = self.out.len();
+            hand_over(&mut self.out, &mut self.ready, &mut self.ready_bytes);
+            self.out = BytesMut::with_capacity(bytes.max(2 * held));
         }
     }
 
@@ -827,9 +840,7 @@ impl Session {
     #[cold]
     fn piece_full_or_backlog(&mut self) {
         if self.out.len() >= PIECE {
-            let piece = self.out.split().freeze();
-            self.ready_bytes += piece.len();
-            self.ready.push_back(piece);
+            hand_over(&mut self.out, &mut self.ready, &mut self.ready_bytes);
         }
         if self.state != SessionState::Closed && self.queued() as u64 > self.config.limits.queue {
             // The backlog not yet handed out is dropped, so that the BYE comes right
@@ -870,10 +881,18 @@ fn room(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize
 /// least.
 #[cold]
 fn seal(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize, n: usize) {
-    let piece = out.split().freeze();
-    *ready_bytes += piece.len();
-    ready.push_back(piece);
+    hand_over(out, ready, ready_bytes);
     out.reserve(n.max(2 * SEAL_AT));
+}
+
+/// Moves the bytes of `out`, if it holds any, to the end of `ready` as a sealed
+/// piece.
+fn hand_over(out: &mut BytesMut, ready: &mut VecDeque<Bytes>, ready_bytes: &mut usize) {
+    if !out.is_empty() {
+        let piece = out.split().freeze();
+        *ready_bytes += piece.len();
+        ready.push_back(piece);
+    }
 }
 
 /// Whether a request ends the session when it succeeds: LOGOUT, and DELETE-ACCOUNT
