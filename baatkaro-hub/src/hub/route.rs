@@ -81,6 +81,7 @@ impl Hub {
     pub(super) fn deliver_all(&mut self, outs: &mut [Out]) {
         let mut r = std::mem::take(&mut self.routing);
         // Where each output goes, and how many deliveries each connection gets.
+        let mut replies = 0;
         for out in outs.iter() {
             let route = match out {
                 Out::Frame { to, cause, .. } => {
@@ -92,7 +93,11 @@ impl Hub {
                     };
                     Route { slots, cause }
                 }
-                Out::Reply { conn, .. } | Out::List { conn, .. } | Out::Close { conn, .. } => {
+                Out::Reply { conn, .. } => {
+                    replies += 1;
+                    Route { slots: self.one(&mut r, *conn), cause: NO_SLOT }
+                }
+                Out::List { conn, .. } | Out::Close { conn, .. } => {
                     Route { slots: self.one(&mut r, *conn), cause: NO_SLOT }
                 }
                 Out::DropUpload(file, req) => {
@@ -120,6 +125,9 @@ impl Hub {
         r.next.extend_from_slice(&r.starts);
         let mut routed = Routed {
             frames: Vec::with_capacity(outs.len()),
+            // Counted, as pushing a batch's replies one by one grew the vector (and
+            // copied it) several times a batch.
+            results: Vec::with_capacity(replies),
             // Placeholders, each overwritten once below: the counts are exact (and
             // one left by a slip would name no frame, and be skipped).
             deliveries: vec![Delivery::Frame { index: u32::MAX, after: None }; total as usize],
