@@ -492,6 +492,62 @@ fn a_batch_that_does_not_fit_starts_a_piece_of_its_own() {
     assert_eq!(pieces.concat(), frame.repeat(102));
 }
 
+/// A reservation is what a batch may bring, not what it brings: the server reserves
+/// a line (128 bytes) for each reply it delivers, and a reply such as `7 OK CREATE`
+/// is a tenth of that. A client that sends one request at a time and never reads
+/// gets its replies one delivery each; were the piece being filled sealed at every
+/// reservation it lacks room for, each reply would be a piece of its own, a dozen
+/// bytes counted against the queue while it keeps alive a buffer of the reservation's
+/// size, and a slice of a write. The pieces stay few (fails with 2,000 pieces of 13
+/// bytes if each is sealed; with 450 of 70 if the next buffer has room only for the
+/// larger of the batch and twice the piece), each holds at least half the room it
+/// was given, here a line (fails if a few bytes in a large room are sealed rather
+/// than moved: the first piece is one reply), and they are whole and in order.
+#[test]
+fn replies_each_reserved_a_line_do_not_each_make_a_piece() {
+    let mut cfg = config(1_024);
+    cfg.limits.queue = 1 << 24;
+    let mut s = logged_in(cfg);
+    // One request, and its reply delivered as the server's conn.rs does: with a
+    // line reserved for it.
+    let deliver = |s: &mut Session, tag: &str| {
+        s.handle_input(format!("{tag} CREATE g\r\n").as_bytes(), 1);
+        let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        let [SessionEvent::Request { id, .. }] = events[..] else { panic!("{events:?}") };
+        s.reserve_output(128);
+        s.reply(id, Ok(OkReply::Done { verb: DoneVerb::Create }), 1);
+    };
+    // A burst, written out (the session lets go of its buffer), then replies
+    // written as they come, as at light load; then the socket takes one more, and
+    // the client reads no more: that piece stays out.
+    let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000)).into_bytes();
+    s.reserve_output(20 * frame.len());
+    for _ in 0..20 {
+        s.send_encoded(&frame);
+    }
+    write_out(&mut s);
+    for tag in ["a", "b", "c"] {
+        deliver(&mut s, tag);
+        write_out(&mut s);
+    }
+    deliver(&mut s, "d");
+    let _out = s.poll_transmit().unwrap();
+    let want: Vec<String> = (0..2_000).map(|n| n.to_string()).collect();
+    for tag in &want {
+        deliver(&mut s, tag);
+    }
+    let pieces: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+    let bytes: usize = lens.iter().sum();
+    assert!(pieces.len() <= 2 * bytes / SEAL_AT + 16, "{} pieces: {lens:?}", pieces.len());
+    let (_, sealed) = lens.split_last().unwrap();
+    assert!(sealed.iter().all(|&n| n >= 128 / 2), "{lens:?}");
+    let mut d = ServerFrameDecoder::new(1 << 20);
+    d.push(&pieces.concat());
+    let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
+    assert_eq!(tags(&frames), want);
+}
+
 /// A session whose output is all written keeps no burst-sized buffer: a quiet
 /// connection holds little (BENCHMARKS.md, idle connections), whatever it once
 /// queued (fails if the written-out session keeps its last piece's spare room).
