@@ -17,7 +17,8 @@ use bytes::{Buf, Bytes};
 /// At most this many pieces go into one write: enough for every piece a
 /// connection's backlog holds between two writes in practice (each is 16 to 32 KiB
 /// once the backlog is large), and a small array on the stack of the poll that
-/// writes them.
+/// writes them. A slow consumer's BYE waits behind the pieces taken, as many as this
+/// (the session drops only the backlog it has not handed out).
 pub(crate) const MAX_PIECES: usize = 8;
 
 /// The pieces being written, oldest first; the first may be partly written.

@@ -44,9 +44,10 @@ use crate::types::{Features, Millis, Note, Software, Tag, UserName};
 pub const PRE_HELLO_PAYLOAD: u64 = 65_536;
 
 /// Output is handed to the socket in pieces of about this size, each a run of whole
-/// frames. When a slow consumer is dropped, only the piece being written is finished
-/// before its BYE: the rest of the backlog is discarded, so that the BYE fits in what
-/// the socket can still take.
+/// frames. When a slow consumer is dropped, only the pieces already handed out by
+/// [`Session::poll_transmit`] are finished before its BYE (one, or the few that
+/// baatkaro-server writes together, up to eight): the rest of the backlog is
+/// discarded, so that the BYE fits in what the socket can still take.
 pub const PIECE: usize = 64 * 1024;
 
 /// A piece being filled that holds this many bytes or more is sealed, rather than
@@ -858,7 +859,7 @@ impl Session {
         }
         if self.state != SessionState::Closed && self.queued() as u64 > self.config.limits.queue {
             // The backlog not yet handed out is dropped, so that the BYE comes right
-            // after the piece being written (the client catches up by sequence number).
+            // after the pieces handed out (the client catches up by sequence number).
             self.out.clear();
             self.ready.clear();
             self.ready_bytes = 0;
