@@ -11,15 +11,18 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use baatkaro_proto::session::Session;
+use baatkaro_proto::session::{PIECE, Session};
 use bytes::{Buf, Bytes};
 
-/// At most this many pieces go into one write: enough for every piece a
-/// connection's backlog holds between two writes in practice (each is 16 to 32 KiB
-/// once the backlog is large), and a small array on the stack of the poll that
-/// writes them. A slow consumer's BYE waits behind the pieces taken, as many as this
-/// (the session drops only the backlog it has not handed out).
+/// At most this many pieces go into one write: a small array on the stack of the
+/// poll that writes them.
 pub(crate) const MAX_PIECES: usize = 8;
+
+/// Pieces are taken until they hold this many bytes (a [`PIECE`]; the last piece
+/// taken may pass it): about what a socket takes at once, and all that a slow
+/// consumer's BYE waits behind, as before pieces were written together (the session
+/// drops only the backlog it has not handed out, SPEC.md section 5.4).
+const MAX_BYTES: usize = PIECE;
 
 /// The pieces being written, oldest first; the first may be partly written.
 #[derive(Debug, Default)]
@@ -34,14 +37,17 @@ impl Outgoing {
     }
 
     /// Once everything taken was written: takes what the session has to send, up
-    /// to [`MAX_PIECES`] pieces. While a write is unfinished nothing is taken, so
-    /// that what the session adds meanwhile stays in pieces of a useful size.
+    /// to [`MAX_PIECES`] pieces and about [`MAX_BYTES`]. While a write is
+    /// unfinished nothing is taken, so that what the session adds meanwhile stays
+    /// in pieces of a useful size.
     pub(crate) fn fill(&mut self, session: &mut Session) {
         if !self.pieces.is_empty() {
             return;
         }
-        while self.pieces.len() < MAX_PIECES {
+        let mut bytes = 0;
+        while self.pieces.len() < MAX_PIECES && bytes < MAX_BYTES {
             let Some(piece) = session.poll_transmit() else { break };
+            bytes += piece.len();
             self.pieces.push_back(piece);
         }
     }
@@ -101,6 +107,37 @@ mod tests {
         let mut o = outgoing(&[b"abc", b"defg"]);
         o.advance(100);
         assert!(o.is_empty(), "more than there is lets go of everything");
+    }
+
+    /// What one write takes from a session holding many pieces stops at about a
+    /// `PIECE` of bytes (fails if the byte bound is removed: then eight pieces,
+    /// all of which a slow consumer's BYE would wait behind), and nothing more is
+    /// taken until it is written.
+    #[test]
+    fn a_write_takes_about_a_piece_of_bytes() {
+        use baatkaro_proto::session::{FrameBudget, SessionConfig};
+        use baatkaro_proto::{Features, Limits, Software};
+        let config = SessionConfig {
+            software: Software::new("test/1").unwrap(),
+            features: Features::default(),
+            limits: Limits { queue: 1 << 24, ..Limits::default() },
+            frames: FrameBudget::default(),
+        };
+        let mut s = Session::new(config, 0);
+        let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000));
+        for _ in 0..400 {
+            s.send_encoded(frame.as_bytes());
+        }
+        let mut o = Outgoing::default();
+        o.fill(&mut s);
+        let taken: usize = o.pieces.iter().map(Bytes::len).sum();
+        assert!(o.pieces.len() < MAX_PIECES, "{} pieces", o.pieces.len());
+        assert!((MAX_BYTES..MAX_BYTES + PIECE).contains(&taken), "{taken} bytes");
+        o.fill(&mut s);
+        assert_eq!(o.pieces.iter().map(Bytes::len).sum::<usize>(), taken);
+        o.advance(taken);
+        o.fill(&mut s);
+        assert!(!o.is_empty(), "the rest is taken once the first write is done");
     }
 
     /// Every piece held is offered to the write, in order, within the array.

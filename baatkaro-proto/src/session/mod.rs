@@ -46,8 +46,8 @@ pub const PRE_HELLO_PAYLOAD: u64 = 65_536;
 /// Output is handed to the socket in pieces of about this size, each a run of whole
 /// frames. When a slow consumer is dropped, only the pieces already handed out by
 /// [`Session::poll_transmit`] are finished before its BYE (one, or the few that
-/// baatkaro-server writes together, up to eight): the rest of the backlog is
-/// discarded, so that the BYE fits in what the socket can still take.
+/// baatkaro-server writes together, about this many bytes): the rest of the backlog
+/// is discarded, so that the BYE fits in what the socket can still take.
 pub const PIECE: usize = 64 * 1024;
 
 /// A piece being filled that holds this many bytes or more is sealed, rather than
