@@ -8,7 +8,8 @@ use baatkaro_proto::session::{
     FrameBudget, PIECE, RequestId, SEAL_AT, Session, SessionConfig, SessionEvent, SessionState,
 };
 use baatkaro_proto::{
-    DoneVerb, ErrorCode, Features, Limits, OkReply, ServerFrame, ServerFrameDecoder, Software,
+    DoneVerb, ErrorCode, Failure, Features, Limits, OkReply, ServerFrame, ServerFrameDecoder,
+    Software,
 };
 
 fn config(inflight: u64) -> SessionConfig {
@@ -546,6 +547,37 @@ fn replies_each_reserved_a_line_do_not_each_make_a_piece() {
     d.push(&pieces.concat());
     let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
     assert_eq!(tags(&frames), want);
+}
+
+/// SPEC.md section 5.4: a connection the server closes as a slow consumer for a
+/// backlog the session does not see (what waits to be applied to it, as the hub
+/// finds) gets its BYE right after what was handed out to be written: the backlog
+/// not handed out is dropped (fails if the BYE waits behind it). A close for
+/// another reason keeps everything queued before its BYE.
+#[test]
+fn a_slow_consumer_closed_by_the_server_drops_the_backlog_not_handed_out() {
+    let frame = format!("* MSG #g 1 1 ann {{1000}}\r\n{}\r\n", "x".repeat(1_000)).into_bytes();
+    for code in [ErrorCode::SlowConsumer, ErrorCode::ShuttingDown] {
+        let mut cfg = config(1_024);
+        cfg.limits.queue = 1 << 24;
+        let mut s = logged_in(cfg);
+        for _ in 0..150 {
+            s.send_encoded(&frame);
+        }
+        // The first piece is being written: it is finished either way.
+        let handed = s.poll_transmit().unwrap();
+        assert_eq!(handed.len() % frame.len(), 0, "a piece is whole frames");
+        let left = 150 - handed.len() / frame.len();
+        assert!(left > 50, "{left} frames not handed out");
+        let kept = if code == ErrorCode::SlowConsumer { 0 } else { left };
+        s.close(Failure::new(code));
+        let rest: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        let mut d = ServerFrameDecoder::new(1 << 20);
+        d.push(&rest.concat());
+        let frames: Vec<_> = d.map(|f| f.unwrap()).collect();
+        assert_eq!(frames.len(), kept + 1, "{code:?}");
+        assert_eq!(bye_code(&frames), Some(code));
+    }
 }
 
 /// A session whose output is all written keeps no burst-sized buffer: a quiet

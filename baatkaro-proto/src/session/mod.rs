@@ -386,10 +386,18 @@ impl Session {
     }
 
     /// Closes the session for a reason of the server's (shutting down, say): a BYE
-    /// with this failure is the last frame, after what is queued already.
+    /// with this failure is the last frame, after what is queued already. Unless
+    /// the reason is `SLOW_CONSUMER` (the server found the connection's backlog too
+    /// large somewhere the session does not see, such as what waits to be applied
+    /// to it): then, as when the session finds it so itself, the backlog not yet
+    /// handed out ([`Session::poll_transmit`]) is dropped and the BYE comes right
+    /// after what is being written (SPEC.md section 5.4).
     pub fn close(&mut self, failure: Failure) {
         if self.state != SessionState::Closed {
             let code = failure.code;
+            if code == ErrorCode::SlowConsumer {
+                self.drop_backlog();
+            }
             self.bye(failure, code);
         }
     }
@@ -858,13 +866,17 @@ impl Session {
             hand_over(&mut self.out, &mut self.ready, &mut self.ready_bytes);
         }
         if self.state != SessionState::Closed && self.queued() as u64 > self.config.limits.queue {
-            // The backlog not yet handed out is dropped, so that the BYE comes right
-            // after the pieces handed out (the client catches up by sequence number).
-            self.out.clear();
-            self.ready.clear();
-            self.ready_bytes = 0;
+            self.drop_backlog();
             self.bye(Failure::new(ErrorCode::SlowConsumer), ErrorCode::SlowConsumer);
         }
+    }
+
+    /// Drops the output not yet handed out, so that a slow consumer's BYE comes
+    /// right after the pieces handed out (the client catches up by sequence number).
+    fn drop_backlog(&mut self) {
+        self.out.clear();
+        self.ready.clear();
+        self.ready_bytes = 0;
     }
 
     fn bye(&mut self, failure: Failure, code: ErrorCode) {
