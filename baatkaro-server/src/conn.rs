@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock;
+use crate::direct::{Direct, SharedTcp};
 use crate::disk::{self, Disk};
 use crate::hub::HubMsg;
 use crate::outgoing::{MAX_PIECES, Outgoing};
@@ -74,6 +75,9 @@ pub(crate) enum ToConn {
         batch: Arc<Routed>,
         /// Which of its deliveries are this connection's.
         share: Range<u32>,
+        /// Bytes of the first delivery's frame the hub already wrote itself
+        /// ([`crate::direct`]); 0 but after such a partial write.
+        skip: usize,
         /// What they were counted as in the connection's backlog.
         cost: usize,
     },
@@ -99,6 +103,8 @@ pub(crate) struct ConnHandle {
     tx: mpsc::UnboundedSender<ToConn>,
     /// Bytes sent to the connection and not yet taken into its session.
     backlog: Arc<AtomicUsize>,
+    /// For a plain TCP connection, its socket while the connection lends it.
+    direct: Option<Arc<Direct>>,
 }
 
 impl ConnHandle {
@@ -106,22 +112,50 @@ impl ConnHandle {
     /// `limit` bytes it has not taken in yet: then false, and the caller closes it as
     /// a slow consumer ([`ConnHandle::close`]).
     pub(crate) fn deliver(&self, batch: Arc<Routed>, share: Range<u32>, limit: usize) -> bool {
-        let cost: usize = batch.share(&share).iter().map(|d| cost(&batch, d)).sum();
         if self.backlog.load(Ordering::Relaxed) > limit {
             return false;
         }
+        // Written on the spot to a connection that lends its socket; else, or for
+        // what the socket did not take, through the channel.
+        if let Some(direct) = &self.direct {
+            let mut sent = true;
+            let rest = |rest, skip| sent = self.send(batch.clone(), rest, skip);
+            if direct.write(&batch, &share, rest) {
+                return sent;
+            }
+        }
+        self.send(batch, share, 0)
+    }
+
+    /// Sends `share` of `batch` through the channel, less the first `skip` bytes of
+    /// its first frame, counted in the backlog; false if the connection is gone.
+    fn send(&self, batch: Arc<Routed>, share: Range<u32>, skip: usize) -> bool {
+        let cost: usize = batch.share(&share).iter().map(|d| cost(&batch, d)).sum::<usize>() - skip;
         self.backlog.fetch_add(cost, Ordering::Relaxed);
-        self.tx.send(ToConn::Deliver { batch, share, cost }).is_ok()
+        self.tx.send(ToConn::Deliver { batch, share, skip, cost }).is_ok()
     }
 
     /// Hands the connection a download to stream.
     pub(crate) fn download(&self, job: Download) {
-        let _ = self.tx.send(ToConn::Download(Box::new(job)));
+        self.send_first(ToConn::Download(Box::new(job)));
     }
 
     /// Tells the connection to say goodbye and close.
     pub(crate) fn close(&self, failure: Failure) {
-        let _ = self.tx.send(ToConn::Close(Box::new(failure)));
+        self.send_first(ToConn::Close(Box::new(failure)));
+    }
+
+    /// Sends a message that frames the hub writes later must not overtake (one
+    /// not counted in the backlog), taking the socket back from the hub first.
+    fn send_first(&self, msg: ToConn) {
+        match &self.direct {
+            Some(direct) => direct.take_back_and(|| {
+                let _ = self.tx.send(msg);
+            }),
+            None => {
+                let _ = self.tx.send(msg);
+            }
+        }
     }
 }
 
@@ -163,9 +197,12 @@ pub(crate) struct ConnCtx {
 
 type ChunkRead = std::io::Result<(Bytes, Arc<ContentFile>)>;
 
-/// Runs a connection until it closes and the hub knows.
+/// Runs a connection until it closes and the hub knows. A plain TCP connection
+/// gives `shared`, its socket, for the hub to write to while the connection lends
+/// it ([`crate::direct`]).
 pub(crate) async fn serve<S>(
     stream: S,
+    shared: Option<SharedTcp>,
     id: ConnId,
     peer: SocketAddr,
     session: Session,
@@ -177,7 +214,8 @@ pub(crate) async fn serve<S>(
     async move {
         let (tx, inbox) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        let handle = ConnHandle { tx, backlog: backlog.clone() };
+        let direct = shared.map(|socket| Arc::new(Direct::new(&socket, backlog.clone())));
+        let handle = ConnHandle { tx, backlog: backlog.clone(), direct: direct.clone() };
         if ctx.hub.send(HubMsg::Connected { conn: id, peer, handle }).await.is_err() {
             return;
         }
@@ -193,6 +231,7 @@ pub(crate) async fn serve<S>(
             read_size: READ_MIN,
             closed_by: None,
             unflushed: false,
+            direct,
         };
         let (rd, wr) = tokio::io::split(stream);
         conn.run(rd, wr).await;
@@ -223,6 +262,9 @@ struct Connection {
     /// Bytes were written since the stream was last flushed: a stream that buffers
     /// (TLS, WebSocket) must be flushed once there is nothing more to write.
     unflushed: bool,
+    /// For a plain TCP connection, the hub's way to its socket: lent while the
+    /// connection waits with nothing to send, taken back whenever it wakes.
+    direct: Option<Arc<Direct>>,
 }
 
 /// How handing requests to the hub went.
@@ -310,14 +352,19 @@ impl Connection {
             if wants_input {
                 self.session.receive_buffer().reserve(self.read_size);
             }
+            self.lend_if_idle();
             let out = &self.out;
             let unflushed = self.unflushed;
+            // Every branch takes the socket back from the hub first.
             tokio::select! {
                 biased;
                 // The hub's deliveries first: a client that does not read must still
                 // have them counted against its queue.
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => {
+                        // A share the hub cut short goes on with this message, the
+                        // first in the inbox: applied as it comes.
+                        let _ = self.take_socket_back();
                         self.apply(msg);
                         // What else the hub sent meanwhile goes into the same write
                         // (one a batch would be a system call each, where the
@@ -332,16 +379,25 @@ impl Connection {
                         }
                     }
                     // The hub is gone: the server is stopping.
-                    None => self.session.close(shutting_down()),
+                    None => {
+                        self.reclaim();
+                        self.session.close(shutting_down())
+                    }
                 },
+                // (Never while the socket is lent: it is lent only with nothing to
+                // write or flush.)
                 written = send(&mut *wr, out), if !out.is_empty() || unflushed => match written {
                     Err(_) | Ok(Sent::Bytes(0)) => return End::Broken,
                     Ok(Sent::Bytes(n)) => self.written(n),
                     Ok(Sent::Flushed) => self.unflushed = false,
                 },
                 read = rd.read_buf(self.session.receive_buffer()), if wants_input => match read {
-                    Ok(0) | Err(_) => return End::Close,
+                    Ok(0) | Err(_) => {
+                        self.reclaim();
+                        return End::Close;
+                    }
                     Ok(n) => {
+                        self.reclaim();
                         self.read_size = if n >= self.read_size {
                             (self.read_size * 2).min(READ_MAX)
                         } else {
@@ -351,9 +407,11 @@ impl Connection {
                     }
                 },
                 read = chunk_read(&mut self.reading), if self.reading.is_some() => {
+                    self.reclaim();
                     self.chunk_read(read)
                 }
                 () = &mut timer, if deadline.is_some() => {
+                    self.reclaim();
                     // A deadline that passed early (the clock moved) is armed again.
                     armed = None;
                     self.session.handle_timeout(clock::monotonic());
@@ -499,13 +557,47 @@ impl Connection {
         }
     }
 
+    /// Lends the socket to the hub while the connection has nothing to write, nothing
+    /// being written and nothing coming (no download): frames from the hub can then
+    /// go straight to the socket ([`crate::direct`]).
+    fn lend_if_idle(&mut self) {
+        let Some(direct) = &self.direct else { return };
+        let idle = self.out.is_empty()
+            && !self.unflushed
+            && self.session.queued() == 0
+            && self.downloads.is_empty()
+            && !self.session.is_closed();
+        if idle {
+            direct.lend(|| self.inbox.is_empty());
+        }
+    }
+
+    /// Takes the socket back from the hub, if lent; whether the hub cut a share
+    /// short meanwhile (its rest is then the first message in the inbox).
+    fn take_socket_back(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.reclaim())
+    }
+
+    /// Takes the socket back from the hub, if lent: done first whenever the
+    /// connection wakes, before it applies or writes anything. If the hub wrote
+    /// part of a frame meanwhile, the rest waits first in the inbox, and is applied
+    /// now: whatever the connection queues must come after it.
+    fn reclaim(&mut self) {
+        if self.take_socket_back() {
+            for _ in 0..GATHER {
+                let Ok(msg) = self.inbox.try_recv() else { break };
+                self.apply(msg);
+            }
+        }
+    }
+
     /// Applies what the hub sent.
     fn apply(&mut self, msg: ToConn) {
         let now = clock::monotonic();
         match msg {
-            ToConn::Deliver { batch, share, cost } => {
+            ToConn::Deliver { batch, share, skip, cost } => {
                 self.session.reserve_output(cost);
-                for delivery in batch.share(&share) {
+                for (n, delivery) in batch.share(&share).iter().enumerate() {
                     let s = &mut self.session;
                     match delivery {
                         Delivery::Reply { id, result } => {
@@ -527,6 +619,9 @@ impl Connection {
                         }
                         Delivery::Frame { index, after } => {
                             let Some(bytes) = batch.frame(*index) else { continue };
+                            // The hub wrote the start of the first frame itself.
+                            let bytes =
+                                if n == 0 { bytes.get(skip..).unwrap_or_default() } else { bytes };
                             match after {
                                 Some(id) => s.send_encoded_after(*id, bytes),
                                 None => s.send_encoded(bytes),
@@ -715,7 +810,7 @@ mod tests {
     /// The size of what calling `f` returns.
     fn returned_size<F, R>(_: F) -> usize
     where
-        F: Fn(tokio::net::TcpStream, ConnId, SocketAddr, Session, ConnCtx) -> R,
+        F: Fn(SharedTcp, Option<SharedTcp>, ConnId, SocketAddr, Session, ConnCtx) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -726,7 +821,7 @@ mod tests {
     /// kept in the future once made every connection that much larger.
     #[test]
     fn a_connection_s_future_and_channel_messages_stay_small() {
-        let future = returned_size(serve::<tokio::net::TcpStream>);
+        let future = returned_size(serve::<SharedTcp>);
         assert!(future <= 6 * 1024, "a connection's future is {future} bytes");
         let message = std::mem::size_of::<ToConn>();
         assert!(message <= 64, "a message to a connection is {message} bytes");
@@ -861,9 +956,9 @@ mod tests {
     }
 
     /// A test's connection, as the hub sees it.
-    struct LoggedIn {
+    struct LoggedIn<C = tokio::io::DuplexStream> {
         /// The client's end.
-        client: tokio::io::DuplexStream,
+        client: C,
         /// The hub's inbox.
         hub_rx: mpsc::Receiver<HubMsg>,
         /// The hub's handle on the connection.
@@ -881,6 +976,23 @@ mod tests {
         queue: u64,
         linger: Duration,
     ) -> LoggedIn {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        connected_over(client, server, None, queued, queue, linger).await
+    }
+
+    /// [`connected`] over `server`, the connection's end of `client`, the hub
+    /// writing to it itself if `shared`.
+    async fn connected_over<C, S>(
+        client: C,
+        server: S,
+        shared: Option<SharedTcp>,
+        queued: Arc<tokio::sync::Semaphore>,
+        queue: u64,
+        linger: Duration,
+    ) -> LoggedIn<C>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         use baatkaro_proto::session::{FrameBudget, SessionConfig};
         use baatkaro_proto::{Features, Software};
         let dir = tempfile::tempdir().unwrap();
@@ -895,9 +1007,8 @@ mod tests {
             frames: FrameBudget::default(),
         };
         let session = Session::new(config, clock::monotonic());
-        let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = "127.0.0.1:1".parse().unwrap();
-        let task = tokio::spawn(serve(server, 7, peer, session, ctx));
+        let task = tokio::spawn(serve(server, shared, 7, peer, session, ctx));
         // The hub's end is kept: a connection whose hub is gone closes.
         let Some(HubMsg::Connected { handle, .. }) = hub_rx.recv().await else {
             panic!("no Connected")
@@ -908,8 +1019,27 @@ mod tests {
     /// A connection logged in as alice, its requests counted with `queued` (its
     /// LOGIN takes a permit, not given back), queueing at most `queue` bytes.
     async fn logged_in(queued: Arc<tokio::sync::Semaphore>, queue: u64) -> LoggedIn {
-        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } =
-            connected(queued, queue, Duration::from_secs(1)).await;
+        let connected = connected(queued, queue, Duration::from_secs(1)).await;
+        log_in(connected).await
+    }
+
+    /// A plain TCP connection over loopback, the hub writing to its socket while it
+    /// lends it, logged in as alice, queueing at most `queue` bytes.
+    async fn logged_in_tcp(queue: u64) -> LoggedIn<tokio::net::TcpStream> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let shared = SharedTcp::new(accepted.unwrap().0);
+        let queued = Arc::new(tokio::sync::Semaphore::new(16));
+        let linger = Duration::from_secs(1);
+        let connected =
+            connected_over(client.unwrap(), shared.clone(), Some(shared), queued, queue, linger);
+        log_in(connected.await).await
+    }
+
+    /// `connected` logged in as alice (its LOGIN's permit is not given back).
+    async fn log_in<C: AsyncRead + AsyncWrite + Unpin>(connected: LoggedIn<C>) -> LoggedIn<C> {
+        let LoggedIn { mut client, mut hub_rx, handle, task, _kept } = connected;
         // Logged in first (only then are requests pipelined to the hub).
         client.write_all(b"h HELLO 1\r\nl LOGIN alice {12}\r\ncorrect-pass\r\n").await.unwrap();
         let Some(HubMsg::Requests { requests, .. }) = hub_rx.recv().await else {
@@ -1044,6 +1174,203 @@ mod tests {
             other => panic!("expected requests, got {other:?}"),
         }
         drop(client);
+        task.abort();
+    }
+
+    /// A batch of events (frames tied to no request), one delivery each.
+    fn events(frames: impl IntoIterator<Item = Vec<u8>>) -> Arc<Routed> {
+        let frames: Vec<Bytes> = frames.into_iter().map(Bytes::from).collect();
+        let deliveries =
+            (0..frames.len() as u32).map(|index| Delivery::Frame { index, after: None }).collect();
+        Arc::new(Routed { frames, deliveries, ..Routed::default() })
+    }
+
+    /// Reads from `client` into `got` until it ends with `end` (within 30 s).
+    async fn read_until<C: AsyncRead + Unpin>(client: &mut C, got: &mut Vec<u8>, end: &[u8]) {
+        let read = tokio::time::timeout(Duration::from_secs(30), async {
+            while !got.ends_with(end) {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after: {}", String::from_utf8_lossy(got));
+                got.extend_from_slice(&buf[..n]);
+            }
+        });
+        assert!(read.await.is_ok(), "never got {:?}", String::from_utf8_lossy(end));
+    }
+
+    /// A TCP connection logged in, its LOGIN answered and read, lending its socket.
+    async fn lending_tcp(queue: u64) -> LoggedIn<tokio::net::TcpStream> {
+        let mut conn = logged_in_tcp(queue).await;
+        let mut got = Vec::new();
+        read_until(&mut conn.client, &mut got, b"l OK LOGIN alice\r\n").await;
+        let direct = conn.handle.direct.clone().expect("a TCP connection's socket is shared");
+        until("the connection lends its socket", || direct.is_lent()).await;
+        conn
+    }
+
+    /// An event for a connection with nothing to send is written by the hub on the
+    /// spot: nothing goes through the connection's channel (fails if the hub never
+    /// writes itself: the event is then counted in the backlog until applied).
+    #[tokio::test]
+    async fn an_event_for_a_connection_with_nothing_to_send_is_written_by_the_hub() {
+        let LoggedIn { mut client, handle, task, .. } = lending_tcp(1 << 20).await;
+        assert!(handle.deliver(events([b"* MSG one\r\n".to_vec()]), 0..1, usize::MAX));
+        // No turn of the runtime since: had it gone through the channel, it would
+        // still be in the backlog.
+        assert_eq!(handle.backlog.load(Ordering::Relaxed), 0);
+        assert!(handle.direct.as_ref().unwrap().is_lent());
+        let mut got = Vec::new();
+        read_until(&mut client, &mut got, b"* MSG one\r\n").await;
+        assert_eq!(got, b"* MSG one\r\n");
+        drop(client);
+        task.await.unwrap();
+    }
+
+    /// A client that does not read: the hub writes what its socket takes, and the
+    /// rest — from partway through a frame — goes through the connection, which
+    /// writes it after, so the client gets every byte once and in order (fails if
+    /// the connection writes the part of a frame the hub wrote again, or the hub
+    /// writes on after the socket was full).
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_goes_on_through_the_connection_in_order() {
+        let LoggedIn { mut client, handle, task, .. } = lending_tcp(256 << 20).await;
+        let frames: Vec<Vec<u8>> = (0..400)
+            .map(|i| format!("* MSG {i} {}\r\n", "x".repeat(65_000)).into_bytes())
+            .collect();
+        let (mut direct, mut through_channel) = (0, 0);
+        for frame in &frames {
+            let before = handle.backlog.load(Ordering::Relaxed);
+            assert!(handle.deliver(events([frame.clone()]), 0..1, usize::MAX));
+            // The connection's task has not run meanwhile (no await): what went
+            // through the channel is still in the backlog.
+            if handle.backlog.load(Ordering::Relaxed) == before {
+                direct += 1;
+            } else {
+                through_channel += 1;
+            }
+        }
+        assert!(
+            direct > 0 && through_channel > 0,
+            "{direct} written by the hub, {through_channel} not"
+        );
+        let all = frames.concat();
+        let mut got = Vec::new();
+        read_until(&mut client, &mut got, frames.last().unwrap()).await;
+        assert!(got == all, "{} bytes read, {} sent, or not the same", got.len(), all.len());
+        drop(client);
+        task.await.unwrap();
+    }
+
+    /// What went through the channel is not overtaken by an event the hub could
+    /// otherwise write itself (fails if the hub writes while anything sent through
+    /// the channel waits to be applied).
+    #[tokio::test]
+    async fn what_waits_in_the_channel_is_not_overtaken_by_a_later_event() {
+        let LoggedIn { mut client, handle, task, .. } = lending_tcp(1 << 20).await;
+        // A frame to follow a request's reply goes through the channel (this one's
+        // request is long answered: it goes out as soon as it is applied).
+        let first = Arc::new(Routed {
+            frames: vec![Bytes::from_static(b"* FIRST\r\n")],
+            deliveries: vec![Delivery::Frame { index: 0, after: Some(RequestId(999)) }],
+            ..Routed::default()
+        });
+        assert!(handle.deliver(first, 0..1, usize::MAX));
+        assert!(handle.deliver(events([b"* SECOND\r\n".to_vec()]), 0..1, usize::MAX));
+        let mut got = Vec::new();
+        read_until(&mut client, &mut got, b"\r\n* SECOND\r\n").await;
+        assert_eq!(got, b"* FIRST\r\n* SECOND\r\n");
+        drop(client);
+        task.await.unwrap();
+    }
+
+    /// An event after a goodbye the hub sent is not written before it (fails if
+    /// sending the goodbye leaves the socket lent: the event then goes out first).
+    #[tokio::test]
+    async fn an_event_after_a_goodbye_is_not_written_before_it() {
+        let LoggedIn { mut client, handle, task, .. } = lending_tcp(1 << 20).await;
+        handle.close(Failure::new(ErrorCode::ShuttingDown));
+        assert!(handle.deliver(events([b"* LATE\r\n".to_vec()]), 0..1, usize::MAX));
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut got));
+        assert!(read.await.is_ok(), "the connection never closed");
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("* BYE SHUTTING_DOWN"), "{got}");
+        assert!(!got.contains("LATE"), "{got}");
+        task.await.unwrap();
+    }
+
+    /// The hub writing events from one thread while the connection answers PINGs
+    /// on another: every frame arrives whole, the events and the answers each in
+    /// their order (fails if both write at once, or if the connection writes before
+    /// the rest of a frame the hub cut short: an answer lands inside an event).
+    /// (The race is there to be lost in some runs, not all: eight of them.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hub_and_the_connection_never_write_at_once() {
+        for _ in 0..8 {
+            hub_and_connection_writing().await;
+        }
+    }
+
+    /// One run of [`the_hub_and_the_connection_never_write_at_once`].
+    async fn hub_and_connection_writing() {
+        const N: usize = 2_000;
+        const PINGS: usize = N / 2;
+        let LoggedIn { client, handle, task, _kept, .. } = lending_tcp(256 << 20).await;
+        let (mut rd, mut wr) = client.into_split();
+        let event = |i: usize| format!("* MSG {i} {}\r\n", "y".repeat(8_000)).into_bytes();
+        let pong = |i: usize| format!("p{i} OK PING\r\n").into_bytes();
+        let expected: usize = (0..N).map(|i| event(i).len()).sum::<usize>()
+            + (0..PINGS).map(|i| pong(i).len()).sum::<usize>();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(expected);
+            let read = tokio::time::timeout(Duration::from_secs(60), async {
+                while got.len() < expected {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = rd.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed");
+                    got.extend_from_slice(&buf[..n]);
+                }
+            });
+            assert!(read.await.is_ok(), "not everything arrived");
+            (got, rd)
+        });
+        // PINGs a few at a time, so that the connection has its own to write
+        // throughout.
+        let pings = tokio::spawn(async move {
+            for i in 0..PINGS {
+                wr.write_all(format!("p{i} PING\r\n").as_bytes()).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            wr
+        });
+        // From this (the test's own) thread, as the hub's would be, as fast as it
+        // can: the socket fills, and the hub cuts events short.
+        for i in 0..N {
+            assert!(handle.deliver(events([event(i)]), 0..1, usize::MAX));
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let (got, rd) = reader.await.unwrap();
+        let (mut pongs, mut msgs) = (0, 0);
+        for line in got.split(|&b| b == b'\n') {
+            let Some(line) = line.strip_suffix(b"\r") else { continue };
+            if pongs < PINGS && line == &pong(pongs)[..pong(pongs).len() - 2] {
+                pongs += 1;
+            } else if msgs < N && line == &event(msgs)[..event(msgs).len() - 2] {
+                msgs += 1;
+            } else {
+                let tail = &line[line.len().saturating_sub(60)..];
+                panic!(
+                    "a frame out of place after {pongs} answers and {msgs} events: {:?}…{:?} ({} bytes)",
+                    String::from_utf8_lossy(&line[..line.len().min(60)]),
+                    String::from_utf8_lossy(tail),
+                    line.len()
+                );
+            }
+        }
+        assert_eq!((pongs, msgs, got.len()), (PINGS, N, expected));
+        drop((rd, pings.await.unwrap()));
         task.abort();
     }
 }

@@ -92,6 +92,9 @@ pub(crate) struct HubTask {
     conns: ConnMap<ConnHandle>,
     /// Requests taken from the inbox and not yet handed to the hub.
     held: Option<Held>,
+    /// The outputs for connections of the turn, carried out after the others
+    /// (kept for its memory).
+    later: Vec<Output>,
     /// The inbox's room for requests: a permit is given back for each request
     /// taken.
     queued: Arc<tokio::sync::Semaphore>,
@@ -141,6 +144,7 @@ impl HubTask {
             me,
             conns: ConnMap::default(),
             held: None,
+            later: Vec::new(),
             queued: Arc::new(tokio::sync::Semaphore::new(INBOX)),
             hashes: HashMap::new(),
             backlog_limit: usize::try_from(queue).unwrap_or(usize::MAX),
@@ -279,43 +283,61 @@ impl HubTask {
         self.next_damage_report = Some(tokio::time::Instant::now() + DAMAGE_REPORT_EVERY);
     }
 
-    /// Drains the core's outputs and carries each out.
+    /// Drains the core's outputs and carries each out: first those for the store,
+    /// the hasher and the disk, then those for connections, in the core's order.
+    /// Writing to connections can take a while (the shell writes to idle sockets
+    /// itself, [`crate::direct`]), and meanwhile the store syncs the next batch.
     fn carry_out(&mut self) {
+        let mut later = std::mem::take(&mut self.later);
         while let Some(output) = self.hub.poll_output() {
             match output {
-                Output::Deliver { conn, batch, share } => {
-                    let Some(handle) = self.conns.get(&conn) else { continue };
-                    // A connection that has not taken in `queue` bytes sent it is too
-                    // slow to keep up (SPEC.md section 5.4); its session checks the
-                    // bytes it took in.
-                    if !handle.deliver(batch, share, self.backlog_limit) {
-                        handle.close(Failure::new(ErrorCode::SlowConsumer));
-                    }
+                Output::Deliver { .. } | Output::Download { .. } | Output::Close { .. } => {
+                    later.push(output);
                 }
-                Output::Download { conn, job } => {
-                    if let Some(handle) = self.conns.get(&conn) {
-                        handle.download(job);
-                    }
-                }
-                Output::Close { conn, failure } => {
-                    if let Some(handle) = self.conns.get(&conn) {
-                        handle.close(failure);
-                    }
-                }
-                Output::Commit(batch) => {
-                    if !self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch))) {
-                        self.store_gone = true;
-                    }
-                }
-                Output::Load { keys_since, keys_per_user } => {
-                    let job = Job::Load { keys_since, keys_per_user };
-                    if !self.writer.as_ref().is_some_and(|w| w.send(job)) {
-                        self.store_gone = true;
-                    }
-                }
-                Output::Hash(job) => self.hash(job),
-                Output::Disk(job) => self.disk_job(job),
+                output => self.carry(output),
             }
+        }
+        for output in later.drain(..) {
+            self.carry(output);
+        }
+        self.later = later;
+    }
+
+    /// Carries out one of the core's outputs.
+    fn carry(&mut self, output: Output) {
+        match output {
+            Output::Deliver { conn, batch, share } => {
+                let Some(handle) = self.conns.get(&conn) else { return };
+                // A connection that has not taken in `queue` bytes sent it is too
+                // slow to keep up (SPEC.md section 5.4); its session checks the
+                // bytes it took in.
+                if !handle.deliver(batch, share, self.backlog_limit) {
+                    handle.close(Failure::new(ErrorCode::SlowConsumer));
+                }
+            }
+            Output::Download { conn, job } => {
+                if let Some(handle) = self.conns.get(&conn) {
+                    handle.download(job);
+                }
+            }
+            Output::Close { conn, failure } => {
+                if let Some(handle) = self.conns.get(&conn) {
+                    handle.close(failure);
+                }
+            }
+            Output::Commit(batch) => {
+                if !self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch))) {
+                    self.store_gone = true;
+                }
+            }
+            Output::Load { keys_since, keys_per_user } => {
+                let job = Job::Load { keys_since, keys_per_user };
+                if !self.writer.as_ref().is_some_and(|w| w.send(job)) {
+                    self.store_gone = true;
+                }
+            }
+            Output::Hash(job) => self.hash(job),
+            Output::Disk(job) => self.disk_job(job),
         }
     }
 

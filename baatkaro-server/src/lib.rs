@@ -30,6 +30,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 mod conn;
+mod direct;
 mod disk;
 mod hub;
 mod outgoing;

@@ -20,6 +20,7 @@ use crate::auth::Hasher;
 use crate::clock;
 use crate::config::{Config, ConfigError};
 use crate::conn::{self, ConnCtx};
+use crate::direct::SharedTcp;
 use crate::disk::Disk;
 use crate::hub::{HubMsg, HubTask, OsEntropy, StoreLink};
 use crate::space::StoreReserve;
@@ -350,7 +351,10 @@ impl Server {
             tasks.spawn(async move {
                 match (acceptor, kind) {
                     (None, Kind::Protocol) => {
-                        Box::pin(conn::serve(stream, id, peer, session, ctx)).await
+                        // The hub may write to a plain TCP socket itself (`direct`).
+                        let shared = SharedTcp::new(stream);
+                        Box::pin(conn::serve(shared.clone(), Some(shared), id, peer, session, ctx))
+                            .await
                     }
                     (None, Kind::Web) => {
                         Box::pin(web::serve(stream, id, peer, accepted, session, web_ctx)).await
@@ -367,7 +371,9 @@ impl Server {
                                 Box::pin(web::serve(tls, id, peer, accepted, session, web_ctx))
                                     .await
                             }
-                            Ok(Ok(tls)) => Box::pin(conn::serve(tls, id, peer, session, ctx)).await,
+                            Ok(Ok(tls)) => {
+                                Box::pin(conn::serve(tls, None, id, peer, session, ctx)).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }

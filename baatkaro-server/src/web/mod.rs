@@ -156,7 +156,7 @@ pub(crate) async fn serve<S>(
     let config = ws::config(web.message_max);
     let socket =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    conn::serve(ws::WsBytes::new(socket, web.message_max), id, peer, session, web.conn).await;
+    conn::serve(ws::WsBytes::new(socket, web.message_max), None, id, peer, session, web.conn).await;
 }
 
 /// The answer to one HTTP request from `peer`.

@@ -1,0 +1,388 @@
+//! Deliveries written by the hub itself, straight to an idle TCP connection.
+//!
+//! A delivery normally goes through the connection's channel: the hub sends it, the
+//! runtime wakes the connection's task, the task applies it to its session and
+//! writes. At light load each delivery is a wake-up of its own, and the task's turn
+//! (the wake, its `select!`, the channel) costs about as much of the core as the
+//! write itself (BENCHMARKS.md, "The hub writes to idle connections"). So while a
+//! plain TCP connection has nothing to send and nothing on its way, its task
+//! *lends* its socket to the hub, and the hub writes the frames of a fan-out that
+//! are not tied to any of the connection's requests (events: a message, a member
+//! who joined) with one write on the spot — as an event loop does, back to back
+//! for all recipients of a message.
+//!
+//! Whoever writes must be the only writer, and nothing may overtake what is already
+//! queued. The rules:
+//!
+//! - The task lends the socket only when its session has nothing queued, nothing
+//!   is being written, and nothing sent it waits to be applied: no delivery
+//!   counted in its backlog, nothing in its channel — checked under the lock.
+//! - The task takes it back, under the lock, whenever it wakes, before it applies
+//!   or writes anything.
+//! - The hub writes only under the lock, while the socket is lent, only when
+//!   nothing sent through the channel waits, and only a share of a few frames tied
+//!   to no request (a busy connection's larger shares go through the channel,
+//!   where its task writes them together with what else came meanwhile).
+//! - When the socket does not take all of it, the hub sends the rest through the
+//!   channel under the lock and marks the share *cut*: the task, taking its socket
+//!   back, applies that rest before anything of its own, or what it writes would
+//!   land inside a frame.
+//! - Anything else the hub sends a connection (a download, a goodbye) takes the
+//!   socket back first and is sent under the lock, so that no frame written later
+//!   overtakes it.
+//!
+//! TLS and WebSocket streams are written by their connection's task only: their
+//! framing and encryption state live in the task.
+
+use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use baatkaro_hub::{Delivery, Routed};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The hub writes a share itself only if it has at most this many frames, with one
+/// `writev` (a slice array on its stack). A larger share is a busy connection's:
+/// through the channel its frames are copied into one buffer and written with
+/// what else came meanwhile — written by the hub batch by batch, and in several
+/// `writev`s each, 10 groups × 10 made five times the system calls and lost a
+/// third of its throughput.
+const MAX_FRAMES: usize = 8;
+
+/// A share of several frames up to this many bytes is copied into one buffer and
+/// written with a plain `write`; a larger one goes by `writev`.
+const COPY_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a share's frames are copied together (on the hub's thread; at most
+    /// [`COPY_MAX`] bytes).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(COPY_MAX));
+}
+
+/// A TCP stream shared by a connection's task (which reads and writes it through
+/// this type's `AsyncRead` and `AsyncWrite`) and the hub (which writes it while it
+/// is lent, through [`Direct`]).
+#[derive(Clone, Debug)]
+pub(crate) struct SharedTcp(Arc<TcpStream>);
+
+impl SharedTcp {
+    /// Shares `stream`.
+    pub(crate) fn new(stream: TcpStream) -> SharedTcp {
+        SharedTcp(Arc::new(stream))
+    }
+}
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // `try_read_buf` clears the readiness when it would block (the next
+            // poll waits for the socket again), and reads into the buffer's room
+            // without zeroing it first.
+            match self.0.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here: every write is the socket's.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let shut = rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write);
+        Poll::Ready(shut.map_err(io::Error::from))
+    }
+}
+
+/// The hub's way to write to a connection's socket while the connection lends it.
+#[derive(Debug)]
+pub(crate) struct Direct {
+    socket: Arc<TcpStream>,
+    /// Who may write: changed and acted on only under this lock, so that at most
+    /// one side writes at a time.
+    lend: Mutex<Lend>,
+    /// Whether `lend` was last left other than [`Lend::Kept`], read without the
+    /// lock: a connection that keeps its socket costs the hub a load, not a lock.
+    hint: AtomicBool,
+    /// Bytes sent through the connection's channel and not yet applied (the
+    /// connection's backlog, shared with its handle).
+    backlog: Arc<AtomicUsize>,
+}
+
+/// Who may write to the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lend {
+    /// The connection's task.
+    Kept,
+    /// The hub.
+    Lent,
+    /// Nobody yet: the hub wrote part of a share and gave the socket back, the
+    /// rest waiting first in the channel. The task applies it before anything
+    /// else, or what it writes would land inside a frame.
+    Cut,
+}
+
+impl Direct {
+    /// The hub's side of `stream`, with the connection's `backlog`.
+    pub(crate) fn new(stream: &SharedTcp, backlog: Arc<AtomicUsize>) -> Direct {
+        Direct {
+            socket: stream.0.clone(),
+            lend: Mutex::new(Lend::Kept),
+            hint: AtomicBool::new(false),
+            backlog,
+        }
+    }
+
+    /// The connection's task, with nothing to send and nothing being written, lends
+    /// the socket — unless something it has not applied yet was sent it: deliveries
+    /// counted in the backlog, or anything in its channel (`inbox_empty`, checked
+    /// under the lock, under which the hub sends what must not be overtaken).
+    pub(crate) fn lend(&self, inbox_empty: impl FnOnce() -> bool) {
+        let mut lend = self.lock();
+        if *lend == Lend::Kept && self.backlog.load(Ordering::Relaxed) == 0 && inbox_empty() {
+            *lend = Lend::Lent;
+            self.hint.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection's task takes the socket back, before it applies or writes
+    /// anything; true if the hub cut a share short meanwhile: the task must then
+    /// apply what waits in its channel first.
+    #[must_use]
+    pub(crate) fn reclaim(&self) -> bool {
+        if !self.hint.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut lend = self.lock();
+        let cut = *lend == Lend::Cut;
+        *lend = Lend::Kept;
+        self.hint.store(false, Ordering::Relaxed);
+        cut
+    }
+
+    /// The hub takes the socket back and sends something through the channel that
+    /// frames written later must not overtake (a download, a goodbye), under the
+    /// lock: the connection does not lend its socket again while it is there.
+    pub(crate) fn take_back_and(&self, send: impl FnOnce()) {
+        let mut lend = self.lock();
+        if *lend == Lend::Lent {
+            *lend = Lend::Kept;
+            self.hint.store(false, Ordering::Relaxed);
+        }
+        send();
+    }
+
+    /// Writes `share` of `batch` if the socket is lent, nothing waits in the channel
+    /// and the share is a few frames tied to no request. What the socket does not
+    /// take is handed to `rest` — the share from a delivery on, less the bytes of
+    /// its frame already written — which sends it through the channel: called
+    /// under the lock, so that the connection finds it there when it takes its
+    /// socket back. False when it did not try: the share goes through the channel
+    /// whole.
+    pub(crate) fn write(
+        &self,
+        batch: &Routed,
+        share: &Range<u32>,
+        rest: impl FnOnce(Range<u32>, usize),
+    ) -> bool {
+        if !self.hint.load(Ordering::Relaxed) || self.backlog.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let deliveries = batch.share(share);
+        let untied = |d: &Delivery| matches!(d, Delivery::Frame { after: None, .. });
+        if deliveries.len() > MAX_FRAMES || !deliveries.iter().all(untied) {
+            return false;
+        }
+        let mut lend = self.lock();
+        if *lend != Lend::Lent || self.backlog.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let frame = |i: usize| match deliveries[i] {
+            Delivery::Frame { index, .. } => batch.frame(index).map_or(&[][..], |b| &b[..]),
+            _ => &[],
+        };
+        let end = deliveries.len();
+        let len: usize = (0..end).map(|i| frame(i).len()).sum();
+        // An error other than a full socket is the connection's to find: its task
+        // reads the same socket. The rest goes its way, unwritten.
+        let mut n = if end == 1 || len > COPY_MAX {
+            let mut bufs = [IoSlice::new(&[]); MAX_FRAMES];
+            for (buf, i) in bufs.iter_mut().zip(0..end) {
+                *buf = IoSlice::new(frame(i));
+            }
+            match end {
+                1 => self.socket.try_write(frame(0)),
+                _ => self.socket.try_write_vectored(&bufs[..end]),
+            }
+        } else {
+            // A few small frames are copied together: the kernel takes one slice
+            // of a write for less than several.
+            SCRATCH.with_borrow_mut(|scratch| {
+                scratch.clear();
+                for i in 0..end {
+                    scratch.extend_from_slice(frame(i));
+                }
+                self.socket.try_write(scratch)
+            })
+        }
+        .unwrap_or(0);
+        if n == len {
+            return true;
+        }
+        let mut next = 0;
+        while next < end && n >= frame(next).len() {
+            n -= frame(next).len();
+            next += 1;
+        }
+        *lend = Lend::Cut;
+        rest(share.start + next as u32..share.end, n);
+        true
+    }
+
+    /// Whether the socket is lent now.
+    #[cfg(test)]
+    pub(crate) fn is_lent(&self) -> bool {
+        *self.lock() == Lend::Lent
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lend> {
+        // Nothing panics while holding it; were it poisoned, the state is still right.
+        self.lend.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A connected pair over loopback: the server's end shared, the client's end.
+    async fn pair() -> (SharedTcp, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (SharedTcp::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    /// A batch of `frames`, each a delivery tied to no request.
+    fn events(frames: &[&[u8]]) -> Routed {
+        let frames: Vec<Bytes> = frames.iter().map(|f| Bytes::copy_from_slice(f)).collect();
+        let deliveries =
+            (0..frames.len() as u32).map(|index| Delivery::Frame { index, after: None }).collect();
+        Routed { frames, deliveries, ..Routed::default() }
+    }
+
+    /// The hub writes only while the socket is lent, and only when nothing waits in
+    /// the channel (fails without either check).
+    #[tokio::test]
+    async fn the_hub_writes_only_to_a_lent_socket_with_nothing_waiting() {
+        let (socket, _client) = pair().await;
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let direct = Direct::new(&socket, backlog.clone());
+        let batch = events(&[b"* MSG\r\n"]);
+        let no_rest = |_, _| panic!("nothing is left");
+        assert!(!direct.write(&batch, &(0..1), no_rest), "not lent yet");
+        direct.lend(|| true);
+        assert!(direct.write(&batch, &(0..1), no_rest), "lent: written");
+        backlog.store(7, Ordering::Relaxed);
+        assert!(!direct.write(&batch, &(0..1), no_rest), "a delivery waits in the channel");
+        backlog.store(0, Ordering::Relaxed);
+        assert!(!direct.reclaim(), "nothing was cut");
+        assert!(!direct.write(&batch, &(0..1), no_rest), "taken back");
+        direct.lend(|| false);
+        assert!(!direct.write(&batch, &(0..1), no_rest), "not lent with a message in the channel");
+    }
+
+    /// A share that is not all frames tied to no request, or has many frames, is not
+    /// the hub's to write.
+    #[tokio::test]
+    async fn only_a_few_untied_frames_are_written_by_the_hub() {
+        let (socket, _client) = pair().await;
+        let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
+        direct.lend(|| true);
+        let no_rest = |_, _| panic!("nothing is left");
+        let mut tied = events(&[b"* MSG\r\n"]);
+        tied.deliveries[0] =
+            Delivery::Frame { index: 0, after: Some(baatkaro_proto::session::RequestId(1)) };
+        assert!(!direct.write(&tied, &(0..1), no_rest));
+        let many = events(&[&b"* MSG\r\n"[..]; MAX_FRAMES + 1]);
+        assert!(!direct.write(&many, &(0..MAX_FRAMES as u32 + 1), no_rest));
+        assert!(direct.write(&many, &(0..MAX_FRAMES as u32), no_rest));
+        assert!(direct.is_lent());
+    }
+
+    /// A share the socket does not take all of: the rest is handed on from the
+    /// first frame not wholly written, less what was written of it; the hub writes
+    /// no more, and the connection learns, taking its socket back, that a share was
+    /// cut (fails if a cut share leaves the socket lent, or is not reported).
+    #[tokio::test]
+    async fn a_share_cut_short_hands_on_its_rest_and_is_reported() {
+        let (socket, _client) = pair().await;
+        let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
+        direct.lend(|| true);
+        let small = vec![b'a'; 100];
+        let big = vec![b'b'; 64 << 20];
+        let batch = events(&[&small, &big, &small]);
+        let mut rest = None;
+        assert!(direct.write(&batch, &(0..3), |r, skip| rest = Some((r, skip))));
+        let (range, skip) = rest.expect("64 MiB is more than a socket takes at once");
+        assert_eq!(range, 1..3, "the small frame went whole, the big one did not");
+        assert!(skip < big.len());
+        assert!(!direct.is_lent());
+        let no_rest = |_, _| panic!("nothing is written");
+        assert!(!direct.write(&events(&[b"* MSG\r\n"]), &(0..1), no_rest));
+        // A goodbye sent meanwhile leaves the cut to be found.
+        let mut sent = false;
+        direct.take_back_and(|| sent = true);
+        assert!(sent);
+        assert!(direct.reclaim(), "the connection learns of the cut");
+        assert!(!direct.reclaim(), "once");
+    }
+}
