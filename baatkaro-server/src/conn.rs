@@ -626,6 +626,13 @@ impl Connection {
                                 Some(id) => s.send_encoded_after(*id, bytes),
                                 None => s.send_encoded(bytes),
                             }
+                            // Its rest is handed out at once (nothing else is, the
+                            // socket having been lent): a slow consumer's close
+                            // drops the backlog not handed out, and its BYE would
+                            // land inside the frame (SPEC.md section 5.4).
+                            if n == 0 && skip > 0 {
+                                self.out.fill(s);
+                            }
                         }
                     }
                     // Past `queue` the session closed itself: the rest is not queued.
@@ -1296,6 +1303,54 @@ mod tests {
         let got = String::from_utf8_lossy(&got);
         assert!(got.starts_with("* BYE SHUTTING_DOWN"), "{got}");
         assert!(!got.contains("LATE"), "{got}");
+        task.await.unwrap();
+    }
+
+    /// A slow consumer closed right after the hub cut a frame short: the frame's
+    /// rest is written before the BYE, which comes after whole frames only (SPEC.md
+    /// section 5.4; fails if the rest is dropped with the backlog not yet handed
+    /// out: the BYE then lands inside the frame).
+    #[tokio::test]
+    async fn a_slow_consumer_s_goodbye_does_not_land_inside_a_frame_the_hub_cut_short() {
+        // (The server is kept running: a slow consumer's linger ends when it stops.)
+        let LoggedIn { mut client, handle, task, _kept, .. } = lending_tcp(256 << 20).await;
+        let mut sent = Vec::new();
+        for i in 0..400 {
+            let frame = format!("* MSG {i} {}\r\n", "x".repeat(65_000)).into_bytes();
+            let before = handle.backlog.load(Ordering::Relaxed);
+            assert!(handle.deliver(events([frame.clone()]), 0..1, usize::MAX));
+            let rest = handle.backlog.load(Ordering::Relaxed) - before;
+            let len = frame.len();
+            sent.push(frame);
+            if rest > 0 {
+                // Cut inside the frame: its rest, less what the hub wrote of it.
+                assert!(rest < len, "cut at a frame's start: nothing to test");
+                break;
+            }
+        }
+        assert!(handle.backlog.load(Ordering::Relaxed) > 0, "the socket took 400 frames");
+        // As the hub does when the next delivery finds the backlog over its limit.
+        assert!(!handle.deliver(events([b"* MSG late\r\n".to_vec()]), 0..1, 0));
+        handle.close(Failure::new(ErrorCode::SlowConsumer));
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut got));
+        assert!(read.await.is_ok(), "the connection never closed");
+        let bye = b"* BYE SLOW_CONSUMER";
+        let at = got.windows(bye.len()).position(|w| w == bye).expect("a BYE");
+        let mut whole = 0;
+        let mut frames = sent.iter();
+        while whole < at {
+            let frame = frames.next().expect("no more than was sent");
+            let part = &got[whole..at];
+            assert!(
+                part.starts_with(frame),
+                "{} bytes of a {}-byte frame, then the BYE",
+                part.len().min(frame.len()),
+                frame.len()
+            );
+            whole += frame.len();
+        }
+        assert_eq!(whole, at);
         task.await.unwrap();
     }
 
