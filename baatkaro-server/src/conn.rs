@@ -1067,9 +1067,13 @@ mod tests {
         std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
     }
 
-    /// Lets the other tasks run until `done` holds (a bounded number of turns).
+    /// Lets the other tasks run until `done` holds (within 30 s of the wall clock:
+    /// on a multi-thread runtime a turn does not wait for the other threads, which
+    /// a loaded machine may not run for a while, so that a number of turns, spent
+    /// in a millisecond, is no bound).
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
-        for _ in 0..10_000 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if done() {
                 return;
             }
