@@ -117,7 +117,8 @@ impl ConnHandle {
         }
         // Written on the spot to a connection that lends its socket; else, or for
         // what the socket did not take, through the channel.
-        if let Some(direct) = &self.direct {
+        // (Not to a connection whose task is gone: its inbox is closed.)
+        if let Some(direct) = self.direct.as_ref().filter(|_| !self.tx.is_closed()) {
             let mut sent = true;
             let rest = |rest, skip| sent = self.send(batch.clone(), rest, skip);
             if direct.write(&batch, &share, rest) {

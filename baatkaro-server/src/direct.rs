@@ -184,6 +184,10 @@ impl Direct {
     /// counted in the backlog, or anything in its channel (`inbox_empty`, checked
     /// under the lock, under which the hub sends what must not be overtaken).
     pub(crate) fn lend(&self, inbox_empty: impl FnOnce() -> bool) {
+        // Lent already (or cut, which the task finds when it wakes): no lock.
+        if self.hint.load(Ordering::Relaxed) {
+            return;
+        }
         let mut lend = self.lock();
         if *lend == Lend::Kept && self.backlog.load(Ordering::Relaxed) == 0 && inbox_empty() {
             *lend = Lend::Lent;
