@@ -76,8 +76,10 @@ pub(crate) enum ToConn {
         /// Which of its deliveries are this connection's.
         share: Range<u32>,
         /// Bytes of the first delivery's frame the hub already wrote itself
-        /// ([`crate::direct`]); 0 but after such a partial write.
-        skip: usize,
+        /// ([`crate::direct`]); 0 but after such a partial write. (A `u32`: the
+        /// message stays 32 bytes, and the channel makes room for 32 of them
+        /// up front for every connection.)
+        skip: u32,
         /// What they were counted as in the connection's backlog.
         cost: usize,
     },
@@ -130,8 +132,9 @@ impl ConnHandle {
 
     /// Sends `share` of `batch` through the channel, less the first `skip` bytes of
     /// its first frame, counted in the backlog; false if the connection is gone.
-    fn send(&self, batch: Arc<Routed>, share: Range<u32>, skip: usize) -> bool {
-        let cost: usize = batch.share(&share).iter().map(|d| cost(&batch, d)).sum::<usize>() - skip;
+    fn send(&self, batch: Arc<Routed>, share: Range<u32>, skip: u32) -> bool {
+        let cost: usize =
+            batch.share(&share).iter().map(|d| cost(&batch, d)).sum::<usize>() - skip as usize;
         self.backlog.fetch_add(cost, Ordering::Relaxed);
         self.tx.send(ToConn::Deliver { batch, share, skip, cost }).is_ok()
     }
@@ -621,8 +624,11 @@ impl Connection {
                         Delivery::Frame { index, after } => {
                             let Some(bytes) = batch.frame(*index) else { continue };
                             // The hub wrote the start of the first frame itself.
-                            let bytes =
-                                if n == 0 { bytes.get(skip..).unwrap_or_default() } else { bytes };
+                            let bytes = if n == 0 {
+                                bytes.get(skip as usize..).unwrap_or_default()
+                            } else {
+                                bytes
+                            };
                             match after {
                                 Some(id) => s.send_encoded_after(*id, bytes),
                                 None => s.send_encoded(bytes),
@@ -825,14 +831,15 @@ mod tests {
 
     /// What every connection holds for its whole life stays small (BENCHMARKS.md,
     /// "Idle connections": at most 16 KiB a quiet connection): its task's future,
-    /// and the messages its channel makes room for 32 of up front. A 4 KiB array
+    /// and the messages its channel makes room for 32 of up front (8 bytes more a
+    /// message were 256 more a connection). A 4 KiB array
     /// kept in the future once made every connection that much larger.
     #[test]
     fn a_connection_s_future_and_channel_messages_stay_small() {
         let future = returned_size(serve::<SharedTcp>);
         assert!(future <= 6 * 1024, "a connection's future is {future} bytes");
         let message = std::mem::size_of::<ToConn>();
-        assert!(message <= 64, "a message to a connection is {message} bytes");
+        assert!(message <= 32, "a message to a connection is {message} bytes");
     }
 
     /// A writer that takes everything at once and keeps each write's bytes.

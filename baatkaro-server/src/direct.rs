@@ -233,7 +233,7 @@ impl Direct {
         &self,
         batch: &Routed,
         share: &Range<u32>,
-        rest: impl FnOnce(Range<u32>, usize),
+        rest: impl FnOnce(Range<u32>, u32),
     ) -> bool {
         if !self.hint.load(Ordering::Relaxed) || self.backlog.load(Ordering::Relaxed) != 0 {
             return false;
@@ -253,6 +253,10 @@ impl Direct {
         };
         let end = deliveries.len();
         let len: usize = (0..end).map(|i| frame(i).len()).sum();
+        // (Frames are far smaller; what was written of one is then a `u32`.)
+        if len > u32::MAX as usize {
+            return false;
+        }
         // An error other than a full socket is the connection's to find: its task
         // reads the same socket. The rest goes its way, unwritten.
         let mut n = if end == 1 || len > COPY_MAX {
@@ -285,7 +289,7 @@ impl Direct {
             next += 1;
         }
         *lend = Lend::Cut;
-        rest(share.start + next as u32..share.end, n);
+        rest(share.start + next as u32..share.end, n as u32);
         true
     }
 
@@ -378,7 +382,7 @@ mod tests {
         assert!(direct.write(&batch, &(0..3), |r, skip| rest = Some((r, skip))));
         let (range, skip) = rest.expect("64 MiB is more than a socket takes at once");
         assert_eq!(range, 1..3, "the small frame went whole, the big one did not");
-        assert!(skip < big.len());
+        assert!((skip as usize) < big.len());
         assert!(!direct.is_lent());
         let no_rest = |_, _| panic!("nothing is written");
         assert!(!direct.write(&events(&[b"* MSG\r\n"]), &(0..1), no_rest));
