@@ -46,11 +46,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// The hub writes a share itself only if it has at most this many frames, with one
-/// `writev` (a slice array on its stack). A larger share is a busy connection's:
-/// through the channel its frames are copied into one buffer and written with
-/// what else came meanwhile — written by the hub batch by batch, and in several
-/// `writev`s each, 10 groups × 10 made five times the system calls and lost a
-/// third of its throughput.
+/// write (a `writev` of a slice array on its stack beyond [`COPY_MAX`]). A larger
+/// share is a busy connection's: through the channel its frames are copied into one
+/// buffer and written with what else came meanwhile — written by the hub batch by
+/// batch, 10 groups × 10 made five times the system calls and lost a quarter of its
+/// throughput (BENCHMARKS.md, "The hub writes to idle connections").
 const MAX_FRAMES: usize = 8;
 
 /// A share of several frames up to this many bytes is copied into one buffer and
