@@ -123,7 +123,7 @@ impl ConnHandle {
         if let Some(direct) = self.direct.as_ref().filter(|_| !self.tx.is_closed()) {
             let mut sent = true;
             let rest = |rest, skip| sent = self.send(batch.clone(), rest, skip);
-            if direct.write(&batch, &share, rest) {
+            if direct.write(&batch, &share, limit, rest) {
                 return sent;
             }
         }
@@ -1363,6 +1363,26 @@ mod tests {
             whole += frame.len();
         }
         assert_eq!(whole, at);
+        task.await.unwrap();
+    }
+
+    /// A frame larger than the connection's queue is not begun by the hub: cut, its
+    /// rest alone would close the session as a slow consumer, and the BYE would land
+    /// inside the frame (SPEC.md section 5.4; fails without the hub's check of the
+    /// share against the queue: the client then reads part of the frame, then the
+    /// BYE).
+    #[tokio::test]
+    async fn a_frame_larger_than_the_queue_is_not_begun_by_the_hub() {
+        let queue = 64 * 1024;
+        let LoggedIn { mut client, handle, task, .. } = lending_tcp(queue).await;
+        let frame = vec![b'b'; 64 << 20];
+        assert!(handle.deliver(events([frame]), 0..1, queue as usize));
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut got));
+        assert!(read.await.is_ok(), "the connection never closed");
+        let start = String::from_utf8_lossy(&got[..got.len().min(40)]);
+        assert!(got.starts_with(b"* BYE SLOW_CONSUMER"), "{} bytes: {start}…", got.len());
+        drop(client);
         task.await.unwrap();
     }
 

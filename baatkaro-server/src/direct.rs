@@ -228,11 +228,15 @@ impl Direct {
     /// its frame already written — which sends it through the channel: called
     /// under the lock, so that the connection finds it there when it takes its
     /// socket back. False when it did not try: the share goes through the channel
-    /// whole.
+    /// whole. A share of more than `limit` bytes (the connection's queue) is not
+    /// begun: cut, its first frame's rest alone could close the session as a slow
+    /// consumer, which drops what it has not handed out, and the BYE would land
+    /// inside the frame.
     pub(crate) fn write(
         &self,
         batch: &Routed,
         share: &Range<u32>,
+        limit: usize,
         rest: impl FnOnce(Range<u32>, u32),
     ) -> bool {
         if !self.hint.load(Ordering::Relaxed) || self.backlog.load(Ordering::Relaxed) != 0 {
@@ -254,7 +258,7 @@ impl Direct {
         let end = deliveries.len();
         let len: usize = (0..end).map(|i| frame(i).len()).sum();
         // (Frames are far smaller; what was written of one is then a `u32`.)
-        if len > u32::MAX as usize {
+        if len > limit || len > u32::MAX as usize {
             return false;
         }
         // An error other than a full socket is the connection's to find: its task
@@ -336,16 +340,22 @@ mod tests {
         let direct = Direct::new(&socket, backlog.clone());
         let batch = events(&[b"* MSG\r\n"]);
         let no_rest = |_, _| panic!("nothing is left");
-        assert!(!direct.write(&batch, &(0..1), no_rest), "not lent yet");
+        assert!(!direct.write(&batch, &(0..1), usize::MAX, no_rest), "not lent yet");
         direct.lend(|| true);
-        assert!(direct.write(&batch, &(0..1), no_rest), "lent: written");
+        assert!(direct.write(&batch, &(0..1), usize::MAX, no_rest), "lent: written");
         backlog.store(7, Ordering::Relaxed);
-        assert!(!direct.write(&batch, &(0..1), no_rest), "a delivery waits in the channel");
+        assert!(
+            !direct.write(&batch, &(0..1), usize::MAX, no_rest),
+            "a delivery waits in the channel"
+        );
         backlog.store(0, Ordering::Relaxed);
         assert!(!direct.reclaim(), "nothing was cut");
-        assert!(!direct.write(&batch, &(0..1), no_rest), "taken back");
+        assert!(!direct.write(&batch, &(0..1), usize::MAX, no_rest), "taken back");
         direct.lend(|| false);
-        assert!(!direct.write(&batch, &(0..1), no_rest), "not lent with a message in the channel");
+        assert!(
+            !direct.write(&batch, &(0..1), usize::MAX, no_rest),
+            "not lent with a message in the channel"
+        );
     }
 
     /// A share that is not all frames tied to no request, or has many frames, is not
@@ -359,10 +369,10 @@ mod tests {
         let mut tied = events(&[b"* MSG\r\n"]);
         tied.deliveries[0] =
             Delivery::Frame { index: 0, after: Some(baatkaro_proto::session::RequestId(1)) };
-        assert!(!direct.write(&tied, &(0..1), no_rest));
+        assert!(!direct.write(&tied, &(0..1), usize::MAX, no_rest));
         let many = events(&[&b"* MSG\r\n"[..]; MAX_FRAMES + 1]);
-        assert!(!direct.write(&many, &(0..MAX_FRAMES as u32 + 1), no_rest));
-        assert!(direct.write(&many, &(0..MAX_FRAMES as u32), no_rest));
+        assert!(!direct.write(&many, &(0..MAX_FRAMES as u32 + 1), usize::MAX, no_rest));
+        assert!(direct.write(&many, &(0..MAX_FRAMES as u32), usize::MAX, no_rest));
         assert!(direct.is_lent());
     }
 
@@ -379,13 +389,13 @@ mod tests {
         let big = vec![b'b'; 64 << 20];
         let batch = events(&[&small, &big, &small]);
         let mut rest = None;
-        assert!(direct.write(&batch, &(0..3), |r, skip| rest = Some((r, skip))));
+        assert!(direct.write(&batch, &(0..3), usize::MAX, |r, skip| rest = Some((r, skip))));
         let (range, skip) = rest.expect("64 MiB is more than a socket takes at once");
         assert_eq!(range, 1..3, "the small frame went whole, the big one did not");
         assert!((skip as usize) < big.len());
         assert!(!direct.is_lent());
         let no_rest = |_, _| panic!("nothing is written");
-        assert!(!direct.write(&events(&[b"* MSG\r\n"]), &(0..1), no_rest));
+        assert!(!direct.write(&events(&[b"* MSG\r\n"]), &(0..1), usize::MAX, no_rest));
         // A goodbye sent meanwhile leaves the cut to be found.
         let mut sent = false;
         direct.take_back_and(|| sent = true);
