@@ -20,7 +20,7 @@
 //! - The task takes it back, under the lock, whenever it wakes, before it applies
 //!   or writes anything.
 //! - The hub writes only under the lock, while the socket is lent, only when
-//!   nothing sent through the channel waits, and only a share of a few frames tied
+//!   nothing sent through the channel waits, and only a share of one frame tied
 //!   to no request (a busy connection's larger shares go through the channel,
 //!   where its task writes them together with what else came meanwhile).
 //! - When the socket does not take all of it, the hub sends the rest through the
@@ -44,24 +44,6 @@ use std::task::{Context, Poll, ready};
 use baatkaro_hub::{Delivery, Routed};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-
-/// The hub writes a share itself only if it has at most this many frames, with one
-/// write (a `writev` of a slice array on its stack beyond [`COPY_MAX`]). A larger
-/// share is a busy connection's: through the channel its frames are copied into one
-/// buffer and written with what else came meanwhile — written by the hub batch by
-/// batch, 10 groups × 10 made five times the system calls and lost a quarter of its
-/// throughput (BENCHMARKS.md, "The hub writes to idle connections").
-const MAX_FRAMES: usize = 8;
-
-/// A share of several frames up to this many bytes is copied into one buffer and
-/// written with a plain `write`; a larger one goes by `writev`.
-const COPY_MAX: usize = 16 * 1024;
-
-thread_local! {
-    /// Where a share's frames are copied together (on the hub's thread; at most
-    /// [`COPY_MAX`] bytes).
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(COPY_MAX));
-}
 
 /// A TCP stream shared by a connection's task (which reads and writes it through
 /// this type's `AsyncRead` and `AsyncWrite`) and the hub (which writes it while it
@@ -223,15 +205,18 @@ impl Direct {
     }
 
     /// Writes `share` of `batch` if the socket is lent, nothing waits in the channel
-    /// and the share is a few frames tied to no request. What the socket does not
-    /// take is handed to `rest` — the share from a delivery on, less the bytes of
-    /// its frame already written — which sends it through the channel: called
-    /// under the lock, so that the connection finds it there when it takes its
-    /// socket back. False when it did not try: the share goes through the channel
-    /// whole. A share of more than `limit` bytes (the connection's queue) is not
-    /// begun: cut, its first frame's rest alone could close the session as a slow
-    /// consumer, which drops what it has not handed out, and the BYE would land
-    /// inside the frame.
+    /// and the share is one frame tied to no request (a share of more is a busy
+    /// connection's: through the channel its task writes them together with what
+    /// else came meanwhile, where the hub would write batch by batch — the first
+    /// version, which took shares of up to 8 frames, made the open loop's p99 worse
+    /// by about a fifth, BENCHMARKS.md, "The hub writes to idle connections"). What
+    /// the socket does not take is handed to `rest` — the share, less the bytes of
+    /// its frame already written — which sends it through the channel: called under
+    /// the lock, so that the connection finds it there when it takes its socket
+    /// back. False when it did not try: the share goes through the channel whole.
+    /// A frame of more than `limit` bytes (the connection's queue) is not begun:
+    /// cut, its rest alone could close the session as a slow consumer, which drops
+    /// what it has not handed out, and the BYE would land inside the frame.
     pub(crate) fn write(
         &self,
         batch: &Routed,
@@ -242,58 +227,24 @@ impl Direct {
         if !self.hint.load(Ordering::Relaxed) || self.backlog.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        let deliveries = batch.share(share);
-        let untied = |d: &Delivery| matches!(d, Delivery::Frame { after: None, .. });
-        if deliveries.len() > MAX_FRAMES || !deliveries.iter().all(untied) {
+        let [Delivery::Frame { index, after: None }] = batch.share(share) else { return false };
+        let Some(frame) = batch.frame(*index) else { return false };
+        // (Frames are far smaller; what was written of one is then a `u32`.)
+        if frame.len() > limit || frame.len() > u32::MAX as usize {
             return false;
         }
         let mut lend = self.lock();
         if *lend != Lend::Lent || self.backlog.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        let frame = |i: usize| match deliveries[i] {
-            Delivery::Frame { index, .. } => batch.frame(index).map_or(&[][..], |b| &b[..]),
-            _ => &[],
-        };
-        let end = deliveries.len();
-        let len: usize = (0..end).map(|i| frame(i).len()).sum();
-        // (Frames are far smaller; what was written of one is then a `u32`.)
-        if len > limit || len > u32::MAX as usize {
-            return false;
-        }
         // An error other than a full socket is the connection's to find: its task
         // reads the same socket. The rest goes its way, unwritten.
-        let mut n = if end == 1 || len > COPY_MAX {
-            let mut bufs = [IoSlice::new(&[]); MAX_FRAMES];
-            for (buf, i) in bufs.iter_mut().zip(0..end) {
-                *buf = IoSlice::new(frame(i));
-            }
-            match end {
-                1 => self.socket.try_write(frame(0)),
-                _ => self.socket.try_write_vectored(&bufs[..end]),
-            }
-        } else {
-            // A few small frames are copied together: the kernel takes one slice
-            // of a write for less than several.
-            SCRATCH.with_borrow_mut(|scratch| {
-                scratch.clear();
-                for i in 0..end {
-                    scratch.extend_from_slice(frame(i));
-                }
-                self.socket.try_write(scratch)
-            })
-        }
-        .unwrap_or(0);
-        if n == len {
+        let n = self.socket.try_write(frame).unwrap_or(0);
+        if n == frame.len() {
             return true;
         }
-        let mut next = 0;
-        while next < end && n >= frame(next).len() {
-            n -= frame(next).len();
-            next += 1;
-        }
         *lend = Lend::Cut;
-        rest(share.start + next as u32..share.end, n as u32);
+        rest(share.clone(), n as u32);
         true
     }
 
@@ -358,10 +309,9 @@ mod tests {
         );
     }
 
-    /// A share that is not all frames tied to no request, or has many frames, is not
-    /// the hub's to write.
+    /// A share that is not one frame tied to no request is not the hub's to write.
     #[tokio::test]
-    async fn only_a_few_untied_frames_are_written_by_the_hub() {
+    async fn only_a_single_untied_frame_is_written_by_the_hub() {
         let (socket, _client) = pair().await;
         let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
         direct.lend(|| true);
@@ -370,28 +320,28 @@ mod tests {
         tied.deliveries[0] =
             Delivery::Frame { index: 0, after: Some(baatkaro_proto::session::RequestId(1)) };
         assert!(!direct.write(&tied, &(0..1), usize::MAX, no_rest));
-        let many = events(&[&b"* MSG\r\n"[..]; MAX_FRAMES + 1]);
-        assert!(!direct.write(&many, &(0..MAX_FRAMES as u32 + 1), usize::MAX, no_rest));
-        assert!(direct.write(&many, &(0..MAX_FRAMES as u32), usize::MAX, no_rest));
+        let two = events(&[b"* MSG\r\n", b"* MSG\r\n"]);
+        assert!(!direct.write(&two, &(0..2), usize::MAX, no_rest));
+        assert!(direct.write(&two, &(1..2), usize::MAX, no_rest));
+        assert!(!direct.write(&two, &(1..2), 6, no_rest), "longer than the queue");
         assert!(direct.is_lent());
     }
 
-    /// A share the socket does not take all of: the rest is handed on from the
-    /// first frame not wholly written, less what was written of it; the hub writes
-    /// no more, and the connection learns, taking its socket back, that a share was
-    /// cut (fails if a cut share leaves the socket lent, or is not reported).
+    /// A frame the socket does not take all of: the rest is handed on, less what
+    /// was written of it; the hub writes no more, and the connection learns, taking
+    /// its socket back, that a share was cut (fails if a cut share leaves the socket
+    /// lent, or is not reported).
     #[tokio::test]
     async fn a_share_cut_short_hands_on_its_rest_and_is_reported() {
         let (socket, _client) = pair().await;
         let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
         direct.lend(|| true);
-        let small = vec![b'a'; 100];
         let big = vec![b'b'; 64 << 20];
-        let batch = events(&[&small, &big, &small]);
+        let batch = events(&[&big]);
         let mut rest = None;
-        assert!(direct.write(&batch, &(0..3), usize::MAX, |r, skip| rest = Some((r, skip))));
+        assert!(direct.write(&batch, &(0..1), usize::MAX, |r, skip| rest = Some((r, skip))));
         let (range, skip) = rest.expect("64 MiB is more than a socket takes at once");
-        assert_eq!(range, 1..3, "the small frame went whole, the big one did not");
+        assert_eq!(range, 0..1);
         assert!((skip as usize) < big.len());
         assert!(!direct.is_lent());
         let no_rest = |_, _| panic!("nothing is written");
