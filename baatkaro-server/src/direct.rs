@@ -207,9 +207,9 @@ impl Direct {
     /// Writes `share` of `batch` if the socket is lent, nothing waits in the channel
     /// and the share is one frame tied to no request (a share of more is a busy
     /// connection's: through the channel its task writes them together with what
-    /// else came meanwhile, where the hub would write batch by batch — the first
-    /// version, which took shares of up to 8 frames, made the open loop's p99 worse
-    /// by about a fifth, BENCHMARKS.md, "The hub writes to idle connections"). What
+    /// else came meanwhile, where the hub would write batch by batch: with shares of
+    /// up to 8 frames the open loop's p99 was higher in every round of three
+    /// sittings, BENCHMARKS.md, "The hub writes to idle connections"). What
     /// the socket does not take is handed to `rest` — the share, less the bytes of
     /// its frame already written — which sends it through the channel: called under
     /// the lock, so that the connection finds it there when it takes its socket
