@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::clock;
-use crate::direct::{Direct, SharedTcp};
+use crate::direct::{Direct, TcpWriter};
 use crate::disk::{self, Disk};
 use crate::hub::HubMsg;
 use crate::outgoing::{MAX_PIECES, Outgoing};
@@ -206,7 +206,7 @@ type ChunkRead = std::io::Result<(Bytes, Arc<ContentFile>)>;
 /// it ([`crate::direct`]).
 pub(crate) async fn serve<S>(
     stream: S,
-    shared: Option<SharedTcp>,
+    shared: Option<TcpWriter>,
     id: ConnId,
     peer: SocketAddr,
     session: Session,
@@ -218,7 +218,7 @@ pub(crate) async fn serve<S>(
     async move {
         let (tx, inbox) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        let direct = shared.map(|socket| Arc::new(Direct::new(&socket, backlog.clone())));
+        let direct = shared.map(|socket| Arc::new(Direct::new(socket, backlog.clone())));
         let handle = ConnHandle { tx, backlog: backlog.clone(), direct: direct.clone() };
         if ctx.hub.send(HubMsg::Connected { conn: id, peer, handle }).await.is_err() {
             return;
@@ -820,11 +820,12 @@ mod tests {
     use baatkaro_proto::Limits;
 
     use super::*;
+    use crate::direct::SharedTcp;
 
     /// The size of what calling `f` returns.
     fn returned_size<F, R>(_: F) -> usize
     where
-        F: Fn(SharedTcp, Option<SharedTcp>, ConnId, SocketAddr, Session, ConnCtx) -> R,
+        F: Fn(SharedTcp, Option<TcpWriter>, ConnId, SocketAddr, Session, ConnCtx) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -1000,7 +1001,7 @@ mod tests {
     async fn connected_over<C, S>(
         client: C,
         server: S,
-        shared: Option<SharedTcp>,
+        shared: Option<TcpWriter>,
         queued: Arc<tokio::sync::Semaphore>,
         queue: u64,
         linger: Duration,
@@ -1047,8 +1048,8 @@ mod tests {
         let shared = SharedTcp::new(accepted.unwrap().0);
         let queued = Arc::new(tokio::sync::Semaphore::new(16));
         let linger = Duration::from_secs(1);
-        let connected =
-            connected_over(client.unwrap(), shared.clone(), Some(shared), queued, queue, linger);
+        let writer = Some(shared.writer());
+        let connected = connected_over(client.unwrap(), shared, writer, queued, queue, linger);
         log_in(connected.await).await
     }
 

@@ -44,37 +44,52 @@ use std::task::{Context, Poll, ready};
 use baatkaro_hub::{Delivery, Routed};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// A TCP stream shared by a connection's task (which reads and writes it through
-/// this type's `AsyncRead` and `AsyncWrite`) and the hub (which writes it while it
-/// is lent, through [`Direct`]).
+/// A TCP stream whose writing side is shared by a connection's task (which reads
+/// and writes through this type's `AsyncRead` and `AsyncWrite`) and the hub (which
+/// writes while the socket is lent, through [`Direct`] and a [`TcpWriter`]).
+///
+/// Reads go by tokio's own read half: after a read shorter than the room given, it
+/// knows the socket is drained and waits for it, where reading by readiness from
+/// outside tokio would make one more `recvfrom` each time, to learn that it would
+/// block (a first version did: 72 % more `recvfrom`s at 10 × 10).
+#[derive(Debug)]
+pub(crate) struct SharedTcp {
+    rd: OwnedReadHalf,
+    wr: TcpWriter,
+}
+
+/// The writing side of a [`SharedTcp`], for the hub.
 #[derive(Clone, Debug)]
-pub(crate) struct SharedTcp(Arc<TcpStream>);
+pub(crate) struct TcpWriter(Arc<OwnedWriteHalf>);
 
 impl SharedTcp {
-    /// Shares `stream`.
+    /// Shares `stream`'s writing side.
     pub(crate) fn new(stream: TcpStream) -> SharedTcp {
-        SharedTcp(Arc::new(stream))
+        let (rd, wr) = stream.into_split();
+        SharedTcp { rd, wr: TcpWriter(Arc::new(wr)) }
+    }
+
+    /// The writing side, for the hub.
+    pub(crate) fn writer(&self) -> TcpWriter {
+        self.wr.clone()
+    }
+}
+
+impl TcpWriter {
+    fn stream(&self) -> &TcpStream {
+        (*self.0).as_ref()
     }
 }
 
 impl AsyncRead for SharedTcp {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            // `try_read_buf` clears the readiness when it would block (the next
-            // poll waits for the socket again), and reads into the buffer's room
-            // without zeroing it first.
-            match self.0.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        Pin::new(&mut self.rd).poll_read(cx, buf)
     }
 }
 
@@ -85,8 +100,8 @@ impl AsyncWrite for SharedTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            ready!(self.wr.stream().poll_write_ready(cx))?;
+            match self.wr.0.try_write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return Poll::Ready(done),
             }
@@ -99,8 +114,8 @@ impl AsyncWrite for SharedTcp {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            ready!(self.wr.stream().poll_write_ready(cx))?;
+            match self.wr.0.try_write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return Poll::Ready(done),
             }
@@ -117,7 +132,7 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shut = rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Write);
+        let shut = rustix::net::shutdown(self.wr.stream(), rustix::net::Shutdown::Write);
         Poll::Ready(shut.map_err(io::Error::from))
     }
 }
@@ -125,7 +140,7 @@ impl AsyncWrite for SharedTcp {
 /// The hub's way to write to a connection's socket while the connection lends it.
 #[derive(Debug)]
 pub(crate) struct Direct {
-    socket: Arc<TcpStream>,
+    socket: TcpWriter,
     /// Who may write: changed and acted on only under this lock, so that at most
     /// one side writes at a time.
     lend: Mutex<Lend>,
@@ -151,14 +166,9 @@ enum Lend {
 }
 
 impl Direct {
-    /// The hub's side of `stream`, with the connection's `backlog`.
-    pub(crate) fn new(stream: &SharedTcp, backlog: Arc<AtomicUsize>) -> Direct {
-        Direct {
-            socket: stream.0.clone(),
-            lend: Mutex::new(Lend::Kept),
-            hint: AtomicBool::new(false),
-            backlog,
-        }
+    /// The hub's side of a connection's socket, with the connection's `backlog`.
+    pub(crate) fn new(socket: TcpWriter, backlog: Arc<AtomicUsize>) -> Direct {
+        Direct { socket, lend: Mutex::new(Lend::Kept), hint: AtomicBool::new(false), backlog }
     }
 
     /// The connection's task, with nothing to send and nothing being written, lends
@@ -239,7 +249,7 @@ impl Direct {
         }
         // An error other than a full socket is the connection's to find: its task
         // reads the same socket. The rest goes its way, unwritten.
-        let n = self.socket.try_write(frame).unwrap_or(0);
+        let n = self.socket.0.try_write(frame).unwrap_or(0);
         if n == frame.len() {
             return true;
         }
@@ -288,7 +298,7 @@ mod tests {
     async fn the_hub_writes_only_to_a_lent_socket_with_nothing_waiting() {
         let (socket, _client) = pair().await;
         let backlog = Arc::new(AtomicUsize::new(0));
-        let direct = Direct::new(&socket, backlog.clone());
+        let direct = Direct::new(socket.writer(), backlog.clone());
         let batch = events(&[b"* MSG\r\n"]);
         let no_rest = |_, _| panic!("nothing is left");
         assert!(!direct.write(&batch, &(0..1), usize::MAX, no_rest), "not lent yet");
@@ -313,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_single_untied_frame_is_written_by_the_hub() {
         let (socket, _client) = pair().await;
-        let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
+        let direct = Direct::new(socket.writer(), Arc::new(AtomicUsize::new(0)));
         direct.lend(|| true);
         let no_rest = |_, _| panic!("nothing is left");
         let mut tied = events(&[b"* MSG\r\n"]);
@@ -334,7 +344,7 @@ mod tests {
     #[tokio::test]
     async fn a_share_cut_short_hands_on_its_rest_and_is_reported() {
         let (socket, _client) = pair().await;
-        let direct = Direct::new(&socket, Arc::new(AtomicUsize::new(0)));
+        let direct = Direct::new(socket.writer(), Arc::new(AtomicUsize::new(0)));
         direct.lend(|| true);
         let big = vec![b'b'; 64 << 20];
         let batch = events(&[&big]);

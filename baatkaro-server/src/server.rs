@@ -353,8 +353,8 @@ impl Server {
                     (None, Kind::Protocol) => {
                         // The hub may write to a plain TCP socket itself (`direct`).
                         let shared = SharedTcp::new(stream);
-                        Box::pin(conn::serve(shared.clone(), Some(shared), id, peer, session, ctx))
-                            .await
+                        let writer = Some(shared.writer());
+                        Box::pin(conn::serve(shared, writer, id, peer, session, ctx)).await
                     }
                     (None, Kind::Web) => {
                         Box::pin(web::serve(stream, id, peer, accepted, session, web_ctx)).await
