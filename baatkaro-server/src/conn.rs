@@ -202,8 +202,8 @@ pub(crate) struct ConnCtx {
 type ChunkRead = std::io::Result<(Bytes, Arc<ContentFile>)>;
 
 /// Runs a connection until it closes and the hub knows. A plain TCP connection
-/// gives `shared`, its socket, for the hub to write to while the connection lends
-/// it ([`crate::direct`]).
+/// gives `shared`, its socket's writing side, for the hub to write to while the
+/// connection lends it ([`crate::direct`]).
 pub(crate) async fn serve<S>(
     stream: S,
     shared: Option<TcpWriter>,

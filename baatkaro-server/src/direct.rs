@@ -53,14 +53,16 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// Reads go by tokio's own read half: after a read shorter than the room given, it
 /// knows the socket is drained and waits for it, where reading by readiness from
 /// outside tokio would make one more `recvfrom` each time, to learn that it would
-/// block (a first version did: 72 % more `recvfrom`s at 10 × 10).
+/// block (a first version did: 37,313 `recvfrom`s in 3 s of 10 × 10 against 20,327).
 #[derive(Debug)]
 pub(crate) struct SharedTcp {
     rd: OwnedReadHalf,
     wr: TcpWriter,
 }
 
-/// The writing side of a [`SharedTcp`], for the hub.
+/// The writing side of a [`SharedTcp`], for the hub. When the last clone goes, the
+/// socket's writing side is shut down (a FIN): whoever keeps one keeps the
+/// connection's end open.
 #[derive(Clone, Debug)]
 pub(crate) struct TcpWriter(Arc<OwnedWriteHalf>);
 
