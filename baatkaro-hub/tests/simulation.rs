@@ -24,7 +24,7 @@ use baatkaro_hub::store::{
 };
 use baatkaro_hub::{
     ConnId, Delivery, DiskJob, FileAccess, FileGrant, HashDone, HashKind, HashOutcome, Hub,
-    HubConfig, Output,
+    HubConfig, IN_FLIGHT, Output,
 };
 use baatkaro_proto::rules;
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
@@ -740,8 +740,8 @@ fn three_in_rust(sim: &mut Sim) -> [usize; 3] {
 }
 
 /// Requests handed on together (one read's) are taken only while the hub accepts:
-/// once the open batch's events reach its share of `queue` while two batches are at
-/// the store, the rest wait, in order, and are taken as batches commit; each is
+/// once the open batch's events reach its share of `queue` while the store has all
+/// the batches it takes ([`IN_FLIGHT`]), the rest wait, in order, and are taken as batches commit; each is
 /// answered in request order (fails if `handle_requests` takes them all at once).
 #[test]
 fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
@@ -750,7 +750,7 @@ fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
     let [a, _, _] = three_in_rust(&mut sim);
     sim.hold();
     sim.send(a, &[req("f1", send("rust", "f1", "one")), req("f2", send("rust", "f2", "two"))]);
-    assert_eq!(sim.held.len(), 2, "two batches at the store");
+    assert_eq!(sim.held.len(), IN_FLIGHT, "the store has all the batches it takes");
     let body = "z".repeat(2000);
     let tags: Vec<String> = (0..8).map(|i| format!("b{i}")).collect();
     let burst: Vec<Request> = tags.iter().map(|t| req(t, send("rust", t, &body))).collect();
@@ -829,9 +829,9 @@ fn pipelined_requests_answered_out_of_order_reply_in_request_order() {
     sim.send(a, &requests);
     // PING needs no hub; everything behind the unanswered HISTORY waits.
     assert_eq!(sim.take(a), ["a1 OK PING"]);
-    assert_eq!(sim.held.len(), 2, "the HISTORY's and the CREATE's batches are at the store");
+    assert_eq!(sim.held.len(), 1, "the HISTORY's batch is at the store, the CREATE waits");
     // The first batch (the HISTORY's read) completes: its page, then the rest as far as
-    // the CREATE, whose batch is still at the store.
+    // the CREATE, whose batch is now at the store.
     sim.release_one();
     let got = sim.take(a);
     assert_eq!(got.len(), 3, "the page and nothing of a3's batch: {got:?}");
@@ -918,10 +918,10 @@ fn one_batch_fans_out_each_message_to_the_sessions_it_was_sent_to() {
     let mut sim = Sim::new(limits());
     let [a, b, c] = three_in_rust(&mut sim);
     sim.hold();
-    // Two batches at the store: what follows gathers in the open one.
+    // The store has all the batches it takes: what follows gathers in the open one.
     sim.send(a, &[req("f1", send("rust", "f1", "one"))]);
     sim.send(a, &[req("f2", send("rust", "f2", "two"))]);
-    assert_eq!(sim.held.len(), 2);
+    assert_eq!(sim.held.len(), IN_FLIGHT);
     sim.send(a, &[req("m1", send("rust", "m1", "to alice bob carol"))]);
     let b2 = sim.connect();
     sim.send(b2, &[req("h", hello(&[1])), req("l", login("bob", "pw-bob"))]);
@@ -929,7 +929,7 @@ fn one_batch_fans_out_each_message_to_the_sessions_it_was_sent_to() {
     sim.send(c, &[req("o", Command::Logout { revoke: false })]);
     assert_eq!(sim.conns[c].closed, Some(None));
     sim.send(a, &[req("m3", send("rust", "m3", "to alice bob bob"))]);
-    assert_eq!(sim.held.len(), 2, "m1 to m3 wait in the open batch");
+    assert_eq!(sim.held.len(), IN_FLIGHT, "m1 to m3 wait in the open batch");
     sim.release_all();
     // rust: two joins, f1, f2, then m1 to m3 (5 to 7).
     assert_eq!(seqs(&sim.take_frames(a), "rust"), [3, 4, 5, 6, 7]);

@@ -1,8 +1,8 @@
 //! The store's thread: batches in, completions out.
 //!
-//! The hub sends a [`Batch`] while fewer than `baatkaro_hub::IN_FLIGHT` are committing and
-//! gathers everything that arrives meanwhile into the next one: that is the group
-//! commit, one transaction (one fsync) for all the writes of a batch. Reads of a
+//! The hub sends a [`Batch`] while fewer than `baatkaro_hub::IN_FLIGHT` (one) are
+//! committing and gathers everything that arrives meanwhile into the next one: that
+//! is the group commit, one transaction (one fsync) for all the writes of a batch. Reads of a
 //! batch run after its writes commit, so a HISTORY sees every send acknowledged
 //! before it.
 //!
