@@ -727,3 +727,62 @@ fn a_start_whose_cut_fails_keeps_the_cuts_before_it() {
     let want: Vec<u64> = (5..18).map(|i| T0 + i * 10_000).collect();
     assert_eq!(times(&open(dir.path()).load(0, 0).unwrap().keys), want);
 }
+
+/// `meta.keys_first`, as the store recorded it.
+fn keys_first(dir: &Path) -> Option<i64> {
+    let db = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
+    db.query_row("SELECT value FROM meta WHERE key = 'keys_first'", [], |r| r.get(0)).ok()
+}
+
+fn refused_for_a_missing_segment(dir: &Path) {
+    match Sqlite::open_sized(dir, false, baatkaro_server::store::MIN_SEGMENT_BYTES)
+        .and_then(|mut s| s.load(0, 0))
+    {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("is missing"), "{why}"),
+        Ok(snap) => {
+            panic!("started without the key log's oldest segment: {} keys", snap.keys.len())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Only an expiry removes key log segments, and the database records where the
+/// log then begins: a segment found missing otherwise (deleted, or a copy put
+/// back without it) would silently forget keys, and a resend after the restart
+/// would be stored twice. The store refuses to start instead. A store from before
+/// the beginning was recorded is taken as it is, and checked from then on.
+#[test]
+fn a_key_log_missing_its_oldest_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_small(dir.path());
+    store.load(0, 0).unwrap();
+    // Eight flushes of 20,000 keys (about half a MB each), a round's keys an hour
+    // after the one before.
+    let hour = 3_600_000;
+    for round in 0..8u64 {
+        let mut writes: Vec<Write> =
+            (0..20_000).map(|i| key(0, round * 20_000 + i, T0 + round * hour + i)).collect();
+        writes.push(flush());
+        store.commit(&writes, 1, 0).unwrap();
+    }
+    let all = key_segments(dir.path());
+    assert!(all.len() >= 3, "{all:?}");
+    // The first four rounds expire: the segments holding only their keys go.
+    store.commit(&[Write::KeysExpired { before: T0 + 4 * hour }], 1, 0).unwrap();
+    drop(store);
+    let left = key_segments(dir.path());
+    assert!(left.len() < all.len() && left.len() >= 2, "{all:?} -> {left:?}");
+    assert!(keys_first(dir.path()).is_some_and(|f| f > 0), "the new beginning is recorded");
+    // Opened again as the expiry left it: no false alarm, and the keys kept.
+    let kept = open_small(dir.path()).load(0, 0).unwrap().keys;
+    assert_eq!(kept.len(), 80_000);
+    // A store from before the beginning was recorded starts as it is...
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    db.execute("DELETE FROM meta WHERE key = 'keys_first'", []).unwrap();
+    drop(db);
+    assert_eq!(open_small(dir.path()).load(0, 0).unwrap().keys.len(), 80_000);
+    assert!(keys_first(dir.path()).is_some(), "and records it");
+    // ...and losing the oldest segment left is found from then on.
+    std::fs::remove_file(&left[0]).unwrap();
+    refused_for_a_missing_segment(dir.path());
+}

@@ -397,6 +397,20 @@ impl EventLog {
                 self.log.end()
             )));
         }
+        // Segments go only once no chunk points into them (`remove_unused`): a chunk
+        // before the log's beginning is history whose segment is missing.
+        let oldest: Option<i64> = conn
+            .prepare_cached("SELECT MIN(pos) FROM event_chunks")?
+            .query_row([], |r| r.get(0))?;
+        if let Some(pos) = oldest
+            && (pos as u64) < self.log.start().0
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the event log begins at {} but the database has events stored at {pos}: a \
+                 segment of the log is missing",
+                self.log.start()
+            )));
+        }
         let EventLog { log, pending, pending_chunks, pending_keys, floors, .. } = self;
         let mut cut = None;
         // The first part of a group commit whose last part is not read yet, and

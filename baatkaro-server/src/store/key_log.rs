@@ -26,6 +26,11 @@
 //!   whose newest key is below their floor are removed; a segment with keys on
 //!   both sides stays on disk, filtered at load. What is kept in memory for it is
 //!   one time per segment.
+//! - **Removal.** Before expired segments are removed, the database records where
+//!   the log may then begin (`meta.keys_first`, in a transaction of its own). A
+//!   log that begins past it lost segments nothing expired: the store refuses to
+//!   start, as it does for a log that ends short. One that begins before it had
+//!   its removal cut short, and the next expiry finishes it.
 //! - **Reading.** A start reads the log from its first batch and keeps each user's
 //!   newest `keys_per_user` keys (SPEC.md 5.2, `key-count`): memory bounded by
 //!   that, not by how many keys the log holds.
@@ -52,10 +57,11 @@ pub(super) const KEY_SEGMENT_BYTES: u64 = 16 << 20;
 /// moved at open ([`KeyLog::move_blocks`]).
 pub(super) const MIGRATION: &str =
     "CREATE TABLE key_floors (pos INTEGER PRIMARY KEY, floor INTEGER NOT NULL, row_sum INTEGER);
-     DELETE FROM meta WHERE key = 'keys_logged';";
+     DELETE FROM meta WHERE key IN ('keys_logged', 'keys_first');";
 
 /// What undoes [`MIGRATION`] once [`KeyLog::restore_blocks`] put the keys back.
-pub(super) const UNDO: &str = "DROP TABLE key_floors; DELETE FROM meta WHERE key = 'keys_logged';";
+pub(super) const UNDO: &str = "DROP TABLE key_floors;
+     DELETE FROM meta WHERE key IN ('keys_logged', 'keys_first');";
 
 /// The key log side of the store.
 #[derive(Debug)]
@@ -93,8 +99,27 @@ impl KeyLog {
 
     /// Makes the log end where the database says (`meta.keys_logged`): cuts what a
     /// flush wrote and never recorded, refuses a log that lost what it recorded.
-    pub(super) fn reconcile(&mut self, conn: &Connection) -> Result<(), StoreError> {
+    /// Refuses as well a log that begins past where the database says it may
+    /// (`meta.keys_first`), and records where it begins if nothing says so yet (a
+    /// store from before that was recorded).
+    pub(super) fn reconcile(
+        &mut self,
+        conn: &Connection,
+        rs: &mut RowSum,
+    ) -> Result<(), StoreError> {
         let first = self.log.segment_starts().next().map_or(0, |p| p.0);
+        match read_meta(conn, "keys_first")? {
+            Some(may_begin) if first > may_begin => {
+                return Err(StoreError::Corrupt(format!(
+                    "the key log ({}) begins at {first} but the database says it begins at \
+                     {may_begin}: a segment of it is missing (no expiry removed it)",
+                    self.dir.display()
+                )));
+            }
+            Some(_) => {}
+            // A store from before the beginning was recorded: taken as it is.
+            None => write_meta(conn, rs, "keys_first", first)?,
+        }
         let logged = read_meta(conn, "keys_logged")?;
         let end = self.log.end().0;
         match logged {
@@ -180,9 +205,10 @@ impl KeyLog {
         floor_at(&self.floors, pos)
     }
 
-    /// Removes the oldest segments whose keys are all expired. Only space: a
-    /// failure is logged and tried again at the next expiry.
-    pub(super) fn remove_expired(&mut self) {
+    /// Removes the oldest segments whose keys are all expired, once `conn` has
+    /// recorded where the log then begins. Only space: a failure is logged and
+    /// tried again at the next expiry.
+    pub(super) fn remove_expired(&mut self, conn: &Connection, rs: &mut RowSum) {
         let starts: Vec<u64> = self.log.segment_starts().map(|p| p.0).collect();
         let mut before = None;
         for pair in starts.windows(2) {
@@ -198,6 +224,12 @@ impl KeyLog {
             before = Some(next);
         }
         let Some(before) = before else { return };
+        // Recorded first: a crash after it leaves segments the next expiry removes,
+        // while a log found beginning past it lost some (`reconcile`).
+        if let Err(e) = write_meta(conn, rs, "keys_first", before) {
+            tracing::warn!(error = %e, "could not record the key log's new beginning; kept it");
+            return;
+        }
         match self.log.remove_before(Position(before)) {
             Ok(0) => {}
             Ok(removed) => tracing::debug!(removed, "removed key log segments of expired keys"),
@@ -237,7 +269,7 @@ impl KeyLog {
         keys_per_user: u64,
         out: &mut Vec<KeyRow>,
     ) -> Result<(), StoreError> {
-        self.reconcile(conn)?;
+        self.reconcile(conn, rs)?;
         self.read_floors(conn)?;
         let floors = self.floors.clone();
         let limit = if keys_per_user == 0 { usize::MAX } else { keys_per_user as usize };
@@ -279,7 +311,7 @@ impl KeyLog {
         let tx = conn.unchecked_transaction()?;
         self.cut(&tx, rs, keys_since)?;
         tx.commit()?;
-        self.remove_expired();
+        self.remove_expired(conn, rs);
         Ok(())
     }
 
@@ -298,7 +330,7 @@ impl KeyLog {
         if any.is_none() {
             return Ok(0);
         }
-        self.reconcile(conn)?;
+        self.reconcile(conn, rs)?;
         let mut moved = 0u64;
         let mut block = KeyBlock::default();
         let mut record = Vec::new();

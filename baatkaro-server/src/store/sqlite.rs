@@ -307,7 +307,7 @@ impl Sqlite {
         }
         if version >= KEY_LOG_VERSION {
             let mut keys = key_log::KeyLog::open(dir, segment_bytes)?;
-            keys.reconcile(&store.conn)?;
+            keys.reconcile(&store.conn, &mut store.sum)?;
             let moved = keys.move_blocks(&mut store.conn, &mut store.sum)?;
             if moved > 0 {
                 tracing::info!(keys = moved, "moved the stored idempotency keys into the key log");
@@ -1104,7 +1104,7 @@ impl Sqlite {
             ev.flushed(&self.conn);
         }
         if let Some(keys) = self.key_log.as_mut() {
-            keys.remove_expired();
+            keys.remove_expired(&self.conn, &mut self.sum);
         }
         Ok(())
     }
