@@ -6,14 +6,16 @@
 // Test code: a failed unwrap or assertion is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use baatkaro_hub::store::{ConvKey, Read, ReadResult, Snapshot, StoreFault, TokenRecord};
-use baatkaro_hub::{Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, Output};
+use baatkaro_hub::store::{Batch, ConvKey, Read, ReadResult, Snapshot, StoreFault, TokenRecord};
+use baatkaro_hub::{
+    Delivery, HashDone, HashOutcome, HashPurpose, Hub, HubConfig, IN_FLIGHT, Output,
+};
 use baatkaro_proto::delivery::fingerprint;
 use baatkaro_proto::group::{GroupEvent, GroupId};
 use baatkaro_proto::session::RequestId;
 use baatkaro_proto::{
-    Address, Command, Conversation, DoneVerb, ErrorCode, GroupName, JoinRule, Limits, Millis,
-    OkReply, Password, Text, TokenSecret, UserName,
+    Address, Command, Conversation, DoneVerb, ErrorCode, GroupName, HistoryRange, JoinRule, Limits,
+    Millis, OkReply, Password, Text, TokenSecret, UserName,
 };
 use sha2::Digest;
 
@@ -369,4 +371,77 @@ fn a_deletion_lost_in_a_failed_commit_keeps_its_sessions_token() {
     hub.handle_request(2, RequestId(0), auth_alice(), t1);
     let (replies, _) = drain(&mut hub, || Ok(()), t1);
     assert_eq!(replies, [Err(ErrorCode::AuthFailed)], "the token outlived its LOGOUT revoke");
+}
+
+/// What the hub asks for until it is quiet, no commit answered: the batches it sends
+/// the store, the final replies it gives, and whether it asked to reload.
+fn outputs(hub: &mut Hub) -> (Vec<Batch>, Vec<Result<OkReply, ErrorCode>>, bool) {
+    let (mut batches, mut replies, mut load) = (Vec::new(), Vec::new(), false);
+    for _ in 0..10_000 {
+        let Some(out) = hub.poll_output() else { return (batches, replies, load) };
+        match out {
+            Output::Commit(batch) => batches.push(batch),
+            Output::Deliver { batch, share, .. } => {
+                for d in batch.share(&share) {
+                    match d {
+                        Delivery::Reply { result, .. } => {
+                            let result = batch.result(*result).expect("a routed result");
+                            replies.push(result.clone().map_err(|f| f.code));
+                        }
+                        Delivery::List(l) => {
+                            let l = batch.list(*l).expect("a routed list");
+                            replies.push(l.result.clone().map_err(|f| f.code));
+                        }
+                        Delivery::Frame { .. } | Delivery::Close(_) => {}
+                    }
+                }
+            }
+            Output::Load { .. } => load = true,
+            _ => {}
+        }
+    }
+    panic!("the hub never goes quiet")
+}
+
+/// One batch at the store at a time ([`IN_FLIGHT`]): a SEND and a HISTORY that come
+/// while it commits wait in the open batch. When that commit fails, the open batch
+/// is void too: both are answered `INTERNAL` with the failed batch's SEND, and none
+/// of its writes or reads reaches the store, during the reload or after it, where a
+/// SEND under the same key is a new message (fails if the open batch goes to the
+/// store beside the one committing, or outlives the failure).
+#[test]
+fn a_failed_commit_voids_the_open_batch_gathered_behind_it() {
+    assert_eq!(IN_FLIGHT, 1);
+    let mut hub = hub_with(snapshot(vec![], 0), 11, &[1]);
+    log_in_alice(&mut hub, 1, 0, T0);
+    drain(&mut hub, || Ok(()), T0);
+
+    hub.handle_request(1, RequestId(1), send("k1", "one"), T0);
+    let (mut batches, replies, _) = outputs(&mut hub);
+    assert_eq!((batches.len(), replies.len()), (1, 0), "k1's batch, held at the store");
+    let held = batches.remove(0);
+
+    let history = Command::History { conv: conv(), range: HistoryRange::Last, limit: 10 };
+    hub.handle_request(1, RequestId(2), send("k2", "two"), T0);
+    hub.handle_request(1, RequestId(3), history, T0);
+    let (batches, replies, _) = outputs(&mut hub);
+    assert!(batches.is_empty(), "a second batch at the store: {batches:?}");
+    assert!(replies.is_empty(), "{replies:?}");
+
+    let failed = || Err(StoreFault::Failed("test".into()));
+    hub.handle_committed(held.id, failed(), Vec::new(), held.writes, T0);
+    let (batches, replies, load) = outputs(&mut hub);
+    assert!(batches.is_empty(), "a batch sent while reloading: {batches:?}");
+    assert_eq!(replies, vec![Err(ErrorCode::Internal); 3]);
+    assert!(load && !hub.accepting(), "no reload asked for");
+
+    let t1 = T0 + 1_000;
+    hub.handle_loaded(Ok(snapshot(vec![], 0)), t1);
+    let (batches, _, _) = outputs(&mut hub);
+    assert!(batches.is_empty(), "the void open batch went to the store: {batches:?}");
+    assert!(hub.accepting());
+    hub.handle_request(1, RequestId(4), send("k2", "two"), t1);
+    let (replies, _) = drain(&mut hub, || Ok(()), t1);
+    let [Ok(OkReply::Send { seq: 1, time, .. })] = replies[..] else { panic!("{replies:?}") };
+    assert_eq!(time, t1, "k2 was stored before the reload");
 }
