@@ -741,8 +741,9 @@ fn three_in_rust(sim: &mut Sim) -> [usize; 3] {
 
 /// Requests handed on together (one read's) are taken only while the hub accepts:
 /// once the open batch's events reach its share of `queue` while the store has all
-/// the batches it takes ([`IN_FLIGHT`]), the rest wait, in order, and are taken as batches commit; each is
-/// answered in request order (fails if `handle_requests` takes them all at once).
+/// the batches it takes ([`IN_FLIGHT`]), the rest wait, in order, and are taken as
+/// batches commit; each is answered in request order (fails if `handle_requests`
+/// takes them all at once).
 #[test]
 fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
     // A quarter of the queue is 4 KiB: three of these messages fill an open batch.

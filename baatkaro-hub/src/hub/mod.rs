@@ -314,9 +314,9 @@ pub struct Hub {
     open_outs: Vec<Out>,
     /// Emptied vectors of committed batches, reused by the next ones: a busy
     /// batch holds thousands of writes and outputs, and growing fresh vectors
-    /// that large showed in profiles as copies and page faults. Several: commits
-    /// can come back before the next batch takes one, and a vector dropped there
-    /// had the next batch grow a fresh one; at most [`SPARES`] each.
+    /// that large showed in profiles as copies and page faults. A vector dropped
+    /// for want of room had the next batch grow a fresh one; at most [`SPARES`]
+    /// each.
     spare_writes: Vec<Vec<Write>>,
     spare_outs: Vec<Vec<Out>>,
     /// Scratch for [`Hub::deliver_all`].
@@ -1021,9 +1021,9 @@ impl Hub {
                 Out::Frame { .. } | Out::DropUpload(_, None) => None,
             })
             .collect();
-        // Every read waiting, whichever batch it came in (the other batch at the store
-        // is void too), is answered: an unanswered one would hold its connection's
-        // later replies for good.
+        // Every read waiting, whichever batch it came in (the open batch, gathered
+        // behind the one that failed, is void too), is answered: an unanswered one
+        // would hold its connection's later replies for good.
         drop(reads);
         let mut waiting: Vec<_> = std::mem::take(&mut self.reads).into_iter().collect();
         waiting.sort_by_key(|(token, _)| *token);
