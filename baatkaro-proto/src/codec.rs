@@ -128,9 +128,13 @@ pub type ServerFrameDecoder = Decoder<crate::ServerFrame>;
 
 impl<F: Decode> Decoder<F> {
     /// A decoder that refuses payloads longer than `max_payload` bytes.
+    ///
+    /// Its buffer starts empty and grows with what is pushed or reserved in
+    /// [`buffer_mut`](Decoder::buffer_mut): a server's quiet connection then holds
+    /// only the room its reads reserve, not a fixed buffer on top of it.
     pub fn new(max_payload: u64) -> Self {
         Decoder {
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::new(),
             state: State::Line { scanned: 0 },
             max_payload,
             frame: PhantomData,
