@@ -32,6 +32,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# The event log's page-cache test reads residency with fincore (util-linux-extra).
+if ! command -v fincore >/dev/null 2>&1; then
+    step "installing fincore"
+    if command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq util-linux-extra
+    else
+        echo "no fincore and no apt-get: install util-linux's fincore first" >&2
+        exit 1
+    fi
+fi
+
 step "npm ci (web/, from package-lock.json)"
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
 

@@ -13,7 +13,9 @@
 //! metadata kept elsewhere, is the caller's (`baatkaro-server`'s store).
 //!
 //! Memory: the log keeps the bases of its segments (one word per segment) and a
-//! few open files; nothing that grows with the number of records.
+//! few open files; nothing that grows with the number of records. Nor does the
+//! page cache hold more of it than its last [`CACHED_TAIL`] bytes for long: the
+//! pages written before them are dropped as the log grows.
 
 mod error;
 mod frame;
@@ -23,7 +25,7 @@ mod verify;
 
 pub use error::LogError;
 pub use frame::{HEADER as BATCH_HEADER, RECORD_HEADER};
-pub use log::{Batch, BatchWriter, Cut, Log, Options, Recovery, Span};
+pub use log::{Batch, BatchWriter, CACHED_TAIL, Cut, Log, Options, Recovery, Span, UNCACHE_STEP};
 pub use segment::SEGMENT_HEADER;
 pub use verify::{Checked, Verifier};
 

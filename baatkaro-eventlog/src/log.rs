@@ -108,6 +108,19 @@ struct Sealed {
 /// How many sealed segments' files stay open for reading.
 const READERS: usize = 4;
 
+/// How much of the active segment's end stays in the page cache: what a client
+/// catching up after a short absence reads back. Older pages are dropped (of a
+/// sealed segment, all), [`UNCACHE_STEP`] bytes at a time.
+pub const CACHED_TAIL: u64 = 4 << 20;
+
+/// How many written bytes past [`CACHED_TAIL`] are dropped from the page cache at
+/// once, at least: one `fadvise` per this much written, not one per commit.
+pub const UNCACHE_STEP: u64 = 256 << 10;
+
+/// The page size the page-cache bookkeeping rounds to. Where pages are larger, the
+/// kernel keeps any page a range only partly covers.
+const PAGE: u64 = 4096;
+
 /// An open log. Every method takes `&mut self`: the log is one thread's.
 #[derive(Debug)]
 pub struct Log {
@@ -126,6 +139,9 @@ pub struct Log {
     buf: Vec<u8>,
     /// Set by a failed write or sync.
     failed: bool,
+    /// How much of the active segment the last drop from the page cache covered
+    /// ([`Log::uncache`]).
+    uncached: u64,
 }
 
 impl Log {
@@ -212,6 +228,7 @@ impl Log {
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
+            uncached: 0,
         };
         recovery.last_number = log.recover_tail(&mut recovery)?;
         if recovery.last_number.is_none()
@@ -243,6 +260,7 @@ impl Log {
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
+            uncached: 0,
         })
     }
 
@@ -376,7 +394,32 @@ impl Log {
             return Err(e.into());
         }
         self.active_len += len;
+        self.uncache();
         Ok(Position(self.active_base + at))
+    }
+
+    /// Drops the active segment's synced pages older than its last
+    /// [`CACHED_TAIL`] bytes from the page cache, [`UNCACHE_STEP`] at a time.
+    ///
+    /// The log is written once and read back rarely, and mostly near its end: kept
+    /// cached, its pages would only grow the page cache by every byte written,
+    /// evicting what is read often (the database). And every new page of cache is
+    /// a free page the kernel must hand out: on a virtual machine whose host takes
+    /// back free memory (free page reporting), touching one costs the host a fault
+    /// of microseconds — at a full load, more than the rest of the write
+    /// (BENCHMARKS.md, "The log's page cache"). Pages dropped here are free at once,
+    /// and the next writes take them back while the host still backs them.
+    ///
+    /// Advice only: a failure changes nothing stored, so it is not an error.
+    fn uncache(&mut self) {
+        let upto = self.active_len.saturating_sub(CACHED_TAIL) / PAGE * PAGE;
+        if upto >= self.uncached + UNCACHE_STEP {
+            // From the segment's start each time, not from the last drop's end: the
+            // kernel drops only the folios wholly inside the range, and a large folio
+            // across that end would stay cached for good.
+            uncache(&self.active, 0, upto);
+            self.uncached = upto;
+        }
     }
 
     /// Closes the active segment (already synced: every commit syncs) and begins
@@ -386,7 +429,11 @@ impl Log {
         let next =
             segment::create(&self.dir, base, self.seed).inspect_err(|_| self.failed = true)?;
         self.sealed.push(Sealed { base: self.active_base, end: base });
-        self.active = next;
+        // The sealed segment is read only by clients far behind: none of it stays
+        // cached (its whole length: no page of it is written again).
+        let sealed = std::mem::replace(&mut self.active, next);
+        uncache(&sealed, 0, self.active_len);
+        self.uncached = 0;
         self.active_base = base;
         self.active_len = SEGMENT_HEADER;
         Ok(())
@@ -555,6 +602,7 @@ impl Log {
         self.active.set_len(keep)?;
         self.active.sync_all()?;
         self.active_len = keep;
+        self.uncached = self.uncached.min(keep / PAGE * PAGE);
         Ok(())
     }
 
@@ -707,6 +755,17 @@ fn walks(seed: u64, body: &[u8], count: u32) -> bool {
 /// Bytes of candidate batches an open may checksum while it tells a torn last
 /// write from damage (about a tenth of a second of hashing).
 const TAIL_CHECK_BUDGET: u64 = 256 << 20;
+
+/// Advises the kernel that the bytes `from..to` of `file`, written and synced,
+/// will not be read soon: their clean pages leave the page cache.
+fn uncache(file: &File, from: u64, to: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
+        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = (file, from, to);
+}
 
 /// Whether a whole, valid batch starts anywhere in `bytes`; `None` if telling would
 /// take more than `budget` bytes of checksums.
