@@ -543,9 +543,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Whether the hub takes more requests now: not while the open batch is full and
-    /// the store is busy, a reload is under way, or the server is stopping. The shell
-    /// stops reading requests (and connections, in turn, their sockets) meanwhile.
+    /// Whether the hub takes more requests now: not while the open batch is full (it
+    /// goes to the store at the end of the turn, or when the batch at the store has
+    /// committed), a reload is under way, or the server is stopping. The shell stops
+    /// reading requests (and connections, in turn, their sockets) meanwhile.
     pub fn accepting(&self) -> bool {
         !self.full() && !self.shutting_down
     }
