@@ -63,7 +63,12 @@ fn times(keys: &[Key]) -> Vec<u64> {
 
 /// The key log's segment files, in order.
 fn key_segments(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("keys"))
+    segments_in(&dir.join("keys"))
+}
+
+/// The segment files of the log in `dir` (the key log's or the event log's).
+fn segments_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
@@ -356,10 +361,12 @@ fn run(ops: &[Op]) {
             Op::CrashMidFlush { users, back } => {
                 drop(store);
                 let files = database_files(dir);
-                // The key log's segments: those an expiry removes only once the
+                // The logs' segments: those an expiry (the key log's) or a flush
+                // that leaves them unused (the event log's) removes only once the
                 // database committed it, which here it never did.
                 let segments: Vec<_> = key_segments(dir)
                     .into_iter()
+                    .chain(segments_in(&dir.join("events")))
                     .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
                     .collect();
                 let before = m.clone();
