@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 
 use baatkaro_proto::{Conversation, IdemKey, UserName};
-use baatkaro_server::store::sqlite::{DB_FILE, Sqlite};
+use baatkaro_server::store::sqlite::{DB_FILE, SCHEMA_VERSION, Sqlite};
 use baatkaro_server::store::verify::Checker;
 use baatkaro_server::store::{Store, StoreError, Write};
 use common::{conv, user};
@@ -556,7 +556,7 @@ fn blocks_of_schema_11_move_into_the_key_log_with_their_floors() {
     let want: Vec<u64> = (5..32).map(|i| T0 + i * 10_000).collect();
     for round in 0..2 {
         let mut store = Sqlite::open(dir.path()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 12);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(count("SELECT COUNT(*) FROM key_blocks"), 0, "round {round}");
         assert_eq!(times(&store.load(0, 0).unwrap().keys), want, "round {round}");
     }
@@ -758,13 +758,12 @@ fn refused_for_a_missing_segment(dir: &Path) {
 /// back without it) would silently forget keys, and a resend after the restart
 /// would be stored twice. The store refuses to start instead. A store from before
 /// the beginning was recorded is taken as it is, and checked from then on.
-#[test]
-fn a_key_log_missing_its_oldest_segment_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open_small(dir.path());
+/// A store whose key log lost its first segments to an expiry: eight flushes of
+/// 20,000 keys (about half a MB each), a round's keys an hour after the one
+/// before, the first four rounds expired. The segments before and after.
+fn expired_store(dir: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+    let mut store = open_small(dir);
     store.load(0, 0).unwrap();
-    // Eight flushes of 20,000 keys (about half a MB each), a round's keys an hour
-    // after the one before.
     let hour = 3_600_000;
     for round in 0..8u64 {
         let mut writes: Vec<Write> =
@@ -772,13 +771,20 @@ fn a_key_log_missing_its_oldest_segment_is_refused() {
         writes.push(flush());
         store.commit(&writes, 1, 0).unwrap();
     }
-    let all = key_segments(dir.path());
+    let all = key_segments(dir);
     assert!(all.len() >= 3, "{all:?}");
-    // The first four rounds expire: the segments holding only their keys go.
+    // The segments holding only the first four rounds' keys go.
     store.commit(&[Write::KeysExpired { before: T0 + 4 * hour }], 1, 0).unwrap();
     drop(store);
-    let left = key_segments(dir.path());
+    let left = key_segments(dir);
     assert!(left.len() < all.len() && left.len() >= 2, "{all:?} -> {left:?}");
+    (all, left)
+}
+
+#[test]
+fn a_key_log_missing_its_oldest_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, left) = expired_store(dir.path());
     assert!(keys_first(dir.path()).is_some_and(|f| f > 0), "the new beginning is recorded");
     // Opened again as the expiry left it: no false alarm, and the keys kept.
     let kept = open_small(dir.path()).load(0, 0).unwrap().keys;
@@ -792,4 +798,24 @@ fn a_key_log_missing_its_oldest_segment_is_refused() {
     // ...and losing the oldest segment left is found from then on.
     std::fs::remove_file(&left[0]).unwrap();
     refused_for_a_missing_segment(dir.path());
+}
+
+/// A build from before schema 13 does not know `keys_first`: an expiry of its own
+/// removes segments without moving it. Its store is taken as its key log begins
+/// (the schema step forgets `keys_first`), not refused as missing a segment.
+#[test]
+fn a_key_log_an_older_build_expired_is_taken_as_it_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, left) = expired_store(dir.path());
+    let recorded = keys_first(dir.path()).unwrap();
+    // As schema 12 left it, after its own expiry of the oldest segment left.
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    db.pragma_update(None, "user_version", 12).unwrap();
+    drop(db);
+    std::fs::remove_file(&left[0]).unwrap();
+    let mut store = open_small(dir.path());
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let kept = store.load(0, 0).unwrap().keys.len();
+    assert!(kept > 0 && kept < 80_000, "{kept} keys");
+    assert!(keys_first(dir.path()).is_some_and(|f| f > recorded), "the new beginning recorded");
 }

@@ -57,11 +57,20 @@ pub(super) const KEY_SEGMENT_BYTES: u64 = 16 << 20;
 /// moved at open ([`KeyLog::move_blocks`]).
 pub(super) const MIGRATION: &str =
     "CREATE TABLE key_floors (pos INTEGER PRIMARY KEY, floor INTEGER NOT NULL, row_sum INTEGER);
-     DELETE FROM meta WHERE key IN ('keys_logged', 'keys_first');";
+     DELETE FROM meta WHERE key = 'keys_logged';";
 
 /// What undoes [`MIGRATION`] once [`KeyLog::restore_blocks`] put the keys back.
-pub(super) const UNDO: &str = "DROP TABLE key_floors;
-     DELETE FROM meta WHERE key IN ('keys_logged', 'keys_first');";
+pub(super) const UNDO: &str = "DROP TABLE key_floors; DELETE FROM meta WHERE key = 'keys_logged';";
+
+/// The schema step that records where the key log may begin (`meta.keys_first`,
+/// see Removal above). A version of its own: a build from before it, which would
+/// remove expired segments without moving `keys_first`, refuses the store as too
+/// new, rather than leaving one that a later start refuses as missing a segment.
+/// A store from before it is taken as its key log begins.
+pub(super) const MIGRATION_FIRST: &str = "DELETE FROM meta WHERE key = 'keys_first';";
+
+/// What undoes [`MIGRATION_FIRST`].
+pub(super) const UNDO_FIRST: &str = "DELETE FROM meta WHERE key = 'keys_first';";
 
 /// The key log side of the store.
 #[derive(Debug)]

@@ -112,6 +112,9 @@ const MIGRATIONS: &[&str] = &[
     // one batch per flush instead of one row (store/key_log.rs); the blocks are
     // moved into it when the store is first opened.
     key_log::MIGRATION,
+    // 13: where the key log may begin is recorded before expired segments go, so
+    // that a start finds a missing oldest segment (store/key_log.rs).
+    key_log::MIGRATION_FIRST,
 ];
 
 /// The schema version this build writes.
@@ -469,6 +472,7 @@ impl Sqlite {
             events::UNDO,
             key_blocks::UNDO,
             key_log::UNDO,
+            key_log::UNDO_FIRST,
         ];
         let found: i64 =
             Connection::open(dir.join(DB_FILE))?
