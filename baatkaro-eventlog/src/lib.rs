@@ -13,9 +13,10 @@
 //! metadata kept elsewhere, is the caller's (`baatkaro-server`'s store).
 //!
 //! Memory: the log keeps the bases of its segments (one word per segment) and a
-//! few open files; nothing that grows with the number of records. Nor does the
-//! page cache hold more of it than its last [`CACHED_TAIL`] bytes for long: the
-//! pages written before them are dropped as the log grows.
+//! few open files; nothing that grows with the number of records. What it writes
+//! stays in the page cache only while among its last [`CACHED_TAIL`] bytes: older
+//! pages are dropped as the log grows (what is read back, by a catch-up or a
+//! check, is cached as any read is).
 
 mod error;
 mod frame;

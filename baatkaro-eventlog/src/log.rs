@@ -430,7 +430,8 @@ impl Log {
             segment::create(&self.dir, base, self.seed).inspect_err(|_| self.failed = true)?;
         self.sealed.push(Sealed { base: self.active_base, end: base });
         // The sealed segment is read only by clients far behind: none of it stays
-        // cached (its whole length: no page of it is written again).
+        // cached (its whole length: it takes no more writes, unless a truncate
+        // makes it the active segment again).
         let sealed = std::mem::replace(&mut self.active, next);
         uncache(&sealed, 0, self.active_len);
         self.uncached = 0;
