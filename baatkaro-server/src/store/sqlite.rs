@@ -426,12 +426,16 @@ impl Sqlite {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
         // Profiles of small-group traffic showed the store thread busy in B-tree
-        // page fetches and in checkpoints: a larger page cache keeps the hot pages of
-        // the event and key tables in memory, and checkpointing every 10,000 pages
-        // (about 40 MB of log) instead of 1,000 copies the log into the database a
-        // tenth as often.
+        // page fetches: a larger page cache keeps the hot pages of the index and
+        // metadata tables in memory.
         self.conn.pragma_update(None, "cache_size", -65_536)?;
-        self.conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        // A checkpoint every 1,000 pages (SQLite's default; about 4 MB of log). The
+        // log holds only index flushes and metadata since events went to the event
+        // log, and a log that grew to 40 MB (10,000 pages) before it was reused
+        // wrote every page of it fresh, which costs a host fault on a virtual machine
+        // that hands free memory back: 7 % of a new server's first seconds at 10 x
+        // 10, and no difference in longer runs (BENCHMARKS.md, "The log's page cache").
+        self.conn.pragma_update(None, "wal_autocheckpoint", 1_000)?;
         for version in found..target {
             let tx = self.conn.transaction()?;
             // version < SCHEMA_VERSION = MIGRATIONS.len(), so the index is in range.
