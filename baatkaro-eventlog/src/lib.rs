@@ -15,8 +15,8 @@
 //! Memory: the log keeps the bases of its segments (one word per segment) and a
 //! few open files; nothing that grows with the number of records. What it writes
 //! stays in the page cache only while among its last [`CACHED_TAIL`] bytes: older
-//! pages are dropped as the log grows (what is read back, by a catch-up or a
-//! check, is cached as any read is).
+//! pages are dropped as the log grows, and so is what a [`Verifier`] reads (what
+//! is read back by a catch-up is cached as any read is).
 
 mod error;
 mod frame;

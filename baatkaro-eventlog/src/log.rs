@@ -759,7 +759,7 @@ const TAIL_CHECK_BUDGET: u64 = 256 << 20;
 
 /// Advises the kernel that the bytes `from..to` of `file`, written and synced,
 /// will not be read soon: their clean pages leave the page cache.
-fn uncache(file: &File, from: u64, to: u64) {
+pub(crate) fn uncache(file: &File, from: u64, to: u64) {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
         let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);

@@ -1,12 +1,17 @@
 //! The whole log read back and checked, a slice at a time, beside the writer: so
 //! that damage in batches nobody reads is found too.
+//!
+//! What a check reads leaves the page cache after it, as what the log writes does
+//! (older than the log's last [`CACHED_TAIL`] bytes): a pass over the whole log
+//! would otherwise fill the cache with history nobody reads, and the next pass
+//! would check the cached copy instead of the disk.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::frame::HEADER;
-use crate::log::{damaged, read_batch_at, read_up_to};
+use crate::log::{CACHED_TAIL, UNCACHE_STEP, damaged, read_batch_at, read_up_to, uncache};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
 
@@ -30,12 +35,15 @@ pub struct Verifier {
     at: u64,
     /// The segment being read: its base, file, length and seed.
     open: Option<(u64, File, u64, u64)>,
+    /// How much of the open segment was dropped from the page cache after it was
+    /// read.
+    uncached: u64,
 }
 
 impl Verifier {
     /// A check of the log in `dir`, from its start.
     pub fn new(dir: &Path) -> Verifier {
-        Verifier { dir: dir.to_path_buf(), at: 0, open: None }
+        Verifier { dir: dir.to_path_buf(), at: 0, open: None, uncached: 0 }
     }
 
     /// The bytes the log's segments take on disk (0 if there is no log).
@@ -118,6 +126,7 @@ impl Verifier {
                         return Err(damaged(&self.dir, base, 0, "its header fails its checksum"));
                     };
                     self.at = self.at.max(base + SEGMENT_HEADER);
+                    self.uncached = 0;
                     (base, file, len, seed)
                 }
             };
@@ -133,6 +142,15 @@ impl Verifier {
             self.at += frame;
             done.bytes += frame;
             done.batches += 1;
+            // What was read, once it is older than the log's cached end (which the
+            // writer keeps) and a step has gathered, or the segment is done. From
+            // the segment's start each time: the kernel drops only whole folios.
+            let read = self.at - base;
+            let droppable = self.at.saturating_add(CACHED_TAIL) <= end.0;
+            if droppable && (read >= self.uncached + UNCACHE_STEP || read >= len) {
+                uncache(&file, 0, read);
+                self.uncached = read;
+            }
             self.open = Some((base, file, len, seed));
         }
     }

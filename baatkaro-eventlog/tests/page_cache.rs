@@ -1,6 +1,7 @@
 //! The log's written pages leave the page cache as it grows: only its last
 //! [`CACHED_TAIL`] bytes (and less than a step more) stay, and none of a sealed
-//! segment; and what left the cache reads back whole, from the disk.
+//! segment; a background check leaves no more than that cached either; and what
+//! left the cache reads back whole, from the disk.
 //!
 //! Residency is read with `fincore` (Debian's util-linux-extra, which `test.sh`
 //! installs). On a tmpfs, whose pages are the files themselves, nothing can leave
@@ -12,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use baatkaro_eventlog::{CACHED_TAIL, Log, Options, UNCACHE_STEP};
+use baatkaro_eventlog::{CACHED_TAIL, Log, Options, UNCACHE_STEP, Verifier};
 
 /// Bytes of `path` in the page cache.
 fn resident(path: &Path) -> u64 {
@@ -69,18 +70,32 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
     let len = std::fs::metadata(active).unwrap().len();
     assert!(len > CACHED_TAIL + 2 * UNCACHE_STEP, "the active segment holds {len} B");
 
-    if on_tmpfs(dir.path()) {
-        eprintln!("the log is on a tmpfs: its pages cannot leave the cache; not checked");
-    } else {
-        for sealed in &files[..2] {
-            assert_eq!(resident(sealed), 0, "{} stayed cached", sealed.display());
+    // The last CACHED_TAIL bytes, what was written since the last drop (under a
+    // step, or one batch more), and the partial page the drop keeps.
+    let most = CACHED_TAIL + UNCACHE_STEP + 16 * 4200 + 4096;
+    let tmpfs = on_tmpfs(dir.path());
+    let only_the_tail_cached = |after: &str| {
+        if tmpfs {
+            eprintln!("the log is on a tmpfs: its pages cannot leave the cache; not checked");
+            return;
         }
-        // The last CACHED_TAIL bytes, what was written since the last drop (under
-        // a step, or one batch more), and the partial page the drop keeps.
-        let most = CACHED_TAIL + UNCACHE_STEP + 16 * 4200 + 4096;
+        for sealed in &files[..2] {
+            assert_eq!(resident(sealed), 0, "{} stayed cached {after}", sealed.display());
+        }
         let cached = resident(active);
-        assert!(cached <= most, "{cached} B of {len} stayed cached (at most {most})");
+        assert!(cached <= most, "{cached} B of {len} stayed cached {after} (at most {most})");
+    };
+    only_the_tail_cached("after the writes");
+
+    // A whole pass of the background check reads every batch, and drops them.
+    let mut check = Verifier::new(dir.path());
+    let end = log.end();
+    let mut passes = 0;
+    while !check.check(end, 1 << 20).unwrap().pass_done {
+        passes += 1;
+        assert!(passes < 1000, "the check never finished its pass");
     }
+    only_the_tail_cached("after a check");
 
     // Everything reads back, from the cache or the disk, before and after a reopen.
     for round in 0..2 {
