@@ -17,7 +17,7 @@ use baatkaro_proto::{Command, Encode, Event, JoinRule, OkReply, ServerFrame, Sto
 use baatkaro_server::store::sqlite::Sqlite;
 use baatkaro_server::store::{ConvKey, EventRecord, HistoryQuery, Store, Write};
 use common::process::{Running, serve, server_bin};
-use common::{Client, body, conv, user};
+use common::{Client, assert_same_files, body, conv, files_under, user};
 use tokio::sync::watch;
 
 /// What was acknowledged: per conversation, the key's sequence number and text.
@@ -239,6 +239,43 @@ fn a_crash_between_the_event_log_and_the_database_recovers_to_one_state() {
     drop(store);
     let mut store = Sqlite::open(dir.path()).unwrap();
     store.load(0, 0).unwrap();
+    assert_eq!(newest(&mut store, 3), [1, 2, 3]);
+}
+
+/// A store found damaged writes nothing again (SPEC.md: STORE_DAMAGED), not even
+/// when it loads after the crash above: the batch whose metadata never committed
+/// is left unread rather than cut from the log, and a commit is refused.
+#[test]
+fn a_damaged_store_loads_without_cutting_or_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(with_two_messages(dir.path()));
+    let before = DatabaseAsOf::now(dir.path());
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    let carol = Write::User { name: user("carol"), hash: "x".into(), created: 1 };
+    store.commit(&[carol, message(3, "three")], 2, 0).unwrap();
+    drop(store);
+    before.put_back();
+
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.stop_writing();
+    let files = files_under(dir.path());
+    for round in 0..2 {
+        let snap = store.load(0, 0).unwrap();
+        assert!(!snap.users.iter().any(|(u, _)| u.as_str() == "carol"), "round {round}");
+        let latest =
+            snap.latest.iter().find(|(k, _)| *k == ConvKey::Group(GroupId(1))).map(|l| l.1);
+        assert_eq!(latest, Some(2), "round {round}: the batch is not read");
+        assert_eq!(newest(&mut store, 3), [1, 2], "round {round}");
+    }
+    assert!(store.commit(&[message(3, "three again")], 2, 0).is_err(), "a commit is refused");
+    store.checkpoint().unwrap();
+    drop(store);
+    assert_same_files(&files, &files_under(dir.path()));
+    // Repaired (here: opened as usual), the store cuts the batch and goes on.
+    let mut store = Sqlite::open(dir.path()).unwrap();
+    store.load(0, 0).unwrap();
+    store.commit(&[message(3, "three again")], 2, 0).unwrap();
     assert_eq!(newest(&mut store, 3), [1, 2, 3]);
 }
 

@@ -15,7 +15,7 @@ use baatkaro_proto::{Conversation, IdemKey, UserName};
 use baatkaro_server::store::sqlite::{DB_FILE, SCHEMA_VERSION, Sqlite};
 use baatkaro_server::store::verify::Checker;
 use baatkaro_server::store::{Store, StoreError, Write};
-use common::{conv, user};
+use common::{assert_same_files, conv, files_under, user};
 use proptest::prelude::*;
 
 /// A key as a snapshot holds it.
@@ -818,4 +818,22 @@ fn a_key_log_an_older_build_expired_is_taken_as_it_begins() {
     let kept = store.load(0, 0).unwrap().keys.len();
     assert!(kept > 0 && kept < 80_000, "{kept} keys");
     assert!(keys_first(dir.path()).is_some_and(|f| f > recorded), "the new beginning recorded");
+}
+
+/// A store found damaged writes nothing again (SPEC.md: STORE_DAMAGED): a load
+/// leaves out the keys a start's expiry would cut, and neither records the cut nor
+/// removes the segments it empties (fails with either done).
+#[test]
+fn a_damaged_store_expires_keys_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = expired_store(dir.path());
+    let hour = 3_600_000;
+    let mut store = open_small(dir.path());
+    store.stop_writing();
+    let files = files_under(dir.path());
+    let keys = store.load(T0 + 6 * hour, 0).unwrap().keys;
+    assert_eq!(keys.len(), 40_000, "only the last two rounds' keys");
+    assert!(keys.iter().all(|k| k.5 >= T0 + 6 * hour));
+    drop(store);
+    assert_same_files(&files, &files_under(dir.path()));
 }

@@ -376,11 +376,12 @@ impl EventLog {
     /// flush: its chunks into memory, and its keys stored at `keys_since` or later
     /// and newest sequence numbers for the snapshot (`on_key`, `on_latest`). A
     /// batch flagged [`FLAG_META`] there never committed its metadata: the log is
-    /// cut back to it.
+    /// cut back to it (`read_only`: it is only left unread).
     pub(super) fn replay(
         &mut self,
         conn: &Connection,
         keys_since: u64,
+        read_only: bool,
         mut on_key: impl FnMut(&Write),
         mut on_latest: impl FnMut(ConvKey, Seq),
     ) -> Result<(), StoreError> {
@@ -464,7 +465,7 @@ impl EventLog {
                 }
             }
         }
-        if let Some(cut) = cut.or(first_part) {
+        if let Some(cut) = cut.or(first_part).filter(|_| !read_only) {
             tracing::warn!(
                 at = cut.0,
                 "cut the event log back to a batch that never wholly committed (its other \

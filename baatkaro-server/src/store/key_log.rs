@@ -72,6 +72,22 @@ pub(super) const MIGRATION_FIRST: &str = "DELETE FROM meta WHERE key = 'keys_fir
 /// What undoes [`MIGRATION_FIRST`].
 pub(super) const UNDO_FIRST: &str = "DELETE FROM meta WHERE key = 'keys_first';";
 
+/// What the database says of the key log ([`KeyLog::judge`]).
+struct Judged {
+    /// Where the log begins, to be recorded: nothing said so yet.
+    record_first: Option<u64>,
+    /// Where the log is to be cut back to, if it runs past what was recorded.
+    cut_to: Option<Cut>,
+}
+
+/// A cut the database calls for.
+struct Cut {
+    at: Position,
+    /// A flush wrote past what its transaction recorded (said in the log), rather
+    /// than nothing being recorded at all.
+    unrecorded: bool,
+}
+
 /// The key log side of the store.
 #[derive(Debug)]
 pub(super) struct KeyLog {
@@ -116,8 +132,29 @@ impl KeyLog {
         conn: &Connection,
         rs: &mut RowSum,
     ) -> Result<(), StoreError> {
+        let judged = self.judge(conn)?;
+        if let Some(first) = judged.record_first {
+            write_meta(conn, rs, "keys_first", first)?;
+        }
+        match judged.cut_to {
+            Some(Cut { at, unrecorded: true }) => {
+                tracing::warn!(
+                    at = at.0,
+                    "cut the key log back to where the database says it ends (a flush whose \
+                     database transaction never committed; its keys are in the event log)"
+                );
+                self.log.truncate(at).map_err(log_error)
+            }
+            Some(Cut { at, unrecorded: false }) => self.log.truncate(at).map_err(log_error),
+            None => Ok(()),
+        }
+    }
+
+    /// What [`KeyLog::reconcile`] would do, without doing it: the same refusals,
+    /// and where it would record the log's beginning and cut it back to.
+    fn judge(&mut self, conn: &Connection) -> Result<Judged, StoreError> {
         let first = self.log.segment_starts().next().map_or(0, |p| p.0);
-        match read_meta(conn, "keys_first")? {
+        let record_first = match read_meta(conn, "keys_first")? {
             Some(may_begin) if first > may_begin => {
                 return Err(StoreError::Corrupt(format!(
                     "the key log ({}) begins at {first} but the database says it begins at \
@@ -125,36 +162,34 @@ impl KeyLog {
                     self.dir.display()
                 )));
             }
-            Some(_) => {}
+            Some(_) => None,
             // A store from before the beginning was recorded: taken as it is.
-            None => write_meta(conn, rs, "keys_first", first)?,
-        }
+            None => Some(first),
+        };
         let logged = read_meta(conn, "keys_logged")?;
         let end = self.log.end().0;
-        match logged {
-            Some(at) if at > end => Err(StoreError::Corrupt(format!(
-                "the key log ({}) ends at {end} but the database says it holds keys up to {at}: \
-                 the key log lost what was acknowledged, or is not this database's",
-                self.dir.display()
-            ))),
+        let cut_to = match logged {
+            Some(at) if at > end => {
+                return Err(StoreError::Corrupt(format!(
+                    "the key log ({}) ends at {end} but the database says it holds keys up \
+                     to {at}: the key log lost what was acknowledged, or is not this database's",
+                    self.dir.display()
+                )));
+            }
             // Past `at` only if a batch starts there: a log cut back to the end of a
             // segment ends past it, at the next one's header.
             Some(at) if at < end && self.log.scan(Position(at)).next().is_some() => {
-                tracing::warn!(
-                    at,
-                    "cut the key log back to where the database says it ends (a flush whose \
-                     database transaction never committed; its keys are in the event log)"
-                );
-                self.log.truncate(Position(at)).map_err(log_error)
+                Some(Cut { at: Position(at), unrecorded: true })
             }
-            Some(_) => Ok(()),
+            Some(_) => None,
             // Nothing recorded yet: anything in the log is a move of the blocks or
             // a flush that never committed.
             None if end > first + baatkaro_eventlog::SEGMENT_HEADER => {
-                self.log.truncate(Position(first)).map_err(log_error)
+                Some(Cut { at: Position(first), unrecorded: false })
             }
-            None => Ok(()),
-        }
+            None => None,
+        };
+        Ok(Judged { record_first, cut_to })
     }
 
     /// Appends `block`'s keys, durably, as one batch (several if it is larger than
@@ -276,9 +311,17 @@ impl KeyLog {
         rs: &mut RowSum,
         keys_since: u64,
         keys_per_user: u64,
+        read_only: bool,
         out: &mut Vec<KeyRow>,
     ) -> Result<(), StoreError> {
-        self.reconcile(conn, rs)?;
+        // A damaged store's log is read as far as the database says it holds, and
+        // nothing is cut, recorded, expired or removed (`Store::stop_writing`).
+        let until = if read_only {
+            self.judge(conn)?.cut_to.map_or(u64::MAX, |c| c.at.0)
+        } else {
+            self.reconcile(conn, rs)?;
+            u64::MAX
+        };
         self.read_floors(conn)?;
         let floors = self.floors.clone();
         let limit = if keys_per_user == 0 { usize::MAX } else { keys_per_user as usize };
@@ -289,6 +332,9 @@ impl KeyLog {
         let mut n = 0u64;
         for batch in self.log.scan(self.log.start()) {
             let batch = batch.map_err(log_error)?;
+            if batch.position.0 >= until {
+                break;
+            }
             let seg = starts.partition_point(|&s| s <= batch.position.0).saturating_sub(1);
             let cut = floor_at(&floors, batch.position.0).max(keys_since);
             for (_, data) in batch.records() {
@@ -315,6 +361,9 @@ impl KeyLog {
         all.sort_unstable_by_key(|(n, _)| *n);
         out.extend(all.into_iter().map(|(_, k)| k));
         self.newest = starts.into_iter().zip(newest).collect();
+        if read_only {
+            return Ok(());
+        }
         // One transaction: the cuts it replaces are deleted only with its row
         // written, or a failure between the two loses them.
         let tx = conn.unchecked_transaction()?;

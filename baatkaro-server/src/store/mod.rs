@@ -157,6 +157,12 @@ pub trait Store: Send + 'static {
         Ok(())
     }
 
+    /// The store was found damaged (SPEC.md: a server MUST NOT write to a damaged
+    /// store again): from now on it writes nothing. A [`Store::load`] reads what it
+    /// would have tidied as it stands — a torn tail is left uncut and unread,
+    /// expired keys are left out but not removed — and a commit is refused.
+    fn stop_writing(&mut self) {}
+
     /// Runs one read of a batch.
     fn read(&mut self, read: &Read) -> Result<ReadResult, StoreError> {
         match read {

@@ -162,6 +162,9 @@ pub struct Sqlite {
     /// Set when a commit or a load failed: the log may refuse writes, or hold a
     /// last write it has not judged, until it is opened again.
     log_suspect: bool,
+    /// Set once the store was found damaged ([`Store::stop_writing`]): nothing is
+    /// written from then on, by a load either.
+    read_only: bool,
 }
 
 /// A place in `sent_keys` and the latest time of any key up to it.
@@ -267,6 +270,7 @@ impl Sqlite {
             key_blocks: version >= KEY_BLOCK_VERSION,
             key_log: None,
             log_suspect: false,
+            read_only: false,
         };
         let found = store.setup(version, |found| {
             // A database that holds nothing yet, where a store was: the old one is
@@ -608,15 +612,19 @@ fn event_of(frame: &[u8]) -> Result<StoredEvent, StoreError> {
 }
 
 /// Reads the keys of `sent_keys` (a store before the blocks) at `keys_since` or
-/// later into `out`, deleting older rows, and marks where they end in `marks`.
+/// later into `out`, deleting older rows (`read_only`: leaving them out), and
+/// marks where they end in `marks`.
 fn load_key_rows(
     c: &Connection,
     marks: &mut std::collections::VecDeque<KeyMark>,
     keys_since: u64,
     keys_per_user: u64,
+    read_only: bool,
     out: &mut Vec<key_blocks::KeyRow>,
 ) -> Result<(), StoreError> {
-    c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
+    if !read_only {
+        c.execute("DELETE FROM sent_keys WHERE time < ?", [keys_since as i64])?;
+    }
     let last: Option<(i64, i64)> =
         c.query_row("SELECT MAX(rowid), MAX(time) FROM sent_keys", [], |r| {
             Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
@@ -651,6 +659,9 @@ fn load_key_rows(
     })?;
     for row in rows {
         let (user, key, conv, fp, seq, time) = row?;
+        if (time as u64) < keys_since {
+            continue; // expired, and not deleted (read_only)
+        }
         let key: IdemKey = name(key, "idempotency key")?;
         let conv: Conversation = name(conv, "conversation")?;
         // Fingerprints are u64 stored bit for bit in SQLite's i64.
@@ -662,10 +673,12 @@ fn load_key_rows(
 /// The bodies of [`Store::load`] and [`Store::commit`], which note a failure.
 impl Sqlite {
     fn load_inner(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
-        if self.log_suspect && self.events.is_some() {
+        if self.log_suspect && self.events.is_some() && !self.read_only {
             // Opened again: after a failed commit the log refuses writes until it
             // finds out what its last write left. Replaced only once opened: a
             // store whose `events` is `None` keeps its events in table `events`.
+            // (Not a damaged store's: an open cuts a torn tail. Its log is read as
+            // it stands, to the end its last whole write left.)
             let reopened = EventLog::open(&self.dir, self.segment_bytes)?;
             self.events = Some(reopened);
             if self.key_log.is_some() {
@@ -705,12 +718,13 @@ impl Sqlite {
             snap.latest.push((key, seq as u64));
         }
         if let Some(keys) = self.key_log.as_mut() {
-            keys.load(c, &mut self.sum, keys_since, keys_per_user, &mut snap.keys)?;
+            keys.load(c, &mut self.sum, keys_since, keys_per_user, self.read_only, &mut snap.keys)?;
         } else if self.key_blocks {
             key_blocks::load(c, keys_since, keys_per_user, &mut snap.keys)?;
         } else {
             self.key_marks.clear();
-            load_key_rows(c, &mut self.key_marks, keys_since, keys_per_user, &mut snap.keys)?;
+            let (since, per_user, read_only) = (keys_since, keys_per_user, self.read_only);
+            load_key_rows(c, &mut self.key_marks, since, per_user, read_only, &mut snap.keys)?;
         }
         if let Some(ev) = self.events.as_mut() {
             // What the log holds past its index: the sends since the last flush,
@@ -719,6 +733,7 @@ impl Sqlite {
             ev.replay(
                 c,
                 keys_since,
+                self.read_only,
                 |key| {
                     if let Write::SendKey { user, key, conv, fingerprint, seq, time } = key {
                         snap.keys.push((*user, *key, *conv, *fingerprint, *seq, *time));
@@ -1120,7 +1135,21 @@ impl Sqlite {
 
 impl Store for Sqlite {
     fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.flush_index()
+    }
+
+    fn stop_writing(&mut self) {
+        self.read_only = true;
+        // Nor does closing the database copy its log into it.
+        if let Err(e) = self
+            .conn
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        {
+            tracing::warn!(error = %e, "could not keep the damaged database from a checkpoint at close");
+        }
     }
 
     fn load(&mut self, keys_since: u64, keys_per_user: u64) -> Result<Snapshot, StoreError> {
@@ -1135,6 +1164,11 @@ impl Store for Sqlite {
         next_group_id: u64,
         history: u64,
     ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Io(std::io::Error::other(
+                "the store was found damaged: it takes no writes",
+            )));
+        }
         if self.log_suspect && self.events.is_some() {
             // The failed commit may have left the first parts of a group commit in
             // the log, indexed in memory and never acknowledged: a load cuts them,

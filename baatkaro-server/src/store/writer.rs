@@ -13,7 +13,8 @@
 //! Once the database is found damaged — a read fails its checksum, the engine
 //! reports corruption, or the background check ([`super::verify`]) finds a bad row
 //! — the thread commits nothing more to it, for good, and tells the hub
-//! ([`Done::Damaged`]); reads still run. Before each commit it lets go of the space
+//! ([`Done::Damaged`]); reads still run, and so does the reload after the refusal,
+//! without writing ([`Store::stop_writing`]). Before each commit it lets go of the space
 //! held for the database when the disk is nearly full ([`StoreReserve`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,7 +131,14 @@ impl Writer {
             .name("baatkaro-store".into())
             .spawn(move || {
                 let mut poisoned = false;
+                let mut stopped = false;
                 for job in rx {
+                    if !stopped && damage.found() {
+                        // Found by a commit or by the background check: not even a
+                        // reload writes to the store from now on.
+                        store.stop_writing();
+                        stopped = true;
+                    }
                     let report = match job {
                         Job::Load { keys_since, keys_per_user } => {
                             let r = store.load(keys_since, keys_per_user);
@@ -249,5 +257,61 @@ impl<S: Store> Run<'_, S> {
         // Handed back full: its frames are freed on the thread that made them,
         // which the allocator does without taking another thread's arena lock.
         Done::Committed { id: batch.id, result, reads, spare: batch.writes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{HistoryPage, HistoryQuery, UnreadQuery};
+
+    /// A store that says what was asked of it, and whose commits find damage.
+    struct Told(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Store for Told {
+        fn load(&mut self, _: u64, _: u64) -> Result<Snapshot, StoreError> {
+            self.0.lock().unwrap().push("load");
+            Ok(Snapshot::default())
+        }
+        fn commit(&mut self, _: &[Write], _: u64, _: u64) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push("commit");
+            Err(StoreError::Corrupt("a row fails its checksum".into()))
+        }
+        fn history(&mut self, _: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+            Err(StoreError::Corrupt("not in this test".into()))
+        }
+        fn unread(&mut self, _: &UnreadQuery) -> Result<Vec<u64>, StoreError> {
+            Err(StoreError::Corrupt("not in this test".into()))
+        }
+        fn stop_writing(&mut self) {
+            self.0.lock().unwrap().push("stop_writing");
+        }
+    }
+
+    /// The reload after a commit found damage is told to write nothing first
+    /// (fails without the thread's `stop_writing`).
+    #[test]
+    fn the_reload_after_damage_is_found_writes_nothing() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer::spawn(Told(told.clone()), 0, done);
+        let writes = vec![Write::KeysExpired { before: 1 }];
+        assert!(writer.send(Job::Commit(Batch { id: 1, writes, next_group_id: 1, reads: vec![] })));
+        assert!(writer.send(Job::Load { keys_since: 0, keys_per_user: 0 }));
+        writer.finish();
+        let mut got = Vec::new();
+        while let Ok(report) = reports.try_recv() {
+            got.push(match report {
+                Done::Damaged(_) => "damaged",
+                Done::Committed { result: Err(_), .. } => "refused",
+                Done::Committed { result: Ok(()), .. } => "committed",
+                Done::Loaded(r) if r.is_ok() => "loaded",
+                Done::Loaded(_) => "not loaded",
+            });
+        }
+        assert_eq!(got, ["damaged", "refused", "loaded"]);
+        assert_eq!(*told.lock().unwrap(), ["commit", "stop_writing", "load"]);
     }
 }

@@ -117,6 +117,35 @@ impl TestServer {
     }
 }
 
+/// Every file under `dir` with its bytes, to tell whether anything was written.
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path, bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Fails, naming them, if files under a directory were added, removed or changed
+/// between two [`files_under`].
+pub fn assert_same_files(
+    before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    after: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+) {
+    let changed: Vec<_> =
+        before.keys().chain(after.keys()).filter(|p| before.get(*p) != after.get(*p)).collect();
+    assert!(changed.is_empty(), "written: {changed:?}");
+}
+
 pub fn user(s: &str) -> UserName {
     s.parse().unwrap()
 }
