@@ -163,6 +163,11 @@ impl Writer {
                         break; // The hub is gone: nothing more will come.
                     }
                 }
+                // Damage found by the last job, or by the check since: the store's
+                // close does not write to it either (a checkpoint at close).
+                if !stopped && damage.found() {
+                    store.stop_writing();
+                }
                 // A clean stop: what the next start would read back, written now.
                 if !poisoned
                     && !damage.found.load(Ordering::Acquire)
@@ -313,5 +318,66 @@ mod tests {
         }
         assert_eq!(got, ["damaged", "refused", "loaded"]);
         assert_eq!(*told.lock().unwrap(), ["commit", "stop_writing", "load"]);
+    }
+
+    /// A SQLite store whose second commit finds damage (before writing anything).
+    struct DamagedOnSecond(crate::store::sqlite::Sqlite, u32);
+
+    impl Store for DamagedOnSecond {
+        fn load(&mut self, a: u64, b: u64) -> Result<Snapshot, StoreError> {
+            self.0.load(a, b)
+        }
+        fn commit(&mut self, w: &[Write], g: u64, h: u64) -> Result<(), StoreError> {
+            self.1 += 1;
+            if self.1 == 2 {
+                return Err(StoreError::Corrupt("a row fails its checksum".into()));
+            }
+            self.0.commit(w, g, h)
+        }
+        fn history(&mut self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+            self.0.history(q)
+        }
+        fn unread(&mut self, q: &UnreadQuery) -> Result<Vec<u64>, StoreError> {
+            self.0.unread(q)
+        }
+        fn checkpoint(&mut self) -> Result<(), StoreError> {
+            self.0.checkpoint()
+        }
+        fn stop_writing(&mut self) {
+            self.0.stop_writing()
+        }
+    }
+
+    fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect()
+    }
+
+    /// Damage found by the last job before the server stops: the store's close
+    /// must not copy the database's log into the damaged file.
+    #[test]
+    fn a_store_stopped_right_after_damage_is_found_is_not_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::Sqlite::open(dir.path()).unwrap();
+        let (done, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer::spawn(DamagedOnSecond(store, 0), 0, done);
+        assert!(writer.send(Job::Load { keys_since: 0, keys_per_user: 0 }));
+        assert!(matches!(reports.blocking_recv(), Some(Done::Loaded(r)) if r.is_ok()));
+        let carol = Write::User { name: "carol".parse().unwrap(), hash: "x".into(), created: 1 };
+        let batch = |id, writes| Job::Commit(Batch { id, writes, next_group_id: 1, reads: vec![] });
+        assert!(writer.send(batch(1, vec![carol.clone()])));
+        assert!(matches!(reports.blocking_recv(), Some(Done::Committed { result: Ok(()), .. })));
+        let before = files(dir.path());
+        assert!(writer.send(batch(2, vec![carol])));
+        assert!(matches!(reports.blocking_recv(), Some(Done::Damaged(_))));
+        writer.finish();
+        let after = files(dir.path());
+        let changed: Vec<_> =
+            before.keys().chain(after.keys()).filter(|p| before.get(*p) != after.get(*p)).collect();
+        assert!(changed.is_empty(), "written after the damage was found: {changed:?}");
     }
 }
