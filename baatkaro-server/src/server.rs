@@ -88,13 +88,19 @@ impl Server {
             // Before the database opens: on a full disk it needs room for its log.
             let mut reserve = StoreReserve::new(&dir, reserve);
             reserve.settle().map_err(StoreError::Io)?;
-            let store = Sqlite::open_sized(&dir, fresh, segment_bytes)?;
+            let mut store = Sqlite::open_sized(&dir, fresh, segment_bytes)?;
             let path = dir.join(DB_FILE);
             let mut checker = Checker::open(&path)?;
-            check_at_start(&mut checker, budget).map_err(|e| match e {
-                StoreError::Corrupt(why) => StartError::Damaged { path, why },
-                other => other.into(),
-            })?;
+            if let Err(e) = check_at_start(&mut checker, budget) {
+                if matches!(e, StoreError::Corrupt(_)) {
+                    // Refused, and closed without copying its log into the file.
+                    store.stop_writing();
+                }
+                return Err(match e {
+                    StoreError::Corrupt(why) => StartError::Damaged { path, why },
+                    other => other.into(),
+                });
+            }
             let check = (rate > 0).then_some((checker, rate));
             Ok::<_, StartError>((store, Upkeep { reserve: Some(reserve), check }))
         })

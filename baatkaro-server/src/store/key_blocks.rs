@@ -260,15 +260,19 @@ pub(super) fn expire(conn: &Connection, before: u64) -> Result<(), StoreError> {
 /// oldest first: only each user's newest `keys_per_user` of them (0: all). The
 /// keys before `keys_since` are expired as by [`expire`]: a later start with an
 /// earlier cut (a longer `keys` window, a clock set back) does not find them
-/// again, as it did not when they were rows.
+/// again, as it did not when they were rows (`read_only`: they are only left
+/// out).
 pub(super) fn load(
     conn: &Connection,
     keys_since: u64,
     keys_per_user: u64,
+    read_only: bool,
     out: &mut Vec<KeyRow>,
 ) -> Result<(), StoreError> {
     let since = i64::try_from(keys_since).unwrap_or(i64::MAX);
-    expire(conn, keys_since)?;
+    if !read_only {
+        expire(conn, keys_since)?;
+    }
     let mut per_user: std::collections::HashMap<UserName, u64> = Default::default();
     let limit = if keys_per_user == 0 { u64::MAX } else { keys_per_user };
     let mut newest_first = Vec::new();
@@ -522,7 +526,7 @@ mod tests {
         }
         let read = |conn: &Connection, since, per_user| {
             let mut out = Vec::new();
-            load(conn, since, per_user, &mut out).unwrap();
+            load(conn, since, per_user, false, &mut out).unwrap();
             out.iter().map(|k| k.5 - 1_000).collect::<Vec<_>>()
         };
         // Read from the newest block back, and no more than asked for kept: what

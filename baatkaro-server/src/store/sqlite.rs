@@ -720,7 +720,7 @@ impl Sqlite {
         if let Some(keys) = self.key_log.as_mut() {
             keys.load(c, &mut self.sum, keys_since, keys_per_user, self.read_only, &mut snap.keys)?;
         } else if self.key_blocks {
-            key_blocks::load(c, keys_since, keys_per_user, &mut snap.keys)?;
+            key_blocks::load(c, keys_since, keys_per_user, self.read_only, &mut snap.keys)?;
         } else {
             self.key_marks.clear();
             let (since, per_user, read_only) = (keys_since, keys_per_user, self.read_only);

@@ -14,7 +14,9 @@
 //! reports corruption, or the background check ([`super::verify`]) finds a bad row
 //! — the thread commits nothing more to it, for good, and tells the hub
 //! ([`Done::Damaged`]); reads still run, and so does the reload after the refusal,
-//! without writing ([`Store::stop_writing`]). Before each commit it lets go of the space
+//! without writing ([`Store::stop_writing`], told before the next job and at the
+//! thread's end). A job already under way when the background check finds damage
+//! finishes as it began. Before each commit it lets go of the space
 //! held for the database when the disk is nearly full ([`StoreReserve`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,7 +199,8 @@ impl Drop for Writer {
     // finds the directory free.
     fn drop(&mut self) {
         // The check's connection closes first: the store's, closing last, then
-        // copies the log into the database and deletes it.
+        // copies the log into the database and deletes it (not a damaged store's:
+        // `Store::stop_writing`).
         self.check = None;
         self.jobs = None;
         if let Some(t) = self.thread.take() {
