@@ -1,6 +1,7 @@
 //! A store that fails loudly, and a full disk that does not stop chat: damage in
 //! the middle of a large history found at start, by a read and by the background
-//! check (and nothing written to the damaged file after); a data directory whose
+//! check (and nothing written to the damaged file after, nor to any file of the data
+//! directory through a clean stop); a data directory whose
 //! database went, or is another's, refused; uploads that stop at the disk's reserve
 //! while messages go on, also after a restart on a full disk; a cancelled upload's
 //! bytes deleted at once.
@@ -310,6 +311,96 @@ async fn the_background_check_finds_damage_that_nobody_reads() {
     let f = failure_of(alice.call(send("k1", "after the check")).await);
     assert_eq!(f.code, ErrorCode::StoreDamaged);
     assert!(terminate(child).success());
+}
+
+/// A server that finds its store damaged while it runs writes nothing more to its
+/// data directory (SPEC.md: STORE_DAMAGED), not even at a clean stop, when an
+/// undamaged store's database copies its log (`-wal`) into itself: every file is
+/// byte for byte what it was when the damage was reported. Fails without the store
+/// thread's `Store::stop_writing` (the close copies the log in, and deletes it):
+/// told before its next job (the round with reads of the store after the damage)
+/// or, with no job since, at its end (the round without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_found_while_running_leaves_every_file_as_it_was_through_a_clean_stop() {
+    for store_read_after in [false, true] {
+        damage_found_while_running(store_read_after).await;
+    }
+}
+
+/// One round of the test above: `store_read_after`, whether HISTORY (a job of the
+/// store thread) is asked after the damage was reported.
+async fn damage_found_while_running(store_read_after: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.event_segment_bytes = MIN_SEGMENT_BYTES;
+    let server = TestServer::start(cfg).await;
+    let mut alice = Client::register(server.addr, "alice").await;
+    alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    // bob's password is shorter than the binary allows: registered here.
+    let mut bob = Client::register(server.addr, "bob").await;
+    bob.ok(Command::Join { group: "rust".parse().unwrap(), reason: None }).await;
+    let marked = alice.say("#rust", MARKER_KEY, MARKER).await;
+    // More than a segment after it: the marked message lies in a closed segment,
+    // which a start does not read back.
+    let long = "n".repeat(15_000);
+    let mut last = marked;
+    for i in 0..80 {
+        last = alice.say("#rust", &format!("f{i}"), &long).await;
+    }
+    drop((alice, bob));
+    server.stop().await;
+    damage_a_record(dir.path());
+
+    // No check at start nor in the background: the read below finds the damage.
+    let (child, mut log, addr) =
+        serve(server_bin(dir.path(), &["--verify-at-start", "0", "--verify-rate", "0"]));
+    let addr = addr.expect("it starts");
+    let mut alice = Client::login(addr, "alice").await;
+    let mut bob = Client::login(addr, "bob").await;
+    let newest = alice.say("#rust", "k1", "before anyone read the damage").await;
+    alice.ok(Command::Create { group: "go".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+
+    let f = failure_of(alice.call(history_after(marked - 1)).await);
+    assert_eq!((f.code, f.retry_after), (ErrorCode::StoreDamaged, Some(60_000)));
+    log.wait_for("THE DATABASE IS DAMAGED").unwrap();
+    let files = common::files_under(dir.path());
+    // What a close of an undamaged store would copy into the database is there.
+    let wal = files.iter().find(|(p, _)| p.ends_with("baatkaro.db-wal"));
+    assert!(wal.is_some_and(|(_, bytes)| !bytes.is_empty()), "{:?}", files.keys());
+
+    // Every write is refused, by either session; what only reads is served.
+    let f = failure_of(alice.call(send("k2", "after")).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let f = failure_of(bob.call(send("k3", "after")).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let f =
+        failure_of(bob.call(Command::Join { group: "go".parse().unwrap(), reason: None }).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let f =
+        failure_of(alice.call(Command::Create { group: "zig".parse().unwrap(), rule: None }).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    let f = failure_of(alice.call(Command::Read { conv: conv("#rust"), seq: newest }).await);
+    assert_eq!(f.code, ErrorCode::StoreDamaged);
+    if store_read_after {
+        let (events, latest, _) = bob.history("#rust", newest - 1, 10).await;
+        assert_eq!(latest, newest);
+        let bodies: Vec<_> = events.iter().map(|e| common::body(e)).collect();
+        assert_eq!(bodies, [Some("before anyone read the damage")], "the intact newest reads");
+        let (events, _, _) = bob.history("#rust", last - 1, 1).await;
+        assert_eq!(events.len(), 1, "so does a message of the closed segments");
+    }
+    alice.ok(Command::Groups).await;
+    // A login records nothing, and is served.
+    Client::login(addr, "bob").await;
+
+    // A clean stop, which closes the store: a kill would close nothing, and so
+    // would show nothing.
+    assert!(terminate(child).success());
+    log.rest();
+    let round = format!("HISTORY after the damage: {store_read_after}");
+    let after = common::files_under(dir.path());
+    assert_eq!(files.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "{round}");
+    common::assert_same_files(&files, &after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
