@@ -141,7 +141,7 @@ pub struct Log {
     failed: bool,
     /// How much of the active segment the last drop from the page cache covered
     /// ([`Log::uncache`]).
-    uncached: u64,
+    uncached: Uncached,
 }
 
 impl Log {
@@ -228,7 +228,7 @@ impl Log {
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
-            uncached: 0,
+            uncached: Uncached::default(),
         };
         recovery.last_number = log.recover_tail(&mut recovery)?;
         if recovery.last_number.is_none()
@@ -260,7 +260,7 @@ impl Log {
             readers: Vec::new(),
             buf: Vec::new(),
             failed: false,
-            uncached: 0,
+            uncached: Uncached::default(),
         })
     }
 
@@ -413,13 +413,7 @@ impl Log {
     /// Advice only: a failure changes nothing stored, so it is not an error.
     fn uncache(&mut self) {
         let upto = self.active_len.saturating_sub(CACHED_TAIL) / PAGE * PAGE;
-        if upto >= self.uncached + UNCACHE_STEP {
-            // From the segment's start each time, not from the last drop's end: the
-            // kernel drops only the folios wholly inside the range, and a large folio
-            // across that end would stay cached for good.
-            uncache(&self.active, 0, upto);
-            self.uncached = upto;
-        }
+        self.uncached.drop_before(&self.active, upto, false);
     }
 
     /// Closes the active segment (already synced: every commit syncs) and begins
@@ -434,7 +428,7 @@ impl Log {
         // makes it the active segment again).
         let sealed = std::mem::replace(&mut self.active, next);
         uncache(&sealed, 0, self.active_len);
-        self.uncached = 0;
+        self.uncached = Uncached::default();
         self.active_base = base;
         self.active_len = SEGMENT_HEADER;
         Ok(())
@@ -603,7 +597,7 @@ impl Log {
         self.active.set_len(keep)?;
         self.active.sync_all()?;
         self.active_len = keep;
-        self.uncached = self.uncached.min(keep / PAGE * PAGE);
+        self.uncached.cut_back(keep / PAGE * PAGE);
         Ok(())
     }
 
@@ -757,9 +751,33 @@ fn walks(seed: u64, body: &[u8], count: u32) -> bool {
 /// write from damage (about a tenth of a second of hashing).
 const TAIL_CHECK_BUDGET: u64 = 256 << 20;
 
+/// How far a file's pages were last dropped from the page cache: they are dropped
+/// again once [`UNCACHE_STEP`] more may go, one `fadvise` per step rather than one
+/// per write or read.
+#[derive(Debug, Default)]
+pub(crate) struct Uncached(u64);
+
+impl Uncached {
+    /// Drops `file`'s pages before `upto` once a step has gathered since the last
+    /// drop, or at once if `now`. From the file's start each time, not from the
+    /// last drop's end: the kernel drops only the folios wholly inside the range,
+    /// and a large folio across that end would stay cached for good.
+    pub(crate) fn drop_before(&mut self, file: &File, upto: u64, now: bool) {
+        if upto > self.0 && (now || upto >= self.0 + UNCACHE_STEP) {
+            uncache(file, 0, upto);
+            self.0 = upto;
+        }
+    }
+
+    /// The file was cut back to `to` bytes: what is written past it again is new.
+    pub(crate) fn cut_back(&mut self, to: u64) {
+        self.0 = self.0.min(to);
+    }
+}
+
 /// Advises the kernel that the bytes `from..to` of `file`, written and synced,
 /// will not be read soon: their clean pages leave the page cache.
-pub(crate) fn uncache(file: &File, from: u64, to: u64) {
+fn uncache(file: &File, from: u64, to: u64) {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     if let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(from)) {
         let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::frame::HEADER;
-use crate::log::{CACHED_TAIL, UNCACHE_STEP, damaged, read_batch_at, read_up_to, uncache};
+use crate::log::{CACHED_TAIL, Uncached, damaged, read_batch_at, read_up_to};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
 
@@ -37,13 +37,13 @@ pub struct Verifier {
     open: Option<(u64, File, u64, u64)>,
     /// How much of the open segment was dropped from the page cache after it was
     /// read.
-    uncached: u64,
+    uncached: Uncached,
 }
 
 impl Verifier {
     /// A check of the log in `dir`, from its start.
     pub fn new(dir: &Path) -> Verifier {
-        Verifier { dir: dir.to_path_buf(), at: 0, open: None, uncached: 0 }
+        Verifier { dir: dir.to_path_buf(), at: 0, open: None, uncached: Uncached::default() }
     }
 
     /// The bytes the log's segments take on disk (0 if there is no log).
@@ -126,7 +126,7 @@ impl Verifier {
                         return Err(damaged(&self.dir, base, 0, "its header fails its checksum"));
                     };
                     self.at = self.at.max(base + SEGMENT_HEADER);
-                    self.uncached = 0;
+                    self.uncached = Uncached::default();
                     (base, file, len, seed)
                 }
             };
@@ -143,13 +143,10 @@ impl Verifier {
             done.bytes += frame;
             done.batches += 1;
             // What was read, once it is older than the log's cached end (which the
-            // writer keeps) and a step has gathered, or the segment is done. From
-            // the segment's start each time: the kernel drops only whole folios.
-            let read = self.at - base;
-            let droppable = self.at.saturating_add(CACHED_TAIL) <= end.0;
-            if droppable && (read >= self.uncached + UNCACHE_STEP || read >= len) {
-                uncache(&file, 0, read);
-                self.uncached = read;
+            // writer keeps): a step at a time, and the rest when the segment is done.
+            if self.at.saturating_add(CACHED_TAIL) <= end.0 {
+                let read = self.at - base;
+                self.uncached.drop_before(&file, read, read >= len);
             }
             self.open = Some((base, file, len, seed));
         }

@@ -330,15 +330,13 @@ impl KeyLog {
         // Each user's newest keys so far, with their place in the log.
         let mut kept: HashMap<_, VecDeque<(u64, KeyRow)>> = HashMap::new();
         let mut n = 0u64;
-        // Stopped before a batch at or past `until` is read: one the database does
-        // not count may be a torn write, and is not damage. (A batch that ends a
-        // segment is followed by the next segment's first, past its header.)
+        // Stopped before a batch at or past `until` is read (after the one it ends
+        // at): one the database does not count may be a torn write, and is not
+        // damage. (A batch that ends a segment is followed by the next segment's
+        // first, past its header.)
         let scan = (self.log.start().0 < until).then(|| self.log.scan(self.log.start()));
         for batch in scan.into_iter().flatten() {
             let batch = batch.map_err(log_error)?;
-            if batch.position.0 >= until {
-                break;
-            }
             let next = batch.next().0;
             let header = baatkaro_eventlog::SEGMENT_HEADER;
             let next = if starts.binary_search(&next).is_ok() { next + header } else { next };

@@ -723,8 +723,8 @@ impl Sqlite {
             key_blocks::load(c, keys_since, keys_per_user, self.read_only, &mut snap.keys)?;
         } else {
             self.key_marks.clear();
-            let (since, per_user, read_only) = (keys_since, keys_per_user, self.read_only);
-            load_key_rows(c, &mut self.key_marks, since, per_user, read_only, &mut snap.keys)?;
+            let marks = &mut self.key_marks;
+            load_key_rows(c, marks, keys_since, keys_per_user, self.read_only, &mut snap.keys)?;
         }
         if let Some(ev) = self.events.as_mut() {
             // What the log holds past its index: the sends since the last flush,

@@ -133,14 +133,18 @@ impl Writer {
             .name("baatkaro-store".into())
             .spawn(move || {
                 let mut poisoned = false;
+                // Damage found by a commit or by the background check: the store is
+                // told before the next job (not even a reload writes to it from then
+                // on) or, after the last, before it closes (nor does its close).
                 let mut stopped = false;
-                for job in rx {
+                let mut stop_if_damaged = |store: &mut S| {
                     if !stopped && damage.found() {
-                        // Found by a commit or by the background check: not even a
-                        // reload writes to the store from now on.
                         store.stop_writing();
                         stopped = true;
                     }
+                };
+                for job in rx {
+                    stop_if_damaged(&mut store);
                     let report = match job {
                         Job::Load { keys_since, keys_per_user } => {
                             let r = store.load(keys_since, keys_per_user);
@@ -165,11 +169,7 @@ impl Writer {
                         break; // The hub is gone: nothing more will come.
                     }
                 }
-                // Damage found by the last job, or by the check since: the store's
-                // close does not write to it either (a checkpoint at close).
-                if !stopped && damage.found() {
-                    store.stop_writing();
-                }
+                stop_if_damaged(&mut store);
                 // A clean stop: what the next start would read back, written now.
                 if !poisoned
                     && !damage.found.load(Ordering::Acquire)
