@@ -792,6 +792,66 @@ fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
     assert_eq!(seqs.len(), 10);
 }
 
+/// SPEC.md 5.2 for SENDs handed on together: the hub digests their keys ahead of
+/// handling them (to warm their index slots), and each SEND is judged by its own
+/// key. A retry within the batch gets the first send's number, a key reused for
+/// another text is a conflict, and other requests between them change nothing
+/// (fails if a SEND is given another request's digest).
+#[test]
+fn sends_handed_on_together_are_each_judged_by_their_own_key() {
+    let mut sim = Sim::new(limits());
+    let [a, _, _] = three_in_rust(&mut sim);
+    let batch = [
+        req("p1", Command::Ping),
+        req("s1", send("rust", "k1", "one")),
+        req("m1", Command::Members { group: group("rust") }),
+        req("s2", send("rust", "k2", "two")),
+        req("s3", send("rust", "k1", "one")),
+        req("p2", Command::Ping),
+        req("s4", send("rust", "k2", "not two")),
+        req("s5", send("rust", "k3", "three")),
+    ];
+    let mut bytes = Vec::new();
+    for r in &batch {
+        bytes.extend_from_slice(&r.to_bytes());
+    }
+    sim.conns[a].session.handle_input(&bytes, sim.now);
+    let mut requests = Vec::new();
+    while let Some(event) = sim.conns[a].session.poll_event() {
+        if let SessionEvent::Request { id, command } = event {
+            requests.push((id, command));
+        }
+    }
+    let mut left = requests.into_iter();
+    for _ in 0..batch.len() {
+        sim.hub.handle_requests(a as ConnId, &mut left, sim.now);
+        sim.pump();
+        if left.len() == 0 {
+            break;
+        }
+    }
+    assert_eq!(left.len(), 0, "every request taken");
+    let frames = sim.take_frames(a);
+    let replies: std::collections::HashMap<String, String> = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Ok { .. } | ServerFrame::Err { .. }))
+        .map(|f| {
+            let line = brief(f);
+            let (tag, rest) = line.split_once(' ').unwrap();
+            (tag.to_string(), rest.to_string())
+        })
+        .collect();
+    let seq = |tag: &str| -> Seq {
+        let rest = replies[tag].strip_prefix("OK SEND #rust ").expect(&replies[tag]);
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    // The two JOINs are 1 and 2.
+    assert_eq!([seq("s1"), seq("s2"), seq("s5")], [3, 4, 5], "{replies:?}");
+    assert_eq!(replies["s3"], replies["s1"], "a retry gets the first send's number and time");
+    assert_eq!(replies["s4"], "ERR KEY_CONFLICT");
+    assert_eq!(seqs(&frames, "rust"), [3, 4, 5], "stored once each");
+}
+
 fn pipeline() -> Vec<Request> {
     vec![
         req("a1", Command::Ping),

@@ -89,13 +89,13 @@ impl Hub {
         (conn, id): Req,
         user: UserName,
         to: Conversation,
-        key: IdemKey,
+        (key, digest): (IdemKey, Option<KeyDigest>),
         text: Text,
         now: Millis,
     ) {
         let window = self.cfg.limits.keys.saturating_mul(1000);
         let fp = fingerprint(&to, text.as_bytes());
-        let digest = KeyDigest::of(&key, &self.digest_seed);
+        let digest = digest.unwrap_or_else(|| KeyDigest::of(&key, &self.digest_seed));
         // A group is looked up once, for its rule and then its next number and
         // readers: hashing its name is a tenth of a SEND's own work.
         let (group, resolved) = match to {

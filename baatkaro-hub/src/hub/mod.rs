@@ -74,6 +74,11 @@ const MAX_OPEN_WRITES: usize = 16 * 1024;
 /// keeps up must never find more than its queue holds arriving in one go.
 const QUEUE_SHARE: u64 = 4;
 
+/// How many of a batch's SENDs have their key slots warmed before it is handled:
+/// enough to overlap the misses of a pipelining client's read, few enough that the
+/// first slots are still cached when their SENDs come.
+const WARM_AHEAD: usize = 64;
+
 /// Housekeeping (expiries, stored keys, idle attempt budgets) runs this often.
 const SWEEP_EVERY: Millis = 60_000;
 
@@ -355,6 +360,9 @@ pub struct Hub {
     /// The secret that idempotency keys are digested with (drawn from `entropy` at
     /// start), so that no user can choose keys that pile up in one index slot.
     digest_seed: DigestSeed,
+    /// The digests of a batch's first keys, while their slots are warmed (kept to
+    /// spare an allocation per batch; at most [`WARM_AHEAD`] long).
+    warm_digests: Vec<KeyDigest>,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
     /// Set once the store found its database damaged: it takes no more writes, so
@@ -389,6 +397,7 @@ impl Hub {
         entropy.fill(&mut seed).map_err(|e| format!("no randomness for the key digests: {e}"))?;
         let mut hub = Hub {
             digest_seed: DigestSeed::from_bytes(seed),
+            warm_digests: Vec::new(),
             arena: arena::FrameArena::default(),
             token_rules: TokenRules::new(&cfg.limits, cfg.token_idle_secs),
             token_attempts: HashMap::new(),
@@ -657,7 +666,7 @@ impl Hub {
 
     /// A request handed on by a connection's session at `now`.
     pub fn handle_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
-        self.on_request(conn, id, command, now);
+        self.on_request(conn, id, command, None, now);
     }
 
     /// Requests a connection's session handed on together (what one read of the
@@ -665,16 +674,27 @@ impl Hub {
     /// how many were taken. The rest stay in `requests`, to be handed in first when
     /// it accepts again, so that a batch still stops at its share of `queue` however
     /// many requests came at once.
-    pub fn handle_requests<I>(&mut self, conn: ConnId, requests: &mut I, now: Millis) -> usize
-    where
-        I: Iterator<Item = (RequestId, Command)>,
-    {
+    pub fn handle_requests(
+        &mut self,
+        conn: ConnId,
+        requests: &mut std::vec::IntoIter<(RequestId, Command)>,
+        now: Millis,
+    ) -> usize {
+        let mut digests = std::mem::take(&mut self.warm_digests);
+        self.warm_keys(conn, requests.as_slice(), &mut digests);
+        // The digests go to their SENDs, in order, not to be computed again.
+        let mut warmed = digests.iter().copied();
         let mut taken = 0;
         while self.accepting() {
             let Some((id, command)) = requests.next() else { break };
-            self.on_request(conn, id, command, now);
+            let digest = match command {
+                Command::Send { .. } => warmed.next(),
+                _ => None,
+            };
+            self.on_request(conn, id, command, digest, now);
             taken += 1;
         }
+        self.warm_digests = digests;
         taken
     }
 
@@ -694,7 +714,37 @@ impl Hub {
         self.file_access(access, now)
     }
 
-    fn on_request(&mut self, conn: ConnId, id: RequestId, command: Command, now: Millis) {
+    /// Brings into the cache together the idempotency keys' index slots that the
+    /// first [`WARM_AHEAD`] SENDs of `requests` will read ([`SendKeys::warm`]),
+    /// before they are handled one by one; `digests` are then their keys' digests,
+    /// in order (none if the connection is not logged in).
+    fn warm_keys(
+        &self,
+        conn: ConnId,
+        requests: &[(RequestId, Command)],
+        digests: &mut Vec<KeyDigest>,
+    ) {
+        digests.clear();
+        let Some(user) = self.conns.get(&conn).and_then(|rec| rec.user) else { return };
+        let Some(u) = self.users.get(&user) else { return };
+        let seed = &self.digest_seed;
+        let keys = requests.iter().filter_map(|(_, command)| match command {
+            Command::Send { key, .. } => Some(KeyDigest::of(key, seed)),
+            _ => None,
+        });
+        digests.extend(keys.take(WARM_AHEAD));
+        u.keys.warm(digests, self.cfg.limits.key_count);
+    }
+
+    /// `digest` is that of a SEND's key, if the caller computed it already.
+    fn on_request(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        command: Command,
+        digest: Option<KeyDigest>,
+        now: Millis,
+    ) {
         let Some(rec) = self.conns.get(&conn) else { return };
         let (user, revoked) = (rec.user, rec.revoked);
         if revoked {
@@ -712,7 +762,7 @@ impl Hub {
             (_, Command::Auth { user, token, secret }) => {
                 self.auth((conn, id), user, token, secret, now)
             }
-            (Some(user), command) => self.logged_in(conn, id, user, command, now),
+            (Some(user), command) => self.logged_in(conn, id, user, command, digest, now),
             // The session lets nothing else through before it is logged in.
             (None, _) => self.reply(conn, id, Err(Failure::new(ErrorCode::AuthRequired))),
         }
@@ -724,6 +774,7 @@ impl Hub {
         id: RequestId,
         user: UserName,
         command: Command,
+        digest: Option<KeyDigest>,
         now: Millis,
     ) {
         use Command as C;
@@ -733,7 +784,7 @@ impl Hub {
                 self.create(r, user, group, rule.unwrap_or(baatkaro_proto::JoinRule::Approval), now)
             }
             C::Join { group, reason } => self.join(r, user, group, reason, now),
-            C::Send { to, key, text } => self.send(r, user, to, key, text, now),
+            C::Send { to, key, text } => self.send(r, user, to, (key, digest), text, now),
             C::History { conv, range, limit } => self.history(r, user, conv, range, limit),
             C::Groups => self.list_groups(r, user, now),
             C::Conversations => self.list_conversations(r, user),
