@@ -14,10 +14,14 @@
 //!
 //! Memory: the log keeps the bases of its segments (one word per segment) and a
 //! few open files; nothing that grows with the number of records. What it writes
-//! stays in the page cache only while among its last [`CACHED_TAIL`] bytes: older
-//! pages are dropped as the log grows, and so is what a [`Verifier`] reads (what
-//! is read back by a catch-up is cached as any read is).
+//! does not stay in the page cache: each commit's whole blocks go to the device by
+//! direct I/O where the file system allows it ([`Options::direct`]), and what goes
+//! through the page cache (the last partial block, or all of it where direct I/O
+//! is refused or off) stays only while among the log's last [`CACHED_TAIL`] bytes.
+//! What a [`Verifier`] or a catch-up reads back is cached as any read is, and
+//! dropped the same way.
 
+mod blocks;
 mod error;
 mod frame;
 mod log;

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::blocks::{Blocks, Wrote};
 use crate::frame::{self, HEADER, Header, RECORD_HEADER};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
@@ -16,13 +17,18 @@ pub struct Options {
     /// A segment is closed and the next begun once a batch would take it past
     /// this many bytes (a batch never spans two segments).
     pub segment_bytes: u64,
+    /// Whether the whole blocks of each batch are written by direct I/O
+    /// (`O_DIRECT`), past the page cache, where the file system allows it; the
+    /// rest, less than a block, goes through the page cache. Off, all of it does.
+    pub direct: bool,
 }
 
 impl Default for Options {
     /// 64 MiB segments: large enough that a roll (a file created and two syncs) is
-    /// rare, small enough that scanning the last one at start is quick.
+    /// rare, small enough that scanning the last one at start is quick. Direct
+    /// writes.
     fn default() -> Self {
-        Options { segment_bytes: 64 << 20 }
+        Options { segment_bytes: 64 << 20, direct: true }
     }
 }
 
@@ -108,9 +114,10 @@ struct Sealed {
 /// How many sealed segments' files stay open for reading.
 const READERS: usize = 4;
 
-/// How much of the active segment's end stays in the page cache: what a client
-/// catching up after a short absence reads back. Older pages are dropped (of a
-/// sealed segment, all), [`UNCACHE_STEP`] bytes at a time.
+/// How much of the active segment's end stays in the page cache, of what was
+/// written through it (all of a batch, by a log not writing directly) or read
+/// back: what a client catching up after a short absence reads. Older pages are
+/// dropped (of a sealed segment, all), [`UNCACHE_STEP`] bytes at a time.
 pub const CACHED_TAIL: u64 = 4 << 20;
 
 /// How many written bytes past [`CACHED_TAIL`] are dropped from the page cache at
@@ -142,6 +149,8 @@ pub struct Log {
     /// How much of the active segment the last drop from the page cache covered
     /// ([`Log::uncache`]).
     uncached: Uncached,
+    /// The active segment opened for direct writes, while they are in use.
+    blocks: Option<Blocks>,
 }
 
 impl Log {
@@ -229,8 +238,10 @@ impl Log {
             buf: Vec::new(),
             failed: false,
             uncached: Uncached::default(),
+            blocks: None,
         };
         recovery.last_number = log.recover_tail(&mut recovery)?;
+        log.blocks = log.open_blocks();
         if recovery.last_number.is_none()
             && let Some(prev) = log.sealed.last().copied()
         {
@@ -249,7 +260,7 @@ impl Log {
     fn create(dir: &Path, options: Options) -> Result<Log, LogError> {
         let seed = new_seed();
         let active = segment::create(dir, 0, seed)?;
-        Ok(Log {
+        let mut log = Log {
             dir: dir.to_path_buf(),
             options,
             seed,
@@ -261,7 +272,25 @@ impl Log {
             buf: Vec::new(),
             failed: false,
             uncached: Uncached::default(),
-        })
+            blocks: None,
+        };
+        log.blocks = log.open_blocks();
+        Ok(log)
+    }
+
+    /// The active segment opened for direct writes, if the options ask for them
+    /// and the file system takes them.
+    fn open_blocks(&self) -> Option<Blocks> {
+        if !self.options.direct {
+            return None;
+        }
+        Blocks::open(&segment::path(&self.dir, self.active_base))
+    }
+
+    /// Whether batches' whole blocks are being written by direct I/O (asked for,
+    /// and taken by the file system so far).
+    pub fn writes_direct(&self) -> bool {
+        self.blocks.is_some()
     }
 
     /// Walks the active segment's batches, cuts a torn last write, and returns the
@@ -385,8 +414,7 @@ impl Log {
             self.roll()?;
         }
         let at = self.active_len;
-        let written =
-            self.active.write_all_at(&self.buf, at).and_then(|()| self.active.sync_data());
+        let written = self.write_at(at).and_then(|()| self.active.sync_data());
         if let Err(e) = written {
             self.failed = true;
             // Best effort: leave no partial batch behind for the next open to cut.
@@ -394,8 +422,21 @@ impl Log {
             return Err(e.into());
         }
         self.active_len += len;
+        // Also when writing directly: what catch-ups read back leaves the cache too.
         self.uncache();
         Ok(Position(self.active_base + at))
+    }
+
+    /// Writes the batch in the buffer at `at` (not synced): its whole blocks
+    /// directly while the file system takes them, else all through the page cache.
+    fn write_at(&mut self, at: u64) -> io::Result<()> {
+        if let Some(blocks) = &mut self.blocks {
+            match blocks.write(&self.active, at, &self.buf)? {
+                Wrote::All => return Ok(()),
+                Wrote::Refused => self.blocks = None,
+            }
+        }
+        self.active.write_all_at(&self.buf, at)
     }
 
     /// Drops the active segment's synced pages older than its last
@@ -431,6 +472,9 @@ impl Log {
         self.uncached = Uncached::default();
         self.active_base = base;
         self.active_len = SEGMENT_HEADER;
+        if self.blocks.is_some() {
+            self.blocks = self.open_blocks();
+        }
         Ok(())
     }
 
@@ -594,6 +638,12 @@ impl Log {
             segment::sync_dir(&self.dir)?;
         }
         let keep = (at.0 - self.active_base).max(SEGMENT_HEADER);
+        if removed {
+            self.blocks = self.blocks.take().and_then(|_| self.open_blocks());
+        }
+        if let Some(blocks) = &mut self.blocks {
+            blocks.forget_tail();
+        }
         self.active.set_len(keep)?;
         self.active.sync_all()?;
         self.active_len = keep;

@@ -1,7 +1,9 @@
-//! The log's written pages leave the page cache as it grows: only its last
-//! [`CACHED_TAIL`] bytes (and less than a step more) stay, and none of a sealed
-//! segment; a background check leaves no more than that cached either; and what
-//! left the cache reads back whole, from the disk.
+//! What the log writes does not stay in the page cache: written directly (the
+//! default), nothing of it but the partial last block enters it; written through
+//! it, only the last [`CACHED_TAIL`] bytes (and less than a step more) stay, and
+//! none of a sealed segment. A background check leaves no more than that cached
+//! either; and what left the cache, or never entered it, reads back whole, from
+//! the disk.
 //!
 //! Residency is read with `fincore` (Debian's util-linux-extra, which `test.sh`
 //! installs). On a tmpfs, whose pages are the files themselves, nothing can leave
@@ -55,12 +57,27 @@ fn batch(n: u64) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
+fn written_directly_nothing_but_the_last_block_is_cached_and_all_reads_back() {
+    only_the_end_of_the_log_stays_cached_and_the_rest_reads_back(true);
+}
+
+#[test]
+fn written_through_the_cache_only_the_end_stays_cached_and_all_reads_back() {
+    only_the_end_of_the_log_stays_cached_and_the_rest_reads_back(false);
+}
+
+fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     // Three segments: two sealed, the active one well past the cached tail.
     let segment_bytes = 4 * CACHED_TAIL;
     let batches = 10 * CACHED_TAIL / (16 * 4096);
-    let (mut log, _) = Log::open(dir.path(), Options { segment_bytes }).unwrap();
+    let options = Options { segment_bytes, direct };
+    let (mut log, _) = Log::open(dir.path(), options).unwrap();
+    let tmpfs = on_tmpfs(dir.path());
+    if direct && !tmpfs {
+        assert!(log.writes_direct(), "direct writes on a file system that has them");
+    }
+    let direct = log.writes_direct();
     for n in 0..batches {
         log.commit(n, 0, batch(n).iter().map(Vec::as_slice)).unwrap();
     }
@@ -70,11 +87,12 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
     let len = std::fs::metadata(active).unwrap().len();
     assert!(len > CACHED_TAIL + 2 * UNCACHE_STEP, "the active segment holds {len} B");
 
-    // The last CACHED_TAIL bytes, what was written since the last drop (under a
+    // Written directly: the last partial block, written through the cache. Else
+    // the last CACHED_TAIL bytes, what was written since the last drop (under a
     // step, or one batch more), and the partial page the drop keeps.
-    let most = CACHED_TAIL + UNCACHE_STEP + 16 * 4200 + 4096;
-    let tmpfs = on_tmpfs(dir.path());
-    let only_the_tail_cached = |after: &str| {
+    let most_written = if direct { 4096 } else { CACHED_TAIL + UNCACHE_STEP + 16 * 4200 + 4096 };
+    let after_a_check = CACHED_TAIL + UNCACHE_STEP + 16 * 4200 + 4096;
+    let only_the_tail_cached = |after: &str, most: u64| {
         if tmpfs {
             eprintln!("the log is on a tmpfs: its pages cannot leave the cache; not checked");
             return;
@@ -85,7 +103,7 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
         let cached = resident(active);
         assert!(cached <= most, "{cached} B of {len} stayed cached {after} (at most {most})");
     };
-    only_the_tail_cached("after the writes");
+    only_the_tail_cached("after the writes", most_written);
 
     // A whole pass of the background check reads every batch, and drops them.
     let mut check = Verifier::new(dir.path());
@@ -95,9 +113,10 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
         passes += 1;
         assert!(passes < 1000, "the check never finished its pass");
     }
-    only_the_tail_cached("after a check");
-    // And the check leaves the end the writer keeps for catch-ups where it was
-    // (about CACHED_TAIL of it, unless the machine's memory is short).
+    only_the_tail_cached("after a check", after_a_check);
+    // And the check leaves the log's end cached for catch-ups, as the writer left
+    // it or as the check read it (about CACHED_TAIL of it, unless the machine's
+    // memory is short).
     if !tmpfs {
         let cached = resident(active);
         assert!(cached >= CACHED_TAIL / 2, "the check dropped the cached end: {cached} B left");
@@ -116,6 +135,6 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back() {
         }
         assert_eq!(n, batches, "round {round}");
         drop(log);
-        log = Log::open(dir.path(), Options { segment_bytes }).unwrap().0;
+        log = Log::open(dir.path(), options).unwrap().0;
     }
 }

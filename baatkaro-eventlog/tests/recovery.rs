@@ -13,7 +13,7 @@ use baatkaro_eventlog::{
 use proptest::prelude::*;
 
 fn small() -> Options {
-    Options { segment_bytes: 4096 }
+    Options { segment_bytes: 4096, ..Options::default() }
 }
 
 /// The segment files of `dir`, in order.
@@ -354,7 +354,8 @@ fn the_verifier_checks_every_batch_in_slices_and_finds_damage_nobody_read() {
 #[test]
 fn the_verifier_reads_on_in_a_segment_that_grew_and_never_into_one_being_made() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = Log::open(dir.path(), Options { segment_bytes: 1 << 20 }).unwrap();
+    let (mut log, _) =
+        Log::open(dir.path(), Options { segment_bytes: 1 << 20, ..Options::default() }).unwrap();
     commit_range(&mut log, 1, 4, 2);
     let mut v = Verifier::new(dir.path());
     // One batch checked: the verifier holds the active segment, as long as it was.

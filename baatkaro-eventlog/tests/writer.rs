@@ -8,7 +8,8 @@ use baatkaro_eventlog::{BATCH_HEADER, Log, Options, Position, RECORD_HEADER};
 #[test]
 fn a_batch_written_record_by_record_reads_back_as_committed_and_undo_takes_one_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, _) = Log::open(dir.path(), Options { segment_bytes: 1 << 20 }).unwrap();
+    let (mut log, _) =
+        Log::open(dir.path(), Options { segment_bytes: 1 << 20, ..Options::default() }).unwrap();
     let first = log.commit(1, 0, [b"one".as_slice(), b"two"]).unwrap();
 
     let mut batch = log.begin().unwrap();
@@ -40,7 +41,8 @@ fn a_batch_written_record_by_record_reads_back_as_committed_and_undo_takes_one_b
     // And the log opens again to the same end, nothing cut.
     let end = log.end();
     drop(log);
-    let (log, recovery) = Log::open(dir.path(), Options { segment_bytes: 1 << 20 }).unwrap();
+    let (log, recovery) =
+        Log::open(dir.path(), Options { segment_bytes: 1 << 20, ..Options::default() }).unwrap();
     assert!(recovery.cut.is_none());
     assert_eq!(log.end(), end);
 }
@@ -48,7 +50,7 @@ fn a_batch_written_record_by_record_reads_back_as_committed_and_undo_takes_one_b
 #[test]
 fn undo_takes_back_only_the_last_record_so_the_batch_stays_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options { segment_bytes: 1 << 20 };
+    let options = Options { segment_bytes: 1 << 20, ..Options::default() };
     let (mut log, _) = Log::open(dir.path(), options).unwrap();
     let mut batch = log.begin().unwrap();
     let a = batch.record(|out| out.extend_from_slice(b"alpha")).unwrap();

@@ -136,8 +136,9 @@ pub struct Config {
     pub log: String,
     /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
     pub shutdown_retry_ms: u64,
-    /// Whether shared files move by direct I/O (`O_DIRECT`) where the file system
-    /// allows it, instead of through the page cache.
+    /// Whether shared files move, and the message logs' whole blocks are written,
+    /// by direct I/O (`O_DIRECT`) where the file system allows it, instead of
+    /// through the page cache.
     pub direct_io: bool,
     /// Milliseconds a connection the server closes may take to receive its last
     /// frames (a BYE), while its input is read and dropped.
@@ -393,7 +394,8 @@ pub struct FileConfig {
     pub hash: Option<HashCost>,
     /// `log = "info"`
     pub log: Option<String>,
-    /// `direct_io = false`: shared files go through the page cache.
+    /// `direct_io = false`: shared files and the message logs go through the page
+    /// cache.
     pub direct_io: Option<bool>,
     /// `linger_ms = 5000`
     pub linger_ms: Option<u64>,

@@ -69,7 +69,7 @@ fn cli() -> Command {
         .arg(Arg::new("insecure-test-hash").long("insecure-test-hash").action(ArgAction::SetTrue)
             .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
         .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
-            .help("Move shared files through the page cache, not by direct I/O (O_DIRECT)"))
+            .help("Move shared files, and write the message logs, through the page cache, not by direct I/O (O_DIRECT)"))
         .arg(Arg::new("token-idle-secs").long("token-idle-secs").value_name("SECS").value_parser(value_parser!(u64))
             .help("Seconds a session token lives unused before it stops working [default: 7776000, 90 days]"))
         .arg(Arg::new("log").long("log").value_name("FILTER")

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baatkaro_eventlog::Options as LogOptions;
 use baatkaro_proto::session::{FrameBudget, Session, SessionConfig};
 use baatkaro_proto::transport::{Fingerprint, plaintext_allowed};
 use baatkaro_proto::{Encode, ErrorCode, Event, Failure, Feature, Features, ServerFrame, Software};
@@ -82,13 +83,13 @@ impl Server {
         let dir = cfg.data_dir.clone();
         let (fresh, budget, rate, reserve) =
             (cfg.fresh, cfg.verify_at_start, cfg.verify_rate, cfg.store_reserve);
-        let segment_bytes = cfg.event_segment_bytes;
+        let logs = LogOptions { segment_bytes: cfg.event_segment_bytes, direct: cfg.direct_io };
         let (store, upkeep) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir).map_err(StoreError::Io)?;
             // Before the database opens: on a full disk it needs room for its log.
             let mut reserve = StoreReserve::new(&dir, reserve);
             reserve.settle().map_err(StoreError::Io)?;
-            let mut store = Sqlite::open_sized(&dir, fresh, segment_bytes)?;
+            let mut store = Sqlite::open_logs(&dir, fresh, logs)?;
             let path = dir.join(DB_FILE);
             let mut checker = Checker::open(&path)?;
             if let Err(e) = check_at_start(&mut checker, budget) {

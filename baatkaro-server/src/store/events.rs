@@ -136,10 +136,10 @@ pub(super) fn log_error(e: LogError) -> StoreError {
 /// `what` in the warning), saying so when its open cut a torn last write.
 pub(super) fn open_log(
     path: &Path,
-    segment_bytes: u64,
+    options: Options,
     what: &str,
 ) -> Result<(Log, baatkaro_eventlog::Recovery), StoreError> {
-    let (log, recovery) = Log::open(path, Options { segment_bytes }).map_err(log_error)?;
+    let (log, recovery) = Log::open(path, options).map_err(log_error)?;
     if let Some(cut) = &recovery.cut {
         tracing::warn!(
             segment = %cut.segment.display(),
@@ -154,8 +154,8 @@ pub(super) fn open_log(
 
 impl EventLog {
     /// Opens the log in the data directory `dir` (a torn last write is cut).
-    pub(super) fn open(dir: &Path, segment_bytes: u64) -> Result<EventLog, StoreError> {
-        let (log, recovery) = open_log(&dir.join(LOG_DIR), segment_bytes, "event log")?;
+    pub(super) fn open(dir: &Path, options: Options) -> Result<EventLog, StoreError> {
+        let (log, recovery) = open_log(&dir.join(LOG_DIR), options, "event log")?;
         Ok(EventLog {
             log,
             pending: HashMap::new(),
@@ -165,7 +165,7 @@ impl EventLog {
             number: recovery.last_number.unwrap_or(0),
             order: Vec::new(),
             placed: Vec::new(),
-            part_bytes: segment_bytes / 2,
+            part_bytes: options.segment_bytes / 2,
         })
     }
 

@@ -38,7 +38,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use baatkaro_eventlog::{Log, Position};
+use baatkaro_eventlog::{Log, Options, Position};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::checksum::RowSum;
@@ -106,12 +106,12 @@ pub(super) struct KeyLog {
 }
 
 impl KeyLog {
-    /// Opens the key log in the data directory `dir`, with segments of at most
-    /// `segment_bytes` (a torn last write is cut).
-    pub(super) fn open(dir: &Path, segment_bytes: u64) -> Result<KeyLog, StoreError> {
-        let segment_bytes = segment_bytes.min(KEY_SEGMENT_BYTES);
+    /// Opens the key log in the data directory `dir`, written as `options` says,
+    /// with segments of at most their `segment_bytes` (a torn last write is cut).
+    pub(super) fn open(dir: &Path, options: Options) -> Result<KeyLog, StoreError> {
+        let segment_bytes = options.segment_bytes.min(KEY_SEGMENT_BYTES);
         let path = dir.join(KEY_LOG_DIR);
-        let (log, recovery) = open_log(&path, segment_bytes, "key log")?;
+        let (log, recovery) = open_log(&path, Options { segment_bytes, ..options }, "key log")?;
         Ok(KeyLog {
             log,
             dir: path,

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use baatkaro_eventlog::Options as LogOptions;
 use baatkaro_proto::group::GroupId;
 use baatkaro_proto::{
     Conversation, Event, GroupName, IdemKey, PAYLOAD_CEILING, ServerFrame, StoredEvent, decode_one,
@@ -152,8 +153,9 @@ pub struct Sqlite {
     dir: PathBuf,
     /// Where the events are, from schema 10 on; before it, in table `events`.
     events: Option<EventLog>,
-    /// The event log's segment size.
-    segment_bytes: u64,
+    /// How the logs (events and keys) are written: the event log's segment size,
+    /// and whether by direct I/O.
+    logs: LogOptions,
     /// Whether idempotency keys are kept in blocks (schema 11) rather than in
     /// `sent_keys` rows.
     key_blocks: bool,
@@ -226,22 +228,30 @@ impl Sqlite {
     /// As [`Sqlite::open_with`], with the event log's segments `segment_bytes`
     /// long (at least [`super::MIN_SEGMENT_BYTES`]).
     pub fn open_sized(dir: &Path, fresh: bool, segment_bytes: u64) -> Result<Self, StoreError> {
-        let segment_bytes = segment_bytes.max(events::MIN_SEGMENT_BYTES);
-        Self::open_inner(dir, SCHEMA_VERSION, fresh, segment_bytes)
+        Self::open_logs(dir, fresh, LogOptions { segment_bytes, direct: true })
+    }
+
+    /// As [`Sqlite::open_with`], with the logs written as `logs` says: the event
+    /// log's segments `logs.segment_bytes` long (at least
+    /// [`super::MIN_SEGMENT_BYTES`]), whole blocks by direct I/O or not.
+    pub fn open_logs(dir: &Path, fresh: bool, logs: LogOptions) -> Result<Self, StoreError> {
+        let segment_bytes = logs.segment_bytes.max(events::MIN_SEGMENT_BYTES);
+        Self::open_inner(dir, SCHEMA_VERSION, fresh, LogOptions { segment_bytes, ..logs })
     }
 
     /// Opens the store migrated only up to `version`: how tests make a database of
     /// an older server.
     #[doc(hidden)]
     pub fn open_at(dir: &Path, version: i64) -> Result<Self, StoreError> {
-        Self::open_inner(dir, version, false, events::SEGMENT_BYTES)
+        let logs = LogOptions { segment_bytes: events::SEGMENT_BYTES, direct: true };
+        Self::open_inner(dir, version, false, logs)
     }
 
     fn open_inner(
         dir: &Path,
         version: i64,
         fresh: bool,
-        segment_bytes: u64,
+        logs: LogOptions,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let lock = OpenOptions::new()
@@ -266,7 +276,7 @@ impl Sqlite {
             key_marks: Default::default(),
             dir: dir.to_path_buf(),
             events: None,
-            segment_bytes,
+            logs,
             key_blocks: version >= KEY_BLOCK_VERSION,
             key_log: None,
             log_suspect: false,
@@ -303,7 +313,7 @@ impl Sqlite {
             store.check_identity(dir)?;
         }
         if version >= EVENT_LOG_VERSION {
-            store.events = Some(EventLog::open(dir, segment_bytes)?);
+            store.events = Some(EventLog::open(dir, logs)?);
             store.move_events()?;
         }
         if store.key_blocks {
@@ -313,7 +323,7 @@ impl Sqlite {
             }
         }
         if version >= KEY_LOG_VERSION {
-            let mut keys = key_log::KeyLog::open(dir, segment_bytes)?;
+            let mut keys = key_log::KeyLog::open(dir, logs)?;
             keys.reconcile(&store.conn, &mut store.sum)?;
             let moved = keys.move_blocks(&mut store.conn, &mut store.sum)?;
             if moved > 0 {
@@ -679,10 +689,10 @@ impl Sqlite {
             // store whose `events` is `None` keeps its events in table `events`.
             // (Not a damaged store's: an open cuts a torn tail. Its log is read as
             // it stands, to the end its last whole write left.)
-            let reopened = EventLog::open(&self.dir, self.segment_bytes)?;
+            let reopened = EventLog::open(&self.dir, self.logs)?;
             self.events = Some(reopened);
             if self.key_log.is_some() {
-                self.key_log = Some(key_log::KeyLog::open(&self.dir, self.segment_bytes)?);
+                self.key_log = Some(key_log::KeyLog::open(&self.dir, self.logs)?);
             }
         }
         let c = &self.conn;

@@ -1,0 +1,144 @@
+//! A batch's whole blocks written past the page cache (`O_DIRECT`).
+//!
+//! Through the page cache, every byte the log appends is copied into a page the
+//! kernel allocates for it, its blocks reserved one page at a time (ext4's delayed
+//! allocation), written back by the sync, and dropped again by the log
+//! ([`crate::CACHED_TAIL`]). At 10 groups × 10 that was a tenth of the server's core
+//! (BENCHMARKS.md, "The logs by direct I/O"). Written directly, the blocks go from
+//! the log's buffer to the device.
+//!
+//! Direct I/O moves whole blocks only, so a commit writes:
+//! - the blocks from the one holding its start to the last one it fills, directly:
+//!   the first of them begins with bytes already in the log (the end of the
+//!   previous batch), which are kept here ([`Blocks::tail`]) and written again as
+//!   they were;
+//! - the rest, less than a block, through the page cache, as before.
+//!
+//! So a segment's file is exactly as long as what it holds, as it always was: its
+//! format, a torn write's look and recovery are what they were. A write that is
+//! torn leaves blocks old or new, as writeback does; the bytes written again are
+//! the same bytes. The sync after both parts (`fdatasync` of the file) writes back
+//! the cached rest and flushes the device's cache, which holds the direct blocks
+//! until then.
+//!
+//! The two paths stay coherent: before a direct write the kernel writes back any
+//! cached page of its range (the previous commit's rest, synced already) and drops
+//! it after. A file system that refuses direct I/O (a tmpfs), at the open or at
+//! the first write, is written through the page cache from then on.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The block size direct writes are aligned to, in the file and in memory: right
+/// for devices with 512-byte sectors and for those with 4 KiB ones.
+pub(crate) const BLOCK: u64 = 4096;
+
+/// The active segment opened for direct writes, and what they need.
+#[derive(Debug)]
+pub(crate) struct Blocks {
+    /// The segment, opened write-only with `O_DIRECT`.
+    file: File,
+    /// The bytes of the segment's last block that it holds so far (less than a
+    /// block), if known: read from the file when they are first needed, then kept
+    /// as the batches are written.
+    tail: Option<Vec<u8>>,
+    /// Memory for the direct part of a write, aligned within: the tail, then the
+    /// batch's bytes up to its last whole block. Kept to reuse.
+    stage: Vec<u8>,
+}
+
+/// What [`Blocks::write`] did.
+pub(crate) enum Wrote {
+    /// The batch is written (not yet synced).
+    All,
+    /// The file system refused the direct write: nothing was written, and the
+    /// caller writes the batch through the page cache, as it does from now on.
+    Refused,
+}
+
+impl Blocks {
+    /// The segment at `path` opened for direct writes; `None` where the platform
+    /// or the file system has no direct I/O.
+    pub(crate) fn open(path: &Path) -> Option<Blocks> {
+        let file = open_direct(path)?;
+        Some(Blocks { file, tail: None, stage: Vec::new() })
+    }
+
+    /// The segment was cut back or rewritten other than by [`Blocks::write`]: its
+    /// last block is read again when next needed.
+    pub(crate) fn forget_tail(&mut self) {
+        self.tail = None;
+    }
+
+    /// Writes `batch` at `at`, the end of the segment (`plain` being the segment
+    /// opened as usual): its whole blocks directly, the rest through `plain`.
+    pub(crate) fn write(&mut self, plain: &File, at: u64, batch: &[u8]) -> io::Result<Wrote> {
+        let start = at - at % BLOCK;
+        let end = at + batch.len() as u64;
+        let whole_end = end - end % BLOCK;
+        if whole_end <= start {
+            // No block filled: all of it through the page cache, as before.
+            plain.write_all_at(batch, at)?;
+            if let Some(tail) = &mut self.tail {
+                tail.extend_from_slice(batch);
+            }
+            return Ok(Wrote::All);
+        }
+        let mut tail = match self.tail.take() {
+            Some(tail) => tail,
+            None => {
+                let mut tail = vec![0u8; (at - start) as usize];
+                plain.read_exact_at(&mut tail, start)?;
+                tail
+            }
+        };
+        // Less than the batch: fits in usize.
+        let direct_len = (whole_end - start) as usize;
+        let (held, rest) = batch.split_at(direct_len - tail.len());
+        let Some(range) = aligned(&mut self.stage, direct_len) else {
+            return Ok(Wrote::Refused);
+        };
+        let stage = &mut self.stage[range];
+        stage[..tail.len()].copy_from_slice(&tail);
+        stage[tail.len()..].copy_from_slice(held);
+        match self.file.write_all_at(stage, start) {
+            Ok(()) => {}
+            // Before anything was written: the caller writes it all through the cache.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Wrote::Refused),
+            Err(e) => return Err(e),
+        }
+        if !rest.is_empty() {
+            plain.write_all_at(rest, whole_end)?;
+        }
+        tail.clear();
+        tail.extend_from_slice(rest);
+        self.tail = Some(tail);
+        Ok(Wrote::All)
+    }
+}
+
+/// Where in `buf` `len` bytes start at a [`BLOCK`]-aligned address, `buf` grown to
+/// hold them; `None` if the allocator's address cannot be aligned.
+fn aligned(buf: &mut Vec<u8>, len: usize) -> Option<std::ops::Range<usize>> {
+    let need = len.checked_add(BLOCK as usize)?;
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    let start = buf.as_ptr().align_offset(BLOCK as usize);
+    (start < BLOCK as usize).then_some(start..start + len)
+}
+
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC;
+    // A file system without direct I/O refuses the open.
+    rustix::fs::open(path, flags, Mode::empty()).ok().map(File::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
