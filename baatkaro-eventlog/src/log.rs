@@ -605,7 +605,8 @@ impl Log {
 
     /// Cuts the log back so that it ends at `at` (a batch's position or a
     /// [`Log::end`] seen before), durably: for batches whose other half — the
-    /// metadata committed elsewhere after them — never committed.
+    /// metadata committed elsewhere after them — never committed. After a failure
+    /// the log refuses everything with [`LogError::Failed`] until opened again.
     pub fn truncate(&mut self, at: Position) -> Result<(), LogError> {
         if self.failed {
             return Err(LogError::Failed);
@@ -616,6 +617,15 @@ impl Log {
         if at > self.end() {
             return Err(LogError::NoSuchPosition(at));
         }
+        // From here on the files change: a failure part way leaves the log's idea
+        // of them in doubt (which segment is active, which file its direct writes
+        // go to, what its last block holds), so the log refuses everything until
+        // opened again, as after a failed write.
+        self.cut_back(at).inspect_err(|_| self.failed = true)
+    }
+
+    /// [`Log::truncate`] once `at` is known to be in the log.
+    fn cut_back(&mut self, at: Position) -> Result<(), LogError> {
         let mut removed = false;
         while at.0 < self.active_base {
             let Some(prev) = self.sealed.pop() else { return Err(LogError::NoSuchPosition(at)) };

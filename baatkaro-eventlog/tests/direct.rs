@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use baatkaro_eventlog::{Log, Options, Position};
+use baatkaro_eventlog::{BATCH_HEADER, Log, Options, Position, RECORD_HEADER};
 use proptest::prelude::*;
 
 /// Whether `path` is on a file system known to take direct I/O (ext4, XFS), where
@@ -58,8 +58,11 @@ fn records(n: u64, sizes: &[usize]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The segments' size.
+const SEGMENT_BYTES: u64 = 64 << 10;
+
 fn open(dir: &Path, direct: bool) -> Log {
-    let (log, recovery) = Log::open(dir, Options { segment_bytes: 64 << 10, direct }).unwrap();
+    let (log, recovery) = Log::open(dir, Options { segment_bytes: SEGMENT_BYTES, direct }).unwrap();
     assert!(recovery.cut.is_none(), "a clean close left a tail to cut: {:?}", recovery.cut);
     if direct && takes_direct_io(dir) {
         assert!(log.writes_direct(), "asked for direct writes on a file system with them");
@@ -113,4 +116,81 @@ proptest! {
             log = open(dir.path(), round == 0);
         }
     }
+}
+
+/// Runs `f` with `dir` unreadable (mode 0o300: entries can still be removed and
+/// files in it opened, but the directory itself cannot be opened, so its sync
+/// fails), dropping on this thread the capabilities that let root read it anyway.
+/// `None` if the directory could not be made unreadable here.
+fn with_unreadable_dir<T>(dir: &Path, f: impl FnOnce() -> T) -> Option<T> {
+    use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m)).unwrap();
+    let caps = capabilities(None).unwrap();
+    let mut fewer = caps;
+    fewer.effective -= CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
+    mode(0o300);
+    let dropped = set_capabilities(None, fewer).is_ok();
+    let out = (dropped && std::fs::File::open(dir).is_err()).then(f);
+    set_capabilities(None, caps).unwrap();
+    mode(0o700);
+    out
+}
+
+/// A cut back into an earlier segment that fails after the later segment is gone
+/// (the directory's sync failing) leaves a log that refuses the next commit or
+/// writes it where it reads back, also after a reopen: never one that says a batch
+/// is durable while its whole blocks went to the removed segment's file (fails if
+/// the direct writes stay on the removed segment after such a failure and the log
+/// takes commits on).
+#[test]
+fn a_commit_after_a_failed_cut_back_is_refused_or_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut log = open(&dir, true);
+    if !log.writes_direct() {
+        eprintln!("no direct writes on this file system: not checked");
+        return;
+    }
+    let mut positions = Vec::new();
+    let mut commit = |log: &mut Log, n: u64| {
+        let recs = records(n, &[5000, 300]);
+        positions.push(log.commit(n, 0, recs.iter().map(Vec::as_slice)).unwrap());
+    };
+    // Into a second segment, and two batches there, so that it was written directly.
+    let mut n = 0;
+    while log.segments() < 2 {
+        commit(&mut log, n);
+        n += 1;
+    }
+    commit(&mut log, n);
+    commit(&mut log, n + 1);
+    assert_eq!(log.segments(), 2);
+    // A batch of the first segment: the cut removes the second.
+    let first = log.segment_starts().nth(1).unwrap();
+    let target = *positions.iter().rev().find(|p| **p < first).unwrap();
+    let Some(cut) = with_unreadable_dir(&dir, || log.truncate(target)) else {
+        eprintln!("could not make the directory unreadable here: not checked");
+        return;
+    };
+    assert!(cut.is_err(), "the directory's sync was to fail");
+    // A batch that fills the segment the log now ends in: no roll (which would
+    // open the next segment afresh), and it ends at a block's end (the segment's
+    // size is whole blocks), so that the blocks it fills are written directly.
+    let room = SEGMENT_BYTES - (log.end().0 - log.segment_starts().last().unwrap().0);
+    let size = room as usize - BATCH_HEADER - RECORD_HEADER;
+    let recs = records(1000, &[size]);
+    let Ok(at) = log.commit(1000, 0, recs.iter().map(Vec::as_slice)) else {
+        return; // Refused: nothing was said to be durable.
+    };
+    let read = |log: &mut Log| {
+        let batch = log.read_batch(at).expect("a batch said to be durable reads back");
+        let got: Vec<Vec<u8>> = batch.records().map(|(_, r)| r.to_vec()).collect();
+        assert_eq!(batch.number, 1000);
+        assert_eq!(got, recs);
+    };
+    read(&mut log);
+    drop(log);
+    let mut log = open(&dir, true);
+    read(&mut log);
 }
