@@ -23,8 +23,9 @@
 //!
 //! The two paths stay coherent: before a direct write the kernel writes back any
 //! cached page of its range (the previous commit's rest, synced already) and drops
-//! it after. A file system that refuses direct I/O (a tmpfs), at the open or at
-//! the first write, is written through the page cache from then on.
+//! it after. A file system that refuses direct I/O (a tmpfs before Linux 6.6, some
+//! network file systems), at the open or at the first write, is written through
+//! the page cache from then on.
 
 use std::fs::File;
 use std::io;

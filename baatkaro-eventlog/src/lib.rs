@@ -18,8 +18,8 @@
 //! direct I/O where the file system allows it ([`Options::direct`]), and what goes
 //! through the page cache (the last partial block, or all of it where direct I/O
 //! is refused or off) stays only while among the log's last [`CACHED_TAIL`] bytes.
-//! What a [`Verifier`] or a catch-up reads back is cached as any read is, and
-//! dropped the same way.
+//! What a catch-up reads back is cached as any read is (and, of the active
+//! segment, dropped the same way); what a [`Verifier`] reads is dropped after it.
 
 mod blocks;
 mod error;
