@@ -9,9 +9,11 @@
 # itself and the server it starts (core 0); it runs on core 1.
 set -u
 bin=$1 rounds=${2:-3}
+# 10,000 messages a member where the setup has it (10 x 10, 1 x 20); fewer
+# where that would take minutes a run.
 shapes=(
-  "--groups 10 --members 10 --messages 5000"
-  "--groups 1 --members 20 --messages 5000"
+  "--groups 10 --members 10 --messages 10000"
+  "--groups 1 --members 20 --messages 10000"
   "--groups 1 --members 100 --messages 1000"
   "--groups 1 --members 1000 --messages 20 --window 4"
   "--private --members 100 --messages 2000"

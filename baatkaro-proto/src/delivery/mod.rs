@@ -7,4 +7,7 @@ mod budget;
 mod keys;
 
 pub use budget::RateBudget;
-pub use keys::{DigestSeed, KeyCheck, KeyDigest, SendKeys, SentKey, fingerprint, fingerprint_fnv};
+pub use keys::{
+    DigestSeed, KeyCheck, KeyDigest, SendKeys, SentKey, fingerprint, fingerprint_fnv,
+    fingerprint_serial,
+};
