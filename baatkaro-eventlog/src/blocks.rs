@@ -7,11 +7,14 @@
 //! (BENCHMARKS.md, "The logs by direct I/O"). Written directly, the blocks go from
 //! the log's buffer to the device.
 //!
-//! Direct I/O moves whole blocks only, so a commit writes:
+//! Direct I/O moves whole blocks only, from memory aligned to a block, so a commit
+//! writes:
 //! - the blocks from the one holding its start to the last one it fills, directly:
 //!   the first of them begins with bytes already in the log (the end of the
 //!   previous batch), which are kept here ([`Blocks::tail`]) and written again as
-//!   they were;
+//!   they were. The log builds each batch right after a copy of them, at an
+//!   aligned address of its buffer ([`Region`]), so that nothing is copied again
+//!   to be written;
 //! - the rest, less than a block, through the page cache, as before.
 //!
 //! So a segment's file is exactly as long as what it holds, as it always was: its
@@ -36,11 +39,7 @@ use std::path::Path;
 /// for devices with 512-byte sectors and for those with 4 KiB ones.
 pub(crate) const BLOCK: u64 = 4096;
 
-/// The most one direct write moves (whole blocks): a larger batch goes in pieces
-/// of this size, so that the staging memory stays this small whatever the batch.
-const PIECE: usize = 1 << 20;
-
-/// The active segment opened for direct writes, and what they need.
+/// The active segment opened for direct writes, and the bytes of its last block.
 #[derive(Debug)]
 pub(crate) struct Blocks {
     /// The segment, opened write-only with `O_DIRECT`.
@@ -49,19 +48,71 @@ pub(crate) struct Blocks {
     /// block), if known: read from the file when they are first needed, then kept
     /// as the batches are written.
     tail: Option<Vec<u8>>,
-    /// Memory for the direct part of a write, aligned within: the tail, then the
-    /// batch's bytes up to its last whole block, up to [`PIECE`] of them at a time.
-    /// Kept to reuse.
-    stage: Vec<u8>,
 }
 
 /// What [`Blocks::write`] did.
 pub(crate) enum Wrote {
     /// The batch is written (not yet synced).
     All,
-    /// The file system refused the direct write: nothing was written, and the
-    /// caller writes the batch through the page cache, as it does from now on.
+    /// The file system refused the direct write, and the caller writes the batch
+    /// through the page cache, as it does from now on (what was written directly
+    /// is written again, the same).
     Refused,
+}
+
+/// Where a batch is in the log's buffer when it is written directly: from `pad`,
+/// an address aligned to a block, the segment's bytes from the start of its last
+/// block to its end (the [`Blocks::tail`]), then from `lead` the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Region {
+    pub(crate) pad: usize,
+    pub(crate) lead: usize,
+}
+
+impl Region {
+    /// Lays out `buf` (emptied) to begin a batch after `tail`, at an aligned
+    /// address; `None` (and `buf` empty) if the allocator's address cannot be
+    /// aligned.
+    pub(crate) fn begin(buf: &mut Vec<u8>, tail: &[u8]) -> Option<Region> {
+        buf.clear();
+        // Room for the padding and the tail without moving the buffer, which
+        // would change the alignment.
+        buf.reserve(BLOCK as usize + tail.len());
+        let pad = buf.as_ptr().align_offset(BLOCK as usize);
+        if pad >= BLOCK as usize {
+            return None;
+        }
+        buf.resize(pad, 0);
+        buf.extend_from_slice(tail);
+        Some(Region { pad, lead: buf.len() })
+    }
+
+    /// Makes `buf` hold `tail` then the batch (what is in it from `self.lead`) at
+    /// an aligned address again, if it does not: after the buffer grew (and moved)
+    /// while the batch was built, or a roll to a new segment changed the tail.
+    /// Moves the batch, so it is for those rare cases. `None` as for
+    /// [`Region::begin`].
+    pub(crate) fn settle(self, buf: &mut Vec<u8>, tail: &[u8]) -> Option<Region> {
+        let aligned = buf[self.pad..].as_ptr().align_offset(BLOCK as usize) == 0;
+        if aligned && buf[self.pad..self.lead] == *tail {
+            return Some(self);
+        }
+        let batch = buf.len() - self.lead;
+        buf.reserve(BLOCK as usize + tail.len());
+        let pad = buf.as_ptr().align_offset(BLOCK as usize);
+        if pad >= BLOCK as usize {
+            return None;
+        }
+        let lead = pad + tail.len();
+        // Within the capacity just reserved: the buffer does not move again.
+        if lead > self.lead {
+            buf.resize(lead + batch, 0);
+        }
+        buf.copy_within(self.lead..self.lead + batch, lead);
+        buf.truncate(lead + batch);
+        buf[pad..lead].copy_from_slice(tail);
+        Some(Region { pad, lead })
+    }
 }
 
 impl Blocks {
@@ -69,7 +120,7 @@ impl Blocks {
     /// or the file system has no direct I/O.
     pub(crate) fn open(path: &Path) -> Option<Blocks> {
         let file = open_direct(path)?;
-        Some(Blocks { file, tail: None, stage: Vec::new() })
+        Some(Blocks { file, tail: None })
     }
 
     /// The segment was cut back or rewritten other than by [`Blocks::write`]: its
@@ -78,10 +129,35 @@ impl Blocks {
         self.tail = None;
     }
 
-    /// Writes `batch` at `at`, the end of the segment (`plain` being the segment
-    /// opened as usual): its whole blocks directly, the rest through `plain`.
-    pub(crate) fn write(&mut self, plain: &File, at: u64, batch: &[u8]) -> io::Result<Wrote> {
+    /// The segment's bytes from the start of its last block to `end`, its end
+    /// (`plain` being the segment opened as usual).
+    pub(crate) fn tail(&mut self, plain: &File, end: u64) -> io::Result<&[u8]> {
+        let want = (end % BLOCK) as usize;
+        match &mut self.tail {
+            Some(tail) if tail.len() == want => {}
+            slot => {
+                let mut tail = vec![0u8; want];
+                plain.read_exact_at(&mut tail, end - want as u64)?;
+                *slot = Some(tail);
+            }
+        }
+        Ok(self.tail.as_deref().unwrap_or_default())
+    }
+
+    /// Writes the batch at `at`, the end of the segment: `region` is the
+    /// segment's bytes from the start of the block holding `at` (its
+    /// [`Blocks::tail`]), `lead` of them, then the batch, at an address aligned to
+    /// a block ([`Region`]). Its whole blocks go directly, the rest through `plain`.
+    pub(crate) fn write(
+        &mut self,
+        plain: &File,
+        at: u64,
+        region: &[u8],
+        lead: usize,
+    ) -> io::Result<Wrote> {
         let start = at - at % BLOCK;
+        debug_assert_eq!(start + lead as u64, at, "the region begins where the block does");
+        let batch = &region[lead..];
         let end = at + batch.len() as u64;
         let whole_end = end - end % BLOCK;
         if whole_end <= start {
@@ -92,62 +168,24 @@ impl Blocks {
             }
             return Ok(Wrote::All);
         }
-        let mut tail = match self.tail.take() {
-            Some(tail) => tail,
-            None => {
-                let mut tail = vec![0u8; (at - start) as usize];
-                plain.read_exact_at(&mut tail, start)?;
-                tail
-            }
-        };
-        // Less than the batch: fits in usize.
-        let direct_len = (whole_end - start) as usize;
-        let (held, rest) = batch.split_at(direct_len - tail.len());
-        let Some(stage) = aligned(&mut self.stage, direct_len.min(PIECE)) else {
+        if region.as_ptr().align_offset(BLOCK as usize) != 0 {
             return Ok(Wrote::Refused);
-        };
-        // The tail then `held`, a piece at a time.
-        let mut done = 0;
-        while done < direct_len {
-            let piece = &mut self.stage[stage.start..stage.start + (direct_len - done).min(PIECE)];
-            copy_joined(piece, &tail, held, done);
-            match self.file.write_all_at(piece, start + done as u64) {
-                Ok(()) => done += piece.len(),
-                // The caller writes it all through the cache: what was written
-                // directly before is written again, the same.
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Wrote::Refused),
-                Err(e) => return Err(e),
-            }
+        }
+        // Less than the region: fits in usize.
+        let (direct, rest) = region.split_at((whole_end - start) as usize);
+        match self.file.write_all_at(direct, start) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Wrote::Refused),
+            Err(e) => return Err(e),
         }
         if !rest.is_empty() {
             plain.write_all_at(rest, whole_end)?;
         }
+        let tail = self.tail.get_or_insert_with(Vec::new);
         tail.clear();
         tail.extend_from_slice(rest);
-        self.tail = Some(tail);
         Ok(Wrote::All)
     }
-}
-
-/// Fills `out` with the bytes of `first` then `second`, joined, from `from` on.
-fn copy_joined(out: &mut [u8], first: &[u8], second: &[u8], from: usize) {
-    let head = first.get(from..).unwrap_or_default();
-    let head = &head[..head.len().min(out.len())];
-    out[..head.len()].copy_from_slice(head);
-    let from = (from + head.len()).saturating_sub(first.len());
-    let n = out.len() - head.len();
-    out[head.len()..].copy_from_slice(&second[from..from + n]);
-}
-
-/// Where in `buf` `len` bytes start at a [`BLOCK`]-aligned address, `buf` grown to
-/// hold them; `None` if the allocator's address cannot be aligned.
-fn aligned(buf: &mut Vec<u8>, len: usize) -> Option<std::ops::Range<usize>> {
-    let need = len.checked_add(BLOCK as usize)?;
-    if buf.len() < need {
-        buf.resize(need, 0);
-    }
-    let start = buf.as_ptr().align_offset(BLOCK as usize);
-    (start < BLOCK as usize).then_some(start..start + len)
 }
 
 #[cfg(target_os = "linux")]
@@ -167,50 +205,43 @@ fn open_direct(_path: &Path) -> Option<File> {
 mod tests {
     use super::*;
 
-    /// Batches larger than a piece, at every kind of start in a block, land in the
-    /// file as written, after what it held (fails if a piece after the first is
-    /// filled from the wrong place, or the tail is not written again first).
+    /// The tail is the file's bytes from the start of the block holding the end
+    /// asked for, read again when the end is not where the kept tail ends (fails if
+    /// a kept tail is handed out for another end).
     #[test]
-    fn batches_of_several_pieces_are_written_whole_after_what_was_there() {
+    fn the_tail_is_read_again_for_another_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("segment");
-        let plain = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let plain = File::open(&path).unwrap();
         let Some(mut blocks) = Blocks::open(&path) else {
             eprintln!("no direct I/O here: not checked");
             return;
         };
-        let mut want: Vec<u8> = b"segment header".to_vec();
-        plain.write_all_at(&want, 0).unwrap();
-        let sizes = [10, PIECE - 100, 5000, PIECE + 5000, 1, 2 * PIECE + 4097, 3];
-        for (n, size) in sizes.into_iter().enumerate() {
-            let batch: Vec<u8> = (0..size).map(|i| (i * 7 + n * 31) as u8).collect();
-            match blocks.write(&plain, want.len() as u64, &batch).unwrap() {
-                Wrote::All => {}
-                Wrote::Refused => panic!("refused after the open took O_DIRECT"),
-            }
-            want.extend_from_slice(&batch);
-            let mut got = vec![0u8; want.len()];
-            plain.read_exact_at(&mut got, 0).unwrap();
-            assert!(got == want, "after batch {n} of {size} B the file differs");
-            assert_eq!(plain.metadata().unwrap().len(), want.len() as u64, "batch {n}");
-        }
+        assert_eq!(blocks.tail(&plain, 5000).unwrap(), &bytes[4096..5000]);
+        assert_eq!(blocks.tail(&plain, 9000).unwrap(), &bytes[8192..9000]);
+        assert_eq!(blocks.tail(&plain, 8192).unwrap(), &bytes[8192..8192]);
     }
 
+    /// A region laid out for one tail, then settled for another after the buffer
+    /// grew, holds the new tail then the batch, at an aligned address (fails if
+    /// `settle` keeps a stale tail or moves the batch wrong).
     #[test]
-    fn joined_bytes_are_copied_from_either_part() {
-        let (first, second) = (b"abc".as_slice(), b"defgh".as_slice());
-        for from in 0..8 {
-            for len in 0..=8 - from {
-                let mut out = vec![0u8; len];
-                copy_joined(&mut out, first, second, from);
-                assert_eq!(out, b"abcdefgh"[from..from + len], "from {from}, {len} B");
-            }
+    fn a_region_settles_to_a_new_tail_and_stays_aligned() {
+        let mut buf = Vec::new();
+        for (old, new) in [(100usize, 32usize), (32, 4000), (0, 7), (4095, 0)] {
+            let old_tail = vec![1u8; old];
+            let region = Region::begin(&mut buf, &old_tail).unwrap();
+            let batch: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+            buf.extend_from_slice(&batch);
+            // Grown (and likely moved) while the batch was built.
+            buf.reserve(1 << 20);
+            let new_tail = vec![2u8; new];
+            let region = region.settle(&mut buf, &new_tail).unwrap();
+            assert_eq!(buf[region.pad..].as_ptr().align_offset(BLOCK as usize), 0);
+            assert_eq!(&buf[region.pad..region.lead], &new_tail[..]);
+            assert!(buf[region.lead..] == batch[..], "the batch moved whole ({old} -> {new})");
         }
     }
 }

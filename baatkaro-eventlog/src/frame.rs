@@ -95,6 +95,7 @@ pub(crate) fn encode<'a>(
     flags: u32,
     records: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<()> {
+    out.clear();
     start(out);
     let mut count: u32 = 0;
     for data in records {
@@ -104,10 +105,9 @@ pub(crate) fn encode<'a>(
     finish(out, seed, number, flags, count)
 }
 
-/// Begins a batch in `out` (cleared first): room for its header.
+/// Begins a batch at the end of `out`: room for its header.
 pub(crate) fn start(out: &mut Vec<u8>) {
-    out.clear();
-    out.resize(HEADER, 0);
+    out.resize(out.len() + HEADER, 0);
 }
 
 /// Appends a record whose data `write` appends to `out`, and returns where the

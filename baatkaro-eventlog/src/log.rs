@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::blocks::{Blocks, Wrote};
+use crate::blocks::{Blocks, Region, Wrote};
 use crate::frame::{self, HEADER, Header, RECORD_HEADER};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
@@ -142,8 +142,12 @@ pub struct Log {
     active_len: u64,
     /// Open sealed segments, the most recently read last.
     readers: Vec<(u64, File)>,
-    /// The frame being written, kept to reuse its memory.
+    /// The frame being written, kept to reuse its memory: all of it, or from
+    /// `region`'s lead when it is to be written directly.
     buf: Vec<u8>,
+    /// Where the batch being built is in `buf` when it is to be written directly:
+    /// after the active segment's last partial block, at an aligned address.
+    region: Option<Region>,
     /// Set by a failed write or sync.
     failed: bool,
     /// How much of the active segment the last drop from the page cache covered
@@ -236,6 +240,7 @@ impl Log {
             active_len,
             readers: Vec::new(),
             buf: Vec::new(),
+            region: None,
             failed: false,
             uncached: Uncached::default(),
             blocks: None,
@@ -270,6 +275,7 @@ impl Log {
             active_len: SEGMENT_HEADER,
             readers: Vec::new(),
             buf: Vec::new(),
+            region: None,
             failed: false,
             uncached: Uncached::default(),
             blocks: None,
@@ -397,16 +403,30 @@ impl Log {
         if self.failed {
             return Err(LogError::Failed);
         }
+        self.buf.clear();
+        self.region = None;
+        if let Some(blocks) = &mut self.blocks {
+            // Built where it is written from: after the segment's last partial
+            // block, at an aligned address.
+            let tail = blocks.tail(&self.active, self.active_len)?;
+            self.region = Region::begin(&mut self.buf, tail);
+        }
         frame::start(&mut self.buf);
         Ok(BatchWriter { log: self, count: 0, last: None })
+    }
+
+    /// Where the batch being built starts in `buf`.
+    fn lead(&self) -> usize {
+        self.region.map_or(0, |r| r.lead)
     }
 
     /// Writes the batch in the buffer, durably (see [`Log::commit`]).
     fn write_batch(&mut self, number: u64, flags: u32, count: u32) -> Result<Position, LogError> {
         let too_large = |n| LogError::TooLarge(n);
-        frame::finish(&mut self.buf, self.seed, number, flags, count)
+        let lead = self.lead();
+        frame::finish(&mut self.buf[lead..], self.seed, number, flags, count)
             .ok_or_else(|| too_large(u64::from(u32::MAX)))?;
-        let len = self.buf.len() as u64;
+        let len = (self.buf.len() - lead) as u64;
         if len > self.options.segment_bytes.saturating_sub(SEGMENT_HEADER) {
             return Err(too_large(len));
         }
@@ -431,12 +451,23 @@ impl Log {
     /// directly while the file system takes them, else all through the page cache.
     fn write_at(&mut self, at: u64) -> io::Result<()> {
         if let Some(blocks) = &mut self.blocks {
-            match blocks.write(&self.active, at, &self.buf)? {
-                Wrote::All => return Ok(()),
-                Wrote::Refused => self.blocks = None,
+            // As laid out at `begin`, unless the buffer moved as the batch grew, or
+            // a roll put the batch at the start of a new segment.
+            let tail = blocks.tail(&self.active, at)?;
+            let region = self.region.and_then(|r| r.settle(&mut self.buf, tail));
+            self.region = region;
+            match region {
+                Some(r) => {
+                    match blocks.write(&self.active, at, &self.buf[r.pad..], r.lead - r.pad)? {
+                        Wrote::All => return Ok(()),
+                        Wrote::Refused => self.blocks = None,
+                    }
+                }
+                // No aligned address to be had: this batch through the page cache.
+                None => blocks.forget_tail(),
             }
         }
-        self.active.write_all_at(&self.buf, at)
+        self.active.write_all_at(&self.buf[self.lead()..], at)
     }
 
     /// Drops the active segment's synced pages older than its last
@@ -709,9 +740,10 @@ impl Log {
 pub struct BatchWriter<'a> {
     log: &'a mut Log,
     count: u32,
-    /// Where the last record starts, until it is taken back: the only record
-    /// [`BatchWriter::undo`] takes back, as anything else would leave the header's
-    /// count and the body disagreeing (a batch that never reads back).
+    /// Where the last record starts in the log's buffer, until it is taken back:
+    /// the only record [`BatchWriter::undo`] takes back, as anything else would
+    /// leave the header's count and the body disagreeing (a batch that never reads
+    /// back).
     last: Option<usize>,
 }
 
@@ -725,14 +757,16 @@ impl BatchWriter<'_> {
             .ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
         self.count = count;
         self.last = Some(at);
-        Ok(at as u64)
+        Ok((at - self.log.lead()) as u64)
     }
 
     /// The data of the last record appended, which [`BatchWriter::record`] put at
     /// `at`; empty for any other `at`.
     pub fn last_data(&self, at: u64) -> &[u8] {
         match self.last {
-            Some(last) if last as u64 == at => &self.log.buf[last + RECORD_HEADER..],
+            Some(last) if (last - self.log.lead()) as u64 == at => {
+                &self.log.buf[last + RECORD_HEADER..]
+            }
             _ => &[],
         }
     }
@@ -740,7 +774,8 @@ impl BatchWriter<'_> {
     /// Takes back the last record, which [`BatchWriter::record`] put at `at`. Any
     /// other `at` (an earlier record's, or the last one's again) is ignored.
     pub fn undo(&mut self, at: u64) {
-        if let Some(last) = self.last.filter(|&last| last as u64 == at) {
+        let lead = self.log.lead();
+        if let Some(last) = self.last.filter(|&last| (last - lead) as u64 == at) {
             self.log.buf.truncate(last);
             self.count -= 1;
             self.last = None;
@@ -749,7 +784,7 @@ impl BatchWriter<'_> {
 
     /// Bytes of the batch so far, its header included.
     pub fn len(&self) -> u64 {
-        self.log.buf.len() as u64
+        (self.log.buf.len() - self.log.lead()) as u64
     }
 
     /// Whether it holds no record.
