@@ -7,20 +7,12 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 
 use baatkaro_eventlog::{BATCH_HEADER, Log, Options, Position, RECORD_HEADER};
 use proptest::prelude::*;
-
-/// Whether `path` is on a file system known to take direct I/O (ext4, XFS), where
-/// a log asked for direct writes must be making them.
-#[allow(clippy::useless_conversion)]
-fn takes_direct_io(path: &Path) -> bool {
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    let kind = i64::from(rustix::fs::statfs(path).unwrap().f_type);
-    kind == EXT4 || kind == XFS
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -64,7 +56,7 @@ const SEGMENT_BYTES: u64 = 64 << 10;
 fn open(dir: &Path, direct: bool) -> Log {
     let (log, recovery) = Log::open(dir, Options { segment_bytes: SEGMENT_BYTES, direct }).unwrap();
     assert!(recovery.cut.is_none(), "a clean close left a tail to cut: {:?}", recovery.cut);
-    if direct && takes_direct_io(dir) {
+    if direct && common::takes_direct_io(dir) {
         assert!(log.writes_direct(), "asked for direct writes on a file system with them");
     }
     log
@@ -107,7 +99,7 @@ proptest! {
         // Still writing directly if it began so: no batch was refused on the way
         // (a batch built at an address that is not aligned would be, and written
         // through the page cache from then on, unseen but for this).
-        if direct_now && takes_direct_io(dir.path()) {
+        if direct_now && common::takes_direct_io(dir.path()) {
             prop_assert!(log.writes_direct(), "direct writes stopped");
         }
         for round in 0..2 {

@@ -12,6 +12,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,15 +35,6 @@ fn resident(path: &Path) -> u64 {
 fn on_tmpfs(path: &Path) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     i64::from(rustix::fs::statfs(path).unwrap().f_type) == TMPFS_MAGIC
-}
-
-/// Whether `path` is on a file system known to take direct I/O (ext4, XFS).
-#[allow(clippy::useless_conversion)]
-fn takes_direct_io(path: &Path) -> bool {
-    const EXT4: i64 = 0xEF53;
-    const XFS: i64 = 0x5846_5342;
-    let kind = i64::from(rustix::fs::statfs(path).unwrap().f_type);
-    kind == EXT4 || kind == XFS
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -83,7 +76,7 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back(direct: bool) {
     let options = Options { segment_bytes, direct };
     let (mut log, _) = Log::open(dir.path(), options).unwrap();
     let tmpfs = on_tmpfs(dir.path());
-    if direct && takes_direct_io(dir.path()) {
+    if direct && common::takes_direct_io(dir.path()) {
         assert!(log.writes_direct(), "direct writes on a file system that has them");
     }
     let direct = log.writes_direct();

@@ -27,7 +27,9 @@ use baatkaro_hub::{
     HubConfig, IN_FLIGHT, Output,
 };
 use baatkaro_proto::rules;
-use baatkaro_proto::session::{FrameBudget, Session, SessionConfig, SessionEvent, SessionState};
+use baatkaro_proto::session::{
+    FrameBudget, RequestId, Session, SessionConfig, SessionEvent, SessionState,
+};
 use baatkaro_proto::{
     Command, Conversation, Encode, ErrorCode, Event, Failure, Feature, Features, FileId, FileName,
     GroupName, HistoryRange, IdemKey, JoinRule, Limits, Millis, OkReply, PAYLOAD_CEILING, Password,
@@ -351,6 +353,24 @@ impl Sim {
             bytes.extend_from_slice(&r.to_bytes());
         }
         self.send_raw(c, &bytes);
+    }
+
+    /// The client writes these requests in one write, and its session decodes
+    /// them: what the session hands on, not yet handed to the hub (the caller
+    /// hands them in together, as the server does a read's).
+    fn decoded(&mut self, c: usize, requests: &[Request]) -> Vec<(RequestId, Command)> {
+        let mut bytes = Vec::new();
+        for r in requests {
+            bytes.extend_from_slice(&r.to_bytes());
+        }
+        self.conns[c].session.handle_input(&bytes, self.now);
+        let mut decoded = Vec::new();
+        while let Some(event) = self.conns[c].session.poll_event() {
+            if let SessionEvent::Request { id, command } = event {
+                decoded.push((id, command));
+            }
+        }
+        decoded
     }
 
     /// The client writes these bytes in one write.
@@ -755,17 +775,7 @@ fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
     let body = "z".repeat(2000);
     let tags: Vec<String> = (0..8).map(|i| format!("b{i}")).collect();
     let burst: Vec<Request> = tags.iter().map(|t| req(t, send("rust", t, &body))).collect();
-    let mut bytes = Vec::new();
-    for r in &burst {
-        bytes.extend_from_slice(&r.to_bytes());
-    }
-    sim.conns[a].session.handle_input(&bytes, sim.now);
-    let mut requests = Vec::new();
-    while let Some(event) = sim.conns[a].session.poll_event() {
-        if let SessionEvent::Request { id, command } = event {
-            requests.push((id, command));
-        }
-    }
+    let requests = sim.decoded(a, &burst);
     assert_eq!(requests.len(), 8);
     let mut left = requests.into_iter();
     let mut takes = Vec::new();
@@ -811,18 +821,7 @@ fn sends_handed_on_together_are_each_judged_by_their_own_key() {
         req("s4", send("rust", "k2", "not two")),
         req("s5", send("rust", "k3", "three")),
     ];
-    let mut bytes = Vec::new();
-    for r in &batch {
-        bytes.extend_from_slice(&r.to_bytes());
-    }
-    sim.conns[a].session.handle_input(&bytes, sim.now);
-    let mut requests = Vec::new();
-    while let Some(event) = sim.conns[a].session.poll_event() {
-        if let SessionEvent::Request { id, command } = event {
-            requests.push((id, command));
-        }
-    }
-    let mut left = requests.into_iter();
+    let mut left = sim.decoded(a, &batch).into_iter();
     for _ in 0..batch.len() {
         sim.hub.handle_requests(a as ConnId, &mut left, sim.now);
         sim.pump();
