@@ -78,10 +78,7 @@ impl Region {
         // Room for the padding and the tail without moving the buffer, which
         // would change the alignment.
         buf.reserve(BLOCK as usize + tail.len());
-        let pad = buf.as_ptr().align_offset(BLOCK as usize);
-        if pad >= BLOCK as usize {
-            return None;
-        }
+        let pad = aligned_pad(buf)?;
         buf.resize(pad, 0);
         buf.extend_from_slice(tail);
         Some(Region { pad, lead: buf.len() })
@@ -90,8 +87,10 @@ impl Region {
     /// Makes `buf` hold `tail` then the batch (what is in it from `self.lead`) at
     /// an aligned address again, if it does not: after the buffer grew (and moved)
     /// while the batch was built, or a roll to a new segment changed the tail.
-    /// Moves the batch, so it is for those rare cases. `None` as for
-    /// [`Region::begin`].
+    /// Moves the batch, so it is for those rare cases. `None` if the allocator's
+    /// address cannot be aligned, the batch then moved to the start of `buf`,
+    /// where a batch built without a region is (and from where the log writes it
+    /// through the page cache).
     pub(crate) fn settle(self, buf: &mut Vec<u8>, tail: &[u8]) -> Option<Region> {
         let aligned = buf[self.pad..].as_ptr().align_offset(BLOCK as usize) == 0;
         if aligned && buf[self.pad..self.lead] == *tail {
@@ -99,10 +98,10 @@ impl Region {
         }
         let batch = buf.len() - self.lead;
         buf.reserve(BLOCK as usize + tail.len());
-        let pad = buf.as_ptr().align_offset(BLOCK as usize);
-        if pad >= BLOCK as usize {
+        let Some(pad) = aligned_pad(buf) else {
+            buf.drain(..self.lead);
             return None;
-        }
+        };
         let lead = pad + tail.len();
         // Within the capacity just reserved: the buffer does not move again.
         if lead > self.lead {
@@ -113,6 +112,23 @@ impl Region {
         buf[pad..lead].copy_from_slice(tail);
         Some(Region { pad, lead })
     }
+}
+
+/// How far into `buf`'s memory an address aligned to a block is; `None` if the
+/// allocator's address cannot be aligned (which `align_offset` allows).
+fn aligned_pad(buf: &[u8]) -> Option<usize> {
+    #[cfg(test)]
+    if NO_ALIGNMENT.with(std::cell::Cell::get) {
+        return None;
+    }
+    let pad = buf.as_ptr().align_offset(BLOCK as usize);
+    (pad < BLOCK as usize).then_some(pad)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes [`aligned_pad`] find no aligned address, on this thread: for tests.
+    static NO_ALIGNMENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Blocks {
@@ -222,6 +238,49 @@ mod tests {
         assert_eq!(blocks.tail(&plain, 5000).unwrap(), &bytes[4096..5000]);
         assert_eq!(blocks.tail(&plain, 9000).unwrap(), &bytes[8192..9000]);
         assert_eq!(blocks.tail(&plain, 8192).unwrap(), &bytes[8192..8192]);
+    }
+
+    /// A batch begun in a region, which at its write finds no aligned address
+    /// to settle at (after a roll changed the tail), is written through the page
+    /// cache as it was built, and the next batch directly again (fails if the
+    /// region's padding and old tail are written in front of the batch).
+    #[test]
+    fn a_batch_that_cannot_settle_is_written_whole_through_the_cache() {
+        use crate::{Log, Options};
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { segment_bytes: 8192, direct: true };
+        let (mut log, _) = Log::open(dir.path(), options).unwrap();
+        if !log.writes_direct() {
+            eprintln!("no direct I/O here: not checked");
+            return;
+        }
+        let records: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n + 1; 5000]).collect();
+        let first = log.commit(1, 0, [records[0].as_slice()]).unwrap();
+        // Laid out after the first segment's tail; this one rolls to a new
+        // segment, whose tail differs, and then finds no aligned address.
+        let mut batch = log.begin().unwrap();
+        batch.record(|out| out.extend_from_slice(&records[1])).unwrap();
+        NO_ALIGNMENT.with(|no| no.set(true));
+        let second = batch.commit(2, 0);
+        NO_ALIGNMENT.with(|no| no.set(false));
+        let second = second.unwrap();
+        assert!(log.writes_direct(), "not refused: only this batch went through the cache");
+        let third = log.commit(3, 0, [records[2].as_slice()]).unwrap();
+        let end = log.end();
+        let check = |log: &mut Log, reopened: bool| {
+            for (n, at) in [first, second, third].into_iter().enumerate() {
+                let read = log.read_batch(at).unwrap();
+                let got: Vec<&[u8]> = read.records().map(|(_, data)| data).collect();
+                assert_eq!(read.number, n as u64 + 1, "reopened: {reopened}");
+                assert!(got == [records[n].as_slice()], "batch {n} (reopened: {reopened})");
+            }
+            assert_eq!(log.end(), end, "reopened: {reopened}");
+        };
+        check(&mut log, false);
+        drop(log);
+        let (mut log, recovery) = Log::open(dir.path(), options).unwrap();
+        assert!(recovery.cut.is_none(), "nothing to cut: {:?}", recovery.cut);
+        check(&mut log, true);
     }
 
     /// A region laid out for one tail, then settled for another after the buffer
