@@ -45,9 +45,9 @@ pub(crate) struct Blocks {
     /// The segment, opened write-only with `O_DIRECT`.
     file: File,
     /// The bytes of the segment's last block that it holds so far (less than a
-    /// block), if known: read from the file when they are first needed, then kept
-    /// as the batches are written.
-    tail: Option<Vec<u8>>,
+    /// block), with the segment's end they are for, if known: read from the file
+    /// when they are first needed, then kept as the batches are written.
+    tail: Option<(u64, Vec<u8>)>,
 }
 
 /// What [`Blocks::write`] did.
@@ -148,16 +148,15 @@ impl Blocks {
     /// The segment's bytes from the start of its last block to `end`, its end
     /// (`plain` being the segment opened as usual).
     pub(crate) fn tail(&mut self, plain: &File, end: u64) -> io::Result<&[u8]> {
-        let want = (end % BLOCK) as usize;
         match &mut self.tail {
-            Some(tail) if tail.len() == want => {}
+            Some((kept, _)) if *kept == end => {}
             slot => {
-                let mut tail = vec![0u8; want];
-                plain.read_exact_at(&mut tail, end - want as u64)?;
-                *slot = Some(tail);
+                let mut tail = vec![0u8; (end % BLOCK) as usize];
+                plain.read_exact_at(&mut tail, end - end % BLOCK)?;
+                *slot = Some((end, tail));
             }
         }
-        Ok(self.tail.as_deref().unwrap_or_default())
+        Ok(self.tail.as_ref().map_or(&[], |(_, tail)| tail.as_slice()))
     }
 
     /// Writes the batch at `at`, the end of the segment: `region` is the
@@ -179,8 +178,12 @@ impl Blocks {
         if whole_end <= start {
             // No block filled: all of it through the page cache, as before.
             plain.write_all_at(batch, at)?;
-            if let Some(tail) = &mut self.tail {
-                tail.extend_from_slice(batch);
+            match &mut self.tail {
+                Some((kept, tail)) if *kept == at => {
+                    tail.extend_from_slice(batch);
+                    *kept = end;
+                }
+                other => *other = None,
             }
             return Ok(Wrote::All);
         }
@@ -197,7 +200,8 @@ impl Blocks {
         if !rest.is_empty() {
             plain.write_all_at(rest, whole_end)?;
         }
-        let tail = self.tail.get_or_insert_with(Vec::new);
+        let (kept, tail) = self.tail.get_or_insert_with(|| (end, Vec::new()));
+        *kept = end;
         tail.clear();
         tail.extend_from_slice(rest);
         Ok(Wrote::All)
@@ -236,6 +240,8 @@ mod tests {
             return;
         };
         assert_eq!(blocks.tail(&plain, 5000).unwrap(), &bytes[4096..5000]);
+        // As long as the kept one, in another block.
+        assert_eq!(blocks.tail(&plain, 9096).unwrap(), &bytes[8192..9096]);
         assert_eq!(blocks.tail(&plain, 9000).unwrap(), &bytes[8192..9000]);
         assert_eq!(blocks.tail(&plain, 8192).unwrap(), &bytes[8192..8192]);
     }
