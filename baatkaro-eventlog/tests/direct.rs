@@ -28,7 +28,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => proptest::collection::vec(
-            prop_oneof![8 => 0usize..64, 8 => 0usize..5000, 8 => 4000usize..13000, 1 => 13000usize..30000],
+            prop_oneof![8 => 0usize..64, 8 => 0usize..5000, 8 => 4000usize..13000, 1 => 13000usize..20000],
             1..4,
         )
         .prop_map(Op::Commit),
