@@ -8,27 +8,29 @@
 //! the log's buffer to the device.
 //!
 //! Direct I/O moves whole blocks only, from memory aligned to a block, so a commit
-//! writes:
-//! - the blocks from the one holding its start to the last one it fills, directly:
-//!   the first of them begins with bytes already in the log (the end of the
+//! writes the blocks from the one holding its start to the one holding its end:
+//! - the first of them begins with bytes already in the log (the end of the
 //!   previous batch), which are kept here ([`Blocks::tail`]) and written again as
 //!   they were. The log builds each batch right after a copy of them, at an
 //!   aligned address of its buffer ([`Region`]), so that nothing is copied again
 //!   to be written;
-//! - the rest, less than a block, through the page cache, as before.
+//! - the last is filled with zeros past the batch's end. The next commit writes
+//!   that block again, with its batch where the zeros were.
 //!
-//! So a segment's file is exactly as long as what it holds, as it always was: its
-//! format, a torn write's look and recovery are what they were. A write that is
-//! torn leaves blocks old or new, as writeback does; the bytes written again are
-//! the same bytes. The sync after both parts (`fdatasync` of the file) writes back
-//! the cached rest and flushes the device's cache, which holds the direct blocks
+//! So the active segment's file may run past the log's end, by zeros, less than
+//! a block of them, to the end of a block. The log's end is where its last batch
+//! ends, as before; an open takes those zeros for what they are (no torn write:
+//! nothing is cut or reported) and trims them, and a segment is trimmed to its end
+//! when the log moves on to the next, so a sealed segment is exactly as long as
+//! what it holds. A write that is torn leaves blocks old or new, as writeback
+//! does; the bytes written again are the same bytes. The sync after the write
+//! (`fdatasync` of the file) flushes the device's cache, which holds the blocks
 //! until then.
 //!
-//! The two paths stay coherent: before a direct write the kernel writes back any
-//! cached page of its range (the previous commit's rest, synced already) and drops
-//! it after. A file system that refuses direct I/O (a tmpfs before Linux 6.6, some
-//! network file systems), at the open or at the first write, is written through
-//! the page cache from then on.
+//! A file system that refuses direct I/O (a tmpfs before Linux 6.6, some network
+//! file systems), at the open or at the first write, is written through the page
+//! cache from then on. What a catch-up reads goes through the page cache; a
+//! direct write drops the cached pages of its range after it.
 
 use std::fs::File;
 use std::io;
@@ -93,11 +95,14 @@ impl Region {
     /// through the page cache).
     pub(crate) fn settle(self, buf: &mut Vec<u8>, tail: &[u8]) -> Option<Region> {
         let aligned = buf[self.pad..].as_ptr().align_offset(BLOCK as usize) == 0;
-        if aligned && buf[self.pad..self.lead] == *tail {
+        let room = buf.capacity() - buf.len() >= BLOCK as usize;
+        if aligned && room && buf[self.pad..self.lead] == *tail {
             return Some(self);
         }
         let batch = buf.len() - self.lead;
-        buf.reserve(BLOCK as usize + tail.len());
+        // Room for a new padding and tail, and then for the zeros that fill the
+        // last block ([`Blocks::write`]), all without moving the buffer again.
+        buf.reserve(2 * BLOCK as usize + tail.len());
         let Some(pad) = aligned_pad(buf) else {
             buf.drain(..self.lead);
             return None;
@@ -159,51 +164,42 @@ impl Blocks {
         Ok(self.tail.as_ref().map_or(&[], |(_, tail)| tail.as_slice()))
     }
 
-    /// Writes the batch at `at`, the end of the segment: `region` is the
-    /// segment's bytes from the start of the block holding `at` (its
-    /// [`Blocks::tail`]), `lead` of them, then the batch, at an address aligned to
-    /// a block ([`Region`]). Its whole blocks go directly, the rest through `plain`.
+    /// Writes the batch at `at`, the end of the segment, directly: `buf` holds,
+    /// from `region.pad` (an aligned address), the segment's bytes from the start
+    /// of the block holding `at` (its [`Blocks::tail`]), then from `region.lead`
+    /// the batch, with room for a block more ([`Region::settle`]). The last block
+    /// is filled with zeros for the write, and `buf` left as it was.
     pub(crate) fn write(
         &mut self,
-        plain: &File,
         at: u64,
-        region: &[u8],
-        lead: usize,
+        buf: &mut Vec<u8>,
+        region: Region,
     ) -> io::Result<Wrote> {
         let start = at - at % BLOCK;
-        debug_assert_eq!(start + lead as u64, at, "the region begins where the block does");
-        let batch = &region[lead..];
-        let end = at + batch.len() as u64;
-        let whole_end = end - end % BLOCK;
-        if whole_end <= start {
-            // No block filled: all of it through the page cache, as before.
-            plain.write_all_at(batch, at)?;
-            match &mut self.tail {
-                Some((kept, tail)) if *kept == at => {
-                    tail.extend_from_slice(batch);
-                    *kept = end;
-                }
-                other => *other = None,
-            }
-            return Ok(Wrote::All);
-        }
-        if region.as_ptr().align_offset(BLOCK as usize) != 0 {
+        debug_assert_eq!(start + (region.lead - region.pad) as u64, at, "where the block begins");
+        let len = buf.len() - region.pad;
+        let end = start + len as u64;
+        let blocks = len.next_multiple_of(BLOCK as usize);
+        if buf.capacity() - region.pad < blocks
+            || buf[region.pad..].as_ptr().align_offset(BLOCK as usize) != 0
+        {
+            // Filling the last block would move the buffer: not settled as it must be.
             return Ok(Wrote::Refused);
         }
-        // Less than the region: fits in usize.
-        let (direct, rest) = region.split_at((whole_end - start) as usize);
-        match self.file.write_all_at(direct, start) {
+        buf.resize(region.pad + blocks, 0);
+        let written = self.file.write_all_at(&buf[region.pad..], start);
+        buf.truncate(region.pad + len);
+        match written {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(Wrote::Refused),
             Err(e) => return Err(e),
         }
-        if !rest.is_empty() {
-            plain.write_all_at(rest, whole_end)?;
-        }
+        // The bytes of the block the batch ends in, for the next commit.
+        let last = region.pad + (end - end % BLOCK - start) as usize;
         let (kept, tail) = self.tail.get_or_insert_with(|| (end, Vec::new()));
         *kept = end;
         tail.clear();
-        tail.extend_from_slice(rest);
+        tail.extend_from_slice(&buf[last..]);
         Ok(Wrote::All)
     }
 }

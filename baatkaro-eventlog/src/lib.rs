@@ -14,10 +14,12 @@
 //!
 //! Memory: the log keeps the bases of its segments (one word per segment) and a
 //! few open files; nothing that grows with the number of records. What it writes
-//! does not stay in the page cache: each commit's whole blocks go to the device by
-//! direct I/O where the file system allows it ([`Options::direct`]), and what goes
-//! through the page cache (the last partial block, or all of it where direct I/O
-//! is refused or off) stays only while among the log's last [`CACHED_TAIL`] bytes.
+//! does not stay in the page cache: each commit goes to the device by direct I/O
+//! where the file system allows it ([`Options::direct`]), its last block filled
+//! with zeros past its end (so the active segment's file may run on by less than a
+//! block of them, trimmed at an open and when the log moves on to the next
+//! segment); written through the page cache (where direct I/O is refused or off),
+//! it stays there only while among the log's last [`CACHED_TAIL`] bytes.
 //! What a catch-up reads back is cached as any read is (and, of the active
 //! segment, dropped the same way); what a [`Verifier`] reads is dropped after it.
 

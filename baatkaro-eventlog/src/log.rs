@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::blocks::{Blocks, Region, Wrote};
+use crate::blocks::{BLOCK, Blocks, Region, Wrote};
 use crate::frame::{self, HEADER, Header, RECORD_HEADER};
 use crate::segment::{self, SEGMENT_HEADER};
 use crate::{LogError, Position};
@@ -17,9 +17,9 @@ pub struct Options {
     /// A segment is closed and the next begun once a batch would take it past
     /// this many bytes (a batch never spans two segments).
     pub segment_bytes: u64,
-    /// Whether the whole blocks of each batch are written by direct I/O
-    /// (`O_DIRECT`), past the page cache, where the file system allows it; the
-    /// rest, less than a block, goes through the page cache. Off, all of it does.
+    /// Whether each batch is written by direct I/O (`O_DIRECT`), past the page
+    /// cache, where the file system allows it: whole blocks, the last filled with
+    /// zeros past the batch's end. Off, batches go through the page cache.
     pub direct: bool,
 }
 
@@ -293,8 +293,8 @@ impl Log {
         Blocks::open(&segment::path(&self.dir, self.active_base))
     }
 
-    /// Whether batches' whole blocks are being written by direct I/O (asked for,
-    /// and taken by the file system so far).
+    /// Whether batches are being written by direct I/O (asked for, and taken by
+    /// the file system so far).
     pub fn writes_direct(&self) -> bool {
         self.blocks.is_some()
     }
@@ -342,6 +342,14 @@ impl Log {
         // Only the last write can be torn: each commit syncs before the next begins.
         // So the bad bytes are a torn write only if no good batch follows them.
         let rest_len = file_len - at;
+        if self.is_padding(at, rest_len)? {
+            // Zeros a direct write filled its last block with (blocks.rs): not a
+            // torn write. Trimmed, so that the file ends where the log does.
+            self.active.set_len(at)?;
+            self.active.sync_all()?;
+            self.active_len = at;
+            return Ok(last);
+        }
         // A torn write is at most one batch, and no batch is larger than a segment
         // (of this size or, bounded, the size the segment was written with).
         if rest_len > self.options.segment_bytes.max(1 << 30) {
@@ -374,6 +382,18 @@ impl Log {
             reason,
         });
         Ok(last)
+    }
+
+    /// Whether the `len` bytes at `at` of the active segment, the rest of its file,
+    /// are the zeros a direct write fills its last block with: fewer than a
+    /// block, all zero, and ending at a block's end.
+    fn is_padding(&self, at: u64, len: u64) -> io::Result<bool> {
+        if len >= BLOCK || !(at + len).is_multiple_of(BLOCK) {
+            return Ok(false);
+        }
+        let mut rest = vec![0u8; len as usize];
+        self.active.read_exact_at(&mut rest, at)?;
+        Ok(rest.iter().all(|&b| b == 0))
     }
 
     /// Appends a batch of `records` numbered `number` with the caller's `flags`,
@@ -447,8 +467,8 @@ impl Log {
         Ok(Position(self.active_base + at))
     }
 
-    /// Writes the batch in the buffer at `at` (not synced): its whole blocks
-    /// directly while the file system takes them, else all through the page cache.
+    /// Writes the batch in the buffer at `at` (not synced): directly while the
+    /// file system takes it, else through the page cache.
     fn write_at(&mut self, at: u64) -> io::Result<()> {
         if let Some(blocks) = &mut self.blocks {
             // As laid out at `begin`, unless the buffer moved as the batch grew, or
@@ -457,12 +477,10 @@ impl Log {
             let region = self.region.and_then(|r| r.settle(&mut self.buf, tail));
             self.region = region;
             match region {
-                Some(r) => {
-                    match blocks.write(&self.active, at, &self.buf[r.pad..], r.lead - r.pad)? {
-                        Wrote::All => return Ok(()),
-                        Wrote::Refused => self.blocks = None,
-                    }
-                }
+                Some(r) => match blocks.write(at, &mut self.buf, r)? {
+                    Wrote::All => return Ok(()),
+                    Wrote::Refused => self.blocks = None,
+                },
                 // No aligned address to be had: this batch through the page cache.
                 None => blocks.forget_tail(),
             }
@@ -492,6 +510,17 @@ impl Log {
     /// the next where it ends.
     fn roll(&mut self) -> Result<(), LogError> {
         let base = self.active_base + self.active_len;
+        // Without the zeros a direct write left past its end (blocks.rs), durably
+        // before the next segment exists: a sealed segment ends where the next
+        // begins, or the next open refuses the log.
+        let trimmed = self.active.metadata().and_then(|m| {
+            if m.len() == self.active_len {
+                return Ok(());
+            }
+            self.active.set_len(self.active_len)?;
+            self.active.sync_all()
+        });
+        trimmed.inspect_err(|_| self.failed = true)?;
         let next =
             segment::create(&self.dir, base, self.seed).inspect_err(|_| self.failed = true)?;
         self.sealed.push(Sealed { base: self.active_base, end: base });

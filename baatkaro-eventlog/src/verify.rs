@@ -75,14 +75,15 @@ impl Verifier {
             if done.bytes >= budget && done.batches > 0 {
                 return Ok(done);
             }
-            if let Some((base, file, len, _)) = self.open.as_mut()
-                && self.at >= *base + *len
-            {
-                // The end of the segment as long as it was when opened. If it was
-                // the active one it may have grown since, and `end` lie in what it
-                // grew by: only past its end as it is now is the next segment read
-                // (one whose header is still being written is not damage).
-                *len = (*len).max(file.metadata()?.len());
+            if let Some((_, file, len, _)) = self.open.as_mut() {
+                // The segment as long as it is now. If it is the active one it may
+                // have grown since it was opened, and `end` lie in what it grew by:
+                // only past its end as it is now is the next segment read (one
+                // whose header is still being written is not damage). And the
+                // writer trims the zeros a direct write left past the active
+                // segment's end when it moves on to the next (blocks.rs): the
+                // segment then ends where its last batch does.
+                *len = file.metadata()?.len();
             }
             let current = self.open.as_ref().map(|(base, ..)| *base);
             let (base, file, len, seed) = match self.open.take() {
@@ -137,7 +138,15 @@ impl Verifier {
                 self.open = Some((base, file, len, seed));
                 continue;
             }
-            let (h, _) = read_batch_at(&file, seed, &self.dir, base, self.at - base, len)?;
+            let (h, _) = match read_batch_at(&file, seed, &self.dir, base, self.at - base, len) {
+                Ok(read) => read,
+                // Trimmed to its end since its length was read: the segment ends here.
+                Err(_) if self.at >= base + file.metadata()?.len() => {
+                    self.open = Some((base, file, len, seed));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let frame = HEADER as u64 + u64::from(h.body_len);
             self.at += frame;
             done.bytes += frame;

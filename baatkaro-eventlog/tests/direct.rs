@@ -194,3 +194,67 @@ fn a_commit_after_a_failed_cut_back_is_refused_or_reads_back() {
     let mut log = open(&dir, true);
     read(&mut log);
 }
+
+/// A direct write fills its last block with zeros: the file runs past the log's
+/// end by less than a block, to a block's end. An open takes that for what it is
+/// (no torn write reported) and trims it; a segment the log moved on from is
+/// trimmed to its end (else the next open would refuse the log); and the
+/// background check, which read the active segment's length with the zeros,
+/// passes over the trim without taking it for damage (fails without the trim at
+/// the open, or with the check keeping the length it read first).
+#[test]
+fn the_zeros_past_the_end_are_trimmed_and_the_check_passes_over_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut log = open(&dir, true);
+    if !log.writes_direct() {
+        eprintln!("no direct writes on this file system: not checked");
+        return;
+    }
+    let active = |log: &Log| {
+        let base = log.segment_starts().last().unwrap().0;
+        dir.join(format!("{base:020}.log"))
+    };
+    log.commit(0, 0, records(0, &[1000]).iter().map(Vec::as_slice)).unwrap();
+    let len = std::fs::metadata(active(&log)).unwrap().len();
+    let end = log.end().0 - log.segment_starts().last().unwrap().0;
+    assert!(len > end && len % 4096 == 0, "{len} B on disk for {end} B of log");
+
+    // The segment filled to where the next batch rolls to a new one.
+    let mut n = 1;
+    let room = |log: &Log| SEGMENT_BYTES - (log.end().0 - log.segment_starts().last().unwrap().0);
+    while room(&log) > 2 * 3100 {
+        log.commit(n, 0, records(n, &[3000]).iter().map(Vec::as_slice)).unwrap();
+        n += 1;
+    }
+    assert_eq!(log.segments(), 1);
+    // The check opens it (and reads its length, with the zeros) and reads a batch ...
+    let mut check = baatkaro_eventlog::Verifier::new(&dir);
+    assert_eq!(check.check(log.end(), 1).unwrap().batches, 1);
+    // ... the segment is sealed and trimmed, the log going on in the next one ...
+    while log.segments() < 2 {
+        log.commit(n, 0, records(n, &[3000]).iter().map(Vec::as_slice)).unwrap();
+        n += 1;
+    }
+    let sealed = dir.join(format!("{:020}.log", log.segment_starts().next().unwrap().0));
+    let next = log.segment_starts().nth(1).unwrap().0;
+    assert_eq!(std::fs::metadata(&sealed).unwrap().len(), next, "sealed at its end");
+    // ... and the check reads on to the end of the log, past the trim.
+    let mut passes = 0;
+    loop {
+        let checked = check.check(log.end(), 1 << 20).expect("no damage in a trimmed segment");
+        if checked.pass_done {
+            break;
+        }
+        passes += 1;
+        assert!(passes < 100, "the check never finished");
+    }
+
+    // A reopen: no cut reported, the zeros trimmed.
+    let end = log.end();
+    drop(log);
+    let log = open(&dir, true);
+    assert_eq!(log.end(), end);
+    let on_disk = std::fs::metadata(active(&log)).unwrap().len();
+    assert_eq!(on_disk, end.0 - log.segment_starts().last().unwrap().0, "trimmed at the open");
+}

@@ -136,9 +136,9 @@ pub struct Config {
     pub log: String,
     /// Milliseconds clients are asked to wait before reconnecting after a shutdown.
     pub shutdown_retry_ms: u64,
-    /// Whether shared files move, and the message logs' whole blocks are written,
-    /// by direct I/O (`O_DIRECT`) where the file system allows it, instead of
-    /// through the page cache.
+    /// Whether shared files move, and the message logs are written, by direct I/O
+    /// (`O_DIRECT`) where the file system allows it, instead of through the page
+    /// cache.
     pub direct_io: bool,
     /// Milliseconds a connection the server closes may take to receive its last
     /// frames (a BYE), while its input is read and dropped.

@@ -350,7 +350,9 @@ fn batches(dir: &Path) -> Vec<(u64, u32)> {
     for seg in segs {
         let bytes = std::fs::read(seg).unwrap();
         let mut at = 32usize;
-        while at + 32 <= bytes.len() {
+        // To the last batch: what follows it in the active segment may be zeros
+        // (a direct write fills its last block), which hold no batch.
+        while at + 32 <= bytes.len() && bytes[at..at + 4] == *b"BKev" {
             let body = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
             let flags = u32::from_le_bytes(bytes[at + 20..at + 24].try_into().unwrap());
             found.push((32 + body as u64, flags));
@@ -373,7 +375,7 @@ fn cut_last_batch(dir: &Path) -> u64 {
     let last = segs.last().unwrap();
     let bytes = std::fs::read(last).unwrap();
     let (mut at, mut start) = (32usize, None);
-    while at < bytes.len() {
+    while at + 32 <= bytes.len() && bytes[at..at + 4] == *b"BKev" {
         start = Some(at);
         let body = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
         at += 32 + body;

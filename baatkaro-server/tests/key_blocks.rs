@@ -83,6 +83,16 @@ fn key_log_bytes(dir: &Path) -> u64 {
     key_segments(dir).iter().map(|p| used(p)).sum()
 }
 
+/// Where a segment's last batch ends: past it the file may hold zeros (a direct
+/// write fills its last block).
+fn batches_end(bytes: &[u8]) -> usize {
+    let mut at = 32;
+    while at + 32 <= bytes.len() && bytes[at..at + 4] == *b"BKev" {
+        at += 32 + u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    }
+    at
+}
+
 fn used(segment: &Path) -> u64 {
     let bytes = std::fs::read(segment).unwrap();
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
@@ -99,7 +109,7 @@ fn damage_in_the_key_log_is_found_by_the_check_and_refuses_the_start() {
     // the log's only batch.
     let seg = key_segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
-    let at = bytes.len() - 16;
+    let at = batches_end(&bytes) - 16;
     bytes[at] ^= 0x04;
     std::fs::write(&seg, bytes).unwrap();
     let found = Checker::open(&path).unwrap().check(u64::MAX);
