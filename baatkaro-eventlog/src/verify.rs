@@ -100,12 +100,27 @@ impl Verifier {
                     };
                     let mut base = bases[i];
                     if Some(base) == current {
-                        // At the end of the segment just read: the next one.
+                        // At the end of the segment just read: the next one, which
+                        // begins where it ends. (A segment moved on from ends where
+                        // the next begins; a segment short of either lost batches
+                        // that `end` says are in the log.)
                         match bases.get(i + 1) {
-                            Some(&next) => base = next,
+                            Some(&next) if next == self.at => base = next,
+                            Some(_) => {
+                                return Err(damaged(
+                                    &self.dir,
+                                    base,
+                                    self.at - base,
+                                    "it does not end where the next segment begins",
+                                ));
+                            }
                             None => {
-                                self.at = end.0;
-                                continue;
+                                return Err(damaged(
+                                    &self.dir,
+                                    base,
+                                    self.at - base,
+                                    "the log ends before what it was checked up to",
+                                ));
                             }
                         }
                     }

@@ -454,3 +454,41 @@ proptest! {
         }
     }
 }
+
+/// A sealed segment that lost its last batch (its file ends at a batch's start,
+/// short of the next segment's base), and an active segment shorter than the end
+/// the check is given, are damage an open refuses: the background check must not
+/// take them for a segment's end and pass on.
+#[test]
+fn the_verifier_finds_a_segment_that_ends_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    let positions = commit_range(&mut log, 1, 40, 3);
+    let end = log.end();
+    drop(log);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3);
+    let first_next: u64 = segs[1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    // The last batch of the first segment, gone.
+    let last_in_first = positions.iter().rev().find(|p| p.0 < first_next).unwrap().0;
+    OpenOptions::new().write(true).open(&segs[0]).unwrap().set_len(last_in_first).unwrap();
+    let err = Verifier::new(dir.path()).check(end, u64::MAX);
+    assert!(matches!(err, Err(LogError::Damaged(_))), "sealed short: {err:?}");
+    assert!(matches!(Log::open(dir.path(), small()), Err(LogError::Damaged(_))));
+}
+
+#[test]
+fn the_verifier_finds_an_active_segment_shorter_than_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+    let positions = commit_range(&mut log, 1, 40, 3);
+    let end = log.end();
+    drop(log);
+    let active = segments(dir.path()).pop().unwrap();
+    let base: u64 = active.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let last = positions.last().unwrap().0;
+    assert!(last > base + SEGMENT_HEADER);
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(last - base).unwrap();
+    let err = Verifier::new(dir.path()).check(end, u64::MAX);
+    assert!(matches!(err, Err(LogError::Damaged(_))), "active short of its end: {err:?}");
+}
