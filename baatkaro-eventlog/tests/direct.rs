@@ -137,6 +137,19 @@ fn with_unreadable_dir<T>(dir: &Path, f: impl FnOnce() -> T) -> Option<T> {
     out
 }
 
+/// A log in a new directory (`log` in a temporary one, kept while the first is
+/// held), writing directly; `None`, said, on a file system without direct I/O.
+fn direct_log() -> Option<(tempfile::TempDir, std::path::PathBuf, Log)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir, true);
+    if !log.writes_direct() {
+        eprintln!("no direct writes on this file system: not checked");
+        return None;
+    }
+    Some((tmp, dir, log))
+}
+
 /// A cut back into an earlier segment that fails after the later segment is gone
 /// (the directory's sync failing) leaves a log that refuses the next commit or
 /// writes it where it reads back, also after a reopen: never one that says a batch
@@ -145,13 +158,7 @@ fn with_unreadable_dir<T>(dir: &Path, f: impl FnOnce() -> T) -> Option<T> {
 /// takes commits on).
 #[test]
 fn a_commit_after_a_failed_cut_back_is_refused_or_reads_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    let mut log = open(&dir, true);
-    if !log.writes_direct() {
-        eprintln!("no direct writes on this file system: not checked");
-        return;
-    }
+    let Some((_tmp, dir, mut log)) = direct_log() else { return };
     let mut positions = Vec::new();
     let mut commit = |log: &mut Log, n: u64| {
         let recs = records(n, &[5000, 300]);
@@ -204,13 +211,7 @@ fn a_commit_after_a_failed_cut_back_is_refused_or_reads_back() {
 /// the open, or with the check keeping the length it read first).
 #[test]
 fn the_zeros_past_the_end_are_trimmed_and_the_check_passes_over_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("log");
-    let mut log = open(&dir, true);
-    if !log.writes_direct() {
-        eprintln!("no direct writes on this file system: not checked");
-        return;
-    }
+    let Some((_tmp, dir, mut log)) = direct_log() else { return };
     let active = |log: &Log| {
         let base = log.segment_starts().last().unwrap().0;
         dir.join(format!("{base:020}.log"))
