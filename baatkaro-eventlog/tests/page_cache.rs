@@ -14,7 +14,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{segments, takes_direct_io};
+
+use std::path::Path;
 use std::process::Command;
 
 use baatkaro_eventlog::{CACHED_TAIL, Log, Options, UNCACHE_STEP, Verifier};
@@ -35,16 +37,6 @@ fn resident(path: &Path) -> u64 {
 fn on_tmpfs(path: &Path) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     i64::from(rustix::fs::statfs(path).unwrap().f_type) == TMPFS_MAGIC
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Batch `n`: 16 records of 4 KiB, each saying which it is.
@@ -76,7 +68,7 @@ fn only_the_end_of_the_log_stays_cached_and_the_rest_reads_back(direct: bool) {
     let options = Options { segment_bytes, direct };
     let (mut log, _) = Log::open(dir.path(), options).unwrap();
     let tmpfs = on_tmpfs(dir.path());
-    if direct && common::takes_direct_io(dir.path()) {
+    if direct && takes_direct_io(dir.path()) {
         assert!(log.writes_direct(), "direct writes on a file system that has them");
     }
     let direct = log.writes_direct();

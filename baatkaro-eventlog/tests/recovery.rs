@@ -3,28 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use baatkaro_eventlog::{
     BATCH_HEADER, Log, LogError, Options, Position, RECORD_HEADER, SEGMENT_HEADER, Verifier,
 };
+use common::segments;
 use proptest::prelude::*;
 
 fn small() -> Options {
     Options { segment_bytes: 4096, ..Options::default() }
-}
-
-/// The segment files of `dir`, in order.
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
 }
 
 fn record(batch: u64, k: usize) -> Vec<u8> {

@@ -680,6 +680,10 @@ impl Hub {
         requests: &mut std::vec::IntoIter<(RequestId, Command)>,
         now: Millis,
     ) -> usize {
+        if !self.accepting() {
+            // None taken: none to digest and warm.
+            return 0;
+        }
         let mut digests = std::mem::take(&mut self.warm_digests);
         self.warm_keys(conn, requests.as_slice(), &mut digests);
         // The digests go to their SENDs, in order, not to be computed again.
