@@ -8,7 +8,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { seriousViolations } from "./axe";
-import { CLEAR_HOST, type TestServer, launchBrowser, person, shot, startServer } from "./harness";
+import { CLEAR_HOST, type TestServer, consoleOf, launchBrowser, person, shot, startServer } from "./harness";
 
 let server: TestServer;
 let browser: Browser;
@@ -23,12 +23,18 @@ beforeAll(async () => {
   browser = await launchBrowser();
 });
 
-// A failed step leaves a screenshot of every page, to see what it showed.
+// A failed step leaves a screenshot of every page, to see what it showed, and
+// prints each page's text and the server's recent log, for a run (CI's) whose
+// screenshots are not kept.
 afterEach(async (ctx) => {
   if (ctx.task.result?.state !== "fail") return;
   for (const [name, page] of Object.entries(pages)) {
-    if (!page.isClosed()) await shot(page, `failed-${name}`).catch(() => undefined);
+    if (page.isClosed()) continue;
+    await shot(page, `failed-${name}`).catch(() => undefined);
+    const text = await page.locator("body").innerText({ timeout: 2_000 }).catch((e) => `(unread: ${e})`);
+    console.error(`--- what ${name}'s page shows:\n${text}\n--- ${name}'s console:\n${consoleOf(page).join("\n")}`);
   }
+  console.error(`--- the server's recent log:\n${server.recentLog()}`);
 });
 
 afterAll(async () => {
@@ -49,8 +55,20 @@ async function register(name: string): Promise<Page> {
 }
 
 async function open(page: Page, conv: string): Promise<void> {
-  await page.getByRole("navigation").getByRole("button", { name: new RegExp(`^${conv}`) }).click();
+  const button = page.getByRole("navigation").getByRole("button", { name: new RegExp(`^${conv}`) });
+  const already = (await button.getAttribute("aria-current", SHOWN)) === "page";
+  await button.click();
+  if (already) await page.getByRole("main").getByRole("heading", { name: conv }).waitFor(SHOWN);
+  else await opened(page, conv);
+}
+
+/** Waits until `conv`, newly opened, is shown and its composer has taken the focus
+ * (as it does when it comes up): text typed into another field before then could
+ * land in the composer. */
+async function opened(page: Page, conv: string): Promise<void> {
   await page.getByRole("main").getByRole("heading", { name: conv }).waitFor(SHOWN);
+  const label = `Message ${conv}`;
+  await page.waitForFunction((l) => document.activeElement?.getAttribute("aria-label") === l, label, SHOWN);
 }
 
 async function say(page: Page, conv: string, text: string): Promise<void> {
@@ -84,7 +102,7 @@ describe("the web client", () => {
     await alice.getByRole("form", { name: "Create a group" }).getByLabel("Name").fill("rust");
     await alice.getByRole("form", { name: "Create a group" }).getByLabel("Who may join").selectOption("approval");
     await alice.getByRole("form", { name: "Create a group" }).getByRole("button", { name: "Create" }).click();
-    await alice.getByRole("heading", { name: "#rust" }).first().waitFor(SHOWN);
+    await opened(alice, "#rust");
     await alice.getByText("owner").first().waitFor(SHOWN);
     await shot(alice, "03-group-created");
     expect(await seriousViolations(alice)).toEqual([]);
@@ -166,9 +184,8 @@ describe("the web client", () => {
     const alice = pages.alice!;
     await alice.getByRole("navigation").getByRole("button", { name: /^#rust/ }).focus();
     await alice.keyboard.press("Enter");
-    await alice.getByRole("main").getByRole("heading", { name: "#rust" }).waitFor(SHOWN);
     // The composer takes the focus: typing and Enter send.
-    await alice.waitForFunction(() => document.activeElement?.tagName === "TEXTAREA", undefined, SHOWN);
+    await opened(alice, "#rust");
     await alice.keyboard.type("typed without a mouse");
     await alice.keyboard.press("Enter");
     await messages(alice).getByText("typed without a mouse").waitFor(SHOWN);
@@ -238,7 +255,7 @@ describe("the web client", () => {
     await create.getByLabel("Name").fill("go");
     await create.getByLabel("Who may join").selectOption("open");
     await create.getByRole("button", { name: "Create" }).click();
-    await alice.getByRole("main").getByRole("heading", { name: "#go" }).waitFor(SHOWN);
+    await opened(alice, "#go");
     const invite = alice.getByRole("form", { name: "Invite someone" });
     await invite.getByLabel("Invite").fill("carol");
     await invite.getByRole("button", { name: "Invite" }).click();

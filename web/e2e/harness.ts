@@ -33,12 +33,19 @@ export interface TestServer {
   restart(): Promise<void>;
   /** Stops it and removes its data. */
   dispose(): Promise<void>;
+  /** The last of what the server logged (at most {@link LOG_KEPT} characters). */
+  recentLog(): string;
 }
+
+/** How much of the server's log a {@link TestServer} keeps, the most recent. */
+const LOG_KEPT = 32 * 1024;
 
 interface Process {
   child: ChildProcess;
   web: string;
   tcp: string;
+  /** What it logged since it started listening, the last {@link LOG_KEPT} characters. */
+  tail: { text: string };
 }
 
 /** Starts the binary and waits until it says where it listens. */
@@ -60,12 +67,19 @@ function launch(dataDir: string, web: string, tcp: string, extra: readonly strin
   return new Promise((ok, fail) => {
     let log = "";
     let tcpAt = "";
+    let listening = false;
+    const tail = { text: "" };
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       fail(new Error(`the server did not start within ${START_WAIT_MS} ms:\n${log}`));
     }, START_WAIT_MS);
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (chunk: string) => {
+      if (listening) {
+        // Bounded: the most recent lines, for a failed step to show.
+        tail.text = (tail.text + chunk).slice(-LOG_KEPT);
+        return;
+      }
       // Bounded: only the start-up lines matter here.
       if (log.length < 64 * 1024) log += chunk;
       const tcpMatch = /listening on (\S+)/.exec(log);
@@ -73,7 +87,8 @@ function launch(dataDir: string, web: string, tcp: string, extra: readonly strin
       const webMatch = /web client at http:\/\/(\S+?)\//.exec(log);
       if (webMatch && tcpAt) {
         clearTimeout(timer);
-        ok({ child, web: webMatch[1]!, tcp: tcpAt });
+        listening = true;
+        ok({ child, web: webMatch[1]!, tcp: tcpAt, tail });
       }
     });
     child.on("exit", (code) => {
@@ -115,6 +130,7 @@ export async function startServer(extra: readonly string[] = []): Promise<TestSe
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
+    recentLog: () => proc.tail.text,
   };
   return server;
 }
@@ -142,10 +158,27 @@ export async function launchBrowser(): Promise<Browser> {
   });
 }
 
+/** How many of a page's console lines {@link consoleOf} keeps, the most recent. */
+const CONSOLE_KEPT = 50;
+const consoles = new WeakMap<Page, string[]>();
+
+/** The last console lines and uncaught errors of a page from {@link person}. */
+export function consoleOf(page: Page): readonly string[] {
+  return consoles.get(page) ?? [];
+}
+
 /** A new browser context (a person with their own storage) on the page. */
 export async function person(browser: Browser, server: TestServer, viewport = { width: 1200, height: 800 }): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
   const page = await context.newPage();
+  const lines: string[] = [];
+  consoles.set(page, lines);
+  const keep = (line: string) => {
+    lines.push(line);
+    if (lines.length > CONSOLE_KEPT) lines.shift();
+  };
+  page.on("console", (m) => keep(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => keep(`uncaught: ${e.message}`));
   await page.goto(server.url + "/");
   return { context, page };
 }
