@@ -9,7 +9,9 @@ use baatkaro_proto::{
     Command, ErrorCode, Event, Failure, HistoryRange, Item, JoinRule, OkReply, ServerFrame,
     StoredEvent,
 };
-use common::{Client, TestServer, body, config, conv, text, user};
+use common::{
+    Client, TestServer, body, bytes_past_a_reader_that_never_reads, config, conv, text, user,
+};
 
 fn g(s: &str) -> baatkaro_proto::GroupName {
     s.parse().unwrap()
@@ -124,24 +126,26 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
     let mut cfg = config(dir.path());
     cfg.limits.queue = 256 * 1024;
     cfg.limits.chunk = 64 * 1024;
+    // Messages of 2 KiB, in chunks of 32: in all far more than slow's queue and the
+    // socket buffers hold.
+    let big = "x".repeat(2048);
+    const CHUNK: usize = 32;
+    let n =
+        bytes_past_a_reader_that_never_reads(cfg.limits.queue).div_ceil(CHUNK * big.len()) * CHUNK;
     let server = TestServer::start(cfg).await;
     let (mut alice, mut others) = room(server.addr, &["bob", "slow"]).await;
     let mut slow = others.pop().unwrap();
     let mut bob = others.pop().unwrap();
-    // 8 MiB in all: far more than the queue and the socket buffers hold.
-    let big = "x".repeat(2048);
-    const N: usize = 4096;
-    const CHUNK: usize = 32;
     let reader = tokio::spawn(async move {
         let mut seqs = Vec::new();
-        while seqs.len() < N {
+        while seqs.len() < n {
             if let StoredEvent::Message { seq, .. } = bob.stored().await {
                 seqs.push(seq);
             }
         }
         seqs
     });
-    for chunk in 0..N / CHUNK {
+    for chunk in 0..n / CHUNK {
         for i in 0..CHUNK {
             let key = format!("big-{chunk}-{i}");
             alice
@@ -164,7 +168,7 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
         }
     }
     let seqs = tokio::time::timeout(common::WAIT, reader).await.unwrap().unwrap();
-    assert_eq!(seqs, (3..3 + N as u64).collect::<Vec<_>>(), "bob got every message, in order");
+    assert_eq!(seqs, (3..3 + n as u64).collect::<Vec<_>>(), "bob got every message, in order");
     // The slow reader's connection ends with BYE SLOW_CONSUMER.
     let frames = slow.until_closed().await;
     match frames.last() {
@@ -174,8 +178,8 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
     // It loses nothing: it catches up after reconnecting.
     let mut slow = Client::login(server.addr, "slow").await;
     let (events, latest, _) = slow.history("#room", 2, 1000).await;
-    assert!(!events.is_empty() && events.len() <= N);
-    assert_eq!(latest, 2 + N as u64);
+    assert!(!events.is_empty() && events.len() <= n);
+    assert_eq!(latest, 2 + n as u64);
     server.stop().await;
 }
 

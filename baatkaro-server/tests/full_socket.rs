@@ -8,7 +8,9 @@
 mod common;
 
 use baatkaro_proto::{Command, JoinRule, OkReply, StoredEvent};
-use common::{Client, Link, TestServer, config, password, user};
+use common::{
+    Client, Link, TestServer, bytes_past_a_reader_that_never_reads, config, password, user,
+};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// How the clients reach the server.
@@ -49,14 +51,17 @@ async fn register(server: &TestServer, transport: Transport, name: &str, small: 
     c
 }
 
-/// bob stops reading while alice sends him about 8 MiB (twice what the kernel's
-/// buffers may hold on loopback, a quarter of his queue), then reads: he gets
-/// every message, in order (fails if a write the socket refused is then polled
-/// only with a waker that does not wake the connection: bob waits for ever).
+/// bob stops reading while alice sends him at least 8 MiB (twice what the kernel's
+/// buffers may hold on loopback with this machine's `tcp_wmem` and `tcp_rmem`, a
+/// quarter of his queue at most), then reads: he gets every message, in order
+/// (fails if a write the socket refused is then polled only with a waker that does
+/// not wake the connection: bob waits for ever).
 async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.limits.queue = 32 * 1024 * 1024;
+    // With no queue counted: only what the kernel's buffers hold, twice.
+    let bytes = bytes_past_a_reader_that_never_reads(0);
+    cfg.limits.queue = (4 * bytes as u64).max(32 * 1024 * 1024);
     if matches!(transport, Transport::Tls) {
         cfg.tls = Some(baatkaro_server::tls::TlsSource::SelfSigned);
     }
@@ -69,12 +74,12 @@ async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
     alice.ok(Command::Create { group: room(), rule: Some(JoinRule::Open) }).await;
     let mut bob = register(&server, transport, "bob", true).await;
     bob.ok(Command::Join { group: room(), reason: None }).await;
-    const N: usize = 512;
+    let n = bytes.div_ceil(32 * 16_000) * 32;
     // alice reads her replies and her own messages, so she is no slow reader.
-    let seqs = alice.send_batches("#room", &"x".repeat(16_000), N, 32).await;
+    let seqs = alice.send_batches("#room", &"x".repeat(16_000), n, 32).await;
     // Every delivery to bob was sent with alice's own: bob reads now.
     let mut got = Vec::new();
-    while got.len() < N {
+    while got.len() < n {
         if let StoredEvent::Message { seq, .. } = bob.stored().await {
             got.push(seq);
         }

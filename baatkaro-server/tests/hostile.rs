@@ -9,7 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use baatkaro_proto::{Command, ErrorCode, Event, ServerFrame, ServerFrameDecoder, StoredEvent};
-use common::{Client, TestServer, WAIT, config, conv, text};
+use common::{
+    Client, TestServer, WAIT, bytes_past_a_reader_that_never_reads, config, conv, tcp_buffer_sizes,
+    text,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -46,12 +49,7 @@ async fn read_to_end(stream: &mut TcpStream) -> Vec<ServerFrame> {
 /// least 3,000,000: a client that writes that many without being read was not
 /// stopped by the buffers, whatever this machine's settings.
 fn requests_past_the_socket_buffers(request: &str) -> usize {
-    let most = |name: &str| -> usize {
-        let path = format!("/proc/sys/net/ipv4/{name}");
-        let line = std::fs::read_to_string(&path).unwrap_or_default();
-        line.split_whitespace().last().and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    let bytes = most("tcp_wmem") + most("tcp_rmem");
+    let bytes = tcp_buffer_sizes("tcp_wmem").max + tcp_buffer_sizes("tcp_rmem").max;
     (4 * bytes / request.len()).max(3_000_000)
 }
 
@@ -217,6 +215,10 @@ async fn a_slow_consumer_that_reads_late_still_receives_its_bye() {
     cfg.limits.queue = 128 * 1024;
     cfg.limits.chunk = 16 * 1024;
     cfg.linger_ms = 60_000;
+    // Far more than the queue and the socket buffers hold, in rounds of 32 messages
+    // of 2 KiB; alice reads hers every 64 KiB, so she is no slow consumer.
+    let big = "x".repeat(2 * 1024);
+    let rounds = bytes_past_a_reader_that_never_reads(cfg.limits.queue).div_ceil(32 * big.len());
     let server = TestServer::start(cfg).await;
     let mut alice = Client::register(server.addr, "alice").await;
     alice
@@ -235,10 +237,7 @@ async fn a_slow_consumer_that_reads_late_still_receives_its_bye() {
             break;
         }
     }
-    // 8 MiB of messages: far more than the queue and the socket buffers hold; alice
-    // reads hers every 64 KiB, so she is no slow consumer.
-    let big = "x".repeat(2 * 1024);
-    for round in 0..128 {
+    for round in 0..rounds {
         for i in 0..32 {
             alice
                 .send(Command::Send {
@@ -262,7 +261,7 @@ async fn a_slow_consumer_that_reads_late_still_receives_its_bye() {
         .iter()
         .filter(|f| matches!(f, ServerFrame::Event(Event::Stored(StoredEvent::Message { .. }))))
         .count();
-    assert!(messages < 128 * 32, "dropped before it had everything: {messages}");
+    assert!(messages < rounds * 32, "dropped before it had everything: {messages}");
     server.stop().await;
 }
 

@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 
 use baatkaro_proto::{Command, ErrorCode, Event, Failure, JoinRule, ServerFrame};
 use bytes::Bytes;
-use common::{Client, TestServer, WAIT, config, http, spec_http_example, ws_connect};
+use common::{
+    Client, TestServer, WAIT, bytes_past_a_reader_that_never_reads, config, http,
+    spec_http_example, ws_connect,
+};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -148,14 +151,16 @@ async fn a_slow_websocket_reader_is_dropped_like_a_slow_tcp_one() {
     let mut cfg = config(dir.path());
     cfg.limits.queue = 256 * 1024;
     cfg.limits.chunk = 64 * 1024;
+    // Messages of 2 KiB, in batches of 32, the slow reader never reads: in all far
+    // more than its queue and the socket buffers hold.
+    let n = bytes_past_a_reader_that_never_reads(cfg.limits.queue).div_ceil(32 * 2048) * 32;
     let server = TestServer::start_web(cfg).await;
     let mut alice = Client::register(server.addr, "alice").await;
     let rule = Some(JoinRule::Open);
     alice.ok(Command::Create { group: "room".parse().unwrap(), rule }).await;
     let mut slow = Client::register(server.ws(), "slow").await;
     slow.ok(Command::Join { group: "room".parse().unwrap(), reason: None }).await;
-    // 8 MiB the slow reader never reads: far more than its queue and the buffers.
-    alice.send_batches("#room", &"x".repeat(2048), 4096, 32).await;
+    alice.send_batches("#room", &"x".repeat(2048), n, 32).await;
     let frames = slow.until_closed().await;
     match frames.last() {
         Some(ServerFrame::Event(Event::Bye(Failure { code: ErrorCode::SlowConsumer, .. }))) => {}

@@ -30,6 +30,41 @@ pub mod process;
 /// How long any one wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The kernel's TCP socket buffer sizes for one direction, from `net.ipv4.tcp_wmem`
+/// (send) or `net.ipv4.tcp_rmem` (receive): what a socket starts with and the most
+/// that autotuning may grow it to, in bytes; zeros where /proc does not say (not Linux).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpBufferSizes {
+    pub default: usize,
+    pub max: usize,
+}
+
+/// Reads `/proc/sys/net/ipv4/{name}` ("min default max"), `name` being `tcp_wmem` or
+/// `tcp_rmem`.
+pub fn tcp_buffer_sizes(name: &str) -> TcpBufferSizes {
+    let line = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).unwrap_or_default();
+    let v: Vec<usize> = line.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    match v[..] {
+        [_, default, max] => TcpBufferSizes { default, max },
+        _ => TcpBufferSizes::default(),
+    }
+}
+
+/// How many bytes a sender must push to a peer that never reads to be sure that the
+/// server finds it a slow consumer, whatever this machine's settings: twice what the
+/// server's `queue` for it, the server's kernel send buffer for its socket (which may
+/// autotune up to `tcp_wmem`'s maximum) and the peer's kernel receive buffer (a
+/// buffer never read stays at `tcp_rmem`'s default) can hold together, and at least
+/// 8 MiB. A fixed 8 MiB was not enough: a send buffer of 8 MiB or more (a common
+/// `tcp_wmem` maximum on tuned servers) swallowed it all and the peer was never
+/// dropped.
+pub fn bytes_past_a_reader_that_never_reads(queue: u64) -> usize {
+    let held = usize::try_from(queue).unwrap()
+        + tcp_buffer_sizes("tcp_wmem").max
+        + tcp_buffer_sizes("tcp_rmem").default;
+    (2 * held).max(8 * 1024 * 1024)
+}
+
 /// A test configuration: cheap hashes, generous login budgets, and passwords of any
 /// length (the tests' are `pw-NAME`).
 pub fn config(dir: &Path) -> Config {
