@@ -100,13 +100,44 @@ async fn check(addr: SocketAddr, acked: &Acked) {
     }
 }
 
+/// SplitMix64: the next of a seeded sequence of numbers (for kill points a failed
+/// run can replay, not for anything secret).
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Where each round's kill comes: after how many acknowledgements (from 40, 260
+/// and 900 on, so that at least 1,200 are checked in all), then after up to 2 ms
+/// more, so that it lands anywhere in the sends in flight — in a socket, in the
+/// hub, in the log's write or its sync. Drawn from `BAATKARO_CRASH_SEED` when set
+/// (to replay a failed run), from the clock otherwise; the seed is printed, and
+/// shown with a failure.
+fn kill_points() -> [(usize, std::time::Duration); 3] {
+    let seed = std::env::var("BAATKARO_CRASH_SEED").ok().and_then(|s| s.parse().ok());
+    let seed = seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(0, |d| d.as_nanos() as u64)
+    });
+    eprintln!("kill points from BAATKARO_CRASH_SEED={seed}");
+    let mut state = seed;
+    [(40u64, 120u64), (260, 600), (900, 1400)].map(|(low, high)| {
+        let count = (low + splitmix(&mut state) % (high - low)) as usize;
+        let micros = splitmix(&mut state) % 2_000;
+        (count, std::time::Duration::from_micros(micros))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_in_the_middle_of_sends_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let acked: Acked = Arc::default();
-    // The kill comes after a different number of acknowledgements each round, with
-    // the two senders' sends in flight.
-    for (round, kill_after) in [40usize, 260, 900].into_iter().enumerate() {
+    // The kill comes at a different point each round, with the two senders' sends
+    // in flight.
+    for (round, (kill_after, then)) in kill_points().into_iter().enumerate() {
         let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
         let addr = addr.expect("it starts");
         let (alice, mut bob) = if round == 0 {
@@ -131,6 +162,8 @@ async fn a_kill_in_the_middle_of_sends_loses_nothing_acknowledged() {
             .await
             .expect("the sends go on")
             .unwrap();
+        // Not a wait for anything: where in the sends under way the kill lands.
+        tokio::time::sleep(then).await;
         kill(&mut running);
         for task in [a, b] {
             let _ = tokio::time::timeout(common::WAIT, task).await.expect("the senders stop");
