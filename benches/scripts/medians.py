@@ -5,18 +5,24 @@ with every run's, the latency percentiles, the server's CPU and RSS, the
 generator's CPU (a figure taken above 85 % of its core is a lower bound), in open
 loop how late the generator itself wrote messages against their schedule (part of
 every latency), and how many deliveries were lost, duplicated or reordered (0 in a
-good run)."""
+good run). Where a shape ran against Redis too (a build named `redis`), each
+round's ratio to it follows: throughput (BaatKaro over Redis, higher is better),
+and p99 latency and server CPU (BaatKaro over Redis, lower is better)."""
 import collections
 import json
 import statistics
 import sys
 
 runs = collections.defaultdict(list)
+# (shape, build) -> {round: json}, for the ratios of one round's runs.
+by_round = collections.defaultdict(dict)
 for line in sys.stdin:
     parts = line.rstrip("\n").split("|", 3)
     if len(parts) < 4 or not parts[3].startswith("{"):
         continue
-    runs[(parts[1], parts[2])].append(json.loads(parts[3]))
+    j = json.loads(parts[3])
+    runs[(parts[1], parts[2])].append(j)
+    by_round[(parts[1], parts[2])][parts[0]] = j
 
 for (shape, build), js in sorted(runs.items()):
     def median(key):
@@ -37,3 +43,28 @@ for (shape, build), js in sorted(runs.items()):
         f"{median('p999_us') / 1e3:.2f} ms{late} cpu {median('server_cpu_s'):.2f} s"
         f" rss {median('server_rss_bytes') / 1e6:.0f} MB gen {gen:.0f} %{bound} bad {bad}"
     )
+    quarters = [j["server_rss_quarters"] for j in js if j.get("server_rss_quarters")]
+    if quarters and len({len(q) for q in quarters}) == 1:
+        q = [statistics.median(col) / 1e6 for col in zip(*quarters)]
+        print(f"{'':52} {'':8} rss by quarter of the run (median) {', '.join(f'{v:.0f}' for v in q)} MB")
+
+
+def ratios(shape, build):
+    """Each round's ratios of `build` to Redis on `shape`, and their medians."""
+    ours, theirs = by_round.get((shape, build), {}), by_round.get((shape, "redis"), {})
+    rounds = sorted(set(ours) & set(theirs), key=lambda r: (len(r), r))
+    if not rounds:
+        return
+    line = []
+    for key, label in [("deliveries_per_sec", "throughput"), ("p99_us", "p99"),
+                       ("server_cpu_s", "cpu")]:
+        each = [ours[r][key] / theirs[r][key] for r in rounds
+                if ours[r].get(key) and theirs[r].get(key)]
+        if each:
+            line.append(f"{label} {statistics.median(each):.2f} [{', '.join(f'{x:.2f}' for x in each)}]")
+    print(f"{shape:52} {build:8} over redis, by round: " + "; ".join(line))
+
+
+for shape, build in sorted(runs):
+    if build != "redis":
+        ratios(shape, build)
