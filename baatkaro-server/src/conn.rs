@@ -46,6 +46,23 @@ use crate::outgoing::{MAX_PIECES, Outgoing};
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
+/// The room to reserve before the next read, after a read of `n` bytes into room
+/// for `size`: twice as much after a read that filled it; half as much (not below
+/// [`READ_MIN`]) after one that used a quarter of it or less; else the same. A read
+/// that fills its room leaves the socket readable and costs another `recvfrom`
+/// for the rest, so the room follows what reads bring; falling back to the least
+/// after any read shorter than the room (as it did) made a client that sends a
+/// little more than 4 KiB at a time cost two reads every other time.
+fn next_read_size(size: usize, n: usize) -> usize {
+    if n >= size {
+        (size * 2).min(READ_MAX)
+    } else if n <= size / 4 {
+        (size / 2).max(READ_MIN)
+    } else {
+        size
+    }
+}
+
 /// How long a connection closed by the server's shutdown reads and drops its input
 /// after its BYE before it closes.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(200);
@@ -402,11 +419,7 @@ impl Connection {
                     }
                     Ok(n) => {
                         self.reclaim();
-                        self.read_size = if n >= self.read_size {
-                            (self.read_size * 2).min(READ_MAX)
-                        } else {
-                            READ_MIN
-                        };
+                        self.read_size = next_read_size(self.read_size, n);
                         self.session.handle_received(clock::monotonic());
                     }
                 },
@@ -817,6 +830,27 @@ fn instant_of(at: Millis) -> tokio::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_read_size_follows_what_reads_bring() {
+        use super::{READ_MAX, READ_MIN, next_read_size};
+        // A read that fills its room doubles it, up to the most.
+        assert_eq!(next_read_size(READ_MIN, READ_MIN), 2 * READ_MIN);
+        assert_eq!(next_read_size(READ_MAX, READ_MAX), READ_MAX);
+        // A client that sends 6 KiB a time: one read each, once the room is 8 KiB.
+        let mut size = READ_MIN;
+        let mut sizes = Vec::new();
+        for _ in 0..6 {
+            let n = (6 * 1024).min(size);
+            size = next_read_size(size, n);
+            sizes.push(size);
+        }
+        assert_eq!(sizes, [8192; 6], "the room settles at 8 KiB, not back to 4 KiB");
+        // Reads of a quarter or less halve it, not below the least.
+        assert_eq!(next_read_size(64 * 1024, 16 * 1024), 32 * 1024);
+        assert_eq!(next_read_size(8 * 1024, 100), READ_MIN);
+        assert_eq!(next_read_size(READ_MIN, 1), READ_MIN);
+    }
+
     use baatkaro_proto::Limits;
 
     use super::*;
