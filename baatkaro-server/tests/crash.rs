@@ -111,9 +111,10 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 /// Where each round's kill comes: after how many acknowledgements (from 40, 260
-/// and 900 on, so that at least 1,200 are checked in all), then after up to 2 ms
-/// more, so that it lands anywhere in the sends in flight — in a socket, in the
-/// hub, in the log's write or its sync. Drawn from `BAATKARO_CRASH_SEED` when set
+/// and 900 on, so that at least 1,200 are checked in all), then after 0, 1 or 2 ms
+/// more (tokio's timer counts whole milliseconds), so that it lands at different
+/// points of the sends in flight — in a socket, in the hub, in the log's write or
+/// its sync. Drawn from `BAATKARO_CRASH_SEED` when set
 /// (to replay a failed run), from the clock otherwise; the seed is printed, and
 /// shown with a failure.
 fn kill_points() -> [(usize, std::time::Duration); 3] {

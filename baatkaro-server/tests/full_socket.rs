@@ -61,7 +61,9 @@ async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
     let mut cfg = config(dir.path());
     // With no queue counted: only what the kernel's buffers hold, twice.
     let bytes = bytes_past_a_reader_that_never_reads(0);
-    cfg.limits.queue = (4 * bytes as u64).max(32 * 1024 * 1024);
+    // Messages of 16,000 bytes, in whole batches of 32; his queue four times as much.
+    let n = bytes.div_ceil(32 * 16_000) * 32;
+    cfg.limits.queue = (4 * (n * 16_000) as u64).max(32 * 1024 * 1024);
     if matches!(transport, Transport::Tls) {
         cfg.tls = Some(baatkaro_server::tls::TlsSource::SelfSigned);
     }
@@ -74,7 +76,6 @@ async fn a_reader_whose_socket_filled_gets_everything(transport: Transport) {
     alice.ok(Command::Create { group: room(), rule: Some(JoinRule::Open) }).await;
     let mut bob = register(&server, transport, "bob", true).await;
     bob.ok(Command::Join { group: room(), reason: None }).await;
-    let n = bytes.div_ceil(32 * 16_000) * 32;
     // alice reads her replies and her own messages, so she is no slow reader.
     let seqs = alice.send_batches("#room", &"x".repeat(16_000), n, 32).await;
     // Every delivery to bob was sent with alice's own: bob reads now.

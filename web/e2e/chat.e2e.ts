@@ -34,7 +34,7 @@ afterEach(async (ctx) => {
     const text = await page.locator("body").innerText({ timeout: 2_000 }).catch((e) => `(unread: ${e})`);
     console.error(`--- what ${name}'s page shows:\n${text}\n--- ${name}'s console:\n${consoleOf(page).join("\n")}`);
   }
-  console.error(`--- the server's recent log:\n${server.recentLog()}`);
+  console.error(`--- the server's recent log:\n${server?.recentLog() ?? "(no server)"}`);
 });
 
 afterAll(async () => {
@@ -266,6 +266,8 @@ describe("the web client", () => {
     const join = bob.getByRole("form", { name: "Join a group" });
     await join.getByLabel("Group").fill("go");
     await join.getByRole("button", { name: "Ask to join" }).click();
+    // Joined, he is shown the group: its composer takes the focus before he types again.
+    await opened(bob, "#go");
     await alice.locator(".member", { hasText: "bob" }).waitFor(SHOWN);
     await alice.getByRole("button", { name: "actions for bob" }).click();
     await alice.getByRole("menuitem", { name: "Remove", exact: true }).click();
