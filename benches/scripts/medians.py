@@ -22,6 +22,10 @@ for line in sys.stdin:
         continue
     j = json.loads(parts[3])
     runs[(parts[1], parts[2])].append(j)
+    if parts[0] in by_round[(parts[1], parts[2])]:
+        # Two logs joined, say: the ratios would pair only the last of them.
+        print(f"warning: round {parts[0]} of {parts[1]} {parts[2]} twice; ratios use the last",
+              file=sys.stderr)
     by_round[(parts[1], parts[2])][parts[0]] = j
 
 for (shape, build), js in sorted(runs.items()):
@@ -41,12 +45,17 @@ for (shape, build), js in sorted(runs.items()):
         f"{shape:52} {build:8} n={len(js)} {median('deliveries_per_sec') / 1e6:.3f} M/s [{each}]"
         f" p50/p99/p99.9 {median('p50_us') / 1e3:.2f}/{median('p99_us') / 1e3:.2f}/"
         f"{median('p999_us') / 1e3:.2f} ms{late} cpu {median('server_cpu_s'):.2f} s"
-        f" rss {median('server_rss_bytes') / 1e6:.0f} MB gen {gen:.0f} %{bound} bad {bad}"
+        f" peak rss {median('server_rss_bytes') / 1e6:.0f} MB gen {gen:.0f} %{bound} bad {bad}"
     )
-    quarters = [j["server_rss_quarters"] for j in js if j.get("server_rss_quarters")]
-    if quarters and len({len(q) for q in quarters}) == 1:
-        q = [statistics.median(col) / 1e6 for col in zip(*quarters)]
-        print(f"{'':52} {'':8} rss by quarter of the run (median) {', '.join(f'{v:.0f}' for v in q)} MB")
+    # Each run's RSS sampled at the end of each quarter of it, then its peak: a
+    # median across runs would hide one run's growth.
+    each_rss = [
+        f"{'/'.join(f'{v / 1e6:.0f}' for v in j['server_rss_quarters'])} (peak "
+        f"{j['server_rss_bytes'] / 1e6:.0f})"
+        for j in js if j.get("server_rss_quarters") and j.get("server_rss_bytes")
+    ]
+    if each_rss:
+        print(f"{'':52} {'':8} rss by quarter, each run, MB: {'; '.join(each_rss)}")
 
 
 def ratios(shape, build):
