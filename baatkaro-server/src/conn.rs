@@ -47,17 +47,19 @@ const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
 /// The room to reserve before the next read, after a read of `n` bytes into room
-/// for `size`: twice as much after a read that filled it; half as much (not below
-/// [`READ_MIN`]) after one that used a quarter of it or less; else the same. A read
-/// that fills its room leaves the socket readable and costs another `recvfrom`
-/// for the rest, so the room follows what reads bring; falling back to the least
-/// after any read shorter than the room (as it did) made a client that sends a
-/// little more than 4 KiB at a time cost two reads every other time.
+/// for `size`: twice as much after a read that filled it; after one that used a
+/// quarter of it or less, room for twice that read (a power of two, not below
+/// [`READ_MIN`]: a connection that goes quiet after an upload is back to the least
+/// at its next small read); else the same. A read that fills its room leaves the
+/// socket readable and costs another `recvfrom` for the rest, so the room follows
+/// what reads bring; falling back to the least after any read shorter than the
+/// room (as it did) made a client that sends a little more than 4 KiB at a time
+/// cost two reads every other time.
 fn next_read_size(size: usize, n: usize) -> usize {
     if n >= size {
         (size * 2).min(READ_MAX)
     } else if n <= size / 4 {
-        (size / 2).max(READ_MIN)
+        n.saturating_mul(2).next_power_of_two().clamp(READ_MIN, READ_MAX)
     } else {
         size
     }
@@ -845,9 +847,12 @@ mod tests {
             sizes.push(size);
         }
         assert_eq!(sizes, [8192; 6], "the room settles at 8 KiB, not back to 4 KiB");
-        // Reads of a quarter or less halve it, not below the least.
+        // After a read of a quarter or less: room for twice it, not below the least;
+        // a connection gone quiet after an upload is back to the least at once.
         assert_eq!(next_read_size(64 * 1024, 16 * 1024), 32 * 1024);
+        assert_eq!(next_read_size(64 * 1024, 5 * 1024), 16 * 1024);
         assert_eq!(next_read_size(8 * 1024, 100), READ_MIN);
+        assert_eq!(next_read_size(READ_MAX, 10), READ_MIN);
         assert_eq!(next_read_size(READ_MIN, 1), READ_MIN);
     }
 
