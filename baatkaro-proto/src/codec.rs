@@ -176,6 +176,37 @@ impl<F: Decode> Decoder<F> {
         &mut self.buf
     }
 
+    /// Lets go of a receive buffer far larger than a read now needs: when no frame
+    /// is lent and no payload is arriving, and the buffer's allocation (no longer
+    /// shared with frames handed out) has room for at least four times `room`
+    /// beyond what it holds, what it holds moves to a new buffer just large enough,
+    /// and the large one is freed. A connection that once read an upload's chunk
+    /// or a burst otherwise keeps that allocation (up to about a chunk and a
+    /// quarter) for as long as it stays open, however quiet. Returns whether it
+    /// let go.
+    pub fn release(&mut self, room: usize) -> bool {
+        // Mid-payload the buffer was sized and aligned for it; a lent frame's bytes
+        // are still at its front.
+        if !matches!(
+            self.state,
+            State::Line { .. } | State::DiscardLine | State::Skip { .. } | State::SkipEnd
+        ) {
+            return false;
+        }
+        // Succeeds only for a buffer nothing else shares whose allocation has the
+        // room (it then moves the few bytes it holds to the front, which the copy
+        // below would do anyway).
+        if !self.buf.try_reclaim(room.saturating_mul(4)) {
+            return false;
+        }
+        // `new` rather than `with_capacity`: a buffer made with a capacity keeps it
+        // as the least it grows to again.
+        let mut small = BytesMut::new();
+        small.extend_from_slice(&self.buf);
+        self.buf = small;
+        true
+    }
+
     /// How many received bytes are buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
         match self.state {
@@ -569,6 +600,54 @@ mod tests {
             let ping = d.next_frame();
             prop_assert!(matches!(ping, Some(Ok(Request { command: Command::Ping, .. }))), "{:?}", ping);
         }
+    }
+
+    /// The allocation a decoder's buffer holds: what it could hold again without
+    /// allocating, from an empty start (`try_reclaim` says whether it could).
+    fn held(d: &mut RequestDecoder) -> usize {
+        let buf = d.buffer_mut();
+        let (mut low, mut high) = (0usize, 1 << 24);
+        // Bounded: 24 halvings.
+        while low < high {
+            let mid = (low + high).div_ceil(2);
+            if buf.try_reclaim(mid) { low = mid } else { high = mid - 1 }
+        }
+        low + buf.len()
+    }
+
+    #[test]
+    fn a_buffer_large_from_an_upload_is_let_go_between_frames() {
+        let mut frame = b"t FILE-CHUNK f 0 {200000}\r\n".to_vec();
+        frame.extend(std::iter::repeat_n(b'q', 200_000));
+        frame.extend_from_slice(b"\r\n");
+        let mut d = RequestDecoder::new(1 << 20);
+        // In pieces, as from a socket: the payload gets a buffer of its own.
+        d.push(&frame[..5_000]);
+        assert!(d.next_frame().is_none());
+        // Mid-payload the buffer stays, whatever it holds.
+        assert!(!d.release(4096));
+        d.push(&frame[5_000..]);
+        d.push(b"u PI");
+        let data = chunk_payload(&mut d);
+        assert_eq!(data.len(), 200_000);
+        // The payload's slack after it is more than four reads' room: let go (the
+        // payload itself keeps its bytes until it is dropped, then they are freed).
+        assert!(d.release(4096));
+        drop(data);
+        assert!(held(&mut d) < 4 * 4096, "let go: {}", held(&mut d));
+        // What it held (half a line) is kept, and decodes once the rest comes.
+        d.push(b"NG\r\n");
+        assert!(matches!(d.next_frame(), Some(Ok(Request { command: Command::Ping, .. }))));
+        // A buffer that is not large is left alone.
+        assert!(!d.release(4096));
+        // Pushed whole, a large frame grows the buffer it was pushed into; once its
+        // payload is dropped, that allocation is the decoder's alone: let go.
+        let mut d = RequestDecoder::new(1 << 20);
+        d.push(&frame);
+        drop(chunk_payload(&mut d));
+        assert!(held(&mut d) >= 200_000, "the buffer the frame grew: {}", held(&mut d));
+        assert!(d.release(4096));
+        assert!(held(&mut d) < 4 * 4096, "let go: {}", held(&mut d));
     }
 
     #[test]

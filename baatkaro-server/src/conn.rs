@@ -46,15 +46,28 @@ use crate::outgoing::{MAX_PIECES, Outgoing};
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
-/// The room to reserve before the next read, after a read of `n` bytes into room
-/// for `size`: twice as much after a read that filled it; after one that used a
-/// quarter of it or less, room for twice that read (a power of two, not below
-/// [`READ_MIN`]: a connection that goes quiet after an upload is back to the least
-/// at its next small read); else the same. A read that fills its room leaves the
-/// socket readable and costs another `recvfrom` for the rest, so the room follows
-/// what reads bring; falling back to the least after any read shorter than the
-/// room (as it did) made a client that sends a little more than 4 KiB at a time
-/// cost two reads every other time.
+/// A read larger than this leaves a receive buffer worth letting go of once the
+/// connection is quiet again (four reads of the least).
+const LARGE_READ: usize = 4 * READ_MIN;
+
+/// How long after its last large read a connection's reservation goes back to
+/// [`READ_MIN`] and its receive buffer, if still large, is let go of: long enough
+/// that the frames it held have gone through the hub (which frees their payloads,
+/// slices of that buffer), short enough that a quiet connection soon holds no more
+/// than one that never sent a large frame.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
+/// The room to reserve before the next read, after a read of `n` bytes when `size`
+/// was reserved: twice as much after a read that brought that much (a read reads
+/// into all the room the buffer has, which a payload's buffer may make larger, so
+/// that this is "about as much as was asked", and the socket may hold more); after
+/// one of a quarter of `size` or less, room for twice that read (a power of two,
+/// not below [`READ_MIN`]); else the same. A read that fills its room leaves the
+/// socket readable and costs another `recvfrom` for the rest, so the reservation
+/// follows what reads bring; falling back to the least after any read shorter than
+/// it (as it did) made a client that sends a little more than 4 KiB at a time cost
+/// two reads every other time. (The buffer's memory is another matter: a large one
+/// is let go of [`TRIM_AFTER`] after the last large read.)
 fn next_read_size(size: usize, n: usize) -> usize {
     if n >= size {
         (size * 2).min(READ_MAX)
@@ -252,6 +265,7 @@ pub(crate) async fn serve<S>(
             downloads: VecDeque::new(),
             reading: None,
             read_size: READ_MIN,
+            last_large: None,
             closed_by: None,
             unflushed: false,
             direct,
@@ -280,6 +294,9 @@ struct Connection {
     reading: Option<JoinHandle<ChunkRead>>,
     /// Room to reserve before the next read.
     read_size: usize,
+    /// When the last read larger than [`LARGE_READ`] came, until the receive
+    /// buffer is trimmed [`TRIM_AFTER`] later.
+    last_large: Option<tokio::time::Instant>,
     /// Why the session ended, once it has.
     closed_by: Option<ErrorCode>,
     /// Bytes were written since the stream was last flushed: a stream that buffers
@@ -348,6 +365,8 @@ impl Connection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
+        // One timer for the session's deadline and the receive buffer's trim, the
+        // earlier of the two (a second would make every connection larger).
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
@@ -362,14 +381,20 @@ impl Connection {
             if self.session.is_closed() {
                 return End::Close;
             }
-            let deadline = self.session.poll_timeout();
-            // Re-armed only when the deadline moved: resetting a timer takes a lock
-            // in the runtime's timer wheel, and most turns leave it where it was.
-            if deadline != armed {
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(instant_of(at));
+            let deadline = self.session.poll_timeout().map(instant_of);
+            let trim_at = self.last_large.map(|at| at + TRIM_AFTER);
+            let wake = match (deadline, trim_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            // Re-armed only when the time moved: resetting a timer takes a lock in
+            // the runtime's timer wheel, and most turns leave it where it was (a
+            // trim moves once a TRIM_AFTER at most, however many large reads come).
+            if wake != armed {
+                if let Some(at) = wake {
+                    timer.as_mut().reset(at);
                 }
-                armed = deadline;
+                armed = wake;
             }
             let wants_input = self.session.wants_input();
             if wants_input {
@@ -422,6 +447,9 @@ impl Connection {
                     Ok(n) => {
                         self.reclaim();
                         self.read_size = next_read_size(self.read_size, n);
+                        if n > LARGE_READ {
+                            self.last_large = Some(tokio::time::Instant::now());
+                        }
                         self.session.handle_received(clock::monotonic());
                     }
                 },
@@ -429,12 +457,32 @@ impl Connection {
                     self.reclaim();
                     self.chunk_read(read)
                 }
-                () = &mut timer, if deadline.is_some() => {
+                () = &mut timer, if wake.is_some() => {
                     self.reclaim();
                     // A deadline that passed early (the clock moved) is armed again.
                     armed = None;
+                    let now = tokio::time::Instant::now();
+                    if trim_at.is_some_and(|at| at <= now) {
+                        self.trim(now);
+                    }
                     self.session.handle_timeout(clock::monotonic());
                 }
+            }
+        }
+    }
+
+    /// [`TRIM_AFTER`] after the last large read (else armed again for then): the
+    /// reservation goes back to the least and a large receive buffer is let go of,
+    /// so that a connection gone quiet after an upload or a burst holds what a
+    /// quiet one does. A buffer still shared with a frame the hub holds (a password
+    /// being hashed, say) is let go of at a later read.
+    fn trim(&mut self, now: tokio::time::Instant) {
+        match self.last_large {
+            Some(at) if at + TRIM_AFTER > now => {} // a large read since: armed again
+            _ => {
+                self.last_large = None;
+                self.read_size = READ_MIN;
+                self.session.release_receive_buffer(READ_MIN);
             }
         }
     }
@@ -835,9 +883,11 @@ mod tests {
     #[test]
     fn the_read_size_follows_what_reads_bring() {
         use super::{READ_MAX, READ_MIN, next_read_size};
-        // A read that fills its room doubles it, up to the most.
+        // A read that brings what was reserved doubles it, up to the most; one into
+        // a payload's larger buffer that brings more too.
         assert_eq!(next_read_size(READ_MIN, READ_MIN), 2 * READ_MIN);
         assert_eq!(next_read_size(READ_MAX, READ_MAX), READ_MAX);
+        assert_eq!(next_read_size(64 * 1024, 300 * 1024), 128 * 1024);
         // A client that sends 6 KiB a time: one read each, once the room is 8 KiB.
         let mut size = READ_MIN;
         let mut sizes = Vec::new();
@@ -847,8 +897,9 @@ mod tests {
             sizes.push(size);
         }
         assert_eq!(sizes, [8192; 6], "the room settles at 8 KiB, not back to 4 KiB");
-        // After a read of a quarter or less: room for twice it, not below the least;
-        // a connection gone quiet after an upload is back to the least at once.
+        // Just over a quarter keeps it; a quarter or less: room for twice the read,
+        // not below the least (back to the least at once after an upload).
+        assert_eq!(next_read_size(64 * 1024, 16 * 1024 + 1), 64 * 1024);
         assert_eq!(next_read_size(64 * 1024, 16 * 1024), 32 * 1024);
         assert_eq!(next_read_size(64 * 1024, 5 * 1024), 16 * 1024);
         assert_eq!(next_read_size(8 * 1024, 100), READ_MIN);

@@ -335,6 +335,13 @@ impl Session {
         self.decoder.buffer_mut()
     }
 
+    /// Lets go of a receive buffer far larger than reads of `room` need, between
+    /// frames ([`Decoder::release`](crate::Decoder::release)): for a connection gone
+    /// quiet after large reads, before the next reservation. Whether it let go.
+    pub fn release_receive_buffer(&mut self, room: usize) -> bool {
+        self.decoder.release(room)
+    }
+
     /// Bytes were appended to [`Session::receive_buffer`] at `now`.
     pub fn handle_received(&mut self, now: Millis) {
         self.advance(now);
