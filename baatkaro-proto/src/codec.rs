@@ -177,13 +177,14 @@ impl<F: Decode> Decoder<F> {
     }
 
     /// Lets go of a receive buffer far larger than a read now needs: when no frame
-    /// is lent and no payload is arriving, and the buffer's allocation (no longer
-    /// shared with frames handed out) has room for at least four times `room`
-    /// beyond what it holds, what it holds moves to a new buffer just large enough,
-    /// and the large one is freed. A connection that once read an upload's chunk
-    /// or a burst otherwise keeps that allocation (up to about a chunk and a
-    /// quarter) for as long as it stays open, however quiet. Returns whether it
-    /// let go.
+    /// is lent and no payload is arriving, and the buffer has room for at least
+    /// four times `room` beyond what it holds (room it has at once, or that it
+    /// would have if the bytes it holds moved to its front, which only a buffer no
+    /// longer shared with frames handed out can do), what it holds moves to a new
+    /// buffer just large enough. The large allocation is freed then, or when the
+    /// last frame sharing it is. A connection that once read an upload's chunk or
+    /// a burst otherwise keeps that allocation (up to about a chunk and a quarter)
+    /// for as long as it stays open, however quiet. Returns whether it let go.
     pub fn release(&mut self, room: usize) -> bool {
         // Mid-payload the buffer was sized and aligned for it; a lent frame's bytes
         // are still at its front.
@@ -193,9 +194,9 @@ impl<F: Decode> Decoder<F> {
         ) {
             return false;
         }
-        // Succeeds only for a buffer nothing else shares whose allocation has the
-        // room (it then moves the few bytes it holds to the front, which the copy
-        // below would do anyway).
+        // True at once if the buffer has the room after what it holds; else only
+        // for a buffer nothing else shares whose allocation has it (the bytes it
+        // holds then move to its front, as the copy below would move them anyway).
         if !self.buf.try_reclaim(room.saturating_mul(4)) {
             return false;
         }
@@ -629,13 +630,15 @@ mod tests {
         d.push(&frame[5_000..]);
         d.push(b"u PI");
         let data = chunk_payload(&mut d);
+        assert!(d.next_frame().is_none(), "half a line: scanned, waiting");
         assert_eq!(data.len(), 200_000);
         // The payload's slack after it is more than four reads' room: let go (the
         // payload itself keeps its bytes until it is dropped, then they are freed).
         assert!(d.release(4096));
         drop(data);
         assert!(held(&mut d) < 4 * 4096, "let go: {}", held(&mut d));
-        // What it held (half a line) is kept, and decodes once the rest comes.
+        // What it held (half a line, already scanned) is kept, and decodes once the
+        // rest comes.
         d.push(b"NG\r\n");
         assert!(matches!(d.next_frame(), Some(Ok(Request { command: Command::Ping, .. }))));
         // A buffer that is not large is left alone.
@@ -648,6 +651,16 @@ mod tests {
         assert!(held(&mut d) >= 200_000, "the buffer the frame grew: {}", held(&mut d));
         assert!(d.release(4096));
         assert!(held(&mut d) < 4 * 4096, "let go: {}", held(&mut d));
+        // While a refused payload is skipped, the buffer may go too: the skip
+        // counts bytes, not places in it.
+        let mut d = RequestDecoder::new(1000);
+        d.push(&frame[..100_000]);
+        assert!(matches!(d.next_frame(), Some(Err(_))), "refused: over the limit");
+        assert!(d.next_frame().is_none());
+        d.release(4096);
+        d.push(&frame[100_000..]);
+        d.push(b"u PING\r\n");
+        assert!(matches!(d.next_frame(), Some(Ok(Request { command: Command::Ping, .. }))));
     }
 
     #[test]

@@ -46,16 +46,37 @@ use crate::outgoing::{MAX_PIECES, Outgoing};
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 256 * 1024;
 
-/// A read larger than this leaves a receive buffer worth letting go of once the
-/// connection is quiet again (four reads of the least).
+/// A read of this much or more, or a receive buffer with more than four times this
+/// room after a read (a payload's own buffer, however slowly it arrives), is worth
+/// letting go of once the connection is quiet again.
 const LARGE_READ: usize = 4 * READ_MIN;
 
-/// How long after its last large read a connection's reservation goes back to
+/// How long (ms) after its last large read a connection's reservation goes back to
 /// [`READ_MIN`] and its receive buffer, if still large, is let go of: long enough
 /// that the frames it held have gone through the hub (which frees their payloads,
 /// slices of that buffer), short enough that a quiet connection soon holds no more
 /// than one that never sent a large frame.
-const TRIM_AFTER: Duration = Duration::from_secs(1);
+const TRIM_AFTER: Millis = 1_000;
+
+/// How many times in a row a trim that could not let go (the buffer still shared
+/// with a frame the hub holds, or a payload arriving) is tried again, a
+/// [`TRIM_AFTER`] apart.
+const TRIM_TRIES: u8 = 4;
+
+/// When the connection's one timer must fire: at the session's `deadline` or at
+/// the trim [`TRIM_AFTER`] after `last_large`, whichever comes first.
+fn wake_at(deadline: Option<Millis>, last_large: Option<Millis>) -> Option<Millis> {
+    let trim = last_large.map(|at| at.saturating_add(TRIM_AFTER));
+    match (deadline, trim) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether the trim is due at `now` (ms) after a large read at `last_large`.
+fn trim_due(last_large: Option<Millis>, now: Millis) -> bool {
+    last_large.is_some_and(|at| at.saturating_add(TRIM_AFTER) <= now)
+}
 
 /// The room to reserve before the next read, after a read of `n` bytes when `size`
 /// was reserved: twice as much after a read that brought that much (a read reads
@@ -266,6 +287,7 @@ pub(crate) async fn serve<S>(
             reading: None,
             read_size: READ_MIN,
             last_large: None,
+            trim_tries: 0,
             closed_by: None,
             unflushed: false,
             direct,
@@ -294,9 +316,11 @@ struct Connection {
     reading: Option<JoinHandle<ChunkRead>>,
     /// Room to reserve before the next read.
     read_size: usize,
-    /// When the last read larger than [`LARGE_READ`] came, until the receive
+    /// When (ms, [`clock::monotonic`]) the last large read came, until the receive
     /// buffer is trimmed [`TRIM_AFTER`] later.
-    last_large: Option<tokio::time::Instant>,
+    last_large: Option<Millis>,
+    /// Trims tried again in a row ([`TRIM_TRIES`] at most).
+    trim_tries: u8,
     /// Why the session ended, once it has.
     closed_by: Option<ErrorCode>,
     /// Bytes were written since the stream was last flushed: a stream that buffers
@@ -381,18 +405,13 @@ impl Connection {
             if self.session.is_closed() {
                 return End::Close;
             }
-            let deadline = self.session.poll_timeout().map(instant_of);
-            let trim_at = self.last_large.map(|at| at + TRIM_AFTER);
-            let wake = match (deadline, trim_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            // Re-armed only when the time moved: resetting a timer takes a lock in
-            // the runtime's timer wheel, and most turns leave it where it was (a
-            // trim moves once a TRIM_AFTER at most, however many large reads come).
+            let wake = wake_at(self.session.poll_timeout(), self.last_large);
+            // Re-armed only when the time moved (in whole milliseconds): resetting a
+            // timer takes a lock in the runtime's timer wheel, and most turns leave
+            // it where it was.
             if wake != armed {
                 if let Some(at) = wake {
-                    timer.as_mut().reset(at);
+                    timer.as_mut().reset(instant_of(at));
                 }
                 armed = wake;
             }
@@ -447,10 +466,13 @@ impl Connection {
                     Ok(n) => {
                         self.reclaim();
                         self.read_size = next_read_size(self.read_size, n);
-                        if n > LARGE_READ {
-                            self.last_large = Some(tokio::time::Instant::now());
+                        let now = clock::monotonic();
+                        let buf = self.session.receive_buffer();
+                        if n >= LARGE_READ || buf.capacity() - buf.len() > 4 * LARGE_READ {
+                            self.last_large = Some(now);
+                            self.trim_tries = 0;
                         }
-                        self.session.handle_received(clock::monotonic());
+                        self.session.handle_received(now);
                     }
                 },
                 read = chunk_read(&mut self.reading), if self.reading.is_some() => {
@@ -461,29 +483,35 @@ impl Connection {
                     self.reclaim();
                     // A deadline that passed early (the clock moved) is armed again.
                     armed = None;
-                    let now = tokio::time::Instant::now();
-                    if trim_at.is_some_and(|at| at <= now) {
+                    let now = clock::monotonic();
+                    if trim_due(self.last_large, now) {
                         self.trim(now);
                     }
-                    self.session.handle_timeout(clock::monotonic());
+                    self.session.handle_timeout(now);
                 }
             }
         }
     }
 
-    /// [`TRIM_AFTER`] after the last large read (else armed again for then): the
-    /// reservation goes back to the least and a large receive buffer is let go of,
-    /// so that a connection gone quiet after an upload or a burst holds what a
-    /// quiet one does. A buffer still shared with a frame the hub holds (a password
-    /// being hashed, say) is let go of at a later read.
-    fn trim(&mut self, now: tokio::time::Instant) {
-        match self.last_large {
-            Some(at) if at + TRIM_AFTER > now => {} // a large read since: armed again
-            _ => {
-                self.last_large = None;
-                self.read_size = READ_MIN;
-                self.session.release_receive_buffer(READ_MIN);
-            }
+    /// [`TRIM_AFTER`] after the last large read: the reservation goes back to the
+    /// least and a large receive buffer is let go of, so that a connection gone
+    /// quiet after an upload or a burst holds what a quiet one does. One that could
+    /// not be let go of (still shared with a frame the hub holds, a password being
+    /// hashed, say; or a payload arriving) is tried again [`TRIM_AFTER`] later, up
+    /// to [`TRIM_TRIES`] times.
+    fn trim(&mut self, now: Millis) {
+        self.last_large = None;
+        self.read_size = READ_MIN;
+        if self.session.release_receive_buffer(READ_MIN) {
+            self.trim_tries = 0;
+            return;
+        }
+        // Not let go: shared still, a payload arriving, or small after all (a large
+        // read whose buffer was already let go of); tried again a few times, which
+        // costs a small one nothing.
+        if self.trim_tries < TRIM_TRIES {
+            self.trim_tries += 1;
+            self.last_large = Some(now);
         }
     }
 
@@ -880,6 +908,20 @@ fn instant_of(at: Millis) -> tokio::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_trim_shares_the_timer_and_comes_a_second_after_the_last_large_read() {
+        use super::{TRIM_AFTER, trim_due, wake_at};
+        assert_eq!(wake_at(None, None), None);
+        assert_eq!(wake_at(Some(5_000), None), Some(5_000));
+        assert_eq!(wake_at(None, Some(100)), Some(100 + TRIM_AFTER));
+        // The earlier of the two: the session's deadline is never late.
+        assert_eq!(wake_at(Some(500), Some(100)), Some(500));
+        assert_eq!(wake_at(Some(5_000), Some(100)), Some(100 + TRIM_AFTER));
+        assert!(!trim_due(None, 10_000));
+        assert!(!trim_due(Some(100), 100 + TRIM_AFTER - 1));
+        assert!(trim_due(Some(100), 100 + TRIM_AFTER));
+    }
+
     #[test]
     fn the_read_size_follows_what_reads_bring() {
         use super::{READ_MAX, READ_MIN, next_read_size};

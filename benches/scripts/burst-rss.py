@@ -6,9 +6,11 @@ N connections that each send HELLO and a REGISTER whose payload is SIZE bytes
 their replies, waits 2 s (past the 1 s after which a quiet connection's large
 receive buffer is let go of), and prints the server's RSS growth per connection
 (BENCHMARKS.md,
-"A large receive buffer let go between frames"). Usage:
+"A large receive buffer let go of"). To measure what connections hold rather than
+what glibc keeps for later, run it with MALLOC_MMAP_THRESHOLD_=16384
+MALLOC_TRIM_THRESHOLD_=0 in the environment (the server inherits it). Usage:
 
-    python3 benches/scripts/burst-rss.py target/release/baatkaro-server 1000 200000
+    python3 benches/scripts/burst-rss.py target/release/baatkaro-server 500 200000
 """
 import re
 import shutil
