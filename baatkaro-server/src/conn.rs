@@ -63,6 +63,11 @@ const TRIM_AFTER: Millis = 1_000;
 /// [`TRIM_AFTER`] apart.
 const TRIM_TRIES: u8 = 4;
 
+/// Receive buffers let go of by trims, all connections together: what a test can
+/// see of a trim.
+#[cfg(test)]
+static TRIMMED: AtomicUsize = AtomicUsize::new(0);
+
 /// When the connection's one timer must fire: at the session's `deadline` or at
 /// the trim [`TRIM_AFTER`] after `last_large`, whichever comes first.
 fn wake_at(deadline: Option<Millis>, last_large: Option<Millis>) -> Option<Millis> {
@@ -504,6 +509,8 @@ impl Connection {
         self.read_size = READ_MIN;
         if self.session.release_receive_buffer(READ_MIN) {
             self.trim_tries = 0;
+            #[cfg(test)]
+            TRIMMED.fetch_add(1, Ordering::Relaxed);
             return;
         }
         // Not let go: shared still, a payload arriving, or small after all (a large
@@ -1221,6 +1228,31 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("never: {what}");
+    }
+
+    /// A connection that read a large frame lets go of its receive buffer about a
+    /// second later, while it stays quiet (fails without the trim: the count of
+    /// buffers let go of never moves).
+    #[tokio::test]
+    async fn a_quiet_connection_lets_go_of_a_large_receive_buffer() {
+        let queued = Arc::new(tokio::sync::Semaphore::new(16));
+        let connected = connected(queued, Limits::default().queue, Duration::from_secs(1)).await;
+        let LoggedIn { client, hub_rx: _hub_rx, handle: _handle, task: _task, _kept } = connected;
+        let before = TRIMMED.load(Ordering::Relaxed);
+        // Not logged in: the session refuses the SEND itself, its payload read and
+        // dropped.
+        let mut bytes = b"h HELLO 1\r\nx SEND #g k {200000}\r\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'q', 200_000));
+        bytes.extend_from_slice(b"\r\n");
+        // The replies are read as they come, so that the connection never waits.
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let reader = tokio::spawn(async move {
+            let mut sink = [0u8; 4096];
+            while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        wr.write_all(&bytes).await.unwrap();
+        until("the receive buffer is let go of", || TRIMMED.load(Ordering::Relaxed) > before).await;
+        reader.abort();
     }
 
     /// A connection waiting for room in the hub's inbox when the hub goes (the
