@@ -915,9 +915,13 @@ fn instant_of(at: Millis) -> tokio::time::Instant {
 
 #[cfg(test)]
 mod tests {
+    use baatkaro_proto::Limits;
+
+    use super::*;
+    use crate::direct::SharedTcp;
+
     #[test]
     fn the_trim_shares_the_timer_and_comes_a_second_after_the_last_large_read() {
-        use super::{TRIM_AFTER, trim_due, wake_at};
         assert_eq!(wake_at(None, None), None);
         assert_eq!(wake_at(Some(5_000), None), Some(5_000));
         assert_eq!(wake_at(None, Some(100)), Some(100 + TRIM_AFTER));
@@ -931,7 +935,6 @@ mod tests {
 
     #[test]
     fn the_read_size_follows_what_reads_bring() {
-        use super::{READ_MAX, READ_MIN, next_read_size};
         // A read that brings what was reserved doubles it, up to the most; one into
         // a payload's larger buffer that brings more too.
         assert_eq!(next_read_size(READ_MIN, READ_MIN), 2 * READ_MIN);
@@ -955,11 +958,6 @@ mod tests {
         assert_eq!(next_read_size(READ_MAX, 10), READ_MIN);
         assert_eq!(next_read_size(READ_MIN, 1), READ_MIN);
     }
-
-    use baatkaro_proto::Limits;
-
-    use super::*;
-    use crate::direct::SharedTcp;
 
     /// The size of what calling `f` returns.
     fn returned_size<F, R>(_: F) -> usize
