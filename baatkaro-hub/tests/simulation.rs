@@ -802,6 +802,52 @@ fn requests_handed_on_together_are_taken_only_while_the_hub_accepts() {
     assert_eq!(seqs.len(), 10);
 }
 
+/// The shell's hold on commits (commits paced at saturation): while it holds, the
+/// open batch stays in the hub even with the store free, and the hub says so
+/// (`holds_batch`); once it lets go, the batch goes and its replies come. A batch
+/// that fills up goes while held, so a hold never stops the hub taking requests
+/// (fails if the hold is ignored, if it keeps a full batch back, or if
+/// `holds_batch` does not tell a held batch from one waiting on the store).
+#[test]
+fn a_held_batch_waits_for_the_shell_unless_it_is_full() {
+    // A quarter of the queue is 4 KiB: three 2,000-byte messages fill a batch.
+    let mut sim = Sim::new(Limits { queue: 16 * 1024, ..limits() });
+    let [a, b, _] = three_in_rust(&mut sim);
+    assert!(!sim.hub.holds_batch(), "nothing to hold");
+    sim.hub.hold_commits(true);
+    sim.send(a, &[req("h1", send("rust", "h1", "one")), req("h2", send("rust", "h2", "two"))]);
+    assert!(sim.held.is_empty(), "a batch went to the store while held");
+    assert!(sim.hub.holds_batch());
+    assert!(sim.hub.accepting());
+    assert!(sim.take(a).is_empty(), "a reply before the batch committed");
+    sim.hub.hold_commits(false);
+    assert!(!sim.hub.holds_batch());
+    sim.pump();
+    assert_replies_in_order(&sim.take_frames(a), &["h1", "h2"]);
+    assert_eq!(seqs(&sim.take_frames(b), "rust").len(), 2, "delivered once committed");
+
+    // Held, and filling up: the batch goes when it is full, not before.
+    sim.hub.hold_commits(true);
+    let body = "z".repeat(2000);
+    sim.send(a, &[req("f1", send("rust", "f1", &body)), req("f2", send("rust", "f2", &body))]);
+    assert!(sim.held.is_empty() && sim.hub.holds_batch(), "two of three: still held");
+    sim.send(a, &[req("f3", send("rust", "f3", &body))]);
+    assert!(!sim.hub.holds_batch(), "a full batch is not held");
+    assert_replies_in_order(&sim.take_frames(a), &["f1", "f2", "f3"]);
+    // With a batch at the store, the next is not held back by the shell but by the
+    // store (`holds_batch` says no).
+    sim.hub.hold_commits(false);
+    sim.hold();
+    sim.send(a, &[req("g1", send("rust", "g1", "one"))]);
+    assert_eq!(sim.held.len(), IN_FLIGHT);
+    sim.hub.hold_commits(true);
+    sim.send(a, &[req("g2", send("rust", "g2", "two"))]);
+    assert!(!sim.hub.holds_batch(), "waiting on the store is not the shell's hold");
+    sim.hub.hold_commits(false);
+    sim.release_all();
+    assert_replies_in_order(&sim.take_frames(a), &["g1", "g2"]);
+}
+
 /// SPEC.md 5.2 for SENDs handed on together: the hub digests their keys ahead of
 /// handling them (to warm their index slots), and each SEND is judged by its own
 /// key. A retry within the batch gets the first send's number, a key reused for

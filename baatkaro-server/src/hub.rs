@@ -23,6 +23,7 @@ use crate::auth::Hasher;
 use crate::clock;
 use crate::conn::ConnHandle;
 use crate::disk::{self, Disk};
+use crate::pace::{self, Pace};
 use crate::running_hash::RunningHash;
 use crate::store::writer::{Done, Job, Writer};
 
@@ -109,6 +110,8 @@ pub(crate) struct HubTask {
     database: std::path::PathBuf,
     /// While the database is damaged: when the log says so again.
     next_damage_report: Option<tokio::time::Instant>,
+    /// When the next batch may go to the store (commits paced at saturation).
+    pace: Pace,
 }
 
 /// The store as the hub's task reaches it.
@@ -151,6 +154,7 @@ impl HubTask {
             store_gone: false,
             database,
             next_damage_report: None,
+            pace: Pace::default(),
         }
     }
 
@@ -164,7 +168,14 @@ impl HubTask {
     /// lets the store thread finish.
     pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
         loop {
+            // Read at every turn while a batch is held, so that it goes within
+            // microseconds of its time at saturation, when turns are many; the timer
+            // below is for when they are not.
+            let hold = self.pace.holds(tokio::time::Instant::now);
+            self.hub.hold_commits(hold);
             self.carry_out();
+            let holding = self.hub.holds_batch();
+            pace::set_holding(holding);
             if self.store_gone {
                 tracing::error!("the store thread is gone; stopping");
                 break;
@@ -201,6 +212,11 @@ impl HubTask {
                     }
                 }
                 () = sleep_until(wake) => self.hub.handle_timeout(clock::now()),
+                // The held batch's time came with nothing else to do: the loop's
+                // next turn lets it go.
+                () = sleep_until(self.pace.until()), if holding => {}
+                // The core would go idle: holding the batch gains nothing.
+                () = pace::idle(), if holding => self.pace.release(),
                 () = sleep_until(self.next_damage_report) => self.report_damage_again(),
             }
         }
@@ -326,6 +342,7 @@ impl HubTask {
                 }
             }
             Output::Commit(batch) => {
+                self.pace.sent(batch.writes.len(), tokio::time::Instant::now());
                 if !self.writer.as_ref().is_some_and(|w| w.send(Job::Commit(batch))) {
                     self.store_gone = true;
                 }

@@ -34,6 +34,7 @@ mod direct;
 mod disk;
 mod hub;
 mod outgoing;
+pub mod pace;
 pub mod rlimit;
 mod running_hash;
 pub mod server;

@@ -297,7 +297,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
-    let runtime = match tokio::runtime::Runtime::new() {
+    // A worker about to go idle lets a batch held for a paced commit go at once.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(baatkaro_server::pace::on_thread_park)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("baatkaro-server: cannot start the runtime: {e}");

@@ -365,6 +365,9 @@ pub struct Hub {
     warm_digests: Vec<KeyDigest>,
     /// Set once a commit failed: requests wait until the reload is done.
     reloading: bool,
+    /// The shell asks that the open batch wait before it goes to the store
+    /// ([`Hub::hold_commits`]).
+    commits_held: bool,
     /// Set once the store found its database damaged: it takes no more writes, so
     /// the hub serves only what reads and stages nothing of its own.
     damaged: bool,
@@ -432,6 +435,7 @@ impl Hub {
             files: files::Files::default(),
             attempts: HashMap::new(),
             reloading: false,
+            commits_held: false,
             damaged: false,
             refused: 0,
             shutting_down: false,
@@ -558,6 +562,34 @@ impl Hub {
     /// reading requests (and connections, in turn, their sockets) meanwhile.
     pub fn accepting(&self) -> bool {
         !self.full() && !self.shutting_down
+    }
+
+    /// Asks the hub to keep the open batch from the store (`true`) until asked
+    /// again (`false`), while it gathers more: the shell paces commits when the
+    /// server is saturated, so that a commit's fixed cost is shared by more writes.
+    /// A batch that is full, or the server stopping, goes regardless, so a hold
+    /// never stops the hub from taking requests.
+    pub fn hold_commits(&mut self, hold: bool) {
+        self.commits_held = hold;
+    }
+
+    /// Whether the open batch would go to the store now but for
+    /// [`Hub::hold_commits`]: the shell lets it go early when the server has
+    /// nothing else to do.
+    pub fn holds_batch(&self) -> bool {
+        self.batch_may_go() && self.batch_held()
+    }
+
+    /// Whether the open batch has something for the store, and the store room for it.
+    fn batch_may_go(&self) -> bool {
+        let has_work = !self.open.writes.is_empty() || !self.open.reads.is_empty();
+        has_work && self.in_flight.len() < IN_FLIGHT && !self.reloading
+    }
+
+    /// Whether the shell's hold keeps the open batch back: not once it is full or
+    /// the server is stopping.
+    fn batch_held(&self) -> bool {
+        self.commits_held && !self.full() && !self.shutting_down
     }
 
     /// Whether the hub is done: shutting down, everything committed, every
@@ -927,7 +959,7 @@ impl Hub {
                 }
             }
         }
-        if has_work && self.in_flight.len() < IN_FLIGHT && !self.reloading {
+        if self.batch_may_go() && !self.batch_held() {
             let id = self.next_batch;
             self.next_batch += 1;
             let mut batch = std::mem::take(&mut self.open);

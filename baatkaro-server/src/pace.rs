@@ -1,0 +1,157 @@
+//! Commits paced when the server is saturated.
+//!
+//! The hub hands its open batch to the store as soon as the batch before it has
+//! committed (group commit), so at light load a message waits for one sync and no
+//! more. Under a saturating load that makes a commit every sync's time (about
+//! 1.4 ms on the benchmark machine), and each commit has a cost that does not depend
+//! on its size: the log's write and sync, the store thread's two hand-offs, and for
+//! every connection with deliveries in it a wake-up, a poll and a write to its
+//! socket. At 10 groups × 10 that fixed part came to about 175 µs of the server's
+//! core a commit, against about 1 µs a SEND (BENCHMARKS.md, "Commits paced at
+//! saturation").
+//!
+//! So once a batch of at least [`PACE_FROM`] writes has gone to the store, the next
+//! one waits until [`MIN_CYCLE`] after it went, gathering what arrives meanwhile,
+//! even if the first has committed sooner. Holding it is worth it only while the
+//! server's core stays busy with other work; so a batch held goes at once when a
+//! runtime worker is about to go idle ([`on_thread_park`]: the clients are waiting
+//! for acknowledgements rather than sending, as with few clients each with a few
+//! messages in flight, where waiting would only lower the throughput). A batch that
+//! fills up goes at once too ([`baatkaro_hub::Hub::hold_commits`]). So a message
+//! waits at most `MIN_CYCLE` longer, and only while the server has more work than
+//! its commits can take one by one. Acknowledgements are never held: a batch's
+//! replies and deliveries go as soon as it is durable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Set while a hub holds back a batch that could go to the store. (One flag for
+/// the process: with several servers in one, as in tests, a hub may miss a park and
+/// wait out its cycle instead.)
+static HOLDING: AtomicBool = AtomicBool::new(false);
+
+/// Woken when a runtime worker is about to park while a batch is held.
+static IDLE: Notify = Notify::const_new();
+
+/// For the runtime's `on_thread_park`: a worker about to go idle lets a held batch
+/// go, since holding it now would only leave the core idle. (A worker that wakes
+/// the hub this way finds a task to run and does not park.)
+pub fn on_thread_park() {
+    if HOLDING.load(Ordering::Relaxed) {
+        IDLE.notify_waiters();
+    }
+}
+
+/// Says whether this process's hub holds a batch back now.
+pub(crate) fn set_holding(holding: bool) {
+    HOLDING.store(holding, Ordering::Relaxed);
+}
+
+/// Completes when a runtime worker is about to park (while [`set_holding`] says a
+/// batch is held).
+pub(crate) async fn idle() {
+    IDLE.notified().await;
+}
+
+/// Writes in a batch from which the next batch is paced. Well above what a
+/// light load gathers during one sync (1,000 messages a second: one or two; the
+/// open loop at 2.5 M deliveries a second into a group of 100: a few dozen), well
+/// below what a saturating load does (hundreds to thousands).
+pub(crate) const PACE_FROM: usize = 256;
+
+/// The least time from one paced batch to the store to the next.
+pub(crate) const MIN_CYCLE: Duration = Duration::from_micros(2_500);
+
+/// When the open batch may go to the store.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// Not before this, if the last batch was large.
+    until: Option<Instant>,
+}
+
+impl Pace {
+    /// A batch of `writes` went to the store at `now`.
+    pub(crate) fn sent(&mut self, writes: usize, now: Instant) {
+        self.until = (writes >= PACE_FROM).then(|| now + MIN_CYCLE);
+    }
+
+    /// Whether the open batch waits at `now`. Once its time has come the pace
+    /// forgets it, so that the clock is read only while a batch is held.
+    pub(crate) fn holds(&mut self, now: impl FnOnce() -> Instant) -> bool {
+        let Some(until) = self.until else { return false };
+        if now() < until {
+            return true;
+        }
+        self.until = None;
+        false
+    }
+
+    /// When a held batch may go: the time for the shell's timer.
+    pub(crate) fn until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// Lets the batch held go now (the server would be idle otherwise).
+    pub(crate) fn release(&mut self) {
+        self.until = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A runtime whose worker parks, with the hook installed, wakes what waits on
+    /// [`idle`] while a batch is held: the shell's way to let a held batch go
+    /// rather than leave the core idle (fails if the hook does not notify). Other
+    /// tests' hubs in this process share the flag, so each try sets it again.
+    #[test]
+    fn a_worker_about_to_park_wakes_the_hub_holding_a_batch() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .on_thread_park(on_thread_park)
+            .build()
+            .unwrap();
+        let woken = rt.block_on(async {
+            for _ in 0..20 {
+                let waiting = tokio::spawn(idle());
+                set_holding(true);
+                // Nothing else to run: the worker parks, and the hook wakes it.
+                if tokio::time::timeout(Duration::from_millis(200), waiting).await.is_ok() {
+                    return true;
+                }
+            }
+            false
+        });
+        set_holding(false);
+        assert!(woken, "a worker parked and the hub holding a batch was never woken");
+    }
+
+    #[test]
+    fn only_a_large_batch_paces_the_next_and_only_for_the_cycle() {
+        let t0 = Instant::now();
+        let mut pace = Pace::default();
+        let read = |at: Instant| move || at;
+        // Nothing sent yet, or a small batch: never held, and the clock is not read.
+        assert!(!pace.holds(|| unreachable!("the clock is read with nothing to pace")));
+        pace.sent(PACE_FROM - 1, t0);
+        assert!(!pace.holds(|| unreachable!("the clock is read after a small batch")));
+        assert_eq!(pace.until(), None);
+        // A large one: the next waits out the cycle from when it went, then goes.
+        pace.sent(PACE_FROM, t0);
+        assert_eq!(pace.until(), Some(t0 + MIN_CYCLE));
+        assert!(pace.holds(read(t0)));
+        assert!(pace.holds(read(t0 + MIN_CYCLE - Duration::from_micros(1))));
+        assert!(!pace.holds(read(t0 + MIN_CYCLE)));
+        assert_eq!(pace.until(), None, "forgotten once its time came");
+        assert!(!pace.holds(|| unreachable!("the clock is read after the hold ended")));
+        // A small batch after a large one ends the pacing.
+        pace.sent(10_000, t0);
+        pace.sent(1, t0);
+        assert!(!pace.holds(read(t0)));
+    }
+}
