@@ -167,11 +167,12 @@ impl HubTask {
     /// Runs until the core is finished (shut down and every connection told), then
     /// lets the store thread finish.
     pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
+        pace::set_workers(tokio::runtime::Handle::current().metrics().num_workers());
         loop {
             // Read at every turn while a batch is held, so that it goes within
             // microseconds of its time at saturation, when turns are many; the timer
             // below is for when they are not.
-            let hold = self.pace.holds(tokio::time::Instant::now);
+            let hold = pace::hooked() && self.pace.holds(tokio::time::Instant::now);
             self.hub.hold_commits(hold);
             self.carry_out();
             let holding = self.hub.holds_batch();

@@ -297,10 +297,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
-    // A worker about to go idle lets a batch held for a paced commit go at once.
+    // The workers say when they go idle and come back: commits are paced only while
+    // they are busy (baatkaro_server::pace).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(baatkaro_server::pace::on_thread_park)
+        .on_thread_unpark(baatkaro_server::pace::on_thread_unpark)
         .build()
     {
         Ok(rt) => rt,

@@ -13,36 +13,75 @@
 //! So once a batch of at least [`PACE_FROM`] writes has gone to the store, the next
 //! one waits until [`MIN_CYCLE`] after it went, gathering what arrives meanwhile,
 //! even if the first has committed sooner. Holding it is worth it only while the
-//! server's core stays busy with other work; so a batch held goes at once when a
-//! runtime worker is about to go idle ([`on_thread_park`]: the clients are waiting
-//! for acknowledgements rather than sending, as with few clients each with a few
-//! messages in flight, where waiting would only lower the throughput). A batch that
-//! fills up goes at once too ([`baatkaro_hub::Hub::hold_commits`]). So a message
-//! waits at most `MIN_CYCLE` longer, and only while the server has more work than
-//! its commits can take one by one. Acknowledgements are never held: a batch's
-//! replies and deliveries go as soon as it is durable.
+//! runtime has other work to do, so the runtime must say when it has none:
+//! [`on_thread_park`] and [`on_thread_unpark`], installed as the runtime's hooks
+//! (the server binary does; a runtime without them never paces). A batch held goes
+//! at once when the last busy worker is about to go idle: the clients are then
+//! waiting for acknowledgements rather than sending (as with a few clients each
+//! with a few messages in flight), and waiting would only lower the throughput.
+//! (Not when one worker of several goes idle: a server pinned to one core, as in
+//! the benchmarks, has a worker for each core of the machine on that one core, and
+//! one of them idle says nothing about the core.) A batch that fills up goes at once too
+//! ([`baatkaro_hub::Hub::hold_commits`]). So a message waits about `MIN_CYCLE`
+//! longer at most (up to a millisecond more when the timer, on tokio's millisecond
+//! ticks, is what ends the hold), and only while the server has more work than its
+//! commits can take one by one. Acknowledgements are never held: a batch's replies
+//! and deliveries go as soon as it is durable.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Set while a hub holds back a batch that could go to the store. (One flag for
-/// the process: with several servers in one, as in tests, a hub may miss a park and
-/// wait out its cycle instead.)
+/// Set once a runtime worker has called [`on_thread_park`]: the hooks are there.
+static HOOKED: AtomicBool = AtomicBool::new(false);
+
+/// Runtime workers parked now.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// The runtime's workers (0 until the hub's task says: then any park counts as
+/// the last).
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Set while a hub holds back a batch that could go to the store.
+///
+/// One flag and one [`IDLE`] for the process, as the hooks are the runtime's: with
+/// several servers in one process, a park lets every held batch go, and a hub may
+/// miss one and wait out its cycle instead.
 static HOLDING: AtomicBool = AtomicBool::new(false);
 
 /// Woken when a runtime worker is about to park while a batch is held.
 static IDLE: Notify = Notify::const_new();
 
-/// For the runtime's `on_thread_park`: a worker about to go idle lets a held batch
-/// go, since holding it now would only leave the core idle. (A worker that wakes
-/// the hub this way finds a task to run and does not park.)
+/// For the runtime's `on_thread_park`: the last busy worker about to go idle lets
+/// a held batch go, since holding it now would only leave the runtime idle. (The
+/// hub's task, woken here, is queued for the runtime, which runs it rather than
+/// sleep.)
 pub fn on_thread_park() {
-    if HOLDING.load(Ordering::Relaxed) {
+    HOOKED.store(true, Ordering::Relaxed);
+    let parked = PARKED.fetch_add(1, Ordering::Relaxed) + 1;
+    if HOLDING.load(Ordering::Relaxed) && parked >= WORKERS.load(Ordering::Relaxed) {
         IDLE.notify_waiters();
     }
+}
+
+/// For the runtime's `on_thread_unpark`, with [`on_thread_park`]: the worker is
+/// busy again.
+pub fn on_thread_unpark() {
+    // Saturating: an unpark without its park (the hook installed late) is not a
+    // worker less.
+    let _ = PARKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
+
+/// Whether commits may be paced: the runtime has the hooks.
+pub(crate) fn hooked() -> bool {
+    HOOKED.load(Ordering::Relaxed)
+}
+
+/// Tells the hooks how many workers the runtime has.
+pub(crate) fn set_workers(workers: usize) {
+    WORKERS.store(workers, Ordering::Relaxed);
 }
 
 /// Says whether this process's hub holds a batch back now.
@@ -79,7 +118,7 @@ impl Pace {
     }
 
     /// Whether the open batch waits at `now`. Once its time has come the pace
-    /// forgets it, so that the clock is read only while a batch is held.
+    /// forgets it, so that the clock is read only within a paced cycle.
     pub(crate) fn holds(&mut self, now: impl FnOnce() -> Instant) -> bool {
         let Some(until) = self.until else { return false };
         if now() < until {
@@ -104,31 +143,55 @@ impl Pace {
 mod tests {
     use super::*;
 
-    /// A runtime whose worker parks, with the hook installed, wakes what waits on
-    /// [`idle`] while a batch is held: the shell's way to let a held batch go
-    /// rather than leave the core idle (fails if the hook does not notify). Other
-    /// tests' hubs in this process share the flag, so each try sets it again.
+    /// A runtime whose last busy worker parks, with the hooks installed, wakes what
+    /// waits on [`idle`] while a batch is held: the shell's way to let a held batch
+    /// go rather than leave the runtime idle (fails if the hook does not notify);
+    /// and a worker that is not the last busy one does not (fails if any park
+    /// notifies). Each try sets the flag again, in case the worker parked before it
+    /// was set.
     #[test]
-    fn a_worker_about_to_park_wakes_the_hub_holding_a_batch() {
+    fn the_last_busy_worker_about_to_park_wakes_the_hub_holding_a_batch() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .on_thread_park(on_thread_park)
+            .on_thread_unpark(on_thread_unpark)
             .build()
             .unwrap();
-        let woken = rt.block_on(async {
+        rt.block_on(async {
+            set_workers(1);
+            let mut woken = false;
             for _ in 0..20 {
                 let waiting = tokio::spawn(idle());
                 set_holding(true);
                 // Nothing else to run: the worker parks, and the hook wakes it.
                 if tokio::time::timeout(Duration::from_millis(200), waiting).await.is_ok() {
-                    return true;
+                    woken = true;
+                    break;
                 }
             }
-            false
+            assert!(woken, "the only worker parked and the hub holding was never woken");
+            assert!(hooked(), "the hooks are seen to be there");
+
+            // Said to have two workers, the one parking is not the last.
+            set_workers(2);
+            let waiting = tokio::spawn(idle());
+            set_holding(true);
+            let metrics = tokio::runtime::Handle::current().metrics();
+            let parks = metrics.worker_park_count(0);
+            // Timers on this thread wake the worker, which parks again after each.
+            for _ in 0..1_000 {
+                if metrics.worker_park_count(0) >= parks + 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert!(metrics.worker_park_count(0) >= parks + 3, "the worker never parked");
+            assert!(!waiting.is_finished(), "woken by a park that was not the last worker's");
+            waiting.abort();
         });
         set_holding(false);
-        assert!(woken, "a worker parked and the hub holding a batch was never woken");
+        set_workers(0);
     }
 
     #[test]
