@@ -3,12 +3,12 @@
 //! The hub hands its open batch to the store as soon as the batch before it has
 //! committed (group commit), so at light load a message waits for one sync and no
 //! more. Under a saturating load that makes a commit every sync's time (about
-//! 1.4 ms on the benchmark machine), and each commit has a cost that does not depend
-//! on its size: the log's write and sync, the store thread's two hand-offs, and for
-//! every connection with deliveries in it a wake-up, a poll and a write to its
-//! socket. At 10 groups × 10 that fixed part came to about 175 µs of the server's
-//! core a commit, against about 1 µs a SEND (BENCHMARKS.md, "Commits paced at
-//! saturation").
+//! 1.2 ms on the benchmark machine), and each commit has a cost that does not depend
+//! on its size: the log's write and sync and the device's requests for them, the
+//! store thread's hand-offs and waits (about ten context switches a commit), the
+//! hub's work for each batch. Halving the commits at 10 groups × 10 (811 → 425 a
+//! second) took about 9 % off the server's CPU for the same run (BENCHMARKS.md,
+//! "Commits paced at saturation").
 //!
 //! So once a batch of at least [`PACE_FROM`] writes has gone to the store, the next
 //! one waits until [`MIN_CYCLE`] after it went, gathering what arrives meanwhile,
@@ -21,8 +21,8 @@
 //! with a few messages in flight), and waiting would only lower the throughput.
 //! (Not when one worker of several goes idle: a server pinned to one core, as in
 //! the benchmarks, has a worker for each core of the machine on that one core, and
-//! one of them idle says nothing about the core.) A batch that fills up goes at once too
-//! ([`baatkaro_hub::Hub::hold_commits`]). So a message waits about `MIN_CYCLE`
+//! one of them idle says nothing about the core.) A batch that fills up goes at
+//! once too ([`baatkaro_hub::Hub::hold_commits`]). So a message waits about `MIN_CYCLE`
 //! longer at most (up to a millisecond more when the timer, on tokio's millisecond
 //! ticks, is what ends the hold), and only while the server has more work than its
 //! commits can take one by one. Acknowledgements are never held: a batch's replies
