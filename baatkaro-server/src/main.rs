@@ -299,18 +299,17 @@ fn main() -> ExitCode {
     cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
     // The workers say when they go idle and come back: commits are paced only while
     // they are busy (baatkaro_server::pace).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(baatkaro_server::pace::on_thread_park)
-        .on_thread_unpark(baatkaro_server::pace::on_thread_unpark)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("baatkaro-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match baatkaro_server::pace::install(&mut tokio::runtime::Builder::new_multi_thread())
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("baatkaro-server: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     runtime.block_on(serve(cfg))
 }
 

@@ -13,20 +13,26 @@
 //! So once a batch of at least [`PACE_FROM`] writes has gone to the store, the next
 //! one waits until [`MIN_CYCLE`] after it went, gathering what arrives meanwhile,
 //! even if the first has committed sooner. Holding it is worth it only while the
-//! runtime has other work to do, so the runtime must say when it has none:
-//! [`on_thread_park`] and [`on_thread_unpark`], installed as the runtime's hooks
-//! (the server binary does; a runtime without them never paces). A batch held goes
-//! at once when the last busy worker is about to go idle: the clients are then
-//! waiting for acknowledgements rather than sending (as with a few clients each
-//! with a few messages in flight), and waiting would only lower the throughput.
-//! (Not when one worker of several goes idle: a server pinned to one core, as in
-//! the benchmarks, has a worker for each core of the machine on that one core, and
+//! runtime has other work to do, so the runtime must say when it has none: its
+//! park hooks, installed by [`install`] (the server binary does; a process whose
+//! runtimes have none never paces). A batch held goes at once when the last busy
+//! worker is about to go idle: the clients are then waiting for acknowledgements
+//! rather than sending (as with a few clients each with a few messages in flight),
+//! and waiting would only lower the throughput. (Not when one worker of several
+//! goes idle: a server pinned to one core after it started, as the benchmarks'
+//! generator does, has a worker for each core of the machine on that one core, and
 //! one of them idle says nothing about the core.) A batch that fills up goes at
-//! once too ([`baatkaro_hub::Hub::hold_commits`]). So a message waits about `MIN_CYCLE`
-//! longer at most (up to a millisecond more when the timer, on tokio's millisecond
-//! ticks, is what ends the hold), and only while the server has more work than its
-//! commits can take one by one. Acknowledgements are never held: a batch's replies
-//! and deliveries go as soon as it is durable.
+//! once too ([`baatkaro_hub::Hub::hold_commits`]). So a message, or a history read
+//! (reads go with a batch), waits about `MIN_CYCLE` longer at most (up to a
+//! millisecond more when the timer, on tokio's millisecond ticks, is what ends the
+//! hold), and only while the server has more work than its commits can take one by
+//! one. Acknowledgements are never held: a batch's replies and deliveries go as
+//! soon as it is durable.
+//!
+//! The hooks' state is the process's: one runtime with them per process is what
+//! this is made for. With several (tests), a park in one runtime may let go of a
+//! batch held in another, or a hub miss a park and wait out its cycle: never
+//! longer.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -45,33 +51,37 @@ static PARKED: AtomicUsize = AtomicUsize::new(0);
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Set while a hub holds back a batch that could go to the store.
-///
-/// One flag and one [`IDLE`] for the process, as the hooks are the runtime's: with
-/// several servers in one process, a park lets every held batch go, and a hub may
-/// miss one and wait out its cycle instead.
 static HOLDING: AtomicBool = AtomicBool::new(false);
 
-/// Woken when a runtime worker is about to park while a batch is held.
+/// Woken when the last busy runtime worker is about to park while a batch is held.
 static IDLE: Notify = Notify::const_new();
 
-/// For the runtime's `on_thread_park`: the last busy worker about to go idle lets
-/// a held batch go, since holding it now would only leave the runtime idle. (The
-/// hub's task, woken here, is queued for the runtime, which runs it rather than
-/// sleep.)
-pub fn on_thread_park() {
-    HOOKED.store(true, Ordering::Relaxed);
-    let parked = PARKED.fetch_add(1, Ordering::Relaxed) + 1;
-    if HOLDING.load(Ordering::Relaxed) && parked >= WORKERS.load(Ordering::Relaxed) {
+/// Installs the park hooks on a runtime being built: its workers then say when
+/// they go idle and come back, and commits are paced while they are busy.
+pub fn install(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    builder.on_thread_park(on_thread_park).on_thread_unpark(on_thread_unpark)
+}
+
+/// A worker is about to go idle: the last busy one lets a held batch go, since
+/// holding it now would only leave the runtime idle. (The hub's task, woken here,
+/// is queued for the runtime, which runs it rather than sleep.)
+///
+/// Sequentially consistent, so that the last worker to park sees a hold set by a
+/// task that ran on another worker.
+fn on_thread_park() {
+    if !HOOKED.load(Ordering::Relaxed) {
+        HOOKED.store(true, Ordering::Relaxed);
+    }
+    let parked = PARKED.fetch_add(1, Ordering::SeqCst) + 1;
+    if HOLDING.load(Ordering::SeqCst) && parked >= WORKERS.load(Ordering::SeqCst) {
         IDLE.notify_waiters();
     }
 }
 
-/// For the runtime's `on_thread_unpark`, with [`on_thread_park`]: the worker is
-/// busy again.
-pub fn on_thread_unpark() {
-    // Saturating: an unpark without its park (the hook installed late) is not a
-    // worker less.
-    let _ = PARKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+/// The worker is busy again (tokio pairs every park hook with this one).
+fn on_thread_unpark() {
+    // Saturating, in case of a runtime whose parks this count never saw.
+    let _ = PARKED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 /// Whether commits may be paced: the runtime has the hooks.
@@ -81,16 +91,16 @@ pub(crate) fn hooked() -> bool {
 
 /// Tells the hooks how many workers the runtime has.
 pub(crate) fn set_workers(workers: usize) {
-    WORKERS.store(workers, Ordering::Relaxed);
+    WORKERS.store(workers, Ordering::SeqCst);
 }
 
 /// Says whether this process's hub holds a batch back now.
 pub(crate) fn set_holding(holding: bool) {
-    HOLDING.store(holding, Ordering::Relaxed);
+    HOLDING.store(holding, Ordering::SeqCst);
 }
 
-/// Completes when a runtime worker is about to park (while [`set_holding`] says a
-/// batch is held).
+/// Completes when the last busy runtime worker is about to park (while
+/// [`set_holding`] says a batch is held).
 pub(crate) async fn idle() {
     IDLE.notified().await;
 }
@@ -99,10 +109,10 @@ pub(crate) async fn idle() {
 /// light load gathers during one sync (1,000 messages a second: one or two; the
 /// open loop at 2.5 M deliveries a second into a group of 100: a few dozen), well
 /// below what a saturating load does (hundreds to thousands).
-pub(crate) const PACE_FROM: usize = 256;
+pub const PACE_FROM: usize = 256;
 
 /// The least time from one paced batch to the store to the next.
-pub(crate) const MIN_CYCLE: Duration = Duration::from_micros(2_500);
+pub const MIN_CYCLE: Duration = Duration::from_micros(2_500);
 
 /// When the open batch may go to the store.
 #[derive(Debug, Default)]
@@ -151,11 +161,8 @@ mod tests {
     /// was set.
     #[test]
     fn the_last_busy_worker_about_to_park_wakes_the_hub_holding_a_batch() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        let rt = install(tokio::runtime::Builder::new_multi_thread().worker_threads(1))
             .enable_all()
-            .on_thread_park(on_thread_park)
-            .on_thread_unpark(on_thread_unpark)
             .build()
             .unwrap();
         rt.block_on(async {
@@ -179,12 +186,13 @@ mod tests {
             set_holding(true);
             let metrics = tokio::runtime::Handle::current().metrics();
             let parks = metrics.worker_park_count(0);
-            // Timers on this thread wake the worker, which parks again after each.
+            // Each task spawned from this thread unparks the worker, which parks
+            // again (calling the hook) once the task has run.
             for _ in 0..1_000 {
                 if metrics.worker_park_count(0) >= parks + 3 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::spawn(async {}).await.unwrap();
             }
             assert!(metrics.worker_park_count(0) >= parks + 3, "the worker never parked");
             assert!(!waiting.is_finished(), "woken by a park that was not the last worker's");

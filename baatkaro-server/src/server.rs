@@ -196,11 +196,10 @@ impl Server {
     /// WebSocket sessions on `listeners.web` (SPEC.md section 12), until
     /// `shutdown` completes; then stops as [`Server::run`] does.
     ///
-    /// On a runtime built with [`crate::pace::on_thread_park`] and
-    /// [`crate::pace::on_thread_unpark`] as its hooks (as the `baatkaro-server`
-    /// binary's is), commits are paced when the server is saturated, for throughput;
-    /// without them every batch goes to the store as soon as the one before it has
-    /// committed.
+    /// On a runtime built with [`crate::pace::install`]'s hooks (as the
+    /// `baatkaro-server` binary's is), commits are paced when the server is
+    /// saturated, for throughput; in a process with no runtime so built, every batch
+    /// goes to the store as soon as the one before it has committed.
     pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let Server { cfg, hub, inbox, hub_tx, queued, disk, tls } = self;
         let Listeners { tcp: listener, web } = listeners;
