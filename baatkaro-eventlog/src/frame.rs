@@ -112,7 +112,8 @@ pub(crate) fn start(out: &mut Vec<u8>) {
 
 /// Appends a record whose data `write` appends to `out`, and returns where the
 /// record (its header) starts. `None`, the record taken back, if its data is
-/// longer than a record's 32-bit length. Its checksum is written by [`finish`].
+/// longer than a record's 32-bit length. Its checksum is left zero until
+/// [`finish`] writes it: the record does not check before then.
 pub(crate) fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Option<usize> {
     let at = out.len();
     out.resize(at + RECORD_HEADER, 0);
@@ -129,25 +130,29 @@ pub(crate) fn push_record(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -
 /// its header.
 ///
 /// Done for the whole batch once its records are in, rather than as each is
-/// pushed: hashing data just written read it back while its stores were still on
-/// their way to the cache (a record's data is written in pieces of every size and
-/// read back 16 bytes at a time), and the processor waited for each; over a whole
-/// batch it reads from the cache. (`xxh3` on records was 2.4 % of the server's
-/// core at 10 groups × 10, 1.5 % since.)
+/// pushed: hashing data just written read it back 16 bytes at a time while the
+/// stores that wrote it, in pieces of every size, were still pending, and the
+/// loads could not be served from them (a store-forwarding stall each); over a
+/// whole batch it reads from the cache. (`xxh3` on records was 2.4 % of the
+/// server's core at 10 groups × 10, 1.5 % since.)
 fn sum_records(seed: u64, body: &mut [u8]) {
     let mut at = 0;
     while let Some(head) = body.get(at..at + RECORD_HEADER) {
         let len = u32::from_le_bytes(le(&head[0..4])) as usize;
         // Every record was pushed whole: its data is within the body.
         let end = (at + RECORD_HEADER).saturating_add(len).min(body.len());
+        debug_assert!(at + RECORD_HEADER + len <= body.len(), "a record past the body");
         let sum = record_sum(seed, &body[at + RECORD_HEADER..end]);
         body[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
         at = end;
     }
+    debug_assert_eq!(at, body.len(), "bytes after the last record");
 }
 
 /// Writes the header of the batch in `out` (begun by [`start`], `count` records
-/// pushed since). `None` if the body does not fit the header's 32-bit length.
+/// pushed since), and the checksum of each of its records: `out` must be the
+/// header's room then exactly the records [`push_record`] appended. `None` if the
+/// body does not fit the header's 32-bit length.
 pub(crate) fn finish(out: &mut [u8], seed: u64, number: u64, flags: u32, count: u32) -> Option<()> {
     let body_len = u32::try_from(out.len() - HEADER).ok()?;
     out[0..4].copy_from_slice(&MAGIC);
