@@ -23,7 +23,7 @@ use crate::auth::Hasher;
 use crate::clock;
 use crate::conn::ConnHandle;
 use crate::disk::{self, Disk};
-use crate::pace::{self, Pace};
+use crate::pace::{Pace, RuntimeIdle};
 use crate::running_hash::RunningHash;
 use crate::store::writer::{Done, Job, Writer};
 
@@ -112,6 +112,8 @@ pub(crate) struct HubTask {
     next_damage_report: Option<tokio::time::Instant>,
     /// When the next batch may go to the store (commits paced at saturation).
     pace: Pace,
+    /// What the runtime's park hooks say, if it has them: without, no pacing.
+    runtime: Option<Arc<RuntimeIdle>>,
 }
 
 /// The store as the hub's task reaches it.
@@ -155,6 +157,7 @@ impl HubTask {
             database,
             next_damage_report: None,
             pace: Pace::default(),
+            runtime: None,
         }
     }
 
@@ -164,19 +167,37 @@ impl HubTask {
         HubTask { queued, ..self }
     }
 
+    /// The task paces its commits at saturation, told by `runtime` when the
+    /// runtime it runs on goes idle ([`crate::pace`]).
+    pub(crate) fn paced(self, runtime: Arc<RuntimeIdle>) -> Self {
+        HubTask { runtime: Some(runtime), ..self }
+    }
+
     /// Runs until the core is finished (shut down and every connection told), then
     /// lets the store thread finish.
     pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<HubMsg>) {
-        pace::set_workers(tokio::runtime::Handle::current().metrics().num_workers());
+        let runtime = self.runtime.clone();
+        if let Some(runtime) = &runtime {
+            runtime.set_workers(tokio::runtime::Handle::current().metrics().num_workers());
+        }
+        let idle = || async {
+            match &runtime {
+                Some(runtime) => runtime.idle().await,
+                None => std::future::pending().await,
+            }
+        };
         loop {
             // Read at every turn while a batch is held, so that it goes within
             // microseconds of its time at saturation, when turns are many; the timer
             // below is for when they are not.
-            let hold = pace::hooked() && self.pace.holds(tokio::time::Instant::now);
+            let hooked = runtime.as_ref().is_some_and(|r| r.hooked());
+            let hold = hooked && self.pace.holds(tokio::time::Instant::now);
             self.hub.hold_commits(hold);
             self.carry_out();
             let holding = self.hub.holds_batch();
-            pace::set_holding(holding);
+            if let Some(runtime) = &runtime {
+                runtime.set_holding(holding);
+            }
             if self.store_gone {
                 tracing::error!("the store thread is gone; stopping");
                 break;
@@ -217,7 +238,7 @@ impl HubTask {
                 // next turn lets it go.
                 () = sleep_until(self.pace.until()), if holding => {}
                 // The core would go idle: holding the batch gains nothing.
-                () = pace::idle(), if holding => self.pace.release(),
+                () = idle(), if holding => self.pace.release(),
                 () = sleep_until(self.next_damage_report) => self.report_damage_again(),
             }
         }

@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use baatkaro_proto::Limits;
 use baatkaro_server::config::{
     self, Config, FileConfig, HashCost, LIMIT_HELP, Registration, Reserve,
 };
+use baatkaro_server::pace::RuntimeIdle;
 use baatkaro_server::server::{Listeners, Server};
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
@@ -299,22 +301,20 @@ fn main() -> ExitCode {
     cfg.max_connections = baatkaro_server::rlimit::fit(cfg.max_connections).max_connections;
     // The workers say when they go idle and come back: commits are paced only while
     // they are busy (baatkaro_server::pace).
-    let runtime =
-        match baatkaro_server::pace::install(&mut tokio::runtime::Builder::new_multi_thread())
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("baatkaro-server: cannot start the runtime: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    runtime.block_on(serve(cfg))
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let idle = RuntimeIdle::install(&mut builder);
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("baatkaro-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(cfg, idle))
 }
 
 /// Starts the server and serves until SIGTERM or SIGINT, whenever that comes.
-async fn serve(cfg: Config) -> ExitCode {
+async fn serve(cfg: Config, idle: Arc<RuntimeIdle>) -> ExitCode {
     // The handlers go in before anything that takes time: until they are, the
     // signals' default action ends the process at once (status 143), which during
     // start-up meant in the middle of opening the store.
@@ -361,7 +361,7 @@ async fn serve(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    server.serve(listener, stop.recv()).await;
+    server.paced(idle).serve(listener, stop.recv()).await;
     ExitCode::SUCCESS
 }
 

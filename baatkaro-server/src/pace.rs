@@ -14,8 +14,8 @@
 //! one waits until [`MIN_CYCLE`] after it went, gathering what arrives meanwhile,
 //! even if the first has committed sooner. Holding it is worth it only while the
 //! runtime has other work to do, so the runtime must say when it has none: its
-//! park hooks, installed by [`install`] (the server binary does; a process whose
-//! runtimes have none never paces). A batch held goes at once when the last busy
+//! park hooks, installed by [`RuntimeIdle::install`] and handed to the server
+//! (the server binary does both; a server without them never paces). A batch held goes at once when the last busy
 //! worker is about to go idle: the clients are then waiting for acknowledgements
 //! rather than sending (as with a few clients each with a few messages in flight),
 //! and waiting would only lower the throughput. (Not when one worker of several
@@ -28,81 +28,86 @@
 //! hold), and only while the server has more work than its commits can take one by
 //! one. Acknowledgements are never held: a batch's replies and deliveries go as
 //! soon as it is durable.
-//!
-//! The hooks' state is the process's: one runtime with them per process is what
-//! this is made for. With several (tests), a park in one runtime may let go of a
-//! batch held in another, or a hub miss a park and wait out its cycle: never
-//! longer.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Set once a runtime worker has called [`on_thread_park`]: the hooks are there.
-static HOOKED: AtomicBool = AtomicBool::new(false);
-
-/// Runtime workers parked now.
-static PARKED: AtomicUsize = AtomicUsize::new(0);
-
-/// The runtime's workers (0 until the hub's task says: then any park counts as
-/// the last).
-static WORKERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Set while a hub holds back a batch that could go to the store.
-static HOLDING: AtomicBool = AtomicBool::new(false);
-
-/// Woken when the last busy runtime worker is about to park while a batch is held.
-static IDLE: Notify = Notify::const_new();
-
-/// Installs the park hooks on a runtime being built: its workers then say when
-/// they go idle and come back, and commits are paced while they are busy.
-pub fn install(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
-    builder.on_thread_park(on_thread_park).on_thread_unpark(on_thread_unpark)
+/// What a runtime's park hooks tell a server: installed on the runtime with
+/// [`RuntimeIdle::install`], handed to the server with
+/// [`crate::server::Server::paced`].
+#[derive(Debug, Default)]
+pub struct RuntimeIdle {
+    /// Set once a worker has parked: the hooks are on the runtime.
+    hooked: AtomicBool,
+    /// Workers parked now.
+    parked: AtomicUsize,
+    /// The runtime's workers (0 until the hub's task says: then any park counts as
+    /// the last).
+    workers: AtomicUsize,
+    /// Set while the hub holds back a batch that could go to the store.
+    holding: AtomicBool,
+    /// Woken when the last busy worker is about to park while a batch is held.
+    idle: Notify,
 }
 
-/// A worker is about to go idle: the last busy one lets a held batch go, since
-/// holding it now would only leave the runtime idle. (The hub's task, woken here,
-/// is queued for the runtime, which runs it rather than sleep.)
-///
-/// Sequentially consistent, so that the last worker to park sees a hold set by a
-/// task that ran on another worker.
-fn on_thread_park() {
-    if !HOOKED.load(Ordering::Relaxed) {
-        HOOKED.store(true, Ordering::Relaxed);
+impl RuntimeIdle {
+    /// Installs the park hooks on a runtime being built: its workers then say when
+    /// they go idle and come back. Give what it returns to the server that runs on
+    /// this runtime ([`crate::server::Server::paced`]).
+    pub fn install(builder: &mut tokio::runtime::Builder) -> Arc<RuntimeIdle> {
+        let idle = Arc::new(RuntimeIdle::default());
+        let (park, unpark) = (idle.clone(), idle.clone());
+        builder.on_thread_park(move || park.parked()).on_thread_unpark(move || unpark.unparked());
+        idle
     }
-    let parked = PARKED.fetch_add(1, Ordering::SeqCst) + 1;
-    if HOLDING.load(Ordering::SeqCst) && parked >= WORKERS.load(Ordering::SeqCst) {
-        IDLE.notify_waiters();
+
+    /// A worker is about to go idle: the last busy one lets a held batch go, since
+    /// holding it now would only leave the runtime idle. (The hub's task, woken
+    /// here, is queued for the runtime, which runs it rather than sleep.)
+    ///
+    /// Sequentially consistent, so that the last worker to park sees a hold set by
+    /// a task that ran on another worker.
+    fn parked(&self) {
+        if !self.hooked.load(Ordering::Relaxed) {
+            self.hooked.store(true, Ordering::Relaxed);
+        }
+        let parked = self.parked.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.holding.load(Ordering::SeqCst) && parked >= self.workers.load(Ordering::SeqCst) {
+            self.idle.notify_waiters();
+        }
     }
-}
 
-/// The worker is busy again (tokio pairs every park hook with this one).
-fn on_thread_unpark() {
-    // Saturating, in case of a runtime whose parks this count never saw.
-    let _ = PARKED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-}
+    /// The worker is busy again (tokio pairs every park hook with this one).
+    fn unparked(&self) {
+        // Saturating, should the count ever miss a park.
+        let _ = self.parked.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
 
-/// Whether commits may be paced: the runtime has the hooks.
-pub(crate) fn hooked() -> bool {
-    HOOKED.load(Ordering::Relaxed)
-}
+    /// Whether commits may be paced: a worker has parked, so the hooks are there
+    /// (a server given this for a runtime without them never paces).
+    pub(crate) fn hooked(&self) -> bool {
+        self.hooked.load(Ordering::Relaxed)
+    }
 
-/// Tells the hooks how many workers the runtime has.
-pub(crate) fn set_workers(workers: usize) {
-    WORKERS.store(workers, Ordering::SeqCst);
-}
+    /// Tells the hooks how many workers the runtime has.
+    pub(crate) fn set_workers(&self, workers: usize) {
+        self.workers.store(workers, Ordering::SeqCst);
+    }
 
-/// Says whether this process's hub holds a batch back now.
-pub(crate) fn set_holding(holding: bool) {
-    HOLDING.store(holding, Ordering::SeqCst);
-}
+    /// Says whether the hub holds a batch back now.
+    pub(crate) fn set_holding(&self, holding: bool) {
+        self.holding.store(holding, Ordering::SeqCst);
+    }
 
-/// Completes when the last busy runtime worker is about to park (while
-/// [`set_holding`] says a batch is held).
-pub(crate) async fn idle() {
-    IDLE.notified().await;
+    /// Completes when the last busy worker is about to park (while
+    /// [`RuntimeIdle::set_holding`] says a batch is held).
+    pub(crate) async fn idle(&self) {
+        self.idle.notified().await;
+    }
 }
 
 /// Writes in a batch from which the next batch is paced. Well above what a
@@ -154,23 +159,24 @@ mod tests {
     use super::*;
 
     /// A runtime whose last busy worker parks, with the hooks installed, wakes what
-    /// waits on [`idle`] while a batch is held: the shell's way to let a held batch
-    /// go rather than leave the runtime idle (fails if the hook does not notify);
-    /// and a worker that is not the last busy one does not (fails if any park
-    /// notifies). Each try sets the flag again, in case the worker parked before it
-    /// was set.
+    /// waits on [`RuntimeIdle::idle`] while a batch is held: the shell's way to let
+    /// a held batch go rather than leave the runtime idle (fails if the hook does
+    /// not notify); and a worker that is not the last busy one does not (fails if
+    /// any park notifies). Each try sets the flag again, in case the worker parked
+    /// before it was set.
     #[test]
     fn the_last_busy_worker_about_to_park_wakes_the_hub_holding_a_batch() {
-        let rt = install(tokio::runtime::Builder::new_multi_thread().worker_threads(1))
-            .enable_all()
-            .build()
-            .unwrap();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        let hooks = RuntimeIdle::install(builder.worker_threads(1));
+        let rt = builder.enable_all().build().unwrap();
+        assert!(!hooks.hooked(), "not before a worker parked");
         rt.block_on(async {
-            set_workers(1);
+            hooks.set_workers(1);
             let mut woken = false;
             for _ in 0..20 {
-                let waiting = tokio::spawn(idle());
-                set_holding(true);
+                let h = hooks.clone();
+                let waiting = tokio::spawn(async move { h.idle().await });
+                hooks.set_holding(true);
                 // Nothing else to run: the worker parks, and the hook wakes it.
                 if tokio::time::timeout(Duration::from_millis(200), waiting).await.is_ok() {
                     woken = true;
@@ -178,12 +184,13 @@ mod tests {
                 }
             }
             assert!(woken, "the only worker parked and the hub holding was never woken");
-            assert!(hooked(), "the hooks are seen to be there");
+            assert!(hooks.hooked(), "the hooks are seen to be there");
 
             // Said to have two workers, the one parking is not the last.
-            set_workers(2);
-            let waiting = tokio::spawn(idle());
-            set_holding(true);
+            hooks.set_workers(2);
+            let h = hooks.clone();
+            let waiting = tokio::spawn(async move { h.idle().await });
+            hooks.set_holding(true);
             let metrics = tokio::runtime::Handle::current().metrics();
             let parks = metrics.worker_park_count(0);
             // Each task spawned from this thread unparks the worker, which parks
@@ -198,8 +205,6 @@ mod tests {
             assert!(!waiting.is_finished(), "woken by a park that was not the last worker's");
             waiting.abort();
         });
-        set_holding(false);
-        set_workers(0);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::conn::{self, ConnCtx};
 use crate::direct::SharedTcp;
 use crate::disk::Disk;
 use crate::hub::{HubMsg, HubTask, OsEntropy, StoreLink};
+use crate::pace::RuntimeIdle;
 use crate::space::StoreReserve;
 use crate::store::sqlite::{DB_FILE, Sqlite};
 use crate::store::verify::Checker;
@@ -185,6 +186,15 @@ impl Server {
         self.tls.as_ref().map(|t| t.fingerprint)
     }
 
+    /// Paces commits when the server is saturated, for throughput
+    /// ([`crate::pace`]): `runtime` is what [`RuntimeIdle::install`] returned for
+    /// the runtime this server will run on (as the `baatkaro-server` binary does).
+    /// Without it, every batch goes to the store as soon as the one before it has
+    /// committed.
+    pub fn paced(self, runtime: Arc<RuntimeIdle>) -> Server {
+        Server { hub: self.hub.paced(runtime), ..self }
+    }
+
     /// Serves `listener` (the protocol over TCP) until `shutdown` completes, then
     /// stops accepting, tells every client, finishes every durable write and
     /// returns. No web listener: see [`Server::serve`].
@@ -194,12 +204,9 @@ impl Server {
 
     /// Serves the protocol on `listeners.tcp` and, when given, the web client and
     /// WebSocket sessions on `listeners.web` (SPEC.md section 12), until
-    /// `shutdown` completes; then stops as [`Server::run`] does.
-    ///
-    /// On a runtime built with [`crate::pace::install`]'s hooks (as the
-    /// `baatkaro-server` binary's is), commits are paced when the server is
-    /// saturated, for throughput; in a process with no runtime so built, every batch
-    /// goes to the store as soon as the one before it has committed.
+    /// `shutdown` completes; then stops as [`Server::run`] does. Commits are paced
+    /// at saturation only if the server was given its runtime's hooks
+    /// ([`Server::paced`]).
     pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let Server { cfg, hub, inbox, hub_tx, queued, disk, tls } = self;
         let Listeners { tcp: listener, web } = listeners;

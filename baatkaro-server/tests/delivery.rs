@@ -250,6 +250,87 @@ async fn a_burst_read_in_one_go_is_answered_and_stored_in_order() {
     server.stop().await;
 }
 
+/// Commits paced at saturation (`baatkaro_server::pace`), end to end on a runtime
+/// with the park hooks, as the binary runs: a burst of 2,000 SENDs written at once,
+/// then SENDs one at a time after it. Every SEND is answered, in order, with the
+/// next number, and bob gets every message (fails if a held batch loses, reorders
+/// or never answers a send). Whether a batch is held is up to the timing: in runs
+/// here the burst went as two batches of about a thousand SENDs, each pacing the
+/// next. The hold's wake-ups are the park test's and the pace unit tests' (other
+/// traffic wakes the hub here too); the pacing's effect is measured in
+/// BENCHMARKS.md ("Commits paced at saturation").
+#[test]
+fn with_paced_commits_every_send_is_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let idle = baatkaro_server::pace::RuntimeIdle::install(builder.worker_threads(2));
+    let rt = builder.enable_all().build().unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_paced(config(dir.path()), idle).await;
+        let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+        let mut bob = others.pop().unwrap();
+        const N: usize = 2_000;
+        let sends = (0..N).map(|i| Command::Send {
+            to: conv("#room"),
+            key: format!("paced-{i}").parse().unwrap(),
+            text: text(&format!("m{i}")),
+        });
+        let (tags, burst) = alice.encode_all(sends);
+        let (stream, mut decoder) = alice.into_tcp();
+        let (mut rd, mut wr) = stream.into_split();
+        let replies = tokio::spawn(async move {
+            let mut replies = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                while let Some(frame) = decoder.next_frame() {
+                    match frame.expect("the server sends valid frames") {
+                        ServerFrame::Ok { tag, reply: OkReply::Send { seq, .. } } => {
+                            replies.push((tag, seq))
+                        }
+                        ServerFrame::Event(Event::Bye(f)) => panic!("alice: BYE {f:?}"),
+                        ServerFrame::Event(_) => {}
+                        other => panic!("alice: {other:?}"),
+                    }
+                }
+                if replies.len() == N {
+                    return replies;
+                }
+                let read = tokio::time::timeout(common::WAIT, rd.read(&mut buf));
+                let n = read.await.unwrap().unwrap();
+                assert!(n > 0, "alice: closed with {} replies", replies.len());
+                decoder.push(&buf[..n]);
+            }
+        });
+        wr.write_all(&burst).await.unwrap();
+        let mut seqs = Vec::new();
+        while seqs.len() < N {
+            if let StoredEvent::Message { seq, .. } = bob.stored().await {
+                seqs.push(seq);
+            }
+        }
+        let replies = tokio::time::timeout(common::WAIT, replies).await.unwrap().unwrap();
+        let first = seqs[0];
+        let expected: Vec<u64> = (first..first + N as u64).collect();
+        assert_eq!(seqs, expected, "bob got every message, in order");
+        let answered: Vec<_> = tags.into_iter().zip(expected).collect();
+        assert_eq!(replies, answered, "each SEND answered in order with the next number");
+        // After the burst, one at a time, the first behind a paced batch.
+        for i in 0..3u64 {
+            let send = Command::Send {
+                to: conv("#room"),
+                key: format!("after-{i}").parse().unwrap(),
+                text: text("after"),
+            };
+            match bob.ok(send).await.1 {
+                OkReply::Send { seq, .. } => assert_eq!(seq, first + N as u64 + i),
+                other => panic!("bob: {other:?}"),
+            }
+        }
+        server.stop().await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_members_each_receive_every_message_in_order() {
     const N: usize = 200;

@@ -121,7 +121,25 @@ impl TestServer {
         Endpoint::Ws(self.web.expect("started with a web listener"))
     }
 
+    /// Starts a server with this configuration that paces its commits, told by
+    /// `idle` when the runtime it runs on goes idle (the runtime must have been
+    /// built with `RuntimeIdle::install`).
+    pub async fn start_paced(
+        cfg: Config,
+        idle: std::sync::Arc<baatkaro_server::pace::RuntimeIdle>,
+    ) -> TestServer {
+        Self::start_server(cfg, false, Some(idle)).await
+    }
+
     async fn start_with(cfg: Config, web: bool) -> TestServer {
+        Self::start_server(cfg, web, None).await
+    }
+
+    async fn start_server(
+        cfg: Config,
+        web: bool,
+        idle: Option<std::sync::Arc<baatkaro_server::pace::RuntimeIdle>>,
+    ) -> TestServer {
         // BAATKARO_TEST_LOG=debug shows the server's log while debugging a test.
         if let Ok(filter) = std::env::var("BAATKARO_TEST_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -133,7 +151,10 @@ impl TestServer {
             false => None,
         };
         let web_addr = web.as_ref().map(|l| l.local_addr().unwrap());
-        let server = Server::open(cfg).await.expect("server starts");
+        let mut server = Server::open(cfg).await.expect("server starts");
+        if let Some(idle) = idle {
+            server = server.paced(idle);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(Listeners { tcp: listener, web }, async move {
             let _ = stopped.await;
