@@ -15,7 +15,8 @@
 //! even if the first has committed sooner. Holding it is worth it only while the
 //! runtime has other work to do, so the runtime must say when it has none: its
 //! park hooks, installed by [`RuntimeIdle::install`] and handed to the server
-//! (the server binary does both; a server without them never paces). A batch held goes at once when the last busy
+//! ([`crate::server::Server::paced`]; the server binary does both; a server
+//! without them never paces). A batch held goes at once when the last busy
 //! worker is about to go idle: the clients are then waiting for acknowledgements
 //! rather than sending (as with a few clients each with a few messages in flight),
 //! and waiting would only lower the throughput. (Not when one worker of several
@@ -39,7 +40,7 @@ use tokio::time::Instant;
 /// What a runtime's park hooks tell a server: installed on the runtime with
 /// [`RuntimeIdle::install`], handed to the server with
 /// [`crate::server::Server::paced`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RuntimeIdle {
     /// Set once a worker has parked: the hooks are on the runtime.
     hooked: AtomicBool,
@@ -56,10 +57,19 @@ pub struct RuntimeIdle {
 
 impl RuntimeIdle {
     /// Installs the park hooks on a runtime being built: its workers then say when
-    /// they go idle and come back. Give what it returns to the server that runs on
-    /// this runtime ([`crate::server::Server::paced`]).
+    /// they go idle and come back. Give what it returns to the one server that runs
+    /// on this runtime ([`crate::server::Server::paced`]). It replaces the builder's
+    /// park and unpark hooks; a hook set on the builder after it replaces this one,
+    /// and the server then never paces (or, the unpark hook alone replaced, lets
+    /// every held batch go at the next park).
     pub fn install(builder: &mut tokio::runtime::Builder) -> Arc<RuntimeIdle> {
-        let idle = Arc::new(RuntimeIdle::default());
+        let idle = Arc::new(RuntimeIdle {
+            hooked: AtomicBool::new(false),
+            parked: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
+            holding: AtomicBool::new(false),
+            idle: Notify::new(),
+        });
         let (park, unpark) = (idle.clone(), idle.clone());
         builder.on_thread_park(move || park.parked()).on_thread_unpark(move || unpark.unparked());
         idle
@@ -169,8 +179,9 @@ mod tests {
     fn the_last_busy_worker_about_to_park_wakes_the_hub_holding_a_batch() {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         let hooks = RuntimeIdle::install(builder.worker_threads(1));
-        let rt = builder.enable_all().build().unwrap();
+        // (The workers start, and may park, as the runtime is built.)
         assert!(!hooks.hooked(), "not before a worker parked");
+        let rt = builder.enable_all().build().unwrap();
         rt.block_on(async {
             hooks.set_workers(1);
             let mut woken = false;

@@ -190,7 +190,9 @@ impl Server {
     /// ([`crate::pace`]): `runtime` is what [`RuntimeIdle::install`] returned for
     /// the runtime this server will run on (as the `baatkaro-server` binary does).
     /// Without it, every batch goes to the store as soon as the one before it has
-    /// committed.
+    /// committed. Given another runtime's, or one another server was given too, a
+    /// held batch may go early or wait out its whole cycle while this runtime is
+    /// idle; nothing is lost or reordered either way.
     pub fn paced(self, runtime: Arc<RuntimeIdle>) -> Server {
         Server { hub: self.hub.paced(runtime), ..self }
     }

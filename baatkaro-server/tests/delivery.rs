@@ -315,7 +315,7 @@ fn with_paced_commits_every_send_is_answered_in_order() {
         assert_eq!(seqs, expected, "bob got every message, in order");
         let answered: Vec<_> = tags.into_iter().zip(expected).collect();
         assert_eq!(replies, answered, "each SEND answered in order with the next number");
-        // After the burst, one at a time, the first behind a paced batch.
+        // After the burst, one at a time, the first possibly behind a paced batch.
         for i in 0..3u64 {
             let send = Command::Send {
                 to: conv("#room"),

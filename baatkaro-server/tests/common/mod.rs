@@ -122,8 +122,8 @@ impl TestServer {
     }
 
     /// Starts a server with this configuration that paces its commits, told by
-    /// `idle` when the runtime it runs on goes idle (the runtime must have been
-    /// built with `RuntimeIdle::install`).
+    /// `idle` when the runtime it runs on goes idle: `idle` must be what
+    /// `RuntimeIdle::install` returned for the runtime the test runs on.
     pub async fn start_paced(
         cfg: Config,
         idle: std::sync::Arc<baatkaro_server::pace::RuntimeIdle>,
