@@ -183,35 +183,16 @@ async fn a_slow_reader_is_dropped_while_the_others_keep_receiving() {
     server.stop().await;
 }
 
-/// A burst of requests read in one go reaches the hub in few messages; while the
-/// hub's open batch is full (each event here is over a third of the batch's share
-/// of `queue`) it holds the rest of a message and takes it in first once a batch
-/// goes to the store. alice writes ten SENDs at once: each is answered, in order,
-/// with the next number, and bob gets every message in order (fails if the hub
-/// drops the rest of a message). The burst is under `queue`, so that no reader can
-/// fall behind by more whatever the timing (the bound on each batch is the hub's
-/// test, `requests_handed_on_together_are_taken_only_while_the_hub_accepts`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_read_in_one_go_is_answered_and_stored_in_order() {
+/// alice writes `sends` (SENDs to `#room`) in one write, reading as she writes, as
+/// a client that pipelines does (her own copies are as large as bob's); bob reads
+/// the messages. bob gets every message, in order, and each SEND is answered in
+/// order with the next number: the first number.
+async fn burst_answered_in_order(mut alice: Client, bob: &mut Client, sends: Vec<Command>) -> u64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
-    cfg.limits.queue = 128 * 1024;
-    cfg.limits.chunk = 32 * 1024;
-    let server = TestServer::start(cfg).await;
-    let (mut alice, mut others) = room(server.addr, &["bob"]).await;
-    let mut bob = others.pop().unwrap();
-    const N: usize = 10;
-    let big = "y".repeat(12 * 1024);
-    let sends = (0..N).map(|i| Command::Send {
-        to: conv("#room"),
-        key: format!("burst-{i}").parse().unwrap(),
-        text: text(&big),
-    });
+    let n = sends.len();
     let (tags, burst) = alice.encode_all(sends);
     let (stream, mut decoder) = alice.into_tcp();
     let (mut rd, mut wr) = stream.into_split();
-    // alice reads while she writes: her own copies are as large as bob's.
     let replies = tokio::spawn(async move {
         let mut replies = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -226,27 +207,56 @@ async fn a_burst_read_in_one_go_is_answered_and_stored_in_order() {
                     other => panic!("alice: {other:?}"),
                 }
             }
-            if replies.len() == N {
+            if replies.len() == n {
                 return replies;
             }
-            let n = tokio::time::timeout(common::WAIT, rd.read(&mut buf)).await.unwrap().unwrap();
-            assert!(n > 0, "alice: closed with {} replies", replies.len());
-            decoder.push(&buf[..n]);
+            let read = tokio::time::timeout(common::WAIT, rd.read(&mut buf));
+            let got = read.await.unwrap().unwrap();
+            assert!(got > 0, "alice: closed with {} replies", replies.len());
+            decoder.push(&buf[..got]);
         }
     });
     wr.write_all(&burst).await.unwrap();
     let mut seqs = Vec::new();
-    while seqs.len() < N {
+    while seqs.len() < n {
         if let StoredEvent::Message { seq, .. } = bob.stored().await {
             seqs.push(seq);
         }
     }
     let replies = tokio::time::timeout(common::WAIT, replies).await.unwrap().unwrap();
     let first = seqs[0];
-    let expected: Vec<u64> = (first..first + N as u64).collect();
+    let expected: Vec<u64> = (first..first + n as u64).collect();
     assert_eq!(seqs, expected, "bob got every message, in order");
     let answered: Vec<_> = tags.into_iter().zip(expected).collect();
     assert_eq!(replies, answered, "each SEND answered in order with the next number");
+    first
+}
+
+/// A burst of requests read in one go reaches the hub in few messages; while the
+/// hub's open batch is full (each event here is over a third of the batch's share
+/// of `queue`) it holds the rest of a message and takes it in first once a batch
+/// goes to the store. alice writes ten SENDs at once: each is answered, in order,
+/// with the next number, and bob gets every message in order (fails if the hub
+/// drops the rest of a message). The burst is under `queue`, so that no reader can
+/// fall behind by more whatever the timing (the bound on each batch is the hub's
+/// test, `requests_handed_on_together_are_taken_only_while_the_hub_accepts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_read_in_one_go_is_answered_and_stored_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.queue = 128 * 1024;
+    cfg.limits.chunk = 32 * 1024;
+    let server = TestServer::start(cfg).await;
+    let (alice, mut others) = room(server.addr, &["bob"]).await;
+    let mut bob = others.pop().unwrap();
+    const N: usize = 10;
+    let big = "y".repeat(12 * 1024);
+    let sends = (0..N).map(|i| Command::Send {
+        to: conv("#room"),
+        key: format!("burst-{i}").parse().unwrap(),
+        text: text(&big),
+    });
+    burst_answered_in_order(alice, &mut bob, sends.collect()).await;
     server.stop().await;
 }
 
@@ -261,14 +271,13 @@ async fn a_burst_read_in_one_go_is_answered_and_stored_in_order() {
 /// BENCHMARKS.md ("Commits paced at saturation").
 #[test]
 fn with_paced_commits_every_send_is_answered_in_order() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     let idle = baatkaro_server::pace::RuntimeIdle::install(builder.worker_threads(2));
     let rt = builder.enable_all().build().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let server = TestServer::start_paced(config(dir.path()), idle).await;
-        let (mut alice, mut others) = room(server.addr, &["bob"]).await;
+        let (alice, mut others) = room(server.addr, &["bob"]).await;
         let mut bob = others.pop().unwrap();
         const N: usize = 2_000;
         let sends = (0..N).map(|i| Command::Send {
@@ -276,45 +285,7 @@ fn with_paced_commits_every_send_is_answered_in_order() {
             key: format!("paced-{i}").parse().unwrap(),
             text: text(&format!("m{i}")),
         });
-        let (tags, burst) = alice.encode_all(sends);
-        let (stream, mut decoder) = alice.into_tcp();
-        let (mut rd, mut wr) = stream.into_split();
-        let replies = tokio::spawn(async move {
-            let mut replies = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                while let Some(frame) = decoder.next_frame() {
-                    match frame.expect("the server sends valid frames") {
-                        ServerFrame::Ok { tag, reply: OkReply::Send { seq, .. } } => {
-                            replies.push((tag, seq))
-                        }
-                        ServerFrame::Event(Event::Bye(f)) => panic!("alice: BYE {f:?}"),
-                        ServerFrame::Event(_) => {}
-                        other => panic!("alice: {other:?}"),
-                    }
-                }
-                if replies.len() == N {
-                    return replies;
-                }
-                let read = tokio::time::timeout(common::WAIT, rd.read(&mut buf));
-                let n = read.await.unwrap().unwrap();
-                assert!(n > 0, "alice: closed with {} replies", replies.len());
-                decoder.push(&buf[..n]);
-            }
-        });
-        wr.write_all(&burst).await.unwrap();
-        let mut seqs = Vec::new();
-        while seqs.len() < N {
-            if let StoredEvent::Message { seq, .. } = bob.stored().await {
-                seqs.push(seq);
-            }
-        }
-        let replies = tokio::time::timeout(common::WAIT, replies).await.unwrap().unwrap();
-        let first = seqs[0];
-        let expected: Vec<u64> = (first..first + N as u64).collect();
-        assert_eq!(seqs, expected, "bob got every message, in order");
-        let answered: Vec<_> = tags.into_iter().zip(expected).collect();
-        assert_eq!(replies, answered, "each SEND answered in order with the next number");
+        let first = burst_answered_in_order(alice, &mut bob, sends.collect()).await;
         // After the burst, one at a time, the first possibly behind a paced batch.
         for i in 0..3u64 {
             let send = Command::Send {
