@@ -223,7 +223,15 @@ impl HubTask {
                     }
                 },
                 msg = inbox.recv(), if accepting && self.held.is_none() => {
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else {
+                        // Every sender is gone without a shutdown (the serving
+                        // future was dropped): stop as a shutdown does, so that the
+                        // open batch, one held for pacing included, still commits
+                        // rather than being dropped. The hub no longer accepts, so
+                        // the closed inbox is not read again.
+                        self.hub.handle_shutdown();
+                        continue;
+                    };
                     let mut taken = self.on_msg(msg);
                     // Take what else is waiting now: the turn's outputs are batched.
                     while taken < TURN && self.hub.accepting() && self.held.is_none() {
