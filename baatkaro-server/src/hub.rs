@@ -156,7 +156,7 @@ impl HubTask {
             store_gone: false,
             database,
             next_damage_report: None,
-            pace: Pace::default(),
+            pace: Pace::new(crate::pace::MIN_CYCLE),
             runtime: None,
         }
     }
@@ -167,10 +167,11 @@ impl HubTask {
         HubTask { queued, ..self }
     }
 
-    /// The task paces its commits at saturation, told by `runtime` when the
-    /// runtime it runs on goes idle ([`crate::pace`]).
-    pub(crate) fn paced(self, runtime: Arc<RuntimeIdle>) -> Self {
-        HubTask { runtime: Some(runtime), ..self }
+    /// The task paces its commits at saturation in cycles of `cycle` (zero:
+    /// never), told by `runtime` when the runtime it runs on goes idle
+    /// ([`crate::pace`]).
+    pub(crate) fn paced(self, runtime: Arc<RuntimeIdle>, cycle: Duration) -> Self {
+        HubTask { runtime: Some(runtime), pace: Pace::new(cycle), ..self }
     }
 
     /// Runs until the core is finished (shut down and every connection told), then

@@ -72,6 +72,8 @@ fn cli() -> Command {
             .help("Use the cheapest password hash: for tests and load generation on a private machine only"))
         .arg(Arg::new("no-direct-io").long("no-direct-io").action(ArgAction::SetTrue)
             .help("Move shared files, and write the message logs, through the page cache, not by direct I/O (O_DIRECT)"))
+        .arg(Arg::new("commit-cycle-us").long("commit-cycle-us").value_name("MICROS").value_parser(value_parser!(u64))
+            .help("Least time between large commits while the server is saturated, for throughput; 0 never waits [default: 2500]"))
         .arg(Arg::new("token-idle-secs").long("token-idle-secs").value_name("SECS").value_parser(value_parser!(u64))
             .help("Seconds a session token lives unused before it stops working [default: 7776000, 90 days]"))
         .arg(Arg::new("log").long("log").value_name("FILTER")
@@ -256,6 +258,7 @@ fn configure(m: &ArgMatches) -> Result<Config, String> {
         cfg.fresh = true;
     }
     flag!("token-idle-secs", u64, cfg.token_idle_secs);
+    flag!("commit-cycle-us", u64, cfg.commit_cycle_us);
     if let Some(r) = m.get_one::<Registration>("registration") {
         cfg.registration_open = *r == Registration::Open;
     }

@@ -186,15 +186,17 @@ impl Server {
         self.tls.as_ref().map(|t| t.fingerprint)
     }
 
-    /// Paces commits when the server is saturated, for throughput
-    /// ([`crate::pace`]): `runtime` is what [`RuntimeIdle::install`] returned for
+    /// Paces commits when the server is saturated, for throughput, in cycles of
+    /// the configuration's `commit_cycle_us` (0: never) ([`crate::pace`]):
+    /// `runtime` is what [`RuntimeIdle::install`] returned for
     /// the runtime this server will run on (as the `baatkaro-server` binary does).
     /// Without it, every batch goes to the store as soon as the one before it has
     /// committed. Given another runtime's, or one another server was given too, a
     /// held batch may go early or wait out its whole cycle while this runtime is
     /// idle; nothing is lost or reordered either way.
     pub fn paced(self, runtime: Arc<RuntimeIdle>) -> Server {
-        Server { hub: self.hub.paced(runtime), ..self }
+        let cycle = Duration::from_micros(self.cfg.commit_cycle_us);
+        Server { hub: self.hub.paced(runtime, cycle), ..self }
     }
 
     /// Serves `listener` (the protocol over TCP) until `shutdown` completes, then
