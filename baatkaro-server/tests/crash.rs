@@ -13,7 +13,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use baatkaro_proto::group::GroupId;
-use baatkaro_proto::{Command, Encode, Event, JoinRule, OkReply, ServerFrame, StoredEvent, Text};
+use baatkaro_proto::{
+    Command, Encode, Event, FileId, JoinRule, OfferStatus, OkReply, ServerFrame, StoredEvent, Text,
+};
 use baatkaro_server::store::sqlite::Sqlite;
 use baatkaro_server::store::{ConvKey, EventRecord, HistoryQuery, Store, Write};
 use common::process::{Running, serve, server_bin};
@@ -544,4 +546,260 @@ fn a_log_that_lost_what_the_database_indexes_is_refused_at_start() {
         }
         other => panic!("a start over a log missing acknowledged events: {:?}", other.map(|_| ())),
     }
+}
+
+/// The members of `#crash` as `c` lists them (MEMBERS), by name.
+async fn members(c: &mut Client) -> Vec<String> {
+    let (items, _) = c.ok(Command::Members { group: "crash".parse().unwrap() }).await;
+    items
+        .iter()
+        .map(|i| match i {
+            baatkaro_proto::Item::Member { user, .. } => user.to_string(),
+            other => panic!("MEMBERS: {other:?}"),
+        })
+        .collect()
+}
+
+/// What each stored event of a group's history is: `msg TEXT`, `joined USER`,
+/// `file ID`.
+fn kinds(events: &[StoredEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            StoredEvent::Message { text, .. } => format!("msg {}", text.as_str()),
+            StoredEvent::Joined { user, .. } => format!("joined {user}"),
+            StoredEvent::File { file, .. } => format!("file {file}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A JOIN of an open group is one batch of both halves: its membership (a row of
+/// the group's log, in the database) and its JOINED event (in the event log), so
+/// the batch is flagged FLAG_META in the log (events.rs, "Order of commit"). Killed
+/// after that batch reached the log and before the database committed it (the
+/// database put back as it was before the JOIN), the server starts with neither:
+/// the log is cut back to the batch, so bob is not a member, no JOINED is in the
+/// history, and the group's numbers go on from where they were, without a gap. The
+/// messages before it, in the log alone, are kept with their idempotency keys; bob
+/// joins again, under the number the lost JOINED had, reads a gapless history and
+/// sends, and all of it is there at the next start.
+///
+/// It fails if a start keeps the JOINED event of a batch whose membership never
+/// committed (the event without the member: a number bob never joined under, and
+/// a second JOINED of his after it), or loses the sends before it, or their keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_a_joins_event_and_its_membership_recovers_to_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts");
+    let mut alice = Client::register(addr, "alice").await;
+    let mut bob = Client::register(addr, "bob").await;
+    alice.ok(Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    // Sends go to the event log alone: past where the database indexes it.
+    for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+        assert_eq!(alice.say("#crash", &format!("m{}", i + 1), text).await, i as u64 + 1);
+    }
+    // Every batch so far is durable (each was answered); the server is idle.
+    let before = DatabaseAsOf::now(dir.path());
+    let logged = batches(dir.path()).len();
+
+    let join = Command::Join { group: "crash".parse().unwrap(), reason: None };
+    assert_eq!(
+        bob.ok(join.clone()).await.1,
+        OkReply::Join {
+            group: "crash".parse().unwrap(),
+            outcome: baatkaro_proto::JoinOutcome::Joined
+        }
+    );
+    assert!(
+        matches!(bob.stored().await, StoredEvent::Joined { seq: 4, .. }),
+        "the JOINED event is numbered 4"
+    );
+    kill(&mut running);
+    let after = batches(dir.path());
+    assert_eq!(after.len(), logged + 1, "the JOIN is one batch in the log: {after:?}");
+    assert_eq!(after.last().unwrap().1 & 1, 1, "flagged as having metadata: {after:?}");
+    // The crash: the log has the JOIN's batch, the database never committed it.
+    before.put_back();
+
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts after the crash");
+    let mut alice = Client::login(addr, "alice").await;
+    let mut bob = Client::login(addr, "bob").await;
+    assert_eq!(members(&mut alice).await, ["alice"], "bob's membership never committed");
+    let events = all_events(&mut alice, "#crash").await;
+    assert_eq!(
+        kinds(&events),
+        ["msg one", "msg two", "msg three"],
+        "the JOINED event of a membership that never committed is kept (or a send is lost)"
+    );
+    let (_, latest, _) = alice.history("#crash", 0, 1).await;
+    assert_eq!(latest, 3, "the group's newest number is the last send's");
+    bob.err(
+        Command::History {
+            conv: conv("#crash"),
+            range: baatkaro_proto::HistoryRange::After(0),
+            limit: 10,
+        },
+        baatkaro_proto::ErrorCode::NotMember,
+    )
+    .await;
+    // The sends' keys came back with them: a retry is the same send.
+    assert_eq!(alice.say("#crash", "m3", "three").await, 3, "m3 sent again");
+
+    // bob joins again, under the number the lost JOINED had, and sends.
+    bob.ok(join).await;
+    assert!(
+        matches!(bob.stored().await, StoredEvent::Joined { seq: 4, .. }),
+        "the JOINED event is numbered 4 again"
+    );
+    assert_eq!(members(&mut alice).await, ["alice", "bob"]);
+    assert_eq!(bob.say("#crash", "b1", "hello").await, 5);
+    let expected = ["msg one", "msg two", "msg three", "joined bob", "msg hello"];
+    assert_eq!(kinds(&all_events(&mut bob, "#crash").await), expected);
+    kill(&mut running);
+
+    // What came after the crash is as durable as the rest.
+    let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts again");
+    let mut bob = Client::login(addr, "bob").await;
+    assert_eq!(kinds(&all_events(&mut bob, "#crash").await), expected);
+    let mut alice = Client::login(addr, "alice").await;
+    assert_eq!(members(&mut alice).await, ["alice", "bob"]);
+    assert_eq!(alice.say("#crash", "m6", "six").await, 6);
+}
+
+/// Deterministic bytes that are not all alike, and their SHA-256.
+fn file_content(len: usize) -> (Vec<u8>, baatkaro_proto::Sha256) {
+    use sha2::Digest;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let sha = baatkaro_proto::Sha256(sha2::Sha256::digest(&data).into());
+    (data, sha)
+}
+
+/// FILE-OFFER of `data` to `#crash` as `notes.bin`: the file id and the status.
+async fn offer_file(c: &mut Client, data: &[u8]) -> (FileId, OfferStatus) {
+    let (_, sha256) = file_content(data.len());
+    let cmd = Command::FileOffer {
+        to: conv("#crash"),
+        size: data.len() as u64,
+        sha256,
+        name: baatkaro_proto::OfferName::new("notes.bin").unwrap(),
+    };
+    match c.ok(cmd).await.1 {
+        OkReply::FileOffer { file, status } => (file, status),
+        other => panic!("FILE-OFFER: {other:?}"),
+    }
+}
+
+/// FILE-CHUNK of all of `data` at once: the bytes held after it.
+async fn upload_all(c: &mut Client, file: FileId, data: &[u8]) -> u64 {
+    let cmd = Command::FileChunk { file, offset: 0, data: bytes::Bytes::copy_from_slice(data) };
+    match c.ok(cmd).await.1 {
+        OkReply::FileChunk { received, .. } => received,
+        other => panic!("FILE-CHUNK: {other:?}"),
+    }
+}
+
+/// The FILE items of FILES `#crash`: each file's id and sequence number.
+async fn shared_files(c: &mut Client) -> Vec<(FileId, u64)> {
+    let (items, _) = c.ok(Command::Files { conv: conv("#crash") }).await;
+    items
+        .iter()
+        .map(|i| match i {
+            baatkaro_proto::Item::Stored(StoredEvent::File { file, seq, .. }) => (*file, *seq),
+            other => panic!("FILES: {other:?}"),
+        })
+        .collect()
+}
+
+/// A FILE-COMMIT is one batch of both halves: the shared file's row (and its
+/// uploader's content, and the upload's end) in the database, its FILE event in
+/// the event log, so the batch is flagged FLAG_META in the log (events.rs, "Order
+/// of commit"). Killed after that batch reached the log and before the database
+/// committed it (the database put back as it was before the commit), the server
+/// starts with neither: no FILE event in the history, no file in FILES, the
+/// group's numbers going on gaplessly from the send before it. The upload is
+/// still open, holding what its last save said (nothing: its ranges are saved
+/// only every 64 MiB and when its connection goes), and its content is sent
+/// again and committed, under the number the lost FILE event had; the file
+/// downloads whole, and all of it is there at the next start.
+///
+/// It fails if a start keeps the FILE event of a batch whose file row never
+/// committed (an event naming a file no one can list or fetch), or if the
+/// upload cannot be finished after the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_a_files_event_and_its_row_recovers_to_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts");
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    assert_eq!(alice.say("#crash", "m1", "one").await, 1);
+    let (data, _) = file_content(100_000);
+    let (file, status) = offer_file(&mut alice, &data).await;
+    assert_eq!(status, OfferStatus::Need);
+    assert_eq!(upload_all(&mut alice, file, &data).await, data.len() as u64);
+    // Every batch so far is durable (each was answered); the server is idle.
+    let before = DatabaseAsOf::now(dir.path());
+    let logged = batches(dir.path()).len();
+
+    let (_, reply) = alice.ok(Command::FileCommit { file }).await;
+    assert_eq!(reply, OkReply::FileCommit { file, conv: conv("#crash"), seq: 2 });
+    kill(&mut running);
+    let after = batches(dir.path());
+    assert_eq!(after.len(), logged + 1, "the FILE-COMMIT is one batch in the log: {after:?}");
+    assert_eq!(after.last().unwrap().1 & 1, 1, "flagged as having metadata: {after:?}");
+    // The crash: the log has the commit's batch, the database never committed it.
+    before.put_back();
+
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts after the crash");
+    let mut alice = Client::login(addr, "alice").await;
+    assert_eq!(shared_files(&mut alice).await, [], "the file's row never committed");
+    let events = all_events(&mut alice, "#crash").await;
+    assert_eq!(
+        kinds(&events),
+        ["msg one"],
+        "the FILE event of a file whose row never committed is kept (or a send is lost)"
+    );
+    let (_, latest, _) = alice.history("#crash", 0, 1).await;
+    assert_eq!(latest, 1, "the group's newest number is the send's");
+    // The upload is open again, as its last save left it: the same offer finds it.
+    let (_, r) = alice.ok(Command::FileStatus { file }).await;
+    assert_eq!(r, OkReply::FileStatus { file, size: data.len() as u64, received: 0 });
+    assert_eq!(offer_file(&mut alice, &data).await, (file, OfferStatus::Need));
+    assert_eq!(upload_all(&mut alice, file, &data).await, data.len() as u64);
+    let (_, reply) = alice.ok(Command::FileCommit { file }).await;
+    assert_eq!(reply, OkReply::FileCommit { file, conv: conv("#crash"), seq: 2 });
+    assert_eq!(shared_files(&mut alice).await, [(file, 2)]);
+    assert_eq!(alice.say("#crash", "m3", "three").await, 3);
+    kill(&mut running);
+
+    // What came after the crash is as durable as the rest.
+    let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let mut alice = Client::login(addr.expect("it starts again"), "alice").await;
+    let events = all_events(&mut alice, "#crash").await;
+    assert!(
+        matches!(&events[..], [_, StoredEvent::File { file: f, seq: 2, .. }, _] if *f == file),
+        "{events:?}"
+    );
+    assert_eq!(shared_files(&mut alice).await, [(file, 2)]);
+    let (items, _) = alice.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
+    let mut got = Vec::new();
+    for i in items {
+        let baatkaro_proto::Item::Chunk { offset, data, .. } = i else { panic!("{i:?}") };
+        assert_eq!(offset as usize, got.len(), "chunks in order");
+        got.extend_from_slice(&data);
+    }
+    assert!(got == data, "the download is byte-identical");
 }
