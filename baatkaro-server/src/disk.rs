@@ -41,6 +41,21 @@ const OPEN_MAX: usize = 64;
 /// How much of an upload is read back at a time to verify it.
 const VERIFY_PIECE: u64 = 1 << 20;
 
+/// Whether `f` holds exactly `size` bytes whose SHA-256 is `sha`, reading it back.
+fn holds(f: &ContentFile, size: u64, sha: &Sha256) -> io::Result<bool> {
+    if f.file().metadata()?.len() != size {
+        return Ok(false);
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut offset = 0;
+    while offset < size {
+        let len = VERIFY_PIECE.min(size - offset);
+        hasher.update(f.read_at(offset, len as usize)?);
+        offset += len;
+    }
+    Ok(hasher.finalize().as_slice() == sha.0)
+}
+
 /// The error code for a failed file operation: a full disk says so.
 pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
     match e.kind() {
@@ -158,6 +173,12 @@ impl Disk {
 
     /// Checks an upload's content against its SHA-256, reading it back, then
     /// [`Disk::settle`]s it. Whether it matched.
+    ///
+    /// An upload already settled finishes again from its content: [`Disk::settle`]
+    /// moves the content among the finished files before the commit that shares it
+    /// is stored, so a crash between the two leaves an upload whose bytes are all
+    /// held (if they were saved so) and whose own file is gone. Its content, read
+    /// back and matching, is what a new upload of the same bytes would have settled.
     pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {
         self.close_partial(id);
         let path = self.partial(id);
@@ -165,17 +186,25 @@ impl Disk {
             // An empty upload may never have been written.
             File::create(&path)?;
         }
-        let f = ContentFile::open_read(&path, self.direct)?;
-        let matches = f.file().metadata()?.len() == size && {
-            let mut hasher = sha2::Sha256::new();
-            let mut offset = 0;
-            while offset < size {
-                let len = VERIFY_PIECE.min(size - offset);
-                hasher.update(f.read_at(offset, len as usize)?);
-                offset += len;
+        let f = match ContentFile::open_read(&path, self.direct) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Ok(settled) = ContentFile::open_read(&self.content(sha), self.direct) else {
+                    return Err(e);
+                };
+                if holds(&settled, size, sha)? {
+                    return Ok(true);
+                }
+                // Content under its hash that does not hash to it is damage, not the
+                // uploader's mistake.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the finished file {sha} does not match its name"),
+                ));
             }
-            hasher.finalize().as_slice() == sha.0
+            Err(e) => return Err(e),
         };
+        let matches = holds(&f, size, sha)?;
         self.settle(id, sha, matches)?;
         Ok(matches)
     }

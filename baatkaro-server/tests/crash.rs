@@ -803,3 +803,62 @@ async fn a_crash_between_a_files_event_and_its_row_recovers_to_neither() {
     }
     assert!(got == data, "the download is byte-identical");
 }
+
+/// An upload whose every byte was saved as held (its connection closed after the
+/// last chunk) and whose FILE-COMMIT crashed after the content was moved among the
+/// finished files but before the commit was stored: after the restart FILE-STATUS
+/// still says every byte is held, so a client resends nothing and commits again,
+/// and that commit must succeed from the content already in place, the download
+/// byte-identical. (It failed with INTERNAL every time, the upload stuck until it
+/// expired, when the commit looked only for the unfinished upload's file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_settled_before_a_crash_commits_again_from_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts");
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    let (data, _) = file_content(100_000);
+    let (file, _) = offer_file(&mut alice, &data).await;
+    assert_eq!(upload_all(&mut alice, file, &data).await, data.len() as u64);
+    // The connection goes: what the upload holds is saved.
+    drop(alice);
+    let mut alice = Client::login(addr, "alice").await;
+    let (_, r) = alice.ok(Command::FileStatus { file }).await;
+    let held = OkReply::FileStatus { file, size: data.len() as u64, received: data.len() as u64 };
+    assert_eq!(r, held, "the upload's bytes were saved as held");
+    let before = DatabaseAsOf::now(dir.path());
+    let (_, reply) = alice.ok(Command::FileCommit { file }).await;
+    assert_eq!(reply, OkReply::FileCommit { file, conv: conv("#crash"), seq: 1 });
+    kill(&mut running);
+    // The crash: the content was moved and the log has the batch; the database
+    // never committed it.
+    before.put_back();
+
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let mut alice = Client::login(addr.expect("it starts after the crash"), "alice").await;
+    assert_eq!(shared_files(&mut alice).await, [], "the file's row never committed");
+    let (_, r) = alice.ok(Command::FileStatus { file }).await;
+    assert_eq!(r, held, "the saved upload is as it was");
+    let reply = alice.call(Command::FileCommit { file }).await.1;
+    assert_eq!(
+        reply,
+        Ok(OkReply::FileCommit { file, conv: conv("#crash"), seq: 1 }),
+        "an upload whose content is in place commits without its bytes sent again"
+    );
+    assert_eq!(shared_files(&mut alice).await, [(file, 1)]);
+    assert_eq!(alice.say("#crash", "m2", "two").await, 2);
+    kill(&mut running);
+
+    let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let mut alice = Client::login(addr.expect("it starts again"), "alice").await;
+    assert_eq!(shared_files(&mut alice).await, [(file, 1)]);
+    let (items, _) = alice.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
+    let mut got = Vec::new();
+    for i in items {
+        let baatkaro_proto::Item::Chunk { offset, data, .. } = i else { panic!("{i:?}") };
+        assert_eq!(offset as usize, got.len(), "chunks in order");
+        got.extend_from_slice(&data);
+    }
+    assert!(got == data, "the download is byte-identical");
+}
