@@ -3,8 +3,9 @@
 //! check (and nothing written to the damaged file after, nor to any file of the data
 //! directory through a clean stop); a data directory whose
 //! database went, or is another's, refused; uploads that stop at the disk's reserve
-//! while messages go on, also after a restart on a full disk; a cancelled upload's
-//! bytes deleted at once.
+//! while messages go on, also after a restart on a full disk; messages that fill the
+//! disk themselves refused as STORAGE_FULL, none acknowledged lost; a cancelled
+//! upload's bytes deleted at once.
 //!
 //! The full disk is a small tmpfs that the test mounts in a mount namespace of its
 //! own (`unshare -m`), entered with `nsenter` to run the server and seen from
@@ -692,4 +693,182 @@ async fn a_disk_full_of_files_keeps_send_working_also_after_a_restart() {
     drop(alice);
     assert!(terminate(child).success());
     let _ = log.rest();
+}
+
+/// The longest message text the server takes (`[limits]` `message`, SPEC.md 6.3).
+const MESSAGE_BYTES: usize = 16 * 1024;
+
+/// The text of the `n`th message of the full-disk test: [`MESSAGE_BYTES`] long,
+/// each one different from the first bytes on.
+fn long_text(n: usize) -> String {
+    let mut text = format!("message {n:05} fills the disk: ");
+    let pattern = format!("{n:05}abcdefghijklmnopqrstuvwxyz-");
+    while text.len() < MESSAGE_BYTES {
+        text.push_str(&pattern);
+    }
+    text.truncate(MESSAGE_BYTES);
+    text
+}
+
+/// The sequence numbers of messages.
+fn numbers(messages: &[(u64, String)]) -> Vec<u64> {
+    messages.iter().map(|(seq, _)| *seq).collect()
+}
+
+/// HISTORY of `#rust` after `after`, page by page, to its end: each message's
+/// sequence number and text.
+async fn messages_after(alice: &mut Client, after: u64) -> Vec<(u64, String)> {
+    let (mut all, mut from) = (Vec::new(), after);
+    for _ in 0..1_000 {
+        let (events, latest, _) = alice.history("#rust", from, 50).await;
+        for e in &events {
+            match e {
+                StoredEvent::Message { seq, text, .. } => all.push((*seq, text.to_string())),
+                other => panic!("not a message: {other:?}"),
+            }
+        }
+        match all.last() {
+            Some(&(seq, _)) if seq < latest && !events.is_empty() => from = seq,
+            _ => return all,
+        }
+    }
+    panic!("the history never ended");
+}
+
+/// Messages that fill the disk themselves are refused with the typed STORAGE_FULL
+/// (with `retry=`, SPEC.md 8), and nothing else goes wrong: the server stays up and
+/// answers reads, every acknowledged SEND is in the history under the sequence
+/// number its reply gave, one after the other with no gap, and no refused message
+/// is stored or delivered; once there is room again the next SEND takes the next
+/// number, a refused send retried with its key is stored once, and a restart reads
+/// back the same history. The disk is a 32 MiB tmpfs that something else filled to
+/// the last byte, so the server starts by letting go of its reserve; then 16 KiB
+/// messages, four at a time, fill what the reserve left.
+///
+/// Fails if the disk never fills within the bounds (a silent failure), if a refusal
+/// carries another code (INTERNAL: `LogError::Full` mapped to anything but
+/// `StoreError::Full`) or no `retry=`, if the server stops, closes the connection
+/// or panics, if a SEND is acknowledged that the log never took (a number given
+/// twice, or the history, or the restart's, lacks it), or if a refused SEND left a
+/// number used, an event delivered or its key remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the reload after a refused commit writes to SQLite (key_log.rs load: the key \
+            cut's transaction), which fails SQLITE_FULL on the full disk; the hub logs 'reload \
+            failed; stopping' and drops every session, while the process stays up, accepting \
+            and closing connections without a word, until SIGTERM"]
+async fn messages_that_fill_the_disk_are_refused_as_storage_full_and_none_acknowledged_is_lost() {
+    let started = std::time::Instant::now();
+    let disk = Tmpfs::mount("32m");
+    let flags = ["--store-reserve", "2097152"];
+    let (child, _log, addr) = disk.server(&flags);
+    let addr = addr.expect("it starts on the tmpfs");
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: "rust".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    assert_eq!(std::fs::metadata(disk.outside("data/baatkaro.reserve")).unwrap().len(), 2 << 20);
+    drop(alice);
+    assert!(terminate(child).success());
+
+    // Something else takes the rest of the disk, to the last byte.
+    let mut filler = std::fs::File::create(disk.outside("filler")).unwrap();
+    let piece = vec![1u8; 64 << 10];
+    for _ in 0..1024 {
+        if filler.write_all(&piece).is_err() {
+            break;
+        }
+    }
+    let _ = filler.sync_all();
+    drop(filler);
+    assert!(disk.free() < 64 << 10, "the disk is full: {}", disk.free());
+
+    // The server starts on it, letting go of its reserve: the room left for messages.
+    let (child, mut log, addr) = disk.server(&flags);
+    let addr = addr.unwrap_or_else(|| panic!("it starts on a full disk: {:?}", log.seen));
+    log.wait_for("let go of the space held for the database").unwrap();
+    assert!(!disk.outside("data/baatkaro.reserve").exists());
+    let mut alice = Client::login(addr, "alice").await;
+    let (_, before, _) = alice.history("#rust", 0, 1).await;
+
+    // Messages four at a time, until some are refused: the disk holds far fewer
+    // than the bound, and the deadline is far from how long they take.
+    let deadline = started + std::time::Duration::from_secs(120);
+    // Each acknowledged send's number and text; each refused one's key and text.
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut n = 0;
+    while refused.is_empty() {
+        assert!(n < 4_000, "4,000 messages of 16 KiB fitted on a 32 MiB disk: it never filled");
+        assert!(std::time::Instant::now() < deadline, "the disk did not fill in time ({n} sent)");
+        let mut tags = Vec::new();
+        for _ in 0..4 {
+            let (key, text) = (format!("full{n}"), long_text(n));
+            tags.push((alice.send(send(&key, &text)).await, key, text));
+            n += 1;
+        }
+        for (tag, key, text) in tags {
+            match alice.answer(tag).await.1 {
+                Ok(OkReply::Send { seq, .. }) => {
+                    let next = before + acked.len() as u64 + 1;
+                    assert_eq!(seq, next, "send {key}: the next number, given once");
+                    acked.push((seq, text));
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(f) => {
+                    assert_eq!(f.code, ErrorCode::StorageFull, "send {key} refused: {f:?}");
+                    assert!(f.retry_after.is_some_and(|ms| ms > 0), "with retry=: {f:?}");
+                    refused.push((key, text));
+                }
+            }
+        }
+    }
+    assert!(acked.len() >= 16, "the reserve held room for messages: {} stored", acked.len());
+    assert!(disk.free() < 4 * MESSAGE_BYTES as u64, "the disk was full: {}", disk.free());
+
+    // Each acknowledged SEND took the next number (above), and is in the history
+    // under it.
+    let history = messages_after(&mut alice, before).await;
+    let said = format!("{:?} of {:?}", numbers(&history), numbers(&acked));
+    assert!(history == acked, "the history is every acknowledged send, and nothing else: {said}");
+    // A new session is served too.
+    Client::login(addr, "alice").await;
+    // Nothing refused was delivered either: the MSGs seen are the acknowledged ones
+    // (each delivered after its reply, before the PING's).
+    alice.ok(Command::Ping).await;
+    let delivered: Vec<(u64, String)> = alice
+        .events
+        .drain(..)
+        .filter_map(|e| match e {
+            Event::Stored(StoredEvent::Message { seq, text, .. }) => Some((seq, text.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert!(delivered == acked, "delivered {:?}", numbers(&delivered));
+
+    // Room again: the next SEND takes the next number, and a refused one retried
+    // with its key is stored once.
+    std::fs::remove_file(disk.outside("filler")).unwrap();
+    let last = acked.last().unwrap().0;
+    let next = alice.say("#rust", "afterfree", "there is room again").await;
+    assert_eq!(next, last + 1, "no gap, no number used twice");
+    acked.push((next, "there is room again".to_string()));
+    let (key, text) = refused[0].clone();
+    let retried = alice.say("#rust", &key, &text).await;
+    assert_eq!(retried, next + 1, "the refused send is stored now, with the next number");
+    assert_eq!(alice.say("#rust", &key, &text).await, retried, "and only once");
+    acked.push((retried, text));
+    let history = messages_after(&mut alice, before).await;
+    assert!(history == acked, "the history with room: {:?}", numbers(&history));
+    drop(alice);
+    assert!(terminate(child).success());
+    let said = log.rest().join("\n");
+    assert!(!said.contains("panicked"), "{said}");
+
+    // The same history after a restart.
+    let (child, _log, addr) = disk.server(&flags);
+    let mut alice = Client::login(addr.expect("it starts again"), "alice").await;
+    let history = messages_after(&mut alice, before).await;
+    let gapless: Vec<u64> = (before + 1..=retried).collect();
+    assert_eq!(numbers(&history), gapless, "gapless after a restart");
+    assert!(history == acked, "every acknowledged send, after a restart");
+    drop(alice);
+    assert!(terminate(child).success());
 }
