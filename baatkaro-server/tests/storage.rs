@@ -752,10 +752,6 @@ async fn messages_after(alice: &mut Client, after: u64) -> Vec<(u64, String)> {
 /// twice, or the history, or the restart's, lacks it), or if a refused SEND left a
 /// number used, an event delivered or its key remembered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the reload after a refused commit writes to SQLite (key_log.rs load: the key \
-            cut's transaction), which fails SQLITE_FULL on the full disk; the hub logs 'reload \
-            failed; stopping' and drops every session, while the process stays up, accepting \
-            and closing connections without a word, until SIGTERM"]
 async fn messages_that_fill_the_disk_are_refused_as_storage_full_and_none_acknowledged_is_lost() {
     let started = std::time::Instant::now();
     let disk = Tmpfs::mount("32m");

@@ -375,10 +375,24 @@ impl KeyLog {
         }
         // One transaction: the cuts it replaces are deleted only with its row
         // written, or a failure between the two loses them.
-        let tx = conn.unchecked_transaction()?;
-        self.cut(&tx, rs, keys_since)?;
-        tx.commit()?;
-        self.remove_expired(conn, rs);
+        let floors = self.floors.clone();
+        let cut = conn.unchecked_transaction().map_err(StoreError::from).and_then(|tx| {
+            self.cut(&tx, rs, keys_since)?;
+            Ok(tx.commit()?)
+        });
+        match cut {
+            Ok(()) => self.remove_expired(conn, rs),
+            // The cut only records what this load left out, for the loads after
+            // it, which leave out as much by their own `keys_since`. On a full
+            // disk it waits for the next load or expiry: the reload after a
+            // commit refused for want of room must not fail for it and stop the
+            // server (SPEC.md 11.8).
+            Err(StoreError::Full(e)) => {
+                self.floors = floors;
+                tracing::warn!(error = %e, "the disk is full: the expired keys' cut waits");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
