@@ -21,7 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_baatkaro");
 /// A server in this process, on a fixed address so that it can be restarted there.
 struct TestServer {
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), baatkaro_server::server::ServeError>>,
 }
 
 fn config(dir: &Path) -> Config {
@@ -54,7 +54,11 @@ async fn start_with(cfg: Config, addr: Option<SocketAddr>) -> (TestServer, Socke
 impl TestServer {
     async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the server stopped as asked");
     }
 }
 
@@ -560,7 +564,7 @@ async fn a_client_that_only_listens_is_not_closed_for_idleness() {
     assert!(waited.is_err(), "the client heard {waited:?}");
     client.ok(baatkaro_proto::Command::Groups).await.unwrap();
     let _ = stop.send(());
-    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap().expect("the server stopped as asked");
 }
 
 impl Bin {

@@ -28,14 +28,18 @@ struct TestServer {
     addr: SocketAddr,
     fingerprint: Option<Fingerprint>,
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), baatkaro_server::server::ServeError>>,
 }
 
 impl TestServer {
     /// Stops the server and waits until its listener is closed.
     async fn stop(self) {
         let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the server stopped as asked");
     }
 }
 

@@ -21,7 +21,7 @@
 //! let config = Config::new("/tmp/baatkaro-data".into());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let server = Server::open(config).await?;
-//! server.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! server.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 

@@ -364,8 +364,13 @@ async fn serve(cfg: Config, idle: Arc<RuntimeIdle>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    server.paced(idle).serve(listener, stop.recv()).await;
-    ExitCode::SUCCESS
+    match server.paced(idle).serve(listener, stop.recv()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baatkaro-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Binds the listening socket, then opens and loads the store: the start-up work

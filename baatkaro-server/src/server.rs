@@ -64,6 +64,20 @@ pub enum StartError {
     Other(String),
 }
 
+/// Why [`Server::serve`] stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener may not serve plain text (SPEC.md 11.7), or the web origin
+    /// policy is unusable for the web listener's address; nothing was served.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The hub stopped on its own: its store failed in a way it cannot serve past
+    /// (the log says how). Every session was closed; a supervisor should start the
+    /// server again, which reopens and checks the store.
+    #[error("the server stopped: its store failed (the log says how)")]
+    Stopped,
+}
+
 /// A server whose store is open, ready to [`run`](Server::run).
 pub struct Server {
     cfg: Arc<Config>,
@@ -201,8 +215,12 @@ impl Server {
 
     /// Serves `listener` (the protocol over TCP) until `shutdown` completes, then
     /// stops accepting, tells every client, finishes every durable write and
-    /// returns. No web listener: see [`Server::serve`].
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    /// returns. No web listener: see [`Server::serve`], which says when it fails.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
         self.serve(Listeners { tcp: listener, web: None }, shutdown).await
     }
 
@@ -211,7 +229,16 @@ impl Server {
     /// `shutdown` completes; then stops as [`Server::run`] does. Commits are paced
     /// at saturation only if the server was given its runtime's hooks
     /// ([`Server::paced`]).
-    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    ///
+    /// Fails without serving if a listener may not serve plain text or the web
+    /// origin policy does not fit the web listener; and stops early, failing, if
+    /// the hub stops on its own ([`ServeError::Stopped`]) — a process that went on
+    /// accepting connections it could not serve would never be restarted.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
         let Server { cfg, hub, inbox, hub_tx, queued, disk, tls } = self;
         let Listeners { tcp: listener, web } = listeners;
         // The rule of SPEC.md 11.7 on the sockets actually served, which an
@@ -223,7 +250,7 @@ impl Server {
         {
             if tls.is_none() && !plaintext_allowed(addr.ip(), cfg.insecure_plaintext) {
                 tracing::error!("{}", ConfigError::Plaintext(addr));
-                return;
+                return Err(ConfigError::Plaintext(addr).into());
             }
         }
         let policy = match web.as_ref().map(|w| w.local_addr()) {
@@ -231,14 +258,29 @@ impl Server {
                 Ok(policy) => Arc::new(policy),
                 Err(e) => {
                     tracing::error!("{e}");
-                    return;
+                    return Err(e.into());
                 }
             },
             _ => Arc::default(),
         };
         let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         let handshake = Duration::from_millis(cfg.tls_handshake_ms);
-        let hub_task = tokio::spawn(hub.run(inbox));
+        // The hub's end is watched as a stop: it ends before being told to only when
+        // its store failed (a reload that failed, the store thread gone).
+        let (hub_end_tx, hub_end) = tokio::sync::oneshot::channel::<()>();
+        let hub_task = tokio::spawn(async move {
+            hub.run(inbox).await;
+            let _ = hub_end_tx.send(());
+        });
+        let hub_stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = hub_stopped.clone();
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                // Sent, or the task ended by a panic: either way the hub is gone.
+                _ = hub_end => stopped.store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        };
         let (stop_tx, stopping) = watch::channel(false);
         let session_config = SessionConfig {
             software: Software::new(concat!("baatkaro-server/", env!("CARGO_PKG_VERSION")))
@@ -408,9 +450,15 @@ impl Server {
                 drop((permit, guard));
             });
         }
-        tracing::info!("shutting down");
+        let on_its_own = hub_stopped.load(std::sync::atomic::Ordering::Relaxed);
+        if on_its_own {
+            tracing::error!("the hub stopped on its own: stopping the server");
+        } else {
+            tracing::info!("shutting down");
+        }
         drop((listener, web));
         let _ = stop_tx.send(true);
+        // (A hub that stopped on its own no longer reads its inbox: this fails.)
         let _ = hub_tx.send(HubMsg::Shutdown).await;
         drop((hub_tx, ctx));
         // The hub commits what it holds, says goodbye to every session, then stops.
@@ -418,6 +466,7 @@ impl Server {
         // Connections finish writing their BYE (each bounded by its linger time).
         while tasks.join_next().await.is_some() {}
         tracing::info!("stopped");
+        if on_its_own { Err(ServeError::Stopped) } else { Ok(()) }
     }
 }
 

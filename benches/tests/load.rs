@@ -78,5 +78,5 @@ fn open_loop_and_private_runs_against_a_running_server() {
     let r = run(&["--server", &addr, "--private", "--members", "4", "--messages", "100"]);
     assert_eq!(r["delivered"], 800, "{r}");
     let _ = stop.send(());
-    rt.block_on(server).unwrap();
+    rt.block_on(server).unwrap().expect("the server stopped as asked");
 }

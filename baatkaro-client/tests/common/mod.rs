@@ -21,7 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), baatkaro_server::server::ServeError>>>,
 }
 
 /// A test configuration: cheap hashes and passwords of any length.
@@ -54,7 +54,11 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task).await.expect("server stops in time").unwrap();
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server stops in time")
+                .unwrap()
+                .expect("the server stopped as asked");
         }
     }
 }

@@ -97,7 +97,7 @@ pub struct TestServer {
     /// The web listener, when started with [`TestServer::start_web`].
     pub web: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), baatkaro_server::server::ServeError>>>,
 }
 
 impl TestServer {
@@ -168,7 +168,11 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task).await.expect("server stops in time").unwrap();
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server stops in time")
+                .unwrap()
+                .expect("the server stopped as asked");
         }
     }
 }
