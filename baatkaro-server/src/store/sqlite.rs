@@ -439,10 +439,14 @@ impl Sqlite {
         // WAL lets readers and the writer overlap; FULL syncs the log at every commit.
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
-        // Profiles of small-group traffic showed the store thread busy in B-tree
-        // page fetches: a larger page cache keeps the hot pages of the index and
-        // metadata tables in memory.
-        self.conn.pragma_update(None, "cache_size", -65_536)?;
+        // 2 MiB of page cache (SQLite's default size). Events live in the event
+        // log; the database holds their index and the metadata, whose hot pages
+        // (the index's right edge, the tables' upper levels) fit in it, and which
+        // the kernel's page cache holds too. The 64 MiB it had when events were
+        // rows kept every new index page it wrote until it was full: the server's
+        // memory grew by 0.3 MB a million messages stored, for no throughput
+        // (BENCHMARKS.md, "SQLite's page cache back to 2 MiB").
+        self.conn.pragma_update(None, "cache_size", -2_048)?;
         // A checkpoint every 1,000 pages (SQLite's default; about 4 MB of log). The
         // log holds only index flushes and metadata since events went to the event
         // log, and a log that grew to 40 MB (10,000 pages) before it was reused
