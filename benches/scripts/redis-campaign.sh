@@ -5,10 +5,13 @@
 #   cargo build --release -p baatkaro-server -p baatkaro-benches
 #   bash benches/scripts/redis-campaign.sh target/release 3 > campaign.log
 #   python3 benches/scripts/medians.py < campaign.log
+# Shapes given after the rounds replace the targets' shapes, e.g. more rounds of one:
+#   bash benches/scripts/redis-campaign.sh target/release 8 "--groups 10 --members 10 --messages 10000"
 # Needs Debian's redis-server (apt-get install redis-server). The generator pins
 # itself and the server it starts (core 0); it runs on core 1.
 set -u
 bin=$1 rounds=${2:-3}
+shift $(($# < 2 ? $# : 2))
 # 10,000 messages a member where the issue's setup has it (10 x 10, 1 x 20); fewer
 # where that would take minutes a run.
 shapes=(
@@ -21,6 +24,9 @@ shapes=(
   "--groups 1 --members 100 --messages 300 --rate 10000"
   "--groups 1 --members 100 --messages 300 --rate 25000"
 )
+if [ $# -gt 0 ]; then
+  shapes=("$@")
+fi
 for round in $(seq 1 "$rounds"); do
   for shape in "${shapes[@]}"; do
     for target in baatkaro redis; do
