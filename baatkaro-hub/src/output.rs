@@ -379,7 +379,10 @@ pub enum DiskDone {
     Finished {
         /// The upload.
         file: FileId,
-        /// Whether the content matched, or why it could not be checked.
+        /// Whether the content matched, or why it could not be checked:
+        /// `UPLOAD_INCOMPLETE` when the bytes the upload held are gone (a crash
+        /// during an earlier commit of it), which the hub answers by forgetting
+        /// its ranges, so that they are sent again.
         result: Result<bool, ErrorCode>,
     },
     /// A cancelled upload's bytes are deleted.

@@ -41,21 +41,6 @@ const OPEN_MAX: usize = 64;
 /// How much of an upload is read back at a time to verify it.
 const VERIFY_PIECE: u64 = 1 << 20;
 
-/// Whether `f` holds exactly `size` bytes whose SHA-256 is `sha`, reading it back.
-fn holds(f: &ContentFile, size: u64, sha: &Sha256) -> io::Result<bool> {
-    if f.file().metadata()?.len() != size {
-        return Ok(false);
-    }
-    let mut hasher = sha2::Sha256::new();
-    let mut offset = 0;
-    while offset < size {
-        let len = VERIFY_PIECE.min(size - offset);
-        hasher.update(f.read_at(offset, len as usize)?);
-        offset += len;
-    }
-    Ok(hasher.finalize().as_slice() == sha.0)
-}
-
 /// The error code for a failed file operation: a full disk says so.
 pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
     match e.kind() {
@@ -173,12 +158,6 @@ impl Disk {
 
     /// Checks an upload's content against its SHA-256, reading it back, then
     /// [`Disk::settle`]s it. Whether it matched.
-    ///
-    /// An upload already settled finishes again from its content: [`Disk::settle`]
-    /// moves the content among the finished files before the commit that shares it
-    /// is stored, so a crash between the two leaves an upload whose bytes are all
-    /// held (if they were saved so) and whose own file is gone. Its content, read
-    /// back and matching, is what a new upload of the same bytes would have settled.
     pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {
         self.close_partial(id);
         let path = self.partial(id);
@@ -186,25 +165,17 @@ impl Disk {
             // An empty upload may never have been written.
             File::create(&path)?;
         }
-        let f = match ContentFile::open_read(&path, self.direct) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let Ok(settled) = ContentFile::open_read(&self.content(sha), self.direct) else {
-                    return Err(e);
-                };
-                if holds(&settled, size, sha)? {
-                    return Ok(true);
-                }
-                // Content under its hash that does not hash to it is damage, not the
-                // uploader's mistake.
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the finished file {sha} does not match its name"),
-                ));
+        let f = ContentFile::open_read(&path, self.direct)?;
+        let matches = f.file().metadata()?.len() == size && {
+            let mut hasher = sha2::Sha256::new();
+            let mut offset = 0;
+            while offset < size {
+                let len = VERIFY_PIECE.min(size - offset);
+                hasher.update(f.read_at(offset, len as usize)?);
+                offset += len;
             }
-            Err(e) => return Err(e),
+            hasher.finalize().as_slice() == sha.0
         };
-        let matches = holds(&f, size, sha)?;
         self.settle(id, sha, matches)?;
         Ok(matches)
     }
@@ -228,9 +199,11 @@ impl Disk {
             std::fs::remove_file(&path)?;
         } else {
             std::fs::rename(&path, &target)?;
-            // The rename itself must survive a crash.
-            File::open(&self.files)?.sync_all()?;
         }
+        // The rename must survive a crash; so must another settle's of the same
+        // content, which may have renamed it and not yet synced when this one found
+        // it there.
+        File::open(&self.files)?.sync_all()?;
         Ok(())
     }
 

@@ -464,9 +464,13 @@ impl HubTask {
                                 .map(|()| matches)
                                 .map_err(failed("settling an upload", file))
                         }
-                        None => disk
-                            .finish(&file, size, &sha256)
-                            .map_err(failed("finishing an upload", file)),
+                        None => disk.finish(&file, size, &sha256).map_err(|e| {
+                            if e.kind() == std::io::ErrorKind::NotFound {
+                                bytes_gone(file)
+                            } else {
+                                failed("finishing an upload", file)(e)
+                            }
+                        }),
                     };
                     report(DiskDone::Finished { file, result });
                 });
@@ -495,6 +499,19 @@ impl baatkaro_hub::Entropy for OsEntropy {
 }
 
 /// Logs a failed disk operation on `file` and gives its error code.
+/// An upload whose bytes the server said it held has no file: a crash came after
+/// its FILE-COMMIT moved them among the finished files (or, for a mismatch, deleted
+/// them) and before that commit was stored. Its content is not taken from the
+/// finished files, whose names anyone may know (SPEC.md 11.6): the uploader is told
+/// `UPLOAD_INCOMPLETE`, the hub forgets the ranges, and the bytes are sent again.
+fn bytes_gone(file: FileId) -> ErrorCode {
+    tracing::warn!(
+        %file,
+        "an upload's bytes are gone (a crash during its commit): its uploader sends them again"
+    );
+    ErrorCode::UploadIncomplete
+}
+
 fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
     move |e| {
         let code = disk::code_of(&e);

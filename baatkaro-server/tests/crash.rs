@@ -688,9 +688,15 @@ fn file_content(len: usize) -> (Vec<u8>, baatkaro_proto::Sha256) {
 
 /// FILE-OFFER of `data` to `#crash` as `notes.bin`: the file id and the status.
 async fn offer_file(c: &mut Client, data: &[u8]) -> (FileId, OfferStatus) {
+    offer_in(c, "#crash", data).await
+}
+
+/// FILE-OFFER to `to` as `notes.bin` of `data.len()` bytes whose SHA-256 is said to
+/// be that of [`file_content`] of that length (a lie if `data` is other bytes).
+async fn offer_in(c: &mut Client, to: &str, data: &[u8]) -> (FileId, OfferStatus) {
     let (_, sha256) = file_content(data.len());
     let cmd = Command::FileOffer {
-        to: conv("#crash"),
+        to: conv(to),
         size: data.len() as u64,
         sha256,
         name: baatkaro_proto::OfferName::new("notes.bin").unwrap(),
@@ -804,29 +810,37 @@ async fn a_crash_between_a_files_event_and_its_row_recovers_to_neither() {
     assert!(got == data, "the download is byte-identical");
 }
 
+/// Uploads `data` to `#crash` ([`offer_file`]), then drops the connection so that
+/// its ranges are saved as all held; alice again, on a new connection.
+async fn upload_held(addr: SocketAddr, mut alice: Client, data: &[u8]) -> (Client, FileId) {
+    let (file, status) = offer_file(&mut alice, data).await;
+    assert_eq!(status, OfferStatus::Need);
+    assert_eq!(upload_all(&mut alice, file, data).await, data.len() as u64);
+    drop(alice);
+    let mut alice = Client::login(addr, "alice").await;
+    let (_, r) = alice.ok(Command::FileStatus { file }).await;
+    let held = OkReply::FileStatus { file, size: data.len() as u64, received: data.len() as u64 };
+    assert_eq!(r, held, "the upload's bytes were saved as held");
+    (alice, file)
+}
+
 /// An upload whose every byte was saved as held (its connection closed after the
 /// last chunk) and whose FILE-COMMIT crashed after the content was moved among the
-/// finished files but before the commit was stored: after the restart FILE-STATUS
-/// still says every byte is held, so a client resends nothing and commits again,
-/// and that commit must succeed from the content already in place, the download
-/// byte-identical. (It failed with INTERNAL every time, the upload stuck until it
-/// expired, when the commit looked only for the unfinished upload's file.)
+/// finished files but before the commit was stored: after the restart its own bytes
+/// are gone though the saved ranges say they are held. The commit must not fail
+/// forever (it answered INTERNAL every time, the upload stuck until it expired):
+/// it is answered UPLOAD_INCOMPLETE, FILE-STATUS then says nothing is held (also
+/// after another restart), and the bytes sent again commit, the download
+/// byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_settled_before_a_crash_commits_again_from_its_content() {
+async fn an_upload_whose_bytes_a_crash_took_is_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
     let addr = addr.expect("it starts");
     let mut alice = Client::register(addr, "alice").await;
     alice.ok(Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
     let (data, _) = file_content(100_000);
-    let (file, _) = offer_file(&mut alice, &data).await;
-    assert_eq!(upload_all(&mut alice, file, &data).await, data.len() as u64);
-    // The connection goes: what the upload holds is saved.
-    drop(alice);
-    let mut alice = Client::login(addr, "alice").await;
-    let (_, r) = alice.ok(Command::FileStatus { file }).await;
-    let held = OkReply::FileStatus { file, size: data.len() as u64, received: data.len() as u64 };
-    assert_eq!(r, held, "the upload's bytes were saved as held");
+    let (mut alice, file) = upload_held(addr, alice, &data).await;
     let before = DatabaseAsOf::now(dir.path());
     let (_, reply) = alice.ok(Command::FileCommit { file }).await;
     assert_eq!(reply, OkReply::FileCommit { file, conv: conv("#crash"), seq: 1 });
@@ -838,20 +852,22 @@ async fn an_upload_settled_before_a_crash_commits_again_from_its_content() {
     let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
     let mut alice = Client::login(addr.expect("it starts after the crash"), "alice").await;
     assert_eq!(shared_files(&mut alice).await, [], "the file's row never committed");
-    let (_, r) = alice.ok(Command::FileStatus { file }).await;
-    assert_eq!(r, held, "the saved upload is as it was");
-    let reply = alice.call(Command::FileCommit { file }).await.1;
-    assert_eq!(
-        reply,
-        Ok(OkReply::FileCommit { file, conv: conv("#crash"), seq: 1 }),
-        "an upload whose content is in place commits without its bytes sent again"
-    );
-    assert_eq!(shared_files(&mut alice).await, [(file, 1)]);
+    alice.err(Command::FileCommit { file }, baatkaro_proto::ErrorCode::UploadIncomplete).await;
+    let nothing = OkReply::FileStatus { file, size: data.len() as u64, received: 0 };
+    assert_eq!(alice.ok(Command::FileStatus { file }).await.1, nothing, "the bytes are gone");
+    kill(&mut running);
+
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let mut alice = Client::login(addr.expect("it starts again"), "alice").await;
+    assert_eq!(alice.ok(Command::FileStatus { file }).await.1, nothing, "and stay gone");
+    assert_eq!(upload_all(&mut alice, file, &data).await, data.len() as u64);
+    let (_, reply) = alice.ok(Command::FileCommit { file }).await;
+    assert_eq!(reply, OkReply::FileCommit { file, conv: conv("#crash"), seq: 1 });
     assert_eq!(alice.say("#crash", "m2", "two").await, 2);
     kill(&mut running);
 
     let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
-    let mut alice = Client::login(addr.expect("it starts again"), "alice").await;
+    let mut alice = Client::login(addr.expect("it starts a third time"), "alice").await;
     assert_eq!(shared_files(&mut alice).await, [(file, 1)]);
     let (items, _) = alice.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
     let mut got = Vec::new();
@@ -861,4 +877,46 @@ async fn an_upload_settled_before_a_crash_commits_again_from_its_content() {
         got.extend_from_slice(&data);
     }
     assert!(got == data, "the download is byte-identical");
+}
+
+/// Knowing a file's SHA-256 is never enough to obtain it (SPEC.md 11.6), a crash
+/// included: alice offers other bytes under the hash and size of a file bob shared,
+/// uploads them, and her FILE-COMMIT is refused with HASH_MISMATCH, its bytes
+/// deleted; a crash before the upload's end was stored brings the upload back with
+/// its ranges saved as held. Her next FILE-COMMIT must not share bob's file (a
+/// commit that took the finished file of that hash for her missing bytes would), and
+/// she never reads it: the upload's bytes are gone, so she is told to send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_a_hash_mismatch_never_shares_the_file_of_that_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let addr = addr.expect("it starts");
+    let mut bob = Client::register(addr, "bob").await;
+    bob.ok(Command::Create { group: "secret".parse().unwrap(), rule: None }).await;
+    let (secret, _) = file_content(100_000);
+    let (bobs, _) = offer_in(&mut bob, "#secret", &secret).await;
+    assert_eq!(upload_all(&mut bob, bobs, &secret).await, secret.len() as u64);
+    bob.ok(Command::FileCommit { file: bobs }).await;
+    let mut alice = Client::register(addr, "alice").await;
+    alice.ok(Command::Create { group: "crash".parse().unwrap(), rule: Some(JoinRule::Open) }).await;
+    let other: Vec<u8> = secret.iter().map(|b| b ^ 0x5a).collect();
+    let (mut alice, file) = upload_held(addr, alice, &other).await;
+    let before = DatabaseAsOf::now(dir.path());
+    alice.err(Command::FileCommit { file }, baatkaro_proto::ErrorCode::HashMismatch).await;
+    kill(&mut running);
+    // The crash: the mismatch's bytes were deleted, its end never stored.
+    before.put_back();
+
+    let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
+    let mut alice = Client::login(addr.expect("it starts after the crash"), "alice").await;
+    let answer = alice.call(Command::FileCommit { file }).await.1;
+    assert_eq!(
+        answer.map_err(|f| f.code),
+        Err(baatkaro_proto::ErrorCode::UploadIncomplete),
+        "the commit of bytes the server no longer has must not succeed"
+    );
+    assert_eq!(shared_files(&mut alice).await, [], "nothing shared in #crash");
+    alice
+        .err(Command::FileGet { file, offset: 0, length: 0 }, baatkaro_proto::ErrorCode::NoSuchFile)
+        .await;
 }

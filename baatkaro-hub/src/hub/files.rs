@@ -446,6 +446,18 @@ impl Hub {
                         self.write(Write::UploadGone { id: file });
                         self.reply(conn, id, fail(ErrorCode::HashMismatch));
                     }
+                    Err(ErrorCode::UploadIncomplete) => {
+                        // The bytes it held are gone (SPEC.md 6.7, FILE-STATUS: after a
+                        // crash a server may hold fewer): from now on it holds none,
+                        // also after a restart, and the uploader sends them again.
+                        let mut rec = rec;
+                        rec.ranges = Ranges::new();
+                        if !self.damaged {
+                            self.write(Write::Upload(Box::new(rec.clone())));
+                        }
+                        self.files.uploads.insert(file, Upload::resumed(rec));
+                        self.reply(conn, id, fail(ErrorCode::UploadIncomplete));
+                    }
                     Err(code) => {
                         // Kept for another try (the disk may have room later).
                         self.files.uploads.insert(file, Upload::resumed(rec));
