@@ -462,7 +462,9 @@ impl Server {
         let _ = hub_tx.send(HubMsg::Shutdown).await;
         drop((hub_tx, ctx));
         // The hub commits what it holds, says goodbye to every session, then stops.
-        let _ = hub_task.await;
+        if let Err(e) = hub_task.await {
+            tracing::error!(error = %e, "the hub's task failed");
+        }
         // Connections finish writing their BYE (each bounded by its linger time).
         while tasks.join_next().await.is_some() {}
         tracing::info!("stopped");

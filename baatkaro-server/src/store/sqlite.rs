@@ -439,7 +439,7 @@ impl Sqlite {
         // WAL lets readers and the writer overlap; FULL syncs the log at every commit.
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "FULL")?;
-        // 2 MiB of page cache (SQLite's default size). Events live in the event
+        // 2 MiB of page cache (about SQLite's default). Events live in the event
         // log; the database holds their index and the metadata, whose hot pages
         // (the index's right edge, the tables' upper levels) fit in it, and which
         // the kernel's page cache holds too. The 64 MiB it had when events were
