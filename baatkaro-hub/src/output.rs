@@ -380,8 +380,8 @@ pub enum DiskDone {
         /// The upload.
         file: FileId,
         /// Whether the content matched, or why it could not be checked:
-        /// `UPLOAD_INCOMPLETE` when the bytes the upload held are gone (a crash
-        /// during an earlier commit of it), which the hub answers by forgetting
+        /// `UPLOAD_INCOMPLETE` when the bytes the upload held are gone (lost in a
+        /// crash, during an earlier commit of it, say), which the hub answers by forgetting
         /// its ranges, so that they are sent again.
         result: Result<bool, ErrorCode>,
     },

@@ -41,6 +41,20 @@ const OPEN_MAX: usize = 64;
 /// How much of an upload is read back at a time to verify it.
 const VERIFY_PIECE: u64 = 1 << 20;
 
+/// What checking an upload's content found ([`Disk::finish`], [`Disk::settle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// It is the offered content, now among the finished files.
+    Matched,
+    /// It is not the offered content; its bytes are deleted.
+    Mismatched,
+    /// The bytes the upload held are not there (a crash during an earlier commit
+    /// of it moved or deleted them): nothing was moved, and the bytes must be sent
+    /// again. Never made up from the finished files, whose names anyone may know
+    /// (SPEC.md 11.6).
+    Gone,
+}
+
 /// The error code for a failed file operation: a full disk says so.
 pub(crate) fn code_of(e: &io::Error) -> ErrorCode {
     match e.kind() {
@@ -157,15 +171,19 @@ impl Disk {
     }
 
     /// Checks an upload's content against its SHA-256, reading it back, then
-    /// [`Disk::settle`]s it. Whether it matched.
-    pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<bool> {
+    /// [`Disk::settle`]s it.
+    pub(crate) fn finish(&self, id: &FileId, size: u64, sha: &Sha256) -> io::Result<Settled> {
         self.close_partial(id);
         let path = self.partial(id);
         if size == 0 {
             // An empty upload may never have been written.
             File::create(&path)?;
         }
-        let f = ContentFile::open_read(&path, self.direct)?;
+        let f = match ContentFile::open_read(&path, self.direct) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Settled::Gone),
+            Err(e) => return Err(e),
+        };
         let matches = f.file().metadata()?.len() == size && {
             let mut hasher = sha2::Sha256::new();
             let mut offset = 0;
@@ -176,24 +194,41 @@ impl Disk {
             }
             hasher.finalize().as_slice() == sha.0
         };
-        self.settle(id, sha, matches)?;
-        Ok(matches)
+        self.settle(id, size, sha, matches)
     }
 
-    /// Settles a verified upload: on a match its content is made durable and moved
-    /// among the finished files (where the same content may already be); on a
-    /// mismatch it is deleted.
-    pub(crate) fn settle(&self, id: &FileId, sha: &Sha256, matches: bool) -> io::Result<()> {
+    /// Settles a verified upload of `size` bytes: on a match its content is made
+    /// durable and moved among the finished files (where the same content may
+    /// already be); on a mismatch it is deleted. An upload whose file is gone, or
+    /// is not `size` bytes long, is [`Settled::Gone`]: nothing is moved.
+    pub(crate) fn settle(
+        &self,
+        id: &FileId,
+        size: u64,
+        sha: &Sha256,
+        matches: bool,
+    ) -> io::Result<Settled> {
         self.close_partial(id);
         let path = self.partial(id);
         if !matches {
-            return std::fs::remove_file(&path);
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(Settled::Mismatched),
+            };
         }
-        if !path.exists() {
+        if size == 0 && !path.exists() {
             // An empty upload may never have been written.
             File::create(&path)?;
         }
-        File::open(&path)?.sync_all()?;
+        let held = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Settled::Gone),
+            Err(e) => return Err(e),
+        };
+        if held.metadata()?.len() != size {
+            return Ok(Settled::Gone);
+        }
+        held.sync_all()?;
         let target = self.content(sha);
         if target.exists() {
             std::fs::remove_file(&path)?;
@@ -204,7 +239,7 @@ impl Disk {
         // content, which may have renamed it and not yet synced when this one found
         // it there.
         File::open(&self.files)?.sync_all()?;
-        Ok(())
+        Ok(Settled::Matched)
     }
 
     /// Finished content, open for reading (a download reads all its chunks from it).

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Hasher;
 use crate::clock;
 use crate::conn::ConnHandle;
-use crate::disk::{self, Disk};
+use crate::disk::{self, Disk, Settled};
 use crate::pace::{Pace, RuntimeIdle};
 use crate::running_hash::RunningHash;
 use crate::store::writer::{Done, Job, Writer};
@@ -457,20 +457,15 @@ impl HubTask {
                 // read-back. Either way the running hash is done with.
                 let digest = self.hashes.remove(&file).and_then(|h| h.digest(size));
                 tokio::task::spawn_blocking(move || {
-                    let result = match digest {
-                        Some(digest) => {
-                            let matches = digest == sha256.0;
-                            disk.settle(&file, &sha256, matches)
-                                .map(|()| matches)
-                                .map_err(failed("settling an upload", file))
-                        }
-                        None => disk.finish(&file, size, &sha256).map_err(|e| {
-                            if e.kind() == std::io::ErrorKind::NotFound {
-                                bytes_gone(file)
-                            } else {
-                                failed("finishing an upload", file)(e)
-                            }
-                        }),
+                    let settled = match digest {
+                        Some(digest) => disk.settle(&file, size, &sha256, digest == sha256.0),
+                        None => disk.finish(&file, size, &sha256),
+                    };
+                    let result = match settled {
+                        Ok(Settled::Matched) => Ok(true),
+                        Ok(Settled::Mismatched) => Ok(false),
+                        Ok(Settled::Gone) => Err(bytes_gone(file)),
+                        Err(e) => Err(failed("finishing an upload", file)(e)),
                     };
                     report(DiskDone::Finished { file, result });
                 });
@@ -498,20 +493,18 @@ impl baatkaro_hub::Entropy for OsEntropy {
     }
 }
 
-/// Logs a failed disk operation on `file` and gives its error code.
-/// An upload whose bytes the server said it held has no file: a crash came after
-/// its FILE-COMMIT moved them among the finished files (or, for a mismatch, deleted
-/// them) and before that commit was stored. Its content is not taken from the
-/// finished files, whose names anyone may know (SPEC.md 11.6): the uploader is told
-/// `UPLOAD_INCOMPLETE`, the hub forgets the ranges, and the bytes are sent again.
+/// An upload whose bytes the server said it held has no file ([`Settled::Gone`]):
+/// the uploader is told `UPLOAD_INCOMPLETE`, the hub forgets the ranges, and the
+/// bytes are sent again.
 fn bytes_gone(file: FileId) -> ErrorCode {
     tracing::warn!(
         %file,
-        "an upload's bytes are gone (a crash during its commit): its uploader sends them again"
+        "an upload's bytes are gone (lost in a crash): its uploader sends them again"
     );
     ErrorCode::UploadIncomplete
 }
 
+/// Logs a failed disk operation on `file` and gives its error code.
 fn failed(what: &'static str, file: FileId) -> impl FnOnce(std::io::Error) -> ErrorCode {
     move |e| {
         let code = disk::code_of(&e);
