@@ -103,14 +103,15 @@ pub(crate) struct Files {
 }
 
 impl Files {
-    /// The files of a snapshot.
+    /// The files of a snapshot; new ids go on after the `next_id`th.
     pub(crate) fn load(
         uploads: Vec<UploadRecord>,
         files: Vec<FileRecord>,
         contents: Vec<(UserName, Sha256, u64)>,
         prefix: u64,
+        next_id: u64,
     ) -> Files {
-        let mut f = Files { prefix, ..Files::default() };
+        let mut f = Files { prefix, next_id, ..Files::default() };
         for rec in uploads {
             f.uploads.insert(rec.id, Upload::resumed(rec));
         }
@@ -125,6 +126,11 @@ impl Files {
             f.contents.entry(user).or_default().insert(sha, size);
         }
         f
+    }
+
+    /// How many ids were handed out: a reload goes on from there.
+    pub(crate) fn ids_given(&self) -> u64 {
+        self.next_id
     }
 
     fn new_id(&mut self) -> FileId {

@@ -537,7 +537,12 @@ impl Hub {
                 result: Err(Failure::new(ErrorCode::Internal)),
             });
         }
-        self.files = files::Files::load(snap.uploads, snap.files, snap.contents, self.file_prefix);
+        // Ids go on from the last one given: one given before a reload, to an upload
+        // the store does not hold (whose bytes are being dropped), must not name a
+        // new upload.
+        let given = self.files.ids_given();
+        self.files =
+            files::Files::load(snap.uploads, snap.files, snap.contents, self.file_prefix, given);
         // Sessions stay logged in across a reload as the accounts they name. One whose
         // account the store does not hold (a REGISTER in the batch that failed, whose
         // session was answered INTERNAL and so is not logged in) is logged out here
