@@ -716,6 +716,18 @@ async fn upload_all(c: &mut Client, file: FileId, data: &[u8]) -> u64 {
     }
 }
 
+/// FILE-GET of the whole of `file`: its bytes, the chunks checked to come in order.
+async fn download(c: &mut Client, file: FileId) -> Vec<u8> {
+    let (items, _) = c.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
+    let mut got = Vec::new();
+    for i in items {
+        let baatkaro_proto::Item::Chunk { offset, data, .. } = i else { panic!("{i:?}") };
+        assert_eq!(offset as usize, got.len(), "chunks in order");
+        got.extend_from_slice(&data);
+    }
+    got
+}
+
 /// The FILE items of FILES `#crash`: each file's id and sequence number.
 async fn shared_files(c: &mut Client) -> Vec<(FileId, u64)> {
     let (items, _) = c.ok(Command::Files { conv: conv("#crash") }).await;
@@ -800,14 +812,7 @@ async fn a_crash_between_a_files_event_and_its_row_recovers_to_neither() {
         "{events:?}"
     );
     assert_eq!(shared_files(&mut alice).await, [(file, 2)]);
-    let (items, _) = alice.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
-    let mut got = Vec::new();
-    for i in items {
-        let baatkaro_proto::Item::Chunk { offset, data, .. } = i else { panic!("{i:?}") };
-        assert_eq!(offset as usize, got.len(), "chunks in order");
-        got.extend_from_slice(&data);
-    }
-    assert!(got == data, "the download is byte-identical");
+    assert!(download(&mut alice, file).await == data, "the download is byte-identical");
 }
 
 /// Uploads `data` to `#crash` ([`offer_file`]), then drops the connection so that
@@ -869,14 +874,7 @@ async fn an_upload_whose_bytes_a_crash_took_is_sent_again() {
     let (_running, _log, addr) = serve(server_bin(dir.path(), &FAST));
     let mut alice = Client::login(addr.expect("it starts a third time"), "alice").await;
     assert_eq!(shared_files(&mut alice).await, [(file, 1)]);
-    let (items, _) = alice.ok(Command::FileGet { file, offset: 0, length: 0 }).await;
-    let mut got = Vec::new();
-    for i in items {
-        let baatkaro_proto::Item::Chunk { offset, data, .. } = i else { panic!("{i:?}") };
-        assert_eq!(offset as usize, got.len(), "chunks in order");
-        got.extend_from_slice(&data);
-    }
-    assert!(got == data, "the download is byte-identical");
+    assert!(download(&mut alice, file).await == data, "the download is byte-identical");
 }
 
 /// Knowing a file's SHA-256 is never enough to obtain it (SPEC.md 11.6), a crash

@@ -601,6 +601,19 @@ impl Tmpfs {
         root.join(self.inside.strip_prefix("/").unwrap()).join(rel)
     }
 
+    /// A file `filler` takes the rest of the tmpfs, to its last 64 KiB at most.
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.outside("filler")).unwrap();
+        let piece = vec![1u8; 64 << 10];
+        for _ in 0..1024 {
+            if filler.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let _ = filler.sync_all();
+        assert!(self.free() < 64 << 10, "the disk is full: {}", self.free());
+    }
+
     fn free(&self) -> u64 {
         baatkaro_server::space::free_space(&self.outside("")).unwrap().0
     }
@@ -670,15 +683,7 @@ async fn a_disk_full_of_files_keeps_send_working_also_after_a_restart() {
     assert!(terminate(child).success());
 
     // Something else takes the rest of the disk, to the last byte.
-    let mut filler = std::fs::File::create(disk.outside("filler")).unwrap();
-    let piece = vec![1u8; 64 << 10];
-    for _ in 0..1024 {
-        if filler.write_all(&piece).is_err() {
-            break;
-        }
-    }
-    let _ = filler.sync_all();
-    assert!(disk.free() < 64 << 10, "the disk is full: {}", disk.free());
+    disk.fill();
 
     // The server starts, using the space it held for the database, and SEND works.
     let (child, log, addr) = disk.server(&flags);
@@ -765,16 +770,7 @@ async fn messages_that_fill_the_disk_are_refused_as_storage_full_and_none_acknow
     assert!(terminate(child).success());
 
     // Something else takes the rest of the disk, to the last byte.
-    let mut filler = std::fs::File::create(disk.outside("filler")).unwrap();
-    let piece = vec![1u8; 64 << 10];
-    for _ in 0..1024 {
-        if filler.write_all(&piece).is_err() {
-            break;
-        }
-    }
-    let _ = filler.sync_all();
-    drop(filler);
-    assert!(disk.free() < 64 << 10, "the disk is full: {}", disk.free());
+    disk.fill();
 
     // The server starts on it, letting go of its reserve: the room left for messages.
     let (child, mut log, addr) = disk.server(&flags);
