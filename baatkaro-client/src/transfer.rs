@@ -252,6 +252,10 @@ impl Client {
     /// starts no more chunks, lets those under way finish — the server judges a
     /// cancel after the chunks before it, so their answers say what it holds — and
     /// commits nothing ([`ClientError::Cancelled`], or the chunk's error).
+    ///
+    /// A commit answered `UPLOAD_INCOMPLETE` (bytes the server said it held were lost
+    /// in a crash, SPEC.md 6.7) is followed by the same once more: what FILE-STATUS
+    /// now says is missing is sent again, then committed.
     async fn send_upload(
         &self,
         file: FileId,
@@ -260,6 +264,37 @@ impl Client {
         progress: &mut dyn FnMut(UploadProgress),
         stop: &AtomicBool,
     ) -> Result<(Seq, Conversation), ClientError> {
+        let mut again = true;
+        loop {
+            self.send_missing(file, path, size, progress, stop).await?;
+            match self.ok(Command::FileCommit { file }).await {
+                Ok((_, OkReply::FileCommit { seq, conv, .. })) => return Ok((seq, conv)),
+                Ok((_, other)) => {
+                    return Err(ClientError::Protocol(format!(
+                        "FILE-COMMIT answered with {other:?}"
+                    )));
+                }
+                Err(ClientError::Refused(f))
+                    if f.code == baatkaro_proto::ErrorCode::UploadIncomplete && again =>
+                {
+                    again = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends the ranges FILE-STATUS says the server lacks of an upload of `size`
+    /// bytes, as [`Client::send_upload`] says; [`ClientError::Cancelled`] once
+    /// `stop` is set.
+    async fn send_missing(
+        &self,
+        file: FileId,
+        path: &Path,
+        size: u64,
+        progress: &mut dyn FnMut(UploadProgress),
+        stop: &AtomicBool,
+    ) -> Result<(), ClientError> {
         let (items, _) = self.ok(Command::FileStatus { file }).await?;
         let mut held = baatkaro_proto::transfer::Ranges::new();
         for item in items {
@@ -319,10 +354,7 @@ impl Client {
         if stop.load(Ordering::Relaxed) {
             return Err(ClientError::Cancelled);
         }
-        match self.ok(Command::FileCommit { file }).await?.1 {
-            OkReply::FileCommit { seq, conv, .. } => Ok((seq, conv)),
-            other => Err(ClientError::Protocol(format!("FILE-COMMIT answered with {other:?}"))),
-        }
+        Ok(())
     }
 
     /// The files shared in a conversation, oldest first.
