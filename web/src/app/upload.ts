@@ -10,7 +10,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import type { Conv } from "../proto/types";
-import type { Done } from "./link";
+import { LinkError, type Done } from "./link";
 
 /** What is read from disk at a time while hashing. */
 const HASH_SLICE = 4 * 1024 * 1024;
@@ -89,7 +89,9 @@ export function offerName(name: string): string {
 
 /**
  * Uploads `file` to `conv`. `chunk` is the server's chunk size. Resolves with the
- * seq of the FILE event; rejects with what went wrong.
+ * seq of the FILE event; rejects with what went wrong. A commit answered
+ * `UPLOAD_INCOMPLETE` (bytes the server said it held were lost in a crash, SPEC.md
+ * 6.7) is followed, once, by what FILE-STATUS then says is missing, and a commit.
  */
 export async function upload(
   call: Call,
@@ -108,6 +110,28 @@ export async function upload(
     return offer.seq;
   }
   const id = offer.file;
+  for (let again = true; ; again = false) {
+    await sendMissing(call, id, file, chunk, onProgress);
+    try {
+      const commit = (await call({ verb: "FILE-COMMIT", file: id })).reply;
+      if (commit.verb !== "FILE-COMMIT") throw new Error("the server answered something else");
+      onProgress({ phase: "done", done: size, size });
+      return commit.seq;
+    } catch (e) {
+      if (!(again && e instanceof LinkError && e.code === "UPLOAD_INCOMPLETE")) throw e;
+    }
+  }
+}
+
+/** Sends the ranges of upload `id` that FILE-STATUS says the server lacks. */
+async function sendMissing(
+  call: Call,
+  id: string,
+  file: File,
+  chunk: number,
+  onProgress: (p: Progress) => void,
+): Promise<void> {
+  const size = file.size;
   const status = await call({ verb: "FILE-STATUS", file: id });
   const have = status.items.flatMap((i) => (i.verb === "HAVE" ? [{ offset: i.offset, length: i.length }] : []));
   let held = have.reduce((n, r) => n + r.length, 0);
@@ -128,8 +152,4 @@ export async function upload(
     }
   };
   await Promise.all(Array.from({ length: Math.min(WINDOW, pieces.length) }, worker));
-  const commit = (await call({ verb: "FILE-COMMIT", file: id })).reply;
-  if (commit.verb !== "FILE-COMMIT") throw new Error("the server answered something else");
-  onProgress({ phase: "done", done: size, size });
-  return commit.seq;
 }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 
 import { hashFile, missing, offerName, upload } from "../../src/app/upload";
-import type { Done } from "../../src/app/link";
+import { LinkError, type Done } from "../../src/app/link";
 import { fileNameProblem } from "../../src/proto/syntax";
 import type { Command } from "../../src/proto/types";
 
@@ -91,6 +91,44 @@ describe("an upload", () => {
     expect(sent.at(-1)?.verb).toBe("FILE-COMMIT");
     expect(phases[0]).toBe("hashing");
     expect(phases.at(-1)).toBe("done");
+  });
+
+  it("sends again, once, what a commit found lost (UPLOAD_INCOMPLETE), then commits", async () => {
+    const { sent, call: held } = server(10);
+    let commits = 0;
+    let lost = false;
+    const call = async (c: Command): Promise<Done> => {
+      if (c.verb === "FILE-COMMIT" && commits++ === 0) {
+        // The bytes the server said it held are gone: it holds none from now on.
+        lost = true;
+        sent.push(c);
+        throw new LinkError("refused", "upload incomplete", { code: "UPLOAD_INCOMPLETE" });
+      }
+      if (lost && c.verb === "FILE-STATUS") {
+        lost = false;
+        sent.push(c);
+        return { reply: { verb: "FILE-STATUS", file: "f1", size: 10, received: 0 }, items: [] };
+      }
+      return held(c);
+    };
+    const file = new File([new TextEncoder().encode("hello,moon")], "notes.txt");
+    const seq = await upload(call, "#rust", file, 4, () => {});
+    expect(seq).toBe(44);
+    expect(sent.map((c) => c.verb)).toEqual([
+      "FILE-OFFER", "FILE-STATUS", "FILE-COMMIT", "FILE-STATUS", "FILE-CHUNK", "FILE-CHUNK", "FILE-CHUNK", "FILE-COMMIT",
+    ]);
+    const offsets = sent.flatMap((c) => (c.verb === "FILE-CHUNK" ? [c.offset] : []));
+    expect(offsets).toEqual([0, 4, 8]);
+  });
+
+  it("gives up when a second commit is refused too", async () => {
+    const { call: held } = server(10);
+    const call = async (c: Command): Promise<Done> => {
+      if (c.verb === "FILE-COMMIT") throw new LinkError("refused", "upload incomplete", { code: "UPLOAD_INCOMPLETE" });
+      return held(c);
+    };
+    const file = new File([new TextEncoder().encode("hello,moon")], "notes.txt");
+    await expect(upload(call, "#rust", file, 4, () => {})).rejects.toMatchObject({ code: "UPLOAD_INCOMPLETE" });
   });
 
   it("shares content the user uploaded before at once", async () => {
