@@ -254,8 +254,9 @@ impl Client {
     /// commits nothing ([`ClientError::Cancelled`], or the chunk's error).
     ///
     /// A commit answered `UPLOAD_INCOMPLETE` (bytes the server said it held were lost
-    /// in a crash, SPEC.md 6.7) is followed by the same once more: what FILE-STATUS
-    /// now says is missing is sent again, then committed.
+    /// in a crash, SPEC.md 6.7) is followed by the same once more, unless `stop` is
+    /// set: what FILE-STATUS now says is missing is sent again, then committed.
+    /// `progress` then goes back to what the server holds.
     async fn send_upload(
         &self,
         file: FileId,
@@ -277,6 +278,9 @@ impl Client {
                 Err(ClientError::Refused(f))
                     if f.code == baatkaro_proto::ErrorCode::UploadIncomplete && again =>
                 {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(ClientError::Cancelled);
+                    }
                     again = false;
                 }
                 Err(e) => return Err(e),

@@ -226,6 +226,10 @@ impl Disk {
             Err(e) => return Err(e),
         };
         if held.metadata()?.len() != size {
+            // Not what the upload wrote (it is made its full size before its first
+            // chunk): what is sent again starts from a clean file.
+            drop(held);
+            std::fs::remove_file(&path)?;
             return Ok(Settled::Gone);
         }
         held.sync_all()?;

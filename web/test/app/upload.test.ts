@@ -43,10 +43,14 @@ describe("what an upload still has to send", () => {
 });
 
 describe("an upload", () => {
-  /** A server that holds `held` bytes of the upload already and records what it gets. */
+  /** A server that holds `held` bytes of the upload already and records what it gets;
+   * `lose()` makes it lose them. */
   function server(held: number) {
     const sent: Command[] = [];
     let have = held;
+    const lose = () => {
+      have = 0;
+    };
     const call = async (c: Command): Promise<Done> => {
       sent.push(c);
       switch (c.verb) {
@@ -66,7 +70,7 @@ describe("an upload", () => {
           throw new Error(`unexpected ${c.verb}`);
       }
     };
-    return { sent, call };
+    return { sent, call, lose };
   }
 
   it("resumes from what the server holds, sends the rest in chunks and commits", async () => {
@@ -94,31 +98,32 @@ describe("an upload", () => {
   });
 
   it("sends again, once, what a commit found lost (UPLOAD_INCOMPLETE), then commits", async () => {
-    const { sent, call: held } = server(10);
+    const { sent, call: held, lose } = server(10);
     let commits = 0;
-    let lost = false;
     const call = async (c: Command): Promise<Done> => {
       if (c.verb === "FILE-COMMIT" && commits++ === 0) {
         // The bytes the server said it held are gone: it holds none from now on.
-        lost = true;
+        lose();
         sent.push(c);
         throw new LinkError("refused", "upload incomplete", { code: "UPLOAD_INCOMPLETE" });
-      }
-      if (lost && c.verb === "FILE-STATUS") {
-        lost = false;
-        sent.push(c);
-        return { reply: { verb: "FILE-STATUS", file: "f1", size: 10, received: 0 }, items: [] };
       }
       return held(c);
     };
     const file = new File([new TextEncoder().encode("hello,moon")], "notes.txt");
-    const seq = await upload(call, "#rust", file, 4, () => {});
+    const seen: { phase: string; done: number; resumedFrom?: number }[] = [];
+    const seq = await upload(call, "#rust", file, 4, (p) => seen.push(p));
     expect(seq).toBe(44);
     expect(sent.map((c) => c.verb)).toEqual([
       "FILE-OFFER", "FILE-STATUS", "FILE-COMMIT", "FILE-STATUS", "FILE-CHUNK", "FILE-CHUNK", "FILE-CHUNK", "FILE-COMMIT",
     ]);
     const offsets = sent.flatMap((c) => (c.verb === "FILE-CHUNK" ? [c.offset] : []));
     expect(offsets).toEqual([0, 4, 8]);
+    // All held at first, then nothing: the second pass counts up again from 0.
+    const uploading = seen.filter((p) => p.phase === "uploading");
+    expect(uploading.map((p) => p.done)).toEqual([10, 0, 4, 8, 10]);
+    expect(uploading[0]!.resumedFrom).toBe(10);
+    expect(uploading[1]!.resumedFrom).toBeUndefined();
+    expect(seen.at(-1)).toMatchObject({ phase: "done", done: 10 });
   });
 
   it("gives up when a second commit is refused too", async () => {
