@@ -136,7 +136,9 @@ impl Files {
     fn new_id(&mut self) -> FileId {
         loop {
             self.next_id += 1;
-            let id = format!("f{:x}{:x}", self.prefix & 0xffff_ffff, self.next_id);
+            // The prefix at its full width: unpadded, one run's prefix and count
+            // could spell another's (`abc` then `12`, `abc1` then `2`).
+            let id = format!("f{:08x}{:x}", self.prefix & 0xffff_ffff, self.next_id);
             // Hex digits after an 'f': always a valid id.
             if let Ok(id) = FileId::new(&id)
                 && !self.shared.contains_key(&id)
@@ -668,5 +670,23 @@ impl Hub {
             // Deleted once the store forgot it: a failed commit brings it back.
             self.open_outs.push(super::Out::DropUpload(file, None));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids of two runs never coincide unless their prefixes do: the prefix is
+    /// written at its full width (fails if it is not: `abc` then `12` and `abc1`
+    /// then `2` both gave `fabc12`).
+    #[test]
+    fn ids_of_runs_with_different_prefixes_differ() {
+        let first = Files::load(vec![], vec![], vec![], 0xabc, 0x11).new_id();
+        let second = Files::load(vec![], vec![], vec![], 0xabc1, 0x1).new_id();
+        assert_ne!(first, second);
+        assert_eq!(first.as_str(), "f00000abc12");
+        let widest = Files::load(vec![], vec![], vec![], u64::MAX, u64::MAX - 1).new_id();
+        assert_eq!(widest.as_str().len(), 1 + 8 + 16, "within the 64 octets of a file id");
     }
 }
