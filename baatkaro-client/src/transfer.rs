@@ -268,13 +268,8 @@ impl Client {
         let mut again = true;
         loop {
             self.send_missing(file, path, size, progress, stop).await?;
-            match self.ok(Command::FileCommit { file }).await {
-                Ok((_, OkReply::FileCommit { seq, conv, .. })) => return Ok((seq, conv)),
-                Ok((_, other)) => {
-                    return Err(ClientError::Protocol(format!(
-                        "FILE-COMMIT answered with {other:?}"
-                    )));
-                }
+            match self.commit_file(file).await {
+                Ok((conv, seq)) => return Ok((seq, conv)),
                 Err(ClientError::Refused(f))
                     if f.code == baatkaro_proto::ErrorCode::UploadIncomplete && again =>
                 {
